@@ -1,0 +1,144 @@
+//! Library errors and the process exit codes they map to.
+//!
+//! Every error names the file, key, source, column or row it concerns and, where there is one,
+//! what the user can do about it. Bad *rows* are never errors: they are data (the quarantine).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Exit codes, after BSD `sysexits.h`; documented in the README.
+pub mod exit {
+    /// Success.
+    pub const OK: i32 = 0;
+    /// Runtime or I/O error.
+    pub const RUNTIME: i32 = 1;
+    /// Input data rejected beyond a source's tolerance (`EX_DATAERR`).
+    pub const DATA_REJECTED: i32 = 65;
+    /// Internal invariant violated: a bug in migstat (`EX_SOFTWARE`).
+    pub const INTERNAL: i32 = 70;
+    /// Spec or configuration error (`EX_CONFIG`).
+    pub const CONFIG: i32 = 78;
+}
+
+/// One problem found while compiling a pipeline spec or a schema: the file, the key path inside
+/// it (`sources.permits.schema`, `fields[3].constraints.maximum`) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecIssue {
+    pub file: PathBuf,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for SpecIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.file.display(), self.key, self.message)
+        }
+    }
+}
+
+/// Why a source was rejected as a whole (too many bad rows, or an unreadable header).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Rejection {
+    pub source_id: String,
+    pub reason: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the pipeline spec has {} problem(s):\n{}", .0.len(), join_lines(.0))]
+    Spec(Vec<SpecIssue>),
+
+    #[error("input data rejected:\n{}", join_lines(.0.iter().map(|r| format!("source `{}`: {}", r.source_id, r.reason))))]
+    Rejected(Vec<Rejection>),
+
+    #[error("I/O error on {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{context}: {source}")]
+    Polars {
+        context: String,
+        #[source]
+        source: polars::error::PolarsError,
+    },
+
+    #[error("{0}")]
+    Usage(String),
+
+    #[error("internal error (a bug in migstat, please report it): {0}")]
+    Internal(String),
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "source `{}`: {}", self.source_id, self.reason)
+    }
+}
+
+fn join_lines<I, T>(items: I) -> String
+where
+    I: IntoIterator<Item = T>,
+    T: fmt::Display,
+{
+    items
+        .into_iter()
+        .map(|i| format!("  - {i}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl Error {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Spec(_) | Error::Usage(_) => exit::CONFIG,
+            Error::Rejected(_) => exit::DATA_REJECTED,
+            Error::Internal(_) => exit::INTERNAL,
+            Error::Io { .. } | Error::Polars { .. } => exit::RUNTIME,
+        }
+    }
+
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub fn polars(context: impl Into<String>, source: polars::error::PolarsError) -> Self {
+        Error::Polars {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Attach a path to `std::io::Result`s.
+pub trait IoContext<T> {
+    fn at(self, path: &Path) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, path: &Path) -> Result<T> {
+        self.map_err(|e| Error::io(path, e))
+    }
+}
+
+/// Attach a context sentence to polars results.
+pub trait PolarsContext<T> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> PolarsContext<T> for polars::error::PolarsResult<T> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|e| Error::polars(context(), e))
+    }
+}

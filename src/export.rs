@@ -1,0 +1,134 @@
+//! Export: writes frames to Parquet files, deterministically and in bounded memory.
+//!
+//! Input: a stream of polars frames of one schema (accepted records, quarantine rows).
+//! Output: one zstd-compressed Parquet file with column statistics and key-value metadata, and
+//! its [`OutputFile`] record (path, rows, bytes, blake3) for the manifest.
+//!
+//! Frames are buffered up to a row-group size and written as they fill, so memory is bounded by
+//! one row group. Row groups depend only on the data and the row-group size, never on timing, so
+//! the same input gives the same bytes.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+use serde::Serialize;
+
+use crate::error::{IoContext, PolarsContext, Result};
+
+/// Rows per Parquet row group.
+pub const ROW_GROUP_ROWS: usize = 256 * 1024;
+
+/// A written file, as the manifest lists it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct OutputFile {
+    /// Relative to the output directory, `/`-separated.
+    pub path: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub blake3: String,
+}
+
+pub struct ParquetSink {
+    path: PathBuf,
+    writer: polars::io::parquet::write::BatchedWriter<BufWriter<File>>,
+    pending: Option<DataFrame>,
+    rows: u64,
+}
+
+impl ParquetSink {
+    /// Create `path` for frames of `schema`; `metadata` becomes the file's key-value metadata.
+    pub fn create(path: &Path, schema: &Schema, metadata: &[(String, String)]) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).at(dir)?;
+        }
+        let file = File::create(path).at(path)?;
+        let writer = ParquetWriter::new(BufWriter::with_capacity(1 << 20, file))
+            .with_compression(ParquetCompression::Zstd(None))
+            .with_statistics(StatisticsOptions::full())
+            .with_row_group_size(Some(ROW_GROUP_ROWS))
+            .with_key_value_metadata(Some(KeyValueMetadata::from_static(metadata.to_vec())))
+            .batched(schema)
+            .ctx(|| format!("creating Parquet file {}", path.display()))?;
+        Ok(ParquetSink {
+            path: path.to_path_buf(),
+            writer,
+            pending: None,
+            rows: 0,
+        })
+    }
+
+    pub fn write(&mut self, df: DataFrame) -> Result<()> {
+        if df.height() == 0 {
+            return Ok(());
+        }
+        self.rows += df.height() as u64;
+        let pending = match self.pending.take() {
+            None => df,
+            Some(mut p) => {
+                p.vstack_mut_owned(df)
+                    .ctx(|| format!("buffering rows for {}", self.path.display()))?;
+                p
+            }
+        };
+        if pending.height() >= ROW_GROUP_ROWS {
+            self.flush(pending)?;
+        } else {
+            self.pending = Some(pending);
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, mut df: DataFrame) -> Result<()> {
+        df.rechunk_mut();
+        self.writer
+            .write_batch(&df)
+            .ctx(|| format!("writing {}", self.path.display()))
+    }
+
+    /// Write what is buffered, close the file and hash it.
+    pub fn finish(mut self, out_dir: &Path) -> Result<OutputFile> {
+        if let Some(p) = self.pending.take() {
+            self.flush(p)?;
+        }
+        self.writer
+            .finish()
+            .ctx(|| format!("finishing {}", self.path.display()))?;
+        drop(self.writer);
+        let (bytes, hash) = hash_file(&self.path)?;
+        Ok(OutputFile {
+            path: relative(&self.path, out_dir),
+            rows: self.rows,
+            bytes,
+            blake3: hash,
+        })
+    }
+}
+
+/// Size and blake3 hash of a file, streamed.
+pub fn hash_file(path: &Path) -> Result<(u64, String)> {
+    let mut h = blake3::Hasher::new();
+    let file = File::open(path).at(path)?;
+    h.update_reader(file).at(path)?;
+    let bytes = std::fs::metadata(path).at(path)?.len();
+    Ok((bytes, h.finalize().to_hex().to_string()))
+}
+
+/// `path` relative to `base`, with `/` separators.
+pub fn relative(path: &Path, base: &Path) -> String {
+    let p = path.strip_prefix(base).unwrap_or(path);
+    p.components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Write `bytes` to `path` through a temporary file and a rename, so a reader never sees half a file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).at(dir)?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).at(&tmp)?;
+    std::fs::rename(&tmp, path).at(path)
+}

@@ -1,0 +1,346 @@
+//! Runner: executes a compiled [`Plan`] stage by stage and accounts for every row.
+//!
+//! Input: a [`Plan`] and an output directory. Output: in `out/`, the accepted records
+//! (`restricted/accepted/<source>.parquet`), the quarantine (`quarantine/<source>.parquet`) and
+//! `manifest.json`; or, when a source is rejected, the same files under `out/failed/<run-id>/`
+//! and [`Error::Rejected`] (nothing in `out/` is replaced).
+//!
+//! Each source streams through ingest → validate → export one chunk at a time, so memory is
+//! bounded by the chunk size (plus the key sets of `unique` fields). After the run,
+//! `rows_read == rows_accepted + rows_quarantined` is checked for every source from independent
+//! counts (rows written to each side); a violation is an internal error.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, IoContext, Rejection, Result};
+use crate::export::{OutputFile, ParquetSink, hash_file, write_atomic};
+use crate::ingest::FileChunks;
+use crate::quarantine::{self, Rule};
+use crate::spec::{Plan, SourcePlan, clean_path};
+use crate::validate::Validator;
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub out_dir: PathBuf,
+    /// Draw progress bars on stderr (the CLI sets this only when stderr is a terminal).
+    pub progress: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InputFile {
+    /// As found from the spec: relative to the spec file's directory.
+    pub path: String,
+    pub bytes: u64,
+    pub blake3: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SourceReport {
+    pub id: String,
+    pub files: Vec<InputFile>,
+    pub rows_read: u64,
+    pub rows_accepted: u64,
+    pub rows_quarantined: u64,
+    pub max_invalid_fraction: f64,
+    /// Problems per rule; a row with two problems counts under both.
+    pub quarantine_by_rule: BTreeMap<String, u64>,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub run_id: String,
+    /// `succeeded` or `rejected`.
+    pub status: String,
+    pub pipeline_id: String,
+    pub pipeline_hash: String,
+    pub spec: String,
+    pub migstat_version: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub reference_date: String,
+    pub reference_period: [String; 2],
+    pub sources: Vec<SourceReport>,
+    /// Sources rejected as a whole; non-empty exactly when `status` is `rejected`.
+    pub rejections: Vec<Rejection>,
+    pub outputs: Vec<OutputFile>,
+}
+
+fn new_run_id(plan: &Plan) -> String {
+    let now = chrono::Utc::now();
+    let salt = format!("{}{}{}", plan.spec_hash, now.timestamp_nanos_opt().unwrap_or_default(), std::process::id());
+    format!("{}-{}", now.format("%Y%m%dT%H%M%SZ"), &blake3::hash(salt.as_bytes()).to_hex()[..6])
+}
+
+/// Run the plan. When every source is within tolerance the outputs replace those in
+/// `opts.out_dir`; otherwise (`manifest.status == "rejected"`) they are kept under
+/// `out/failed/<run-id>/` and `out/` is left as it was. Errors are I/O, polars or internal ones.
+pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Manifest> {
+    let started = chrono::Utc::now();
+    let run_id = new_run_id(plan);
+    let out = &opts.out_dir;
+    let staging = out.join(".staging").join(&run_id);
+    std::fs::create_dir_all(&staging).at(&staging)?;
+    tracing::info!(run_id = %run_id, pipeline = %plan.pipeline_id, "run started");
+
+    let spec_dir = plan.spec_path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let mut sources = Vec::new();
+    let mut outputs = Vec::new();
+    let mut rejections = Vec::new();
+    for src in &plan.sources {
+        let t0 = Instant::now();
+        match run_source(plan, src, &spec_dir, &staging, opts) {
+            Ok((mut report, outs)) => {
+                report.seconds = (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+                if let Some(r) = tolerance(&report, src) {
+                    rejections.push(r);
+                }
+                tracing::info!(
+                    source = %src.id,
+                    rows_read = report.rows_read,
+                    rows_accepted = report.rows_accepted,
+                    rows_quarantined = report.rows_quarantined,
+                    seconds = report.seconds,
+                    "source validated"
+                );
+                sources.push(report);
+                outputs.extend(outs);
+            }
+            Err(Error::Rejected(r)) => rejections.extend(r),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&staging);
+                return Err(e);
+            }
+        }
+    }
+
+    for s in &sources {
+        if s.rows_read != s.rows_accepted + s.rows_quarantined {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(Error::Internal(format!(
+                "row conservation violated for source `{}`: read {}, accepted {}, quarantined {}",
+                s.id, s.rows_read, s.rows_accepted, s.rows_quarantined
+            )));
+        }
+    }
+
+    let manifest = Manifest {
+        run_id: run_id.clone(),
+        status: if rejections.is_empty() { "succeeded" } else { "rejected" }.into(),
+        pipeline_id: plan.pipeline_id.clone(),
+        pipeline_hash: plan.spec_hash.clone(),
+        spec: clean_path(&plan.spec_path).display().to_string(),
+        migstat_version: crate::VERSION.into(),
+        started_at: started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        reference_date: plan.reference_date.to_string(),
+        reference_period: [plan.reference_period.start.to_string(), plan.reference_period.end.to_string()],
+        sources,
+        rejections,
+        outputs,
+    };
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Internal(format!("serialising the manifest: {e}")))?;
+    write_atomic(&staging.join("manifest.json"), &json)?;
+
+    if !manifest.rejections.is_empty() {
+        let failed = out.join("failed").join(&run_id);
+        std::fs::create_dir_all(out.join("failed")).at(out)?;
+        std::fs::rename(&staging, &failed).at(&failed)?;
+        tracing::error!(run_id = %run_id, kept = %failed.display(), "run rejected; its quarantine and manifest are kept for inspection");
+        return Ok(manifest);
+    }
+
+    // Replace the previous outputs. (Atomic release switching comes with the publish stage.)
+    for dir in ["restricted", "quarantine"] {
+        let old = out.join(dir);
+        if old.exists() {
+            std::fs::remove_dir_all(&old).at(&old)?;
+        }
+        let new = staging.join(dir);
+        if new.exists() {
+            std::fs::rename(&new, &old).at(&old)?;
+        }
+    }
+    std::fs::rename(staging.join("manifest.json"), out.join("manifest.json")).at(&out.join("manifest.json"))?;
+    let _ = std::fs::remove_dir_all(&staging);
+    let _ = std::fs::remove_dir(out.join(".staging"));
+    tracing::info!(run_id = %run_id, "run succeeded");
+    Ok(manifest)
+}
+
+/// The rejection of a source whose quarantined fraction exceeds its tolerance, naming the top rules.
+fn tolerance(r: &SourceReport, src: &SourcePlan) -> Option<Rejection> {
+    if r.rows_read == 0 {
+        return None;
+    }
+    let fraction = r.rows_quarantined as f64 / r.rows_read as f64;
+    if fraction <= src.max_invalid_fraction {
+        return None;
+    }
+    let mut top: Vec<(&String, &u64)> = r.quarantine_by_rule.iter().collect();
+    top.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let reasons = top
+        .iter()
+        .take(3)
+        .map(|(rule, n)| format!("{rule} ×{n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some(Rejection {
+        source_id: src.id.clone(),
+        reason: format!(
+            "{} of {} rows ({:.2}%) failed validation, above max_invalid_fraction {:.2}%; top reasons: {reasons}. \
+             The run's quarantine is kept under out/failed/<run-id>/quarantine/{}.parquet",
+            r.rows_quarantined,
+            r.rows_read,
+            fraction * 100.0,
+            src.max_invalid_fraction * 100.0,
+            src.id
+        ),
+    })
+}
+
+fn run_source(
+    plan: &Plan,
+    src: &SourcePlan,
+    spec_dir: &Path,
+    staging: &Path,
+    opts: &RunOptions,
+) -> Result<(SourceReport, Vec<OutputFile>)> {
+    // File names as the spec reaches them (relative to the spec file): stable whatever the cwd.
+    let spec_dir = clean_path(spec_dir);
+    let names: Vec<String> = src
+        .files
+        .iter()
+        .map(|f| relative_to(&clean_path(f), &spec_dir).to_string_lossy().replace('\\', "/"))
+        .collect();
+    let mut files = Vec::new();
+    for (f, name) in src.files.iter().zip(&names) {
+        let (bytes, blake3) = hash_file(f)?;
+        files.push(InputFile {
+            path: name.clone(),
+            bytes,
+            blake3,
+        });
+    }
+    let mut validator = Validator::new(&src.id, &src.schema, names);
+
+    let metadata = vec![
+        ("migstat_version".to_string(), crate::VERSION.to_string()),
+        ("pipeline_id".to_string(), plan.pipeline_id.clone()),
+        ("pipeline_hash".to_string(), plan.spec_hash.clone()),
+        ("source_id".to_string(), src.id.clone()),
+        (
+            "input_blake3".to_string(),
+            files.iter().map(|f| format!("{}={}", f.path, f.blake3)).collect::<Vec<_>>().join(";"),
+        ),
+    ];
+    let accepted_path = staging.join("restricted").join("accepted").join(format!("{}.parquet", src.id));
+    let quarantine_path = staging.join("quarantine").join(format!("{}.parquet", src.id));
+    let mut accepted = ParquetSink::create(&accepted_path, &validator.accepted_schema(), &metadata)?;
+    let mut quarantined = ParquetSink::create(&quarantine_path, &quarantine::schema(), &metadata)?;
+
+    let total_bytes: u64 = files.iter().map(|f| f.bytes).sum();
+    let bar = progress_bar(opts.progress, total_bytes, &src.id);
+    let mut done_bytes = 0;
+    let (mut read, mut bad, mut good) = (0u64, 0u64, 0u64);
+    let mut by_rule: BTreeMap<Rule, u64> = BTreeMap::new();
+    for (fi, f) in files.iter().enumerate() {
+        let mut chunks = FileChunks::open(src, fi, plan.chunk_rows)?;
+        while let Some(chunk) = chunks.next_chunk()? {
+            let v = validator.validate(chunk)?;
+            read += v.rows_read;
+            bad += v.rows_quarantined;
+            good += v.accepted.height() as u64;
+            for (r, n) in v.by_rule {
+                *by_rule.entry(r).or_default() += n;
+            }
+            accepted.write(v.accepted)?;
+            quarantined.write(v.quarantine)?;
+            bar.set_position(done_bytes + chunks.position());
+        }
+        done_bytes += f.bytes;
+        bar.set_position(done_bytes);
+    }
+    bar.finish_and_clear();
+    let acc = accepted.finish(staging)?;
+    let qua = quarantined.finish(staging)?;
+    if acc.rows != good {
+        return Err(Error::Internal(format!("source `{}`: {} accepted rows counted, {} written", src.id, good, acc.rows)));
+    }
+    Ok((
+        SourceReport {
+            id: src.id.clone(),
+            files,
+            rows_read: read,
+            rows_accepted: acc.rows,
+            rows_quarantined: bad,
+            max_invalid_fraction: src.max_invalid_fraction,
+            quarantine_by_rule: by_rule.into_iter().map(|(r, n)| (r.as_str().to_string(), n)).collect(),
+            seconds: 0.0,
+        },
+        vec![acc, qua],
+    ))
+}
+
+/// `path` relative to `base` even when it is not below it (`../sample_data/x.csv`).
+fn relative_to(path: &Path, base: &Path) -> PathBuf {
+    let p: Vec<Component<'_>> = path.components().collect();
+    let b: Vec<Component<'_>> = base.components().collect();
+    let common = p.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    if common == 0 && (path.is_absolute() != base.is_absolute()) {
+        return path.to_path_buf();
+    }
+    let mut out = PathBuf::new();
+    for _ in common..b.len() {
+        out.push("..");
+    }
+    for c in &p[common..] {
+        out.push(c);
+    }
+    out
+}
+
+fn progress_bar(show: bool, total: u64, label: &str) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{prefix:>14} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(label.to_string());
+    bar
+}
+
+/// A short text summary of a manifest, for people (`--report text`).
+pub fn summary(m: &Manifest) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(s, "run {} of pipeline {}: {}", m.run_id, m.pipeline_id, m.status);
+    let _ = writeln!(s, "{:<22} {:>12} {:>12} {:>12}  top rules", "source", "read", "accepted", "quarantined");
+    for src in &m.sources {
+        let mut top: Vec<_> = src.quarantine_by_rule.iter().collect();
+        top.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let rules = top.iter().take(4).map(|(r, n)| format!("{r} {n}")).collect::<Vec<_>>().join(", ");
+        let _ = writeln!(s, "{:<22} {:>12} {:>12} {:>12}  {}", src.id, src.rows_read, src.rows_accepted, src.rows_quarantined, rules);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_cleaned_lexically() {
+        assert_eq!(clean_path(Path::new("pipelines/../sample_data/./a.csv")), PathBuf::from("sample_data/a.csv"));
+        assert_eq!(clean_path(Path::new("../x/../y")), PathBuf::from("../y"));
+        assert_eq!(relative_to(Path::new("sample_data/a.csv"), Path::new("pipelines")), PathBuf::from("../sample_data/a.csv"));
+        assert_eq!(relative_to(Path::new("pipelines/d/a.csv"), Path::new("pipelines")), PathBuf::from("d/a.csv"));
+    }
+}

@@ -1,0 +1,593 @@
+//! Sample: deterministic synthetic deliveries modelled on what an observatory receives.
+//!
+//! Input: an output directory, a scale and a seed. Output: six sources — a household survey on
+//! international migration and five administrative registers — written the way real deliveries
+//! arrive: French, Arabic and English codes, two date formats, one Windows-1252 file with `;`,
+//! a UTF-8 BOM, quoted fields with delimiters, quotes and newlines, CRLF line ends, one Parquet
+//! file, and about 1% invalid rows of several kinds (impossible ages and dates, malformed or
+//! unknown country codes, missing required values, duplicate ids, ragged rows).
+//!
+//! The generator uses its own small PRNG (SplitMix64) so the bytes never change with a
+//! dependency's version: the same scale and seed give the same files.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{Datelike, Duration, NaiveDate};
+use polars::prelude::*;
+
+use crate::error::{IoContext, PolarsContext, Result};
+
+/// SplitMix64 (Steele, Lea & Flood 2014): tiny, fast, and fixed forever.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64, stream: u64) -> Self {
+        Rng(seed ^ stream.wrapping_mul(0xA076_1D64_78BD_642F))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in [lo, hi] (inclusive).
+    pub fn range(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + (self.next_u64() % ((hi - lo + 1) as u64)) as i64
+    }
+
+    pub fn chance(&mut self, p: f64) -> bool {
+        self.unit() < p
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[(self.next_u64() % items.len() as u64) as usize]
+    }
+
+    /// Pick by weight.
+    pub fn weighted<'a, T>(&mut self, items: &'a [(T, u32)]) -> &'a T {
+        let total: u32 = items.iter().map(|(_, w)| w).sum();
+        let mut x = (self.next_u64() % u64::from(total)) as u32;
+        for (item, w) in items {
+            if x < *w {
+                return item;
+            }
+            x -= w;
+        }
+        &items[items.len() - 1].0
+    }
+}
+
+/// Countries that matter for Morocco's flows: (alpha-3, alpha-2, French name, weight as origin).
+const ORIGINS: &[(&str, &str, &str, u32)] = &[
+    ("SEN", "SN", "Sénégal", 14),
+    ("CIV", "CI", "Côte d'Ivoire", 12),
+    ("GIN", "GN", "Guinée", 10),
+    ("MLI", "ML", "Mali", 8),
+    ("CMR", "CM", "Cameroun", 7),
+    ("NGA", "NG", "Nigéria", 5),
+    ("COD", "CD", "Congo, République démocratique du", 5),
+    ("SYR", "SY", "Syrie", 6),
+    ("YEM", "YE", "Yémen", 3),
+    ("SDN", "SD", "Soudan", 3),
+    ("MRT", "MR", "Mauritanie", 4),
+    ("DZA", "DZ", "Algérie", 4),
+    ("TUN", "TN", "Tunisie", 2),
+    ("FRA", "FR", "France", 8),
+    ("ESP", "ES", "Espagne", 5),
+    ("CHN", "CN", "Chine", 3),
+    ("PHL", "PH", "Philippines", 2),
+];
+
+/// Morocco's 12 regions (2015) with a weight for population and accented commune names.
+const REGIONS: &[(&str, u32, &[&str])] = &[
+    ("01", 11, &["Tanger", "Tétouan", "Al Hoceïma"]),
+    ("02", 7, &["Oujda", "Nador", "Berkane"]),
+    ("03", 12, &["Fès", "Meknès", "Taza"]),
+    ("04", 14, &["Rabat", "Salé", "Kénitra", "Témara"]),
+    ("05", 7, &["Béni Mellal", "Khénifra", "Khouribga"]),
+    ("06", 20, &["Casablanca", "Mohammédia", "El Jadida", "Settat"]),
+    ("07", 13, &["Marrakech", "Safi", "Essaouira"]),
+    ("08", 5, &["Errachidia", "Ouarzazate", "Tinghir"]),
+    ("09", 8, &["Agadir", "Inezgane", "Taroudant"]),
+    ("10", 1, &["Guelmim", "Tan-Tan"]),
+    ("11", 1, &["Laâyoune", "Boujdour"]),
+    ("12", 1, &["Dakhla", "Aousserd"]),
+];
+
+/// The files a scale-1 sample writes, and the rows of each before corruption.
+struct Sizes {
+    psus_per_stratum: usize,
+    permit_persons: usize,
+    asylum: usize,
+    border: usize,
+    returns: usize,
+    trafficking: usize,
+}
+
+impl Sizes {
+    fn at(scale: u32) -> Self {
+        let s = scale as usize;
+        Sizes {
+            psus_per_stratum: 8 * s,
+            permit_persons: 3000 * s,
+            asylum: 1500 * s,
+            border: 20_000 * s,
+            returns: 400 * s,
+            trafficking: 120 * s,
+        }
+    }
+}
+
+/// Share of rows corrupted on purpose.
+const BAD_ROW_RATE: f64 = 0.01;
+
+/// Write every sample source into `dir`; returns each file and its data rows.
+pub fn generate(dir: &Path, scale: u32, seed: u64) -> Result<Vec<(PathBuf, u64)>> {
+    std::fs::create_dir_all(dir).at(dir)?;
+    let sizes = Sizes::at(scale);
+    let mut out = Vec::new();
+    out.push(survey(dir, &sizes, seed)?);
+    out.push(permits(dir, &sizes, seed)?);
+    out.push(asylum(dir, &sizes, seed)?);
+    out.push(border(dir, &sizes, seed)?);
+    out.push(returns(dir, &sizes, seed)?);
+    out.push(trafficking(dir, &sizes, seed)?);
+    Ok(out)
+}
+
+/// A CSV file being written: quoting, delimiter, line ending and encoding.
+struct CsvOut {
+    path: PathBuf,
+    w: BufWriter<File>,
+    delim: u8,
+    crlf: bool,
+    cp1252: bool,
+    rows: u64,
+    line: String,
+}
+
+impl CsvOut {
+    fn create(path: PathBuf, delim: u8, crlf: bool, cp1252: bool, bom: bool, header: &[&str]) -> Result<Self> {
+        let f = File::create(&path).at(&path)?;
+        let mut c = CsvOut { path, w: BufWriter::with_capacity(1 << 20, f), delim, crlf, cp1252, rows: 0, line: String::new() };
+        if bom {
+            c.w.write_all(b"\xEF\xBB\xBF").at(&c.path)?;
+        }
+        let h: Vec<String> = header.iter().map(|s| s.to_string()).collect();
+        c.record(&h)?;
+        c.rows = 0;
+        Ok(c)
+    }
+
+    fn record(&mut self, fields: &[String]) -> Result<()> {
+        self.line.clear();
+        for (i, f) in fields.iter().enumerate() {
+            if i > 0 {
+                self.line.push(self.delim as char);
+            }
+            if f.contains([self.delim as char, '"', '\n', '\r']) {
+                self.line.push('"');
+                self.line.push_str(&f.replace('"', "\"\""));
+                self.line.push('"');
+            } else {
+                self.line.push_str(f);
+            }
+        }
+        self.line.push_str(if self.crlf { "\r\n" } else { "\n" });
+        if self.cp1252 {
+            let (bytes, _, _) = encoding_rs::WINDOWS_1252.encode(&self.line);
+            self.w.write_all(&bytes).at(&self.path)?;
+        } else {
+            self.w.write_all(self.line.as_bytes()).at(&self.path)?;
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<(PathBuf, u64)> {
+        self.w.flush().at(&self.path)?;
+        Ok((self.path, self.rows))
+    }
+}
+
+/// The kinds of deliberate damage a row can carry.
+#[derive(Clone, Copy)]
+enum Damage {
+    Age(usize),
+    Date(usize),
+    Country(usize),
+    Missing(usize),
+    DuplicateId(usize),
+    ExtraField,
+    MissingField,
+}
+
+/// Damage a row in place (or return a ragged version of it). `last_id` is a previous row's id.
+fn damage(rng: &mut Rng, row: &mut Vec<String>, kinds: &[Damage], last_id: &str, iso_dates: bool) {
+    match *rng.pick(kinds) {
+        Damage::Age(i) => row[i] = rng.pick(&["150", "-3", "999", "abc"]).to_string(),
+        Damage::Date(i) => {
+            row[i] = if iso_dates {
+                rng.pick(&["2023-02-30", "2022-13-01", "2019-00-10", "31/12/2021"]).to_string()
+            } else {
+                rng.pick(&["31/02/2019", "00/05/2020", "12/13/2021", "2021-12-31"]).to_string()
+            }
+        }
+        Damage::Country(i) => row[i] = rng.pick(&["S3N", "??", "XX", "1234", "ZZZ"]).to_string(),
+        Damage::Missing(i) => row[i] = String::new(),
+        Damage::DuplicateId(i) => {
+            if !last_id.is_empty() {
+                row[i] = last_id.to_string()
+            } else {
+                row[i] = String::new()
+            }
+        }
+        Damage::ExtraField => row.push("extra".into()),
+        Damage::MissingField => {
+            row.pop();
+        }
+    }
+}
+
+fn ymd(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).unwrap_or(NaiveDate::MIN)
+}
+
+fn random_date(rng: &mut Rng, from: NaiveDate, to: NaiveDate) -> NaiveDate {
+    let span = (to - from).num_days().max(0);
+    from + Duration::days(rng.range(0, span))
+}
+
+fn age_at(birth: NaiveDate, at: NaiveDate) -> i64 {
+    let mut a = i64::from(at.year() - birth.year());
+    if (at.month(), at.day()) < (birth.month(), birth.day()) {
+        a -= 1;
+    }
+    a
+}
+
+fn fr(d: NaiveDate) -> String {
+    d.format("%d/%m/%Y").to_string()
+}
+
+fn iso(d: NaiveDate) -> String {
+    d.format("%Y-%m-%d").to_string()
+}
+
+fn origin(rng: &mut Rng) -> &'static (&'static str, &'static str, &'static str, u32) {
+    let w: Vec<(usize, u32)> = ORIGINS.iter().enumerate().map(|(i, o)| (i, o.3)).collect();
+    &ORIGINS[*rng.weighted(&w)]
+}
+
+fn region(rng: &mut Rng) -> &'static (&'static str, u32, &'static [&'static str]) {
+    let w: Vec<(usize, u32)> = REGIONS.iter().enumerate().map(|(i, r)| (i, r.1)).collect();
+    &REGIONS[*rng.weighted(&w)]
+}
+
+/// Age for adults in a migration register: mostly 18–45.
+fn adult_birth(rng: &mut Rng, at: NaiveDate) -> NaiveDate {
+    let (lo, hi) = *rng.weighted(&[((18, 25), 3), ((26, 35), 4), ((36, 50), 2), ((51, 75), 1)]);
+    let years = rng.range(lo, hi);
+    at - Duration::days(years * 365 + rng.range(0, 364))
+}
+
+const SURVEY_DATE: (i32, u32, u32) = (2019, 3, 1);
+
+fn survey(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {
+    let mut rng = Rng::new(seed, 1);
+    let header = [
+        "hh_id", "person_id", "stratum", "psu", "weight", "sex", "age", "birth_date", "country_birth",
+        "citizenship", "migration_type", "year_move", "region", "reason", "education", "labour_status",
+    ];
+    let mut w = CsvOut::create(dir.join("survey_persons.csv"), b',', false, false, false, &header)?;
+    let at = ymd(SURVEY_DATE.0, SURVEY_DATE.1, SURVEY_DATE.2);
+    let kinds = [Damage::Age(6), Damage::Date(7), Damage::Country(8), Damage::Missing(5), Damage::DuplicateId(1), Damage::ExtraField];
+    let mut hh = 0u64;
+    let mut last_id = String::new();
+    for (reg, pop, _) in REGIONS {
+        for urban in ["U", "R"] {
+            let stratum = format!("{reg}-{urban}");
+            for p in 0..sz.psus_per_stratum {
+                let psu = format!("{stratum}-{:03}", p + 1);
+                let households = 8 + rng.range(0, 4) as usize;
+                // Inverse of the selection probability: bigger regions, bigger weights.
+                let base = f64::from(*pop) * 2_000.0 / (sz.psus_per_stratum as f64 * households as f64);
+                let hh_weight = ((base * (0.8 + 0.4 * rng.unit())) * 100.0).round() / 100.0;
+                for _ in 0..households {
+                    hh += 1;
+                    let hh_id = format!("H{hh:07}");
+                    let hh_kind = *rng.weighted(&[(1u8, 55), (2, 27), (3, 18)]); // emigrant / return / neither
+                    let members = rng.range(1, 6);
+                    for m in 0..members {
+                        let person_id = format!("{hh_id}-{:02}", m + 1);
+                        let sex_male = rng.chance(if hh_kind == 1 && m > 0 { 0.683 } else { 0.5 });
+                        let age = if m == 0 { rng.range(25, 80) } else { rng.range(0, 70) };
+                        let birth = at - Duration::days(age * 365 + rng.range(0, 364));
+                        let birth = if age_at(birth, at) == age { birth } else { birth + Duration::days(1) };
+                        let (mig, country_birth, citizenship, year_move, reason) = match (hh_kind, m) {
+                            (1, m) if m > 0 && age >= 15 && rng.chance(0.6) => (1, "MAR", "MAR", rng.range(2000, 2018).to_string(), *rng.pick(&["work", "study", "family", "other"])),
+                            (2, 0) => (2, "MAR", "MAR", rng.range(2000, 2018).to_string(), *rng.pick(&["work", "family", "other"])),
+                            _ if rng.chance(0.03) => {
+                                let o = origin(&mut rng);
+                                (3, o.0, if rng.chance(0.8) { o.0 } else { "MAR" }, rng.range(1995, 2018).to_string(), *rng.pick(&["work", "study", "family", "protection"]))
+                            }
+                            _ => (4, "MAR", "MAR", String::new(), ""),
+                        };
+                        let mut row = vec![
+                            hh_id.clone(),
+                            person_id.clone(),
+                            stratum.clone(),
+                            psu.clone(),
+                            format!("{hh_weight:.2}"),
+                            if sex_male { "1" } else { "2" }.into(),
+                            age.to_string(),
+                            if rng.chance(0.7) { iso(birth) } else { String::new() },
+                            country_birth.into(),
+                            citizenship.into(),
+                            mig.to_string(),
+                            year_move,
+                            reg.to_string(),
+                            reason.into(),
+                            (*rng.pick(if age < 6 { &["none"][..] } else { &["none", "primary", "secondary", "tertiary"][..] })).into(),
+                            (*rng.pick(if age < 15 { &["inactive"][..] } else { &["employed", "unemployed", "inactive", "student"][..] })).into(),
+                        ];
+                        if rng.chance(BAD_ROW_RATE) {
+                            damage(&mut rng, &mut row, &kinds, &last_id, true);
+                        }
+                        last_id = person_id;
+                        w.record(&row)?;
+                    }
+                }
+            }
+        }
+    }
+    w.finish()
+}
+
+fn permits(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {
+    let mut rng = Rng::new(seed, 2);
+    let header = [
+        "numero_titre", "id_personne", "sexe", "date_naissance", "nationalite", "type_titre",
+        "date_delivrance", "date_expiration", "region", "commune",
+    ];
+    let mut w = CsvOut::create(dir.join("residence_permits.csv"), b';', true, true, false, &header)?;
+    let kinds = [Damage::Age(3), Damage::Date(6), Damage::Country(4), Damage::Missing(2), Damage::DuplicateId(0), Damage::MissingField];
+    let mut n = 0u64;
+    let mut last_id = String::new();
+    for p in 0..sz.permit_persons {
+        let person = format!("P{:010x}", (rng.next_u64() & 0xff_ffff_ffff) ^ p as u64);
+        let male = rng.chance(0.56);
+        let o = origin(&mut rng);
+        let first_issue = random_date(&mut rng, ymd(2014, 1, 1), ymd(2024, 12, 31));
+        let birth = adult_birth(&mut rng, first_issue);
+        let kind = *rng.weighted(&[("TRAVAIL", 40), ("ETUDES", 25), ("FAMILLE", 25), ("AUTRE", 10)]);
+        let (reg, _, communes) = region(&mut rng);
+        let commune = *rng.pick(communes);
+        let renewals = *rng.weighted(&[(0i64, 45), (1, 30), (2, 15), (3, 10)]);
+        let mut issue = first_issue;
+        for _ in 0..=renewals {
+            if issue > ymd(2024, 12, 31) {
+                break;
+            }
+            n += 1;
+            let years = if kind == "ETUDES" { 1 } else { *rng.pick(&[1i64, 2, 3]) };
+            let expiry = issue + Duration::days(365 * years - 1);
+            let id = format!("T{n:08}");
+            let mut row = vec![
+                id.clone(),
+                person.clone(),
+                if male { "H" } else { "F" }.into(),
+                fr(birth),
+                o.1.into(),
+                kind.into(),
+                fr(issue),
+                fr(expiry),
+                reg.to_string(),
+                commune.into(),
+            ];
+            if rng.chance(BAD_ROW_RATE) {
+                damage(&mut rng, &mut row, &kinds, &last_id, false);
+            }
+            last_id = id;
+            w.record(&row)?;
+            issue = expiry + Duration::days(1 + rng.range(0, 40));
+        }
+    }
+    w.finish()
+}
+
+fn asylum(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {
+    let mut rng = Rng::new(seed, 3);
+    let header = ["case_id", "person_id", "sex", "birth_date", "citizenship", "status", "registration_date", "recognition_date", "region"];
+    let mut w = CsvOut::create(dir.join("asylum_registrations.csv"), b',', false, false, true, &header)?;
+    let kinds = [Damage::Date(3), Damage::Missing(2), Damage::Missing(4), Damage::DuplicateId(1), Damage::ExtraField];
+    let mut last_id = String::new();
+    let mut case = 0u64;
+    let mut i = 0;
+    while i < sz.asylum {
+        case += 1;
+        let family = *rng.weighted(&[(1usize, 70), (2, 10), (3, 10), (4, 10)]);
+        let o = origin(&mut rng);
+        let registered = random_date(&mut rng, ymd(2015, 1, 1), ymd(2024, 12, 31));
+        let refugee = rng.chance(0.55);
+        let recognised = registered + Duration::days(rng.range(60, 700));
+        for m in 0..family.min(sz.asylum - i) {
+            i += 1;
+            let person = format!("{}-{:07}-{:02}", o.0, case, m + 1);
+            let birth = if m < 2 { adult_birth(&mut rng, registered) } else { registered - Duration::days(rng.range(0, 17 * 365)) };
+            let mut row = vec![
+                format!("MAR-{}-{case:06}", registered.year()),
+                person.clone(),
+                (*rng.pick(&["male", "female", "Male", "Female"])).into(),
+                iso(birth),
+                o.2.into(),
+                if refugee { "refugee" } else { "asylum_seeker" }.into(),
+                iso(registered),
+                if refugee && recognised <= ymd(2024, 12, 31) { iso(recognised) } else { String::new() },
+                region(&mut rng).0.into(),
+            ];
+            if rng.chance(BAD_ROW_RATE) {
+                damage(&mut rng, &mut row, &kinds, &last_id, true);
+            }
+            last_id = person;
+            w.record(&row)?;
+        }
+    }
+    w.finish()
+}
+
+const BORDER_POSTS: &[(&str, u32)] = &[
+    ("CASA-AIR", 30),
+    ("TANGER-MED", 20),
+    ("MARRAKECH-AIR", 15),
+    ("BAB-SEBTA", 10),
+    ("BENI-ENSAR", 10),
+    ("RABAT-AIR", 8),
+    ("AGADIR-AIR", 5),
+    ("GUERGUERAT", 2),
+];
+
+fn border(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {
+    let mut rng = Rng::new(seed, 4);
+    let header = ["event_id", "crossing_date", "border_post", "direction", "sex", "birth_year", "citizenship", "document_type"];
+    let mut w = CsvOut::create(dir.join("border_crossings.csv"), b',', false, false, false, &header)?;
+    let kinds = [Damage::Date(1), Damage::Country(6), Damage::Missing(4), Damage::DuplicateId(0), Damage::MissingField, Damage::Age(5)];
+    let mut last_id = String::new();
+    let nationals: &[(&str, u32)] = &[("MAR", 55), ("FRA", 12), ("ESP", 8), ("SEN", 3), ("CIV", 2), ("DZA", 2), ("GBR", 4), ("DEU", 3), ("ITA", 3), ("USA", 3), ("CHN", 2), ("NGA", 1), ("BEL", 2)];
+    let from = ymd(2024, 1, 1);
+    for e in 0..sz.border {
+        let id = format!("E{:012}", e + 1);
+        let date = random_date(&mut rng, from, ymd(2024, 12, 31));
+        let birth_year = rng.range(1940, 2023);
+        let mut row = vec![
+            id.clone(),
+            iso(date),
+            (*rng.weighted(BORDER_POSTS)).into(),
+            if rng.chance(0.5) { "IN" } else { "OUT" }.into(),
+            if rng.chance(0.54) { "M" } else { "F" }.into(),
+            birth_year.to_string(),
+            (*rng.weighted(nationals)).into(),
+            (*rng.weighted(&[("passport", 85), ("id_card", 12), ("laissez_passer", 3)])).into(),
+        ];
+        if rng.chance(BAD_ROW_RATE) {
+            damage(&mut rng, &mut row, &kinds, &last_id, true);
+        }
+        last_id = id;
+        w.record(&row)?;
+    }
+    w.finish()
+}
+
+fn returns(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {
+    let mut rng = Rng::new(seed, 5);
+    let n = sz.returns;
+    let (mut id, mut person, mut sex, mut age, mut country, mut date, mut reg) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let origins: Vec<(&str, u32)> = ORIGINS.iter().filter(|o| !["FRA", "ESP", "CHN", "PHL", "SYR", "YEM"].contains(&o.0)).map(|o| (o.0, o.3)).collect();
+    for i in 0..n {
+        let d = random_date(&mut rng, ymd(2022, 1, 1), ymd(2024, 12, 31));
+        let mut row_age = Some(if rng.chance(0.1) { rng.range(0, 17) } else { rng.range(18, 55) });
+        let mut row_sex = Some(if rng.chance(0.8) { "ذكر" } else { "أنثى" });
+        let mut row_id = format!("AVRR-{:06}", i + 1);
+        if rng.chance(BAD_ROW_RATE * 2.0) {
+            match rng.range(0, 2) {
+                0 => row_age = Some(*rng.pick(&[-1i64, 130])),
+                1 => row_sex = None,
+                _ => row_id = id.last().cloned().unwrap_or_default(),
+            }
+        }
+        id.push(row_id);
+        person.push(format!("R{:08x}", rng.next_u64() as u32));
+        sex.push(row_sex);
+        age.push(row_age);
+        country.push(*rng.weighted(&origins));
+        date.push(crate::spec::schema::days_since_epoch(d));
+        reg.push(region(&mut rng).0);
+    }
+    let path = dir.join("assisted_returns.parquet");
+    let mut df = DataFrame::new_infer_height(vec![
+        Column::new("return_id".into(), id),
+        Column::new("person_id".into(), person),
+        Column::new("sex".into(), sex),
+        Column::new("age".into(), age),
+        Column::new("country_of_return".into(), country),
+        Column::new("departure_date".into(), date)
+            .cast(&DataType::Date)
+            .ctx(|| "typing departure_date".into())?,
+        Column::new("region_of_departure".into(), reg),
+    ])
+    .ctx(|| "building the assisted-returns sample".into())?;
+    let f = File::create(&path).at(&path)?;
+    ParquetWriter::new(f)
+        .with_compression(ParquetCompression::Zstd(None))
+        .finish(&mut df)
+        .ctx(|| format!("writing {}", path.display()))?;
+    Ok((path, n as u64))
+}
+
+fn trafficking(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {
+    let mut rng = Rng::new(seed, 6);
+    let header = ["referral_id", "sex", "age", "citizenship", "exploitation_form", "referral_date", "referring_agency", "notes"];
+    let mut w = CsvOut::create(dir.join("trafficking_referrals.csv"), b',', false, false, false, &header)?;
+    let kinds = [Damage::Age(2), Damage::Date(5), Damage::Missing(1), Damage::DuplicateId(0), Damage::ExtraField];
+    let mut last_id = String::new();
+    let notes = [
+        "",
+        "",
+        "Orienté par une ONG, \"cas urgent\"",
+        "Prise en charge médicale;\nsuivi psychosocial",
+        "Referred by labour inspection, employer under investigation",
+        "Mineur non accompagné\r\nhébergé en centre",
+    ];
+    for i in 0..sz.trafficking {
+        let id = format!("TR-{:05}", i + 1);
+        let female = rng.chance(0.7);
+        let age = if rng.chance(0.25) { rng.range(12, 17) } else { rng.range(18, 45) };
+        let o = origin(&mut rng);
+        let mut row = vec![
+            id.clone(),
+            (*rng.pick(if female { &["F", "2", "Femme"][..] } else { &["M", "1", "Homme"][..] })).into(),
+            age.to_string(),
+            o.0.into(),
+            (*rng.weighted(&[("sexual", 45), ("labour", 30), ("forced_begging", 12), ("forced_criminality", 5), ("other", 8)])).into(),
+            fr(random_date(&mut rng, ymd(2020, 1, 1), ymd(2024, 12, 31))),
+            (*rng.pick(&["DGSN", "Gendarmerie Royale", "Ministère de la Justice", "ONG"])).into(),
+            (*rng.pick(&notes)).into(),
+        ];
+        if rng.chance(BAD_ROW_RATE * 3.0) {
+            damage(&mut rng, &mut row, &kinds, &last_id, false);
+        }
+        last_id = id;
+        w.record(&row)?;
+    }
+    w.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splitmix_is_fixed() {
+        // Reference values of SplitMix64 seeded with 0 (Vigna's splitmix64.c).
+        let mut r = Rng(0);
+        assert_eq!(r.next_u64(), 0xE220_A839_7B1D_CDAF);
+        assert_eq!(r.next_u64(), 0x6E78_9E6A_A1B9_65F4);
+    }
+
+    #[test]
+    fn ages_are_completed_years() {
+        assert_eq!(age_at(ymd(2000, 3, 2), ymd(2019, 3, 1)), 18);
+        assert_eq!(age_at(ymd(2000, 3, 1), ymd(2019, 3, 1)), 19);
+    }
+}

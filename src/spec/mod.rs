@@ -1,0 +1,598 @@
+//! The pipeline spec: turns `pipelines/*.toml` and the Table Schemas it names into a checked
+//! [`Plan`] the runner executes. Input: a spec file path. Output: a [`Plan`], or every problem in
+//! the spec and its schemas at once ([`Error::Spec`], exit 78), before any data is read.
+//!
+//! Paths in a spec are relative to the spec file. Unknown keys are errors, not ignored.
+
+pub mod schema;
+
+use std::path::{Component, Path, PathBuf};
+
+use chrono::NaiveDate;
+use serde::Serialize;
+use toml::{Table, Value};
+
+pub use schema::TableSchema;
+
+use crate::error::{Error, Result, SpecIssue};
+
+/// The spec format version this migstat reads.
+pub const SPEC_VERSION: i64 = 1;
+
+/// Sections later stages will read; until then naming one is an error, so that nothing a
+/// statistician writes is silently ignored.
+const RESERVED_SECTIONS: &[&str] = &["harmonize", "tables", "protect", "publish"];
+const TOP_KEYS: &[&str] = &[
+    "version",
+    "id",
+    "title",
+    "description",
+    "reference_date",
+    "reference_period",
+    "defaults",
+    "sources",
+];
+const DEFAULT_KEYS: &[&str] = &["max_invalid_fraction", "chunk_rows"];
+const SOURCE_KEYS: &[&str] = &[
+    "path",
+    "format",
+    "schema",
+    "encoding",
+    "delimiter",
+    "max_invalid_fraction",
+    "description",
+    "person_id",
+    "record_id",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Csv,
+    Parquet,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Encoding {
+    #[serde(rename = "utf-8")]
+    Utf8,
+    #[serde(rename = "windows-1252")]
+    Windows1252,
+}
+
+/// A closed interval of dates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Period {
+    pub start: NaiveDate,
+    pub end: NaiveDate,
+}
+
+/// One compiled source: its files (globs expanded, sorted), format and schema.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourcePlan {
+    pub id: String,
+    pub description: Option<String>,
+    pub files: Vec<PathBuf>,
+    pub format: Format,
+    pub schema_path: PathBuf,
+    #[serde(skip)]
+    pub schema: TableSchema,
+    pub encoding: Encoding,
+    #[serde(serialize_with = "ser_delimiter")]
+    pub delimiter: u8,
+    pub max_invalid_fraction: f64,
+    /// The field holding the stable person identifier, if the source has one.
+    pub person_id: Option<String>,
+    /// The field holding the record's own identifier (permit number, event id).
+    pub record_id: Option<String>,
+}
+
+fn ser_delimiter<S: serde::Serializer>(d: &u8, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&(*d as char).to_string())
+}
+
+/// A checked pipeline, ready to run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub spec_path: PathBuf,
+    pub pipeline_id: String,
+    pub title: Option<String>,
+    /// blake3 of the spec file and every schema it uses, in source order.
+    pub spec_hash: String,
+    pub reference_date: NaiveDate,
+    pub reference_period: Period,
+    /// Rows per processing chunk: the unit of bounded memory.
+    pub chunk_rows: usize,
+    pub sources: Vec<SourcePlan>,
+}
+
+struct Ctx<'a> {
+    file: &'a Path,
+    issues: Vec<SpecIssue>,
+}
+
+impl Ctx<'_> {
+    fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.issues.push(SpecIssue {
+            file: self.file.to_path_buf(),
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn unknown_keys(&mut self, t: &Table, allowed: &[&str], path: &str) {
+        for k in t.keys() {
+            let key = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            if path.is_empty() && RESERVED_SECTIONS.contains(&k.as_str()) {
+                self.push(
+                    key,
+                    format!(
+                        "section `{k}` is not supported by migstat {} yet; remove it",
+                        crate::VERSION
+                    ),
+                );
+            } else if !allowed.contains(&k.as_str()) {
+                self.push(
+                    key,
+                    format!("unknown key `{k}` (allowed here: {})", allowed.join(", ")),
+                );
+            }
+        }
+    }
+
+    fn str<'t>(&mut self, t: &'t Table, key: &str, path: &str, required: bool) -> Option<&'t str> {
+        match t.get(key) {
+            Some(Value::String(s)) => Some(s),
+            Some(_) => {
+                self.push(format!("{path}{key}"), "must be a string");
+                None
+            }
+            None => {
+                if required {
+                    self.push(format!("{path}{key}"), "required key is missing");
+                }
+                None
+            }
+        }
+    }
+
+    fn fraction(&mut self, t: &Table, key: &str, path: &str) -> Option<f64> {
+        let v = t.get(key)?;
+        match v.as_float().or_else(|| v.as_integer().map(|i| i as f64)) {
+            Some(f) if (0.0..=1.0).contains(&f) => Some(f),
+            _ => {
+                self.push(format!("{path}{key}"), "must be a number between 0 and 1");
+                None
+            }
+        }
+    }
+
+    fn date(&mut self, v: &Value, key: &str) -> Option<NaiveDate> {
+        let parsed = match v {
+            Value::Datetime(dt) => dt
+                .date
+                .filter(|_| dt.time.is_none())
+                .and_then(|d| NaiveDate::from_ymd_opt(d.year.into(), d.month.into(), d.day.into())),
+            Value::String(s) => NaiveDate::parse_from_str(s, "%Y-%m-%d").ok(),
+            _ => None,
+        };
+        if parsed.is_none() {
+            self.push(key, "must be a date written YYYY-MM-DD");
+        }
+        parsed
+    }
+}
+
+/// Compile a pipeline spec and its schemas into a [`Plan`]. Every problem is reported at once.
+pub fn compile(spec_path: &Path) -> Result<Plan> {
+    let bytes = std::fs::read(spec_path).map_err(|e| {
+        Error::Spec(vec![SpecIssue {
+            file: spec_path.to_path_buf(),
+            key: String::new(),
+            message: format!("cannot read the pipeline spec: {e}"),
+        }])
+    })?;
+    let text = String::from_utf8(bytes.clone()).map_err(|_| {
+        Error::Spec(vec![SpecIssue {
+            file: spec_path.to_path_buf(),
+            key: String::new(),
+            message: "the pipeline spec is not UTF-8".into(),
+        }])
+    })?;
+    let root: Table = text.parse().map_err(|e: toml::de::Error| {
+        Error::Spec(vec![SpecIssue {
+            file: spec_path.to_path_buf(),
+            key: String::new(),
+            message: format!("not valid TOML: {}", e.to_string().trim()),
+        }])
+    })?;
+    let base = spec_path.parent().unwrap_or(Path::new("."));
+    let mut cx = Ctx {
+        file: spec_path,
+        issues: Vec::new(),
+    };
+    cx.unknown_keys(&root, TOP_KEYS, "");
+
+    match root.get("version") {
+        Some(Value::Integer(SPEC_VERSION)) => {}
+        Some(v) => cx.push(
+            "version",
+            format!("spec version {v} is not supported; this migstat reads version {SPEC_VERSION}"),
+        ),
+        None => cx.push("version", format!("required: write `version = {SPEC_VERSION}`")),
+    }
+    let pipeline_id = cx.str(&root, "id", "", true).unwrap_or_default().to_string();
+    if !pipeline_id.is_empty() && !is_identifier(&pipeline_id) {
+        cx.push("id", "use letters, digits, `_` and `-` only");
+    }
+    let title = cx.str(&root, "title", "", false).map(str::to_string);
+    cx.str(&root, "description", "", false);
+
+    let reference_date = match root.get("reference_date") {
+        Some(v) => cx.date(v, "reference_date"),
+        None => {
+            cx.push("reference_date", "required key is missing (e.g. 2024-12-31)");
+            None
+        }
+    };
+    let reference_period = match root.get("reference_period") {
+        Some(Value::Table(t)) => {
+            cx.unknown_keys(t, &["start", "end"], "reference_period");
+            let s = t.get("start").and_then(|v| cx.date(v, "reference_period.start"));
+            let e = t.get("end").and_then(|v| cx.date(v, "reference_period.end"));
+            match (s, e) {
+                (Some(start), Some(end)) if start <= end => Some(Period { start, end }),
+                (Some(_), Some(_)) => {
+                    cx.push("reference_period", "start is after end");
+                    None
+                }
+                _ => {
+                    if !t.contains_key("start") || !t.contains_key("end") {
+                        cx.push("reference_period", "needs both `start` and `end`");
+                    }
+                    None
+                }
+            }
+        }
+        Some(Value::String(y)) => match y.parse::<i32>().ok().and_then(|y| {
+            Some(Period {
+                start: NaiveDate::from_ymd_opt(y, 1, 1)?,
+                end: NaiveDate::from_ymd_opt(y, 12, 31)?,
+            })
+        }) {
+            Some(p) => Some(p),
+            None => {
+                cx.push("reference_period", "a string period must be a year, e.g. \"2024\"");
+                None
+            }
+        },
+        Some(_) => {
+            cx.push("reference_period", "write a year (\"2024\") or { start = ..., end = ... }");
+            None
+        }
+        None => {
+            cx.push("reference_period", "required key is missing (e.g. \"2024\")");
+            None
+        }
+    };
+
+    let empty = Table::new();
+    let defaults = match root.get("defaults") {
+        Some(Value::Table(t)) => t,
+        Some(_) => {
+            cx.push("defaults", "must be a table");
+            &empty
+        }
+        None => &empty,
+    };
+    cx.unknown_keys(defaults, DEFAULT_KEYS, "defaults");
+    let default_fraction = cx.fraction(defaults, "max_invalid_fraction", "defaults.").unwrap_or(0.05);
+    let chunk_rows = match defaults.get("chunk_rows") {
+        None => 250_000,
+        Some(v) => match v.as_integer().and_then(|i| usize::try_from(i).ok()) {
+            Some(n) if n >= 1 => n,
+            _ => {
+                cx.push("defaults.chunk_rows", "must be a positive integer");
+                250_000
+            }
+        },
+    };
+
+    let mut sources = Vec::new();
+    let mut schema_hashes = Vec::new();
+    match root.get("sources") {
+        Some(Value::Table(t)) if !t.is_empty() => {
+            for (id, v) in t {
+                let path = format!("sources.{id}");
+                if !is_identifier(id) {
+                    cx.push(&path, "source ids use letters, digits, `_` and `-` only");
+                }
+                let Value::Table(st) = v else {
+                    cx.push(&path, "must be a table");
+                    continue;
+                };
+                if let Some((s, h)) = compile_source(id, st, base, default_fraction, &mut cx) {
+                    sources.push(s);
+                    schema_hashes.push(h);
+                }
+            }
+        }
+        _ => cx.push("sources", "required: at least one [sources.<id>] table"),
+    }
+
+    if !cx.issues.is_empty() {
+        return Err(Error::Spec(cx.issues));
+    }
+    let (Some(reference_date), Some(reference_period)) = (reference_date, reference_period) else {
+        return Err(Error::Internal("spec compiled without reference dates".into()));
+    };
+    let mut h = blake3::Hasher::new();
+    h.update(&bytes);
+    for sh in &schema_hashes {
+        h.update(sh.as_bytes());
+    }
+    Ok(Plan {
+        spec_path: spec_path.to_path_buf(),
+        pipeline_id,
+        title,
+        spec_hash: h.finalize().to_hex().to_string(),
+        reference_date,
+        reference_period,
+        chunk_rows,
+        sources,
+    })
+}
+
+fn compile_source(
+    id: &str,
+    st: &Table,
+    base: &Path,
+    default_fraction: f64,
+    cx: &mut Ctx<'_>,
+) -> Option<(SourcePlan, blake3::Hash)> {
+    let path = format!("sources.{id}");
+    let p = format!("{path}.");
+    cx.unknown_keys(st, SOURCE_KEYS, &path);
+
+    let format = match cx.str(st, "format", &p, true) {
+        Some("csv") => Some(Format::Csv),
+        Some("parquet") => Some(Format::Parquet),
+        Some(other) => {
+            cx.push(format!("{p}format"), format!("`{other}` is not a format (use csv or parquet)"));
+            None
+        }
+        None => None,
+    };
+    let encoding = match cx.str(st, "encoding", &p, false) {
+        None => Some(Encoding::Utf8),
+        Some(e) => match e.to_ascii_lowercase().as_str() {
+            "utf-8" | "utf8" => Some(Encoding::Utf8),
+            "windows-1252" | "cp1252" => Some(Encoding::Windows1252),
+            _ => {
+                cx.push(format!("{p}encoding"), format!("`{e}` is not supported (use utf-8 or windows-1252)"));
+                None
+            }
+        },
+    };
+    let delimiter = match cx.str(st, "delimiter", &p, false) {
+        None => Some(b','),
+        Some(d) if d == "\\t" || d == "\t" => Some(b'\t'),
+        Some(d) if d.len() == 1 && d != "\"" && d != "\n" && d != "\r" => Some(d.as_bytes()[0]),
+        Some(d) => {
+            cx.push(format!("{p}delimiter"), format!("`{d}` is not a single ASCII character usable as a delimiter"));
+            None
+        }
+    };
+    if format == Some(Format::Parquet) {
+        for k in ["encoding", "delimiter"] {
+            if st.contains_key(k) {
+                cx.push(format!("{p}{k}"), "only applies to csv sources");
+            }
+        }
+    }
+    let max_invalid_fraction = cx.fraction(st, "max_invalid_fraction", &p).unwrap_or(default_fraction);
+    let description = cx.str(st, "description", &p, false).map(str::to_string);
+
+    let files = match cx.str(st, "path", &p, true) {
+        Some(pattern) => expand_files(pattern, base, &format!("{p}path"), cx),
+        None => Vec::new(),
+    };
+
+    let mut schema_out = None;
+    if let Some(sp) = cx.str(st, "schema", &p, true) {
+        let schema_path = clean_path(&base.join(sp));
+        match std::fs::read(&schema_path) {
+            Err(e) => cx.push(
+                format!("{p}schema"),
+                format!("cannot read schema {}: {e} (paths are relative to the spec file)", schema_path.display()),
+            ),
+            Ok(bytes) => {
+                let hash = blake3::hash(&bytes);
+                match String::from_utf8(bytes)
+                    .map_err(|_| {
+                        vec![SpecIssue {
+                            file: schema_path.clone(),
+                            key: String::new(),
+                            message: "schema is not UTF-8".into(),
+                        }]
+                    })
+                    .and_then(|t| schema::parse(&t, &schema_path))
+                {
+                    Ok(s) => schema_out = Some((schema_path, s, hash)),
+                    Err(issues) => cx.issues.extend(issues),
+                }
+            }
+        }
+    }
+
+    let field_ref = |key: &str, cx: &mut Ctx<'_>| -> Option<String> {
+        let name = cx.str(st, key, &p, false)?.to_string();
+        if let Some((sp, s, _)) = &schema_out {
+            if s.field(&name).is_none() {
+                cx.push(
+                    format!("{p}{key}"),
+                    format!("field `{name}` is not in schema {}", sp.display()),
+                );
+            }
+        }
+        Some(name)
+    };
+    let person_id = field_ref("person_id", cx);
+    let record_id = field_ref("record_id", cx);
+
+    let (schema_path, schema, hash) = schema_out?;
+    Some((
+        SourcePlan {
+            id: id.to_string(),
+            description,
+            files,
+            format: format?,
+            schema_path,
+            schema,
+            encoding: encoding?,
+            delimiter: delimiter?,
+            max_invalid_fraction,
+            person_id,
+            record_id,
+        },
+        hash,
+    ))
+}
+
+fn expand_files(pattern: &str, base: &Path, key: &str, cx: &mut Ctx<'_>) -> Vec<PathBuf> {
+    let full = clean_path(&base.join(pattern));
+    let Some(full_str) = full.to_str() else {
+        cx.push(key, "path is not valid UTF-8");
+        return Vec::new();
+    };
+    let is_glob = pattern.contains(['*', '?', '[']);
+    if !is_glob {
+        if !full.is_file() {
+            cx.push(key, format!("file not found: {} (paths are relative to the spec file)", full.display()));
+            return Vec::new();
+        }
+        return vec![full];
+    }
+    match glob::glob(full_str) {
+        Err(e) => {
+            cx.push(key, format!("invalid glob pattern: {e}"));
+            Vec::new()
+        }
+        Ok(paths) => {
+            let mut files: Vec<PathBuf> = paths.filter_map(|p| p.ok()).filter(|p| p.is_file()).collect();
+            files.sort();
+            if files.is_empty() {
+                cx.push(key, format!("no file matches {} (paths are relative to the spec file)", full.display()));
+            }
+            files
+        }
+    }
+}
+
+/// Lexically resolve `.` and `..` so paths read the same whatever the working directory.
+pub fn clean_path(p: &Path) -> PathBuf {
+    let mut out: Vec<Component<'_>> = Vec::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => match out.last() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
+                }
+                _ => out.push(c),
+            },
+            other => out.push(other),
+        }
+    }
+    out.iter().collect()
+}
+
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+impl Plan {
+    /// A human-readable account of what a run of this plan will do (`migstat explain`).
+    pub fn explain(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(s, "pipeline   {} (spec {})", self.pipeline_id, self.spec_path.display());
+        if let Some(t) = &self.title {
+            let _ = writeln!(s, "title      {t}");
+        }
+        let _ = writeln!(s, "spec hash  {}", self.spec_hash);
+        let _ = writeln!(s, "reference  date {}, period {} .. {}", self.reference_date, self.reference_period.start, self.reference_period.end);
+        let _ = writeln!(s, "chunks     {} rows", self.chunk_rows);
+        for src in &self.sources {
+            let _ = writeln!(s, "\nsource {}{}", src.id, src.description.as_deref().map(|d| format!(" — {d}")).unwrap_or_default());
+            let _ = writeln!(
+                s,
+                "  read     {:?}, {}, delimiter {:?}; reject the run above {:.2}% invalid rows",
+                src.format,
+                match src.encoding {
+                    Encoding::Utf8 => "utf-8",
+                    Encoding::Windows1252 => "windows-1252",
+                },
+                src.delimiter as char,
+                src.max_invalid_fraction * 100.0
+            );
+            for f in &src.files {
+                let _ = writeln!(s, "  file     {}", f.display());
+            }
+            let _ = writeln!(s, "  schema   {}", src.schema_path.display());
+            if !src.schema.primary_key.is_empty() {
+                let _ = writeln!(s, "  key      {}", src.schema.primary_key.join(", "));
+            }
+            for f in &src.schema.fields {
+                let _ = writeln!(s, "    {:<22} {:<8} {}", f.name, f.field_type.name(), describe_checks(f));
+            }
+        }
+        s
+    }
+}
+
+fn describe_checks(f: &schema::Field) -> String {
+    let c = &f.constraints;
+    let mut parts = Vec::new();
+    if let schema::FieldType::Date(df) = &f.field_type {
+        parts.push(format!("format {}", df.pattern));
+    }
+    if c.required {
+        parts.push("required".to_string());
+    }
+    if c.unique {
+        parts.push("unique".to_string());
+    }
+    let bound = |b: &schema::Bound| match b {
+        schema::Bound::Int(i) => i.to_string(),
+        schema::Bound::Float(x) => x.to_string(),
+        schema::Bound::Date(d) => (NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default()
+            + chrono::Duration::days(i64::from(*d)))
+        .to_string(),
+    };
+    if let Some(b) = &c.minimum {
+        parts.push(format!("≥ {}", bound(b)));
+    }
+    if let Some(b) = &c.maximum {
+        parts.push(format!("≤ {}", bound(b)));
+    }
+    if let Some(p) = &c.pattern {
+        parts.push(format!("pattern {}", p.as_str()));
+    }
+    match &c.enumeration {
+        Some(schema::EnumValues::Strings(s)) => parts.push(format!("one of {}", s.iter().cloned().collect::<Vec<_>>().join("|"))),
+        Some(schema::EnumValues::Ints(s)) => parts.push(format!("one of {}", s.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("|"))),
+        None => {}
+    }
+    if let Some(n) = c.min_length {
+        parts.push(format!("length ≥ {n}"));
+    }
+    if let Some(n) = c.max_length {
+        parts.push(format!("length ≤ {n}"));
+    }
+    parts.join(", ")
+}

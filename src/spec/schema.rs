@@ -1,0 +1,736 @@
+//! Frictionless Table Schema (Data Package v2) — the subset migstat supports, compiled into typed
+//! checks. Input: a `schemas/*.schema.json` file. Output: a [`TableSchema`], or every problem in
+//! the file at once as [`SpecIssue`]s. A key migstat does not support is an error, never ignored,
+//! so a schema never means less here than it does in the Python `frictionless` package.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use regex::Regex;
+use serde_json::{Map, Value};
+
+use crate::error::SpecIssue;
+
+/// How the header of a file must relate to the schema's fields (`fieldsMatch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldsMatch {
+    /// Same fields, same order (the Table Schema default).
+    Exact,
+    /// Same fields, any order.
+    Equal,
+}
+
+/// A field's logical type and, for dates, how to read it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldType {
+    String,
+    Integer,
+    Number,
+    Boolean,
+    Date(DateFormat),
+    Year,
+}
+
+impl FieldType {
+    pub fn name(&self) -> &'static str {
+        match self {
+            FieldType::String => "string",
+            FieldType::Integer => "integer",
+            FieldType::Number => "number",
+            FieldType::Boolean => "boolean",
+            FieldType::Date(_) => "date",
+            FieldType::Year => "year",
+        }
+    }
+}
+
+/// A strptime-style date pattern restricted to `%Y`, `%m`, `%d` and literal characters — what
+/// real deliveries use (`%Y-%m-%d`, `%d/%m/%Y`, `%d.%m.%Y`), parsed without allocation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DateFormat {
+    pub pattern: String,
+    tokens: Vec<DateToken>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum DateToken {
+    Year,
+    Month,
+    Day,
+    Literal(char),
+}
+
+impl DateFormat {
+    pub fn iso() -> Self {
+        Self::parse("%Y-%m-%d").unwrap_or_else(|_| unreachable!("the ISO pattern is valid"))
+    }
+
+    /// Compile a pattern; errors name the directive that is not supported.
+    pub fn parse(pattern: &str) -> Result<Self, String> {
+        let mut tokens = Vec::new();
+        let mut chars = pattern.chars();
+        let (mut y, mut m, mut d) = (0, 0, 0);
+        while let Some(c) = chars.next() {
+            if c == '%' {
+                match chars.next() {
+                    Some('Y') => {
+                        y += 1;
+                        tokens.push(DateToken::Year)
+                    }
+                    Some('m') => {
+                        m += 1;
+                        tokens.push(DateToken::Month)
+                    }
+                    Some('d') => {
+                        d += 1;
+                        tokens.push(DateToken::Day)
+                    }
+                    Some(other) => {
+                        return Err(format!(
+                            "date format directive `%{other}` is not supported (use %Y, %m, %d and literal characters)"
+                        ));
+                    }
+                    None => return Err("date format ends with a lone `%`".into()),
+                }
+            } else {
+                tokens.push(DateToken::Literal(c));
+            }
+        }
+        if (y, m, d) != (1, 1, 1) {
+            return Err(format!(
+                "date format `{pattern}` must contain %Y, %m and %d exactly once each"
+            ));
+        }
+        Ok(DateFormat {
+            pattern: pattern.to_string(),
+            tokens,
+        })
+    }
+
+    /// Parse a value; `None` when it does not match the pattern or is not a calendar date.
+    /// `%Y` takes exactly four digits; `%m` and `%d` take one or two.
+    pub fn parse_date(&self, s: &str) -> Option<chrono::NaiveDate> {
+        let b = s.as_bytes();
+        let mut i = 0;
+        let (mut y, mut m, mut d) = (0i32, 0u32, 0u32);
+        for t in &self.tokens {
+            match *t {
+                DateToken::Literal(c) => {
+                    let mut buf = [0u8; 4];
+                    let lit = c.encode_utf8(&mut buf).as_bytes();
+                    if !b[i..].starts_with(lit) {
+                        return None;
+                    }
+                    i += lit.len();
+                }
+                DateToken::Year => {
+                    let (v, n) = digits(&b[i..], 4, 4)?;
+                    y = v as i32;
+                    i += n;
+                }
+                DateToken::Month => {
+                    let (v, n) = digits(&b[i..], 1, 2)?;
+                    m = v;
+                    i += n;
+                }
+                DateToken::Day => {
+                    let (v, n) = digits(&b[i..], 1, 2)?;
+                    d = v;
+                    i += n;
+                }
+            }
+        }
+        if i != b.len() {
+            return None;
+        }
+        chrono::NaiveDate::from_ymd_opt(y, m, d)
+    }
+}
+
+fn digits(b: &[u8], min: usize, max: usize) -> Option<(u32, usize)> {
+    let n = b.iter().take(max).take_while(|c| c.is_ascii_digit()).count();
+    if n < min {
+        return None;
+    }
+    let v = b[..n].iter().fold(0u32, |acc, c| acc * 10 + u32::from(c - b'0'));
+    Some((v, n))
+}
+
+/// A typed bound for `minimum` / `maximum`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Bound {
+    Int(i64),
+    Float(f64),
+    /// Days since 1970-01-01.
+    Date(i32),
+}
+
+/// The permitted values of an `enum` constraint, typed like the field.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EnumValues {
+    Strings(BTreeSet<String>),
+    Ints(BTreeSet<i64>),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Constraints {
+    pub required: bool,
+    pub unique: bool,
+    pub enumeration: Option<EnumValues>,
+    pub minimum: Option<Bound>,
+    pub maximum: Option<Bound>,
+    /// Anchored: the whole value must match, as in Table Schema.
+    pub pattern: Option<Regex>,
+    pub min_length: Option<usize>,
+    pub max_length: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Field {
+    pub name: String,
+    pub field_type: FieldType,
+    pub constraints: Constraints,
+    /// Raw strings read as null (field-level `missingValues`, else the schema's).
+    pub missing_values: Vec<String>,
+    pub true_values: Vec<String>,
+    pub false_values: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TableSchema {
+    pub fields: Vec<Field>,
+    pub primary_key: Vec<String>,
+    pub fields_match: FieldsMatch,
+}
+
+impl TableSchema {
+    pub fn field(&self, name: &str) -> Option<&Field> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+
+    pub fn field_index(&self, name: &str) -> Option<usize> {
+        self.fields.iter().position(|f| f.name == name)
+    }
+}
+
+/// Names migstat adds to every accepted record; a schema may not use them.
+pub const RESERVED_COLUMNS: [&str; 2] = ["_file", "_line"];
+
+const TOP_KEYS: &[&str] = &[
+    "$schema",
+    "name",
+    "title",
+    "description",
+    "fields",
+    "missingValues",
+    "primaryKey",
+    "fieldsMatch",
+];
+const FIELD_KEYS: &[&str] = &[
+    "name",
+    "title",
+    "description",
+    "example",
+    "type",
+    "format",
+    "constraints",
+    "missingValues",
+    "trueValues",
+    "falseValues",
+];
+const CONSTRAINT_KEYS: &[&str] = &[
+    "required",
+    "unique",
+    "enum",
+    "minimum",
+    "maximum",
+    "pattern",
+    "minLength",
+    "maxLength",
+];
+
+struct Issues<'a> {
+    file: &'a Path,
+    list: Vec<SpecIssue>,
+}
+
+impl Issues<'_> {
+    fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.list.push(SpecIssue {
+            file: self.file.to_path_buf(),
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn unknown_keys(&mut self, obj: &Map<String, Value>, allowed: &[&str], path: &str) {
+        for k in obj.keys() {
+            if !allowed.contains(&k.as_str()) {
+                self.push(
+                    join(path, k),
+                    format!(
+                        "key `{k}` is not supported by migstat (supported here: {})",
+                        allowed.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+
+    fn strings(&mut self, v: &Value, path: &str) -> Option<Vec<String>> {
+        match v.as_array() {
+            Some(a) if a.iter().all(Value::is_string) => Some(
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect(),
+            ),
+            _ => {
+                self.push(path, "expected an array of strings");
+                None
+            }
+        }
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// Read and compile a schema file. Every problem is reported, not only the first.
+pub fn load(path: &Path) -> Result<TableSchema, Vec<SpecIssue>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            return Err(vec![SpecIssue {
+                file: path.to_path_buf(),
+                key: String::new(),
+                message: format!("cannot read schema: {e}"),
+            }]);
+        }
+    };
+    parse(&text, path)
+}
+
+/// Compile schema JSON text; `file` is used in messages only.
+pub fn parse(text: &str, file: &Path) -> Result<TableSchema, Vec<SpecIssue>> {
+    let mut is = Issues {
+        file,
+        list: Vec::new(),
+    };
+    let root: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            is.push("", format!("not valid JSON: {e}"));
+            return Err(is.list);
+        }
+    };
+    let Some(obj) = root.as_object() else {
+        is.push("", "a Table Schema must be a JSON object");
+        return Err(is.list);
+    };
+    is.unknown_keys(obj, TOP_KEYS, "");
+
+    let schema_missing = match obj.get("missingValues") {
+        Some(v) => is.strings(v, "missingValues").unwrap_or_default(),
+        None => vec![String::new()],
+    };
+    let fields_match = match obj.get("fieldsMatch").map(|v| v.as_str()) {
+        None | Some(Some("exact")) => FieldsMatch::Exact,
+        Some(Some("equal")) => FieldsMatch::Equal,
+        Some(other) => {
+            is.push(
+                "fieldsMatch",
+                format!(
+                    "{} is not supported (use \"exact\" or \"equal\")",
+                    other.map_or("a non-string value".to_string(), |s| format!("\"{s}\""))
+                ),
+            );
+            FieldsMatch::Exact
+        }
+    };
+
+    let mut fields = Vec::new();
+    match obj.get("fields").and_then(Value::as_array) {
+        Some(arr) if !arr.is_empty() => {
+            for (i, fv) in arr.iter().enumerate() {
+                if let Some(f) = parse_field(fv, &format!("fields[{i}]"), &schema_missing, &mut is)
+                {
+                    fields.push(f);
+                }
+            }
+        }
+        _ => is.push("fields", "required: a non-empty array of field descriptors"),
+    }
+    let mut seen = BTreeSet::new();
+    for (i, f) in fields.iter().enumerate() {
+        if !seen.insert(f.name.as_str()) {
+            is.push(
+                format!("fields[{i}].name"),
+                format!("duplicate field name `{}`", f.name),
+            );
+        }
+    }
+
+    let primary_key = match obj.get("primaryKey") {
+        None => Vec::new(),
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(v) => is.strings(v, "primaryKey").unwrap_or_default(),
+    };
+    for k in &primary_key {
+        if !fields.iter().any(|f| &f.name == k) {
+            is.push(
+                "primaryKey",
+                format!("names `{k}`, which is not a field of this schema"),
+            );
+        }
+    }
+
+    if is.list.is_empty() {
+        Ok(TableSchema {
+            fields,
+            primary_key,
+            fields_match,
+        })
+    } else {
+        Err(is.list)
+    }
+}
+
+fn parse_field(
+    v: &Value,
+    path: &str,
+    schema_missing: &[String],
+    is: &mut Issues<'_>,
+) -> Option<Field> {
+    let Some(obj) = v.as_object() else {
+        is.push(path, "a field descriptor must be a JSON object");
+        return None;
+    };
+    is.unknown_keys(obj, FIELD_KEYS, path);
+    let name = match obj.get("name").and_then(Value::as_str) {
+        Some(n) if !n.is_empty() => n.to_string(),
+        _ => {
+            is.push(join(path, "name"), "required: a non-empty string");
+            return None;
+        }
+    };
+    if RESERVED_COLUMNS.contains(&name.as_str()) {
+        is.push(
+            join(path, "name"),
+            format!("`{name}` is reserved for the column migstat adds to every record"),
+        );
+    }
+    let type_name = match obj.get("type") {
+        None => "string",
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => {
+            is.push(join(path, "type"), "must be a string");
+            "string"
+        }
+    };
+    let format = obj.get("format").and_then(Value::as_str);
+    let field_type = match type_name {
+        "string" | "integer" | "number" | "boolean" | "year" => {
+            if let Some(f) = format.filter(|f| *f != "default") {
+                is.push(
+                    join(path, "format"),
+                    format!("format `{f}` is not supported for type {type_name} (only \"default\")"),
+                );
+            }
+            match type_name {
+                "string" => FieldType::String,
+                "integer" => FieldType::Integer,
+                "number" => FieldType::Number,
+                "boolean" => FieldType::Boolean,
+                _ => FieldType::Year,
+            }
+        }
+        "date" => match format {
+            None | Some("default") => FieldType::Date(DateFormat::iso()),
+            Some("any") => {
+                is.push(
+                    join(path, "format"),
+                    "format \"any\" guesses and is not supported: name the pattern, e.g. \"%d/%m/%Y\"",
+                );
+                FieldType::Date(DateFormat::iso())
+            }
+            Some(p) => match DateFormat::parse(p) {
+                Ok(df) => FieldType::Date(df),
+                Err(msg) => {
+                    is.push(join(path, "format"), msg);
+                    FieldType::Date(DateFormat::iso())
+                }
+            },
+        },
+        other => {
+            is.push(
+                join(path, "type"),
+                format!(
+                    "type `{other}` is not supported (use string, integer, number, boolean, date or year)"
+                ),
+            );
+            FieldType::String
+        }
+    };
+    if obj.get("format").is_some_and(|f| !f.is_string()) {
+        is.push(join(path, "format"), "must be a string");
+    }
+
+    let missing_values = match obj.get("missingValues") {
+        Some(v) => is
+            .strings(v, &join(path, "missingValues"))
+            .unwrap_or_default(),
+        None => schema_missing.to_vec(),
+    };
+    let mut bool_values = |key: &str, default: &[&str]| -> Vec<String> {
+        match obj.get(key) {
+            Some(v) => {
+                if field_type != FieldType::Boolean {
+                    is.push(join(path, key), "only allowed on boolean fields");
+                }
+                is.strings(v, &join(path, key)).unwrap_or_default()
+            }
+            None => default.iter().map(|s| s.to_string()).collect(),
+        }
+    };
+    let true_values = bool_values("trueValues", &["true", "True", "TRUE", "1"]);
+    let false_values = bool_values("falseValues", &["false", "False", "FALSE", "0"]);
+
+    let constraints = match obj.get("constraints") {
+        None => Constraints::default(),
+        Some(Value::Object(c)) => {
+            parse_constraints(c, &join(path, "constraints"), &field_type, is)
+        }
+        Some(_) => {
+            is.push(join(path, "constraints"), "must be a JSON object");
+            Constraints::default()
+        }
+    };
+    Some(Field {
+        name,
+        field_type,
+        constraints,
+        missing_values,
+        true_values,
+        false_values,
+    })
+}
+
+fn parse_constraints(
+    c: &Map<String, Value>,
+    path: &str,
+    ft: &FieldType,
+    is: &mut Issues<'_>,
+) -> Constraints {
+    is.unknown_keys(c, CONSTRAINT_KEYS, path);
+    let mut out = Constraints::default();
+    let flag = |key: &str, is: &mut Issues<'_>| match c.get(key) {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            is.push(join(path, key), "must be true or false");
+            false
+        }
+    };
+    out.required = flag("required", is);
+    out.unique = flag("unique", is);
+
+    if let Some(v) = c.get("enum") {
+        let p = join(path, "enum");
+        match (ft, v.as_array()) {
+            (FieldType::String, Some(a)) => match is.strings(v, &p) {
+                Some(s) if !a.is_empty() => out.enumeration = Some(EnumValues::Strings(s.into_iter().collect())),
+                _ => is.push(&p, "must be a non-empty array of strings"),
+            },
+            (FieldType::Integer | FieldType::Year, Some(a)) => {
+                let ints: Option<BTreeSet<i64>> = a
+                    .iter()
+                    .map(|x| x.as_i64().or_else(|| x.as_str().and_then(|s| s.parse().ok())))
+                    .collect();
+                match ints {
+                    Some(s) if !s.is_empty() => out.enumeration = Some(EnumValues::Ints(s)),
+                    _ => is.push(&p, "must be a non-empty array of integers"),
+                }
+            }
+            (FieldType::String | FieldType::Integer | FieldType::Year, None) => {
+                is.push(&p, "must be an array")
+            }
+            _ => is.push(
+                &p,
+                format!("enum on {} fields is not supported (only string, integer, year)", ft.name()),
+            ),
+        }
+    }
+
+    for key in ["minimum", "maximum"] {
+        let Some(v) = c.get(key) else { continue };
+        let p = join(path, key);
+        let bound = match ft {
+            FieldType::Integer | FieldType::Year => v
+                .as_i64()
+                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+                .map(Bound::Int),
+            FieldType::Number => v
+                .as_f64()
+                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+                .map(Bound::Float),
+            FieldType::Date(_) => v
+                .as_str()
+                .and_then(|s| DateFormat::iso().parse_date(s))
+                .map(|d| Bound::Date(days_since_epoch(d))),
+            FieldType::String | FieldType::Boolean => {
+                is.push(&p, format!("not allowed on {} fields", ft.name()));
+                continue;
+            }
+        };
+        match bound {
+            Some(b) if key == "minimum" => out.minimum = Some(b),
+            Some(b) => out.maximum = Some(b),
+            None => is.push(
+                &p,
+                match ft {
+                    FieldType::Date(_) => "must be an ISO date string \"YYYY-MM-DD\"".to_string(),
+                    _ => format!("must be a {} value", ft.name()),
+                },
+            ),
+        }
+    }
+
+    if let Some(v) = c.get("pattern") {
+        let p = join(path, "pattern");
+        match v.as_str() {
+            Some(pat) => match Regex::new(&format!("^(?:{pat})$")) {
+                Ok(re) => out.pattern = Some(re),
+                Err(e) => is.push(&p, format!("invalid regular expression: {e}")),
+            },
+            None => is.push(&p, "must be a string"),
+        }
+        if *ft != FieldType::String {
+            is.push(&p, "only allowed on string fields");
+        }
+    }
+    for key in ["minLength", "maxLength"] {
+        let Some(v) = c.get(key) else { continue };
+        let p = join(path, key);
+        match v.as_u64().and_then(|n| usize::try_from(n).ok()) {
+            Some(n) if key == "minLength" => out.min_length = Some(n),
+            Some(n) => out.max_length = Some(n),
+            None => is.push(&p, "must be a non-negative integer"),
+        }
+        if *ft != FieldType::String {
+            is.push(&p, "only allowed on string fields");
+        }
+    }
+    out
+}
+
+/// Days since 1970-01-01, the physical value of a polars / Arrow `Date`.
+pub fn days_since_epoch(d: chrono::NaiveDate) -> i32 {
+    const EPOCH_CE_DAYS: i32 = 719_163;
+    chrono::Datelike::num_days_from_ce(&d) - EPOCH_CE_DAYS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issues(json: &str) -> Vec<String> {
+        match parse(json, Path::new("t.schema.json")) {
+            Ok(_) => vec![],
+            Err(v) => v.into_iter().map(|i| i.key).collect(),
+        }
+    }
+
+    #[test]
+    fn date_formats_parse_strictly() {
+        let iso = DateFormat::iso();
+        assert_eq!(
+            iso.parse_date("2024-02-29"),
+            chrono::NaiveDate::from_ymd_opt(2024, 2, 29)
+        );
+        assert_eq!(iso.parse_date("2023-02-29"), None);
+        assert_eq!(iso.parse_date("2024-1-5"), chrono::NaiveDate::from_ymd_opt(2024, 1, 5));
+        assert_eq!(iso.parse_date("24-01-05"), None);
+        assert_eq!(iso.parse_date("2024-01-05 "), None);
+        let fr = DateFormat::parse("%d/%m/%Y").unwrap();
+        assert_eq!(fr.parse_date("31/12/2023"), chrono::NaiveDate::from_ymd_opt(2023, 12, 31));
+        assert_eq!(fr.parse_date("31/02/2023"), None);
+        assert_eq!(fr.parse_date("2023-12-31"), None);
+        assert!(DateFormat::parse("%d/%m/%y").is_err());
+        assert!(DateFormat::parse("%d/%m").is_err());
+    }
+
+    #[test]
+    fn epoch_days_match_arrow() {
+        assert_eq!(days_since_epoch(chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()), 0);
+        assert_eq!(days_since_epoch(chrono::NaiveDate::from_ymd_opt(2000, 3, 1).unwrap()), 11017);
+    }
+
+    #[test]
+    fn reports_every_unsupported_key_at_once() {
+        let keys = issues(
+            r#"{"fields": [
+                {"name": "a", "type": "integer", "constraints": {"exclusiveMinimum": 0}},
+                {"name": "b", "type": "geopoint"},
+                {"name": "c", "type": "date", "format": "any", "rdfType": "x"}
+              ], "foreignKeys": []}"#,
+        );
+        assert_eq!(
+            keys,
+            vec![
+                "foreignKeys",
+                "fields[0].constraints.exclusiveMinimum",
+                "fields[1].type",
+                "fields[2].rdfType",
+                "fields[2].format"
+            ]
+        );
+    }
+
+    #[test]
+    fn typed_constraints_are_checked_against_the_field_type() {
+        let keys = issues(
+            r#"{"fields": [
+                {"name": "a", "type": "integer", "constraints": {"minimum": "x", "pattern": "[0-9]+"}},
+                {"name": "b", "type": "string", "constraints": {"maximum": 3, "pattern": "("}},
+                {"name": "a"}
+              ], "primaryKey": ["zz"]}"#,
+        );
+        assert_eq!(
+            keys,
+            vec![
+                "fields[0].constraints.minimum",
+                "fields[0].constraints.pattern",
+                "fields[1].constraints.maximum",
+                "fields[1].constraints.pattern",
+                "fields[2].name",
+                "primaryKey"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_valid_schema_compiles() {
+        let s = parse(
+            r#"{"$schema": "https://datapackage.org/profiles/2.0/tableschema.json",
+                "missingValues": ["", "NA"], "primaryKey": "id", "fields": [
+                {"name": "id", "type": "string", "constraints": {"required": true, "unique": true, "pattern": "P[0-9]+"}},
+                {"name": "age", "type": "integer", "constraints": {"minimum": 0, "maximum": 120}},
+                {"name": "d", "type": "date", "format": "%d/%m/%Y", "constraints": {"minimum": "1900-01-01"}},
+                {"name": "s", "type": "string", "missingValues": ["-"], "constraints": {"enum": ["M", "F"]}}
+              ]}"#,
+            Path::new("t"),
+        )
+        .unwrap();
+        assert_eq!(s.primary_key, vec!["id"]);
+        assert_eq!(s.fields[0].missing_values, vec!["", "NA"]);
+        assert_eq!(s.fields[3].missing_values, vec!["-"]);
+        assert!(s.fields[0].constraints.pattern.as_ref().unwrap().is_match("P12"));
+        assert!(!s.fields[0].constraints.pattern.as_ref().unwrap().is_match("xP12"));
+        assert_eq!(s.fields[2].constraints.minimum, Some(Bound::Date(-25567)));
+    }
+}
