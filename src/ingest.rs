@@ -137,6 +137,7 @@ fn map_header(header: &[String], schema: &TableSchema, source_id: &str, path: &P
 }
 
 pub struct CsvChunks {
+    path: PathBuf,
     reader: csv::Reader<Box<dyn Read + Send>>,
     file_index: usize,
     delimiter: u8,
@@ -167,10 +168,13 @@ impl CsvChunks {
             .delimiter(src.delimiter)
             .has_headers(true)
             .flexible(true)
+            // Records end at `\n` and a trailing `\r` is stripped below: the csv crate's CRLF mode
+            // counts the `\n` of a CRLF in the next record, one line too early.
+            .terminator(csv::Terminator::Any(b'\n'))
             .buffer_capacity(1 << 20)
             .from_reader(input);
         let header: Vec<String> = match reader.byte_headers() {
-            Ok(h) if !h.is_empty() && !(h.len() == 1 && h[0].is_empty()) => h
+            Ok(h) if !is_blank(h) => h
                 .iter()
                 .map(|b| String::from_utf8_lossy(b).trim().to_string())
                 .collect(),
@@ -184,6 +188,7 @@ impl CsvChunks {
         };
         let map = map_header(&header, &src.schema, &src.id, path)?;
         Ok(CsvChunks {
+            path: path.clone(),
             reader,
             file_index,
             delimiter: src.delimiter,
@@ -216,10 +221,14 @@ impl CsvChunks {
             let more = self
                 .reader
                 .read_byte_record(&mut self.record)
-                .map_err(|e| csv_error(e, Path::new("")))?;
+                .map_err(|e| csv_error(e, &self.path))?;
             if !more {
                 self.done = true;
                 break;
+            }
+            if is_blank(&self.record) {
+                // An empty line is not a record (as in RFC 4180 readers and Frictionless).
+                continue;
             }
             self.records_read += 1;
             let row = lines.len() as u32;
@@ -230,10 +239,12 @@ impl CsvChunks {
                     b.append_null();
                 }
                 broken.push(true);
+                let n = self.record.len();
                 let raw = self
                     .record
                     .iter()
-                    .map(|f| String::from_utf8_lossy(f))
+                    .enumerate()
+                    .map(|(i, f)| String::from_utf8_lossy(strip_cr(f, i + 1 == n)))
                     .collect::<Vec<_>>()
                     .join(&(self.delimiter as char).to_string());
                 issues.push(Issue {
@@ -250,8 +261,10 @@ impl CsvChunks {
                 continue;
             }
             broken.push(false);
+            let last = self.n_columns - 1;
             for (fi, b) in builders.iter_mut().enumerate() {
-                let bytes = &self.record[self.map[fi]];
+                let col = self.map[fi];
+                let bytes = strip_cr(&self.record[col], col == last);
                 match std::str::from_utf8(bytes) {
                     Ok(s) => b.append_value(s),
                     Err(_) => {
@@ -281,6 +294,19 @@ impl CsvChunks {
             issues,
         }))
     }
+}
+
+/// The `\r` of a CRLF line end, left on the last field by the `\n` terminator.
+fn strip_cr(field: &[u8], is_last: bool) -> &[u8] {
+    match field {
+        [rest @ .., b'\r'] if is_last => rest,
+        _ => field,
+    }
+}
+
+/// A record that is only a line end (`\n` or `\r\n`).
+fn is_blank(r: &csv::ByteRecord) -> bool {
+    r.is_empty() || (r.len() == 1 && (r[0].is_empty() || &r[0] == b"\r"))
 }
 
 fn csv_error(e: csv::Error, path: &Path) -> Error {

@@ -97,7 +97,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Manifest> {
         match run_source(plan, src, &spec_dir, &staging, opts) {
             Ok((mut report, outs)) => {
                 report.seconds = (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
-                if let Some(r) = tolerance(&report, src) {
+                if let Some(r) = tolerance(&report, src, &out.join("failed").join(&run_id)) {
                     rejections.push(r);
                 }
                 tracing::info!(
@@ -174,7 +174,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Manifest> {
 }
 
 /// The rejection of a source whose quarantined fraction exceeds its tolerance, naming the top rules.
-fn tolerance(r: &SourceReport, src: &SourcePlan) -> Option<Rejection> {
+fn tolerance(r: &SourceReport, src: &SourcePlan, failed_dir: &Path) -> Option<Rejection> {
     if r.rows_read == 0 {
         return None;
     }
@@ -194,12 +194,12 @@ fn tolerance(r: &SourceReport, src: &SourcePlan) -> Option<Rejection> {
         source_id: src.id.clone(),
         reason: format!(
             "{} of {} rows ({:.2}%) failed validation, above max_invalid_fraction {:.2}%; top reasons: {reasons}. \
-             The run's quarantine is kept under out/failed/<run-id>/quarantine/{}.parquet",
+             Its quarantine is kept in {}",
             r.rows_quarantined,
             r.rows_read,
             fraction * 100.0,
             src.max_invalid_fraction * 100.0,
-            src.id
+            failed_dir.join("quarantine").join(format!("{}.parquet", src.id)).display()
         ),
     })
 }

@@ -327,7 +327,12 @@ fn check_column(
                     out.push(None);
                     continue;
                 };
-                let parsed = s.trim().parse::<i64>().ok().filter(|y| !is_year || (0..=9999).contains(y));
+                // A year is exactly four characters (as in Table Schema and frictionless).
+                let parsed = if is_year {
+                    Some(s).filter(|s| s.len() == 4).and_then(|s| s.parse::<i64>().ok()).filter(|y| (0..=9999).contains(y))
+                } else {
+                    s.trim().parse::<i64>().ok()
+                };
                 let Some(x) = parsed else {
                     issue(row, Rule::Type, s, format!("`{s}` is not {}", if is_year { "a year" } else { "an integer" }));
                     out.push(None);

@@ -578,9 +578,10 @@ fn parse_constraints(
                 .as_f64()
                 .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
                 .map(Bound::Float),
-            FieldType::Date(_) => v
+            // As in Table Schema, a date bound is written in the field's own format.
+            FieldType::Date(fmt) => v
                 .as_str()
-                .and_then(|s| DateFormat::iso().parse_date(s))
+                .and_then(|s| fmt.parse_date(s))
                 .map(|d| Bound::Date(days_since_epoch(d))),
             FieldType::String | FieldType::Boolean => {
                 is.push(&p, format!("not allowed on {} fields", ft.name()));
@@ -593,7 +594,7 @@ fn parse_constraints(
             None => is.push(
                 &p,
                 match ft {
-                    FieldType::Date(_) => "must be an ISO date string \"YYYY-MM-DD\"".to_string(),
+                    FieldType::Date(fmt) => format!("must be a date written in the field's format {}", fmt.pattern),
                     _ => format!("must be a {} value", ft.name()),
                 },
             ),
@@ -720,7 +721,7 @@ mod tests {
                 "missingValues": ["", "NA"], "primaryKey": "id", "fields": [
                 {"name": "id", "type": "string", "constraints": {"required": true, "unique": true, "pattern": "P[0-9]+"}},
                 {"name": "age", "type": "integer", "constraints": {"minimum": 0, "maximum": 120}},
-                {"name": "d", "type": "date", "format": "%d/%m/%Y", "constraints": {"minimum": "1900-01-01"}},
+                {"name": "d", "type": "date", "format": "%d/%m/%Y", "constraints": {"minimum": "01/01/1900"}},
                 {"name": "s", "type": "string", "missingValues": ["-"], "constraints": {"enum": ["M", "F"]}}
               ]}"#,
             Path::new("t"),
