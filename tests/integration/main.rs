@@ -1,0 +1,39 @@
+//! End-to-end tests, in one binary (each test binary linking polars is large).
+//!
+//! Expectations are independent of the code under test: hand-written fixtures
+//! (`tests/fixtures/`), the sample generator's own row counts, the committed sample's bytes, and
+//! properties with a known answer. The Python `frictionless` package cross-checks validation of
+//! the whole sample separately (`tests/frictionless_check.py`, run by `.ci/run`).
+
+mod cli;
+mod fixtures;
+mod properties;
+mod sample;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use polars::prelude::*;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn migstat(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_migstat"));
+    cmd.args(args).current_dir(repo());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("the migstat binary runs")
+}
+
+pub fn read_parquet(path: &Path) -> DataFrame {
+    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    ParquetReader::new(f).finish().expect("read parquet")
+}
+
+pub fn manifest(out: &Path) -> migstat::runner::Manifest {
+    let text = std::fs::read_to_string(out.join("manifest.json")).expect("manifest.json exists");
+    serde_json::from_str(&text).expect("manifest.json parses")
+}
