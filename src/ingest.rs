@@ -58,11 +58,17 @@ impl FileChunks {
     pub fn open(src: &SourcePlan, file_index: usize, chunk_rows: usize) -> Result<Self> {
         let path = &src.files[file_index];
         match src.format {
-            Format::Csv => Ok(FileChunks::Csv(Box::new(CsvChunks::open(src, file_index, chunk_rows)?))),
+            Format::Csv => Ok(FileChunks::Csv(Box::new(CsvChunks::open(
+                src, file_index, chunk_rows,
+            )?))),
             Format::Parquet => {
                 let mut reader = ParquetReader::new(File::open(path).at(path)?);
-                let rows = reader.num_rows().ctx(|| format!("reading Parquet metadata of {}", path.display()))?;
-                let arrow_schema = reader.schema().ctx(|| format!("reading the schema of {}", path.display()))?;
+                let rows = reader
+                    .num_rows()
+                    .ctx(|| format!("reading Parquet metadata of {}", path.display()))?;
+                let arrow_schema = reader
+                    .schema()
+                    .ctx(|| format!("reading the schema of {}", path.display()))?;
                 let names: Vec<String> = arrow_schema.iter_names().map(|n| n.to_string()).collect();
                 let map = map_header(&names, &src.schema, &src.id, path)?;
                 let selected = map.iter().map(|&i| names[i].clone()).collect();
@@ -96,7 +102,12 @@ impl FileChunks {
 }
 
 /// For each schema field, the index of the file column that holds it.
-fn map_header(header: &[String], schema: &TableSchema, source_id: &str, path: &Path) -> Result<Vec<usize>> {
+fn map_header(
+    header: &[String],
+    schema: &TableSchema,
+    source_id: &str,
+    path: &Path,
+) -> Result<Vec<usize>> {
     let expected: Vec<&str> = schema.fields.iter().map(|f| f.name.as_str()).collect();
     let found: Vec<&str> = header.iter().map(String::as_str).collect();
     let reject = |detail: String| {
@@ -109,8 +120,16 @@ fn map_header(header: &[String], schema: &TableSchema, source_id: &str, path: &P
             ),
         }])
     };
-    let missing: Vec<&str> = expected.iter().copied().filter(|e| !found.contains(e)).collect();
-    let extra: Vec<&str> = found.iter().copied().filter(|f| !expected.contains(f)).collect();
+    let missing: Vec<&str> = expected
+        .iter()
+        .copied()
+        .filter(|e| !found.contains(e))
+        .collect();
+    let extra: Vec<&str> = found
+        .iter()
+        .copied()
+        .filter(|f| !expected.contains(f))
+        .collect();
     if !missing.is_empty() || !extra.is_empty() {
         let mut d = Vec::new();
         if !missing.is_empty() {
@@ -324,7 +343,10 @@ struct SkipUtf8Bom<R> {
 
 impl<R: Read> SkipUtf8Bom<R> {
     fn new(inner: R) -> Self {
-        SkipUtf8Bom { inner, checked: false }
+        SkipUtf8Bom {
+            inner,
+            checked: false,
+        }
     }
 }
 
@@ -343,7 +365,11 @@ impl<R: Read> Read for SkipUtf8Bom<R> {
             }
             n += k;
         }
-        let start = if head[..n] == [0xEF, 0xBB, 0xBF] { 3 } else { 0 };
+        let start = if head[..n] == [0xEF, 0xBB, 0xBF] {
+            3
+        } else {
+            0
+        };
         let rest = &head[start..n];
         if rest.is_empty() {
             return self.inner.read(buf);
@@ -353,7 +379,9 @@ impl<R: Read> Read for SkipUtf8Bom<R> {
             Ok(rest.len())
         } else {
             // A caller's buffer under 3 bytes: hand the head over in pieces.
-            Err(std::io::Error::other("read buffer too small for the BOM check"))
+            Err(std::io::Error::other(
+                "read buffer too small for the BOM check",
+            ))
         }
     }
 }
@@ -425,7 +453,9 @@ mod tests {
         assert_eq!(out, b"ab");
         // A BOM alone in the first read must not look like the end of the file.
         let mut out = Vec::new();
-        SkipUtf8Bom::new(std::io::Read::chain(&b"\xEF\xBB\xBF"[..], &b"x,y\n"[..])).read_to_end(&mut out).unwrap();
+        SkipUtf8Bom::new(std::io::Read::chain(&b"\xEF\xBB\xBF"[..], &b"x,y\n"[..]))
+            .read_to_end(&mut out)
+            .unwrap();
         assert_eq!(out, b"x,y\n");
     }
 }

@@ -104,7 +104,9 @@ fn init_logging(cli: &Cli) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("MIGSTAT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("migstat={level}")));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
@@ -146,7 +148,11 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             }
             Ok(exit::OK)
         }
-        Command::Run { pipeline, out, report } => {
+        Command::Run {
+            pipeline,
+            out,
+            report,
+        } => {
             let plan = spec::compile(pipeline)?;
             let opts = runner::RunOptions {
                 out_dir: out.clone(),

@@ -95,7 +95,14 @@ pub fn clip(s: &str) -> String {
 
 /// Column names of the quarantine dataset, in order.
 pub const COLUMNS: [&str; 8] = [
-    "source_id", "file", "line", "record", "field", "rule", "raw_value", "message",
+    "source_id",
+    "file",
+    "line",
+    "record",
+    "field",
+    "rule",
+    "raw_value",
+    "message",
 ];
 
 pub fn schema() -> Schema {
@@ -175,7 +182,11 @@ mod tests {
     fn rule_names_are_unique_snake_case() {
         let names: std::collections::BTreeSet<_> = Rule::ALL.iter().map(|r| r.as_str()).collect();
         assert_eq!(names.len(), Rule::ALL.len());
-        assert!(names.iter().all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '_')));
+        assert!(
+            names
+                .iter()
+                .all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        );
     }
 
     #[test]
@@ -190,8 +201,23 @@ mod tests {
     #[test]
     fn builder_matches_declared_schema() {
         let mut b = QuarantineBuilder::default();
-        let at = RowOrigin { source_id: "s", file: "f.csv", line: Some(3), record: 2 };
-        b.push(&at, Some("age"), Issue { row: 0, field: Some(1), rule: Rule::Maximum, raw: Some("150".into()), message: "m".into() });
+        let at = RowOrigin {
+            source_id: "s",
+            file: "f.csv",
+            line: Some(3),
+            record: 2,
+        };
+        b.push(
+            &at,
+            Some("age"),
+            Issue {
+                row: 0,
+                field: Some(1),
+                rule: Rule::Maximum,
+                raw: Some("150".into()),
+                message: "m".into(),
+            },
+        );
         let df = b.finish().unwrap();
         assert_eq!(df.schema().as_ref(), &schema());
         let names: Vec<&str> = df.get_column_names().iter().map(|n| n.as_str()).collect();

@@ -73,8 +73,17 @@ pub struct Manifest {
 
 fn new_run_id(plan: &Plan) -> String {
     let now = chrono::Utc::now();
-    let salt = format!("{}{}{}", plan.spec_hash, now.timestamp_nanos_opt().unwrap_or_default(), std::process::id());
-    format!("{}-{}", now.format("%Y%m%dT%H%M%SZ"), &blake3::hash(salt.as_bytes()).to_hex()[..6])
+    let salt = format!(
+        "{}{}{}",
+        plan.spec_hash,
+        now.timestamp_nanos_opt().unwrap_or_default(),
+        std::process::id()
+    );
+    format!(
+        "{}-{}",
+        now.format("%Y%m%dT%H%M%SZ"),
+        &blake3::hash(salt.as_bytes()).to_hex()[..6]
+    )
 }
 
 /// Run the plan. When every source is within tolerance the outputs replace those in
@@ -88,7 +97,11 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Manifest> {
     std::fs::create_dir_all(&staging).at(&staging)?;
     tracing::info!(run_id = %run_id, pipeline = %plan.pipeline_id, "run started");
 
-    let spec_dir = plan.spec_path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let spec_dir = plan
+        .spec_path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
     let mut sources = Vec::new();
     let mut outputs = Vec::new();
     let mut rejections = Vec::new();
@@ -131,7 +144,12 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Manifest> {
 
     let manifest = Manifest {
         run_id: run_id.clone(),
-        status: if rejections.is_empty() { "succeeded" } else { "rejected" }.into(),
+        status: if rejections.is_empty() {
+            "succeeded"
+        } else {
+            "rejected"
+        }
+        .into(),
         pipeline_id: plan.pipeline_id.clone(),
         pipeline_hash: plan.spec_hash.clone(),
         spec: clean_path(&plan.spec_path).display().to_string(),
@@ -139,12 +157,16 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Manifest> {
         started_at: started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         reference_date: plan.reference_date.to_string(),
-        reference_period: [plan.reference_period.start.to_string(), plan.reference_period.end.to_string()],
+        reference_period: [
+            plan.reference_period.start.to_string(),
+            plan.reference_period.end.to_string(),
+        ],
         sources,
         rejections,
         outputs,
     };
-    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Internal(format!("serialising the manifest: {e}")))?;
+    let json = serde_json::to_vec_pretty(&manifest)
+        .map_err(|e| Error::Internal(format!("serialising the manifest: {e}")))?;
     write_atomic(&staging.join("manifest.json"), &json)?;
 
     if !manifest.rejections.is_empty() {
@@ -166,7 +188,8 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Manifest> {
             std::fs::rename(&new, &old).at(&old)?;
         }
     }
-    std::fs::rename(staging.join("manifest.json"), out.join("manifest.json")).at(&out.join("manifest.json"))?;
+    std::fs::rename(staging.join("manifest.json"), out.join("manifest.json"))
+        .at(&out.join("manifest.json"))?;
     let _ = std::fs::remove_dir_all(&staging);
     let _ = std::fs::remove_dir(out.join(".staging"));
     tracing::info!(run_id = %run_id, "run succeeded");
@@ -199,7 +222,10 @@ fn tolerance(r: &SourceReport, src: &SourcePlan, failed_dir: &Path) -> Option<Re
             r.rows_read,
             fraction * 100.0,
             src.max_invalid_fraction * 100.0,
-            failed_dir.join("quarantine").join(format!("{}.parquet", src.id)).display()
+            failed_dir
+                .join("quarantine")
+                .join(format!("{}.parquet", src.id))
+                .display()
         ),
     })
 }
@@ -216,7 +242,11 @@ fn run_source(
     let names: Vec<String> = src
         .files
         .iter()
-        .map(|f| relative_to(&clean_path(f), &spec_dir).to_string_lossy().replace('\\', "/"))
+        .map(|f| {
+            relative_to(&clean_path(f), &spec_dir)
+                .to_string_lossy()
+                .replace('\\', "/")
+        })
         .collect();
     let mut files = Vec::new();
     for (f, name) in src.files.iter().zip(&names) {
@@ -236,12 +266,22 @@ fn run_source(
         ("source_id".to_string(), src.id.clone()),
         (
             "input_blake3".to_string(),
-            files.iter().map(|f| format!("{}={}", f.path, f.blake3)).collect::<Vec<_>>().join(";"),
+            files
+                .iter()
+                .map(|f| format!("{}={}", f.path, f.blake3))
+                .collect::<Vec<_>>()
+                .join(";"),
         ),
     ];
-    let accepted_path = staging.join("restricted").join("accepted").join(format!("{}.parquet", src.id));
-    let quarantine_path = staging.join("quarantine").join(format!("{}.parquet", src.id));
-    let mut accepted = ParquetSink::create(&accepted_path, &validator.accepted_schema(), &metadata)?;
+    let accepted_path = staging
+        .join("restricted")
+        .join("accepted")
+        .join(format!("{}.parquet", src.id));
+    let quarantine_path = staging
+        .join("quarantine")
+        .join(format!("{}.parquet", src.id));
+    let mut accepted =
+        ParquetSink::create(&accepted_path, &validator.accepted_schema(), &metadata)?;
     let mut quarantined = ParquetSink::create(&quarantine_path, &quarantine::schema(), &metadata)?;
 
     let total_bytes: u64 = files.iter().map(|f| f.bytes).sum();
@@ -270,7 +310,10 @@ fn run_source(
     let acc = accepted.finish(staging)?;
     let qua = quarantined.finish(staging)?;
     if acc.rows != good {
-        return Err(Error::Internal(format!("source `{}`: {} accepted rows counted, {} written", src.id, good, acc.rows)));
+        return Err(Error::Internal(format!(
+            "source `{}`: {} accepted rows counted, {} written",
+            src.id, good, acc.rows
+        )));
     }
     Ok((
         SourceReport {
@@ -280,7 +323,10 @@ fn run_source(
             rows_accepted: acc.rows,
             rows_quarantined: bad,
             max_invalid_fraction: src.max_invalid_fraction,
-            quarantine_by_rule: by_rule.into_iter().map(|(r, n)| (r.as_str().to_string(), n)).collect(),
+            quarantine_by_rule: by_rule
+                .into_iter()
+                .map(|(r, n)| (r.as_str().to_string(), n))
+                .collect(),
             seconds: 0.0,
         },
         vec![acc, qua],
@@ -309,8 +355,13 @@ fn progress_bar(show: bool, total: u64, label: &str) -> indicatif::ProgressBar {
     if !show {
         return indicatif::ProgressBar::hidden();
     }
-    let bar = indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{prefix:>14} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}") {
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(total),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{prefix:>14} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    ) {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_prefix(label.to_string());
@@ -321,13 +372,30 @@ fn progress_bar(show: bool, total: u64, label: &str) -> indicatif::ProgressBar {
 pub fn summary(m: &Manifest) -> String {
     use std::fmt::Write;
     let mut s = String::new();
-    let _ = writeln!(s, "run {} of pipeline {}: {}", m.run_id, m.pipeline_id, m.status);
-    let _ = writeln!(s, "{:<22} {:>12} {:>12} {:>12}  top rules", "source", "read", "accepted", "quarantined");
+    let _ = writeln!(
+        s,
+        "run {} of pipeline {}: {}",
+        m.run_id, m.pipeline_id, m.status
+    );
+    let _ = writeln!(
+        s,
+        "{:<22} {:>12} {:>12} {:>12}  top rules",
+        "source", "read", "accepted", "quarantined"
+    );
     for src in &m.sources {
         let mut top: Vec<_> = src.quarantine_by_rule.iter().collect();
         top.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-        let rules = top.iter().take(4).map(|(r, n)| format!("{r} {n}")).collect::<Vec<_>>().join(", ");
-        let _ = writeln!(s, "{:<22} {:>12} {:>12} {:>12}  {}", src.id, src.rows_read, src.rows_accepted, src.rows_quarantined, rules);
+        let rules = top
+            .iter()
+            .take(4)
+            .map(|(r, n)| format!("{r} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = writeln!(
+            s,
+            "{:<22} {:>12} {:>12} {:>12}  {}",
+            src.id, src.rows_read, src.rows_accepted, src.rows_quarantined, rules
+        );
     }
     s
 }
@@ -338,9 +406,18 @@ mod tests {
 
     #[test]
     fn paths_are_cleaned_lexically() {
-        assert_eq!(clean_path(Path::new("pipelines/../sample_data/./a.csv")), PathBuf::from("sample_data/a.csv"));
+        assert_eq!(
+            clean_path(Path::new("pipelines/../sample_data/./a.csv")),
+            PathBuf::from("sample_data/a.csv")
+        );
         assert_eq!(clean_path(Path::new("../x/../y")), PathBuf::from("../y"));
-        assert_eq!(relative_to(Path::new("sample_data/a.csv"), Path::new("pipelines")), PathBuf::from("../sample_data/a.csv"));
-        assert_eq!(relative_to(Path::new("pipelines/d/a.csv"), Path::new("pipelines")), PathBuf::from("d/a.csv"));
+        assert_eq!(
+            relative_to(Path::new("sample_data/a.csv"), Path::new("pipelines")),
+            PathBuf::from("../sample_data/a.csv")
+        );
+        assert_eq!(
+            relative_to(Path::new("pipelines/d/a.csv"), Path::new("pipelines")),
+            PathBuf::from("d/a.csv")
+        );
     }
 }

@@ -95,7 +95,11 @@ const REGIONS: &[(&str, u32, &[&str])] = &[
     ("03", 12, &["Fès", "Meknès", "Taza"]),
     ("04", 14, &["Rabat", "Salé", "Kénitra", "Témara"]),
     ("05", 7, &["Béni Mellal", "Khénifra", "Khouribga"]),
-    ("06", 20, &["Casablanca", "Mohammédia", "El Jadida", "Settat"]),
+    (
+        "06",
+        20,
+        &["Casablanca", "Mohammédia", "El Jadida", "Settat"],
+    ),
     ("07", 13, &["Marrakech", "Safi", "Essaouira"]),
     ("08", 5, &["Errachidia", "Ouarzazate", "Tinghir"]),
     ("09", 8, &["Agadir", "Inezgane", "Taroudant"]),
@@ -135,14 +139,14 @@ const BAD_ROW_RATE: f64 = 0.01;
 pub fn generate(dir: &Path, scale: u32, seed: u64) -> Result<Vec<(PathBuf, u64)>> {
     std::fs::create_dir_all(dir).at(dir)?;
     let sizes = Sizes::at(scale);
-    let mut out = Vec::new();
-    out.push(survey(dir, &sizes, seed)?);
-    out.push(permits(dir, &sizes, seed)?);
-    out.push(asylum(dir, &sizes, seed)?);
-    out.push(border(dir, &sizes, seed)?);
-    out.push(returns(dir, &sizes, seed)?);
-    out.push(trafficking(dir, &sizes, seed)?);
-    Ok(out)
+    Ok(vec![
+        survey(dir, &sizes, seed)?,
+        permits(dir, &sizes, seed)?,
+        asylum(dir, &sizes, seed)?,
+        border(dir, &sizes, seed)?,
+        returns(dir, &sizes, seed)?,
+        trafficking(dir, &sizes, seed)?,
+    ])
 }
 
 /// A CSV file being written: quoting, delimiter, line ending and encoding.
@@ -157,9 +161,24 @@ struct CsvOut {
 }
 
 impl CsvOut {
-    fn create(path: PathBuf, delim: u8, crlf: bool, cp1252: bool, bom: bool, header: &[&str]) -> Result<Self> {
+    fn create(
+        path: PathBuf,
+        delim: u8,
+        crlf: bool,
+        cp1252: bool,
+        bom: bool,
+        header: &[&str],
+    ) -> Result<Self> {
         let f = File::create(&path).at(&path)?;
-        let mut c = CsvOut { path, w: BufWriter::with_capacity(1 << 20, f), delim, crlf, cp1252, rows: 0, line: String::new() };
+        let mut c = CsvOut {
+            path,
+            w: BufWriter::with_capacity(1 << 20, f),
+            delim,
+            crlf,
+            cp1252,
+            rows: 0,
+            line: String::new(),
+        };
         if bom {
             c.w.write_all(b"\xEF\xBB\xBF").at(&c.path)?;
         }
@@ -218,9 +237,11 @@ fn damage(rng: &mut Rng, row: &mut Vec<String>, kinds: &[Damage], last_id: &str,
         Damage::Age(i) => row[i] = rng.pick(&["150", "-3", "999", "abc"]).to_string(),
         Damage::Date(i) => {
             row[i] = if iso_dates {
-                rng.pick(&["2023-02-30", "2022-13-01", "2019-00-10", "31/12/2021"]).to_string()
+                rng.pick(&["2023-02-30", "2022-13-01", "2019-00-10", "31/12/2021"])
+                    .to_string()
             } else {
-                rng.pick(&["31/02/2019", "00/05/2020", "12/13/2021", "2021-12-31"]).to_string()
+                rng.pick(&["31/02/2019", "00/05/2020", "12/13/2021", "2021-12-31"])
+                    .to_string()
             }
         }
         Damage::Country(i) => row[i] = rng.pick(&["S3N", "??", "XX", "1234", "ZZZ"]).to_string(),
@@ -286,12 +307,40 @@ const SURVEY_DATE: (i32, u32, u32) = (2019, 3, 1);
 fn survey(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {
     let mut rng = Rng::new(seed, 1);
     let header = [
-        "hh_id", "person_id", "stratum", "psu", "weight", "sex", "age", "birth_date", "country_birth",
-        "citizenship", "migration_type", "year_move", "region", "reason", "education", "labour_status",
+        "hh_id",
+        "person_id",
+        "stratum",
+        "psu",
+        "weight",
+        "sex",
+        "age",
+        "birth_date",
+        "country_birth",
+        "citizenship",
+        "migration_type",
+        "year_move",
+        "region",
+        "reason",
+        "education",
+        "labour_status",
     ];
-    let mut w = CsvOut::create(dir.join("survey_persons.csv"), b',', false, false, false, &header)?;
+    let mut w = CsvOut::create(
+        dir.join("survey_persons.csv"),
+        b',',
+        false,
+        false,
+        false,
+        &header,
+    )?;
     let at = ymd(SURVEY_DATE.0, SURVEY_DATE.1, SURVEY_DATE.2);
-    let kinds = [Damage::Age(6), Damage::Date(7), Damage::Country(8), Damage::Missing(5), Damage::DuplicateId(1), Damage::ExtraField];
+    let kinds = [
+        Damage::Age(6),
+        Damage::Date(7),
+        Damage::Country(8),
+        Damage::Missing(5),
+        Damage::DuplicateId(1),
+        Damage::ExtraField,
+    ];
     let mut hh = 0u64;
     let mut last_id = String::new();
     for (reg, pop, _) in REGIONS {
@@ -301,7 +350,8 @@ fn survey(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {
                 let psu = format!("{stratum}-{:03}", p + 1);
                 let households = 8 + rng.range(0, 4) as usize;
                 // Inverse of the selection probability: bigger regions, bigger weights.
-                let base = f64::from(*pop) * 2_000.0 / (sz.psus_per_stratum as f64 * households as f64);
+                let base =
+                    f64::from(*pop) * 2_000.0 / (sz.psus_per_stratum as f64 * households as f64);
                 let hh_weight = ((base * (0.8 + 0.4 * rng.unit())) * 100.0).round() / 100.0;
                 for _ in 0..households {
                     hh += 1;
@@ -311,18 +361,45 @@ fn survey(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {
                     for m in 0..members {
                         let person_id = format!("{hh_id}-{:02}", m + 1);
                         let sex_male = rng.chance(if hh_kind == 1 && m > 0 { 0.683 } else { 0.5 });
-                        let age = if m == 0 { rng.range(25, 80) } else { rng.range(0, 70) };
-                        let birth = at - Duration::days(age * 365 + rng.range(0, 364));
-                        let birth = if age_at(birth, at) == age { birth } else { birth + Duration::days(1) };
-                        let (mig, country_birth, citizenship, year_move, reason) = match (hh_kind, m) {
-                            (1, m) if m > 0 && age >= 15 && rng.chance(0.6) => (1, "MAR", "MAR", rng.range(2000, 2018).to_string(), *rng.pick(&["work", "study", "family", "other"])),
-                            (2, 0) => (2, "MAR", "MAR", rng.range(2000, 2018).to_string(), *rng.pick(&["work", "family", "other"])),
-                            _ if rng.chance(0.03) => {
-                                let o = origin(&mut rng);
-                                (3, o.0, if rng.chance(0.8) { o.0 } else { "MAR" }, rng.range(1995, 2018).to_string(), *rng.pick(&["work", "study", "family", "protection"]))
-                            }
-                            _ => (4, "MAR", "MAR", String::new(), ""),
+                        let age = if m == 0 {
+                            rng.range(25, 80)
+                        } else {
+                            rng.range(0, 70)
                         };
+                        let birth = at - Duration::days(age * 365 + rng.range(0, 364));
+                        let birth = if age_at(birth, at) == age {
+                            birth
+                        } else {
+                            birth + Duration::days(1)
+                        };
+                        let (mig, country_birth, citizenship, year_move, reason) =
+                            match (hh_kind, m) {
+                                (1, m) if m > 0 && age >= 15 && rng.chance(0.6) => (
+                                    1,
+                                    "MAR",
+                                    "MAR",
+                                    rng.range(2000, 2018).to_string(),
+                                    *rng.pick(&["work", "study", "family", "other"]),
+                                ),
+                                (2, 0) => (
+                                    2,
+                                    "MAR",
+                                    "MAR",
+                                    rng.range(2000, 2018).to_string(),
+                                    *rng.pick(&["work", "family", "other"]),
+                                ),
+                                _ if rng.chance(0.03) => {
+                                    let o = origin(&mut rng);
+                                    (
+                                        3,
+                                        o.0,
+                                        if rng.chance(0.8) { o.0 } else { "MAR" },
+                                        rng.range(1995, 2018).to_string(),
+                                        *rng.pick(&["work", "study", "family", "protection"]),
+                                    )
+                                }
+                                _ => (4, "MAR", "MAR", String::new(), ""),
+                            };
                         let mut row = vec![
                             hh_id.clone(),
                             person_id.clone(),
@@ -331,15 +408,29 @@ fn survey(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {
                             format!("{hh_weight:.2}"),
                             if sex_male { "1" } else { "2" }.into(),
                             age.to_string(),
-                            if rng.chance(0.7) { iso(birth) } else { String::new() },
+                            if rng.chance(0.7) {
+                                iso(birth)
+                            } else {
+                                String::new()
+                            },
                             country_birth.into(),
                             citizenship.into(),
                             mig.to_string(),
                             year_move,
                             reg.to_string(),
                             reason.into(),
-                            (*rng.pick(if age < 6 { &["none"][..] } else { &["none", "primary", "secondary", "tertiary"][..] })).into(),
-                            (*rng.pick(if age < 15 { &["inactive"][..] } else { &["employed", "unemployed", "inactive", "student"][..] })).into(),
+                            (*rng.pick(if age < 6 {
+                                &["none"][..]
+                            } else {
+                                &["none", "primary", "secondary", "tertiary"][..]
+                            }))
+                            .into(),
+                            (*rng.pick(if age < 15 {
+                                &["inactive"][..]
+                            } else {
+                                &["employed", "unemployed", "inactive", "student"][..]
+                            }))
+                            .into(),
                         ];
                         if rng.chance(BAD_ROW_RATE) {
                             damage(&mut rng, &mut row, &kinds, &last_id, true);
@@ -357,11 +448,33 @@ fn survey(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {
 fn permits(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {
     let mut rng = Rng::new(seed, 2);
     let header = [
-        "numero_titre", "id_personne", "sexe", "date_naissance", "nationalite", "type_titre",
-        "date_delivrance", "date_expiration", "region", "commune",
+        "numero_titre",
+        "id_personne",
+        "sexe",
+        "date_naissance",
+        "nationalite",
+        "type_titre",
+        "date_delivrance",
+        "date_expiration",
+        "region",
+        "commune",
     ];
-    let mut w = CsvOut::create(dir.join("residence_permits.csv"), b';', true, true, false, &header)?;
-    let kinds = [Damage::Age(3), Damage::Date(6), Damage::Country(4), Damage::Missing(2), Damage::DuplicateId(0), Damage::MissingField];
+    let mut w = CsvOut::create(
+        dir.join("residence_permits.csv"),
+        b';',
+        true,
+        true,
+        false,
+        &header,
+    )?;
+    let kinds = [
+        Damage::Age(3),
+        Damage::Date(6),
+        Damage::Country(4),
+        Damage::Missing(2),
+        Damage::DuplicateId(0),
+        Damage::MissingField,
+    ];
     let mut n = 0u64;
     let mut last_id = String::new();
     for p in 0..sz.permit_persons {
@@ -370,7 +483,12 @@ fn permits(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {
         let o = origin(&mut rng);
         let first_issue = random_date(&mut rng, ymd(2014, 1, 1), ymd(2024, 12, 31));
         let birth = adult_birth(&mut rng, first_issue);
-        let kind = *rng.weighted(&[("TRAVAIL", 40), ("ETUDES", 25), ("FAMILLE", 25), ("AUTRE", 10)]);
+        let kind = *rng.weighted(&[
+            ("TRAVAIL", 40),
+            ("ETUDES", 25),
+            ("FAMILLE", 25),
+            ("AUTRE", 10),
+        ]);
         let (reg, _, communes) = region(&mut rng);
         let commune = *rng.pick(communes);
         let renewals = *rng.weighted(&[(0i64, 45), (1, 30), (2, 15), (3, 10)]);
@@ -380,7 +498,11 @@ fn permits(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {
                 break;
             }
             n += 1;
-            let years = if kind == "ETUDES" { 1 } else { *rng.pick(&[1i64, 2, 3]) };
+            let years = if kind == "ETUDES" {
+                1
+            } else {
+                *rng.pick(&[1i64, 2, 3])
+            };
             let expiry = issue + Duration::days(365 * years - 1);
             let id = format!("T{n:08}");
             let mut row = vec![
@@ -408,9 +530,32 @@ fn permits(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {
 
 fn asylum(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {
     let mut rng = Rng::new(seed, 3);
-    let header = ["case_id", "person_id", "sex", "birth_date", "citizenship", "status", "registration_date", "recognition_date", "region"];
-    let mut w = CsvOut::create(dir.join("asylum_registrations.csv"), b',', false, false, true, &header)?;
-    let kinds = [Damage::Date(3), Damage::Missing(2), Damage::Missing(4), Damage::DuplicateId(1), Damage::ExtraField];
+    let header = [
+        "case_id",
+        "person_id",
+        "sex",
+        "birth_date",
+        "citizenship",
+        "status",
+        "registration_date",
+        "recognition_date",
+        "region",
+    ];
+    let mut w = CsvOut::create(
+        dir.join("asylum_registrations.csv"),
+        b',',
+        false,
+        false,
+        true,
+        &header,
+    )?;
+    let kinds = [
+        Damage::Date(3),
+        Damage::Missing(2),
+        Damage::Missing(4),
+        Damage::DuplicateId(1),
+        Damage::ExtraField,
+    ];
     let mut last_id = String::new();
     let mut case = 0u64;
     let mut i = 0;
@@ -424,7 +569,11 @@ fn asylum(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {
         for m in 0..family.min(sz.asylum - i) {
             i += 1;
             let person = format!("{}-{:07}-{:02}", o.0, case, m + 1);
-            let birth = if m < 2 { adult_birth(&mut rng, registered) } else { registered - Duration::days(rng.range(0, 17 * 365)) };
+            let birth = if m < 2 {
+                adult_birth(&mut rng, registered)
+            } else {
+                registered - Duration::days(rng.range(0, 17 * 365))
+            };
             let mut row = vec![
                 format!("MAR-{}-{case:06}", registered.year()),
                 person.clone(),
@@ -433,7 +582,11 @@ fn asylum(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {
                 o.2.into(),
                 if refugee { "refugee" } else { "asylum_seeker" }.into(),
                 iso(registered),
-                if refugee && recognised <= ymd(2024, 12, 31) { iso(recognised) } else { String::new() },
+                if refugee && recognised <= ymd(2024, 12, 31) {
+                    iso(recognised)
+                } else {
+                    String::new()
+                },
                 region(&mut rng).0.into(),
             ];
             if rng.chance(BAD_ROW_RATE) {
@@ -459,11 +612,48 @@ const BORDER_POSTS: &[(&str, u32)] = &[
 
 fn border(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {
     let mut rng = Rng::new(seed, 4);
-    let header = ["event_id", "crossing_date", "border_post", "direction", "sex", "birth_year", "citizenship", "document_type"];
-    let mut w = CsvOut::create(dir.join("border_crossings.csv"), b',', false, false, false, &header)?;
-    let kinds = [Damage::Date(1), Damage::Country(6), Damage::Missing(4), Damage::DuplicateId(0), Damage::MissingField, Damage::Age(5)];
+    let header = [
+        "event_id",
+        "crossing_date",
+        "border_post",
+        "direction",
+        "sex",
+        "birth_year",
+        "citizenship",
+        "document_type",
+    ];
+    let mut w = CsvOut::create(
+        dir.join("border_crossings.csv"),
+        b',',
+        false,
+        false,
+        false,
+        &header,
+    )?;
+    let kinds = [
+        Damage::Date(1),
+        Damage::Country(6),
+        Damage::Missing(4),
+        Damage::DuplicateId(0),
+        Damage::MissingField,
+        Damage::Age(5),
+    ];
     let mut last_id = String::new();
-    let nationals: &[(&str, u32)] = &[("MAR", 55), ("FRA", 12), ("ESP", 8), ("SEN", 3), ("CIV", 2), ("DZA", 2), ("GBR", 4), ("DEU", 3), ("ITA", 3), ("USA", 3), ("CHN", 2), ("NGA", 1), ("BEL", 2)];
+    let nationals: &[(&str, u32)] = &[
+        ("MAR", 55),
+        ("FRA", 12),
+        ("ESP", 8),
+        ("SEN", 3),
+        ("CIV", 2),
+        ("DZA", 2),
+        ("GBR", 4),
+        ("DEU", 3),
+        ("ITA", 3),
+        ("USA", 3),
+        ("CHN", 2),
+        ("NGA", 1),
+        ("BEL", 2),
+    ];
     let from = ymd(2024, 1, 1);
     for e in 0..sz.border {
         let id = format!("E{:012}", e + 1);
@@ -491,13 +681,32 @@ fn border(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {
 fn returns(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {
     let mut rng = Rng::new(seed, 5);
     let n = sz.returns;
-    let (mut id, mut person, mut sex, mut age, mut country, mut date, mut reg) =
-        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-    let origins: Vec<(&str, u32)> = ORIGINS.iter().filter(|o| !["FRA", "ESP", "CHN", "PHL", "SYR", "YEM"].contains(&o.0)).map(|o| (o.0, o.3)).collect();
+    let (mut id, mut person, mut sex, mut age, mut country, mut date, mut reg) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let origins: Vec<(&str, u32)> = ORIGINS
+        .iter()
+        .filter(|o| !["FRA", "ESP", "CHN", "PHL", "SYR", "YEM"].contains(&o.0))
+        .map(|o| (o.0, o.3))
+        .collect();
     for i in 0..n {
         let d = random_date(&mut rng, ymd(2022, 1, 1), ymd(2024, 12, 31));
-        let mut row_age = Some(if rng.chance(0.1) { rng.range(0, 17) } else { rng.range(18, 55) });
-        let mut row_sex = Some(if rng.chance(0.8) { "ذكر" } else { "أنثى" });
+        let mut row_age = Some(if rng.chance(0.1) {
+            rng.range(0, 17)
+        } else {
+            rng.range(18, 55)
+        });
+        let mut row_sex = Some(if rng.chance(0.8) {
+            "ذكر"
+        } else {
+            "أنثى"
+        });
         let mut row_id = format!("AVRR-{:06}", i + 1);
         if rng.chance(BAD_ROW_RATE * 2.0) {
             match rng.range(0, 2) {
@@ -537,9 +746,31 @@ fn returns(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {
 
 fn trafficking(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {
     let mut rng = Rng::new(seed, 6);
-    let header = ["referral_id", "sex", "age", "citizenship", "exploitation_form", "referral_date", "referring_agency", "notes"];
-    let mut w = CsvOut::create(dir.join("trafficking_referrals.csv"), b',', false, false, false, &header)?;
-    let kinds = [Damage::Age(2), Damage::Date(5), Damage::Missing(1), Damage::DuplicateId(0), Damage::ExtraField];
+    let header = [
+        "referral_id",
+        "sex",
+        "age",
+        "citizenship",
+        "exploitation_form",
+        "referral_date",
+        "referring_agency",
+        "notes",
+    ];
+    let mut w = CsvOut::create(
+        dir.join("trafficking_referrals.csv"),
+        b',',
+        false,
+        false,
+        false,
+        &header,
+    )?;
+    let kinds = [
+        Damage::Age(2),
+        Damage::Date(5),
+        Damage::Missing(1),
+        Damage::DuplicateId(0),
+        Damage::ExtraField,
+    ];
     let mut last_id = String::new();
     let notes = [
         "",
@@ -552,16 +783,38 @@ fn trafficking(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {
     for i in 0..sz.trafficking {
         let id = format!("TR-{:05}", i + 1);
         let female = rng.chance(0.7);
-        let age = if rng.chance(0.25) { rng.range(12, 17) } else { rng.range(18, 45) };
+        let age = if rng.chance(0.25) {
+            rng.range(12, 17)
+        } else {
+            rng.range(18, 45)
+        };
         let o = origin(&mut rng);
         let mut row = vec![
             id.clone(),
-            (*rng.pick(if female { &["F", "2", "Femme"][..] } else { &["M", "1", "Homme"][..] })).into(),
+            (*rng.pick(if female {
+                &["F", "2", "Femme"][..]
+            } else {
+                &["M", "1", "Homme"][..]
+            }))
+            .into(),
             age.to_string(),
             o.0.into(),
-            (*rng.weighted(&[("sexual", 45), ("labour", 30), ("forced_begging", 12), ("forced_criminality", 5), ("other", 8)])).into(),
+            (*rng.weighted(&[
+                ("sexual", 45),
+                ("labour", 30),
+                ("forced_begging", 12),
+                ("forced_criminality", 5),
+                ("other", 8),
+            ]))
+            .into(),
             fr(random_date(&mut rng, ymd(2020, 1, 1), ymd(2024, 12, 31))),
-            (*rng.pick(&["DGSN", "Gendarmerie Royale", "Ministère de la Justice", "ONG"])).into(),
+            (*rng.pick(&[
+                "DGSN",
+                "Gendarmerie Royale",
+                "Ministère de la Justice",
+                "ONG",
+            ]))
+            .into(),
             (*rng.pick(&notes)).into(),
         ];
         if rng.chance(BAD_ROW_RATE * 3.0) {

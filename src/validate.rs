@@ -86,14 +86,20 @@ impl Validator {
 
     pub fn validate(&mut self, mut chunk: RawChunk) -> Result<ValidatedChunk> {
         let height = chunk.height();
-        let pk_fields: Vec<usize> = self.primary_key.as_ref().map(|(k, _)| k.clone()).unwrap_or_default();
+        let pk_fields: Vec<usize> = self
+            .primary_key
+            .as_ref()
+            .map(|(k, _)| k.clone())
+            .unwrap_or_default();
         let checked: Vec<Result<(Series, Vec<Issue>)>> = self
             .schema
             .fields
             .par_iter()
             .zip(chunk.columns.par_iter())
             .enumerate()
-            .map(|(fi, (field, col))| check_column(fi, field, col, &chunk.broken, pk_fields.contains(&fi)))
+            .map(|(fi, (field, col))| {
+                check_column(fi, field, col, &chunk.broken, pk_fields.contains(&fi))
+            })
             .collect();
         let mut columns = Vec::with_capacity(checked.len());
         let mut issues = std::mem::take(&mut chunk.issues);
@@ -116,35 +122,41 @@ impl Validator {
             }
             u
         };
-        let physical: Vec<Series> = columns.iter().map(|s| s.to_physical_repr().into_owned()).collect();
+        let physical: Vec<Series> = columns
+            .iter()
+            .map(|s| s.to_physical_repr().into_owned())
+            .collect();
         for (fi, seen) in &mut self.unique {
-            let col = &physical[*fi];
-            for row in 0..height {
-                if unusable[row] {
-                    continue;
-                }
-                let Some(h) = key_hash(&[col], row) else { continue };
-                if let Some(first) = seen.get(&h) {
+            let fi = *fi;
+            first_wins(
+                seen,
+                &[&physical[fi]],
+                &unusable,
+                file,
+                chunk.first_record,
+                |row, first| {
                     key_issues.push(Issue {
                         row: row as u32,
-                        field: Some(*fi),
+                        field: Some(fi),
                         rule: Rule::Unique,
-                        raw: raw_at(&chunk.columns[*fi], row),
-                        message: format!("duplicate value; first seen in {} record {}", self.files[first.file], first.record),
-                    });
-                } else {
-                    seen.insert(h, Seen { file, record: record_of(row) });
-                }
-            }
+                        raw: raw_at(&chunk.columns[fi], row),
+                        message: format!(
+                            "duplicate value; first seen in {} record {}",
+                            self.files[first.file], first.record
+                        ),
+                    })
+                },
+            );
         }
         if let Some((fields, seen)) = &mut self.primary_key {
             let cols: Vec<&Series> = fields.iter().map(|&i| &physical[i]).collect();
-            for row in 0..height {
-                if unusable[row] {
-                    continue;
-                }
-                let Some(h) = key_hash(&cols, row) else { continue };
-                if let Some(first) = seen.get(&h) {
+            first_wins(
+                seen,
+                &cols,
+                &unusable,
+                file,
+                chunk.first_record,
+                |row, first| {
                     let raw = fields
                         .iter()
                         .filter_map(|&i| raw_at(&chunk.columns[i], row))
@@ -161,11 +173,9 @@ impl Validator {
                             self.files[first.file],
                             first.record
                         ),
-                    });
-                } else {
-                    seen.insert(h, Seen { file, record: record_of(row) });
-                }
-            }
+                    })
+                },
+            );
         }
         issues.extend(key_issues);
         // Stable: within a row, structural problems first, then fields in schema order.
@@ -191,13 +201,21 @@ impl Validator {
         let rows_quarantined = bad.iter().filter(|b| **b).count() as u64;
 
         let mut cols: Vec<Column> = columns.into_iter().map(Column::from).collect();
-        cols.push(Column::new_scalar("_file".into(), Scalar::from(PlSmallStr::from(file_name)), height));
-        cols.push(Column::new("_record".into(), (0..height).map(record_of).collect::<Vec<u64>>()));
+        cols.push(Column::new_scalar(
+            "_file".into(),
+            Scalar::from(PlSmallStr::from(file_name)),
+            height,
+        ));
+        cols.push(Column::new(
+            "_record".into(),
+            (0..height).map(record_of).collect::<Vec<u64>>(),
+        ));
         cols.push(match &chunk.lines {
             Some(l) => Column::new("_line".into(), l.clone()),
             None => Column::full_null("_line".into(), height, &DataType::UInt64),
         });
-        let all = DataFrame::new(height, cols).ctx(|| format!("assembling a chunk of source {}", self.source_id))?;
+        let all = DataFrame::new(height, cols)
+            .ctx(|| format!("assembling a chunk of source {}", self.source_id))?;
         let keep: BooleanChunked = bad.iter().map(|b| !b).collect();
         let accepted = all
             .filter(&keep)
@@ -225,6 +243,35 @@ fn dtype(t: &FieldType) -> DataType {
 
 fn raw_at(col: &StringChunked, row: usize) -> Option<String> {
     col.get(row).map(str::to_string)
+}
+
+/// Record each usable row's key; call `duplicate` with the row and the first occurrence when
+/// the key was seen before (in this chunk, an earlier one, or an earlier file).
+fn first_wins(
+    seen: &mut HashMap<u128, Seen>,
+    cols: &[&Series],
+    unusable: &[bool],
+    file: usize,
+    first_record: u64,
+    mut duplicate: impl FnMut(usize, Seen),
+) {
+    for (row, skip) in unusable.iter().enumerate() {
+        if *skip {
+            continue;
+        }
+        let Some(h) = key_hash(cols, row) else {
+            continue;
+        };
+        match seen.entry(h) {
+            std::collections::hash_map::Entry::Occupied(e) => duplicate(row, *e.get()),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(Seen {
+                    file,
+                    record: first_record + row as u64,
+                });
+            }
+        }
+    }
 }
 
 /// A 128-bit hash of the key at `row` (two independently seeded 64-bit hashes); `None` when a
@@ -288,28 +335,56 @@ fn check_column(
             for (row, v, missing) in values {
                 let Some(s) = v else {
                     if missing && required {
-                        issue(row, Rule::Required, col.get(row).unwrap_or(""), "a required value is missing".into());
+                        issue(
+                            row,
+                            Rule::Required,
+                            col.get(row).unwrap_or(""),
+                            "a required value is missing".into(),
+                        );
                     }
                     out.push(None);
                     continue;
                 };
                 if let Some(EnumValues::Strings(set)) = &c.enumeration {
                     if !set.contains(s) {
-                        issue(row, Rule::Enum, s, format!("`{s}` is not one of the allowed values ({})", list(set.iter())));
+                        issue(
+                            row,
+                            Rule::Enum,
+                            s,
+                            format!(
+                                "`{s}` is not one of the allowed values ({})",
+                                list(set.iter())
+                            ),
+                        );
                     }
                 }
                 if let Some(re) = &c.pattern {
                     if !re.is_match(s) {
-                        issue(row, Rule::Pattern, s, format!("`{s}` does not match the pattern {}", re.as_str()));
+                        issue(
+                            row,
+                            Rule::Pattern,
+                            s,
+                            format!("`{s}` does not match the pattern {}", re.as_str()),
+                        );
                     }
                 }
                 if c.min_length.is_some() || c.max_length.is_some() {
                     let n = s.chars().count();
                     if let Some(min) = c.min_length.filter(|m| n < *m) {
-                        issue(row, Rule::MinLength, s, format!("{n} characters, fewer than the minimum {min}"));
+                        issue(
+                            row,
+                            Rule::MinLength,
+                            s,
+                            format!("{n} characters, fewer than the minimum {min}"),
+                        );
                     }
                     if let Some(max) = c.max_length.filter(|m| n > *m) {
-                        issue(row, Rule::MaxLength, s, format!("{n} characters, more than the maximum {max}"));
+                        issue(
+                            row,
+                            Rule::MaxLength,
+                            s,
+                            format!("{n} characters, more than the maximum {max}"),
+                        );
                     }
                 }
                 out.push(Some(s));
@@ -322,32 +397,61 @@ fn check_column(
             for (row, v, missing) in values {
                 let Some(s) = v else {
                     if missing && required {
-                        issue(row, Rule::Required, col.get(row).unwrap_or(""), "a required value is missing".into());
+                        issue(
+                            row,
+                            Rule::Required,
+                            col.get(row).unwrap_or(""),
+                            "a required value is missing".into(),
+                        );
                     }
                     out.push(None);
                     continue;
                 };
                 // A year is exactly four characters (as in Table Schema and frictionless).
                 let parsed = if is_year {
-                    Some(s).filter(|s| s.len() == 4).and_then(|s| s.parse::<i64>().ok()).filter(|y| (0..=9999).contains(y))
+                    Some(s)
+                        .filter(|s| s.len() == 4)
+                        .and_then(|s| s.parse::<i64>().ok())
+                        .filter(|y| (0..=9999).contains(y))
                 } else {
                     s.trim().parse::<i64>().ok()
                 };
                 let Some(x) = parsed else {
-                    issue(row, Rule::Type, s, format!("`{s}` is not {}", if is_year { "a year" } else { "an integer" }));
+                    issue(
+                        row,
+                        Rule::Type,
+                        s,
+                        format!(
+                            "`{s}` is not {}",
+                            if is_year { "a year" } else { "an integer" }
+                        ),
+                    );
                     out.push(None);
                     continue;
                 };
                 if let Some(EnumValues::Ints(set)) = &c.enumeration {
                     if !set.contains(&x) {
-                        issue(row, Rule::Enum, s, format!("{x} is not one of the allowed values ({})", list(set.iter())));
+                        issue(
+                            row,
+                            Rule::Enum,
+                            s,
+                            format!(
+                                "{x} is not one of the allowed values ({})",
+                                list(set.iter())
+                            ),
+                        );
                     }
                 }
                 check_bounds(c.minimum, c.maximum, Bound::Int(x), s, row, &mut issue);
                 out.push(Some(x));
             }
             if is_year {
-                Series::new(name, out.into_iter().map(|o| o.map(|x| x as i32)).collect::<Vec<Option<i32>>>())
+                Series::new(
+                    name,
+                    out.into_iter()
+                        .map(|o| o.map(|x| x as i32))
+                        .collect::<Vec<Option<i32>>>(),
+                )
             } else {
                 Series::new(name, out)
             }
@@ -357,13 +461,23 @@ fn check_column(
             for (row, v, missing) in values {
                 let Some(s) = v else {
                     if missing && required {
-                        issue(row, Rule::Required, col.get(row).unwrap_or(""), "a required value is missing".into());
+                        issue(
+                            row,
+                            Rule::Required,
+                            col.get(row).unwrap_or(""),
+                            "a required value is missing".into(),
+                        );
                     }
                     out.push(None);
                     continue;
                 };
                 let Some(x) = s.trim().parse::<f64>().ok().filter(|x| x.is_finite()) else {
-                    issue(row, Rule::Type, s, format!("`{s}` is not a finite number (use `.` as the decimal mark)"));
+                    issue(
+                        row,
+                        Rule::Type,
+                        s,
+                        format!("`{s}` is not a finite number (use `.` as the decimal mark)"),
+                    );
                     out.push(None);
                     continue;
                 };
@@ -377,7 +491,12 @@ fn check_column(
             for (row, v, missing) in values {
                 let Some(s) = v else {
                     if missing && required {
-                        issue(row, Rule::Required, col.get(row).unwrap_or(""), "a required value is missing".into());
+                        issue(
+                            row,
+                            Rule::Required,
+                            col.get(row).unwrap_or(""),
+                            "a required value is missing".into(),
+                        );
                     }
                     out.push(None);
                     continue;
@@ -387,7 +506,16 @@ fn check_column(
                 } else if field.false_values.iter().any(|t| t == s) {
                     Some(false)
                 } else {
-                    issue(row, Rule::Type, s, format!("`{s}` is not a boolean (true: {}; false: {})", field.true_values.join("/"), field.false_values.join("/")));
+                    issue(
+                        row,
+                        Rule::Type,
+                        s,
+                        format!(
+                            "`{s}` is not a boolean (true: {}; false: {})",
+                            field.true_values.join("/"),
+                            field.false_values.join("/")
+                        ),
+                    );
                     None
                 };
                 out.push(x);
@@ -399,13 +527,23 @@ fn check_column(
             for (row, v, missing) in values {
                 let Some(s) = v else {
                     if missing && required {
-                        issue(row, Rule::Required, col.get(row).unwrap_or(""), "a required value is missing".into());
+                        issue(
+                            row,
+                            Rule::Required,
+                            col.get(row).unwrap_or(""),
+                            "a required value is missing".into(),
+                        );
                     }
                     out.push(None);
                     continue;
                 };
                 let Some(d) = fmt.parse_date(s) else {
-                    issue(row, Rule::Type, s, format!("`{s}` is not a date in the format {}", fmt.pattern));
+                    issue(
+                        row,
+                        Rule::Type,
+                        s,
+                        format!("`{s}` is not a date in the format {}", fmt.pattern),
+                    );
                     out.push(None);
                     continue;
                 };
@@ -442,10 +580,20 @@ fn check_bounds(
         _ => false,
     };
     if let Some(m) = min.filter(|m| below(*m)) {
-        issue(row, Rule::Minimum, raw, format!("`{raw}` is below the minimum {}", show(m)));
+        issue(
+            row,
+            Rule::Minimum,
+            raw,
+            format!("`{raw}` is below the minimum {}", show(m)),
+        );
     }
     if let Some(m) = max.filter(|m| above(*m)) {
-        issue(row, Rule::Maximum, raw, format!("`{raw}` is above the maximum {}", show(m)));
+        issue(
+            row,
+            Rule::Maximum,
+            raw,
+            format!("`{raw}` is above the maximum {}", show(m)),
+        );
     }
 }
 

@@ -223,9 +223,15 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
             "version",
             format!("spec version {v} is not supported; this migstat reads version {SPEC_VERSION}"),
         ),
-        None => cx.push("version", format!("required: write `version = {SPEC_VERSION}`")),
+        None => cx.push(
+            "version",
+            format!("required: write `version = {SPEC_VERSION}`"),
+        ),
     }
-    let pipeline_id = cx.str(&root, "id", "", true).unwrap_or_default().to_string();
+    let pipeline_id = cx
+        .str(&root, "id", "", true)
+        .unwrap_or_default()
+        .to_string();
     if !pipeline_id.is_empty() && !is_identifier(&pipeline_id) {
         cx.push("id", "use letters, digits, `_` and `-` only");
     }
@@ -235,15 +241,22 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
     let reference_date = match root.get("reference_date") {
         Some(v) => cx.date(v, "reference_date"),
         None => {
-            cx.push("reference_date", "required key is missing (e.g. 2024-12-31)");
+            cx.push(
+                "reference_date",
+                "required key is missing (e.g. 2024-12-31)",
+            );
             None
         }
     };
     let reference_period = match root.get("reference_period") {
         Some(Value::Table(t)) => {
             cx.unknown_keys(t, &["start", "end"], "reference_period");
-            let s = t.get("start").and_then(|v| cx.date(v, "reference_period.start"));
-            let e = t.get("end").and_then(|v| cx.date(v, "reference_period.end"));
+            let s = t
+                .get("start")
+                .and_then(|v| cx.date(v, "reference_period.start"));
+            let e = t
+                .get("end")
+                .and_then(|v| cx.date(v, "reference_period.end"));
             match (s, e) {
                 (Some(start), Some(end)) if start <= end => Some(Period { start, end }),
                 (Some(_), Some(_)) => {
@@ -266,16 +279,25 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
         }) {
             Some(p) => Some(p),
             None => {
-                cx.push("reference_period", "a string period must be a year, e.g. \"2024\"");
+                cx.push(
+                    "reference_period",
+                    "a string period must be a year, e.g. \"2024\"",
+                );
                 None
             }
         },
         Some(_) => {
-            cx.push("reference_period", "write a year (\"2024\") or { start = ..., end = ... }");
+            cx.push(
+                "reference_period",
+                "write a year (\"2024\") or { start = ..., end = ... }",
+            );
             None
         }
         None => {
-            cx.push("reference_period", "required key is missing (e.g. \"2024\")");
+            cx.push(
+                "reference_period",
+                "required key is missing (e.g. \"2024\")",
+            );
             None
         }
     };
@@ -290,7 +312,9 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
         None => &empty,
     };
     cx.unknown_keys(defaults, DEFAULT_KEYS, "defaults");
-    let default_fraction = cx.fraction(defaults, "max_invalid_fraction", "defaults.").unwrap_or(0.05);
+    let default_fraction = cx
+        .fraction(defaults, "max_invalid_fraction", "defaults.")
+        .unwrap_or(0.05);
     let chunk_rows = match defaults.get("chunk_rows") {
         None => 250_000,
         Some(v) => match v.as_integer().and_then(|i| usize::try_from(i).ok()) {
@@ -328,7 +352,9 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
         return Err(Error::Spec(cx.issues));
     }
     let (Some(reference_date), Some(reference_period)) = (reference_date, reference_period) else {
-        return Err(Error::Internal("spec compiled without reference dates".into()));
+        return Err(Error::Internal(
+            "spec compiled without reference dates".into(),
+        ));
     };
     let mut h = blake3::Hasher::new();
     h.update(&bytes);
@@ -362,7 +388,10 @@ fn compile_source(
         Some("csv") => Some(Format::Csv),
         Some("parquet") => Some(Format::Parquet),
         Some(other) => {
-            cx.push(format!("{p}format"), format!("`{other}` is not a format (use csv or parquet)"));
+            cx.push(
+                format!("{p}format"),
+                format!("`{other}` is not a format (use csv or parquet)"),
+            );
             None
         }
         None => None,
@@ -373,7 +402,10 @@ fn compile_source(
             "utf-8" | "utf8" => Some(Encoding::Utf8),
             "windows-1252" | "cp1252" => Some(Encoding::Windows1252),
             _ => {
-                cx.push(format!("{p}encoding"), format!("`{e}` is not supported (use utf-8 or windows-1252)"));
+                cx.push(
+                    format!("{p}encoding"),
+                    format!("`{e}` is not supported (use utf-8 or windows-1252)"),
+                );
                 None
             }
         },
@@ -383,7 +415,10 @@ fn compile_source(
         Some(d) if d == "\\t" || d == "\t" => Some(b'\t'),
         Some(d) if d.len() == 1 && d != "\"" && d != "\n" && d != "\r" => Some(d.as_bytes()[0]),
         Some(d) => {
-            cx.push(format!("{p}delimiter"), format!("`{d}` is not a single ASCII character usable as a delimiter"));
+            cx.push(
+                format!("{p}delimiter"),
+                format!("`{d}` is not a single ASCII character usable as a delimiter"),
+            );
             None
         }
     };
@@ -394,7 +429,9 @@ fn compile_source(
             }
         }
     }
-    let max_invalid_fraction = cx.fraction(st, "max_invalid_fraction", &p).unwrap_or(default_fraction);
+    let max_invalid_fraction = cx
+        .fraction(st, "max_invalid_fraction", &p)
+        .unwrap_or(default_fraction);
     let description = cx.str(st, "description", &p, false).map(str::to_string);
 
     let files = match cx.str(st, "path", &p, true) {
@@ -408,7 +445,10 @@ fn compile_source(
         match std::fs::read(&schema_path) {
             Err(e) => cx.push(
                 format!("{p}schema"),
-                format!("cannot read schema {}: {e} (paths are relative to the spec file)", schema_path.display()),
+                format!(
+                    "cannot read schema {}: {e} (paths are relative to the spec file)",
+                    schema_path.display()
+                ),
             ),
             Ok(bytes) => {
                 let hash = blake3::hash(&bytes);
@@ -472,7 +512,13 @@ fn expand_files(pattern: &str, base: &Path, key: &str, cx: &mut Ctx<'_>) -> Vec<
     let is_glob = pattern.contains(['*', '?', '[']);
     if !is_glob {
         if !full.is_file() {
-            cx.push(key, format!("file not found: {} (paths are relative to the spec file)", full.display()));
+            cx.push(
+                key,
+                format!(
+                    "file not found: {} (paths are relative to the spec file)",
+                    full.display()
+                ),
+            );
             return Vec::new();
         }
         return vec![full];
@@ -483,10 +529,19 @@ fn expand_files(pattern: &str, base: &Path, key: &str, cx: &mut Ctx<'_>) -> Vec<
             Vec::new()
         }
         Ok(paths) => {
-            let mut files: Vec<PathBuf> = paths.filter_map(|p| p.ok()).filter(|p| p.is_file()).collect();
+            let mut files: Vec<PathBuf> = paths
+                .filter_map(|p| p.ok())
+                .filter(|p| p.is_file())
+                .collect();
             files.sort();
             if files.is_empty() {
-                cx.push(key, format!("no file matches {} (paths are relative to the spec file)", full.display()));
+                cx.push(
+                    key,
+                    format!(
+                        "no file matches {} (paths are relative to the spec file)",
+                        full.display()
+                    ),
+                );
             }
             files
         }
@@ -512,7 +567,9 @@ pub fn clean_path(p: &Path) -> PathBuf {
 }
 
 fn is_identifier(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 impl Plan {
@@ -520,15 +577,32 @@ impl Plan {
     pub fn explain(&self) -> String {
         use std::fmt::Write;
         let mut s = String::new();
-        let _ = writeln!(s, "pipeline   {} (spec {})", self.pipeline_id, self.spec_path.display());
+        let _ = writeln!(
+            s,
+            "pipeline   {} (spec {})",
+            self.pipeline_id,
+            self.spec_path.display()
+        );
         if let Some(t) = &self.title {
             let _ = writeln!(s, "title      {t}");
         }
         let _ = writeln!(s, "spec hash  {}", self.spec_hash);
-        let _ = writeln!(s, "reference  date {}, period {} .. {}", self.reference_date, self.reference_period.start, self.reference_period.end);
+        let _ = writeln!(
+            s,
+            "reference  date {}, period {} .. {}",
+            self.reference_date, self.reference_period.start, self.reference_period.end
+        );
         let _ = writeln!(s, "chunks     {} rows", self.chunk_rows);
         for src in &self.sources {
-            let _ = writeln!(s, "\nsource {}{}", src.id, src.description.as_deref().map(|d| format!(" — {d}")).unwrap_or_default());
+            let _ = writeln!(
+                s,
+                "\nsource {}{}",
+                src.id,
+                src.description
+                    .as_deref()
+                    .map(|d| format!(" — {d}"))
+                    .unwrap_or_default()
+            );
             let _ = writeln!(
                 s,
                 "  read     {:?}, {}, delimiter {:?}; reject the run above {:.2}% invalid rows",
@@ -548,7 +622,13 @@ impl Plan {
                 let _ = writeln!(s, "  key      {}", src.schema.primary_key.join(", "));
             }
             for f in &src.schema.fields {
-                let _ = writeln!(s, "    {:<22} {:<8} {}", f.name, f.field_type.name(), describe_checks(f));
+                let _ = writeln!(
+                    s,
+                    "    {:<22} {:<8} {}",
+                    f.name,
+                    f.field_type.name(),
+                    describe_checks(f)
+                );
             }
         }
         s
@@ -584,8 +664,17 @@ fn describe_checks(f: &schema::Field) -> String {
         parts.push(format!("pattern {}", p.as_str()));
     }
     match &c.enumeration {
-        Some(schema::EnumValues::Strings(s)) => parts.push(format!("one of {}", s.iter().cloned().collect::<Vec<_>>().join("|"))),
-        Some(schema::EnumValues::Ints(s)) => parts.push(format!("one of {}", s.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("|"))),
+        Some(schema::EnumValues::Strings(s)) => parts.push(format!(
+            "one of {}",
+            s.iter().cloned().collect::<Vec<_>>().join("|")
+        )),
+        Some(schema::EnumValues::Ints(s)) => parts.push(format!(
+            "one of {}",
+            s.iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join("|")
+        )),
         None => {}
     }
     if let Some(n) = c.min_length {

@@ -148,11 +148,17 @@ impl DateFormat {
 }
 
 fn digits(b: &[u8], min: usize, max: usize) -> Option<(u32, usize)> {
-    let n = b.iter().take(max).take_while(|c| c.is_ascii_digit()).count();
+    let n = b
+        .iter()
+        .take(max)
+        .take_while(|c| c.is_ascii_digit())
+        .count();
     if n < min {
         return None;
     }
-    let v = b[..n].iter().fold(0u32, |acc, c| acc * 10 + u32::from(c - b'0'));
+    let v = b[..n]
+        .iter()
+        .fold(0u32, |acc, c| acc * 10 + u32::from(c - b'0'));
     Some((v, n))
 }
 
@@ -438,7 +444,9 @@ fn parse_field(
             if let Some(f) = format.filter(|f| *f != "default") {
                 is.push(
                     join(path, "format"),
-                    format!("format `{f}` is not supported for type {type_name} (only \"default\")"),
+                    format!(
+                        "format `{f}` is not supported for type {type_name} (only \"default\")"
+                    ),
                 );
             }
             match type_name {
@@ -502,9 +510,7 @@ fn parse_field(
 
     let constraints = match obj.get("constraints") {
         None => Constraints::default(),
-        Some(Value::Object(c)) => {
-            parse_constraints(c, &join(path, "constraints"), &field_type, is)
-        }
+        Some(Value::Object(c)) => parse_constraints(c, &join(path, "constraints"), &field_type, is),
         Some(_) => {
             is.push(join(path, "constraints"), "must be a JSON object");
             Constraints::default()
@@ -543,13 +549,18 @@ fn parse_constraints(
         let p = join(path, "enum");
         match (ft, v.as_array()) {
             (FieldType::String, Some(a)) => match is.strings(v, &p) {
-                Some(s) if !a.is_empty() => out.enumeration = Some(EnumValues::Strings(s.into_iter().collect())),
+                Some(s) if !a.is_empty() => {
+                    out.enumeration = Some(EnumValues::Strings(s.into_iter().collect()))
+                }
                 _ => is.push(&p, "must be a non-empty array of strings"),
             },
             (FieldType::Integer | FieldType::Year, Some(a)) => {
                 let ints: Option<BTreeSet<i64>> = a
                     .iter()
-                    .map(|x| x.as_i64().or_else(|| x.as_str().and_then(|s| s.parse().ok())))
+                    .map(|x| {
+                        x.as_i64()
+                            .or_else(|| x.as_str().and_then(|s| s.parse().ok()))
+                    })
                     .collect();
                 match ints {
                     Some(s) if !s.is_empty() => out.enumeration = Some(EnumValues::Ints(s)),
@@ -561,7 +572,10 @@ fn parse_constraints(
             }
             _ => is.push(
                 &p,
-                format!("enum on {} fields is not supported (only string, integer, year)", ft.name()),
+                format!(
+                    "enum on {} fields is not supported (only string, integer, year)",
+                    ft.name()
+                ),
             ),
         }
     }
@@ -594,7 +608,10 @@ fn parse_constraints(
             None => is.push(
                 &p,
                 match ft {
-                    FieldType::Date(fmt) => format!("must be a date written in the field's format {}", fmt.pattern),
+                    FieldType::Date(fmt) => format!(
+                        "must be a date written in the field's format {}",
+                        fmt.pattern
+                    ),
                     _ => format!("must be a {} value", ft.name()),
                 },
             ),
@@ -654,11 +671,17 @@ mod tests {
             chrono::NaiveDate::from_ymd_opt(2024, 2, 29)
         );
         assert_eq!(iso.parse_date("2023-02-29"), None);
-        assert_eq!(iso.parse_date("2024-1-5"), chrono::NaiveDate::from_ymd_opt(2024, 1, 5));
+        assert_eq!(
+            iso.parse_date("2024-1-5"),
+            chrono::NaiveDate::from_ymd_opt(2024, 1, 5)
+        );
         assert_eq!(iso.parse_date("24-01-05"), None);
         assert_eq!(iso.parse_date("2024-01-05 "), None);
         let fr = DateFormat::parse("%d/%m/%Y").unwrap();
-        assert_eq!(fr.parse_date("31/12/2023"), chrono::NaiveDate::from_ymd_opt(2023, 12, 31));
+        assert_eq!(
+            fr.parse_date("31/12/2023"),
+            chrono::NaiveDate::from_ymd_opt(2023, 12, 31)
+        );
         assert_eq!(fr.parse_date("31/02/2023"), None);
         assert_eq!(fr.parse_date("2023-12-31"), None);
         assert!(DateFormat::parse("%d/%m/%y").is_err());
@@ -667,8 +690,14 @@ mod tests {
 
     #[test]
     fn epoch_days_match_arrow() {
-        assert_eq!(days_since_epoch(chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()), 0);
-        assert_eq!(days_since_epoch(chrono::NaiveDate::from_ymd_opt(2000, 3, 1).unwrap()), 11017);
+        assert_eq!(
+            days_since_epoch(chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()),
+            0
+        );
+        assert_eq!(
+            days_since_epoch(chrono::NaiveDate::from_ymd_opt(2000, 3, 1).unwrap()),
+            11017
+        );
     }
 
     #[test]
@@ -730,8 +759,22 @@ mod tests {
         assert_eq!(s.primary_key, vec!["id"]);
         assert_eq!(s.fields[0].missing_values, vec!["", "NA"]);
         assert_eq!(s.fields[3].missing_values, vec!["-"]);
-        assert!(s.fields[0].constraints.pattern.as_ref().unwrap().is_match("P12"));
-        assert!(!s.fields[0].constraints.pattern.as_ref().unwrap().is_match("xP12"));
+        assert!(
+            s.fields[0]
+                .constraints
+                .pattern
+                .as_ref()
+                .unwrap()
+                .is_match("P12")
+        );
+        assert!(
+            !s.fields[0]
+                .constraints
+                .pattern
+                .as_ref()
+                .unwrap()
+                .is_match("xP12")
+        );
         assert_eq!(s.fields[2].constraints.minimum, Some(Bound::Date(-25567)));
     }
 }

@@ -13,7 +13,11 @@ fn check_reports_every_mistake_at_once_and_exits_78() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     write(d, "data.csv", "id,age\n1,2\n");
-    write(d, "s.json", r#"{"fields": [{"name": "id"}, {"name": "age", "type": "integer"}]}"#);
+    write(
+        d,
+        "s.json",
+        r#"{"fields": [{"name": "id"}, {"name": "age", "type": "integer"}]}"#,
+    );
     write(
         d,
         "bad.toml",
@@ -47,7 +51,10 @@ schema = "nowhere.json"     # mistake 4: no such schema
     ] {
         assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
     }
-    assert!(err.contains("bad.toml"), "each problem names its file:\n{err}");
+    assert!(
+        err.contains("bad.toml"),
+        "each problem names its file:\n{err}"
+    );
 }
 
 #[test]
@@ -55,37 +62,96 @@ fn unsupported_schema_keys_are_spec_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     write(d, "data.csv", "id\n1\n");
-    write(d, "s.json", r#"{"fields": [{"name": "id", "type": "integer", "constraints": {"exclusiveMinimum": 0}}], "foreignKeys": []}"#);
-    write(d, "p.toml", "version = 1\nid = \"p\"\nreference_date = 2024-12-31\nreference_period = \"2024\"\n[sources.a]\npath = \"data.csv\"\nformat = \"csv\"\nschema = \"s.json\"\n");
-    let out = migstat(&["run", d.join("p.toml").to_str().unwrap(), "--out", d.join("out").to_str().unwrap()], &[]);
+    write(
+        d,
+        "s.json",
+        r#"{"fields": [{"name": "id", "type": "integer", "constraints": {"exclusiveMinimum": 0}}], "foreignKeys": []}"#,
+    );
+    write(
+        d,
+        "p.toml",
+        "version = 1\nid = \"p\"\nreference_date = 2024-12-31\nreference_period = \"2024\"\n[sources.a]\npath = \"data.csv\"\nformat = \"csv\"\nschema = \"s.json\"\n",
+    );
+    let out = migstat(
+        &[
+            "run",
+            d.join("p.toml").to_str().unwrap(),
+            "--out",
+            d.join("out").to_str().unwrap(),
+        ],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(78));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("s.json: fields[0].constraints.exclusiveMinimum"), "{err}");
+    assert!(
+        err.contains("s.json: fields[0].constraints.exclusiveMinimum"),
+        "{err}"
+    );
     assert!(err.contains("s.json: foreignKeys"), "{err}");
-    assert!(!d.join("out").exists(), "no data is read or written on a spec error");
+    assert!(
+        !d.join("out").exists(),
+        "no data is read or written on a spec error"
+    );
 }
 
 #[test]
 fn a_source_beyond_tolerance_is_rejected_with_65_and_out_is_untouched() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    write(d, "s.json", r#"{"fields": [{"name": "id"}, {"name": "age", "type": "integer", "constraints": {"maximum": 120}}]}"#);
+    write(
+        d,
+        "s.json",
+        r#"{"fields": [{"name": "id"}, {"name": "age", "type": "integer", "constraints": {"maximum": 120}}]}"#,
+    );
     let spec = "version = 1\nid = \"p\"\nreference_date = 2024-12-31\nreference_period = \"2024\"\n[sources.people]\npath = \"data.csv\"\nformat = \"csv\"\nschema = \"s.json\"\nmax_invalid_fraction = 0.25\n";
     write(d, "p.toml", spec);
     let out_dir = d.join("out");
     let out_arg = out_dir.to_str().unwrap();
     // A good delivery first.
     write(d, "data.csv", "id,age\n1,20\n2,30\n3,40\n4,50\n");
-    let ok = migstat(&["-q", "run", d.join("p.toml").to_str().unwrap(), "--out", out_arg], &[]);
-    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+    let ok = migstat(
+        &[
+            "-q",
+            "run",
+            d.join("p.toml").to_str().unwrap(),
+            "--out",
+            out_arg,
+        ],
+        &[],
+    );
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     let before = std::fs::read(out_dir.join("manifest.json")).unwrap();
     // Then a garbled one: 2 of 4 rows bad, above 25%.
     write(d, "data.csv", "id,age\n1,20\n2,300\n3,x\n4,50\n");
-    let bad = migstat(&["-q", "run", d.join("p.toml").to_str().unwrap(), "--out", out_arg], &[]);
+    let bad = migstat(
+        &[
+            "-q",
+            "run",
+            d.join("p.toml").to_str().unwrap(),
+            "--out",
+            out_arg,
+        ],
+        &[],
+    );
     assert_eq!(bad.status.code(), Some(65));
     let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(err.contains("source `people`") && err.contains("2 of 4 rows") && err.contains("maximum ×1") && err.contains("type ×1"), "{err}");
-    assert_eq!(std::fs::read(out_dir.join("manifest.json")).unwrap(), before, "the previous outputs stay");
+    assert!(
+        err.contains("source `people`")
+            && err.contains("2 of 4 rows")
+            && err.contains("maximum ×1")
+            && err.contains("type ×1"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(out_dir.join("manifest.json")).unwrap(),
+        before,
+        "the previous outputs stay"
+    );
     let failed: Vec<_> = std::fs::read_dir(out_dir.join("failed")).unwrap().collect();
     assert_eq!(failed.len(), 1, "the rejected run is kept for inspection");
 }
@@ -94,13 +160,33 @@ fn a_source_beyond_tolerance_is_rejected_with_65_and_out_is_untouched() {
 fn a_header_that_does_not_match_the_schema_rejects_the_source() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    write(d, "s.json", r#"{"fields": [{"name": "id"}, {"name": "age", "type": "integer"}]}"#);
-    write(d, "p.toml", "version = 1\nid = \"p\"\nreference_date = 2024-12-31\nreference_period = \"2024\"\n[sources.people]\npath = \"data.csv\"\nformat = \"csv\"\nschema = \"s.json\"\n");
+    write(
+        d,
+        "s.json",
+        r#"{"fields": [{"name": "id"}, {"name": "age", "type": "integer"}]}"#,
+    );
+    write(
+        d,
+        "p.toml",
+        "version = 1\nid = \"p\"\nreference_date = 2024-12-31\nreference_period = \"2024\"\n[sources.people]\npath = \"data.csv\"\nformat = \"csv\"\nschema = \"s.json\"\n",
+    );
     write(d, "data.csv", "id,agee\n1,20\n");
-    let out = migstat(&["-q", "run", d.join("p.toml").to_str().unwrap(), "--out", d.join("out").to_str().unwrap()], &[]);
+    let out = migstat(
+        &[
+            "-q",
+            "run",
+            d.join("p.toml").to_str().unwrap(),
+            "--out",
+            d.join("out").to_str().unwrap(),
+        ],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(65));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("missing: age") && err.contains("not in the schema: agee"), "{err}");
+    assert!(
+        err.contains("missing: age") && err.contains("not in the schema: agee"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -110,16 +196,37 @@ fn outputs_are_byte_identical_across_runs_and_thread_counts() {
     for threads in ["1", "2", "2"] {
         let out = tmp.path().join(format!("out-{threads}-{}", hashes.len()));
         let o = migstat(
-            &["-q", "run", "pipelines/observatory.toml", "--out", out.to_str().unwrap()],
-            &[("RAYON_NUM_THREADS", threads), ("POLARS_MAX_THREADS", threads)],
+            &[
+                "-q",
+                "run",
+                "pipelines/observatory.toml",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            &[
+                ("RAYON_NUM_THREADS", threads),
+                ("POLARS_MAX_THREADS", threads),
+            ],
         );
-        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         let m = manifest(&out);
         // Hash the files ourselves rather than trusting the manifest.
         let files: Vec<(String, String)> = m
             .outputs
             .iter()
-            .map(|f| (f.path.clone(), blake3::hash(&std::fs::read(out.join(&f.path)).unwrap()).to_hex().to_string()))
+            .map(|f| {
+                (
+                    f.path.clone(),
+                    blake3::hash(&std::fs::read(out.join(&f.path)).unwrap())
+                        .to_hex()
+                        .to_string(),
+                )
+            })
             .collect();
         for (f, (_, h)) in m.outputs.iter().zip(&files) {
             assert_eq!(&f.blake3, h, "manifest hash of {}", f.path);
@@ -134,9 +241,20 @@ fn outputs_are_byte_identical_across_runs_and_thread_counts() {
 fn report_json_prints_the_manifest() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let o = migstat(&["-q", "run", "--report", "json", "--out", out.to_str().unwrap()], &[]);
+    let o = migstat(
+        &[
+            "-q",
+            "run",
+            "--report",
+            "json",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
     assert_eq!(o.status.code(), Some(0));
-    let printed: migstat::runner::Manifest = serde_json::from_slice(&o.stdout).expect("stdout is the manifest JSON");
+    let printed: migstat::runner::Manifest =
+        serde_json::from_slice(&o.stdout).expect("stdout is the manifest JSON");
     assert_eq!(printed, manifest(&out));
 }
 
@@ -145,7 +263,14 @@ fn explain_lists_every_source_and_field() {
     let o = migstat(&["explain"], &[]);
     assert_eq!(o.status.code(), Some(0));
     let text = String::from_utf8_lossy(&o.stdout);
-    for s in ["source survey", "source permits", "source asylum", "source border", "source returns", "source trafficking"] {
+    for s in [
+        "source survey",
+        "source permits",
+        "source asylum",
+        "source border",
+        "source returns",
+        "source trafficking",
+    ] {
         assert!(text.contains(s), "{s} in\n{text}");
     }
     assert!(text.contains("date_naissance") && text.contains("format %d/%m/%Y"));

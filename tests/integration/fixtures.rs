@@ -12,7 +12,10 @@ fn quarantine_rows(out: &std::path::Path, sources: &[&str]) -> Vec<String> {
     for s in sources {
         let df = read_parquet(&out.join("quarantine").join(format!("{s}.parquet")));
         let get = |c: &str| df.column(c).unwrap().cast(&DataType::String).unwrap();
-        let cols: Vec<Column> = ["source_id", "file", "line", "record", "field", "rule"].iter().map(|c| get(c)).collect();
+        let cols: Vec<Column> = ["source_id", "file", "line", "record", "field", "rule"]
+            .iter()
+            .map(|c| get(c))
+            .collect();
         for i in 0..df.height() {
             let cells: Vec<String> = cols
                 .iter()
@@ -29,7 +32,14 @@ fn every_bad_row_kind_is_quarantined_with_rule_field_and_line() {
     let dir = repo().join("tests/fixtures/bad_rows");
     let tmp = tempfile::tempdir().unwrap();
     let plan = compile(&dir.join("pipeline.toml")).unwrap();
-    let m = run(&plan, &RunOptions { out_dir: tmp.path().to_path_buf(), progress: false }).unwrap();
+    let m = run(
+        &plan,
+        &RunOptions {
+            out_dir: tmp.path().to_path_buf(),
+            progress: false,
+        },
+    )
+    .unwrap();
     assert_eq!(m.status, "succeeded");
 
     let expected: Vec<String> = std::fs::read_to_string(dir.join("expected_quarantine.csv"))
@@ -47,15 +57,40 @@ fn every_bad_row_kind_is_quarantined_with_rule_field_and_line() {
     // Row accounting, against counts made by hand from the fixture files.
     let by_id = |id: &str| m.sources.iter().find(|s| s.id == id).unwrap().clone();
     let people = by_id("people");
-    assert_eq!((people.rows_read, people.rows_accepted, people.rows_quarantined), (22, 5, 17));
+    assert_eq!(
+        (
+            people.rows_read,
+            people.rows_accepted,
+            people.rows_quarantined
+        ),
+        (22, 5, 17)
+    );
     for s in &m.sources {
-        assert_eq!(s.rows_read, s.rows_accepted + s.rows_quarantined, "{}", s.id);
+        assert_eq!(
+            s.rows_read,
+            s.rows_accepted + s.rows_quarantined,
+            "{}",
+            s.id
+        );
     }
     // The accepted rows are exactly the good ones, typed, with their lineage.
     let acc = read_parquet(&tmp.path().join("restricted/accepted/people.parquet"));
-    let ids: Vec<&str> = acc.column("id").unwrap().str().unwrap().iter().map(|v| v.unwrap()).collect();
+    let ids: Vec<&str> = acc
+        .column("id")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|v| v.unwrap())
+        .collect();
     assert_eq!(ids, ["P1", "P2", "P19", "P20", "P21"]);
-    let lines: Vec<u64> = acc.column("_line").unwrap().u64().unwrap().into_no_null_iter().collect();
+    let lines: Vec<u64> = acc
+        .column("_line")
+        .unwrap()
+        .u64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
     assert_eq!(lines, [2, 3, 22, 25, 26]);
     assert_eq!(acc.column("age").unwrap().dtype(), &DataType::Int64);
     assert_eq!(acc.column("born").unwrap().dtype(), &DataType::Date);
@@ -66,7 +101,10 @@ fn every_bad_row_kind_is_quarantined_with_rule_field_and_line() {
     // record's own CRLF is not.
     assert_eq!(names[1], Some("Line one\r\nline two"));
     let years: Vec<Option<i32>> = acc.column("year").unwrap().i32().unwrap().iter().collect();
-    assert_eq!(years, [Some(2019), Some(2020), Some(2018), Some(2018), None]);
+    assert_eq!(
+        years,
+        [Some(2019), Some(2020), Some(2018), Some(2018), None]
+    );
     // "NA" is a missing value: null, not an error.
     assert_eq!(acc.column("year").unwrap().i32().unwrap().get(4), None);
 }
@@ -76,14 +114,31 @@ fn windows_1252_and_bom_sources_decode_to_utf8() {
     let dir = repo().join("tests/fixtures/bad_rows");
     let tmp = tempfile::tempdir().unwrap();
     let plan = compile(&dir.join("pipeline.toml")).unwrap();
-    run(&plan, &RunOptions { out_dir: tmp.path().to_path_buf(), progress: false }).unwrap();
+    run(
+        &plan,
+        &RunOptions {
+            out_dir: tmp.path().to_path_buf(),
+            progress: false,
+        },
+    )
+    .unwrap();
     let communes = read_parquet(&tmp.path().join("restricted/accepted/communes.parquet"));
-    let names: Vec<&str> = communes.column("commune").unwrap().str().unwrap().iter().map(|v| v.unwrap()).collect();
+    let names: Vec<&str> = communes
+        .column("commune")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|v| v.unwrap())
+        .collect();
     assert_eq!(names, ["Fès", "Béni Mellal"]);
     let bom = read_parquet(&tmp.path().join("restricted/accepted/bom.parquet"));
     assert_eq!(bom.column("key").unwrap().str().unwrap().get(0), Some("A"));
     let m = manifest(tmp.path());
-    assert_eq!(m.sources.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["bom", "communes", "encoding", "people"]);
+    assert_eq!(
+        m.sources.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        ["bom", "communes", "encoding", "people"]
+    );
 }
 
 #[test]
@@ -95,7 +150,9 @@ fn parquet_sources_report_row_indexes() {
         "age" => [Some(1i64), None, Some(200), Some(40), Some(5)],
     )
     .unwrap();
-    ParquetWriter::new(std::fs::File::create(dir.join("p.parquet")).unwrap()).finish(&mut df).unwrap();
+    ParquetWriter::new(std::fs::File::create(dir.join("p.parquet")).unwrap())
+        .finish(&mut df)
+        .unwrap();
     std::fs::write(
         dir.join("p.schema.json"),
         r#"{"fields": [{"name": "id"}, {"name": "age", "type": "integer", "constraints": {"required": true, "maximum": 120}}], "primaryKey": "id"}"#,
@@ -108,12 +165,43 @@ fn parquet_sources_report_row_indexes() {
     .unwrap();
     let out = dir.join("out");
     let plan = compile(&dir.join("p.toml")).unwrap();
-    let m = run(&plan, &RunOptions { out_dir: out.clone(), progress: false }).unwrap();
-    assert_eq!((m.sources[0].rows_read, m.sources[0].rows_accepted, m.sources[0].rows_quarantined), (5, 2, 3));
+    let m = run(
+        &plan,
+        &RunOptions {
+            out_dir: out.clone(),
+            progress: false,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            m.sources[0].rows_read,
+            m.sources[0].rows_accepted,
+            m.sources[0].rows_quarantined
+        ),
+        (5, 2, 3)
+    );
     let q = read_parquet(&out.join("quarantine/p.parquet"));
-    let recs: Vec<u64> = q.column("record").unwrap().u64().unwrap().into_no_null_iter().collect();
-    let rules: Vec<&str> = q.column("rule").unwrap().str().unwrap().iter().map(|v| v.unwrap()).collect();
+    let recs: Vec<u64> = q
+        .column("record")
+        .unwrap()
+        .u64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
+    let rules: Vec<&str> = q
+        .column("rule")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|v| v.unwrap())
+        .collect();
     assert_eq!(recs, [2, 3, 5]);
     assert_eq!(rules, ["required", "maximum", "primary_key"]);
-    assert_eq!(q.column("line").unwrap().null_count(), 3, "Parquet rows have no line");
+    assert_eq!(
+        q.column("line").unwrap().null_count(),
+        3,
+        "Parquet rows have no line"
+    );
 }

@@ -12,7 +12,11 @@ fn committed_sample_is_what_the_generator_writes() {
     for (path, _) in &written {
         let name = path.file_name().unwrap();
         let committed = std::fs::read(repo().join("sample_data").join(name)).unwrap();
-        assert!(std::fs::read(path).unwrap() == committed, "sample_data/{} differs from `migstat sample --out sample_data`", name.to_string_lossy());
+        assert!(
+            std::fs::read(path).unwrap() == committed,
+            "sample_data/{} differs from `migstat sample --out sample_data`",
+            name.to_string_lossy()
+        );
     }
 }
 
@@ -23,27 +27,96 @@ fn default_pipeline_accounts_for_every_generated_row() {
     let generated = migstat::sample::generate(tmp.path(), 1, 2018).unwrap();
     let plan = compile(&repo().join("pipelines/observatory.toml")).unwrap();
     let out = tmp.path().join("out");
-    let m = run(&plan, &RunOptions { out_dir: out.clone(), progress: false }).unwrap();
+    let m = run(
+        &plan,
+        &RunOptions {
+            out_dir: out.clone(),
+            progress: false,
+        },
+    )
+    .unwrap();
     assert_eq!(m.status, "succeeded");
     assert_eq!(m.sources.len(), 6);
     for s in &m.sources {
         let file = &plan.sources.iter().find(|p| p.id == s.id).unwrap().files[0];
-        let (_, rows) = generated.iter().find(|(p, _)| p.file_name() == file.file_name()).unwrap();
+        let (_, rows) = generated
+            .iter()
+            .find(|(p, _)| p.file_name() == file.file_name())
+            .unwrap();
         assert_eq!(s.rows_read, *rows, "{}: rows read vs rows generated", s.id);
-        assert_eq!(s.rows_read, s.rows_accepted + s.rows_quarantined, "{}", s.id);
+        assert_eq!(
+            s.rows_read,
+            s.rows_accepted + s.rows_quarantined,
+            "{}",
+            s.id
+        );
         let accepted = read_parquet(&out.join(format!("restricted/accepted/{}.parquet", s.id)));
         assert_eq!(accepted.height() as u64, s.rows_accepted, "{}", s.id);
         let q = read_parquet(&out.join(format!("quarantine/{}.parquet", s.id)));
-        let distinct = q.select(["file", "record"]).unwrap().unique_stable(None, polars::prelude::UniqueKeepStrategy::First, None).unwrap();
+        let distinct = q
+            .select(["file", "record"])
+            .unwrap()
+            .unique_stable(None, polars::prelude::UniqueKeepStrategy::First, None)
+            .unwrap();
         assert_eq!(distinct.height() as u64, s.rows_quarantined, "{}", s.id);
-        assert_eq!(s.quarantine_by_rule.values().sum::<u64>(), q.height() as u64, "{}", s.id);
+        assert_eq!(
+            s.quarantine_by_rule.values().sum::<u64>(),
+            q.height() as u64,
+            "{}",
+            s.id
+        );
         // About 1% of rows are damaged on purpose; a few damages (unknown but well-formed
         // country codes) are for the harmonize stage to catch, not validation.
         let frac = s.rows_quarantined as f64 / s.rows_read as f64;
         assert!(frac > 0.002 && frac < 0.05, "{}: {frac}", s.id);
     }
-    let rules: std::collections::BTreeSet<&str> = m.sources.iter().flat_map(|s| s.quarantine_by_rule.keys().map(String::as_str)).collect();
-    for r in ["ragged_row", "required", "type", "pattern", "minimum", "maximum", "primary_key"] {
+    let rules: std::collections::BTreeSet<&str> = m
+        .sources
+        .iter()
+        .flat_map(|s| s.quarantine_by_rule.keys().map(String::as_str))
+        .collect();
+    for r in [
+        "ragged_row",
+        "required",
+        "type",
+        "pattern",
+        "minimum",
+        "maximum",
+        "primary_key",
+    ] {
         assert!(rules.contains(r), "the sample exercises {r}");
     }
+}
+
+/// The reference implementation of Table Schema, on the same files with the same schemas, must
+/// find exactly the invalid records migstat quarantined (and agree on the kind of problem).
+#[test]
+fn frictionless_finds_the_same_invalid_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let plan = compile(&repo().join("pipelines/observatory.toml")).unwrap();
+    run(
+        &plan,
+        &RunOptions {
+            out_dir: out.clone(),
+            progress: false,
+        },
+    )
+    .unwrap();
+    let o = std::process::Command::new("python3")
+        .arg(repo().join("tests/frictionless_check.py"))
+        .arg(repo().join("pipelines/observatory.toml"))
+        .arg(&out)
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success(),
+        "frictionless cross-check failed (install its packages with `python3 -m pip install -r tests/requirements.txt`):\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("frictionless cross-check: agreed"),
+        "{stdout}"
+    );
 }
