@@ -685,3 +685,106 @@ fn describe_checks(f: &schema::Field) -> String {
     }
     parts.join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(dir: &Path, toml: &str) -> Result<Plan> {
+        let p = dir.join("p.toml");
+        std::fs::write(&p, toml).unwrap();
+        compile(&p)
+    }
+
+    fn keys(r: Result<Plan>) -> Vec<String> {
+        match r {
+            Err(Error::Spec(v)) => v.into_iter().map(|i| i.key).collect(),
+            Err(e) => panic!("not a spec error: {e}"),
+            Ok(_) => vec![],
+        }
+    }
+
+    #[test]
+    fn top_level_mistakes_are_all_reported() {
+        let d = tempfile::tempdir().unwrap();
+        let k = keys(spec(
+            d.path(),
+            "version = 2\nid = \"a b\"\nreference_date = \"31/12/2024\"\nreference_period = { start = 2024-12-31, end = 2024-01-01 }\n[tables.x]\n",
+        ));
+        assert_eq!(
+            k,
+            [
+                "tables",
+                "version",
+                "id",
+                "reference_date",
+                "reference_period",
+                "sources"
+            ]
+        );
+    }
+
+    #[test]
+    fn source_mistakes_are_all_reported() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("s.json"), r#"{"fields": [{"name": "id"}]}"#).unwrap();
+        let k = keys(spec(
+            d.path(),
+            "version = 1\nid = \"p\"\nreference_date = 2024-12-31\nreference_period = \"2024\"\n\
+             [sources.a]\npath = \"none-*.csv\"\nformat = \"xlsx\"\nschema = \"s.json\"\nencoding = \"latin9\"\ndelimiter = \";;\"\nmax_invalid_fraction = 2\nrecord_id = \"nope\"\n\
+             [sources.b]\npath = \"s.json\"\nformat = \"parquet\"\nschema = \"s.json\"\ndelimiter = \";\"\n",
+        ));
+        assert_eq!(
+            k,
+            [
+                "sources.a.format",
+                "sources.a.encoding",
+                "sources.a.delimiter",
+                "sources.a.max_invalid_fraction",
+                "sources.a.path",
+                "sources.a.record_id",
+                "sources.b.delimiter",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_valid_spec_compiles_with_defaults_and_sorted_globs() {
+        let d = tempfile::tempdir().unwrap();
+        for f in ["b2.csv", "b1.csv"] {
+            std::fs::write(d.path().join(f), "id\n1\n").unwrap();
+        }
+        std::fs::write(d.path().join("s.json"), r#"{"fields": [{"name": "id"}]}"#).unwrap();
+        let plan = spec(
+            d.path(),
+            "version = 1\nid = \"p\"\nreference_date = 2024-06-30\nreference_period = { start = 2024-01-01, end = 2024-06-30 }\n\
+             [defaults]\nmax_invalid_fraction = 0.1\n[sources.b]\npath = \"b*.csv\"\nformat = \"csv\"\nschema = \"s.json\"\ndelimiter = \"\\\\t\"\n",
+        )
+        .unwrap();
+        let s = &plan.sources[0];
+        let names: Vec<_> = s
+            .files
+            .iter()
+            .map(|f| f.file_name().unwrap().to_str().unwrap())
+            .collect();
+        assert_eq!(names, ["b1.csv", "b2.csv"]);
+        assert_eq!(
+            (s.delimiter, s.encoding, s.max_invalid_fraction),
+            (b'\t', Encoding::Utf8, 0.1)
+        );
+        assert_eq!(
+            plan.reference_period.end,
+            NaiveDate::from_ymd_opt(2024, 6, 30).unwrap()
+        );
+        assert_eq!(plan.chunk_rows, 250_000);
+        // The hash covers the schema: changing it changes the plan's hash.
+        let before = plan.spec_hash.clone();
+        std::fs::write(
+            d.path().join("s.json"),
+            r#"{"fields": [{"name": "id", "type": "integer"}]}"#,
+        )
+        .unwrap();
+        let after = compile(&d.path().join("p.toml")).unwrap().spec_hash;
+        assert_ne!(before, after);
+    }
+}
