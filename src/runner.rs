@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Rejection, Result};
 use crate::export::{OutputFile, ParquetSink, hash_file, write_atomic};
-use crate::ingest::FileChunks;
+use crate::ingest::{FileChunks, RawChunk};
 use crate::quarantine::{self, Rule};
 use crate::spec::{Plan, SourcePlan, clean_path};
 use crate::validate::Validator;
@@ -286,12 +286,39 @@ fn run_source(
 
     let total_bytes: u64 = files.iter().map(|f| f.bytes).sum();
     let bar = progress_bar(opts.progress, total_bytes, &src.id);
-    let mut done_bytes = 0;
     let (mut read, mut bad, mut good) = (0u64, 0u64, 0u64);
     let mut by_rule: BTreeMap<Rule, u64> = BTreeMap::new();
-    for (fi, f) in files.iter().enumerate() {
-        let mut chunks = FileChunks::open(src, fi, plan.chunk_rows)?;
-        while let Some(chunk) = chunks.next_chunk()? {
+    let sizes: Vec<u64> = files.iter().map(|f| f.bytes).collect();
+    // Parsing runs on its own thread, one chunk ahead of validation and writing (a bounded
+    // channel: at most three chunks in memory), so the two stages share both cores.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(RawChunk, u64)>>(1);
+    std::thread::scope(|scope| -> Result<()> {
+        scope.spawn(move || {
+            let mut done_bytes = 0;
+            for (fi, size) in sizes.iter().enumerate() {
+                let mut chunks = match FileChunks::open(src, fi, plan.chunk_rows) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                loop {
+                    let item = match chunks.next_chunk() {
+                        Ok(Some(c)) => Ok((c, done_bytes + chunks.position())),
+                        Ok(None) => break,
+                        Err(e) => Err(e),
+                    };
+                    let failed = item.is_err();
+                    if tx.send(item).is_err() || failed {
+                        return; // the consumer stopped, or this was the last item
+                    }
+                }
+                done_bytes += size;
+            }
+        });
+        for item in rx {
+            let (chunk, position) = item?;
             let v = validator.validate(chunk)?;
             read += v.rows_read;
             bad += v.rows_quarantined;
@@ -301,11 +328,10 @@ fn run_source(
             }
             accepted.write(v.accepted)?;
             quarantined.write(v.quarantine)?;
-            bar.set_position(done_bytes + chunks.position());
+            bar.set_position(position);
         }
-        done_bytes += f.bytes;
-        bar.set_position(done_bytes);
-    }
+        Ok(())
+    })?;
     bar.finish_and_clear();
     let acc = accepted.finish(staging)?;
     let qua = quarantined.finish(staging)?;

@@ -9,7 +9,6 @@
 //! distinct keys only. The first occurrence of a key is kept; later ones are quarantined.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
 
 use polars::prelude::*;
 use rayon::prelude::*;
@@ -130,7 +129,7 @@ impl Validator {
             let fi = *fi;
             first_wins(
                 seen,
-                &[&physical[fi]],
+                &[KeyCol::new(&physical[fi])?],
                 &unusable,
                 file,
                 chunk.first_record,
@@ -149,7 +148,10 @@ impl Validator {
             );
         }
         if let Some((fields, seen)) = &mut self.primary_key {
-            let cols: Vec<&Series> = fields.iter().map(|&i| &physical[i]).collect();
+            let cols = fields
+                .iter()
+                .map(|&i| KeyCol::new(&physical[i]))
+                .collect::<Result<Vec<_>>>()?;
             first_wins(
                 seen,
                 &cols,
@@ -249,7 +251,7 @@ fn raw_at(col: &StringChunked, row: usize) -> Option<String> {
 /// the key was seen before (in this chunk, an earlier one, or an earlier file).
 fn first_wins(
     seen: &mut HashMap<u128, Seen>,
-    cols: &[&Series],
+    cols: &[KeyCol<'_>],
     unusable: &[bool],
     file: usize,
     first_record: u64,
@@ -274,31 +276,110 @@ fn first_wins(
     }
 }
 
-/// A 128-bit hash of the key at `row` (two independently seeded 64-bit hashes); `None` when a
-/// key value is null. Collisions are negligible (about n²/2¹²⁹ for n keys).
-fn key_hash(cols: &[&Series], row: usize) -> Option<u128> {
-    let mut a = std::collections::hash_map::DefaultHasher::new();
-    let mut b = std::collections::hash_map::DefaultHasher::new();
-    a.write_u8(1);
-    b.write_u8(2);
-    for s in cols {
-        let v = s.get(row).ok()?;
-        if v.is_null() {
-            return None;
-        }
-        for h in [&mut a, &mut b] {
-            match &v {
-                AnyValue::String(x) => x.hash(h),
-                AnyValue::Int64(x) => x.hash(h),
-                AnyValue::Int32(x) => x.hash(h),
-                AnyValue::Float64(x) => x.to_bits().hash(h),
-                AnyValue::Boolean(x) => x.hash(h),
-                other => other.to_string().hash(h),
+/// Typed, allocation-free access to one key column (physical representation).
+enum KeyCol<'a> {
+    Str(&'a StringChunked),
+    I64(&'a Int64Chunked),
+    I32(&'a Int32Chunked),
+    F64(&'a Float64Chunked),
+    Bool(&'a BooleanChunked),
+}
+
+impl<'a> KeyCol<'a> {
+    fn new(s: &'a Series) -> Result<Self> {
+        let ctx = || format!("reading key column {}", s.name());
+        Ok(match s.dtype() {
+            DataType::String => KeyCol::Str(s.str().ctx(ctx)?),
+            DataType::Int64 => KeyCol::I64(s.i64().ctx(ctx)?),
+            DataType::Int32 => KeyCol::I32(s.i32().ctx(ctx)?),
+            DataType::Float64 => KeyCol::F64(s.f64().ctx(ctx)?),
+            _ => KeyCol::Bool(s.bool().ctx(ctx)?),
+        })
+    }
+
+    /// Feed the value at `row` to the hasher; `None` when it is null.
+    fn feed(&self, row: usize, h: &mut xxhash_rust::xxh3::Xxh3) -> Option<()> {
+        match self {
+            KeyCol::Str(c) => {
+                let v = c.get(row)?;
+                h.update(&(v.len() as u64).to_le_bytes());
+                h.update(v.as_bytes());
             }
-            h.write_u8(0xff);
+            KeyCol::I64(c) => h.update(&c.get(row)?.to_le_bytes()),
+            KeyCol::I32(c) => h.update(&c.get(row)?.to_le_bytes()),
+            KeyCol::F64(c) => h.update(&c.get(row)?.to_bits().to_le_bytes()),
+            KeyCol::Bool(c) => h.update(&[u8::from(c.get(row)?)]),
+        }
+        Some(())
+    }
+}
+
+/// The 128-bit XXH3 hash of the key at `row` (values length-prefixed, so `("ab","c")` and
+/// `("a","bc")` differ); `None` when a key value is null. Collisions are negligible: about
+/// n²/2¹²⁹ for n keys.
+fn key_hash(cols: &[KeyCol<'_>], row: usize) -> Option<u128> {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for c in cols {
+        c.feed(row, &mut h)?;
+    }
+    Some(h.digest128())
+}
+
+/// Collects the issues of one column.
+struct Sink {
+    field: usize,
+    issues: Vec<Issue>,
+}
+
+impl Sink {
+    fn push(&mut self, row: usize, rule: Rule, raw: &str, message: String) {
+        self.issues.push(Issue {
+            row: row as u32,
+            field: Some(self.field),
+            rule,
+            raw: Some(raw.to_string()),
+            message,
+        });
+    }
+}
+
+/// Walk a column. Nulls, missing-value markers and broken rows become null (with a `required`
+/// issue where the field is required); every other value goes to `read`, which returns the typed
+/// value or `None` after pushing its issue. Also returns how many non-null raw values became null.
+fn walk<'a, T>(
+    col: &'a StringChunked,
+    field: &Field,
+    broken: &[bool],
+    required: bool,
+    sink: &mut Sink,
+    mut read: impl FnMut(usize, &'a str, &mut Sink) -> Option<T>,
+) -> (Vec<Option<T>>, usize) {
+    let mut out = Vec::with_capacity(col.len());
+    let mut nulled = 0;
+    for (row, v) in col.iter().enumerate() {
+        if broken[row] {
+            out.push(None);
+            nulled += usize::from(v.is_some());
+            continue;
+        }
+        match v {
+            Some(s) if !field.missing_values.iter().any(|m| m == s) => out.push(read(row, s, sink)),
+            _ => {
+                if required {
+                    let raw = v.unwrap_or("");
+                    sink.push(
+                        row,
+                        Rule::Required,
+                        raw,
+                        "a required value is missing".into(),
+                    );
+                }
+                nulled += usize::from(v.is_some());
+                out.push(None);
+            }
         }
     }
-    Some((u128::from(a.finish()) << 64) | u128::from(b.finish()))
+    (out, nulled)
 }
 
 /// Check one column: read each value as the field's type and test its constraints.
@@ -309,58 +390,30 @@ fn check_column(
     broken: &[bool],
     in_primary_key: bool,
 ) -> Result<(Series, Vec<Issue>)> {
-    let mut issues = Vec::new();
+    let mut sink = Sink {
+        field: fi,
+        issues: Vec::new(),
+    };
     let name: PlSmallStr = field.name.as_str().into();
     let required = field.constraints.required || in_primary_key;
-    let mut issue = |row: usize, rule: Rule, raw: &str, message: String| {
-        issues.push(Issue {
-            row: row as u32,
-            field: Some(fi),
-            rule,
-            raw: Some(raw.to_string()),
-            message,
-        })
-    };
-    // Yields (row, Some(text)) for values to check, after missing-value and required handling.
-    let values = col.iter().enumerate().map(|(row, v)| match v {
-        _ if broken[row] => (row, None, false),
-        None => (row, None, true),
-        Some(s) if field.missing_values.iter().any(|m| m == s) => (row, None, true),
-        Some(s) => (row, Some(s), false),
-    });
     let c = &field.constraints;
     let series = match &field.field_type {
         FieldType::String => {
-            let mut out: Vec<Option<&str>> = Vec::with_capacity(col.len());
-            for (row, v, missing) in values {
-                let Some(s) = v else {
-                    if missing && required {
-                        issue(
-                            row,
-                            Rule::Required,
-                            col.get(row).unwrap_or(""),
-                            "a required value is missing".into(),
-                        );
-                    }
-                    out.push(None);
-                    continue;
-                };
+            let (kept, nulled) = walk(col, field, broken, required, &mut sink, |row, s, sink| {
                 if let Some(EnumValues::Strings(set)) = &c.enumeration {
                     if !set.contains(s) {
-                        issue(
+                        let allowed = list(set.iter());
+                        sink.push(
                             row,
                             Rule::Enum,
                             s,
-                            format!(
-                                "`{s}` is not one of the allowed values ({})",
-                                list(set.iter())
-                            ),
+                            format!("`{s}` is not one of the allowed values ({allowed})"),
                         );
                     }
                 }
                 if let Some(re) = &c.pattern {
                     if !re.is_match(s) {
-                        issue(
+                        sink.push(
                             row,
                             Rule::Pattern,
                             s,
@@ -371,7 +424,7 @@ fn check_column(
                 if c.min_length.is_some() || c.max_length.is_some() {
                     let n = s.chars().count();
                     if let Some(min) = c.min_length.filter(|m| n < *m) {
-                        issue(
+                        sink.push(
                             row,
                             Rule::MinLength,
                             s,
@@ -379,7 +432,7 @@ fn check_column(
                         );
                     }
                     if let Some(max) = c.max_length.filter(|m| n > *m) {
-                        issue(
+                        sink.push(
                             row,
                             Rule::MaxLength,
                             s,
@@ -387,26 +440,22 @@ fn check_column(
                         );
                     }
                 }
-                out.push(Some(s));
+                Some(())
+            });
+            if nulled == 0 {
+                // Nothing to blank out: the column is its own typed self (no copy).
+                col.clone().with_name(name).into_series()
+            } else {
+                let keep: BooleanChunked = kept.iter().map(Option::is_some).collect();
+                col.zip_with(&keep, &StringChunked::full_null(name.clone(), col.len()))
+                    .ctx(|| format!("blanking missing values of field {}", field.name))?
+                    .with_name(name)
+                    .into_series()
             }
-            Series::new(name, out)
         }
         FieldType::Integer | FieldType::Year => {
             let is_year = field.field_type == FieldType::Year;
-            let mut out: Vec<Option<i64>> = Vec::with_capacity(col.len());
-            for (row, v, missing) in values {
-                let Some(s) = v else {
-                    if missing && required {
-                        issue(
-                            row,
-                            Rule::Required,
-                            col.get(row).unwrap_or(""),
-                            "a required value is missing".into(),
-                        );
-                    }
-                    out.push(None);
-                    continue;
-                };
+            let (out, _) = walk(col, field, broken, required, &mut sink, |row, s, sink| {
                 // A year is exactly four characters (as in Table Schema and frictionless).
                 let parsed = if is_year {
                     Some(s)
@@ -417,146 +466,88 @@ fn check_column(
                     s.trim().parse::<i64>().ok()
                 };
                 let Some(x) = parsed else {
-                    issue(
-                        row,
-                        Rule::Type,
-                        s,
-                        format!(
-                            "`{s}` is not {}",
-                            if is_year { "a year" } else { "an integer" }
-                        ),
-                    );
-                    out.push(None);
-                    continue;
+                    let what = if is_year { "a year" } else { "an integer" };
+                    sink.push(row, Rule::Type, s, format!("`{s}` is not {what}"));
+                    return None;
                 };
                 if let Some(EnumValues::Ints(set)) = &c.enumeration {
                     if !set.contains(&x) {
-                        issue(
+                        let allowed = list(set.iter());
+                        sink.push(
                             row,
                             Rule::Enum,
                             s,
-                            format!(
-                                "{x} is not one of the allowed values ({})",
-                                list(set.iter())
-                            ),
+                            format!("{x} is not one of the allowed values ({allowed})"),
                         );
                     }
                 }
-                check_bounds(c.minimum, c.maximum, Bound::Int(x), s, row, &mut issue);
-                out.push(Some(x));
-            }
+                check_bounds(c.minimum, c.maximum, Bound::Int(x), s, row, sink);
+                Some(x)
+            });
             if is_year {
-                Series::new(
-                    name,
-                    out.into_iter()
-                        .map(|o| o.map(|x| x as i32))
-                        .collect::<Vec<Option<i32>>>(),
-                )
+                let years: Vec<Option<i32>> =
+                    out.into_iter().map(|o| o.map(|x| x as i32)).collect();
+                Series::new(name, years)
             } else {
                 Series::new(name, out)
             }
         }
         FieldType::Number => {
-            let mut out: Vec<Option<f64>> = Vec::with_capacity(col.len());
-            for (row, v, missing) in values {
-                let Some(s) = v else {
-                    if missing && required {
-                        issue(
-                            row,
-                            Rule::Required,
-                            col.get(row).unwrap_or(""),
-                            "a required value is missing".into(),
-                        );
-                    }
-                    out.push(None);
-                    continue;
-                };
+            let (out, _) = walk(col, field, broken, required, &mut sink, |row, s, sink| {
                 let Some(x) = s.trim().parse::<f64>().ok().filter(|x| x.is_finite()) else {
-                    issue(
+                    sink.push(
                         row,
                         Rule::Type,
                         s,
                         format!("`{s}` is not a finite number (use `.` as the decimal mark)"),
                     );
-                    out.push(None);
-                    continue;
+                    return None;
                 };
-                check_bounds(c.minimum, c.maximum, Bound::Float(x), s, row, &mut issue);
-                out.push(Some(x));
-            }
+                check_bounds(c.minimum, c.maximum, Bound::Float(x), s, row, sink);
+                Some(x)
+            });
             Series::new(name, out)
         }
         FieldType::Boolean => {
-            let mut out: Vec<Option<bool>> = Vec::with_capacity(col.len());
-            for (row, v, missing) in values {
-                let Some(s) = v else {
-                    if missing && required {
-                        issue(
-                            row,
-                            Rule::Required,
-                            col.get(row).unwrap_or(""),
-                            "a required value is missing".into(),
-                        );
-                    }
-                    out.push(None);
-                    continue;
-                };
-                let x = if field.true_values.iter().any(|t| t == s) {
+            let (out, _) = walk(col, field, broken, required, &mut sink, |row, s, sink| {
+                if field.true_values.iter().any(|t| t == s) {
                     Some(true)
                 } else if field.false_values.iter().any(|t| t == s) {
                     Some(false)
                 } else {
-                    issue(
+                    let (t, f) = (field.true_values.join("/"), field.false_values.join("/"));
+                    sink.push(
                         row,
                         Rule::Type,
                         s,
-                        format!(
-                            "`{s}` is not a boolean (true: {}; false: {})",
-                            field.true_values.join("/"),
-                            field.false_values.join("/")
-                        ),
+                        format!("`{s}` is not a boolean (true: {t}; false: {f})"),
                     );
                     None
-                };
-                out.push(x);
-            }
+                }
+            });
             Series::new(name, out)
         }
         FieldType::Date(fmt) => {
-            let mut out: Vec<Option<i32>> = Vec::with_capacity(col.len());
-            for (row, v, missing) in values {
-                let Some(s) = v else {
-                    if missing && required {
-                        issue(
-                            row,
-                            Rule::Required,
-                            col.get(row).unwrap_or(""),
-                            "a required value is missing".into(),
-                        );
-                    }
-                    out.push(None);
-                    continue;
-                };
+            let (out, _) = walk(col, field, broken, required, &mut sink, |row, s, sink| {
                 let Some(d) = fmt.parse_date(s) else {
-                    issue(
+                    sink.push(
                         row,
                         Rule::Type,
                         s,
                         format!("`{s}` is not a date in the format {}", fmt.pattern),
                     );
-                    out.push(None);
-                    continue;
+                    return None;
                 };
                 let days = days_since_epoch(d);
-                check_bounds(c.minimum, c.maximum, Bound::Date(days), s, row, &mut issue);
-                out.push(Some(days));
-            }
+                check_bounds(c.minimum, c.maximum, Bound::Date(days), s, row, sink);
+                Some(days)
+            });
             Series::new(name, out)
                 .cast(&DataType::Date)
                 .ctx(|| format!("typing field {} as date", field.name))?
         }
     };
-    Ok((series, issues))
+    Ok((series, sink.issues))
 }
 
 fn check_bounds(
@@ -565,30 +556,24 @@ fn check_bounds(
     x: Bound,
     raw: &str,
     row: usize,
-    issue: &mut impl FnMut(usize, Rule, &str, String),
+    sink: &mut Sink,
 ) {
-    let below = |b: Bound| match (x, b) {
-        (Bound::Int(v), Bound::Int(m)) => v < m,
-        (Bound::Float(v), Bound::Float(m)) => v < m,
-        (Bound::Date(v), Bound::Date(m)) => v < m,
-        _ => false,
+    let cmp = |b: Bound| match (x, b) {
+        (Bound::Int(v), Bound::Int(m)) => v.partial_cmp(&m),
+        (Bound::Float(v), Bound::Float(m)) => v.partial_cmp(&m),
+        (Bound::Date(v), Bound::Date(m)) => v.partial_cmp(&m),
+        _ => None,
     };
-    let above = |b: Bound| match (x, b) {
-        (Bound::Int(v), Bound::Int(m)) => v > m,
-        (Bound::Float(v), Bound::Float(m)) => v > m,
-        (Bound::Date(v), Bound::Date(m)) => v > m,
-        _ => false,
-    };
-    if let Some(m) = min.filter(|m| below(*m)) {
-        issue(
+    if let Some(m) = min.filter(|m| cmp(*m) == Some(std::cmp::Ordering::Less)) {
+        sink.push(
             row,
             Rule::Minimum,
             raw,
             format!("`{raw}` is below the minimum {}", show(m)),
         );
     }
-    if let Some(m) = max.filter(|m| above(*m)) {
-        issue(
+    if let Some(m) = max.filter(|m| cmp(*m) == Some(std::cmp::Ordering::Greater)) {
+        sink.push(
             row,
             Rule::Maximum,
             raw,
