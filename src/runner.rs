@@ -317,8 +317,15 @@ fn run_source(
                 done_bytes += size;
             }
         });
+        let mut reserved = false;
         for item in rx {
             let (chunk, position) = item?;
+            if !reserved && position > 0 {
+                // Rows to come, estimated from the first chunk's bytes per row.
+                let rows = chunk.height() as f64 * total_bytes as f64 / position as f64;
+                validator.reserve_keys((rows * 1.05) as usize);
+                reserved = true;
+            }
             let v = validator.validate(chunk)?;
             read += v.rows_read;
             bad += v.rows_quarantined;

@@ -8,7 +8,8 @@
 //! keep a set of 128-bit key hashes across chunks and files, so memory grows with the number of
 //! distinct keys only. The first occurrence of a key is kept; later ones are quarantined.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use polars::prelude::*;
 use rayon::prelude::*;
@@ -28,6 +29,28 @@ pub struct ValidatedChunk {
     pub by_rule: BTreeMap<Rule, u64>,
 }
 
+/// Keys are already XXH3-128 hashes: the table uses their low 64 bits as they are.
+#[derive(Default)]
+struct PreHashed(u64);
+
+impl Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u128 keys are hashed here; keep the low 64 bits of their little-endian bytes.
+        let mut b = [0u8; 8];
+        let n = bytes.len().min(8);
+        b[..n].copy_from_slice(&bytes[..n]);
+        self.0 = u64::from_le_bytes(b);
+    }
+    fn write_u128(&mut self, i: u128) {
+        self.0 = i as u64;
+    }
+}
+
+type KeySet = std::collections::HashMap<u128, Seen, BuildHasherDefault<PreHashed>>;
+
 /// Where a key was first seen: file index and record number.
 #[derive(Clone, Copy)]
 struct Seen {
@@ -41,9 +64,9 @@ pub struct Validator {
     /// Display names of the source's files, by file index.
     files: Vec<String>,
     /// Per `unique` field: key hash → first occurrence.
-    unique: Vec<(usize, HashMap<u128, Seen>)>,
+    unique: Vec<(usize, KeySet)>,
     /// Primary-key fields and key hash → first occurrence.
-    primary_key: Option<(Vec<usize>, HashMap<u128, Seen>)>,
+    primary_key: Option<(Vec<usize>, KeySet)>,
 }
 
 impl Validator {
@@ -53,7 +76,7 @@ impl Validator {
             .iter()
             .enumerate()
             .filter(|(_, f)| f.constraints.unique)
-            .map(|(i, _)| (i, HashMap::new()))
+            .map(|(i, _)| (i, KeySet::default()))
             .collect();
         let pk: Vec<usize> = schema
             .primary_key
@@ -65,7 +88,18 @@ impl Validator {
             schema: schema.clone(),
             files,
             unique,
-            primary_key: (!pk.is_empty()).then(|| (pk, HashMap::new())),
+            primary_key: (!pk.is_empty()).then(|| (pk, KeySet::default())),
+        }
+    }
+
+    /// Make room for about `rows` more keys in each key set, so a large source does not pay
+    /// for repeated growth of its tables (the runner estimates `rows` from the file sizes).
+    pub fn reserve_keys(&mut self, rows: usize) {
+        for (_, seen) in &mut self.unique {
+            seen.reserve(rows);
+        }
+        if let Some((_, seen)) = &mut self.primary_key {
+            seen.reserve(rows);
         }
     }
 
@@ -250,18 +284,19 @@ fn raw_at(col: &StringChunked, row: usize) -> Option<String> {
 /// Record each usable row's key; call `duplicate` with the row and the first occurrence when
 /// the key was seen before (in this chunk, an earlier one, or an earlier file).
 fn first_wins(
-    seen: &mut HashMap<u128, Seen>,
+    seen: &mut KeySet,
     cols: &[KeyCol<'_>],
     unusable: &[bool],
     file: usize,
     first_record: u64,
     mut duplicate: impl FnMut(usize, Seen),
 ) {
+    let mut buf = Vec::with_capacity(64);
     for (row, skip) in unusable.iter().enumerate() {
         if *skip {
             continue;
         }
-        let Some(h) = key_hash(cols, row) else {
+        let Some(h) = key_hash(cols, row, &mut buf) else {
             continue;
         };
         match seen.entry(h) {
@@ -297,18 +332,18 @@ impl<'a> KeyCol<'a> {
         })
     }
 
-    /// Feed the value at `row` to the hasher; `None` when it is null.
-    fn feed(&self, row: usize, h: &mut xxhash_rust::xxh3::Xxh3) -> Option<()> {
+    /// Append the value at `row` to `buf`; `None` when it is null.
+    fn append(&self, row: usize, buf: &mut Vec<u8>) -> Option<()> {
         match self {
             KeyCol::Str(c) => {
                 let v = c.get(row)?;
-                h.update(&(v.len() as u64).to_le_bytes());
-                h.update(v.as_bytes());
+                buf.extend_from_slice(&(v.len() as u64).to_le_bytes());
+                buf.extend_from_slice(v.as_bytes());
             }
-            KeyCol::I64(c) => h.update(&c.get(row)?.to_le_bytes()),
-            KeyCol::I32(c) => h.update(&c.get(row)?.to_le_bytes()),
-            KeyCol::F64(c) => h.update(&c.get(row)?.to_bits().to_le_bytes()),
-            KeyCol::Bool(c) => h.update(&[u8::from(c.get(row)?)]),
+            KeyCol::I64(c) => buf.extend_from_slice(&c.get(row)?.to_le_bytes()),
+            KeyCol::I32(c) => buf.extend_from_slice(&c.get(row)?.to_le_bytes()),
+            KeyCol::F64(c) => buf.extend_from_slice(&c.get(row)?.to_bits().to_le_bytes()),
+            KeyCol::Bool(c) => buf.push(u8::from(c.get(row)?)),
         }
         Some(())
     }
@@ -316,13 +351,13 @@ impl<'a> KeyCol<'a> {
 
 /// The 128-bit XXH3 hash of the key at `row` (values length-prefixed, so `("ab","c")` and
 /// `("a","bc")` differ); `None` when a key value is null. Collisions are negligible: about
-/// n²/2¹²⁹ for n keys.
-fn key_hash(cols: &[KeyCol<'_>], row: usize) -> Option<u128> {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
+/// n²/2¹²⁹ for n keys. `buf` is scratch space, reused across rows.
+fn key_hash(cols: &[KeyCol<'_>], row: usize, buf: &mut Vec<u8>) -> Option<u128> {
+    buf.clear();
     for c in cols {
-        c.feed(row, &mut h)?;
+        c.append(row, buf)?;
     }
-    Some(h.digest128())
+    Some(xxhash_rust::xxh3::xxh3_128(buf))
 }
 
 /// Collects the issues of one column.
