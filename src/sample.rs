@@ -231,7 +231,36 @@ enum Damage {
     MissingField,
 }
 
-/// Damage a row in place (or return a ragged version of it). `last_id` is a previous row's id.
+/// Damages about `rate` of a source's rows, each with one of the source's kinds of damage.
+struct Damager<'a> {
+    kinds: &'a [Damage],
+    rate: f64,
+    iso_dates: bool,
+    /// The previous row's id, for duplicates.
+    last_id: String,
+}
+
+impl<'a> Damager<'a> {
+    fn new(kinds: &'a [Damage], rate: f64, iso_dates: bool) -> Self {
+        Damager {
+            kinds,
+            rate,
+            iso_dates,
+            last_id: String::new(),
+        }
+    }
+
+    /// Maybe damage `row` (whose own id is `id`), in place.
+    fn apply(&mut self, rng: &mut Rng, row: &mut Vec<String>, id: &str) {
+        if rng.chance(self.rate) {
+            damage(rng, row, self.kinds, &self.last_id, self.iso_dates);
+        }
+        self.last_id.clear();
+        self.last_id.push_str(id);
+    }
+}
+
+/// Damage a row in place (or make it ragged). `last_id` is a previous row's id.
 fn damage(rng: &mut Rng, row: &mut Vec<String>, kinds: &[Damage], last_id: &str, iso_dates: bool) {
     match *rng.pick(kinds) {
         Damage::Age(i) => row[i] = rng.pick(&["150", "-3", "999", "abc"]).to_string(),
@@ -342,7 +371,7 @@ fn survey(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {
         Damage::ExtraField,
     ];
     let mut hh = 0u64;
-    let mut last_id = String::new();
+    let mut damager = Damager::new(&kinds, BAD_ROW_RATE, true);
     for (reg, pop, _) in REGIONS {
         for urban in ["U", "R"] {
             let stratum = format!("{reg}-{urban}");
@@ -432,10 +461,7 @@ fn survey(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {
                             }))
                             .into(),
                         ];
-                        if rng.chance(BAD_ROW_RATE) {
-                            damage(&mut rng, &mut row, &kinds, &last_id, true);
-                        }
-                        last_id = person_id;
+                        damager.apply(&mut rng, &mut row, &person_id);
                         w.record(&row)?;
                     }
                 }
@@ -476,7 +502,7 @@ fn permits(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {
         Damage::MissingField,
     ];
     let mut n = 0u64;
-    let mut last_id = String::new();
+    let mut damager = Damager::new(&kinds, BAD_ROW_RATE, false);
     for p in 0..sz.permit_persons {
         let person = format!("P{:010x}", (rng.next_u64() & 0xff_ffff_ffff) ^ p as u64);
         let male = rng.chance(0.56);
@@ -517,10 +543,7 @@ fn permits(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {
                 reg.to_string(),
                 commune.into(),
             ];
-            if rng.chance(BAD_ROW_RATE) {
-                damage(&mut rng, &mut row, &kinds, &last_id, false);
-            }
-            last_id = id;
+            damager.apply(&mut rng, &mut row, &id);
             w.record(&row)?;
             issue = expiry + Duration::days(1 + rng.range(0, 40));
         }
@@ -556,7 +579,7 @@ fn asylum(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {
         Damage::DuplicateId(1),
         Damage::ExtraField,
     ];
-    let mut last_id = String::new();
+    let mut damager = Damager::new(&kinds, BAD_ROW_RATE, true);
     let mut case = 0u64;
     let mut i = 0;
     while i < sz.asylum {
@@ -589,10 +612,7 @@ fn asylum(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {
                 },
                 region(&mut rng).0.into(),
             ];
-            if rng.chance(BAD_ROW_RATE) {
-                damage(&mut rng, &mut row, &kinds, &last_id, true);
-            }
-            last_id = person;
+            damager.apply(&mut rng, &mut row, &person);
             w.record(&row)?;
         }
     }
@@ -638,7 +658,7 @@ fn border(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {
         Damage::MissingField,
         Damage::Age(5),
     ];
-    let mut last_id = String::new();
+    let mut damager = Damager::new(&kinds, BAD_ROW_RATE, true);
     let nationals: &[(&str, u32)] = &[
         ("MAR", 55),
         ("FRA", 12),
@@ -669,10 +689,7 @@ fn border(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {
             (*rng.weighted(nationals)).into(),
             (*rng.weighted(&[("passport", 85), ("id_card", 12), ("laissez_passer", 3)])).into(),
         ];
-        if rng.chance(BAD_ROW_RATE) {
-            damage(&mut rng, &mut row, &kinds, &last_id, true);
-        }
-        last_id = id;
+        damager.apply(&mut rng, &mut row, &id);
         w.record(&row)?;
     }
     w.finish()
@@ -771,7 +788,7 @@ fn trafficking(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {
         Damage::DuplicateId(0),
         Damage::ExtraField,
     ];
-    let mut last_id = String::new();
+    let mut damager = Damager::new(&kinds, BAD_ROW_RATE * 3.0, false);
     let notes = [
         "",
         "",
@@ -817,10 +834,7 @@ fn trafficking(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {
             .into(),
             (*rng.pick(&notes)).into(),
         ];
-        if rng.chance(BAD_ROW_RATE * 3.0) {
-            damage(&mut rng, &mut row, &kinds, &last_id, false);
-        }
-        last_id = id;
+        damager.apply(&mut rng, &mut row, &id);
         w.record(&row)?;
     }
     w.finish()
