@@ -6,6 +6,7 @@
 //! the whole sample separately (`tests/frictionless_check.py`, run by `.ci/run`).
 
 mod cli;
+mod codelists;
 mod fixtures;
 mod properties;
 mod sample;
