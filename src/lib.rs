@@ -3,12 +3,14 @@
 //!
 //! Data flow, one module per stage: [`spec`] compiles the pipeline TOML and its Table Schemas into
 //! a checked plan; [`ingest`] reads sources into bounded raw chunks; [`validate`] checks every row
-//! and splits accepted records from the [`quarantine`]; [`export`] writes Parquet; [`runner`]
+//! and splits accepted records from the [`quarantine`]; [`harmonize`] derives standard codes (so
+//! far: age at a date, age bandings); [`export`] writes Parquet; [`runner`]
 //! drives the stages and accounts for every row; [`sample`] generates the synthetic deliveries.
 //! See ARCHITECTURE.md.
 
 pub mod error;
 pub mod export;
+pub mod harmonize;
 pub mod ingest;
 pub mod quarantine;
 pub mod runner;
