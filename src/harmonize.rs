@@ -5,15 +5,341 @@
 //! in `schemas/codelists/`. Output: standard codes — age in completed years at a reference date,
 //! and any age banding of it.
 //!
-//! So far this module holds the derivations (age at a date, bandings); crosswalks of raw codes
-//! and the stage's place in the runner come next (issue 3). Bandings are always derived from
+//! [`Harmonizer`] runs per chunk after validation: it appends the derived columns a source's
+//! `[sources.<id>.harmonize]` declares and moves rows whose raw code no crosswalk maps to the
+//! quarantine (rule `unmapped_code`), or maps them to the code the spec names (e.g. `_U`); either
+//! way every unmapped raw value is counted for the run report. Bandings are always derived from
 //! single-year age, never from a producer's own bands, because producers' bands do not nest.
+//! A missing (null) raw value becomes `_U`; a code-list attribute that is empty becomes `_Z`.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use chrono::{Datelike, NaiveDate};
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, PolarsContext, Result};
+use crate::quarantine::{Issue, QuarantineBuilder, RowOrigin, Rule};
+use crate::spec::derive::Unmapped;
+use crate::spec::{CodeList, Derivation, Plan, SourcePlan};
+
+/// A raw value no crosswalk mapped, with how often it was seen: the run report lists these so a
+/// statistician can extend the crosswalk.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UnmappedValue {
+    /// The derived column.
+    pub column: String,
+    /// The raw field it is derived from.
+    pub field: String,
+    pub raw: String,
+    pub count: u64,
+    /// `quarantined`, or the code it was mapped to.
+    pub action: String,
+}
+
+/// The harmonized part of one chunk.
+pub struct Harmonized {
+    pub accepted: DataFrame,
+    pub quarantine: DataFrame,
+    pub rows_quarantined: u64,
+}
+
+/// Derives a source's standard columns, chunk by chunk.
+pub struct Harmonizer<'p> {
+    plan: &'p Plan,
+    source: &'p SourcePlan,
+    /// Per code column: normalized code → code, for values that already are codes of the list.
+    identity: Vec<HashMap<String, String>>,
+    unmapped: UnmappedCounts,
+}
+
+impl<'p> Harmonizer<'p> {
+    pub fn new(plan: &'p Plan, source: &'p SourcePlan) -> Self {
+        let identity = source
+            .harmonize
+            .iter()
+            .map(|d| match &d.derivation {
+                Derivation::Code {
+                    codelist: Some(c),
+                    normalize,
+                    ..
+                } => plan
+                    .codelists
+                    .get(c)
+                    .map(|l| {
+                        l.rows
+                            .keys()
+                            .map(|k| (normalize.apply(k), k.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                _ => HashMap::new(),
+            })
+            .collect();
+        Harmonizer {
+            plan,
+            source,
+            identity,
+            unmapped: BTreeMap::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.source.harmonize.is_empty()
+    }
+
+    /// The unmapped raw values seen so far, most frequent first.
+    pub fn unmapped(&self) -> Vec<UnmappedValue> {
+        let mut v: Vec<UnmappedValue> = self
+            .unmapped
+            .iter()
+            .map(|((column, raw), (field, count, action))| UnmappedValue {
+                column: column.clone(),
+                field: field.clone(),
+                raw: raw.clone(),
+                count: *count,
+                action: action.clone(),
+            })
+            .collect();
+        v.sort_by(|a, b| {
+            b.count
+                .cmp(&a.count)
+                .then(a.column.cmp(&b.column))
+                .then(a.raw.cmp(&b.raw))
+        });
+        v
+    }
+
+    /// Append the derived columns to an accepted chunk; rows with a quarantined unmapped code
+    /// leave it for the quarantine.
+    pub fn apply(&mut self, mut df: DataFrame) -> Result<Harmonized> {
+        let height = df.height();
+        let mut issues: Vec<Issue> = Vec::new();
+        let (plan, source): (&'p Plan, &'p SourcePlan) = (self.plan, self.source);
+        let ctx = |what: &str| format!("harmonizing source {}: {what}", source.id);
+        for (di, d) in source.harmonize.iter().enumerate() {
+            let col: Column = match &d.derivation {
+                Derivation::Code {
+                    from,
+                    map,
+                    normalize,
+                    unmapped,
+                    crosswalk,
+                    ..
+                } => {
+                    let raw = df
+                        .column(from)
+                        .ctx(|| ctx(from))?
+                        .cast(&DataType::String)
+                        .ctx(|| ctx(from))?;
+                    let raw = raw.str().ctx(|| ctx(from))?;
+                    let identity = &self.identity[di];
+                    let mut cache: HashMap<&str, Option<String>> = HashMap::new();
+                    let mut out: Vec<Option<String>> = Vec::with_capacity(height);
+                    for (row, v) in raw.iter().enumerate() {
+                        let Some(v) = v else {
+                            out.push(Some(UNKNOWN.to_string()));
+                            continue;
+                        };
+                        let code = cache
+                            .entry(v)
+                            .or_insert_with(|| {
+                                let key = normalize.apply(v);
+                                map.get(&key).or_else(|| identity.get(&key)).cloned()
+                            })
+                            .clone();
+                        match (code, unmapped) {
+                            (Some(c), _) => out.push(Some(c)),
+                            (None, Unmapped::Quarantine) => {
+                                count_unmapped(&mut self.unmapped, &d.name, from, v, "quarantined");
+                                issues.push(Issue {
+                                    row: row as u32,
+                                    field: source.schema.field_index(from),
+                                    rule: Rule::UnmappedCode,
+                                    raw: Some(v.to_string()),
+                                    message: format!(
+                                        "no code for `{v}` (derived column {}{}); add it to the crosswalk",
+                                        d.name,
+                                        crosswalk.first().map(|p| format!(", crosswalk {}", p.display())).unwrap_or_default()
+                                    ),
+                                });
+                                out.push(None);
+                            }
+                            (None, Unmapped::Code(c)) => {
+                                count_unmapped(&mut self.unmapped, &d.name, from, v, c);
+                                out.push(Some(c.clone()));
+                            }
+                        }
+                    }
+                    Column::new(d.name.as_str().into(), out)
+                }
+                Derivation::Age { birth_date, age } => {
+                    let at = plan.reference_date;
+                    let births: Option<Vec<Option<i32>>> = match birth_date {
+                        Some(b) => {
+                            let c = df.column(b).ctx(|| ctx(b))?.to_physical_repr();
+                            Some(c.i32().ctx(|| ctx(b))?.iter().collect())
+                        }
+                        None => None,
+                    };
+                    let reported: Option<Vec<Option<i64>>> = match age {
+                        Some(a) => Some(
+                            df.column(a)
+                                .ctx(|| ctx(a))?
+                                .i64()
+                                .ctx(|| ctx(a))?
+                                .iter()
+                                .collect(),
+                        ),
+                        None => None,
+                    };
+                    let ages: Vec<Option<u32>> = (0..height)
+                        .map(|row| {
+                            let from_birth =
+                                births.as_ref().and_then(|b| b[row]).and_then(|days| {
+                                    NaiveDate::from_num_days_from_ce_opt(days + 719_163)
+                                        .and_then(|b| age_at(b, at))
+                                });
+                            from_birth.or_else(|| {
+                                reported
+                                    .as_ref()
+                                    .and_then(|r| r[row])
+                                    .and_then(|a| u32::try_from(a).ok())
+                            })
+                        })
+                        .collect();
+                    Column::new(d.name.as_str().into(), ages)
+                }
+                Derivation::Band { age, banding } => {
+                    let c = df.column(age).ctx(|| ctx(age))?;
+                    let codes: Vec<&str> = c
+                        .u32()
+                        .ctx(|| ctx(age))?
+                        .iter()
+                        .map(|a| banding.code(a))
+                        .collect();
+                    Column::new(d.name.as_str().into(), codes)
+                }
+                Derivation::Lookup {
+                    from,
+                    codelist,
+                    column,
+                } => {
+                    let list: &CodeList = plan
+                        .codelists
+                        .get(codelist)
+                        .ok_or_else(|| Error::Internal(format!("code list {codelist} vanished")))?;
+                    let c = df.column(from).ctx(|| ctx(from))?;
+                    let codes: Vec<&str> = c
+                        .str()
+                        .ctx(|| ctx(from))?
+                        .iter()
+                        .map(|code| match code.and_then(|k| list.attribute(k, column)) {
+                            Some("") => NOT_APPLICABLE,
+                            Some(v) => v,
+                            None => UNKNOWN,
+                        })
+                        .collect();
+                    Column::new(d.name.as_str().into(), codes)
+                }
+                Derivation::Month { date } | Derivation::Year { date } => {
+                    let pattern = if matches!(d.derivation, Derivation::Month { .. }) {
+                        "%Y-%m"
+                    } else {
+                        "%Y"
+                    };
+                    let c = df.column(date).ctx(|| ctx(date))?.to_physical_repr();
+                    let months: Vec<String> = c
+                        .i32()
+                        .ctx(|| ctx(date))?
+                        .iter()
+                        .map(|days| {
+                            days.and_then(|d| NaiveDate::from_num_days_from_ce_opt(d + 719_163))
+                                .map_or_else(
+                                    || UNKNOWN.to_string(),
+                                    |d| d.format(pattern).to_string(),
+                                )
+                        })
+                        .collect();
+                    Column::new(d.name.as_str().into(), months)
+                }
+            };
+            df.with_column(col).ctx(|| ctx(&d.name))?;
+        }
+
+        issues.sort_by_key(|i| i.row);
+        let mut q = QuarantineBuilder::default();
+        let mut bad = vec![false; height];
+        if !issues.is_empty() {
+            let files = df
+                .column("_file")
+                .ctx(|| ctx("_file"))?
+                .str()
+                .ctx(|| ctx("_file"))?
+                .clone();
+            let lines = df
+                .column("_line")
+                .ctx(|| ctx("_line"))?
+                .u64()
+                .ctx(|| ctx("_line"))?
+                .clone();
+            let records = df
+                .column("_record")
+                .ctx(|| ctx("_record"))?
+                .u64()
+                .ctx(|| ctx("_record"))?
+                .clone();
+            for issue in issues {
+                let row = issue.row as usize;
+                bad[row] = true;
+                let field = issue.field.map(|f| source.schema.fields[f].name.as_str());
+                let at = RowOrigin {
+                    source_id: &source.id,
+                    file: files.get(row).unwrap_or(""),
+                    line: lines.get(row),
+                    record: records.get(row).unwrap_or(0),
+                };
+                q.push(&at, field, issue);
+            }
+        }
+        let rows_quarantined = bad.iter().filter(|b| **b).count() as u64;
+        let accepted = if rows_quarantined == 0 {
+            df
+        } else {
+            let keep: BooleanChunked = bad.iter().map(|b| !b).collect();
+            df.filter(&keep).ctx(|| ctx("dropping quarantined rows"))?
+        };
+        Ok(Harmonized {
+            accepted,
+            quarantine: q.finish()?,
+            rows_quarantined,
+        })
+    }
+
+    /// The derived columns' output types, for the accepted file's schema.
+    pub fn extend_schema(&self, schema: &mut Schema) {
+        for d in &self.source.harmonize {
+            let dt = match d.derivation {
+                Derivation::Age { .. } => DataType::UInt32,
+                _ => DataType::String,
+            };
+            schema.with_column(d.name.as_str().into(), dt);
+        }
+    }
+}
+
+type UnmappedCounts = BTreeMap<(String, String), (String, u64, String)>;
+
+fn count_unmapped(counts: &mut UnmappedCounts, column: &str, field: &str, raw: &str, action: &str) {
+    let e = counts
+        .entry((column.to_string(), raw.to_string()))
+        .or_insert_with(|| (field.to_string(), 0, action.to_string()));
+    e.1 += 1;
+}
+
+/// Code for "not applicable" (a code-list attribute that is empty, e.g. no M49 intermediate region).
+pub const NOT_APPLICABLE: &str = "_Z";
 
 /// Age in completed years at `at` of a person born on `birth`; `None` if `birth` is after `at`.
 ///

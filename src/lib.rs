@@ -8,6 +8,7 @@
 //! drives the stages and accounts for every row; [`sample`] generates the synthetic deliveries.
 //! See ARCHITECTURE.md.
 
+pub mod disaggregate;
 pub mod error;
 pub mod export;
 pub mod harmonize;

@@ -29,10 +29,12 @@ pub enum Rule {
     Unique,
     /// A second row with the same primary key.
     PrimaryKey,
+    /// A raw code no crosswalk maps (and the spec says to quarantine it).
+    UnmappedCode,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 12] = [
+    pub const ALL: [Rule; 13] = [
         Rule::RaggedRow,
         Rule::InvalidEncoding,
         Rule::Required,
@@ -45,6 +47,7 @@ impl Rule {
         Rule::MaxLength,
         Rule::Unique,
         Rule::PrimaryKey,
+        Rule::UnmappedCode,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -61,6 +64,7 @@ impl Rule {
             Rule::MaxLength => "max_length",
             Rule::Unique => "unique",
             Rule::PrimaryKey => "primary_key",
+            Rule::UnmappedCode => "unmapped_code",
         }
     }
 }

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Rejection, Result};
 use crate::export::{OutputFile, ParquetSink, hash_file, write_atomic};
+use crate::harmonize::{Harmonizer, UnmappedValue};
 use crate::ingest::{FileChunks, RawChunk};
 use crate::quarantine::{self, Rule};
 use crate::spec::{Plan, SourcePlan, clean_path};
@@ -49,6 +50,8 @@ pub struct SourceReport {
     pub max_invalid_fraction: f64,
     /// Problems per rule; a row with two problems counts under both.
     pub quarantine_by_rule: BTreeMap<String, u64>,
+    /// Raw values no crosswalk mapped, most frequent first: what to add to the crosswalks.
+    pub unmapped_codes: Vec<UnmappedValue>,
     pub seconds: f64,
 }
 
@@ -142,6 +145,14 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Manifest> {
         }
     }
 
+    if rejections.is_empty() {
+        for table in &plan.tables {
+            let t0 = Instant::now();
+            outputs.push(build_table(plan, table, &staging)?);
+            tracing::info!(table = %table.id, seconds = t0.elapsed().as_secs_f64(), "table built");
+        }
+    }
+
     let manifest = Manifest {
         run_id: run_id.clone(),
         status: if rejections.is_empty() {
@@ -194,6 +205,54 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Manifest> {
     let _ = std::fs::remove_dir(out.join(".staging"));
     tracing::info!(run_id = %run_id, "run succeeded");
     Ok(manifest)
+}
+
+/// Build a table from its source's harmonized records in `staging` and write it, Hive-partitioned
+/// by reference year. Until disclosure control exists the tables are unprotected counts, so they
+/// belong to the restricted tier.
+fn build_table(plan: &Plan, table: &crate::spec::TableSpec, staging: &Path) -> Result<OutputFile> {
+    let source = plan
+        .sources
+        .iter()
+        .find(|s| s.id == table.source)
+        .ok_or_else(|| Error::Internal(format!("table {} names an unknown source", table.id)))?;
+    let accepted = staging
+        .join("restricted")
+        .join("accepted")
+        .join(format!("{}.parquet", source.id));
+    let t = crate::disaggregate::build(plan, source, table, &accepted)?;
+    let definition = serde_json::to_string(table)
+        .map_err(|e| Error::Internal(format!("serialising table {}: {e}", table.id)))?;
+    let codelists = plan
+        .codelists
+        .values()
+        .map(|c| {
+            format!(
+                "{}={}",
+                c.name,
+                crate::export::hash_file(&c.path)
+                    .map(|h| h.1)
+                    .unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(";");
+    let metadata = vec![
+        ("migstat_version".to_string(), crate::VERSION.to_string()),
+        ("pipeline_id".to_string(), plan.pipeline_id.clone()),
+        ("pipeline_hash".to_string(), plan.spec_hash.clone()),
+        ("table".to_string(), definition),
+        ("codelists_blake3".to_string(), codelists),
+    ];
+    let path = staging
+        .join("restricted")
+        .join("tables")
+        .join(&table.id)
+        .join(format!("ref_year={}", t.ref_year))
+        .join("data.parquet");
+    let mut sink = ParquetSink::create(&path, t.frame.schema(), &metadata)?;
+    sink.write(t.frame)?;
+    sink.finish(staging)
 }
 
 /// The rejection of a source whose quarantined fraction exceeds its tolerance, naming the top rules.
@@ -258,6 +317,7 @@ fn run_source(
         });
     }
     let mut validator = Validator::new(&src.id, &src.schema, names);
+    let mut harmonizer = Harmonizer::new(plan, src);
 
     let metadata = vec![
         ("migstat_version".to_string(), crate::VERSION.to_string()),
@@ -280,8 +340,9 @@ fn run_source(
     let quarantine_path = staging
         .join("quarantine")
         .join(format!("{}.parquet", src.id));
-    let mut accepted =
-        ParquetSink::create(&accepted_path, &validator.accepted_schema(), &metadata)?;
+    let mut accepted_schema = validator.accepted_schema();
+    harmonizer.extend_schema(&mut accepted_schema);
+    let mut accepted = ParquetSink::create(&accepted_path, &accepted_schema, &metadata)?;
     let mut quarantined = ParquetSink::create(&quarantine_path, &quarantine::schema(), &metadata)?;
 
     let total_bytes: u64 = files.iter().map(|f| f.bytes).sum();
@@ -329,12 +390,23 @@ fn run_source(
             let v = validator.validate(chunk)?;
             read += v.rows_read;
             bad += v.rows_quarantined;
-            good += v.accepted.height() as u64;
             for (r, n) in v.by_rule {
                 *by_rule.entry(r).or_default() += n;
             }
-            accepted.write(v.accepted)?;
             quarantined.write(v.quarantine)?;
+            let rows = if harmonizer.is_empty() {
+                v.accepted
+            } else {
+                let h = harmonizer.apply(v.accepted)?;
+                bad += h.rows_quarantined;
+                if h.quarantine.height() > 0 {
+                    *by_rule.entry(Rule::UnmappedCode).or_default() += h.quarantine.height() as u64;
+                }
+                quarantined.write(h.quarantine)?;
+                h.accepted
+            };
+            good += rows.height() as u64;
+            accepted.write(rows)?;
             bar.set_position(position);
         }
         Ok(())
@@ -356,6 +428,7 @@ fn run_source(
             rows_accepted: acc.rows,
             rows_quarantined: bad,
             max_invalid_fraction: src.max_invalid_fraction,
+            unmapped_codes: harmonizer.unmapped(),
             quarantine_by_rule: by_rule
                 .into_iter()
                 .map(|(r, n)| (r.as_str().to_string(), n))

@@ -22,7 +22,9 @@ import sys
 import country_converter
 import pycountry
 
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "schemas", "codelists")
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+OUT = os.path.join(ROOT, "schemas", "codelists")
+CROSSWALKS = os.path.join(ROOT, "schemas", "crosswalks")
 
 # UN M49 regions, sub-regions and intermediate regions (unstats.un.org/unsd/methodology/m49/).
 M49_AREAS = [
@@ -191,6 +193,21 @@ def build():
     files["ma_regions.csv"] = to_csv(
         ["code", "stat_code", "label_en", "label_fr", "label_ar", "iso_3166_2_note", "vintage"], rows)
 
+    # Generated crosswalks (the hand-edited ones live beside them in schemas/crosswalks/).
+    entries = {}
+    def add(raw, code):
+        key = raw.strip().lower()
+        if key and entries.setdefault(key, code) != code:
+            entries[key] = None  # ambiguous once normalized: leave it to a hand-edited crosswalk
+    for c in sorted(pycountry.countries, key=lambda c: c.alpha_3):
+        for raw in (c.alpha_2, c.name, getattr(c, "common_name", ""), getattr(c, "official_name", ""),
+                    fr.gettext(c.name), ar.gettext(c.name)):
+            add(raw, c.alpha_3)
+    files["../crosswalks/countries_iso.csv"] = to_csv(
+        ["raw", "code"], sorted((k, v) for k, v in entries.items() if v))
+    files["../crosswalks/ma_region_codes.csv"] = to_csv(
+        ["raw", "code"], [(r[1], r[0]) for r in rows] + [(str(int(r[1])), r[0]) for r in rows])
+
     package = {
         "name": "migstat-codelists",
         "title": "Code lists used by migstat",
@@ -234,12 +251,12 @@ def main():
     files = build()
     stale = []
     for name, text in sorted(files.items()):
-        path = os.path.join(OUT, name)
+        path = os.path.normpath(os.path.join(OUT, name))
         old = open(path, encoding="utf-8").read() if os.path.exists(path) else None
         if old != text:
             stale.append(name)
             if not check:
-                os.makedirs(OUT, exist_ok=True)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
                 with open(path, "w", encoding="utf-8", newline="") as f:
                     f.write(text)
     if check and stale:

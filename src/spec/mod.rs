@@ -4,14 +4,17 @@
 //!
 //! Paths in a spec are relative to the spec file. Unknown keys are errors, not ignored.
 
+pub mod derive;
 pub mod schema;
 
+use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use chrono::NaiveDate;
 use serde::Serialize;
 use toml::{Table, Value};
 
+pub use derive::{CodeList, Derivation, Derived, TableKind, TableSpec, Unit};
 pub use schema::TableSchema;
 
 use crate::error::{Error, Result, SpecIssue};
@@ -21,7 +24,7 @@ pub const SPEC_VERSION: i64 = 1;
 
 /// Sections later stages will read; until then naming one is an error, so that nothing a
 /// statistician writes is silently ignored.
-const RESERVED_SECTIONS: &[&str] = &["harmonize", "tables", "protect", "publish"];
+const RESERVED_SECTIONS: &[&str] = &["protect", "publish"];
 const TOP_KEYS: &[&str] = &[
     "version",
     "id",
@@ -30,7 +33,9 @@ const TOP_KEYS: &[&str] = &[
     "reference_date",
     "reference_period",
     "defaults",
+    "codelists",
     "sources",
+    "tables",
 ];
 const DEFAULT_KEYS: &[&str] = &["max_invalid_fraction", "chunk_rows"];
 const SOURCE_KEYS: &[&str] = &[
@@ -43,6 +48,7 @@ const SOURCE_KEYS: &[&str] = &[
     "description",
     "person_id",
     "record_id",
+    "harmonize",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -85,6 +91,8 @@ pub struct SourcePlan {
     pub person_id: Option<String>,
     /// The field holding the record's own identifier (permit number, event id).
     pub record_id: Option<String>,
+    /// Standard columns derived from the record (`[sources.<id>.harmonize]`), in order.
+    pub harmonize: Vec<Derived>,
 }
 
 fn ser_delimiter<S: serde::Serializer>(d: &u8, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -104,15 +112,19 @@ pub struct Plan {
     /// Rows per processing chunk: the unit of bounded memory.
     pub chunk_rows: usize,
     pub sources: Vec<SourcePlan>,
+    /// Code lists by name (file stem in the `codelists` directory).
+    #[serde(skip)]
+    pub codelists: BTreeMap<String, CodeList>,
+    pub tables: Vec<TableSpec>,
 }
 
-struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     file: &'a Path,
     issues: Vec<SpecIssue>,
 }
 
 impl Ctx<'_> {
-    fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.issues.push(SpecIssue {
             file: self.file.to_path_buf(),
             key: key.into(),
@@ -120,14 +132,19 @@ impl Ctx<'_> {
         });
     }
 
-    fn unknown_keys(&mut self, t: &Table, allowed: &[&str], path: &str) {
+    pub(crate) fn unknown_keys(&mut self, t: &Table, allowed: &[&str], path: &str) {
         for k in t.keys() {
             let key = if path.is_empty() {
                 k.clone()
             } else {
                 format!("{path}.{k}")
             };
-            if path.is_empty() && RESERVED_SECTIONS.contains(&k.as_str()) {
+            if path.is_empty() && k == "harmonize" {
+                self.push(
+                    key,
+                    "harmonize goes under each source: [sources.<id>.harmonize]",
+                );
+            } else if path.is_empty() && RESERVED_SECTIONS.contains(&k.as_str()) {
                 self.push(
                     key,
                     format!(
@@ -144,7 +161,13 @@ impl Ctx<'_> {
         }
     }
 
-    fn str<'t>(&mut self, t: &'t Table, key: &str, path: &str, required: bool) -> Option<&'t str> {
+    pub(crate) fn str<'t>(
+        &mut self,
+        t: &'t Table,
+        key: &str,
+        path: &str,
+        required: bool,
+    ) -> Option<&'t str> {
         match t.get(key) {
             Some(Value::String(s)) => Some(s),
             Some(_) => {
@@ -326,6 +349,22 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
         },
     };
 
+    let codelists_dir = match cx.str(&root, "codelists", "", false) {
+        Some(d) => clean_path(&base.join(d)),
+        None => clean_path(&base.join("../schemas/codelists")),
+    };
+    let wants_codelists = root
+        .get("sources")
+        .and_then(Value::as_table)
+        .is_some_and(|t| {
+            t.values()
+                .any(|s| s.as_table().is_some_and(|s| s.contains_key("harmonize")))
+        });
+    let (codelists, bandings) = if wants_codelists {
+        derive::load_codelists(&codelists_dir, &mut cx)
+    } else {
+        (BTreeMap::new(), Vec::new())
+    };
     let mut sources = Vec::new();
     let mut schema_hashes = Vec::new();
     match root.get("sources") {
@@ -339,13 +378,55 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
                     cx.push(&path, "must be a table");
                     continue;
                 };
-                if let Some((s, h)) = compile_source(id, st, base, default_fraction, &mut cx) {
+                if let Some((s, h)) = compile_source(
+                    id,
+                    st,
+                    base,
+                    default_fraction,
+                    (&codelists, &bandings),
+                    &mut cx,
+                ) {
                     sources.push(s);
                     schema_hashes.push(h);
                 }
             }
         }
         _ => cx.push("sources", "required: at least one [sources.<id>] table"),
+    }
+
+    let mut tables = Vec::new();
+    match root.get("tables") {
+        None => {}
+        Some(Value::Table(t)) => {
+            let view: Vec<(String, Option<TableSchema>, Vec<String>, bool)> = sources
+                .iter()
+                .map(|s: &SourcePlan| {
+                    (
+                        s.id.clone(),
+                        Some(s.schema.clone()),
+                        s.harmonize.iter().map(|d| d.name.clone()).collect(),
+                        s.person_id.is_some(),
+                    )
+                })
+                .collect();
+            for (id, v) in t {
+                if !is_identifier(id) {
+                    cx.push(
+                        format!("tables.{id}"),
+                        "table ids use letters, digits, `_` and `-` only",
+                    );
+                }
+                match v {
+                    Value::Table(tt) => {
+                        if let Some(ts) = derive::compile_table(id, tt, &view, &mut cx) {
+                            tables.push(ts);
+                        }
+                    }
+                    _ => cx.push(format!("tables.{id}"), "must be a table"),
+                }
+            }
+        }
+        Some(_) => cx.push("tables", "must be a table of [tables.<id>] tables"),
     }
 
     if !cx.issues.is_empty() {
@@ -361,6 +442,23 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
     for sh in &schema_hashes {
         h.update(sh.as_bytes());
     }
+    // Crosswalks and code lists change results as much as the spec does.
+    let mut extra: Vec<PathBuf> = codelists.values().map(|c| c.path.clone()).collect();
+    for s in &sources {
+        for d in &s.harmonize {
+            if let Derivation::Code { crosswalk, .. } = &d.derivation {
+                extra.extend(crosswalk.iter().cloned());
+            }
+        }
+    }
+    if !bandings.is_empty() {
+        extra.push(codelists_dir.join("age_bands.csv"));
+    }
+    for p in extra {
+        if let Ok(bytes) = std::fs::read(&p) {
+            h.update(&bytes);
+        }
+    }
     Ok(Plan {
         spec_path: spec_path.to_path_buf(),
         pipeline_id,
@@ -370,6 +468,8 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
         reference_period,
         chunk_rows,
         sources,
+        codelists,
+        tables,
     })
 }
 
@@ -378,6 +478,7 @@ fn compile_source(
     st: &Table,
     base: &Path,
     default_fraction: f64,
+    (codelists, bandings): (&BTreeMap<String, CodeList>, &[crate::harmonize::Banding]),
     cx: &mut Ctx<'_>,
 ) -> Option<(SourcePlan, blake3::Hash)> {
     let path = format!("sources.{id}");
@@ -484,6 +585,25 @@ fn compile_source(
     let person_id = field_ref("person_id", cx);
     let record_id = field_ref("record_id", cx);
 
+    let harmonize = match st.get("harmonize") {
+        None => Vec::new(),
+        Some(Value::Table(h)) => derive::compile_harmonize(
+            h,
+            &format!("{p}harmonize"),
+            base,
+            schema_out.as_ref().map(|(_, s, _)| s),
+            codelists,
+            bandings,
+            cx,
+        ),
+        Some(_) => {
+            cx.push(
+                format!("{p}harmonize"),
+                "must be a table of derived columns",
+            );
+            Vec::new()
+        }
+    };
     let (schema_path, schema, hash) = schema_out?;
     Some((
         SourcePlan {
@@ -498,6 +618,7 @@ fn compile_source(
             max_invalid_fraction,
             person_id,
             record_id,
+            harmonize,
         },
         hash,
     ))
@@ -709,12 +830,12 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let k = keys(spec(
             d.path(),
-            "version = 2\nid = \"a b\"\nreference_date = \"31/12/2024\"\nreference_period = { start = 2024-12-31, end = 2024-01-01 }\n[tables.x]\n",
+            "version = 2\nid = \"a b\"\nreference_date = \"31/12/2024\"\nreference_period = { start = 2024-12-31, end = 2024-01-01 }\n[protect.x]\n",
         ));
         assert_eq!(
             k,
             [
-                "tables",
+                "protect",
                 "version",
                 "id",
                 "reference_date",

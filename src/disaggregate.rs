@@ -1,0 +1,253 @@
+//! Disaggregate: count tables with every margin.
+//!
+//! Input: a source's harmonized records (its accepted Parquet file) and a [`TableSpec`]: unit
+//! (persons, records, events), kind (count, stock at the reference date, flow in the reference
+//! period), dimensions, optional filter. Output: a [`CountTable`] in long form — one row per cell,
+//! each dimension holding a code or `_T` for its margin, over all 2^d combinations, with the
+//! unweighted count `n` — sorted by its dimensions.
+//!
+//! The records are aggregated once, to the finest cells (a polars group-by), and every margin is
+//! rolled up from those cells in integer arithmetic; the records are never rescanned per margin.
+//! Counting persons keeps one record per person (see [`TableKind`]), so that each person falls in
+//! exactly one finest cell and the margins stay additive.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use polars::prelude::*;
+
+use crate::error::{PolarsContext, Result};
+use crate::spec::{Plan, SourcePlan, TableKind, TableSpec, Unit};
+
+/// Code of a dimension's margin (SDMX `_T`).
+pub const TOTAL: &str = "_T";
+
+/// A finished count table, with all margins.
+pub struct CountTable {
+    pub ref_year: i32,
+    pub frame: DataFrame,
+}
+
+/// The finest cells: dimension codes → count.
+pub type Cells = BTreeMap<Vec<String>, u64>;
+
+/// Roll finest cells up to every margin combination: for each subset of dimensions replaced by
+/// `_T`, the sum of the cells below it. `cells` must hold no `_T` code itself.
+pub fn roll_up(cells: &Cells, dims: usize) -> Cells {
+    let mut out: Cells = BTreeMap::new();
+    for mask in 0u32..(1 << dims) {
+        for (key, n) in cells {
+            let k: Vec<String> = key
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    if mask & (1 << i) != 0 {
+                        TOTAL.to_string()
+                    } else {
+                        c.clone()
+                    }
+                })
+                .collect();
+            *out.entry(k).or_insert(0) += n;
+        }
+    }
+    out
+}
+
+/// Build one table from the harmonized records in `accepted`.
+pub fn build(
+    plan: &Plan,
+    source: &SourcePlan,
+    table: &TableSpec,
+    accepted: &Path,
+) -> Result<CountTable> {
+    let ctx = |what: &str| format!("table {}: {what}", table.id);
+    let file = std::fs::File::open(accepted).map_err(|e| crate::Error::io(accepted, e))?;
+    let df = ParquetReader::new(file)
+        .finish()
+        .ctx(|| ctx("reading the harmonized records"))?;
+    let mut lf = df.lazy();
+    if let Some((column, values)) = &table.filter {
+        let any = values
+            .iter()
+            .map(|v| col(column.as_str()).eq(lit(v.as_str())))
+            .reduce(|a, b| a.or(b))
+            .unwrap_or(lit(false));
+        lf = lf.filter(any);
+    }
+    let person = source.person_id.clone().unwrap_or_default();
+    let order = |first: &str| -> Vec<PlSmallStr> {
+        [first, "_file", "_record"]
+            .iter()
+            .filter(|c| !c.is_empty())
+            .map(|c| PlSmallStr::from(*c))
+            .collect()
+    };
+    let (ref_year, lf) = match &table.kind {
+        TableKind::Count if table.unit == Unit::Persons => {
+            // Each person once: their last record in file order.
+            let lf = lf
+                .sort(order(&person), SortMultipleOptions::default())
+                .unique_stable(Some(cols([person.as_str()])), UniqueKeepStrategy::Last);
+            (chrono::Datelike::year(&plan.reference_period.start), lf)
+        }
+        TableKind::Count => (chrono::Datelike::year(&plan.reference_period.start), lf),
+        TableKind::Stock {
+            valid_from,
+            valid_to,
+        } => {
+            let at = plan.reference_date;
+            let lf = lf
+                .filter(
+                    col(valid_from.as_str())
+                        .lt_eq(lit(at))
+                        .and(col(valid_to.as_str()).gt_eq(lit(at))),
+                )
+                .sort(
+                    [person.as_str(), valid_from.as_str(), "_file", "_record"],
+                    SortMultipleOptions::default(),
+                )
+                .unique_stable(Some(cols([person.as_str()])), UniqueKeepStrategy::Last);
+            (chrono::Datelike::year(&at), lf)
+        }
+        TableKind::Flow { start, all_periods } => {
+            let p = plan.reference_period;
+            let firsts = lf
+                .sort(
+                    [person.as_str(), start.as_str(), "_file", "_record"],
+                    SortMultipleOptions::default(),
+                )
+                .unique_stable(Some(cols([person.as_str()])), UniqueKeepStrategy::First);
+            let lf = if *all_periods {
+                firsts
+            } else {
+                firsts.filter(
+                    col(start.as_str())
+                        .gt_eq(lit(p.start))
+                        .and(col(start.as_str()).lt_eq(lit(p.end))),
+                )
+            };
+            (chrono::Datelike::year(&p.start), lf)
+        }
+    };
+    let dims: Vec<Expr> = table.dimensions.iter().map(|d| col(d.as_str())).collect();
+    let finest = lf
+        .group_by(dims)
+        .agg([len().alias("n")])
+        .collect()
+        .ctx(|| ctx("aggregating the finest cells"))?;
+
+    let mut cells: Cells = BTreeMap::new();
+    let dim_cols: Vec<StringChunked> = table
+        .dimensions
+        .iter()
+        .map(|d| -> Result<StringChunked> {
+            let c = finest
+                .column(d)
+                .ctx(|| ctx(d))?
+                .cast(&DataType::String)
+                .ctx(|| ctx(d))?;
+            Ok(c.str().ctx(|| ctx(d))?.clone())
+        })
+        .collect::<Result<_>>()?;
+    let n = finest
+        .column("n")
+        .ctx(|| ctx("n"))?
+        .cast(&DataType::UInt64)
+        .ctx(|| ctx("n"))?;
+    let n = n.u64().ctx(|| ctx("n"))?;
+    for row in 0..finest.height() {
+        let key: Vec<String> = dim_cols
+            .iter()
+            .map(|c| c.get(row).unwrap_or(crate::harmonize::UNKNOWN).to_string())
+            .collect();
+        *cells.entry(key).or_insert(0) += n.get(row).unwrap_or(0);
+    }
+    let all = roll_up(&cells, table.dimensions.len());
+    Ok(CountTable {
+        ref_year,
+        frame: to_frame(plan, table, &all)?,
+    })
+}
+
+fn to_frame(plan: &Plan, table: &TableSpec, cells: &Cells) -> Result<DataFrame> {
+    let h = cells.len();
+    let period = match &table.kind {
+        TableKind::Stock { .. } => plan.reference_date.to_string(),
+        TableKind::Flow {
+            all_periods: true, ..
+        } => "all".to_string(),
+        _ => format!(
+            "{}/{}",
+            plan.reference_period.start, plan.reference_period.end
+        ),
+    };
+    let unit = match table.unit {
+        Unit::Persons => "persons",
+        Unit::Records => "records",
+        Unit::Events => "events",
+    };
+    let mut columns = vec![
+        Column::new_scalar(
+            "table_id".into(),
+            Scalar::from(PlSmallStr::from(table.id.as_str())),
+            h,
+        ),
+        Column::new_scalar(
+            "source_id".into(),
+            Scalar::from(PlSmallStr::from(table.source.as_str())),
+            h,
+        ),
+        Column::new_scalar("unit".into(), Scalar::from(PlSmallStr::from(unit)), h),
+        Column::new_scalar(
+            "ref_period".into(),
+            Scalar::from(PlSmallStr::from(period.as_str())),
+            h,
+        ),
+    ];
+    for (i, d) in table.dimensions.iter().enumerate() {
+        let v: Vec<&str> = cells.keys().map(|k| k[i].as_str()).collect();
+        columns.push(Column::new(d.as_str().into(), v));
+    }
+    columns.push(Column::new(
+        "n".into(),
+        cells.values().copied().collect::<Vec<u64>>(),
+    ));
+    let mut df = DataFrame::new(h, columns).ctx(|| format!("table {}: assembling", table.id))?;
+    df.rechunk_mut();
+    Ok(df)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cells(rows: &[(&[&str], u64)]) -> Cells {
+        rows.iter()
+            .map(|(k, n)| (k.iter().map(|s| s.to_string()).collect(), *n))
+            .collect()
+    }
+
+    #[test]
+    fn roll_up_adds_every_margin() {
+        let c = cells(&[(&["F", "A"], 2), (&["F", "B"], 3), (&["M", "A"], 5)]);
+        let all = roll_up(&c, 2);
+        let expected = cells(&[
+            (&["F", "A"], 2),
+            (&["F", "B"], 3),
+            (&["M", "A"], 5),
+            (&["_T", "A"], 7),
+            (&["_T", "B"], 3),
+            (&["F", "_T"], 5),
+            (&["M", "_T"], 5),
+            (&["_T", "_T"], 10),
+        ]);
+        assert_eq!(all, expected);
+    }
+
+    #[test]
+    fn no_dimensions_is_the_grand_total() {
+        let c = cells(&[(&[], 4)]);
+        assert_eq!(roll_up(&c, 0), c);
+    }
+}

@@ -1,0 +1,683 @@
+//! The harmonize and tables parts of a spec: which standard columns each source derives (codes
+//! through crosswalks, age at the reference date, age bands, code-list lookups, months) and which
+//! count tables are built from them. Input: the `[sources.<id>.harmonize]` and `[tables.<id>]`
+//! TOML tables, the code lists and crosswalk files they name. Output: [`Derived`] columns and
+//! [`TableSpec`]s, or [`SpecIssue`]s for every problem.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use toml::{Table, Value};
+
+use super::Ctx;
+use super::schema::{FieldType, TableSchema};
+use crate::harmonize::Banding;
+
+/// A code list: codes (its first column) and their attributes.
+#[derive(Debug, Clone, Serialize)]
+pub struct CodeList {
+    pub name: String,
+    pub path: PathBuf,
+    #[serde(skip)]
+    pub columns: Vec<String>,
+    /// code → attribute values, in `columns` order (the code itself first).
+    #[serde(skip)]
+    pub rows: BTreeMap<String, Vec<String>>,
+}
+
+impl CodeList {
+    pub fn attribute(&self, code: &str, column: &str) -> Option<&str> {
+        let i = self.columns.iter().position(|c| c == column)?;
+        self.rows
+            .get(code)
+            .and_then(|r| r.get(i))
+            .map(String::as_str)
+    }
+}
+
+/// How raw values are normalized before a crosswalk lookup.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct Normalize {
+    pub trim: bool,
+    pub lowercase: bool,
+    pub nfc: bool,
+}
+
+impl Normalize {
+    pub fn apply(&self, s: &str) -> String {
+        use unicode_normalization::UnicodeNormalization;
+        let s = if self.trim { s.trim() } else { s };
+        let s: String = if self.nfc {
+            s.nfc().collect()
+        } else {
+            s.to_string()
+        };
+        if self.lowercase { s.to_lowercase() } else { s }
+    }
+}
+
+/// What happens to a value no crosswalk entry maps.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub enum Unmapped {
+    /// The row is quarantined with rule `unmapped_code`.
+    Quarantine,
+    /// The value becomes this code (e.g. `_U`), and is still counted in the run report.
+    Code(String),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub enum Derivation {
+    /// A raw field mapped to a code: through the crosswalk, else (with a code list) the value
+    /// itself when, normalized, it equals a code of the list.
+    Code {
+        from: String,
+        crosswalk: Vec<PathBuf>,
+        #[serde(skip)]
+        map: BTreeMap<String, String>,
+        codelist: Option<String>,
+        normalize: Normalize,
+        unmapped: Unmapped,
+    },
+    /// Age in completed years at the reference date, from a birth date, else a reported age.
+    Age {
+        birth_date: Option<String>,
+        age: Option<String>,
+    },
+    /// A banding of a derived age column.
+    Band {
+        age: String,
+        #[serde(serialize_with = "ser_banding")]
+        banding: Banding,
+    },
+    /// An attribute of a derived code in a code list (a country's M49 sub-region).
+    Lookup {
+        from: String,
+        codelist: String,
+        column: String,
+    },
+    /// `YYYY-MM` of a date field.
+    Month { date: String },
+    /// `YYYY` of a date field.
+    Year { date: String },
+}
+
+fn ser_banding<S: serde::Serializer>(b: &Banding, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&b.id)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Derived {
+    pub name: String,
+    pub derivation: Derivation,
+}
+
+/// What a table counts.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum TableKind {
+    /// Every record (unit records/events), or each person once (unit persons: their last record).
+    Count,
+    /// Persons with a record valid on the reference date (`valid_from <= date <= valid_to`); a
+    /// person with several is counted once, in the cell of the record that started last.
+    Stock {
+        valid_from: String,
+        valid_to: String,
+    },
+    /// Persons whose first record starts within the reference period (or at any time, with
+    /// `period = "all"`, for a table by year), in that first record's cell.
+    Flow { start: String, all_periods: bool },
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Unit {
+    Persons,
+    Records,
+    Events,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TableSpec {
+    pub id: String,
+    pub title: Option<String>,
+    pub source: String,
+    pub kind: TableKind,
+    pub unit: Unit,
+    pub dimensions: Vec<String>,
+    /// Keep only rows whose column holds one of these codes.
+    pub filter: Option<(String, BTreeSet<String>)>,
+}
+
+const DERIVE_KEYS: &[&str] = &[
+    "from",
+    "crosswalk",
+    "codelist",
+    "normalize",
+    "unmapped",
+    "birth_date",
+    "age",
+    "banding",
+    "from_age",
+    "lookup",
+    "column",
+    "month",
+    "year",
+];
+const TABLE_KEYS: &[&str] = &[
+    "title",
+    "source",
+    "kind",
+    "unit",
+    "dimensions",
+    "filter",
+    "valid_from",
+    "valid_to",
+    "start",
+    "period",
+];
+
+/// Load every code list in `dir` (each `*.csv` but the age bandings), and the bandings.
+pub(crate) fn load_codelists(
+    dir: &Path,
+    cx: &mut Ctx<'_>,
+) -> (BTreeMap<String, CodeList>, Vec<Banding>) {
+    let mut lists = BTreeMap::new();
+    let mut bandings = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        cx.push(
+            "codelists",
+            format!("cannot read the code-list directory {}", dir.display()),
+        );
+        return (lists, bandings);
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "csv"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name == "age_bands" {
+            match Banding::load_all(&path) {
+                Ok(b) => bandings = b,
+                Err(e) => cx.push("codelists", e.to_string()),
+            }
+            continue;
+        }
+        match read_table(&path) {
+            Ok((columns, records)) => {
+                let rows = records
+                    .into_iter()
+                    .filter_map(|r| Some((r.first()?.clone(), r)))
+                    .collect();
+                lists.insert(
+                    name.clone(),
+                    CodeList {
+                        name,
+                        path,
+                        columns,
+                        rows,
+                    },
+                );
+            }
+            Err(e) => cx.push("codelists", format!("{}: {e}", path.display())),
+        }
+    }
+    (lists, bandings)
+}
+
+fn read_table(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>), String> {
+    let mut rdr = csv::Reader::from_path(path).map_err(|e| e.to_string())?;
+    let header = rdr
+        .headers()
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(str::to_string)
+        .collect();
+    let mut rows = Vec::new();
+    for r in rdr.records() {
+        rows.push(
+            r.map_err(|e| e.to_string())?
+                .iter()
+                .map(str::to_string)
+                .collect(),
+        );
+    }
+    Ok((header, rows))
+}
+
+/// Compile `[sources.<id>.harmonize]`. Derived columns may use earlier ones (in key order).
+pub(crate) fn compile_harmonize(
+    t: &Table,
+    path: &str,
+    base: &Path,
+    schema: Option<&TableSchema>,
+    lists: &BTreeMap<String, CodeList>,
+    bandings: &[Banding],
+    cx: &mut Ctx<'_>,
+) -> Vec<Derived> {
+    let mut out: Vec<Derived> = Vec::new();
+    let field_ok = |name: &str, want_date: Option<bool>, key: &str, cx: &mut Ctx<'_>| {
+        let Some(s) = schema else { return };
+        match s.field(name) {
+            None => cx.push(key, format!("field `{name}` is not in the source's schema")),
+            Some(f) => {
+                let is_date = matches!(f.field_type, FieldType::Date(_));
+                if want_date == Some(true) && !is_date {
+                    cx.push(key, format!("field `{name}` must be a date field"));
+                }
+                if want_date == Some(false) && !matches!(f.field_type, FieldType::Integer) {
+                    cx.push(key, format!("field `{name}` must be an integer field"));
+                }
+            }
+        }
+    };
+    for (name, v) in t {
+        let p = format!("{path}.{name}");
+        if schema.is_some_and(|s| s.field(name).is_some()) {
+            cx.push(&p, format!("`{name}` is already a field of the source; name derived columns apart (e.g. in capitals)"));
+        }
+        let Value::Table(d) = v else {
+            cx.push(&p, "must be a table, e.g. { from = \"sexe\", crosswalk = \"...\", codelist = \"sex\" }");
+            continue;
+        };
+        cx.unknown_keys(d, DERIVE_KEYS, &p);
+        let pp = format!("{p}.");
+        let derived_before = |col: &str| out.iter().find(|x| x.name == col);
+        let derivation = if d.contains_key("from") {
+            let from = cx.str(d, "from", &pp, true).unwrap_or_default().to_string();
+            field_ok(&from, None, &format!("{pp}from"), cx);
+            let normalize = match d.get("normalize") {
+                None => Normalize {
+                    trim: true,
+                    lowercase: true,
+                    nfc: true,
+                },
+                Some(Value::Array(a)) => {
+                    let steps: Vec<&str> = a.iter().filter_map(Value::as_str).collect();
+                    if steps.len() != a.len()
+                        || steps.iter().any(|s| !["trim", "lower", "nfc"].contains(s))
+                    {
+                        cx.push(
+                            format!("{pp}normalize"),
+                            "must list steps among \"trim\", \"lower\", \"nfc\"",
+                        );
+                    }
+                    Normalize {
+                        trim: steps.contains(&"trim"),
+                        lowercase: steps.contains(&"lower"),
+                        nfc: steps.contains(&"nfc"),
+                    }
+                }
+                Some(_) => {
+                    cx.push(
+                        format!("{pp}normalize"),
+                        "must be a list, e.g. [\"trim\", \"lower\", \"nfc\"]",
+                    );
+                    Normalize {
+                        trim: true,
+                        lowercase: true,
+                        nfc: true,
+                    }
+                }
+            };
+            let codelist = cx.str(d, "codelist", &pp, false).map(str::to_string);
+            if let Some(c) = &codelist {
+                if !lists.contains_key(c) {
+                    cx.push(
+                        format!("{pp}codelist"),
+                        format!(
+                            "no code list `{c}` (known: {})",
+                            lists.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    );
+                }
+            }
+            let mut map = BTreeMap::new();
+            let crosswalk: Vec<PathBuf> = match d.get("crosswalk") {
+                None => Vec::new(),
+                Some(Value::String(c)) => vec![super::clean_path(&base.join(c))],
+                Some(Value::Array(a)) if a.iter().all(Value::is_str) => a
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(|c| super::clean_path(&base.join(c)))
+                    .collect(),
+                Some(_) => {
+                    cx.push(
+                        format!("{pp}crosswalk"),
+                        "must be a file or a list of files",
+                    );
+                    Vec::new()
+                }
+            };
+            for cw in &crosswalk {
+                match read_table(cw) {
+                    Err(e) => cx.push(
+                        format!("{pp}crosswalk"),
+                        format!("cannot read {}: {e}", cw.display()),
+                    ),
+                    Ok((cols, rows)) => {
+                        let (Some(ri), Some(ci)) = (
+                            cols.iter().position(|c| c == "raw"),
+                            cols.iter().position(|c| c == "code"),
+                        ) else {
+                            cx.push(
+                                format!("{pp}crosswalk"),
+                                format!("{} needs columns `raw` and `code`", cw.display()),
+                            );
+                            continue;
+                        };
+                        for (i, r) in rows.iter().enumerate() {
+                            let key = normalize.apply(&r[ri]);
+                            let code = r[ci].clone();
+                            if let Some(list) = codelist.as_ref().and_then(|c| lists.get(c)) {
+                                if !list.rows.contains_key(&code) {
+                                    cx.push(
+                                        format!("{pp}crosswalk"),
+                                        format!(
+                                            "{} line {}: `{code}` is not a code of {}",
+                                            cw.display(),
+                                            i + 2,
+                                            list.name
+                                        ),
+                                    );
+                                }
+                            }
+                            match map.get(&key) {
+                                Some(prev) if prev != &code => cx.push(
+                                    format!("{pp}crosswalk"),
+                                    format!("{} line {}: `{}` maps to both `{prev}` and `{code}` once normalized", cw.display(), i + 2, r[ri]),
+                                ),
+                                _ => {
+                                    map.insert(key, code);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            if crosswalk.is_empty() && codelist.is_none() {
+                cx.push(
+                    &p,
+                    "a code column needs a `crosswalk`, a `codelist`, or both",
+                );
+            }
+            let unmapped = match cx.str(d, "unmapped", &pp, false) {
+                None | Some("quarantine") => Unmapped::Quarantine,
+                Some(code) => Unmapped::Code(code.to_string()),
+            };
+            Derivation::Code {
+                from,
+                crosswalk,
+                map,
+                codelist,
+                normalize,
+                unmapped,
+            }
+        } else if d.contains_key("birth_date") || d.contains_key("age") {
+            let birth_date = cx.str(d, "birth_date", &pp, false).map(str::to_string);
+            let age = cx.str(d, "age", &pp, false).map(str::to_string);
+            if let Some(b) = &birth_date {
+                field_ok(b, Some(true), &format!("{pp}birth_date"), cx);
+            }
+            if let Some(a) = &age {
+                field_ok(a, Some(false), &format!("{pp}age"), cx);
+            }
+            Derivation::Age { birth_date, age }
+        } else if d.contains_key("banding") {
+            let id = cx
+                .str(d, "banding", &pp, true)
+                .unwrap_or_default()
+                .to_string();
+            let age = cx
+                .str(d, "from_age", &pp, false)
+                .map(str::to_string)
+                .or_else(|| {
+                    out.iter()
+                        .find(|x| matches!(x.derivation, Derivation::Age { .. }))
+                        .map(|x| x.name.clone())
+                });
+            let Some(age) = age else {
+                cx.push(&p, "a banding needs an age column derived before it (e.g. AGE = { birth_date = \"...\" })");
+                continue;
+            };
+            match bandings.iter().find(|b| b.id == id) {
+                Some(b) => Derivation::Band {
+                    age,
+                    banding: b.clone(),
+                },
+                None => {
+                    cx.push(
+                        format!("{pp}banding"),
+                        format!("no banding `{id}` in age_bands.csv"),
+                    );
+                    continue;
+                }
+            }
+        } else if d.contains_key("lookup") {
+            let from = cx
+                .str(d, "lookup", &pp, true)
+                .unwrap_or_default()
+                .to_string();
+            let codelist = cx
+                .str(d, "codelist", &pp, true)
+                .unwrap_or_default()
+                .to_string();
+            let column = cx
+                .str(d, "column", &pp, true)
+                .unwrap_or_default()
+                .to_string();
+            if derived_before(&from).is_none() {
+                cx.push(
+                    format!("{pp}lookup"),
+                    format!("`{from}` is not a column derived before this one"),
+                );
+            }
+            match lists.get(&codelist) {
+                None => cx.push(
+                    format!("{pp}codelist"),
+                    format!("no code list `{codelist}`"),
+                ),
+                Some(l) if !l.columns.contains(&column) => cx.push(
+                    format!("{pp}column"),
+                    format!(
+                        "code list `{codelist}` has no column `{column}` ({})",
+                        l.columns.join(", ")
+                    ),
+                ),
+                _ => {}
+            }
+            Derivation::Lookup {
+                from,
+                codelist,
+                column,
+            }
+        } else if d.contains_key("month") || d.contains_key("year") {
+            let key = if d.contains_key("month") {
+                "month"
+            } else {
+                "year"
+            };
+            let date = cx.str(d, key, &pp, true).unwrap_or_default().to_string();
+            field_ok(&date, Some(true), &format!("{pp}{key}"), cx);
+            if key == "month" {
+                Derivation::Month { date }
+            } else {
+                Derivation::Year { date }
+            }
+        } else {
+            cx.push(&p, "say how to derive it: `from` (codes), `birth_date`/`age`, `banding`, `lookup`, `month` or `year`");
+            continue;
+        };
+        out.push(Derived {
+            name: name.clone(),
+            derivation,
+        });
+    }
+    out
+}
+
+/// Compile `[tables.<id>]` against the sources' derived columns and schemas.
+pub(crate) fn compile_table(
+    id: &str,
+    t: &Table,
+    sources: &[(String, Option<TableSchema>, Vec<String>, bool)],
+    cx: &mut Ctx<'_>,
+) -> Option<TableSpec> {
+    let p = format!("tables.{id}");
+    let pp = format!("{p}.");
+    cx.unknown_keys(t, TABLE_KEYS, &p);
+    let source = cx.str(t, "source", &pp, true)?.to_string();
+    let Some((_, schema, derived, has_person)) = sources.iter().find(|s| s.0 == source) else {
+        cx.push(format!("{pp}source"), format!("no source `{source}`"));
+        return None;
+    };
+    let is_date = |f: &str| {
+        schema
+            .as_ref()
+            .and_then(|s| s.field(f))
+            .is_some_and(|f| matches!(f.field_type, FieldType::Date(_)))
+    };
+    let date_field = |key: &str, cx: &mut Ctx<'_>| -> String {
+        let f = cx.str(t, key, &pp, true).unwrap_or_default().to_string();
+        if !f.is_empty() && !is_date(&f) {
+            cx.push(
+                format!("{pp}{key}"),
+                format!("`{f}` is not a date field of source `{source}`"),
+            );
+        }
+        f
+    };
+    let kind = match cx.str(t, "kind", &pp, false).unwrap_or("count") {
+        "count" => TableKind::Count,
+        "stock" => TableKind::Stock {
+            valid_from: date_field("valid_from", cx),
+            valid_to: date_field("valid_to", cx),
+        },
+        "flow" => {
+            let all_periods = match cx.str(t, "period", &pp, false) {
+                None | Some("reference") => false,
+                Some("all") => true,
+                Some(other) => {
+                    cx.push(
+                        format!("{pp}period"),
+                        format!("`{other}` is not a period (reference or all)"),
+                    );
+                    false
+                }
+            };
+            TableKind::Flow {
+                start: date_field("start", cx),
+                all_periods,
+            }
+        }
+        other => {
+            cx.push(
+                format!("{pp}kind"),
+                format!("`{other}` is not a kind (count, stock or flow)"),
+            );
+            TableKind::Count
+        }
+    };
+    let unit = match cx.str(t, "unit", &pp, true).unwrap_or("records") {
+        "persons" => Unit::Persons,
+        "records" => Unit::Records,
+        "events" => Unit::Events,
+        other => {
+            cx.push(
+                format!("{pp}unit"),
+                format!("`{other}` is not a unit (persons, records or events)"),
+            );
+            Unit::Records
+        }
+    };
+    if (unit == Unit::Persons || kind != TableKind::Count) && !has_person {
+        cx.push(
+            &p,
+            format!("persons, stocks and flows need `person_id` on source `{source}`"),
+        );
+    }
+    if kind != TableKind::Count && unit != Unit::Persons {
+        cx.push(
+            format!("{pp}unit"),
+            "stocks and flows count persons: use unit = \"persons\"",
+        );
+    }
+    let dimensions: Vec<String> = match t.get("dimensions").and_then(Value::as_array) {
+        Some(a) if a.iter().all(Value::is_str) && !a.is_empty() => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => {
+            cx.push(
+                format!("{pp}dimensions"),
+                "required: a non-empty list of derived column names",
+            );
+            Vec::new()
+        }
+    };
+    for d in &dimensions {
+        if !derived.contains(d) {
+            cx.push(format!("{pp}dimensions"), format!("`{d}` is not a column derived by source `{source}` (its [sources.{source}.harmonize] has: {})", derived.join(", ")));
+        }
+    }
+    if dimensions.len() > 8 {
+        cx.push(
+            format!("{pp}dimensions"),
+            "at most 8 dimensions (2^8 margin combinations)",
+        );
+    }
+    let filter = match t.get("filter") {
+        None => None,
+        Some(Value::Table(f)) => {
+            cx.unknown_keys(f, &["column", "in"], &format!("{pp}filter"));
+            let column = cx
+                .str(f, "column", &format!("{pp}filter."), true)
+                .unwrap_or_default()
+                .to_string();
+            if !derived.contains(&column) {
+                cx.push(
+                    format!("{pp}filter.column"),
+                    format!("`{column}` is not a derived column of source `{source}`"),
+                );
+            }
+            let values: BTreeSet<String> = f
+                .get("in")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if values.is_empty() {
+                cx.push(
+                    format!("{pp}filter.in"),
+                    "required: a non-empty list of codes",
+                );
+            }
+            Some((column, values))
+        }
+        Some(_) => {
+            cx.push(
+                format!("{pp}filter"),
+                "must be a table { column = \"...\", in = [...] }",
+            );
+            None
+        }
+    };
+    let title = cx.str(t, "title", &pp, false).map(str::to_string);
+    Some(TableSpec {
+        id: id.to_string(),
+        title,
+        source,
+        kind,
+        unit,
+        dimensions,
+        filter,
+    })
+}
