@@ -18,6 +18,7 @@ use polars::prelude::*;
 
 use crate::error::{PolarsContext, Result};
 use crate::spec::{Plan, SourcePlan, TableKind, TableSpec, Unit};
+use crate::validate::raw_column;
 
 /// Code of a dimension's margin (SDMX `_T`).
 pub const TOTAL: &str = "_T";
@@ -32,9 +33,11 @@ pub struct CountTable {
 pub type Cells = BTreeMap<Vec<String>, u64>;
 
 /// Roll finest cells up to every margin combination: for each subset of dimensions replaced by
-/// `_T`, the sum of the cells below it. `cells` must hold no `_T` code itself.
+/// `_T`, the sum of the cells below it. `cells` must hold no `_T` code itself. The grand total is
+/// always there, 0 for a table with no records.
 pub fn roll_up(cells: &Cells, dims: usize) -> Cells {
     let mut out: Cells = BTreeMap::new();
+    out.insert(vec![TOTAL.to_string(); dims], 0);
     for mask in 0u32..(1 << dims) {
         for (key, n) in cells {
             let k: Vec<String> = key
@@ -75,7 +78,11 @@ pub fn build(
             .unwrap_or(lit(false));
         lf = lf.filter(any);
     }
-    let person = source.person_id.clone().unwrap_or_default();
+    let person = source
+        .person_id
+        .as_deref()
+        .map(raw_column)
+        .unwrap_or_default();
     let order = |first: &str| -> Vec<PlSmallStr> {
         [first, "_file", "_record"]
             .iter()
@@ -96,6 +103,7 @@ pub fn build(
             valid_from,
             valid_to,
         } => {
+            let (valid_from, valid_to) = (raw_column(valid_from), raw_column(valid_to));
             let at = plan.reference_date;
             let lf = lf
                 .filter(
@@ -111,6 +119,7 @@ pub fn build(
             (chrono::Datelike::year(&at), lf)
         }
         TableKind::Flow { start, all_periods } => {
+            let start = raw_column(start);
             let p = plan.reference_period;
             let firsts = lf
                 .sort(

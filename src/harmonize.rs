@@ -23,6 +23,7 @@ use crate::error::{Error, PolarsContext, Result};
 use crate::quarantine::{Issue, QuarantineBuilder, RowOrigin, Rule};
 use crate::spec::derive::Unmapped;
 use crate::spec::{CodeList, Derivation, Plan, SourcePlan};
+use crate::validate::raw_column;
 
 /// A raw value no crosswalk mapped, with how often it was seen: the run report lists these so a
 /// statistician can extend the crosswalk.
@@ -129,7 +130,7 @@ impl<'p> Harmonizer<'p> {
                     ..
                 } => {
                     let raw = df
-                        .column(from)
+                        .column(&raw_column(from))
                         .ctx(|| ctx(from))?
                         .cast(&DataType::String)
                         .ctx(|| ctx(from))?;
@@ -178,14 +179,14 @@ impl<'p> Harmonizer<'p> {
                     let at = plan.reference_date;
                     let births: Option<Vec<Option<i32>>> = match birth_date {
                         Some(b) => {
-                            let c = df.column(b).ctx(|| ctx(b))?.to_physical_repr();
+                            let c = df.column(&raw_column(b)).ctx(|| ctx(b))?.to_physical_repr();
                             Some(c.i32().ctx(|| ctx(b))?.iter().collect())
                         }
                         None => None,
                     };
                     let reported: Option<Vec<Option<i64>>> = match age {
                         Some(a) => Some(
-                            df.column(a)
+                            df.column(&raw_column(a))
                                 .ctx(|| ctx(a))?
                                 .i64()
                                 .ctx(|| ctx(a))?
@@ -249,7 +250,10 @@ impl<'p> Harmonizer<'p> {
                     } else {
                         "%Y"
                     };
-                    let c = df.column(date).ctx(|| ctx(date))?.to_physical_repr();
+                    let c = df
+                        .column(&raw_column(date))
+                        .ctx(|| ctx(date))?
+                        .to_physical_repr();
                     let months: Vec<String> = c
                         .i32()
                         .ctx(|| ctx(date))?

@@ -1,7 +1,8 @@
 //! Validate: checks every row of a raw chunk against its Table Schema and splits the chunk.
 //!
 //! Input: [`RawChunk`]s of one source, in order. Output: [`ValidatedChunk`]s — the accepted rows
-//! as a typed polars frame (schema types plus `_file`, `_record`, `_line` lineage columns) and the
+//! as a typed polars frame (each schema field as `raw_<field>`, plus `_file`, `_record`, `_line`
+//! lineage columns) and the
 //! quarantine rows, one per problem. Every row lands on exactly one side.
 //!
 //! Checks run column by column (both cores, no allocation per value); `unique` and `primaryKey`
@@ -109,7 +110,7 @@ impl Validator {
             .schema
             .fields
             .iter()
-            .map(|f| polars::prelude::Field::new(f.name.as_str().into(), dtype(&f.field_type)))
+            .map(|f| polars::prelude::Field::new(raw_column(&f.name).into(), dtype(&f.field_type)))
             .collect();
         s.with_column("_file".into(), DataType::String);
         s.with_column("_record".into(), DataType::UInt64);
@@ -236,7 +237,14 @@ impl Validator {
         }
         let rows_quarantined = bad.iter().filter(|b| **b).count() as u64;
 
-        let mut cols: Vec<Column> = columns.into_iter().map(Column::from).collect();
+        let mut cols: Vec<Column> = columns
+            .into_iter()
+            .map(|mut s| {
+                let name = raw_column(s.name());
+                s.rename(name.into());
+                Column::from(s)
+            })
+            .collect();
         cols.push(Column::new_scalar(
             "_file".into(),
             Scalar::from(PlSmallStr::from(file_name)),
@@ -265,6 +273,16 @@ impl Validator {
         })
     }
 }
+
+/// The column of a schema field in the accepted records: `raw_<field>`. The prefix keeps the
+/// delivery's own fields apart from the standard columns harmonize derives (`SEX` next to a raw
+/// `sex` would be one column to case-insensitive readers such as DuckDB).
+pub fn raw_column(field: &str) -> String {
+    format!("{RAW_PREFIX}{field}")
+}
+
+/// Prefix of the delivery's fields in the accepted records; derived columns may not use it.
+pub const RAW_PREFIX: &str = "raw_";
 
 fn dtype(t: &FieldType) -> DataType {
     match t {

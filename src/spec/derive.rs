@@ -278,8 +278,11 @@ pub(crate) fn compile_harmonize(
     };
     for (name, v) in t {
         let p = format!("{path}.{name}");
-        if schema.is_some_and(|s| s.field(name).is_some()) {
-            cx.push(&p, format!("`{name}` is already a field of the source; name derived columns apart (e.g. in capitals)"));
+        if name.starts_with(crate::validate::RAW_PREFIX)
+            || name.starts_with('_')
+            || out.iter().any(|d| d.name.eq_ignore_ascii_case(name))
+        {
+            cx.push(&p, format!("derived column names may not start with `{}` or `_`, nor repeat another's name in any case", crate::validate::RAW_PREFIX));
         }
         let Value::Table(d) = v else {
             cx.push(&p, "must be a table, e.g. { from = \"sexe\", crosswalk = \"...\", codelist = \"sex\" }");

@@ -76,7 +76,7 @@ fn every_bad_row_kind_is_quarantined_with_rule_field_and_line() {
     // The accepted rows are exactly the good ones, typed, with their lineage.
     let acc = read_parquet(&tmp.path().join("restricted/accepted/people.parquet"));
     let ids: Vec<&str> = acc
-        .column("id")
+        .column("raw_id")
         .unwrap()
         .str()
         .unwrap()
@@ -92,21 +92,33 @@ fn every_bad_row_kind_is_quarantined_with_rule_field_and_line() {
         .into_no_null_iter()
         .collect();
     assert_eq!(lines, [2, 3, 22, 25, 26]);
-    assert_eq!(acc.column("age").unwrap().dtype(), &DataType::Int64);
-    assert_eq!(acc.column("born").unwrap().dtype(), &DataType::Date);
-    assert_eq!(acc.column("year").unwrap().dtype(), &DataType::Int32);
-    let names: Vec<Option<&str>> = acc.column("name").unwrap().str().unwrap().iter().collect();
+    assert_eq!(acc.column("raw_age").unwrap().dtype(), &DataType::Int64);
+    assert_eq!(acc.column("raw_born").unwrap().dtype(), &DataType::Date);
+    assert_eq!(acc.column("raw_year").unwrap().dtype(), &DataType::Int32);
+    let names: Vec<Option<&str>> = acc
+        .column("raw_name")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .collect();
     assert_eq!(names[0], Some("Alaoui, Amina"));
     // The file is CRLF throughout: the line end inside the quotes is data and kept verbatim; the
     // record's own CRLF is not.
     assert_eq!(names[1], Some("Line one\r\nline two"));
-    let years: Vec<Option<i32>> = acc.column("year").unwrap().i32().unwrap().iter().collect();
+    let years: Vec<Option<i32>> = acc
+        .column("raw_year")
+        .unwrap()
+        .i32()
+        .unwrap()
+        .iter()
+        .collect();
     assert_eq!(
         years,
         [Some(2019), Some(2020), Some(2018), Some(2018), None]
     );
     // "NA" is a missing value: null, not an error.
-    assert_eq!(acc.column("year").unwrap().i32().unwrap().get(4), None);
+    assert_eq!(acc.column("raw_year").unwrap().i32().unwrap().get(4), None);
 }
 
 #[test]
@@ -124,7 +136,7 @@ fn windows_1252_and_bom_sources_decode_to_utf8() {
     .unwrap();
     let communes = read_parquet(&tmp.path().join("restricted/accepted/communes.parquet"));
     let names: Vec<&str> = communes
-        .column("commune")
+        .column("raw_commune")
         .unwrap()
         .str()
         .unwrap()
@@ -133,7 +145,10 @@ fn windows_1252_and_bom_sources_decode_to_utf8() {
         .collect();
     assert_eq!(names, ["Fès", "Béni Mellal"]);
     let bom = read_parquet(&tmp.path().join("restricted/accepted/bom.parquet"));
-    assert_eq!(bom.column("key").unwrap().str().unwrap().get(0), Some("A"));
+    assert_eq!(
+        bom.column("raw_key").unwrap().str().unwrap().get(0),
+        Some("A")
+    );
     let m = manifest(tmp.path());
     assert_eq!(
         m.sources.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),

@@ -1,0 +1,182 @@
+//! Count tables: hand-computed stocks, flows, persons and ages; DuckDB's GROUP BY CUBE on the
+//! same harmonized records; and the margin property (every `_T` is the sum of its children).
+
+use std::collections::BTreeMap;
+
+use polars::prelude::*;
+use proptest::prelude::*;
+
+use crate::{read_parquet, repo};
+use migstat::disaggregate::{Cells, TOTAL, roll_up};
+use migstat::runner::{RunOptions, run};
+use migstat::spec::compile;
+
+/// A table's cells as "dim1|dim2|…" → n.
+fn cells(out: &std::path::Path, table: &str, dims: &[&str]) -> BTreeMap<String, u64> {
+    let df = read_parquet(&out.join(format!(
+        "restricted/tables/{table}/ref_year=2024/data.parquet"
+    )));
+    let cols: Vec<Column> = dims
+        .iter()
+        .map(|d| df.column(d).unwrap().cast(&DataType::String).unwrap())
+        .collect();
+    let n = df.column("n").unwrap().u64().unwrap().clone();
+    (0..df.height())
+        .map(|i| {
+            let key: Vec<&str> = cols
+                .iter()
+                .map(|c| c.str().unwrap().get(i).unwrap())
+                .collect();
+            (key.join("|"), n.get(i).unwrap())
+        })
+        .collect()
+}
+
+fn expect(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+    pairs.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+}
+
+/// tests/fixtures/stock_flow/permits.csv, reference date 2024-12-31, period 2024. By hand:
+/// - stock: P1 holds T2 (T1 expired), P2 T3, P4 T5 (starts on the date itself), P6 holds T7 and
+///   T8 and counts once, under T8 (the later start); P3 expired the day before; P5 starts after.
+/// - flow: first permits starting in 2024 are P2's T3, P4's T5 and P6's T7 (P1 started in 2023).
+/// - ages at 2024-12-31: P1 born 29 Feb 2000 → 24; P2 31 Dec 1990 → 34 (birthday that day);
+///   P3 1 Jan 1991 → 33; P4 31 Dec 2006 → 18 (adult that day); P5 1 Jan 2007 → 17; P6 → 39.
+/// - P7's citizenship `ZZZ` is in no code list: quarantined as unmapped_code.
+#[test]
+fn stocks_flows_persons_and_ages_match_hand_computation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plan = compile(&repo().join("tests/fixtures/stock_flow/pipeline.toml")).unwrap();
+    let m = run(
+        &plan,
+        &RunOptions {
+            out_dir: tmp.path().to_path_buf(),
+            progress: false,
+        },
+    )
+    .unwrap();
+    let s = &m.sources[0];
+    assert_eq!(
+        (s.rows_read, s.rows_accepted, s.rows_quarantined),
+        (9, 8, 1)
+    );
+    assert_eq!(s.quarantine_by_rule.get("unmapped_code"), Some(&1));
+    assert_eq!(
+        s.unmapped_codes.len(),
+        2,
+        "ZZZ quarantined and X mapped to _U are both reported"
+    );
+    let out = tmp.path();
+    assert_eq!(
+        cells(out, "stock", &["SEX", "TYPE"]),
+        expect(&[
+            ("F|FAMILY", 1),
+            ("F|WORK", 1),
+            ("F|_T", 2),
+            ("M|FAMILY", 1),
+            ("M|STUDY", 1),
+            ("M|_T", 2),
+            ("_T|FAMILY", 2),
+            ("_T|STUDY", 1),
+            ("_T|WORK", 1),
+            ("_T|_T", 4),
+        ])
+    );
+    assert_eq!(
+        cells(out, "flow", &["TYPE"]),
+        expect(&[("FAMILY", 1), ("STUDY", 1), ("WORK", 1), ("_T", 3)])
+    );
+    let persons = cells(out, "persons", &["CHILD", "AGE"]);
+    assert_eq!(persons["_T|_T"], 6, "six distinct persons");
+    assert_eq!(persons["Y_LT18|_T"], 1);
+    for (age, n) in [
+        ("17", 1),
+        ("18", 1),
+        ("24", 1),
+        ("33", 1),
+        ("34", 1),
+        ("39", 1),
+    ] {
+        assert_eq!(persons[&format!("_T|{age}")], n, "age {age}");
+    }
+    assert_eq!(
+        cells(out, "records", &["SEX"]),
+        expect(&[("F", 4), ("M", 4), ("_T", 8)])
+    );
+}
+
+/// DuckDB recomputes every table of the default pipeline with GROUP BY CUBE (and the same person
+/// rules in SQL) from the harmonized records, and reads the Hive-partitioned tables, as do pyarrow
+/// and polars.
+#[test]
+fn duckdb_group_by_cube_gives_the_same_tables() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let plan = compile(&repo().join("pipelines/observatory.toml")).unwrap();
+    run(
+        &plan,
+        &RunOptions {
+            out_dir: out.clone(),
+            progress: false,
+        },
+    )
+    .unwrap();
+    let o = std::process::Command::new("python3")
+        .arg(repo().join("tests/duckdb_tables_check.py"))
+        .arg(repo().join("pipelines/observatory.toml"))
+        .arg(&out)
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && stdout.contains("duckdb tables check: agreed"),
+        "(install its packages with `python3 -m pip install -r tests/requirements.txt`)\n{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // The margin property on every published table.
+    for t in &plan.tables {
+        let dims: Vec<&str> = t.dimensions.iter().map(String::as_str).collect();
+        let c = cells(&out, &t.id, &dims);
+        let keyed: BTreeMap<Vec<String>, u64> = c
+            .iter()
+            .map(|(k, n)| (k.split('|').map(str::to_string).collect(), *n))
+            .collect();
+        assert_margins_add_up(&keyed, dims.len(), &t.id);
+    }
+}
+
+fn assert_margins_add_up(table: &BTreeMap<Vec<String>, u64>, dims: usize, what: &str) {
+    for (key, n) in table {
+        for d in 0..dims {
+            if key[d] != TOTAL {
+                continue;
+            }
+            let children: u64 = table
+                .iter()
+                .filter(|(k, _)| k[d] != TOTAL && (0..dims).all(|j| j == d || k[j] == key[j]))
+                .map(|(_, n)| n)
+                .sum();
+            assert_eq!(
+                children, *n,
+                "{what}: {key:?} is not the sum of its children along dimension {d}"
+            );
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn every_total_is_the_sum_of_its_children(
+        raw in prop::collection::btree_map(prop::collection::vec(prop::sample::select(vec!["a", "b", "c"]), 3), 1u64..50, 0..20)
+    ) {
+        let finest: Cells = raw.into_iter().map(|(k, n)| (k.into_iter().map(str::to_string).collect(), n)).collect();
+        let all = roll_up(&finest, 3);
+        assert_margins_add_up(&all, 3, "random cube");
+        // The grand total is the sum of the finest cells, and the finest cells are kept as they are.
+        prop_assert_eq!(all[&vec![TOTAL.to_string(); 3]], finest.values().sum::<u64>());
+        for (k, n) in &finest {
+            prop_assert_eq!(all[k], *n);
+        }
+    }
+}
