@@ -36,9 +36,17 @@ pub type Cells = BTreeMap<Vec<String>, u64>;
 /// `_T`, the sum of the cells below it. `cells` must hold no `_T` code itself. The grand total is
 /// always there, 0 for a table with no records.
 pub fn roll_up(cells: &Cells, dims: usize) -> Cells {
+    roll_up_masks(cells, dims, &(0u32..(1 << dims)).collect::<Vec<_>>())
+}
+
+/// As [`roll_up`], for the given margin combinations only: bit `i` of a mask set means
+/// dimension `i` is `_T`.
+pub fn roll_up_masks(cells: &Cells, dims: usize, masks: &[u32]) -> Cells {
     let mut out: Cells = BTreeMap::new();
-    out.insert(vec![TOTAL.to_string(); dims], 0);
-    for mask in 0u32..(1 << dims) {
+    if masks.contains(&((1u32 << dims) - 1)) {
+        out.insert(vec![TOTAL.to_string(); dims], 0);
+    }
+    for &mask in masks {
         for (key, n) in cells {
             let k: Vec<String> = key
                 .iter()
@@ -172,7 +180,21 @@ pub fn build(
             .collect();
         *cells.entry(key).or_insert(0) += n.get(row).unwrap_or(0);
     }
-    let all = roll_up(&cells, table.dimensions.len());
+    let d = table.dimensions.len();
+    let all = match &table.grouping_sets {
+        None => roll_up(&cells, d),
+        Some(sets) => {
+            let masks: Vec<u32> = sets
+                .iter()
+                .map(|kept| {
+                    (0..d)
+                        .filter(|i| !kept.contains(&table.dimensions[*i]))
+                        .fold(0u32, |m, i| m | (1 << i))
+                })
+                .collect();
+            roll_up_masks(&cells, d, &masks)
+        }
+    };
     Ok(CountTable {
         ref_year,
         frame: to_frame(plan, table, &all)?,
@@ -252,6 +274,17 @@ mod tests {
             (&["_T", "_T"], 10),
         ]);
         assert_eq!(all, expected);
+    }
+
+    #[test]
+    fn grouping_sets_keep_only_the_declared_margins() {
+        let c = cells(&[(&["F", "A"], 2), (&["F", "B"], 3), (&["M", "A"], 5)]);
+        // Keep (sex) and () only: masks 0b10 (second dimension totalled) and 0b11.
+        let some = roll_up_masks(&c, 2, &[0b10, 0b11]);
+        assert_eq!(
+            some,
+            cells(&[(&["F", "_T"], 5), (&["M", "_T"], 5), (&["_T", "_T"], 10)])
+        );
     }
 
     #[test]

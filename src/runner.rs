@@ -148,7 +148,18 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Manifest> {
     if rejections.is_empty() {
         for table in &plan.tables {
             let t0 = Instant::now();
-            outputs.push(build_table(plan, table, &staging)?);
+            let inputs = sources
+                .iter()
+                .find(|s: &&SourceReport| s.id == table.source)
+                .map(|s| {
+                    s.files
+                        .iter()
+                        .map(|f| format!("{}={}", f.path, f.blake3))
+                        .collect::<Vec<_>>()
+                        .join(";")
+                })
+                .unwrap_or_default();
+            outputs.push(build_table(plan, table, &staging, inputs)?);
             tracing::info!(table = %table.id, seconds = t0.elapsed().as_secs_f64(), "table built");
         }
     }
@@ -210,7 +221,12 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Manifest> {
 /// Build a table from its source's harmonized records in `staging` and write it, Hive-partitioned
 /// by reference year. Until disclosure control exists the tables are unprotected counts, so they
 /// belong to the restricted tier.
-fn build_table(plan: &Plan, table: &crate::spec::TableSpec, staging: &Path) -> Result<OutputFile> {
+fn build_table(
+    plan: &Plan,
+    table: &crate::spec::TableSpec,
+    staging: &Path,
+    inputs: String,
+) -> Result<OutputFile> {
     let source = plan
         .sources
         .iter()
@@ -241,6 +257,7 @@ fn build_table(plan: &Plan, table: &crate::spec::TableSpec, staging: &Path) -> R
         ("migstat_version".to_string(), crate::VERSION.to_string()),
         ("pipeline_id".to_string(), plan.pipeline_id.clone()),
         ("pipeline_hash".to_string(), plan.spec_hash.clone()),
+        ("input_blake3".to_string(), inputs),
         ("table".to_string(), definition),
         ("codelists_blake3".to_string(), codelists),
     ];

@@ -147,6 +147,9 @@ pub struct TableSpec {
     pub dimensions: Vec<String>,
     /// Keep only rows whose column holds one of these codes.
     pub filter: Option<(String, BTreeSet<String>)>,
+    /// The margin combinations to publish, as the dimensions kept in each (the others are `_T`);
+    /// `None` publishes all 2^d.
+    pub grouping_sets: Option<Vec<Vec<String>>>,
 }
 
 const DERIVE_KEYS: &[&str] = &[
@@ -175,6 +178,7 @@ const TABLE_KEYS: &[&str] = &[
     "valid_to",
     "start",
     "period",
+    "grouping_sets",
 ];
 
 /// Load every code list in `dir` (each `*.csv` but the age bandings), and the bandings.
@@ -673,6 +677,34 @@ pub(crate) fn compile_table(
             None
         }
     };
+    let grouping_sets = match t.get("grouping_sets") {
+        None => None,
+        Some(Value::Array(sets)) => {
+            let mut out = Vec::new();
+            for set in sets {
+                let names: Option<Vec<String>> = set.as_array().map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                });
+                match names {
+                    Some(n) if n.iter().all(|d| dimensions.contains(d)) => out.push(n),
+                    _ => cx.push(
+                        format!("{pp}grouping_sets"),
+                        "each grouping set is a list of the table's dimensions, e.g. [[\"SEX\", \"AGE_GROUP\"], []]",
+                    ),
+                }
+            }
+            Some(out)
+        }
+        Some(_) => {
+            cx.push(
+                format!("{pp}grouping_sets"),
+                "must be a list of lists of dimensions",
+            );
+            None
+        }
+    };
     let title = cx.str(t, "title", &pp, false).map(str::to_string);
     Some(TableSpec {
         id: id.to_string(),
@@ -682,5 +714,6 @@ pub(crate) fn compile_table(
         unit,
         dimensions,
         filter,
+        grouping_sets,
     })
 }
