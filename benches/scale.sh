@@ -24,7 +24,7 @@ if [ ! -f "$work/data/border_crossings.csv" ]; then
   measure sample "$bin" sample --out "$work/data" --scale "$scale"
 fi
 # The default pipeline, pointed at the generated data.
-sed -e "s#\.\./sample_data/#$PWD/$work/data/#" -e "s#\.\./schemas/#$PWD/schemas/#" \
+sed -e "s#\.\./sample_data/#$PWD/$work/data/#g" -e "s#\.\./schemas/#$PWD/schemas/#g" \
   pipelines/observatory.toml > "$work/pipeline.toml"
 rm -rf "$work/out"
 measure run "$bin" -q run "$work/pipeline.toml" --out "$work/out"

@@ -74,18 +74,28 @@ pub fn build(
 ) -> Result<CountTable> {
     let ctx = |what: &str| format!("table {}: {what}", table.id);
     let file = std::fs::File::open(accepted).map_err(|e| crate::Error::io(accepted, e))?;
+    // Only the columns the table needs: dimensions, filter, person and dates, lineage for order.
+    let mut needed: Vec<String> = table.dimensions.clone();
+    needed.extend(table.filter.iter().map(|(c, _)| c.clone()));
+    needed.extend(source.person_id.as_deref().map(raw_column));
+    match &table.kind {
+        TableKind::Count => {}
+        TableKind::Stock {
+            valid_from,
+            valid_to,
+        } => needed.extend([raw_column(valid_from), raw_column(valid_to)]),
+        TableKind::Flow { start, .. } => needed.push(raw_column(start)),
+    }
+    if table.unit == Unit::Persons || table.kind != TableKind::Count {
+        needed.extend(["_file".to_string(), "_record".to_string()]);
+    }
+    needed.sort();
+    needed.dedup();
     let df = ParquetReader::new(file)
+        .with_columns(Some(needed))
         .finish()
         .ctx(|| ctx("reading the harmonized records"))?;
-    let mut lf = df.lazy();
-    if let Some((column, values)) = &table.filter {
-        let any = values
-            .iter()
-            .map(|v| col(column.as_str()).eq(lit(v.as_str())))
-            .reduce(|a, b| a.or(b))
-            .unwrap_or(lit(false));
-        lf = lf.filter(any);
-    }
+    let lf = filtered(df.lazy(), table);
     let person = source
         .person_id
         .as_deref()
@@ -147,14 +157,45 @@ pub fn build(
             (chrono::Datelike::year(&p.start), lf)
         }
     };
+    let mut cells: Cells = BTreeMap::new();
+    add_finest(lf, table, &mut cells)?;
+    finish(plan, table, ref_year, &cells)
+}
+
+/// Whether a table can be counted chunk by chunk while its source is read (a mergeable partial):
+/// records and events are; persons need every record of a person first.
+pub fn is_streamed(table: &TableSpec) -> bool {
+    table.kind == TableKind::Count && table.unit != Unit::Persons
+}
+
+/// Add one harmonized chunk's finest cells to `cells` (for [`is_streamed`] tables).
+pub fn add_chunk(table: &TableSpec, chunk: &DataFrame, cells: &mut Cells) -> Result<()> {
+    add_finest(filtered(chunk.clone().lazy(), table), table, cells)
+}
+
+fn filtered(lf: LazyFrame, table: &TableSpec) -> LazyFrame {
+    match &table.filter {
+        None => lf,
+        Some((column, values)) => {
+            let any = values
+                .iter()
+                .map(|v| col(column.as_str()).eq(lit(v.as_str())))
+                .reduce(|a, b| a.or(b))
+                .unwrap_or(lit(false));
+            lf.filter(any)
+        }
+    }
+}
+
+/// Group by the table's dimensions and add the counts to `cells`.
+fn add_finest(lf: LazyFrame, table: &TableSpec, cells: &mut Cells) -> Result<()> {
+    let ctx = |what: &str| format!("table {}: {what}", table.id);
     let dims: Vec<Expr> = table.dimensions.iter().map(|d| col(d.as_str())).collect();
     let finest = lf
         .group_by(dims)
         .agg([len().alias("n")])
         .collect()
         .ctx(|| ctx("aggregating the finest cells"))?;
-
-    let mut cells: Cells = BTreeMap::new();
     let dim_cols: Vec<StringChunked> = table
         .dimensions
         .iter()
@@ -180,9 +221,22 @@ pub fn build(
             .collect();
         *cells.entry(key).or_insert(0) += n.get(row).unwrap_or(0);
     }
+    Ok(())
+}
+
+/// The year a table's Hive partition is named after.
+pub fn ref_year(plan: &Plan, table: &TableSpec) -> i32 {
+    match table.kind {
+        TableKind::Stock { .. } => chrono::Datelike::year(&plan.reference_date),
+        _ => chrono::Datelike::year(&plan.reference_period.start),
+    }
+}
+
+/// Roll the finest cells up to the table's margins and lay them out in long form.
+pub fn finish(plan: &Plan, table: &TableSpec, ref_year: i32, cells: &Cells) -> Result<CountTable> {
     let d = table.dimensions.len();
     let all = match &table.grouping_sets {
-        None => roll_up(&cells, d),
+        None => roll_up(cells, d),
         Some(sets) => {
             let masks: Vec<u32> = sets
                 .iter()
@@ -192,7 +246,7 @@ pub fn build(
                         .fold(0u32, |m, i| m | (1 << i))
                 })
                 .collect();
-            roll_up_masks(&cells, d, &masks)
+            roll_up_masks(cells, d, &masks)
         }
     };
     Ok(CountTable {

@@ -136,20 +136,20 @@ impl<'p> Harmonizer<'p> {
                         .ctx(|| ctx(from))?;
                     let raw = raw.str().ctx(|| ctx(from))?;
                     let identity = &self.identity[di];
-                    let mut cache: HashMap<&str, Option<String>> = HashMap::new();
-                    let mut out: Vec<Option<String>> = Vec::with_capacity(height);
+                    // Codes borrow from the crosswalk and the code list: no allocation per row.
+                    let mut cache: HashMap<&str, Option<&str>> = HashMap::new();
+                    let mut out: Vec<Option<&str>> = Vec::with_capacity(height);
                     for (row, v) in raw.iter().enumerate() {
                         let Some(v) = v else {
-                            out.push(Some(UNKNOWN.to_string()));
+                            out.push(Some(UNKNOWN));
                             continue;
                         };
-                        let code = cache
-                            .entry(v)
-                            .or_insert_with(|| {
-                                let key = normalize.apply(v);
-                                map.get(&key).or_else(|| identity.get(&key)).cloned()
-                            })
-                            .clone();
+                        let code = *cache.entry(v).or_insert_with(|| {
+                            let key = normalize.apply(v);
+                            map.get(&key)
+                                .or_else(|| identity.get(&key))
+                                .map(String::as_str)
+                        });
                         match (code, unmapped) {
                             (Some(c), _) => out.push(Some(c)),
                             (None, Unmapped::Quarantine) => {
@@ -169,7 +169,7 @@ impl<'p> Harmonizer<'p> {
                             }
                             (None, Unmapped::Code(c)) => {
                                 count_unmapped(&mut self.unmapped, &d.name, from, v, c);
-                                out.push(Some(c.clone()));
+                                out.push(Some(c.as_str()));
                             }
                         }
                     }
@@ -232,14 +232,20 @@ impl<'p> Harmonizer<'p> {
                         .get(codelist)
                         .ok_or_else(|| Error::Internal(format!("code list {codelist} vanished")))?;
                     let c = df.column(from).ctx(|| ctx(from))?;
+                    let mut cache: HashMap<&str, &str> = HashMap::new();
                     let codes: Vec<&str> = c
                         .str()
                         .ctx(|| ctx(from))?
                         .iter()
-                        .map(|code| match code.and_then(|k| list.attribute(k, column)) {
-                            Some("") => NOT_APPLICABLE,
-                            Some(v) => v,
-                            None => UNKNOWN,
+                        .map(|code| {
+                            let Some(k) = code else { return UNKNOWN };
+                            *cache
+                                .entry(k)
+                                .or_insert_with(|| match list.attribute(k, column) {
+                                    Some("") => NOT_APPLICABLE,
+                                    Some(v) => v,
+                                    None => UNKNOWN,
+                                })
                         })
                         .collect();
                     Column::new(d.name.as_str().into(), codes)
@@ -254,16 +260,22 @@ impl<'p> Harmonizer<'p> {
                         .column(&raw_column(date))
                         .ctx(|| ctx(date))?
                         .to_physical_repr();
-                    let months: Vec<String> = c
-                        .i32()
-                        .ctx(|| ctx(date))?
+                    let days = c.i32().ctx(|| ctx(date))?;
+                    // Few distinct dates: format each once.
+                    let mut labels: HashMap<i32, String> = HashMap::new();
+                    for day in days.iter().flatten() {
+                        labels.entry(day).or_insert_with(|| {
+                            NaiveDate::from_num_days_from_ce_opt(day + 719_163).map_or_else(
+                                || UNKNOWN.to_string(),
+                                |d| d.format(pattern).to_string(),
+                            )
+                        });
+                    }
+                    let months: Vec<&str> = days
                         .iter()
-                        .map(|days| {
-                            days.and_then(|d| NaiveDate::from_num_days_from_ce_opt(d + 719_163))
-                                .map_or_else(
-                                    || UNKNOWN.to_string(),
-                                    |d| d.format(pattern).to_string(),
-                                )
+                        .map(|day| {
+                            day.and_then(|d| labels.get(&d))
+                                .map_or(UNKNOWN, String::as_str)
                         })
                         .collect();
                     Column::new(d.name.as_str().into(), months)

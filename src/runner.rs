@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use crate::disaggregate::Cells;
 use crate::error::{Error, IoContext, Rejection, Result};
 use crate::export::{OutputFile, ParquetSink, hash_file, write_atomic};
 use crate::harmonize::{Harmonizer, UnmappedValue};
@@ -108,10 +109,12 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Manifest> {
     let mut sources = Vec::new();
     let mut outputs = Vec::new();
     let mut rejections = Vec::new();
+    let mut partial_tables: BTreeMap<String, Cells> = BTreeMap::new();
     for src in &plan.sources {
         let t0 = Instant::now();
         match run_source(plan, src, &spec_dir, &staging, opts) {
-            Ok((mut report, outs)) => {
+            Ok((mut report, outs, cells)) => {
+                partial_tables.extend(cells);
                 report.seconds = (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
                 if let Some(r) = tolerance(&report, src, &out.join("failed").join(&run_id)) {
                     rejections.push(r);
@@ -159,7 +162,13 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Manifest> {
                         .join(";")
                 })
                 .unwrap_or_default();
-            outputs.push(build_table(plan, table, &staging, inputs)?);
+            outputs.push(build_table(
+                plan,
+                table,
+                &staging,
+                inputs,
+                partial_tables.remove(&table.id),
+            )?);
             tracing::info!(table = %table.id, seconds = t0.elapsed().as_secs_f64(), "table built");
         }
     }
@@ -226,6 +235,7 @@ fn build_table(
     table: &crate::spec::TableSpec,
     staging: &Path,
     inputs: String,
+    counted: Option<Cells>,
 ) -> Result<OutputFile> {
     let source = plan
         .sources
@@ -236,7 +246,15 @@ fn build_table(
         .join("restricted")
         .join("accepted")
         .join(format!("{}.parquet", source.id));
-    let t = crate::disaggregate::build(plan, source, table, &accepted)?;
+    let t = match counted {
+        Some(cells) => crate::disaggregate::finish(
+            plan,
+            table,
+            crate::disaggregate::ref_year(plan, table),
+            &cells,
+        )?,
+        None => crate::disaggregate::build(plan, source, table, &accepted)?,
+    };
     let definition = serde_json::to_string(table)
         .map_err(|e| Error::Internal(format!("serialising table {}: {e}", table.id)))?;
     let codelists = plan
@@ -312,7 +330,7 @@ fn run_source(
     spec_dir: &Path,
     staging: &Path,
     opts: &RunOptions,
-) -> Result<(SourceReport, Vec<OutputFile>)> {
+) -> Result<(SourceReport, Vec<OutputFile>, BTreeMap<String, Cells>)> {
     // File names as the spec reaches them (relative to the spec file): stable whatever the cwd.
     let spec_dir = clean_path(spec_dir);
     let names: Vec<String> = src
@@ -335,6 +353,13 @@ fn run_source(
     }
     let mut validator = Validator::new(&src.id, &src.schema, names);
     let mut harmonizer = Harmonizer::new(plan, src);
+    // Tables of records and events are counted as the chunks go by: mergeable partials.
+    let streamed: Vec<&crate::spec::TableSpec> = plan
+        .tables
+        .iter()
+        .filter(|t| t.source == src.id && crate::disaggregate::is_streamed(t))
+        .collect();
+    let mut partials: Vec<Cells> = vec![Cells::new(); streamed.len()];
 
     let metadata = vec![
         ("migstat_version".to_string(), crate::VERSION.to_string()),
@@ -423,6 +448,9 @@ fn run_source(
                 h.accepted
             };
             good += rows.height() as u64;
+            for (t, cells) in streamed.iter().zip(partials.iter_mut()) {
+                crate::disaggregate::add_chunk(t, &rows, cells)?;
+            }
             accepted.write(rows)?;
             bar.set_position(position);
         }
@@ -453,6 +481,11 @@ fn run_source(
             seconds: 0.0,
         },
         vec![acc, qua],
+        streamed
+            .iter()
+            .map(|t| t.id.clone())
+            .zip(partials)
+            .collect(),
     ))
 }
 
