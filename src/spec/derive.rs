@@ -280,7 +280,18 @@ pub(crate) fn compile_harmonize(
             }
         }
     };
-    for (name, v) in t {
+    // Columns derived from raw fields first, then those derived from other derived columns
+    // (bands of an age, lookups of a code), whatever order the TOML table lists them in.
+    let depends = |v: &Value| {
+        v.as_table()
+            .is_some_and(|d| d.contains_key("banding") || d.contains_key("lookup"))
+    };
+    let ordered: Vec<(&String, &Value)> = t
+        .iter()
+        .filter(|(_, v)| !depends(v))
+        .chain(t.iter().filter(|(_, v)| depends(v)))
+        .collect();
+    for (name, v) in ordered {
         let p = format!("{path}.{name}");
         if name.starts_with(crate::validate::RAW_PREFIX)
             || name.starts_with('_')

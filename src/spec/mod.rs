@@ -751,6 +751,68 @@ impl Plan {
                     describe_checks(f)
                 );
             }
+            if !src.harmonize.is_empty() {
+                let _ = writeln!(s, "  derives");
+            }
+            for d in &src.harmonize {
+                let how = match &d.derivation {
+                    Derivation::Code {
+                        from,
+                        crosswalk,
+                        codelist,
+                        unmapped,
+                        ..
+                    } => format!(
+                        "code from {from}{}{}; unmapped: {}",
+                        if crosswalk.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" via {} crosswalk file(s)", crosswalk.len())
+                        },
+                        codelist
+                            .as_ref()
+                            .map(|c| format!(", code list {c}"))
+                            .unwrap_or_default(),
+                        match unmapped {
+                            derive::Unmapped::Quarantine => "quarantine".to_string(),
+                            derive::Unmapped::Code(c) => format!("→ {c}"),
+                        }
+                    ),
+                    Derivation::Age { birth_date, age } => format!(
+                        "age at {} from {}",
+                        self.reference_date,
+                        [birth_date.as_deref(), age.as_deref()]
+                            .iter()
+                            .flatten()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", else ")
+                    ),
+                    Derivation::Band { age, banding } => format!("{} banding of {age}", banding.id),
+                    Derivation::Lookup {
+                        from,
+                        codelist,
+                        column,
+                    } => format!("{column} of {from} in {codelist}"),
+                    Derivation::Month { date } => format!("month of {date}"),
+                    Derivation::Year { date } => format!("year of {date}"),
+                };
+                let _ = writeln!(s, "    {:<22} {how}", d.name);
+            }
+        }
+        for t in &self.tables {
+            let _ = writeln!(
+                s,
+                "\ntable {} — {} from {}, {:?}, by {}",
+                t.id,
+                serde_json::to_value(t.unit)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                t.source,
+                t.kind,
+                t.dimensions.join(" × ")
+            );
         }
         s
     }
