@@ -35,6 +35,23 @@ pub fn read_parquet(path: &Path) -> DataFrame {
     ParquetReader::new(f).finish().expect("read parquet")
 }
 
+/// Run one of the Python reference checks (`tests/<script>`) on the default pipeline's output in
+/// `out`; it must succeed and print `<done>`.
+pub fn python_check(script: &str, out: &Path, done: &str) {
+    let o = Command::new("python3")
+        .arg(repo().join("tests").join(script))
+        .arg(repo().join("pipelines/observatory.toml"))
+        .arg(out)
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && stdout.contains(done),
+        "{script} failed (install its packages with `python3 -m pip install -r tests/requirements.txt`):\n{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 pub fn manifest(out: &Path) -> migstat::runner::Manifest {
     let text = std::fs::read_to_string(out.join("manifest.json")).expect("manifest.json exists");
     serde_json::from_str(&text).expect("manifest.json parses")

@@ -103,20 +103,9 @@ fn frictionless_finds_the_same_invalid_records() {
         },
     )
     .unwrap();
-    let o = std::process::Command::new("python3")
-        .arg(repo().join("tests/frictionless_check.py"))
-        .arg(repo().join("pipelines/observatory.toml"))
-        .arg(&out)
-        .output()
-        .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        o.status.success(),
-        "frictionless cross-check failed (install its packages with `python3 -m pip install -r tests/requirements.txt`):\n{stdout}\n{stderr}"
-    );
-    assert!(
-        stdout.contains("frictionless cross-check: agreed"),
-        "{stdout}"
+    crate::python_check(
+        "frictionless_check.py",
+        &out,
+        "frictionless cross-check: agreed",
     );
 }

@@ -121,17 +121,10 @@ fn duckdb_group_by_cube_gives_the_same_tables() {
         },
     )
     .unwrap();
-    let o = std::process::Command::new("python3")
-        .arg(repo().join("tests/duckdb_tables_check.py"))
-        .arg(repo().join("pipelines/observatory.toml"))
-        .arg(&out)
-        .output()
-        .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success() && stdout.contains("duckdb tables check: agreed"),
-        "(install its packages with `python3 -m pip install -r tests/requirements.txt`)\n{stdout}\n{}",
-        String::from_utf8_lossy(&o.stderr)
+    crate::python_check(
+        "duckdb_tables_check.py",
+        &out,
+        "duckdb tables check: agreed",
     );
 
     // The margin property on every published table.
