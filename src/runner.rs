@@ -125,7 +125,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Manifest> {
                     rows_accepted = report.rows_accepted,
                     rows_quarantined = report.rows_quarantined,
                     seconds = report.seconds,
-                    "source validated"
+                    "source done"
                 );
                 sources.push(report);
                 outputs.extend(outs);
@@ -162,13 +162,19 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Manifest> {
                         .join(";")
                 })
                 .unwrap_or_default();
-            outputs.push(build_table(
+            match build_table(
                 plan,
                 table,
                 &staging,
                 inputs,
                 partial_tables.remove(&table.id),
-            )?);
+            ) {
+                Ok(o) => outputs.push(o),
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&staging);
+                    return Err(e);
+                }
+            }
             tracing::info!(table = %table.id, seconds = t0.elapsed().as_secs_f64(), "table built");
         }
     }
