@@ -17,6 +17,7 @@ pub mod quarantine;
 pub mod runner;
 pub mod sample;
 pub mod spec;
+pub mod survey;
 pub mod validate;
 
 pub use error::{Error, Result};

@@ -110,11 +110,13 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Manifest> {
     let mut outputs = Vec::new();
     let mut rejections = Vec::new();
     let mut partial_tables: BTreeMap<String, Cells> = BTreeMap::new();
+    let mut survey_tables: BTreeMap<String, crate::survey::Partial> = BTreeMap::new();
     for src in &plan.sources {
         let t0 = Instant::now();
         match run_source(plan, src, &spec_dir, &staging, opts) {
-            Ok((mut report, outs, cells)) => {
+            Ok((mut report, outs, cells, surveys)) => {
                 partial_tables.extend(cells);
+                survey_tables.extend(surveys);
                 report.seconds = (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
                 if let Some(r) = tolerance(&report, src, &out.join("failed").join(&run_id)) {
                     rejections.push(r);
@@ -162,13 +164,13 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Manifest> {
                         .join(";")
                 })
                 .unwrap_or_default();
-            match build_table(
-                plan,
-                table,
-                &staging,
-                inputs,
-                partial_tables.remove(&table.id),
-            ) {
+            let partial = match survey_tables.remove(&table.id) {
+                Some(p) => Partial::Survey(p),
+                None => partial_tables
+                    .remove(&table.id)
+                    .map_or(Partial::None, Partial::Cells),
+            };
+            match build_table(plan, table, &staging, inputs, partial) {
                 Ok(o) => outputs.push(o),
                 Err(e) => {
                     let _ = std::fs::remove_dir_all(&staging);
@@ -233,6 +235,22 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Manifest> {
     Ok(manifest)
 }
 
+/// What a source's pass leaves for the tables: its report, its files, and the partial aggregates of
+/// the tables counted while it was read.
+type SourceRun = (
+    SourceReport,
+    Vec<OutputFile>,
+    BTreeMap<String, Cells>,
+    BTreeMap<String, crate::survey::Partial>,
+);
+
+/// A table's aggregate gathered during its source's pass, if any.
+enum Partial {
+    None,
+    Cells(Cells),
+    Survey(crate::survey::Partial),
+}
+
 /// Build a table from its source's harmonized records in `staging` and write it, Hive-partitioned
 /// by reference year. Until disclosure control exists the tables are unprotected counts, so they
 /// belong to the restricted tier.
@@ -241,7 +259,7 @@ fn build_table(
     table: &crate::spec::TableSpec,
     staging: &Path,
     inputs: String,
-    counted: Option<Cells>,
+    partial: Partial,
 ) -> Result<OutputFile> {
     let source = plan
         .sources
@@ -252,14 +270,26 @@ fn build_table(
         .join("restricted")
         .join("accepted")
         .join(format!("{}.parquet", source.id));
-    let t = match counted {
-        Some(cells) => crate::disaggregate::finish(
+    let t = match partial {
+        Partial::Cells(cells) => crate::disaggregate::finish(
             plan,
             table,
             crate::disaggregate::ref_year(plan, table),
             &cells,
         )?,
-        None => crate::disaggregate::build(plan, source, table, &accepted)?,
+        Partial::Survey(p) => crate::disaggregate::CountTable {
+            ref_year: crate::disaggregate::ref_year(plan, table),
+            frame: p.finish(
+                plan,
+                table,
+                source
+                    .design
+                    .as_ref()
+                    .ok_or_else(|| Error::Internal(format!("table {} has no design", table.id)))?,
+                &source.id,
+            )?,
+        },
+        Partial::None => crate::disaggregate::build(plan, source, table, &accepted)?,
     };
     let definition = serde_json::to_string(table)
         .map_err(|e| Error::Internal(format!("serialising table {}: {e}", table.id)))?;
@@ -336,7 +366,7 @@ fn run_source(
     spec_dir: &Path,
     staging: &Path,
     opts: &RunOptions,
-) -> Result<(SourceReport, Vec<OutputFile>, BTreeMap<String, Cells>)> {
+) -> Result<SourceRun> {
     // File names as the spec reaches them (relative to the spec file): stable whatever the cwd.
     let spec_dir = clean_path(spec_dir);
     let names: Vec<String> = src
@@ -366,6 +396,12 @@ fn run_source(
         .filter(|t| t.source == src.id && crate::disaggregate::is_streamed(t))
         .collect();
     let mut partials: Vec<Cells> = vec![Cells::new(); streamed.len()];
+    let surveyed: Vec<&crate::spec::TableSpec> = plan
+        .tables
+        .iter()
+        .filter(|t| t.source == src.id && t.kind == crate::spec::TableKind::SurveyTotal)
+        .collect();
+    let mut survey_partials: Vec<crate::survey::Partial> = vec![Default::default(); surveyed.len()];
 
     let metadata = vec![
         ("migstat_version".to_string(), crate::VERSION.to_string()),
@@ -457,6 +493,11 @@ fn run_source(
             for (t, cells) in streamed.iter().zip(partials.iter_mut()) {
                 crate::disaggregate::add_chunk(t, &rows, cells)?;
             }
+            if let Some(design) = &src.design {
+                for (t, p) in surveyed.iter().zip(survey_partials.iter_mut()) {
+                    p.add_chunk(t, design, &rows)?;
+                }
+            }
             accepted.write(rows)?;
             bar.set_position(position);
         }
@@ -491,6 +532,11 @@ fn run_source(
             .iter()
             .map(|t| t.id.clone())
             .zip(partials)
+            .collect(),
+        surveyed
+            .iter()
+            .map(|t| t.id.clone())
+            .zip(survey_partials)
             .collect(),
     ))
 }

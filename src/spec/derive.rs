@@ -127,6 +127,10 @@ pub enum TableKind {
     /// Persons whose first record starts within the reference period (or at any time, with
     /// `period = "all"`, for a table by year), in that first record's cell.
     Flow { start: String, all_periods: bool },
+    /// The estimated population of each cell (the sum of the survey weights), with its standard
+    /// error by Taylor linearization over the source's design. Every cell is a domain estimated
+    /// on the whole design.
+    SurveyTotal,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -539,25 +543,40 @@ pub(crate) fn compile_harmonize(
     out
 }
 
+/// What a table definition needs to know of its source.
+pub(crate) struct SourceView {
+    pub id: String,
+    pub schema: TableSchema,
+    pub derived: Vec<String>,
+    pub has_person: bool,
+    pub has_design: bool,
+}
+
 /// Compile `[tables.<id>]` against the sources' derived columns and schemas.
 pub(crate) fn compile_table(
     id: &str,
     t: &Table,
-    sources: &[(String, Option<TableSchema>, Vec<String>, bool)],
+    sources: &[SourceView],
     cx: &mut Ctx<'_>,
 ) -> Option<TableSpec> {
     let p = format!("tables.{id}");
     let pp = format!("{p}.");
     cx.unknown_keys(t, TABLE_KEYS, &p);
     let source = cx.str(t, "source", &pp, true)?.to_string();
-    let Some((_, schema, derived, has_person)) = sources.iter().find(|s| s.0 == source) else {
+    let Some(SourceView {
+        schema,
+        derived,
+        has_person,
+        has_design,
+        ..
+    }) = sources.iter().find(|s| s.id == source)
+    else {
         cx.push(format!("{pp}source"), format!("no source `{source}`"));
         return None;
     };
     let is_date = |f: &str| {
         schema
-            .as_ref()
-            .and_then(|s| s.field(f))
+            .field(f)
             .is_some_and(|f| matches!(f.field_type, FieldType::Date(_)))
     };
     let date_field = |key: &str, cx: &mut Ctx<'_>| -> String {
@@ -576,6 +595,7 @@ pub(crate) fn compile_table(
             valid_from: date_field("valid_from", cx),
             valid_to: date_field("valid_to", cx),
         },
+        "survey_total" => TableKind::SurveyTotal,
         "flow" => {
             let all_periods = match cx.str(t, "period", &pp, false) {
                 None | Some("reference") => false,
@@ -596,7 +616,7 @@ pub(crate) fn compile_table(
         other => {
             cx.push(
                 format!("{pp}kind"),
-                format!("`{other}` is not a kind (count, stock or flow)"),
+                format!("`{other}` is not a kind (count, stock, flow or survey_total)"),
             );
             TableKind::Count
         }
@@ -613,13 +633,21 @@ pub(crate) fn compile_table(
             Unit::Records
         }
     };
-    if (unit == Unit::Persons || kind != TableKind::Count) && !has_person {
+    let survey = kind == TableKind::SurveyTotal;
+    if survey && !has_design {
+        cx.push(
+            &p,
+            format!("survey estimates need a [sources.{source}.design] (weight, strata, psu)"),
+        );
+    }
+    if !survey && (unit == Unit::Persons || kind != TableKind::Count) && !has_person {
         cx.push(
             &p,
             format!("persons, stocks and flows need `person_id` on source `{source}`"),
         );
     }
     if kind != TableKind::Count && unit != Unit::Persons {
+        // Stocks, flows and survey totals all count persons.
         cx.push(
             format!("{pp}unit"),
             "stocks and flows count persons: use unit = \"persons\"",

@@ -10,6 +10,7 @@ mod codelists;
 mod fixtures;
 mod properties;
 mod sample;
+mod survey;
 mod tables;
 
 use std::path::{Path, PathBuf};

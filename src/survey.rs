@@ -1,0 +1,289 @@
+//! Survey estimates (part of the disaggregate stage): design-based estimated population per cell,
+//! with standard errors by Taylor linearization, as R's `survey` package computes them.
+//!
+//! Input: harmonized chunks of a survey source, its [`Design`] (weights, strata, PSUs) and a
+//! `survey_total` [`TableSpec`]. Output: one row per cell (every margin included) with the
+//! estimate Ŷ = Σ w, its standard error, a 95% confidence interval (normal), the CV, the
+//! unweighted n and the design's degrees of freedom.
+//!
+//! One pass, no loop per cell: each chunk adds its weights to (finest cell, stratum, PSU) totals
+//! (a mergeable partial, summed in record order so results do not depend on threads); at the end
+//! the PSU totals are rolled up to every margin (they are additive) and each cell's variance is
+//!
+//!   V = Σ_h n_h/(n_h − 1) · Σ_i (z_hi − z̄_h)²
+//!
+//! over all n_h PSUs of every stratum h — a PSU with no record in the cell counts with z_hi = 0,
+//! which is how a domain is estimated on the whole design rather than on a subset.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use polars::prelude::*;
+
+use crate::disaggregate::TOTAL;
+use crate::error::{Error, PolarsContext, Rejection, Result};
+use crate::spec::{Design, Plan, TableSpec};
+use crate::validate::raw_column;
+
+/// z-quantile of the two-sided 95% interval.
+const Z_95: f64 = 1.959_963_984_540_054;
+
+/// Weighted totals per (finest cell, stratum, PSU), and the design's PSUs per stratum.
+#[derive(Default, Clone)]
+pub struct Partial {
+    z: BTreeMap<(Vec<String>, String, String), (f64, u64)>,
+    psus: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Partial {
+    /// Add one harmonized chunk (all its records: the design's PSUs are counted from every
+    /// record, not only those of a filter).
+    pub fn add_chunk(&mut self, table: &TableSpec, design: &Design, df: &DataFrame) -> Result<()> {
+        let ctx = |what: &str| format!("table {}: {what}", table.id);
+        let text = |name: &str| -> Result<StringChunked> {
+            let c = df
+                .column(name)
+                .ctx(|| ctx(name))?
+                .cast(&DataType::String)
+                .ctx(|| ctx(name))?;
+            Ok(c.str().ctx(|| ctx(name))?.clone())
+        };
+        let w = df
+            .column(&raw_column(&design.weight))
+            .ctx(|| ctx(&design.weight))?
+            .cast(&DataType::Float64)
+            .ctx(|| ctx(&design.weight))?;
+        let w = w.f64().ctx(|| ctx(&design.weight))?;
+        let strata = design
+            .strata
+            .as_deref()
+            .map(|s| text(&raw_column(s)))
+            .transpose()?;
+        let psu = design
+            .psu
+            .as_deref()
+            .map(|p| text(&raw_column(p)))
+            .transpose()?;
+        let (files, records) = (text("_file")?, text("_record")?);
+        let dims: Vec<StringChunked> = table
+            .dimensions
+            .iter()
+            .map(|d| text(d))
+            .collect::<Result<_>>()?;
+        let keep: Option<StringChunked> =
+            table.filter.as_ref().map(|(c, _)| text(c)).transpose()?;
+        for row in 0..df.height() {
+            let h = strata
+                .as_ref()
+                .and_then(|s| s.get(row))
+                .unwrap_or("")
+                .to_string();
+            // Without PSUs, every record is its own PSU.
+            let i = match &psu {
+                Some(p) => p.get(row).unwrap_or("").to_string(),
+                None => format!(
+                    "{}#{}",
+                    files.get(row).unwrap_or(""),
+                    records.get(row).unwrap_or("")
+                ),
+            };
+            self.psus.entry(h.clone()).or_default().insert(i.clone());
+            if let (Some(k), Some((_, values))) = (&keep, &table.filter) {
+                if !k.get(row).is_some_and(|v| values.contains(v)) {
+                    continue;
+                }
+            }
+            let cell: Vec<String> = dims
+                .iter()
+                .map(|c| c.get(row).unwrap_or(crate::harmonize::UNKNOWN).to_string())
+                .collect();
+            let e = self.z.entry((cell, h, i)).or_insert((0.0, 0));
+            e.0 += w.get(row).unwrap_or(0.0);
+            e.1 += 1;
+        }
+        Ok(())
+    }
+
+    /// Roll up to every margin and compute each cell's estimate and standard error.
+    pub fn finish(
+        &self,
+        plan: &Plan,
+        table: &TableSpec,
+        design: &Design,
+        source_id: &str,
+    ) -> Result<DataFrame> {
+        let d = table.dimensions.len();
+        let lonely: Vec<&String> = self
+            .psus
+            .iter()
+            .filter(|(_, p)| p.len() < 2)
+            .map(|(h, _)| h)
+            .collect();
+        if !lonely.is_empty() {
+            return Err(Error::Rejected(vec![Rejection {
+                source_id: source_id.to_string(),
+                reason: format!(
+                    "table {}: stratum {} has a single PSU (lonely PSU); the design's lonely_psu policy is \"fail\"",
+                    table.id,
+                    lonely
+                        .iter()
+                        .map(|h| format!("`{h}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }]));
+        }
+        let n_psu: usize = self.psus.values().map(BTreeSet::len).sum();
+        let df = n_psu.saturating_sub(self.psus.len()) as u64;
+
+        // PSU totals rolled up to every margin: (cell, stratum, psu) → (z, n).
+        let mut rolled: BTreeMap<(Vec<String>, &str, &str), (f64, u64)> = BTreeMap::new();
+        for mask in 0u32..(1 << d) {
+            for ((cell, h, i), (z, n)) in &self.z {
+                let key: Vec<String> = cell
+                    .iter()
+                    .enumerate()
+                    .map(|(j, c)| {
+                        if mask & (1 << j) != 0 {
+                            TOTAL.to_string()
+                        } else {
+                            c.clone()
+                        }
+                    })
+                    .collect();
+                let e = rolled
+                    .entry((key, h.as_str(), i.as_str()))
+                    .or_insert((0.0, 0));
+                e.0 += z;
+                e.1 += n;
+            }
+        }
+        rolled
+            .entry((vec![TOTAL.to_string(); d], "", ""))
+            .or_insert((0.0, 0));
+
+        // Per cell: estimate, unweighted n, and Σ_h n_h/(n_h-1) Σ_i (z_hi - z̄_h)² over all PSUs.
+        let mut out: BTreeMap<Vec<String>, (f64, u64, f64)> = BTreeMap::new();
+        let mut iter = rolled.iter().peekable();
+        while let Some(((cell, h, _), _)) = iter.peek() {
+            let (cell, h) = (cell.clone(), *h);
+            let mut zs: Vec<f64> = Vec::new();
+            let mut n = 0u64;
+            while let Some(((c2, h2, _), (z, k))) = iter.peek() {
+                if *c2 != cell || *h2 != h {
+                    break;
+                }
+                zs.push(*z);
+                n += k;
+                iter.next();
+            }
+            let e = out.entry(cell).or_insert((0.0, 0, 0.0));
+            e.0 += zs.iter().sum::<f64>();
+            e.1 += n;
+            if let Some(psus) = self.psus.get(h) {
+                let nh = psus.len() as f64;
+                let mean = zs.iter().sum::<f64>() / nh;
+                let present: f64 = zs.iter().map(|z| (z - mean).powi(2)).sum();
+                let absent = (nh - zs.len() as f64) * mean * mean;
+                e.2 += nh / (nh - 1.0) * (present + absent);
+            }
+        }
+        to_frame(plan, table, design, &out, df)
+    }
+}
+
+fn to_frame(
+    plan: &Plan,
+    table: &TableSpec,
+    design: &Design,
+    cells: &BTreeMap<Vec<String>, (f64, u64, f64)>,
+    df: u64,
+) -> Result<DataFrame> {
+    let h = cells.len();
+    let period = format!(
+        "{}/{}",
+        plan.reference_period.start, plan.reference_period.end
+    );
+    let mut columns = vec![
+        Column::new_scalar(
+            "table_id".into(),
+            Scalar::from(PlSmallStr::from(table.id.as_str())),
+            h,
+        ),
+        Column::new_scalar(
+            "source_id".into(),
+            Scalar::from(PlSmallStr::from(table.source.as_str())),
+            h,
+        ),
+        Column::new_scalar(
+            "unit".into(),
+            Scalar::from(PlSmallStr::from("persons (weighted)")),
+            h,
+        ),
+        Column::new_scalar(
+            "ref_period".into(),
+            Scalar::from(PlSmallStr::from(period.as_str())),
+            h,
+        ),
+    ];
+    for (i, d) in table.dimensions.iter().enumerate() {
+        let v: Vec<&str> = cells.keys().map(|k| k[i].as_str()).collect();
+        columns.push(Column::new(d.as_str().into(), v));
+    }
+    let est: Vec<f64> = cells.values().map(|v| v.0).collect();
+    let se: Vec<f64> = cells.values().map(|v| v.2.max(0.0).sqrt()).collect();
+    columns.push(Column::new(
+        "n".into(),
+        cells.values().map(|v| v.1).collect::<Vec<u64>>(),
+    ));
+    columns.push(Column::new("estimate".into(), est.clone()));
+    columns.push(Column::new("se".into(), se.clone()));
+    columns.push(Column::new(
+        "ci_low".into(),
+        est.iter()
+            .zip(&se)
+            .map(|(e, s)| e - Z_95 * s)
+            .collect::<Vec<f64>>(),
+    ));
+    columns.push(Column::new(
+        "ci_high".into(),
+        est.iter()
+            .zip(&se)
+            .map(|(e, s)| e + Z_95 * s)
+            .collect::<Vec<f64>>(),
+    ));
+    columns.push(Column::new(
+        "cv".into(),
+        est.iter()
+            .zip(&se)
+            .map(|(e, s)| if *e > 0.0 { Some(s / e) } else { None })
+            .collect::<Vec<Option<f64>>>(),
+    ));
+    columns.push(Column::new_scalar("df".into(), Scalar::from(df), h));
+    // Quality flags for disclosure control (defaults after Statistics Canada).
+    let cv: Vec<Option<f64>> = est
+        .iter()
+        .zip(&se)
+        .map(|(e, s)| (*e > 0.0).then(|| s / e))
+        .collect();
+    let n: Vec<u64> = cells.values().map(|v| v.1).collect();
+    columns.push(Column::new(
+        "obs_status".into(),
+        cv.iter()
+            .map(|c| {
+                if c.is_none_or(|c| c > design.cv_caution) {
+                    "U"
+                } else {
+                    "A"
+                }
+            })
+            .collect::<Vec<&str>>(),
+    ));
+    columns.push(Column::new(
+        "suppress".into(),
+        cv.iter()
+            .zip(&n)
+            .map(|(c, n)| *n < design.min_n || c.is_none_or(|c| c > design.cv_suppress))
+            .collect::<Vec<bool>>(),
+    ));
+    DataFrame::new(h, columns).ctx(|| format!("table {}: assembling", table.id))
+}

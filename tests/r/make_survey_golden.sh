@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Regenerate the R reference values for the survey tests (needs R: apt-get install r-base-core r-cran-survey).
+#   bash tests/r/make_survey_golden.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out=$(mktemp -d)
+cargo run -q -- -q run pipelines/observatory.toml --out "$out" > /dev/null
+python3 - "$out" <<'PY'
+import sys, duckdb
+duckdb.execute(f"""copy (select raw_stratum as stratum, raw_psu as psu, raw_weight as weight,
+    SEX, AGE_GROUP, MIGRATION_TYPE, REGION from '{sys.argv[1]}/restricted/accepted/survey.parquet'
+    order by _file, _record) to 'tests/golden/survey_input.csv' (header)""")
+PY
+Rscript tests/r/survey_golden.R tests/golden/survey_input.csv tests/golden/survey_population_r.csv
+rm -rf "$out"

@@ -1,0 +1,31 @@
+# Reference values for migstat's survey estimates, from R's survey package (Lumley).
+# Run by tests/r/make_survey_golden.sh; its output is committed as tests/golden/survey_population_r.csv
+# so the tests compare against R without needing R.
+suppressPackageStartupMessages(library(survey))
+options(survey.lonely.psu = "fail")
+args <- commandArgs(trailingOnly = TRUE)
+d <- read.csv(args[1], colClasses = "character")
+d$weight <- as.numeric(d$weight)
+d$one <- 1
+des <- svydesign(ids = ~psu, strata = ~stratum, weights = ~weight, data = d, nest = TRUE)
+dims <- c("SEX", "AGE_GROUP", "MIGRATION_TYPE", "REGION")
+out <- list()
+for (k in 0:(2^length(dims) - 1)) {
+  totalled <- bitwAnd(k, 2^(0:(length(dims) - 1))) != 0
+  keep <- dims[!totalled]
+  if (length(keep) == 0) {
+    t <- svytotal(~one, des)
+    r <- data.frame(estimate = unname(coef(t)), se = unname(SE(t)))
+  } else {
+    b <- svyby(~one, as.formula(paste("~", paste(keep, collapse = "+"))), des, svytotal)
+    r <- data.frame(b[keep], estimate = b$one, se = unname(SE(b)))
+  }
+  for (dd in dims[totalled]) r[[dd]] <- "_T"
+  out[[length(out) + 1]] <- r[c(dims, "estimate", "se")]
+}
+res <- do.call(rbind, out)
+res$estimate <- sprintf("%.17g", res$estimate)
+res$se <- sprintf("%.17g", res$se)
+res$df <- degf(des)
+write.csv(res, args[2], row.names = FALSE, quote = FALSE)
+cat("R", R.version.string, "survey", as.character(packageVersion("survey")), "\n")
