@@ -399,7 +399,7 @@ fn run_source(
     let surveyed: Vec<&crate::spec::TableSpec> = plan
         .tables
         .iter()
-        .filter(|t| t.source == src.id && t.kind == crate::spec::TableKind::SurveyTotal)
+        .filter(|t| t.source == src.id && t.kind.is_survey())
         .collect();
     let mut survey_partials: Vec<crate::survey::Partial> = vec![Default::default(); surveyed.len()];
 

@@ -21,17 +21,32 @@ use polars::prelude::*;
 
 use crate::disaggregate::TOTAL;
 use crate::error::{Error, PolarsContext, Rejection, Result};
-use crate::spec::{Design, Plan, TableSpec};
+use crate::spec::{Design, Plan, TableKind, TableSpec};
 use crate::validate::raw_column;
 
 /// z-quantile of the two-sided 95% interval.
 const Z_95: f64 = 1.959_963_984_540_054;
 
-/// Weighted totals per (finest cell, stratum, PSU), and the design's PSUs per stratum.
+/// Per (finest cell, stratum, PSU): Σw, Σw·y and the respondents; and the design's PSUs per stratum.
 #[derive(Default, Clone)]
 pub struct Partial {
-    z: BTreeMap<(Vec<String>, String, String), (f64, u64)>,
+    z: BTreeMap<(Vec<String>, String, String), Sums>,
     psus: BTreeMap<String, BTreeSet<String>>,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Sums {
+    w: f64,
+    wy: f64,
+    n: u64,
+}
+
+impl Sums {
+    fn add(&mut self, o: &Sums) {
+        self.w += o.w;
+        self.wy += o.wy;
+        self.n += o.n;
+    }
 }
 
 impl Partial {
@@ -71,6 +86,23 @@ impl Partial {
             .collect::<Result<_>>()?;
         let keep: Option<StringChunked> =
             table.filter.as_ref().map(|(c, _)| text(c)).transpose()?;
+        // The variable of a mean: a derived column, else a delivered field.
+        let y: Option<Float64Chunked> = match &table.kind {
+            TableKind::SurveyMean { variable } => {
+                let name = if df.column(variable).is_ok() {
+                    variable.clone()
+                } else {
+                    raw_column(variable)
+                };
+                let c = df
+                    .column(&name)
+                    .ctx(|| ctx(variable))?
+                    .cast(&DataType::Float64)
+                    .ctx(|| ctx(variable))?;
+                Some(c.f64().ctx(|| ctx(variable))?.clone())
+            }
+            _ => None,
+        };
         for row in 0..df.height() {
             let h = strata
                 .as_ref()
@@ -92,13 +124,23 @@ impl Partial {
                     continue;
                 }
             }
+            let yv = match &y {
+                None => 1.0,
+                Some(y) => match y.get(row) {
+                    Some(v) => v,
+                    None => continue, // a missing value is left out of the mean
+                },
+            };
             let cell: Vec<String> = dims
                 .iter()
                 .map(|c| c.get(row).unwrap_or(crate::harmonize::UNKNOWN).to_string())
                 .collect();
-            let e = self.z.entry((cell, h, i)).or_insert((0.0, 0));
-            e.0 += w.get(row).unwrap_or(0.0);
-            e.1 += 1;
+            let wk = w.get(row).unwrap_or(0.0);
+            self.z.entry((cell, h, i)).or_default().add(&Sums {
+                w: wk,
+                wy: wk * yv,
+                n: 1,
+            });
         }
         Ok(())
     }
@@ -135,10 +177,10 @@ impl Partial {
         let n_psu: usize = self.psus.values().map(BTreeSet::len).sum();
         let df = n_psu.saturating_sub(self.psus.len()) as u64;
 
-        // PSU totals rolled up to every margin: (cell, stratum, psu) → (z, n).
-        let mut rolled: BTreeMap<(Vec<String>, &str, &str), (f64, u64)> = BTreeMap::new();
+        // PSU sums rolled up to every margin: (cell, stratum, psu) → sums.
+        let mut rolled: BTreeMap<(Vec<String>, &str, &str), Sums> = BTreeMap::new();
         for mask in 0u32..(1 << d) {
-            for ((cell, h, i), (z, n)) in &self.z {
+            for ((cell, h, i), sums) in &self.z {
                 let key: Vec<String> = cell
                     .iter()
                     .enumerate()
@@ -150,42 +192,58 @@ impl Partial {
                         }
                     })
                     .collect();
-                let e = rolled
+                rolled
                     .entry((key, h.as_str(), i.as_str()))
-                    .or_insert((0.0, 0));
-                e.0 += z;
-                e.1 += n;
+                    .or_default()
+                    .add(sums);
             }
         }
         rolled
             .entry((vec![TOTAL.to_string(); d], "", ""))
-            .or_insert((0.0, 0));
+            .or_default();
 
-        // Per cell: estimate, unweighted n, and Σ_h n_h/(n_h-1) Σ_i (z_hi - z̄_h)² over all PSUs.
+        let mean = matches!(table.kind, TableKind::SurveyMean { .. });
+        // Per cell: the estimate, n, and Σ_h n_h/(n_h-1) Σ_i (z_hi - z̄_h)² over all PSUs, with
+        // z_hi = Y_hi for a total and (Y_hi - R̂ X_hi) / X̂ for a mean (ratio) R̂ = Ŷ/X̂.
         let mut out: BTreeMap<Vec<String>, (f64, u64, f64)> = BTreeMap::new();
-        let mut iter = rolled.iter().peekable();
-        while let Some(((cell, h, _), _)) = iter.peek() {
-            let (cell, h) = (cell.clone(), *h);
-            let mut zs: Vec<f64> = Vec::new();
-            let mut n = 0u64;
-            while let Some(((c2, h2, _), (z, k))) = iter.peek() {
-                if *c2 != cell || *h2 != h {
-                    break;
+        let entries: Vec<(&(Vec<String>, &str, &str), &Sums)> = rolled.iter().collect();
+        let mut start = 0;
+        while start < entries.len() {
+            let cell = &entries[start].0.0;
+            let end = start
+                + entries[start..]
+                    .iter()
+                    .take_while(|e| &e.0.0 == cell)
+                    .count();
+            let group = &entries[start..end];
+            let mut tot = Sums::default();
+            for (_, s) in group {
+                tot.add(s);
+            }
+            let est = if mean { tot.wy / tot.w } else { tot.wy };
+            let z = |s: &Sums| {
+                if mean {
+                    (s.wy - est * s.w) / tot.w
+                } else {
+                    s.wy
                 }
-                zs.push(*z);
-                n += k;
-                iter.next();
+            };
+            let mut var = 0.0;
+            let mut j = 0;
+            while j < group.len() {
+                let h = group[j].0.1;
+                let k = j + group[j..].iter().take_while(|e| e.0.1 == h).count();
+                if let Some(psus) = self.psus.get(h) {
+                    let nh = psus.len() as f64;
+                    let zs: Vec<f64> = group[j..k].iter().map(|(_, s)| z(s)).collect();
+                    let m = zs.iter().sum::<f64>() / nh;
+                    let present: f64 = zs.iter().map(|v| (v - m).powi(2)).sum();
+                    var += nh / (nh - 1.0) * (present + (nh - zs.len() as f64) * m * m);
+                }
+                j = k;
             }
-            let e = out.entry(cell).or_insert((0.0, 0, 0.0));
-            e.0 += zs.iter().sum::<f64>();
-            e.1 += n;
-            if let Some(psus) = self.psus.get(h) {
-                let nh = psus.len() as f64;
-                let mean = zs.iter().sum::<f64>() / nh;
-                let present: f64 = zs.iter().map(|z| (z - mean).powi(2)).sum();
-                let absent = (nh - zs.len() as f64) * mean * mean;
-                e.2 += nh / (nh - 1.0) * (present + absent);
-            }
+            out.insert(cell.clone(), (est, tot.n, var));
+            start = end;
         }
         to_frame(plan, table, design, &out, df)
     }

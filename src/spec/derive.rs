@@ -131,6 +131,15 @@ pub enum TableKind {
     /// error by Taylor linearization over the source's design. Every cell is a domain estimated
     /// on the whole design.
     SurveyTotal,
+    /// The estimated mean of a numeric column in each cell (a ratio of two weighted totals),
+    /// linearized as (y − R̂·x)/X̂. Records where the variable is missing are left out.
+    SurveyMean { variable: String },
+}
+
+impl TableKind {
+    pub fn is_survey(&self) -> bool {
+        matches!(self, TableKind::SurveyTotal | TableKind::SurveyMean { .. })
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -183,6 +192,7 @@ const TABLE_KEYS: &[&str] = &[
     "start",
     "period",
     "grouping_sets",
+    "variable",
 ];
 
 /// Load every code list in `dir` (each `*.csv` but the age bandings), and the bandings.
@@ -596,6 +606,25 @@ pub(crate) fn compile_table(
             valid_to: date_field("valid_to", cx),
         },
         "survey_total" => TableKind::SurveyTotal,
+        "survey_mean" => {
+            let variable = cx
+                .str(t, "variable", &pp, true)
+                .unwrap_or_default()
+                .to_string();
+            let numeric = |f: &super::schema::Field| {
+                matches!(
+                    f.field_type,
+                    FieldType::Integer | FieldType::Number | FieldType::Year
+                )
+            };
+            if !variable.is_empty()
+                && !derived.contains(&variable)
+                && !schema.field(&variable).is_some_and(numeric)
+            {
+                cx.push(format!("{pp}variable"), format!("`{variable}` is neither a derived column nor a numeric field of source `{source}`"));
+            }
+            TableKind::SurveyMean { variable }
+        }
         "flow" => {
             let all_periods = match cx.str(t, "period", &pp, false) {
                 None | Some("reference") => false,
@@ -616,7 +645,9 @@ pub(crate) fn compile_table(
         other => {
             cx.push(
                 format!("{pp}kind"),
-                format!("`{other}` is not a kind (count, stock, flow or survey_total)"),
+                format!(
+                    "`{other}` is not a kind (count, stock, flow, survey_total or survey_mean)"
+                ),
             );
             TableKind::Count
         }
@@ -633,7 +664,7 @@ pub(crate) fn compile_table(
             Unit::Records
         }
     };
-    let survey = kind == TableKind::SurveyTotal;
+    let survey = kind.is_survey();
     if survey && !has_design {
         cx.push(
             &p,
@@ -646,7 +677,7 @@ pub(crate) fn compile_table(
             format!("persons, stocks and flows need `person_id` on source `{source}`"),
         );
     }
-    if kind != TableKind::Count && unit != Unit::Persons {
+    if kind != TableKind::Count && !survey && unit != Unit::Persons {
         // Stocks, flows and survey totals all count persons.
         cx.push(
             format!("{pp}unit"),

@@ -1,8 +1,9 @@
-//! Survey estimates against R's `survey` package: tests/golden/survey_population_r.csv holds
-//! svytotal/svyby results for every margin combination of the default survey table, computed by
+//! Survey estimates against R's `survey` package: tests/golden/*_r.csv hold svytotal / svymean
+//! results (through svyby) for every margin combination of the default survey tables, computed by
 //! tests/r/survey_golden.R from the same harmonized records (tests/golden/survey_input.csv).
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use polars::prelude::*;
 
@@ -10,8 +11,77 @@ use crate::{read_parquet, repo};
 use migstat::runner::{RunOptions, run};
 use migstat::spec::compile;
 
+type Golden = BTreeMap<Vec<String>, (f64, f64, u64)>;
+
+fn golden(file: &str, dims: usize) -> Golden {
+    let mut rdr = csv::Reader::from_path(repo().join("tests/golden").join(file)).unwrap();
+    rdr.records()
+        .map(|rec| {
+            let rec = rec.unwrap();
+            let key = (0..dims).map(|i| rec[i].to_string()).collect();
+            let v = (
+                rec[dims].parse().unwrap(),
+                rec[dims + 1].parse().unwrap(),
+                rec[dims + 2].parse().unwrap(),
+            );
+            (key, v)
+        })
+        .collect()
+}
+
+/// Compare a published survey table with R, cell by cell; returns the largest relative
+/// differences of estimates and standard errors.
+fn compare(out: &Path, table: &str, dims: &[&str], r: &Golden) -> (f64, f64) {
+    let df = read_parquet(&out.join(format!(
+        "restricted/tables/{table}/ref_year=2024/data.parquet"
+    )));
+    assert_eq!(
+        df.height(),
+        r.len(),
+        "{table}: the same cells as svyby over every margin combination"
+    );
+    let cols: Vec<Column> = dims.iter().map(|d| df.column(d).unwrap().clone()).collect();
+    let est = df.column("estimate").unwrap().f64().unwrap().clone();
+    let se = df.column("se").unwrap().f64().unwrap().clone();
+    let n = df.column("n").unwrap().u64().unwrap().clone();
+    let dfree = df.column("df").unwrap().u64().unwrap().clone();
+    let status = df.column("obs_status").unwrap().str().unwrap().clone();
+    let suppress = df.column("suppress").unwrap().bool().unwrap().clone();
+    let (mut worst_est, mut worst_se) = (0.0f64, 0.0f64);
+    for i in 0..df.height() {
+        let key: Vec<String> = cols
+            .iter()
+            .map(|c| c.str().unwrap().get(i).unwrap().to_string())
+            .collect();
+        let (re, rse, rdf) = *r
+            .get(&key)
+            .unwrap_or_else(|| panic!("{table}: R has no cell {key:?}"));
+        let (e, s) = (est.get(i).unwrap(), se.get(i).unwrap());
+        worst_est = worst_est.max((e - re).abs() / re.abs());
+        if rse > 0.0 {
+            worst_se = worst_se.max((s - rse).abs() / rse);
+        } else {
+            assert!(s.abs() < 1e-9, "{table} {key:?}: R's SE is 0, ours {s}");
+        }
+        assert_eq!(dfree.get(i), Some(rdf), "degrees of freedom");
+        // Quality flags from R's values and Statistics Canada's thresholds (CV 16.5%, 33.3%, n 10).
+        let cv = rse / re;
+        assert_eq!(
+            status.get(i),
+            Some(if cv > 0.165 { "U" } else { "A" }),
+            "{table} {key:?} cv {cv}"
+        );
+        assert_eq!(
+            suppress.get(i),
+            Some(cv > 0.333 || n.get(i).unwrap() < 10),
+            "{table} {key:?} cv {cv}"
+        );
+    }
+    (worst_est, worst_se)
+}
+
 #[test]
-fn survey_totals_and_standard_errors_match_r_survey() {
+fn survey_totals_and_means_match_r_survey() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let plan = compile(&repo().join("pipelines/observatory.toml")).unwrap();
@@ -25,53 +95,26 @@ fn survey_totals_and_standard_errors_match_r_survey() {
     .unwrap();
 
     let dims = ["SEX", "AGE_GROUP", "MIGRATION_TYPE", "REGION"];
-    let mut r: BTreeMap<Vec<String>, (f64, f64, u64)> = BTreeMap::new();
-    let mut rdr =
-        csv::Reader::from_path(repo().join("tests/golden/survey_population_r.csv")).unwrap();
-    for rec in rdr.records() {
-        let rec = rec.unwrap();
-        let key = (0..4).map(|i| rec[i].to_string()).collect();
-        r.insert(
-            key,
-            (
-                rec[4].parse().unwrap(),
-                rec[5].parse().unwrap(),
-                rec[6].parse().unwrap(),
-            ),
-        );
-    }
+    let (e, s) = compare(
+        &out,
+        "survey_population",
+        &dims,
+        &golden("survey_population_r.csv", 4),
+    );
+    assert!(
+        e < 1e-9 && s < 1e-6,
+        "population totals: largest relative differences {e:e} (estimates), {s:e} (SEs)"
+    );
 
-    let df =
-        read_parquet(&out.join("restricted/tables/survey_population/ref_year=2024/data.parquet"));
-    let cols: Vec<Column> = dims.iter().map(|d| df.column(d).unwrap().clone()).collect();
-    let est = df.column("estimate").unwrap().f64().unwrap().clone();
-    let se = df.column("se").unwrap().f64().unwrap().clone();
-    let dfree = df.column("df").unwrap().u64().unwrap().clone();
-    assert_eq!(
-        df.height(),
-        r.len(),
-        "the same cells as svyby over every margin combination"
-    );
-    let (mut worst_est, mut worst_se) = (0.0f64, 0.0f64);
-    for i in 0..df.height() {
-        let key: Vec<String> = cols
-            .iter()
-            .map(|c| c.str().unwrap().get(i).unwrap().to_string())
-            .collect();
-        let (re, rse, rdf) = r
-            .get(&key)
-            .unwrap_or_else(|| panic!("R has no cell {key:?}"));
-        let (e, s) = (est.get(i).unwrap(), se.get(i).unwrap());
-        worst_est = worst_est.max((e - re).abs() / re.abs());
-        worst_se = worst_se.max((s - rse).abs() / rse.abs().max(1e-300));
-        assert_eq!(dfree.get(i), Some(*rdf), "degrees of freedom");
-    }
-    assert!(
-        worst_est < 1e-9,
-        "largest relative difference in estimates: {worst_est:e}"
+    let dims = ["SEX", "MIGRATION_TYPE", "REGION"];
+    let (e, s) = compare(
+        &out,
+        "survey_mean_age",
+        &dims,
+        &golden("survey_mean_age_r.csv", 3),
     );
     assert!(
-        worst_se < 1e-6,
-        "largest relative difference in standard errors: {worst_se:e}"
+        e < 1e-9 && s < 1e-6,
+        "mean age: largest relative differences {e:e} (estimates), {s:e} (SEs)"
     );
 }

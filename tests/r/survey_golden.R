@@ -6,26 +6,32 @@ options(survey.lonely.psu = "fail")
 args <- commandArgs(trailingOnly = TRUE)
 d <- read.csv(args[1], colClasses = "character")
 d$weight <- as.numeric(d$weight)
+d$AGE <- as.numeric(d$AGE)
 d$one <- 1
 des <- svydesign(ids = ~psu, strata = ~stratum, weights = ~weight, data = d, nest = TRUE)
-dims <- c("SEX", "AGE_GROUP", "MIGRATION_TYPE", "REGION")
-out <- list()
-for (k in 0:(2^length(dims) - 1)) {
-  totalled <- bitwAnd(k, 2^(0:(length(dims) - 1))) != 0
-  keep <- dims[!totalled]
-  if (length(keep) == 0) {
-    t <- svytotal(~one, des)
-    r <- data.frame(estimate = unname(coef(t)), se = unname(SE(t)))
-  } else {
-    b <- svyby(~one, as.formula(paste("~", paste(keep, collapse = "+"))), des, svytotal)
-    r <- data.frame(b[keep], estimate = b$one, se = unname(SE(b)))
+# Every margin combination of `dims`, as migstat publishes it (`_T` for a margin).
+cube <- function(variable, dims, fun) {
+  out <- list()
+  for (k in 0:(2^length(dims) - 1)) {
+    totalled <- bitwAnd(k, 2^(0:(length(dims) - 1))) != 0
+    keep <- dims[!totalled]
+    f <- as.formula(paste("~", variable))
+    if (length(keep) == 0) {
+      t <- fun(f, des)
+      r <- data.frame(estimate = unname(coef(t)), se = unname(SE(t)))
+    } else {
+      b <- svyby(f, as.formula(paste("~", paste(keep, collapse = "+"))), des, fun)
+      r <- data.frame(b[keep], estimate = b[[variable]], se = unname(SE(b)))
+    }
+    for (dd in dims[totalled]) r[[dd]] <- "_T"
+    out[[length(out) + 1]] <- r[c(dims, "estimate", "se")]
   }
-  for (dd in dims[totalled]) r[[dd]] <- "_T"
-  out[[length(out) + 1]] <- r[c(dims, "estimate", "se")]
+  res <- do.call(rbind, out)
+  res$estimate <- sprintf("%.17g", res$estimate)
+  res$se <- sprintf("%.17g", res$se)
+  res$df <- degf(des)
+  res
 }
-res <- do.call(rbind, out)
-res$estimate <- sprintf("%.17g", res$estimate)
-res$se <- sprintf("%.17g", res$se)
-res$df <- degf(des)
-write.csv(res, args[2], row.names = FALSE, quote = FALSE)
+write.csv(cube("one", c("SEX", "AGE_GROUP", "MIGRATION_TYPE", "REGION"), svytotal), args[2], row.names = FALSE, quote = FALSE)
+write.csv(cube("AGE", c("SEX", "MIGRATION_TYPE", "REGION"), svymean), args[3], row.names = FALSE, quote = FALSE)
 cat("R", R.version.string, "survey", as.character(packageVersion("survey")), "\n")
