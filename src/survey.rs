@@ -34,6 +34,9 @@ pub struct Partial {
     psus: BTreeMap<String, BTreeSet<String>>,
 }
 
+/// (margin cell, stratum, PSU).
+type RolledKey<'a> = (Vec<String>, &'a str, &'a str);
+
 #[derive(Default, Clone, Copy)]
 struct Sums {
     w: f64,
@@ -178,7 +181,7 @@ impl Partial {
         let df = n_psu.saturating_sub(self.psus.len()) as u64;
 
         // PSU sums rolled up to every margin: (cell, stratum, psu) → sums.
-        let mut rolled: BTreeMap<(Vec<String>, &str, &str), Sums> = BTreeMap::new();
+        let mut rolled: BTreeMap<RolledKey<'_>, Sums> = BTreeMap::new();
         for mask in 0u32..(1 << d) {
             for ((cell, h, i), sums) in &self.z {
                 let key: Vec<String> = cell
@@ -206,7 +209,7 @@ impl Partial {
         // Per cell: the estimate, n, and Σ_h n_h/(n_h-1) Σ_i (z_hi - z̄_h)² over all PSUs, with
         // z_hi = Y_hi for a total and (Y_hi - R̂ X_hi) / X̂ for a mean (ratio) R̂ = Ŷ/X̂.
         let mut out: BTreeMap<Vec<String>, (f64, u64, f64)> = BTreeMap::new();
-        let entries: Vec<(&(Vec<String>, &str, &str), &Sums)> = rolled.iter().collect();
+        let entries: Vec<(&RolledKey<'_>, &Sums)> = rolled.iter().collect();
         let mut start = 0;
         while start < entries.len() {
             let cell = &entries[start].0.0;
