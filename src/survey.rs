@@ -3,8 +3,10 @@
 //!
 //! Input: harmonized chunks of a survey source, its [`Design`] (weights, strata, PSUs) and a
 //! `survey_total` [`TableSpec`]. Output: one row per cell (every margin included) with the
-//! estimate Ŷ = Σ w, its standard error, a 95% confidence interval (normal), the CV, the
-//! unweighted n and the design's degrees of freedom.
+//! estimate Ŷ = Σ w (or a mean), its standard error, the CV, the
+//! unweighted n and the design's degrees of freedom; intervals at the design's confidence level,
+//! normal (`ci_low`, `ci_high`) and Student's t with the design's degrees of freedom
+//! (`ci_low_t`, `ci_high_t`, as R's `confint(…, df = degf(design))`).
 //!
 //! One pass, no loop per cell: each chunk adds its weights to (finest cell, stratum, PSU) totals
 //! (a mergeable partial, summed in record order so results do not depend on threads); at the end
@@ -24,8 +26,18 @@ use crate::error::{Error, PolarsContext, Rejection, Result};
 use crate::spec::{Design, Plan, TableKind, TableSpec};
 use crate::validate::raw_column;
 
-/// z-quantile of the two-sided 95% interval.
-const Z_95: f64 = 1.959_963_984_540_054;
+/// The two-sided quantile of a confidence level: normal, and Student's t with `df` degrees of
+/// freedom (`None` when the design has none).
+fn quantiles(level: f64, df: u64) -> (f64, Option<f64>) {
+    use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
+    let p = 1.0 - (1.0 - level) / 2.0;
+    let z = Normal::standard().inverse_cdf(p);
+    let t = (df > 0)
+        .then(|| StudentsT::new(0.0, 1.0, df as f64).ok())
+        .flatten()
+        .map(|t| t.inverse_cdf(p));
+    (z, t)
+}
 
 /// Per (finest cell, stratum, PSU): Σw, Σw·y and the respondents; and the design's PSUs per stratum.
 #[derive(Default, Clone)]
@@ -298,20 +310,17 @@ fn to_frame(
     ));
     columns.push(Column::new("estimate".into(), est.clone()));
     columns.push(Column::new("se".into(), se.clone()));
-    columns.push(Column::new(
-        "ci_low".into(),
+    let (z, t) = quantiles(design.confidence, df);
+    let interval = |q: Option<f64>, sign: f64| -> Vec<Option<f64>> {
         est.iter()
             .zip(&se)
-            .map(|(e, s)| e - Z_95 * s)
-            .collect::<Vec<f64>>(),
-    ));
-    columns.push(Column::new(
-        "ci_high".into(),
-        est.iter()
-            .zip(&se)
-            .map(|(e, s)| e + Z_95 * s)
-            .collect::<Vec<f64>>(),
-    ));
+            .map(|(e, s)| q.map(|q| e + sign * q * s))
+            .collect()
+    };
+    columns.push(Column::new("ci_low".into(), interval(Some(z), -1.0)));
+    columns.push(Column::new("ci_high".into(), interval(Some(z), 1.0)));
+    columns.push(Column::new("ci_low_t".into(), interval(t, -1.0)));
+    columns.push(Column::new("ci_high_t".into(), interval(t, 1.0)));
     columns.push(Column::new(
         "cv".into(),
         est.iter()

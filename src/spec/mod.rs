@@ -665,9 +665,12 @@ fn compile_source(
             let confidence = match d.get("confidence") {
                 None => 0.95,
                 Some(v) => match v.as_float() {
-                    Some(c) if c == 0.95 => c,
+                    Some(c) if c > 0.0 && c < 1.0 => c,
                     _ => {
-                        cx.push(format!("{dp}confidence"), "only 0.95 is supported yet");
+                        cx.push(
+                            format!("{dp}confidence"),
+                            "must be a level between 0 and 1, e.g. 0.95",
+                        );
                         0.95
                     }
                 },

@@ -11,7 +11,8 @@ use crate::{read_parquet, repo};
 use migstat::runner::{RunOptions, run};
 use migstat::spec::compile;
 
-type Golden = BTreeMap<Vec<String>, (f64, f64, u64)>;
+/// Cell → (estimate, se, t interval low, high, df) from R.
+type Golden = BTreeMap<Vec<String>, (f64, f64, f64, f64, u64)>;
 
 fn golden(file: &str, dims: usize) -> Golden {
     let mut rdr = csv::Reader::from_path(repo().join("tests/golden").join(file)).unwrap();
@@ -19,11 +20,8 @@ fn golden(file: &str, dims: usize) -> Golden {
         .map(|rec| {
             let rec = rec.unwrap();
             let key = (0..dims).map(|i| rec[i].to_string()).collect();
-            let v = (
-                rec[dims].parse().unwrap(),
-                rec[dims + 1].parse().unwrap(),
-                rec[dims + 2].parse().unwrap(),
-            );
+            let f = |i: usize| rec[dims + i].parse::<f64>().unwrap();
+            let v = (f(0), f(1), f(2), f(3), rec[dims + 4].parse().unwrap());
             (key, v)
         })
         .collect()
@@ -46,6 +44,13 @@ fn compare(out: &Path, table: &str, dims: &[&str], r: &Golden) -> (f64, f64) {
     let n = df.column("n").unwrap().u64().unwrap().clone();
     let dfree = df.column("df").unwrap().u64().unwrap().clone();
     let status = df.column("obs_status").unwrap().str().unwrap().clone();
+    let f64col = |name: &str| df.column(name).unwrap().f64().unwrap().clone();
+    let (lo, hi, lo_t, hi_t) = (
+        f64col("ci_low"),
+        f64col("ci_high"),
+        f64col("ci_low_t"),
+        f64col("ci_high_t"),
+    );
     let suppress = df.column("suppress").unwrap().bool().unwrap().clone();
     let (mut worst_est, mut worst_se) = (0.0f64, 0.0f64);
     for i in 0..df.height() {
@@ -53,9 +58,21 @@ fn compare(out: &Path, table: &str, dims: &[&str], r: &Golden) -> (f64, f64) {
             .iter()
             .map(|c| c.str().unwrap().get(i).unwrap().to_string())
             .collect();
-        let (re, rse, rdf) = *r
+        let (re, rse, rlo, rhi, rdf) = *r
             .get(&key)
             .unwrap_or_else(|| panic!("{table}: R has no cell {key:?}"));
+        // Intervals: t with the design's df as R's confint(…, df = degf(design)); normal with
+        // qnorm(0.975) = 1.959963984540054.
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(re.abs()) + 1e-9;
+        assert!(
+            close(lo_t.get(i).unwrap(), rlo) && close(hi_t.get(i).unwrap(), rhi),
+            "{table} {key:?}: t interval"
+        );
+        let z = 1.959_963_984_540_054;
+        assert!(
+            close(lo.get(i).unwrap(), re - z * rse) && close(hi.get(i).unwrap(), re + z * rse),
+            "{table} {key:?}: normal interval"
+        );
         let (e, s) = (est.get(i).unwrap(), se.get(i).unwrap());
         worst_est = worst_est.max((e - re).abs() / re.abs());
         if rse > 0.0 {

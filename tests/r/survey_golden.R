@@ -18,17 +18,21 @@ cube <- function(variable, dims, fun) {
     f <- as.formula(paste("~", variable))
     if (length(keep) == 0) {
       t <- fun(f, des)
-      r <- data.frame(estimate = unname(coef(t)), se = unname(SE(t)))
+      ci <- confint(t, df = degf(des))
+      r <- data.frame(estimate = unname(coef(t)), se = unname(SE(t)), ci_low_t = ci[, 1], ci_high_t = ci[, 2])
     } else {
       b <- svyby(f, as.formula(paste("~", paste(keep, collapse = "+"))), des, fun)
-      r <- data.frame(b[keep], estimate = b[[variable]], se = unname(SE(b)))
+      ci <- confint(b, df = degf(des))
+      r <- data.frame(b[keep], estimate = b[[variable]], se = unname(SE(b)), ci_low_t = ci[, 1], ci_high_t = ci[, 2])
     }
     for (dd in dims[totalled]) r[[dd]] <- "_T"
-    out[[length(out) + 1]] <- r[c(dims, "estimate", "se")]
+    out[[length(out) + 1]] <- r[c(dims, "estimate", "se", "ci_low_t", "ci_high_t")]
   }
   res <- do.call(rbind, out)
   res$estimate <- sprintf("%.17g", res$estimate)
   res$se <- sprintf("%.17g", res$se)
+  res$ci_low_t <- sprintf("%.17g", res$ci_low_t)
+  res$ci_high_t <- sprintf("%.17g", res$ci_high_t)
   res$df <- degf(des)
   res
 }
