@@ -79,7 +79,10 @@ pub fn build(
     needed.extend(table.filter.iter().map(|(c, _)| c.clone()));
     needed.extend(source.person_id.as_deref().map(raw_column));
     match &table.kind {
-        TableKind::Count | TableKind::SurveyTotal | TableKind::SurveyMean { .. } => {}
+        TableKind::Count
+        | TableKind::SurveyTotal
+        | TableKind::SurveyMean { .. }
+        | TableKind::SurveyProportion { .. } => {}
         TableKind::Stock {
             valid_from,
             valid_to,
@@ -117,7 +120,9 @@ pub fn build(
             (chrono::Datelike::year(&plan.reference_period.start), lf)
         }
         TableKind::Count => (chrono::Datelike::year(&plan.reference_period.start), lf),
-        TableKind::SurveyTotal | TableKind::SurveyMean { .. } => {
+        TableKind::SurveyTotal
+        | TableKind::SurveyMean { .. }
+        | TableKind::SurveyProportion { .. } => {
             return Err(crate::Error::Internal(format!(
                 "table {}: survey estimates are built from their design partials",
                 table.id

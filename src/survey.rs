@@ -217,11 +217,9 @@ impl Partial {
             .entry((vec![TOTAL.to_string(); d], "", ""))
             .or_default();
 
-        let mean = matches!(table.kind, TableKind::SurveyMean { .. });
-        // Per cell: the estimate, n, and Σ_h n_h/(n_h-1) Σ_i (z_hi - z̄_h)² over all PSUs, with
-        // z_hi = Y_hi for a total and (Y_hi - R̂ X_hi) / X̂ for a mean (ratio) R̂ = Ŷ/X̂.
-        let mut out: BTreeMap<Vec<String>, (f64, u64, f64)> = BTreeMap::new();
+        // Each cell's entries (stratum, PSU, sums), in key order.
         let entries: Vec<(&RolledKey<'_>, &Sums)> = rolled.iter().collect();
+        let mut groups: BTreeMap<&Vec<String>, &[(&RolledKey<'_>, &Sums)]> = BTreeMap::new();
         let mut start = 0;
         while start < entries.len() {
             let cell = &entries[start].0.0;
@@ -230,35 +228,80 @@ impl Partial {
                     .iter()
                     .take_while(|e| &e.0.0 == cell)
                     .count();
-            let group = &entries[start..end];
-            let mut tot = Sums::default();
-            for (_, s) in group {
-                tot.add(s);
+            groups.insert(cell, &entries[start..end]);
+            start = end;
+        }
+        let total = |g: &[(&RolledKey<'_>, &Sums)]| {
+            let mut t = Sums::default();
+            for (_, s) in g {
+                t.add(s);
             }
-            let est = if mean { tot.wy / tot.w } else { tot.wy };
-            let z = |s: &Sums| {
-                if mean {
-                    (s.wy - est * s.w) / tot.w
-                } else {
-                    s.wy
+            t
+        };
+
+        // Per cell: the estimate, n, and Σ_h n_h/(n_h-1) Σ_i (z_hi - z̄_h)² over all PSUs, with
+        // z_hi = Y_hi for a total; (Y_hi - R̂ X_hi) / X̂ for a mean, R̂ = Ŷ/X̂; and for the share
+        // of a category within its denominator cell (the same cell with the category at `_T`),
+        // (Y_hi - p̂ D_hi) / D̂ over the denominator's PSUs.
+        let mut out: BTreeMap<Vec<String>, (f64, u64, f64)> = BTreeMap::new();
+        for (cell, group) in &groups {
+            let tot = total(group);
+            let (est, zs): (f64, Vec<(&str, f64)>) = match &table.kind {
+                TableKind::SurveyMean { .. } => {
+                    let r = tot.wy / tot.w;
+                    (
+                        r,
+                        group
+                            .iter()
+                            .map(|(k, s)| (k.1, (s.wy - r * s.w) / tot.w))
+                            .collect(),
+                    )
                 }
+                TableKind::SurveyProportion { category } => {
+                    let ci = table
+                        .dimensions
+                        .iter()
+                        .position(|d| d == category)
+                        .unwrap_or(0);
+                    if cell[ci] == TOTAL {
+                        continue; // the denominators themselves (a share of 1)
+                    }
+                    let mut den_key = (*cell).clone();
+                    den_key[ci] = TOTAL.to_string();
+                    let Some(den) = groups.get(&den_key) else {
+                        continue;
+                    };
+                    let d = total(den).wy;
+                    let p = tot.wy / d;
+                    let mine: BTreeMap<(&str, &str), f64> =
+                        group.iter().map(|(k, s)| ((k.1, k.2), s.wy)).collect();
+                    let zs = den
+                        .iter()
+                        .map(|(k, s)| {
+                            (
+                                k.1,
+                                (mine.get(&(k.1, k.2)).copied().unwrap_or(0.0) - p * s.wy) / d,
+                            )
+                        })
+                        .collect();
+                    (p, zs)
+                }
+                _ => (tot.wy, group.iter().map(|(k, s)| (k.1, s.wy)).collect()),
             };
             let mut var = 0.0;
             let mut j = 0;
-            while j < group.len() {
-                let h = group[j].0.1;
-                let k = j + group[j..].iter().take_while(|e| e.0.1 == h).count();
+            while j < zs.len() {
+                let h = zs[j].0;
+                let k = j + zs[j..].iter().take_while(|e| e.0 == h).count();
                 if let Some(psus) = self.psus.get(h) {
                     let nh = psus.len() as f64;
-                    let zs: Vec<f64> = group[j..k].iter().map(|(_, s)| z(s)).collect();
-                    let m = zs.iter().sum::<f64>() / nh;
-                    let present: f64 = zs.iter().map(|v| (v - m).powi(2)).sum();
-                    var += nh / (nh - 1.0) * (present + (nh - zs.len() as f64) * m * m);
+                    let m = zs[j..k].iter().map(|e| e.1).sum::<f64>() / nh;
+                    let present: f64 = zs[j..k].iter().map(|e| (e.1 - m).powi(2)).sum();
+                    var += nh / (nh - 1.0) * (present + (nh - (k - j) as f64) * m * m);
                 }
                 j = k;
             }
-            out.insert(cell.clone(), (est, tot.n, var));
-            start = end;
+            out.insert((*cell).clone(), (est, tot.n, var));
         }
         to_frame(plan, table, design, &out, df)
     }

@@ -134,11 +134,19 @@ pub enum TableKind {
     /// The estimated mean of a numeric column in each cell (a ratio of two weighted totals),
     /// linearized as (y − R̂·x)/X̂. Records where the variable is missing are left out.
     SurveyMean { variable: String },
+    /// The estimated share of each `category` code within its cell of the other dimensions (the
+    /// same cell with the category at `_T`), as R's `svyby(~category, …, svymean)`.
+    SurveyProportion { category: String },
 }
 
 impl TableKind {
     pub fn is_survey(&self) -> bool {
-        matches!(self, TableKind::SurveyTotal | TableKind::SurveyMean { .. })
+        matches!(
+            self,
+            TableKind::SurveyTotal
+                | TableKind::SurveyMean { .. }
+                | TableKind::SurveyProportion { .. }
+        )
     }
 }
 
@@ -193,6 +201,7 @@ const TABLE_KEYS: &[&str] = &[
     "period",
     "grouping_sets",
     "variable",
+    "category",
 ];
 
 /// Load every code list in `dir` (each `*.csv` but the age bandings), and the bandings.
@@ -625,6 +634,23 @@ pub(crate) fn compile_table(
             }
             TableKind::SurveyMean { variable }
         }
+        "survey_proportion" => {
+            let category = cx
+                .str(t, "category", &pp, true)
+                .unwrap_or_default()
+                .to_string();
+            let listed = t
+                .get("dimensions")
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.iter().any(|v| v.as_str() == Some(category.as_str())));
+            if !category.is_empty() && !listed {
+                cx.push(
+                    format!("{pp}category"),
+                    format!("`{category}` must be one of the table's dimensions"),
+                );
+            }
+            TableKind::SurveyProportion { category }
+        }
         "flow" => {
             let all_periods = match cx.str(t, "period", &pp, false) {
                 None | Some("reference") => false,
@@ -646,7 +672,7 @@ pub(crate) fn compile_table(
             cx.push(
                 format!("{pp}kind"),
                 format!(
-                    "`{other}` is not a kind (count, stock, flow, survey_total or survey_mean)"
+                    "`{other}` is not a kind (count, stock, flow, survey_total, survey_mean or survey_proportion)"
                 ),
             );
             TableKind::Count

@@ -98,7 +98,7 @@ fn compare(out: &Path, table: &str, dims: &[&str], r: &Golden) -> (f64, f64) {
 }
 
 #[test]
-fn survey_totals_and_means_match_r_survey() {
+fn survey_totals_means_and_shares_match_r_survey() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let plan = compile(&repo().join("pipelines/observatory.toml")).unwrap();
@@ -133,5 +133,17 @@ fn survey_totals_and_means_match_r_survey() {
     assert!(
         e < 1e-9 && s < 1e-6,
         "mean age: largest relative differences {e:e} (estimates), {s:e} (SEs)"
+    );
+
+    let dims = ["MIGRATION_TYPE", "SEX", "REGION"];
+    let (e, s) = compare(
+        &out,
+        "survey_migration_share",
+        &dims,
+        &golden("survey_migration_share_r.csv", 3),
+    );
+    assert!(
+        e < 1e-9 && s < 1e-6,
+        "migration-type shares: largest relative differences {e:e} (estimates), {s:e} (SEs)"
     );
 }

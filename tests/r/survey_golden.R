@@ -36,6 +36,21 @@ cube <- function(variable, dims, fun) {
   res$df <- degf(des)
   res
 }
+# Shares of each category within the cells of `dims` (svymean of an indicator: the same
+# linearization as svymean of the factor); categories absent from a cell are not published.
+share <- function(category, dims) {
+  out <- list()
+  for (level in sort(unique(d[[category]]))) {
+    des <<- update(des, ind = as.numeric(get(category) == level))
+    r <- cube("ind", dims, svymean)
+    r <- r[as.numeric(r$estimate) > 0, ]
+    r[[category]] <- level
+    out[[length(out) + 1]] <- r
+  }
+  res <- do.call(rbind, out)
+  res[c(category, dims, "estimate", "se", "ci_low_t", "ci_high_t", "df")]
+}
 write.csv(cube("one", c("SEX", "AGE_GROUP", "MIGRATION_TYPE", "REGION"), svytotal), args[2], row.names = FALSE, quote = FALSE)
 write.csv(cube("AGE", c("SEX", "MIGRATION_TYPE", "REGION"), svymean), args[3], row.names = FALSE, quote = FALSE)
+write.csv(share("MIGRATION_TYPE", c("SEX", "REGION")), args[4], row.names = FALSE, quote = FALSE)
 cat("R", R.version.string, "survey", as.character(packageVersion("survey")), "\n")
