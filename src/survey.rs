@@ -39,15 +39,55 @@ fn quantiles(level: f64, df: u64) -> (f64, Option<f64>) {
     (z, t)
 }
 
-/// Per (finest cell, stratum, PSU): Σw, Σw·y and the respondents; and the design's PSUs per stratum.
+/// Most dimensions a survey table may have (the spec allows 8).
+const MAX_DIMS: usize = 8;
+
+/// Code id of a margin (`_T`) in an interned cell key.
+const TOTAL_ID: u32 = u32::MAX;
+
+/// A cell as interned code ids, one per dimension (unused slots 0).
+type CellIds = [u32; MAX_DIMS];
+
+/// (cell, stratum id, PSU id).
+type Key = (CellIds, u32, u32);
+
+/// Per (finest cell, stratum, PSU): Σw, Σw·y and the respondents; and the design's PSUs per
+/// stratum. Codes, strata and PSUs are interned as ids in first-seen (record) order, so keys are
+/// small and copyable and sums are added in the same order whatever the thread count.
 #[derive(Default, Clone)]
 pub struct Partial {
-    z: BTreeMap<(Vec<String>, String, String), Sums>,
-    psus: BTreeMap<String, BTreeSet<String>>,
+    z: BTreeMap<Key, Sums>,
+    psus: BTreeMap<u32, BTreeSet<u32>>,
+    codes: Vec<Interner>,
+    strata: Interner,
+    psu_ids: Interner,
 }
 
-/// (margin cell, stratum, PSU).
-type RolledKey<'a> = (Vec<String>, &'a str, &'a str);
+#[derive(Default, Clone)]
+struct Interner {
+    ids: std::collections::HashMap<String, u32>,
+    names: Vec<String>,
+}
+
+impl Interner {
+    fn id(&mut self, s: &str) -> u32 {
+        if let Some(&i) = self.ids.get(s) {
+            return i;
+        }
+        let i = self.names.len() as u32;
+        self.ids.insert(s.to_string(), i);
+        self.names.push(s.to_string());
+        i
+    }
+
+    fn name(&self, i: u32) -> &str {
+        if i == TOTAL_ID {
+            TOTAL
+        } else {
+            self.names.get(i as usize).map_or("", String::as_str)
+        }
+    }
+}
 
 #[derive(Default, Clone, Copy)]
 struct Sums {
@@ -118,22 +158,32 @@ impl Partial {
             }
             _ => None,
         };
+        if dims.len() > MAX_DIMS {
+            return Err(Error::Internal(format!(
+                "table {}: more than {MAX_DIMS} dimensions",
+                table.id
+            )));
+        }
+        if self.codes.len() < dims.len() {
+            self.codes.resize_with(dims.len(), Interner::default);
+        }
+        let mut psu_name = String::new();
         for row in 0..df.height() {
-            let h = strata
-                .as_ref()
-                .and_then(|s| s.get(row))
-                .unwrap_or("")
-                .to_string();
+            let h = self
+                .strata
+                .id(strata.as_ref().and_then(|s| s.get(row)).unwrap_or(""));
             // Without PSUs, every record is its own PSU.
             let i = match &psu {
-                Some(p) => p.get(row).unwrap_or("").to_string(),
-                None => format!(
-                    "{}#{}",
-                    files.get(row).unwrap_or(""),
-                    records.get(row).unwrap_or("")
-                ),
+                Some(p) => self.psu_ids.id(p.get(row).unwrap_or("")),
+                None => {
+                    psu_name.clear();
+                    psu_name.push_str(files.get(row).unwrap_or(""));
+                    psu_name.push('#');
+                    psu_name.push_str(records.get(row).unwrap_or(""));
+                    self.psu_ids.id(&psu_name)
+                }
             };
-            self.psus.entry(h.clone()).or_default().insert(i.clone());
+            self.psus.entry(h).or_default().insert(i);
             if let (Some(k), Some((_, values))) = (&keep, &table.filter) {
                 if !k.get(row).is_some_and(|v| values.contains(v)) {
                     continue;
@@ -146,10 +196,10 @@ impl Partial {
                     None => continue, // a missing value is left out of the mean
                 },
             };
-            let cell: Vec<String> = dims
-                .iter()
-                .map(|c| c.get(row).unwrap_or(crate::harmonize::UNKNOWN).to_string())
-                .collect();
+            let mut cell: CellIds = [0; MAX_DIMS];
+            for (j, c) in dims.iter().enumerate() {
+                cell[j] = self.codes[j].id(c.get(row).unwrap_or(crate::harmonize::UNKNOWN));
+            }
             let wk = w.get(row).unwrap_or(0.0);
             self.z.entry((cell, h, i)).or_default().add(&Sums {
                 w: wk,
@@ -169,11 +219,11 @@ impl Partial {
         source_id: &str,
     ) -> Result<DataFrame> {
         let d = table.dimensions.len();
-        let lonely: Vec<&String> = self
+        let lonely: Vec<&str> = self
             .psus
             .iter()
             .filter(|(_, p)| p.len() < 2)
-            .map(|(h, _)| h)
+            .map(|(h, _)| self.strata.name(*h))
             .collect();
         if !lonely.is_empty() {
             return Err(Error::Rejected(vec![Rejection {
@@ -191,120 +241,139 @@ impl Partial {
         }
         let n_psu: usize = self.psus.values().map(BTreeSet::len).sum();
         let df = n_psu.saturating_sub(self.psus.len()) as u64;
-
-        // PSU sums rolled up to every margin: (cell, stratum, psu) → sums.
-        let mut rolled: BTreeMap<RolledKey<'_>, Sums> = BTreeMap::new();
-        for mask in 0u32..(1 << d) {
-            for ((cell, h, i), sums) in &self.z {
-                let key: Vec<String> = cell
-                    .iter()
-                    .enumerate()
-                    .map(|(j, c)| {
-                        if mask & (1 << j) != 0 {
-                            TOTAL.to_string()
-                        } else {
-                            c.clone()
-                        }
-                    })
-                    .collect();
-                rolled
-                    .entry((key, h.as_str(), i.as_str()))
-                    .or_default()
-                    .add(sums);
+        let category = match &table.kind {
+            TableKind::SurveyProportion { category } => {
+                table.dimensions.iter().position(|x| x == category)
             }
-        }
-        rolled
-            .entry((vec![TOTAL.to_string(); d], "", ""))
-            .or_default();
-
-        // Each cell's entries (stratum, PSU, sums), in key order.
-        let entries: Vec<(&RolledKey<'_>, &Sums)> = rolled.iter().collect();
-        let mut groups: BTreeMap<&Vec<String>, &[(&RolledKey<'_>, &Sums)]> = BTreeMap::new();
-        let mut start = 0;
-        while start < entries.len() {
-            let cell = &entries[start].0.0;
-            let end = start
-                + entries[start..]
-                    .iter()
-                    .take_while(|e| &e.0.0 == cell)
-                    .count();
-            groups.insert(cell, &entries[start..end]);
-            start = end;
-        }
-        let total = |g: &[(&RolledKey<'_>, &Sums)]| {
-            let mut t = Sums::default();
-            for (_, s) in g {
-                t.add(s);
-            }
-            t
+            _ => None,
         };
 
-        // Per cell: the estimate, n, and Σ_h n_h/(n_h-1) Σ_i (z_hi - z̄_h)² over all PSUs, with
-        // z_hi = Y_hi for a total; (Y_hi - R̂ X_hi) / X̂ for a mean, R̂ = Ŷ/X̂; and for the share
-        // of a category within its denominator cell (the same cell with the category at `_T`),
-        // (Y_hi - p̂ D_hi) / D̂ over the denominator's PSUs.
+        // One margin combination at a time (bit j of a mask: dimension j is `_T`), so memory holds
+        // the PSU sums of one combination, not of the whole cube.
         let mut out: BTreeMap<Vec<String>, (f64, u64, f64)> = BTreeMap::new();
-        for (cell, group) in &groups {
-            let tot = total(group);
-            let (est, zs): (f64, Vec<(&str, f64)>) = match &table.kind {
-                TableKind::SurveyMean { .. } => {
-                    let r = tot.wy / tot.w;
-                    (
-                        r,
-                        group
-                            .iter()
-                            .map(|(k, s)| (k.1, (s.wy - r * s.w) / tot.w))
-                            .collect(),
-                    )
-                }
-                TableKind::SurveyProportion { category } => {
-                    let ci = table
-                        .dimensions
-                        .iter()
-                        .position(|d| d == category)
-                        .unwrap_or(0);
-                    if cell[ci] == TOTAL {
-                        continue; // the denominators themselves (a share of 1)
-                    }
-                    let mut den_key = (*cell).clone();
-                    den_key[ci] = TOTAL.to_string();
-                    let Some(den) = groups.get(&den_key) else {
-                        continue;
-                    };
-                    let d = total(den).wy;
-                    let p = tot.wy / d;
-                    let mine: BTreeMap<(&str, &str), f64> =
-                        group.iter().map(|(k, s)| ((k.1, k.2), s.wy)).collect();
-                    let zs = den
-                        .iter()
-                        .map(|(k, s)| {
-                            (
-                                k.1,
-                                (mine.get(&(k.1, k.2)).copied().unwrap_or(0.0) - p * s.wy) / d,
-                            )
-                        })
-                        .collect();
-                    (p, zs)
-                }
-                _ => (tot.wy, group.iter().map(|(k, s)| (k.1, s.wy)).collect()),
-            };
-            let mut var = 0.0;
-            let mut j = 0;
-            while j < zs.len() {
-                let h = zs[j].0;
-                let k = j + zs[j..].iter().take_while(|e| e.0 == h).count();
-                if let Some(psus) = self.psus.get(h) {
-                    let nh = psus.len() as f64;
-                    let m = zs[j..k].iter().map(|e| e.1).sum::<f64>() / nh;
-                    let present: f64 = zs[j..k].iter().map(|e| (e.1 - m).powi(2)).sum();
-                    var += nh / (nh - 1.0) * (present + (nh - (k - j) as f64) * m * m);
-                }
-                j = k;
+        for mask in 0u32..(1 << d) {
+            if category.is_some_and(|c| mask & (1 << c) != 0) {
+                continue; // the denominators of shares are not published
             }
-            out.insert((*cell).clone(), (est, tot.n, var));
+            let rolled = self.roll(mask, d);
+            let den: Option<BTreeMap<CellIds, Vec<(Key, Sums)>>> =
+                category.map(|c| groups(&self.roll(mask | (1 << c), d)).collect());
+            for (cell, group) in groups(&rolled) {
+                let tot = total(&group);
+                // z_hi: Y_hi for a total; (Y_hi - R̂ X_hi)/X̂ for a mean, R̂ = Ŷ/X̂; for a share,
+                // (Y_hi - p̂ D_hi)/D̂ over the PSUs of the denominator cell (category at `_T`).
+                let (est, zs): (f64, Vec<(u32, f64)>) = match (&table.kind, category, &den) {
+                    (TableKind::SurveyMean { .. }, _, _) => {
+                        let r = tot.wy / tot.w;
+                        (
+                            r,
+                            group
+                                .iter()
+                                .map(|(k, s)| (k.1, (s.wy - r * s.w) / tot.w))
+                                .collect(),
+                        )
+                    }
+                    (TableKind::SurveyProportion { .. }, Some(c), Some(den)) => {
+                        let mut dk = cell;
+                        dk[c] = TOTAL_ID;
+                        let Some(dg) = den.get(&dk) else {
+                            continue;
+                        };
+                        let dtot = total(dg).wy;
+                        let p = tot.wy / dtot;
+                        let mine: BTreeMap<(u32, u32), f64> =
+                            group.iter().map(|(k, s)| ((k.1, k.2), s.wy)).collect();
+                        let zs = dg
+                            .iter()
+                            .map(|(k, s)| {
+                                (
+                                    k.1,
+                                    (mine.get(&(k.1, k.2)).copied().unwrap_or(0.0) - p * s.wy)
+                                        / dtot,
+                                )
+                            })
+                            .collect();
+                        (p, zs)
+                    }
+                    _ => (tot.wy, group.iter().map(|(k, s)| (k.1, s.wy)).collect()),
+                };
+                let names: Vec<String> = (0..d)
+                    .map(|j| {
+                        self.codes
+                            .get(j)
+                            .map_or(TOTAL, |c| c.name(cell[j]))
+                            .to_string()
+                    })
+                    .collect();
+                out.insert(names, (est, tot.n, self.variance(&zs)));
+            }
+        }
+        if category.is_none() {
+            out.entry(vec![TOTAL.to_string(); d])
+                .or_insert((0.0, 0, 0.0));
         }
         to_frame(plan, table, design, &out, df)
     }
+
+    /// The PSU sums of one margin combination: (cell with `_T` where `mask` says, stratum, PSU).
+    fn roll(&self, mask: u32, d: usize) -> BTreeMap<Key, Sums> {
+        let mut rolled: BTreeMap<Key, Sums> = BTreeMap::new();
+        for ((cell, h, i), sums) in &self.z {
+            let mut key = *cell;
+            for (j, k) in key.iter_mut().enumerate().take(d) {
+                if mask & (1 << j) != 0 {
+                    *k = TOTAL_ID;
+                }
+            }
+            rolled.entry((key, *h, *i)).or_default().add(sums);
+        }
+        rolled
+    }
+
+    /// Σ_h n_h/(n_h-1) Σ_i (z_hi - z̄_h)² over all n_h PSUs of each stratum; `zs` holds the PSUs
+    /// where the cell has records, sorted by stratum (the others count as zeros).
+    fn variance(&self, zs: &[(u32, f64)]) -> f64 {
+        let mut var = 0.0;
+        let mut j = 0;
+        while j < zs.len() {
+            let h = zs[j].0;
+            let k = j + zs[j..].iter().take_while(|e| e.0 == h).count();
+            if let Some(psus) = self.psus.get(&h) {
+                let nh = psus.len() as f64;
+                let m = zs[j..k].iter().map(|e| e.1).sum::<f64>() / nh;
+                let present: f64 = zs[j..k].iter().map(|e| (e.1 - m).powi(2)).sum();
+                var += nh / (nh - 1.0) * (present + (nh - (k - j) as f64) * m * m);
+            }
+            j = k;
+        }
+        var
+    }
+}
+
+/// The runs of entries of one cell, in key order.
+fn groups(rolled: &BTreeMap<Key, Sums>) -> impl Iterator<Item = (CellIds, Vec<(Key, Sums)>)> + '_ {
+    let mut it = rolled.iter().peekable();
+    std::iter::from_fn(move || {
+        let (first, _) = it.peek()?;
+        let cell = first.0;
+        let mut g = Vec::new();
+        while let Some((k, s)) = it.peek() {
+            if k.0 != cell {
+                break;
+            }
+            g.push((**k, **s));
+            it.next();
+        }
+        Some((cell, g))
+    })
+}
+
+fn total(g: &[(Key, Sums)]) -> Sums {
+    let mut t = Sums::default();
+    for (_, s) in g {
+        t.add(s);
+    }
+    t
 }
 
 fn to_frame(
