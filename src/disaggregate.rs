@@ -267,7 +267,31 @@ pub fn finish(plan: &Plan, table: &TableSpec, ref_year: i32, cells: &Cells) -> R
 }
 
 fn to_frame(plan: &Plan, table: &TableSpec, cells: &Cells) -> Result<DataFrame> {
-    let h = cells.len();
+    let unit = match table.unit {
+        Unit::Persons => "persons",
+        Unit::Records => "records",
+        Unit::Events => "events",
+    };
+    let mut columns = cell_columns(plan, table, unit, cells.keys());
+    columns.push(Column::new(
+        "n".into(),
+        cells.values().copied().collect::<Vec<u64>>(),
+    ));
+    let mut df =
+        DataFrame::new(cells.len(), columns).ctx(|| format!("table {}: assembling", table.id))?;
+    df.rechunk_mut();
+    Ok(df)
+}
+
+/// The columns every published table starts with — `table_id`, `source_id`, `unit`,
+/// `ref_period`, then one column per dimension — for the given cells, in order.
+pub fn cell_columns<'a>(
+    plan: &Plan,
+    table: &TableSpec,
+    unit: &str,
+    keys: impl ExactSizeIterator<Item = &'a Vec<String>> + Clone,
+) -> Vec<Column> {
+    let h = keys.len();
     let period = match &table.kind {
         TableKind::Stock { .. } => plan.reference_date.to_string(),
         TableKind::Flow {
@@ -278,40 +302,19 @@ fn to_frame(plan: &Plan, table: &TableSpec, cells: &Cells) -> Result<DataFrame> 
             plan.reference_period.start, plan.reference_period.end
         ),
     };
-    let unit = match table.unit {
-        Unit::Persons => "persons",
-        Unit::Records => "records",
-        Unit::Events => "events",
-    };
+    let text =
+        |name: &str, v: &str| Column::new_scalar(name.into(), Scalar::from(PlSmallStr::from(v)), h);
     let mut columns = vec![
-        Column::new_scalar(
-            "table_id".into(),
-            Scalar::from(PlSmallStr::from(table.id.as_str())),
-            h,
-        ),
-        Column::new_scalar(
-            "source_id".into(),
-            Scalar::from(PlSmallStr::from(table.source.as_str())),
-            h,
-        ),
-        Column::new_scalar("unit".into(), Scalar::from(PlSmallStr::from(unit)), h),
-        Column::new_scalar(
-            "ref_period".into(),
-            Scalar::from(PlSmallStr::from(period.as_str())),
-            h,
-        ),
+        text("table_id", &table.id),
+        text("source_id", &table.source),
+        text("unit", unit),
+        text("ref_period", &period),
     ];
     for (i, d) in table.dimensions.iter().enumerate() {
-        let v: Vec<&str> = cells.keys().map(|k| k[i].as_str()).collect();
+        let v: Vec<&str> = keys.clone().map(|k| k[i].as_str()).collect();
         columns.push(Column::new(d.as_str().into(), v));
     }
-    columns.push(Column::new(
-        "n".into(),
-        cells.values().copied().collect::<Vec<u64>>(),
-    ));
-    let mut df = DataFrame::new(h, columns).ctx(|| format!("table {}: assembling", table.id))?;
-    df.rechunk_mut();
-    Ok(df)
+    columns
 }
 
 #[cfg(test)]

@@ -384,36 +384,12 @@ fn to_frame(
     df: u64,
 ) -> Result<DataFrame> {
     let h = cells.len();
-    let period = format!(
-        "{}/{}",
-        plan.reference_period.start, plan.reference_period.end
-    );
-    let mut columns = vec![
-        Column::new_scalar(
-            "table_id".into(),
-            Scalar::from(PlSmallStr::from(table.id.as_str())),
-            h,
-        ),
-        Column::new_scalar(
-            "source_id".into(),
-            Scalar::from(PlSmallStr::from(table.source.as_str())),
-            h,
-        ),
-        Column::new_scalar(
-            "unit".into(),
-            Scalar::from(PlSmallStr::from("persons (weighted)")),
-            h,
-        ),
-        Column::new_scalar(
-            "ref_period".into(),
-            Scalar::from(PlSmallStr::from(period.as_str())),
-            h,
-        ),
-    ];
-    for (i, d) in table.dimensions.iter().enumerate() {
-        let v: Vec<&str> = cells.keys().map(|k| k[i].as_str()).collect();
-        columns.push(Column::new(d.as_str().into(), v));
-    }
+    let unit = match &table.kind {
+        TableKind::SurveyMean { .. } => "mean per person (weighted)",
+        TableKind::SurveyProportion { .. } => "share of persons (weighted)",
+        _ => "persons (weighted)",
+    };
+    let mut columns = crate::disaggregate::cell_columns(plan, table, unit, cells.keys());
     let est: Vec<f64> = cells.values().map(|v| v.0).collect();
     let se: Vec<f64> = cells.values().map(|v| v.2.max(0.0).sqrt()).collect();
     columns.push(Column::new(

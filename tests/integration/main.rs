@@ -53,6 +53,23 @@ pub fn python_check(script: &str, out: &Path, done: &str) {
     );
 }
 
+/// Run the default pipeline into a fresh temporary directory: (the directory, its `out`, the plan).
+pub fn default_run() -> (tempfile::TempDir, PathBuf, migstat::spec::Plan) {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let out = tmp.path().join("out");
+    let plan = migstat::spec::compile(&repo().join("pipelines/observatory.toml"))
+        .expect("the default spec compiles");
+    migstat::runner::run(
+        &plan,
+        &migstat::runner::RunOptions {
+            out_dir: out.clone(),
+            progress: false,
+        },
+    )
+    .expect("the default pipeline runs");
+    (tmp, out, plan)
+}
+
 pub fn manifest(out: &Path) -> migstat::runner::Manifest {
     let text = std::fs::read_to_string(out.join("manifest.json")).expect("manifest.json exists");
     serde_json::from_str(&text).expect("manifest.json parses")

@@ -92,17 +92,7 @@ fn default_pipeline_accounts_for_every_generated_row() {
 /// find exactly the invalid records migstat quarantined (and agree on the kind of problem).
 #[test]
 fn frictionless_finds_the_same_invalid_records() {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("out");
-    let plan = compile(&repo().join("pipelines/observatory.toml")).unwrap();
-    run(
-        &plan,
-        &RunOptions {
-            out_dir: out.clone(),
-            progress: false,
-        },
-    )
-    .unwrap();
+    let (_tmp, out, _plan) = crate::default_run();
     crate::python_check(
         "frictionless_check.py",
         &out,

@@ -8,8 +8,6 @@ use std::path::Path;
 use polars::prelude::*;
 
 use crate::{read_parquet, repo};
-use migstat::runner::{RunOptions, run};
-use migstat::spec::compile;
 
 /// Cell → (estimate, se, t interval low, high, df) from R.
 type Golden = BTreeMap<Vec<String>, (f64, f64, f64, f64, u64)>;
@@ -99,17 +97,7 @@ fn compare(out: &Path, table: &str, dims: &[&str], r: &Golden) -> (f64, f64) {
 
 #[test]
 fn survey_totals_means_and_shares_match_r_survey() {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("out");
-    let plan = compile(&repo().join("pipelines/observatory.toml")).unwrap();
-    run(
-        &plan,
-        &RunOptions {
-            out_dir: out.clone(),
-            progress: false,
-        },
-    )
-    .unwrap();
+    let (_tmp, out, _plan) = crate::default_run();
 
     let dims = ["SEX", "AGE_GROUP", "MIGRATION_TYPE", "REGION"];
     let (e, s) = compare(

@@ -110,17 +110,7 @@ fn stocks_flows_persons_and_ages_match_hand_computation() {
 /// and polars.
 #[test]
 fn duckdb_group_by_cube_gives_the_same_tables() {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("out");
-    let plan = compile(&repo().join("pipelines/observatory.toml")).unwrap();
-    run(
-        &plan,
-        &RunOptions {
-            out_dir: out.clone(),
-            progress: false,
-        },
-    )
-    .unwrap();
+    let (_tmp, out, plan) = crate::default_run();
     crate::python_check(
         "duckdb_tables_check.py",
         &out,
