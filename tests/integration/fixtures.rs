@@ -4,7 +4,6 @@
 use polars::prelude::*;
 
 use crate::{manifest, read_parquet, repo};
-use migstat::runner::{RunOptions, run};
 use migstat::spec::compile;
 
 fn quarantine_rows(out: &std::path::Path, sources: &[&str]) -> Vec<String> {
@@ -32,14 +31,7 @@ fn every_bad_row_kind_is_quarantined_with_rule_field_and_line() {
     let dir = repo().join("tests/fixtures/bad_rows");
     let tmp = tempfile::tempdir().unwrap();
     let plan = compile(&dir.join("pipeline.toml")).unwrap();
-    let m = run(
-        &plan,
-        &RunOptions {
-            out_dir: tmp.path().to_path_buf(),
-            progress: false,
-        },
-    )
-    .unwrap();
+    let m = crate::run_plan(&plan, tmp.path());
     assert_eq!(m.status, "succeeded");
 
     let expected: Vec<String> = std::fs::read_to_string(dir.join("expected_quarantine.csv"))
@@ -126,14 +118,7 @@ fn windows_1252_and_bom_sources_decode_to_utf8() {
     let dir = repo().join("tests/fixtures/bad_rows");
     let tmp = tempfile::tempdir().unwrap();
     let plan = compile(&dir.join("pipeline.toml")).unwrap();
-    run(
-        &plan,
-        &RunOptions {
-            out_dir: tmp.path().to_path_buf(),
-            progress: false,
-        },
-    )
-    .unwrap();
+    crate::run_plan(&plan, tmp.path());
     let communes = read_parquet(&tmp.path().join("restricted/accepted/communes.parquet"));
     let names: Vec<&str> = communes
         .column("raw_commune")
@@ -180,14 +165,7 @@ fn parquet_sources_report_row_indexes() {
     .unwrap();
     let out = dir.join("out");
     let plan = compile(&dir.join("p.toml")).unwrap();
-    let m = run(
-        &plan,
-        &RunOptions {
-            out_dir: out.clone(),
-            progress: false,
-        },
-    )
-    .unwrap();
+    let m = crate::run_plan(&plan, &out);
     assert_eq!(
         (
             m.sources[0].rows_read,

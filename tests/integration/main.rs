@@ -59,15 +59,20 @@ pub fn default_run() -> (tempfile::TempDir, PathBuf, migstat::spec::Plan) {
     let out = tmp.path().join("out");
     let plan = migstat::spec::compile(&repo().join("pipelines/observatory.toml"))
         .expect("the default spec compiles");
+    run_plan(&plan, &out);
+    (tmp, out, plan)
+}
+
+/// Run a compiled plan into `out`, without progress bars.
+pub fn run_plan(plan: &migstat::spec::Plan, out: &Path) -> migstat::runner::Manifest {
     migstat::runner::run(
-        &plan,
+        plan,
         &migstat::runner::RunOptions {
-            out_dir: out.clone(),
+            out_dir: out.to_path_buf(),
             progress: false,
         },
     )
-    .expect("the default pipeline runs");
-    (tmp, out, plan)
+    .expect("the pipeline runs")
 }
 
 pub fn manifest(out: &Path) -> migstat::runner::Manifest {

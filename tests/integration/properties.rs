@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use crate::read_parquet;
-use migstat::runner::{RunOptions, run};
 use migstat::spec::compile;
 
 #[derive(Debug, Clone, Copy)]
@@ -97,7 +96,7 @@ proptest! {
 
         let out = d.join("out");
         let plan = compile(&d.join("p.toml")).unwrap();
-        let m = run(&plan, &RunOptions { out_dir: out.clone(), progress: false }).unwrap();
+        let m = crate::run_plan(&plan, &out);
         let s = &m.sources[0];
         prop_assert_eq!(s.rows_read, kinds.len() as u64);
         prop_assert_eq!(s.rows_accepted, good);
@@ -140,7 +139,7 @@ proptest! {
             "version = 1\nid = \"fuzz\"\nreference_date = 2024-12-31\nreference_period = \"2024\"\n[defaults]\nmax_invalid_fraction = 1.0\nchunk_rows = {chunk}\n[sources.s]\npath = \"data.csv\"\nformat = \"csv\"\nschema = \"s.json\"\nencoding = \"{}\"\n",
             if cp1252 { "windows-1252" } else { "utf-8" })).unwrap();
         let plan = compile(&d.join("p.toml")).unwrap();
-        let m = run(&plan, &RunOptions { out_dir: d.join("out"), progress: false }).unwrap();
+        let m = crate::run_plan(&plan, &d.join("out"));
         let s = &m.sources[0];
         prop_assert_eq!(s.rows_read, s.rows_accepted + s.rows_quarantined);
         // Independent count: records by the csv crate's own reading of the same bytes.

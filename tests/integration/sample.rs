@@ -1,7 +1,6 @@
 //! The committed sample and the default pipeline on it.
 
 use crate::{read_parquet, repo};
-use migstat::runner::{RunOptions, run};
 use migstat::spec::compile;
 
 #[test]
@@ -27,14 +26,7 @@ fn default_pipeline_accounts_for_every_generated_row() {
     let generated = migstat::sample::generate(tmp.path(), 1, 2018).unwrap();
     let plan = compile(&repo().join("pipelines/observatory.toml")).unwrap();
     let out = tmp.path().join("out");
-    let m = run(
-        &plan,
-        &RunOptions {
-            out_dir: out.clone(),
-            progress: false,
-        },
-    )
-    .unwrap();
+    let m = crate::run_plan(&plan, &out);
     assert_eq!(m.status, "succeeded");
     assert_eq!(m.sources.len(), 6);
     for s in &m.sources {

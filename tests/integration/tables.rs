@@ -8,7 +8,6 @@ use proptest::prelude::*;
 
 use crate::{read_parquet, repo};
 use migstat::disaggregate::{Cells, TOTAL, roll_up};
-use migstat::runner::{RunOptions, run};
 use migstat::spec::compile;
 
 /// A table's cells as "dim1|dim2|…" → n.
@@ -47,14 +46,7 @@ fn expect(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
 fn stocks_flows_persons_and_ages_match_hand_computation() {
     let tmp = tempfile::tempdir().unwrap();
     let plan = compile(&repo().join("tests/fixtures/stock_flow/pipeline.toml")).unwrap();
-    let m = run(
-        &plan,
-        &RunOptions {
-            out_dir: tmp.path().to_path_buf(),
-            progress: false,
-        },
-    )
-    .unwrap();
+    let m = crate::run_plan(&plan, tmp.path());
     let s = &m.sources[0];
     assert_eq!(
         (s.rows_read, s.rows_accepted, s.rows_quarantined),
