@@ -80,9 +80,10 @@ pub fn build(
     needed.extend(source.person_id.as_deref().map(raw_column));
     match &table.kind {
         TableKind::Count
-        | TableKind::SurveyTotal
+        | TableKind::SurveyTotal { .. }
         | TableKind::SurveyMean { .. }
-        | TableKind::SurveyProportion { .. } => {}
+        | TableKind::SurveyProportion { .. }
+        | TableKind::SurveyRatio { .. } => {}
         TableKind::Stock {
             valid_from,
             valid_to,
@@ -120,9 +121,10 @@ pub fn build(
             (chrono::Datelike::year(&plan.reference_period.start), lf)
         }
         TableKind::Count => (chrono::Datelike::year(&plan.reference_period.start), lf),
-        TableKind::SurveyTotal
+        TableKind::SurveyTotal { .. }
         | TableKind::SurveyMean { .. }
-        | TableKind::SurveyProportion { .. } => {
+        | TableKind::SurveyProportion { .. }
+        | TableKind::SurveyRatio { .. } => {
             return Err(crate::Error::Internal(format!(
                 "table {}: survey estimates are built from their design partials",
                 table.id

@@ -25,6 +25,7 @@ use crate::ingest::{FileChunks, RawChunk};
 use crate::quarantine::{self, Rule};
 use crate::spec::{Plan, SourcePlan, clean_path};
 use crate::validate::Validator;
+use std::sync::Arc;
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -110,13 +111,14 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Manifest> {
     let mut outputs = Vec::new();
     let mut rejections = Vec::new();
     let mut partial_tables: BTreeMap<String, Cells> = BTreeMap::new();
-    let mut survey_tables: BTreeMap<String, crate::survey::Partial> = BTreeMap::new();
+    let mut survey_tables: SurveyTables = BTreeMap::new();
     for src in &plan.sources {
         let t0 = Instant::now();
         match run_source(plan, src, &spec_dir, &staging, opts) {
-            Ok((mut report, outs, cells, surveys)) => {
+            Ok((mut report, outs, cells, surveys, design_rejections)) => {
                 partial_tables.extend(cells);
                 survey_tables.extend(surveys);
+                rejections.extend(design_rejections);
                 report.seconds = (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
                 if let Some(r) = tolerance(&report, src, &out.join("failed").join(&run_id)) {
                     rejections.push(r);
@@ -165,7 +167,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Manifest> {
                 })
                 .unwrap_or_default();
             let partial = match survey_tables.remove(&table.id) {
-                Some(p) => Partial::Survey(p),
+                Some((info, p)) => Partial::Survey(info, p),
                 None => partial_tables
                     .remove(&table.id)
                     .map_or(Partial::None, Partial::Cells),
@@ -241,14 +243,18 @@ type SourceRun = (
     SourceReport,
     Vec<OutputFile>,
     BTreeMap<String, Cells>,
-    BTreeMap<String, crate::survey::Partial>,
+    SurveyTables,
+    Vec<Rejection>,
 );
+
+/// Survey tables' partials with their source's finished design.
+type SurveyTables = BTreeMap<String, (Arc<crate::survey::DesignInfo>, crate::survey::Partial)>;
 
 /// A table's aggregate gathered during its source's pass, if any.
 enum Partial {
     None,
     Cells(Cells),
-    Survey(crate::survey::Partial),
+    Survey(Arc<crate::survey::DesignInfo>, crate::survey::Partial),
 }
 
 /// Build a table from its source's harmonized records in `staging` and write it, Hive-partitioned
@@ -277,17 +283,9 @@ fn build_table(
             crate::disaggregate::ref_year(plan, table),
             &cells,
         )?,
-        Partial::Survey(p) => crate::disaggregate::CountTable {
+        Partial::Survey(info, p) => crate::disaggregate::CountTable {
             ref_year: crate::disaggregate::ref_year(plan, table),
-            frame: p.finish(
-                plan,
-                table,
-                source
-                    .design
-                    .as_ref()
-                    .ok_or_else(|| Error::Internal(format!("table {} has no design", table.id)))?,
-                &source.id,
-            )?,
+            frame: p.finish(plan, table, &info)?,
         },
         Partial::None => crate::disaggregate::build(plan, source, table, &accepted)?,
     };
@@ -402,6 +400,7 @@ fn run_source(
         .filter(|t| t.source == src.id && t.kind.is_survey())
         .collect();
     let mut survey_partials: Vec<crate::survey::Partial> = vec![Default::default(); surveyed.len()];
+    let mut design_partial = crate::survey::DesignPartial::default();
 
     let metadata = vec![
         ("migstat_version".to_string(), crate::VERSION.to_string()),
@@ -493,9 +492,10 @@ fn run_source(
             for (t, cells) in streamed.iter().zip(partials.iter_mut()) {
                 crate::disaggregate::add_chunk(t, &rows, cells)?;
             }
-            if let Some(design) = &src.design {
+            if let Some(design) = src.design.as_ref().filter(|_| !surveyed.is_empty()) {
+                let units = design_partial.add_chunk(design, &rows)?;
                 for (t, p) in surveyed.iter().zip(survey_partials.iter_mut()) {
-                    p.add_chunk(t, design, &rows)?;
+                    p.add_chunk(t, &units, &rows)?;
                 }
             }
             accepted.write(rows)?;
@@ -505,6 +505,20 @@ fn run_source(
     })?;
     bar.finish_and_clear();
     let acc = accepted.finish(staging)?;
+    // The design is checked as a whole once every record is in (FPCs, lonely PSUs).
+    let mut design_rejections = Vec::new();
+    let mut survey_tables = SurveyTables::new();
+    if let Some(design) = src.design.as_ref().filter(|_| !surveyed.is_empty()) {
+        match design_partial.finish(design, &src.id) {
+            Ok(info) => {
+                let info = Arc::new(info);
+                for (t, p) in surveyed.iter().zip(survey_partials) {
+                    survey_tables.insert(t.id.clone(), (Arc::clone(&info), p));
+                }
+            }
+            Err(r) => design_rejections.push(r),
+        }
+    }
     let qua = quarantined.finish(staging)?;
     if acc.rows != good {
         return Err(Error::Internal(format!(
@@ -533,11 +547,8 @@ fn run_source(
             .map(|t| t.id.clone())
             .zip(partials)
             .collect(),
-        surveyed
-            .iter()
-            .map(|t| t.id.clone())
-            .zip(survey_partials)
-            .collect(),
+        survey_tables,
+        design_rejections,
     ))
 }
 

@@ -1,43 +1,36 @@
-//! Survey estimates (part of the disaggregate stage): design-based estimated population per cell,
-//! with standard errors by Taylor linearization, as R's `survey` package computes them.
+//! Survey estimates (part of the disaggregate stage): design-based totals, means, proportions and
+//! ratios for every cell of a table, with standard errors, intervals, CVs and design effects as
+//! R's `survey` package computes them.
 //!
-//! Input: harmonized chunks of a survey source, its [`Design`] (weights, strata, PSUs) and a
-//! `survey_total` [`TableSpec`]. Output: one row per cell (every margin included) with the
-//! estimate Ŷ = Σ w (or a mean), its standard error, the CV, the
-//! unweighted n and the design's degrees of freedom; intervals at the design's confidence level,
-//! normal (`ci_low`, `ci_high`) and Student's t with the design's degrees of freedom
-//! (`ci_low_t`, `ci_high_t`, as R's `confint(…, df = degf(design))`).
+//! Input: harmonized chunks of a survey source and its [`Design`]; the survey [`TableSpec`]s of
+//! the source. Output: one row per cell (every margin included) with the estimate, its standard
+//! error, normal and Student-t intervals, the CV, the design effect, the unweighted n, the
+//! degrees of freedom and the quality flags of disclosure control.
 //!
-//! One pass, no loop per cell: each chunk adds its weights to (finest cell, stratum, PSU) totals
-//! (a mergeable partial, summed in record order so results do not depend on threads); at the end
-//! the PSU totals are rolled up to every margin (they are additive) and each cell's variance is
+//! One pass, no loop per cell. [`DesignPartial`] reads the design once per chunk (stratum, PSU and
+//! SSU ids, weights, replicate weights) for every table of the source. Each table's [`Partial`]
+//! adds the weighted sums of its records to (finest cell, stratum, PSU, SSU) — a mergeable
+//! partial, summed in record order so results do not depend on threads — and, with replicate
+//! weights, to each finest cell's replicate totals. At the end the unit sums are rolled up to
+//! every margin (they are additive) and each cell's variance is computed from them:
 //!
-//!   V = Σ_h n_h/(n_h − 1) · Σ_i (z_hi − z̄_h)²
-//!
-//! over all n_h PSUs of every stratum h — a PSU with no record in the cell counts with z_hi = 0,
-//! which is how a domain is estimated on the whole design rather than on a subset.
+//! - Taylor linearization, with z the linearized values (y for a total; (y − R̂·x)/X̂ for a
+//!   ratio, a mean or a share) summed per PSU:
+//!   V = Σ_h (1 − f_h)·n_h/(n_h − 1)·Σ_i (z_hi − z̄_h)²  +  Σ_hi (n_h/N_h)·V₂(hi),
+//!   the second stage counting only with an FPC at both stages (R's `multistage`). Every PSU of
+//!   every stratum counts, with z = 0 where the cell has no record: a domain is estimated on the
+//!   whole design, never on a subset. Lonely PSUs follow the design's policy as R does.
+//! - Replicate weights: V = scale·Σ_r rscale_r (θ̂_r − θ̄)², θ̄ the replicates' mean (or θ̂ with
+//!   `mse`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use polars::prelude::*;
 
 use crate::disaggregate::TOTAL;
 use crate::error::{Error, PolarsContext, Rejection, Result};
-use crate::spec::{Design, Plan, TableKind, TableSpec};
+use crate::spec::{Design, LonelyPsu, Plan, Replicates, TableKind, TableSpec};
 use crate::validate::raw_column;
-
-/// The two-sided quantile of a confidence level: normal, and Student's t with `df` degrees of
-/// freedom (`None` when the design has none).
-fn quantiles(level: f64, df: u64) -> (f64, Option<f64>) {
-    use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
-    let p = 1.0 - (1.0 - level) / 2.0;
-    let z = Normal::standard().inverse_cdf(p);
-    let t = (df > 0)
-        .then(|| StudentsT::new(0.0, 1.0, df as f64).ok())
-        .flatten()
-        .map(|t| t.inverse_cdf(p));
-    (z, t)
-}
 
 /// Most dimensions a survey table may have (the spec allows 8).
 const MAX_DIMS: usize = 8;
@@ -48,24 +41,19 @@ const TOTAL_ID: u32 = u32::MAX;
 /// A cell as interned code ids, one per dimension (unused slots 0).
 type CellIds = [u32; MAX_DIMS];
 
-/// (cell, stratum id, PSU id).
-type Key = (CellIds, u32, u32);
+/// A design unit: (stratum, PSU, SSU) ids; the SSU is 0 in a one-stage design.
+type Unit = (u32, u32, u32);
 
-/// Per (finest cell, stratum, PSU): Σw, Σw·y and the respondents; and the design's PSUs per
-/// stratum. Codes, strata and PSUs are interned as ids in first-seen (record) order, so keys are
-/// small and copyable and sums are added in the same order whatever the thread count.
-#[derive(Default, Clone)]
-pub struct Partial {
-    z: BTreeMap<Key, Sums>,
-    psus: BTreeMap<u32, BTreeSet<u32>>,
-    codes: Vec<Interner>,
-    strata: Interner,
-    psu_ids: Interner,
-}
+/// (cell, unit).
+type Key = (CellIds, Unit);
 
+/// A cell's replicate sums (keyed by the cell alone).
+type RepEntry = ((CellIds, ()), Vec<f64>);
+
+/// Strings interned as ids in first-seen (record) order.
 #[derive(Default, Clone)]
 struct Interner {
-    ids: std::collections::HashMap<String, u32>,
+    ids: HashMap<String, u32>,
     names: Vec<String>,
 }
 
@@ -89,213 +77,633 @@ impl Interner {
     }
 }
 
+fn text(df: &DataFrame, name: &str, ctx: &dyn Fn(&str) -> String) -> Result<StringChunked> {
+    let c = df
+        .column(name)
+        .ctx(|| ctx(name))?
+        .cast(&DataType::String)
+        .ctx(|| ctx(name))?;
+    Ok(c.str().ctx(|| ctx(name))?.clone())
+}
+
+fn numbers(df: &DataFrame, name: &str, ctx: &dyn Fn(&str) -> String) -> Result<Float64Chunked> {
+    let c = df
+        .column(name)
+        .ctx(|| ctx(name))?
+        .cast(&DataType::Float64)
+        .ctx(|| ctx(name))?;
+    Ok(c.f64().ctx(|| ctx(name))?.clone())
+}
+
+/// The design units, weights and replicate weights of one chunk's records.
+pub struct Units {
+    unit: Vec<Unit>,
+    w: Vec<f64>,
+    /// One vector per replicate column.
+    reps: Vec<Vec<f64>>,
+}
+
+/// The design as seen so far: its strata, PSUs and SSUs, the FPC values, and for replicate
+/// weights the cross-products that give their rank (R's degrees of freedom).
+#[derive(Default)]
+pub struct DesignPartial {
+    strata: Interner,
+    psus: Interner,
+    ssus: Interner,
+    /// Stratum → PSU → SSUs.
+    tree: BTreeMap<u32, BTreeMap<u32, BTreeSet<u32>>>,
+    /// PSU ids when every record is its own PSU.
+    next_record_psu: u32,
+    fpc1: BTreeMap<u32, f64>,
+    fpc2: BTreeMap<(u32, u32), f64>,
+    problems: BTreeSet<String>,
+    /// Upper triangle of Σ w_a·w_b over records, for the rank of the replicate weights.
+    gram: Vec<f64>,
+}
+
+impl DesignPartial {
+    /// Read the design columns of one chunk (every record: a filter never shrinks the design).
+    pub fn add_chunk(&mut self, design: &Design, df: &DataFrame) -> Result<Units> {
+        let ctx = |what: &str| format!("survey design: column {what}");
+        let w = numbers(df, &raw_column(&design.weight), &ctx)?;
+        let col = |c: &Option<String>| c.as_deref().map(|s| text(df, &raw_column(s), &ctx));
+        let strata = col(&design.strata).transpose()?;
+        let psu = col(&design.psu).transpose()?;
+        let ssu = col(&design.ssu).transpose()?;
+        let num = |c: &Option<String>| c.as_deref().map(|s| numbers(df, &raw_column(s), &ctx));
+        let fpc1 = num(&design.fpc).transpose()?;
+        let fpc2 = num(&design.fpc_ssu).transpose()?;
+        let reps: Vec<Vec<f64>> = match &design.replicates {
+            None => Vec::new(),
+            Some(r) => r
+                .columns
+                .iter()
+                .map(|c| {
+                    numbers(df, &raw_column(c), &ctx)
+                        .map(|v| v.iter().map(|x| x.unwrap_or(0.0)).collect())
+                })
+                .collect::<Result<_>>()?,
+        };
+        let rows = df.height();
+        let mut unit = Vec::with_capacity(rows);
+        for row in 0..rows {
+            let h = self
+                .strata
+                .id(strata.as_ref().and_then(|s| s.get(row)).unwrap_or(""));
+            let i = match &psu {
+                Some(p) => self.psus.id(p.get(row).unwrap_or("")),
+                None => {
+                    self.next_record_psu += 1;
+                    self.next_record_psu
+                }
+            };
+            let j = ssu
+                .as_ref()
+                .map_or(0, |s| self.ssus.id(s.get(row).unwrap_or("")));
+            self.tree
+                .entry(h)
+                .or_default()
+                .entry(i)
+                .or_default()
+                .insert(j);
+            if let Some(f) = &fpc1 {
+                let v = f.get(row).unwrap_or(f64::NAN);
+                let first = *self.fpc1.entry(h).or_insert(v);
+                if first != v && self.problems.len() < 10 {
+                    self.problems.insert(format!(
+                        "`{}` differs within stratum `{}` ({first} and {v}): the FPC is one value per stratum",
+                        design.fpc.as_deref().unwrap_or_default(),
+                        self.strata.name(h)
+                    ));
+                }
+            }
+            if let Some(f) = &fpc2 {
+                let v = f.get(row).unwrap_or(f64::NAN);
+                let first = *self.fpc2.entry((h, i)).or_insert(v);
+                if first != v && self.problems.len() < 10 {
+                    self.problems.insert(format!(
+                        "`{}` differs within PSU `{}` ({first} and {v}): the stage-2 FPC is one value per PSU",
+                        design.fpc_ssu.as_deref().unwrap_or_default(),
+                        self.psus.name(i)
+                    ));
+                }
+            }
+            unit.push((h, i, j));
+        }
+        if design.replicates.as_ref().is_some_and(|r| r.df.is_none()) {
+            let r = reps.len();
+            self.gram.resize(r * r, 0.0);
+            for a in 0..r {
+                for b in a..r {
+                    let s: f64 = reps[a].iter().zip(&reps[b]).map(|(x, y)| x * y).sum();
+                    self.gram[a * r + b] += s;
+                }
+            }
+        }
+        Ok(Units {
+            unit,
+            w: w.iter().map(|x| x.unwrap_or(0.0)).collect(),
+            reps,
+        })
+    }
+
+    /// Check the design as a whole (FPCs, lonely PSUs) and fix what each stratum and PSU
+    /// contributes to a variance.
+    pub fn finish(
+        &self,
+        design: &Design,
+        source_id: &str,
+    ) -> std::result::Result<DesignInfo, Rejection> {
+        let reject = |reason: String| Rejection {
+            source_id: source_id.to_string(),
+            reason: format!("survey design: {reason}"),
+        };
+        if !self.problems.is_empty() {
+            return Err(reject(
+                self.problems.iter().cloned().collect::<Vec<_>>().join("; "),
+            ));
+        }
+        let two_stage = design.ssu.is_some() && design.fpc_ssu.is_some();
+        // R's as.fpc: all values >= 1 are population sizes, all <= 1 sampling fractions.
+        let values: Vec<f64> = self
+            .fpc1
+            .values()
+            .chain(self.fpc2.values())
+            .copied()
+            .collect();
+        if let Some(bad) = values.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
+            return Err(reject(format!(
+                "FPC value {bad}: give population sizes (>= 1) or sampling fractions (0 < f <= 1)"
+            )));
+        }
+        let sizes = values.iter().any(|v| *v > 1.0);
+        if sizes && values.iter().any(|v| *v < 1.0) {
+            return Err(reject(
+                "the FPC columns mix population sizes (> 1) and sampling fractions (< 1); use one kind"
+                    .into(),
+            ));
+        }
+        let popsize = |fpc: Option<f64>, n: usize| -> Option<f64> {
+            fpc.map(|v| if sizes { v } else { n as f64 / v })
+        };
+        let mut strata = Vec::with_capacity(self.tree.len());
+        let mut stage2 = BTreeMap::new();
+        let mut lonely = Vec::new();
+        let mut lonely_ssu = Vec::new();
+        for (&h, psus) in &self.tree {
+            let n = psus.len();
+            let pop = popsize(self.fpc1.get(&h).copied(), n);
+            if pop.is_some_and(|p| p < n as f64) {
+                return Err(reject(format!(
+                    "stratum `{}`: the FPC implies {} PSUs in the population but {n} are in the sample",
+                    self.strata.name(h),
+                    pop.unwrap_or_default()
+                )));
+            }
+            let f = pop.map_or(1.0, |p| (p - n as f64) / p);
+            if n == 1 && f >= 1e-7 {
+                lonely.push(self.strata.name(h).to_string());
+            }
+            let mult = pop.map_or(1.0, |p| n as f64 / p);
+            if two_stage {
+                for (&i, ssus) in psus {
+                    let m = ssus.len();
+                    let pop2 = popsize(self.fpc2.get(&(h, i)).copied(), m);
+                    if pop2.is_some_and(|p| p < m as f64) {
+                        return Err(reject(format!(
+                            "PSU `{}`: the stage-2 FPC implies {} SSUs in the population but {m} are in the sample",
+                            self.psus.name(i),
+                            pop2.unwrap_or_default()
+                        )));
+                    }
+                    let f2 = pop2.map_or(1.0, |p| (p - m as f64) / p);
+                    if m == 1 && f2 >= 1e-7 {
+                        lonely_ssu.push(self.psus.name(i).to_string());
+                    }
+                    stage2.insert((h, i), Stage { n: m, f: f2, mult });
+                }
+            }
+            while strata.len() < h as usize {
+                strata.push(Stage::default());
+            }
+            strata.push(Stage { n, f, mult });
+        }
+        let list = |v: &[String]| {
+            v.iter()
+                .take(5)
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+                + if v.len() > 5 { ", …" } else { "" }
+        };
+        if design.replicates.is_none() && !lonely.is_empty() && design.lonely_psu == LonelyPsu::Fail
+        {
+            return Err(reject(format!(
+                "{} stratum(s) with a single PSU (lonely PSU): {}; the design's lonely_psu policy is \"fail\" (choose remove, certainty, adjust or average)",
+                lonely.len(),
+                list(&lonely)
+            )));
+        }
+        if !lonely_ssu.is_empty() {
+            match design.lonely_psu {
+                LonelyPsu::Fail => {
+                    return Err(reject(format!(
+                        "{} PSU(s) with a single second-stage unit: {}; the design's lonely_psu policy is \"fail\"",
+                        lonely_ssu.len(),
+                        list(&lonely_ssu)
+                    )));
+                }
+                LonelyPsu::Average => {
+                    return Err(reject(format!(
+                        "{} PSU(s) with a single second-stage unit: {}; \"average\" has no other unit to average over within a PSU (R gives NaN); choose remove, certainty or adjust",
+                        lonely_ssu.len(),
+                        list(&lonely_ssu)
+                    )));
+                }
+                _ => {}
+            }
+        }
+        let df = match &design.replicates {
+            Some(r) => {
+                r.df.unwrap_or_else(|| rank(&self.gram, r.columns.len()).saturating_sub(1) as u64)
+            }
+            None => {
+                let n_psu: usize = self.tree.values().map(BTreeMap::len).sum();
+                n_psu.saturating_sub(self.tree.len()) as u64
+            }
+        };
+        Ok(DesignInfo {
+            strata,
+            stage2: two_stage.then_some(stage2),
+            lonely: design.lonely_psu,
+            df,
+            replicates: design.replicates.clone(),
+            confidence: design.confidence,
+            cv_caution: design.cv_caution,
+            cv_suppress: design.cv_suppress,
+            min_n: design.min_n,
+        })
+    }
+}
+
+/// The rank of the replicate weights matrix from its cross-products, with R's `qr()` criterion
+/// (a column whose norm after removing the earlier ones is below 1e-5 of its own is dependent).
+fn rank(gram: &[f64], r: usize) -> usize {
+    if gram.len() < r * r {
+        return r;
+    }
+    // Gram–Schmidt on the Gram matrix: a Cholesky factor of the kept columns.
+    let g = |a: usize, b: usize| gram[a.min(b) * r + a.max(b)];
+    let mut kept: Vec<usize> = Vec::new();
+    let mut l: Vec<Vec<f64>> = Vec::new(); // rows of L for kept columns
+    for c in 0..r {
+        let norm2 = g(c, c);
+        let mut coef = Vec::with_capacity(kept.len());
+        for (k, &kc) in kept.iter().enumerate() {
+            let dot: f64 = g(c, kc) - (0..k).map(|m| coef[m] * l[k][m]).sum::<f64>();
+            coef.push(dot / l[k][k]);
+        }
+        let resid2 = norm2 - coef.iter().map(|x| x * x).sum::<f64>();
+        if norm2 > 0.0 && resid2 > 1e-10 * norm2 {
+            coef.push(resid2.sqrt());
+            l.push(coef);
+            kept.push(c);
+        }
+    }
+    kept.len()
+}
+
+#[derive(Default, Clone, Copy)]
+struct Stage {
+    /// Units sampled (PSUs of a stratum, SSUs of a PSU).
+    n: usize,
+    /// 1 − sampling fraction (1 without an FPC).
+    f: f64,
+    /// The stratum's sampling fraction n_h/N_h, which weighs its PSUs' second stage.
+    mult: f64,
+}
+
+impl Stage {
+    /// A single unit sampled without certainty.
+    fn is_lonely(&self) -> bool {
+        self.n == 1 && self.f >= 1e-7
+    }
+
+    /// One stratum's (or PSU's) contribution from its units' totals `t` (units absent from the
+    /// cell count as zeros); `None` for a lonely unit under "average".
+    fn variance(&self, t: &[f64], lonely: LonelyPsu) -> Option<f64> {
+        if self.f < 1e-7 {
+            return Some(0.0);
+        }
+        if self.n > 1 {
+            let n = self.n as f64;
+            let mean = t.iter().sum::<f64>() / n;
+            let present: f64 = t.iter().map(|x| (x - mean).powi(2)).sum();
+            return Some(self.f * n / (n - 1.0) * (present + (n - t.len() as f64) * mean * mean));
+        }
+        match lonely {
+            LonelyPsu::Adjust => Some(self.f * t.iter().map(|x| x * x).sum::<f64>()),
+            LonelyPsu::Average => None,
+            _ => Some(0.0),
+        }
+    }
+}
+
+/// The finished design: what each stratum and PSU contributes, and the degrees of freedom.
+pub struct DesignInfo {
+    /// Indexed by stratum id.
+    strata: Vec<Stage>,
+    /// Per PSU, when the second stage counts.
+    stage2: Option<BTreeMap<(u32, u32), Stage>>,
+    lonely: LonelyPsu,
+    pub df: u64,
+    replicates: Option<Replicates>,
+    confidence: f64,
+    cv_caution: f64,
+    cv_suppress: f64,
+    min_n: u64,
+}
+
+impl DesignInfo {
+    /// Taylor variance from linearized values per unit, sorted by unit.
+    fn taylor(&self, zs: &[(Unit, f64)]) -> f64 {
+        let (mut v1, mut v2) = (0.0, 0.0);
+        let mut psu_totals = Vec::new();
+        let mut ssu_totals = Vec::new();
+        for stratum in runs(zs, |u| u.0.0) {
+            let h = stratum[0].0.0;
+            psu_totals.clear();
+            for psu in runs(stratum, |u| u.0.1) {
+                psu_totals.push(psu.iter().map(|e| e.1).sum::<f64>());
+                if let Some(stage2) = &self.stage2 {
+                    ssu_totals.clear();
+                    for ssu in runs(psu, |u| u.0.2) {
+                        ssu_totals.push(ssu.iter().map(|e| e.1).sum::<f64>());
+                    }
+                    if let Some(s) = stage2.get(&(h, psu[0].0.1)) {
+                        v2 += s.mult * s.variance(&ssu_totals, self.lonely).unwrap_or(f64::NAN);
+                    }
+                }
+            }
+            if let Some(s) = self.strata.get(h as usize) {
+                v1 += s.variance(&psu_totals, self.lonely).unwrap_or(0.0);
+            }
+        }
+        // Under "average", R scales the sum by (strata in the domain)/(those not lonely): a
+        // domain is a subset of the design in `svyby`, so only strata with a record in it count.
+        if self.lonely == LonelyPsu::Average {
+            let (mut present, mut ok) = (0.0, 0.0);
+            for stratum in runs(zs, |u| u.0.0) {
+                present += 1.0;
+                if self
+                    .strata
+                    .get(stratum[0].0.0 as usize)
+                    .is_some_and(|s| !s.is_lonely())
+                {
+                    ok += 1.0;
+                }
+            }
+            if present > 0.0 {
+                v1 *= present / ok;
+            }
+        }
+        v1 + v2
+    }
+
+    /// Replicate variance of an estimate from its replicates.
+    fn replicated(&self, r: &Replicates, est: f64, thetas: &[f64]) -> f64 {
+        // Replicates without an estimate (an empty denominator) are left out, as R's na.omit.
+        let ok: Vec<(f64, f64)> = thetas
+            .iter()
+            .zip(&r.rscales)
+            .filter(|(t, _)| t.is_finite())
+            .map(|(t, s)| (*t, *s))
+            .collect();
+        let centre = if r.mse {
+            est
+        } else {
+            let used: Vec<f64> = ok.iter().filter(|e| e.1 > 0.0).map(|e| e.0).collect();
+            used.iter().sum::<f64>() / used.len() as f64
+        };
+        r.scale
+            * ok.iter()
+                .map(|(t, s)| s * (t - centre).powi(2))
+                .sum::<f64>()
+    }
+}
+
+/// Consecutive runs of `v` with the same key.
+fn runs<T, K: PartialEq>(v: &[T], key: impl Fn(&T) -> K) -> impl Iterator<Item = &[T]> {
+    let mut rest = v;
+    std::iter::from_fn(move || {
+        let first = rest.first()?;
+        let k = key(first);
+        let n = rest.iter().take_while(|e| key(e) == k).count();
+        let (run, tail) = rest.split_at(n);
+        rest = tail;
+        Some(run)
+    })
+}
+
+/// Weighted sums of one (cell, unit): y the numerator variable, x the denominator's.
 #[derive(Default, Clone, Copy)]
 struct Sums {
     w: f64,
-    wy: f64,
+    y: f64,
+    x: f64,
+    yy: f64,
+    xy: f64,
+    xx: f64,
+    /// Records, and records with a non-zero weight (R's nobs).
     n: u64,
+    nz: u64,
 }
 
 impl Sums {
     fn add(&mut self, o: &Sums) {
         self.w += o.w;
-        self.wy += o.wy;
+        self.y += o.y;
+        self.x += o.x;
+        self.yy += o.yy;
+        self.xy += o.xy;
+        self.xx += o.xx;
         self.n += o.n;
+        self.nz += o.nz;
     }
 }
 
+/// One table's sums per (finest cell, unit) and, with replicate weights, per finest cell.
+#[derive(Default, Clone)]
+pub struct Partial {
+    z: HashMap<Key, Sums>,
+    /// Per cell: Σ w_r·y for each replicate r, then Σ w_r·x.
+    reps: HashMap<CellIds, Vec<f64>>,
+    codes: Vec<Interner>,
+}
+
 impl Partial {
-    /// Add one harmonized chunk (all its records: the design's PSUs are counted from every
-    /// record, not only those of a filter).
-    pub fn add_chunk(&mut self, table: &TableSpec, design: &Design, df: &DataFrame) -> Result<()> {
-        let ctx = |what: &str| format!("table {}: {what}", table.id);
-        let text = |name: &str| -> Result<StringChunked> {
-            let c = df
-                .column(name)
-                .ctx(|| ctx(name))?
-                .cast(&DataType::String)
-                .ctx(|| ctx(name))?;
-            Ok(c.str().ctx(|| ctx(name))?.clone())
-        };
-        let w = df
-            .column(&raw_column(&design.weight))
-            .ctx(|| ctx(&design.weight))?
-            .cast(&DataType::Float64)
-            .ctx(|| ctx(&design.weight))?;
-        let w = w.f64().ctx(|| ctx(&design.weight))?;
-        let strata = design
-            .strata
-            .as_deref()
-            .map(|s| text(&raw_column(s)))
-            .transpose()?;
-        let psu = design
-            .psu
-            .as_deref()
-            .map(|p| text(&raw_column(p)))
-            .transpose()?;
-        let (files, records) = (text("_file")?, text("_record")?);
+    /// Add one harmonized chunk, whose design units `units` come from [`DesignPartial::add_chunk`].
+    pub fn add_chunk(&mut self, table: &TableSpec, units: &Units, df: &DataFrame) -> Result<()> {
+        let ctx = |what: &str| format!("table {}: column {what}", table.id);
         let dims: Vec<StringChunked> = table
             .dimensions
             .iter()
-            .map(|d| text(d))
+            .map(|d| text(df, d, &ctx))
             .collect::<Result<_>>()?;
-        let keep: Option<StringChunked> =
-            table.filter.as_ref().map(|(c, _)| text(c)).transpose()?;
-        // The variable of a mean: a derived column, else a delivered field.
-        let y: Option<Float64Chunked> = match &table.kind {
-            TableKind::SurveyMean { variable } => {
-                let name = if df.column(variable).is_ok() {
-                    variable.clone()
-                } else {
-                    raw_column(variable)
-                };
-                let c = df
-                    .column(&name)
-                    .ctx(|| ctx(variable))?
-                    .cast(&DataType::Float64)
-                    .ctx(|| ctx(variable))?;
-                Some(c.f64().ctx(|| ctx(variable))?.clone())
-            }
-            _ => None,
-        };
         if dims.len() > MAX_DIMS {
             return Err(Error::Internal(format!(
                 "table {}: more than {MAX_DIMS} dimensions",
                 table.id
             )));
         }
+        let keep: Option<StringChunked> = table
+            .filter
+            .as_ref()
+            .map(|(c, _)| text(df, c, &ctx))
+            .transpose()?;
+        // A numeric variable: a derived column, else a delivered field.
+        let variable = |v: &str| -> Result<Float64Chunked> {
+            let name = if df.column(v).is_ok() {
+                v.to_string()
+            } else {
+                raw_column(v)
+            };
+            numbers(df, &name, &ctx)
+        };
+        let (y, x) = match &table.kind {
+            TableKind::SurveyTotal { variable: Some(v) }
+            | TableKind::SurveyMean { variable: v } => (Some(variable(v)?), None),
+            TableKind::SurveyRatio {
+                numerator,
+                denominator,
+            } => (Some(variable(numerator)?), Some(variable(denominator)?)),
+            _ => (None, None),
+        };
         if self.codes.len() < dims.len() {
             self.codes.resize_with(dims.len(), Interner::default);
         }
-        let mut psu_name = String::new();
+        let r = units.reps.len();
         for row in 0..df.height() {
-            let h = self
-                .strata
-                .id(strata.as_ref().and_then(|s| s.get(row)).unwrap_or(""));
-            // Without PSUs, every record is its own PSU.
-            let i = match &psu {
-                Some(p) => self.psu_ids.id(p.get(row).unwrap_or("")),
-                None => {
-                    psu_name.clear();
-                    psu_name.push_str(files.get(row).unwrap_or(""));
-                    psu_name.push('#');
-                    psu_name.push_str(records.get(row).unwrap_or(""));
-                    self.psu_ids.id(&psu_name)
-                }
-            };
-            self.psus.entry(h).or_default().insert(i);
             if let (Some(k), Some((_, values))) = (&keep, &table.filter) {
                 if !k.get(row).is_some_and(|v| values.contains(v)) {
                     continue;
                 }
             }
+            // A missing value leaves the record out of the cell (R's na.rm = TRUE).
             let yv = match &y {
                 None => 1.0,
                 Some(y) => match y.get(row) {
                     Some(v) => v,
-                    None => continue, // a missing value is left out of the mean
+                    None => continue,
+                },
+            };
+            let xv = match &x {
+                None => 1.0,
+                Some(x) => match x.get(row) {
+                    Some(v) => v,
+                    None => continue,
                 },
             };
             let mut cell: CellIds = [0; MAX_DIMS];
             for (j, c) in dims.iter().enumerate() {
                 cell[j] = self.codes[j].id(c.get(row).unwrap_or(crate::harmonize::UNKNOWN));
             }
-            let wk = w.get(row).unwrap_or(0.0);
-            self.z.entry((cell, h, i)).or_default().add(&Sums {
-                w: wk,
-                wy: wk * yv,
-                n: 1,
-            });
+            let w = units.w[row];
+            self.z
+                .entry((cell, units.unit[row]))
+                .or_default()
+                .add(&Sums {
+                    w,
+                    y: w * yv,
+                    x: w * xv,
+                    yy: w * yv * yv,
+                    xy: w * xv * yv,
+                    xx: w * xv * xv,
+                    n: 1,
+                    nz: u64::from(w != 0.0),
+                });
+            if r > 0 {
+                let acc = self.reps.entry(cell).or_insert_with(|| vec![0.0; 2 * r]);
+                for (k, rw) in units.reps.iter().enumerate() {
+                    acc[k] += rw[row] * yv;
+                    acc[r + k] += rw[row] * xv;
+                }
+            }
         }
         Ok(())
     }
 
-    /// Roll up to every margin and compute each cell's estimate and standard error.
-    pub fn finish(
-        &self,
-        plan: &Plan,
-        table: &TableSpec,
-        design: &Design,
-        source_id: &str,
-    ) -> Result<DataFrame> {
+    /// Roll up to every margin and compute each cell's estimate, variance and design effect.
+    pub fn finish(&self, plan: &Plan, table: &TableSpec, info: &DesignInfo) -> Result<DataFrame> {
         let d = table.dimensions.len();
-        let lonely: Vec<&str> = self
-            .psus
-            .iter()
-            .filter(|(_, p)| p.len() < 2)
-            .map(|(h, _)| self.strata.name(*h))
-            .collect();
-        if !lonely.is_empty() {
-            return Err(Error::Rejected(vec![Rejection {
-                source_id: source_id.to_string(),
-                reason: format!(
-                    "table {}: stratum {} has a single PSU (lonely PSU); the design's lonely_psu policy is \"fail\"",
-                    table.id,
-                    lonely
-                        .iter()
-                        .map(|h| format!("`{h}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            }]));
-        }
-        let n_psu: usize = self.psus.values().map(BTreeSet::len).sum();
-        let df = n_psu.saturating_sub(self.psus.len()) as u64;
         let category = match &table.kind {
             TableKind::SurveyProportion { category } => {
                 table.dimensions.iter().position(|x| x == category)
             }
             _ => None,
         };
+        let total = matches!(table.kind, TableKind::SurveyTotal { .. });
+        // The finest sums in key order: every roll-up below adds them in this fixed order.
+        let mut finest: Vec<(Key, Sums)> = self.z.iter().map(|(k, s)| (*k, *s)).collect();
+        finest.sort_unstable_by_key(|e| e.0);
+        let mut finest_reps: Vec<RepEntry> = self
+            .reps
+            .iter()
+            .map(|(k, v)| ((*k, ()), v.clone()))
+            .collect();
+        finest_reps.sort_unstable_by_key(|e| e.0);
 
-        // One margin combination at a time (bit j of a mask: dimension j is `_T`), so memory holds
-        // the PSU sums of one combination, not of the whole cube.
-        let mut out: BTreeMap<Vec<String>, (f64, u64, f64)> = BTreeMap::new();
+        let mut out: BTreeMap<Vec<String>, Cell> = BTreeMap::new();
+        // One margin combination at a time (bit j of a mask: dimension j is `_T`), so memory
+        // holds the unit sums of one combination, not of the whole cube.
         for mask in 0u32..(1 << d) {
             if category.is_some_and(|c| mask & (1 << c) != 0) {
                 continue; // the denominators of shares are not published
             }
-            let rolled = self.roll(mask, d);
-            let den: Option<BTreeMap<CellIds, Vec<(Key, Sums)>>> =
-                category.map(|c| groups(&self.roll(mask | (1 << c), d)).collect());
-            for (cell, group) in groups(&rolled) {
-                let tot = total(&group);
-                // z_hi: Y_hi for a total; (Y_hi - R̂ X_hi)/X̂ for a mean, R̂ = Ŷ/X̂; for a share,
-                // (Y_hi - p̂ D_hi)/D̂ over the PSUs of the denominator cell (category at `_T`).
-                let (est, zs): (f64, Vec<(u32, f64)>) = match (&table.kind, category, &den) {
-                    (TableKind::SurveyMean { .. }, _, _) => {
-                        let r = tot.wy / tot.w;
-                        (
-                            r,
-                            group
-                                .iter()
-                                .map(|(k, s)| (k.1, (s.wy - r * s.w) / tot.w))
-                                .collect(),
-                        )
-                    }
-                    (TableKind::SurveyProportion { .. }, Some(c), Some(den)) => {
+            let rolled = roll(&finest, mask, d);
+            let rolled_reps = roll(&finest_reps, mask, d);
+            let den_mask = category.map(|c| mask | (1 << c));
+            let den_rolled = den_mask.map(|m| roll(&finest, m, d));
+            let den_reps = den_mask.map(|m| roll(&finest_reps, m, d));
+            let den: Option<BTreeMap<CellIds, &[(Key, Sums)]>> = den_rolled
+                .as_ref()
+                .map(|v| runs(v, |e| e.0.0).map(|g| (g[0].0.0, g)).collect());
+            let reps_of = |v: &[RepEntry], cell: &CellIds| -> Option<Vec<f64>> {
+                v.binary_search_by_key(cell, |e| e.0.0)
+                    .ok()
+                    .map(|i| v[i].1.clone())
+            };
+            for group in runs(&rolled, |e| e.0.0) {
+                let cell = group[0].0.0;
+                let (den_group, den_cell) = match (category, &den) {
+                    (Some(c), Some(den)) => {
                         let mut dk = cell;
                         dk[c] = TOTAL_ID;
-                        let Some(dg) = den.get(&dk) else {
-                            continue;
-                        };
-                        let dtot = total(dg).wy;
-                        let p = tot.wy / dtot;
-                        let mine: BTreeMap<(u32, u32), f64> =
-                            group.iter().map(|(k, s)| ((k.1, k.2), s.wy)).collect();
-                        let zs = dg
-                            .iter()
-                            .map(|(k, s)| {
-                                (
-                                    k.1,
-                                    (mine.get(&(k.1, k.2)).copied().unwrap_or(0.0) - p * s.wy)
-                                        / dtot,
-                                )
-                            })
-                            .collect();
-                        (p, zs)
+                        match den.get(&dk) {
+                            Some(g) => (*g, dk),
+                            None => continue,
+                        }
                     }
-                    _ => (tot.wy, group.iter().map(|(k, s)| (k.1, s.wy)).collect()),
+                    _ => (group, cell),
+                };
+                let e = estimate(total, category.is_some(), group, den_group);
+                let var = match &info.replicates {
+                    None => info.taylor(&e.zs),
+                    Some(r) => {
+                        let num = reps_of(&rolled_reps, &cell);
+                        let dr = match &den_reps {
+                            Some(v) => reps_of(v, &den_cell),
+                            None => num.clone(),
+                        };
+                        let n = r.columns.len();
+                        let thetas: Vec<f64> = match (num, dr) {
+                            (Some(num), Some(dr)) => (0..n)
+                                .map(|k| if total { num[k] } else { num[k] / dr[n + k] })
+                                .collect(),
+                            _ => vec![f64::NAN; n],
+                        };
+                        info.replicated(r, e.estimate, &thetas)
+                    }
                 };
                 let names: Vec<String> = (0..d)
                     .map(|j| {
@@ -305,130 +713,230 @@ impl Partial {
                             .to_string()
                     })
                     .collect();
-                out.insert(names, (est, tot.n, self.variance(&zs)));
+                let deff =
+                    (e.vsrs > 0.0 && e.vsrs.is_finite() && var.is_finite()).then(|| var / e.vsrs);
+                out.insert(
+                    names,
+                    Cell {
+                        estimate: e.estimate,
+                        var,
+                        n: e.n,
+                        deff,
+                    },
+                );
             }
         }
         if category.is_none() {
-            out.entry(vec![TOTAL.to_string(); d])
-                .or_insert((0.0, 0, 0.0));
+            // The grand total exists even when no record is in the table.
+            out.entry(vec![TOTAL.to_string(); d]).or_insert(Cell {
+                estimate: 0.0,
+                var: 0.0,
+                n: 0,
+                deff: None,
+            });
         }
-        to_frame(plan, table, design, &out, df)
+        to_frame(plan, table, info, &out)
     }
+}
 
-    /// The PSU sums of one margin combination: (cell with `_T` where `mask` says, stratum, PSU).
-    fn roll(&self, mask: u32, d: usize) -> BTreeMap<Key, Sums> {
-        let mut rolled: BTreeMap<Key, Sums> = BTreeMap::new();
-        for ((cell, h, i), sums) in &self.z {
+/// Sum sorted entries of a finer key into the margin combination `mask` (dimension j becomes
+/// `_T` where bit j is set); the result is sorted, and each sum is added in input order.
+fn roll<U: Copy + Ord, S: Clone + Merge>(
+    finest: &[((CellIds, U), S)],
+    mask: u32,
+    d: usize,
+) -> Vec<((CellIds, U), S)>
+where
+    (CellIds, U): Ord,
+{
+    let mut v: Vec<((CellIds, U), S)> = finest
+        .iter()
+        .map(|((cell, u), s)| {
             let mut key = *cell;
             for (j, k) in key.iter_mut().enumerate().take(d) {
                 if mask & (1 << j) != 0 {
                     *k = TOTAL_ID;
                 }
             }
-            rolled.entry((key, *h, *i)).or_default().add(sums);
+            ((key, *u), s.clone())
+        })
+        .collect();
+    v.sort_by_key(|e| e.0); // stable: equal keys keep their input order
+    let mut out: Vec<((CellIds, U), S)> = Vec::with_capacity(v.len());
+    for (k, s) in v {
+        match out.last_mut() {
+            Some(last) if last.0 == k => last.1.merge(&s),
+            _ => out.push((k, s)),
         }
-        rolled
     }
+    out
+}
 
-    /// Σ_h n_h/(n_h-1) Σ_i (z_hi - z̄_h)² over all n_h PSUs of each stratum; `zs` holds the PSUs
-    /// where the cell has records, sorted by stratum (the others count as zeros).
-    fn variance(&self, zs: &[(u32, f64)]) -> f64 {
-        let mut var = 0.0;
-        let mut j = 0;
-        while j < zs.len() {
-            let h = zs[j].0;
-            let k = j + zs[j..].iter().take_while(|e| e.0 == h).count();
-            if let Some(psus) = self.psus.get(&h) {
-                let nh = psus.len() as f64;
-                let m = zs[j..k].iter().map(|e| e.1).sum::<f64>() / nh;
-                let present: f64 = zs[j..k].iter().map(|e| (e.1 - m).powi(2)).sum();
-                var += nh / (nh - 1.0) * (present + (nh - (k - j) as f64) * m * m);
-            }
-            j = k;
-        }
-        var
+trait Merge {
+    fn merge(&mut self, o: &Self);
+}
+
+impl Merge for Sums {
+    fn merge(&mut self, o: &Self) {
+        self.add(o);
     }
 }
 
-/// The runs of entries of one cell, in key order.
-fn groups(rolled: &BTreeMap<Key, Sums>) -> impl Iterator<Item = (CellIds, Vec<(Key, Sums)>)> + '_ {
-    let mut it = rolled.iter().peekable();
-    std::iter::from_fn(move || {
-        let (first, _) = it.peek()?;
-        let cell = first.0;
-        let mut g = Vec::new();
-        while let Some((k, s)) = it.peek() {
-            if k.0 != cell {
-                break;
-            }
-            g.push((**k, **s));
-            it.next();
+impl Merge for Vec<f64> {
+    fn merge(&mut self, o: &Self) {
+        for (a, b) in self.iter_mut().zip(o) {
+            *a += b;
         }
-        Some((cell, g))
-    })
+    }
 }
 
-fn total(g: &[(Key, Sums)]) -> Sums {
-    let mut t = Sums::default();
-    for (_, s) in g {
-        t.add(s);
+/// A cell's point estimate, its linearized values per unit, its unweighted n and the variance
+/// the same estimate would have under simple random sampling of the same size (R's `deff`).
+struct Estimate {
+    estimate: f64,
+    zs: Vec<(Unit, f64)>,
+    n: u64,
+    vsrs: f64,
+}
+
+/// `num`: the cell's unit sums; `den`: the denominator cell's (the same cell but for a share).
+fn estimate(total: bool, share: bool, num: &[(Key, Sums)], den: &[(Key, Sums)]) -> Estimate {
+    let sum = |g: &[(Key, Sums)]| {
+        let mut t = Sums::default();
+        for (_, s) in g {
+            t.add(s);
+        }
+        t
+    };
+    let (tn, td) = (sum(num), sum(den));
+    // The SRS variance of a weighted total Σ w·v in a domain of N = Σw, nobs records, from
+    // Σw·v and Σw·v²: svyvar(v)·N²·(N − nobs)/(N·nobs), svyvar = nobs/(nobs − 1)·(weighted var).
+    let srs = |n_w: f64, nobs: u64, sv: f64, svv: f64| {
+        let nobs = nobs as f64;
+        let var = nobs / (nobs - 1.0) * (svv / n_w - (sv / n_w).powi(2));
+        var * n_w * n_w * (n_w - nobs) / (n_w * nobs)
+    };
+    if total {
+        return Estimate {
+            estimate: tn.y,
+            zs: num.iter().map(|(k, s)| (k.1, s.y)).collect(),
+            n: tn.n,
+            vsrs: srs(tn.w, tn.nz, tn.y, tn.yy),
+        };
     }
-    t
+    let big_x = td.x;
+    let r = tn.y / big_x;
+    let zs: Vec<(Unit, f64)> = if share {
+        // The cell's units are a subset of its denominator's: merge by unit.
+        let mut mine = num.iter().peekable();
+        den.iter()
+            .map(|(k, s)| {
+                let y = match mine.peek() {
+                    Some((nk, ns)) if nk.1 == k.1 => {
+                        let y = ns.y;
+                        mine.next();
+                        y
+                    }
+                    _ => 0.0,
+                };
+                (k.1, (y - r * s.x) / big_x)
+            })
+            .collect()
+    } else {
+        num.iter()
+            .map(|(k, s)| (k.1, (s.y - r * s.x) / big_x))
+            .collect()
+    };
+    // Σ w·r_i² for r_i = (y_i − R·x_i)/X̂; its weighted mean is 0. For a share y is the cell's
+    // indicator within the denominator cell: Σw·y² = Σw·x·y = Σw·y.
+    let (yy, xy, xx) = if share {
+        (tn.y, tn.y, td.xx)
+    } else {
+        (tn.yy, tn.xy, tn.xx)
+    };
+    let srr = (yy - 2.0 * r * xy + r * r * xx) / (big_x * big_x);
+    Estimate {
+        estimate: r,
+        zs,
+        n: tn.n,
+        vsrs: srs(td.w, td.nz, 0.0, srr),
+    }
+}
+
+struct Cell {
+    estimate: f64,
+    var: f64,
+    n: u64,
+    deff: Option<f64>,
+}
+
+/// The two-sided quantile of a confidence level: normal, and Student's t with `df` degrees of
+/// freedom (`None` when the design has none).
+fn quantiles(level: f64, df: u64) -> (f64, Option<f64>) {
+    use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
+    let p = 1.0 - (1.0 - level) / 2.0;
+    let z = Normal::standard().inverse_cdf(p);
+    let t = (df > 0)
+        .then(|| StudentsT::new(0.0, 1.0, df as f64).ok())
+        .flatten()
+        .map(|t| t.inverse_cdf(p));
+    (z, t)
 }
 
 fn to_frame(
     plan: &Plan,
     table: &TableSpec,
-    design: &Design,
-    cells: &BTreeMap<Vec<String>, (f64, u64, f64)>,
-    df: u64,
+    info: &DesignInfo,
+    cells: &BTreeMap<Vec<String>, Cell>,
 ) -> Result<DataFrame> {
     let h = cells.len();
     let unit = match &table.kind {
         TableKind::SurveyMean { .. } => "mean per person (weighted)",
         TableKind::SurveyProportion { .. } => "share of persons (weighted)",
+        TableKind::SurveyRatio { .. } => "ratio of weighted totals",
+        TableKind::SurveyTotal { variable: Some(_) } => "total (weighted)",
         _ => "persons (weighted)",
     };
     let mut columns = crate::disaggregate::cell_columns(plan, table, unit, cells.keys());
-    let est: Vec<f64> = cells.values().map(|v| v.0).collect();
-    let se: Vec<f64> = cells.values().map(|v| v.2.max(0.0).sqrt()).collect();
-    columns.push(Column::new(
-        "n".into(),
-        cells.values().map(|v| v.1).collect::<Vec<u64>>(),
-    ));
+    let est: Vec<f64> = cells.values().map(|c| c.estimate).collect();
+    // A variance that cannot be computed (e.g. no replicate with an estimate) is null.
+    let se: Vec<Option<f64>> = cells
+        .values()
+        .map(|c| c.var.is_finite().then(|| c.var.max(0.0).sqrt()))
+        .collect();
+    let n: Vec<u64> = cells.values().map(|c| c.n).collect();
+    columns.push(Column::new("n".into(), n.clone()));
     columns.push(Column::new("estimate".into(), est.clone()));
     columns.push(Column::new("se".into(), se.clone()));
-    let (z, t) = quantiles(design.confidence, df);
+    let (z, t) = quantiles(info.confidence, info.df);
     let interval = |q: Option<f64>, sign: f64| -> Vec<Option<f64>> {
         est.iter()
             .zip(&se)
-            .map(|(e, s)| q.map(|q| e + sign * q * s))
+            .map(|(e, s)| Some(e + sign * q? * (*s)?))
             .collect()
     };
     columns.push(Column::new("ci_low".into(), interval(Some(z), -1.0)));
     columns.push(Column::new("ci_high".into(), interval(Some(z), 1.0)));
     columns.push(Column::new("ci_low_t".into(), interval(t, -1.0)));
     columns.push(Column::new("ci_high_t".into(), interval(t, 1.0)));
-    columns.push(Column::new(
-        "cv".into(),
-        est.iter()
-            .zip(&se)
-            .map(|(e, s)| if *e > 0.0 { Some(s / e) } else { None })
-            .collect::<Vec<Option<f64>>>(),
-    ));
-    columns.push(Column::new_scalar("df".into(), Scalar::from(df), h));
-    // Quality flags for disclosure control (defaults after Statistics Canada).
     let cv: Vec<Option<f64>> = est
         .iter()
         .zip(&se)
-        .map(|(e, s)| (*e > 0.0).then(|| s / e))
+        .map(|(e, s)| Some((*s)? / e.abs()).filter(|c| c.is_finite()))
         .collect();
-    let n: Vec<u64> = cells.values().map(|v| v.1).collect();
+    columns.push(Column::new("cv".into(), cv.clone()));
+    columns.push(Column::new(
+        "deff".into(),
+        cells.values().map(|c| c.deff).collect::<Vec<Option<f64>>>(),
+    ));
+    columns.push(Column::new_scalar("df".into(), Scalar::from(info.df), h));
+    // Quality flags for disclosure control (defaults after Statistics Canada): a cell without a
+    // CV is unreliable.
     columns.push(Column::new(
         "obs_status".into(),
         cv.iter()
             .map(|c| {
-                if c.is_none_or(|c| c > design.cv_caution) {
+                if c.is_none_or(|c| c > info.cv_caution) {
                     "U"
                 } else {
                     "A"
@@ -440,8 +948,70 @@ fn to_frame(
         "suppress".into(),
         cv.iter()
             .zip(&n)
-            .map(|(c, n)| *n < design.min_n || c.is_none_or(|c| c > design.cv_suppress))
+            .map(|(c, n)| *n < info.min_n || c.is_none_or(|c| c > info.cv_suppress))
             .collect::<Vec<bool>>(),
     ));
     DataFrame::new(h, columns).ctx(|| format!("table {}: assembling", table.id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stratum_variance_counts_absent_psus_as_zeros() {
+        // Stratum of 4 PSUs, the cell present in two with totals 2 and 6: mean 2,
+        // Σ(t − 2)² = 0 + 16 + 2·4 = 24, times 4/3.
+        let s = Stage {
+            n: 4,
+            f: 1.0,
+            mult: 1.0,
+        };
+        let v = s.variance(&[2.0, 6.0], LonelyPsu::Fail).unwrap();
+        assert!((v - 32.0).abs() < 1e-12, "{v}");
+        // An FPC of 1 − 1/2 halves it; a census stratum contributes nothing.
+        let half = Stage { f: 0.5, ..s };
+        assert!((half.variance(&[2.0, 6.0], LonelyPsu::Fail).unwrap() - 16.0).abs() < 1e-12);
+        let census = Stage { f: 0.0, ..s };
+        assert_eq!(census.variance(&[2.0, 6.0], LonelyPsu::Fail), Some(0.0));
+    }
+
+    #[test]
+    fn lonely_psu_policies() {
+        let s = Stage {
+            n: 1,
+            f: 1.0,
+            mult: 1.0,
+        };
+        assert_eq!(s.variance(&[3.0], LonelyPsu::Remove), Some(0.0));
+        assert_eq!(s.variance(&[3.0], LonelyPsu::Certainty), Some(0.0));
+        assert_eq!(s.variance(&[3.0], LonelyPsu::Adjust), Some(9.0));
+        assert_eq!(s.variance(&[3.0], LonelyPsu::Average), None);
+    }
+
+    #[test]
+    fn rank_of_dependent_replicates() {
+        // Columns a, b, a + b over three records: rank 2.
+        let cols = [[1.0, 0.0, 2.0], [0.0, 1.0, 1.0], [1.0, 1.0, 3.0]];
+        let r = cols.len();
+        let mut gram = vec![0.0; r * r];
+        for a in 0..r {
+            for b in a..r {
+                gram[a * r + b] = (0..3).map(|i| cols[a][i] * cols[b][i]).sum();
+            }
+        }
+        assert_eq!(rank(&gram, r), 2);
+        assert_eq!(
+            rank(&gram[..0], r),
+            3,
+            "no cross-products: full rank assumed"
+        );
+    }
+
+    #[test]
+    fn runs_split_on_key_changes() {
+        let v = [1, 1, 2, 3, 3, 3];
+        let lens: Vec<usize> = runs(&v, |x| *x).map(<[i32]>::len).collect();
+        assert_eq!(lens, vec![2, 1, 3]);
+    }
 }

@@ -127,25 +127,33 @@ pub enum TableKind {
     /// Persons whose first record starts within the reference period (or at any time, with
     /// `period = "all"`, for a table by year), in that first record's cell.
     Flow { start: String, all_periods: bool },
-    /// The estimated population of each cell (the sum of the survey weights), with its standard
-    /// error by Taylor linearization over the source's design. Every cell is a domain estimated
-    /// on the whole design.
-    SurveyTotal,
+    /// The estimated population of each cell (the sum of the survey weights), or with a
+    /// `variable` the estimated total of that numeric column, with its standard error over the
+    /// source's design. Every cell is a domain estimated on the whole design.
+    SurveyTotal { variable: Option<String> },
     /// The estimated mean of a numeric column in each cell (a ratio of two weighted totals),
     /// linearized as (y − R̂·x)/X̂. Records where the variable is missing are left out.
     SurveyMean { variable: String },
     /// The estimated share of each `category` code within its cell of the other dimensions (the
     /// same cell with the category at `_T`), as R's `svyby(~category, …, svymean)`.
     SurveyProportion { category: String },
+    /// The ratio of the weighted totals of two numeric columns in each cell, as R's
+    /// `svyratio(~numerator, ~denominator)`, linearized as (y − R̂·x)/X̂. Records where either
+    /// is missing are left out.
+    SurveyRatio {
+        numerator: String,
+        denominator: String,
+    },
 }
 
 impl TableKind {
     pub fn is_survey(&self) -> bool {
         matches!(
             self,
-            TableKind::SurveyTotal
+            TableKind::SurveyTotal { .. }
                 | TableKind::SurveyMean { .. }
                 | TableKind::SurveyProportion { .. }
+                | TableKind::SurveyRatio { .. }
         )
     }
 }
@@ -202,6 +210,8 @@ const TABLE_KEYS: &[&str] = &[
     "grouping_sets",
     "variable",
     "category",
+    "numerator",
+    "denominator",
 ];
 
 /// Load every code list in `dir` (each `*.csv` but the age bandings), and the bandings.
@@ -608,32 +618,41 @@ pub(crate) fn compile_table(
         }
         f
     };
+    // A numeric column of the source: a derived one or a numeric delivered field.
+    let numeric_column = |key: &str, required: bool, cx: &mut Ctx<'_>| -> Option<String> {
+        let name = cx.str(t, key, &pp, required)?.to_string();
+        let numeric = |f: &super::schema::Field| {
+            matches!(
+                f.field_type,
+                FieldType::Integer | FieldType::Number | FieldType::Year
+            )
+        };
+        if !derived.contains(&name) && !schema.field(&name).is_some_and(numeric) {
+            cx.push(
+                format!("{pp}{key}"),
+                format!(
+                    "`{name}` is neither a derived column nor a numeric field of source `{source}`"
+                ),
+            );
+        }
+        Some(name)
+    };
     let kind = match cx.str(t, "kind", &pp, false).unwrap_or("count") {
         "count" => TableKind::Count,
         "stock" => TableKind::Stock {
             valid_from: date_field("valid_from", cx),
             valid_to: date_field("valid_to", cx),
         },
-        "survey_total" => TableKind::SurveyTotal,
-        "survey_mean" => {
-            let variable = cx
-                .str(t, "variable", &pp, true)
-                .unwrap_or_default()
-                .to_string();
-            let numeric = |f: &super::schema::Field| {
-                matches!(
-                    f.field_type,
-                    FieldType::Integer | FieldType::Number | FieldType::Year
-                )
-            };
-            if !variable.is_empty()
-                && !derived.contains(&variable)
-                && !schema.field(&variable).is_some_and(numeric)
-            {
-                cx.push(format!("{pp}variable"), format!("`{variable}` is neither a derived column nor a numeric field of source `{source}`"));
-            }
-            TableKind::SurveyMean { variable }
-        }
+        "survey_total" => TableKind::SurveyTotal {
+            variable: numeric_column("variable", false, cx),
+        },
+        "survey_mean" => TableKind::SurveyMean {
+            variable: numeric_column("variable", true, cx).unwrap_or_default(),
+        },
+        "survey_ratio" => TableKind::SurveyRatio {
+            numerator: numeric_column("numerator", true, cx).unwrap_or_default(),
+            denominator: numeric_column("denominator", true, cx).unwrap_or_default(),
+        },
         "survey_proportion" => {
             let category = cx
                 .str(t, "category", &pp, true)
@@ -672,7 +691,7 @@ pub(crate) fn compile_table(
             cx.push(
                 format!("{pp}kind"),
                 format!(
-                    "`{other}` is not a kind (count, stock, flow, survey_total, survey_mean or survey_proportion)"
+                    "`{other}` is not a kind (count, stock, flow, survey_total, survey_mean, survey_proportion or survey_ratio)"
                 ),
             );
             TableKind::Count

@@ -5,6 +5,7 @@
 //! Paths in a spec are relative to the spec file. Unknown keys are errors, not ignored.
 
 pub mod derive;
+pub mod design;
 pub mod schema;
 
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ use serde::Serialize;
 use toml::{Table, Value};
 
 pub use derive::{CodeList, Derivation, Derived, TableKind, TableSpec, Unit};
+pub use design::{Design, LonelyPsu, ReplicateKind, Replicates};
 pub use schema::TableSchema;
 
 use crate::error::{Error, Result, SpecIssue};
@@ -96,22 +98,6 @@ pub struct SourcePlan {
     pub harmonize: Vec<Derived>,
     /// The sampling design, for a survey source.
     pub design: Option<Design>,
-}
-
-/// A survey's sampling design (stratified, clustered, with weights), after R `survey`'s
-/// `svydesign(ids = ~psu, strata = ~strata, weights = ~weight, nest = TRUE)`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Design {
-    pub weight: String,
-    pub strata: Option<String>,
-    pub psu: Option<String>,
-    /// Confidence level of the intervals.
-    pub confidence: f64,
-    /// Above this CV a cell is flagged low reliability (OBS_STATUS `U`); Statistics Canada: 16.5%.
-    pub cv_caution: f64,
-    /// Above this CV, or with fewer than `min_n` respondents, a cell is marked for suppression.
-    pub cv_suppress: f64,
-    pub min_n: u64,
 }
 
 fn ser_delimiter<S: serde::Serializer>(d: &u8, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -202,7 +188,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn fraction(&mut self, t: &Table, key: &str, path: &str) -> Option<f64> {
+    pub(crate) fn fraction(&mut self, t: &Table, key: &str, path: &str) -> Option<f64> {
         let v = t.get(key)?;
         match v.as_float().or_else(|| v.as_integer().map(|i| i as f64)) {
             Some(f) if (0.0..=1.0).contains(&f) => Some(f),
@@ -624,79 +610,7 @@ fn compile_source(
     };
     let design = match st.get("design") {
         None => None,
-        Some(Value::Table(d)) => {
-            let dp = format!("{p}design");
-            cx.unknown_keys(
-                d,
-                &["weight", "strata", "psu", "lonely_psu", "confidence"],
-                &dp,
-            );
-            let dp = format!("{dp}.");
-            let schema = schema_out.as_ref().map(|(_, s, _)| s);
-            let field = |key: &str,
-                         required: bool,
-                         numeric: bool,
-                         cx: &mut Ctx<'_>|
-             -> Option<String> {
-                let name = cx.str(d, key, &dp, required)?.to_string();
-                match schema.and_then(|s| s.field(&name)) {
-                    None if schema.is_some() => cx.push(format!("{dp}{key}"), format!("field `{name}` is not in the schema")),
-                    Some(f) if numeric && f.field_type != schema::FieldType::Number && f.field_type != schema::FieldType::Integer => {
-                        cx.push(format!("{dp}{key}"), format!("field `{name}` must be a number"))
-                    }
-                    Some(f) if !f.constraints.required => cx.push(
-                        format!("{dp}{key}"),
-                        format!("field `{name}` must be required in the schema: a record without it has no place in the design"),
-                    ),
-                    _ => {}
-                }
-                Some(name)
-            };
-            let weight = field("weight", true, true, cx);
-            let strata = field("strata", false, false, cx);
-            let psu = field("psu", false, false, cx);
-            match cx.str(d, "lonely_psu", &dp, false) {
-                None | Some("fail") => {}
-                Some(other) => cx.push(
-                    format!("{dp}lonely_psu"),
-                    format!("`{other}` is not supported yet: only \"fail\" (a stratum with one PSU is an error)"),
-                ),
-            }
-            let confidence = match d.get("confidence") {
-                None => 0.95,
-                Some(v) => match v.as_float() {
-                    Some(c) if c > 0.0 && c < 1.0 => c,
-                    _ => {
-                        cx.push(
-                            format!("{dp}confidence"),
-                            "must be a level between 0 and 1, e.g. 0.95",
-                        );
-                        0.95
-                    }
-                },
-            };
-            let cv_caution = cx.fraction(d, "cv_caution", &dp).unwrap_or(0.165);
-            let cv_suppress = cx.fraction(d, "cv_suppress", &dp).unwrap_or(0.333);
-            let min_n = match d.get("min_n") {
-                None => 10,
-                Some(v) => match v.as_integer().and_then(|i| u64::try_from(i).ok()) {
-                    Some(n) => n,
-                    None => {
-                        cx.push(format!("{dp}min_n"), "must be a non-negative integer");
-                        10
-                    }
-                },
-            };
-            weight.map(|weight| Design {
-                weight,
-                strata,
-                psu,
-                confidence,
-                cv_caution,
-                cv_suppress,
-                min_n,
-            })
-        }
+        Some(Value::Table(d)) => design::parse(d, &p, schema_out.as_ref().map(|(_, s, _)| s), cx),
         Some(_) => {
             cx.push(
                 format!("{p}design"),

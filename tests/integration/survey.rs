@@ -3,7 +3,7 @@
 //! tests/r/survey_golden.R from the same harmonized records (tests/golden/survey_input.csv).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
@@ -133,5 +133,236 @@ fn survey_totals_means_and_shares_match_r_survey() {
     assert!(
         e < 1e-9 && s < 1e-6,
         "migration-type shares: largest relative differences {e:e} (estimates), {s:e} (SEs)"
+    );
+}
+
+/// The designs of tests/r/survey_designs.R, as `[sources.<id>.design]` bodies (weights added).
+const DESIGNS: &[(&str, &str, f64)] = &[
+    ("strat", r#"strata = "stratum""#, 0.95),
+    (
+        "strat_fpc",
+        "strata = \"stratum\"\nfpc = \"n_elem_pop\"",
+        0.95,
+    ),
+    ("clus", r#"psu = "psu""#, 0.95),
+    (
+        "clus_fpc_90",
+        "psu = \"psu\"\nfpc = \"psu_fraction\"\nconfidence = 0.90",
+        0.90,
+    ),
+    ("strat_clus", "strata = \"stratum\"\npsu = \"psu\"", 0.95),
+    (
+        "two_stage",
+        "strata = \"stratum\"\npsu = \"psu\"\nssu = \"ssu\"",
+        0.95,
+    ),
+    (
+        "two_stage_fpc",
+        "strata = \"stratum\"\npsu = \"psu\"\nssu = \"ssu\"\nfpc = \"n_psu_pop\"\nfpc_ssu = \"n_ssu_pop\"",
+        0.95,
+    ),
+    (
+        "lonely_remove",
+        "strata = \"stratum_l\"\npsu = \"psu\"\nlonely_psu = \"remove\"",
+        0.95,
+    ),
+    (
+        "lonely_certainty",
+        "strata = \"stratum_l\"\npsu = \"psu\"\nlonely_psu = \"certainty\"",
+        0.95,
+    ),
+    (
+        "lonely_adjust",
+        "strata = \"stratum_l\"\npsu = \"psu\"\nlonely_psu = \"adjust\"",
+        0.95,
+    ),
+    (
+        "lonely_average",
+        "strata = \"stratum_l\"\npsu = \"psu\"\nlonely_psu = \"average\"",
+        0.95,
+    ),
+    (
+        "jk1",
+        r#"replicates = { columns = "jk1_*", type = "JK1" }"#,
+        0.95,
+    ),
+    (
+        "boot",
+        r#"replicates = { columns = "boot_*", type = "bootstrap" }"#,
+        0.95,
+    ),
+];
+
+/// The tables of tests/r/survey_designs.R: (name, kind and its keys, dimensions).
+const DESIGN_TABLES: &[(&str, &str, &str)] = &[
+    (
+        "population",
+        r#"kind = "survey_total""#,
+        r#"["SEX", "GRP"]"#,
+    ),
+    (
+        "total_y",
+        "kind = \"survey_total\"\nvariable = \"y\"",
+        r#"["SEX", "GRP"]"#,
+    ),
+    (
+        "mean_y",
+        "kind = \"survey_mean\"\nvariable = \"y\"",
+        r#"["SEX", "GRP"]"#,
+    ),
+    (
+        "ratio_y_x",
+        "kind = \"survey_ratio\"\nnumerator = \"y\"\ndenominator = \"x\"",
+        r#"["SEX", "GRP"]"#,
+    ),
+    (
+        "share_grp",
+        "kind = \"survey_proportion\"\ncategory = \"GRP\"",
+        r#"["GRP", "SEX"]"#,
+    ),
+];
+
+/// A spec with one source per design over tests/fixtures/survey_designs/survey.csv.
+fn designs_spec(dir: &Path, designs: &[(&str, &str, f64)]) -> PathBuf {
+    let fx = repo().join("tests/fixtures/survey_designs");
+    let mut spec = format!(
+        "version = 1\nid = \"fixture-survey-designs\"\nreference_date = 2024-12-31\nreference_period = \"2024\"\ncodelists = \"{}\"\n[defaults]\nmax_invalid_fraction = 0.0\n",
+        repo().join("schemas/codelists").display()
+    );
+    for (name, design, _) in designs {
+        spec += &format!(
+            "\n[sources.{name}]\npath = \"{fx}/survey.csv\"\nformat = \"csv\"\nschema = \"{fx}/survey.schema.json\"\nrecord_id = \"id\"\n\
+             [sources.{name}.design]\nweight = \"weight\"\n{design}\n\
+             [sources.{name}.harmonize]\nSEX = {{ from = \"sex\", crosswalk = \"{sex}\", codelist = \"sex\" }}\nGRP = {{ from = \"grp\", crosswalk = \"{fx}/grp.csv\" }}\n",
+            fx = fx.display(),
+            sex = repo().join("schemas/crosswalks/sex.csv").display()
+        );
+        for (table, kind, dims) in DESIGN_TABLES {
+            spec += &format!(
+                "\n[tables.{name}-{table}]\nsource = \"{name}\"\nunit = \"persons\"\n{kind}\ndimensions = {dims}\n"
+            );
+        }
+    }
+    let path = dir.join("designs.toml");
+    std::fs::write(&path, spec).unwrap();
+    path
+}
+
+#[test]
+fn every_design_and_estimator_matches_r_survey() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plan = migstat::spec::compile(&designs_spec(tmp.path(), DESIGNS)).expect("spec compiles");
+    let out = tmp.path().join("out");
+    crate::run_plan(&plan, &out);
+
+    // R: design,table,SEX,GRP,estimate,se,ci_low_t,ci_high_t,df,deff
+    let mut rdr = csv::Reader::from_path(repo().join("tests/golden/survey_designs_r.csv")).unwrap();
+    let mut expected: BTreeMap<(String, String), Vec<csv::StringRecord>> = BTreeMap::new();
+    for rec in rdr.records() {
+        let rec = rec.unwrap();
+        expected
+            .entry((rec[0].to_string(), rec[1].to_string()))
+            .or_default()
+            .push(rec);
+    }
+    assert_eq!(expected.len(), DESIGNS.len() * DESIGN_TABLES.len());
+    let finite = |s: &str| s.parse::<f64>().ok().filter(|v| v.is_finite());
+    let mut worst = (0.0f64, 0.0f64, 0.0f64);
+    for ((design, table), rows) in &expected {
+        let level = DESIGNS.iter().find(|d| d.0 == design).unwrap().2;
+        let z = if level == 0.95 {
+            1.959_963_984_540_054
+        } else {
+            1.644_853_626_951_472_2 // qnorm(0.95)
+        };
+        let df = read_parquet(&out.join(format!(
+            "restricted/tables/{design}-{table}/ref_year=2024/data.parquet"
+        )));
+        assert_eq!(
+            df.height(),
+            rows.len(),
+            "{design}-{table}: the cells of svyby"
+        );
+        let s = |c: &str| df.column(c).unwrap().str().unwrap().clone();
+        let f = |c: &str| df.column(c).unwrap().f64().unwrap().clone();
+        let (sex, grp) = (s("SEX"), s("GRP"));
+        let (est, se, deff) = (f("estimate"), f("se"), f("deff"));
+        let (lo, hi, lo_t, hi_t) = (f("ci_low"), f("ci_high"), f("ci_low_t"), f("ci_high_t"));
+        let dfree = df.column("df").unwrap().u64().unwrap().clone();
+        for r in rows {
+            let i = (0..df.height())
+                .find(|&i| sex.get(i) == Some(&r[2]) && grp.get(i) == Some(&r[3]))
+                .unwrap_or_else(|| panic!("{design}-{table}: no cell {} {}", &r[2], &r[3]));
+            let at = format!("{design}-{table} SEX={} GRP={}", &r[2], &r[3]);
+            let (re, rse) = (finite(&r[4]).unwrap(), finite(&r[5]).unwrap());
+            let (e, s) = (est.get(i).unwrap(), se.get(i).unwrap());
+            let rel_e = (e - re).abs() / re.abs().max(1e-300);
+            assert!(rel_e < 1e-9, "{at}: estimate {e} vs R {re}");
+            let rel_s = if rse > 0.0 {
+                (s - rse).abs() / rse
+            } else {
+                s.abs() / re.abs()
+            };
+            assert!(rel_s < 1e-6, "{at}: se {s} vs R {rse}");
+            let tol = 1e-6 * rse + 1e-9 * re.abs();
+            let (rlo, rhi) = (finite(&r[6]).unwrap(), finite(&r[7]).unwrap());
+            assert!(
+                (lo_t.get(i).unwrap() - rlo).abs() <= tol
+                    && (hi_t.get(i).unwrap() - rhi).abs() <= tol,
+                "{at}: t interval ({:?}, {:?}) vs R ({rlo}, {rhi})",
+                lo_t.get(i),
+                hi_t.get(i)
+            );
+            assert!(
+                (lo.get(i).unwrap() - (re - z * rse)).abs() <= tol
+                    && (hi.get(i).unwrap() - (re + z * rse)).abs() <= tol,
+                "{at}: normal interval"
+            );
+            assert_eq!(dfree.get(i), r[8].parse().ok(), "{at}: degrees of freedom");
+            match (deff.get(i), finite(&r[9])) {
+                (Some(a), Some(b)) => {
+                    let rel = (a - b).abs() / b.abs();
+                    assert!(rel < 1e-6, "{at}: deff {a} vs R {b}");
+                    worst.2 = worst.2.max(rel);
+                }
+                (None, None) => {}
+                // The SRS variance of a constant (the population, y = 1) is 0: no design effect.
+                // R divides by its rounding noise instead (deff ~1e32).
+                (None, Some(b)) if table == "population" && b.abs() > 1e12 => {}
+                // R has no design effect for ratios under replicate weights; ours is the same
+                // formula as for the other estimators.
+                (Some(_), None) if table == "ratio_y_x" && r[9].eq("NA") => {}
+                (a, _) => panic!("{at}: deff {a:?} vs R {}", &r[9]),
+            }
+            worst.0 = worst.0.max(rel_e);
+            worst.1 = worst.1.max(rel_s);
+        }
+    }
+    eprintln!(
+        "largest relative differences from R: estimates {:e}, SEs {:e}, design effects {:e}",
+        worst.0, worst.1, worst.2
+    );
+}
+
+#[test]
+fn a_lonely_psu_rejects_the_source_under_fail() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = designs_spec(
+        tmp.path(),
+        &[("lonely_fail", "strata = \"stratum_l\"\npsu = \"psu\"", 0.95)],
+    );
+    let plan = migstat::spec::compile(&spec).unwrap();
+    let m = crate::run_plan(&plan, &tmp.path().join("out"));
+    assert_eq!(m.status, "rejected");
+    let msg = &m.rejections[0].reason;
+    assert!(
+        msg.contains("2 stratum(s) with a single PSU")
+            && msg.contains("`S3-P1`")
+            && msg.contains("`S3-P2`"),
+        "{msg}"
+    );
+    assert!(
+        m.outputs.iter().all(|o| !o.path.contains("tables")),
+        "no table is built from a rejected source"
     );
 }

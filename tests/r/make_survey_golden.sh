@@ -12,4 +12,8 @@ duckdb.execute(f"""copy (select raw_stratum as stratum, raw_psu as psu, raw_weig
     order by _file, _record) to 'tests/golden/survey_input.csv' (header)""")
 PY
 Rscript tests/r/survey_golden.R tests/golden/survey_input.csv tests/golden/survey_population_r.csv tests/golden/survey_mean_age_r.csv tests/golden/survey_migration_share_r.csv
+# Every design (stratified, clustered, two-stage, FPC, lonely-PSU policies, replicate weights) and
+# estimator (totals, means, shares, ratios) on a small synthetic survey; the data are committed, so
+# only the expected values are recomputed (generate them anew with `survey_designs.R generate`).
+Rscript tests/r/survey_designs.R expect tests/fixtures/survey_designs/survey.csv tests/golden/survey_designs_r.csv
 rm -rf "$out"

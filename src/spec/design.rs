@@ -1,0 +1,429 @@
+//! A survey source's sampling design (`[sources.<id>.design]`), checked against its schema.
+//!
+//! Input: the TOML table and the source's schema. Output: a [`Design`] with R `survey`'s meaning,
+//! so a statistician can write the same design in both:
+//!
+//! - Taylor linearization: `svydesign(ids = ~psu + ssu, strata = ~strata, fpc = ~fpc + fpc_ssu,
+//!   weights = ~weight, nest = TRUE)` with `options(survey.lonely.psu = lonely_psu)`;
+//! - replicate weights: `svrepdesign(weights = ~weight, repweights = <columns>, type = …,
+//!   scale = …, rscales = …, mse = …, combined.weights = TRUE)`.
+
+use serde::Serialize;
+use toml::{Table, Value};
+
+use super::Ctx;
+use super::schema::{FieldType, TableSchema};
+
+/// A survey's sampling design.
+#[derive(Debug, Clone, Serialize)]
+pub struct Design {
+    pub weight: String,
+    pub strata: Option<String>,
+    /// Primary sampling units (nested in strata); without them every record is its own PSU.
+    pub psu: Option<String>,
+    /// Second-stage units (nested in PSUs). Their variance counts only with an FPC at both
+    /// stages, as in R; without an FPC the design is an ultimate-cluster one.
+    pub ssu: Option<String>,
+    /// Stage-1 finite population correction: the stratum's number of PSUs in the population
+    /// (values ≥ 1) or its sampling fraction (values ≤ 1), constant within a stratum.
+    pub fpc: Option<String>,
+    /// Stage-2 finite population correction: the PSU's number of SSUs in the population or its
+    /// sampling fraction, constant within a PSU.
+    pub fpc_ssu: Option<String>,
+    pub lonely_psu: LonelyPsu,
+    /// Replicate weights, when the variance comes from them instead of from the design.
+    pub replicates: Option<Replicates>,
+    /// Confidence level of the intervals.
+    pub confidence: f64,
+    /// Above this CV a cell is flagged low reliability (OBS_STATUS `U`); Statistics Canada: 16.5%.
+    pub cv_caution: f64,
+    /// Above this CV, or with fewer than `min_n` respondents, a cell is marked for suppression.
+    pub cv_suppress: f64,
+    pub min_n: u64,
+}
+
+impl Design {
+    /// Every delivered field the estimates read, for checks and projections.
+    pub fn fields(&self) -> Vec<&str> {
+        let mut f = vec![self.weight.as_str()];
+        f.extend(
+            [&self.strata, &self.psu, &self.ssu, &self.fpc, &self.fpc_ssu]
+                .into_iter()
+                .flatten()
+                .map(String::as_str),
+        );
+        if let Some(r) = &self.replicates {
+            f.extend(r.columns.iter().map(String::as_str));
+        }
+        f
+    }
+}
+
+/// What to do with a stratum that has a single PSU (R's `survey.lonely.psu`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LonelyPsu {
+    /// Reject the source: the variance cannot be estimated.
+    Fail,
+    /// The stratum contributes nothing to the variance.
+    Remove,
+    /// The PSU was sampled with certainty: nothing at this stage.
+    Certainty,
+    /// The PSU's total is centred at zero (the grand mean of linearized values) instead of the
+    /// stratum mean, a conservative choice.
+    Adjust,
+    /// The stratum is given the average variance contribution of the other strata.
+    Average,
+}
+
+/// Replicate weights (combined: each column is a full analysis weight).
+#[derive(Debug, Clone, Serialize)]
+pub struct Replicates {
+    pub columns: Vec<String>,
+    pub kind: ReplicateKind,
+    /// V = scale · Σ_r rscales_r (θ̂_r − θ̄)².
+    pub scale: f64,
+    pub rscales: Vec<f64>,
+    /// Centre the replicates on the full-sample estimate instead of their mean.
+    pub mse: bool,
+    /// Degrees of freedom of the intervals; by default the rank of the replicate weights − 1,
+    /// as R's `degf()`.
+    pub df: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub enum ReplicateKind {
+    JK1,
+    JKn,
+    Bootstrap,
+    BRR,
+    Fay { rho: f64 },
+}
+
+const KEYS: &[&str] = &[
+    "weight",
+    "strata",
+    "psu",
+    "ssu",
+    "fpc",
+    "fpc_ssu",
+    "lonely_psu",
+    "replicates",
+    "confidence",
+    "cv_caution",
+    "cv_suppress",
+    "min_n",
+];
+const REPLICATE_KEYS: &[&str] = &["columns", "type", "scale", "rscales", "rho", "mse", "df"];
+
+fn number(v: &Value) -> Option<f64> {
+    v.as_float().or_else(|| v.as_integer().map(|i| i as f64))
+}
+
+/// Parse `[sources.<id>.design]`; `p` is the source's key path (`sources.<id>.`).
+pub(crate) fn parse(
+    d: &Table,
+    p: &str,
+    schema: Option<&TableSchema>,
+    cx: &mut Ctx<'_>,
+) -> Option<Design> {
+    let dp = format!("{p}design");
+    cx.unknown_keys(d, KEYS, &dp);
+    let dp = format!("{dp}.");
+    let check_field = |name: &str, key: &str, numeric: bool, cx: &mut Ctx<'_>| {
+        match schema
+        .and_then(|s| s.field(name))
+    {
+        None if schema.is_some() => {
+            cx.push(key, format!("field `{name}` is not in the schema"));
+        }
+        Some(f)
+            if numeric && !matches!(f.field_type, FieldType::Number | FieldType::Integer) =>
+        {
+            cx.push(key, format!("field `{name}` must be a number"));
+        }
+        Some(f) if !f.constraints.required => cx.push(
+            key,
+            format!(
+                "field `{name}` must be required in the schema: a record without it has no place in the design"
+            ),
+        ),
+        _ => {}
+    }
+    };
+    let field = |key: &str, required: bool, numeric: bool, cx: &mut Ctx<'_>| {
+        let name = cx.str(d, key, &dp, required)?.to_string();
+        check_field(&name, &format!("{dp}{key}"), numeric, cx);
+        Some(name)
+    };
+    let weight = field("weight", true, true, cx);
+    let strata = field("strata", false, false, cx);
+    let psu = field("psu", false, false, cx);
+    let ssu = field("ssu", false, false, cx);
+    let fpc = field("fpc", false, true, cx);
+    let fpc_ssu = field("fpc_ssu", false, true, cx);
+    if ssu.is_some() && psu.is_none() {
+        cx.push(
+            format!("{dp}ssu"),
+            "second-stage units need `psu` (the first-stage units they are nested in)",
+        );
+    }
+    if fpc_ssu.is_some() && (fpc.is_none() || ssu.is_none()) {
+        cx.push(
+            format!("{dp}fpc_ssu"),
+            "a stage-2 FPC needs `ssu` and the stage-1 `fpc`",
+        );
+    }
+    if ssu.is_some() && fpc.is_some() && fpc_ssu.is_none() {
+        cx.push(
+            format!("{dp}fpc"),
+            "with `ssu`, give the FPC of both stages (`fpc` and `fpc_ssu`), as R's svydesign requires; without any FPC the variance is the ultimate-cluster one",
+        );
+    }
+    let lonely_psu = match cx.str(d, "lonely_psu", &dp, false) {
+        None | Some("fail") => LonelyPsu::Fail,
+        Some("remove") => LonelyPsu::Remove,
+        Some("certainty") => LonelyPsu::Certainty,
+        Some("adjust") => LonelyPsu::Adjust,
+        Some("average") => LonelyPsu::Average,
+        Some(other) => {
+            cx.push(
+                format!("{dp}lonely_psu"),
+                format!("`{other}` is not a policy (fail, remove, certainty, adjust or average)"),
+            );
+            LonelyPsu::Fail
+        }
+    };
+    let replicates = match d.get("replicates") {
+        None => None,
+        Some(Value::Table(r)) => {
+            let rp = format!("{dp}replicates");
+            if let Some(k) = ["strata", "psu", "ssu", "fpc", "fpc_ssu"]
+                .iter()
+                .find(|k| d.contains_key(**k))
+            {
+                cx.push(
+                    format!("{dp}{k}"),
+                    "replicate weights carry the design: drop strata, psu, ssu and fpc, or the replicates",
+                );
+            }
+            replicates(r, &rp, schema, &check_field, cx)
+        }
+        Some(_) => {
+            cx.push(
+                format!("{dp}replicates"),
+                "must be a table { columns = [...], type = \"JK1\" }",
+            );
+            None
+        }
+    };
+    let confidence = match d.get("confidence") {
+        None => 0.95,
+        Some(v) => match v.as_float() {
+            Some(c) if c > 0.0 && c < 1.0 => c,
+            _ => {
+                cx.push(
+                    format!("{dp}confidence"),
+                    "must be a level between 0 and 1, e.g. 0.95",
+                );
+                0.95
+            }
+        },
+    };
+    let cv_caution = cx.fraction(d, "cv_caution", &dp).unwrap_or(0.165);
+    let cv_suppress = cx.fraction(d, "cv_suppress", &dp).unwrap_or(0.333);
+    let min_n = match d.get("min_n") {
+        None => 10,
+        Some(v) => match v.as_integer().and_then(|i| u64::try_from(i).ok()) {
+            Some(n) => n,
+            None => {
+                cx.push(format!("{dp}min_n"), "must be a non-negative integer");
+                10
+            }
+        },
+    };
+    Some(Design {
+        weight: weight?,
+        strata,
+        psu,
+        ssu,
+        fpc,
+        fpc_ssu,
+        lonely_psu,
+        replicates,
+        confidence,
+        cv_caution,
+        cv_suppress,
+        min_n,
+    })
+}
+
+fn replicates(
+    r: &Table,
+    rp: &str,
+    schema: Option<&TableSchema>,
+    check_field: &dyn Fn(&str, &str, bool, &mut Ctx<'_>),
+    cx: &mut Ctx<'_>,
+) -> Option<Replicates> {
+    cx.unknown_keys(r, REPLICATE_KEYS, rp);
+    let rp = format!("{rp}.");
+    // An explicit list, or a glob over the schema's fields in schema order.
+    let columns: Vec<String> = match r.get("columns") {
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|v| {
+                let s = v.as_str().map(str::to_string);
+                if s.is_none() {
+                    cx.push(format!("{rp}columns"), "must list field names");
+                }
+                s
+            })
+            .collect(),
+        Some(Value::String(pattern)) => match glob::Pattern::new(pattern) {
+            Ok(g) => schema
+                .map(|s| {
+                    s.fields
+                        .iter()
+                        .filter(|f| g.matches(&f.name))
+                        .map(|f| f.name.clone())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            Err(e) => {
+                cx.push(format!("{rp}columns"), format!("not a glob pattern: {e}"));
+                Vec::new()
+            }
+        },
+        Some(_) => {
+            cx.push(
+                format!("{rp}columns"),
+                "must be a list of fields or a glob such as \"repw*\"",
+            );
+            Vec::new()
+        }
+        None => {
+            cx.push(format!("{rp}columns"), "required key is missing");
+            Vec::new()
+        }
+    };
+    if r.get("columns").is_some() && columns.len() < 2 && schema.is_some() {
+        cx.push(
+            format!("{rp}columns"),
+            format!(
+                "{} replicate weight column(s) found: a replicate variance needs at least 2",
+                columns.len()
+            ),
+        );
+    }
+    for c in &columns {
+        check_field(c, &format!("{rp}columns"), true, cx);
+    }
+    let n = columns.len().max(1) as f64;
+    let given = |key: &str, cx: &mut Ctx<'_>| -> Option<f64> {
+        let v = r.get(key)?;
+        let f = number(v).filter(|f| f.is_finite() && *f > 0.0);
+        if f.is_none() {
+            cx.push(format!("{rp}{key}"), "must be a positive number");
+        }
+        f
+    };
+    let scale_given = given("scale", cx);
+    let kind = match cx.str(r, "type", &rp, true) {
+        Some("JK1") => ReplicateKind::JK1,
+        Some("JKn") => ReplicateKind::JKn,
+        Some("bootstrap") => ReplicateKind::Bootstrap,
+        Some("BRR") => ReplicateKind::BRR,
+        Some("Fay") => match r.get("rho").and_then(number) {
+            Some(rho) if (0.0..1.0).contains(&rho) => ReplicateKind::Fay { rho },
+            _ => {
+                cx.push(
+                    format!("{rp}rho"),
+                    "Fay's method needs its perturbation factor rho, 0 <= rho < 1",
+                );
+                ReplicateKind::Fay { rho: 0.5 }
+            }
+        },
+        Some(other) => {
+            cx.push(
+                format!("{rp}type"),
+                format!("`{other}` is not a replicate type (JK1, JKn, bootstrap, BRR or Fay)"),
+            );
+            ReplicateKind::JK1
+        }
+        None => ReplicateKind::JK1,
+    };
+    // R's svrepdesign defaults.
+    let scale = match kind {
+        ReplicateKind::BRR => 1.0 / n,
+        ReplicateKind::Fay { rho } => 1.0 / (n * (1.0 - rho).powi(2)),
+        ReplicateKind::JK1 => scale_given.unwrap_or((n - 1.0) / n),
+        ReplicateKind::Bootstrap => scale_given.unwrap_or(1.0 / (n - 1.0)),
+        ReplicateKind::JKn => scale_given.unwrap_or(1.0),
+    };
+    if scale_given.is_some() && matches!(kind, ReplicateKind::BRR | ReplicateKind::Fay { .. }) {
+        cx.push(
+            format!("{rp}scale"),
+            "BRR and Fay fix the scale (1/R and 1/(R(1-rho)^2)); remove `scale`",
+        );
+    }
+    let rscales = match r.get("rscales") {
+        None => {
+            if kind == ReplicateKind::JKn {
+                cx.push(
+                    format!("{rp}rscales"),
+                    "JKn needs rscales: (n_h - 1)/n_h for each replicate's stratum",
+                );
+            }
+            vec![1.0; columns.len()]
+        }
+        Some(Value::Array(a)) => {
+            let v: Vec<f64> = a.iter().filter_map(number).collect();
+            if v.len() != a.len() || v.len() != columns.len() {
+                cx.push(
+                    format!("{rp}rscales"),
+                    format!(
+                        "must be {} numbers, one per replicate column",
+                        columns.len()
+                    ),
+                );
+            }
+            v
+        }
+        Some(v) => match number(v) {
+            Some(f) => vec![f; columns.len()],
+            None => {
+                cx.push(
+                    format!("{rp}rscales"),
+                    "must be a number or a list of numbers",
+                );
+                vec![1.0; columns.len()]
+            }
+        },
+    };
+    let mse = match r.get("mse") {
+        None => false,
+        Some(Value::Boolean(b)) => *b,
+        Some(_) => {
+            cx.push(format!("{rp}mse"), "must be true or false");
+            false
+        }
+    };
+    let df = match r.get("df") {
+        None => None,
+        Some(v) => match v.as_integer().and_then(|i| u64::try_from(i).ok()) {
+            Some(d) if d > 0 => Some(d),
+            _ => {
+                cx.push(format!("{rp}df"), "must be a positive integer");
+                None
+            }
+        },
+    };
+    Some(Replicates {
+        columns,
+        kind,
+        scale,
+        rscales,
+        mse,
+        df,
+    })
+}

@@ -1,0 +1,133 @@
+# Reference values for migstat's survey estimators under every kind of design, from R's survey
+# package (Lumley). Run by tests/r/make_survey_golden.sh:
+#   Rscript tests/r/survey_designs.R generate tests/fixtures/survey_designs/survey.csv
+#   Rscript tests/r/survey_designs.R expect tests/fixtures/survey_designs/survey.csv tests/golden/survey_designs_r.csv
+# `generate` draws the synthetic survey (committed, so it needs to run only once); `expect`
+# computes the estimates that tests/integration/survey.rs compares migstat with. The design
+# names below are the source ids of the spec that test writes.
+suppressPackageStartupMessages(library(survey))
+args <- commandArgs(trailingOnly = TRUE)
+
+generate <- function(path) {
+  set.seed(20261122)
+  npsu <- c(S1 = 3, S2 = 4, S3 = 2, S4 = 5, S5 = 3, S6 = 3)
+  rows <- list()
+  for (h in names(npsu)) for (p in seq_len(npsu[[h]])) {
+    nssu <- sample(2:4, 1)
+    for (s in seq_len(nssu)) {
+      k <- sample(2:5, 1)
+      rows[[length(rows) + 1]] <- data.frame(
+        stratum = h, psu = sprintf("%s-P%d", h, p), ssu = sprintf("%s-P%d-H%d", h, p, s),
+        n_ssu_pop = nssu * 3, k = k
+      )
+    }
+  }
+  d <- do.call(rbind, lapply(rows, function(r) r[rep(1, r$k), ]))
+  n <- nrow(d)
+  d$id <- sprintf("R%04d", seq_len(n))
+  d$sex <- sample(c("M", "F"), n, replace = TRUE)
+  d$grp <- sample(c("A", "B", "C"), n, replace = TRUE, prob = c(.5, .3, .2))
+  d$grp[d$stratum == "S1" & d$grp == "C"] <- "B" # a domain empty in one stratum
+  d$weight <- round(runif(n, 50, 150) * match(d$stratum, names(npsu)), 2)
+  d$y <- round(rgamma(n, 2, 0.001), 1)
+  d$y[sample(n, 8)] <- NA
+  d$x <- sample(1:6, n, replace = TRUE)
+  d$n_psu_pop <- npsu[d$stratum] * 4
+  d$psu_fraction <- 0.25
+  d$n_elem_pop <- ave(rep(1, n), d$stratum, FUN = sum) * 20
+  # Stratum S3 split in two strata of one PSU each: lonely PSUs.
+  d$stratum_l <- ifelse(d$stratum == "S3", d$psu, d$stratum)
+  jk <- as.svrepdesign(svydesign(ids = ~psu, weights = ~weight, data = d), type = "JK1", compress = FALSE)
+  w <- matrix(as.numeric(as.matrix(weights(jk, "analysis"))), nrow = n)
+  colnames(w) <- sprintf("jk1_%02d", seq_len(ncol(w)))
+  bs <- as.svrepdesign(svydesign(ids = ~psu, strata = ~stratum, weights = ~weight, data = d, nest = TRUE),
+    type = "bootstrap", replicates = 30, compress = FALSE)
+  b <- matrix(as.numeric(as.matrix(weights(bs, "analysis"))), nrow = n)
+  colnames(b) <- sprintf("boot_%02d", seq_len(ncol(b)))
+  d <- data.frame(d[c("id", "stratum", "stratum_l", "psu", "ssu", "weight", "n_elem_pop", "n_psu_pop",
+    "psu_fraction", "n_ssu_pop", "sex", "grp", "y", "x")], as.data.frame(w), as.data.frame(b))
+  for (c in c(colnames(w), colnames(b))) d[[c]] <- sprintf("%.17g", d[[c]])
+  write.csv(d, path, row.names = FALSE, quote = FALSE, na = "")
+}
+
+getdeff <- function(t) {
+  x <- tryCatch(deff(t), error = function(e) NULL)
+  if (is.null(x)) NA else unname(x)
+}
+
+expect <- function(path, out) {
+  d <- read.csv(path, colClasses = c(sex = "character", grp = "character"))
+  d$one <- 1
+  d$SEX <- d$sex
+  d$GRP <- d$grp
+  designs <- list(
+    strat = list(svydesign(ids = ~1, strata = ~stratum, weights = ~weight, data = d)),
+    strat_fpc = list(svydesign(ids = ~1, strata = ~stratum, fpc = ~n_elem_pop, weights = ~weight, data = d)),
+    clus = list(svydesign(ids = ~psu, weights = ~weight, data = d)),
+    clus_fpc_90 = list(svydesign(ids = ~psu, fpc = ~psu_fraction, weights = ~weight, data = d), level = 0.90),
+    strat_clus = list(svydesign(ids = ~psu, strata = ~stratum, weights = ~weight, data = d, nest = TRUE)),
+    two_stage = list(svydesign(ids = ~psu + ssu, strata = ~stratum, weights = ~weight, data = d, nest = TRUE)),
+    two_stage_fpc = list(svydesign(ids = ~psu + ssu, strata = ~stratum, fpc = ~n_psu_pop + n_ssu_pop,
+      weights = ~weight, data = d, nest = TRUE)),
+    lonely_remove = list(svydesign(ids = ~psu, strata = ~stratum_l, weights = ~weight, data = d, nest = TRUE), lonely = "remove"),
+    lonely_certainty = list(svydesign(ids = ~psu, strata = ~stratum_l, weights = ~weight, data = d, nest = TRUE), lonely = "certainty"),
+    lonely_adjust = list(svydesign(ids = ~psu, strata = ~stratum_l, weights = ~weight, data = d, nest = TRUE), lonely = "adjust"),
+    lonely_average = list(svydesign(ids = ~psu, strata = ~stratum_l, weights = ~weight, data = d, nest = TRUE), lonely = "average"),
+    jk1 = list(suppressWarnings(svrepdesign(data = d, weights = ~weight, repweights = "^jk1_", type = "JK1", combined.weights = TRUE))),
+    boot = list(svrepdesign(data = d, weights = ~weight, repweights = "^boot_", type = "bootstrap", combined.weights = TRUE))
+  )
+  res <- list()
+  for (name in names(designs)) {
+    spec <- designs[[name]]
+    des <- spec[[1]]
+    level <- if (is.null(spec$level)) 0.95 else spec$level
+    options(survey.lonely.psu = if (is.null(spec$lonely)) "fail" else spec$lonely)
+    # Every margin combination of `dims` (`_T` for a margin), as migstat publishes it.
+    cube <- function(table, dims, est) {
+      for (k in 0:(2^length(dims) - 1)) {
+        totalled <- bitwAnd(k, 2^(0:(length(dims) - 1))) != 0
+        keep <- dims[!totalled]
+        if (length(keep) == 0) {
+          t <- est(NULL)
+          cells <- data.frame(row.names = 1)
+        } else {
+          t <- est(as.formula(paste("~", paste(keep, collapse = "+"))))
+          cells <- as.data.frame(t)[keep]
+        }
+        ci <- confint(t, level = level, df = degf(des))
+        r <- data.frame(design = name, table = table, cells, estimate = unname(coef(t)), se = unname(SE(t)),
+          ci_low_t = ci[, 1], ci_high_t = ci[, 2], df = degf(des), deff = getdeff(t))
+        for (dd in dims[totalled]) r[[dd]] <- "_T"
+        for (dd in c("SEX", "GRP")) if (is.null(r[[dd]])) r[[dd]] <- NA
+        res[[length(res) + 1]] <<- r[c("design", "table", "SEX", "GRP", "estimate", "se", "ci_low_t", "ci_high_t", "df", "deff")]
+      }
+    }
+    by <- function(f, fun, ...) function(b) {
+      if (is.null(b)) fun(f, des, deff = TRUE, ...) else svyby(f, b, des, fun, deff = TRUE, ...)
+    }
+    cube("population", c("SEX", "GRP"), by(~one, svytotal))
+    cube("total_y", c("SEX", "GRP"), by(~y, svytotal, na.rm = TRUE))
+    cube("mean_y", c("SEX", "GRP"), by(~y, svymean, na.rm = TRUE))
+    # R cannot compute the design effect of a ratio under replicate weights.
+    rdeff <- !inherits(des, "svyrep.design")
+    ratio <- function(b) {
+      if (is.null(b)) svyratio(~y, ~x, des, na.rm = TRUE, deff = rdeff)
+      else svyby(~y, b, des, svyratio, denominator = ~x, na.rm = TRUE, deff = rdeff)
+    }
+    cube("ratio_y_x", c("SEX", "GRP"), ratio)
+    # Shares of each GRP within SEX: svymean of the category's indicator.
+    for (level_ in sort(unique(d$grp))) {
+      des <- update(des, ind = as.numeric(GRP == level_))
+      n0 <- length(res)
+      cube("share_grp", "SEX", by(~ind, svymean))
+      for (i in (n0 + 1):length(res)) res[[i]]$GRP <- level_
+    }
+  }
+  all <- do.call(rbind, res)
+  all <- all[!(all$table == "share_grp" & all$estimate == 0), ]
+  for (c in c("estimate", "se", "ci_low_t", "ci_high_t", "deff")) all[[c]] <- sprintf("%.17g", all[[c]])
+  write.csv(all, out, row.names = FALSE, quote = FALSE)
+  cat("R", R.version.string, "survey", as.character(packageVersion("survey")), ":", nrow(all), "cells\n")
+}
+
+if (args[1] == "generate") generate(args[2]) else expect(args[2], args[3])
