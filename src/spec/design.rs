@@ -42,23 +42,6 @@ pub struct Design {
     pub min_n: u64,
 }
 
-impl Design {
-    /// Every delivered field the estimates read, for checks and projections.
-    pub fn fields(&self) -> Vec<&str> {
-        let mut f = vec![self.weight.as_str()];
-        f.extend(
-            [&self.strata, &self.psu, &self.ssu, &self.fpc, &self.fpc_ssu]
-                .into_iter()
-                .flatten()
-                .map(String::as_str),
-        );
-        if let Some(r) = &self.replicates {
-            f.extend(r.columns.iter().map(String::as_str));
-        }
-        f
-    }
-}
-
 /// What to do with a stratum that has a single PSU (R's `survey.lonely.psu`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -986,4 +986,63 @@ mod tests {
         let after = compile(&d.path().join("p.toml")).unwrap().spec_hash;
         assert_ne!(before, after);
     }
+
+    #[test]
+    fn design_mistakes_are_all_reported() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("x.csv"), "id\n1\n").unwrap();
+        std::fs::write(
+            d.path().join("s.json"),
+            r#"{"fields": [{"name": "id"}, {"name": "w", "type": "number", "constraints": {"required": true}},
+                {"name": "h", "constraints": {"required": true}}, {"name": "n", "type": "integer", "constraints": {"required": true}},
+                {"name": "r1", "type": "number", "constraints": {"required": true}}, {"name": "r2", "type": "number"}]}"#,
+        )
+        .unwrap();
+        let head =
+            "version = 1\nid = \"p\"\nreference_date = 2024-12-31\nreference_period = \"2024\"\n";
+        let src = |name: &str, design: &str| {
+            format!(
+                "[sources.{name}]\npath = \"x.csv\"\nformat = \"csv\"\nschema = \"s.json\"\n[sources.{name}.design]\nweight = \"w\"\n{design}\n"
+            )
+        };
+        let k = keys(spec(
+            d.path(),
+            &[
+                head.to_string(),
+                // a second stage without PSUs; an FPC of two stages without a stage-2 one
+                src("a", "ssu = \"h\"\nfpc = \"n\""),
+                src(
+                    "b",
+                    "psu = \"h\"\nssu = \"h\"\nfpc = \"n\"\nlonely_psu = \"drop\"",
+                ),
+                // replicates next to strata; JKn without rscales; a column that may be missing
+                src(
+                    "c",
+                    "strata = \"h\"\nreplicates = { columns = \"r*\", type = \"JKn\" }",
+                ),
+                // an FPC that is not a number, next to replicates; a glob matching one column
+                src(
+                    "d",
+                    "fpc = \"h\"\nreplicates = { columns = \"r1*\", type = \"BRR\", scale = 2 }",
+                ),
+            ]
+            .concat(),
+        ));
+        assert_eq!(
+            k,
+            [
+                "sources.a.design.ssu",
+                "sources.a.design.fpc",
+                "sources.b.design.fpc",
+                "sources.b.design.lonely_psu",
+                "sources.c.design.strata",
+                "sources.c.design.replicates.columns",
+                "sources.c.design.replicates.rscales",
+                "sources.d.design.fpc",
+                "sources.d.design.fpc",
+                "sources.d.design.replicates.columns",
+                "sources.d.design.replicates.scale",
+            ]
+        );
+    }
 }
