@@ -42,7 +42,7 @@ q = f"""select count(*) as cells, count(r.estimate) as matched,
   max(abs(m.estimate - r.estimate) / r.estimate) as est, max(abs(m.se - r.se) / r.se) as se
   from '{w}/out/restricted/tables/population/ref_year=2024/data.parquet' m
   left join read_csv('{w}/r_cells.csv', all_varchar = false, types = {{'REGION': 'VARCHAR', 'EDU': 'VARCHAR'}}) r on {on}"""
-cells, matched, est, se = duckdb.sql(q).fetchone()
+cells, matched, est, se = duckdb.sql(q).fetchall()[0]
 print(f"cells    {cells:,} published by migstat, {matched:,} found in R's output")
 print(f"largest relative difference: estimates {est:.1e}, standard errors {se:.1e}")
 print(f"ratio    R / migstat wall time = {r / m:.0f}x")

@@ -13,6 +13,7 @@ pub mod error;
 pub mod export;
 pub mod harmonize;
 pub mod ingest;
+pub mod protect;
 pub mod quarantine;
 pub mod runner;
 pub mod sample;

@@ -25,6 +25,7 @@ use crate::ingest::{FileChunks, RawChunk};
 use crate::quarantine::{self, Rule};
 use crate::spec::{Plan, SourcePlan, clean_path};
 use crate::validate::Validator;
+use polars::prelude::{ParquetReader, SerReader};
 use std::sync::Arc;
 
 #[derive(Debug, Clone)]
@@ -73,6 +74,8 @@ pub struct Manifest {
     pub sources: Vec<SourceReport>,
     /// Sources rejected as a whole; non-empty exactly when `status` is `rejected`.
     pub rejections: Vec<Rejection>,
+    /// What disclosure control did to each published table.
+    pub protection: Vec<crate::protect::Summary>,
     pub outputs: Vec<OutputFile>,
 }
 
@@ -152,6 +155,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Manifest> {
         }
     }
 
+    let mut protection = Vec::new();
     if rejections.is_empty() {
         for table in &plan.tables {
             let t0 = Instant::now();
@@ -172,8 +176,28 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Manifest> {
                     .remove(&table.id)
                     .map_or(Partial::None, Partial::Cells),
             };
-            match build_table(plan, table, &staging, inputs, partial) {
-                Ok(o) => outputs.push(o),
+            let built = build_table(plan, table, &staging, inputs, partial).and_then(
+                |(file, t, metadata)| {
+                    outputs.push(file);
+                    protect_table(plan, table, &staging, &t, metadata)
+                },
+            );
+            match built {
+                Ok(None) => {}
+                Ok(Some((files, summary))) => {
+                    outputs.extend(files);
+                    if !summary.audit_passed {
+                        rejections.push(Rejection {
+                            source_id: table.source.clone(),
+                            reason: format!(
+                                "table `{}`: the disclosure audit failed, nothing is published: {}",
+                                table.id,
+                                summary.failures.join("; ")
+                            ),
+                        });
+                    }
+                    protection.push(summary);
+                }
                 Err(e) => {
                     let _ = std::fs::remove_dir_all(&staging);
                     return Err(e);
@@ -181,6 +205,11 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Manifest> {
             }
             tracing::info!(table = %table.id, seconds = t0.elapsed().as_secs_f64(), "table built");
         }
+    }
+
+    // Nothing that identifies a person may reach the public tier: prove it from the files.
+    if rejections.is_empty() {
+        rejections.extend(check_public_columns(plan, &staging)?);
     }
 
     let manifest = Manifest {
@@ -204,6 +233,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Manifest> {
         ],
         sources,
         rejections,
+        protection,
         outputs,
     };
     let json = serde_json::to_vec_pretty(&manifest)
@@ -219,7 +249,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Manifest> {
     }
 
     // Replace the previous outputs. (Atomic release switching comes with the publish stage.)
-    for dir in ["restricted", "quarantine"] {
+    for dir in ["public", "restricted", "quarantine"] {
         let old = out.join(dir);
         if old.exists() {
             std::fs::remove_dir_all(&old).at(&old)?;
@@ -257,16 +287,16 @@ enum Partial {
     Survey(Arc<crate::survey::DesignInfo>, crate::survey::Partial),
 }
 
-/// Build a table from its source's harmonized records in `staging` and write it, Hive-partitioned
-/// by reference year. Until disclosure control exists the tables are unprotected counts, so they
-/// belong to the restricted tier.
+/// Build a table from its source's harmonized records in `staging` and write it with its true
+/// values to the restricted tier, Hive-partitioned by reference year; returns the table and the
+/// Parquet metadata its protected form will carry too.
 fn build_table(
     plan: &Plan,
     table: &crate::spec::TableSpec,
     staging: &Path,
     inputs: String,
     partial: Partial,
-) -> Result<OutputFile> {
+) -> Result<(OutputFile, crate::disaggregate::CountTable, Metadata)> {
     let source = plan
         .sources
         .iter()
@@ -320,8 +350,114 @@ fn build_table(
         .join(format!("ref_year={}", t.ref_year))
         .join("data.parquet");
     let mut sink = ParquetSink::create(&path, t.frame.schema(), &metadata)?;
-    sink.write(t.frame)?;
-    sink.finish(staging)
+    sink.write(t.frame.clone())?;
+    Ok((sink.finish(staging)?, t, metadata))
+}
+
+type Metadata = Vec<(String, String)>;
+
+/// Every column name that would carry an identifier: each source's person and record ids and
+/// primary-key fields, delivered (`raw_<field>`) or as a code derived from them.
+fn identifier_columns(plan: &Plan) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for s in &plan.sources {
+        let ids: Vec<&String> = s
+            .person_id
+            .iter()
+            .chain(&s.record_id)
+            .chain(&s.schema.primary_key)
+            .collect();
+        for id in &ids {
+            let why = format!("identifier `{id}` of source `{}`", s.id);
+            out.insert(id.to_string(), why.clone());
+            out.insert(crate::validate::raw_column(id), why);
+        }
+        for d in &s.harmonize {
+            if let crate::spec::Derivation::Code { from, .. } = &d.derivation {
+                if ids.contains(&from) {
+                    out.insert(
+                        d.name.clone(),
+                        format!("derived from identifier `{from}` of source `{}`", s.id),
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Scan the columns of every Parquet file written to the public tier for identifiers.
+fn check_public_columns(plan: &Plan, staging: &Path) -> Result<Vec<Rejection>> {
+    let ids = identifier_columns(plan);
+    let mut found = Vec::new();
+    let pattern = staging.join("public").join("**").join("*.parquet");
+    let files = glob::glob(&pattern.to_string_lossy())
+        .map_err(|e| Error::Internal(format!("public tier scan: {e}")))?;
+    for file in files.flatten() {
+        let f = std::fs::File::open(&file).at(&file)?;
+        let schema = ParquetReader::new(f)
+            .schema()
+            .map_err(|e| Error::Internal(format!("reading {}: {e}", file.display())))?;
+        for name in schema.iter_names() {
+            if let Some(why) = ids.get(name.as_str()) {
+                found.push(Rejection {
+                    source_id: plan.pipeline_id.clone(),
+                    reason: format!(
+                        "public file {} has column `{name}`, {why}: identifiers never leave the restricted tier",
+                        relative_to(&file, staging).display()
+                    ),
+                });
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Protect a table for the public tier: `public/tables/<id>/ref_year=<year>/data.parquet`, and
+/// its audit (true values, rules, feasible intervals) in `restricted/audit/<id>.parquet`. A count
+/// table without a `protect` section is not published.
+fn protect_table(
+    plan: &Plan,
+    table: &crate::spec::TableSpec,
+    staging: &Path,
+    t: &crate::disaggregate::CountTable,
+    mut metadata: Metadata,
+) -> Result<Option<(Vec<OutputFile>, crate::protect::Summary)>> {
+    let p = if table.kind.is_survey() {
+        crate::protect::protect_survey(table, t)?
+    } else {
+        match &table.protect {
+            Some(spec) => crate::protect::protect_counts(plan, table, t, spec)?,
+            None => return Ok(None),
+        }
+    };
+    let summary = serde_json::to_string(&p.summary)
+        .map_err(|e| Error::Internal(format!("serialising protection of {}: {e}", table.id)))?;
+    metadata.push(("protection".to_string(), summary));
+    let public = staging
+        .join("public")
+        .join("tables")
+        .join(&table.id)
+        .join(format!("ref_year={}", p.ref_year))
+        .join("data.parquet");
+    let mut sink = ParquetSink::create(&public, p.public.schema(), &metadata)?;
+    sink.write(p.public)?;
+    let public = sink.finish(staging)?;
+    let audit = staging
+        .join("restricted")
+        .join("audit")
+        .join(format!("{}.parquet", table.id));
+    let mut sink = ParquetSink::create(&audit, p.audit.schema(), &metadata)?;
+    sink.write(p.audit)?;
+    let audit = sink.finish(staging)?;
+    tracing::info!(
+        table = %table.id,
+        primary = p.summary.primary,
+        secondary = p.summary.secondary,
+        audit_passed = p.summary.audit_passed,
+        "table protected"
+    );
+    Ok(Some((vec![public, audit], p.summary)))
 }
 
 /// The rejection of a source whose quarantined fraction exceeds its tolerance, naming the top rules.

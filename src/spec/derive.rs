@@ -179,6 +179,36 @@ pub struct TableSpec {
     /// The margin combinations to publish, as the dimensions kept in each (the others are `_T`);
     /// `None` publishes all 2^d.
     pub grouping_sets: Option<Vec<Vec<String>>>,
+    /// Disclosure control of a count table (`[tables.<id>.protect]`); a count table without it
+    /// stays in the restricted tier. Survey tables are protected by their design's n and CV rules.
+    pub protect: Option<Protect>,
+}
+
+/// How a count table is protected before it is published.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Protect {
+    pub method: ProtectMethod,
+    /// Threshold rule: cells with 0 < contributors < `threshold` are primary-suppressed.
+    pub threshold: u64,
+    /// The audit's requirement: the feasible interval of every primary-suppressed cell, given
+    /// the published cells and the table's additive relations, is at least this wide.
+    pub protection_range: f64,
+    /// Rounding base.
+    pub base: u64,
+    /// Key of the random-rounding generator: the same key gives the same rounding.
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ProtectMethod {
+    /// Threshold rule, then secondary suppression over the cube's relations, then the LP audit.
+    Suppress,
+    /// Every cell rounded to the nearest multiple of `base`.
+    Round,
+    /// Every cell rounded up or down to a multiple of `base`, up with probability
+    /// (n mod base)/base, from a keyed hash of the table, the cell and `seed`.
+    RandomRound,
 }
 
 const DERIVE_KEYS: &[&str] = &[
@@ -212,7 +242,9 @@ const TABLE_KEYS: &[&str] = &[
     "category",
     "numerator",
     "denominator",
+    "protect",
 ];
+const PROTECT_KEYS: &[&str] = &["method", "threshold", "protection_range", "base", "seed"];
 
 /// Load every code list in `dir` (each `*.csv` but the age bandings), and the bandings.
 pub(crate) fn load_codelists(
@@ -820,6 +852,24 @@ pub(crate) fn compile_table(
             None
         }
     };
+    let protect = match t.get("protect") {
+        None => None,
+        Some(Value::Table(pt)) if !survey => protect(pt, &format!("{pp}protect"), cx),
+        Some(Value::Table(_)) => {
+            cx.push(
+                format!("{pp}protect"),
+                "survey tables are protected by their design's min_n, cv_caution and cv_suppress; remove `protect`",
+            );
+            None
+        }
+        Some(_) => {
+            cx.push(
+                format!("{pp}protect"),
+                "must be a table { method = \"suppress\", threshold = 5 }",
+            );
+            None
+        }
+    };
     let title = cx.str(t, "title", &pp, false).map(str::to_string);
     Some(TableSpec {
         id: id.to_string(),
@@ -830,5 +880,70 @@ pub(crate) fn compile_table(
         dimensions,
         filter,
         grouping_sets,
+        protect,
+    })
+}
+
+fn protect(t: &Table, p: &str, cx: &mut Ctx<'_>) -> Option<Protect> {
+    cx.unknown_keys(t, PROTECT_KEYS, p);
+    let pp = format!("{p}.");
+    let method = match cx.str(t, "method", &pp, true) {
+        Some("suppress") => ProtectMethod::Suppress,
+        Some("round") => ProtectMethod::Round,
+        Some("random_round") => ProtectMethod::RandomRound,
+        Some(other) => {
+            cx.push(
+                format!("{pp}method"),
+                format!("`{other}` is not a method (suppress, round or random_round)"),
+            );
+            return None;
+        }
+        None => return None,
+    };
+    let int = |key: &str, default: u64, min: u64, cx: &mut Ctx<'_>| match t.get(key) {
+        None => default,
+        Some(v) => match v.as_integer().and_then(|i| u64::try_from(i).ok()) {
+            Some(n) if n >= min => n,
+            _ => {
+                cx.push(
+                    format!("{pp}{key}"),
+                    format!("must be an integer of at least {min}"),
+                );
+                default
+            }
+        },
+    };
+    let threshold = int("threshold", 5, 1, cx);
+    let base = int("base", 5, 2, cx);
+    let seed = int("seed", 0, 0, cx);
+    let protection_range = match t.get("protection_range") {
+        None => threshold as f64,
+        Some(v) => match v.as_float().or_else(|| v.as_integer().map(|i| i as f64)) {
+            Some(r) if r > 0.0 && r.is_finite() => r,
+            _ => {
+                cx.push(format!("{pp}protection_range"), "must be a positive number");
+                threshold as f64
+            }
+        },
+    };
+    for (key, used) in [
+        ("threshold", method == ProtectMethod::Suppress),
+        ("protection_range", method == ProtectMethod::Suppress),
+        ("base", method != ProtectMethod::Suppress),
+        ("seed", method == ProtectMethod::RandomRound),
+    ] {
+        if t.contains_key(key) && !used {
+            cx.push(
+                format!("{pp}{key}"),
+                format!("`{key}` does not apply to method {method:?}"),
+            );
+        }
+    }
+    Some(Protect {
+        method,
+        threshold,
+        protection_range,
+        base,
+        seed,
     })
 }

@@ -15,7 +15,9 @@ use chrono::NaiveDate;
 use serde::Serialize;
 use toml::{Table, Value};
 
-pub use derive::{CodeList, Derivation, Derived, TableKind, TableSpec, Unit};
+pub use derive::{
+    CodeList, Derivation, Derived, Protect, ProtectMethod, TableKind, TableSpec, Unit,
+};
 pub use design::{Design, LonelyPsu, ReplicateKind, Replicates};
 pub use schema::TableSchema;
 

@@ -9,6 +9,7 @@ mod cli;
 mod codelists;
 mod fixtures;
 mod properties;
+mod protect;
 mod sample;
 mod survey;
 mod tables;
