@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use migstat::protect::{Conf, Grid, TOTAL_ID, suppress_and_audit};
+use migstat::protect::{Conf, Grid, suppress_and_audit};
 
 fn main() {
     let persons: u64 = std::env::args()
@@ -58,20 +58,8 @@ fn main() {
             break;
         }
     }
-    let mut all: BTreeMap<Vec<u32>, u64> = BTreeMap::new();
-    for mask in 0..32u32 {
-        for (k, v) in &finest {
-            let key: Vec<u32> = k
-                .iter()
-                .enumerate()
-                .map(|(j, c)| if mask & (1 << j) != 0 { TOTAL_ID } else { *c })
-                .collect();
-            *all.entry(key).or_default() += v;
-        }
-    }
-    let (cells, values): (Vec<Vec<u32>>, Vec<u64>) = all.into_iter().unzip();
-    let n = cells.len();
-    let grid = Grid::new(cells, values);
+    let grid = Grid::from_finest(&finest, 5);
+    let n = grid.values.len();
     let built = t0.elapsed();
     let t1 = Instant::now();
     let (status, intervals, failing) = suppress_and_audit(&grid, 5, 5.0).expect("protect");

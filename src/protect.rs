@@ -133,6 +133,25 @@ impl Grid {
         }
     }
 
+    /// The grid of a full cube: `finest` cells (code ids, no `_T`) rolled up to every margin
+    /// combination of their `d` dimensions, the grand total included.
+    pub fn from_finest(finest: &BTreeMap<Vec<u32>, u64>, d: usize) -> Self {
+        let mut all: BTreeMap<Vec<u32>, u64> = BTreeMap::new();
+        all.insert(vec![TOTAL_ID; d], 0);
+        for mask in 0..(1u32 << d) {
+            for (k, v) in finest {
+                let key: Vec<u32> = k
+                    .iter()
+                    .enumerate()
+                    .map(|(j, c)| if mask & (1 << j) != 0 { TOTAL_ID } else { *c })
+                    .collect();
+                *all.entry(key).or_default() += v;
+            }
+        }
+        let (cells, values) = all.into_iter().unzip();
+        Grid::new(cells, values)
+    }
+
     fn margins(&self, i: usize) -> usize {
         self.cells[i].iter().filter(|c| **c == TOTAL_ID).count()
     }
@@ -225,7 +244,7 @@ pub fn audit(grid: &Grid, status: &[Conf], range: f64) -> Result<BTreeMap<usize,
         let mut depth = 2;
         loop {
             let (cells, whole) = neighbourhood(grid, status, c, depth);
-            let (lo, hi) = interval(grid, status, &cells, c)?;
+            let (lo, hi) = interval(grid, &cells, c)?;
             if whole || hi - lo >= range - 1e-7 {
                 out.insert(c, (lo, hi));
                 break;
@@ -241,6 +260,7 @@ pub fn audit(grid: &Grid, status: &[Conf], range: f64) -> Result<BTreeMap<usize,
 fn neighbourhood(grid: &Grid, status: &[Conf], start: usize, depth: usize) -> (Vec<usize>, bool) {
     let mut seen = std::collections::BTreeSet::from([start]);
     let mut frontier = vec![start];
+    let mut whole = false;
     for _ in 0..depth {
         let mut next = Vec::new();
         for &c in &frontier {
@@ -253,22 +273,17 @@ fn neighbourhood(grid: &Grid, status: &[Conf], start: usize, depth: usize) -> (V
             }
         }
         if next.is_empty() {
-            let mut cells: Vec<usize> = seen.into_iter().collect();
-            cells.retain(|x| *x != start);
-            cells.insert(0, start);
-            return (cells, true);
+            whole = true;
+            break;
         }
         frontier = next;
     }
-    let mut cells: Vec<usize> = seen.into_iter().collect();
-    cells.retain(|x| *x != start);
-    cells.insert(0, start);
-    (cells, false)
+    (seen.into_iter().collect(), whole)
 }
 
-/// Min and max of `target` (the first of `cells`) with `cells` as the only variables: every
-/// other cell, published or suppressed, at its value.
-fn interval(grid: &Grid, _status: &[Conf], cells: &[usize], target: usize) -> Result<(f64, f64)> {
+/// Min and max of `target` (one of `cells`) with `cells` as the only variables: every other
+/// cell, published or suppressed, at its value.
+fn interval(grid: &Grid, cells: &[usize], target: usize) -> Result<(f64, f64)> {
     let var: HashMap<usize, usize> = cells.iter().enumerate().map(|(v, c)| (*c, v)).collect();
     let mut rels: Vec<usize> = cells
         .iter()
@@ -728,20 +743,7 @@ mod tests {
             let c = ((i / dims[0] / dims[1]) % dims[2]) as u32;
             *finest.entry(vec![a, b, c]).or_default() += v;
         }
-        let mut all: BTreeMap<Vec<u32>, u64> = BTreeMap::new();
-        all.insert(vec![TOTAL_ID; 3], 0);
-        for mask in 0..8u32 {
-            for (k, v) in &finest {
-                let key: Vec<u32> = k
-                    .iter()
-                    .enumerate()
-                    .map(|(j, c)| if mask & (1 << j) != 0 { TOTAL_ID } else { *c })
-                    .collect();
-                *all.entry(key).or_default() += v;
-            }
-        }
-        let (cells, values) = all.into_iter().unzip();
-        Grid::new(cells, values)
+        Grid::from_finest(&finest, 3)
     }
 
     proptest::proptest! {
