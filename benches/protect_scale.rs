@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use migstat::protect::{Conf, Grid, suppress_and_audit};
+use migstat::protect::{Conf, Grid, Proof, suppress_and_audit};
 
 fn main() {
     let persons: u64 = std::env::args()
@@ -62,9 +62,14 @@ fn main() {
     let n = grid.values.len();
     let built = t0.elapsed();
     let t1 = Instant::now();
-    let (status, intervals, failing) = suppress_and_audit(&grid, 5, 5.0).expect("protect");
+    let (status, audited) = suppress_and_audit(&grid, 5, 5.0).expect("protect");
     let took = t1.elapsed();
     let count = |c: Conf| status.iter().filter(|s| **s == c).count();
+    let by_lp = audited
+        .intervals
+        .values()
+        .filter(|i| i.2 == Proof::Lp)
+        .count();
     println!(
         "{n} cells ({} inner, {} relations), {persons} persons: table built in {:.1} s",
         finest.len(),
@@ -72,15 +77,16 @@ fn main() {
         built.as_secs_f64()
     );
     println!(
-        "suppression + audit: {:.1} s; {} primary, {} secondary, {} audited, {} audit failures, narrowest interval {:.2}",
+        "suppression + audit: {:.1} s; {} primary, {} secondary, {} audited ({by_lp} by LP), {} audit failures, narrowest interval {:.2}",
         took.as_secs_f64(),
         count(Conf::Primary),
         count(Conf::Secondary),
-        intervals.len(),
-        failing.len(),
-        intervals
+        audited.intervals.len(),
+        audited.failing(5.0).len(),
+        audited
+            .intervals
             .values()
-            .map(|(l, h)| h - l)
+            .map(|(l, h, _)| h - l)
             .fold(f64::INFINITY, f64::min)
     );
 }

@@ -29,22 +29,44 @@ pub struct CountTable {
     pub frame: DataFrame,
 }
 
-/// The finest cells: dimension codes → count.
-pub type Cells = BTreeMap<Vec<String>, u64>;
+/// What a cell holds: its count and, for the cell key method, the sum of its records' keys
+/// modulo 2^32 (a cell key of `key / 2^32` in [0, 1)). Both add exactly, in any order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub n: u64,
+    pub key: u32,
+}
+
+impl std::ops::AddAssign for Tally {
+    fn add_assign(&mut self, o: Tally) {
+        self.n += o.n;
+        self.key = self.key.wrapping_add(o.key);
+    }
+}
+
+/// The finest cells: dimension codes → tally.
+pub type Cells = BTreeMap<Vec<String>, Tally>;
 
 /// Roll finest cells up to every margin combination: for each subset of dimensions replaced by
 /// `_T`, the sum of the cells below it. `cells` must hold no `_T` code itself. The grand total is
-/// always there, 0 for a table with no records.
-pub fn roll_up(cells: &Cells, dims: usize) -> Cells {
+/// always there, zero for a table with no records.
+pub fn roll_up<V: Copy + Default + std::ops::AddAssign>(
+    cells: &BTreeMap<Vec<String>, V>,
+    dims: usize,
+) -> BTreeMap<Vec<String>, V> {
     roll_up_masks(cells, dims, &(0u32..(1 << dims)).collect::<Vec<_>>())
 }
 
 /// As [`roll_up`], for the given margin combinations only: bit `i` of a mask set means
 /// dimension `i` is `_T`.
-pub fn roll_up_masks(cells: &Cells, dims: usize, masks: &[u32]) -> Cells {
-    let mut out: Cells = BTreeMap::new();
+pub fn roll_up_masks<V: Copy + Default + std::ops::AddAssign>(
+    cells: &BTreeMap<Vec<String>, V>,
+    dims: usize,
+    masks: &[u32],
+) -> BTreeMap<Vec<String>, V> {
+    let mut out = BTreeMap::new();
     if masks.contains(&((1u32 << dims) - 1)) {
-        out.insert(vec![TOTAL.to_string(); dims], 0);
+        out.insert(vec![TOTAL.to_string(); dims], V::default());
     }
     for &mask in masks {
         for (key, n) in cells {
@@ -59,7 +81,7 @@ pub fn roll_up_masks(cells: &Cells, dims: usize, masks: &[u32]) -> Cells {
                     }
                 })
                 .collect();
-            *out.entry(k).or_insert(0) += n;
+            *out.entry(k).or_default() += *n;
         }
     }
     out
@@ -78,6 +100,8 @@ pub fn build(
     let mut needed: Vec<String> = table.dimensions.clone();
     needed.extend(table.filter.iter().map(|(c, _)| c.clone()));
     needed.extend(source.person_id.as_deref().map(raw_column));
+    let keyed = record_keys(source, table);
+    needed.extend(keyed.as_ref().map(|k| k.0.clone()));
     match &table.kind {
         TableKind::Count
         | TableKind::SurveyTotal { .. }
@@ -171,8 +195,23 @@ pub fn build(
         }
     };
     let mut cells: Cells = BTreeMap::new();
-    add_finest(lf, table, &mut cells)?;
+    add_finest(lf, table, keyed.as_ref(), &mut cells)?;
     finish(plan, table, ref_year, &cells)
+}
+
+/// For a table protected by the cell key method: the column holding each record's stable
+/// identifier (the person's for tables of persons, the record's otherwise) and the key's seed.
+pub fn record_keys(source: &SourcePlan, table: &TableSpec) -> Option<(String, u64)> {
+    let p = table
+        .protect
+        .as_ref()
+        .filter(|p| p.method == crate::spec::ProtectMethod::CellKey)?;
+    let id = if table.unit == Unit::Persons || table.kind != TableKind::Count {
+        source.person_id.as_deref()
+    } else {
+        source.record_id.as_deref()
+    }?;
+    Some((raw_column(id), p.seed))
 }
 
 /// Whether a table can be counted chunk by chunk while its source is read (a mergeable partial):
@@ -181,9 +220,20 @@ pub fn is_streamed(table: &TableSpec) -> bool {
     table.kind == TableKind::Count && table.unit != Unit::Persons
 }
 
-/// Add one harmonized chunk's finest cells to `cells` (for [`is_streamed`] tables).
-pub fn add_chunk(table: &TableSpec, chunk: &DataFrame, cells: &mut Cells) -> Result<()> {
-    add_finest(filtered(chunk.clone().lazy(), table), table, cells)
+/// Add one harmonized chunk's finest cells to `cells` (for [`is_streamed`] tables of `source`).
+pub fn add_chunk(
+    source: &SourcePlan,
+    table: &TableSpec,
+    chunk: &DataFrame,
+    cells: &mut Cells,
+) -> Result<()> {
+    let keyed = record_keys(source, table);
+    add_finest(
+        filtered(chunk.clone().lazy(), table),
+        table,
+        keyed.as_ref(),
+        cells,
+    )
 }
 
 fn filtered(lf: LazyFrame, table: &TableSpec) -> LazyFrame {
@@ -200,13 +250,43 @@ fn filtered(lf: LazyFrame, table: &TableSpec) -> LazyFrame {
     }
 }
 
-/// Group by the table's dimensions and add the counts to `cells`.
-fn add_finest(lf: LazyFrame, table: &TableSpec, cells: &mut Cells) -> Result<()> {
+/// Group by the table's dimensions and add the counts to `cells` — and, with `keyed` (the
+/// identifier column and seed of [`record_keys`]), the sums of the records' keys.
+fn add_finest(
+    lf: LazyFrame,
+    table: &TableSpec,
+    keyed: Option<&(String, u64)>,
+    cells: &mut Cells,
+) -> Result<()> {
     let ctx = |what: &str| format!("table {}: {what}", table.id);
     let dims: Vec<Expr> = table.dimensions.iter().map(|d| col(d.as_str())).collect();
+    let lf = match keyed {
+        None => lf,
+        Some((id, seed)) => {
+            let mut df = lf.collect().ctx(|| ctx("reading the records"))?;
+            let ids = df
+                .column(id)
+                .ctx(|| ctx(id))?
+                .cast(&DataType::String)
+                .ctx(|| ctx(id))?;
+            let keys: Vec<u64> = ids
+                .str()
+                .ctx(|| ctx(id))?
+                .iter()
+                .map(|v| u64::from(crate::protect::record_key(*seed, v.unwrap_or_default())))
+                .collect();
+            df.with_column(Column::new("_record_key".into(), keys))
+                .ctx(|| ctx("record keys"))?;
+            df.lazy()
+        }
+    };
+    let mut aggs = vec![len().alias("n")];
+    if keyed.is_some() {
+        aggs.push(col("_record_key").sum().alias("_key"));
+    }
     let finest = lf
         .group_by(dims)
-        .agg([len().alias("n")])
+        .agg(aggs)
         .collect()
         .ctx(|| ctx("aggregating the finest cells"))?;
     let dim_cols: Vec<StringChunked> = table
@@ -227,12 +307,30 @@ fn add_finest(lf: LazyFrame, table: &TableSpec, cells: &mut Cells) -> Result<()>
         .cast(&DataType::UInt64)
         .ctx(|| ctx("n"))?;
     let n = n.u64().ctx(|| ctx("n"))?;
+    let sums = match keyed {
+        None => None,
+        Some(_) => Some(
+            finest
+                .column("_key")
+                .ctx(|| ctx("record keys"))?
+                .cast(&DataType::UInt64)
+                .ctx(|| ctx("record keys"))?,
+        ),
+    };
+    let sums = sums
+        .as_ref()
+        .map(|s| s.u64().ctx(|| ctx("record keys")))
+        .transpose()?;
     for row in 0..finest.height() {
         let key: Vec<String> = dim_cols
             .iter()
             .map(|c| c.get(row).unwrap_or(crate::harmonize::UNKNOWN).to_string())
             .collect();
-        *cells.entry(key).or_insert(0) += n.get(row).unwrap_or(0);
+        *cells.entry(key).or_default() += Tally {
+            n: n.get(row).unwrap_or(0),
+            // The sum of the keys modulo 2^32: the low 32 bits of an exact integer sum.
+            key: sums.map_or(0, |s| s.get(row).unwrap_or(0) as u32),
+        };
     }
     Ok(())
 }
@@ -277,8 +375,19 @@ fn to_frame(plan: &Plan, table: &TableSpec, cells: &Cells) -> Result<DataFrame> 
     let mut columns = cell_columns(plan, table, unit, cells.keys());
     columns.push(Column::new(
         "n".into(),
-        cells.values().copied().collect::<Vec<u64>>(),
+        cells.values().map(|t| t.n).collect::<Vec<u64>>(),
     ));
+    if table
+        .protect
+        .as_ref()
+        .is_some_and(|p| p.method == crate::spec::ProtectMethod::CellKey)
+    {
+        // The sum of the cell's record keys modulo 2^32 (restricted: it drives the noise).
+        columns.push(Column::new(
+            "record_key_sum".into(),
+            cells.values().map(|t| t.key).collect::<Vec<u32>>(),
+        ));
+    }
     let mut df =
         DataFrame::new(cells.len(), columns).ctx(|| format!("table {}: assembling", table.id))?;
     df.rechunk_mut();
@@ -323,7 +432,7 @@ pub fn cell_columns<'a>(
 mod tests {
     use super::*;
 
-    fn cells(rows: &[(&[&str], u64)]) -> Cells {
+    fn cells(rows: &[(&[&str], u64)]) -> BTreeMap<Vec<String>, u64> {
         rows.iter()
             .map(|(k, n)| (k.iter().map(|s| s.to_string()).collect(), *n))
             .collect()

@@ -74,6 +74,18 @@ enum Command {
         #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
         format: ReportFormat,
     },
+    /// Audit a published release from its public files alone: nothing below a suppressed table's
+    /// threshold, and every primary-suppressed cell's exact feasible interval (by linear
+    /// programming over its group of suppressed cells) at least the protection range wide; no
+    /// count of 1 or 2 in a cell-key table. Exit 65 when any check fails.
+    Audit {
+        /// The release directory (a run's output directory).
+        #[arg(default_value = "out")]
+        release: PathBuf,
+        /// Text for people, or JSON for tools.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+    },
     /// Generate deterministic synthetic deliveries (survey and registers), messy like real ones.
     ///
     /// Scale 1 is the committed sample (a few MB); border crossings grow by 20,000 rows per unit of
@@ -167,6 +179,43 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                 Ok(exit::OK)
             } else {
                 Err(Error::Rejected(manifest.rejections))
+            }
+        }
+        Command::Audit { release, format } => {
+            let checks = migstat::protect::audit_release(release)?;
+            match format {
+                ReportFormat::Json => println!("{}", to_json(&checks)?),
+                ReportFormat::Text => {
+                    println!(
+                        "{:<24} {:<12} {:>7} {:>7} {:>9} {:>10}  result",
+                        "table", "method", "cells", "primary", "secondary", "narrowest"
+                    );
+                    for c in &checks {
+                        println!(
+                            "{:<24} {:<12} {:>7} {:>7} {:>9} {:>10}  {}",
+                            c.table,
+                            c.method,
+                            c.cells,
+                            c.primary,
+                            c.secondary,
+                            c.narrowest_interval
+                                .map_or("-".to_string(), |w| format!("{w:.2}")),
+                            if c.failures.is_empty() {
+                                "passed".to_string()
+                            } else {
+                                format!("FAILED ({} cells)", c.failures.len())
+                            }
+                        );
+                        for f in c.failures.iter().take(20) {
+                            println!("    {}: {f}", c.file.display());
+                        }
+                    }
+                }
+            }
+            if checks.iter().all(|c| c.failures.is_empty()) {
+                Ok(exit::OK)
+            } else {
+                Ok(exit::DATA_REJECTED)
             }
         }
         Command::Sample { out, scale, seed } => {

@@ -626,7 +626,7 @@ fn run_source(
             };
             good += rows.height() as u64;
             for (t, cells) in streamed.iter().zip(partials.iter_mut()) {
-                crate::disaggregate::add_chunk(t, &rows, cells)?;
+                crate::disaggregate::add_chunk(src, t, &rows, cells)?;
             }
             if let Some(design) = src.design.as_ref().filter(|_| !surveyed.is_empty()) {
                 let units = design_partial.add_chunk(design, &rows)?;

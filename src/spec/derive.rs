@@ -195,8 +195,15 @@ pub struct Protect {
     pub protection_range: f64,
     /// Rounding base.
     pub base: u64,
-    /// Key of the random-rounding generator: the same key gives the same rounding.
+    /// Key of the random-rounding generator and of the cell key method's record keys: the same
+    /// key gives the same rounding and the same noise.
     pub seed: u64,
+    /// Suppression: never choose the grand total for secondary suppression (a total published
+    /// elsewhere); a cell nothing else protects then fails the audit.
+    pub publish_grand_total: bool,
+    /// Cell key method: the perturbation table (`i,j,p` CSV, as R's `ptable` package writes);
+    /// `None` is the built-in default (see `protect::cellkey`).
+    pub ptable: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -209,6 +216,10 @@ pub enum ProtectMethod {
     /// Every cell rounded up or down to a multiple of `base`, up with probability
     /// (n mod base)/base, from a keyed hash of the table, the cell and `seed`.
     RandomRound,
+    /// Cell key method: every record's key is a keyed hash (`seed`) of its stable identifier,
+    /// a cell's key the sum of its records' keys mod 1, and the perturbation table maps (count,
+    /// cell key) to the published count.
+    CellKey,
 }
 
 const DERIVE_KEYS: &[&str] = &[
@@ -244,7 +255,15 @@ const TABLE_KEYS: &[&str] = &[
     "denominator",
     "protect",
 ];
-const PROTECT_KEYS: &[&str] = &["method", "threshold", "protection_range", "base", "seed"];
+const PROTECT_KEYS: &[&str] = &[
+    "method",
+    "threshold",
+    "protection_range",
+    "base",
+    "seed",
+    "publish_grand_total",
+    "ptable",
+];
 
 /// Load every code list in `dir` (each `*.csv` but the age bandings), and the bandings.
 pub(crate) fn load_codelists(
@@ -610,6 +629,7 @@ pub(crate) struct SourceView {
     pub schema: TableSchema,
     pub derived: Vec<String>,
     pub has_person: bool,
+    pub has_record: bool,
     pub has_design: bool,
 }
 
@@ -618,6 +638,7 @@ pub(crate) fn compile_table(
     id: &str,
     t: &Table,
     sources: &[SourceView],
+    base: &Path,
     cx: &mut Ctx<'_>,
 ) -> Option<TableSpec> {
     let p = format!("tables.{id}");
@@ -628,6 +649,7 @@ pub(crate) fn compile_table(
         schema,
         derived,
         has_person,
+        has_record,
         has_design,
         ..
     }) = sources.iter().find(|s| s.id == source)
@@ -854,7 +876,27 @@ pub(crate) fn compile_table(
     };
     let protect = match t.get("protect") {
         None => None,
-        Some(Value::Table(pt)) if !survey => protect(pt, &format!("{pp}protect"), cx),
+        Some(Value::Table(pt)) if !survey => {
+            let p = protect(pt, &format!("{pp}protect"), base, cx);
+            // Record keys come from each record's stable identifier: the person's for tables of
+            // persons, the record's otherwise.
+            if p.as_ref()
+                .is_some_and(|p| p.method == ProtectMethod::CellKey)
+            {
+                let (has, key) = if unit == Unit::Persons {
+                    (*has_person, "person_id")
+                } else {
+                    (*has_record, "record_id")
+                };
+                if !has {
+                    cx.push(
+                        format!("{pp}protect.method"),
+                        format!("the cell key method needs each record's stable identifier: declare `{key}` in [sources.{source}]"),
+                    );
+                }
+            }
+            p
+        }
         Some(Value::Table(_)) => {
             cx.push(
                 format!("{pp}protect"),
@@ -884,17 +926,18 @@ pub(crate) fn compile_table(
     })
 }
 
-fn protect(t: &Table, p: &str, cx: &mut Ctx<'_>) -> Option<Protect> {
+fn protect(t: &Table, p: &str, spec_dir: &Path, cx: &mut Ctx<'_>) -> Option<Protect> {
     cx.unknown_keys(t, PROTECT_KEYS, p);
     let pp = format!("{p}.");
     let method = match cx.str(t, "method", &pp, true) {
         Some("suppress") => ProtectMethod::Suppress,
         Some("round") => ProtectMethod::Round,
         Some("random_round") => ProtectMethod::RandomRound,
+        Some("cell_key") => ProtectMethod::CellKey,
         Some(other) => {
             cx.push(
                 format!("{pp}method"),
-                format!("`{other}` is not a method (suppress, round or random_round)"),
+                format!("`{other}` is not a method (suppress, round, random_round or cell_key)"),
             );
             return None;
         }
@@ -929,8 +972,16 @@ fn protect(t: &Table, p: &str, cx: &mut Ctx<'_>) -> Option<Protect> {
     for (key, used) in [
         ("threshold", method == ProtectMethod::Suppress),
         ("protection_range", method == ProtectMethod::Suppress),
-        ("base", method != ProtectMethod::Suppress),
-        ("seed", method == ProtectMethod::RandomRound),
+        (
+            "base",
+            matches!(method, ProtectMethod::Round | ProtectMethod::RandomRound),
+        ),
+        (
+            "seed",
+            matches!(method, ProtectMethod::RandomRound | ProtectMethod::CellKey),
+        ),
+        ("publish_grand_total", method == ProtectMethod::Suppress),
+        ("ptable", method == ProtectMethod::CellKey),
     ] {
         if t.contains_key(key) && !used {
             cx.push(
@@ -939,11 +990,28 @@ fn protect(t: &Table, p: &str, cx: &mut Ctx<'_>) -> Option<Protect> {
             );
         }
     }
+    let publish_grand_total = match t.get("publish_grand_total") {
+        None => false,
+        Some(v) => v.as_bool().unwrap_or_else(|| {
+            cx.push(format!("{pp}publish_grand_total"), "must be true or false");
+            false
+        }),
+    };
+    let ptable = cx
+        .str(t, "ptable", &pp, false)
+        .map(|f| super::clean_path(&spec_dir.join(f)));
+    if let Some(f) = &ptable {
+        if let Err(e) = crate::protect::PTable::read(f) {
+            cx.push(format!("{pp}ptable"), e.to_string());
+        }
+    }
     Some(Protect {
         method,
         threshold,
         protection_range,
         base,
         seed,
+        publish_grand_total,
+        ptable,
     })
 }

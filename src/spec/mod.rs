@@ -412,6 +412,7 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
                     schema: s.schema.clone(),
                     derived: s.harmonize.iter().map(|d| d.name.clone()).collect(),
                     has_person: s.person_id.is_some(),
+                    has_record: s.record_id.is_some(),
                     has_design: s.design.is_some(),
                 })
                 .collect();
@@ -424,7 +425,7 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
                 }
                 match v {
                     Value::Table(tt) => {
-                        if let Some(ts) = derive::compile_table(id, tt, &view, &mut cx) {
+                        if let Some(ts) = derive::compile_table(id, tt, &view, base, &mut cx) {
                             tables.push(ts);
                         }
                     }

@@ -75,17 +75,15 @@ fn the_default_release_publishes_only_protected_tables() {
     let (_tmp, out, plan) = crate::default_run();
     let m = crate::manifest(&out);
 
-    let (a, d) = check_suppressed(
-        &public(&out, "trafficking"),
-        &["SEX", "CHILD", "EXPLOITATION"],
-        5,
-    );
-    assert!(
-        a > 0 && d > 0,
-        "trafficking has small cells: {a} primary, {d} secondary"
-    );
-    {
-        let t = "trafficking";
+    for (t, dims) in [
+        ("trafficking", vec!["SEX", "CHILD", "EXPLOITATION"]),
+        ("asylum", vec!["STATUS", "SEX", "AGE_GROUP", "CITIZENSHIP"]),
+    ] {
+        let (a, d) = check_suppressed(&public(&out, t), &dims, 5);
+        assert!(
+            a > 0 && d > 0,
+            "{t} has small cells: {a} primary, {d} secondary"
+        );
         let s = m.protection.iter().find(|s| s.table == t).unwrap();
         assert!(s.audit_passed && s.failures.is_empty(), "{t}: {s:?}");
         assert!(s.narrowest_interval.unwrap() >= 5.0 - 1e-6, "{t}: {s:?}");
@@ -95,6 +93,37 @@ fn the_default_release_publishes_only_protected_tables() {
             read_parquet(&out.join(format!("restricted/tables/{t}/ref_year=2024/data.parquet")));
         let total = |df: &DataFrame, c: &str| df.column(c).unwrap().u64().unwrap().sum();
         assert_eq!(total(&audit, "true_value"), total(&truth, "n"));
+    }
+
+    // The release audit, from the public files alone: exact LP intervals of every primary cell.
+    let checks = migstat::protect::audit_release(&out).unwrap();
+    for t in ["trafficking", "asylum", "first_permits", "assisted_returns"] {
+        let c: Vec<_> = checks.iter().filter(|c| c.table == t).collect();
+        assert_eq!(c.len(), 1, "{t}: {checks:?}");
+        assert!(c[0].failures.is_empty(), "{t}: {:?}", c[0].failures);
+        if c[0].method == "suppress" {
+            assert!(c[0].primary > 0 && c[0].narrowest_interval.unwrap() >= 5.0 - 1e-6);
+        }
+    }
+
+    // Cell-key tables: the same cells as the truth, no 1 or 2, zeros stay zeros, noise of at
+    // most 3 (the built-in perturbation table).
+    for t in ["first_permits", "assisted_returns"] {
+        let p = public(&out, t);
+        let truth =
+            read_parquet(&out.join(format!("restricted/tables/{t}/ref_year=2024/data.parquet")));
+        assert_eq!(p.height(), truth.height(), "{t}");
+        let v = p.column("value").unwrap().u64().unwrap().clone();
+        let n = truth.column("n").unwrap().u64().unwrap().clone();
+        let mut changed = 0;
+        for i in 0..p.height() {
+            let (v, n) = (v.get(i).unwrap(), n.get(i).unwrap());
+            assert!(v != 1 && v != 2, "{t}: {n} published as {v}");
+            assert!(n != 0 || v == 0, "{t}: a zero published as {v}");
+            assert!(v.abs_diff(n) <= 3, "{t}: {n} published as {v}");
+            changed += usize::from(v != n);
+        }
+        assert!(changed > 0, "{t}: no cell perturbed");
     }
 
     // Rounded tables: multiples of 5 within 5 of the truth (nearest: within 2).
@@ -184,11 +213,12 @@ fn with_protection(dir: &Path, table: &str, protect: &str) -> migstat::spec::Pla
 #[test]
 fn a_failed_audit_blocks_the_release() {
     let tmp = tempfile::tempdir().unwrap();
-    // No pattern can make a small cell's interval a million wide in a table of 117 records.
+    // No pattern can make a small cell's interval a million wide in a table of 117 records whose
+    // grand total stays published.
     let plan = with_protection(
         tmp.path(),
         "trafficking",
-        "{ method = \"suppress\", threshold = 5, protection_range = 1000000 }",
+        "{ method = \"suppress\", threshold = 5, protection_range = 1000000, publish_grand_total = true }",
     );
     let out = tmp.path().join("out");
     let m = crate::run_plan(&plan, &out);
@@ -234,4 +264,185 @@ fn an_identifier_never_reaches_the_public_tier() {
         "{:?}",
         m.rejections
     );
+}
+
+#[test]
+fn the_release_audit_catches_a_tampered_release() {
+    let (_tmp, out, _plan) = crate::default_run();
+    // Publish every secondary cell of trafficking: its primary cells become derivable.
+    let t = "trafficking";
+    let path = out.join(format!("public/tables/{t}/ref_year=2024/data.parquet"));
+    let audit = read_parquet(&out.join(format!("restricted/audit/{t}.parquet")));
+    let mut df = read_parquet(&path);
+    let secondary = df.column("CONF_STATUS").unwrap().str().unwrap().equal("D");
+    let truth = audit.column("true_value").unwrap().u64().unwrap().clone();
+    let value = df.column("value").unwrap().u64().unwrap().clone();
+    let revealed: UInt64Chunked = truth
+        .iter()
+        .zip(value.iter())
+        .zip(secondary.iter())
+        .map(|((t, v), d)| if d == Some(true) { t } else { v })
+        .collect();
+    let conf: StringChunked = df
+        .column("CONF_STATUS")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|c| if c == Some("D") { Some("F") } else { c })
+        .collect();
+    df.with_column(
+        revealed
+            .into_series()
+            .with_name("value".into())
+            .into_column(),
+    )
+    .unwrap();
+    df.with_column(
+        conf.into_series()
+            .with_name("CONF_STATUS".into())
+            .into_column(),
+    )
+    .unwrap();
+    let mut f = std::fs::File::create(&path).unwrap();
+    ParquetWriter::new(&mut f).finish(&mut df).unwrap();
+
+    let checks = migstat::protect::audit_release(&out).unwrap();
+    let c = checks.iter().find(|c| c.table == t).unwrap();
+    assert_eq!(c.secondary, 0);
+    assert!(
+        c.failures.len() >= c.primary && c.failures.iter().all(|f| f.contains("narrower than")),
+        "{:?}",
+        c.failures
+    );
+    // The other tables still pass.
+    assert!(
+        checks
+            .iter()
+            .filter(|c| c.table != t)
+            .all(|c| c.failures.is_empty())
+    );
+}
+
+/// The default spec with a second cell-key table over the returns, coarser than
+/// `assisted_returns`, and the returns delivery at `returns` (a Parquet file).
+fn cell_key_spec(dir: &Path, returns: &Path, seed: u64) -> migstat::spec::Plan {
+    let spec = std::fs::read_to_string(repo().join("pipelines/observatory.toml"))
+        .unwrap()
+        .replace("seed = 20241231", &format!("seed = {seed}"))
+        .replace(
+            "\"../sample_data/assisted_returns.parquet\"",
+            &format!("{:?}", returns.display().to_string()),
+        )
+        .replace("../", &format!("{}/", repo().display()))
+        + &format!(
+            "\n[tables.returns_by_sex_age]\nsource = \"returns\"\nunit = \"records\"\ndimensions = [\"SEX\", \"AGE_GROUP\"]\nprotect = {{ method = \"cell_key\", seed = {seed} }}\n"
+        );
+    let path = dir.join(format!("p{seed}.toml"));
+    std::fs::write(&path, spec).unwrap();
+    migstat::spec::compile(&path).unwrap()
+}
+
+/// (SEX, AGE_GROUP, COUNTRY_OF_RETURN or "") → published value.
+fn published(out: &Path, table: &str) -> BTreeMap<Vec<String>, u64> {
+    let df = public(out, table);
+    let dims: Vec<&str> = ["SEX", "AGE_GROUP", "COUNTRY_OF_RETURN"]
+        .into_iter()
+        .filter(|d| df.column(d).is_ok())
+        .collect();
+    let v = df.column("value").unwrap().u64().unwrap().clone();
+    (0..df.height())
+        .map(|i| {
+            (
+                dims.iter().map(|d| strings(&df, d)[i].clone()).collect(),
+                v.get(i).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn cell_key_noise_follows_the_records_across_tables_and_releases() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The delivery without its duplicated return ids (which of two duplicates is kept depends on
+    // the order of delivery); release 2 receives the same records in the opposite order.
+    let all = read_parquet(&repo().join("sample_data/assisted_returns.parquet"));
+    let ids: Vec<String> = (0..all.height())
+        .map(|i| all.column("return_id").unwrap().get(i).unwrap().to_string())
+        .collect();
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for id in &ids {
+        *seen.entry(id).or_default() += 1;
+    }
+    let once: BooleanChunked = ids.iter().map(|id| Some(seen[id.as_str()] == 1)).collect();
+    let mut df = all.filter(&once).unwrap();
+    assert!(df.height() < all.height() && df.height() > 300);
+    let original = tmp.path().join("returns.parquet");
+    ParquetWriter::new(std::fs::File::create(&original).unwrap())
+        .finish(&mut df)
+        .unwrap();
+    let mut df = df.reverse();
+    let reversed = tmp.path().join("returns_reversed.parquet");
+    ParquetWriter::new(std::fs::File::create(&reversed).unwrap())
+        .finish(&mut df)
+        .unwrap();
+
+    let run = |returns: &Path, seed: u64, name: &str| {
+        let out = tmp.path().join(name);
+        let m = crate::run_plan(&cell_key_spec(tmp.path(), returns, seed), &out);
+        assert_eq!(m.status, "succeeded", "{:?}", m.rejections);
+        out
+    };
+    let first = run(&original, 20241231, "r1");
+    let second = run(&reversed, 20241231, "r2");
+    let other_seed = run(&original, 7, "r3");
+
+    let fine = published(&first, "assisted_returns");
+    let coarse = published(&first, "returns_by_sex_age");
+    // Two tables: each (sex, age group) cell of the coarse table holds the same records as the
+    // fine table's cell with country `_T`, so it gets the same noise.
+    let mut compared = 0;
+    for (k, v) in &coarse {
+        let mut f = k.clone();
+        f.push("_T".to_string());
+        assert_eq!(fine[&f], *v, "{k:?}");
+        compared += 1;
+    }
+    assert!(compared >= 4);
+    // Two releases: the same records give the same published tables.
+    assert_eq!(published(&second, "assisted_returns"), fine);
+    assert_eq!(published(&second, "returns_by_sex_age"), coarse);
+    // The noise does depend on the key: another seed publishes something else.
+    assert_ne!(published(&other_seed, "assisted_returns"), fine);
+
+    // Independently of the table code: each cell's key is the sum of its records' keys mod 1,
+    // computed here from the accepted records.
+    let accepted = read_parquet(&first.join("restricted/accepted/returns.parquet"));
+    let audit = read_parquet(&first.join("restricted/audit/returns_by_sex_age.parquet"));
+    let ids = strings(
+        &accepted
+            .clone()
+            .lazy()
+            .select([col("raw_return_id").cast(DataType::String)])
+            .collect()
+            .unwrap(),
+        "raw_return_id",
+    );
+    let (sex, age) = (strings(&accepted, "SEX"), strings(&accepted, "AGE_GROUP"));
+    let mut sums: BTreeMap<(String, String), u32> = BTreeMap::new();
+    for i in 0..accepted.height() {
+        let k = migstat::protect::record_key(20241231, &ids[i]);
+        for s in [sex[i].clone(), "_T".to_string()] {
+            for a in [age[i].clone(), "_T".to_string()] {
+                let e = sums.entry((s.clone(), a)).or_default();
+                *e = e.wrapping_add(k);
+            }
+        }
+    }
+    let keys = audit.column("cell_key").unwrap().f64().unwrap().clone();
+    let (asex, aage) = (strings(&audit, "SEX"), strings(&audit, "AGE_GROUP"));
+    for i in 0..audit.height() {
+        let want = f64::from(sums[&(asex[i].clone(), aage[i].clone())]) / 4_294_967_296.0;
+        assert!((keys.get(i).unwrap() - want).abs() < 1e-12, "row {i}");
+    }
 }

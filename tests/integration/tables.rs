@@ -7,7 +7,7 @@ use polars::prelude::*;
 use proptest::prelude::*;
 
 use crate::{read_parquet, repo};
-use migstat::disaggregate::{Cells, TOTAL, roll_up};
+use migstat::disaggregate::{TOTAL, roll_up};
 use migstat::spec::compile;
 
 /// A table's cells as "dim1|dim2|…" → n.
@@ -145,7 +145,7 @@ proptest! {
     fn every_total_is_the_sum_of_its_children(
         raw in prop::collection::btree_map(prop::collection::vec(prop::sample::select(vec!["a", "b", "c"]), 3), 1u64..50, 0..20)
     ) {
-        let finest: Cells = raw.into_iter().map(|(k, n)| (k.into_iter().map(str::to_string).collect(), n)).collect();
+        let finest: BTreeMap<Vec<String>, u64> = raw.into_iter().map(|(k, n)| (k.into_iter().map(str::to_string).collect(), n)).collect();
         let all = roll_up(&finest, 3);
         assert_margins_add_up(&all, 3, "random cube");
         // The grand total is the sum of the finest cells, and the finest cells are kept as they are.

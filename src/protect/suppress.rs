@@ -1,0 +1,861 @@
+//! Cell suppression on a table's additive relations: the threshold rule, hypercube secondary
+//! suppression, and the audit.
+//!
+//! Input: a [`Grid`] — every cell of a table as code ids (`_T` = [`TOTAL_ID`]) with its true
+//! value. Output: a [`Conf`] status per cell, and per primary cell an interval its value can
+//! take given the published cells (the audit).
+//!
+//! **Secondary suppression (hypercube method, as τ-ARGUS's GHMITER).** For a primary cell `x`
+//! with codes `(a_1 … a_d)`, pick in every dimension a partner `b_j`: a sibling code (another
+//! child of the same total; sign −1) or, across the total, `_T` itself or a child of it (sign
+//! +1). The 2^d cells with `a_j` or `b_j` in each dimension are the corners of a hypercube. Adding
+//! `t × Π signs` to every corner keeps every relation `total = Σ parts` true: each relation that
+//! meets a corner meets exactly two, whose changes cancel. So once every corner is suppressed,
+//! `x` can move over `[x − min(+ corners), x + min(− corners)]` without contradicting anything
+//! published or going negative: that interval is a *certificate* that lies inside `x`'s exact
+//! feasible interval. For each primary cell (finest first) the cheapest hypercube whose interval
+//! is at least the protection range is suppressed; cost is the value of the cells newly
+//! suppressed (already-suppressed corners are free), and the grand total costs more than any
+//! other choice. The search looks at the few best partners per dimension (at most
+//! [`SEARCH_BUDGET`] hypercubes per cell) and always includes the all-margins hypercube, which
+//! exists for every non-zero cell.
+//!
+//! **Audit.** Every primary cell's certificate is checked from scratch (every corner suppressed,
+//! every relation that meets a corner balanced, interval at least the range). A cell without a
+//! valid certificate — a pattern from elsewhere, or a deliberately unsafe one — gets a linear
+//! program (`microlp`): min and max of its value subject to the relations, the published cells and
+//! non-negativity, on a neighbourhood of suppressed cells that doubles until the interval is wide
+//! enough or the neighbourhood is the cell's whole connected group (then the interval is exact).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use super::Conf;
+use crate::error::{Error, Result};
+
+/// A table's cells as code ids with their values, and its additive relations.
+pub struct Grid {
+    /// Per cell, one code id per dimension; [`TOTAL_ID`] is `_T`.
+    pub cells: Vec<Vec<u32>>,
+    pub values: Vec<u64>,
+    /// Relations `parent = Σ children`.
+    pub relations: Vec<Relation>,
+    /// Relations each cell takes part in.
+    member_of: Vec<Vec<usize>>,
+    /// Cell index by codes.
+    index: HashMap<Vec<u32>, usize>,
+    /// Per dimension, the codes present (no `_T`), ascending.
+    codes: Vec<Vec<u32>>,
+    /// Cells secondary suppression must leave published (see [`Grid::keep_grand_total`]).
+    keep: Vec<bool>,
+}
+
+pub const TOTAL_ID: u32 = u32::MAX;
+
+/// Hypercubes examined per primary cell at most (the best partners per dimension).
+pub const SEARCH_BUDGET: usize = 256;
+
+/// Feasible (min, max) per primary-suppressed cell.
+pub type Intervals = BTreeMap<usize, (f64, f64)>;
+
+#[derive(Debug, Clone)]
+pub struct Relation {
+    pub parent: usize,
+    pub children: Vec<usize>,
+}
+
+impl Relation {
+    pub(crate) fn members(&self) -> impl Iterator<Item = usize> + '_ {
+        std::iter::once(self.parent).chain(self.children.iter().copied())
+    }
+}
+
+/// A primary cell's proof of protection: the corners of a hypercube of suppressed cells with
+/// their signs, and the interval the cell moves over.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Certificate {
+    pub corners: Vec<(usize, i8)>,
+    pub lo: f64,
+    pub hi: f64,
+}
+
+/// How an audited interval was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proof {
+    /// A checked hypercube certificate: an interval inside the feasible one.
+    Hypercube,
+    /// A linear program: the exact interval, or one inside it at least the range wide.
+    Lp,
+}
+
+impl Proof {
+    pub fn code(self) -> &'static str {
+        match self {
+            Proof::Hypercube => "hypercube",
+            Proof::Lp => "lp",
+        }
+    }
+}
+
+/// The audit of one table: per primary cell its interval and how it was proved.
+#[derive(Debug, Default)]
+pub struct Audit {
+    pub intervals: BTreeMap<usize, (f64, f64, Proof)>,
+}
+
+impl Audit {
+    /// Primary cells whose interval is narrower than `range`.
+    pub fn failing(&self, range: f64) -> Vec<usize> {
+        self.intervals
+            .iter()
+            .filter(|(_, (lo, hi, _))| hi - lo < range - 1e-7)
+            .map(|(c, _)| *c)
+            .collect()
+    }
+
+    /// The intervals without their proofs.
+    pub fn plain(&self) -> Intervals {
+        self.intervals
+            .iter()
+            .map(|(c, (lo, hi, _))| (*c, (*lo, *hi)))
+            .collect()
+    }
+}
+
+impl Grid {
+    /// Build the relations of `cells` (code ids per dimension, `TOTAL_ID` for `_T`).
+    pub fn new(cells: Vec<Vec<u32>>, values: Vec<u64>) -> Self {
+        let d = cells.first().map_or(0, Vec::len);
+        let mut relations = Vec::new();
+        for j in 0..d {
+            // Cells that agree everywhere but in dimension j form one relation.
+            let mut groups: BTreeMap<Vec<u32>, (Option<usize>, Vec<usize>)> = BTreeMap::new();
+            for (i, c) in cells.iter().enumerate() {
+                let mut key = c.clone();
+                key[j] = 0;
+                let g = groups.entry(key).or_default();
+                if c[j] == TOTAL_ID {
+                    g.0 = Some(i);
+                } else {
+                    g.1.push(i);
+                }
+            }
+            for (_, (parent, children)) in groups {
+                if let Some(parent) = parent.filter(|_| !children.is_empty()) {
+                    relations.push(Relation { parent, children });
+                }
+            }
+        }
+        let mut member_of = vec![Vec::new(); cells.len()];
+        for (r, rel) in relations.iter().enumerate() {
+            for m in rel.members() {
+                member_of[m].push(r);
+            }
+        }
+        let mut codes: Vec<BTreeSet<u32>> = vec![BTreeSet::new(); d];
+        for c in &cells {
+            for (j, code) in c.iter().enumerate() {
+                if *code != TOTAL_ID {
+                    codes[j].insert(*code);
+                }
+            }
+        }
+        let index = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.clone(), i))
+            .collect();
+        Grid {
+            keep: vec![false; cells.len()],
+            cells,
+            values,
+            relations,
+            member_of,
+            index,
+            codes: codes.into_iter().map(|s| s.into_iter().collect()).collect(),
+        }
+    }
+
+    /// The grid of a full cube: `finest` cells (code ids, no `_T`) rolled up to every margin
+    /// combination of their `d` dimensions, the grand total included.
+    pub fn from_finest(finest: &BTreeMap<Vec<u32>, u64>, d: usize) -> Self {
+        let mut all: BTreeMap<Vec<u32>, u64> = BTreeMap::new();
+        all.insert(vec![TOTAL_ID; d], 0);
+        for mask in 0..(1u32 << d) {
+            for (k, v) in finest {
+                let key: Vec<u32> = k
+                    .iter()
+                    .enumerate()
+                    .map(|(j, c)| if mask & (1 << j) != 0 { TOTAL_ID } else { *c })
+                    .collect();
+                *all.entry(key).or_default() += v;
+            }
+        }
+        let (cells, values) = all.into_iter().unzip();
+        Grid::new(cells, values)
+    }
+
+    /// Never choose the grand total for secondary suppression (for tables whose total is
+    /// published elsewhere); a cell that cannot then be protected fails the audit.
+    pub fn keep_grand_total(mut self) -> Self {
+        for i in 0..self.cells.len() {
+            if self.is_grand_total(i) {
+                self.keep[i] = true;
+            }
+        }
+        self
+    }
+
+    /// Whether secondary suppression may take this free cell.
+    fn eligible(&self, i: usize) -> bool {
+        !self.keep[i]
+    }
+
+    fn margins(&self, i: usize) -> usize {
+        self.cells[i].iter().filter(|c| **c == TOTAL_ID).count()
+    }
+
+    fn is_grand_total(&self, i: usize) -> bool {
+        self.margins(i) == self.cells[i].len()
+    }
+
+    /// What it costs to suppress a cell: never the grand total unless it is the only choice,
+    /// then the least information (smallest value), then the finest cell, then a fixed order.
+    fn cost(&self, i: usize) -> (bool, u64, usize, usize) {
+        (self.is_grand_total(i), self.values[i], self.margins(i), i)
+    }
+
+    /// The information lost by suppressing a free cell, as one number for the hypercube search.
+    fn loss(&self, i: usize) -> u64 {
+        if self.is_grand_total(i) {
+            1 << 50
+        } else {
+            self.values[i] + 1
+        }
+    }
+}
+
+/// Threshold rule: 0 < value < k.
+pub fn primary(grid: &Grid, k: u64) -> Vec<Conf> {
+    grid.values
+        .iter()
+        .map(|v| {
+            if *v > 0 && *v < k {
+                Conf::Primary
+            } else {
+                Conf::Free
+            }
+        })
+        .collect()
+}
+
+/// The cheapest hypercube around primary cell `x` whose interval is at least `range` wide, with
+/// what it costs to suppress its free corners; with `only_suppressed`, only hypercubes whose
+/// corners are all suppressed already (cost 0). `None` when none is found.
+fn hypercube(
+    grid: &Grid,
+    status: &[Conf],
+    x: usize,
+    range: f64,
+    only_suppressed: bool,
+) -> Option<(u64, Certificate)> {
+    let a = &grid.cells[x];
+    let d = a.len();
+    let value = grid.values[x];
+    let need = (range - value as f64).max(0.0);
+    let per_dim = (1..=SEARCH_BUDGET)
+        .take_while(|m| m.checked_pow(d as u32).is_some_and(|p| p <= SEARCH_BUDGET))
+        .last()
+        .unwrap_or(1)
+        .max(2);
+    let mut buf = a.clone();
+    // Partners per dimension, best first: (code, sign).
+    let mut sides: Vec<Vec<(u32, i8)>> = Vec::with_capacity(d);
+    for j in 0..d {
+        // (rank: small for its sign, cost, code), (code, sign), the edge cell's value.
+        type Option3 = ((bool, u64, u32), (u32, i8), u64);
+        let mut options: Vec<Option3> = Vec::new();
+        let mut consider = |code: u32, sign: i8, buf: &mut Vec<u32>| {
+            buf[j] = code;
+            if let Some(&e) = grid.index.get(buf.as_slice()) {
+                let free = status[e] == Conf::Free;
+                if free && (only_suppressed || !grid.eligible(e)) {
+                    return;
+                }
+                let small = sign < 0 && (grid.values[e] as f64) < need;
+                let cost = if free { grid.loss(e) } else { 0 };
+                options.push(((small, cost, code), (code, sign), grid.values[e]));
+            }
+        };
+        if a[j] == TOTAL_ID {
+            for &c in &grid.codes[j] {
+                consider(c, 1, &mut buf);
+            }
+        } else {
+            for &c in grid.codes[j].iter().filter(|c| **c != a[j]) {
+                consider(c, -1, &mut buf);
+            }
+            consider(TOTAL_ID, 1, &mut buf);
+        }
+        buf[j] = a[j];
+        options.sort_unstable_by_key(|(k, _, _)| *k);
+        // The fallback that always closes: `_T` across a code, the largest child across `_T`.
+        let fallback = if a[j] == TOTAL_ID {
+            options
+                .iter()
+                .max_by_key(|(k, _, v)| (*v, std::cmp::Reverse(k.2)))
+                .map(|(_, s, _)| *s)
+        } else {
+            options
+                .iter()
+                .find(|(_, s, _)| s.0 == TOTAL_ID)
+                .map(|(_, s, _)| *s)
+        };
+        let mut keep: Vec<(u32, i8)> = options.iter().take(per_dim).map(|(_, s, _)| *s).collect();
+        if let Some(f) = fallback.filter(|f| !keep.contains(f)) {
+            keep.pop();
+            keep.push(f);
+        }
+        if keep.is_empty() {
+            return None;
+        }
+        sides.push(keep);
+    }
+
+    let mut best: Option<(u64, Certificate)> = None;
+    let mut choice = vec![0usize; d];
+    let mut corners: Vec<(usize, i8)> = Vec::with_capacity(1 << d);
+    'combos: loop {
+        corners.clear();
+        let mut cost = 0u64;
+        let (mut min_pos, mut min_neg) = (u64::MAX, u64::MAX);
+        let bound = best.as_ref().map_or(u64::MAX, |b| b.0);
+        let mut ok = true;
+        for mask in 0..(1usize << d) {
+            let mut sign = 1i8;
+            for j in 0..d {
+                if mask & (1 << j) != 0 {
+                    let (code, s) = sides[j][choice[j]];
+                    buf[j] = code;
+                    sign *= s;
+                } else {
+                    buf[j] = a[j];
+                }
+            }
+            let Some(&c) = grid.index.get(buf.as_slice()) else {
+                ok = false;
+                break;
+            };
+            if status[c] == Conf::Free {
+                if only_suppressed || !grid.eligible(c) {
+                    ok = false;
+                    break;
+                }
+                cost = cost.saturating_add(grid.loss(c));
+                if cost >= bound {
+                    ok = false;
+                    break;
+                }
+            }
+            let v = grid.values[c];
+            if sign > 0 {
+                min_pos = min_pos.min(v);
+            } else {
+                min_neg = min_neg.min(v);
+            }
+            corners.push((c, sign));
+        }
+        if ok {
+            let lo = value as f64 - min_pos as f64;
+            let hi = if min_neg == u64::MAX {
+                f64::INFINITY
+            } else {
+                value as f64 + min_neg as f64
+            };
+            // Partners may repeat a corner only if a dimension pairs a code with itself, which
+            // the options exclude; a duplicate would void the certificate, so check anyway.
+            let mut seen: Vec<usize> = corners.iter().map(|c| c.0).collect();
+            seen.sort_unstable();
+            seen.dedup();
+            if hi - lo >= range - 1e-9 && seen.len() == corners.len() {
+                best = Some((
+                    cost,
+                    Certificate {
+                        corners: corners.clone(),
+                        lo,
+                        hi,
+                    },
+                ));
+                if cost == 0 {
+                    break 'combos;
+                }
+            }
+        }
+        // Next combination (mixed radix, first dimension fastest).
+        let mut j = 0;
+        loop {
+            if j == d {
+                break 'combos;
+            }
+            choice[j] += 1;
+            if choice[j] < sides[j].len() {
+                break;
+            }
+            choice[j] = 0;
+            j += 1;
+        }
+    }
+    best
+}
+
+/// Check a certificate against the grid and the statuses from scratch: every corner
+/// suppressed and distinct, every relation that meets a corner balanced (its parent's sign equals
+/// the sum of its children's), and the interval recomputed from the corners' values.
+pub fn verify(grid: &Grid, status: &[Conf], x: usize, cert: &Certificate) -> Option<(f64, f64)> {
+    let sign: HashMap<usize, i8> = cert.corners.iter().copied().collect();
+    if sign.len() != cert.corners.len() || sign.get(&x) != Some(&1) {
+        return None;
+    }
+    if cert.corners.iter().any(|(c, _)| status[*c] == Conf::Free) {
+        return None;
+    }
+    let mut rels: Vec<usize> = cert
+        .corners
+        .iter()
+        .flat_map(|(c, _)| grid.member_of[*c].iter().copied())
+        .collect();
+    rels.sort_unstable();
+    rels.dedup();
+    for r in rels {
+        let rel = &grid.relations[r];
+        let s = |c: &usize| i64::from(sign.get(c).copied().unwrap_or(0));
+        if s(&rel.parent) != rel.children.iter().map(s).sum::<i64>() {
+            return None;
+        }
+    }
+    let min = |want: i8| {
+        cert.corners
+            .iter()
+            .filter(|(_, s)| *s == want)
+            .map(|(c, _)| grid.values[*c])
+            .min()
+    };
+    let v = grid.values[x] as f64;
+    let lo = v - min(1).unwrap_or(0) as f64;
+    let hi = min(-1).map_or(f64::INFINITY, |m| v + m as f64);
+    Some((lo, hi))
+}
+
+/// Hypercube secondary suppression: for each primary cell (finest first, then smallest, then
+/// in table order) the cheapest hypercube protecting it to `range` is suppressed. Returns each
+/// primary cell's certificate (none only for a cell no hypercube protects).
+pub fn secondary(grid: &Grid, status: &mut [Conf], range: f64) -> BTreeMap<usize, Certificate> {
+    let mut order: Vec<usize> = (0..grid.cells.len())
+        .filter(|c| status[*c] == Conf::Primary)
+        .collect();
+    order.sort_by_key(|c| (grid.margins(*c), grid.values[*c], *c));
+    let mut certs = BTreeMap::new();
+    for x in order {
+        if let Some((_, cert)) = hypercube(grid, status, x, range, false) {
+            for (c, _) in &cert.corners {
+                if status[*c] == Conf::Free {
+                    status[*c] = Conf::Secondary;
+                }
+            }
+            certs.insert(x, cert);
+        }
+    }
+    certs
+}
+
+/// Secondary suppression until no relation holds exactly one suppressed cell (a repair step
+/// for cells the hypercube search could not protect).
+pub fn close_singletons(grid: &Grid, status: &mut [Conf]) {
+    let mut count: Vec<usize> = grid
+        .relations
+        .iter()
+        .map(|r| r.members().filter(|m| status[*m] != Conf::Free).count())
+        .collect();
+    // Process relations in index order, revisiting those a new suppression touches.
+    let mut pending: BTreeSet<usize> = (0..grid.relations.len())
+        .filter(|r| count[*r] == 1)
+        .collect();
+    while let Some(r) = pending.pop_first() {
+        if count[r] != 1 {
+            continue;
+        }
+        // Prefer a cell that also completes another relation holding a single suppressed
+        // cell: one suppression then does the work of two.
+        let Some(pick) = grid.relations[r]
+            .members()
+            .filter(|m| status[*m] == Conf::Free && grid.eligible(*m))
+            .min_by_key(|m| {
+                let double = grid.member_of[*m].iter().any(|o| *o != r && count[*o] == 1);
+                let (grand, value, margins, i) = grid.cost(*m);
+                (grand, !double, value, margins, i)
+            })
+        else {
+            continue;
+        };
+        status[pick] = Conf::Secondary;
+        for &r in &grid.member_of[pick] {
+            count[r] += 1;
+            if count[r] == 1 {
+                pending.insert(r);
+            }
+        }
+    }
+}
+
+/// The audit: per primary cell an interval its value can take given everything published.
+/// A certificate from `certs` that checks out settles a cell; otherwise a hypercube of already
+/// suppressed cells is looked for; otherwise a linear program decides (see the module doc).
+pub fn audit(
+    grid: &Grid,
+    status: &[Conf],
+    range: f64,
+    certs: &BTreeMap<usize, Certificate>,
+) -> Result<Audit> {
+    let mut out = Audit::default();
+    for c in (0..grid.cells.len()).filter(|c| status[*c] == Conf::Primary) {
+        let checked = certs
+            .get(&c)
+            .and_then(|cert| verify(grid, status, c, cert))
+            .filter(|(lo, hi)| hi - lo >= range - 1e-7)
+            .or_else(|| {
+                hypercube(grid, status, c, range, true)
+                    .and_then(|(_, cert)| verify(grid, status, c, &cert))
+            });
+        if let Some((lo, hi)) = checked {
+            out.intervals.insert(c, (lo, hi, Proof::Hypercube));
+            continue;
+        }
+        let mut depth = 2;
+        loop {
+            let (cells, whole) = neighbourhood(grid, status, c, depth);
+            let (lo, hi) = interval(grid, &cells, c)?;
+            if whole || hi - lo >= range - 1e-7 {
+                out.intervals.insert(c, (lo, hi, Proof::Lp));
+                break;
+            }
+            depth *= 2;
+        }
+    }
+    Ok(out)
+}
+
+/// The exact feasible interval of `cell` by linear programming over its whole connected group
+/// of suppressed cells.
+pub fn exact_interval(grid: &Grid, status: &[Conf], cell: usize) -> Result<(f64, f64)> {
+    let (cells, _) = neighbourhood(grid, status, cell, usize::MAX);
+    interval(grid, &cells, cell)
+}
+
+/// The suppressed cells within `depth` relations of `start` (breadth first, in a fixed order),
+/// and whether that is its whole connected group.
+fn neighbourhood(grid: &Grid, status: &[Conf], start: usize, depth: usize) -> (Vec<usize>, bool) {
+    let mut seen = BTreeSet::from([start]);
+    let mut frontier = vec![start];
+    let mut whole = false;
+    for _ in 0..depth {
+        let mut next = Vec::new();
+        for &c in &frontier {
+            for &r in &grid.member_of[c] {
+                for m in grid.relations[r].members() {
+                    if status[m] != Conf::Free && seen.insert(m) {
+                        next.push(m);
+                    }
+                }
+            }
+        }
+        if next.is_empty() {
+            whole = true;
+            break;
+        }
+        frontier = next;
+    }
+    (seen.into_iter().collect(), whole)
+}
+
+/// Min and max of `target` (one of `cells`) with `cells` as the only variables: every other
+/// cell, published or suppressed, at its value.
+fn interval(grid: &Grid, cells: &[usize], target: usize) -> Result<(f64, f64)> {
+    let var: HashMap<usize, usize> = cells.iter().enumerate().map(|(v, c)| (*c, v)).collect();
+    let mut rels: Vec<usize> = cells
+        .iter()
+        .flat_map(|c| grid.member_of[*c].iter().copied())
+        .collect();
+    rels.sort_unstable();
+    rels.dedup();
+    let constraints: Vec<(Vec<(usize, f64)>, f64)> = rels
+        .iter()
+        .map(|&r| {
+            let rel = &grid.relations[r];
+            let mut terms = Vec::new();
+            let mut rhs = 0.0;
+            match var.get(&rel.parent) {
+                Some(v) => terms.push((*v, -1.0)),
+                None => rhs += grid.values[rel.parent] as f64,
+            }
+            for c in &rel.children {
+                match var.get(c) {
+                    Some(v) => terms.push((*v, 1.0)),
+                    None => rhs -= grid.values[*c] as f64,
+                }
+            }
+            (terms, rhs)
+        })
+        .collect();
+    let t = var[&target];
+    let lo = optimise(cells.len(), &constraints, t, false)?;
+    let hi = optimise(cells.len(), &constraints, t, true)?;
+    Ok((lo, hi))
+}
+
+/// Min or max of variable `target` subject to the constraints and x >= 0 (∞ when unbounded).
+fn optimise(
+    vars: usize,
+    constraints: &[(Vec<(usize, f64)>, f64)],
+    target: usize,
+    maximise: bool,
+) -> Result<f64> {
+    use microlp::{ComparisonOp, OptimizationDirection, Problem};
+    // The relations of a cube are redundant (every total is reached along several dimensions),
+    // which can make the simplex declare a feasible system infeasible; the second attempt
+    // states each equality as two inequalities with a tolerance of 1e-6 persons.
+    let solve = |slack: Option<f64>| {
+        let mut p = Problem::new(if maximise {
+            OptimizationDirection::Maximize
+        } else {
+            OptimizationDirection::Minimize
+        });
+        // The simplex may cycle on degenerate systems: bound each solve.
+        p.set_time_limit(std::time::Duration::from_secs(2));
+        let x: Vec<_> = (0..vars)
+            .map(|v| p.add_var(if v == target { 1.0 } else { 0.0 }, (0.0, f64::INFINITY)))
+            .collect();
+        for (terms, rhs) in constraints {
+            let expr: Vec<(microlp::Variable, f64)> =
+                terms.iter().map(|(v, c)| (x[*v], *c)).collect();
+            match slack {
+                None => p.add_constraint(expr.as_slice(), ComparisonOp::Eq, *rhs),
+                Some(e) => {
+                    p.add_constraint(expr.as_slice(), ComparisonOp::Le, *rhs + e);
+                    p.add_constraint(expr.as_slice(), ComparisonOp::Ge, *rhs - e);
+                }
+            }
+        }
+        p.solve().map(|o| o.solution().map(|s| s.objective()))
+    };
+    // The solver is third-party code: a panic in it is an audit failure, not a crash.
+    let attempt = |slack| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| solve(slack)));
+    let first = attempt(None);
+    let result = match first {
+        Ok(Err(microlp::Error::Infeasible)) | Ok(Ok(None)) | Err(_) => attempt(Some(1e-6)),
+        other => other,
+    };
+    match result {
+        Ok(Ok(Some(v))) => Ok(v),
+        Ok(Err(microlp::Error::Unbounded)) => Ok(f64::INFINITY),
+        Ok(Ok(None)) => Err(Error::Internal(
+            "disclosure audit: the LP solver stopped before an optimum".into(),
+        )),
+        Ok(Err(e)) => Err(Error::Internal(format!(
+            "disclosure audit: the LP solver failed ({e:?}) on a system the true table satisfies"
+        ))),
+        Err(_) => Err(Error::Internal(
+            "disclosure audit: the LP solver panicked".into(),
+        )),
+    }
+}
+
+/// Suppress, audit, and add suppression around primary cells that are not protected enough,
+/// until every primary cell's interval is at least `range` wide; returns the status of every
+/// cell and the audit (whose failing cells are empty when it passes).
+pub fn suppress_and_audit(grid: &Grid, k: u64, range: f64) -> Result<(Vec<Conf>, Audit)> {
+    let mut status = primary(grid, k);
+    let certs = secondary(grid, &mut status, range);
+    close_singletons(grid, &mut status);
+    let mut audited = audit(grid, &status, range, &certs)?;
+    // A cell no hypercube protected: widen its group with the cheapest free cell of one of its
+    // relations (the grand total excepted), close again, and audit again.
+    for _round in 0..50 {
+        let bad = audited.failing(range);
+        if bad.is_empty() {
+            break;
+        }
+        let mut changed = false;
+        for c in &bad {
+            let pick = grid.member_of[*c]
+                .iter()
+                .flat_map(|r| grid.relations[*r].members())
+                .filter(|m| {
+                    status[*m] == Conf::Free && grid.eligible(*m) && !grid.is_grand_total(*m)
+                })
+                .min_by_key(|m| grid.cost(*m));
+            if let Some(m) = pick {
+                status[m] = Conf::Secondary;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+        close_singletons(grid, &mut status);
+        audited = audit(grid, &status, range, &certs)?;
+    }
+    Ok((status, audited))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A 2-dimensional table with margins from its inner cells (rows × columns).
+    pub(crate) fn table2(inner: &[&[u64]]) -> Grid {
+        let mut finest = BTreeMap::new();
+        for (i, row) in inner.iter().enumerate() {
+            for (j, v) in row.iter().enumerate() {
+                finest.insert(vec![i as u32, j as u32], *v);
+            }
+        }
+        Grid::from_finest(&finest, 2)
+    }
+
+    fn at(g: &Grid, codes: &[u32]) -> usize {
+        g.index[codes]
+    }
+
+    #[test]
+    fn relations_of_a_two_way_table() {
+        let g = table2(&[&[1, 2], &[3, 4]]);
+        // 2 row relations + the column-total row, 2 column relations + the row-total column.
+        assert_eq!(g.relations.len(), 6);
+        for rel in &g.relations {
+            let sum: u64 = rel.children.iter().map(|c| g.values[*c]).sum();
+            assert_eq!(sum, g.values[rel.parent]);
+        }
+    }
+
+    #[test]
+    fn a_lone_primary_gets_the_cheapest_safe_rectangle() {
+        // 2 at (0,0): partners must be at least 3 where they take the other sign. The cheapest
+        // rectangle is rows {0,1} × columns {0,1}: 2, 40, 30, 60 (40 and 30 carry sign −1).
+        let g = table2(&[&[2, 40, 50], &[30, 60, 70], &[45, 55, 65]]);
+        let (status, audited) = suppress_and_audit(&g, 5, 5.0).unwrap();
+        assert!(audited.failing(5.0).is_empty());
+        let suppressed: Vec<usize> = (0..status.len())
+            .filter(|c| status[*c] != Conf::Free)
+            .collect();
+        let want = [
+            at(&g, &[0, 0]),
+            at(&g, &[0, 1]),
+            at(&g, &[1, 0]),
+            at(&g, &[1, 1]),
+        ];
+        let mut want = want.to_vec();
+        want.sort_unstable();
+        assert_eq!(suppressed, want);
+        // Certificate: 2 can go down by min(2, 60) and up by min(40, 30).
+        let (lo, hi, proof) = audited.intervals[&at(&g, &[0, 0])];
+        assert_eq!((lo, hi, proof), (0.0, 32.0, Proof::Hypercube));
+        // The exact interval by LP contains it (here it is the same).
+        let (elo, ehi) = exact_interval(&g, &status, at(&g, &[0, 0])).unwrap();
+        assert!(elo <= lo + 1e-9 && ehi >= hi - 1e-9, "[{elo}, {ehi}]");
+    }
+
+    #[test]
+    fn the_audit_sees_a_cell_that_stands_alone() {
+        // Only the primary cell suppressed: its row gives it away.
+        let g = table2(&[&[2, 40], &[30, 60]]);
+        let status: Vec<Conf> = (0..g.values.len())
+            .map(|i| {
+                if i == at(&g, &[0, 0]) {
+                    Conf::Primary
+                } else {
+                    Conf::Free
+                }
+            })
+            .collect();
+        let a = audit(&g, &status, 5.0, &BTreeMap::new()).unwrap();
+        let (lo, hi, proof) = a.intervals[&at(&g, &[0, 0])];
+        assert_eq!(proof, Proof::Lp);
+        assert!((lo - 2.0).abs() < 1e-9 && (hi - 2.0).abs() < 1e-9);
+        assert_eq!(a.failing(5.0), vec![at(&g, &[0, 0])]);
+    }
+
+    #[test]
+    fn a_forged_certificate_is_refused() {
+        let g = table2(&[&[2, 40, 50], &[30, 60, 70], &[45, 55, 65]]);
+        let mut status = primary(&g, 5);
+        let certs = secondary(&g, &mut status, 5.0);
+        let x = at(&g, &[0, 0]);
+        let good = &certs[&x];
+        assert!(verify(&g, &status, x, good).is_some());
+        // A flipped sign unbalances the relations.
+        let mut bad = good.clone();
+        bad.corners[1].1 = -bad.corners[1].1;
+        assert_eq!(verify(&g, &status, x, &bad), None);
+        // A corner published again voids it.
+        let mut s2 = status.clone();
+        s2[good.corners[3].0] = Conf::Free;
+        assert_eq!(verify(&g, &s2, x, good), None);
+        // A missing corner too.
+        let mut short = good.clone();
+        short.corners.pop();
+        assert_eq!(verify(&g, &status, x, &short), None);
+    }
+
+    /// A 3-dimensional table with every margin, from random inner cells (zeros left out, as a
+    /// count table has no row for an empty cell).
+    pub(crate) fn table3(dims: [usize; 3], inner: &[u64]) -> Grid {
+        let mut finest: BTreeMap<Vec<u32>, u64> = BTreeMap::new();
+        for (i, v) in inner.iter().enumerate().filter(|(_, v)| **v > 0) {
+            let a = (i % dims[0]) as u32;
+            let b = ((i / dims[0]) % dims[1]) as u32;
+            let c = ((i / dims[0] / dims[1]) % dims[2]) as u32;
+            *finest.entry(vec![a, b, c]).or_default() += v;
+        }
+        Grid::from_finest(&finest, 3)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn protected_random_tables_publish_nothing_small_and_pass_the_audit(
+            dims in (2usize..5, 2usize..4, 1usize..4),
+            inner in proptest::collection::vec(
+                proptest::prop_oneof![3 => 0u64..4, 2 => 4u64..40, 1 => 40u64..400],
+                48,
+            ),
+        ) {
+            let g = table3([dims.0, dims.1, dims.2], &inner);
+            let (status, audited) = suppress_and_audit(&g, 5, 5.0).unwrap();
+            // Nothing published in (0, k).
+            for (v, s) in g.values.iter().zip(&status) {
+                proptest::prop_assert!(!(*s == Conf::Free && *v > 0 && *v < 5));
+            }
+            // No relation with exactly one suppressed cell.
+            for rel in &g.relations {
+                let n = rel.members().filter(|m| status[*m] != Conf::Free).count();
+                proptest::prop_assert!(n != 1, "lone suppressed cell in {:?}", rel);
+            }
+            // The audit passes, and every interval it reports lies inside the exact feasible
+            // interval that a linear program computes over the cell's whole group (so a
+            // certificate never claims more protection than there is), holds the true value
+            // and is at least 5 wide.
+            proptest::prop_assert!(audited.failing(5.0).is_empty());
+            for (c, (lo, hi, _)) in &audited.intervals {
+                let v = g.values[*c] as f64;
+                let (elo, ehi) = exact_interval(&g, &status, *c).unwrap();
+                proptest::prop_assert!(elo <= lo + 1e-6 && hi - 1e-6 <= ehi,
+                    "cell {c}: [{lo}, {hi}] not inside the exact [{elo}, {ehi}]");
+                proptest::prop_assert!(*lo <= v + 1e-6 && v <= *hi + 1e-6);
+                proptest::prop_assert!(hi - lo >= 5.0 - 1e-6);
+            }
+            // Deterministic.
+            let again = suppress_and_audit(&g, 5, 5.0).unwrap().0;
+            proptest::prop_assert_eq!(status, again);
+        }
+    }
+}
