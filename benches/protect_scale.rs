@@ -65,6 +65,10 @@ fn main() {
     let (status, audited) = suppress_and_audit(&grid, 5, 5.0).expect("protect");
     let took = t1.elapsed();
     let count = |c: Conf| status.iter().filter(|s| **s == c).count();
+    let secondary_total: u64 = (0..n)
+        .filter(|c| status[*c] == Conf::Secondary)
+        .map(|c| grid.values[c])
+        .sum();
     let by_lp = audited
         .intervals
         .values()
@@ -77,7 +81,7 @@ fn main() {
         built.as_secs_f64()
     );
     println!(
-        "suppression + audit: {:.1} s; {} primary, {} secondary, {} audited ({by_lp} by LP), {} audit failures, narrowest interval {:.2}",
+        "suppression + audit: {:.1} s; {} primary, {} secondary (holding {secondary_total} persons), {} audited ({by_lp} by LP), {} audit failures, narrowest interval {:.2}",
         took.as_secs_f64(),
         count(Conf::Primary),
         count(Conf::Secondary),

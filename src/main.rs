@@ -74,14 +74,23 @@ enum Command {
         #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
         format: ReportFormat,
     },
-    /// Audit a published release from its public files alone: nothing below a suppressed table's
-    /// threshold, and every primary-suppressed cell's exact feasible interval (by linear
-    /// programming over its group of suppressed cells) at least the protection range wide; no
-    /// count of 1 or 2 in a cell-key table. Exit 65 when any check fails.
+    /// Audit a published release: nothing below a suppressed table's threshold, and every
+    /// primary-suppressed cell's feasible interval given the published cells at least the
+    /// protection range wide; no count of 1 or 2 in a cell-key table. Exit 65 when any check fails.
+    ///
+    /// By default the public pattern is checked with the restricted tier's true values (hypercube
+    /// certificates found afresh, else linear programs); --exact uses the public files alone and
+    /// computes every interval exactly by linear programming (slower).
     Audit {
         /// The release directory (a run's output directory).
         #[arg(default_value = "out")]
         release: PathBuf,
+        /// Exact intervals from the public files alone, as an outsider could compute them.
+        #[arg(long)]
+        exact: bool,
+        /// Only this table.
+        #[arg(long)]
+        table: Option<String>,
         /// Text for people, or JSON for tools.
         #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
         format: ReportFormat,
@@ -181,8 +190,18 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                 Err(Error::Rejected(manifest.rejections))
             }
         }
-        Command::Audit { release, format } => {
-            let checks = migstat::protect::audit_release(release)?;
+        Command::Audit {
+            release,
+            exact,
+            table,
+            format,
+        } => {
+            let depth = if *exact {
+                migstat::protect::Depth::Exact
+            } else {
+                migstat::protect::Depth::Certified
+            };
+            let checks = migstat::protect::audit_release(release, depth, table.as_deref())?;
             match format {
                 ReportFormat::Json => println!("{}", to_json(&checks)?),
                 ReportFormat::Text => {

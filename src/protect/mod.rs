@@ -22,7 +22,7 @@ use polars::prelude::*;
 pub use cellkey::{PTable, cell_key, record_key};
 pub use noise::round;
 use noise::uniform;
-pub use release::{TableCheck, audit_release};
+pub use release::{Depth, TableCheck, audit_release};
 pub use suppress::{
     Audit, Certificate, Grid, Intervals, Proof, Relation, SEARCH_BUDGET, TOTAL_ID, audit,
     close_singletons, exact_interval, primary, secondary, suppress_and_audit, verify,
@@ -153,6 +153,7 @@ pub fn protect_counts(
         summary.protection_range = Some(p.protection_range);
         summary.publish_grand_total = p.publish_grand_total;
     }
+    let nesting = check_hierarchies(table, &keys);
     let mut cell_keys: Option<Vec<f64>> = None;
     let (published, status, audited): (Vec<Option<u64>>, Vec<Conf>, Audit) = match p.method {
         ProtectMethod::Suppress => {
@@ -230,6 +231,10 @@ pub fn protect_counts(
         }
     };
 
+    if !nesting.is_empty() {
+        summary.audit_passed = false;
+        summary.failures.extend(nesting);
+    }
     let unit = f
         .column("unit")
         .ctx(|| ctx("unit"))?
@@ -293,6 +298,33 @@ pub fn protect_counts(
         audit,
         summary,
     })
+}
+
+/// Declared hierarchies that the data break: one message per child code found under more
+/// than one parent code.
+pub fn check_hierarchies(table: &TableSpec, keys: &[Vec<String>]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (child, parent) in &table.hierarchies {
+        let pos = |d: &str| table.dimensions.iter().position(|x| x == d);
+        let (Some(c), Some(p)) = (pos(child), pos(parent)) else {
+            continue;
+        };
+        let mut parents: std::collections::BTreeMap<&str, std::collections::BTreeSet<&str>> =
+            Default::default();
+        for k in keys {
+            if k[c] != TOTAL && k[p] != TOTAL {
+                parents.entry(&k[c]).or_default().insert(&k[p]);
+            }
+        }
+        for (code, ps) in parents.iter().filter(|(_, ps)| ps.len() > 1) {
+            out.push(format!(
+                "hierarchy {child} within {parent}: code `{code}` lies under {} ({}); fix the crosswalks or drop the hierarchy",
+                ps.len(),
+                ps.iter().copied().collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+    out
 }
 
 /// A survey table's public form: cells marked for suppression (too few respondents, or a CV

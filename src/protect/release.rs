@@ -1,23 +1,29 @@
 //! `migstat audit RELEASE`: the disclosure checks again, on what a release actually published.
 //!
-//! Input: a release directory (its `manifest.json` and `public/tables/<id>/ref_year=*/data.parquet`).
-//! Output: one [`TableCheck`] per published file of a suppressed table.
+//! Input: a release directory (its `manifest.json`, `public/tables/<id>/ref_year=*/data.parquet`
+//! and, for the default check, `restricted/audit/<id>.parquet`). Output: one [`TableCheck`] per
+//! published file of a suppressed or cell-key table.
 //!
-//! Only the public files are read — what anyone outside the observatory sees. For every table the
-//! manifest says was suppressed: no free cell may hold a value in (0, threshold), every suppressed
-//! cell must have a null value, and every primary cell's **exact** feasible interval — min and
-//! max of its value over every non-negative table that agrees with the published cells and
-//! satisfies the relations `total = Σ parts`, one linear program per bound over the cell's whole
-//! connected group of suppressed cells — must be at least the protection range wide. Tables
-//! perturbed by the cell key method must publish no 1 or 2. This is independent of the hypercube
-//! certificates the run used: it needs neither the true values nor the run's code paths.
+//! For every table the manifest says was suppressed, from the public file: no free cell may hold
+//! a value in (0, threshold) and every suppressed cell must have a null value. Then every primary
+//! cell's feasible interval — its value over every non-negative table that agrees with the
+//! published cells and satisfies the relations `total = Σ parts` — must be at least the
+//! protection range wide:
+//! - by default ([`Depth::Certified`]) as the run's own audit does, but from the published
+//!   pattern and the restricted tier's true values (which must agree with every published
+//!   value): a hypercube of suppressed cells searched afresh, else a linear program;
+//! - with [`Depth::Exact`], from the public file alone, each bound by a linear program over the
+//!   cell's whole connected group of suppressed cells: the exact interval an outsider could
+//!   compute (slower: minutes for a table of a thousand suppressed cells).
+//!
+//! Tables perturbed by the cell key method must publish no 1 or 2.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
-use super::{Conf, Grid, Summary, TOTAL_ID, exact_interval};
+use super::{Conf, Grid, Summary, TOTAL_ID, audit, exact_interval};
 use crate::disaggregate::TOTAL;
 use crate::error::{Error, PolarsContext, Result};
 
@@ -36,8 +42,15 @@ pub struct TableCheck {
     pub failures: Vec<String>,
 }
 
-/// Audit every suppressed or cell-key table of the release in `dir`.
-pub fn audit_release(dir: &Path) -> Result<Vec<TableCheck>> {
+/// How far `migstat audit` goes (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    Certified,
+    Exact,
+}
+
+/// Audit every suppressed or cell-key table of the release in `dir` (or only `table`).
+pub fn audit_release(dir: &Path, depth: Depth, table: Option<&str>) -> Result<Vec<TableCheck>> {
     let manifest_path = dir.join("manifest.json");
     let text = std::fs::read_to_string(&manifest_path).map_err(|e| Error::io(&manifest_path, e))?;
     let manifest: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
@@ -59,6 +72,7 @@ pub fn audit_release(dir: &Path) -> Result<Vec<TableCheck>> {
     for s in summaries
         .iter()
         .filter(|s| s.method == "suppress" || s.method == "cell_key")
+        .filter(|s| table.is_none_or(|t| t == s.table))
     {
         let root = dir.join("public").join("tables").join(&s.table);
         let mut files: Vec<PathBuf> = std::fs::read_dir(&root)
@@ -74,14 +88,78 @@ pub fn audit_release(dir: &Path) -> Result<Vec<TableCheck>> {
                 s.table
             )));
         }
+        let truth = if depth == Depth::Certified && s.method == "suppress" {
+            let path = dir
+                .join("restricted")
+                .join("audit")
+                .join(format!("{}.parquet", s.table));
+            if !path.is_file() {
+                return Err(Error::Usage(format!(
+                    "{}: missing; audit from the public files alone with --exact",
+                    path.display()
+                )));
+            }
+            Some(true_values(s, &path)?)
+        } else {
+            None
+        };
         for f in files {
-            out.push(check_file(s, &f)?);
+            out.push(check_file(s, &f, truth.as_ref())?);
         }
+    }
+    if let Some(t) = table.filter(|_| out.is_empty()) {
+        return Err(Error::Usage(format!(
+            "{}: no suppressed or cell-key table `{t}` in this release",
+            manifest_path.display()
+        )));
     }
     Ok(out)
 }
 
-fn check_file(s: &Summary, path: &Path) -> Result<TableCheck> {
+/// The restricted audit table's true values, by the cell's codes joined with `|` (and its
+/// reference period: a table has one audit file for all its years).
+fn true_values(s: &Summary, path: &Path) -> Result<HashMap<String, u64>> {
+    let ctx = |what: &str| format!("{}: {what}", path.display());
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let df = ParquetReader::new(file).finish().ctx(|| ctx("reading"))?;
+    let v = df
+        .column("true_value")
+        .ctx(|| ctx("true_value"))?
+        .cast(&DataType::UInt64)
+        .ctx(|| ctx("true_value"))?;
+    let v = v.u64().ctx(|| ctx("true_value"))?;
+    let names = cell_names(&df, s, path)?;
+    Ok(names
+        .into_iter()
+        .zip(v.iter())
+        .map(|(n, v)| (n, v.unwrap_or(0)))
+        .collect())
+}
+
+/// Each row's reference period and dimension codes, joined with `|`.
+fn cell_names(df: &DataFrame, s: &Summary, path: &Path) -> Result<Vec<String>> {
+    let ctx = |what: &str| format!("{}: {what}", path.display());
+    let mut cols = vec!["ref_period".to_string()];
+    cols.extend(s.dimensions.iter().cloned());
+    let cols: Vec<StringChunked> = cols
+        .iter()
+        .map(|d| Ok(df.column(d).ctx(|| ctx(d))?.str().ctx(|| ctx(d))?.clone()))
+        .collect::<Result<_>>()?;
+    Ok((0..df.height())
+        .map(|i| {
+            cols.iter()
+                .map(|c| c.get(i).unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect())
+}
+
+fn check_file(
+    s: &Summary,
+    path: &Path,
+    truth: Option<&HashMap<String, u64>>,
+) -> Result<TableCheck> {
     let ctx = |what: &str| format!("{}: {what}", path.display());
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let df = ParquetReader::new(file).finish().ctx(|| ctx("reading"))?;
@@ -133,6 +211,7 @@ fn check_file(s: &Summary, path: &Path) -> Result<TableCheck> {
         .iter()
         .map(|d| Ok(df.column(d).ctx(|| ctx(d))?.str().ctx(|| ctx(d))?.clone()))
         .collect::<Result<_>>()?;
+    let full = cell_names(&df, s, path)?;
     let mut codes: Vec<HashMap<String, u32>> = vec![HashMap::new(); dims.len()];
     let mut cells = Vec::with_capacity(df.height());
     let mut values = Vec::with_capacity(df.height());
@@ -179,15 +258,51 @@ fn check_file(s: &Summary, path: &Path) -> Result<TableCheck> {
             )),
             _ => {}
         }
-        // Suppressed cells are the LP's variables: their stored value is never read.
-        values.push(value.get(i).unwrap_or(0));
+        // Without the true values, suppressed cells are the exact LP's variables: their
+        // stored value is never read.
+        let v = match truth {
+            None => value.get(i).unwrap_or(0),
+            Some(t) => match t.get(&full[i]) {
+                None => {
+                    check.failures.push(format!(
+                        "cell {}: not in the restricted audit table",
+                        names[i]
+                    ));
+                    value.get(i).unwrap_or(0)
+                }
+                Some(t) => {
+                    if st == Conf::Free && value.get(i) != Some(*t) {
+                        check.failures.push(format!(
+                            "cell {}: published {:?}, but the restricted tier says {t}",
+                            names[i],
+                            value.get(i)
+                        ));
+                    }
+                    *t
+                }
+            },
+        };
+        values.push(v);
         status.push(st);
     }
     check.primary = status.iter().filter(|s| **s == Conf::Primary).count();
     check.secondary = status.iter().filter(|s| **s == Conf::Secondary).count();
-    let grid = Grid::new(cells, values);
-    for c in (0..status.len()).filter(|c| status[*c] == Conf::Primary) {
-        let (lo, hi) = exact_interval(&grid, &status, c)?;
+    let mut grid = Grid::new(cells, values);
+    if s.publish_grand_total {
+        grid = grid.keep_grand_total();
+    }
+    let intervals: Vec<(usize, f64, f64)> = match truth {
+        Some(_) => audit(&grid, &status, range, &Default::default())?
+            .intervals
+            .into_iter()
+            .map(|(c, (lo, hi, _))| (c, lo, hi))
+            .collect(),
+        None => (0..status.len())
+            .filter(|c| status[*c] == Conf::Primary)
+            .map(|c| exact_interval(&grid, &status, c).map(|(lo, hi)| (c, lo, hi)))
+            .collect::<Result<_>>()?,
+    };
+    for (c, lo, hi) in intervals {
         let width = hi - lo;
         check.narrowest_interval = Some(check.narrowest_interval.map_or(width, |w| w.min(width)));
         if width < range - 1e-7 {

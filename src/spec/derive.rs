@@ -179,6 +179,12 @@ pub struct TableSpec {
     /// The margin combinations to publish, as the dimensions kept in each (the others are `_T`);
     /// `None` publishes all 2^d.
     pub grouping_sets: Option<Vec<Vec<String>>>,
+    /// Declared hierarchies between dimensions, as (child, parent): every code of the child
+    /// lies within one code of the parent (country within region, 5-year band within broad
+    /// band). The table's cube then holds the hierarchy's relations (a parent's cell is the sum
+    /// of its children's), so suppression protects along them; the nesting is checked on the
+    /// data before anything is published.
+    pub hierarchies: Vec<(String, String)>,
     /// Disclosure control of a count table (`[tables.<id>.protect]`); a count table without it
     /// stays in the restricted tier. Survey tables are protected by their design's n and CV rules.
     pub protect: Option<Protect>,
@@ -249,6 +255,7 @@ const TABLE_KEYS: &[&str] = &[
     "start",
     "period",
     "grouping_sets",
+    "hierarchies",
     "variable",
     "category",
     "numerator",
@@ -846,6 +853,57 @@ pub(crate) fn compile_table(
             None
         }
     };
+    let mut hierarchies = Vec::new();
+    match t.get("hierarchies") {
+        None => {}
+        Some(Value::Table(h)) => {
+            for (child, parent) in h {
+                let Some(parent) = parent.as_str() else {
+                    cx.push(
+                        format!("{pp}hierarchies.{child}"),
+                        "must name the parent dimension, e.g. CITIZENSHIP = \"CITIZENSHIP_REGION\"",
+                    );
+                    continue;
+                };
+                for d in [child.as_str(), parent] {
+                    if !dimensions.iter().any(|x| x == d) {
+                        cx.push(
+                            format!("{pp}hierarchies.{child}"),
+                            format!("`{d}` is not one of the table's dimensions"),
+                        );
+                    }
+                }
+                if child == parent {
+                    cx.push(
+                        format!("{pp}hierarchies.{child}"),
+                        "a dimension cannot lie within itself",
+                    );
+                }
+                hierarchies.push((child.clone(), parent.to_string()));
+            }
+            // No cycles: following parents from any dimension must end.
+            for (child, _) in &hierarchies {
+                let mut at = child.as_str();
+                for _ in 0..=hierarchies.len() {
+                    match hierarchies.iter().find(|(c, _)| c == at) {
+                        Some((_, p)) => at = p,
+                        None => break,
+                    }
+                    if at == child {
+                        cx.push(
+                            format!("{pp}hierarchies.{child}"),
+                            "the hierarchies form a cycle",
+                        );
+                        break;
+                    }
+                }
+            }
+        }
+        Some(_) => cx.push(
+            format!("{pp}hierarchies"),
+            "must be a table of child = \"parent\" dimensions, e.g. { CITIZENSHIP = \"CITIZENSHIP_REGION\" }",
+        ),
+    }
     let grouping_sets = match t.get("grouping_sets") {
         None => None,
         Some(Value::Array(sets)) => {
@@ -922,6 +980,7 @@ pub(crate) fn compile_table(
         dimensions,
         filter,
         grouping_sets,
+        hierarchies,
         protect,
     })
 }

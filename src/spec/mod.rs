@@ -1048,4 +1048,65 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn protection_mistakes_are_all_reported() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("x.csv"), "id,sex,age\n1,F,3\n").unwrap();
+        std::fs::write(
+            d.path().join("s.json"),
+            r#"{"fields": [{"name": "id"}, {"name": "sex"}, {"name": "age"}]}"#,
+        )
+        .unwrap();
+        std::fs::write(d.path().join("pt.csv"), "i,j,p\n0,0,1\n1,0,0.5\n1,3,0.4\n").unwrap();
+        std::fs::write(d.path().join("cw.csv"), "raw,code\nF,F\n3,Y0T4\n").unwrap();
+        let head = format!(
+            "version = 1\nid = \"p\"\nreference_date = 2024-12-31\nreference_period = \"2024\"\n\
+                    codelists = {:?}\n",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/codelists")
+        ) + "[sources.a]\npath = \"x.csv\"\nformat = \"csv\"\nschema = \"s.json\"\n\
+                    [sources.a.harmonize]\nSEX = { from = \"sex\", crosswalk = \"cw.csv\" }\n\
+                    AGE = { from = \"age\", crosswalk = \"cw.csv\" }\n";
+        let head = head.as_str();
+        let table = |id: &str, extra: &str| {
+            format!(
+                "[tables.{id}]\nsource = \"a\"\nunit = \"records\"\ndimensions = [\"SEX\", \"AGE\"]\n{extra}\n"
+            )
+        };
+        let k = keys(spec(
+            d.path(),
+            &[
+                head.to_string(),
+                // an unknown method; a seed where it means nothing
+                table("t1", "protect = { method = \"blur\" }"),
+                table("t2", "protect = { method = \"round\", seed = 3 }"),
+                // cell keys without a record id; a perturbation table whose row 1 sums to 0.9
+                table(
+                    "t3",
+                    "protect = { method = \"cell_key\", ptable = \"pt.csv\" }",
+                ),
+                // a hierarchy naming a column that is not a dimension, and a cycle
+                table("t4", "hierarchies = { SEX = \"REGION\" }"),
+                table("t5", "hierarchies = { SEX = \"AGE\", AGE = \"SEX\" }"),
+                table(
+                    "t6",
+                    "protect = { method = \"suppress\", publish_grand_total = \"yes\" }",
+                ),
+            ]
+            .concat(),
+        ));
+        assert_eq!(
+            k,
+            [
+                "tables.t1.protect.method",
+                "tables.t2.protect.seed",
+                "tables.t3.protect.ptable",
+                "tables.t3.protect.method",
+                "tables.t4.hierarchies.SEX",
+                "tables.t5.hierarchies.AGE",
+                "tables.t5.hierarchies.SEX",
+                "tables.t6.protect.publish_grand_total",
+            ]
+        );
+    }
 }

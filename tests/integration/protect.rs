@@ -77,7 +77,16 @@ fn the_default_release_publishes_only_protected_tables() {
 
     for (t, dims) in [
         ("trafficking", vec!["SEX", "CHILD", "EXPLOITATION"]),
-        ("asylum", vec!["STATUS", "SEX", "AGE_GROUP", "CITIZENSHIP"]),
+        (
+            "asylum",
+            vec![
+                "STATUS",
+                "SEX",
+                "AGE_GROUP",
+                "CITIZENSHIP_REGION",
+                "CITIZENSHIP",
+            ],
+        ),
     ] {
         let (a, d) = check_suppressed(&public(&out, t), &dims, 5);
         assert!(
@@ -95,8 +104,14 @@ fn the_default_release_publishes_only_protected_tables() {
         assert_eq!(total(&audit, "true_value"), total(&truth, "n"));
     }
 
-    // The release audit, from the public files alone: exact LP intervals of every primary cell.
-    let checks = migstat::protect::audit_release(&out).unwrap();
+    // The release audit: the published pattern with the restricted true values for every table;
+    // exact LP intervals from the public file alone for trafficking.
+    use migstat::protect::{Depth, audit_release};
+    let exact = audit_release(&out, Depth::Exact, Some("trafficking")).unwrap();
+    assert_eq!(exact.len(), 1);
+    assert!(exact[0].failures.is_empty(), "{:?}", exact[0].failures);
+    assert!(exact[0].narrowest_interval.unwrap() >= 5.0 - 1e-6);
+    let checks = audit_release(&out, Depth::Certified, None).unwrap();
     for t in ["trafficking", "asylum", "first_permits", "assisted_returns"] {
         let c: Vec<_> = checks.iter().filter(|c| c.table == t).collect();
         assert_eq!(c.len(), 1, "{t}: {checks:?}");
@@ -307,20 +322,49 @@ fn the_release_audit_catches_a_tampered_release() {
     let mut f = std::fs::File::create(&path).unwrap();
     ParquetWriter::new(&mut f).finish(&mut df).unwrap();
 
-    let checks = migstat::protect::audit_release(&out).unwrap();
-    let c = checks.iter().find(|c| c.table == t).unwrap();
-    assert_eq!(c.secondary, 0);
-    assert!(
-        c.failures.len() >= c.primary && c.failures.iter().all(|f| f.contains("narrower than")),
-        "{:?}",
-        c.failures
-    );
+    use migstat::protect::{Depth, audit_release};
+    for depth in [Depth::Certified, Depth::Exact] {
+        let checks = audit_release(&out, depth, Some(t)).unwrap();
+        let c = &checks[0];
+        assert_eq!(c.secondary, 0);
+        assert!(
+            c.failures.len() >= c.primary && c.failures.iter().all(|f| f.contains("narrower than")),
+            "{depth:?}: {:?}",
+            c.failures
+        );
+    }
     // The other tables still pass.
+    let checks = audit_release(&out, Depth::Certified, None).unwrap();
     assert!(
         checks
             .iter()
             .filter(|c| c.table != t)
             .all(|c| c.failures.is_empty())
+    );
+    // A published value that is not the truth is caught too.
+    let mut df = read_parquet(&path);
+    let v: UInt64Chunked = df
+        .column("value")
+        .unwrap()
+        .u64()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, v)| if i == 0 { v.map(|v| v + 1) } else { v })
+        .collect();
+    df.with_column(v.into_series().with_name("value".into()).into_column())
+        .unwrap();
+    ParquetWriter::new(std::fs::File::create(&path).unwrap())
+        .finish(&mut df)
+        .unwrap();
+    let checks = audit_release(&out, Depth::Certified, Some(t)).unwrap();
+    assert!(
+        checks[0]
+            .failures
+            .iter()
+            .any(|f| f.contains("but the restricted tier says")),
+        "{:?}",
+        checks[0].failures
     );
 }
 
@@ -445,4 +489,38 @@ fn cell_key_noise_follows_the_records_across_tables_and_releases() {
         let want = f64::from(sums[&(asex[i].clone(), aage[i].clone())]) / 4_294_967_296.0;
         assert!((keys.get(i).unwrap() - want).abs() < 1e-12, "row {i}");
     }
+}
+
+#[test]
+fn a_hierarchy_the_data_break_blocks_the_release() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Sex does not nest within age group: each sex code lies under every age group.
+    let spec = std::fs::read_to_string(repo().join("pipelines/observatory.toml"))
+        .unwrap()
+        .replace(
+            "hierarchies = { CITIZENSHIP = \"CITIZENSHIP_REGION\" }",
+            "hierarchies = { CITIZENSHIP = \"CITIZENSHIP_REGION\", SEX = \"AGE_GROUP\" }",
+        )
+        .replace("../", &format!("{}/", repo().display()));
+    assert!(spec.contains("SEX = \"AGE_GROUP\""));
+    let path = tmp.path().join("p.toml");
+    std::fs::write(&path, spec).unwrap();
+    let plan = migstat::spec::compile(&path).unwrap();
+    let out = tmp.path().join("out");
+    let m = crate::run_plan(&plan, &out);
+    assert_eq!(m.status, "rejected");
+    let reason = m
+        .rejections
+        .iter()
+        .map(|r| r.reason.clone())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        reason.contains("table `asylum`")
+            && reason.contains("hierarchy SEX within AGE_GROUP: code `F` lies under"),
+        "{reason}"
+    );
+    // The declared hierarchy of the default spec holds: CITIZENSHIP is not named.
+    assert!(!reason.contains("CITIZENSHIP within"), "{reason}");
+    assert!(!out.join("public").exists());
 }
