@@ -1,8 +1,8 @@
-//! Secondary suppression and its LP audit at scale: a register table of region × citizenship ×
-//! sex × age band × status (12 × 40 × 2 × 18 × 6 inner cells, every margin: over 100,000
-//! published cells) drawn from a skewed population so that many cells are small.
-//! Run: `cargo bench --bench protect_scale` (prints the figures for BENCHMARKS.md; one run, as
-//! the point is the wall time of one table, not a distribution).
+//! Secondary suppression (hypercubes, pruning) and its audit at scale: a register table of
+//! region × citizenship × sex × age band × status (12 × 40 × 2 × 18 × 6 inner cells, every
+//! margin: about 190,000 cells) drawn from a skewed population so that many cells are small.
+//! Run: `cargo bench --bench protect_scale [-- PERSONS]` (prints the figures for BENCHMARKS.md;
+//! one run, as the point is the wall time of one table, not a distribution).
 
 use std::collections::BTreeMap;
 use std::time::Instant;

@@ -243,4 +243,32 @@ mod tests {
         assert_eq!(record_key(7, "a1"), keys[0]);
         assert_ne!(record_key(8, "a1"), keys[0]);
     }
+
+    proptest::proptest! {
+        /// The same records give the same published count whatever table they are counted in
+        /// and in whatever order they arrive: the cell key is a sum mod 2^32.
+        #[test]
+        fn the_same_records_get_the_same_noise_in_any_table_and_order(
+            ids in proptest::collection::btree_set("[a-z0-9]{1,12}", 1..40),
+            other in proptest::collection::btree_set("[A-Z]{1,8}", 0..40),
+            seed in 0u64..1000,
+        ) {
+            let t = PTable::default();
+            let key = |ids: &mut dyn Iterator<Item = &String>| {
+                ids.fold(0u32, |s, id| s.wrapping_add(record_key(seed, id)))
+            };
+            // Table A counts the records in one cell; table B in reverse order, as part of a
+            // margin whose other records (`other`) fall in a different cell.
+            let a = key(&mut ids.iter());
+            let b = key(&mut ids.iter().rev());
+            proptest::prop_assert_eq!(a, b);
+            let n = ids.len() as u64;
+            proptest::prop_assert_eq!(t.perturb(n, cell_key(a)), t.perturb(n, cell_key(b)));
+            // The margin's key is the sum of its cells' keys.
+            let margin = key(&mut ids.iter().chain(other.iter()));
+            proptest::prop_assert_eq!(margin, a.wrapping_add(key(&mut other.iter())));
+            let p = t.perturb(n, cell_key(a));
+            proptest::prop_assert!(p != 1 && p != 2);
+        }
+    }
 }

@@ -18,7 +18,9 @@
 //! cells newly suppressed (already-suppressed corners are free), and the grand total costs more
 //! than any other choice. The search looks at the few best partners per dimension (at most
 //! [`SEARCH_BUDGET`] hypercubes per cell) and always includes the all-margins hypercube, which
-//! exists for every non-zero cell.
+//! exists for every non-zero cell. Greedy hypercubes overlap, so [`prune`] then publishes again,
+//! largest first, every secondary cell whose primary cells all find another hypercube among the
+//! cells still suppressed.
 //!
 //! **Audit.** Every primary cell's certificate is checked from scratch (every corner suppressed,
 //! every relation that meets a corner balanced, interval at least the range). A cell without a
@@ -478,6 +480,65 @@ pub fn secondary(grid: &Grid, status: &mut [Conf], range: f64) -> BTreeMap<usize
     certs
 }
 
+/// Publish again the secondary cells that protection does not need, largest first: a cell is
+/// released when every primary cell whose certificate uses it finds another hypercube among the
+/// cells still suppressed. Greedy hypercubes overlap, so later ones often make corners of
+/// earlier ones redundant. Only when every primary cell has a certificate (otherwise the
+/// suppression pattern is the LP's business and is left alone). Returns the cells released.
+pub fn prune(
+    grid: &Grid,
+    status: &mut [Conf],
+    certs: &mut BTreeMap<usize, Certificate>,
+    range: f64,
+) -> usize {
+    let primaries = status.iter().filter(|s| **s == Conf::Primary).count();
+    if certs.len() != primaries {
+        return 0;
+    }
+    let mut users: Vec<Vec<usize>> = vec![Vec::new(); grid.cells.len()];
+    for (x, cert) in certs.iter() {
+        for (c, _) in &cert.corners {
+            users[*c].push(*x);
+        }
+    }
+    let mut order: Vec<usize> = (0..status.len())
+        .filter(|c| status[*c] == Conf::Secondary)
+        .collect();
+    order.sort_by_key(|c| (std::cmp::Reverse(grid.values[*c]), *c));
+    let mut released = 0;
+    for c in order {
+        status[c] = Conf::Free;
+        let mut replacements = Vec::with_capacity(users[c].len());
+        let mut ok = true;
+        for &x in &users[c] {
+            match hypercube(grid, status, x, range, true) {
+                Some((_, cert)) => replacements.push((x, cert)),
+                None => {
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        if !ok {
+            status[c] = Conf::Secondary;
+            continue;
+        }
+        released += 1;
+        for (x, cert) in replacements {
+            if let Some(old) = certs.get(&x) {
+                for (o, _) in &old.corners {
+                    users[*o].retain(|u| *u != x);
+                }
+            }
+            for (n, _) in &cert.corners {
+                users[*n].push(x);
+            }
+            certs.insert(x, cert);
+        }
+    }
+    released
+}
+
 /// Secondary suppression until no relation holds exactly one suppressed cell (a repair step
 /// for cells the hypercube search could not protect).
 pub fn close_singletons(grid: &Grid, status: &mut [Conf]) {
@@ -684,7 +745,8 @@ fn optimise(
 /// cell and the audit (whose failing cells are empty when it passes).
 pub fn suppress_and_audit(grid: &Grid, k: u64, range: f64) -> Result<(Vec<Conf>, Audit)> {
     let mut status = primary(grid, k);
-    let certs = secondary(grid, &mut status, range);
+    let mut certs = secondary(grid, &mut status, range);
+    prune(grid, &mut status, &mut certs, range);
     close_singletons(grid, &mut status);
     let mut audited = audit(grid, &status, range, &certs)?;
     // A cell no hypercube protected: widen its group with the cheapest free cell of one of its
@@ -858,7 +920,20 @@ pub(crate) mod tests {
         }
         // Deterministic.
         let again = suppress_and_audit(g, 5, 5.0).unwrap().0;
-        proptest::prop_assert_eq!(status, again);
+        proptest::prop_assert_eq!(&status, &again);
+        // Pruning only ever publishes cells again, and leaves every certificate valid.
+        let mut greedy = primary(g, 5);
+        let mut certs = secondary(g, &mut greedy, 5.0);
+        let mut pruned = greedy.clone();
+        let released = prune(g, &mut pruned, &mut certs, 5.0);
+        let count = |st: &[Conf]| st.iter().filter(|s| **s != Conf::Free).count();
+        proptest::prop_assert_eq!(count(&pruned) + released, count(&greedy));
+        for (c, p) in pruned.iter().enumerate() {
+            proptest::prop_assert!(*p == Conf::Free || greedy[c] == *p);
+        }
+        for (x, cert) in &certs {
+            proptest::prop_assert!(verify(g, &pruned, *x, cert).is_some());
+        }
         Ok(())
     }
 
