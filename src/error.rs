@@ -18,6 +18,8 @@ pub mod exit {
     pub const INTERNAL: i32 = 70;
     /// Spec or configuration error (`EX_CONFIG`).
     pub const CONFIG: i32 = 78;
+    /// Another run holds the output directory (EX_TEMPFAIL): try again later, or `--wait`.
+    pub const LOCKED: i32 = 75;
 }
 
 /// One problem found while compiling a pipeline spec or a schema: the file, the key path inside
@@ -71,6 +73,10 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    /// Another run holds the output directory's lock.
+    #[error("{0}")]
+    Locked(String),
+
     #[error("internal error (a bug in migstat, please report it): {0}")]
     Internal(String),
 }
@@ -98,6 +104,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Spec(_) | Error::Usage(_) => exit::CONFIG,
+            Error::Locked(_) => exit::LOCKED,
             Error::Rejected(_) => exit::DATA_REJECTED,
             Error::Internal(_) => exit::INTERNAL,
             Error::Io { .. } | Error::Polars { .. } => exit::RUNTIME,

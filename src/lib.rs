@@ -3,9 +3,11 @@
 //!
 //! Data flow, one module per stage: [`spec`] compiles the pipeline TOML and its Table Schemas into
 //! a checked plan; [`ingest`] reads sources into bounded raw chunks; [`validate`] checks every row
-//! and splits accepted records from the [`quarantine`]; [`harmonize`] derives standard codes (so
-//! far: age at a date, age bandings); [`export`] writes Parquet; [`runner`]
-//! drives the stages and accounts for every row; [`sample`] generates the synthetic deliveries.
+//! and splits accepted records from the [`quarantine`]; [`harmonize`] derives standard codes;
+//! [`disaggregate`] and [`survey`] build count tables and design-based estimates; [`protect`]
+//! applies disclosure control; [`export`] writes Parquet; [`release`] publishes atomically and
+//! keeps the run history; [`runner`] drives the stages and accounts for every row; [`sample`]
+//! generates the synthetic deliveries.
 //! See ARCHITECTURE.md.
 
 pub mod disaggregate;
@@ -15,6 +17,7 @@ pub mod harmonize;
 pub mod ingest;
 pub mod protect;
 pub mod quarantine;
+pub mod release;
 pub mod runner;
 pub mod sample;
 pub mod spec;

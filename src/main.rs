@@ -45,11 +45,16 @@ enum ReportFormat {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a pipeline: read and validate every source, write accepted records, quarantine and manifest.
+    /// Run a pipeline and publish a release: OUT/releases/<run-id>/, with OUT/current pointing to it.
     ///
-    /// Writes OUT/restricted/accepted/<source>.parquet, OUT/quarantine/<source>.parquet and
-    /// OUT/manifest.json. If a source's quarantined fraction exceeds its max_invalid_fraction the run
-    /// is rejected (exit 65): OUT is left as it was and the run's files are kept in OUT/failed/<run-id>/.
+    /// A release holds manifest.json, public/ (protected tables), restricted/ (accepted records,
+    /// true tables, disclosure audits) and quarantine/. If a source's quarantined fraction exceeds
+    /// its max_invalid_fraction or a table fails its disclosure checks, the run is rejected (exit
+    /// 65): current stays on the previous release and the run's files are kept in
+    /// OUT/failed/<run-id>/. When nothing changed since the current release, nothing is
+    /// recomputed ("up to date", exit 0); sources whose inputs did not change are reused. A second
+    /// run on the same OUT exits 75 at once unless --wait. Every run is appended to
+    /// OUT/history.jsonl.
     Run {
         /// The pipeline spec.
         #[arg(default_value = DEFAULT_PIPELINE)]
@@ -60,6 +65,31 @@ enum Command {
         /// What to print on stdout when the run ends: a text summary, or the manifest as JSON.
         #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
         report: ReportFormat,
+        /// If another run holds OUT, wait for it instead of exiting 75.
+        #[arg(long)]
+        wait: bool,
+        /// Recompute every source and table, even those whose inputs did not change.
+        #[arg(long)]
+        full_refresh: bool,
+    },
+    /// Check a release against its manifest: every file present with its size and blake3, and
+    /// nothing unlisted. Exit 65 when anything differs.
+    Verify {
+        /// A release directory, or an output directory (its current release).
+        #[arg(default_value = "out")]
+        release: PathBuf,
+    },
+    /// Show the latest runs from OUT/history.jsonl: status, exit code, rows, time.
+    History {
+        /// Output directory.
+        #[arg(default_value = "out")]
+        out: PathBuf,
+        /// How many runs.
+        #[arg(long, short = 'n', default_value_t = 20)]
+        last: usize,
+        /// Text for people, or JSON lines for tools.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
     },
     /// Check a pipeline spec and its schemas without reading any data; report every problem at once.
     Check {
@@ -173,13 +203,27 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             pipeline,
             out,
             report,
+            wait,
+            full_refresh,
         } => {
             let plan = spec::compile(pipeline)?;
             let opts = runner::RunOptions {
                 out_dir: out.clone(),
                 progress: !cli.quiet && std::io::stderr().is_terminal(),
+                wait: *wait,
+                full_refresh: *full_refresh,
             };
             let manifest = runner::run(&plan, &opts)?;
+            if manifest.status == "up_to_date" {
+                match report {
+                    ReportFormat::Text => println!(
+                        "up to date: release {} is current; inputs, spec, code lists and migstat version are unchanged (--full-refresh recomputes)",
+                        manifest.run_id
+                    ),
+                    ReportFormat::Json => println!("{}", to_json(&manifest)?),
+                }
+                return Ok(exit::OK);
+            }
             match report {
                 ReportFormat::Text => print!("{}", runner::summary(&manifest)),
                 ReportFormat::Json => println!("{}", to_json(&manifest)?),
@@ -189,6 +233,41 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             } else {
                 Err(Error::Rejected(manifest.rejections))
             }
+        }
+        Command::Verify { release } => {
+            // An output directory stands for its current release.
+            let dir = if release.join("manifest.json").is_file() {
+                release.clone()
+            } else {
+                migstat::release::current(release)
+            };
+            let problems = migstat::release::verify(&dir)?;
+            if problems.is_empty() {
+                println!("{}: intact", dir.display());
+                Ok(exit::OK)
+            } else {
+                for p in &problems {
+                    println!("{}: {p}", dir.display());
+                }
+                Ok(exit::DATA_REJECTED)
+            }
+        }
+        Command::History { out, last, format } => {
+            let records = migstat::release::read_history(out)?;
+            match format {
+                ReportFormat::Text => {
+                    print!("{}", migstat::release::history_table(&records, *last))
+                }
+                ReportFormat::Json => {
+                    for r in records.iter().rev().take(*last).rev() {
+                        println!(
+                            "{}",
+                            serde_json::to_string(r).map_err(|e| Error::Internal(e.to_string()))?
+                        );
+                    }
+                }
+            }
+            Ok(exit::OK)
         }
         Command::Audit {
             release,
@@ -201,7 +280,12 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             } else {
                 migstat::protect::Depth::Certified
             };
-            let checks = migstat::protect::audit_release(release, depth, table.as_deref())?;
+            let dir = if release.join("manifest.json").is_file() {
+                release.clone()
+            } else {
+                migstat::release::current(release)
+            };
+            let checks = migstat::protect::audit_release(&dir, depth, table.as_deref())?;
             match format {
                 ReportFormat::Json => println!("{}", to_json(&checks)?),
                 ReportFormat::Text => {

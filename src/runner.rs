@@ -28,11 +28,15 @@ use crate::validate::Validator;
 use polars::prelude::{ParquetReader, SerReader};
 use std::sync::Arc;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     pub out_dir: PathBuf,
     /// Draw progress bars on stderr (the CLI sets this only when stderr is a terminal).
     pub progress: bool,
+    /// When another run holds the output directory, wait for it instead of failing (exit 75).
+    pub wait: bool,
+    /// Recompute everything, even sources whose inputs did not change.
+    pub full_refresh: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -56,6 +60,13 @@ pub struct SourceReport {
     /// Raw values no crosswalk mapped, most frequent first: what to add to the crosswalks.
     pub unmapped_codes: Vec<UnmappedValue>,
     pub seconds: f64,
+    /// blake3 of what this source's results depend on: migstat's version, the spec hash (spec,
+    /// schemas, code lists, crosswalks) and the hashes of its input files.
+    #[serde(default)]
+    pub input_key: String,
+    /// Taken over unchanged from the previous release (same `input_key`).
+    #[serde(default)]
+    pub reused: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -77,6 +88,13 @@ pub struct Manifest {
     /// What disclosure control did to each published table.
     pub protection: Vec<crate::protect::Summary>,
     pub outputs: Vec<OutputFile>,
+    /// blake3 of every source's `input_key`: a rerun with the same key has nothing to do.
+    #[serde(default)]
+    pub run_key: String,
+    /// Seconds per stage: `source:<id>` (read, validate, harmonize, streamed tables) and
+    /// `table:<id>` (build, protect, write).
+    #[serde(default)]
+    pub seconds: BTreeMap<String, f64>,
 }
 
 fn new_run_id(plan: &Plan) -> String {
@@ -94,13 +112,199 @@ fn new_run_id(plan: &Plan) -> String {
     )
 }
 
-/// Run the plan. When every source is within tolerance the outputs replace those in
-/// `opts.out_dir`; otherwise (`manifest.status == "rejected"`) they are kept under
-/// `out/failed/<run-id>/` and `out/` is left as it was. Errors are I/O, polars or internal ones.
+/// Run the plan into the output directory `opts.out_dir` (see [`crate::release`] for its
+/// layout). Takes the directory's lock (or fails with [`Error::Locked`]), cleans what a killed
+/// run left, and records the run in the history whatever its outcome. When every source is
+/// within tolerance and every table passes its disclosure checks, the outputs become a new
+/// release and `current` points to it; otherwise (`manifest.status == "rejected"`) they are kept
+/// under `out/failed/<run-id>/` and `current` stays where it was. When nothing changed since the
+/// current release, nothing is recomputed: the current manifest comes back with status
+/// `up_to_date`. Errors are I/O, polars or internal ones.
 pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Manifest> {
     let started = chrono::Utc::now();
     let run_id = new_run_id(plan);
     let out = &opts.out_dir;
+    let (lock, stale) = crate::release::Lock::acquire(out, &run_id, opts.wait)?;
+    if let Some(holder) = stale {
+        tracing::warn!(previous = %holder, "the previous run was killed without cleaning up; its lock is taken over");
+    }
+    let result = crate::release::clean_leftovers(out).and_then(|removed| {
+        for p in removed {
+            tracing::warn!(path = %p.display(), "removed what a killed run left");
+        }
+        run_locked(plan, opts, &run_id, started)
+    });
+    let finished = chrono::Utc::now();
+    let record = history_record(plan, &run_id, started, finished, &result);
+    if let Err(e) = crate::release::append_history(out, &record) {
+        tracing::error!(error = %e, "could not append to the run history");
+    }
+    drop(lock);
+    result
+}
+
+fn history_record(
+    plan: &Plan,
+    run_id: &str,
+    started: chrono::DateTime<chrono::Utc>,
+    finished: chrono::DateTime<chrono::Utc>,
+    result: &Result<Manifest>,
+) -> crate::release::HistoryRecord {
+    let mut r = crate::release::HistoryRecord {
+        run_id: run_id.to_string(),
+        pipeline_id: plan.pipeline_id.clone(),
+        started_at: started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        finished_at: finished.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        status: "failed".into(),
+        exit_code: crate::error::exit::RUNTIME,
+        error: None,
+        sources: Vec::new(),
+        tables_published: Vec::new(),
+        seconds: BTreeMap::new(),
+    };
+    match result {
+        Ok(m) => {
+            r.status = m.status.clone();
+            r.exit_code = if m.rejections.is_empty() {
+                crate::error::exit::OK
+            } else {
+                crate::error::exit::DATA_REJECTED
+            };
+            if !m.rejections.is_empty() {
+                r.error = Some(
+                    m.rejections
+                        .iter()
+                        .map(|x| x.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                );
+            }
+            if m.status != "up_to_date" {
+                r.sources = m
+                    .sources
+                    .iter()
+                    .map(|s| crate::release::SourceHistory {
+                        id: s.id.clone(),
+                        rows_read: s.rows_read,
+                        rows_accepted: s.rows_accepted,
+                        rows_quarantined: s.rows_quarantined,
+                        quarantine_by_rule: s.quarantine_by_rule.clone(),
+                        reused: s.reused,
+                    })
+                    .collect();
+                if m.rejections.is_empty() {
+                    r.tables_published = m.protection.iter().map(|p| p.table.clone()).collect();
+                }
+                r.seconds = m.seconds.clone();
+            }
+        }
+        Err(e) => {
+            r.exit_code = e.exit_code();
+            r.error = Some(e.to_string());
+        }
+    }
+    r
+}
+
+/// The key of a source's results (see [`SourceReport::input_key`]).
+fn input_key(plan: &Plan, src: &SourcePlan) -> Result<String> {
+    let mut h = blake3::Hasher::new();
+    h.update(crate::VERSION.as_bytes());
+    h.update(plan.spec_hash.as_bytes());
+    h.update(src.id.as_bytes());
+    for f in &src.files {
+        let (_, hash) = hash_file(f)?;
+        h.update(hash.as_bytes());
+    }
+    Ok(h.finalize().to_hex().to_string())
+}
+
+/// The source an output file belongs to, from its path in the release.
+fn output_source<'a>(plan: &'a Plan, path: &str) -> Option<&'a str> {
+    let parts: Vec<&str> = path.split('/').collect();
+    let table_source = |t: &str| {
+        plan.tables
+            .iter()
+            .find(|x| x.id == t)
+            .map(|x| x.source.as_str())
+    };
+    let source = |f: &str| {
+        let id = f.strip_suffix(".parquet")?;
+        plan.sources
+            .iter()
+            .find(|s| s.id == id)
+            .map(|s| s.id.as_str())
+    };
+    match parts.as_slice() {
+        ["restricted", "accepted", f] | ["quarantine", f] => source(f),
+        ["restricted" | "public", "tables", t, ..] => table_source(t),
+        ["restricted", "audit", f] => table_source(f.strip_suffix(".parquet")?),
+        _ => None,
+    }
+}
+
+/// Put a previous release's file in the staging directory: a hard link (the file is never
+/// written again), or a copy where links are not possible.
+fn reuse_file(from: &Path, to: &Path) -> Result<()> {
+    if let Some(dir) = to.parent() {
+        std::fs::create_dir_all(dir).at(dir)?;
+    }
+    if std::fs::hard_link(from, to).is_err() {
+        std::fs::copy(from, to).at(to)?;
+    }
+    Ok(())
+}
+
+fn run_locked(
+    plan: &Plan,
+    opts: &RunOptions,
+    run_id: &str,
+    started: chrono::DateTime<chrono::Utc>,
+) -> Result<Manifest> {
+    let run_id = run_id.to_string();
+    let out = &opts.out_dir;
+    let mut seconds: BTreeMap<String, f64> = BTreeMap::new();
+
+    // What changed since the current release.
+    let keys: BTreeMap<String, String> = plan
+        .sources
+        .iter()
+        .map(|s| Ok((s.id.clone(), input_key(plan, s)?)))
+        .collect::<Result<_>>()?;
+    let run_key = {
+        let mut h = blake3::Hasher::new();
+        for (id, k) in &keys {
+            h.update(id.as_bytes());
+            h.update(k.as_bytes());
+        }
+        h.finalize().to_hex().to_string()
+    };
+    let current_dir = crate::release::current(out);
+    let previous: Option<Manifest> = if opts.full_refresh {
+        None
+    } else {
+        std::fs::read_to_string(current_dir.join("manifest.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Manifest>(&t).ok())
+            .filter(|m| m.status == "succeeded" && m.pipeline_id == plan.pipeline_id)
+    };
+    if let Some(prev) = previous.as_ref().filter(|m| m.run_key == run_key) {
+        tracing::info!(release = %prev.run_id, "up to date: nothing changed since the current release");
+        let mut m = prev.clone();
+        m.status = "up_to_date".into();
+        return Ok(m);
+    }
+    let reusable: BTreeMap<&str, &SourceReport> = previous
+        .as_ref()
+        .map(|m| {
+            m.sources
+                .iter()
+                .filter(|s| keys.get(&s.id) == Some(&s.input_key))
+                .map(|s| (s.id.as_str(), s))
+                .collect()
+        })
+        .unwrap_or_default();
+
     let staging = out.join(".staging").join(&run_id);
     std::fs::create_dir_all(&staging).at(&staging)?;
     tracing::info!(run_id = %run_id, pipeline = %plan.pipeline_id, "run started");
@@ -115,14 +319,45 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Manifest> {
     let mut rejections = Vec::new();
     let mut partial_tables: BTreeMap<String, Cells> = BTreeMap::new();
     let mut survey_tables: SurveyTables = BTreeMap::new();
+    let mut reused_protection = Vec::new();
     for src in &plan.sources {
         let t0 = Instant::now();
+        if let (Some(prev), Some(report)) = (previous.as_ref(), reusable.get(src.id.as_str())) {
+            // Unchanged inputs: the previous release's files for this source and its tables.
+            for f in prev
+                .outputs
+                .iter()
+                .filter(|f| output_source(plan, &f.path) == Some(src.id.as_str()))
+            {
+                reuse_file(&current_dir.join(&f.path), &staging.join(&f.path))?;
+                outputs.push(f.clone());
+            }
+            let tables: Vec<&str> = plan
+                .tables
+                .iter()
+                .filter(|t| t.source == src.id)
+                .map(|t| t.id.as_str())
+                .collect();
+            reused_protection.extend(
+                prev.protection
+                    .iter()
+                    .filter(|p| tables.contains(&p.table.as_str()))
+                    .cloned(),
+            );
+            let mut report = (*report).clone();
+            report.reused = true;
+            tracing::info!(source = %src.id, "inputs unchanged: reused from the current release");
+            sources.push(report);
+            continue;
+        }
         match run_source(plan, src, &spec_dir, &staging, opts) {
             Ok((mut report, outs, cells, surveys, design_rejections)) => {
                 partial_tables.extend(cells);
                 survey_tables.extend(surveys);
                 rejections.extend(design_rejections);
                 report.seconds = (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+                report.input_key = keys.get(&src.id).cloned().unwrap_or_default();
+                seconds.insert(format!("source:{}", src.id), report.seconds);
                 if let Some(r) = tolerance(&report, src, &out.join("failed").join(&run_id)) {
                     rejections.push(r);
                 }
@@ -155,9 +390,12 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Manifest> {
         }
     }
 
-    let mut protection = Vec::new();
+    let mut protection = reused_protection;
     if rejections.is_empty() {
         for table in &plan.tables {
+            if sources.iter().any(|s| s.id == table.source && s.reused) {
+                continue;
+            }
             let t0 = Instant::now();
             let inputs = sources
                 .iter()
@@ -203,9 +441,14 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Manifest> {
                     return Err(e);
                 }
             }
-            tracing::info!(table = %table.id, seconds = t0.elapsed().as_secs_f64(), "table built");
+            let took = (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+            seconds.insert(format!("table:{}", table.id), took);
+            tracing::info!(table = %table.id, seconds = took, "table built");
         }
     }
+    // Outputs and protection summaries in a fixed order, whatever was reused.
+    outputs.sort_by(|a, b| a.path.cmp(&b.path));
+    protection.sort_by(|a, b| a.table.cmp(&b.table));
 
     // Nothing that identifies a person may reach the public tier: prove it from the files.
     if rejections.is_empty() {
@@ -235,12 +478,11 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Manifest> {
         rejections,
         protection,
         outputs,
+        run_key,
+        seconds,
     };
-    let json = serde_json::to_vec_pretty(&manifest)
-        .map_err(|e| Error::Internal(format!("serialising the manifest: {e}")))?;
-    write_atomic(&staging.join("manifest.json"), &json)?;
-
     if !manifest.rejections.is_empty() {
+        write_manifest(&staging, &manifest)?;
         let failed = out.join("failed").join(&run_id);
         std::fs::create_dir_all(out.join("failed")).at(out)?;
         std::fs::rename(&staging, &failed).at(&failed)?;
@@ -248,23 +490,21 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Manifest> {
         return Ok(manifest);
     }
 
-    // Replace the previous outputs. (Atomic release switching comes with the publish stage.)
-    for dir in ["public", "restricted", "quarantine"] {
-        let old = out.join(dir);
-        if old.exists() {
-            std::fs::remove_dir_all(&old).at(&old)?;
-        }
-        let new = staging.join(dir);
-        if new.exists() {
-            std::fs::rename(&new, &old).at(&old)?;
-        }
+    crate::release::fault("before_manifest");
+    write_manifest(&staging, &manifest)?;
+    let pruned = crate::release::publish(out, &staging, &run_id, plan.keep_releases)?;
+    for id in pruned {
+        tracing::info!(release = %id, "old release removed (publish.keep_releases)");
     }
-    std::fs::rename(staging.join("manifest.json"), out.join("manifest.json"))
-        .at(&out.join("manifest.json"))?;
-    let _ = std::fs::remove_dir_all(&staging);
     let _ = std::fs::remove_dir(out.join(".staging"));
-    tracing::info!(run_id = %run_id, "run succeeded");
+    tracing::info!(run_id = %run_id, "run succeeded: release published and current");
     Ok(manifest)
+}
+
+fn write_manifest(dir: &Path, m: &Manifest) -> Result<()> {
+    let json = serde_json::to_vec_pretty(m)
+        .map_err(|e| Error::Internal(format!("serialising the manifest: {e}")))?;
+    write_atomic(&dir.join("manifest.json"), &json)
 }
 
 /// What a source's pass leaves for the tables: its report, its files, and the partial aggregates of
@@ -676,6 +916,8 @@ fn run_source(
                 .map(|(r, n)| (r.as_str().to_string(), n))
                 .collect(),
             seconds: 0.0,
+            input_key: String::new(),
+            reused: false,
         },
         vec![acc, qua],
         streamed

@@ -28,7 +28,7 @@ pub const SPEC_VERSION: i64 = 1;
 
 /// Sections later stages will read; until then naming one is an error, so that nothing a
 /// statistician writes is silently ignored.
-const RESERVED_SECTIONS: &[&str] = &["protect", "publish"];
+const RESERVED_SECTIONS: &[&str] = &["protect"];
 const TOP_KEYS: &[&str] = &[
     "version",
     "id",
@@ -37,11 +37,13 @@ const TOP_KEYS: &[&str] = &[
     "reference_date",
     "reference_period",
     "defaults",
+    "publish",
     "codelists",
     "sources",
     "tables",
 ];
 const DEFAULT_KEYS: &[&str] = &["max_invalid_fraction", "chunk_rows"];
+const PUBLISH_KEYS: &[&str] = &["keep_releases"];
 const SOURCE_KEYS: &[&str] = &[
     "path",
     "format",
@@ -118,6 +120,9 @@ pub struct Plan {
     pub reference_period: Period,
     /// Rows per processing chunk: the unit of bounded memory.
     pub chunk_rows: usize,
+    /// Published releases kept in `out/releases/` (the current one included); older ones are
+    /// removed after each successful publish.
+    pub keep_releases: usize,
     pub sources: Vec<SourcePlan>,
     /// Code lists by name (file stem in the `codelists` directory).
     #[serde(skip)]
@@ -356,6 +361,29 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
         },
     };
 
+    let publish = match root.get("publish") {
+        Some(Value::Table(t)) => t,
+        Some(_) => {
+            cx.push("publish", "must be a table");
+            &empty
+        }
+        None => &empty,
+    };
+    cx.unknown_keys(publish, PUBLISH_KEYS, "publish");
+    let keep_releases = match publish.get("keep_releases") {
+        None => 7,
+        Some(v) => match v.as_integer().and_then(|i| usize::try_from(i).ok()) {
+            Some(n) if n >= 1 => n,
+            _ => {
+                cx.push(
+                    "publish.keep_releases",
+                    "must be an integer of at least 1 (the current release is always kept)",
+                );
+                7
+            }
+        },
+    };
+
     let codelists_dir = match cx.str(&root, "codelists", "", false) {
         Some(d) => clean_path(&base.join(d)),
         None => clean_path(&base.join("../schemas/codelists")),
@@ -461,6 +489,11 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
     if !bandings.is_empty() {
         extra.push(codelists_dir.join("age_bands.csv"));
     }
+    extra.extend(
+        tables
+            .iter()
+            .filter_map(|t| t.protect.as_ref().and_then(|p| p.ptable.clone())),
+    );
     for p in extra {
         if let Ok(bytes) = std::fs::read(&p) {
             h.update(&bytes);
@@ -474,6 +507,7 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
         reference_date,
         reference_period,
         chunk_rows,
+        keep_releases,
         sources,
         codelists,
         tables,

@@ -125,7 +125,7 @@ fn a_source_beyond_tolerance_is_rejected_with_65_and_out_is_untouched() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
-    let before = std::fs::read(out_dir.join("manifest.json")).unwrap();
+    let before = std::fs::read(out_dir.join("current/manifest.json")).unwrap();
     // Then a garbled one: 2 of 4 rows bad, above 25%.
     write(d, "data.csv", "id,age\n1,20\n2,300\n3,x\n4,50\n");
     let bad = migstat(
@@ -148,7 +148,7 @@ fn a_source_beyond_tolerance_is_rejected_with_65_and_out_is_untouched() {
         "{err}"
     );
     assert_eq!(
-        std::fs::read(out_dir.join("manifest.json")).unwrap(),
+        std::fs::read(out_dir.join("current/manifest.json")).unwrap(),
         before,
         "the previous outputs stay"
     );
@@ -222,7 +222,7 @@ fn outputs_are_byte_identical_across_runs_and_thread_counts() {
             .map(|f| {
                 (
                     f.path.clone(),
-                    blake3::hash(&std::fs::read(out.join(&f.path)).unwrap())
+                    blake3::hash(&std::fs::read(out.join("current").join(&f.path)).unwrap())
                         .to_hex()
                         .to_string(),
                 )

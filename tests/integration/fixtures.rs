@@ -40,7 +40,10 @@ fn every_bad_row_kind_is_quarantined_with_rule_field_and_line() {
         .skip(1)
         .map(str::to_string)
         .collect();
-    let mut got = quarantine_rows(tmp.path(), &["people", "communes", "bom", "encoding"]);
+    let mut got = quarantine_rows(
+        &tmp.path().join("current"),
+        &["people", "communes", "bom", "encoding"],
+    );
     let mut exp = expected.clone();
     got.sort();
     exp.sort();
@@ -66,7 +69,10 @@ fn every_bad_row_kind_is_quarantined_with_rule_field_and_line() {
         );
     }
     // The accepted rows are exactly the good ones, typed, with their lineage.
-    let acc = read_parquet(&tmp.path().join("restricted/accepted/people.parquet"));
+    let acc = read_parquet(
+        &tmp.path()
+            .join("current/restricted/accepted/people.parquet"),
+    );
     let ids: Vec<&str> = acc
         .column("raw_id")
         .unwrap()
@@ -119,7 +125,10 @@ fn windows_1252_and_bom_sources_decode_to_utf8() {
     let tmp = tempfile::tempdir().unwrap();
     let plan = compile(&dir.join("pipeline.toml")).unwrap();
     crate::run_plan(&plan, tmp.path());
-    let communes = read_parquet(&tmp.path().join("restricted/accepted/communes.parquet"));
+    let communes = read_parquet(
+        &tmp.path()
+            .join("current/restricted/accepted/communes.parquet"),
+    );
     let names: Vec<&str> = communes
         .column("raw_commune")
         .unwrap()
@@ -129,7 +138,7 @@ fn windows_1252_and_bom_sources_decode_to_utf8() {
         .map(|v| v.unwrap())
         .collect();
     assert_eq!(names, ["Fès", "Béni Mellal"]);
-    let bom = read_parquet(&tmp.path().join("restricted/accepted/bom.parquet"));
+    let bom = read_parquet(&tmp.path().join("current/restricted/accepted/bom.parquet"));
     assert_eq!(
         bom.column("raw_key").unwrap().str().unwrap().get(0),
         Some("A")
@@ -174,7 +183,7 @@ fn parquet_sources_report_row_indexes() {
         ),
         (5, 2, 3)
     );
-    let q = read_parquet(&out.join("quarantine/p.parquet"));
+    let q = read_parquet(&out.join("current/quarantine/p.parquet"));
     let recs: Vec<u64> = q
         .column("record")
         .unwrap()

@@ -54,14 +54,15 @@ pub fn python_check(script: &str, out: &Path, done: &str) {
     );
 }
 
-/// Run the default pipeline into a fresh temporary directory: (the directory, its `out`, the plan).
+/// Run the default pipeline into a fresh temporary directory: (the directory, the release it
+/// published — `out/current` —, the plan).
 pub fn default_run() -> (tempfile::TempDir, PathBuf, migstat::spec::Plan) {
     let tmp = tempfile::tempdir().expect("temp dir");
     let out = tmp.path().join("out");
     let plan = migstat::spec::compile(&repo().join("pipelines/observatory.toml"))
         .expect("the default spec compiles");
     run_plan(&plan, &out);
-    (tmp, out, plan)
+    (tmp, out.join("current"), plan)
 }
 
 /// Run a compiled plan into `out`, without progress bars.
@@ -70,13 +71,19 @@ pub fn run_plan(plan: &migstat::spec::Plan, out: &Path) -> migstat::runner::Mani
         plan,
         &migstat::runner::RunOptions {
             out_dir: out.to_path_buf(),
-            progress: false,
+            ..Default::default()
         },
     )
     .expect("the pipeline runs")
 }
 
+/// The manifest of a release directory, or of an output directory's current release.
 pub fn manifest(out: &Path) -> migstat::runner::Manifest {
-    let text = std::fs::read_to_string(out.join("manifest.json")).expect("manifest.json exists");
+    let dir = if out.join("manifest.json").is_file() {
+        out.to_path_buf()
+    } else {
+        out.join("current")
+    };
+    let text = std::fs::read_to_string(dir.join("manifest.json")).expect("manifest.json exists");
     serde_json::from_str(&text).expect("manifest.json parses")
 }

@@ -102,7 +102,7 @@ proptest! {
         prop_assert_eq!(s.rows_accepted, good);
         prop_assert_eq!(s.rows_quarantined, expected_bad.len() as u64);
 
-        let q = read_parquet(&out.join("quarantine/s.parquet"));
+        let q = read_parquet(&out.join("current/quarantine/s.parquet"));
         let recs = q.column("record").unwrap().u64().unwrap();
         let lines = q.column("line").unwrap().u64().unwrap();
         let mut got: BTreeMap<u64, u64> = BTreeMap::new();
@@ -110,7 +110,7 @@ proptest! {
             got.insert(r, l);
         }
         prop_assert_eq!(got, expected_bad);
-        let acc = read_parquet(&out.join("restricted/accepted/s.parquet"));
+        let acc = read_parquet(&out.join("current/restricted/accepted/s.parquet"));
         prop_assert_eq!(acc.height() as u64, good);
     }
 }

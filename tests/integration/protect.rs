@@ -245,8 +245,8 @@ fn a_failed_audit_blocks_the_release() {
         "{:?}",
         m.rejections
     );
-    assert!(!out.join("public").exists(), "nothing is published");
-    assert!(!out.join("restricted").exists());
+    assert!(!out.join("current").exists(), "nothing is published");
+    assert!(!out.join("releases").exists());
 }
 
 #[test]
@@ -435,7 +435,7 @@ fn cell_key_noise_follows_the_records_across_tables_and_releases() {
         let out = tmp.path().join(name);
         let m = crate::run_plan(&cell_key_spec(tmp.path(), returns, seed), &out);
         assert_eq!(m.status, "succeeded", "{:?}", m.rejections);
-        out
+        out.join("current")
     };
     let first = run(&original, 20241231, "r1");
     let second = run(&reversed, 20241231, "r2");
@@ -522,5 +522,5 @@ fn a_hierarchy_the_data_break_blocks_the_release() {
     );
     // The declared hierarchy of the default spec holds: CITIZENSHIP is not named.
     assert!(!reason.contains("CITIZENSHIP within"), "{reason}");
-    assert!(!out.join("public").exists());
+    assert!(!out.join("current").exists());
 }

@@ -42,9 +42,10 @@ fn default_pipeline_accounts_for_every_generated_row() {
             "{}",
             s.id
         );
-        let accepted = read_parquet(&out.join(format!("restricted/accepted/{}.parquet", s.id)));
+        let accepted =
+            read_parquet(&out.join(format!("current/restricted/accepted/{}.parquet", s.id)));
         assert_eq!(accepted.height() as u64, s.rows_accepted, "{}", s.id);
-        let q = read_parquet(&out.join(format!("quarantine/{}.parquet", s.id)));
+        let q = read_parquet(&out.join(format!("current/quarantine/{}.parquet", s.id)));
         let distinct = q
             .select(["file", "record"])
             .unwrap()

@@ -252,8 +252,9 @@ fn designs_spec(dir: &Path, designs: &[(&str, &str, f64)]) -> PathBuf {
 fn every_design_and_estimator_matches_r_survey() {
     let tmp = tempfile::tempdir().unwrap();
     let plan = migstat::spec::compile(&designs_spec(tmp.path(), DESIGNS)).expect("spec compiles");
-    let out = tmp.path().join("out");
-    crate::run_plan(&plan, &out);
+    let root = tmp.path().join("out");
+    crate::run_plan(&plan, &root);
+    let out = root.join("current");
 
     // R: design,table,SEX,GRP,estimate,se,ci_low_t,ci_high_t,df,deff
     let mut rdr = csv::Reader::from_path(repo().join("tests/golden/survey_designs_r.csv")).unwrap();

@@ -58,7 +58,7 @@ fn stocks_flows_persons_and_ages_match_hand_computation() {
         2,
         "ZZZ quarantined and X mapped to _U are both reported"
     );
-    let out = tmp.path();
+    let out = &tmp.path().join("current");
     assert_eq!(
         cells(out, "stock", &["SEX", "TYPE"]),
         expect(&[
