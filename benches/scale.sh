@@ -29,7 +29,7 @@ sed -e "s#\.\./sample_data/#$PWD/$work/data/#g" -e "s#\.\./schemas/#$PWD/schemas
 rm -rf "$work/out"
 measure run "$bin" -q run "$work/pipeline.toml" --out "$work/out"
 wc -c "$work"/data/* | tail -1 | awk '{printf "input      %.0f MiB\n", $1/1048576}'
-python3 - "$work/out/manifest.json" <<'PY'
+python3 - "$work/out/current/manifest.json" <<'PY'
 import json, sys
 m = json.load(open(sys.argv[1]))
 for s in m["sources"]:

@@ -26,11 +26,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
 
-/// Abort the process, as a SIGKILL would, when `MIGSTAT_FAULT` names this point: the hook
-/// the fault-injection tests use to stop a run at exact places (no destructors, no cleanup).
+/// Stop the process at once, as a SIGKILL would (no destructors, no cleanup; exit status 137),
+/// when the environment variable `MIGSTAT_FAULT` names this point: the hook the
+/// fault-injection tests use to stop a run at exact places.
 pub fn fault(point: &str) {
     if std::env::var("MIGSTAT_FAULT").is_ok_and(|f| f == point) {
-        std::process::abort();
+        std::process::exit(137);
     }
 }
 
@@ -187,14 +188,18 @@ pub fn prune(out: &Path, keep: usize) -> Result<Vec<String>> {
         .collect();
     ids.sort();
     let mut removed = Vec::new();
-    let excess = ids.len().saturating_sub(keep);
-    for id in ids.into_iter().take(excess) {
+    let mut left = ids.len();
+    for id in ids {
+        if left <= keep.max(1) {
+            break;
+        }
         if Some(&id) == current.as_ref() {
             continue;
         }
         let p = releases.join(&id);
         std::fs::remove_dir_all(&p).at(&p)?;
         removed.push(id);
+        left -= 1;
     }
     Ok(removed)
 }

@@ -613,13 +613,13 @@ fn identifier_columns(plan: &Plan) -> BTreeMap<String, String> {
             out.insert(crate::validate::raw_column(id), why);
         }
         for d in &s.harmonize {
-            if let crate::spec::Derivation::Code { from, .. } = &d.derivation {
-                if ids.contains(&from) {
-                    out.insert(
-                        d.name.clone(),
-                        format!("derived from identifier `{from}` of source `{}`", s.id),
-                    );
-                }
+            if let crate::spec::Derivation::Code { from, .. } = &d.derivation
+                && ids.contains(&from)
+            {
+                out.insert(
+                    d.name.clone(),
+                    format!("derived from identifier `{from}` of source `{}`", s.id),
+                );
             }
         }
     }

@@ -584,10 +584,10 @@ impl Partial {
         }
         let r = units.reps.len();
         for row in 0..df.height() {
-            if let (Some(k), Some((_, values))) = (&keep, &table.filter) {
-                if !k.get(row).is_some_and(|v| values.contains(v)) {
-                    continue;
-                }
+            if let (Some(k), Some((_, values))) = (&keep, &table.filter)
+                && !k.get(row).is_some_and(|v| values.contains(v))
+            {
+                continue;
             }
             // A missing value leaves the record out of the cell (R's na.rm = TRUE).
             let yv = match &y {

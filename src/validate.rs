@@ -453,26 +453,26 @@ fn check_column(
     let series = match &field.field_type {
         FieldType::String => {
             let (kept, nulled) = walk(col, field, broken, required, &mut sink, |row, s, sink| {
-                if let Some(EnumValues::Strings(set)) = &c.enumeration {
-                    if !set.contains(s) {
-                        let allowed = list(set.iter());
-                        sink.push(
-                            row,
-                            Rule::Enum,
-                            s,
-                            format!("`{s}` is not one of the allowed values ({allowed})"),
-                        );
-                    }
+                if let Some(EnumValues::Strings(set)) = &c.enumeration
+                    && !set.contains(s)
+                {
+                    let allowed = list(set.iter());
+                    sink.push(
+                        row,
+                        Rule::Enum,
+                        s,
+                        format!("`{s}` is not one of the allowed values ({allowed})"),
+                    );
                 }
-                if let Some(re) = &c.pattern {
-                    if !re.is_match(s) {
-                        sink.push(
-                            row,
-                            Rule::Pattern,
-                            s,
-                            format!("`{s}` does not match the pattern {}", re.as_str()),
-                        );
-                    }
+                if let Some(re) = &c.pattern
+                    && !re.is_match(s)
+                {
+                    sink.push(
+                        row,
+                        Rule::Pattern,
+                        s,
+                        format!("`{s}` does not match the pattern {}", re.as_str()),
+                    );
                 }
                 if c.min_length.is_some() || c.max_length.is_some() {
                     let n = s.chars().count();
@@ -523,16 +523,16 @@ fn check_column(
                     sink.push(row, Rule::Type, s, format!("`{s}` is not {what}"));
                     return None;
                 };
-                if let Some(EnumValues::Ints(set)) = &c.enumeration {
-                    if !set.contains(&x) {
-                        let allowed = list(set.iter());
-                        sink.push(
-                            row,
-                            Rule::Enum,
-                            s,
-                            format!("{x} is not one of the allowed values ({allowed})"),
-                        );
-                    }
+                if let Some(EnumValues::Ints(set)) = &c.enumeration
+                    && !set.contains(&x)
+                {
+                    let allowed = list(set.iter());
+                    sink.push(
+                        row,
+                        Rule::Enum,
+                        s,
+                        format!("{x} is not one of the allowed values ({allowed})"),
+                    );
                 }
                 check_bounds(c.minimum, c.maximum, Bound::Int(x), s, row, sink);
                 Some(x)

@@ -435,16 +435,16 @@ pub(crate) fn compile_harmonize(
                 }
             };
             let codelist = cx.str(d, "codelist", &pp, false).map(str::to_string);
-            if let Some(c) = &codelist {
-                if !lists.contains_key(c) {
-                    cx.push(
-                        format!("{pp}codelist"),
-                        format!(
-                            "no code list `{c}` (known: {})",
-                            lists.keys().cloned().collect::<Vec<_>>().join(", ")
-                        ),
-                    );
-                }
+            if let Some(c) = &codelist
+                && !lists.contains_key(c)
+            {
+                cx.push(
+                    format!("{pp}codelist"),
+                    format!(
+                        "no code list `{c}` (known: {})",
+                        lists.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                );
             }
             let mut map = BTreeMap::new();
             let crosswalk: Vec<PathBuf> = match d.get("crosswalk") {
@@ -483,18 +483,18 @@ pub(crate) fn compile_harmonize(
                         for (i, r) in rows.iter().enumerate() {
                             let key = normalize.apply(&r[ri]);
                             let code = r[ci].clone();
-                            if let Some(list) = codelist.as_ref().and_then(|c| lists.get(c)) {
-                                if !list.rows.contains_key(&code) {
-                                    cx.push(
-                                        format!("{pp}crosswalk"),
-                                        format!(
-                                            "{} line {}: `{code}` is not a code of {}",
-                                            cw.display(),
-                                            i + 2,
-                                            list.name
-                                        ),
-                                    );
-                                }
+                            if let Some(list) = codelist.as_ref().and_then(|c| lists.get(c))
+                                && !list.rows.contains_key(&code)
+                            {
+                                cx.push(
+                                    format!("{pp}crosswalk"),
+                                    format!(
+                                        "{} line {}: `{code}` is not a code of {}",
+                                        cw.display(),
+                                        i + 2,
+                                        list.name
+                                    ),
+                                );
                             }
                             match map.get(&key) {
                                 Some(prev) if prev != &code => cx.push(
@@ -1059,10 +1059,10 @@ fn protect(t: &Table, p: &str, spec_dir: &Path, cx: &mut Ctx<'_>) -> Option<Prot
     let ptable = cx
         .str(t, "ptable", &pp, false)
         .map(|f| super::clean_path(&spec_dir.join(f)));
-    if let Some(f) = &ptable {
-        if let Err(e) = crate::protect::PTable::read(f) {
-            cx.push(format!("{pp}ptable"), e.to_string());
-        }
+    if let Some(f) = &ptable
+        && let Err(e) = crate::protect::PTable::read(f)
+    {
+        cx.push(format!("{pp}ptable"), e.to_string());
     }
     Some(Protect {
         method,

@@ -613,13 +613,13 @@ fn compile_source(
 
     let field_ref = |key: &str, cx: &mut Ctx<'_>| -> Option<String> {
         let name = cx.str(st, key, &p, false)?.to_string();
-        if let Some((sp, s, _)) = &schema_out {
-            if s.field(&name).is_none() {
-                cx.push(
-                    format!("{p}{key}"),
-                    format!("field `{name}` is not in schema {}", sp.display()),
-                );
-            }
+        if let Some((sp, s, _)) = &schema_out
+            && s.field(&name).is_none()
+        {
+            cx.push(
+                format!("{p}{key}"),
+                format!("field `{name}` is not in schema {}", sp.display()),
+            );
         }
         Some(name)
     };

@@ -1,0 +1,452 @@
+//! Nightly refreshes as the scheduler runs them: the real binary, killed at many points, run
+//! twice at once, rerun with nothing changed, rerun with one delivery changed, and pruned.
+//! What a reader may rely on is checked from the files: `out/current` always resolves to a
+//! release whose files match its manifest (`migstat verify`), and the history records each run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{migstat, repo};
+
+/// The default spec, with its deliveries copied to `dir/data` (so a test may change one), and
+/// `extra` appended. Returns the spec's path.
+fn spec_with_own_data(dir: &Path, extra: &str) -> PathBuf {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for e in std::fs::read_dir(repo().join("sample_data")).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, data.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let spec = std::fs::read_to_string(repo().join("pipelines/observatory.toml"))
+        .unwrap()
+        .replace("\"../sample_data/", &format!("\"{}/", data.display()))
+        .replace("\"../", &format!("\"{}/", repo().display()))
+        + extra;
+    let path = dir.join("pipeline.toml");
+    std::fs::write(&path, spec).unwrap();
+    path
+}
+
+fn run(spec: &Path, out: &Path, envs: &[(&str, &str)], extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "-q",
+        "run",
+        spec.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    migstat(&args, envs)
+}
+
+fn current_id(out: &Path) -> Option<String> {
+    migstat::release::current_id(out)
+}
+
+fn releases(out: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(out.join("releases"))
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// `migstat verify OUT` passes and `current` resolves to a release holding a manifest.
+fn assert_intact(out: &Path) {
+    let o = migstat(&["verify", out.to_str().unwrap()], &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "verify: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Independently of verify: every file the manifest lists has its recorded hash.
+    let m = crate::manifest(out);
+    for f in &m.outputs {
+        let bytes = std::fs::read(out.join("current").join(&f.path)).unwrap();
+        assert_eq!(
+            blake3::hash(&bytes).to_hex().to_string(),
+            f.blake3,
+            "{}",
+            f.path
+        );
+    }
+}
+
+#[test]
+fn a_run_killed_anywhere_leaves_the_previous_release_current() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = spec_with_own_data(tmp.path(), "");
+    let out = tmp.path().join("out");
+    let first = run(&spec, &out, &[], &[]);
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let good = current_id(&out).unwrap();
+    assert_intact(&out);
+
+    // Named points: mid-write of a Parquet file, before the manifest, between the two renames
+    // of publishing, and with the new symlink made but not yet renamed into place.
+    for point in [
+        "mid_parquet",
+        "before_manifest",
+        "before_switch",
+        "mid_switch",
+    ] {
+        let o = run(
+            &spec,
+            &out,
+            &[("MIGSTAT_FAULT", point)],
+            &["--full-refresh"],
+        );
+        assert_ne!(o.status.code(), Some(0), "{point}: the run was not stopped");
+        assert_eq!(current_id(&out).as_deref(), Some(good.as_str()), "{point}");
+        assert_intact(&out);
+    }
+    // After the switch, the new release is current and complete.
+    let o = run(
+        &spec,
+        &out,
+        &[("MIGSTAT_FAULT", "after_switch")],
+        &["--full-refresh"],
+    );
+    assert_ne!(o.status.code(), Some(0));
+    let switched = current_id(&out).unwrap();
+    assert_ne!(switched, good);
+    assert_intact(&out);
+    let good = switched;
+
+    // SIGKILL at times spread over a whole run (a full run takes about a second here).
+    let t0 = Instant::now();
+    let full = run(&spec, &out, &[], &["--full-refresh"]);
+    assert_eq!(full.status.code(), Some(0));
+    let took = t0.elapsed();
+    let good = {
+        let _ = good;
+        current_id(&out).unwrap()
+    };
+    for i in 0..8u32 {
+        let delay = took.mul_f64(f64::from(i) / 8.0) + Duration::from_millis(5);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_migstat"))
+            .args([
+                "-q",
+                "run",
+                spec.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--full-refresh",
+            ])
+            .current_dir(repo())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        let _ = child.kill(); // SIGKILL
+        let status = child.wait().unwrap();
+        let now = current_id(&out).unwrap();
+        if status.success() {
+            // It finished before the kill: its release is current.
+            assert_ne!(now, good);
+        } else {
+            assert!(
+                now == good || releases(&out).contains(&now),
+                "kill at {delay:?}"
+            );
+        }
+        assert_intact(&out);
+    }
+    // The next run cleans up and succeeds.
+    let last = run(&spec, &out, &[], &["--full-refresh"]);
+    assert_eq!(
+        last.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&last.stderr)
+    );
+    assert_intact(&out);
+    assert!(
+        !out.join(".staging").exists()
+            || std::fs::read_dir(out.join(".staging")).unwrap().count() == 0
+    );
+    // Every release left is complete.
+    for id in releases(&out) {
+        let o = migstat(
+            &["verify", out.join("releases").join(&id).to_str().unwrap()],
+            &[],
+        );
+        assert_eq!(o.status.code(), Some(0), "{id}");
+    }
+}
+
+#[test]
+fn a_second_run_exits_75_or_waits_and_a_dead_holder_is_taken_over() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = spec_with_own_data(tmp.path(), "");
+    let out = tmp.path().join("out");
+    // Another run holds the directory: this test process takes the lock itself.
+    let (lock, _) = migstat::release::Lock::acquire(&out, "holder-run", false).unwrap();
+    let o = run(&spec, &out, &[], &[]);
+    assert_eq!(o.status.code(), Some(75));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("locked by another migstat run")
+            && err.contains("holder-run")
+            && err.contains("--wait"),
+        "{err}"
+    );
+    assert!(current_id(&out).is_none(), "nothing was published");
+
+    // With --wait, the run starts when the holder lets go.
+    let child = Command::new(env!("CARGO_BIN_EXE_migstat"))
+        .args([
+            "-q",
+            "run",
+            spec.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--wait",
+        ])
+        .current_dir(repo())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(current_id(&out).is_none(), "it waits");
+    drop(lock);
+    let waited = child.wait_with_output().unwrap();
+    assert_eq!(
+        waited.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&waited.stderr)
+    );
+    assert_intact(&out);
+
+    // Two runs at once, both waiting: one publishes, the other finds it up to date; no corruption.
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_migstat"))
+            .args([
+                "-q",
+                "run",
+                spec.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--wait",
+                "--full-refresh",
+            ])
+            .current_dir(repo())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let (mut a, mut b) = (spawn(), spawn());
+    assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
+    assert_intact(&out);
+    // And without --wait, one of two simultaneous runs exits 75 or both run one after the other.
+    let spawn_now = || {
+        Command::new(env!("CARGO_BIN_EXE_migstat"))
+            .args([
+                "-q",
+                "run",
+                spec.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--full-refresh",
+            ])
+            .current_dir(repo())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let (mut a, mut b) = (spawn_now(), spawn_now());
+    let codes = [a.wait().unwrap().code(), b.wait().unwrap().code()];
+    assert!(codes.contains(&Some(0)), "{codes:?}");
+    assert!(
+        codes.iter().all(|c| *c == Some(0) || *c == Some(75)),
+        "{codes:?}"
+    );
+    assert_intact(&out);
+
+    // A lock record left by a killed run (no process holds the lock): taken over with a warning.
+    std::fs::write(
+        out.join(".lock"),
+        "pid 4194300, started 12.00 s after boot, run killed-run",
+    )
+    .unwrap();
+    let o = migstat(
+        &[
+            "run",
+            spec.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("killed without cleaning up") && err.contains("killed-run"),
+        "{err}"
+    );
+}
+
+#[test]
+fn reruns_recompute_only_what_changed_and_history_records_every_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = spec_with_own_data(tmp.path(), "\n[publish]\nkeep_releases = 2\n");
+    let out = tmp.path().join("out");
+
+    let t0 = Instant::now();
+    let full = run(&spec, &out, &[], &[]);
+    let full_time = t0.elapsed();
+    assert_eq!(
+        full.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&full.stderr)
+    );
+    let first = crate::manifest(&out);
+
+    // Nothing changed: nothing recomputed, no new release.
+    let t0 = Instant::now();
+    let again = migstat(
+        &[
+            "run",
+            spec.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let rerun_time = t0.elapsed();
+    assert_eq!(again.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&again.stdout).starts_with("up to date"));
+    assert_eq!(releases(&out), vec![first.run_id.clone()]);
+    println!("full run {full_time:?}, unchanged rerun {rerun_time:?}");
+    assert!(
+        rerun_time < full_time / 2,
+        "{rerun_time:?} vs {full_time:?}"
+    );
+
+    // One delivery changes (a new trafficking referral): only its source and table recompute.
+    let data = tmp.path().join("data/trafficking_referrals.csv");
+    let text = std::fs::read_to_string(&data).unwrap();
+    let last = text.lines().last().unwrap().to_string();
+    // The same row with a new referral id (the first field), so it is accepted.
+    let (_, rest) = last.split_once(',').unwrap();
+    std::fs::write(&data, format!("{text}TR-99999,{rest}\n")).unwrap();
+    let changed = run(&spec, &out, &[], &[]);
+    assert_eq!(
+        changed.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&changed.stderr)
+    );
+    let second = crate::manifest(&out);
+    for s in &second.sources {
+        assert_eq!(s.reused, s.id != "trafficking", "{}", s.id);
+    }
+    let t = second
+        .sources
+        .iter()
+        .find(|s| s.id == "trafficking")
+        .unwrap();
+    let t0 = first
+        .sources
+        .iter()
+        .find(|s| s.id == "trafficking")
+        .unwrap();
+    assert_eq!(t.rows_read, t0.rows_read + 1);
+    assert_eq!(t.rows_accepted, t0.rows_accepted + 1);
+    assert!(
+        second.seconds.keys().all(|k| k.contains("trafficking")),
+        "{:?}",
+        second.seconds
+    );
+    // Files of unchanged sources are the previous ones; trafficking's differ.
+    let hash = |m: &migstat::runner::Manifest, p: &str| {
+        m.outputs
+            .iter()
+            .find(|f| f.path == p)
+            .map(|f| f.blake3.clone())
+    };
+    for f in first
+        .outputs
+        .iter()
+        .filter(|f| !f.path.contains("trafficking"))
+    {
+        assert_eq!(hash(&second, &f.path), Some(f.blake3.clone()), "{}", f.path);
+    }
+    assert_ne!(
+        hash(&first, "restricted/accepted/trafficking.parquet"),
+        hash(&second, "restricted/accepted/trafficking.parquet")
+    );
+    assert_intact(&out);
+    // The same outputs as a full recompute of the same inputs.
+    let fresh = tmp.path().join("fresh");
+    assert_eq!(run(&spec, &fresh, &[], &[]).status.code(), Some(0));
+    let full_again = crate::manifest(&fresh);
+    let files = |m: &migstat::runner::Manifest| {
+        m.outputs
+            .iter()
+            .map(|f| (f.path.clone(), f.blake3.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(files(&second), files(&full_again));
+
+    // A third release: keep_releases = 2 prunes the first.
+    assert_eq!(
+        run(&spec, &out, &[], &["--full-refresh"]).status.code(),
+        Some(0)
+    );
+    let third = crate::manifest(&out);
+    assert_eq!(
+        releases(&out),
+        [second.run_id.clone(), third.run_id.clone()]
+    );
+
+    // A delivery beyond its tolerance: rejected, the previous release stays current.
+    std::fs::write(&data, format!("{text}{}", "x,y,z\n".repeat(200))).unwrap();
+    let bad = run(&spec, &out, &[], &[]);
+    assert_eq!(bad.status.code(), Some(65));
+    assert_eq!(current_id(&out), Some(third.run_id.clone()));
+    assert_intact(&out);
+
+    // The history: every run, in order, with its outcome.
+    let h = migstat::release::read_history(&out).unwrap();
+    let statuses: Vec<(&str, i32)> = h.iter().map(|r| (r.status.as_str(), r.exit_code)).collect();
+    assert_eq!(
+        statuses,
+        [
+            ("succeeded", 0),
+            ("up_to_date", 0),
+            ("succeeded", 0),
+            ("succeeded", 0),
+            ("rejected", 65),
+        ]
+    );
+    assert!(h[2].sources.iter().any(|s| s.reused));
+    assert!(h[4].error.as_deref().unwrap_or("").contains("trafficking"));
+    assert!(h[0].tables_published.contains(&"asylum".to_string()));
+    let shown = migstat(&["history", out.to_str().unwrap(), "-n", "3"], &[]);
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert_eq!(text.lines().count(), 4, "{text}");
+    assert!(
+        text.contains("rejected") && text.contains(&third.run_id),
+        "{text}"
+    );
+}
