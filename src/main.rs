@@ -206,7 +206,29 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             wait,
             full_refresh,
         } => {
-            let plan = spec::compile(pipeline)?;
+            let plan = match spec::compile(pipeline) {
+                Ok(p) => p,
+                Err(e) => {
+                    // The nightly history shows a broken spec too.
+                    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                    let _ = migstat::release::append_history(
+                        out,
+                        &migstat::release::HistoryRecord {
+                            run_id: format!("{}-spec", chrono::Utc::now().format("%Y%m%dT%H%M%SZ")),
+                            pipeline_id: String::new(),
+                            started_at: now.clone(),
+                            finished_at: now,
+                            status: "failed".into(),
+                            exit_code: e.exit_code(),
+                            error: Some(e.to_string()),
+                            sources: Vec::new(),
+                            tables_published: Vec::new(),
+                            seconds: Default::default(),
+                        },
+                    );
+                    return Err(e);
+                }
+            };
             let opts = runner::RunOptions {
                 out_dir: out.clone(),
                 progress: !cli.quiet && std::io::stderr().is_terminal(),

@@ -285,7 +285,8 @@ pub struct HistoryRecord {
     pub pipeline_id: String,
     pub started_at: String,
     pub finished_at: String,
-    /// `succeeded`, `up_to_date`, `rejected` or `failed`.
+    /// `succeeded`, `up_to_date`, `rejected` (a delivery or table failed its checks: exit 65),
+    /// `failed` (an error) or `locked` (another run held the directory: exit 75).
     pub status: String,
     pub exit_code: i32,
     /// Why it was rejected or failed.

@@ -124,7 +124,20 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Manifest> {
     let started = chrono::Utc::now();
     let run_id = new_run_id(plan);
     let out = &opts.out_dir;
-    let (lock, stale) = crate::release::Lock::acquire(out, &run_id, opts.wait)?;
+    let (lock, stale) = match crate::release::Lock::acquire(out, &run_id, opts.wait) {
+        Ok(l) => l,
+        Err(e) => {
+            // A run that could not start is a run too: the history says so (appending is one
+            // small O_APPEND write, safe next to the running holder's).
+            let result: Result<Manifest> = Err(e);
+            let mut record = history_record(plan, &run_id, started, chrono::Utc::now(), &result);
+            if record.exit_code == crate::error::exit::LOCKED {
+                record.status = "locked".into();
+            }
+            let _ = crate::release::append_history(out, &record);
+            return result;
+        }
+    };
     if let Some(holder) = stale {
         tracing::warn!(previous = %holder, "the previous run was killed without cleaning up; its lock is taken over");
     }

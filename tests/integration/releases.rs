@@ -206,6 +206,25 @@ fn a_second_run_exits_75_or_waits_and_a_dead_holder_is_taken_over() {
         "{err}"
     );
     assert!(current_id(&out).is_none(), "nothing was published");
+    let h = migstat::release::read_history(&out).unwrap();
+    assert_eq!(
+        (h.len(), h[0].status.as_str(), h[0].exit_code),
+        (1, "locked", 75)
+    );
+    // A spec that does not compile is in the history too.
+    let o = migstat(
+        &[
+            "-q",
+            "run",
+            "no-such-spec.toml",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(78));
+    let h = migstat::release::read_history(&out).unwrap();
+    assert_eq!((h[1].status.as_str(), h[1].exit_code), ("failed", 78));
 
     // With --wait, the run starts when the holder lets go.
     let child = Command::new(env!("CARGO_BIN_EXE_migstat"))
