@@ -58,33 +58,69 @@ pub fn roll_up<V: Copy + Default + std::ops::AddAssign>(
 }
 
 /// As [`roll_up`], for the given margin combinations only: bit `i` of a mask set means
-/// dimension `i` is `_T`.
+/// dimension `i` is `_T`. Codes are interned to integers first, so that the 2^d passes hash
+/// small integer keys instead of cloning strings; values are integers, so the order in which
+/// they are added does not matter.
 pub fn roll_up_masks<V: Copy + Default + std::ops::AddAssign>(
     cells: &BTreeMap<Vec<String>, V>,
     dims: usize,
     masks: &[u32],
 ) -> BTreeMap<Vec<String>, V> {
-    let mut out = BTreeMap::new();
-    if masks.contains(&((1u32 << dims) - 1)) {
-        out.insert(vec![TOTAL.to_string(); dims], V::default());
-    }
-    for &mask in masks {
-        for (key, n) in cells {
-            let k: Vec<String> = key
+    const MARGIN: u32 = u32::MAX;
+    let mut names: Vec<Vec<&str>> = vec![Vec::new(); dims];
+    let mut ids: Vec<std::collections::HashMap<&str, u32>> =
+        vec![std::collections::HashMap::new(); dims];
+    let interned: Vec<(Vec<u32>, V)> = cells
+        .iter()
+        .map(|(key, v)| {
+            let k = key
                 .iter()
                 .enumerate()
                 .map(|(i, c)| {
-                    if mask & (1 << i) != 0 {
+                    *ids[i].entry(c.as_str()).or_insert_with(|| {
+                        names[i].push(c.as_str());
+                        names[i].len() as u32 - 1
+                    })
+                })
+                .collect();
+            (k, *v)
+        })
+        .collect();
+    let mut acc: std::collections::HashMap<Vec<u32>, V> =
+        std::collections::HashMap::with_capacity(interned.len() * 2);
+    if masks.contains(&((1u32 << dims) - 1)) {
+        acc.insert(vec![MARGIN; dims], V::default());
+    }
+    let mut buf = vec![0u32; dims];
+    for &mask in masks {
+        for (key, n) in &interned {
+            for (i, c) in key.iter().enumerate() {
+                buf[i] = if mask & (1 << i) != 0 { MARGIN } else { *c };
+            }
+            match acc.get_mut(buf.as_slice()) {
+                Some(v) => *v += *n,
+                None => {
+                    acc.insert(buf.clone(), *n);
+                }
+            }
+        }
+    }
+    acc.into_iter()
+        .map(|(k, v)| {
+            let key = k
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    if *c == MARGIN {
                         TOTAL.to_string()
                     } else {
-                        c.clone()
+                        names[i][*c as usize].to_string()
                     }
                 })
                 .collect();
-            *out.entry(k).or_default() += *n;
-        }
-    }
-    out
+            (key, v)
+        })
+        .collect()
 }
 
 /// Build one table from the harmonized records in `accepted`.

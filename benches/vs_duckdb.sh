@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# migstat against DuckDB on the same border-crossing deliveries (issue 7).
+#
+#   bash benches/vs_duckdb.sh 10000000        # rows of border crossings (a multiple of 20,000)
+#
+# Steps, each timed alone with GNU time (wall, peak RSS):
+#   (a) DuckDB: the border CSV files → one zstd Parquet file
+#   (b) DuckDB: GROUP BY CUBE (MONTH, DIRECTION, SEX, CITIZENSHIP_REGION) from the harmonized
+#       Parquet migstat wrote (the same dimensions as migstat's table)
+#   (c) migstat: the whole pipeline for that source — read, validate every row (types, patterns,
+#       primary key), quarantine, harmonize, write Parquet, the full-cube table, rounding,
+#       publish (benches/duckdb/pipeline.toml)
+# and the ratio (c) / ((a) + (b)). Needs a release build, GNU time (Debian `time`) and the
+# `duckdb` Python package (tests/requirements.txt).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rows=${1:-10000000}
+scale=$(( rows / 20000 ))
+work=${WORK:-bench_data/duckdb-$scale}
+bin=target/release/migstat
+[ -x "$bin" ] || cargo build --release
+python3 -c "import duckdb" 2>/dev/null || python3 -m pip install --quiet -r tests/requirements.txt
+mkdir -p "$work"
+
+declare -A WALL RSS
+measure() { # label, command...
+  local label=$1; shift
+  /usr/bin/time -f "%e %M" -o "$work/.time" "$@" > "$work/.stdout"
+  read -r secs kb < "$work/.time"
+  WALL[$label]=$secs; RSS[$label]=$kb
+  awk -v l="$label" -v s="$secs" -v k="$kb" 'BEGIN { printf "%-28s wall %8.1f s   peak RSS %7.0f MiB\n", l, s, k / 1024 }'
+}
+
+if [ ! -f "$work/data/border_crossings.csv" ]; then
+  echo "generating $rows border crossings (migstat sample --scale $scale; all sources are written)"
+  "$bin" sample --out "$work/data" --scale "$scale" > /dev/null
+  # Only the border source is compared: drop the others to save disk.
+  find "$work/data" -type f ! -name 'border_crossings*' -delete
+fi
+du -sh "$work/data" | awk '{print "input (border CSV)            " $1}'
+sed -e "s#@DATA@#$PWD/$work/data#g" -e "s#@REPO@#$PWD#g" benches/duckdb/pipeline.toml > "$work/pipeline.toml"
+
+rm -rf "$work/out" "$work/duck"
+mkdir -p "$work/duck"
+measure "(c) migstat pipeline" "$bin" -q run "$work/pipeline.toml" --out "$work/out"
+measure "(a) duckdb csv -> parquet" python3 benches/duckdb/duckdb_work.py csv2parquet "$work/data" "$work/duck/border.parquet"
+measure "(b) duckdb cube from parquet" python3 benches/duckdb/duckdb_work.py cube "$work/out/current/restricted/accepted/border.parquet" "$work/duck/cube.parquet"
+awk -v c="${WALL[(c) migstat pipeline]}" -v a="${WALL[(a) duckdb csv -> parquet]}" -v b="${WALL[(b) duckdb cube from parquet]}" \
+  'BEGIN { printf "ratio (c) / ((a) + (b))       %.2f   (target <= 1.5)\n", c / (a + b) }'
+python3 - "$work/out/current/manifest.json" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))
+for s in m["sources"]:
+    print(f"migstat: {s['id']} {s['rows_read']:,} rows read, {s['rows_quarantined']:,} quarantined, source pass {s['seconds']:.1f} s")
+for k, v in sorted(m.get("seconds", {}).items()):
+    print(f"migstat: {k} {v:.1f} s")
+PY
