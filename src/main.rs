@@ -208,8 +208,9 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
         } => {
             let plan = match spec::compile(pipeline) {
                 Ok(p) => p,
-                Err(e) => {
-                    // The nightly history shows a broken spec too.
+                Err(e) if out.is_dir() => {
+                    // The nightly history shows a broken spec too (in an output directory that
+                    // exists already: a spec error never creates one).
                     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
                     let _ = migstat::release::append_history(
                         out,
@@ -228,6 +229,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                     );
                     return Err(e);
                 }
+                Err(e) => return Err(e),
             };
             let opts = runner::RunOptions {
                 out_dir: out.clone(),

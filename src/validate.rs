@@ -30,7 +30,7 @@ pub struct ValidatedChunk {
     pub by_rule: BTreeMap<Rule, u64>,
 }
 
-/// Keys are already XXH3-128 hashes: the table uses their low 64 bits as they are.
+/// Keys are already hashes: the table uses their first 64 bits as they are.
 #[derive(Default)]
 struct PreHashed(u64);
 
@@ -39,18 +39,33 @@ impl Hasher for PreHashed {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        // Only u128 keys are hashed here; keep the low 64 bits of their little-endian bytes.
+        // Only [`Key`]s are hashed here, through `write_u64`; anything else keeps 8 bytes.
         let mut b = [0u8; 8];
         let n = bytes.len().min(8);
         b[..n].copy_from_slice(&bytes[..n]);
         self.0 = u64::from_le_bytes(b);
     }
-    fn write_u128(&mut self, i: u128) {
-        self.0 = i as u64;
+    fn write_u64(&mut self, i: u64) {
+        self.0 = i;
     }
 }
 
-type KeySet = std::collections::HashMap<u128, Seen, BuildHasherDefault<PreHashed>>;
+/// A key as the first 96 bits of its XXH3-128 hash (see [`key_hash`]): 12 bytes, so that a key
+/// and where it was first seen fill 16 bytes of the table. Collisions: about n²/2⁹⁷ for n keys,
+/// 6·10⁻¹⁴ at 100 million.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Key([u32; 3]);
+
+impl std::hash::Hash for Key {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        h.write_u64(u64::from(self.0[0]) | (u64::from(self.0[1]) << 32));
+    }
+}
+
+/// Key → the position (row number across the whole source, from 0) where it was first seen.
+/// At 16 bytes a key (plus hashbrown's control byte and power-of-two sizing) 100 million keys
+/// take about 2.2 GB; the source's positions map back to file and record through `chunks`.
+type KeySet = std::collections::HashMap<Key, u32, BuildHasherDefault<PreHashed>>;
 
 /// Where a key was first seen: file index and record number.
 #[derive(Clone, Copy)]
@@ -68,6 +83,23 @@ pub struct Validator {
     unique: Vec<(usize, KeySet)>,
     /// Primary-key fields and key hash → first occurrence.
     primary_key: Option<(Vec<usize>, KeySet)>,
+    /// Per chunk validated: its first position in the source, file index and first record.
+    chunks: Vec<(u64, usize, u64)>,
+    /// Rows validated so far (the next chunk's first position).
+    position: u64,
+}
+
+/// The file and record of source position `pos`.
+fn locate(chunks: &[(u64, usize, u64)], pos: u32) -> Seen {
+    let pos = u64::from(pos);
+    let i = chunks.partition_point(|c| c.0 <= pos).saturating_sub(1);
+    match chunks.get(i) {
+        Some((start, file, first)) => Seen {
+            file: *file,
+            record: first + (pos - start),
+        },
+        None => Seen { file: 0, record: 0 },
+    }
 }
 
 impl Validator {
@@ -90,6 +122,8 @@ impl Validator {
             files,
             unique,
             primary_key: (!pk.is_empty()).then(|| (pk, KeySet::default())),
+            chunks: Vec::new(),
+            position: 0,
         }
     }
 
@@ -146,6 +180,18 @@ impl Validator {
         // Keys: checked in row order so the first occurrence wins, across chunks and files.
         let file = chunk.file_index;
         let record_of = |row: usize| chunk.first_record + row as u64;
+        // Key sets record positions as u32: a source of more rows must be split.
+        let base = self.position;
+        if base + height as u64 > u64::from(u32::MAX) {
+            return Err(crate::Error::Usage(format!(
+                "source `{}`: more than {} rows in one source; split it into several sources (its key checks count rows in 32 bits)",
+                self.source_id,
+                u32::MAX
+            )));
+        }
+        self.chunks.push((base, file, chunk.first_record));
+        self.position += height as u64;
+        let chunks = &self.chunks;
         let mut key_issues = Vec::new();
         let unusable: Vec<bool> = {
             let mut u = chunk.broken.clone();
@@ -166,9 +212,9 @@ impl Validator {
                 seen,
                 &[KeyCol::new(&physical[fi])?],
                 &unusable,
-                file,
-                chunk.first_record,
+                base as u32,
                 |row, first| {
+                    let first = locate(chunks, first);
                     key_issues.push(Issue {
                         row: row as u32,
                         field: Some(fi),
@@ -187,32 +233,26 @@ impl Validator {
                 .iter()
                 .map(|&i| KeyCol::new(&physical[i]))
                 .collect::<Result<Vec<_>>>()?;
-            first_wins(
-                seen,
-                &cols,
-                &unusable,
-                file,
-                chunk.first_record,
-                |row, first| {
-                    let raw = fields
-                        .iter()
-                        .filter_map(|&i| raw_at(&chunk.columns[i], row))
-                        .collect::<Vec<_>>()
-                        .join("|");
-                    key_issues.push(Issue {
-                        row: row as u32,
-                        field: (fields.len() == 1).then(|| fields[0]),
-                        rule: Rule::PrimaryKey,
-                        raw: Some(raw),
-                        message: format!(
-                            "duplicate primary key ({}); first seen in {} record {}",
-                            self.schema.primary_key.join(", "),
-                            self.files[first.file],
-                            first.record
-                        ),
-                    })
-                },
-            );
+            first_wins(seen, &cols, &unusable, base as u32, |row, first| {
+                let first = locate(chunks, first);
+                let raw = fields
+                    .iter()
+                    .filter_map(|&i| raw_at(&chunk.columns[i], row))
+                    .collect::<Vec<_>>()
+                    .join("|");
+                key_issues.push(Issue {
+                    row: row as u32,
+                    field: (fields.len() == 1).then(|| fields[0]),
+                    rule: Rule::PrimaryKey,
+                    raw: Some(raw),
+                    message: format!(
+                        "duplicate primary key ({}); first seen in {} record {}",
+                        self.schema.primary_key.join(", "),
+                        self.files[first.file],
+                        first.record
+                    ),
+                })
+            });
         }
         issues.extend(key_issues);
         // Stable: within a row, structural problems first, then fields in schema order.
@@ -305,9 +345,8 @@ fn first_wins(
     seen: &mut KeySet,
     cols: &[KeyCol<'_>],
     unusable: &[bool],
-    file: usize,
-    first_record: u64,
-    mut duplicate: impl FnMut(usize, Seen),
+    base: u32,
+    mut duplicate: impl FnMut(usize, u32),
 ) {
     let mut buf = Vec::with_capacity(64);
     for (row, skip) in unusable.iter().enumerate() {
@@ -317,13 +356,11 @@ fn first_wins(
         let Some(h) = key_hash(cols, row, &mut buf) else {
             continue;
         };
-        match seen.entry(h) {
+        let key = Key([h as u32, (h >> 32) as u32, (h >> 64) as u32]);
+        match seen.entry(key) {
             std::collections::hash_map::Entry::Occupied(e) => duplicate(row, *e.get()),
             std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(Seen {
-                    file,
-                    record: first_record + row as u64,
-                });
+                v.insert(base + row as u32);
             }
         }
     }
@@ -368,8 +405,8 @@ impl<'a> KeyCol<'a> {
 }
 
 /// The 128-bit XXH3 hash of the key at `row` (values length-prefixed, so `("ab","c")` and
-/// `("a","bc")` differ); `None` when a key value is null. Collisions are negligible: about
-/// n²/2¹²⁹ for n keys. `buf` is scratch space, reused across rows.
+/// `("a","bc")` differ), of which the key sets keep 96 bits ([`Key`]); `None` when a key value
+/// is null. `buf` is scratch space, reused across rows.
 fn key_hash(cols: &[KeyCol<'_>], row: usize, buf: &mut Vec<u8>) -> Option<u128> {
     buf.clear();
     for c in cols {
