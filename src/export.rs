@@ -4,9 +4,11 @@
 //! Output: one zstd-compressed Parquet file with column statistics and key-value metadata, and
 //! its [`OutputFile`] record (path, rows, bytes, blake3) for the manifest.
 //!
-//! Frames are buffered up to a row-group size and written as they fill, so memory is bounded by
-//! one row group. Row groups depend only on the data and the row-group size, never on timing, so
-//! the same input gives the same bytes.
+//! Frames are buffered up to a row-group size and handed, full, to the sink's own writer thread,
+//! which encodes, compresses and writes them while the caller validates the next chunk (both
+//! cores busy). At most two row groups wait in between, so memory stays bounded. Row groups
+//! depend only on the data and the row-group size, never on timing, and one thread writes them in
+//! order, so the same input gives the same bytes.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -32,7 +34,9 @@ pub struct OutputFile {
 
 pub struct ParquetSink {
     path: PathBuf,
-    writer: polars::io::parquet::write::BatchedWriter<BufWriter<File>>,
+    /// Full row groups for the writer thread; `None` once finished.
+    tx: Option<std::sync::mpsc::SyncSender<DataFrame>>,
+    writer: Option<std::thread::JoinHandle<Result<()>>>,
     pending: Option<DataFrame>,
     rows: u64,
 }
@@ -51,12 +55,40 @@ impl ParquetSink {
             .with_key_value_metadata(Some(KeyValueMetadata::from_static(metadata.to_vec())))
             .batched(schema)
             .ctx(|| format!("creating Parquet file {}", path.display()))?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<DataFrame>(2);
+        let shown = path.display().to_string();
+        let handle = std::thread::Builder::new()
+            .name("parquet-writer".into())
+            .spawn(move || -> Result<()> {
+                let mut writer = writer;
+                for df in rx {
+                    writer.write_batch(&df).ctx(|| format!("writing {shown}"))?;
+                    // A row group is on disk, the footer is not: the fault tests stop a run here.
+                    crate::release::fault("mid_parquet");
+                }
+                writer.finish().ctx(|| format!("finishing {shown}"))?;
+                Ok(())
+            })
+            .at(path)?;
         Ok(ParquetSink {
             path: path.to_path_buf(),
-            writer,
+            tx: Some(tx),
+            writer: Some(handle),
             pending: None,
             rows: 0,
         })
+    }
+
+    /// The writer thread's outcome (after it stopped): its error, or a panic as an error.
+    fn join(&mut self) -> Result<()> {
+        match self.writer.take().map(std::thread::JoinHandle::join) {
+            None => Ok(()),
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(crate::Error::Internal(format!(
+                "the writer thread of {} panicked",
+                self.path.display()
+            ))),
+        }
     }
 
     pub fn write(&mut self, df: DataFrame) -> Result<()> {
@@ -82,12 +114,19 @@ impl ParquetSink {
 
     fn flush(&mut self, mut df: DataFrame) -> Result<()> {
         df.rechunk_mut();
-        self.writer
-            .write_batch(&df)
-            .ctx(|| format!("writing {}", self.path.display()))?;
-        // A row group is on disk, the footer is not: the fault tests stop a run here.
-        crate::release::fault("mid_parquet");
-        Ok(())
+        let sent = self.tx.as_ref().map(|tx| tx.send(df));
+        match sent {
+            Some(Ok(())) => Ok(()),
+            // The writer thread stopped: it has the reason.
+            _ => {
+                self.tx = None;
+                self.join()?;
+                Err(crate::Error::Internal(format!(
+                    "the writer of {} stopped early",
+                    self.path.display()
+                )))
+            }
+        }
     }
 
     /// Write what is buffered, close the file and hash it.
@@ -95,10 +134,8 @@ impl ParquetSink {
         if let Some(p) = self.pending.take() {
             self.flush(p)?;
         }
-        self.writer
-            .finish()
-            .ctx(|| format!("finishing {}", self.path.display()))?;
-        drop(self.writer);
+        self.tx = None;
+        self.join()?;
         let (bytes, hash) = hash_file(&self.path)?;
         Ok(OutputFile {
             path: relative(&self.path, out_dir),
