@@ -4,6 +4,7 @@
 //! - `suppress`: hypercube secondary suppression, pruning and the certificate audit of a
 //!   3-dimensional table of 10 × 20 × 6 inner cells (3,003 cells) with many small cells;
 //! - `record_keys`: the cell key method's keyed hash of 1 million record identifiers.
+//!
 //! Run: `cargo bench --bench stages`. The 190,000-cell suppression figure is `protect_scale`.
 
 use std::collections::BTreeMap;
