@@ -52,7 +52,6 @@ pub fn history_path(out: &Path) -> PathBuf {
 /// for the messages; a record left behind means the previous holder died without cleaning up.
 pub struct Lock {
     file: File,
-    path: PathBuf,
 }
 
 impl Lock {
@@ -97,7 +96,7 @@ impl Lock {
         file.rewind().at(&path)?;
         file.write_all(me.as_bytes()).at(&path)?;
         file.sync_all().at(&path)?;
-        Ok((Lock { file, path }, stale))
+        Ok((Lock { file }, stale))
     }
 }
 
@@ -106,7 +105,6 @@ impl Drop for Lock {
         // An empty record says the last holder finished cleanly; the kernel drops the lock.
         let _ = self.file.set_len(0);
         let _ = self.file.sync_all();
-        let _ = &self.path;
     }
 }
 

@@ -1,9 +1,12 @@
 //! Runner: executes a compiled [`Plan`] stage by stage and accounts for every row.
 //!
-//! Input: a [`Plan`] and an output directory. Output: in `out/`, the accepted records
-//! (`restricted/accepted/<source>.parquet`), the quarantine (`quarantine/<source>.parquet`) and
-//! `manifest.json`; or, when a source is rejected, the same files under `out/failed/<run-id>/`
-//! and [`Error::Rejected`] (nothing in `out/` is replaced).
+//! Input: a [`Plan`] and an output directory. Output: a release (`out/releases/<run-id>/`, made
+//! current by [`crate::release`]) holding the accepted records
+//! (`restricted/accepted/<source>.parquet`), the quarantine (`quarantine/<source>.parquet`), the
+//! tables (`restricted/tables/`, `public/tables/`, `restricted/audit/`) and `manifest.json`; or,
+//! when a source or table is rejected, the same files under `out/failed/<run-id>/` (`current`
+//! unchanged); and a line in `out/history.jsonl` either way. Sources whose input key matches
+//! the current release's are reused instead of recomputed.
 //!
 //! Each source streams through ingest → validate → export one chunk at a time, so memory is
 //! bounded by the chunk size (plus the key sets of `unique` fields). After the run,
