@@ -341,6 +341,11 @@ fn raw_at(col: &StringChunked, row: usize) -> Option<String> {
 
 /// Record each usable row's key; call `duplicate` with the row and the first occurrence when
 /// the key was seen before (in this chunk, an earlier one, or an earlier file).
+///
+/// The chunk's keys are hashed in parallel, then probed in the order of the table slot they hash
+/// to (ties by row, so that the first row still wins): the probes then walk the table forwards
+/// instead of jumping at random, which matters once it is larger than the caches. `duplicate`
+/// is called in that order; callers sort issues by row.
 fn first_wins(
     seen: &mut KeySet,
     cols: &[KeyCol<'_>],
@@ -348,19 +353,32 @@ fn first_wins(
     base: u32,
     mut duplicate: impl FnMut(usize, u32),
 ) {
-    let mut buf = Vec::with_capacity(64);
-    for (row, skip) in unusable.iter().enumerate() {
-        if *skip {
-            continue;
-        }
-        let Some(h) = key_hash(cols, row, &mut buf) else {
-            continue;
-        };
-        let key = Key([h as u32, (h >> 32) as u32, (h >> 64) as u32]);
+    let mut keys: Vec<(u64, u32, Key)> = (0..unusable.len())
+        .into_par_iter()
+        .filter(|row| !unusable[*row])
+        .map_init(
+            || Vec::with_capacity(64),
+            |buf, row| {
+                key_hash(cols, row, buf).map(|h| {
+                    (
+                        h as u64,
+                        row as u32,
+                        Key([h as u32, (h >> 32) as u32, (h >> 64) as u32]),
+                    )
+                })
+            },
+        )
+        .flatten()
+        .collect();
+    // hashbrown places a key at (hash & mask) for a table of `buckets` = capacity × 8/7 slots.
+    seen.reserve(keys.len());
+    let mask = ((seen.capacity() * 8 / 7).next_power_of_two().max(1) - 1) as u64;
+    keys.par_sort_unstable_by_key(|(h, row, _)| (h & mask, *row));
+    for (_, row, key) in keys {
         match seen.entry(key) {
-            std::collections::hash_map::Entry::Occupied(e) => duplicate(row, *e.get()),
+            std::collections::hash_map::Entry::Occupied(e) => duplicate(row as usize, *e.get()),
             std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(base + row as u32);
+                v.insert(base + row);
             }
         }
     }
