@@ -3,7 +3,13 @@
 //!   codes, 103,680 finest cells → 212,000 cells with margins);
 //! - `suppress`: hypercube secondary suppression, pruning and the certificate audit of a
 //!   3-dimensional table of 10 × 20 × 6 inner cells (3,003 cells) with many small cells;
-//! - `record_keys`: the cell key method's keyed hash of 1 million record identifiers.
+//! - `record_keys`: the cell key method's keyed hash of 1 million record identifiers;
+//! - `harmonize/<source>`: the default pipeline's derivations on the validated sample
+//!   (permits: crosswalks, age at the reference date from a birth date, bandings, region
+//!   lookups; asylum: crosswalk lists, age from birth dates, UNHCR bands, M49 sub-region lookup);
+//! - `survey_variance`: the default survey table of population totals (6,482 respondents,
+//!   stratified cluster design), from its weighted partial sums to every margin's estimate,
+//!   Taylor variance, intervals and flags.
 //!
 //! Run: `cargo bench --bench stages`. The 190,000-cell suppression figure is `protect_scale`.
 
@@ -87,5 +93,75 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// The default pipeline's validated chunks of a source.
+fn validated(plan: &migstat::spec::Plan, id: &str) -> Vec<polars::prelude::DataFrame> {
+    let src = plan.sources.iter().find(|s| s.id == id).expect("source");
+    let mut v = migstat::validate::Validator::new(&src.id, &src.schema, vec!["f".into()]);
+    let mut out = Vec::new();
+    for file in 0..src.files.len() {
+        let mut chunks =
+            migstat::ingest::FileChunks::open(src, file, plan.chunk_rows).expect("open");
+        while let Some(chunk) = chunks.next_chunk().expect("chunk") {
+            out.push(v.validate(chunk).expect("validate").accepted);
+        }
+    }
+    out
+}
+
+fn bench_pipeline_stages(c: &mut Criterion) {
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let plan = migstat::spec::compile(std::path::Path::new(&format!(
+        "{repo}/pipelines/observatory.toml"
+    )))
+    .expect("the default spec compiles");
+    let mut group = c.benchmark_group("stages");
+    group.sample_size(10);
+    for id in ["permits", "asylum"] {
+        let src = plan.sources.iter().find(|s| s.id == id).expect("source");
+        let chunks = validated(&plan, id);
+        let rows: usize = chunks.iter().map(|c| c.height()).sum();
+        group.throughput(Throughput::Elements(rows as u64));
+        group.bench_function(BenchmarkId::new("harmonize", id), |b| {
+            b.iter(|| {
+                let mut h = migstat::harmonize::Harmonizer::new(&plan, src);
+                chunks
+                    .iter()
+                    .map(|c| h.apply(c.clone()).expect("harmonize").accepted.height())
+                    .sum::<usize>()
+            })
+        });
+    }
+
+    let src = plan
+        .sources
+        .iter()
+        .find(|s| s.id == "survey")
+        .expect("survey");
+    let design = src.design.as_ref().expect("design");
+    let table = plan
+        .tables
+        .iter()
+        .find(|t| t.id == "survey_population")
+        .expect("table");
+    let mut h = migstat::harmonize::Harmonizer::new(&plan, src);
+    let mut dp = migstat::survey::DesignPartial::default();
+    let mut partial = migstat::survey::Partial::default();
+    for c in validated(&plan, "survey") {
+        let rows = h.apply(c).expect("harmonize").accepted;
+        let units = dp.add_chunk(design, &rows).expect("design");
+        partial.add_chunk(table, &units, &rows).expect("partial");
+    }
+    let info = dp.finish(design, "survey").expect("design checks");
+    group.bench_function("survey_variance", |b| {
+        b.iter(|| {
+            partial
+                .finish(&plan, table, &info)
+                .expect("finish")
+                .height()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_pipeline_stages);
 criterion_main!(benches);
