@@ -5,8 +5,8 @@
 //!   3-dimensional table of 10 × 20 × 6 inner cells (3,003 cells) with many small cells;
 //! - `record_keys`: the cell key method's keyed hash of 1 million record identifiers;
 //! - `harmonize/<source>`: the default pipeline's derivations on the validated sample
-//!   (permits: crosswalks, age at the reference date from a birth date, bandings, region
-//!   lookups; asylum: crosswalk lists, age from birth dates, UNHCR bands, M49 sub-region lookup);
+//!   (permits: crosswalks, age at the reference date from a birth date, bandings, a sub-region
+//!   lookup, year of issue; asylum: crosswalk lists, age from birth dates, UNHCR bands, M49 sub-region lookup);
 //! - `survey_variance`: the default survey table of population totals (6,482 respondents,
 //!   stratified cluster design), from its weighted partial sums to every margin's estimate,
 //!   Taylor variance, intervals and flags.
