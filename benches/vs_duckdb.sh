@@ -7,10 +7,11 @@
 #   (a) DuckDB: the border CSV files → one zstd Parquet file
 #   (b) DuckDB: GROUP BY CUBE (MONTH, DIRECTION, SEX, CITIZENSHIP_REGION) from the harmonized
 #       Parquet migstat wrote (the same dimensions as migstat's table)
+#   (d) migstat: the same cube from the same Parquet file (`migstat tabulate`)
 #   (c) migstat: the whole pipeline for that source — read, validate every row (types, patterns,
 #       primary key), quarantine, harmonize, write Parquet, the full-cube table, rounding,
 #       publish (benches/duckdb/pipeline.toml)
-# and the ratio (c) / ((a) + (b)). Needs a release build, GNU time (Debian `time`) and the
+# and the ratios (c) / ((a) + (b)) and (d) / (b). Needs a release build, GNU time (Debian `time`) and the
 # `duckdb` Python package (tests/requirements.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +29,7 @@ measure() { # label, command...
   /usr/bin/time -f "%e %M" -o "$work/.time" "$@" > "$work/.stdout"
   read -r secs kb < "$work/.time"
   WALL[$label]=$secs; RSS[$label]=$kb
-  awk -v l="$label" -v s="$secs" -v k="$kb" 'BEGIN { printf "%-28s wall %8.1f s   peak RSS %7.0f MiB\n", l, s, k / 1024 }'
+  awk -v l="$label" -v s="$secs" -v k="$kb" 'BEGIN { printf "%-30s wall %8.2f s   peak RSS %7.0f MiB\n", l, s, k / 1024 }'
 }
 
 if [ ! -f "$work/data/border_crossings.csv" ]; then
@@ -45,8 +46,14 @@ mkdir -p "$work/duck"
 measure "(c) migstat pipeline" "$bin" -q run "$work/pipeline.toml" --out "$work/out"
 measure "(a) duckdb csv -> parquet" python3 benches/duckdb/duckdb_work.py csv2parquet "$work/data" "$work/duck/border.parquet"
 measure "(b) duckdb cube from parquet" python3 benches/duckdb/duckdb_work.py cube "$work/out/current/restricted/accepted/border.parquet" "$work/duck/cube.parquet"
+measure "(d) migstat cube from parquet" "$bin" -q tabulate "$work/out/current/restricted/accepted/border.parquet" \
+  --by MONTH,DIRECTION,SEX,CITIZENSHIP_REGION --out "$work/duck/migstat_cube.parquet"
 awk -v c="${WALL[(c) migstat pipeline]}" -v a="${WALL[(a) duckdb csv -> parquet]}" -v b="${WALL[(b) duckdb cube from parquet]}" \
   'BEGIN { printf "ratio (c) / ((a) + (b))       %.2f   (target <= 1.5)\n", c / (a + b) }'
+awk -v d="${WALL[(d) migstat cube from parquet]}" -v b="${WALL[(b) duckdb cube from parquet]}" \
+  'BEGIN { printf "ratio (d) / (b)               %.2f   (target <= 1.0)\n", d / b }'
+# Both cubes must hold the same cells and counts (DuckDB's NULL margins are migstat's _T).
+python3 benches/duckdb/duckdb_work.py same "$work/duck/cube.parquet" "$work/duck/migstat_cube.parquet"
 python3 - "$work/out/current/manifest.json" <<'PY'
 import json, sys
 m = json.load(open(sys.argv[1]))

@@ -371,6 +371,82 @@ fn add_finest(
     Ok(())
 }
 
+/// The researcher's `GROUP BY CUBE`: the number of records of a Parquet file by `dims`, with
+/// every margin (`_T`), one row per cell, sorted by the dimensions (`n` last). Only the
+/// dimension columns are read; the finest cells come from polars' streaming engine (row groups
+/// in parallel, memory bounded by the number of cells, not rows) and the margins from
+/// [`roll_up`]. A null code counts as `_U` (unknown), as in migstat's own tables.
+pub fn tabulate(path: &Path, dims: &[String]) -> Result<DataFrame> {
+    let ctx = |what: &str| format!("tabulating {}: {what}", path.display());
+    let name = path.to_string_lossy();
+    let lf = LazyFrame::scan_parquet(PlRefPath::new(name.as_ref()), ScanArgsParquet::default())
+        .ctx(|| ctx("opening the file"))?;
+    let schema = lf
+        .clone()
+        .collect_schema()
+        .ctx(|| ctx("reading the schema"))?;
+    let missing: Vec<&str> = dims
+        .iter()
+        .filter(|d| schema.get(d.as_str()).is_none())
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        return Err(crate::Error::Usage(format!(
+            "{}: no column {}; it has {}",
+            path.display(),
+            missing.join(", "),
+            schema
+                .iter_names()
+                .map(|n| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let keys: Vec<Expr> = dims
+        .iter()
+        .map(|d| col(d.as_str()).cast(DataType::String))
+        .collect();
+    // One plan with one sink: the result is a single frame (`unwrap_single` cannot fail here).
+    let finest = lf
+        .select(keys)
+        .group_by(dims.iter().map(|d| col(d.as_str())).collect::<Vec<_>>())
+        .agg([len().alias("n")])
+        .collect_with_engine(Engine::Streaming)
+        .ctx(|| ctx("counting the finest cells"))?
+        .unwrap_single();
+    let code_cols: Vec<&StringChunked> = dims
+        .iter()
+        .map(|d| finest.column(d).and_then(|c| c.str()).ctx(|| ctx(d)))
+        .collect::<Result<_>>()?;
+    let n = finest
+        .column("n")
+        .and_then(|c| c.cast(&DataType::UInt64))
+        .ctx(|| ctx("n"))?;
+    let n = n.u64().ctx(|| ctx("n"))?;
+    let mut cells: BTreeMap<Vec<String>, u64> = BTreeMap::new();
+    for row in 0..finest.height() {
+        let key = code_cols
+            .iter()
+            .map(|c| c.get(row).unwrap_or(crate::harmonize::UNKNOWN).to_string())
+            .collect();
+        *cells.entry(key).or_default() += n.get(row).unwrap_or(0);
+    }
+    let all = roll_up(&cells, dims.len());
+    let mut columns: Vec<Column> = dims
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let v: Vec<&str> = all.keys().map(|k| k[i].as_str()).collect();
+            Column::new(d.as_str().into(), v)
+        })
+        .collect();
+    columns.push(Column::new(
+        "n".into(),
+        all.values().copied().collect::<Vec<u64>>(),
+    ));
+    DataFrame::new(all.len(), columns).ctx(|| ctx("assembling the table"))
+}
+
 /// The year a table's Hive partition is named after.
 pub fn ref_year(plan: &Plan, table: &TableSpec) -> i32 {
     match table.kind {

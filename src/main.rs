@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use polars::prelude::SerWriter;
 
 use migstat::error::{Error, exit};
 use migstat::{runner, sample, spec};
@@ -124,6 +125,20 @@ enum Command {
         /// Text for people, or JSON for tools.
         #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
         format: ReportFormat,
+    },
+    /// Count the records of a Parquet file by the given columns, with every margin (`_T`): a
+    /// `GROUP BY CUBE` for a harmonized or accepted file. Prints CSV, or writes Parquet with --out.
+    ///
+    /// Unprotected: run it on restricted files for analysis, not for publication.
+    Tabulate {
+        /// The Parquet file.
+        file: PathBuf,
+        /// Dimension columns, comma-separated (e.g. SEX,AGE_GROUP).
+        #[arg(long, value_delimiter = ',', required = true)]
+        by: Vec<String>,
+        /// Write the table to this Parquet file instead of printing CSV.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Generate deterministic synthetic deliveries (survey and registers), messy like real ones.
     ///
@@ -344,6 +359,23 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             } else {
                 Ok(exit::DATA_REJECTED)
             }
+        }
+        Command::Tabulate { file, by, out } => {
+            let mut table = migstat::disaggregate::tabulate(file, by)?;
+            let written = match out {
+                Some(path) => {
+                    let f = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+                    polars::prelude::ParquetWriter::new(f)
+                        .with_compression(polars::prelude::ParquetCompression::Zstd(None))
+                        .finish(&mut table)
+                        .map(|_| ())
+                }
+                None => {
+                    polars::prelude::CsvWriter::new(std::io::stdout().lock()).finish(&mut table)
+                }
+            };
+            written.map_err(|e| Error::Internal(format!("writing the table: {e}")))?;
+            Ok(exit::OK)
         }
         Command::Sample { out, scale, seed } => {
             if *scale == 0 {

@@ -276,3 +276,56 @@ fn explain_lists_every_source_and_field() {
     assert!(text.contains("date_naissance") && text.contains("format %d/%m/%Y"));
     let _ = repo();
 }
+
+#[test]
+fn tabulate_counts_a_parquet_file_with_every_margin() {
+    use polars::prelude::*;
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("records.parquet");
+    // Five records; one has no region (counted as _U, as in migstat's tables).
+    let mut df = df!(
+        "SEX" => ["F", "F", "M", "M", "F"],
+        "REGION" => [Some("R1"), Some("R2"), Some("R1"), Some("R1"), None],
+        "OTHER" => [1, 2, 3, 4, 5],
+    )
+    .unwrap();
+    ParquetWriter::new(std::fs::File::create(&file).unwrap())
+        .finish(&mut df)
+        .unwrap();
+    let out = migstat(
+        &["tabulate", file.to_str().unwrap(), "--by", "SEX,REGION"],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut got: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    let header = got.remove(0);
+    assert_eq!(header, "SEX,REGION,n");
+    got.sort();
+    let mut expected: Vec<String> = [
+        "F,R1,1", "F,R2,1", "F,_U,1", "F,_T,3", "M,R1,2", "M,_T,2", "_T,R1,3", "_T,R2,1",
+        "_T,_U,1", "_T,_T,5",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    expected.sort();
+    assert_eq!(got, expected);
+
+    let missing = migstat(
+        &["tabulate", file.to_str().unwrap(), "--by", "SEX,AGE"],
+        &[],
+    );
+    assert!(!missing.status.success());
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        err.contains("no column AGE") && err.contains("OTHER"),
+        "{err}"
+    );
+}
