@@ -27,7 +27,7 @@ use crate::harmonize::{Harmonizer, UnmappedValue};
 use crate::ingest::{FileChunks, RawChunk};
 use crate::quarantine::{self, Rule};
 use crate::spec::{Plan, SourcePlan, clean_path};
-use crate::validate::Validator;
+use crate::validate::{ValidatedChunk, Validator};
 use polars::prelude::{ParquetReader, SerReader};
 use std::sync::Arc;
 
@@ -466,12 +466,7 @@ fn run_locked(
     outputs.sort_by(|a, b| a.path.cmp(&b.path));
     protection.sort_by(|a, b| a.table.cmp(&b.table));
 
-    // Nothing that identifies a person may reach the public tier: prove it from the files.
-    if rejections.is_empty() {
-        rejections.extend(check_public_columns(plan, &staging)?);
-    }
-
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         run_id: run_id.clone(),
         status: if rejections.is_empty() {
             "succeeded"
@@ -497,6 +492,28 @@ fn run_locked(
         run_key,
         seconds,
     };
+    if manifest.rejections.is_empty() {
+        // Codebook, SDMX, report: from the protected public tables just written.
+        let history = crate::release::read_history(out).unwrap_or_default();
+        match crate::export::documents(plan, &staging, &manifest, &history) {
+            Ok(files) => {
+                manifest.outputs.extend(files);
+                manifest.outputs.sort_by(|a, b| a.path.cmp(&b.path));
+            }
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&staging);
+                return Err(e);
+            }
+        }
+    }
+    // Nothing that identifies a person may reach the public tier: prove it from the files.
+    if manifest.rejections.is_empty() {
+        let leaks = check_public_columns(plan, &staging)?;
+        if !leaks.is_empty() {
+            manifest.rejections = leaks;
+            manifest.status = "rejected".into();
+        }
+    }
     if !manifest.rejections.is_empty() {
         write_manifest(&staging, &manifest)?;
         let failed = out.join("failed").join(&run_id);
@@ -642,19 +659,39 @@ fn identifier_columns(plan: &Plan) -> BTreeMap<String, String> {
     out
 }
 
-/// Scan the columns of every Parquet file written to the public tier for identifiers.
+/// Scan the columns of every file written to the public tier (Parquet schemas, SDMX-CSV header
+/// rows) for identifiers.
 fn check_public_columns(plan: &Plan, staging: &Path) -> Result<Vec<Rejection>> {
     let ids = identifier_columns(plan);
     let mut found = Vec::new();
     let pattern = staging.join("public").join("**").join("*.parquet");
     let files = glob::glob(&pattern.to_string_lossy())
         .map_err(|e| Error::Internal(format!("public tier scan: {e}")))?;
+    // SDMX-CSV files: their header row.
+    let csv_pattern = staging.join("public").join("**").join("*.csv");
+    let csv_files = glob::glob(&csv_pattern.to_string_lossy())
+        .map_err(|e| Error::Internal(format!("public tier scan: {e}")))?;
+    let mut headers: Vec<(PathBuf, Vec<String>)> = Vec::new();
     for file in files.flatten() {
         let f = std::fs::File::open(&file).at(&file)?;
         let schema = ParquetReader::new(f)
             .schema()
             .map_err(|e| Error::Internal(format!("reading {}: {e}", file.display())))?;
-        for name in schema.iter_names() {
+        headers.push((file, schema.iter_names().map(|n| n.to_string()).collect()));
+    }
+    for file in csv_files.flatten() {
+        let mut rdr = csv::Reader::from_path(&file)
+            .map_err(|e| Error::Internal(format!("reading {}: {e}", file.display())))?;
+        let names = rdr
+            .headers()
+            .map_err(|e| Error::Internal(format!("reading {}: {e}", file.display())))?
+            .iter()
+            .map(str::to_string)
+            .collect();
+        headers.push((file, names));
+    }
+    for (file, names) in headers {
+        for name in names {
             if let Some(why) = ids.get(name.as_str()) {
                 found.push(Rejection {
                     source_id: plan.pipeline_id.clone(),
@@ -853,16 +890,30 @@ fn run_source(
                 done_bytes += size;
             }
         });
-        let mut reserved = false;
-        for item in rx {
-            let (chunk, position) = item?;
-            if !reserved && position > 0 {
-                // Rows to come, estimated from the first chunk's bytes per row.
-                let rows = chunk.height() as f64 * total_bytes as f64 / position as f64;
-                validator.reserve_keys((rows * 1.05) as usize);
-                reserved = true;
+        // Validation runs on a thread of its own too (its key sets see the chunks in order), so
+        // that harmonizing, counting and handing chunk n to the writer overlaps validating n + 1.
+        let (vtx, vrx) = std::sync::mpsc::sync_channel::<Result<(ValidatedChunk, u64)>>(1);
+        let validator = &mut validator;
+        scope.spawn(move || {
+            let mut reserved = false;
+            for item in rx {
+                let validated = item.and_then(|(chunk, position)| {
+                    if !reserved && position > 0 {
+                        // Rows to come, estimated from the first chunk's bytes per row.
+                        let rows = chunk.height() as f64 * total_bytes as f64 / position as f64;
+                        validator.reserve_keys((rows * 1.05) as usize);
+                        reserved = true;
+                    }
+                    Ok((validator.validate(chunk)?, position))
+                });
+                let failed = validated.is_err();
+                if vtx.send(validated).is_err() || failed {
+                    return; // the consumer stopped, or this was the last item
+                }
             }
-            let v = validator.validate(chunk)?;
+        });
+        for item in vrx {
+            let (v, position) = item?;
             read += v.rows_read;
             bad += v.rows_quarantined;
             for (r, n) in v.by_rule {

@@ -1,14 +1,21 @@
-//! Export: writes frames to Parquet files, deterministically and in bounded memory.
+//! Export: writes frames to Parquet files, deterministically and in bounded memory, and the
+//! documents that come with a release.
 //!
 //! Input: a stream of polars frames of one schema (accepted records, quarantine rows).
 //! Output: one zstd-compressed Parquet file with column statistics and key-value metadata, and
-//! its [`OutputFile`] record (path, rows, bytes, blake3) for the manifest.
+//! its [`OutputFile`] record (path, rows, bytes, blake3) for the manifest. [`documents`] then
+//! describes the protected public tables of a release: [`codebook`] (Markdown and a Frictionless
+//! Data Package), [`sdmx`] (SDMX-CSV and SDMX-ML structures) and [`report`] (the HTML report).
 //!
 //! Frames are buffered up to a row-group size and handed, full, to the sink's own writer thread,
 //! which encodes, compresses and writes them while the caller validates the next chunk (both
 //! cores busy). At most two row groups wait in between, so memory stays bounded. Row groups
 //! depend only on the data and the row-group size, never on timing, and one thread writes them in
 //! order, so the same input gives the same bytes.
+
+pub mod codebook;
+pub mod report;
+pub mod sdmx;
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -171,4 +178,39 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes).at(&tmp)?;
     std::fs::rename(&tmp, path).at(path)
+}
+
+/// Write a release's documents into `dir` (the release being built, its public tables written):
+/// `public/codebook.md`, `public/datapackage.json`, `public/sdmx/`, `report/index.html`.
+pub fn documents(
+    plan: &crate::spec::Plan,
+    dir: &Path,
+    manifest: &crate::runner::Manifest,
+    history: &[crate::release::HistoryRecord],
+) -> Result<Vec<OutputFile>> {
+    let docs = codebook::tables(plan, dir, &manifest.protection)?;
+    let mut out = sdmx::write(plan, dir, &docs)?;
+    let md = codebook::markdown(plan, manifest, &docs);
+    out.push(sdmx::write_file(
+        dir,
+        &dir.join("public").join("codebook.md"),
+        md.as_bytes(),
+        0,
+    )?);
+    let dp = serde_json::to_string_pretty(&codebook::datapackage(plan, manifest, &docs))
+        .map_err(|e| crate::Error::Internal(format!("serialising datapackage.json: {e}")))?;
+    out.push(sdmx::write_file(
+        dir,
+        &dir.join("public").join("datapackage.json"),
+        (dp + "\n").as_bytes(),
+        0,
+    )?);
+    let page = report::html(plan, manifest, &docs, history);
+    out.push(sdmx::write_file(
+        dir,
+        &dir.join("report").join("index.html"),
+        page.as_bytes(),
+        0,
+    )?);
+    Ok(out)
 }

@@ -43,7 +43,8 @@ const TOP_KEYS: &[&str] = &[
     "tables",
 ];
 const DEFAULT_KEYS: &[&str] = &["max_invalid_fraction", "chunk_rows"];
-const PUBLISH_KEYS: &[&str] = &["keep_releases"];
+const PUBLISH_KEYS: &[&str] = &["keep_releases", "sdmx"];
+const SDMX_KEYS: &[&str] = &["agency", "version", "csv", "ref_area"];
 const SOURCE_KEYS: &[&str] = &[
     "path",
     "format",
@@ -123,11 +124,35 @@ pub struct Plan {
     /// Published releases kept in `out/releases/` (the current one included); older ones are
     /// removed after each successful publish.
     pub keep_releases: usize,
+    /// How the release is labelled in SDMX: agency, version, SDMX-CSV versions, reference area.
+    pub sdmx: Sdmx,
+    /// The code-list directory (code lists with their labels, age bands).
+    pub codelists_dir: PathBuf,
     pub sources: Vec<SourcePlan>,
     /// Code lists by name (file stem in the `codelists` directory).
     #[serde(skip)]
     pub codelists: BTreeMap<String, CodeList>,
     pub tables: Vec<TableSpec>,
+}
+
+/// `[publish.sdmx]`: how the public tables are identified in SDMX exports.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Sdmx {
+    /// Maintenance agency of the dataflows, structures and code lists (an SDMX id).
+    pub agency: String,
+    /// Version of the dataflows and structures (e.g. `1.0`).
+    pub version: String,
+    /// SDMX-CSV versions written for each public table: `1.0` and/or `2.0`.
+    pub csv: Vec<String>,
+    /// ISO 3166-1 alpha-2 code of the reporting country, written as the `REF_AREA` dimension.
+    pub ref_area: Option<String>,
+}
+
+/// An SDMX id: letters, digits, `_`, `@`, `$`, `-` (agency ids may also hold `.`).
+fn sdmx_id(s: &str, dots: bool) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_@$-".contains(c) || (dots && c == '.'))
 }
 
 pub(crate) struct Ctx<'a> {
@@ -384,6 +409,79 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
         },
     };
 
+    let sdmx_table = match publish.get("sdmx") {
+        Some(Value::Table(t)) => t,
+        Some(_) => {
+            cx.push("publish.sdmx", "must be a table");
+            &empty
+        }
+        None => &empty,
+    };
+    cx.unknown_keys(sdmx_table, SDMX_KEYS, "publish.sdmx");
+    let agency = cx
+        .str(sdmx_table, "agency", "publish.sdmx.", false)
+        .unwrap_or("MIGSTAT")
+        .to_string();
+    if !sdmx_id(&agency, true) {
+        cx.push(
+            "publish.sdmx.agency",
+            format!("`{agency}` is not an SDMX id (letters, digits, _ @ $ - .)"),
+        );
+    }
+    let sdmx_version = cx
+        .str(sdmx_table, "version", "publish.sdmx.", false)
+        .unwrap_or("1.0")
+        .to_string();
+    if !sdmx_version
+        .split('.')
+        .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+    {
+        cx.push(
+            "publish.sdmx.version",
+            format!("`{sdmx_version}` is not a version such as 1.0"),
+        );
+    }
+    let csv_versions = match sdmx_table.get("csv") {
+        None => vec!["1.0".to_string()],
+        Some(Value::Array(a)) => {
+            let v: Vec<String> = a
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect();
+            if v.len() != a.len() || v.iter().any(|x| x != "1.0" && x != "2.0") {
+                cx.push(
+                    "publish.sdmx.csv",
+                    "must be a list of SDMX-CSV versions: \"1.0\", \"2.0\"",
+                );
+            }
+            v
+        }
+        Some(_) => {
+            cx.push(
+                "publish.sdmx.csv",
+                "must be a list of SDMX-CSV versions: \"1.0\", \"2.0\"",
+            );
+            Vec::new()
+        }
+    };
+    let ref_area = cx
+        .str(sdmx_table, "ref_area", "publish.sdmx.", false)
+        .map(str::to_string);
+    if let Some(a) = &ref_area
+        && !(a.len() == 2 && a.chars().all(|c| c.is_ascii_uppercase()))
+    {
+        cx.push(
+            "publish.sdmx.ref_area",
+            format!("`{a}` is not an ISO 3166-1 alpha-2 code (e.g. MA)"),
+        );
+    }
+    let sdmx = Sdmx {
+        agency,
+        version: sdmx_version,
+        csv: csv_versions,
+        ref_area,
+    };
+
     let codelists_dir = match cx.str(&root, "codelists", "", false) {
         Some(d) => clean_path(&base.join(d)),
         None => clean_path(&base.join("../schemas/codelists")),
@@ -508,6 +606,8 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
         reference_period,
         chunk_rows,
         keep_releases,
+        sdmx,
+        codelists_dir,
         sources,
         codelists,
         tables,

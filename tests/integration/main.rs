@@ -10,6 +10,7 @@ mod codelists;
 mod fixtures;
 mod properties;
 mod protect;
+mod publish;
 mod releases;
 mod sample;
 mod survey;

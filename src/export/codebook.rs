@@ -1,0 +1,691 @@
+//! Codebook: what a release's public tables contain, for people and for tools.
+//!
+//! Input: the compiled [`Plan`], a release directory whose `public/tables/` is written, and the
+//! run's protection summaries. Output: [`TableDoc`]s (each public table with its dimensions, the
+//! codes it uses with their labels in English, French and Arabic where the code lists have them,
+//! its measures, unit, reference period and protection), rendered as `public/codebook.md` and as
+//! a Frictionless Data Package, `public/datapackage.json`, describing the Parquet files. The SDMX
+//! export and the HTML report are built from the same [`TableDoc`]s.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+use serde::Serialize;
+
+use crate::error::{PolarsContext, Result};
+use crate::spec::derive::Derivation;
+use crate::spec::{Plan, TableSpec};
+
+/// A code's labels; French and Arabic where the code list has them.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Labels {
+    pub en: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ar: Option<String>,
+}
+
+impl Labels {
+    fn new(en: &str, fr: Option<&str>, ar: Option<&str>) -> Self {
+        let keep = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(str::to_string);
+        Labels {
+            en: en.to_string(),
+            fr: keep(fr),
+            ar: keep(ar),
+        }
+    }
+}
+
+/// One dimension of a public table.
+#[derive(Debug, Clone, Serialize)]
+pub struct DimDoc {
+    /// Column name, also the SDMX dimension id.
+    pub id: String,
+    pub name: String,
+    /// How the column is derived from the delivery.
+    pub derivation: String,
+    /// SDMX code list id (`CL_SEX`, `CL_AGE_UN_DESA_5Y`, ...).
+    pub codelist: String,
+    /// The codes the table uses with their labels, in natural order (age bands youngest first),
+    /// `_U` unknown and `_T` total last.
+    pub codes: Vec<(String, Labels)>,
+}
+
+/// One public table of a release.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableDoc {
+    pub id: String,
+    pub title: String,
+    pub source: String,
+    pub source_description: Option<String>,
+    /// `count`, `stock`, `flow`, `survey_total`, `survey_mean`, `survey_proportion`, `survey_ratio`.
+    pub kind: String,
+    /// What a cell counts or estimates, as in the table's `unit` column.
+    pub unit: String,
+    /// The table's `ref_period` column (a reference date, or `start/end`).
+    pub ref_period: String,
+    /// The same in SDMX `TIME_PERIOD` form (`2024`, `2024-12-31`, or `start/P…D`).
+    pub time_period: String,
+    pub dimensions: Vec<DimDoc>,
+    /// The measure column (`value`, or `estimate` for survey tables).
+    pub measure: String,
+    pub survey: bool,
+    /// Protection method and its settings, in words.
+    pub protection: String,
+    pub protection_summary: Option<crate::protect::Summary>,
+    /// Parquet files, relative to the release's `public/` folder (where the codebook and the
+    /// data package are), `/`-separated.
+    pub files: Vec<String>,
+    pub rows: usize,
+    #[serde(skip)]
+    pub frame: DataFrame,
+}
+
+const TOTAL_LABELS: (&str, &str, &str) = ("Total", "Total", "المجموع");
+const UNKNOWN_LABELS: (&str, &str, &str) = ("Unknown", "Inconnu", "غير معروف");
+
+/// The public tables of the release in `dir`, in the spec's order.
+pub fn tables(
+    plan: &Plan,
+    dir: &Path,
+    protection: &[crate::protect::Summary],
+) -> Result<Vec<TableDoc>> {
+    let mut docs = Vec::new();
+    for t in &plan.tables {
+        let tdir = dir.join("public").join("tables").join(&t.id);
+        if !tdir.is_dir() {
+            continue; // not published (restricted only)
+        }
+        let files = parquet_files(&tdir)?;
+        let mut frames = Vec::new();
+        for f in &files {
+            let file = std::fs::File::open(f).map_err(|e| crate::Error::io(f, e))?;
+            frames.push(
+                ParquetReader::new(file)
+                    .finish()
+                    .ctx(|| format!("reading {}", f.display()))?,
+            );
+        }
+        let mut frame = match frames.len() {
+            0 => continue,
+            _ => {
+                let mut it = frames.into_iter();
+                let mut df = it.next().unwrap_or_default();
+                for f in it {
+                    df.vstack_mut(&f)
+                        .ctx(|| format!("table {}: stacking partitions", t.id))?;
+                }
+                df
+            }
+        };
+        frame.rechunk_mut();
+        docs.push(table_doc(plan, t, dir, &files, frame, protection)?);
+    }
+    Ok(docs)
+}
+
+fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).map_err(|e| crate::Error::io(&d, e))? {
+            let p = e.map_err(|e| crate::Error::io(&d, e))?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn first_str(frame: &DataFrame, column: &str) -> String {
+    frame
+        .column(column)
+        .ok()
+        .and_then(|c| c.str().ok().and_then(|s| s.get(0).map(str::to_string)))
+        .unwrap_or_default()
+}
+
+fn table_doc(
+    plan: &Plan,
+    t: &TableSpec,
+    dir: &Path,
+    files: &[PathBuf],
+    frame: DataFrame,
+    protection: &[crate::protect::Summary],
+) -> Result<TableDoc> {
+    let source = plan.sources.iter().find(|s| s.id == t.source);
+    let kind = serde_json::to_value(&t.kind)
+        .ok()
+        .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_string))
+        .unwrap_or_default();
+    let kind = match kind.as_str() {
+        "surveytotal" => "survey_total",
+        "surveymean" => "survey_mean",
+        "surveyproportion" => "survey_proportion",
+        "surveyratio" => "survey_ratio",
+        k => k,
+    }
+    .to_string();
+    let mut dimensions = Vec::new();
+    for d in &t.dimensions {
+        let used: BTreeSet<String> = match frame.column(d).and_then(|c| c.str().cloned()) {
+            Ok(s) => s.iter().flatten().map(str::to_string).collect(),
+            Err(_) => BTreeSet::new(),
+        };
+        dimensions.push(dimension(plan, source, d, &used));
+    }
+    let survey = t.kind.is_survey();
+    let protection_summary = protection.iter().find(|p| p.table == t.id).cloned();
+    let protection = if survey {
+        "survey quality rules: estimates from fewer respondents than the minimum or with a CV \
+         above the suppression limit are suppressed (CONF_STATUS A); CVs above the caution \
+         limit are flagged OBS_STATUS U"
+            .to_string()
+    } else {
+        match &t.protect {
+            None => "none".to_string(),
+            Some(p) => match p.method {
+                crate::spec::ProtectMethod::Suppress => format!(
+                    "cell suppression: cells of 1 to {} contributors suppressed (CONF_STATUS A), \
+                     secondary suppression (CONF_STATUS D) so that no suppressed cell can be \
+                     narrowed to less than ±{} from the published cells; audited",
+                    p.threshold.saturating_sub(1),
+                    p.protection_range
+                ),
+                crate::spec::ProtectMethod::Round => {
+                    format!("rounding to base {} (margins rounded separately)", p.base)
+                }
+                crate::spec::ProtectMethod::RandomRound => format!(
+                    "unbiased random rounding to base {} (seeded: reruns give the same values)",
+                    p.base
+                ),
+                crate::spec::ProtectMethod::CellKey => "cell key method: noise from a \
+                     perturbation table keyed by the records in the cell (the same records get \
+                     the same noise in every table and release); counts of 1 and 2 never appear"
+                    .to_string(),
+            },
+        }
+    };
+    let ref_period = first_str(&frame, "ref_period");
+    Ok(TableDoc {
+        id: t.id.clone(),
+        title: t.title.clone().unwrap_or_else(|| t.id.clone()),
+        source: t.source.clone(),
+        source_description: source.and_then(|s| s.description.clone()),
+        kind,
+        unit: first_str(&frame, "unit"),
+        time_period: time_period(&ref_period),
+        ref_period,
+        dimensions,
+        measure: if survey { "estimate" } else { "value" }.to_string(),
+        survey,
+        protection,
+        protection_summary,
+        files: files
+            .iter()
+            .map(|f| crate::export::relative(f, &dir.join("public")))
+            .collect(),
+        rows: frame.height(),
+        frame,
+    })
+}
+
+/// SDMX `TIME_PERIOD` of a `ref_period`: a calendar year as `YYYY`, a date as itself, another
+/// period `start/end` as SDMX's time range `start/PnD`.
+pub fn time_period(ref_period: &str) -> String {
+    let Some((a, b)) = ref_period.split_once('/') else {
+        return ref_period.to_string();
+    };
+    let (Ok(start), Ok(end)) = (
+        chrono::NaiveDate::parse_from_str(a, "%Y-%m-%d"),
+        chrono::NaiveDate::parse_from_str(b, "%Y-%m-%d"),
+    ) else {
+        return ref_period.to_string();
+    };
+    use chrono::Datelike;
+    if start.month() == 1 && start.day() == 1 && end.month() == 12 && end.day() == 31 {
+        if start.year() == end.year() {
+            return start.year().to_string();
+        }
+        return format!("{a}/P{}Y", end.year() - start.year() + 1);
+    }
+    format!("{a}/P{}D", (end - start).num_days() + 1)
+}
+
+/// The dimension `dim` of a table of `source`: its derivation, code list and labelled codes.
+fn dimension(
+    plan: &Plan,
+    source: Option<&crate::spec::SourcePlan>,
+    dim: &str,
+    used: &BTreeSet<String>,
+) -> DimDoc {
+    let derived = source.and_then(|s| s.harmonize.iter().find(|d| d.name == dim));
+    let mut name = {
+        let lower = dim.to_lowercase().replace('_', " ");
+        let mut c = lower.chars();
+        c.next()
+            .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+            .unwrap_or_default()
+    };
+    // (code list id, how to label a code, what the derivation says)
+    let (codelist, labeller, derivation): (String, Labeller, String) = match derived
+        .map(|d| &d.derivation)
+    {
+        Some(Derivation::Code {
+            from,
+            crosswalk,
+            codelist,
+            ..
+        }) => {
+            let via = crosswalk
+                .iter()
+                .filter_map(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let how = match (via.is_empty(), codelist) {
+                (true, Some(cl)) => format!("field `{from}`, coded with code list `{cl}`"),
+                (false, Some(cl)) => {
+                    format!("field `{from}` through crosswalk {via} to code list `{cl}`")
+                }
+                (_, None) => format!("field `{from}` through crosswalk {via}"),
+            };
+            match codelist {
+                Some(cl) => (
+                    format!("CL_{}", cl.to_uppercase()),
+                    Labeller::List(cl.clone()),
+                    how,
+                ),
+                None => (format!("CL_{dim}"), Labeller::Code, how),
+            }
+        }
+        Some(Derivation::Band { age, banding }) => {
+            name = format!("Age group ({})", banding.id);
+            (
+                format!("CL_AGE_{}", banding.id.to_uppercase()),
+                Labeller::Band(banding.id.clone()),
+                format!("age `{age}` in bands `{}` (age_bands.csv)", banding.id),
+            )
+        }
+        Some(Derivation::Lookup {
+            from,
+            codelist,
+            column,
+        }) => {
+            let target = if column.starts_with("m49") {
+                "m49_areas"
+            } else if column == "au_region" {
+                "au_regions"
+            } else {
+                ""
+            };
+            let how = format!("`{column}` of `{from}` in code list `{codelist}`");
+            if target.is_empty() {
+                (format!("CL_{dim}"), Labeller::Code, how)
+            } else {
+                (
+                    format!("CL_{}", target.to_uppercase()),
+                    Labeller::List(target.to_string()),
+                    how,
+                )
+            }
+        }
+        Some(Derivation::Month { date }) => (
+            format!("CL_{dim}"),
+            Labeller::Code,
+            format!("month (YYYY-MM) of `{date}`"),
+        ),
+        Some(Derivation::Year { date }) => (
+            format!("CL_{dim}"),
+            Labeller::Code,
+            format!("year of `{date}`"),
+        ),
+        Some(Derivation::Age { birth_date, age }) => (
+            format!("CL_{dim}"),
+            Labeller::Code,
+            match (birth_date, age) {
+                (Some(b), _) => format!("age in completed years at the reference date from `{b}`"),
+                (None, Some(a)) => format!("age as reported in `{a}`"),
+                (None, None) => "age".to_string(),
+            },
+        ),
+        None => (format!("CL_{dim}"), Labeller::Code, "delivered".to_string()),
+    };
+    let bands = match &labeller {
+        Labeller::Band(id) => band_labels(&plan.codelists_dir.join("age_bands.csv"), id),
+        _ => BTreeMap::new(),
+    };
+    let mut codes: Vec<(String, Labels)> = used
+        .iter()
+        .map(|code| {
+            let labels = match code.as_str() {
+                crate::disaggregate::TOTAL => {
+                    Labels::new(TOTAL_LABELS.0, Some(TOTAL_LABELS.1), Some(TOTAL_LABELS.2))
+                }
+                crate::harmonize::UNKNOWN => Labels::new(
+                    UNKNOWN_LABELS.0,
+                    Some(UNKNOWN_LABELS.1),
+                    Some(UNKNOWN_LABELS.2),
+                ),
+                _ => match &labeller {
+                    Labeller::List(cl) => match plan.codelists.get(cl) {
+                        Some(list) => Labels::new(
+                            list.attribute(code, "label_en").unwrap_or(code),
+                            list.attribute(code, "label_fr"),
+                            list.attribute(code, "label_ar"),
+                        ),
+                        None => Labels::new(code, None, None),
+                    },
+                    Labeller::Band(_) => bands
+                        .get(code)
+                        .map(|(l, _)| l.clone())
+                        .unwrap_or_else(|| Labels::new(code, None, None)),
+                    Labeller::Code => Labels::new(code, None, None),
+                },
+            };
+            (code.clone(), labels)
+        })
+        .collect();
+    // Natural order: age bands youngest first (the code list's `sort`), other codes as
+    // strings; unknown and total last.
+    let rank = |c: &str| match c {
+        crate::disaggregate::TOTAL => u32::MAX,
+        crate::harmonize::UNKNOWN => u32::MAX - 1,
+        _ => bands.get(c).map_or(0, |(_, sort)| *sort),
+    };
+    codes.sort_by(|a, b| (rank(&a.0), &a.0).cmp(&(rank(&b.0), &b.0)));
+    DimDoc {
+        id: dim.to_string(),
+        name,
+        derivation,
+        codelist,
+        codes,
+    }
+}
+
+enum Labeller {
+    List(String),
+    Band(String),
+    Code,
+}
+
+/// The labels and sort ranks of a banding's codes, from `age_bands.csv`.
+fn band_labels(path: &Path, banding: &str) -> BTreeMap<String, (Labels, u32)> {
+    let mut out = BTreeMap::new();
+    let Ok(mut rdr) = csv::Reader::from_path(path) else {
+        return out;
+    };
+    let Ok(header) = rdr.headers().cloned() else {
+        return out;
+    };
+    let col = |n: &str| header.iter().position(|h| h == n);
+    let (Some(b), Some(c), Some(en)) = (col("banding"), col("code"), col("label_en")) else {
+        return out;
+    };
+    let (fr, ar, sort) = (col("label_fr"), col("label_ar"), col("sort"));
+    for r in rdr.records().flatten() {
+        if r.get(b) == Some(banding) {
+            out.insert(
+                r.get(c).unwrap_or_default().to_string(),
+                (
+                    Labels::new(
+                        r.get(en).unwrap_or_default(),
+                        fr.and_then(|i| r.get(i)),
+                        ar.and_then(|i| r.get(i)),
+                    ),
+                    sort.and_then(|i| r.get(i))
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0),
+                ),
+            );
+        }
+    }
+    out
+}
+
+/// The first 16 hex digits of a release's content key (`run_key`): what its documents cite, so
+/// that the same inputs give the same bytes whatever the run id.
+pub fn short_key(key: &str) -> &str {
+    key.get(..16).unwrap_or(key)
+}
+
+/// The codebook as Markdown.
+pub fn markdown(plan: &Plan, manifest: &crate::runner::Manifest, docs: &[TableDoc]) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# Codebook — {}\n",
+        plan.title.as_deref().unwrap_or(&plan.pipeline_id)
+    );
+    let _ = writeln!(
+        s,
+        "Pipeline `{}`, content key `{}` (migstat {}). Reference date {}; reference period {} to {}.\n",
+        plan.pipeline_id,
+        short_key(&manifest.run_key),
+        crate::VERSION,
+        manifest.reference_date,
+        manifest.reference_period[0],
+        manifest.reference_period[1]
+    );
+    let _ = writeln!(
+        s,
+        "The content key identifies what the release was computed from (inputs, spec, code lists, \
+         migstat version): two releases with the same key hold the same tables.\n"
+    );
+    let _ = writeln!(
+        s,
+        "Every table is in long form: one row per cell, one column per dimension holding a code \
+         (`_T` for the total over that dimension, `_U` for unknown), the measure, and the SDMX \
+         attributes `OBS_STATUS` (`A` normal, `U` low reliability) and `CONF_STATUS` (`F` free, \
+         `A` primary confidentiality, `D` secondary confidentiality). A suppressed cell has a \
+         null measure. Files: Parquet (Hive-partitioned by `ref_year`) under `public/tables/`, \
+         SDMX-CSV under `public/sdmx/`.\n"
+    );
+    let _ = writeln!(s, "## Tables\n");
+    let _ = writeln!(
+        s,
+        "| table | title | source | kind | unit | period | cells |"
+    );
+    let _ = writeln!(s, "| --- | --- | --- | --- | --- | --- | ---: |");
+    for d in docs {
+        let _ = writeln!(
+            s,
+            "| [`{}`](#{}) | {} | {} | {} | {} | {} | {} |",
+            d.id, d.id, d.title, d.source, d.kind, d.unit, d.ref_period, d.rows
+        );
+    }
+    for d in docs {
+        let _ = writeln!(s, "\n## {}\n\n{}\n", d.id, d.title);
+        if let Some(desc) = &d.source_description {
+            let _ = writeln!(s, "- Source: `{}` — {desc}", d.source);
+        } else {
+            let _ = writeln!(s, "- Source: `{}`", d.source);
+        }
+        let _ = writeln!(s, "- Kind: {}; unit: {}", d.kind, d.unit);
+        let _ = writeln!(
+            s,
+            "- Reference period: {} (SDMX TIME_PERIOD `{}`)",
+            d.ref_period, d.time_period
+        );
+        let _ = writeln!(s, "- Protection: {}", d.protection);
+        if let Some(p) = &d.protection_summary
+            && (p.primary > 0 || p.secondary > 0)
+        {
+            let _ = writeln!(
+                s,
+                "- Suppressed: {} primary, {} secondary of {} cells; audit {}",
+                p.primary,
+                p.secondary,
+                p.cells,
+                if p.audit_passed { "passed" } else { "FAILED" }
+            );
+        }
+        let _ = writeln!(s, "- Files: {}", d.files.join(", "));
+        let _ = writeln!(s, "\n| column | meaning |\n| --- | --- |");
+        for dim in &d.dimensions {
+            let _ = writeln!(
+                s,
+                "| `{}` | {} — {}; code list {} |",
+                dim.id, dim.name, dim.derivation, dim.codelist
+            );
+        }
+        for (c, m) in measure_columns(d) {
+            let _ = writeln!(s, "| `{c}` | {m} |");
+        }
+        for dim in &d.dimensions {
+            let _ = writeln!(s, "\n### {} codes ({})\n", dim.id, dim.codelist);
+            let _ = writeln!(s, "| code | English | français | العربية |");
+            let _ = writeln!(s, "| --- | --- | --- | --- |");
+            for (code, l) in &dim.codes {
+                let _ = writeln!(
+                    s,
+                    "| `{code}` | {} | {} | {} |",
+                    l.en,
+                    l.fr.as_deref().unwrap_or(""),
+                    l.ar.as_deref().unwrap_or("")
+                );
+            }
+        }
+    }
+    s
+}
+
+/// The non-dimension columns of a public table and what they hold.
+pub fn measure_columns(d: &TableDoc) -> Vec<(&'static str, String)> {
+    let mut v = vec![
+        ("table_id", "the table's id".to_string()),
+        ("source_id", "the source it is built from".to_string()),
+        ("unit", "what a cell counts or estimates".to_string()),
+        ("ref_period", "reference date or period".to_string()),
+    ];
+    if d.survey {
+        v.extend([
+            ("n", "respondents in the cell (unweighted)".to_string()),
+            (
+                "estimate",
+                format!("the estimate ({}); null when suppressed", d.unit),
+            ),
+            ("se", "its design-based standard error".to_string()),
+            (
+                "ci_low",
+                "lower limit of the normal 95% confidence interval".to_string(),
+            ),
+            (
+                "ci_high",
+                "upper limit of the normal 95% confidence interval".to_string(),
+            ),
+            (
+                "ci_low_t",
+                "lower limit with Student's t on the design's degrees of freedom".to_string(),
+            ),
+            ("ci_high_t", "upper limit with Student's t".to_string()),
+            ("cv", "coefficient of variation (se / estimate)".to_string()),
+            ("deff", "design effect".to_string()),
+            ("df", "design degrees of freedom".to_string()),
+        ]);
+    } else {
+        v.push((
+            "value",
+            format!("number of {} (protected); null when suppressed", d.unit),
+        ));
+    }
+    v.extend([
+        (
+            "OBS_STATUS",
+            "SDMX observation status: A normal, U low reliability".to_string(),
+        ),
+        (
+            "CONF_STATUS",
+            "SDMX confidentiality status: F free, A primary, D secondary".to_string(),
+        ),
+        (
+            "ref_year",
+            "Hive partition: year of the reference period".to_string(),
+        ),
+    ]);
+    v
+}
+
+/// The release's public tables as a Frictionless Data Package (v2): one resource per table,
+/// its Parquet files, its fields with types and, for dimensions, their codes as `categories`.
+pub fn datapackage(
+    plan: &Plan,
+    manifest: &crate::runner::Manifest,
+    docs: &[TableDoc],
+) -> serde_json::Value {
+    use serde_json::json;
+    let resources: Vec<serde_json::Value> = docs
+        .iter()
+        .map(|d| {
+            let meanings: BTreeMap<&str, String> = measure_columns(d).into_iter().collect();
+            let mut fields = Vec::new();
+            for (name, dtype) in d.frame.schema().iter() {
+                let name = name.as_str();
+                let ty = match dtype {
+                    DataType::String => "string",
+                    DataType::Float32 | DataType::Float64 => "number",
+                    DataType::Boolean => "boolean",
+                    dt if dt.is_integer() => "integer",
+                    _ => "any",
+                };
+                let mut f = json!({ "name": name, "type": ty });
+                if let Some(dim) = d.dimensions.iter().find(|x| x.id == name) {
+                    f["title"] = json!(dim.name);
+                    f["description"] = json!(format!("{}; SDMX code list {}", dim.derivation, dim.codelist));
+                    f["categories"] = json!(
+                        dim.codes
+                            .iter()
+                            .map(|(c, l)| json!({ "value": c, "label": l.en }))
+                            .collect::<Vec<_>>()
+                    );
+                    f["constraints"] = json!({
+                        "required": true,
+                        "enum": dim.codes.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>(),
+                    });
+                    f["migstat:labels"] = json!(dim.codes.iter().cloned().collect::<BTreeMap<_, _>>());
+                } else if let Some(m) = meanings.get(name) {
+                    f["description"] = json!(m);
+                }
+                fields.push(f);
+            }
+            json!({
+                "name": d.id,
+                "title": d.title,
+                "path": d.files,
+                "format": "parquet",
+                "mediatype": "application/vnd.apache.parquet",
+                "description": "Hive-partitioned by ref_year (the year of the reference period, in the folder name `ref_year=YYYY`; not a column of the files).",
+                "schema": {
+                    "fields": fields,
+                    // Suppressed cells are nulls; some Parquet readers (pandas) show a null
+                    // integer as NaN.
+                    "missingValues": ["", "nan"],
+                    "primaryKey": d.dimensions.iter().map(|x| x.id.clone()).collect::<Vec<_>>(),
+                },
+                "migstat:source": d.source,
+                "migstat:kind": d.kind,
+                "migstat:unit": d.unit,
+                "migstat:ref_period": d.ref_period,
+                "migstat:protection": d.protection,
+            })
+        })
+        .collect();
+    json!({
+        "$schema": "https://datapackage.org/profiles/2.0/datapackage.json",
+        "name": plan.pipeline_id.to_lowercase().replace('_', "-"),
+        "title": plan.title.clone().unwrap_or_else(|| plan.pipeline_id.clone()),
+        "migstat:content_key": manifest.run_key,
+        "description": format!(
+            "Public tables of pipeline {} (content key {}, reference date {}, period {} to {}), produced by migstat {}.",
+            plan.pipeline_id, short_key(&manifest.run_key), manifest.reference_date, manifest.reference_period[0],
+            manifest.reference_period[1], crate::VERSION
+        ),
+        "resources": resources,
+    })
+}

@@ -1,0 +1,487 @@
+//! SDMX export: each public table as SDMX-CSV, and the structures that describe them.
+//!
+//! Input: the release's [`TableDoc`]s and the spec's `[publish.sdmx]` settings. Output, under
+//! `public/sdmx/`: `<table>.csv` in SDMX-CSV 1.0 (`DATAFLOW` = `AGENCY:ID(VERSION)`, then
+//! `REF_AREA` when the spec sets it, every dimension with its code — `_T` for totals —,
+//! `TIME_PERIOD`, `OBS_VALUE`, and the attributes `OBS_STATUS`, `CONF_STATUS`, `UNIT_MEASURE`,
+//! plus `STD_ERR`, `LOWER_BOUND`, `UPPER_BOUND` and `CV` for survey estimates); with `csv =
+//! ["2.0"]`, `2.0/<table>.csv` in SDMX-CSV 2.0 (`STRUCTURE`, `STRUCTURE_ID`, `ACTION`, then
+//! the same columns); and `structure.xml`, an SDMX-ML 2.1 structure message with a dataflow and
+//! a data structure definition per table, the concept scheme and the code lists (with English,
+//! French and Arabic names), so that SDMX tools can read and check the CSV files.
+//!
+//! The dataflow id of a table is its id in upper case (`asylum` → `ASYLUM`).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use polars::prelude::*;
+
+use crate::error::{PolarsContext, Result};
+use crate::export::OutputFile;
+use crate::export::codebook::{Labels, TableDoc};
+use crate::spec::Plan;
+
+/// The attributes of survey estimates: (SDMX id, public column, name).
+const SURVEY_ATTRIBUTES: [(&str, &str, &str); 4] = [
+    ("STD_ERR", "se", "Standard error"),
+    (
+        "LOWER_BOUND",
+        "ci_low",
+        "Lower limit of the 95% confidence interval",
+    ),
+    (
+        "UPPER_BOUND",
+        "ci_high",
+        "Upper limit of the 95% confidence interval",
+    ),
+    ("CV", "cv", "Coefficient of variation"),
+];
+
+/// Dataflow id of a table.
+pub fn dataflow_id(table: &str) -> String {
+    table.to_uppercase()
+}
+
+/// `UNIT_MEASURE` code and label of a table.
+fn unit_measure(d: &TableDoc) -> (&'static str, &'static str) {
+    match d.kind.as_str() {
+        "survey_proportion" => ("SHARE", "Share (0 to 1)"),
+        "survey_mean" => ("MEAN", "Mean of the variable"),
+        "survey_ratio" => ("RATIO", "Ratio of two totals"),
+        "survey_total" => ("PS", "Persons (estimated)"),
+        _ if d.unit.starts_with("person") => ("PS", "Persons"),
+        _ if d.unit.starts_with("event") => ("EVENTS", "Events"),
+        _ => ("RECORDS", "Records"),
+    }
+}
+
+/// Write the SDMX files of `docs` into `dir` (a release being built).
+pub fn write(plan: &Plan, dir: &Path, docs: &[TableDoc]) -> Result<Vec<OutputFile>> {
+    let sdmx_dir = dir.join("public").join("sdmx");
+    let mut outputs = Vec::new();
+    for d in docs {
+        for version in &plan.sdmx.csv {
+            let (path, text) = match version.as_str() {
+                "2.0" => (
+                    sdmx_dir.join("2.0").join(format!("{}.csv", d.id)),
+                    csv(plan, d, true)?,
+                ),
+                _ => (sdmx_dir.join(format!("{}.csv", d.id)), csv(plan, d, false)?),
+            };
+            outputs.push(write_file(dir, &path, text.as_bytes(), d.rows as u64)?);
+        }
+    }
+    let xml = structure(plan, docs);
+    outputs.push(write_file(
+        dir,
+        &sdmx_dir.join("structure.xml"),
+        xml.as_bytes(),
+        0,
+    )?);
+    Ok(outputs)
+}
+
+pub(crate) fn write_file(dir: &Path, path: &Path, bytes: &[u8], rows: u64) -> Result<OutputFile> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| crate::Error::io(parent, e))?;
+    }
+    std::fs::write(path, bytes).map_err(|e| crate::Error::io(path, e))?;
+    let (bytes, blake3) = crate::export::hash_file(path)?;
+    Ok(OutputFile {
+        path: crate::export::relative(path, dir),
+        rows,
+        bytes,
+        blake3,
+    })
+}
+
+/// A number as SDMX-CSV writes it: integers without a fraction, others in the shortest form
+/// that reads back to the same double.
+fn number(v: f64) -> String {
+    if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+fn csv(plan: &Plan, d: &TableDoc, v2: bool) -> Result<String> {
+    let ctx = |what: &str| format!("SDMX-CSV of table {}: {what}", d.id);
+    let f = &d.frame;
+    let h = f.height();
+    let dims: Vec<&StringChunked> = d
+        .dimensions
+        .iter()
+        .map(|x| f.column(&x.id).and_then(|c| c.str()).ctx(|| ctx(&x.id)))
+        .collect::<Result<_>>()?;
+    let measure = f
+        .column(&d.measure)
+        .and_then(|c| c.cast(&DataType::Float64))
+        .ctx(|| ctx(&d.measure))?;
+    let measure = measure.f64().ctx(|| ctx(&d.measure))?.clone();
+    let text = |name: &str| -> Result<StringChunked> {
+        f.column(name)
+            .and_then(|c| c.str().cloned())
+            .ctx(|| ctx(name))
+    };
+    let (obs_status, conf_status) = (text("OBS_STATUS")?, text("CONF_STATUS")?);
+    let extra: Vec<Float64Chunked> = if d.survey {
+        SURVEY_ATTRIBUTES
+            .iter()
+            .map(|(_, col, _)| {
+                Ok(f.column(col)
+                    .and_then(|c| c.cast(&DataType::Float64))
+                    .ctx(|| ctx(col))?
+                    .f64()
+                    .ctx(|| ctx(col))?
+                    .clone())
+            })
+            .collect::<Result<_>>()?
+    } else {
+        Vec::new()
+    };
+    let flow = format!(
+        "{}:{}({})",
+        plan.sdmx.agency,
+        dataflow_id(&d.id),
+        plan.sdmx.version
+    );
+    let unit = unit_measure(d).0;
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(Vec::new());
+    let mut header: Vec<String> = if v2 {
+        vec!["STRUCTURE".into(), "STRUCTURE_ID".into(), "ACTION".into()]
+    } else {
+        vec!["DATAFLOW".into()]
+    };
+    if plan.sdmx.ref_area.is_some() {
+        header.push("REF_AREA".into());
+    }
+    header.extend(d.dimensions.iter().map(|x| x.id.clone()));
+    header.extend(
+        [
+            "TIME_PERIOD",
+            "OBS_VALUE",
+            "OBS_STATUS",
+            "CONF_STATUS",
+            "UNIT_MEASURE",
+        ]
+        .map(String::from),
+    );
+    if d.survey {
+        header.extend(SURVEY_ATTRIBUTES.iter().map(|(id, _, _)| id.to_string()));
+    }
+    let fail = |e: csv::Error| crate::Error::Internal(ctx(&e.to_string()));
+    w.write_record(&header).map_err(fail)?;
+    let mut row: Vec<String> = Vec::with_capacity(header.len());
+    for i in 0..h {
+        row.clear();
+        if v2 {
+            row.extend(["dataflow".to_string(), flow.clone(), "I".to_string()]);
+        } else {
+            row.push(flow.clone());
+        }
+        if let Some(a) = &plan.sdmx.ref_area {
+            row.push(a.clone());
+        }
+        for c in &dims {
+            row.push(c.get(i).unwrap_or_default().to_string());
+        }
+        row.push(d.time_period.clone());
+        row.push(measure.get(i).map(number).unwrap_or_default());
+        row.push(obs_status.get(i).unwrap_or_default().to_string());
+        row.push(conf_status.get(i).unwrap_or_default().to_string());
+        row.push(unit.to_string());
+        for c in &extra {
+            row.push(c.get(i).map(number).unwrap_or_default());
+        }
+        w.write_record(&row).map_err(fail)?;
+    }
+    let bytes = w
+        .into_inner()
+        .map_err(|e| crate::Error::Internal(ctx(&e.to_string())))?;
+    String::from_utf8(bytes).map_err(|e| crate::Error::Internal(ctx(&e.to_string())))
+}
+
+fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&apos;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+fn names(out: &mut String, indent: &str, l: &Labels) {
+    let _ = writeln!(
+        out,
+        "{indent}<com:Name xml:lang=\"en\">{}</com:Name>",
+        esc(&l.en)
+    );
+    if let Some(fr) = &l.fr {
+        let _ = writeln!(
+            out,
+            "{indent}<com:Name xml:lang=\"fr\">{}</com:Name>",
+            esc(fr)
+        );
+    }
+    if let Some(ar) = &l.ar {
+        let _ = writeln!(
+            out,
+            "{indent}<com:Name xml:lang=\"ar\">{}</com:Name>",
+            esc(ar)
+        );
+    }
+}
+
+fn en(s: &str) -> Labels {
+    Labels {
+        en: s.to_string(),
+        fr: None,
+        ar: None,
+    }
+}
+
+/// The SDMX-ML 2.1 structure message: code lists, concepts, one DSD and one dataflow per table.
+pub fn structure(plan: &Plan, docs: &[TableDoc]) -> String {
+    let agency = esc(&plan.sdmx.agency);
+    let version = esc(&plan.sdmx.version);
+    // Code lists: the union of the codes every table uses, with their labels.
+    let mut lists: BTreeMap<String, (String, BTreeMap<String, Labels>)> = BTreeMap::new();
+    let mut concepts: BTreeMap<String, String> = BTreeMap::new();
+    for d in docs {
+        for dim in &d.dimensions {
+            let e = lists
+                .entry(dim.codelist.clone())
+                .or_insert_with(|| (dim.name.clone(), BTreeMap::new()));
+            for (c, l) in &dim.codes {
+                e.1.entry(c.clone()).or_insert_with(|| l.clone());
+            }
+            concepts
+                .entry(dim.id.clone())
+                .or_insert_with(|| dim.name.clone());
+        }
+    }
+    let fixed = |codes: &[(&str, &str)]| -> BTreeMap<String, Labels> {
+        codes.iter().map(|(c, l)| (c.to_string(), en(l))).collect()
+    };
+    lists.insert(
+        "CL_OBS_STATUS".into(),
+        (
+            "Observation status".into(),
+            fixed(&[("A", "Normal value"), ("U", "Low reliability")]),
+        ),
+    );
+    lists.insert(
+        "CL_CONF_STATUS".into(),
+        (
+            "Confidentiality status".into(),
+            fixed(&[
+                ("A", "Primary confidentiality due to small counts"),
+                (
+                    "D",
+                    "Secondary confidentiality set by the sender, not for publication",
+                ),
+                ("F", "Free"),
+            ]),
+        ),
+    );
+    let mut units: BTreeMap<String, Labels> = BTreeMap::new();
+    for d in docs {
+        let (c, l) = unit_measure(d);
+        units.insert(c.to_string(), en(l));
+    }
+    lists.insert("CL_UNIT_MEASURE".into(), ("Unit of measure".into(), units));
+    if let Some(a) = &plan.sdmx.ref_area {
+        let label = plan
+            .codelists
+            .get("countries")
+            .and_then(|cl| {
+                cl.rows.values().find(|r| {
+                    cl.columns
+                        .iter()
+                        .position(|c| c == "iso2")
+                        .and_then(|i| r.get(i))
+                        == Some(a)
+                })
+            })
+            .and_then(|r| {
+                plan.codelists["countries"]
+                    .columns
+                    .iter()
+                    .position(|c| c == "label_en")
+                    .and_then(|i| r.get(i).cloned())
+            })
+            .unwrap_or_else(|| a.clone());
+        lists.insert(
+            "CL_AREA".into(),
+            ("Reference area".into(), [(a.clone(), en(&label))].into()),
+        );
+    }
+    for (id, name) in [
+        ("REF_AREA", "Reference area"),
+        ("TIME_PERIOD", "Time period"),
+        ("OBS_VALUE", "Observation value"),
+        ("OBS_STATUS", "Observation status"),
+        ("CONF_STATUS", "Confidentiality status"),
+        ("UNIT_MEASURE", "Unit of measure"),
+    ] {
+        concepts.insert(id.into(), name.into());
+    }
+    for (id, _, name) in SURVEY_ATTRIBUTES {
+        concepts.insert(id.into(), name.into());
+    }
+
+    let mut x = String::new();
+    x.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    x.push_str(
+        "<mes:Structure xmlns:mes=\"http://www.sdmx.org/resources/sdmxml/schemas/v2_1/message\" \
+         xmlns:str=\"http://www.sdmx.org/resources/sdmxml/schemas/v2_1/structure\" \
+         xmlns:com=\"http://www.sdmx.org/resources/sdmxml/schemas/v2_1/common\">\n",
+    );
+    let _ = writeln!(
+        x,
+        "  <mes:Header>\n    <mes:ID>{}</mes:ID>\n    <mes:Test>false</mes:Test>\n    \
+         <mes:Prepared>{}T00:00:00</mes:Prepared>\n    <mes:Sender id=\"{agency}\"/>\n  </mes:Header>",
+        esc(&format!("{}_STRUCTURE", plan.pipeline_id.to_uppercase())),
+        plan.reference_date
+    );
+    x.push_str("  <mes:Structures>\n    <str:Dataflows>\n");
+    for d in docs {
+        let id = dataflow_id(&d.id);
+        let _ = writeln!(
+            x,
+            "      <str:Dataflow id=\"{id}\" agencyID=\"{agency}\" version=\"{version}\">"
+        );
+        names(&mut x, "        ", &en(&d.title));
+        let _ = writeln!(
+            x,
+            "        <str:Structure>\n          <Ref id=\"DSD_{id}\" agencyID=\"{agency}\" \
+             version=\"{version}\" class=\"DataStructure\" package=\"datastructure\"/>\n        \
+             </str:Structure>\n      </str:Dataflow>"
+        );
+    }
+    x.push_str("    </str:Dataflows>\n    <str:Codelists>\n");
+    for (id, (name, codes)) in &lists {
+        let _ = writeln!(
+            x,
+            "      <str:Codelist id=\"{}\" agencyID=\"{agency}\" version=\"{version}\">",
+            esc(id)
+        );
+        names(&mut x, "        ", &en(name));
+        for (c, l) in codes {
+            let _ = writeln!(x, "        <str:Code id=\"{}\">", esc(c));
+            names(&mut x, "          ", l);
+            x.push_str("        </str:Code>\n");
+        }
+        x.push_str("      </str:Codelist>\n");
+    }
+    x.push_str("    </str:Codelists>\n    <str:Concepts>\n");
+    let _ = writeln!(
+        x,
+        "      <str:ConceptScheme id=\"CS_MIGSTAT\" agencyID=\"{agency}\" version=\"{version}\">"
+    );
+    names(&mut x, "        ", &en("Migration statistics concepts"));
+    for (id, name) in &concepts {
+        let _ = writeln!(x, "        <str:Concept id=\"{}\">", esc(id));
+        names(&mut x, "          ", &en(name));
+        x.push_str("        </str:Concept>\n");
+    }
+    x.push_str("      </str:ConceptScheme>\n    </str:Concepts>\n    <str:DataStructures>\n");
+    let concept = |id: &str| {
+        format!(
+            "<str:ConceptIdentity><Ref id=\"{}\" maintainableParentID=\"CS_MIGSTAT\" \
+             maintainableParentVersion=\"{version}\" agencyID=\"{agency}\" class=\"Concept\" \
+             package=\"conceptscheme\"/></str:ConceptIdentity>",
+            esc(id)
+        )
+    };
+    let enumeration = |cl: &str| {
+        format!(
+            "<str:LocalRepresentation><str:Enumeration><Ref id=\"{}\" agencyID=\"{agency}\" \
+             version=\"{version}\" class=\"Codelist\" package=\"codelist\"/></str:Enumeration>\
+             </str:LocalRepresentation>",
+            esc(cl)
+        )
+    };
+    for d in docs {
+        let id = dataflow_id(&d.id);
+        let _ = writeln!(
+            x,
+            "      <str:DataStructure id=\"DSD_{id}\" agencyID=\"{agency}\" version=\"{version}\">"
+        );
+        names(&mut x, "        ", &en(&d.title));
+        x.push_str("        <str:DataStructureComponents>\n          <str:DimensionList id=\"DimensionDescriptor\">\n");
+        let mut pos = 1;
+        if plan.sdmx.ref_area.is_some() {
+            let _ = writeln!(
+                x,
+                "            <str:Dimension id=\"REF_AREA\" position=\"{pos}\">{}{}</str:Dimension>",
+                concept("REF_AREA"),
+                enumeration("CL_AREA")
+            );
+            pos += 1;
+        }
+        for dim in &d.dimensions {
+            let _ = writeln!(
+                x,
+                "            <str:Dimension id=\"{}\" position=\"{pos}\">{}{}</str:Dimension>",
+                esc(&dim.id),
+                concept(&dim.id),
+                enumeration(&dim.codelist)
+            );
+            pos += 1;
+        }
+        let _ = writeln!(
+            x,
+            "            <str:TimeDimension id=\"TIME_PERIOD\" position=\"{pos}\">{}\
+             <str:LocalRepresentation><str:TextFormat textType=\"ObservationalTimePeriod\"/>\
+             </str:LocalRepresentation></str:TimeDimension>",
+            concept("TIME_PERIOD")
+        );
+        x.push_str("          </str:DimensionList>\n          <str:AttributeList id=\"AttributeDescriptor\">\n");
+        let mut attrs: Vec<(&str, Option<&str>, &str)> = vec![
+            ("OBS_STATUS", Some("CL_OBS_STATUS"), "Mandatory"),
+            ("CONF_STATUS", Some("CL_CONF_STATUS"), "Mandatory"),
+            ("UNIT_MEASURE", Some("CL_UNIT_MEASURE"), "Mandatory"),
+        ];
+        if d.survey {
+            attrs.extend(
+                SURVEY_ATTRIBUTES
+                    .iter()
+                    .map(|(a, _, _)| (*a, None, "Conditional")),
+            );
+        }
+        for (a, cl, status) in attrs {
+            let repr = match cl {
+                Some(cl) => enumeration(cl),
+                None => "<str:LocalRepresentation><str:TextFormat textType=\"Double\"/></str:LocalRepresentation>".to_string(),
+            };
+            let _ = writeln!(
+                x,
+                "            <str:Attribute id=\"{a}\" assignmentStatus=\"{status}\">{}{repr}\
+                 <str:AttributeRelationship><str:PrimaryMeasure><Ref id=\"OBS_VALUE\"/>\
+                 </str:PrimaryMeasure></str:AttributeRelationship></str:Attribute>",
+                concept(a)
+            );
+        }
+        let _ = writeln!(
+            x,
+            "          </str:AttributeList>\n          <str:MeasureList id=\"MeasureDescriptor\">\n            \
+             <str:PrimaryMeasure id=\"OBS_VALUE\">{}</str:PrimaryMeasure>\n          </str:MeasureList>\n        \
+             </str:DataStructureComponents>\n      </str:DataStructure>",
+            concept("OBS_VALUE")
+        );
+    }
+    x.push_str("    </str:DataStructures>\n  </mes:Structures>\n</mes:Structure>\n");
+    x
+}

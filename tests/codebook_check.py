@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Check a release's codebook with the Python `frictionless` package and the code lists.
+
+Usage: tests/codebook_check.py PIPELINE RELEASE   (a release directory, or an output directory)
+
+- public/datapackage.json is a valid Frictionless Data Package, and `frictionless validate`
+  reads every Parquet file it lists with no error: column types, every dimension code in its
+  `enum`, the dimensions unique as the primary key;
+- every public table is a resource, and the rows frictionless read equal the tables' cells;
+- the labels given for each code are the code lists' own (schemas/codelists/*.csv, read here),
+  in English, French and Arabic;
+- public/codebook.md names every table and every dimension.
+Prints `codebook ok` and exits 0, else names the problems and exits 1.
+"""
+import csv
+import json
+import os
+import sys
+
+import pyarrow.dataset as ds
+from frictionless import validate
+
+pipeline, out = sys.argv[1], sys.argv[2]
+rel = out if os.path.isfile(os.path.join(out, "manifest.json")) else os.path.join(out, "current")
+rel = os.path.realpath(rel)
+repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+problems = []
+
+dp_path = os.path.join(rel, "public", "datapackage.json")
+report = validate(dp_path, type="package")
+if not report.valid:
+    for task in report.tasks:
+        for e in task.errors[:3]:
+            problems.append(f"frictionless: {task.name}: {e.message}")
+rows_read = sum(t.stats["rows"] for t in report.tasks)
+
+dp = json.load(open(dp_path, encoding="utf-8"))
+tables = sorted(os.listdir(os.path.join(rel, "public", "tables")))
+names = sorted(r["name"] for r in dp["resources"])
+if names != tables:
+    problems.append(f"resources {names} != public tables {tables}")
+cells = sum(
+    ds.dataset(os.path.join(rel, "public", "tables", t), format="parquet", partitioning="hive").count_rows()
+    for t in tables
+)
+if rows_read != cells:
+    problems.append(f"frictionless read {rows_read} rows; the public tables hold {cells} cells")
+
+# Labels straight from the code lists.
+def load(name):
+    with open(os.path.join(repo, "schemas", "codelists", name), newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+lists = {
+    "CL_SEX": {r["code"]: r for r in load("sex.csv")},
+    "CL_COUNTRIES": {r["iso3"]: r for r in load("countries.csv")},
+    "CL_MIGRATION_STATUS": {r["code"]: r for r in load("migration_status.csv")},
+    "CL_MA_REGIONS": {r["code"]: r for r in load("ma_regions.csv")},
+    "CL_M49_AREAS": {r["code"]: r for r in load("m49_areas.csv")},
+}
+for r in load("age_bands.csv"):
+    lists.setdefault("CL_AGE_" + r["banding"].upper(), {})[r["code"]] = r
+checked = 0
+for res in dp["resources"]:
+    for f in res["schema"]["fields"]:
+        labels = f.get("migstat:labels")
+        if labels is None:
+            continue
+        cl = f["description"].rsplit("SDMX code list ", 1)[-1]
+        ref = lists.get(cl)
+        if ref is None:
+            continue
+        for code, l in labels.items():
+            if code in ("_T", "_U"):
+                continue
+            row = ref.get(code)
+            if row is None:
+                problems.append(f"{res['name']}.{f['name']}: code {code} is not in {cl}")
+                continue
+            for lang in ("en", "fr", "ar"):
+                want = row.get(f"label_{lang}") or None
+                if l.get(lang) != want:
+                    problems.append(f"{res['name']}.{f['name']}: {code} label_{lang} {l.get(lang)!r}, code list says {want!r}")
+            checked += 1
+
+md = open(os.path.join(rel, "public", "codebook.md"), encoding="utf-8").read()
+for res in dp["resources"]:
+    if f"## {res['name']}" not in md:
+        problems.append(f"codebook.md has no section for {res['name']}")
+    for f in res["schema"]["fields"]:
+        if "migstat:labels" in f and f"`{f['name']}`" not in md:
+            problems.append(f"codebook.md does not describe {res['name']}.{f['name']}")
+
+if problems:
+    print("\n".join(problems[:30]))
+    sys.exit(1)
+print(f"codebook ok: {len(names)} resources, {rows_read} rows validated by frictionless, {checked} labels match the code lists")

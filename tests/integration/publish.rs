@@ -1,0 +1,150 @@
+//! What a release offers its users besides the Parquet tables: SDMX-CSV with its structures, the
+//! codebook and data package, the HTML report. Each is read by a tool our users have (sdmx1,
+//! frictionless, headless Chromium), not by migstat.
+
+use std::process::Command;
+
+use polars::prelude::*;
+
+#[test]
+fn sdmx_exports_and_the_codebook_read_with_third_party_tools() {
+    let (_tmp, release, _plan) = crate::default_run();
+    crate::python_check("sdmx_check.py", &release, "sdmx ok");
+    crate::python_check("codebook_check.py", &release, "codebook ok");
+}
+
+/// Chromium from Debian (`chromium`); `.ci/run` installs it. Outside CI a machine without it
+/// skips the browser part with a message.
+fn chromium() -> Option<String> {
+    for c in ["chromium", "chromium-browser", "google-chrome"] {
+        if Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            return Some(c.to_string());
+        }
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must install chromium (apt-get install chromium) for the report test"
+    );
+    None
+}
+
+#[test]
+fn the_report_loads_in_headless_chromium_with_every_pyramid_drawn() {
+    let (tmp, release, plan) = crate::default_run();
+    let page = release.join("report").join("index.html");
+    let html = std::fs::read_to_string(&page).expect("report/index.html exists");
+
+    // Every public table with sex and age bands has its pyramid of the whole population.
+    let mut expected = 0;
+    for t in &plan.tables {
+        let public = release.join("public").join("tables").join(&t.id);
+        if public.is_dir()
+            && t.dimensions.iter().any(|d| d == "SEX")
+            && t.dimensions.iter().any(|d| d == "AGE_GROUP")
+        {
+            let title = t.title.clone().unwrap_or_else(|| t.id.clone());
+            assert!(
+                html.contains(&format!("<figcaption>{title}: all</figcaption>")),
+                "no pyramid for {}",
+                t.id
+            );
+            expected += 1;
+        }
+    }
+    assert!(expected >= 4, "the default pipeline has pyramids to draw");
+    let pyramids = html.matches("<svg class=\"pyramid\"").count();
+    assert!(pyramids >= expected);
+
+    // Suppressed cells are drawn as such, never as values: asylum's pyramid has one marker per
+    // suppressed (sex, age band) cell of the public file.
+    let f = std::fs::File::open(release.join("public/tables/asylum/ref_year=2024/data.parquet"))
+        .unwrap();
+    let df = ParquetReader::new(f).finish().unwrap();
+    let col = |n: &str| df.column(n).unwrap().str().unwrap().clone();
+    let (sex, age, status, region, cit) = (
+        col("SEX"),
+        col("AGE_GROUP"),
+        col("STATUS"),
+        col("CITIZENSHIP_REGION"),
+        col("CITIZENSHIP"),
+    );
+    let value = df.column("value").unwrap().u64().unwrap().clone();
+    let mut suppressed = 0;
+    for i in 0..df.height() {
+        let all_t = [&status, &region, &cit]
+            .iter()
+            .all(|c| c.get(i) == Some("_T"));
+        let s = sex.get(i).unwrap();
+        let a = age.get(i).unwrap();
+        if all_t && (s == "M" || s == "F") && a != "_T" && a != "_U" && value.get(i).is_none() {
+            suppressed += 1;
+        }
+    }
+    let asylum_title = plan
+        .tables
+        .iter()
+        .find(|t| t.id == "asylum")
+        .and_then(|t| t.title.clone())
+        .unwrap();
+    let fig_end = html
+        .find(&format!("<figcaption>{asylum_title}: all</figcaption>"))
+        .unwrap();
+    let fig_start = html[..fig_end].rfind("<figure>").unwrap();
+    let markers = html[fig_start..fig_end]
+        .matches("class=\"bar suppressed\"")
+        .count();
+    assert_eq!(
+        markers, suppressed,
+        "suppressed cells of the asylum pyramid"
+    );
+
+    let Some(browser) = chromium() else {
+        eprintln!("chromium not found: the browser check is skipped (apt-get install chromium)");
+        return;
+    };
+    let profile = tmp.path().join("chromium-profile");
+    let o = Command::new(&browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--disable-quic",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("chromium runs");
+    let dom = String::from_utf8_lossy(&o.stdout);
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "chromium failed:\n{log}");
+    // The page's own check ran: every pyramid has bars, no script error.
+    let body = dom.find("<body").map(|i| &dom[i..]).unwrap_or_default();
+    let body = &body[..body.find('>').unwrap_or(0)];
+    assert!(
+        body.contains(&format!("data-pyramids=\"{pyramids}\"")),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("data-drawn=\"{pyramids}\"")),
+        "{body}"
+    );
+    assert!(body.contains("data-errors=\"0\""), "{body}");
+    // Nothing on the console: no error, no blocked fetch (the page's policy forbids any).
+    let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();
+    assert!(
+        console.is_empty(),
+        "console messages:\n{}",
+        console.join("\n")
+    );
+}
