@@ -17,6 +17,7 @@ pub mod harmonize;
 pub mod ingest;
 pub mod protect;
 pub mod quarantine;
+pub mod query;
 pub mod release;
 pub mod runner;
 pub mod sample;

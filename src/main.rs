@@ -39,6 +39,14 @@ enum LogFormat {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum QueryFormat {
+    Table,
+    Csv,
+    Json,
+    Parquet,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum ReportFormat {
     Text,
     Json,
@@ -125,6 +133,32 @@ enum Command {
         /// Text for people, or JSON for tools.
         #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
         format: ReportFormat,
+    },
+    /// SQL over a release's public tables (polars SQL): each table is named by its id, with its
+    /// columns and the `ref_year` partition. Prints an aligned table, CSV or JSON lines, or writes
+    /// Parquet (--format parquet --out FILE). Restricted files are not visible.
+    ///
+    /// Example: migstat query "SELECT SEX, value FROM asylum WHERE STATUS = '_T' AND
+    /// AGE_GROUP = '_T' AND CITIZENSHIP_REGION = '_T' AND CITIZENSHIP = '_T'"
+    Query {
+        /// The SQL query.
+        sql: String,
+        /// A release directory, or an output directory (its current release).
+        #[arg(long, default_value = "out")]
+        release: PathBuf,
+        #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
+        format: QueryFormat,
+        /// Write to this file instead of stdout (required for Parquet).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// What a release publishes: its tables, or with TABLE that table's columns, codes and labels.
+    Describe {
+        /// A public table's id.
+        table: Option<String>,
+        /// A release directory, or an output directory (its current release).
+        #[arg(long, default_value = "out")]
+        release: PathBuf,
     },
     /// Count the records of a Parquet file by the given columns, with every margin (`_T`): a
     /// `GROUP BY CUBE` for a harmonized or accepted file. Prints CSV, or writes Parquet with --out.
@@ -275,11 +309,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
         }
         Command::Verify { release } => {
             // An output directory stands for its current release.
-            let dir = if release.join("manifest.json").is_file() {
-                release.clone()
-            } else {
-                migstat::release::current(release)
-            };
+            let dir = migstat::query::release_dir(release);
             let problems = migstat::release::verify(&dir)?;
             if problems.is_empty() {
                 println!("{}: intact", dir.display());
@@ -319,11 +349,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             } else {
                 migstat::protect::Depth::Certified
             };
-            let dir = if release.join("manifest.json").is_file() {
-                release.clone()
-            } else {
-                migstat::release::current(release)
-            };
+            let dir = migstat::query::release_dir(release);
             let checks = migstat::protect::audit_release(&dir, depth, table.as_deref())?;
             match format {
                 ReportFormat::Json => println!("{}", to_json(&checks)?),
@@ -359,6 +385,54 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             } else {
                 Ok(exit::DATA_REJECTED)
             }
+        }
+        Command::Query {
+            sql,
+            release,
+            format,
+            out,
+        } => {
+            let dir = migstat::query::release_dir(release);
+            let mut df = migstat::query::query(&dir, sql)?;
+            let bytes: Vec<u8> = match format {
+                QueryFormat::Table => migstat::query::aligned(&df).into_bytes(),
+                QueryFormat::Json => migstat::query::json_lines(&df).into_bytes(),
+                QueryFormat::Csv => {
+                    let mut buf = Vec::new();
+                    polars::prelude::CsvWriter::new(&mut buf)
+                        .finish(&mut df)
+                        .map_err(|e| Error::Internal(format!("writing CSV: {e}")))?;
+                    buf
+                }
+                QueryFormat::Parquet => {
+                    let Some(path) = out else {
+                        return Err(Error::Usage(
+                            "--format parquet needs --out FILE".to_string(),
+                        ));
+                    };
+                    let f = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+                    polars::prelude::ParquetWriter::new(f)
+                        .with_compression(polars::prelude::ParquetCompression::Zstd(None))
+                        .finish(&mut df)
+                        .map_err(|e| Error::Internal(format!("writing {}: {e}", path.display())))?;
+                    return Ok(exit::OK);
+                }
+            };
+            match out {
+                Some(path) => std::fs::write(path, &bytes).map_err(|e| Error::io(path, e))?,
+                None => {
+                    use std::io::Write;
+                    std::io::stdout()
+                        .write_all(&bytes)
+                        .map_err(|e| Error::io(std::path::Path::new("<stdout>"), e))?;
+                }
+            }
+            Ok(exit::OK)
+        }
+        Command::Describe { table, release } => {
+            let dir = migstat::query::release_dir(release);
+            print!("{}", migstat::query::describe(&dir, table.as_deref())?);
+            Ok(exit::OK)
         }
         Command::Tabulate { file, by, out } => {
             let mut table = migstat::disaggregate::tabulate(file, by)?;

@@ -34,8 +34,14 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn fmt_value(v: f64, survey: bool) -> String {
-    if !survey || (v.fract() == 0.0 && v.abs() >= 1.0) {
+/// Whether a table's values are shown with decimals: estimated means, shares and ratios; counts
+/// and estimated totals are shown as whole numbers.
+fn decimals(d: &TableDoc) -> bool {
+    d.survey && d.kind != "survey_total"
+}
+
+fn fmt_value(v: f64, decimals: bool) -> String {
+    if !decimals || (v.fract() == 0.0 && v.abs() >= 1.0) {
         // Thousands separated by a thin space.
         let n = v.round() as i64;
         let s = n.abs().to_string();
@@ -139,7 +145,7 @@ impl<'a> Cells<'a> {
                 let class = if obs == "U" { "num unreliable" } else { "num" };
                 format!(
                     "<td class=\"{class}\">{}{cv}</td><td class=\"flag\">{flags}</td>",
-                    fmt_value(v, self.doc.survey)
+                    fmt_value(v, decimals(self.doc))
                 )
             }
         }
@@ -230,7 +236,7 @@ fn pyramid(
                         y + 1.0,
                         row_h - 2.0,
                         esc(&label(age_dim, band)),
-                        fmt_value(*v, cells.doc.survey)
+                        fmt_value(*v, decimals(cells.doc))
                     );
                 }
                 None => {
@@ -255,7 +261,7 @@ fn pyramid(
         height - 8.0,
         largest.map_or("none published".to_string(), |v| fmt_value(
             v,
-            cells.doc.survey
+            decimals(cells.doc)
         )),
         esc(title)
     );
@@ -399,7 +405,8 @@ pub fn html(
         }
         let _ = writeln!(
             s,
-            "<h3>{} <small>({})</small></h3><div class=\"pyramids\">",
+            "<h3 id=\"p-{}\">{} <small>({})</small></h3><div class=\"pyramids\">",
+            esc(&c.doc.id),
             esc(&c.doc.title),
             esc(&c.doc.unit)
         );

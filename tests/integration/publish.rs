@@ -148,3 +148,82 @@ fn the_report_loads_in_headless_chromium_with_every_pyramid_drawn() {
         console.join("\n")
     );
 }
+
+/// The README's query gives the same rows in `migstat query` and in DuckDB (the README's DuckDB
+/// form of it, on the same release); `describe` and the output formats work; a bad query is a
+/// usage error that lists the tables.
+#[test]
+fn migstat_query_answers_like_duckdb() {
+    let (_tmp, release, _plan) = crate::default_run();
+    let readme = std::fs::read_to_string(crate::repo().join("README.md")).unwrap();
+    let sql = "SELECT YEAR_ISSUED, SEX, value FROM first_permits WHERE AGE_GROUP = '_T' AND PERMIT_TYPE = '_T' AND YEAR_ISSUED >= '2022' ORDER BY YEAR_ISSUED, SEX";
+    assert!(
+        readme.contains(&format!("migstat query \"{sql}\"")),
+        "the README shows this query"
+    );
+    assert!(
+        readme.contains(&format!("{sql};")),
+        "the README shows it for DuckDB"
+    );
+    let rel = release.to_str().unwrap();
+
+    let ours = crate::migstat(&["query", "--release", rel, "--format", "csv", sql], &[]);
+    assert!(
+        ours.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ours.stderr)
+    );
+    let ours: Vec<String> = String::from_utf8_lossy(&ours.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+
+    let script = format!(
+        "import duckdb\ncon = duckdb.connect()\ncon.execute(\"\"\"CREATE VIEW first_permits AS SELECT * FROM read_parquet('{rel}/public/tables/first_permits/*/*.parquet', hive_partitioning = true)\"\"\")\nprint('YEAR_ISSUED,SEX,value')\nfor r in con.execute(\"\"\"{sql}\"\"\").fetchall():\n    print(','.join('' if v is None else str(v) for v in r))\n"
+    );
+    let duck = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        duck.status.success(),
+        "{}",
+        String::from_utf8_lossy(&duck.stderr)
+    );
+    let theirs: Vec<String> = String::from_utf8_lossy(&duck.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(ours, theirs);
+    assert!(ours.len() > 4, "{ours:?}");
+
+    // Aligned table and JSON lines: the same numbers.
+    let table = crate::migstat(&["query", "--release", rel, sql], &[]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains(&format!("({} rows)", ours.len() - 1)),
+        "{text}"
+    );
+    let json = crate::migstat(&["query", "--release", rel, "--format", "json", sql], &[]);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&json.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for (j, csv) in lines.iter().zip(ours.iter().skip(1)) {
+        let v = csv.rsplit(',').next().unwrap();
+        assert_eq!(j["value"].to_string(), v);
+    }
+
+    // Restricted files are not tables; errors name what is there.
+    let bad = crate::migstat(&["query", "--release", rel, "SELECT * FROM permits"], &[]);
+    assert_eq!(bad.status.code(), Some(78), "a usage error");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("first_permits"));
+
+    let d = crate::migstat(&["describe", "--release", rel, "first_permits"], &[]);
+    let d = String::from_utf8_lossy(&d.stdout);
+    assert!(
+        d.contains("AGE_GROUP") && d.contains("Femme") && d.contains("أنثى"),
+        "{d}"
+    );
+}
