@@ -12,6 +12,33 @@ use migstat::{runner, sample, spec};
 
 const DEFAULT_PIPELINE: &str = "pipelines/observatory.toml";
 
+/// `print!`/`println!` that end the process quietly when stdout is closed early (`| head`)
+/// instead of panicking, and with exit 1 and a message on any other write error.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = write!(std::io::stdout(), $($t)*) {
+            stdout_failed(e)
+        }
+    }};
+}
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($t)*) {
+            stdout_failed(e)
+        }
+    }};
+}
+
+fn stdout_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("error: writing to stdout: {e}");
+    std::process::exit(1)
+}
+
 /// migstat — disaggregated migration statistics from raw records.
 ///
 /// Exit codes: 0 ok; 1 runtime or I/O error; 65 input data rejected beyond a source's
@@ -231,7 +258,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
         Command::Check { pipeline } => {
             let plan = spec::compile(pipeline)?;
             let files: usize = plan.sources.iter().map(|s| s.files.len()).sum();
-            println!(
+            outln!(
                 "{}: ok — pipeline `{}`, {} source(s), {} file(s)",
                 pipeline.display(),
                 plan.pipeline_id,
@@ -243,8 +270,8 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
         Command::Explain { pipeline, format } => {
             let plan = spec::compile(pipeline)?;
             match format {
-                ReportFormat::Text => print!("{}", plan.explain()),
-                ReportFormat::Json => println!("{}", to_json(&plan)?),
+                ReportFormat::Text => out!("{}", plan.explain()),
+                ReportFormat::Json => outln!("{}", to_json(&plan)?),
             }
             Ok(exit::OK)
         }
@@ -289,17 +316,17 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             let manifest = runner::run(&plan, &opts)?;
             if manifest.status == "up_to_date" {
                 match report {
-                    ReportFormat::Text => println!(
+                    ReportFormat::Text => outln!(
                         "up to date: release {} is current; inputs, spec, code lists and migstat version are unchanged (--full-refresh recomputes)",
                         manifest.run_id
                     ),
-                    ReportFormat::Json => println!("{}", to_json(&manifest)?),
+                    ReportFormat::Json => outln!("{}", to_json(&manifest)?),
                 }
                 return Ok(exit::OK);
             }
             match report {
-                ReportFormat::Text => print!("{}", runner::summary(&manifest)),
-                ReportFormat::Json => println!("{}", to_json(&manifest)?),
+                ReportFormat::Text => out!("{}", runner::summary(&manifest)),
+                ReportFormat::Json => outln!("{}", to_json(&manifest)?),
             }
             if manifest.rejections.is_empty() {
                 Ok(exit::OK)
@@ -312,11 +339,11 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             let dir = migstat::query::release_dir(release);
             let problems = migstat::release::verify(&dir)?;
             if problems.is_empty() {
-                println!("{}: intact", dir.display());
+                outln!("{}: intact", dir.display());
                 Ok(exit::OK)
             } else {
                 for p in &problems {
-                    println!("{}: {p}", dir.display());
+                    outln!("{}: {p}", dir.display());
                 }
                 Ok(exit::DATA_REJECTED)
             }
@@ -325,11 +352,11 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             let records = migstat::release::read_history(out)?;
             match format {
                 ReportFormat::Text => {
-                    print!("{}", migstat::release::history_table(&records, *last))
+                    out!("{}", migstat::release::history_table(&records, *last))
                 }
                 ReportFormat::Json => {
                     for r in records.iter().rev().take(*last).rev() {
-                        println!(
+                        outln!(
                             "{}",
                             serde_json::to_string(r).map_err(|e| Error::Internal(e.to_string()))?
                         );
@@ -352,14 +379,19 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             let dir = migstat::query::release_dir(release);
             let checks = migstat::protect::audit_release(&dir, depth, table.as_deref())?;
             match format {
-                ReportFormat::Json => println!("{}", to_json(&checks)?),
+                ReportFormat::Json => outln!("{}", to_json(&checks)?),
                 ReportFormat::Text => {
-                    println!(
+                    outln!(
                         "{:<24} {:<12} {:>7} {:>7} {:>9} {:>10}  result",
-                        "table", "method", "cells", "primary", "secondary", "narrowest"
+                        "table",
+                        "method",
+                        "cells",
+                        "primary",
+                        "secondary",
+                        "narrowest"
                     );
                     for c in &checks {
-                        println!(
+                        outln!(
                             "{:<24} {:<12} {:>7} {:>7} {:>9} {:>10}  {}",
                             c.table,
                             c.method,
@@ -375,7 +407,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                             }
                         );
                         for f in c.failures.iter().take(20) {
-                            println!("    {}: {f}", c.file.display());
+                            outln!("    {}: {f}", c.file.display());
                         }
                     }
                 }
@@ -422,16 +454,16 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                 Some(path) => std::fs::write(path, &bytes).map_err(|e| Error::io(path, e))?,
                 None => {
                     use std::io::Write;
-                    std::io::stdout()
-                        .write_all(&bytes)
-                        .map_err(|e| Error::io(std::path::Path::new("<stdout>"), e))?;
+                    if let Err(e) = std::io::stdout().write_all(&bytes) {
+                        stdout_failed(e)
+                    }
                 }
             }
             Ok(exit::OK)
         }
         Command::Describe { table, release } => {
             let dir = migstat::query::release_dir(release);
-            print!("{}", migstat::query::describe(&dir, table.as_deref())?);
+            out!("{}", migstat::query::describe(&dir, table.as_deref())?);
             Ok(exit::OK)
         }
         Command::Tabulate { file, by, out } => {
@@ -445,7 +477,16 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                         .map(|_| ())
                 }
                 None => {
-                    polars::prelude::CsvWriter::new(std::io::stdout().lock()).finish(&mut table)
+                    // A cube is small (its cells, not its records): format it, then write it.
+                    let mut buf = Vec::new();
+                    let done = polars::prelude::CsvWriter::new(&mut buf).finish(&mut table);
+                    if done.is_ok() {
+                        use std::io::Write as _;
+                        if let Err(e) = std::io::stdout().write_all(&buf) {
+                            stdout_failed(e)
+                        }
+                    }
+                    done
                 }
             };
             written.map_err(|e| Error::Internal(format!("writing the table: {e}")))?;
@@ -457,7 +498,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             }
             let written = sample::generate(out, *scale, *seed)?;
             for (path, rows) in written {
-                println!("{:>12} rows  {}", rows, path.display());
+                outln!("{:>12} rows  {}", rows, path.display());
             }
             Ok(exit::OK)
         }

@@ -75,6 +75,35 @@ fn the_default_release_publishes_only_protected_tables() {
     let (_tmp, out, plan) = crate::default_run();
     let m = crate::manifest(&out);
 
+    // asylum sets publish_grand_total: its total is published, and true (the sample's accepted
+    // registrations, each person once).
+    let asylum = public(&out, "asylum");
+    let accepted = read_parquet(&out.join("restricted/accepted/asylum.parquet"));
+    let persons = accepted
+        .column("raw_person_id")
+        .unwrap()
+        .as_materialized_series()
+        .n_unique()
+        .unwrap() as u64;
+    let dims = [
+        "STATUS",
+        "SEX",
+        "AGE_GROUP",
+        "CITIZENSHIP_REGION",
+        "CITIZENSHIP",
+    ];
+    let cols: Vec<Vec<String>> = dims.iter().map(|d| strings(&asylum, d)).collect();
+    let total_row = (0..asylum.height())
+        .find(|&i| cols.iter().all(|c| c[i] == "_T"))
+        .expect("a grand total row");
+    let value = asylum
+        .column("value")
+        .unwrap()
+        .u64()
+        .unwrap()
+        .get(total_row);
+    assert_eq!(value, Some(persons), "asylum's grand total is published");
+
     for (t, dims) in [
         ("trafficking", vec!["SEX", "CHILD", "EXPLOITATION"]),
         (
