@@ -242,7 +242,15 @@ pub fn describe(release: &Path, table: Option<&str>) -> Result<String> {
                     str_of(&f["title"]),
                     labels.len()
                 );
-                for (code, l) in labels {
+                // Codes in the codebook's order (age bands youngest first): `categories`.
+                let order: Vec<String> = f["categories"]
+                    .as_array()
+                    .unwrap_or(&empty)
+                    .iter()
+                    .map(|c| str_of(&c["value"]))
+                    .collect();
+                for code in &order {
+                    let l = &labels[code];
                     let mut line = format!("  {code:<12} {}", str_of(&l["en"]));
                     for lang in ["fr", "ar"] {
                         if let Some(t) = l[lang].as_str() {
