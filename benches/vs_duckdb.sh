@@ -33,10 +33,8 @@ measure() { # label, command...
 }
 
 if [ ! -f "$work/data/border_crossings.csv" ]; then
-  echo "generating $rows border crossings (migstat sample --scale $scale; all sources are written)"
-  "$bin" sample --out "$work/data" --scale "$scale" > /dev/null
-  # Only the border source is compared: drop the others to save disk.
-  find "$work/data" -type f ! -name 'border_crossings*' -delete
+  echo "generating $rows border crossings (migstat sample --scale $scale --only border)"
+  "$bin" sample --out "$work/data" --scale "$scale" --only border > /dev/null
 fi
 du -sh "$work/data" | awk '{print "input (border CSV)            " $1}'
 sed -e "s#@DATA@#$PWD/$work/data#g" -e "s#@REPO@#$PWD#g" benches/duckdb/pipeline.toml > "$work/pipeline.toml"

@@ -215,6 +215,10 @@ enum Command {
         /// Random seed.
         #[arg(long, default_value_t = 2018)]
         seed: u64,
+        /// Only these sources, comma-separated (survey, permits, asylum, border, returns,
+        /// trafficking); a source's files are the same whichever others are made.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
 }
 
@@ -492,11 +496,16 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             written.map_err(|e| Error::Internal(format!("writing the table: {e}")))?;
             Ok(exit::OK)
         }
-        Command::Sample { out, scale, seed } => {
+        Command::Sample {
+            out,
+            scale,
+            seed,
+            only,
+        } => {
             if *scale == 0 {
                 return Err(Error::Usage("--scale must be at least 1".into()));
             }
-            let written = sample::generate(out, *scale, *seed)?;
+            let written = sample::generate_only(out, *scale, *seed, only)?;
             for (path, rows) in written {
                 outln!("{:>12} rows  {}", rows, path.display());
             }

@@ -137,16 +137,52 @@ const BAD_ROW_RATE: f64 = 0.01;
 
 /// Write every sample source into `dir`; returns each file and its data rows.
 pub fn generate(dir: &Path, scale: u32, seed: u64) -> Result<Vec<(PathBuf, u64)>> {
+    generate_only(dir, scale, seed, &[])
+}
+
+/// The sources [`generate_only`] knows, in the order it writes them.
+pub const SOURCES: [&str; 6] = [
+    "survey",
+    "permits",
+    "asylum",
+    "border",
+    "returns",
+    "trafficking",
+];
+
+/// As [`generate`], for the named sources only (all when `only` is empty). Each source has its
+/// own generator seeded from `seed`, so a source's bytes do not depend on which others are made.
+pub fn generate_only(
+    dir: &Path,
+    scale: u32,
+    seed: u64,
+    only: &[String],
+) -> Result<Vec<(PathBuf, u64)>> {
+    if let Some(bad) = only.iter().find(|o| !SOURCES.contains(&o.as_str())) {
+        return Err(crate::Error::Usage(format!(
+            "no sample source `{bad}`; the sources are {}",
+            SOURCES.join(", ")
+        )));
+    }
     std::fs::create_dir_all(dir).at(dir)?;
     let sizes = Sizes::at(scale);
-    Ok(vec![
-        survey(dir, &sizes, seed)?,
-        permits(dir, &sizes, seed)?,
-        asylum(dir, &sizes, seed)?,
-        border(dir, &sizes, seed)?,
-        returns(dir, &sizes, seed)?,
-        trafficking(dir, &sizes, seed)?,
-    ])
+    let wanted = |s: &str| only.is_empty() || only.iter().any(|o| o == s);
+    type Make = fn(&Path, &Sizes, u64) -> Result<(PathBuf, u64)>;
+    let makers: [(&str, Make); 6] = [
+        ("survey", survey),
+        ("permits", permits),
+        ("asylum", asylum),
+        ("border", border),
+        ("returns", returns),
+        ("trafficking", trafficking),
+    ];
+    let mut out = Vec::new();
+    for (name, make) in makers {
+        if wanted(name) {
+            out.push(make(dir, &sizes, seed)?);
+        }
+    }
+    Ok(out)
 }
 
 /// A CSV file being written: quoting, delimiter, line ending and encoding.

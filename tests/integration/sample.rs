@@ -20,6 +20,51 @@ fn committed_sample_is_what_the_generator_writes() {
 }
 
 #[test]
+fn one_source_alone_is_the_same_bytes_as_with_the_others() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = crate::migstat(
+        &[
+            "sample",
+            "--out",
+            tmp.path().to_str().unwrap(),
+            "--only",
+            "border,trafficking",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut names: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["border_crossings.csv", "trafficking_referrals.csv"]);
+    for n in &names {
+        assert!(
+            std::fs::read(tmp.path().join(n)).unwrap()
+                == std::fs::read(repo().join("sample_data").join(n)).unwrap(),
+            "{n}"
+        );
+    }
+    let bad = crate::migstat(
+        &[
+            "sample",
+            "--out",
+            tmp.path().to_str().unwrap(),
+            "--only",
+            "visas",
+        ],
+        &[],
+    );
+    assert_eq!(bad.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("border"));
+}
+
+#[test]
 fn default_pipeline_accounts_for_every_generated_row() {
     let tmp = tempfile::tempdir().unwrap();
     // Rows per file as the generator counted them while writing: an independent count.
