@@ -12,8 +12,12 @@
 //! single-year age, never from a producer's own bands, because producers' bands do not nest.
 //! A missing (null) raw value becomes `_U`; a code-list attribute that is empty becomes `_Z`.
 
+// Per-chunk caches of raw value → code: few distinct values, looked up millions of times;
+// XXH3 hashes them faster than the default SipHash (the keys are the chunk's own values and
+// each map lives for one chunk).
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use xxhash_rust::xxh3::Xxh3Builder;
 
 use chrono::{Datelike, NaiveDate};
 use polars::prelude::*;
@@ -137,7 +141,8 @@ impl<'p> Harmonizer<'p> {
                     let raw = raw.str().ctx(|| ctx(from))?;
                     let identity = &self.identity[di];
                     // Codes borrow from the crosswalk and the code list: no allocation per row.
-                    let mut cache: HashMap<&str, Option<&str>> = HashMap::new();
+                    let mut cache: HashMap<&str, Option<&str>, Xxh3Builder> =
+                        HashMap::with_hasher(Xxh3Builder::new());
                     let mut out: Vec<Option<&str>> = Vec::with_capacity(height);
                     for (row, v) in raw.iter().enumerate() {
                         let Some(v) = v else {
@@ -232,7 +237,8 @@ impl<'p> Harmonizer<'p> {
                         .get(codelist)
                         .ok_or_else(|| Error::Internal(format!("code list {codelist} vanished")))?;
                     let c = df.column(from).ctx(|| ctx(from))?;
-                    let mut cache: HashMap<&str, &str> = HashMap::new();
+                    let mut cache: HashMap<&str, &str, Xxh3Builder> =
+                        HashMap::with_hasher(Xxh3Builder::new());
                     let codes: Vec<&str> = c
                         .str()
                         .ctx(|| ctx(from))?

@@ -115,6 +115,13 @@ impl DateFormat {
         let (mut y, mut m, mut d) = (0i32, 0u32, 0u32);
         for t in &self.tokens {
             match *t {
+                // Separators are nearly always one ASCII byte: compare it without `memcmp`.
+                DateToken::Literal(c) if c.is_ascii() => {
+                    if b.get(i) != Some(&(c as u8)) {
+                        return None;
+                    }
+                    i += 1;
+                }
                 DateToken::Literal(c) => {
                     let mut buf = [0u8; 4];
                     let lit = c.encode_utf8(&mut buf).as_bytes();
