@@ -8,12 +8,14 @@ Usage: tests/sdmx_check.py PIPELINE RELEASE   (a release directory, or an output
   public table, each with its data structure and code lists;
 - public/sdmx/2.0/<table>.csv parses with sdmx1's SDMX-CSV 2.0 reader against that dataflow;
   every observation's dimension codes and coded attributes are codes of their code lists, and
-  its value is the Parquet table's value for the same cell (empty where suppressed);
+  its value is the Parquet table's value for the same cell (empty where suppressed); a table
+  over all periods has its year dimension as TIME_PERIOD, without the totals over time;
 - public/sdmx/<table>.csv (SDMX-CSV 1.0) holds the same observations, each naming its dataflow
   as AGENCY:ID(VERSION) from the structure message.
 Prints `sdmx ok` and exits 0, or names the first differences and exits 1.
 """
 import csv
+import json
 import math
 import os
 import sys
@@ -27,6 +29,8 @@ rel = os.path.realpath(rel)
 structure = sdmx.read_sdmx(os.path.join(rel, "public", "sdmx", "structure.xml"))
 tables = sorted(os.listdir(os.path.join(rel, "public", "tables")))
 problems = []
+with open(os.path.join(rel, "public", "datapackage.json"), encoding="utf-8") as f:
+    package = {r["name"]: r["schema"]["primaryKey"] for r in json.load(f)["resources"]}
 
 
 def codes(component):
@@ -53,7 +57,16 @@ for t in tables:
     dims = [d.id for d in dsd.dimensions if d.id != "TIME_PERIOD"]
     measure = "estimate" if t.startswith("survey") else "value"
     public = ds.dataset(os.path.join(rel, "public", "tables", t), format="parquet", partitioning="hive").to_table().to_pylist()
-    truth = {tuple(r.get(d, "MA") for d in dims): r[measure] for r in public}
+    # A table over all periods writes its year dimension as TIME_PERIOD and leaves out its totals
+    # over time: the table's dimension (data package primary key) that the DSD does not have.
+    time_dims = [d for d in package[t] if d not in dims]
+    if len(time_dims) > 1:
+        problems.append(f"{t}: dimensions {time_dims} are missing from the DSD")
+    time_dim = time_dims[0] if time_dims else None
+    if time_dim:
+        public = [r for r in public if r[time_dim] != "_T"]
+    key_of = lambda r: tuple(r.get(d, "MA") for d in dims) + ((r[time_dim],) if time_dim else ())
+    truth = {key_of(r): r[measure] for r in public}
 
     # SDMX-CSV 2.0 through sdmx1's reader
     msg = sdmx.read_sdmx(os.path.join(rel, "public", "sdmx", "2.0", f"{t}.csv"), structure=flow)
@@ -70,7 +83,7 @@ for t in tables:
         for a, av in o.attrib.items():
             if attr_codes.get(a) is not None and av.value not in attr_codes[a]:
                 problems.append(f"{t}: attribute {a}={av.value} is not in its code list")
-        cell = tuple(key[d].value for d in dims)
+        cell = tuple(key[d].value for d in dims) + ((key["TIME_PERIOD"].value,) if time_dim else ())
         if cell not in truth:
             problems.append(f"{t}: SDMX cell {cell} is not in the Parquet table")
         elif not same(o.value, truth[cell]):
@@ -87,7 +100,7 @@ for t in tables:
         if r["DATAFLOW"] != expected_flow:
             problems.append(f"{t}: DATAFLOW {r['DATAFLOW']!r}, expected {expected_flow!r}")
             break
-        cell = tuple(r[d] for d in dims)
+        cell = tuple(r[d] for d in dims) + ((r["TIME_PERIOD"],) if time_dim else ())
         if cell not in truth or not same(r["OBS_VALUE"], truth[cell]):
             problems.append(f"{t}: SDMX-CSV 1.0 row {cell} = {r['OBS_VALUE']!r} differs from Parquet")
             break

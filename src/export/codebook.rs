@@ -69,6 +69,9 @@ pub struct TableDoc {
     /// The same in SDMX `TIME_PERIOD` form (`2024`, `2024-12-31`, or `start/P…D`).
     pub time_period: String,
     pub dimensions: Vec<DimDoc>,
+    /// For a table over all periods (a flow by year), the dimension that holds the year: SDMX
+    /// writes it as `TIME_PERIOD` (its `_T` rows, a total over time, have no SDMX form).
+    pub time_dimension: Option<usize>,
     /// The measure column (`value`, or `estimate` for survey tables).
     pub measure: String,
     pub survey: bool,
@@ -213,6 +216,17 @@ fn table_doc(
         }
     };
     let ref_period = first_str(&frame, "ref_period");
+    let time_dimension = if ref_period == "all" {
+        t.dimensions.iter().position(|d| {
+            source.is_some_and(|s| {
+                s.harmonize
+                    .iter()
+                    .any(|x| &x.name == d && matches!(x.derivation, Derivation::Year { .. }))
+            })
+        })
+    } else {
+        None
+    };
     Ok(TableDoc {
         id: t.id.clone(),
         title: t.title.clone().unwrap_or_else(|| t.id.clone()),
@@ -223,6 +237,7 @@ fn table_doc(
         time_period: time_period(&ref_period),
         ref_period,
         dimensions,
+        time_dimension,
         measure: if survey { "estimate" } else { "value" }.to_string(),
         survey,
         protection,
@@ -508,11 +523,22 @@ pub fn markdown(plan: &Plan, manifest: &crate::runner::Manifest, docs: &[TableDo
             let _ = writeln!(s, "- Source: `{}`", d.source);
         }
         let _ = writeln!(s, "- Kind: {}; unit: {}", d.kind, d.unit);
-        let _ = writeln!(
-            s,
-            "- Reference period: {} (SDMX TIME_PERIOD `{}`)",
-            d.ref_period, d.time_period
-        );
+        match d.time_dimension {
+            Some(t) => {
+                let _ = writeln!(
+                    s,
+                    "- Reference period: {} (SDMX TIME_PERIOD: the `{}` code; its `_T` rows are not in the SDMX files)",
+                    d.ref_period, d.dimensions[t].id
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    s,
+                    "- Reference period: {} (SDMX TIME_PERIOD `{}`)",
+                    d.ref_period, d.time_period
+                );
+            }
+        }
         let _ = writeln!(s, "- Protection: {}", d.protection);
         if let Some(p) = &d.protection_summary
             && (p.primary > 0 || p.secondary > 0)

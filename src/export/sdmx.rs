@@ -10,7 +10,9 @@
 //! a data structure definition per table, the concept scheme and the code lists (with English,
 //! French and Arabic names), so that SDMX tools can read and check the CSV files.
 //!
-//! The dataflow id of a table is its id in upper case (`asylum` → `ASYLUM`).
+//! The dataflow id of a table is its id in upper case (`asylum` → `ASYLUM`). A table over all
+//! periods with a year dimension (a flow by year of issue) writes that year as `TIME_PERIOD`;
+//! its rows with the year at `_T` (totals over time) have no SDMX form and are left out.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -20,7 +22,7 @@ use polars::prelude::*;
 
 use crate::error::{PolarsContext, Result};
 use crate::export::OutputFile;
-use crate::export::codebook::{Labels, TableDoc};
+use crate::export::codebook::{DimDoc, Labels, TableDoc};
 use crate::spec::Plan;
 
 /// The attributes of survey estimates: (SDMX id, public column, name).
@@ -63,14 +65,14 @@ pub fn write(plan: &Plan, dir: &Path, docs: &[TableDoc]) -> Result<Vec<OutputFil
     let mut outputs = Vec::new();
     for d in docs {
         for version in &plan.sdmx.csv {
-            let (path, text) = match version.as_str() {
+            let (path, (text, rows)) = match version.as_str() {
                 "2.0" => (
                     sdmx_dir.join("2.0").join(format!("{}.csv", d.id)),
                     csv(plan, d, true)?,
                 ),
                 _ => (sdmx_dir.join(format!("{}.csv", d.id)), csv(plan, d, false)?),
             };
-            outputs.push(write_file(dir, &path, text.as_bytes(), d.rows as u64)?);
+            outputs.push(write_file(dir, &path, text.as_bytes(), rows)?);
         }
     }
     let xml = structure(plan, docs);
@@ -107,15 +109,30 @@ fn number(v: f64) -> String {
     }
 }
 
-fn csv(plan: &Plan, d: &TableDoc, v2: bool) -> Result<String> {
+/// The dimensions of a table's data structure: all but the one written as `TIME_PERIOD`.
+pub fn sdmx_dimensions(d: &TableDoc) -> impl Iterator<Item = &DimDoc> {
+    d.dimensions
+        .iter()
+        .enumerate()
+        .filter(move |(i, _)| Some(*i) != d.time_dimension)
+        .map(|(_, x)| x)
+}
+
+/// A table's SDMX-CSV text and its number of observations.
+fn csv(plan: &Plan, d: &TableDoc, v2: bool) -> Result<(String, u64)> {
     let ctx = |what: &str| format!("SDMX-CSV of table {}: {what}", d.id);
     let f = &d.frame;
     let h = f.height();
-    let dims: Vec<&StringChunked> = d
-        .dimensions
-        .iter()
+    let dims: Vec<&StringChunked> = sdmx_dimensions(d)
         .map(|x| f.column(&x.id).and_then(|c| c.str()).ctx(|| ctx(&x.id)))
         .collect::<Result<_>>()?;
+    let time: Option<&StringChunked> = match d.time_dimension {
+        Some(t) => {
+            let id = &d.dimensions[t].id;
+            Some(f.column(id).and_then(|c| c.str()).ctx(|| ctx(id))?)
+        }
+        None => None,
+    };
     let measure = f
         .column(&d.measure)
         .and_then(|c| c.cast(&DataType::Float64))
@@ -160,7 +177,7 @@ fn csv(plan: &Plan, d: &TableDoc, v2: bool) -> Result<String> {
     if plan.sdmx.ref_area.is_some() {
         header.push("REF_AREA".into());
     }
-    header.extend(d.dimensions.iter().map(|x| x.id.clone()));
+    header.extend(sdmx_dimensions(d).map(|x| x.id.clone()));
     header.extend(
         [
             "TIME_PERIOD",
@@ -177,7 +194,16 @@ fn csv(plan: &Plan, d: &TableDoc, v2: bool) -> Result<String> {
     let fail = |e: csv::Error| crate::Error::Internal(ctx(&e.to_string()));
     w.write_record(&header).map_err(fail)?;
     let mut row: Vec<String> = Vec::with_capacity(header.len());
+    let mut written = 0u64;
     for i in 0..h {
+        let period = match time {
+            Some(t) => match t.get(i) {
+                Some(crate::disaggregate::TOTAL) | None => continue, // a total over time
+                Some(y) => y.to_string(),
+            },
+            None => d.time_period.clone(),
+        };
+        written += 1;
         row.clear();
         if v2 {
             row.extend(["dataflow".to_string(), flow.clone(), "I".to_string()]);
@@ -190,7 +216,7 @@ fn csv(plan: &Plan, d: &TableDoc, v2: bool) -> Result<String> {
         for c in &dims {
             row.push(c.get(i).unwrap_or_default().to_string());
         }
-        row.push(d.time_period.clone());
+        row.push(period);
         row.push(measure.get(i).map(number).unwrap_or_default());
         row.push(obs_status.get(i).unwrap_or_default().to_string());
         row.push(conf_status.get(i).unwrap_or_default().to_string());
@@ -203,7 +229,8 @@ fn csv(plan: &Plan, d: &TableDoc, v2: bool) -> Result<String> {
     let bytes = w
         .into_inner()
         .map_err(|e| crate::Error::Internal(ctx(&e.to_string())))?;
-    String::from_utf8(bytes).map_err(|e| crate::Error::Internal(ctx(&e.to_string())))
+    let text = String::from_utf8(bytes).map_err(|e| crate::Error::Internal(ctx(&e.to_string())))?;
+    Ok((text, written))
 }
 
 fn esc(s: &str) -> String {
@@ -259,7 +286,7 @@ pub fn structure(plan: &Plan, docs: &[TableDoc]) -> String {
     let mut lists: BTreeMap<String, (String, BTreeMap<String, Labels>)> = BTreeMap::new();
     let mut concepts: BTreeMap<String, String> = BTreeMap::new();
     for d in docs {
-        for dim in &d.dimensions {
+        for dim in sdmx_dimensions(d) {
             let e = lists
                 .entry(dim.codelist.clone())
                 .or_insert_with(|| (dim.name.clone(), BTreeMap::new()));
@@ -431,7 +458,7 @@ pub fn structure(plan: &Plan, docs: &[TableDoc]) -> String {
             );
             pos += 1;
         }
-        for dim in &d.dimensions {
+        for dim in sdmx_dimensions(d) {
             let _ = writeln!(
                 x,
                 "            <str:Dimension id=\"{}\" position=\"{pos}\">{}{}</str:Dimension>",
