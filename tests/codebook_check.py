@@ -9,7 +9,8 @@ Usage: tests/codebook_check.py PIPELINE RELEASE   (a release directory, or an ou
 - every public table is a resource, and the rows frictionless read equal the tables' cells;
 - the labels given for each code are the code lists' own (schemas/codelists/*.csv, read here),
   in English, French and Arabic;
-- public/codebook.md names every table and every dimension.
+- public/codebook.md names every table and every dimension, and each suppressed table's
+  threshold as the spec sets it.
 Prints `codebook ok` and exits 0, else names the problems and exits 1.
 """
 import csv
@@ -90,6 +91,17 @@ for res in dp["resources"]:
     for f in res["schema"]["fields"]:
         if "migstat:labels" in f and f"`{f['name']}`" not in md:
             problems.append(f"codebook.md does not describe {res['name']}.{f['name']}")
+
+# Protection settings, read from the spec itself: each suppressed table states its threshold.
+import tomllib
+spec = tomllib.load(open(pipeline, "rb"))
+for tid, t in spec.get("tables", {}).items():
+    p = t.get("protect", {})
+    if p.get("method") == "suppress" and tid in names:
+        k = p.get("threshold", 5)
+        section = md.split(f"## {tid}\n", 1)[-1].split("\n## ", 1)[0]
+        if f"cells of 1 to {k - 1} contributors suppressed" not in section:
+            problems.append(f"codebook.md: {tid} does not state its threshold {k}")
 
 if problems:
     print("\n".join(problems[:30]))

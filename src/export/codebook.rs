@@ -186,10 +186,20 @@ fn table_doc(
     let survey = t.kind.is_survey();
     let protection_summary = protection.iter().find(|p| p.table == t.id).cloned();
     let protection = if survey {
-        "survey quality rules: estimates from fewer respondents than the minimum or with a CV \
-         above the suppression limit are suppressed (CONF_STATUS A); CVs above the caution \
-         limit are flagged OBS_STATUS U"
-            .to_string()
+        // Percentages as people write them (0.333 → 33.3), not as binary floats print.
+        let pct = |x: f64| ((x * 100_000.0).round() / 1000.0).to_string();
+        match source.and_then(|s| s.design.as_ref()) {
+            Some(d) => format!(
+                "survey quality rules: estimates from fewer than {} respondents or with a CV \
+                 above {}% are suppressed (CONF_STATUS A); CVs above {}% are flagged \
+                 OBS_STATUS U (low reliability); intervals at {}% confidence",
+                d.min_n,
+                pct(d.cv_suppress),
+                pct(d.cv_caution),
+                pct(d.confidence)
+            ),
+            None => "survey quality rules (see the source's design)".to_string(),
+        }
     } else {
         match &t.protect {
             None => "none".to_string(),
