@@ -23,6 +23,9 @@ use crate::validate::raw_column;
 /// Code of a dimension's margin (SDMX `_T`).
 pub const TOTAL: &str = "_T";
 
+/// Dimensions a table may have: its cells hold 2^d margin combinations.
+pub const MAX_DIMENSIONS: usize = 8;
+
 /// A finished count table, with all margins.
 pub struct CountTable {
     pub ref_year: i32,
@@ -378,6 +381,12 @@ fn add_finest(
 /// [`roll_up`]. A null code counts as `_U` (unknown), as in migstat's own tables.
 pub fn tabulate(path: &Path, dims: &[String]) -> Result<DataFrame> {
     let ctx = |what: &str| format!("tabulating {}: {what}", path.display());
+    if dims.is_empty() || dims.len() > MAX_DIMENSIONS {
+        return Err(crate::Error::Usage(format!(
+            "tabulate takes 1 to {MAX_DIMENSIONS} columns (2^{MAX_DIMENSIONS} margin combinations); got {}",
+            dims.len()
+        )));
+    }
     let name = path.to_string_lossy();
     let lf = LazyFrame::scan_parquet(PlRefPath::new(name.as_ref()), ScanArgsParquet::default())
         .ctx(|| ctx("opening the file"))?;

@@ -130,18 +130,11 @@ pub fn tables(
 }
 
 fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).map_err(|e| crate::Error::io(&d, e))? {
-            let p = e.map_err(|e| crate::Error::io(&d, e))?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "parquet") {
-                out.push(p);
-            }
-        }
-    }
+    let pattern = dir.join("**").join("*.parquet");
+    let mut out: Vec<PathBuf> = glob::glob(&pattern.to_string_lossy())
+        .map_err(|e| crate::Error::Internal(format!("listing {}: {e}", dir.display())))?
+        .flatten()
+        .collect();
     out.sort();
     Ok(out)
 }

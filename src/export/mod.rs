@@ -180,6 +180,22 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).at(path)
 }
 
+/// Text escaped for XML and HTML (element content and quoted attributes).
+pub(crate) fn escape_markup(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&apos;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
 /// Write a release's documents into `dir` (the release being built, its public tables written):
 /// `public/codebook.md`, `public/datapackage.json`, `public/sdmx/`, `report/index.html`.
 pub fn documents(

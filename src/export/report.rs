@@ -17,6 +17,7 @@ use std::fmt::Write as _;
 use polars::prelude::*;
 
 use crate::export::codebook::{DimDoc, TableDoc};
+use crate::export::escape_markup as esc;
 use crate::release::HistoryRecord;
 use crate::runner::Manifest;
 
@@ -26,13 +27,6 @@ const TREND_RUNS: usize = 10;
 const MAX_CODES: usize = 40;
 /// Pyramids per table (one per migrant population).
 const MAX_PYRAMIDS: usize = 8;
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 /// Whether a table's values are shown with decimals: estimated means, shares and ratios; counts
 /// and estimated totals are shown as whole numbers.

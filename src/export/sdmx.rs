@@ -21,8 +21,8 @@ use std::path::Path;
 use polars::prelude::*;
 
 use crate::error::{PolarsContext, Result};
-use crate::export::OutputFile;
 use crate::export::codebook::{DimDoc, Labels, TableDoc};
+use crate::export::{OutputFile, escape_markup as esc};
 use crate::spec::Plan;
 
 /// The attributes of survey estimates: (SDMX id, public column, name).
@@ -233,21 +233,6 @@ fn csv(plan: &Plan, d: &TableDoc, v2: bool) -> Result<(String, u64)> {
     Ok((text, written))
 }
 
-fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&apos;"),
-            c => o.push(c),
-        }
-    }
-    o
-}
-
 fn names(out: &mut String, indent: &str, l: &Labels) {
     let _ = writeln!(
         out,
@@ -329,24 +314,17 @@ pub fn structure(plan: &Plan, docs: &[TableDoc]) -> String {
     }
     lists.insert("CL_UNIT_MEASURE".into(), ("Unit of measure".into(), units));
     if let Some(a) = &plan.sdmx.ref_area {
+        // The country's English name, found by its alpha-2 code.
         let label = plan
             .codelists
             .get("countries")
             .and_then(|cl| {
-                cl.rows.values().find(|r| {
-                    cl.columns
-                        .iter()
-                        .position(|c| c == "iso2")
-                        .and_then(|i| r.get(i))
-                        == Some(a)
-                })
-            })
-            .and_then(|r| {
-                plan.codelists["countries"]
-                    .columns
-                    .iter()
-                    .position(|c| c == "label_en")
-                    .and_then(|i| r.get(i).cloned())
+                let iso2 = cl.columns.iter().position(|c| c == "iso2")?;
+                let en = cl.columns.iter().position(|c| c == "label_en")?;
+                cl.rows
+                    .values()
+                    .find(|r| r.get(iso2) == Some(a))
+                    .and_then(|r| r.get(en).cloned())
             })
             .unwrap_or_else(|| a.clone());
         lists.insert(

@@ -808,10 +808,13 @@ pub(crate) fn compile_table(
             cx.push(format!("{pp}dimensions"), format!("`{d}` is not a column derived by source `{source}` (its [sources.{source}.harmonize] has: {})", derived.join(", ")));
         }
     }
-    if dimensions.len() > 8 {
+    if dimensions.len() > crate::disaggregate::MAX_DIMENSIONS {
         cx.push(
             format!("{pp}dimensions"),
-            "at most 8 dimensions (2^8 margin combinations)",
+            format!(
+                "at most {0} dimensions (2^{0} margin combinations)",
+                crate::disaggregate::MAX_DIMENSIONS
+            ),
         );
     }
     let filter = match t.get("filter") {

@@ -198,6 +198,40 @@ impl Ctx<'_> {
         }
     }
 
+    /// The table under `key` of `t`; a value of another type is reported (as `path`) and reads
+    /// as `empty`, so that every other problem is still found.
+    fn section<'t>(&mut self, t: &'t Table, key: &str, path: &str, empty: &'t Table) -> &'t Table {
+        match t.get(key) {
+            Some(Value::Table(s)) => s,
+            Some(_) => {
+                self.push(path, "must be a table");
+                empty
+            }
+            None => empty,
+        }
+    }
+
+    /// A count of at least 1 under `key`, or `default` (also after reporting a bad value).
+    fn at_least_one(
+        &mut self,
+        t: &Table,
+        key: &str,
+        path: &str,
+        default: usize,
+        message: &str,
+    ) -> usize {
+        match t.get(key) {
+            None => default,
+            Some(v) => match v.as_integer().and_then(|i| usize::try_from(i).ok()) {
+                Some(n) if n >= 1 => n,
+                _ => {
+                    self.push(path, message);
+                    default
+                }
+            },
+        }
+    }
+
     pub(crate) fn str<'t>(
         &mut self,
         t: &'t Table,
@@ -363,60 +397,30 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
     };
 
     let empty = Table::new();
-    let defaults = match root.get("defaults") {
-        Some(Value::Table(t)) => t,
-        Some(_) => {
-            cx.push("defaults", "must be a table");
-            &empty
-        }
-        None => &empty,
-    };
+    let defaults = cx.section(&root, "defaults", "defaults", &empty);
     cx.unknown_keys(defaults, DEFAULT_KEYS, "defaults");
     let default_fraction = cx
         .fraction(defaults, "max_invalid_fraction", "defaults.")
         .unwrap_or(0.05);
-    let chunk_rows = match defaults.get("chunk_rows") {
-        None => 250_000,
-        Some(v) => match v.as_integer().and_then(|i| usize::try_from(i).ok()) {
-            Some(n) if n >= 1 => n,
-            _ => {
-                cx.push("defaults.chunk_rows", "must be a positive integer");
-                250_000
-            }
-        },
-    };
+    let chunk_rows = cx.at_least_one(
+        defaults,
+        "chunk_rows",
+        "defaults.chunk_rows",
+        250_000,
+        "must be a positive integer",
+    );
 
-    let publish = match root.get("publish") {
-        Some(Value::Table(t)) => t,
-        Some(_) => {
-            cx.push("publish", "must be a table");
-            &empty
-        }
-        None => &empty,
-    };
+    let publish = cx.section(&root, "publish", "publish", &empty);
     cx.unknown_keys(publish, PUBLISH_KEYS, "publish");
-    let keep_releases = match publish.get("keep_releases") {
-        None => 7,
-        Some(v) => match v.as_integer().and_then(|i| usize::try_from(i).ok()) {
-            Some(n) if n >= 1 => n,
-            _ => {
-                cx.push(
-                    "publish.keep_releases",
-                    "must be an integer of at least 1 (the current release is always kept)",
-                );
-                7
-            }
-        },
-    };
+    let keep_releases = cx.at_least_one(
+        publish,
+        "keep_releases",
+        "publish.keep_releases",
+        7,
+        "must be an integer of at least 1 (the current release is always kept)",
+    );
 
-    let sdmx_table = match publish.get("sdmx") {
-        Some(Value::Table(t)) => t,
-        Some(_) => {
-            cx.push("publish.sdmx", "must be a table");
-            &empty
-        }
-        None => &empty,
-    };
+    let sdmx_table = cx.section(publish, "sdmx", "publish.sdmx", &empty);
     cx.unknown_keys(sdmx_table, SDMX_KEYS, "publish.sdmx");
     let agency = cx
         .str(sdmx_table, "agency", "publish.sdmx.", false)

@@ -254,44 +254,31 @@ fn a_second_run_exits_75_or_waits_and_a_dead_holder_is_taken_over() {
     assert_intact(&out);
 
     // Two runs at once, both waiting: one publishes, the other finds it up to date; no corruption.
-    let spawn = || {
+    let spawn = |wait: bool| {
+        let mut args = vec![
+            "-q",
+            "run",
+            spec.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--full-refresh",
+        ];
+        if wait {
+            args.push("--wait");
+        }
         Command::new(env!("CARGO_BIN_EXE_migstat"))
-            .args([
-                "-q",
-                "run",
-                spec.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-                "--wait",
-                "--full-refresh",
-            ])
+            .args(args)
             .current_dir(repo())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap()
     };
-    let (mut a, mut b) = (spawn(), spawn());
+    let (mut a, mut b) = (spawn(true), spawn(true));
     assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
     assert_intact(&out);
     // And without --wait, one of two simultaneous runs exits 75 or both run one after the other.
-    let spawn_now = || {
-        Command::new(env!("CARGO_BIN_EXE_migstat"))
-            .args([
-                "-q",
-                "run",
-                spec.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-                "--full-refresh",
-            ])
-            .current_dir(repo())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
-    let (mut a, mut b) = (spawn_now(), spawn_now());
+    let (mut a, mut b) = (spawn(false), spawn(false));
     let codes = [a.wait().unwrap().code(), b.wait().unwrap().code()];
     assert!(codes.contains(&Some(0)), "{codes:?}");
     assert!(
