@@ -1,20 +1,20 @@
-//! Secondary suppression (hypercubes, pruning) and its audit at scale: a register table of
-//! region × citizenship × sex × age band × status (12 × 40 × 2 × 18 × 6 inner cells, every
-//! margin: about 190,000 cells) drawn from a skewed population so that many cells are small.
+//! Secondary suppression (Gaussian elimination, audit, repair) at scale: a register table of
+//! region × citizenship × sex × age band × status (9 × 25 × 2 × 18 × 6 inner cells, every
+//! margin: 103,740 cells) drawn from a skewed population so that many cells are small.
 //! Run: `cargo bench --bench protect_scale [-- PERSONS]` (prints the figures for BENCHMARKS.md;
 //! one run, as the point is the wall time of one table, not a distribution).
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use migstat::protect::{Conf, Grid, Proof, suppress_and_audit};
+use migstat::protect::{Conf, Problem, Proof, Secondary, Settings, suppress_problem};
 
 fn main() {
     let persons: u64 = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(2_000_000);
-    let dims = [12u32, 40, 2, 18, 6];
+    let dims = [9u32, 25, 2, 18, 6];
     // Skewed marginal shares per dimension (Zipf-like), so small cells are common.
     let shares: Vec<Vec<f64>> = dims
         .iter()
@@ -58,39 +58,55 @@ fn main() {
             break;
         }
     }
-    let grid = Grid::from_finest(&finest, 5);
-    let n = grid.values.len();
+    let names: Vec<String> = ["REGION", "CITIZENSHIP", "SEX", "AGE", "STATUS"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let finest: BTreeMap<Vec<String>, u64> = finest
+        .into_iter()
+        .map(|(k, v)| (k.iter().map(|c| format!("c{c:02}")).collect(), v))
+        .collect();
+    let masks: Vec<u32> = (0..32).collect();
+    let p = Problem::new(names, &finest, &[], &[], &masks).expect("problem");
+    let n = p.cells.len();
     let built = t0.elapsed();
     let t1 = Instant::now();
-    let (status, audited) = suppress_and_audit(&grid, 5, 5.0).expect("protect");
+    let settings = Settings {
+        threshold: 5,
+        range: migstat::protect::DEFAULT_PROTECTION_RANGE,
+        keep_grand_total: false,
+        secondary: Secondary::Gauss,
+    };
+    let pat = suppress_problem(&p, &settings, &[], &[]);
     let took = t1.elapsed();
-    let count = |c: Conf| status.iter().filter(|s| **s == c).count();
+    let count = |c: Conf| pat.status.iter().filter(|s| **s == c).count();
     let secondary_total: u64 = (0..n)
-        .filter(|c| status[*c] == Conf::Secondary)
-        .map(|c| grid.values[c])
+        .filter(|c| pat.status[*c] == Conf::Secondary)
+        .map(|c| p.values[c])
         .sum();
-    let by_lp = audited
-        .intervals
-        .values()
-        .filter(|i| i.2 == Proof::Lp)
+    let by = |proof: Proof| pat.intervals.values().filter(|i| i.proof == proof).count();
+    let one_way = (0..n).filter(|c| p.margins(*c) + 1 == 5).count();
+    let one_way_pub = (0..n)
+        .filter(|c| p.margins(*c) + 1 == 5 && pat.status[*c] == Conf::Free)
         .count();
     println!(
-        "{n} cells ({} inner, {} relations), {persons} persons: table built in {:.1} s",
+        "{n} cells ({} non-empty inner), {persons} persons: table built in {:.1} s",
         finest.len(),
-        grid.relations.len(),
         built.as_secs_f64()
     );
     println!(
-        "suppression + audit: {:.1} s; {} primary, {} secondary (holding {secondary_total} persons), {} audited ({by_lp} by LP), {} audit failures, narrowest interval {:.2}",
+        "suppression + audit: {:.1} s; {} primary, {} secondary (holding {secondary_total} persons), one-way margins published {one_way_pub}/{one_way}, {} audited ({} hypercube, {} directions, {} LP), {} failures, narrowest interval {:.2}",
         took.as_secs_f64(),
         count(Conf::Primary),
         count(Conf::Secondary),
-        audited.intervals.len(),
-        audited.failing(5.0).len(),
-        audited
-            .intervals
+        pat.intervals.len(),
+        by(Proof::Hypercube),
+        by(Proof::Direction),
+        by(Proof::Lp),
+        pat.failures.len(),
+        pat.intervals
             .values()
-            .map(|(l, h, _)| h - l)
+            .map(|i| i.hi - i.lo)
             .fold(f64::INFINITY, f64::min)
     );
 }

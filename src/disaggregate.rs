@@ -126,20 +126,35 @@ pub fn roll_up_masks<V: Copy + Default + std::ops::AddAssign>(
         .collect()
 }
 
-/// Build one table from the harmonized records in `accepted`.
+/// Build one table from the harmonized records in `accepted` (`key`: the cell-key key, for a
+/// table protected by the cell key method).
 pub fn build(
     plan: &Plan,
     source: &SourcePlan,
     table: &TableSpec,
     accepted: &Path,
+    key: Option<&[u8; 32]>,
 ) -> Result<CountTable> {
+    let (ref_year, cells) = build_cells(plan, source, table, accepted, key)?;
+    finish(plan, table, ref_year, &cells)
+}
+
+/// The finest cells of one table from the harmonized records in `accepted`, with the year its
+/// partition is named after.
+pub fn build_cells(
+    plan: &Plan,
+    source: &SourcePlan,
+    table: &TableSpec,
+    accepted: &Path,
+    key: Option<&[u8; 32]>,
+) -> Result<(i32, Cells)> {
     let ctx = |what: &str| format!("table {}: {what}", table.id);
     let file = std::fs::File::open(accepted).map_err(|e| crate::Error::io(accepted, e))?;
     // Only the columns the table needs: dimensions, filter, person and dates, lineage for order.
     let mut needed: Vec<String> = table.dimensions.clone();
     needed.extend(table.filter.iter().map(|(c, _)| c.clone()));
     needed.extend(source.person_id.as_deref().map(raw_column));
-    let keyed = record_keys(source, table);
+    let keyed = record_keys(source, table, key);
     needed.extend(keyed.as_ref().map(|k| k.0.clone()));
     match &table.kind {
         TableKind::Count
@@ -235,13 +250,32 @@ pub fn build(
     };
     let mut cells: Cells = BTreeMap::new();
     add_finest(lf, table, keyed.as_ref(), &mut cells)?;
-    finish(plan, table, ref_year, &cells)
+    Ok((ref_year, cells))
+}
+
+/// Finest cells over `from` dimensions summed onto the `to` dimensions (a subset of them).
+pub fn project(cells: &Cells, from: &[String], to: &[String]) -> Cells {
+    let pos: Vec<usize> = to
+        .iter()
+        .filter_map(|d| from.iter().position(|x| x == d))
+        .collect();
+    let mut out = Cells::new();
+    for (k, v) in cells {
+        let key: Vec<String> = pos.iter().map(|i| k[*i].clone()).collect();
+        *out.entry(key).or_default() += *v;
+    }
+    out
 }
 
 /// For a table protected by the cell key method: the column holding each record's stable
-/// identifier (the person's for tables of persons, the record's otherwise) and the key's seed.
-pub fn record_keys(source: &SourcePlan, table: &TableSpec) -> Option<(String, u64)> {
-    let p = table
+/// identifier (the person's for tables of persons, the record's otherwise) and the key of the
+/// record keys (derived from the protection secret; `None` without it).
+pub fn record_keys(
+    source: &SourcePlan,
+    table: &TableSpec,
+    key: Option<&[u8; 32]>,
+) -> Option<(String, [u8; 32])> {
+    table
         .protect
         .as_ref()
         .filter(|p| p.method == crate::spec::ProtectMethod::CellKey)?;
@@ -250,7 +284,7 @@ pub fn record_keys(source: &SourcePlan, table: &TableSpec) -> Option<(String, u6
     } else {
         source.record_id.as_deref()
     }?;
-    Some((raw_column(id), p.seed))
+    Some((raw_column(id), *key?))
 }
 
 /// Whether a table can be counted chunk by chunk while its source is read (a mergeable partial):
@@ -265,8 +299,9 @@ pub fn add_chunk(
     table: &TableSpec,
     chunk: &DataFrame,
     cells: &mut Cells,
+    key: Option<&[u8; 32]>,
 ) -> Result<()> {
-    let keyed = record_keys(source, table);
+    let keyed = record_keys(source, table, key);
     add_finest(
         filtered(chunk.clone().lazy(), table),
         table,
@@ -294,14 +329,14 @@ fn filtered(lf: LazyFrame, table: &TableSpec) -> LazyFrame {
 fn add_finest(
     lf: LazyFrame,
     table: &TableSpec,
-    keyed: Option<&(String, u64)>,
+    keyed: Option<&(String, [u8; 32])>,
     cells: &mut Cells,
 ) -> Result<()> {
     let ctx = |what: &str| format!("table {}: {what}", table.id);
     let dims: Vec<Expr> = table.dimensions.iter().map(|d| col(d.as_str())).collect();
     let lf = match keyed {
         None => lf,
-        Some((id, seed)) => {
+        Some((id, key)) => {
             let mut df = lf.collect().ctx(|| ctx("reading the records"))?;
             let ids = df
                 .column(id)
@@ -312,7 +347,7 @@ fn add_finest(
                 .str()
                 .ctx(|| ctx(id))?
                 .iter()
-                .map(|v| u64::from(crate::protect::record_key(*seed, v.unwrap_or_default())))
+                .map(|v| u64::from(crate::protect::record_key(key, v.unwrap_or_default())))
                 .collect();
             df.with_column(Column::new("_record_key".into(), keys))
                 .ctx(|| ctx("record keys"))?;

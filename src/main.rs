@@ -104,9 +104,14 @@ enum Command {
         /// If another run holds OUT, wait for it instead of exiting 75.
         #[arg(long)]
         wait: bool,
-        /// Recompute every source and table, even those whose inputs did not change.
+        /// Recompute every source and table, even those whose inputs did not change (periods
+        /// already published are still published again as they were, unless revised).
         #[arg(long)]
         full_refresh: bool,
+        /// Revise these published tables' periods already published (comma-separated table
+        /// ids, or `all`): a new vintage, audited with the earlier ones.
+        #[arg(long, value_delimiter = ',')]
+        revise: Vec<String>,
     },
     /// Check a release against its manifest: every file present with its size and blake3, and
     /// nothing unlisted. Exit 65 when anything differs.
@@ -285,6 +290,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             report,
             wait,
             full_refresh,
+            revise,
         } => {
             let plan = match spec::compile(pipeline) {
                 Ok(p) => p,
@@ -316,6 +322,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                 progress: !cli.quiet && std::io::stderr().is_terminal(),
                 wait: *wait,
                 full_refresh: *full_refresh,
+                revise: revise.clone(),
             };
             let manifest = runner::run(&plan, &opts)?;
             if manifest.status == "up_to_date" {
@@ -386,22 +393,22 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                 ReportFormat::Json => outln!("{}", to_json(&checks)?),
                 ReportFormat::Text => {
                     outln!(
-                        "{:<24} {:<12} {:>7} {:>7} {:>9} {:>10}  result",
+                        "{:<24} {:<14} {:>7} {:>10} {:>7} {:>10}  result",
                         "table",
                         "method",
                         "cells",
-                        "primary",
-                        "secondary",
+                        "suppressed",
+                        "audited",
                         "narrowest"
                     );
                     for c in &checks {
                         outln!(
-                            "{:<24} {:<12} {:>7} {:>7} {:>9} {:>10}  {}",
+                            "{:<24} {:<14} {:>7} {:>10} {:>7} {:>10}  {}",
                             c.table,
                             c.method,
                             c.cells,
-                            c.primary,
-                            c.secondary,
+                            c.suppressed,
+                            c.audited,
                             c.narrowest_interval
                                 .map_or("-".to_string(), |w| format!("{w:.2}")),
                             if c.failures.is_empty() {

@@ -38,8 +38,12 @@ pub struct RunOptions {
     pub progress: bool,
     /// When another run holds the output directory, wait for it instead of failing (exit 75).
     pub wait: bool,
-    /// Recompute everything, even sources whose inputs did not change.
+    /// Recompute everything, even sources whose inputs did not change (periods already
+    /// published stay as published: see `protect::ledger`).
     pub full_refresh: bool,
+    /// Tables whose published periods are revised by this run (`--revise`); `all` for every
+    /// protected table.
+    pub revise: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -255,6 +259,11 @@ fn output_source<'a>(plan: &'a Plan, path: &str) -> Option<&'a str> {
         ["restricted", "accepted", f] | ["quarantine", f] => source(f),
         ["restricted" | "public", "tables", t, ..] => table_source(t),
         ["restricted", "audit", f] => table_source(f.strip_suffix(".parquet")?),
+        ["restricted", "ledger", g, ..] => plan
+            .groups
+            .iter()
+            .find(|x| x.id == *g)
+            .map(|x| x.source.as_str()),
         _ => None,
     }
 }
@@ -296,15 +305,44 @@ fn run_locked(
         h.finalize().to_hex().to_string()
     };
     let current_dir = crate::release::current(out);
+    // The current release: what readers and the intruder already have (its ledgers are read
+    // even on a full refresh), and what unchanged sources are reused from.
+    let published: Option<Manifest> = std::fs::read_to_string(current_dir.join("manifest.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Manifest>(&t).ok())
+        .filter(|m| m.status == "succeeded" && m.pipeline_id == plan.pipeline_id);
+    for t in &opts.revise {
+        if t != "all" && !plan.groups.iter().any(|g| g.members.contains(t)) {
+            return Err(Error::Usage(format!(
+                "--revise {t}: no published table `{t}` (published: {})",
+                plan.groups
+                    .iter()
+                    .flat_map(|g| g.members.iter().cloned())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    let revised = |g: &crate::spec::GroupSpec| {
+        opts.revise
+            .iter()
+            .any(|t| t == "all" || g.members.contains(t))
+    };
+    let revised_sources: Vec<&str> = plan
+        .groups
+        .iter()
+        .filter(|g| revised(g))
+        .map(|g| g.source.as_str())
+        .collect();
     let previous: Option<Manifest> = if opts.full_refresh {
         None
     } else {
-        std::fs::read_to_string(current_dir.join("manifest.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str::<Manifest>(&t).ok())
-            .filter(|m| m.status == "succeeded" && m.pipeline_id == plan.pipeline_id)
+        published.clone()
     };
-    if let Some(prev) = previous.as_ref().filter(|m| m.run_key == run_key) {
+    if let Some(prev) = previous
+        .as_ref()
+        .filter(|m| m.run_key == run_key && opts.revise.is_empty())
+    {
         tracing::info!(release = %prev.run_id, "up to date: nothing changed since the current release");
         let mut m = prev.clone();
         m.status = "up_to_date".into();
@@ -315,11 +353,37 @@ fn run_locked(
         .map(|m| {
             m.sources
                 .iter()
-                .filter(|s| keys.get(&s.id) == Some(&s.input_key))
+                .filter(|s| {
+                    keys.get(&s.id) == Some(&s.input_key)
+                        && !revised_sources.contains(&s.id.as_str())
+                })
                 .map(|s| (s.id.as_str(), s))
                 .collect()
         })
         .unwrap_or_default();
+
+    // The protection key, when a table's method needs one (never logged, never written).
+    let needs_key = plan.groups.iter().any(|g| {
+        g.union.protect.as_ref().is_some_and(|p| {
+            matches!(
+                p.method,
+                crate::spec::ProtectMethod::CellKey | crate::spec::ProtectMethod::RandomRound
+            )
+        })
+    });
+    let secret = if needs_key {
+        match crate::protect::Secret::resolve(&plan.protection_key)? {
+            Some(s) => Some(s),
+            None => {
+                return Err(Error::Usage(format!(
+                    "tables protected by random rounding or the cell key method need the protection key: set ${} or name a key file under [protection] key_file (`migstat keygen FILE` writes one)",
+                    plan.protection_key.env
+                )));
+            }
+        }
+    } else {
+        None
+    };
 
     let staging = out.join(".staging").join(&run_id);
     std::fs::create_dir_all(&staging).at(&staging)?;
@@ -366,7 +430,7 @@ fn run_locked(
             sources.push(report);
             continue;
         }
-        match run_source(plan, src, &spec_dir, &staging, opts) {
+        match run_source(plan, src, &spec_dir, &staging, opts, secret.as_ref()) {
             Ok((mut report, outs, cells, surveys, design_rejections)) => {
                 partial_tables.extend(cells);
                 survey_tables.extend(surveys);
@@ -408,14 +472,11 @@ fn run_locked(
 
     let mut protection = reused_protection;
     if rejections.is_empty() {
-        for table in &plan.tables {
-            if sources.iter().any(|s| s.id == table.source && s.reused) {
-                continue;
-            }
-            let t0 = Instant::now();
-            let inputs = sources
+        let reused = |source: &str| sources.iter().any(|s| s.id == source && s.reused);
+        let inputs_of = |source: &str| {
+            sources
                 .iter()
-                .find(|s: &&SourceReport| s.id == table.source)
+                .find(|s: &&SourceReport| s.id == source)
                 .map(|s| {
                     s.files
                         .iter()
@@ -423,34 +484,35 @@ fn run_locked(
                         .collect::<Vec<_>>()
                         .join(";")
                 })
-                .unwrap_or_default();
+                .unwrap_or_default()
+        };
+        // Tables outside any protected group (restricted only), and survey tables (their
+        // estimates, for their group).
+        let mut survey_frames: BTreeMap<String, polars::prelude::DataFrame> = BTreeMap::new();
+        for table in &plan.tables {
+            if reused(&table.source) || in_count_group(plan, &table.id) {
+                continue;
+            }
+            let t0 = Instant::now();
             let partial = match survey_tables.remove(&table.id) {
                 Some((info, p)) => Partial::Survey(info, p),
                 None => partial_tables
                     .remove(&table.id)
                     .map_or(Partial::None, Partial::Cells),
             };
-            let built = build_table(plan, table, &staging, inputs, partial).and_then(
-                |(file, t, metadata)| {
+            match build_table(
+                plan,
+                table,
+                &staging,
+                inputs_of(&table.source),
+                partial,
+                secret.as_ref(),
+            ) {
+                Ok((file, t, _)) => {
                     outputs.push(file);
-                    protect_table(plan, table, &staging, &t, metadata)
-                },
-            );
-            match built {
-                Ok(None) => {}
-                Ok(Some((files, summary))) => {
-                    outputs.extend(files);
-                    if !summary.audit_passed {
-                        rejections.push(Rejection {
-                            source_id: table.source.clone(),
-                            reason: format!(
-                                "table `{}`: the disclosure audit failed, nothing is published: {}",
-                                table.id,
-                                summary.failures.join("; ")
-                            ),
-                        });
+                    if table.kind.is_survey() {
+                        survey_frames.insert(table.id.clone(), t.frame);
                     }
-                    protection.push(summary);
                 }
                 Err(e) => {
                     let _ = std::fs::remove_dir_all(&staging);
@@ -459,7 +521,48 @@ fn run_locked(
             }
             let took = (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
             seconds.insert(format!("table:{}", table.id), took);
-            tracing::info!(table = %table.id, seconds = took, "table built");
+        }
+        for group in &plan.groups {
+            if reused(&group.source) {
+                continue;
+            }
+            let t0 = Instant::now();
+            let ctx = GroupContext {
+                plan,
+                staging: &staging,
+                current: &current_dir,
+                published: published.as_ref(),
+                secret: secret.as_ref(),
+                revise: revised(group),
+                inputs: inputs_of(&group.source),
+            };
+            let union = partial_tables.remove(&group.union.id);
+            match protect_group(&ctx, group, union, &mut survey_frames) {
+                Ok(done) => {
+                    outputs.extend(done.outputs);
+                    for summary in done.summaries {
+                        if !summary.audit_passed {
+                            rejections.push(Rejection {
+                                source_id: group.source.clone(),
+                                reason: format!(
+                                    "table `{}`: the disclosure audit failed, nothing is published: {}",
+                                    summary.table,
+                                    summary.failures.join("; ")
+                                ),
+                            });
+                        }
+                        protection.push(summary);
+                    }
+                }
+                Err(Error::Rejected(r)) => rejections.extend(r),
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&staging);
+                    return Err(e);
+                }
+            }
+            let took = (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+            seconds.insert(format!("group:{}", group.id), took);
+            tracing::info!(group = %group.id, seconds = took, "tables protected");
         }
     }
     // Outputs and protection summaries in a fixed order, whatever was reused.
@@ -562,23 +665,21 @@ enum Partial {
 
 /// Build a table from its source's harmonized records in `staging` and write it with its true
 /// values to the restricted tier, Hive-partitioned by reference year; returns the table and the
-/// Parquet metadata its protected form will carry too.
+/// restricted metadata it carries.
 fn build_table(
     plan: &Plan,
     table: &crate::spec::TableSpec,
     staging: &Path,
     inputs: String,
     partial: Partial,
+    secret: Option<&crate::protect::Secret>,
 ) -> Result<(OutputFile, crate::disaggregate::CountTable, Metadata)> {
-    let source = plan
-        .sources
-        .iter()
-        .find(|s| s.id == table.source)
-        .ok_or_else(|| Error::Internal(format!("table {} names an unknown source", table.id)))?;
+    let source = source_of(plan, table)?;
     let accepted = staging
         .join("restricted")
         .join("accepted")
         .join(format!("{}.parquet", source.id));
+    let key = secret.map(|s| s.derive("cell key"));
     let t = match partial {
         Partial::Cells(cells) => crate::disaggregate::finish(
             plan,
@@ -590,31 +691,39 @@ fn build_table(
             ref_year: crate::disaggregate::ref_year(plan, table),
             frame: p.finish(plan, table, &info)?,
         },
-        Partial::None => crate::disaggregate::build(plan, source, table, &accepted)?,
+        Partial::None => crate::disaggregate::build(plan, source, table, &accepted, key.as_ref())?,
     };
+    let (file, metadata) = write_restricted_table(plan, table, staging, inputs, &t)?;
+    Ok((file, t, metadata))
+}
+
+fn source_of<'a>(plan: &'a Plan, table: &crate::spec::TableSpec) -> Result<&'a SourcePlan> {
+    plan.sources
+        .iter()
+        .find(|s| s.id == table.source)
+        .ok_or_else(|| Error::Internal(format!("table {} names an unknown source", table.id)))
+}
+
+/// Write a table's true values to `restricted/tables/<id>/ref_year=<year>/data.parquet`.
+fn write_restricted_table(
+    plan: &Plan,
+    table: &crate::spec::TableSpec,
+    staging: &Path,
+    inputs: String,
+    t: &crate::disaggregate::CountTable,
+) -> Result<(OutputFile, Metadata)> {
     let definition = serde_json::to_string(table)
         .map_err(|e| Error::Internal(format!("serialising table {}: {e}", table.id)))?;
-    let codelists = plan
-        .codelists
-        .values()
-        .map(|c| {
-            format!(
-                "{}={}",
-                c.name,
-                crate::export::hash_file(&c.path)
-                    .map(|h| h.1)
-                    .unwrap_or_default()
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(";");
     let metadata = vec![
         ("migstat_version".to_string(), crate::VERSION.to_string()),
         ("pipeline_id".to_string(), plan.pipeline_id.clone()),
         ("pipeline_hash".to_string(), plan.spec_hash.clone()),
         ("input_blake3".to_string(), inputs),
         ("table".to_string(), definition),
-        ("codelists_blake3".to_string(), codelists),
+        (
+            "codelists_blake3".to_string(),
+            crate::export::public::codelist_hashes(plan),
+        ),
     ];
     let path = staging
         .join("restricted")
@@ -624,7 +733,212 @@ fn build_table(
         .join("data.parquet");
     let mut sink = ParquetSink::create(&path, t.frame.schema(), &metadata)?;
     sink.write(t.frame.clone())?;
-    Ok((sink.finish(staging)?, t, metadata))
+    Ok((sink.finish(staging)?, metadata))
+}
+
+/// The tables the source pass counts: every table outside a protected count group, and each
+/// group's union cube (survey groups count their respondents that way).
+fn counted_tables(plan: &Plan) -> Vec<&crate::spec::TableSpec> {
+    plan.tables
+        .iter()
+        .filter(|t| !in_count_group(plan, &t.id))
+        .chain(plan.groups.iter().map(|g| &g.union))
+        .collect()
+}
+
+/// Whether a table is counted through a protected count group's union cube.
+fn in_count_group(plan: &Plan, id: &str) -> bool {
+    plan.groups
+        .iter()
+        .any(|g| !g.survey && g.members.iter().any(|m| m == id))
+}
+
+/// What protecting a group needs from the run.
+struct GroupContext<'a> {
+    plan: &'a Plan,
+    staging: &'a Path,
+    /// The current release (earlier publications are read from it).
+    current: &'a Path,
+    published: Option<&'a Manifest>,
+    secret: Option<&'a crate::protect::Secret>,
+    /// Revise the group's periods already published.
+    revise: bool,
+    inputs: String,
+}
+
+/// What a protected group left in the release.
+struct GroupDone {
+    outputs: Vec<OutputFile>,
+    summaries: Vec<crate::protect::Summary>,
+}
+
+/// Count a group's union cube, write its members' true tables, and publish the period: again
+/// as it was when it is frozen, else protected (a revision when it was published before).
+fn protect_group(
+    ctx: &GroupContext<'_>,
+    group: &crate::spec::GroupSpec,
+    union: Option<Cells>,
+    survey_frames: &mut BTreeMap<String, polars::prelude::DataFrame>,
+) -> Result<GroupDone> {
+    let plan = ctx.plan;
+    let source = source_of(plan, &group.union)?;
+    let key = ctx.secret.map(|s| s.derive("cell key"));
+    let ref_year = crate::disaggregate::ref_year(plan, &group.union);
+    let finest = match union {
+        Some(c) => c,
+        None => {
+            let accepted = ctx
+                .staging
+                .join("restricted")
+                .join("accepted")
+                .join(format!("{}.parquet", source.id));
+            crate::disaggregate::build_cells(plan, source, &group.union, &accepted, key.as_ref())?.1
+        }
+    };
+    let mut outputs = Vec::new();
+    let members: Vec<&crate::spec::TableSpec> = group
+        .members
+        .iter()
+        .filter_map(|m| plan.tables.iter().find(|t| &t.id == m))
+        .collect();
+    if !group.survey {
+        for t in &members {
+            let cells =
+                crate::disaggregate::project(&finest, &group.union.dimensions, &t.dimensions);
+            let table = crate::disaggregate::finish(plan, t, ref_year, &cells)?;
+            outputs
+                .push(write_restricted_table(plan, t, ctx.staging, ctx.inputs.clone(), &table)?.0);
+        }
+    }
+    // Earlier publications of this period, when the group is the same.
+    let ledger_path = crate::protect::Ledger::path(ctx.current, &group.id, ref_year);
+    let definition = crate::protect::ledger::definition(group);
+    let previous = if ledger_path.is_file() {
+        crate::protect::Ledger::read(&ledger_path, &group.union.dimensions)
+            .ok()
+            .filter(|l| l.definition == definition)
+    } else {
+        None
+    };
+    if ledger_path.is_file() && previous.is_none() {
+        tracing::warn!(group = %group.id, "the tables' definition changed since the period was last published: it is published as a new series (the earlier publication is not taken into account)");
+    }
+    let frozen = previous.is_some() && !ctx.revise && {
+        let every = group
+            .union
+            .protect
+            .as_ref()
+            .is_some_and(|p| p.revisions == crate::spec::Revisions::EveryRelease);
+        !every
+    };
+    if let (true, Some(prev), Some(manifest)) = (frozen, previous.as_ref(), ctx.published) {
+        // Published again byte for byte; what changed waits for a revision.
+        let latest = prev.vintages.last();
+        let pending = latest.map_or(0, |v| {
+            let mut changed = finest
+                .iter()
+                .filter(|(k, t)| v.rows.get(*k).is_none_or(|(t0, _)| *t0 != t.n))
+                .count();
+            changed += v
+                .rows
+                .iter()
+                .filter(|(k, (t0, _))| *t0 > 0 && !finest.contains_key(*k))
+                .count();
+            changed as u64
+        });
+        let mut files: Vec<String> = vec![crate::export::relative(&ledger_path, ctx.current)];
+        for m in &group.members {
+            files.push(format!(
+                "public/tables/{m}/ref_year={ref_year}/data.parquet"
+            ));
+            files.push(format!("restricted/audit/{m}.parquet"));
+        }
+        let mut summaries = Vec::new();
+        for f in &files {
+            let entry = manifest.outputs.iter().find(|o| &o.path == f);
+            match entry {
+                Some(e) => {
+                    reuse_file(&ctx.current.join(f), &ctx.staging.join(f))?;
+                    outputs.push(e.clone());
+                }
+                None => {
+                    return Err(Error::Internal(format!(
+                        "group {}: the current release lists no {f}",
+                        group.id
+                    )));
+                }
+            }
+        }
+        for m in &group.members {
+            let mut s = manifest
+                .protection
+                .iter()
+                .find(|p| &p.table == m)
+                .cloned()
+                .ok_or_else(|| {
+                    Error::Internal(format!(
+                        "table {m}: no protection summary in the current release"
+                    ))
+                })?;
+            s.frozen = true;
+            s.pending_changes = pending;
+            summaries.push(s);
+        }
+        tracing::info!(group = %group.id, pending_changes = pending, "period already published: published again unchanged (revisions = freeze)");
+        return Ok(GroupDone { outputs, summaries });
+    }
+    let surveys: BTreeMap<String, polars::prelude::DataFrame> = if group.survey {
+        group
+            .members
+            .iter()
+            .filter_map(|m| survey_frames.remove(m).map(|f| (m.clone(), f)))
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
+    let done = crate::protect::protect_group(
+        plan,
+        crate::protect::GroupInput {
+            group,
+            finest: &finest,
+            surveys,
+            secret: ctx.secret,
+            previous: previous.as_ref(),
+            ref_year,
+        },
+    )?;
+    let mut summaries = Vec::new();
+    for t in &done.tables {
+        outputs.push(crate::export::public::write_table(plan, ctx.staging, t)?);
+        let audit = ctx
+            .staging
+            .join("restricted")
+            .join("audit")
+            .join(format!("{}.parquet", t.table()));
+        let meta = vec![
+            ("migstat_version".to_string(), crate::VERSION.to_string()),
+            ("pipeline_id".to_string(), plan.pipeline_id.clone()),
+            ("table".to_string(), t.table().to_string()),
+        ];
+        let mut sink = ParquetSink::create(&audit, t.audit().schema(), &meta)?;
+        sink.write(t.audit().clone())?;
+        outputs.push(sink.finish(ctx.staging)?);
+        tracing::info!(
+            table = %t.table(),
+            primary = t.summary().primary,
+            secondary = t.summary().secondary,
+            audit_passed = t.summary().audit_passed,
+            "table protected"
+        );
+        summaries.push(t.summary().clone());
+    }
+    let ledger_out = crate::protect::Ledger::path(ctx.staging, &group.id, ref_year);
+    let frame = done.ledger.frame(&group.union.dimensions)?;
+    let meta = vec![("definition".to_string(), definition)];
+    let mut sink = ParquetSink::create(&ledger_out, frame.schema(), &meta)?;
+    sink.write(frame)?;
+    outputs.push(sink.finish(ctx.staging)?);
+    Ok(GroupDone { outputs, summaries })
 }
 
 type Metadata = Vec<(String, String)>;
@@ -706,53 +1020,6 @@ fn check_public_columns(plan: &Plan, staging: &Path) -> Result<Vec<Rejection>> {
     Ok(found)
 }
 
-/// Protect a table for the public tier: `public/tables/<id>/ref_year=<year>/data.parquet`, and
-/// its audit (true values, rules, feasible intervals) in `restricted/audit/<id>.parquet`. A count
-/// table without a `protect` section is not published.
-fn protect_table(
-    plan: &Plan,
-    table: &crate::spec::TableSpec,
-    staging: &Path,
-    t: &crate::disaggregate::CountTable,
-    mut metadata: Metadata,
-) -> Result<Option<(Vec<OutputFile>, crate::protect::Summary)>> {
-    let p = if table.kind.is_survey() {
-        crate::protect::protect_survey(table, t)?
-    } else {
-        match &table.protect {
-            Some(spec) => crate::protect::protect_counts(plan, table, t, spec)?,
-            None => return Ok(None),
-        }
-    };
-    let summary = serde_json::to_string(&p.summary)
-        .map_err(|e| Error::Internal(format!("serialising protection of {}: {e}", table.id)))?;
-    metadata.push(("protection".to_string(), summary));
-    let public = staging
-        .join("public")
-        .join("tables")
-        .join(&table.id)
-        .join(format!("ref_year={}", p.ref_year))
-        .join("data.parquet");
-    let mut sink = ParquetSink::create(&public, p.public.schema(), &metadata)?;
-    sink.write(p.public)?;
-    let public = sink.finish(staging)?;
-    let audit = staging
-        .join("restricted")
-        .join("audit")
-        .join(format!("{}.parquet", table.id));
-    let mut sink = ParquetSink::create(&audit, p.audit.schema(), &metadata)?;
-    sink.write(p.audit)?;
-    let audit = sink.finish(staging)?;
-    tracing::info!(
-        table = %table.id,
-        primary = p.summary.primary,
-        secondary = p.summary.secondary,
-        audit_passed = p.summary.audit_passed,
-        "table protected"
-    );
-    Ok(Some((vec![public, audit], p.summary)))
-}
-
 /// The rejection of a source whose quarantined fraction exceeds its tolerance, naming the top rules.
 fn tolerance(r: &SourceReport, src: &SourcePlan, failed_dir: &Path) -> Option<Rejection> {
     if r.rows_read == 0 {
@@ -793,6 +1060,7 @@ fn run_source(
     spec_dir: &Path,
     staging: &Path,
     opts: &RunOptions,
+    secret: Option<&crate::protect::Secret>,
 ) -> Result<SourceRun> {
     // File names as the spec reaches them (relative to the spec file): stable whatever the cwd.
     let spec_dir = clean_path(spec_dir);
@@ -816,12 +1084,13 @@ fn run_source(
     }
     let mut validator = Validator::new(&src.id, &src.schema, names);
     let mut harmonizer = Harmonizer::new(plan, src);
-    // Tables of records and events are counted as the chunks go by: mergeable partials.
-    let streamed: Vec<&crate::spec::TableSpec> = plan
-        .tables
-        .iter()
+    // Tables of records and events are counted as the chunks go by: mergeable partials. A
+    // protected table is counted through its group's union cube.
+    let streamed: Vec<&crate::spec::TableSpec> = counted_tables(plan)
+        .into_iter()
         .filter(|t| t.source == src.id && crate::disaggregate::is_streamed(t))
         .collect();
+    let cell_key = secret.map(|s| s.derive("cell key"));
     let mut partials: Vec<Cells> = vec![Cells::new(); streamed.len()];
     let surveyed: Vec<&crate::spec::TableSpec> = plan
         .tables
@@ -933,7 +1202,7 @@ fn run_source(
             };
             good += rows.height() as u64;
             for (t, cells) in streamed.iter().zip(partials.iter_mut()) {
-                crate::disaggregate::add_chunk(src, t, &rows, cells)?;
+                crate::disaggregate::add_chunk(src, t, &rows, cells, cell_key.as_ref())?;
             }
             if let Some(design) = src.design.as_ref().filter(|_| !surveyed.is_empty()) {
                 let units = design_partial.add_chunk(design, &rows)?;

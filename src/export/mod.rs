@@ -14,6 +14,7 @@
 //! order, so the same input gives the same bytes.
 
 pub mod codebook;
+pub mod public;
 pub mod report;
 pub mod sdmx;
 

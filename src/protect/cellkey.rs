@@ -3,13 +3,15 @@
 //! Input: per cell its count and the sum of its records' keys modulo 2^32 (built by
 //! `disaggregate` from [`record_key`]), and a perturbation table. Output: the published count.
 //!
-//! Every record's key is a keyed hash (BLAKE3, keyed by the table's `seed`) of its stable
-//! identifier, a number in [0, 1) held as a 32-bit fraction; a cell's key is the sum of its
+//! Every record's key is a keyed hash (BLAKE3, keyed by a key derived from the protection
+//! secret, never from the spec) of its stable identifier, a number in [0, 1) held as a 32-bit fraction; a cell's key is the sum of its
 //! records' keys mod 1. The perturbation table says, for an original count `i` and a cell key,
 //! which count `j` is published: the rows of `i`, in order of `j`, split [0, 1) into intervals
 //! of length `p`. Counts above the table's largest `i` take that row's noise `j − i`. The same
 //! records give the same cell key, hence the same published count, in every table and every
-//! release run with the same seed — averaging over tables or releases learns nothing.
+//! release run with the same secret — averaging over tables or releases learns nothing.
+//! migstat perturbs the finest cells of a group of linked tables this way and publishes every
+//! margin as the sum of the perturbed cells below it (`perturb`).
 //!
 //! The built-in table ([`PTable::default`]) is unbiased (each row's mean is `i`), never
 //! publishes 1 or 2, and moves a count by at most 2 (a 3 may become 0):
@@ -162,6 +164,34 @@ impl PTable {
         }
     }
 
+    /// The least and the greatest original count that can be published as `j` (`None` when no
+    /// count can): what an intruder who knows the table learns from a published `j`.
+    pub fn support(&self, j: u64) -> Option<(u64, u64)> {
+        let mut lo: Option<u64> = None;
+        let mut hi: Option<u64> = None;
+        let mut note = |i: u64| {
+            lo = Some(lo.map_or(i, |l| l.min(i)));
+            hi = Some(hi.map_or(i, |h| h.max(i)));
+        };
+        for (&i, row) in &self.rows {
+            if row.iter().any(|(x, _)| *x == j) {
+                note(i);
+            }
+        }
+        // Beyond the table: i > max_i is published as i + (j' − max_i) for each j' of the last
+        // row.
+        if let Some(last) = self.rows.get(&self.max_i) {
+            for (x, _) in last {
+                // i = j − (x − max_i), when that is above max_i.
+                let i = (j + self.max_i).checked_sub(*x);
+                if let Some(i) = i.filter(|i| *i > self.max_i) {
+                    note(i);
+                }
+            }
+        }
+        Some((lo?, hi?))
+    }
+
     /// Mean and variance of the published count for original count `i` (for reports and tests).
     pub fn moments(&self, i: u64) -> (f64, f64) {
         let row = &self.rows[&i.min(self.max_i)];
@@ -179,13 +209,10 @@ impl PTable {
     }
 }
 
-/// A record's key: the first 32 bits of a BLAKE3 hash of its stable identifier keyed by `seed`,
-/// a fraction of 2^32.
-pub fn record_key(seed: u64, id: &str) -> u32 {
-    let mut key = [0u8; 32];
-    key[..8].copy_from_slice(&seed.to_le_bytes());
-    key[8..16].copy_from_slice(b"cellkey\0");
-    let h = blake3::keyed_hash(&key, id.as_bytes());
+/// A record's key: the first 32 bits of a BLAKE3 hash of its stable identifier keyed by the
+/// protection secret's cell-key key (`Secret::derive("cell key")`), a fraction of 2^32.
+pub fn record_key(key: &[u8; 32], id: &str) -> u32 {
+    let h = blake3::keyed_hash(key, id.as_bytes());
     let mut x = [0u8; 4];
     x.copy_from_slice(&h.as_bytes()[..4]);
     u32::from_le_bytes(x)
@@ -225,6 +252,27 @@ mod tests {
     }
 
     #[test]
+    fn what_a_published_count_says_of_the_original() {
+        let t = PTable::default();
+        // 0 comes from 0, 1, 2 or 3; 3 from 1 to 5 (5 − 2); 4 from 3 to 6; 100 from 98 to 102.
+        assert_eq!(t.support(0), Some((0, 3)));
+        assert_eq!(t.support(3), Some((1, 5)));
+        assert_eq!(t.support(4), Some((3, 6)));
+        assert_eq!(t.support(100), Some((98, 102)));
+        // 1 and 2 are never published.
+        assert_eq!(t.support(1), None);
+        // Checked against the table itself: every (i, key) lands inside the support of what
+        // it publishes.
+        for i in 0..60u64 {
+            for k in 0..200 {
+                let j = t.perturb(i, f64::from(k) / 200.0);
+                let (lo, hi) = t.support(j).unwrap();
+                assert!(lo <= i && i <= hi, "{i} -> {j} outside [{lo}, {hi}]");
+            }
+        }
+    }
+
+    #[test]
     fn a_bad_table_is_refused_with_its_reason() {
         let e = PTable::from_rows(vec![(0, 0, 1.0), (1, 0, 0.5), (1, 3, 0.4)]).unwrap_err();
         assert!(e.contains("i = 1: probabilities sum to 0.9"), "{e}");
@@ -235,13 +283,14 @@ mod tests {
     #[test]
     fn cell_keys_add_like_their_records() {
         let ids = ["a1", "b2", "c3", "d4"];
-        let keys: Vec<u32> = ids.iter().map(|i| record_key(7, i)).collect();
+        let k7 = [7u8; 32];
+        let keys: Vec<u32> = ids.iter().map(|i| record_key(&k7, i)).collect();
         let sum = keys.iter().fold(0u32, |s, k| s.wrapping_add(*k));
         // Mod-1 sum of the fractions equals the fraction of the mod-2^32 sum.
         let frac: f64 = keys.iter().map(|k| cell_key(*k)).sum::<f64>().fract();
         assert!((cell_key(sum) - frac).abs() < 1e-9);
-        assert_eq!(record_key(7, "a1"), keys[0]);
-        assert_ne!(record_key(8, "a1"), keys[0]);
+        assert_eq!(record_key(&k7, "a1"), keys[0]);
+        assert_ne!(record_key(&[8u8; 32], "a1"), keys[0]);
     }
 
     proptest::proptest! {
@@ -251,11 +300,12 @@ mod tests {
         fn the_same_records_get_the_same_noise_in_any_table_and_order(
             ids in proptest::collection::btree_set("[a-z0-9]{1,12}", 1..40),
             other in proptest::collection::btree_set("[A-Z]{1,8}", 0..40),
-            seed in 0u64..1000,
+            seed in 0u8..255,
         ) {
+            let seed = [seed; 32];
             let t = PTable::default();
             let key = |ids: &mut dyn Iterator<Item = &String>| {
-                ids.fold(0u32, |s, id| s.wrapping_add(record_key(seed, id)))
+                ids.fold(0u32, |s, id| s.wrapping_add(record_key(&seed, id)))
             };
             // Table A counts the records in one cell; table B in reverse order, as part of a
             // margin whose other records (`other`) fall in a different cell.

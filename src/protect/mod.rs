@@ -1,49 +1,85 @@
 //! Statistical disclosure control: what may leave the restricted tier.
 //!
-//! Input: a finished table ([`CountTable`]: every cell with its true value, margins included) and
-//! its [`Protect`] settings, or a survey table with its n/CV flags. Output: a [`ProtectedTable`]
-//! — the public frame (published value, null when suppressed, `OBS_STATUS`, `CONF_STATUS`) and,
-//! for the restricted tier, an audit frame (true value, rule that fired, feasible interval).
+//! Input: a group of linked tables ([`GroupSpec`]: the published tables that count the same
+//! records), the finest cells of their union cube (true counts, and the sums of the records'
+//! cell keys), survey estimates for a survey group, the protection key, and the earlier
+//! publications of the same period (the [`ledger`]). Output: one [`ProtectedTable`] per member —
+//! the only thing the public writer accepts — and the group's new ledger entry.
 //!
-//! Methods, per table (`[tables.<id>.protect]`): `suppress` (threshold rule, hypercube secondary
-//! suppression and an audit that blocks the release when any primary cell's feasible interval is
-//! narrower than the protection range: [`suppress`]), `round` and `random_round` (to a base, the
-//! random one keyed by seed, table and cell: [`noise`]).
+//! **The intruder** (README "Disclosure control") holds every public file of every release,
+//! knows the methods and their parameters (not the key), that every finest cell is a
+//! non-negative integer, which codes occur, and combines all tables of a release. What must
+//! hold: no cell with 0 < n < threshold can be recomputed, or narrowed to an interval shorter
+//! than the protection range, from one release or from several together.
+//!
+//! - **`suppress`** (count groups) and **survey groups** (respondent counts below the design's
+//!   `min_n`): the group's cells are one [`Problem`]; secondary suppression by Gaussian
+//!   elimination with the audit and its repair ([`suppress`]). Every cell of the frame is
+//!   published (zeros included), so the presence of a row says nothing; a suppressed cell reads
+//!   `OBS_STATUS` `Q`, `CONF_STATUS` `C` (primary and secondary look alike: telling them apart
+//!   would tell the intruder which cells are small).
+//! - **`round`, `random_round`, `cell_key`**: the finest cells are perturbed, every published
+//!   cell is the sum of its perturbed finest cells ([`noise`]), so tables are additive and agree.
+//! - **Revisions** ([`ledger`]): a period already published is published again unchanged
+//!   (`freeze`) until a revision, which keeps earlier suppressions and protects small changes.
+//!
+//! Survey estimates are additionally withheld for quality (CV above `cv_suppress`): `OBS_STATUS`
+//! `U`, `CONF_STATUS` `F`, value empty — not confidential, so not protected further.
 
+mod audit;
 mod cellkey;
+mod elim;
+mod hypercube;
+pub mod ledger;
+mod lp;
 mod noise;
+mod problem;
 mod release;
+mod secret;
 mod suppress;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use polars::prelude::*;
 
+pub use audit::{Auditor, Interval, Proof};
 pub use cellkey::{PTable, cell_key, record_key};
-pub use noise::round;
-use noise::uniform;
+pub use elim::Scratch;
+pub use hypercube::Grid;
+pub use ledger::{Ledger, Vintage};
+pub use noise::{Noise, round};
+pub use problem::{Problem, TOTAL_ID};
 pub use release::{Depth, TableCheck, audit_release};
+pub use secret::{KeySource, Secret, create_key_file, new_key_text};
 pub use suppress::{
-    Audit, Certificate, Grid, Intervals, Proof, Relation, SEARCH_BUDGET, TOTAL_ID, audit,
-    close_singletons, exact_interval, primary, secondary, suppress_and_audit, verify,
+    Pattern, Rule, Secondary, Settings, protect as suppress_problem, publication_order,
 };
 
-use crate::disaggregate::{CountTable, TOTAL};
-use crate::error::{PolarsContext, Result};
-use crate::spec::{Plan, Protect, ProtectMethod, TableSpec};
+/// The protection range of cell suppression when the spec names none (count tables) and of
+/// survey groups: every protected cell's interval, as the intruder computes it from everything
+/// published (LP bounds, non-negativity, and a suppressed cell may be empty), spans at least 2
+/// — a cell of 1 cannot be told from 0, 1, 2 or more. Larger ranges protect more and suppress
+/// more (BENCHMARKS.md "Information loss").
+pub const DEFAULT_PROTECTION_RANGE: f64 = 2.0;
 
-/// Confidentiality status of a published cell (SDMX `CONF_STATUS`).
+use crate::disaggregate::{Cells, TOTAL};
+use crate::error::{Error, PolarsContext, Result};
+use crate::spec::{GroupSpec, Plan, ProtectMethod, TableSpec};
+
+/// Confidentiality status of a cell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Conf {
     /// Free for publication.
     Free,
-    /// Primary confidentiality: too few contributors.
+    /// Needs protection: too few contributors (or too small a change since an earlier
+    /// publication).
     Primary,
-    /// Secondary confidentiality: suppressed to protect a primary cell.
+    /// Suppressed to protect another cell (or because an earlier publication suppressed it).
     Secondary,
 }
 
 impl Conf {
+    /// The restricted tier's code (SDMX CONF_STATUS): `F`, `A` primary, `D` secondary.
     pub fn code(self) -> &'static str {
         match self {
             Conf::Free => "F",
@@ -51,34 +87,94 @@ impl Conf {
             Conf::Secondary => "D",
         }
     }
+
+    /// The public tier's code: `F`, or `C` for any suppressed cell.
+    pub fn public_code(self) -> &'static str {
+        match self {
+            Conf::Free => "F",
+            Conf::Primary | Conf::Secondary => "C",
+        }
+    }
+
+    pub fn from_code(c: &str) -> Option<Self> {
+        match c {
+            "F" => Some(Conf::Free),
+            "A" => Some(Conf::Primary),
+            "D" => Some(Conf::Secondary),
+            _ => None,
+        }
+    }
 }
 
-/// A table ready for the public tier, with its restricted audit.
+/// Survey columns that may be published, in order (an allow-list: a new column of the estimate
+/// frame stays restricted until it is added here).
+pub const SURVEY_PUBLIC: &[&str] = &[
+    "estimate",
+    "se",
+    "ci_low",
+    "ci_high",
+    "ci_low_t",
+    "ci_high_t",
+    "cv",
+    "deff",
+    "df",
+];
+
+/// A member table ready for the public tier. Its fields are private: only this module builds
+/// one, from a protected group, and only `export::public` writes one.
 pub struct ProtectedTable {
-    pub ref_year: i32,
-    pub public: DataFrame,
-    pub audit: DataFrame,
-    pub summary: Summary,
+    table: String,
+    ref_year: i32,
+    public: DataFrame,
+    audit: DataFrame,
+    summary: Summary,
 }
 
-/// What protection did to a table, for the manifest.
+impl ProtectedTable {
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+    pub fn ref_year(&self) -> i32 {
+        self.ref_year
+    }
+    /// The public frame (read-only).
+    pub fn public(&self) -> &DataFrame {
+        &self.public
+    }
+    /// The restricted audit frame: true values, rules, intervals.
+    pub fn audit(&self) -> &DataFrame {
+        &self.audit
+    }
+    pub fn summary(&self) -> &Summary {
+        &self.summary
+    }
+    /// What the public file's metadata may say of its protection.
+    pub fn public_protection(&self) -> PublicProtection {
+        PublicProtection::from(&self.summary)
+    }
+}
+
+/// What protection did to a table, for the manifest (restricted: it counts changed cells).
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct Summary {
     pub table: String,
+    /// The group of linked tables the table was protected with.
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub members: Vec<String>,
     pub method: String,
     pub cells: u64,
     pub primary: u64,
     pub secondary: u64,
-    /// Audit: primary cells checked, and the narrowest feasible interval found among them.
+    /// Audit: cells checked, and the narrowest interval found among them.
     pub audited: u64,
-    /// Of those, the cells a linear program had to settle (the rest by a hypercube certificate).
+    /// Of those, the cells a linear program had to settle (the rest by checked directions).
     #[serde(default)]
     pub proved_by_lp: u64,
     pub narrowest_interval: Option<f64>,
     pub audit_passed: bool,
     pub failures: Vec<String>,
-    /// The table's dimensions, and for suppression its settings: what `migstat audit` needs to
-    /// check the published files again.
     #[serde(default)]
     pub dimensions: Vec<String>,
     #[serde(default)]
@@ -87,217 +183,805 @@ pub struct Summary {
     pub protection_range: Option<f64>,
     #[serde(default)]
     pub publish_grand_total: bool,
+    #[serde(default)]
+    pub base: Option<u64>,
+    /// Whether every published margin is the sum of the published cells below it.
+    #[serde(default)]
+    pub additive: bool,
+    /// The publication of this period the public file is (1 = the first).
+    #[serde(default)]
+    pub vintage: u32,
+    /// Published again unchanged from an earlier release (revisions = freeze).
+    #[serde(default)]
+    pub frozen: bool,
+    /// Cells whose true value changed since the published vintage (waiting for a revision).
+    #[serde(default)]
+    pub pending_changes: u64,
+    /// Cells the audit's repair suppressed beyond the Gaussian pattern.
+    #[serde(default)]
+    pub repaired: u64,
+    /// The secondary method (suppression).
+    #[serde(default)]
+    pub secondary_method: Option<String>,
 }
 
-/// Protect a count table as its spec says.
-pub fn protect_counts(
-    plan: &Plan,
-    table: &TableSpec,
-    t: &CountTable,
-    p: &Protect,
-) -> Result<ProtectedTable> {
-    let ctx = |what: &str| format!("table {}: {what}", table.id);
-    let f = &t.frame;
-    let dims: Vec<StringChunked> = table
+/// The protection settings and counts a public file carries in its metadata: the method and
+/// its parameters (public knowledge), never the key, counts of changes, or anything restricted.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct PublicProtection {
+    pub table: String,
+    pub group: String,
+    pub members: Vec<String>,
+    pub method: String,
+    pub dimensions: Vec<String>,
+    pub threshold: Option<u64>,
+    pub protection_range: Option<f64>,
+    pub base: Option<u64>,
+    pub additive: bool,
+    pub vintage: u32,
+    pub cells: u64,
+    pub suppressed: u64,
+}
+
+impl From<&Summary> for PublicProtection {
+    fn from(s: &Summary) -> Self {
+        PublicProtection {
+            table: s.table.clone(),
+            group: s.group.clone(),
+            members: s.members.clone(),
+            method: s.method.clone(),
+            dimensions: s.dimensions.clone(),
+            threshold: s.threshold,
+            protection_range: s.protection_range,
+            base: s.base,
+            additive: s.additive,
+            vintage: s.vintage,
+            cells: s.cells,
+            suppressed: s.primary + s.secondary,
+        }
+    }
+}
+
+/// Everything a group's protection needs.
+pub struct GroupInput<'a> {
+    pub group: &'a GroupSpec,
+    /// The union cube's finest cells (codes over `group.union.dimensions`).
+    pub finest: &'a Cells,
+    /// Survey groups: each member's estimate frame.
+    pub surveys: BTreeMap<String, DataFrame>,
+    pub secret: Option<&'a Secret>,
+    /// Earlier publications of this period (a revision), if any.
+    pub previous: Option<&'a Ledger>,
+    pub ref_year: i32,
+}
+
+/// A protected group: its members and the new ledger entry.
+pub struct GroupOutcome {
+    pub tables: Vec<ProtectedTable>,
+    pub ledger: Ledger,
+}
+
+/// Per member: its spec and its margin combinations over the union dimensions.
+fn member_masks(group: &GroupSpec, t: &TableSpec) -> Vec<u32> {
+    let union = &group.union.dimensions;
+    let kept_sets: Vec<Vec<String>> = match &t.grouping_sets {
+        Some(sets) => sets.clone(),
+        None => {
+            let d = t.dimensions.len();
+            (0..(1u32 << d))
+                .map(|m| {
+                    (0..d)
+                        .filter(|j| m & (1 << j) == 0)
+                        .map(|j| t.dimensions[j].clone())
+                        .collect()
+                })
+                .collect()
+        }
+    };
+    kept_sets
+        .iter()
+        .map(|kept| {
+            union
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| !kept.contains(d))
+                .fold(0u32, |m, (j, _)| m | (1 << j))
+        })
+        .collect()
+}
+
+fn mask_of(cell: &[u32]) -> u32 {
+    cell.iter()
+        .enumerate()
+        .filter(|(_, c)| **c == TOTAL_ID)
+        .fold(0u32, |m, (j, _)| m | (1 << j))
+}
+
+/// Protect a group of linked tables.
+pub fn protect_group(plan: &Plan, input: GroupInput<'_>) -> Result<GroupOutcome> {
+    let group = input.group;
+    let members: Vec<&TableSpec> = group
+        .members
+        .iter()
+        .map(|id| {
+            plan.tables
+                .iter()
+                .find(|t| &t.id == id)
+                .ok_or_else(|| Error::Internal(format!("group {}: no table {id}", group.id)))
+        })
+        .collect::<Result<_>>()?;
+    let union = &group.union;
+    let d = union.dimensions.len();
+    let hierarchies: Vec<(usize, usize)> = union
+        .hierarchies
+        .iter()
+        .filter_map(|(c, p)| {
+            let pos = |x: &str| union.dimensions.iter().position(|d| d == x);
+            Some((pos(c)?, pos(p)?))
+        })
+        .collect();
+    let masks: Vec<Vec<u32>> = members.iter().map(|t| member_masks(group, t)).collect();
+    let all_masks: Vec<u32> = {
+        let mut m: Vec<u32> = masks.iter().flatten().copied().collect();
+        m.sort_unstable();
+        m.dedup();
+        m
+    };
+    let finest: BTreeMap<Vec<String>, u64> =
+        input.finest.iter().map(|(k, t)| (k.clone(), t.n)).collect();
+    // A declared hierarchy the data break rejects the group before anything is computed.
+    let keys: Vec<Vec<String>> = finest.keys().cloned().collect();
+    let nesting = check_hierarchies(union, &keys);
+    if !nesting.is_empty() {
+        return Err(Error::Rejected(vec![crate::error::Rejection {
+            source_id: group.source.clone(),
+            reason: format!(
+                "table `{}`: {}",
+                group.members.join("`, `"),
+                nesting.join("; ")
+            ),
+        }]));
+    }
+    let key_sums: BTreeMap<&Vec<String>, u32> =
+        input.finest.iter().map(|(k, t)| (k, t.key)).collect();
+    let latest = input.previous.and_then(|l| l.vintages.last());
+    let frame_extra: Vec<Vec<String>> = latest
+        .map(|v| v.rows.keys().cloned().collect())
+        .unwrap_or_default();
+    let p = Problem::new(
+        union.dimensions.clone(),
+        &finest,
+        &hierarchies,
+        &frame_extra,
+        &all_masks,
+    )?;
+    let row_names: Vec<Vec<String>> = p
+        .rows
+        .iter()
+        .map(|r| {
+            r.iter()
+                .enumerate()
+                .map(|(j, c)| p.codes[j][*c as usize].clone())
+                .collect()
+        })
+        .collect();
+    let cell_names: Vec<Vec<String>> = (0..p.cells.len()).map(|c| p.names(c)).collect();
+    let vintage = input.previous.map_or(1, |l| l.next_vintage());
+
+    // What each cell publishes, its status, rule and interval.
+    let method = if group.survey {
+        None
+    } else {
+        union.protect.as_ref().map(|x| x.method)
+    };
+    let mut published: Vec<Option<u64>> = vec![None; p.cells.len()];
+    let mut row_published: Vec<Option<u64>> = vec![None; p.rows.len()];
+    let mut status = vec![Conf::Free; p.cells.len()];
+    let mut rule = vec![Rule::None; p.cells.len()];
+    let mut intervals: BTreeMap<usize, Interval> = BTreeMap::new();
+    let mut failures: Vec<String> = Vec::new();
+    let mut repaired = 0;
+    let threshold;
+    let range;
+    let mut base = None;
+    let method_name;
+    let additive;
+    match method {
+        None | Some(ProtectMethod::Suppress) => {
+            let (settings, extra_primary) = if group.survey {
+                let design = plan
+                    .sources
+                    .iter()
+                    .find(|s| s.id == group.source)
+                    .and_then(|s| s.design.as_ref())
+                    .ok_or_else(|| {
+                        Error::Internal(format!("survey group {}: no design", group.id))
+                    })?;
+                // A member whose own count of respondents (a mean leaves out missing values)
+                // is below min_n in a cell where the union's is not: that cell too.
+                let mut extra = BTreeSet::new();
+                for t in &members {
+                    let Some(frame) = input.surveys.get(&t.id) else {
+                        continue;
+                    };
+                    for (key, n) in survey_counts(frame, t)? {
+                        if n > 0
+                            && n < design.min_n
+                            && let Some(c) = p.find(&to_union(&key, t, union))
+                        {
+                            extra.insert(c);
+                        }
+                    }
+                }
+                (
+                    Settings {
+                        threshold: design.min_n,
+                        range: DEFAULT_PROTECTION_RANGE,
+                        keep_grand_total: false,
+                        secondary: Secondary::Gauss,
+                    },
+                    extra,
+                )
+            } else {
+                let pr = union
+                    .protect
+                    .as_ref()
+                    .ok_or_else(|| Error::Internal(format!("group {}: no protection", group.id)))?;
+                (
+                    Settings {
+                        threshold: pr.threshold,
+                        range: pr.protection_range,
+                        keep_grand_total: pr.publish_grand_total,
+                        secondary: pr.secondary,
+                    },
+                    BTreeSet::new(),
+                )
+            };
+            threshold = settings.threshold;
+            range = settings.range;
+            let (mut change, sticky) = revision_cells(&p, &cell_names, input.previous, threshold);
+            change.extend(extra_primary.iter().copied());
+            change.sort_unstable();
+            change.dedup();
+            let pattern = suppress::protect(&p, &settings, &change, &sticky);
+            status = pattern.status;
+            rule = pattern.rule;
+            for c in &extra_primary {
+                rule[*c] = Rule::Threshold;
+            }
+            intervals = pattern.intervals;
+            failures = pattern.failures.into_iter().map(|(_, why)| why).collect();
+            repaired = pattern.repaired;
+            for c in 0..p.cells.len() {
+                if status[c] == Conf::Free {
+                    published[c] = Some(p.values[c]);
+                }
+            }
+            for r in 0..p.rows.len() {
+                row_published[r] = None;
+            }
+            method_name = if group.survey {
+                "survey_quality".to_string()
+            } else {
+                "suppress".to_string()
+            };
+            additive = !group.survey;
+        }
+        Some(m) => {
+            let pr = union
+                .protect
+                .as_ref()
+                .ok_or_else(|| Error::Internal(format!("group {}: no protection", group.id)))?;
+            threshold = pr.threshold;
+            range = pr.protection_range;
+            let noise = match m {
+                ProtectMethod::Round => Noise::Round { base: pr.base },
+                ProtectMethod::RandomRound => Noise::RandomRound { base: pr.base },
+                ProtectMethod::CellKey => Noise::CellKey {
+                    ptable: match &pr.ptable {
+                        Some(path) => PTable::read(path)?,
+                        None => PTable::default(),
+                    },
+                },
+                ProtectMethod::Suppress => unreachable_method()?,
+            };
+            if matches!(m, ProtectMethod::Round | ProtectMethod::RandomRound) {
+                base = Some(pr.base);
+            }
+            if matches!(m, ProtectMethod::RandomRound | ProtectMethod::CellKey)
+                && input.secret.is_none()
+            {
+                return Err(Error::Usage(format!(
+                    "tables {} are protected by {}, which needs the protection key: set ${} or name a key file under [protection] key_file",
+                    group.members.join(", "),
+                    m.name(),
+                    plan.protection_key.env
+                )));
+            }
+            let keys: Vec<u32> = row_names
+                .iter()
+                .map(|k| key_sums.get(k).copied().unwrap_or(0))
+                .collect();
+            let scope = format!("{}|ref_year={}", group.id, input.ref_year);
+            let mut rows = noise::perturb_rows(&p, &noise, &keys, input.secret, &scope);
+            // A revision keeps a finest cell's earlier published count unless its true count
+            // moved by at least the threshold since (a smaller change would show).
+            if let Some(prev) = latest {
+                for (r, name) in row_names.iter().enumerate() {
+                    if let Some((t0, Some(v0))) = prev.rows.get(name) {
+                        let now = p.row_values[r];
+                        if now.abs_diff(*t0) < threshold {
+                            rows[r] = *v0;
+                        }
+                    }
+                }
+            }
+            let cells = noise::sums(&p, &rows);
+            let bounds = noise::intervals(&p, &noise, &rows);
+            for c in 0..p.cells.len() {
+                published[c] = Some(cells[c]);
+                let v = p.values[c];
+                if v > 0 && v < threshold {
+                    let (mut lo, hi) = bounds[c];
+                    // A one-way margin of a code that occurs is at least 1.
+                    if p.margins(c) + 1 == d && lo == 0 && v > 0 {
+                        lo = 1;
+                    }
+                    let i = Interval {
+                        lo: lo as f64,
+                        hi: hi as f64,
+                        proof: Proof::Direction,
+                    };
+                    if i.width() < range - 1e-9 {
+                        failures.push(format!(
+                            "cell {} (value {v}) is published as {} and can only be {lo} to {hi}, narrower than the protection range {range}: choose a perturbation table that never maps a count to a single value",
+                            cell_names[c].join("|"),
+                            cells[c]
+                        ));
+                    }
+                    intervals.insert(c, i);
+                }
+            }
+            for (r, v) in rows.iter().enumerate() {
+                row_published[r] = Some(*v);
+            }
+            method_name = m.name().to_string();
+            additive = true;
+        }
+    }
+
+    // The members.
+    let mut tables = Vec::new();
+    for (t, tm) in members.iter().zip(&masks) {
+        let mut cells: Vec<usize> = (0..p.cells.len())
+            .filter(|c| tm.contains(&mask_of(&p.cells[*c])))
+            .collect();
+        let names_of = |c: usize| project(&cell_names[c], union, t);
+        cells.sort_by(|a, b| names_of(*a).cmp(&names_of(*b)).then(a.cmp(b)));
+        cells.dedup_by(|a, b| names_of(*a) == names_of(*b));
+        let keys: Vec<Vec<String>> = cells.iter().map(|c| names_of(*c)).collect();
+        let member_failures: Vec<String> = failures.clone();
+        let mut summary = Summary {
+            table: t.id.clone(),
+            group: group.id.clone(),
+            members: group.members.clone(),
+            method: method_name.clone(),
+            cells: cells.len() as u64,
+            primary: cells
+                .iter()
+                .filter(|c| status[**c] == Conf::Primary)
+                .count() as u64,
+            secondary: cells
+                .iter()
+                .filter(|c| status[**c] == Conf::Secondary)
+                .count() as u64,
+            audited: cells.iter().filter(|c| intervals.contains_key(c)).count() as u64,
+            proved_by_lp: cells
+                .iter()
+                .filter(|c| intervals.get(c).is_some_and(|i| i.proof == Proof::Lp))
+                .count() as u64,
+            narrowest_interval: cells
+                .iter()
+                .filter_map(|c| intervals.get(c).map(Interval::width))
+                .min_by(f64::total_cmp),
+            audit_passed: member_failures.is_empty(),
+            failures: member_failures,
+            dimensions: t.dimensions.clone(),
+            threshold: Some(threshold),
+            protection_range: Some(range),
+            publish_grand_total: union
+                .protect
+                .as_ref()
+                .is_some_and(|x| x.publish_grand_total),
+            base,
+            additive,
+            vintage,
+            frozen: false,
+            pending_changes: 0,
+            repaired: repaired as u64,
+            secondary_method: (method.is_none() || method == Some(ProtectMethod::Suppress)).then(
+                || {
+                    union
+                        .protect
+                        .as_ref()
+                        .map_or("gauss", |x| match x.secondary {
+                            Secondary::Gauss => "gauss",
+                            Secondary::Hypercube => "hypercube",
+                        })
+                        .to_string()
+                },
+            ),
+        };
+        let (public, audit) = if group.survey {
+            let frame = input
+                .surveys
+                .get(&t.id)
+                .ok_or_else(|| Error::Internal(format!("survey table {}: no estimates", t.id)))?;
+            survey_frames(
+                plan,
+                t,
+                union,
+                frame,
+                &p,
+                &status,
+                &rule,
+                &intervals,
+                &mut summary,
+            )?
+        } else {
+            count_frames(
+                plan, t, &cells, &keys, &p, &published, &status, &rule, &intervals,
+            )?
+        };
+        tables.push(ProtectedTable {
+            table: t.id.clone(),
+            ref_year: input.ref_year,
+            public,
+            audit,
+            summary,
+        });
+    }
+
+    // The ledger: this vintage after the earlier ones.
+    let mut ledger = input.previous.cloned().unwrap_or_default();
+    ledger.definition = ledger::definition(group);
+    let mut v = Vintage {
+        number: vintage,
+        ..Default::default()
+    };
+    for c in (0..p.cells.len()).filter(|c| p.visible[*c]) {
+        v.cells.insert(
+            cell_names[c].clone(),
+            (p.values[c], published[c], status[c], rule[c]),
+        );
+    }
+    for r in 0..p.rows.len() {
+        v.rows
+            .insert(row_names[r].clone(), (p.row_values[r], row_published[r]));
+    }
+    ledger.vintages.push(v);
+    Ok(GroupOutcome { tables, ledger })
+}
+
+fn unreachable_method() -> Result<Noise> {
+    Err(Error::Internal("suppression is not a noise".into()))
+}
+
+/// Cells suppressed in an earlier publication of the period (they stay suppressed), and cells
+/// published then whose true value moved by less than the threshold since (protected now like
+/// small cells: publishing them would publish the change).
+fn revision_cells(
+    p: &Problem,
+    names: &[Vec<String>],
+    previous: Option<&Ledger>,
+    k: u64,
+) -> (Vec<usize>, Vec<usize>) {
+    let (mut change, mut sticky) = (BTreeSet::new(), BTreeSet::new());
+    let Some(prev) = previous else {
+        return (Vec::new(), Vec::new());
+    };
+    for v in &prev.vintages {
+        for (c, name) in names.iter().enumerate() {
+            if !p.visible[c] {
+                continue;
+            }
+            match v.cells.get(name) {
+                Some((t0, published, _, _)) => {
+                    let now = p.values[c];
+                    if published.is_none() {
+                        sticky.insert(c);
+                    } else {
+                        let delta = now.abs_diff(*t0);
+                        if delta > 0 && delta < k {
+                            change.insert(c);
+                        }
+                    }
+                }
+                // A cell the earlier publication did not have (a new code): its whole value
+                // is the change.
+                None => {
+                    let now = p.values[c];
+                    if now > 0 && now < k {
+                        change.insert(c);
+                    }
+                }
+            }
+        }
+    }
+    (change.into_iter().collect(), sticky.into_iter().collect())
+}
+
+/// A member cell's codes (member dimensions) as the union cube's (other dimensions `_T`).
+fn to_union(key: &[String], t: &TableSpec, union: &TableSpec) -> Vec<String> {
+    union
         .dimensions
         .iter()
-        .map(|d| Ok(f.column(d).ctx(|| ctx(d))?.str().ctx(|| ctx(d))?.clone()))
+        .map(|d| match t.dimensions.iter().position(|x| x == d) {
+            Some(i) => key[i].clone(),
+            None => TOTAL.to_string(),
+        })
+        .collect()
+}
+
+/// A union cell's codes on a member's dimensions.
+fn project(key: &[String], union: &TableSpec, t: &TableSpec) -> Vec<String> {
+    t.dimensions
+        .iter()
+        .map(|d| {
+            union
+                .dimensions
+                .iter()
+                .position(|x| x == d)
+                .map_or_else(|| TOTAL.to_string(), |i| key[i].clone())
+        })
+        .collect()
+}
+
+/// Each cell of a survey frame with its respondent count.
+fn survey_counts(frame: &DataFrame, t: &TableSpec) -> Result<Vec<(Vec<String>, u64)>> {
+    let ctx = |what: &str| format!("table {}: {what}", t.id);
+    let dims: Vec<StringChunked> = t
+        .dimensions
+        .iter()
+        .map(|d| {
+            Ok(frame
+                .column(d)
+                .ctx(|| ctx(d))?
+                .str()
+                .ctx(|| ctx(d))?
+                .clone())
+        })
         .collect::<Result<_>>()?;
-    let n = f
+    let n = frame
         .column("n")
         .ctx(|| ctx("n"))?
-        .u64()
-        .ctx(|| ctx("n"))?
-        .clone();
-    let mut codes: Vec<HashMap<String, u32>> = vec![HashMap::new(); dims.len()];
-    let mut keys: Vec<Vec<String>> = Vec::with_capacity(f.height());
-    let mut cells = Vec::with_capacity(f.height());
-    let mut values = Vec::with_capacity(f.height());
-    for i in 0..f.height() {
-        let key: Vec<String> = dims
-            .iter()
-            .map(|c| c.get(i).unwrap_or_default().to_string())
-            .collect();
-        cells.push(
-            key.iter()
-                .zip(codes.iter_mut())
-                .map(|(k, ids)| {
-                    if k == TOTAL {
-                        TOTAL_ID
-                    } else {
-                        let next = ids.len() as u32;
-                        *ids.entry(k.clone()).or_insert(next)
-                    }
-                })
-                .collect(),
-        );
-        keys.push(key);
-        values.push(n.get(i).unwrap_or(0));
-    }
-    let mut summary = Summary {
-        table: table.id.clone(),
-        method: match p.method {
-            ProtectMethod::Suppress => "suppress",
-            ProtectMethod::Round => "round",
-            ProtectMethod::RandomRound => "random_round",
-            ProtectMethod::CellKey => "cell_key",
-        }
-        .to_string(),
-        cells: values.len() as u64,
-        audit_passed: true,
-        dimensions: table.dimensions.clone(),
-        ..Summary::default()
-    };
-    if p.method == ProtectMethod::Suppress {
-        summary.threshold = Some(p.threshold);
-        summary.protection_range = Some(p.protection_range);
-        summary.publish_grand_total = p.publish_grand_total;
-    }
-    let nesting = check_hierarchies(table, &keys);
-    let mut cell_keys: Option<Vec<f64>> = None;
-    let (published, status, audited): (Vec<Option<u64>>, Vec<Conf>, Audit) = match p.method {
-        ProtectMethod::Suppress => {
-            let mut grid = Grid::new(cells, values.clone());
-            if p.publish_grand_total {
-                grid = grid.keep_grand_total();
-            }
-            let (status, audited) = suppress_and_audit(&grid, p.threshold, p.protection_range)?;
-            let failing = audited.failing(p.protection_range);
-            summary.primary = status.iter().filter(|s| **s == Conf::Primary).count() as u64;
-            summary.secondary = status.iter().filter(|s| **s == Conf::Secondary).count() as u64;
-            summary.audited = audited.intervals.len() as u64;
-            summary.proved_by_lp = audited
-                .intervals
-                .values()
-                .filter(|i| i.2 == Proof::Lp)
-                .count() as u64;
-            summary.narrowest_interval = audited
-                .intervals
-                .values()
-                .map(|(lo, hi, _)| hi - lo)
-                .min_by(f64::total_cmp);
-            summary.failures = failing
-                    .iter()
-                    .map(|c| {
-                        let (lo, hi, _) = audited.intervals[c];
-                        format!(
-                            "cell {} (value {}) can be narrowed to [{lo:.2}, {hi:.2}], narrower than the protection range {}",
-                            keys[*c].join("|"),
-                            values[*c],
-                            p.protection_range
-                        )
-                    })
-                    .collect();
-            summary.audit_passed = failing.is_empty();
-            let published = values
-                .iter()
-                .zip(&status)
-                .map(|(v, s)| (*s == Conf::Free).then_some(*v))
-                .collect();
-            (published, status, audited)
-        }
-        ProtectMethod::Round | ProtectMethod::RandomRound => {
-            let published = values
-                .iter()
-                .zip(&keys)
-                .map(|(v, k)| {
-                    let u = (p.method == ProtectMethod::RandomRound)
-                        .then(|| uniform(p.seed, &table.id, k));
-                    Some(round(*v, p.base, u))
-                })
-                .collect();
-            (published, vec![Conf::Free; values.len()], Audit::default())
-        }
-        ProtectMethod::CellKey => {
-            let ptable = match &p.ptable {
-                Some(path) => PTable::read(path)?,
-                None => PTable::default(),
-            };
-            let sums = f
-                .column("record_key_sum")
-                .ctx(|| ctx("record_key_sum"))?
-                .u32()
-                .ctx(|| ctx("record_key_sum"))?;
-            let ck: Vec<f64> = (0..values.len())
-                .map(|i| cell_key(sums.get(i).unwrap_or(0)))
-                .collect();
-            let published = values
-                .iter()
-                .zip(&ck)
-                .map(|(v, k)| Some(ptable.perturb(*v, *k)))
-                .collect();
-            cell_keys = Some(ck);
-            (published, vec![Conf::Free; values.len()], Audit::default())
-        }
-    };
+        .cast(&DataType::UInt64)
+        .ctx(|| ctx("n"))?;
+    let n = n.u64().ctx(|| ctx("n"))?;
+    Ok((0..frame.height())
+        .map(|i| {
+            (
+                dims.iter()
+                    .map(|c| c.get(i).unwrap_or_default().to_string())
+                    .collect(),
+                n.get(i).unwrap_or(0),
+            )
+        })
+        .collect())
+}
 
-    if !nesting.is_empty() {
-        summary.audit_passed = false;
-        summary.failures.extend(nesting);
-    }
-    let unit = f
-        .column("unit")
-        .ctx(|| ctx("unit"))?
-        .str()
-        .ctx(|| ctx("unit"))?
-        .get(0)
-        .unwrap_or_default()
-        .to_string();
-    let mut public = crate::disaggregate::cell_columns(plan, table, &unit, keys.iter());
-    public.push(Column::new("value".into(), published.clone()));
-    public.push(Column::new("OBS_STATUS".into(), vec!["A"; keys.len()]));
+#[allow(clippy::too_many_arguments)]
+fn count_frames(
+    plan: &Plan,
+    t: &TableSpec,
+    cells: &[usize],
+    keys: &[Vec<String>],
+    p: &Problem,
+    published: &[Option<u64>],
+    status: &[Conf],
+    rule: &[Rule],
+    intervals: &BTreeMap<usize, Interval>,
+) -> Result<(DataFrame, DataFrame)> {
+    let ctx = |what: &str| format!("table {}: {what}", t.id);
+    let unit = match t.unit {
+        crate::spec::Unit::Persons => "persons",
+        crate::spec::Unit::Records => "records",
+        crate::spec::Unit::Events => "events",
+    };
+    let h = cells.len();
+    let mut public = crate::disaggregate::cell_columns(plan, t, unit, keys.iter());
+    let values: Vec<Option<u64>> = cells.iter().map(|c| published[*c]).collect();
+    public.push(Column::new("value".into(), values.clone()));
     public.push(Column::new(
-        "CONF_STATUS".into(),
-        status.iter().map(|s| s.code()).collect::<Vec<_>>(),
-    ));
-    let public = DataFrame::new(keys.len(), public).ctx(|| ctx("public frame"))?;
-
-    let mut audit = crate::disaggregate::cell_columns(plan, table, &unit, keys.iter());
-    audit.push(Column::new("true_value".into(), values.clone()));
-    audit.push(Column::new("contributors".into(), values.clone()));
-    audit.push(Column::new("published".into(), published));
-    audit.push(Column::new(
-        "rule".into(),
-        status
+        "OBS_STATUS".into(),
+        values
             .iter()
-            .map(|s| match (s, p.method) {
-                (Conf::Primary, _) => "threshold",
-                (Conf::Secondary, _) => "secondary",
-                (Conf::Free, ProtectMethod::Round) => "round",
-                (Conf::Free, ProtectMethod::RandomRound) => "random_round",
-                (Conf::Free, ProtectMethod::CellKey) => "cell_key",
-                (Conf::Free, ProtectMethod::Suppress) => "none",
-            })
+            .map(|v| if v.is_some() { "A" } else { "Q" })
             .collect::<Vec<_>>(),
     ));
+    public.push(Column::new(
+        "CONF_STATUS".into(),
+        cells
+            .iter()
+            .map(|c| status[*c].public_code())
+            .collect::<Vec<_>>(),
+    ));
+    let public = DataFrame::new(h, public).ctx(|| ctx("public frame"))?;
+
+    let mut audit = crate::disaggregate::cell_columns(plan, t, unit, keys.iter());
+    audit.push(Column::new(
+        "true_value".into(),
+        cells.iter().map(|c| p.values[*c]).collect::<Vec<u64>>(),
+    ));
+    audit.push(Column::new("published".into(), values));
+    audit.push(Column::new(
+        "conf".into(),
+        cells.iter().map(|c| status[*c].code()).collect::<Vec<_>>(),
+    ));
+    audit.push(Column::new(
+        "rule".into(),
+        cells.iter().map(|c| rule[*c].code()).collect::<Vec<_>>(),
+    ));
     let bound = |hi: bool| -> Vec<Option<f64>> {
-        (0..keys.len())
-            .map(|i| {
-                audited
-                    .intervals
-                    .get(&i)
-                    .map(|(l, h, _)| if hi { *h } else { *l })
-            })
+        cells
+            .iter()
+            .map(|c| intervals.get(c).map(|i| if hi { i.hi } else { i.lo }))
             .collect()
     };
     audit.push(Column::new("feasible_min".into(), bound(false)));
     audit.push(Column::new("feasible_max".into(), bound(true)));
     audit.push(Column::new(
         "proof".into(),
-        (0..keys.len())
-            .map(|i| audited.intervals.get(&i).map(|(_, _, p)| p.code()))
+        cells
+            .iter()
+            .map(|c| intervals.get(c).map(|i| i.proof.code()))
             .collect::<Vec<_>>(),
     ));
-    if let Some(ck) = cell_keys {
-        audit.push(Column::new("cell_key".into(), ck));
+    let audit = DataFrame::new(h, audit).ctx(|| ctx("audit frame"))?;
+    Ok((public, audit))
+}
+
+/// A survey table's public form: the allow-listed estimate columns, withheld (`OBS_STATUS` `Q`,
+/// `CONF_STATUS` `C`) where the group's suppression says so, or for quality (`U`, `F`, no value)
+/// where the CV exceeds the design's `cv_suppress`.
+#[allow(clippy::too_many_arguments)]
+fn survey_frames(
+    plan: &Plan,
+    t: &TableSpec,
+    union: &TableSpec,
+    frame: &DataFrame,
+    p: &Problem,
+    status: &[Conf],
+    rule: &[Rule],
+    intervals: &BTreeMap<usize, Interval>,
+    summary: &mut Summary,
+) -> Result<(DataFrame, DataFrame)> {
+    let ctx = |what: &str| format!("table {}: {what}", t.id);
+    let design = plan
+        .sources
+        .iter()
+        .find(|s| s.id == t.source)
+        .and_then(|s| s.design.as_ref())
+        .ok_or_else(|| Error::Internal(format!("survey table {}: no design", t.id)))?;
+    let keys: Vec<Vec<String>> = survey_counts(frame, t)?.into_iter().map(|x| x.0).collect();
+    let cells: Vec<Option<usize>> = keys
+        .iter()
+        .map(|k| p.find(&to_union(k, t, union)))
+        .collect();
+    let confidential: Vec<bool> = cells
+        .iter()
+        .map(|c| c.is_none_or(|c| status[c] != Conf::Free))
+        .collect();
+    let cv = frame
+        .column("cv")
+        .ctx(|| ctx("cv"))?
+        .f64()
+        .ctx(|| ctx("cv"))?
+        .clone();
+    let unreliable: Vec<bool> = cv
+        .iter()
+        .map(|c| c.is_none_or(|c| c > design.cv_suppress))
+        .collect();
+    let caution: Vec<bool> = cv
+        .iter()
+        .map(|c| c.is_none_or(|c| c > design.cv_caution))
+        .collect();
+    let withheld: Vec<bool> = confidential
+        .iter()
+        .zip(&unreliable)
+        .map(|(a, b)| *a || *b)
+        .collect();
+    let keep = BooleanChunked::from_iter_values("keep".into(), withheld.iter().map(|w| !w));
+    let mut public = Vec::new();
+    let lead = ["table_id", "source_id", "unit", "ref_period"];
+    for name in lead
+        .iter()
+        .copied()
+        .chain(t.dimensions.iter().map(String::as_str))
+    {
+        public.push(frame.column(name).ctx(|| ctx(name))?.clone());
     }
-    let audit = DataFrame::new(keys.len(), audit).ctx(|| ctx("audit frame"))?;
-    Ok(ProtectedTable {
-        ref_year: t.ref_year,
-        public,
-        audit,
-        summary,
-    })
+    for name in SURVEY_PUBLIC {
+        let Ok(c) = frame.column(name) else {
+            continue;
+        };
+        let s = c.as_materialized_series();
+        let nulls = Series::full_null((*name).into(), s.len(), s.dtype());
+        public.push(s.zip_with(&keep, &nulls).ctx(|| ctx(name))?.into_column());
+    }
+    public.push(Column::new(
+        "OBS_STATUS".into(),
+        (0..frame.height())
+            .map(|i| {
+                if confidential[i] {
+                    "Q"
+                } else if caution[i] {
+                    "U"
+                } else {
+                    "A"
+                }
+            })
+            .collect::<Vec<_>>(),
+    ));
+    public.push(Column::new(
+        "CONF_STATUS".into(),
+        confidential
+            .iter()
+            .map(|c| if *c { "C" } else { "F" })
+            .collect::<Vec<_>>(),
+    ));
+    let public = DataFrame::new(frame.height(), public).ctx(|| ctx("public frame"))?;
+    let mut audit: Vec<Column> = frame
+        .columns()
+        .iter()
+        .filter(|c| !matches!(c.name().as_str(), "suppress" | "obs_status"))
+        .cloned()
+        .collect();
+    audit.push(Column::new(
+        "conf".into(),
+        cells
+            .iter()
+            .map(|c| c.map_or("A", |c| status[c].code()))
+            .collect::<Vec<_>>(),
+    ));
+    audit.push(Column::new(
+        "rule".into(),
+        cells
+            .iter()
+            .zip(&unreliable)
+            .map(|(c, u)| match c.map(|c| rule[c]) {
+                Some(Rule::None) | None if *u => "quality",
+                Some(r) => r.code(),
+                None => "none",
+            })
+            .collect::<Vec<_>>(),
+    ));
+    audit.push(Column::new(
+        "feasible_min".into(),
+        cells
+            .iter()
+            .map(|c| c.and_then(|c| intervals.get(&c)).map(|i| i.lo))
+            .collect::<Vec<_>>(),
+    ));
+    audit.push(Column::new(
+        "feasible_max".into(),
+        cells
+            .iter()
+            .map(|c| c.and_then(|c| intervals.get(&c)).map(|i| i.hi))
+            .collect::<Vec<_>>(),
+    ));
+    let audit = DataFrame::new(frame.height(), audit).ctx(|| ctx("audit frame"))?;
+    summary.cells = frame.height() as u64;
+    summary.primary = cells
+        .iter()
+        .filter(|c| c.is_some_and(|c| status[c] == Conf::Primary))
+        .count() as u64;
+    summary.secondary = cells
+        .iter()
+        .filter(|c| c.is_some_and(|c| status[c] == Conf::Secondary))
+        .count() as u64;
+    summary.additive = false;
+    Ok((public, audit))
 }
 
 /// Declared hierarchies that the data break: one message per child code found under more
@@ -309,8 +993,7 @@ pub fn check_hierarchies(table: &TableSpec, keys: &[Vec<String>]) -> Vec<String>
         let (Some(c), Some(p)) = (pos(child), pos(parent)) else {
             continue;
         };
-        let mut parents: std::collections::BTreeMap<&str, std::collections::BTreeSet<&str>> =
-            Default::default();
+        let mut parents: BTreeMap<&str, BTreeSet<&str>> = Default::default();
         for k in keys {
             if k[c] != TOTAL && k[p] != TOTAL {
                 parents.entry(&k[c]).or_default().insert(&k[p]);
@@ -325,56 +1008,4 @@ pub fn check_hierarchies(table: &TableSpec, keys: &[Vec<String>]) -> Vec<String>
         }
     }
     out
-}
-
-/// A survey table's public form: cells marked for suppression (too few respondents, or a CV
-/// above the design's limit) lose their estimate and its precision; `OBS_STATUS` says `U` for
-/// low reliability.
-pub fn protect_survey(table: &TableSpec, t: &CountTable) -> Result<ProtectedTable> {
-    let ctx = |what: &str| format!("table {}: {what}", table.id);
-    let f = &t.frame;
-    let suppress = f
-        .column("suppress")
-        .ctx(|| ctx("suppress"))?
-        .bool()
-        .ctx(|| ctx("suppress"))?
-        .clone();
-    let keep = !&suppress;
-    let mut public = Vec::new();
-    for c in f.columns() {
-        let name = c.name().as_str();
-        match name {
-            "suppress" => {}
-            "obs_status" => public.push(c.clone().with_name("OBS_STATUS".into())),
-            "n" | "estimate" | "se" | "ci_low" | "ci_high" | "ci_low_t" | "ci_high_t" | "cv"
-            | "deff" => {
-                let s = c.as_materialized_series();
-                let nulls = Series::full_null(name.into(), s.len(), s.dtype());
-                public.push(s.zip_with(&keep, &nulls).ctx(|| ctx(name))?.into_column());
-            }
-            _ => public.push(c.clone()),
-        }
-    }
-    public.push(Column::new(
-        "CONF_STATUS".into(),
-        suppress
-            .iter()
-            .map(|s| if s == Some(true) { "A" } else { "F" })
-            .collect::<Vec<_>>(),
-    ));
-    let primary = suppress.iter().filter(|s| *s == Some(true)).count() as u64;
-    let public = DataFrame::new(f.height(), public).ctx(|| ctx("public frame"))?;
-    Ok(ProtectedTable {
-        ref_year: t.ref_year,
-        public,
-        audit: f.clone(),
-        summary: Summary {
-            table: table.id.clone(),
-            method: "survey_quality".into(),
-            cells: f.height() as u64,
-            primary,
-            audit_passed: true,
-            ..Summary::default()
-        },
-    })
 }

@@ -1,29 +1,35 @@
-//! `migstat audit RELEASE`: the disclosure checks again, on what a release actually published.
+//! `migstat audit RELEASE`: the disclosure checks again, on what a release actually published,
+//! group by group (the tables an intruder can combine).
 //!
-//! Input: a release directory (its `manifest.json`, `public/tables/<id>/ref_year=*/data.parquet`
-//! and, for the default check, `restricted/audit/<id>.parquet`). Output: one [`TableCheck`] per
-//! published file of a suppressed or cell-key table.
+//! Input: a release directory — its `manifest.json` (each table's protection summary and
+//! group), its public tables, and each group's ledger (`restricted/ledger/`: the true values
+//! and what was published). Output: one [`TableCheck`] per published table of a protected
+//! group.
 //!
-//! For every table the manifest says was suppressed, from the public file: no free cell may hold
-//! a value in (0, threshold) and every suppressed cell must have a null value. Then every primary
-//! cell's feasible interval — its value over every non-negative table that agrees with the
-//! published cells and satisfies the relations `total = Σ parts` — must be at least the
-//! protection range wide:
-//! - by default ([`Depth::Certified`]) as the run's own audit does, but from the published
-//!   pattern and the restricted tier's true values (which must agree with every published
-//!   value): a hypercube of suppressed cells searched afresh, else a linear program;
-//! - with [`Depth::Exact`], from the public file alone, each bound by a linear program over the
-//!   cell's whole connected group of suppressed cells: the exact interval an outsider could
-//!   compute (slower: minutes for a table of a thousand suppressed cells).
-//!
-//! Tables perturbed by the cell key method must publish no 1 or 2.
+//! For every member table, from its public file: each row is a cell of the group's ledger;
+//! the published value is the ledger's, null exactly where `CONF_STATUS` is `C` (and
+//! `OBS_STATUS` is `Q`); no free cell of a suppressed table holds a value in (0, threshold).
+//! Then the group as a whole:
+//! - suppression (and survey groups' respondent counts): the problem is rebuilt from the
+//!   ledger's finest cells and the published pattern of *all* member tables, and every cell that
+//!   needs protection is bounded again — [`Depth::Certified`]: checked directions, else the LP,
+//!   as the run does; [`Depth::Exact`]: the LP over the whole group for every such cell, its
+//!   right-hand sides the published values: what an outsider computes;
+//! - perturbative methods: every published cell equals the sum of the published finest cells
+//!   below it (additive), and no cell that needs protection has an interval (the sum of what
+//!   its finest cells' published counts allow) narrower than the range.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
-use super::{Conf, Grid, Summary, TOTAL_ID, audit, exact_interval};
+use super::audit::Auditor;
+use super::elim::Scratch;
+use super::ledger::Ledger;
+use super::problem::Problem;
+use super::suppress::{Rule, publication_order};
+use super::{Conf, PTable, Summary};
 use crate::disaggregate::TOTAL;
 use crate::error::{Error, PolarsContext, Result};
 
@@ -31,12 +37,13 @@ use crate::error::{Error, PolarsContext, Result};
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TableCheck {
     pub table: String,
+    pub group: String,
     pub file: PathBuf,
     pub method: String,
     pub cells: usize,
-    pub primary: usize,
-    pub secondary: usize,
-    /// The narrowest exact interval among primary cells.
+    pub suppressed: usize,
+    pub audited: usize,
+    /// The narrowest interval among cells that need protection.
     pub narrowest_interval: Option<f64>,
     /// Empty when the file passes.
     pub failures: Vec<String>,
@@ -49,7 +56,7 @@ pub enum Depth {
     Exact,
 }
 
-/// Audit every suppressed or cell-key table of the release in `dir` (or only `table`).
+/// Audit every protected group of the release in `dir` (or the group of `table`).
 pub fn audit_release(dir: &Path, depth: Depth, table: Option<&str>) -> Result<Vec<TableCheck>> {
     let manifest_path = dir.join("manifest.json");
     let text = std::fs::read_to_string(&manifest_path).map_err(|e| Error::io(&manifest_path, e))?;
@@ -68,249 +75,367 @@ pub fn audit_release(dir: &Path, depth: Depth, table: Option<&str>) -> Result<Ve
             manifest_path.display()
         ))
     })?;
-    let mut out = Vec::new();
-    for s in summaries
-        .iter()
-        .filter(|s| s.method == "suppress" || s.method == "cell_key")
-        .filter(|s| table.is_none_or(|t| t == s.table))
-    {
-        let root = dir.join("public").join("tables").join(&s.table);
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&root)
-            .map_err(|e| Error::io(&root, e))?
-            .filter_map(|e| e.ok().map(|e| e.path().join("data.parquet")))
-            .filter(|p| p.is_file())
-            .collect();
-        files.sort();
-        if files.is_empty() {
+    let mut groups: BTreeMap<&str, Vec<&Summary>> = BTreeMap::new();
+    for s in &summaries {
+        if s.group.is_empty() {
             return Err(Error::Usage(format!(
-                "{}: the manifest lists table `{}` as published, but it has no data.parquet",
-                root.display(),
+                "{}: table `{}` has no protection group (a release from an older migstat: run it again)",
+                manifest_path.display(),
                 s.table
             )));
         }
-        let truth = if depth == Depth::Certified && s.method == "suppress" {
-            let path = dir
-                .join("restricted")
-                .join("audit")
-                .join(format!("{}.parquet", s.table));
-            if !path.is_file() {
-                return Err(Error::Usage(format!(
-                    "{}: missing; audit from the public files alone with --exact",
-                    path.display()
-                )));
-            }
-            Some(true_values(s, &path)?)
-        } else {
-            None
-        };
-        for f in files {
-            out.push(check_file(s, &f, truth.as_ref())?);
+        groups.entry(s.group.as_str()).or_default().push(s);
+    }
+    let mut out = Vec::new();
+    for (g, members) in groups {
+        if table.is_some_and(|t| !members.iter().any(|m| m.table == t)) {
+            continue;
         }
+        out.extend(audit_group(dir, g, &members, depth)?);
     }
     if let Some(t) = table.filter(|_| out.is_empty()) {
         return Err(Error::Usage(format!(
-            "{}: no suppressed or cell-key table `{t}` in this release",
+            "{}: no protected table `{t}` in this release",
             manifest_path.display()
         )));
     }
     Ok(out)
 }
 
-/// The restricted audit table's true values, by the cell's codes joined with `|` (and its
-/// reference period: a table has one audit file for all its years).
-fn true_values(s: &Summary, path: &Path) -> Result<HashMap<String, u64>> {
-    let ctx = |what: &str| format!("{}: {what}", path.display());
+/// The union dimensions of a ledger file: its columns between `level` and `true_value`.
+fn ledger_dims(path: &Path) -> Result<Vec<String>> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let df = ParquetReader::new(file).finish().ctx(|| ctx("reading"))?;
-    let v = df
-        .column("true_value")
-        .ctx(|| ctx("true_value"))?
-        .cast(&DataType::UInt64)
-        .ctx(|| ctx("true_value"))?;
-    let v = v.u64().ctx(|| ctx("true_value"))?;
-    let names = cell_names(&df, s, path)?;
-    Ok(names
-        .into_iter()
-        .zip(v.iter())
-        .map(|(n, v)| (n, v.unwrap_or(0)))
+    let schema = ParquetReader::new(file)
+        .schema()
+        .ctx(|| format!("{}: schema", path.display()))?;
+    let names: Vec<String> = schema.iter_names().map(|n| n.to_string()).collect();
+    let a = names.iter().position(|n| n == "level");
+    let b = names.iter().position(|n| n == "true_value");
+    match (a, b) {
+        (Some(a), Some(b)) if a < b => Ok(names[a + 1..b].to_vec()),
+        _ => Err(Error::Usage(format!(
+            "{}: not a migstat ledger",
+            path.display()
+        ))),
+    }
+}
+
+fn strings(df: &DataFrame, c: &str, path: &Path) -> Result<Vec<String>> {
+    Ok(df
+        .column(c)
+        .ctx(|| format!("{}: {c}", path.display()))?
+        .cast(&DataType::String)
+        .ctx(|| format!("{}: {c}", path.display()))?
+        .str()
+        .ctx(|| format!("{}: {c}", path.display()))?
+        .iter()
+        .map(|v| v.unwrap_or_default().to_string())
         .collect())
 }
 
-/// Each row's reference period and dimension codes, joined with `|`.
-fn cell_names(df: &DataFrame, s: &Summary, path: &Path) -> Result<Vec<String>> {
-    let ctx = |what: &str| format!("{}: {what}", path.display());
-    let mut cols = vec!["ref_period".to_string()];
-    cols.extend(s.dimensions.iter().cloned());
-    let cols: Vec<StringChunked> = cols
-        .iter()
-        .map(|d| Ok(df.column(d).ctx(|| ctx(d))?.str().ctx(|| ctx(d))?.clone()))
-        .collect::<Result<_>>()?;
-    Ok((0..df.height())
-        .map(|i| {
-            cols.iter()
-                .map(|c| c.get(i).unwrap_or_default())
-                .collect::<Vec<_>>()
-                .join("|")
-        })
-        .collect())
-}
-
-fn check_file(
-    s: &Summary,
-    path: &Path,
-    truth: Option<&HashMap<String, u64>>,
-) -> Result<TableCheck> {
-    let ctx = |what: &str| format!("{}: {what}", path.display());
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let df = ParquetReader::new(file).finish().ctx(|| ctx("reading"))?;
-    let value = df
-        .column("value")
-        .ctx(|| ctx("value"))?
-        .cast(&DataType::UInt64)
-        .ctx(|| ctx("value"))?;
-    let value = value.u64().ctx(|| ctx("value"))?;
-    let conf = df.column("CONF_STATUS").ctx(|| ctx("CONF_STATUS"))?;
-    let conf = conf.str().ctx(|| ctx("CONF_STATUS"))?;
-    let mut check = TableCheck {
-        table: s.table.clone(),
-        file: path.to_path_buf(),
-        method: s.method.clone(),
-        cells: df.height(),
-        primary: 0,
-        secondary: 0,
-        narrowest_interval: None,
-        failures: Vec::new(),
-    };
-    if s.method == "cell_key" {
-        for (i, v) in value.iter().enumerate() {
-            if matches!(v, Some(1 | 2)) {
-                check.failures.push(format!(
-                    "row {i}: a count of {} is published",
-                    v.unwrap_or(0)
-                ));
-            }
-        }
-        return Ok(check);
-    }
-    let (Some(k), Some(range)) = (s.threshold, s.protection_range) else {
+fn audit_group(dir: &Path, g: &str, members: &[&Summary], depth: Depth) -> Result<Vec<TableCheck>> {
+    let pattern = dir
+        .join("restricted")
+        .join("ledger")
+        .join(g)
+        .join("*")
+        .join("ledger.parquet");
+    let mut ledgers: Vec<PathBuf> = glob::glob(&pattern.to_string_lossy())
+        .map_err(|e| Error::Internal(format!("listing ledgers: {e}")))?
+        .flatten()
+        .collect();
+    ledgers.sort();
+    if ledgers.is_empty() {
         return Err(Error::Usage(format!(
-            "{}: the manifest does not record table `{}`'s threshold and protection range (a release from an older migstat: run it again)",
-            path.display(),
-            s.table
-        )));
-    };
-    if s.dimensions.is_empty() {
-        return Err(Error::Usage(format!(
-            "{}: the manifest does not record table `{}`'s dimensions (a release from an older migstat: run it again)",
-            path.display(),
-            s.table
+            "{}: group `{g}` has no ledger in restricted/ledger/; audit needs the restricted tier",
+            dir.display()
         )));
     }
-    let dims: Vec<StringChunked> = s
-        .dimensions
-        .iter()
-        .map(|d| Ok(df.column(d).ctx(|| ctx(d))?.str().ctx(|| ctx(d))?.clone()))
-        .collect::<Result<_>>()?;
-    let full = cell_names(&df, s, path)?;
-    let mut codes: Vec<HashMap<String, u32>> = vec![HashMap::new(); dims.len()];
-    let mut cells = Vec::with_capacity(df.height());
-    let mut values = Vec::with_capacity(df.height());
-    let mut status = Vec::with_capacity(df.height());
-    let mut names = Vec::with_capacity(df.height());
-    for i in 0..df.height() {
-        let key: Vec<&str> = dims.iter().map(|c| c.get(i).unwrap_or_default()).collect();
-        cells.push(
-            key.iter()
-                .zip(codes.iter_mut())
-                .map(|(k, ids)| {
-                    if *k == TOTAL {
-                        TOTAL_ID
-                    } else {
-                        let next = ids.len() as u32;
-                        *ids.entry(k.to_string()).or_insert(next)
-                    }
-                })
-                .collect::<Vec<u32>>(),
-        );
-        names.push(key.join("|"));
-        let st = match conf.get(i) {
-            Some("F") => Conf::Free,
-            Some("A") => Conf::Primary,
-            Some("D") => Conf::Secondary,
-            other => {
-                check
-                    .failures
-                    .push(format!("cell {}: CONF_STATUS {other:?}", names[i]));
-                Conf::Secondary
-            }
+    let first = members[0];
+    let mut out = Vec::new();
+    for lp in ledgers {
+        let part = lp
+            .parent()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let dims = ledger_dims(&lp)?;
+        let ledger = Ledger::read(&lp, &dims)?;
+        let Some(v) = ledger.vintages.last() else {
+            continue;
         };
-        match (st, value.get(i)) {
-            (Conf::Free, Some(v)) if v > 0 && v < k => check.failures.push(format!(
-                "cell {}: {v} is published, below the threshold {k}",
-                names[i]
-            )),
-            (Conf::Free, None) => check
-                .failures
-                .push(format!("cell {}: free but without a value", names[i])),
-            (Conf::Primary | Conf::Secondary, Some(v)) => check.failures.push(format!(
-                "cell {}: suppressed but {v} is published",
-                names[i]
-            )),
-            _ => {}
-        }
-        // Without the true values, suppressed cells are the exact LP's variables: their
-        // stored value is never read.
-        let v = match truth {
-            None => value.get(i).unwrap_or(0),
-            Some(t) => match t.get(&full[i]) {
-                None => {
-                    check.failures.push(format!(
-                        "cell {}: not in the restricted audit table",
-                        names[i]
-                    ));
-                    value.get(i).unwrap_or(0)
-                }
-                Some(t) => {
-                    if st == Conf::Free && value.get(i) != Some(*t) {
-                        check.failures.push(format!(
-                            "cell {}: published {:?}, but the restricted tier says {t}",
-                            names[i],
-                            value.get(i)
+        // The problem from the ledger's frame and the published pattern (all members).
+        let rows: BTreeMap<Vec<String>, u64> =
+            v.rows.iter().map(|(k, (t, _))| (k.clone(), *t)).collect();
+        let masks: Vec<u32> = {
+            let mut m: Vec<u32> = v
+                .cells
+                .keys()
+                .map(|k| {
+                    k.iter()
+                        .enumerate()
+                        .filter(|(_, c)| *c == TOTAL)
+                        .fold(0u32, |m, (j, _)| m | (1 << j))
+                })
+                .collect();
+            m.sort_unstable();
+            m.dedup();
+            m
+        };
+        let p = Problem::from_named_rows(dims.clone(), &rows, &masks);
+        let threshold = first.threshold.unwrap_or(0);
+        let range = first.protection_range.unwrap_or(0.0);
+        let mut group_failures: Vec<String> = Vec::new();
+        let mut status = vec![Conf::Free; p.cells.len()];
+        let mut targets = Vec::new();
+        for c in 0..p.cells.len() {
+            let names = p.names(c);
+            match v.cells.get(&names) {
+                Some((t, _, conf, rule)) => {
+                    status[c] = *conf;
+                    if *t != p.values[c] {
+                        group_failures.push(format!(
+                            "cell {}: the ledger's value {t} is not the sum of its finest cells ({})",
+                            names.join("|"),
+                            p.values[c]
                         ));
                     }
-                    *t
+                    if matches!(rule, Rule::Threshold | Rule::Change) {
+                        targets.push(c);
+                    }
                 }
-            },
-        };
-        values.push(v);
-        status.push(st);
-    }
-    check.primary = status.iter().filter(|s| **s == Conf::Primary).count();
-    check.secondary = status.iter().filter(|s| **s == Conf::Secondary).count();
-    let mut grid = Grid::new(cells, values);
-    if s.publish_grand_total {
-        grid = grid.keep_grand_total();
-    }
-    let intervals: Vec<(usize, f64, f64)> = match truth {
-        Some(_) => audit(&grid, &status, range, &Default::default())?
-            .intervals
-            .into_iter()
-            .map(|(c, (lo, hi, _))| (c, lo, hi))
-            .collect(),
-        None => (0..status.len())
-            .filter(|c| status[*c] == Conf::Primary)
-            .map(|c| exact_interval(&grid, &status, c).map(|(lo, hi)| (c, lo, hi)))
-            .collect::<Result<_>>()?,
-    };
-    for (c, lo, hi) in intervals {
-        let width = hi - lo;
-        check.narrowest_interval = Some(check.narrowest_interval.map_or(width, |w| w.min(width)));
-        if width < range - 1e-7 {
-            check.failures.push(format!(
-                "cell {}: can be narrowed to [{lo:.2}, {hi:.2}] from the published cells, narrower than the protection range {range}",
-                names[c]
-            ));
+                None => group_failures.push(format!(
+                    "cell {}: in the frame but not in the ledger",
+                    names.join("|")
+                )),
+            }
+        }
+        let perturbative = matches!(first.method.as_str(), "round" | "random_round" | "cell_key");
+        let mut intervals: HashMap<usize, f64> = HashMap::new();
+        if perturbative {
+            let noise = match first.method.as_str() {
+                "round" => super::Noise::Round {
+                    base: first.base.unwrap_or(5),
+                },
+                "random_round" => super::Noise::RandomRound {
+                    base: first.base.unwrap_or(5),
+                },
+                _ => super::Noise::CellKey {
+                    ptable: PTable::default(),
+                },
+            };
+            let row_pub: Vec<u64> = p
+                .rows
+                .iter()
+                .map(|r| {
+                    let key: Vec<String> = r
+                        .iter()
+                        .enumerate()
+                        .map(|(j, c)| p.codes[j][*c as usize].clone())
+                        .collect();
+                    v.rows.get(&key).and_then(|x| x.1).unwrap_or(0)
+                })
+                .collect();
+            let sums = super::noise::sums(&p, &row_pub);
+            let bounds = super::noise::intervals(&p, &noise, &row_pub);
+            for c in 0..p.cells.len() {
+                let names = p.names(c);
+                if let Some((_, published, _, _)) = v.cells.get(&names)
+                    && *published != Some(sums[c])
+                {
+                    group_failures.push(format!(
+                        "cell {}: published {:?}, not the sum of its published finest cells ({})",
+                        names.join("|"),
+                        published,
+                        sums[c]
+                    ));
+                }
+                let val = p.values[c];
+                if val > 0 && val < threshold {
+                    let (mut lo, hi) = bounds[c];
+                    if p.margins(c) + 1 == dims.len() && lo == 0 {
+                        lo = 1;
+                    }
+                    let w = (hi - lo) as f64;
+                    intervals.insert(c, w);
+                    if w < range - 1e-9 {
+                        group_failures.push(format!(
+                            "cell {}: can be narrowed to [{lo}, {hi}], narrower than the protection range {range}",
+                            names.join("|")
+                        ));
+                    }
+                }
+            }
+        } else {
+            let published: Vec<bool> = status.iter().map(|s| *s == Conf::Free).collect();
+            let order = publication_order(&p, first.publish_grand_total);
+            let auditor = Auditor::new(&p, &published, &order);
+            let mut s = Scratch::default();
+            for &c in &targets {
+                if status[c] == Conf::Free {
+                    group_failures.push(format!(
+                        "cell {}: needs protection (value {}) but is published",
+                        p.names(c).join("|"),
+                        p.values[c]
+                    ));
+                    continue;
+                }
+                let interval = match depth {
+                    Depth::Certified => auditor.interval(c, range, &mut s),
+                    Depth::Exact => auditor.exact_interval(c),
+                };
+                match interval {
+                    Ok(i) => {
+                        intervals.insert(c, i.width());
+                        if i.width() < range - 1e-9 {
+                            group_failures.push(format!(
+                                "cell {}: can be narrowed to [{}, {}] from the published cells, narrower than the protection range {range}",
+                                p.names(c).join("|"),
+                                i.lo,
+                                i.hi
+                            ));
+                        }
+                    }
+                    Err(e) => group_failures.push(format!(
+                        "cell {}: its interval could not be computed ({e:?})",
+                        p.names(c).join("|")
+                    )),
+                }
+            }
+        }
+        // Each member's public file against the ledger.
+        for m in members {
+            let file = dir
+                .join("public")
+                .join("tables")
+                .join(&m.table)
+                .join(&part)
+                .join("data.parquet");
+            let mut check = TableCheck {
+                table: m.table.clone(),
+                group: g.to_string(),
+                file: file.clone(),
+                method: m.method.clone(),
+                cells: 0,
+                suppressed: 0,
+                audited: 0,
+                narrowest_interval: None,
+                failures: group_failures.clone(),
+            };
+            let f = std::fs::File::open(&file).map_err(|e| Error::io(&file, e))?;
+            let df = ParquetReader::new(f)
+                .finish()
+                .ctx(|| format!("reading {}", file.display()))?;
+            check.cells = df.height();
+            let conf = strings(&df, "CONF_STATUS", &file)?;
+            let obs = strings(&df, "OBS_STATUS", &file)?;
+            let value_col = if df.column("value").is_ok() {
+                "value"
+            } else {
+                "estimate"
+            };
+            let present: Vec<bool> = df
+                .column(value_col)
+                .ctx(|| format!("{}: {value_col}", file.display()))?
+                .is_not_null()
+                .iter()
+                .map(|x| x.unwrap_or(false))
+                .collect();
+            let value: Option<Vec<Option<u64>>> = (value_col == "value")
+                .then(|| -> Result<Vec<Option<u64>>> {
+                    Ok(df
+                        .column("value")
+                        .ctx(|| format!("{}: value", file.display()))?
+                        .cast(&DataType::UInt64)
+                        .ctx(|| format!("{}: value", file.display()))?
+                        .u64()
+                        .ctx(|| format!("{}: value", file.display()))?
+                        .iter()
+                        .collect())
+                })
+                .transpose()?;
+            let cols: Vec<Vec<String>> = m
+                .dimensions
+                .iter()
+                .map(|d| strings(&df, d, &file))
+                .collect::<Result<_>>()?;
+            for i in 0..df.height() {
+                let key: Vec<String> = dims
+                    .iter()
+                    .map(|d| match m.dimensions.iter().position(|x| x == d) {
+                        Some(j) => cols[j][i].clone(),
+                        None => TOTAL.to_string(),
+                    })
+                    .collect();
+                let name = key.join("|");
+                let suppressed = conf[i] == "C";
+                check.suppressed += usize::from(suppressed);
+                if !matches!(conf[i].as_str(), "F" | "C") {
+                    check
+                        .failures
+                        .push(format!("cell {name}: CONF_STATUS {}", conf[i]));
+                }
+                if suppressed && (present[i] || obs[i] != "Q") {
+                    check.failures.push(format!(
+                        "cell {name}: suppressed but its value is {} (OBS_STATUS {})",
+                        if present[i] { "published" } else { "empty" },
+                        obs[i]
+                    ));
+                }
+                let Some(c) = p.find(&key) else {
+                    check
+                        .failures
+                        .push(format!("cell {name}: not in the group's ledger"));
+                    continue;
+                };
+                if let Some(w) = intervals.get(&c) {
+                    check.audited += 1;
+                    check.narrowest_interval =
+                        Some(check.narrowest_interval.map_or(*w, |n: f64| n.min(*w)));
+                }
+                if suppressed != (status[c] != Conf::Free) {
+                    check.failures.push(format!(
+                        "cell {name}: CONF_STATUS {} but the ledger says {}",
+                        conf[i],
+                        status[c].code()
+                    ));
+                }
+                if let Some(values) = &value {
+                    let (_, published, _, _) = v.cells.get(&key).cloned().unwrap_or((
+                        0,
+                        None,
+                        Conf::Secondary,
+                        Rule::None,
+                    ));
+                    if values[i] != published {
+                        check.failures.push(format!(
+                            "cell {name}: published {:?}, but the restricted tier says {:?}",
+                            values[i], published
+                        ));
+                    }
+                    if !perturbative
+                        && let Some(x) = values[i]
+                        && x > 0
+                        && x < threshold
+                    {
+                        check.failures.push(format!(
+                            "cell {name}: {x} is published, below the threshold {threshold}"
+                        ));
+                    }
+                }
+                if m.method == "survey_quality"
+                    && !suppressed
+                    && p.values[c] > 0
+                    && p.values[c] < threshold
+                {
+                    check.failures.push(format!(
+                        "cell {name}: {} respondents, below min_n {threshold}, but published",
+                        p.values[c]
+                    ));
+                }
+            }
+            out.push(check);
         }
     }
-    Ok(check)
+    Ok(out)
 }

@@ -166,7 +166,7 @@ pub enum Unit {
     Events,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct TableSpec {
     pub id: String,
     pub title: Option<String>,
@@ -194,38 +194,68 @@ pub struct TableSpec {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Protect {
     pub method: ProtectMethod,
-    /// Threshold rule: cells with 0 < contributors < `threshold` are primary-suppressed.
+    /// Cells with 0 < contributors < `threshold` need protection: primary-suppressed under
+    /// `suppress`, audited (never pinned) under the perturbative methods; on a revision, a cell
+    /// whose change since an earlier publication is that small needs it too.
     pub threshold: u64,
-    /// The audit's requirement: the feasible interval of every primary-suppressed cell, given
-    /// the published cells and the table's additive relations, is at least this wide.
+    /// The audit's requirement: the interval of values an intruder cannot rule out for a cell
+    /// that needs protection, given every public table of the release and every earlier
+    /// release, is at least this wide (default: the threshold under `suppress`, 1 — never
+    /// pinned — under the perturbative methods).
     pub protection_range: f64,
     /// Rounding base.
     pub base: u64,
-    /// Key of the random-rounding generator and of the cell key method's record keys: the same
-    /// key gives the same rounding and the same noise.
-    pub seed: u64,
     /// Suppression: never choose the grand total for secondary suppression (a total published
     /// elsewhere); a cell nothing else protects then fails the audit.
     pub publish_grand_total: bool,
     /// Cell key method: the perturbation table (`i,j,p` CSV, as R's `ptable` package writes);
     /// `None` is the built-in default (see `protect::cellkey`).
     pub ptable: Option<std::path::PathBuf>,
+    /// Suppression: how secondary cells are chosen (`gauss`, the default, or `hypercube`).
+    pub secondary: crate::protect::Secondary,
+    /// What a later release does with a period already published (see [`Revisions`]).
+    pub revisions: Revisions,
+}
+
+/// What a release does with a reference period an earlier release already published.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Revisions {
+    /// Publish it again exactly as it was (the default): a record added to or corrected in a
+    /// published period changes nothing public until a revision (`migstat run --revise`);
+    /// the manifest counts the cells waiting for it.
+    Freeze,
+    /// Recompute it in every release, as a revision: cells suppressed before stay suppressed,
+    /// and a cell whose change since any earlier publication is below the threshold is
+    /// protected like a small cell (or, perturbed, keeps its published value).
+    EveryRelease,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum ProtectMethod {
-    /// Threshold rule, then secondary suppression over the cube's relations, then the LP audit.
+    /// Threshold rule, then secondary suppression over the linked tables' cells, then the
+    /// audit.
     Suppress,
-    /// Every cell rounded to the nearest multiple of `base`.
+    /// Every finest cell rounded to the nearest multiple of `base`; margins are their sums.
     Round,
-    /// Every cell rounded up or down to a multiple of `base`, up with probability
-    /// (n mod base)/base, from a keyed hash of the table, the cell and `seed`.
+    /// Every finest cell rounded up or down to a multiple of `base`, up with probability
+    /// (n mod base)/base from a keyed hash (the protection key); margins are their sums.
     RandomRound,
-    /// Cell key method: every record's key is a keyed hash (`seed`) of its stable identifier,
-    /// a cell's key the sum of its records' keys mod 1, and the perturbation table maps (count,
-    /// cell key) to the published count.
+    /// Cell key method on the finest cells (record keys from the protection key); margins are
+    /// their sums.
     CellKey,
+}
+
+impl ProtectMethod {
+    pub fn name(self) -> &'static str {
+        match self {
+            ProtectMethod::Suppress => "suppress",
+            ProtectMethod::Round => "round",
+            ProtectMethod::RandomRound => "random_round",
+            ProtectMethod::CellKey => "cell_key",
+        }
+    }
 }
 
 const DERIVE_KEYS: &[&str] = &[
@@ -270,6 +300,8 @@ const PROTECT_KEYS: &[&str] = &[
     "seed",
     "publish_grand_total",
     "ptable",
+    "secondary",
+    "revisions",
 ];
 
 /// Load every code list in `dir` (each `*.csv` but the age bandings), and the bandings.
@@ -1020,9 +1052,16 @@ fn protect(t: &Table, p: &str, spec_dir: &Path, cx: &mut Ctx<'_>) -> Option<Prot
     };
     let threshold = int("threshold", 5, 1, cx);
     let base = int("base", 5, 2, cx);
-    let seed = int("seed", 0, 0, cx);
+    if t.contains_key("seed") {
+        cx.push(
+            format!("{pp}seed"),
+            "a seed is a secret and has no place in a spec: remove it; the noise is keyed by the protection key ([protection] key_file, or the MIGSTAT_PROTECTION_KEY environment variable)",
+        );
+    }
+    let perturbative = method != ProtectMethod::Suppress;
     let protection_range = match t.get("protection_range") {
-        None => threshold as f64,
+        None if perturbative => 1.0,
+        None => crate::protect::DEFAULT_PROTECTION_RANGE,
         Some(v) => match v.as_float().or_else(|| v.as_integer().map(|i| i as f64)) {
             Some(r) if r > 0.0 && r.is_finite() => r,
             _ => {
@@ -1032,26 +1071,43 @@ fn protect(t: &Table, p: &str, spec_dir: &Path, cx: &mut Ctx<'_>) -> Option<Prot
         },
     };
     for (key, used) in [
-        ("threshold", method == ProtectMethod::Suppress),
-        ("protection_range", method == ProtectMethod::Suppress),
         (
             "base",
             matches!(method, ProtectMethod::Round | ProtectMethod::RandomRound),
         ),
-        (
-            "seed",
-            matches!(method, ProtectMethod::RandomRound | ProtectMethod::CellKey),
-        ),
         ("publish_grand_total", method == ProtectMethod::Suppress),
+        ("secondary", method == ProtectMethod::Suppress),
         ("ptable", method == ProtectMethod::CellKey),
     ] {
         if t.contains_key(key) && !used {
             cx.push(
                 format!("{pp}{key}"),
-                format!("`{key}` does not apply to method {method:?}"),
+                format!("`{key}` does not apply to method {}", method.name()),
             );
         }
     }
+    let secondary = match cx.str(t, "secondary", &pp, false) {
+        None | Some("gauss") => crate::protect::Secondary::Gauss,
+        Some("hypercube") => crate::protect::Secondary::Hypercube,
+        Some(other) => {
+            cx.push(
+                format!("{pp}secondary"),
+                format!("`{other}` is not a secondary suppression method (gauss or hypercube)"),
+            );
+            crate::protect::Secondary::Gauss
+        }
+    };
+    let revisions = match cx.str(t, "revisions", &pp, false) {
+        None | Some("freeze") => Revisions::Freeze,
+        Some("every_release") => Revisions::EveryRelease,
+        Some(other) => {
+            cx.push(
+                format!("{pp}revisions"),
+                format!("`{other}` is not a revision policy (freeze or every_release)"),
+            );
+            Revisions::Freeze
+        }
+    };
     let publish_grand_total = match t.get("publish_grand_total") {
         None => false,
         Some(v) => v.as_bool().unwrap_or_else(|| {
@@ -1072,8 +1128,9 @@ fn protect(t: &Table, p: &str, spec_dir: &Path, cx: &mut Ctx<'_>) -> Option<Prot
         threshold,
         protection_range,
         base,
-        seed,
         publish_grand_total,
         ptable,
+        secondary,
+        revisions,
     })
 }

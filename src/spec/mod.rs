@@ -6,6 +6,7 @@
 
 pub mod derive;
 pub mod design;
+pub mod groups;
 pub mod schema;
 
 use std::collections::BTreeMap;
@@ -16,9 +17,10 @@ use serde::Serialize;
 use toml::{Table, Value};
 
 pub use derive::{
-    CodeList, Derivation, Derived, Protect, ProtectMethod, TableKind, TableSpec, Unit,
+    CodeList, Derivation, Derived, Protect, ProtectMethod, Revisions, TableKind, TableSpec, Unit,
 };
 pub use design::{Design, LonelyPsu, ReplicateKind, Replicates};
+pub use groups::GroupSpec;
 pub use schema::TableSchema;
 
 use crate::error::{Error, Result, SpecIssue};
@@ -39,9 +41,11 @@ const TOP_KEYS: &[&str] = &[
     "defaults",
     "publish",
     "codelists",
+    "protection",
     "sources",
     "tables",
 ];
+const PROTECTION_KEYS: &[&str] = &["key_env", "key_file"];
 const DEFAULT_KEYS: &[&str] = &["max_invalid_fraction", "chunk_rows"];
 const PUBLISH_KEYS: &[&str] = &["keep_releases", "sdmx"];
 const SDMX_KEYS: &[&str] = &["agency", "version", "csv", "ref_area"];
@@ -133,6 +137,11 @@ pub struct Plan {
     #[serde(skip)]
     pub codelists: BTreeMap<String, CodeList>,
     pub tables: Vec<TableSpec>,
+    /// The published tables in groups of linked tables (the same records), each protected as
+    /// one problem.
+    pub groups: Vec<GroupSpec>,
+    /// Where the protection key is found (`[protection]`): never the key itself.
+    pub protection_key: crate::protect::KeySource,
 }
 
 /// `[publish.sdmx]`: how the public tables are identified in SDMX exports.
@@ -486,6 +495,26 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
         ref_area,
     };
 
+    let protection = cx.section(&root, "protection", "protection", &empty);
+    cx.unknown_keys(protection, PROTECTION_KEYS, "protection");
+    let mut protection_key = crate::protect::KeySource::default();
+    if let Some(env) = cx.str(protection, "key_env", "protection.", false) {
+        if env.is_empty() || !env.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            cx.push(
+                "protection.key_env",
+                "must be the name of an environment variable (letters, digits, _)",
+            );
+        }
+        protection_key.env = env.to_string();
+    }
+    if let Some(f) = cx.str(protection, "key_file", "protection.", false) {
+        if f.is_empty() {
+            cx.push("protection.key_file", "must name a file");
+        } else {
+            protection_key.file = Some(clean_path(&base.join(f)));
+        }
+    }
+
     let codelists_dir = match cx.str(&root, "codelists", "", false) {
         Some(d) => clean_path(&base.join(d)),
         None => clean_path(&base.join("../schemas/codelists")),
@@ -566,6 +595,7 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
         Some(_) => cx.push("tables", "must be a table of [tables.<id>] tables"),
     }
 
+    let groups = groups::groups(&tables, &mut cx);
     if !cx.issues.is_empty() {
         return Err(Error::Spec(cx.issues));
     }
@@ -615,6 +645,8 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
         sources,
         codelists,
         tables,
+        groups,
+        protection_key,
     })
 }
 
@@ -1244,6 +1276,10 @@ mod tests {
                 "tables.t5.hierarchies.AGE",
                 "tables.t5.hierarchies.SEX",
                 "tables.t6.protect.publish_grand_total",
+                // t3 and t6 count the same records as other tables of their source with another
+                // protection: linked tables are protected together, so they must agree.
+                "tables.t3.protect",
+                "tables.t6.protect",
             ]
         );
     }

@@ -1,0 +1,438 @@
+//! A protection problem: the finest cells of a group of linked tables, and every cell those
+//! tables publish as the sum of the finest cells below it.
+//!
+//! Input: the finest cells of the group's union cube (every dimension of every member table,
+//! codes → count), the declared hierarchies, and the margin combinations the members publish.
+//! Output: a [`Problem`] — rows (the finest cells of the *frame*: every combination of the
+//! codes observed in each dimension, within the hierarchies, zeros included), cells (codes with
+//! `_T`, value, the rows below them), and what the intruder knows without any table: that every
+//! code of the frame occurs (its one-way sum is at least 1).
+//!
+//! Tables of the same records share their finest cells, so a cell of one table is a sum of the
+//! same rows as the cell with the same codes in another: the intruder can combine them, and the
+//! problem holds them all. Two member cells with the same codes are one cell here.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::error::{Error, Result};
+
+/// Code id of a dimension's margin (`_T`) in a cell.
+pub const TOTAL_ID: u32 = u32::MAX;
+
+/// Rows a frame may have before the problem is refused (a product of observed codes this large
+/// is a mistake in the table's dimensions, not a table).
+pub const MAX_FRAME: usize = 5_000_000;
+
+#[derive(Debug, Clone)]
+pub struct Problem {
+    /// The union cube's dimensions.
+    pub dims: Vec<String>,
+    /// Per dimension, its codes (a code id indexes this list), sorted.
+    pub codes: Vec<Vec<String>>,
+    /// The frame's finest cells: one code id per dimension.
+    pub rows: Vec<Vec<u32>>,
+    pub row_values: Vec<u64>,
+    /// The published cells: code ids with [`TOTAL_ID`] for `_T`.
+    pub cells: Vec<Vec<u32>>,
+    pub values: Vec<u64>,
+    /// Per cell, the rows below it (ascending).
+    pub support: Vec<Vec<u32>>,
+    /// Per row, the published cells it lies below (ascending).
+    pub containing: Vec<Vec<u32>>,
+    /// Sums of rows the intruder knows to be at least some number: each code that occurs.
+    pub at_least: Vec<(Vec<u32>, u64)>,
+    /// Whether a member table publishes the cell; the others (every other margin combination
+    /// of the union cube) are hidden: never published, but part of the relations.
+    pub visible: Vec<bool>,
+    /// The cube's relations `parent = Σ children` along each dimension.
+    pub relations: Vec<(u32, Vec<u32>)>,
+    /// Per cell, the relations it takes part in.
+    pub member_of: Vec<Vec<u32>>,
+    index: HashMap<Vec<u32>, usize>,
+}
+
+impl Problem {
+    /// The problem of a union cube over `dims` with finest cells `finest` (codes → count, no
+    /// `_T`), `hierarchies` as (child, parent) dimension indices, `frame_extra` finest code
+    /// tuples that belong to the frame even when empty now (an earlier publication's), and the
+    /// published margin combinations `masks` (bit j set: dimension j is `_T`).
+    pub fn new(
+        dims: Vec<String>,
+        finest: &BTreeMap<Vec<String>, u64>,
+        hierarchies: &[(usize, usize)],
+        frame_extra: &[Vec<String>],
+        masks: &[u32],
+    ) -> Result<Self> {
+        let d = dims.len();
+        let mut code_sets: Vec<BTreeSet<&str>> = vec![BTreeSet::new(); d];
+        // child dimension → child code → parent code
+        let mut nest: Vec<BTreeMap<&str, &str>> = vec![BTreeMap::new(); d];
+        for key in finest.keys().chain(frame_extra.iter()) {
+            if key.len() != d {
+                return Err(Error::Internal(format!(
+                    "protection problem: a cell has {} codes for {d} dimensions",
+                    key.len()
+                )));
+            }
+            for (j, c) in key.iter().enumerate() {
+                code_sets[j].insert(c.as_str());
+            }
+            for &(child, parent) in hierarchies {
+                nest[child].insert(key[child].as_str(), key[parent].as_str());
+            }
+        }
+        let codes: Vec<Vec<String>> = code_sets
+            .iter()
+            .map(|s| s.iter().map(|c| c.to_string()).collect())
+            .collect();
+        let id_of: Vec<HashMap<&str, u32>> = codes
+            .iter()
+            .map(|cs| {
+                cs.iter()
+                    .enumerate()
+                    .map(|(i, c)| (c.as_str(), i as u32))
+                    .collect()
+            })
+            .collect();
+        // The frame: the product of the codes of the dimensions that are no hierarchy's child,
+        // each child code under its own parent only.
+        let is_child: Vec<Option<usize>> = (0..d)
+            .map(|j| hierarchies.iter().find(|h| h.0 == j).map(|h| h.1))
+            .collect();
+        let mut rows: Vec<Vec<u32>> = Vec::new();
+        let mut cur = vec![0u32; d];
+        if codes.iter().any(Vec::is_empty) {
+            // No record: an empty frame (the grand total alone, zero).
+        } else {
+            let mut produced = 0usize;
+            'outer: loop {
+                produced += 1;
+                if produced > MAX_FRAME.saturating_mul(8) {
+                    return Err(Error::Usage(format!(
+                        "the cube of dimensions {} has more than {} combinations of codes to enumerate; drop a dimension or declare its hierarchy",
+                        dims.join(", "),
+                        MAX_FRAME
+                    )));
+                }
+                let ok = (0..d).all(|j| match is_child[j] {
+                    None => true,
+                    Some(p) => {
+                        let child = codes[j][cur[j] as usize].as_str();
+                        nest[j].get(child).copied() == Some(codes[p][cur[p] as usize].as_str())
+                    }
+                });
+                if ok {
+                    rows.push(cur.clone());
+                    if rows.len() > MAX_FRAME {
+                        return Err(Error::Usage(format!(
+                            "the cube of dimensions {} has more than {MAX_FRAME} cells in its frame; drop a dimension or declare its hierarchy",
+                            dims.join(", ")
+                        )));
+                    }
+                }
+                let mut j = d;
+                loop {
+                    if j == 0 {
+                        break 'outer;
+                    }
+                    j -= 1;
+                    cur[j] += 1;
+                    if (cur[j] as usize) < codes[j].len() {
+                        break;
+                    }
+                    cur[j] = 0;
+                }
+            }
+        }
+        let mut row_values = vec![0u64; rows.len()];
+        {
+            let row_index: HashMap<&[u32], usize> = rows
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (r.as_slice(), i))
+                .collect();
+            for (key, v) in finest {
+                let ids: Vec<u32> = key
+                    .iter()
+                    .enumerate()
+                    .map(|(j, c)| id_of[j][c.as_str()])
+                    .collect();
+                match row_index.get(ids.as_slice()) {
+                    Some(&r) => row_values[r] += v,
+                    None => {
+                        return Err(Error::Internal(format!(
+                            "protection problem: cell {} is outside its own frame",
+                            key.join("|")
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(Problem::from_frame(dims, codes, rows, row_values, masks))
+    }
+
+    /// The problem of an explicit frame: `rows` (code ids into `codes`) with their counts, and
+    /// the published margin combinations.
+    pub fn from_frame(
+        dims: Vec<String>,
+        codes: Vec<Vec<String>>,
+        rows: Vec<Vec<u32>>,
+        row_values: Vec<u64>,
+        masks: &[u32],
+    ) -> Self {
+        let d = dims.len();
+        // Every margin combination's projection of every row (hidden where no member
+        // publishes it).
+        let mut cells_map: BTreeMap<Vec<u32>, (u64, Vec<u32>)> = BTreeMap::new();
+        let mut published_masks: Vec<u32> = masks.to_vec();
+        published_masks.sort_unstable();
+        published_masks.dedup();
+        let all_masks: Vec<u32> = (0..(1u32 << d)).collect();
+        for &mask in &all_masks {
+            let all = vec![TOTAL_ID; d];
+            if rows.is_empty() && mask == (1u32 << d) - 1 {
+                cells_map.entry(all).or_default();
+            }
+            for (r, row) in rows.iter().enumerate() {
+                let key: Vec<u32> = (0..d)
+                    .map(|j| {
+                        if mask & (1 << j) != 0 {
+                            TOTAL_ID
+                        } else {
+                            row[j]
+                        }
+                    })
+                    .collect();
+                let e = cells_map.entry(key).or_default();
+                e.0 += row_values[r];
+                e.1.push(r as u32);
+            }
+        }
+        let mut cells = Vec::with_capacity(cells_map.len());
+        let mut values = Vec::with_capacity(cells_map.len());
+        let mut support = Vec::with_capacity(cells_map.len());
+        for (k, (v, s)) in cells_map {
+            cells.push(k);
+            values.push(v);
+            support.push(s);
+        }
+        let visible: Vec<bool> = cells
+            .iter()
+            .map(|k| {
+                let m = k
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| **c == TOTAL_ID)
+                    .fold(0u32, |m, (j, _)| m | (1 << j));
+                published_masks.binary_search(&m).is_ok()
+            })
+            .collect();
+        let mut containing = vec![Vec::new(); rows.len()];
+        for (c, s) in support.iter().enumerate() {
+            if visible[c] {
+                for r in s {
+                    containing[*r as usize].push(c as u32);
+                }
+            }
+        }
+        // Relations: cells that agree but in dimension j, with `_T` there as the parent.
+        let cell_index: HashMap<&[u32], usize> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.as_slice(), i))
+            .collect();
+        let mut rel_map: BTreeMap<(usize, Vec<u32>), Vec<u32>> = BTreeMap::new();
+        for (i, c) in cells.iter().enumerate() {
+            for j in 0..d {
+                if c[j] != TOTAL_ID {
+                    let mut parent = c.clone();
+                    parent[j] = TOTAL_ID;
+                    rel_map.entry((j, parent)).or_default().push(i as u32);
+                }
+            }
+        }
+        let mut relations = Vec::with_capacity(rel_map.len());
+        for ((_, parent), children) in rel_map {
+            if let Some(&pi) = cell_index.get(parent.as_slice()) {
+                relations.push((pi as u32, children));
+            }
+        }
+        let mut member_of = vec![Vec::new(); cells.len()];
+        for (r, (parent, children)) in relations.iter().enumerate() {
+            member_of[*parent as usize].push(r as u32);
+            for ch in children {
+                member_of[*ch as usize].push(r as u32);
+            }
+        }
+        // Every code that occurs: its rows sum to at least 1.
+        let mut at_least = Vec::new();
+        for j in 0..d {
+            let mut by_code: BTreeMap<u32, (u64, Vec<u32>)> = BTreeMap::new();
+            for (r, row) in rows.iter().enumerate() {
+                let e = by_code.entry(row[j]).or_default();
+                e.0 += row_values[r];
+                e.1.push(r as u32);
+            }
+            for (_, (v, rs)) in by_code {
+                if v > 0 {
+                    at_least.push((rs, 1));
+                }
+            }
+        }
+        let index = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.clone(), i))
+            .collect();
+        Problem {
+            dims,
+            codes,
+            rows,
+            row_values,
+            cells,
+            values,
+            support,
+            containing,
+            at_least,
+            visible,
+            relations,
+            member_of,
+            index,
+        }
+    }
+
+    /// The problem of a frame given by names: finest code tuples with their counts.
+    pub fn from_named_rows(
+        dims: Vec<String>,
+        rows: &BTreeMap<Vec<String>, u64>,
+        masks: &[u32],
+    ) -> Self {
+        let d = dims.len();
+        let mut sets: Vec<BTreeSet<&str>> = vec![BTreeSet::new(); d];
+        for k in rows.keys() {
+            for (j, c) in k.iter().enumerate().take(d) {
+                sets[j].insert(c);
+            }
+        }
+        let codes: Vec<Vec<String>> = sets
+            .iter()
+            .map(|s| s.iter().map(|c| c.to_string()).collect())
+            .collect();
+        let ids: Vec<HashMap<&str, u32>> = codes
+            .iter()
+            .map(|cs| {
+                cs.iter()
+                    .enumerate()
+                    .map(|(i, c)| (c.as_str(), i as u32))
+                    .collect()
+            })
+            .collect();
+        let (r, v): (Vec<Vec<u32>>, Vec<u64>) = rows
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.iter()
+                        .enumerate()
+                        .take(d)
+                        .map(|(j, c)| ids[j][c.as_str()])
+                        .collect(),
+                    *v,
+                )
+            })
+            .unzip();
+        Problem::from_frame(dims, codes, r, v, masks)
+    }
+
+    /// The cell with these codes (names, `_T` for a margin), published or hidden.
+    pub fn find(&self, key: &[String]) -> Option<usize> {
+        let ids: Option<Vec<u32>> = key
+            .iter()
+            .enumerate()
+            .map(|(j, c)| {
+                if c == crate::disaggregate::TOTAL {
+                    Some(TOTAL_ID)
+                } else {
+                    self.codes[j].binary_search(c).ok().map(|i| i as u32)
+                }
+            })
+            .collect();
+        self.index.get(&ids?).copied()
+    }
+
+    /// The cell with these code ids, if any.
+    pub fn index_of(&self, key: &[u32]) -> Option<usize> {
+        self.index.get(key).copied()
+    }
+
+    /// The cell's codes as names (`_T` for a margin).
+    pub fn names(&self, cell: usize) -> Vec<String> {
+        self.cells[cell]
+            .iter()
+            .enumerate()
+            .map(|(j, c)| {
+                if *c == TOTAL_ID {
+                    crate::disaggregate::TOTAL.to_string()
+                } else {
+                    self.codes[j][*c as usize].clone()
+                }
+            })
+            .collect()
+    }
+
+    /// How many dimensions of the cell are `_T`.
+    pub fn margins(&self, cell: usize) -> usize {
+        self.cells[cell].iter().filter(|c| **c == TOTAL_ID).count()
+    }
+
+    pub fn is_grand_total(&self, cell: usize) -> bool {
+        self.margins(cell) == self.dims.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finest(rows: &[(&[&str], u64)]) -> BTreeMap<Vec<String>, u64> {
+        rows.iter()
+            .map(|(k, v)| (k.iter().map(|s| s.to_string()).collect(), *v))
+            .collect()
+    }
+
+    #[test]
+    fn the_frame_is_every_combination_within_the_hierarchy() {
+        // Region r1 holds countries a, b; region r2 holds c. Two sexes.
+        let f = finest(&[
+            (&["F", "r1", "a"], 3),
+            (&["M", "r1", "b"], 1),
+            (&["F", "r2", "c"], 2),
+        ]);
+        let all: Vec<u32> = (0..8).collect();
+        let p = Problem::new(
+            vec!["SEX".into(), "REGION".into(), "COUNTRY".into()],
+            &f,
+            &[(2, 1)],
+            &[],
+            &all,
+        )
+        .unwrap();
+        // 2 sexes × 3 countries (each in its own region): 6 finest cells, 3 of them empty.
+        assert_eq!(p.rows.len(), 6);
+        assert_eq!(p.row_values.iter().filter(|v| **v == 0).count(), 3);
+        let t = |k: &[&str]| {
+            let k: Vec<String> = k.iter().map(|s| s.to_string()).collect();
+            p.values[p.find(&k).unwrap()]
+        };
+        assert_eq!(t(&["_T", "_T", "_T"]), 6);
+        assert_eq!(t(&["_T", "r1", "_T"]), 4);
+        assert_eq!(t(&["M", "_T", "a"]), 0);
+        // (_T, r1, a) and (_T, _T, a) are the same rows.
+        let a1 = p.find(&["_T".into(), "r1".into(), "a".into()]).unwrap();
+        let a2 = p.find(&["_T".into(), "_T".into(), "a".into()]).unwrap();
+        assert_eq!(p.support[a1], p.support[a2]);
+        // No cell pairs a country with another region's code.
+        assert!(p.find(&["_T".into(), "r2".into(), "a".into()]).is_none());
+        // Each code that occurs is at least 1: 2 sexes + 2 regions + 3 countries.
+        assert_eq!(p.at_least.len(), 7);
+    }
+}
