@@ -31,6 +31,9 @@ use crate::validate::{ValidatedChunk, Validator};
 use polars::prelude::{ParquetReader, SerReader};
 use std::sync::Arc;
 
+/// Failing cells a rejection names at most (the rest are counted; messages stay bounded).
+const MAX_NAMED_FAILURES: usize = 10;
+
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     pub out_dir: PathBuf,
@@ -545,9 +548,17 @@ fn run_locked(
                             rejections.push(Rejection {
                                 source_id: group.source.clone(),
                                 reason: format!(
-                                    "table `{}`: the disclosure audit failed, nothing is published: {}",
+                                    "table `{}`: the disclosure audit failed, nothing is published: {}{}",
                                     summary.table,
-                                    summary.failures.join("; ")
+                                    summary.failures.iter().take(MAX_NAMED_FAILURES).cloned().collect::<Vec<_>>().join("; "),
+                                    if summary.failures.len() > MAX_NAMED_FAILURES {
+                                        format!(
+                                            "; … and {} more (all in the restricted audit table)",
+                                            summary.failures.len() - MAX_NAMED_FAILURES
+                                        )
+                                    } else {
+                                        String::new()
+                                    }
                                 ),
                             });
                         }
