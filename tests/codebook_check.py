@@ -100,7 +100,7 @@ for tid, t in spec.get("tables", {}).items():
     if p.get("method") == "suppress" and tid in names:
         k = p.get("threshold", 5)
         section = md.split(f"## {tid}\n", 1)[-1].split("\n## ", 1)[0]
-        if f"cells of 1 to {k - 1} contributors suppressed" not in section:
+        if f"cells of 1 to {k - 1} contributors" not in section:
             problems.append(f"codebook.md: {tid} does not state its threshold {k}")
 
 if problems:

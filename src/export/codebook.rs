@@ -183,9 +183,12 @@ fn table_doc(
         let pct = |x: f64| ((x * 100_000.0).round() / 1000.0).to_string();
         match source.and_then(|s| s.design.as_ref()) {
             Some(d) => format!(
-                "survey quality rules: estimates from fewer than {} respondents or with a CV \
-                 above {}% are suppressed (CONF_STATUS A); CVs above {}% are flagged \
-                 OBS_STATUS U (low reliability); intervals at {}% confidence",
+                "estimates from fewer than {} respondents are confidential: suppressed \
+                 (OBS_STATUS Q, CONF_STATUS C) with secondary suppression over all tables of the \
+                 survey, so that none can be recomputed; a CV above {}% withholds the estimate \
+                 for quality (OBS_STATUS U, CONF_STATUS F, empty); CVs above {}% are flagged \
+                 OBS_STATUS U (low reliability); intervals at {}% confidence; not additive \
+                 (estimates)",
                 d.min_n,
                 pct(d.cv_suppress),
                 pct(d.cv_caution),
@@ -198,22 +201,32 @@ fn table_doc(
             None => "none".to_string(),
             Some(p) => match p.method {
                 crate::spec::ProtectMethod::Suppress => format!(
-                    "cell suppression: cells of 1 to {} contributors suppressed (CONF_STATUS A), \
-                     secondary suppression (CONF_STATUS D) so that no suppressed cell can be \
-                     narrowed to less than ±{} from the published cells; audited",
+                    "cell suppression: cells of 1 to {} contributors and the secondary cells that \
+                     protect them are suppressed alike (OBS_STATUS Q, CONF_STATUS C, empty value), \
+                     chosen over all tables counting the same persons so that no suppressed cell \
+                     can be narrowed to an interval shorter than {} from everything published; \
+                     audited; published cells are exact and additive",
                     p.threshold.saturating_sub(1),
                     p.protection_range
                 ),
                 crate::spec::ProtectMethod::Round => {
-                    format!("rounding to base {} (margins rounded separately)", p.base)
+                    format!(
+                        "rounding to base {}: the finest cells are rounded and every margin is the \
+                         sum of its rounded cells (additive; a margin may differ from its own \
+                         rounded true value)",
+                        p.base
+                    )
                 }
                 crate::spec::ProtectMethod::RandomRound => format!(
-                    "unbiased random rounding to base {} (seeded: reruns give the same values)",
+                    "unbiased random rounding to base {} of the finest cells, keyed by a secret \
+                     protection key (reruns give the same values); margins are sums of the rounded \
+                     cells (additive)",
                     p.base
                 ),
                 crate::spec::ProtectMethod::CellKey => "cell key method: noise from a \
-                     perturbation table keyed by the records in the cell (the same records get \
-                     the same noise in every table and release); counts of 1 and 2 never appear"
+                     perturbation table keyed by the records in each finest cell (the same records \
+                     get the same noise in every table and release); margins are sums of the \
+                     perturbed cells (additive); counts of 1 and 2 never appear in finest cells"
                     .to_string(),
             },
         }
@@ -500,9 +513,10 @@ pub fn markdown(plan: &Plan, manifest: &crate::runner::Manifest, docs: &[TableDo
         s,
         "Every table is in long form: one row per cell, one column per dimension holding a code \
          (`_T` for the total over that dimension, `_U` for unknown), the measure, and the SDMX \
-         attributes `OBS_STATUS` (`A` normal, `U` low reliability) and `CONF_STATUS` (`F` free, \
-         `A` primary confidentiality, `D` secondary confidentiality). A suppressed cell has a \
-         null measure. Files: Parquet (Hive-partitioned by `ref_year`) under `public/tables/`, \
+         attributes `OBS_STATUS` (`A` normal, `Q` missing: suppressed, `U` low reliability) and \
+         `CONF_STATUS` (`F` free, `C` confidential: primary and secondary suppression look \
+         alike). A suppressed or withheld cell has a null measure. Every combination of the \
+         codes shown is published, zeros included. Files: Parquet (Hive-partitioned by `ref_year`) under `public/tables/`, \
          SDMX-CSV under `public/sdmx/`.\n"
     );
     let _ = writeln!(s, "## Tables\n");
@@ -627,11 +641,12 @@ pub fn measure_columns(d: &TableDoc) -> Vec<(&'static str, String)> {
     v.extend([
         (
             "OBS_STATUS",
-            "SDMX observation status: A normal, U low reliability".to_string(),
+            "SDMX observation status: A normal, Q missing (suppressed), U low reliability"
+                .to_string(),
         ),
         (
             "CONF_STATUS",
-            "SDMX confidentiality status: F free, A primary, D secondary".to_string(),
+            "SDMX confidentiality status: F free, C confidential (suppressed)".to_string(),
         ),
         (
             "ref_year",

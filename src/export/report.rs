@@ -126,8 +126,12 @@ impl<'a> Cells<'a> {
         let flags = format!("{obs}/{conf}");
         match self.value.get(i) {
             None => format!(
-                "<td class=\"num suppressed\" title=\"suppressed ({})\">x</td><td class=\"flag\">{flags}</td>",
-                if conf == "D" { "secondary" } else { "primary" }
+                "<td class=\"num suppressed\" title=\"{}\">x</td><td class=\"flag\">{flags}</td>",
+                if conf == "C" {
+                    "confidential"
+                } else {
+                    "withheld: too unreliable"
+                }
             ),
             Some(v) => {
                 let cv = self

@@ -290,21 +290,18 @@ pub fn structure(plan: &Plan, docs: &[TableDoc]) -> String {
         "CL_OBS_STATUS".into(),
         (
             "Observation status".into(),
-            fixed(&[("A", "Normal value"), ("U", "Low reliability")]),
+            fixed(&[
+                ("A", "Normal value"),
+                ("Q", "Missing value; suppressed"),
+                ("U", "Low reliability"),
+            ]),
         ),
     );
     lists.insert(
         "CL_CONF_STATUS".into(),
         (
             "Confidentiality status".into(),
-            fixed(&[
-                ("A", "Primary confidentiality due to small counts"),
-                (
-                    "D",
-                    "Secondary confidentiality set by the sender, not for publication",
-                ),
-                ("F", "Free"),
-            ]),
+            fixed(&[("C", "Confidential statistical information"), ("F", "Free")]),
         ),
     );
     let mut units: BTreeMap<String, Labels> = BTreeMap::new();

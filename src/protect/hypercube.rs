@@ -568,10 +568,6 @@ pub fn close_singletons(grid: &Grid, status: &mut [Conf]) {
 }
 
 /// Whether a hypercube of cells suppressed already protects `x` to `range`.
-#[cfg(test)]
-pub fn covered(grid: &Grid, status: &[Conf], x: usize, range: f64) -> bool {
-    hypercube(grid, status, x, range, true).is_some()
-}
 
 /// A hypercube of suppressed cells that proves `x` moves over at least `range`, if the search
 /// finds one.
