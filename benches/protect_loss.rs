@@ -54,6 +54,9 @@ fn range() -> f64 {
         .unwrap_or(migstat::protect::DEFAULT_PROTECTION_RANGE)
 }
 
+/// A table of the default pipeline: id, dimensions, hierarchies (child, parent), threshold.
+type BenchTable<'a> = (&'a str, &'a [&'a str], &'a [(usize, usize)], u64);
+
 fn main() {
     let arg = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let (_tmp, release) = match arg {
@@ -76,7 +79,7 @@ fn main() {
             (Some(tmp), r)
         }
     };
-    let tables: &[(&str, &[&str], &[(usize, usize)], u64)] = &[
+    let tables: &[BenchTable] = &[
         ("trafficking", &["SEX", "CHILD", "EXPLOITATION"], &[], 5),
         (
             "asylum",

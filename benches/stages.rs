@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 use migstat::disaggregate::{Tally, roll_up};
-use migstat::protect::{Grid, record_key, suppress_and_audit};
+use migstat::protect::{Problem, Secondary, Secret, Settings, record_key, suppress_problem};
 
 /// A small deterministic generator (xorshift), so the inputs never change.
 fn rng(mut state: u64) -> impl FnMut() -> u64 {
@@ -61,7 +61,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| roll_up(&finest, 5).len())
     });
 
-    let mut cells: BTreeMap<Vec<u32>, u64> = BTreeMap::new();
+    let mut cells: BTreeMap<Vec<String>, u64> = BTreeMap::new();
     for a in 0..10u32 {
         for b in 0..20u32 {
             for s in 0..6u32 {
@@ -71,23 +71,32 @@ fn bench(c: &mut Criterion) {
                     _ => 5 + next() % 200,
                 };
                 if v > 0 {
-                    cells.insert(vec![a, b, s], v);
+                    cells.insert(vec![format!("a{a}"), format!("b{b}"), format!("s{s}")], v);
                 }
             }
         }
     }
-    let grid = Grid::from_finest(&cells, 3);
-    group.throughput(Throughput::Elements(grid.values.len() as u64));
-    group.bench_function(BenchmarkId::new("suppress", grid.values.len()), |b| {
-        b.iter(|| suppress_and_audit(&grid, 5, 5.0).map(|(s, _)| s.len()))
+    let names: Vec<String> = ["A", "B", "S"].iter().map(|s| s.to_string()).collect();
+    let masks: Vec<u32> = (0..8).collect();
+    let problem = Problem::new(names, &cells, &[], &[], &masks).expect("problem");
+    let settings = Settings {
+        threshold: 5,
+        range: migstat::protect::DEFAULT_PROTECTION_RANGE,
+        keep_grand_total: false,
+        secondary: Secondary::Gauss,
+    };
+    group.throughput(Throughput::Elements(problem.cells.len() as u64));
+    group.bench_function(BenchmarkId::new("suppress", problem.cells.len()), |b| {
+        b.iter(|| suppress_problem(&problem, &settings, &[], &[]).status.len())
     });
 
     let ids: Vec<String> = (0..1_000_000u64).map(|i| format!("E{i:012}")).collect();
+    let key = Secret::for_tests("benchmark").derive("cell key");
     group.throughput(Throughput::Elements(ids.len() as u64));
     group.bench_function("record_keys", |b| {
         b.iter(|| {
             ids.iter()
-                .fold(0u32, |s, id| s.wrapping_add(record_key(20241231, id)))
+                .fold(0u32, |s, id| s.wrapping_add(record_key(&key, id)))
         })
     });
     group.finish();

@@ -567,8 +567,6 @@ pub fn close_singletons(grid: &Grid, status: &mut [Conf]) {
     }
 }
 
-/// Whether a hypercube of cells suppressed already protects `x` to `range`.
-
 /// A hypercube of suppressed cells that proves `x` moves over at least `range`, if the search
 /// finds one.
 pub fn certificate(grid: &Grid, status: &[Conf], x: usize, range: f64) -> Option<Certificate> {

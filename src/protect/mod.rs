@@ -457,9 +457,7 @@ pub fn protect_group(plan: &Plan, input: GroupInput<'_>) -> Result<GroupOutcome>
                     published[c] = Some(p.values[c]);
                 }
             }
-            for r in 0..p.rows.len() {
-                row_published[r] = None;
-            }
+            row_published.iter_mut().for_each(|r| *r = None);
             method_name = if group.survey {
                 "survey_quality".to_string()
             } else {

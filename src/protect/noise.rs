@@ -97,14 +97,14 @@ pub fn perturb_rows(
 pub fn support(noise: &Noise, v: u64) -> Option<(u64, u64)> {
     match noise {
         Noise::Round { base } => {
-            if v % base != 0 {
+            if !v.is_multiple_of(*base) {
                 return None;
             }
             let half = base.div_ceil(2);
             Some((v.saturating_sub(base - half), v + half - 1))
         }
         Noise::RandomRound { base } => {
-            if v % base != 0 {
+            if !v.is_multiple_of(*base) {
                 return None;
             }
             Some((v.saturating_sub(base - 1), v + base - 1))

@@ -188,6 +188,7 @@ fn audit_group(dir: &Path, g: &str, members: &[&Summary], depth: Depth) -> Resul
         let mut group_failures: Vec<String> = Vec::new();
         let mut status = vec![Conf::Free; p.cells.len()];
         let mut targets = Vec::new();
+        #[allow(clippy::needless_range_loop)] // `c` indexes the problem and the status alike
         for c in 0..p.cells.len() {
             let names = p.names(c);
             match v.cells.get(&names) {

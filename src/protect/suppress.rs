@@ -671,9 +671,9 @@ mod tests {
         let x = p.find(&["r0".into(), "c0".into()]).unwrap();
         assert!(!a.determined(x, &mut Scratch::default()));
         // The margins are all published.
-        for c in 0..p.cells.len() {
+        for (c, st) in status.iter().enumerate() {
             if p.margins(c) > 0 {
-                assert_eq!(status[c], Conf::Free, "{:?}", p.names(c));
+                assert_eq!(*st, Conf::Free, "{:?}", p.names(c));
             }
         }
     }

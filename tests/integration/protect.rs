@@ -538,9 +538,7 @@ fn cell_key_spec(dir: &Path, returns: &Path, seed: u64) -> migstat::spec::Plan {
             &format!("{:?}", returns.display().to_string()),
         )
         .replace("../", &format!("{}/", repo().display()))
-        + &format!(
-            "\n[tables.returns_by_sex_age]\nsource = \"returns\"\nunit = \"records\"\ndimensions = [\"SEX\", \"AGE_GROUP\"]\nprotect = {{ method = \"cell_key\" }}\n"
-        );
+        + "\n[tables.returns_by_sex_age]\nsource = \"returns\"\nunit = \"records\"\ndimensions = [\"SEX\", \"AGE_GROUP\"]\nprotect = { method = \"cell_key\" }\n";
     let path = dir.join(format!("p{seed}.toml"));
     std::fs::write(&path, spec).unwrap();
     migstat::spec::compile(&path).unwrap()
