@@ -548,4 +548,23 @@ mod tests {
         let l = a.lp_interval(cell(&p, "r0", "c0")).unwrap();
         assert_eq!((l.lo, l.hi), (0.0, 32.0), "{l:?}");
     }
+
+    #[test]
+    fn codes_that_occur_bound_the_interval() {
+        // The same, but the zero beside (r0, c0) is published: row r0 occurs, so the cell is
+        // at least 1.
+        let p = problem(&[&[2, 0], &[30, 40]]);
+        let order: Vec<usize> = (0..p.cells.len()).collect();
+        let hidden = [
+            cell(&p, "r0", "c0"),
+            cell(&p, "r0", "_T"),
+            cell(&p, "r1", "c0"),
+            cell(&p, "r1", "_T"),
+            cell(&p, "r1", "c1"),
+        ];
+        let published: Vec<bool> = (0..p.cells.len()).map(|c| !hidden.contains(&c)).collect();
+        let a = Auditor::new(&p, &published, &order);
+        let l = a.lp_interval(cell(&p, "r0", "c0")).unwrap();
+        assert_eq!((l.lo, l.hi), (1.0, 32.0), "{l:?}");
+    }
 }
