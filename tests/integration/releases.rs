@@ -501,3 +501,68 @@ fn reruns_recompute_only_what_changed_and_history_records_every_run() {
         "{text}"
     );
 }
+
+#[test]
+fn a_new_record_cannot_be_singled_out_from_two_releases() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = spec_with_own_data(tmp.path(), "");
+    let out = tmp.path().join("out");
+    let copy = |name: &str| {
+        let to = tmp.path().join(name);
+        let from = out.join("releases").join(current_id(&out).unwrap());
+        let ok = std::process::Command::new("cp")
+            .args(["-r", from.to_str().unwrap(), to.to_str().unwrap()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        to
+    };
+    assert_eq!(run(&spec, &out, &[], &[]).status.code(), Some(0));
+    let first = copy("first");
+    // One rare person: a boy of 15 referred for forced criminality.
+    let data = tmp.path().join("data/trafficking_referrals.csv");
+    let text = std::fs::read_to_string(&data).unwrap();
+    std::fs::write(
+        &data,
+        format!("{text}TR-99998,M,15,GIN,forced_criminality,01/06/2024,ONG,\n"),
+    )
+    .unwrap();
+    let table = "public/tables/trafficking/ref_year=2024/data.parquet";
+    // The nightly refresh (freeze): the published period does not move by the new person.
+    assert_eq!(run(&spec, &out, &[], &[]).status.code(), Some(0));
+    let frozen = copy("frozen");
+    assert_eq!(
+        std::fs::read(first.join(table)).unwrap(),
+        std::fs::read(frozen.join(table)).unwrap()
+    );
+    // A revision: a new vintage protected with the first; an intruder holding both releases
+    // cannot tell which cells the new person is in.
+    let o = run(&spec, &out, &[], &["--revise", "trafficking"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let revised = copy("revised");
+    assert_ne!(
+        std::fs::read(first.join(table)).unwrap(),
+        std::fs::read(revised.join(table)).unwrap(),
+        "the revision publishes the new vintage"
+    );
+    let o = std::process::Command::new("python3")
+        .arg(repo().join("tests/attacker.py"))
+        .arg(&first)
+        .arg(&revised)
+        .arg("--methods=suppress")
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success()
+            && stdout.contains(", 0 disclosures")
+            && !stdout.contains("attack: 0 sensitive"),
+        "attacker:\n{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
