@@ -20,13 +20,16 @@
 //! cells that carry the least information.
 //!
 //! **Protection range.** Not being determined is not enough: the intruder also knows that every
-//! finest cell is a non-negative integer and that every code of the frame occurs. The audit
-//! (`audit`) bounds every protected cell; where the interval is narrower than the range, the
-//! pattern is **repaired**: the LP of that cell names the published cells that bind its bounds,
-//! and the least valuable of them whose suppression widens the interval is suppressed, until the
-//! range is reached. Repairs only ever suppress more, so a cell once protected stays protected.
-//! The number of repairs is bounded ([`MAX_REPAIRS`]); a cell still too narrow then fails,
-//! named with its interval (the run is rejected, exit 65).
+//! finest cell is a non-negative integer and that every code of the frame occurs (a suppressed
+//! cell may be empty: zeros can be secondary cells). Each protected cell is then bounded as the
+//! intruder would, cheapest proof first: a hypercube of suppressed cells along which it moves
+//! (verified from scratch), checked null-space directions, else the LP (`audit`). A cell
+//! narrower than the range is **repaired** with the cheapest hypercube (τ-ARGUS's GHMITER
+//! search, `hypercube`) that spares the one-way margins — a wider search next, and one that may
+//! take a one-way margin only when nothing else closes. Suppressing more only widens intervals,
+//! so one pass suffices and a cell proved once stays proved. The repair is bounded
+//! ([`MAX_REPAIRS`] cells); a cell still too narrow fails, named with its interval (the run is
+//! rejected, exit 65). Nothing here is bounded by time.
 
 use std::collections::{BTreeMap, HashMap};
 
