@@ -122,6 +122,7 @@ fn main() {
                 range: range(),
                 keep_grand_total: *t == "asylum",
                 secondary: m,
+                gauss_work: migstat::protect::GAUSS_WORK,
             };
             let t0 = Instant::now();
             let pat = migstat::protect::suppress_problem(&p, &s, &[], &[]);

@@ -14,7 +14,14 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(2_000_000);
-    let dims = [9u32, 25, 2, 18, 6];
+    // MIGSTAT_BENCH_DIMS=9,25,2,18,6 (five category counts) for another table size.
+    let dims: [u32; 5] = std::env::var("MIGSTAT_BENCH_DIMS")
+        .ok()
+        .and_then(|s| {
+            let v: Vec<u32> = s.split(',').filter_map(|x| x.trim().parse().ok()).collect();
+            v.try_into().ok()
+        })
+        .unwrap_or([9, 25, 2, 18, 6]);
     // Skewed marginal shares per dimension (Zipf-like), so small cells are common.
     let shares: Vec<Vec<f64>> = dims
         .iter()
@@ -75,7 +82,19 @@ fn main() {
         threshold: 5,
         range: migstat::protect::DEFAULT_PROTECTION_RANGE,
         keep_grand_total: false,
-        secondary: Secondary::Gauss,
+        secondary: match std::env::var("MIGSTAT_BENCH_METHOD").as_deref() {
+            Ok("hypercube") => Secondary::Hypercube,
+            _ => Secondary::Gauss,
+        },
+        // MIGSTAT_BENCH_GAUSS_WORK=N for another work limit (0: none).
+        gauss_work: match std::env::var("MIGSTAT_BENCH_GAUSS_WORK")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            Some(0) => u64::MAX,
+            Some(n) => n,
+            None => migstat::protect::GAUSS_WORK,
+        },
     };
     let pat = suppress_problem(&p, &settings, &[], &[]);
     let took = t1.elapsed();
@@ -95,7 +114,8 @@ fn main() {
         built.as_secs_f64()
     );
     println!(
-        "suppression + audit: {:.1} s; {} primary, {} secondary (holding {secondary_total} persons), one-way margins published {one_way_pub}/{one_way}, {} audited ({} hypercube, {} directions, {} LP), {} failures, narrowest interval {:.2}",
+        "suppression + audit ({:?}): {:.1} s; {} primary, {} secondary (holding {secondary_total} persons), one-way margins published {one_way_pub}/{one_way}, {} audited ({} hypercube, {} directions, {} LP), {} failures, narrowest interval {:.2}",
+        pat.secondary,
         took.as_secs_f64(),
         count(Conf::Primary),
         count(Conf::Secondary),

@@ -84,6 +84,7 @@ fn bench(c: &mut Criterion) {
         range: migstat::protect::DEFAULT_PROTECTION_RANGE,
         keep_grand_total: false,
         secondary: Secondary::Gauss,
+        gauss_work: migstat::protect::GAUSS_WORK,
     };
     group.throughput(Throughput::Elements(problem.cells.len() as u64));
     group.bench_function(BenchmarkId::new("suppress", problem.cells.len()), |b| {

@@ -314,6 +314,8 @@ def attack_one(release, methods=None):
                 for key, v in tr.items():
                     if v is not None and 0 < v < k:
                         want.add((t["id"], key))
+        members = ",".join(sorted(t["id"] for t, _, _ in tables))
+        print(f"group {g} {part}: tables {members}", file=sys.stderr)
         iv = intervals_one(group, integer=True, weights=survey, want=want, rng=rng)
         for (tid, key), (a, b) in iv.items():
             if survey:

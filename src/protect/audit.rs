@@ -109,7 +109,12 @@ impl<'a> Auditor<'a> {
                 }
             }
         }
-        for &c in order.iter().filter(|c| published[**c]) {
+        // The span does not depend on the order its cells are added in, but the fill-in does:
+        // finest cells first (fewest rows), so that a margin is reduced by the small vectors of
+        // its published children rather than the other way round; ties in publication order.
+        let mut cells: Vec<usize> = order.iter().copied().filter(|c| published[*c]).collect();
+        cells.sort_by_key(|c| p.support[*c].len());
+        for c in cells {
             let v: SparseVec = p.support[c].iter().map(|r| (*r, 1)).collect();
             // An overflow leaves the cell out of the basis: the span is then smaller than the
             // published one, so the audit's intervals can only be too wide... which is not

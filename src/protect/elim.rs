@@ -38,6 +38,9 @@ pub struct Scratch {
     val: Vec<i64>,
     touched: Vec<u32>,
     seen: Vec<bool>,
+    /// Basis entries applied by [`Basis::reduce`] so far: the elimination's work, counted so
+    /// that it can be bounded without a clock.
+    pub work: u64,
 }
 
 impl Scratch {
@@ -154,6 +157,7 @@ impl Basis {
                     }
                 }
             }
+            s.work += self.vecs[i as usize].len() as u64;
             for &(row, coef) in &self.vecs[i as usize] {
                 let Some(d) = m.checked_mul(coef) else {
                     failed = true;

@@ -316,90 +316,137 @@ fn hypercube(
         sides.push(keep);
     }
 
-    let mut best: Option<(u64, Certificate)> = None;
-    let mut choice = vec![0usize; d];
-    let mut corners: Vec<(usize, i8)> = Vec::with_capacity(1 << d);
-    'combos: loop {
-        corners.clear();
-        let mut cost = 0u64;
-        let (mut min_pos, mut min_neg) = (u64::MAX, u64::MAX);
-        let bound = best.as_ref().map_or(u64::MAX, |b| b.0);
-        let mut ok = true;
-        for mask in 0..(1usize << d) {
-            let mut sign = 1i8;
-            for j in 0..d {
-                if mask & (1 << j) != 0 {
-                    let (code, s) = sides[j][choice[j]];
-                    buf[j] = code;
-                    sign *= s;
-                } else {
-                    buf[j] = a[j];
-                }
-            }
-            let Some(&c) = grid.index.get(buf.as_slice()) else {
-                ok = false;
-                break;
-            };
-            if status[c] == Conf::Free {
-                if only_suppressed || !grid.eligible(c) {
-                    ok = false;
-                    break;
-                }
-                cost = cost.saturating_add(grid.loss(c));
-                if cost >= bound {
-                    ok = false;
-                    break;
-                }
-            }
-            let v = grid.values[c].saturating_sub(lb);
-            if sign > 0 {
-                min_pos = min_pos.min(v);
-            } else {
-                min_neg = min_neg.min(v);
-            }
-            corners.push((c, sign));
-        }
-        if ok {
-            let lo = value as f64 - min_pos as f64;
+    // Depth-first over the partners, the last dimension outermost (the combinations come in the
+    // same order as a mixed-radix count with the first dimension fastest). Choosing dimension j
+    // adds the corners whose lowest moved dimension is j; a branch is cut as soon as a corner is
+    // missing or not eligible, the cost reaches the best found, or the interval (which only
+    // narrows as corners are added) is already narrower than the range.
+    let mut search = Search {
+        grid,
+        status,
+        a,
+        sides: &sides,
+        only_suppressed,
+        range,
+        value,
+        lb,
+        choice: vec![0usize; d],
+        buf,
+        corners: Vec::with_capacity(1 << d),
+        best: None,
+    };
+    // The cell itself is the corner with no dimension moved.
+    let v0 = value.saturating_sub(lb);
+    search.corners.push((x, 1));
+    search.dfs(d, 0, v0, u64::MAX);
+    search.best
+}
+
+/// The state of one hypercube search (see [`hypercube`]).
+struct Search<'a> {
+    grid: &'a Grid,
+    status: &'a [Conf],
+    a: &'a [u32],
+    sides: &'a [Vec<(u32, i8)>],
+    only_suppressed: bool,
+    range: f64,
+    value: u64,
+    lb: u64,
+    choice: Vec<usize>,
+    buf: Vec<u32>,
+    corners: Vec<(usize, i8)>,
+    best: Option<(u64, Certificate)>,
+}
+
+impl Search<'_> {
+    /// Dimensions `depth..d` are chosen; returns `true` to stop the whole search (a free
+    /// certificate was found).
+    fn dfs(&mut self, depth: usize, cost: u64, min_pos: u64, min_neg: u64) -> bool {
+        let d = self.a.len();
+        if depth == 0 {
+            let lo = self.value as f64 - min_pos as f64;
             let hi = if min_neg == u64::MAX {
                 f64::INFINITY
             } else {
-                value as f64 + min_neg as f64
+                self.value as f64 + min_neg as f64
             };
             // Partners may repeat a corner only if a dimension pairs a code with itself, which
             // the options exclude; a duplicate would void the certificate, so check anyway.
-            let mut seen: Vec<usize> = corners.iter().map(|c| c.0).collect();
+            let mut seen: Vec<usize> = self.corners.iter().map(|c| c.0).collect();
             seen.sort_unstable();
             seen.dedup();
-            if hi - lo >= range - 1e-9 && seen.len() == corners.len() {
-                best = Some((
+            if hi - lo >= self.range - 1e-9 && seen.len() == self.corners.len() {
+                self.best = Some((
                     cost,
                     Certificate {
-                        corners: corners.clone(),
+                        corners: self.corners.clone(),
                         lo,
                         hi,
                     },
                 ));
-                if cost == 0 {
-                    break 'combos;
+                return cost == 0;
+            }
+            return false;
+        }
+        let j = depth - 1;
+        for k in 0..self.sides[j].len() {
+            let bound = self.best.as_ref().map_or(u64::MAX, |b| b.0);
+            self.choice[j] = k;
+            let mark = self.corners.len();
+            let (mut cost, mut min_pos, mut min_neg) = (cost, min_pos, min_neg);
+            let mut ok = true;
+            // Corners that move dimension j and any of the dimensions above it.
+            let high = d - 1 - j;
+            for rest in 0..(1usize << high) {
+                let mut sign = 1i8;
+                for jj in 0..d {
+                    if jj < j {
+                        self.buf[jj] = self.a[jj];
+                    } else if jj == j || rest & (1 << (jj - j - 1)) != 0 {
+                        let (code, s) = self.sides[jj][self.choice[jj]];
+                        self.buf[jj] = code;
+                        sign *= s;
+                    } else {
+                        self.buf[jj] = self.a[jj];
+                    }
+                }
+                let Some(&c) = self.grid.index.get(self.buf.as_slice()) else {
+                    ok = false;
+                    break;
+                };
+                if self.status[c] == Conf::Free {
+                    if self.only_suppressed || !self.grid.eligible(c) {
+                        ok = false;
+                        break;
+                    }
+                    cost = cost.saturating_add(self.grid.loss(c));
+                    if cost >= bound {
+                        ok = false;
+                        break;
+                    }
+                }
+                let v = self.grid.values[c].saturating_sub(self.lb);
+                if sign > 0 {
+                    min_pos = min_pos.min(v);
+                } else {
+                    min_neg = min_neg.min(v);
+                }
+                self.corners.push((c, sign));
+            }
+            if ok {
+                let width = if min_neg == u64::MAX {
+                    f64::INFINITY
+                } else {
+                    (min_pos + min_neg) as f64
+                };
+                if width >= self.range - 1e-9 && self.dfs(j, cost, min_pos, min_neg) {
+                    return true;
                 }
             }
+            self.corners.truncate(mark);
         }
-        // Next combination (mixed radix, first dimension fastest).
-        let mut j = 0;
-        loop {
-            if j == d {
-                break 'combos;
-            }
-            choice[j] += 1;
-            if choice[j] < sides[j].len() {
-                break;
-            }
-            choice[j] = 0;
-            j += 1;
-        }
+        false
     }
-    best
 }
 
 /// Check a certificate against the grid and the statuses from scratch: every corner

@@ -52,7 +52,7 @@ pub use problem::{Problem, TOTAL_ID};
 pub use release::{Depth, TableCheck, audit_release};
 pub use secret::{KeySource, Secret, create_key_file, new_key_text};
 pub use suppress::{
-    Pattern, Rule, Secondary, Settings, protect as suppress_problem, publication_order,
+    GAUSS_WORK, Pattern, Rule, Secondary, Settings, protect as suppress_problem, publication_order,
 };
 
 /// The protection range of cell suppression when the spec names none (count tables) and of
@@ -381,6 +381,7 @@ pub fn protect_group(plan: &Plan, input: GroupInput<'_>) -> Result<GroupOutcome>
     let mut intervals: BTreeMap<usize, Interval> = BTreeMap::new();
     let mut failures: Vec<String> = Vec::new();
     let mut repaired = 0;
+    let mut secondary_used = None;
     let threshold;
     let range;
     let mut base = None;
@@ -419,6 +420,7 @@ pub fn protect_group(plan: &Plan, input: GroupInput<'_>) -> Result<GroupOutcome>
                         range: DEFAULT_PROTECTION_RANGE,
                         keep_grand_total: false,
                         secondary: Secondary::Gauss,
+                        gauss_work: suppress::GAUSS_WORK,
                     },
                     extra,
                 )
@@ -433,6 +435,7 @@ pub fn protect_group(plan: &Plan, input: GroupInput<'_>) -> Result<GroupOutcome>
                         range: pr.protection_range,
                         keep_grand_total: pr.publish_grand_total,
                         secondary: pr.secondary,
+                        gauss_work: suppress::GAUSS_WORK,
                     },
                     BTreeSet::new(),
                 )
@@ -452,6 +455,7 @@ pub fn protect_group(plan: &Plan, input: GroupInput<'_>) -> Result<GroupOutcome>
             intervals = pattern.intervals;
             failures = pattern.failures.into_iter().map(|(_, why)| why).collect();
             repaired = pattern.repaired;
+            secondary_used = Some(pattern.secondary);
             for c in 0..p.cells.len() {
                 if status[c] == Conf::Free {
                     published[c] = Some(p.values[c]);
@@ -597,18 +601,19 @@ pub fn protect_group(plan: &Plan, input: GroupInput<'_>) -> Result<GroupOutcome>
             frozen: false,
             pending_changes: 0,
             repaired: repaired as u64,
-            secondary_method: (method.is_none() || method == Some(ProtectMethod::Suppress)).then(
-                || {
-                    union
-                        .protect
-                        .as_ref()
-                        .map_or("gauss", |x| match x.secondary {
-                            Secondary::Gauss => "gauss",
-                            Secondary::Hypercube => "hypercube",
-                        })
-                        .to_string()
-                },
-            ),
+            secondary_method: secondary_used.map(|m| {
+                let asked = union
+                    .protect
+                    .as_ref()
+                    .map_or(Secondary::Gauss, |x| x.secondary);
+                match (asked, m) {
+                    (Secondary::Gauss, Secondary::Hypercube) => {
+                        "hypercube (the Gaussian elimination reached its work limit)".to_string()
+                    }
+                    (_, Secondary::Gauss) => "gauss".to_string(),
+                    (_, Secondary::Hypercube) => "hypercube".to_string(),
+                }
+            }),
         };
         let (public, audit) = if group.survey {
             let frame = input

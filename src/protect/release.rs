@@ -28,10 +28,11 @@ use super::audit::Auditor;
 use super::elim::Scratch;
 use super::ledger::Ledger;
 use super::problem::Problem;
-use super::suppress::{Rule, publication_order};
+use super::suppress::{Rule, certificate_grid, certified_interval, publication_order};
 use super::{Conf, PTable, Summary};
 use crate::disaggregate::TOTAL;
 use crate::error::{Error, PolarsContext, Result};
+use rayon::prelude::*;
 
 /// The outcome for one published file.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -270,20 +271,54 @@ fn audit_group(dir: &Path, g: &str, members: &[&Summary], depth: Depth) -> Resul
         } else {
             let published: Vec<bool> = status.iter().map(|s| *s == Conf::Free).collect();
             let order = publication_order(&p, first.publish_grand_total);
-            let auditor = Auditor::new(&p, &published, &order);
-            let mut s = Scratch::default();
-            for &c in &targets {
-                if status[c] == Conf::Free {
+            // Certified: a hypercube of suppressed cells checked from scratch, else the
+            // elimination's directions and the LP; exact: the LP for every cell. Each cell on
+            // its own, in parallel; the results are collected in cell order.
+            let grid = certificate_grid(&p);
+            let st: &[Conf] = &status;
+            let quick: Vec<(usize, Option<super::audit::Interval>)> = targets
+                .par_iter()
+                .map(|&c| {
+                    let cert = (depth == Depth::Certified && st[c] != Conf::Free)
+                        .then(|| certified_interval(&grid, st, c, range))
+                        .flatten();
+                    (c, cert)
+                })
+                .collect();
+            let need_lp = quick
+                .iter()
+                .any(|(c, i)| i.is_none() && status[*c] != Conf::Free);
+            let auditor = need_lp.then(|| Auditor::new(&p, &published, &order));
+            let checked: Vec<(
+                usize,
+                Option<std::result::Result<super::audit::Interval, super::audit::AuditError>>,
+            )> = quick
+                .into_par_iter()
+                .map(|(c, i)| {
+                    if st[c] == Conf::Free {
+                        return (c, None);
+                    }
+                    let r = match (i, &auditor) {
+                        (Some(i), _) => Ok(i),
+                        (None, Some(a)) => match depth {
+                            Depth::Certified => a.interval(c, range, &mut Scratch::default()),
+                            Depth::Exact => a.exact_interval(c),
+                        },
+                        (None, None) => {
+                            unreachable!("the auditor is built when a cell has no certificate")
+                        }
+                    };
+                    (c, Some(r))
+                })
+                .collect();
+            for (c, interval) in checked {
+                let Some(interval) = interval else {
                     group_failures.push(format!(
                         "cell {}: needs protection (value {}) but is published",
                         p.names(c).join("|"),
                         p.values[c]
                     ));
                     continue;
-                }
-                let interval = match depth {
-                    Depth::Certified => auditor.interval(c, range, &mut s),
-                    Depth::Exact => auditor.exact_interval(c),
                 };
                 match interval {
                     Ok(i) => {

@@ -34,7 +34,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::Conf;
-use super::audit::{Auditor, Interval, Intervals, Proof, pick_pivot};
+use super::audit::{Auditor, Interval, Intervals, Proof};
 use super::elim::{Basis, Scratch, SparseVec, canonical};
 use super::hypercube::{self, Grid, pattern as hypercube_pattern};
 use super::problem::Problem;
@@ -86,6 +86,8 @@ pub struct Settings {
     /// Never suppress the grand total.
     pub keep_grand_total: bool,
     pub secondary: Secondary,
+    /// The Gaussian elimination's work limit ([`GAUSS_WORK`] unless a test sets another).
+    pub gauss_work: u64,
 }
 
 /// What suppression decided.
@@ -99,6 +101,9 @@ pub struct Pattern {
     pub failures: Vec<(usize, String)>,
     /// Cells the repair suppressed.
     pub repaired: usize,
+    /// The secondary method that chose the pattern: the one asked for, or the hypercube when
+    /// the Gaussian elimination reached its work limit.
+    pub secondary: Secondary,
 }
 
 /// The order in which cells are offered for publication: forced cells, then coarser margins,
@@ -147,15 +152,20 @@ pub fn protect(p: &Problem, s: &Settings, change: &[usize], sticky: &[usize]) ->
     let forced: Vec<bool> = (0..n)
         .map(|c| p.visible[c] && s.keep_grand_total && p.is_grand_total(c))
         .collect();
-    match s.secondary {
-        Secondary::Gauss => gauss(p, &order, &forced, &mut status),
-        Secondary::Hypercube => {
-            let mut grid = Grid::new(p.cells.clone(), p.values.clone());
-            if s.keep_grand_total {
-                grid = grid.keep_grand_total();
-            }
-            hypercube_pattern(&grid, &mut status, s.range);
+    let mut used = s.secondary;
+    if used == Secondary::Gauss {
+        let before = status.clone();
+        if gauss(p, &order, &forced, &mut status, s.gauss_work).is_err() {
+            status = before;
+            used = Secondary::Hypercube;
         }
+    }
+    if used == Secondary::Hypercube {
+        let mut grid = Grid::new(p.cells.clone(), p.values.clone());
+        if s.keep_grand_total {
+            grid = grid.keep_grand_total();
+        }
+        hypercube_pattern(&grid, &mut status, s.range);
     }
     for c in 0..n {
         if status[c] == Conf::Secondary && rule[c] == Rule::None {
@@ -165,24 +175,35 @@ pub fn protect(p: &Problem, s: &Settings, change: &[usize], sticky: &[usize]) ->
     let targets: Vec<usize> = (0..n).filter(|c| status[*c] == Conf::Primary).collect();
     let grids = RepairGrids::new(p, &forced);
     let (repaired, proved) = repair(p, s, &order, &grids, &targets, &mut status, &mut rule);
-    // The audit of the final pattern: a hypercube certificate, else checked directions, else
-    // the LP (each cell on its own, in parallel; the results are collected in cell order).
-    let published: Vec<bool> = status.iter().map(|c| *c == Conf::Free).collect();
-    let auditor = Auditor::new(p, &published, &order);
+    // The audit of the final pattern: a hypercube certificate, else an interval the LP proved
+    // during the repair, else checked directions or the LP (each cell on its own, in parallel;
+    // the results are collected in cell order). The elimination behind the LP is only built
+    // when some cell needs it.
     let audited: Vec<(usize, Result<Interval, super::audit::AuditError>)> = {
         use rayon::prelude::*;
         let st: &[Conf] = &status;
-        targets
+        let quick: Vec<(usize, Option<Interval>)> = targets
             .par_iter()
             .map(|&t| {
-                let i = cube_interval(&grids, st, t, s.range)
-                    .or_else(|| proved.get(&t).copied())
-                    .map(Ok)
-                    .unwrap_or_else(|| {
-                        let mut scratch = Scratch::default();
-                        auditor.interval(t, s.range, &mut scratch)
-                    });
-                (t, i)
+                (
+                    t,
+                    cube_interval(&grids, st, t, s.range).or_else(|| proved.get(&t).copied()),
+                )
+            })
+            .collect();
+        let auditor = quick.iter().any(|(_, i)| i.is_none()).then(|| {
+            let published: Vec<bool> = status.iter().map(|c| *c == Conf::Free).collect();
+            Auditor::new(p, &published, &order)
+        });
+        quick
+            .into_par_iter()
+            .map(|(t, i)| match (i, &auditor) {
+                (Some(i), _) => (t, Ok(i)),
+                (None, Some(a)) => {
+                    let mut scratch = Scratch::default();
+                    (t, a.interval(t, s.range, &mut scratch))
+                }
+                (None, None) => unreachable!("the auditor is built when a cell has no proof"),
             })
             .collect()
     };
@@ -211,6 +232,7 @@ pub fn protect(p: &Problem, s: &Settings, change: &[usize], sticky: &[usize]) ->
         intervals,
         failures,
         repaired,
+        secondary: used,
     }
 }
 
@@ -229,7 +251,13 @@ fn narrow(p: &Problem, cell: usize, i: &Interval, range: f64) -> String {
 /// protected cells (`Primary`) and cells already suppressed (`Secondary`); every other cell is
 /// published unless publishing it would determine a protected cell. A forced cell is published
 /// whatever it determines (the audit then names what it gives away).
-pub fn gauss(p: &Problem, order: &[usize], forced: &[bool], status: &mut [Conf]) {
+pub fn gauss(
+    p: &Problem,
+    order: &[usize],
+    forced: &[bool],
+    status: &mut [Conf],
+    limit: u64,
+) -> Result<(), WorkLimit> {
     let rows = p.rows.len();
     let mut basis = Basis::new(rows);
     let mut s = Scratch::default();
@@ -265,6 +293,7 @@ pub fn gauss(p: &Problem, order: &[usize], forced: &[bool], status: &mut [Conf])
             publish(&u, r, &mut basis, &mut rem, &mut by_hash, &mut row_targets);
         }
     }
+    let mut work: u64 = 0;
     for &c in order {
         if status[c] != Conf::Free {
             continue;
@@ -297,7 +326,19 @@ pub fn gauss(p: &Problem, order: &[usize], forced: &[bool], status: &mut [Conf])
                 let min = u.iter().map(|(_, x)| x.abs()).min().unwrap_or(1);
                 u.iter().copied().filter(|(_, x)| x.abs() == min).collect()
             };
-            pick_pivot(&cands, &p.row_values)
+            // The row through which the fewest protected remainders pass: each of them is
+            // updated (and may fill in) when the basis pivots there; then the largest value.
+            cands
+                .iter()
+                .map(|(r, _)| *r)
+                .min_by_key(|r| {
+                    (
+                        row_targets[*r as usize].len(),
+                        std::cmp::Reverse(p.row_values[*r as usize]),
+                        *r,
+                    )
+                })
+                .unwrap_or(0)
         };
         let mut updates: Vec<(u32, SparseVec)> = Vec::new();
         let mut overflow = false;
@@ -321,10 +362,29 @@ pub fn gauss(p: &Problem, order: &[usize], forced: &[bool], status: &mut [Conf])
             status[c] = Conf::Secondary;
             continue;
         }
+        work += updates.iter().map(|(_, v)| v.len() as u64).sum::<u64>();
         basis.push(u, |_| pivot_row);
         apply(updates, &mut rem, &mut by_hash, &mut row_targets);
+        if work + s.work > limit {
+            return Err(WorkLimit);
+        }
     }
+    Ok(())
 }
+
+/// The Gaussian elimination reached its work limit ([`GAUSS_WORK`]): the problem is protected
+/// by the hypercube method instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkLimit;
+
+/// Entries the Gaussian elimination may touch (basis entries applied while reducing, plus
+/// protected remainders rewritten) before the problem falls back to the hypercube method.
+/// Counted, not timed, so that the choice is the same on every machine and under any load.
+/// Measured with `benches/protect_scale.rs` (2 cores, about 45 million entries a second): the
+/// default pipeline's largest group needs 1.7 million; a 23,940-cell five-way table 1.0
+/// billion (22 s); the 103,740-cell one fills in far beyond the limit and is protected by
+/// hypercubes (the whole run stays under a minute).
+pub const GAUSS_WORK: u64 = 1_500_000_000;
 
 /// The protected remainders after `u` joins the basis at `pivot_row` (`None` on overflow).
 fn updates_for(
@@ -358,8 +418,13 @@ fn apply(
         if let Some(list) = by_hash.get_mut(&hash(&old)) {
             list.retain(|x| *x != ti);
         }
+        // Rows new in the remainder (both are sorted by row: one merge).
+        let mut i = 0;
         for (r, _) in &nv {
-            if !old.iter().any(|(o, _)| o == r) {
+            while i < old.len() && old[i].0 < *r {
+                i += 1;
+            }
+            if i >= old.len() || old[i].0 != *r {
                 row_targets[*r as usize].push(ti);
             }
         }
@@ -479,9 +544,22 @@ impl RepairGrids {
 /// A protected cell's interval proved by a hypercube of suppressed cells, if one reaches the
 /// range.
 fn cube_interval(g: &RepairGrids, status: &[Conf], t: usize, range: f64) -> Option<Interval> {
-    let cert = hypercube::certificate(&g.any, status, t, range)?;
+    certified_interval(&g.any, status, t, range)
+}
+
+/// The grid on which certificates are searched and checked: a suppressed cell may be empty.
+pub fn certificate_grid(p: &Problem) -> Grid {
+    Grid::new(p.cells.clone(), p.values.clone())
+        .with_lower_bound(0)
+        .with_budget(WIDE_SEARCH)
+}
+
+/// A protected cell's interval proved by a hypercube of suppressed cells of `grid` (see
+/// [`certificate_grid`]), checked from scratch, if one reaches the range.
+pub fn certified_interval(grid: &Grid, status: &[Conf], t: usize, range: f64) -> Option<Interval> {
+    let cert = hypercube::certificate(grid, status, t, range)?;
     // Checked again from scratch: every corner suppressed, every relation it meets balanced.
-    let (lo, hi) = hypercube::verify(&g.any, status, t, &cert)?;
+    let (lo, hi) = hypercube::verify(grid, status, t, &cert)?;
     (hi - lo >= range - 1e-9).then_some(Interval {
         lo,
         hi,
@@ -505,23 +583,28 @@ fn repair(
     use rayon::prelude::*;
     let wide_enough = |i: &Interval| i.width() >= s.range - 1e-9;
     let mut total = 0;
-    let published: Vec<bool> = status.iter().map(|c| *c == Conf::Free).collect();
-    let auditor = Auditor::new(p, &published, order);
     let st: &[Conf] = status;
     // Proved wide enough cheaply (a hypercube, or checked directions)?
-    let narrow: Vec<usize> = targets
+    let uncertified: Vec<usize> = targets
         .par_iter()
         .copied()
-        .filter(|&t| {
-            if cube_interval(grids, st, t, s.range).is_some() {
-                return false;
-            }
-            let mut scratch = Scratch::default();
-            !auditor
-                .cheap_interval(t, &mut scratch)
-                .is_some_and(|i| wide_enough(&i))
-        })
+        .filter(|&t| cube_interval(grids, st, t, s.range).is_none())
         .collect();
+    let narrow: Vec<usize> = if uncertified.is_empty() {
+        Vec::new()
+    } else {
+        let published: Vec<bool> = status.iter().map(|c| *c == Conf::Free).collect();
+        let auditor = Auditor::new(p, &published, order);
+        uncertified
+            .into_par_iter()
+            .filter(|&t| {
+                let mut scratch = Scratch::default();
+                !auditor
+                    .cheap_interval(t, &mut scratch)
+                    .is_some_and(|i| wide_enough(&i))
+            })
+            .collect()
+    };
     // A hypercube that spares the one-way margins when the quick search finds one; otherwise
     // the LP decides whether the cell needs more.
     let mut hard = Vec::new();
@@ -535,6 +618,9 @@ fn repair(
             }
             _ => hard.push(t),
         }
+    }
+    if hard.is_empty() {
+        return (total, BTreeMap::new());
     }
     let published: Vec<bool> = status.iter().map(|c| *c == Conf::Free).collect();
     let auditor = Auditor::new(p, &published, order);
@@ -617,6 +703,7 @@ mod tests {
             range: 5.0,
             keep_grand_total: false,
             secondary,
+            gauss_work: GAUSS_WORK,
         }
     }
 
@@ -668,7 +755,14 @@ mod tests {
                 }
             })
             .collect();
-        gauss(&p, &order, &vec![false; p.cells.len()], &mut status);
+        gauss(
+            &p,
+            &order,
+            &vec![false; p.cells.len()],
+            &mut status,
+            GAUSS_WORK,
+        )
+        .unwrap();
         let published: Vec<bool> = status.iter().map(|s| *s == Conf::Free).collect();
         let a = Auditor::new(&p, &published, &order);
         let x = p.find(&["r0".into(), "c0".into()]).unwrap();
@@ -727,6 +821,17 @@ mod tests {
                 // Deterministic.
                 let again = protect(&p, &settings(m), &[], &[]);
                 proptest::prop_assert_eq!(&pat.status, &again.status);
+                proptest::prop_assert_eq!(pat.secondary, m);
+            }
+            // The Gaussian elimination out of work: the hypercube protects the problem, and
+            // says so; the pattern is the hypercube's own.
+            let tight = Settings { gauss_work: 1, ..settings(Secondary::Gauss) };
+            let pat = protect(&p, &tight, &[], &[]);
+            check(&p, &pat)?;
+            let cube = protect(&p, &settings(Secondary::Hypercube), &[], &[]);
+            if pat.status.iter().any(|s| *s == Conf::Primary) {
+                proptest::prop_assert_eq!(pat.secondary, Secondary::Hypercube);
+                proptest::prop_assert_eq!(&pat.status, &cube.status);
             }
         }
     }

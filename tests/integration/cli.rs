@@ -189,12 +189,59 @@ fn a_header_that_does_not_match_the_schema_rejects_the_source() {
     );
 }
 
+/// Two threads spinning until dropped: a loaded machine.
+struct BusyLoops(
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    Vec<std::thread::JoinHandle<()>>,
+);
+
+impl BusyLoops {
+    fn start() -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let handles = (0..2)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut x = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        x = std::hint::black_box(
+                            x.wrapping_mul(6364136223846793005).wrapping_add(1),
+                        );
+                    }
+                })
+            })
+            .collect();
+        BusyLoops(stop, handles)
+    }
+}
+
+impl Drop for BusyLoops {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        for h in self.1.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
 #[test]
-fn outputs_are_byte_identical_across_runs_and_thread_counts() {
+fn outputs_are_byte_identical_across_runs_thread_counts_time_zones_and_load() {
     let tmp = tempfile::tempdir().unwrap();
     let mut hashes = Vec::new();
-    for threads in ["1", "2", "2"] {
+    let mut audits = Vec::new();
+    // (threads, time zone, two busy loops running)
+    for (threads, tz, loaded) in [
+        ("1", "UTC", false),
+        ("2", "Africa/Casablanca", false),
+        ("2", "Pacific/Kiritimati", true),
+    ] {
         let out = tmp.path().join(format!("out-{threads}-{}", hashes.len()));
+        let busy = loaded.then(BusyLoops::start);
+        let envs = [
+            ("RAYON_NUM_THREADS", threads),
+            ("POLARS_MAX_THREADS", threads),
+            ("TZ", tz),
+        ];
         let o = migstat(
             &[
                 "-q",
@@ -203,11 +250,18 @@ fn outputs_are_byte_identical_across_runs_and_thread_counts() {
                 "--out",
                 out.to_str().unwrap(),
             ],
-            &[
-                ("RAYON_NUM_THREADS", threads),
-                ("POLARS_MAX_THREADS", threads),
-            ],
+            &envs,
         );
+        // The audit of the release, under the same load: same verdict, same figures.
+        let a = migstat(&["audit", out.join("current").to_str().unwrap()], &envs);
+        drop(busy);
+        assert_eq!(
+            a.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&a.stderr)
+        );
+        audits.push(String::from_utf8_lossy(&a.stdout).to_string());
         assert_eq!(
             o.status.code(),
             Some(0),
@@ -235,6 +289,9 @@ fn outputs_are_byte_identical_across_runs_and_thread_counts() {
     }
     assert_eq!(hashes[0], hashes[1]);
     assert_eq!(hashes[1], hashes[2]);
+    assert_eq!(audits[0], audits[1]);
+    assert_eq!(audits[1], audits[2]);
+    assert!(audits[0].contains("passed"), "{}", audits[0]);
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use polars::prelude::*;
 
-use crate::{read_parquet, repo};
+use crate::{migstat, read_parquet, repo};
 
 fn public(out: &Path, table: &str) -> DataFrame {
     read_parquet(&out.join(format!("public/tables/{table}/ref_year=2024/data.parquet")))
@@ -806,4 +806,109 @@ fn an_independent_attacker_finds_nothing_in_the_default_release() {
         "attacker:\n{stdout}\n{}",
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+/// Randomized specs with several linked tables (the same persons counted in several tables of
+/// a source, one protection problem per group): the independent attacker finds nothing. The
+/// tables are drawn from a fixed generator (the same draws on every run, so a failure can be
+/// reproduced), over the asylum and trafficking sources of the bundled sample.
+#[test]
+fn an_independent_attacker_finds_nothing_in_randomized_linked_tables() {
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move |n: usize| -> usize {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let asylum_dims = ["STATUS", "SEX", "AGE_GROUP", "CITIZENSHIP_REGION"];
+    for round in 0..2 {
+        let threshold = [3, 5, 8][next(3)];
+        let keep_total = next(2) == 1;
+        let protect = format!(
+            "{{ method = \"suppress\", threshold = {threshold}, publish_grand_total = {keep_total} }}"
+        );
+        let spec = std::fs::read_to_string(repo().join("pipelines/observatory.toml")).unwrap();
+        // Every suppression table of the two sources takes the drawn protection (a group has
+        // one protection).
+        let mut spec = spec
+            .lines()
+            .map(|l| {
+                if l.starts_with("protect = { method = \"suppress\"") {
+                    format!("protect = {protect}")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut drawn = Vec::new();
+        for t in 0..2 + next(2) {
+            // Two or three distinct dimensions of the asylum source, in a drawn order.
+            let mut pool: Vec<&str> = asylum_dims.to_vec();
+            let mut dims = Vec::new();
+            for _ in 0..2 + next(2) {
+                dims.push(pool.remove(next(pool.len())));
+            }
+            spec += &format!(
+                "\n\n[tables.asylum_extra_{t}]\nsource = \"asylum\"\nunit = \"persons\"\ndimensions = {dims:?}\nprotect = {protect}\n"
+            );
+            drawn.push(dims);
+        }
+        let trafficking = [["SEX", "EXPLOITATION"], ["CHILD", "EXPLOITATION"]][next(2)];
+        spec += &format!(
+            "\n[tables.trafficking_extra]\nsource = \"trafficking\"\nunit = \"records\"\ndimensions = {trafficking:?}\nprotect = {protect}\n"
+        );
+        let spec = spec.replace("../", &format!("{}/", repo().display()));
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("p.toml");
+        std::fs::write(&path, &spec).unwrap();
+        let out = tmp.path().join("out");
+        let o = migstat(
+            &[
+                "-q",
+                "run",
+                path.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "round {round} ({protect}, asylum {drawn:?}, trafficking {trafficking:?}): {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let a = std::process::Command::new("python3")
+            .arg(repo().join("tests/attacker.py"))
+            .arg(out.join("current"))
+            .arg("--methods=suppress")
+            .output()
+            .expect("python3 runs");
+        let stdout = String::from_utf8_lossy(&a.stdout);
+        assert!(
+            a.status.success() && stdout.contains(", 0 disclosures"),
+            "round {round} ({protect}, asylum {drawn:?}, trafficking {trafficking:?}): attacker:\n{stdout}\n{}",
+            String::from_utf8_lossy(&a.stderr)
+        );
+        // The extra tables joined their source's group: the attacker saw them together.
+        let groups = String::from_utf8_lossy(&a.stderr);
+        let asylum_group = groups
+            .lines()
+            .find(|l| l.contains("tables asylum,"))
+            .unwrap_or_else(|| panic!("round {round}: no asylum group attacked:\n{groups}"));
+        for t in 0..drawn.len() {
+            assert!(
+                asylum_group.contains(&format!("asylum_extra_{t}")),
+                "round {round}: asylum_extra_{t} not in the asylum group:\n{groups}"
+            );
+        }
+        assert!(
+            groups
+                .lines()
+                .any(|l| l.contains("trafficking,trafficking_extra")),
+            "round {round}: trafficking_extra not in trafficking's group:\n{groups}"
+        );
+    }
 }
