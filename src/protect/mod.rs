@@ -55,6 +55,9 @@ pub use suppress::{
     GAUSS_WORK, Pattern, Rule, Secondary, Settings, protect as suppress_problem, publication_order,
 };
 
+/// Failures a table's summary (the manifest) lists by name; the rest are counted.
+pub const MAX_LISTED_FAILURES: usize = 100;
+
 /// The protection range of cell suppression when the spec names none (count tables) and of
 /// survey groups: every protected cell's interval, as the intruder computes it from everything
 /// published (LP bounds, non-negativity, and a suppressed cell may be empty), spans at least 2
@@ -562,7 +565,16 @@ pub fn protect_group(plan: &Plan, input: GroupInput<'_>) -> Result<GroupOutcome>
         cells.sort_by(|a, b| names_of(*a).cmp(&names_of(*b)).then(a.cmp(b)));
         cells.dedup_by(|a, b| names_of(*a) == names_of(*b));
         let keys: Vec<Vec<String>> = cells.iter().map(|c| names_of(*c)).collect();
-        let member_failures: Vec<String> = failures.clone();
+        // The manifest names the first failures and counts the rest (a table can fail on
+        // thousands of cells; the restricted audit table has every cell's interval).
+        let mut member_failures: Vec<String> =
+            failures.iter().take(MAX_LISTED_FAILURES).cloned().collect();
+        if failures.len() > MAX_LISTED_FAILURES {
+            member_failures.push(format!(
+                "… and {} more (truncated; every cell's interval is in the restricted audit table)",
+                failures.len() - MAX_LISTED_FAILURES
+            ));
+        }
         let mut summary = Summary {
             table: t.id.clone(),
             group: group.id.clone(),

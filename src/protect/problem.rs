@@ -81,19 +81,8 @@ impl Problem {
                 nest[child].insert(key[child].as_str(), key[parent].as_str());
             }
         }
-        let codes: Vec<Vec<String>> = code_sets
-            .iter()
-            .map(|s| s.iter().map(|c| c.to_string()).collect())
-            .collect();
-        let id_of: Vec<HashMap<&str, u32>> = codes
-            .iter()
-            .map(|cs| {
-                cs.iter()
-                    .enumerate()
-                    .map(|(i, c)| (c.as_str(), i as u32))
-                    .collect()
-            })
-            .collect();
+        let codes = sorted_codes(&code_sets);
+        let id_of = id_maps(&codes);
         // The frame: the product of the codes of the dimensions that are no hierarchy's child,
         // each child code under its own parent only.
         let is_child: Vec<Option<usize>> = (0..d)
@@ -314,19 +303,8 @@ impl Problem {
                 sets[j].insert(c);
             }
         }
-        let codes: Vec<Vec<String>> = sets
-            .iter()
-            .map(|s| s.iter().map(|c| c.to_string()).collect())
-            .collect();
-        let ids: Vec<HashMap<&str, u32>> = codes
-            .iter()
-            .map(|cs| {
-                cs.iter()
-                    .enumerate()
-                    .map(|(i, c)| (c.as_str(), i as u32))
-                    .collect()
-            })
-            .collect();
+        let codes = sorted_codes(&sets);
+        let ids = id_maps(&codes);
         let (r, v): (Vec<Vec<u32>>, Vec<u64>) = rows
             .iter()
             .map(|(k, v)| {
@@ -387,6 +365,26 @@ impl Problem {
     pub fn is_grand_total(&self, cell: usize) -> bool {
         self.margins(cell) == self.dims.len()
     }
+}
+
+/// Each dimension's codes, sorted (a code's id is its position).
+fn sorted_codes(sets: &[BTreeSet<&str>]) -> Vec<Vec<String>> {
+    sets.iter()
+        .map(|s| s.iter().map(|c| c.to_string()).collect())
+        .collect()
+}
+
+/// Each dimension's code → id map.
+fn id_maps(codes: &[Vec<String>]) -> Vec<HashMap<&str, u32>> {
+    codes
+        .iter()
+        .map(|cs| {
+            cs.iter()
+                .enumerate()
+                .map(|(i, c)| (c.as_str(), i as u32))
+                .collect()
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -266,6 +266,9 @@ pub fn gauss(
     let targets: Vec<usize> = (0..status.len())
         .filter(|c| status[*c] == Conf::Primary)
         .collect();
+    if targets.is_empty() {
+        return Ok(()); // nothing to protect: every cell is published
+    }
     let mut rem: Vec<SparseVec> = Vec::with_capacity(targets.len());
     let mut by_hash: HashMap<u64, Vec<u32>> = HashMap::new();
     let mut row_targets: Vec<Vec<u32>> = vec![Vec::new(); rows];
