@@ -832,7 +832,7 @@ mod tests {
             let pat = protect(&p, &tight, &[], &[]);
             check(&p, &pat)?;
             let cube = protect(&p, &settings(Secondary::Hypercube), &[], &[]);
-            if pat.status.iter().any(|s| *s == Conf::Primary) {
+            if pat.status.contains(&Conf::Primary) {
                 proptest::prop_assert_eq!(pat.secondary, Secondary::Hypercube);
                 proptest::prop_assert_eq!(&pat.status, &cube.status);
             }
