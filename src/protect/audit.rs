@@ -462,10 +462,11 @@ impl LpView<'_> {
         let objective = [(var[&(cell as u32)], 1.0)];
         let max = lp.optimise(&objective, true).map_err(AuditError::Lp)?;
         let min = lp.optimise(&objective, false).map_err(AuditError::Lp)?;
-        // Round inward with a tolerance for the interior-point method's accuracy.
-        let tol = 1e-6 * (1.0 + value);
-        let hi = max.value.map_or(f64::INFINITY, |m| (m + tol).floor());
-        let lo = min.value.map_or(0.0, |m| (m - tol).ceil().max(0.0));
+        // Round inward with a tolerance for the interior-point method's accuracy, which is
+        // relative to the optimum's size (255.9999975 for 256 was seen).
+        let tol = |m: f64| 1e-6 * (1.0 + value) + 1e-7 * m.abs();
+        let hi = max.value.map_or(f64::INFINITY, |m| (m + tol(m)).floor());
+        let lo = min.value.map_or(0.0, |m| (m - tol(m)).ceil().max(0.0));
         Ok(Interval {
             lo: lo.min(value),
             hi: hi.max(value),

@@ -186,6 +186,18 @@ impl Grid {
         self
     }
 
+    /// The least value the intruder allows cell `c` when it is suppressed: the grid's lower
+    /// bound, and 1 for a non-empty one-way margin (every code of the frame occurs: the
+    /// intruder knows that margin is at least 1, whatever the rest).
+    pub fn floor(&self, c: usize) -> u64 {
+        let d = self.cells[c].len();
+        if self.values[c] > 0 && self.margins(c) + 1 == d {
+            self.lb.max(1)
+        } else {
+            self.lb
+        }
+    }
+
     /// Suppressed cells are known to be at least `lb` (see the field).
     pub fn with_lower_bound(mut self, lb: u64) -> Self {
         self.lb = lb;
@@ -255,8 +267,7 @@ fn hypercube(
     let a = &grid.cells[x];
     let d = a.len();
     let value = grid.values[x];
-    let lb = grid.lb;
-    let need = (range - value.saturating_sub(lb) as f64).max(0.0);
+    let need = (range - value.saturating_sub(grid.floor(x)) as f64).max(0.0);
     let per_dim = (1..=grid.budget)
         .take_while(|m| m.checked_pow(d as u32).is_some_and(|p| p <= grid.budget))
         .last()
@@ -276,7 +287,8 @@ fn hypercube(
                 if free && (only_suppressed || !grid.eligible(e)) {
                     return;
                 }
-                let small = sign < 0 && (grid.values[e].saturating_sub(lb) as f64) < need;
+                let small =
+                    sign < 0 && (grid.values[e].saturating_sub(grid.floor(e)) as f64) < need;
                 let cost = if free { grid.loss(e) } else { 0 };
                 options.push(((small, cost, code), (code, sign), grid.values[e]));
             }
@@ -329,14 +341,13 @@ fn hypercube(
         only_suppressed,
         range,
         value,
-        lb,
         choice: vec![0usize; d],
         buf,
         corners: Vec::with_capacity(1 << d),
         best: None,
     };
     // The cell itself is the corner with no dimension moved.
-    let v0 = value.saturating_sub(lb);
+    let v0 = value.saturating_sub(grid.floor(x));
     search.corners.push((x, 1));
     search.dfs(d, 0, v0, u64::MAX);
     search.best
@@ -351,7 +362,6 @@ struct Search<'a> {
     only_suppressed: bool,
     range: f64,
     value: u64,
-    lb: u64,
     choice: Vec<usize>,
     buf: Vec<u32>,
     corners: Vec<(usize, i8)>,
@@ -425,7 +435,7 @@ impl Search<'_> {
                         break;
                     }
                 }
-                let v = self.grid.values[c].saturating_sub(self.lb);
+                let v = self.grid.values[c].saturating_sub(self.grid.floor(c));
                 if sign > 0 {
                     min_pos = min_pos.min(v);
                 } else {
@@ -478,7 +488,7 @@ pub fn verify(grid: &Grid, status: &[Conf], x: usize, cert: &Certificate) -> Opt
         cert.corners
             .iter()
             .filter(|(_, s)| *s == want)
-            .map(|(c, _)| grid.values[*c])
+            .map(|(c, _)| grid.values[*c].saturating_sub(grid.floor(*c)))
             .min()
     };
     let v = grid.values[x] as f64;
