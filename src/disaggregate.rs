@@ -17,6 +17,8 @@ use std::path::Path;
 use polars::prelude::*;
 
 use crate::error::{PolarsContext, Result};
+use crate::harmonize::Banding;
+use crate::spec::derive::Derivation;
 use crate::spec::{Plan, SourcePlan, TableKind, TableSpec, Unit};
 use crate::validate::raw_column;
 
@@ -165,7 +167,13 @@ pub fn build_cells(
         TableKind::Stock {
             valid_from,
             valid_to,
-        } => needed.extend([raw_column(valid_from), raw_column(valid_to)]),
+            ..
+        } => {
+            needed.extend([raw_column(valid_from), raw_column(valid_to)]);
+            if let Some((birth, _)) = ages_at_stock_date(source, table) {
+                needed.push(raw_column(&birth));
+            }
+        }
         TableKind::Flow { start, .. } => needed.push(raw_column(start)),
     }
     if table.unit == Unit::Persons || table.kind != TableKind::Count {
@@ -177,6 +185,13 @@ pub fn build_cells(
         .with_columns(Some(needed))
         .finish()
         .ctx(|| ctx("reading the harmonized records"))?;
+    let df = match (&table.kind, ages_at_stock_date(source, table)) {
+        (TableKind::Stock { .. }, Some((birth, columns))) => {
+            restate_ages(df, &birth, &columns, plan.reference_date)
+                .ctx(|| ctx("ages at the stock date"))?
+        }
+        _ => df,
+    };
     let lf = filtered(df.lazy(), table);
     let person = source
         .person_id
@@ -211,15 +226,19 @@ pub fn build_cells(
         TableKind::Stock {
             valid_from,
             valid_to,
+            open_end_valid,
         } => {
             let (valid_from, valid_to) = (raw_column(valid_from), raw_column(valid_to));
             let at = plan.reference_date;
+            // Without an end date a record is valid from its start on, or not counted.
+            let until = col(valid_to.as_str()).gt_eq(lit(at));
+            let until = if *open_end_valid {
+                col(valid_to.as_str()).is_null().or(until)
+            } else {
+                until
+            };
             let lf = lf
-                .filter(
-                    col(valid_from.as_str())
-                        .lt_eq(lit(at))
-                        .and(col(valid_to.as_str()).gt_eq(lit(at))),
-                )
+                .filter(col(valid_from.as_str()).lt_eq(lit(at)).and(until))
                 .sort(
                     [person.as_str(), valid_from.as_str(), "_file", "_record"],
                     SortMultipleOptions::default(),
@@ -251,6 +270,102 @@ pub fn build_cells(
     let mut cells: Cells = BTreeMap::new();
     add_finest(lf, table, keyed.as_ref(), &mut cells)?;
     Ok((ref_year, cells))
+}
+
+/// Age columns of a table with their banding (`None`: the age itself).
+type AgeColumns = Vec<(String, Option<Banding>)>;
+
+/// The age columns a stock table must restate at its stock date: when the source derives its
+/// age at each record's event (`AGE = { birth_date, at }`), the birth date field and, for each
+/// of the table's dimensions or filter columns that is that age or a banding of it, the
+/// banding (`None` for the age itself).
+fn ages_at_stock_date(source: &SourcePlan, table: &TableSpec) -> Option<(String, AgeColumns)> {
+    let (age, birth) = source.harmonize.iter().find_map(|d| match &d.derivation {
+        Derivation::Age {
+            birth_date: Some(b),
+            at: Some(_),
+            ..
+        } => Some((d.name.clone(), b.clone())),
+        _ => None,
+    })?;
+    let used: Vec<&String> = table
+        .dimensions
+        .iter()
+        .chain(table.filter.iter().map(|(c, _)| c))
+        .collect();
+    let mut columns: AgeColumns = Vec::new();
+    for d in &source.harmonize {
+        let entry = match &d.derivation {
+            Derivation::Age { .. } if d.name == age => (d.name.clone(), None),
+            Derivation::Band { age: a, banding } if *a == age => {
+                (d.name.clone(), Some(banding.clone()))
+            }
+            _ => continue,
+        };
+        if used.contains(&&entry.0) && !columns.iter().any(|c| c.0 == entry.0) {
+            columns.push(entry);
+        }
+    }
+    (!columns.is_empty()).then_some((birth, columns))
+}
+
+/// Replace the age columns (and their bandings) by the age at `on` wherever the record has a
+/// birth date; a record without one keeps its harmonized age (a reported age, or unknown).
+fn restate_ages(
+    mut df: DataFrame,
+    birth: &str,
+    columns: &[(String, Option<Banding>)],
+    on: chrono::NaiveDate,
+) -> PolarsResult<DataFrame> {
+    let births: Vec<Option<i32>> = df
+        .column(&raw_column(birth))?
+        .to_physical_repr()
+        .i32()?
+        .iter()
+        .collect();
+    let ages: Vec<Option<u32>> = births
+        .iter()
+        .map(|b| {
+            b.and_then(crate::harmonize::date_of_days)
+                .and_then(|b| crate::harmonize::age_at(b, on))
+        })
+        .collect();
+    for (name, banding) in columns {
+        let old = df.column(name)?.clone();
+        let new = match banding {
+            None => {
+                let kept = old.cast(&DataType::UInt32)?;
+                let kept = kept.u32()?;
+                let v: Vec<Option<u32>> = (0..df.height())
+                    .map(|i| {
+                        if births[i].is_some() {
+                            ages[i]
+                        } else {
+                            kept.get(i)
+                        }
+                    })
+                    .collect();
+                Column::new(name.as_str().into(), v)
+            }
+            Some(b) => {
+                let kept = old.cast(&DataType::String)?;
+                let kept = kept.str()?;
+                let v: Vec<Option<&str>> = (0..df.height())
+                    .map(|i| {
+                        if births[i].is_some() {
+                            Some(b.code(ages[i]))
+                        } else {
+                            kept.get(i)
+                        }
+                    })
+                    .collect();
+                Column::new(name.as_str().into(), v)
+            }
+        };
+        let new = new.cast(old.dtype())?;
+        df.with_column(new)?;
+    }
+    Ok(df)
 }
 
 /// Finest cells over `from` dimensions summed onto the `to` dimensions (a subset of them).

@@ -180,8 +180,20 @@ impl<'p> Harmonizer<'p> {
                     }
                     Column::new(d.name.as_str().into(), out)
                 }
-                Derivation::Age { birth_date, age } => {
+                Derivation::Age {
+                    birth_date,
+                    age,
+                    at: event,
+                } => {
                     let at = plan.reference_date;
+                    // The event date of each record (days since 1970-01-01), when `at` names one.
+                    let events: Option<Vec<Option<i32>>> = match event {
+                        Some(e) => {
+                            let c = df.column(&raw_column(e)).ctx(|| ctx(e))?.to_physical_repr();
+                            Some(c.i32().ctx(|| ctx(e))?.iter().collect())
+                        }
+                        None => None,
+                    };
                     let births: Option<Vec<Option<i32>>> = match birth_date {
                         Some(b) => {
                             let c = df.column(&raw_column(b)).ctx(|| ctx(b))?.to_physical_repr();
@@ -202,11 +214,18 @@ impl<'p> Harmonizer<'p> {
                     };
                     let ages: Vec<Option<u32>> = (0..height)
                         .map(|row| {
-                            let from_birth =
-                                births.as_ref().and_then(|b| b[row]).and_then(|days| {
-                                    NaiveDate::from_num_days_from_ce_opt(days + 719_163)
-                                        .and_then(|b| age_at(b, at))
-                                });
+                            // With `at`, a record without its event date has no age from
+                            // its birth date (never the reference date's age in its place).
+                            let on = match &events {
+                                Some(e) => e[row].and_then(date_of_days),
+                                None => Some(at),
+                            };
+                            let from_birth = births
+                                .as_ref()
+                                .and_then(|b| b[row])
+                                .and_then(date_of_days)
+                                .zip(on)
+                                .and_then(|(b, on)| age_at(b, on));
                             from_birth.or_else(|| {
                                 reported
                                     .as_ref()
@@ -362,6 +381,11 @@ fn count_unmapped(counts: &mut UnmappedCounts, column: &str, field: &str, raw: &
 
 /// Code for "not applicable" (a code-list attribute that is empty, e.g. no M49 intermediate region).
 pub const NOT_APPLICABLE: &str = "_Z";
+
+/// A date stored as days since 1970-01-01 (Arrow's `Date32`).
+pub fn date_of_days(days: i32) -> Option<NaiveDate> {
+    NaiveDate::from_num_days_from_ce_opt(days.checked_add(719_163)?)
+}
 
 /// Age in completed years at `at` of a person born on `birth`; `None` if `birth` is after `at`.
 ///

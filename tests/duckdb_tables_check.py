@@ -20,6 +20,9 @@ def q(name):
     return '"' + name.replace('"', '""') + '"'
 
 
+PIPELINE = None
+
+
 def reference_sql(spec, table, accepted):
     src = spec["sources"][table["source"]]
     person = "raw_" + src.get("person_id", "")  # the delivery's fields are raw_<field> in accepted records
@@ -42,8 +45,11 @@ def reference_sql(spec, table, accepted):
         base = f"select * from ({base}) qualify row_number() over (partition by {q(person)} order by _file desc, _record desc) = 1"
     elif kind == "stock":
         vf, vt = q("raw_" + table["valid_from"]), q("raw_" + table["valid_to"])
-        base = (f"select * from ({base}) where {vf} <= date '{ref_date}' and {vt} >= date '{ref_date}' "
+        # No end date: valid from the start on, unless the table says `open_end = "excluded"`.
+        open_end = "" if table.get("open_end") == "excluded" else f" or {vt} is null"
+        base = (f"select * from ({base}) where {vf} <= date '{ref_date}' and ({vt} >= date '{ref_date}'{open_end}) "
                 f"qualify row_number() over (partition by {q(person)} order by {vf} desc, _file desc, _record desc) = 1")
+        base = stock_ages(spec, src, dims, base, ref_date)
     elif kind == "flow":
         st = q("raw_" + table["start"])
         base = (f"select * from ({base}) qualify row_number() over (partition by {q(person)} "
@@ -54,8 +60,39 @@ def reference_sql(spec, table, accepted):
     return f"select {cols}, count(*) as n from ({base}) group by cube({', '.join(q(d) for d in dims)})"
 
 
+def stock_ages(spec, src, dims, base, ref_date):
+    """A source whose age is taken at each record's event (`AGE = { birth_date, at }`): a stock
+    restates the age, and its bandings, in completed years on the stock date."""
+    harm = src.get("harmonize", {})
+    age = next((k for k, d in harm.items() if isinstance(d, dict) and "at" in d and "birth_date" in d), None)
+    if age is None:
+        return base
+    b = q("raw_" + harm[age]["birth_date"])
+    r = f"date '{ref_date}'"
+    # Completed years: the year difference, less one if the birthday (month, day) is still ahead.
+    years = (f"(year({r}) - year({b}) - case when month({r}) < month({b}) or "
+             f"(month({r}) = month({b}) and day({r}) < day({b})) then 1 else 0 end)")
+    bands_csv = os.path.join(os.path.dirname(PIPELINE), spec["codelists"], "age_bands.csv")
+    repl = []
+    for d in dims:
+        h = harm.get(d, {})
+        if d == age:
+            repl.append(f"case when {b} is null then {q(d)} else {years} end as {q(d)}")
+        elif isinstance(h, dict) and "banding" in h and h.get("from_age", age) == age:
+            band = h["banding"].replace("'", "''")
+            repl.append(
+                f"case when {b} is null then {q(d)} else (select code from read_csv('{bands_csv}', all_varchar = true) "
+                f"where banding = '{band}' and min_age <> '' and {years} >= cast(min_age as int) "
+                f"and (max_age = '' or max_age is null or {years} <= cast(max_age as int))) end as {q(d)}")
+    if not repl:
+        return base
+    return f"select * replace ({', '.join(repl)}) from ({base})"
+
+
 def main():
+    global PIPELINE
     pipeline, out = sys.argv[1], sys.argv[2]
+    PIPELINE = pipeline
     with open(pipeline, "rb") as f:
         spec = tomllib.load(f)
     failures = []

@@ -376,11 +376,20 @@ fn dimension(
             Labeller::Code,
             format!("year of `{date}`"),
         ),
-        Some(Derivation::Age { birth_date, age }) => (
+        Some(Derivation::Age {
+            birth_date,
+            age,
+            at,
+        }) => (
             format!("CL_{dim}"),
             Labeller::Code,
             match (birth_date, age) {
-                (Some(b), _) => format!("age in completed years at the reference date from `{b}`"),
+                (Some(b), _) => match at {
+                    Some(e) => format!(
+                        "age in completed years on the date of the event (`{e}`) from `{b}`; in stock tables, on the stock date"
+                    ),
+                    None => format!("age in completed years at the reference date from `{b}`"),
+                },
                 (None, Some(a)) => format!("age as reported in `{a}`"),
                 (None, None) => "age".to_string(),
             },

@@ -79,10 +79,14 @@ pub enum Derivation {
         normalize: Normalize,
         unmapped: Unmapped,
     },
-    /// Age in completed years at the reference date, from a birth date, else a reported age.
+    /// Age in completed years from a birth date, else a reported age: at the date in field `at`
+    /// of each record (the event: issue, registration, crossing) when given, else at the
+    /// reference date. Stock tables take the age at their stock date whatever `at` says.
     Age {
         birth_date: Option<String>,
         age: Option<String>,
+        #[serde(default)]
+        at: Option<String>,
     },
     /// A banding of a derived age column.
     Band {
@@ -119,10 +123,13 @@ pub enum TableKind {
     /// Every record (unit records/events), or each person once (unit persons: their last record).
     Count,
     /// Persons with a record valid on the reference date (`valid_from <= date <= valid_to`); a
-    /// person with several is counted once, in the cell of the record that started last.
+    /// person with several is counted once, in the cell of the record that started last. A
+    /// record without `valid_to` is open-ended: valid from its start on (`open_end =
+    /// "valid"`, the default: a permanent permit) or not counted (`open_end = "excluded"`).
     Stock {
         valid_from: String,
         valid_to: String,
+        open_end_valid: bool,
     },
     /// Persons whose first record starts within the reference period (or at any time, with
     /// `period = "all"`, for a table by year), in that first record's cell.
@@ -266,6 +273,7 @@ const DERIVE_KEYS: &[&str] = &[
     "unmapped",
     "birth_date",
     "age",
+    "at",
     "banding",
     "from_age",
     "lookup",
@@ -282,6 +290,7 @@ const TABLE_KEYS: &[&str] = &[
     "filter",
     "valid_from",
     "valid_to",
+    "open_end",
     "start",
     "period",
     "grouping_sets",
@@ -559,7 +568,7 @@ pub(crate) fn compile_harmonize(
                 normalize,
                 unmapped,
             }
-        } else if d.contains_key("birth_date") || d.contains_key("age") {
+        } else if d.contains_key("birth_date") || d.contains_key("age") || d.contains_key("at") {
             let birth_date = cx.str(d, "birth_date", &pp, false).map(str::to_string);
             let age = cx.str(d, "age", &pp, false).map(str::to_string);
             if let Some(b) = &birth_date {
@@ -568,7 +577,21 @@ pub(crate) fn compile_harmonize(
             if let Some(a) = &age {
                 field_ok(a, Some(false), &format!("{pp}age"), cx);
             }
-            Derivation::Age { birth_date, age }
+            let at = cx.str(d, "at", &pp, false).map(str::to_string);
+            if let Some(a) = &at {
+                field_ok(a, Some(true), &format!("{pp}at"), cx);
+                if birth_date.is_none() {
+                    cx.push(
+                        format!("{pp}at"),
+                        "`at` needs a `birth_date` (a reported age is already at its own date)",
+                    );
+                }
+            }
+            Derivation::Age {
+                birth_date,
+                age,
+                at,
+            }
         } else if d.contains_key("banding") {
             let id = cx
                 .str(d, "banding", &pp, true)
@@ -735,6 +758,17 @@ pub(crate) fn compile_table(
         "stock" => TableKind::Stock {
             valid_from: date_field("valid_from", cx),
             valid_to: date_field("valid_to", cx),
+            open_end_valid: match cx.str(t, "open_end", &pp, false) {
+                None | Some("valid") => true,
+                Some("excluded") => false,
+                Some(other) => {
+                    cx.push(
+                        format!("{pp}open_end"),
+                        format!("`{other}` is not an open-end rule (valid or excluded)"),
+                    );
+                    true
+                }
+            },
         },
         "survey_total" => TableKind::SurveyTotal {
             variable: numeric_column("variable", false, cx),

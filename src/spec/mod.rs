@@ -967,9 +967,16 @@ impl Plan {
                             derive::Unmapped::Code(c) => format!("→ {c}"),
                         }
                     ),
-                    Derivation::Age { birth_date, age } => format!(
+                    Derivation::Age {
+                        birth_date,
+                        age,
+                        at,
+                    } => format!(
                         "age at {} from {}",
-                        self.reference_date,
+                        at.as_ref().map_or_else(
+                            || self.reference_date.to_string(),
+                            |a| format!("`{a}` (stocks: the stock date)")
+                        ),
                         [birth_date.as_deref(), age.as_deref()]
                             .iter()
                             .flatten()

@@ -97,6 +97,105 @@ fn stocks_flows_persons_and_ages_match_hand_computation() {
     );
 }
 
+/// tests/fixtures/age_at_event: `AGE = { birth_date = "birth", at = "issued" }`, reference
+/// date 2024-12-31. By hand (written before the code):
+/// - first permits (each person's earliest issue, every year), age at issue: P1 born
+///   2010-01-15, issued 2015-01-10 → 4 (birthday five days later); P2 born 29 Feb 2000,
+///   issued 28 Feb 2018 → 17 (a 29 February birthday is reached on 1 March in common years);
+///   P3 born 1990-06-30, issued on her birthday 2024-06-30 → 34; P4 born 29 Feb 2004, issued
+///   28 Feb 2021 → 16; P5 born 29 Feb 1996, issued 29 Feb 2024 → 28; P6 born 2012-12-31,
+///   issued 2013-01-01 → 0; P7 born 1980-05-05, issued on her birthday 2020-05-05 → 40.
+///   Under 18: P1, P2, P4, P6 (4); 18 and over: P3, P5, P7 (3).
+/// - stock on 2024-12-31, age on that date: P1 (A1 valid to 2025-01-09) → 14; P2 (A3) → 24;
+///   P3 → 34; P4 (A5 to 2025-03-01) → 20; P5 → 28; P6's permit ended 2024-12-30; P7's permit
+///   has no end date: valid (`stock`, 44) or not counted (`stock_closed`). Under 18: P1 (1);
+///   18 and over: 5 (`stock`) or 4 (`stock_closed`).
+#[test]
+fn ages_are_taken_at_the_event_and_stocks_at_their_date() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plan = compile(&repo().join("tests/fixtures/age_at_event/pipeline.toml")).unwrap();
+    let m = crate::run_plan(&plan, tmp.path());
+    assert_eq!(m.sources[0].rows_accepted, 8);
+    let out = &tmp.path().join("current");
+    let flow = cells(out, "first_permits", &["YEAR", "AGE", "CHILD"]);
+    for (key, n) in [
+        ("2013|0|Y_LT18", 1),
+        ("2015|4|Y_LT18", 1),
+        ("2018|17|Y_LT18", 1),
+        ("2021|16|Y_LT18", 1),
+        ("2024|34|Y_GE18", 1),
+        ("2024|28|Y_GE18", 1),
+        ("2020|40|Y_GE18", 1),
+        ("_T|_T|Y_LT18", 4),
+        ("_T|_T|Y_GE18", 3),
+        ("_T|_T|_T", 7),
+    ] {
+        assert_eq!(flow.get(key), Some(&n), "first_permits {key}: {flow:?}");
+    }
+    // No first permit at an age the hand computation does not give.
+    let finest: u64 = flow
+        .iter()
+        .filter(|(k, _)| !k.contains("_T"))
+        .map(|(_, n)| *n)
+        .sum();
+    assert_eq!(finest, 7);
+    for (table, open, adults) in [("stock", true, 5), ("stock_closed", false, 4)] {
+        let stock = cells(out, table, &["AGE", "CHILD"]);
+        let mut want = vec![
+            ("14|Y_LT18", 1),
+            ("20|Y_GE18", 1),
+            ("24|Y_GE18", 1),
+            ("28|Y_GE18", 1),
+            ("34|Y_GE18", 1),
+            ("_T|Y_LT18", 1),
+            ("_T|Y_GE18", adults),
+            ("_T|_T", 1 + adults),
+        ];
+        if open {
+            want.push(("44|Y_GE18", 1));
+        }
+        for (key, n) in &want {
+            assert_eq!(stock.get(*key), Some(n), "{table} {key}: {stock:?}");
+        }
+        let finest: u64 = stock
+            .iter()
+            .filter(|(k, _)| !k.contains("_T"))
+            .map(|(_, n)| *n)
+            .sum();
+        assert_eq!(finest, 1 + adults, "{table}");
+    }
+}
+
+/// `at` must name a date field and needs a birth date.
+#[test]
+fn age_at_an_event_is_checked_in_the_spec() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = repo().join("tests/fixtures/age_at_event");
+    for (line, want) in [
+        (
+            "AGE = { birth_date = \"birth\", at = \"sex\" }",
+            "must be a date field",
+        ),
+        (
+            "AGE = { birth_date = \"birth\", at = \"nope\" }",
+            "not in the source's schema",
+        ),
+        ("AGE = { at = \"issued\" }", "needs a `birth_date`"),
+    ] {
+        for f in ["permits.csv", "permits.schema.json", "sex.csv", "types.csv"] {
+            std::fs::copy(fx.join(f), tmp.path().join(f)).unwrap();
+        }
+        let spec = std::fs::read_to_string(fx.join("pipeline.toml"))
+            .unwrap()
+            .replace("AGE = { birth_date = \"birth\", at = \"issued\" }", line)
+            .replace("../../../schemas", &format!("{}/schemas", repo().display()));
+        let path = tmp.path().join("p.toml");
+        std::fs::write(&path, spec).unwrap();
+        let err = compile(&path).unwrap_err().to_string();
+        assert!(err.contains(want), "{line}: {err}");
+    }
+}
+
 /// DuckDB recomputes every table of the default pipeline with GROUP BY CUBE (and the same person
 /// rules in SQL) from the harmonized records, and reads the Hive-partitioned tables, as do pyarrow
 /// and polars.
