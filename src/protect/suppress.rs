@@ -29,7 +29,9 @@
 //! take a one-way margin only when nothing else closes. Suppressing more only widens intervals,
 //! so one pass suffices and a cell proved once stays proved. The repair is bounded
 //! ([`MAX_REPAIRS`] cells); a cell still too narrow fails, named with its interval (the run is
-//! rejected, exit 65). Nothing here is bounded by time.
+//! rejected, exit 65). Nothing here is bounded by time: the elimination's work is counted, and
+//! a problem beyond [`GAUSS_WORK`] entries is protected by the hypercube method instead (the
+//! pattern says which method chose it).
 
 use std::collections::{BTreeMap, HashMap};
 
