@@ -174,7 +174,14 @@ pub fn build_cells(
                 needed.push(raw_column(&birth));
             }
         }
-        TableKind::Flow { start, .. } => needed.push(raw_column(start)),
+        TableKind::Flow {
+            start,
+            eurostat_end,
+            ..
+        } => {
+            needed.push(raw_column(start));
+            needed.extend(eurostat_end.as_deref().map(raw_column));
+        }
     }
     if table.unit == Unit::Persons || table.kind != TableKind::Count {
         needed.extend(["_file".to_string(), "_record".to_string()]);
@@ -246,16 +253,49 @@ pub fn build_cells(
                 .unique_stable(Some(cols([person.as_str()])), UniqueKeepStrategy::Last);
             (chrono::Datelike::year(&at), lf)
         }
-        TableKind::Flow { start, all_periods } => {
+        TableKind::Flow {
+            start,
+            all_periods,
+            eurostat_end,
+        } => {
             let start = raw_column(start);
             let p = plan.reference_period;
-            let firsts = lf
-                .sort(
-                    [person.as_str(), start.as_str(), "_file", "_record"],
-                    SortMultipleOptions::default(),
-                )
-                .unique_stable(Some(cols([person.as_str()])), UniqueKeepStrategy::First);
-            let lf = if *all_periods {
+            let sorted = lf.sort(
+                [person.as_str(), start.as_str(), "_file", "_record"],
+                SortMultipleOptions::default(),
+            );
+            let firsts = match eurostat_end {
+                None => {
+                    sorted.unique_stable(Some(cols([person.as_str()])), UniqueKeepStrategy::First)
+                }
+                Some(end) => {
+                    let df = sorted.collect().ctx(|| ctx("sorting the records"))?;
+                    let keep = eurostat_first(&df, &person, &start, &raw_column(end))
+                        .ctx(|| ctx("the Eurostat first-permit rule"))?;
+                    let df = df
+                        .filter(&keep)
+                        .ctx(|| ctx("the Eurostat first-permit rule"))?;
+                    // Each person once per period: per year of start over every period.
+                    let year = col(start.as_str()).dt().year().alias("_first_year");
+                    let lf = df.lazy();
+                    if *all_periods {
+                        lf.with_column(year)
+                            .unique_stable(
+                                Some(cols([person.as_str(), "_first_year"])),
+                                UniqueKeepStrategy::First,
+                            )
+                            .drop(cols(["_first_year"]))
+                    } else {
+                        lf.filter(
+                            col(start.as_str())
+                                .gt_eq(lit(p.start))
+                                .and(col(start.as_str()).lt_eq(lit(p.end))),
+                        )
+                        .unique_stable(Some(cols([person.as_str()])), UniqueKeepStrategy::First)
+                    }
+                }
+            };
+            let lf = if *all_periods || eurostat_end.is_some() {
                 firsts
             } else {
                 firsts.filter(
@@ -270,6 +310,62 @@ pub fn build_cells(
     let mut cells: Cells = BTreeMap::new();
     add_finest(lf, table, keyed.as_ref(), &mut cells)?;
     Ok((ref_year, cells))
+}
+
+/// Which records of `df` (sorted by person, start, file, record) are first permits under
+/// Eurostat's rule (see [`TableKind::Flow`]): valid at least 3 months, and no earlier record
+/// of the person valid in the 6 months before the start. A record without an end is valid
+/// from its start on (it blocks every later one).
+fn eurostat_first(
+    df: &DataFrame,
+    person: &str,
+    start: &str,
+    end: &str,
+) -> PolarsResult<BooleanChunked> {
+    use chrono::Months;
+    let persons = df.column(person)?.cast(&DataType::String)?;
+    let persons = persons.str()?;
+    let starts = df.column(start)?.to_physical_repr();
+    let starts = starts.i32()?;
+    let ends = df.column(end)?.to_physical_repr();
+    let ends = ends.i32()?;
+    let mut keep = Vec::with_capacity(df.height());
+    // The latest end among the person's earlier records (None: none yet; i32::MAX: open).
+    let mut latest: Option<i32> = None;
+    for i in 0..df.height() {
+        if i == 0 || persons.get(i) != persons.get(i - 1) {
+            latest = None;
+        }
+        let s = starts.get(i).and_then(crate::harmonize::date_of_days);
+        let e = ends.get(i);
+        let ok = match s {
+            None => false,
+            Some(s) => {
+                let long_enough = match e.and_then(crate::harmonize::date_of_days) {
+                    None => e.is_none(),
+                    Some(e) => s
+                        .checked_add_months(Months::new(3))
+                        .and_then(|d| d.pred_opt())
+                        .is_some_and(|min_end| e >= min_end),
+                };
+                let gap = match latest {
+                    None => true,
+                    Some(l) => {
+                        let cutoff = s.checked_sub_months(Months::new(6));
+                        l != i32::MAX
+                            && crate::harmonize::date_of_days(l)
+                                .zip(cutoff)
+                                .is_some_and(|(l, c)| l < c)
+                    }
+                };
+                long_enough && gap
+            }
+        };
+        keep.push(ok);
+        let this_end = e.unwrap_or(i32::MAX);
+        latest = Some(latest.map_or(this_end, |l| l.max(this_end)));
+    }
+    Ok(BooleanChunked::from_slice("keep".into(), &keep))
 }
 
 /// Age columns of a table with their banding (`None`: the age itself).

@@ -50,6 +50,20 @@ def reference_sql(spec, table, accepted):
         base = (f"select * from ({base}) where {vf} <= date '{ref_date}' and ({vt} >= date '{ref_date}'{open_end}) "
                 f"qualify row_number() over (partition by {q(person)} order by {vf} desc, _file desc, _record desc) = 1")
         base = stock_ages(spec, src, dims, base, ref_date)
+    elif kind == "flow" and table.get("first") == "eurostat":
+        # Eurostat: valid >= 3 months, and every earlier record of the person ended more than
+        # 6 months before the start (a record without an end never ends).
+        st, en = q("raw_" + table["start"]), q("raw_" + table["end"])
+        order = f"order by {st}, _file, _record"
+        base = (f"select * from (select *, max(coalesce({en}, date '9999-12-31')) over (partition by {q(person)} "
+                f"{order} rows between unbounded preceding and 1 preceding) as _prev_end from ({base})) "
+                f"where ({en} is null or {en} >= {st} + interval 3 month - interval 1 day) "
+                f"and (_prev_end is null or _prev_end < {st} - interval 6 month)")
+        if table.get("period", "reference") == "all":
+            base = f"select * from ({base}) qualify row_number() over (partition by {q(person)}, year({st}) {order}) = 1"
+        else:
+            base = (f"select * from ({base}) where {st} between date '{start}' and date '{end}' "
+                    f"qualify row_number() over (partition by {q(person)} {order}) = 1")
     elif kind == "flow":
         st = q("raw_" + table["start"])
         base = (f"select * from ({base}) qualify row_number() over (partition by {q(person)} "

@@ -133,7 +133,18 @@ pub enum TableKind {
     },
     /// Persons whose first record starts within the reference period (or at any time, with
     /// `period = "all"`, for a table by year), in that first record's cell.
-    Flow { start: String, all_periods: bool },
+    ///
+    /// With `first = "eurostat"` (Regulation 862/2007 art. 6) a record counts when it is valid
+    /// for at least 3 months (`end` on or after `start` + 3 months − 1 day, or no `end`) and
+    /// no earlier record of the person is valid in the 6 months before its start (every
+    /// earlier record ended before `start` − 6 months); each person once per period (per
+    /// year of start with `period = "all"`), in the cell of their first such record.
+    Flow {
+        start: String,
+        all_periods: bool,
+        /// `Some(end field)`: the Eurostat rule; `None`: first record ever.
+        eurostat_end: Option<String>,
+    },
     /// The estimated population of each cell (the sum of the survey weights), or with a
     /// `variable` the estimated total of that numeric column, with its standard error over the
     /// source's design. Every cell is a domain estimated on the whole design.
@@ -292,6 +303,8 @@ const TABLE_KEYS: &[&str] = &[
     "valid_to",
     "open_end",
     "start",
+    "first",
+    "end",
     "period",
     "grouping_sets",
     "hierarchies",
@@ -809,9 +822,21 @@ pub(crate) fn compile_table(
                     false
                 }
             };
+            let eurostat_end = match cx.str(t, "first", &pp, false) {
+                None | Some("ever") => None,
+                Some("eurostat") => Some(date_field("end", cx)),
+                Some(other) => {
+                    cx.push(
+                        format!("{pp}first"),
+                        format!("`{other}` is not a first-record rule (ever or eurostat)"),
+                    );
+                    None
+                }
+            };
             TableKind::Flow {
                 start: date_field("start", cx),
                 all_periods,
+                eurostat_end,
             }
         }
         other => {

@@ -166,6 +166,89 @@ fn ages_are_taken_at_the_event_and_stocks_at_their_date() {
     }
 }
 
+/// tests/fixtures/first_permits_eurostat, period 2024. By hand (written before the code):
+/// - first ever, starting in 2024: Q1 (E1 WORK), Q4 (E6 WORK), Q5 (E8 FAMILY) → WORK 2,
+///   FAMILY 1, total 3 (Q2, Q3, Q6, Q7, Q8 had a permit before 2024).
+/// - Eurostat: Q1's E1 (nothing before); Q3's E5 (E4 ended 2023-06-30, before the cutoff
+///   2023-08-01) in E5's cell STUDY; Q5's E8 (2024-01-15 to 2024-04-14: exactly 3 months);
+///   Q7's E12 (E11 ended 2023-12-31, the day before the cutoff 2024-01-01) FAMILY. Not: Q2's
+///   E3 (E2 ended 2023-12-31 ≥ cutoff 2023-09-01); Q4's E6 (2024-05-10 to 2024-08-08, one day
+///   short of 3 months) and E7 (E6 ended after its cutoff); Q6's E10 (E9 has no end: still
+///   valid); Q8's E14 (E13 ended on the cutoff 2024-01-01). → WORK 1, STUDY 1, FAMILY 2, total 4.
+/// - Eurostat over every year: 2022 Q2 (E2), Q3 (E4); 2023 Q6 (E9, open), Q7 (E11: 6 months),
+///   Q8 (E13); 2024 the four above → 2, 3, 4; total 9 person-years.
+#[test]
+fn first_permits_follow_the_first_ever_and_the_eurostat_rules() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plan =
+        compile(&repo().join("tests/fixtures/first_permits_eurostat/pipeline.toml")).unwrap();
+    let m = crate::run_plan(&plan, tmp.path());
+    assert_eq!(m.sources[0].rows_accepted, 14);
+    let out = &tmp.path().join("current");
+    assert_eq!(
+        cells(out, "first_ever", &["TYPE"]),
+        expect(&[("FAMILY", 1), ("WORK", 2), ("_T", 3)])
+    );
+    assert_eq!(
+        cells(out, "first_eurostat", &["TYPE"]),
+        expect(&[("FAMILY", 2), ("STUDY", 1), ("WORK", 1), ("_T", 4)])
+    );
+    assert_eq!(
+        cells(out, "first_eurostat_by_year", &["YEAR"]),
+        expect(&[("2022", 2), ("2023", 3), ("2024", 4), ("_T", 9)])
+    );
+    // DuckDB, with the rule written independently in SQL (window over earlier records).
+    let o = std::process::Command::new("python3")
+        .arg(repo().join("tests/duckdb_tables_check.py"))
+        .arg(repo().join("tests/fixtures/first_permits_eurostat/pipeline.toml"))
+        .arg(out)
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && stdout.contains("duckdb tables check: agreed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// The first-record rule is checked in the spec: a known rule, and an `end` date field.
+#[test]
+fn a_first_permit_rule_is_checked_in_the_spec() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = repo().join("tests/fixtures/first_permits_eurostat");
+    for (from, to, want) in [
+        (
+            "first = \"eurostat\"\nend = \"expires\"\nunit = \"persons\"\ndimensions = [\"TYPE\"]",
+            "first = \"bogus\"\nunit = \"persons\"\ndimensions = [\"TYPE\"]",
+            "not a first-record rule",
+        ),
+        (
+            "end = \"expires\"\nunit = \"persons\"\ndimensions = [\"TYPE\"]",
+            "unit = \"persons\"\ndimensions = [\"TYPE\"]",
+            "end",
+        ),
+        (
+            "end = \"expires\"\nunit = \"persons\"\ndimensions = [\"TYPE\"]",
+            "end = \"type\"\nunit = \"persons\"\ndimensions = [\"TYPE\"]",
+            "is not a date field",
+        ),
+    ] {
+        for f in ["permits.csv", "permits.schema.json", "sex.csv", "types.csv"] {
+            std::fs::copy(fx.join(f), tmp.path().join(f)).unwrap();
+        }
+        let spec = std::fs::read_to_string(fx.join("pipeline.toml")).unwrap();
+        assert!(spec.contains(from), "{from}");
+        let spec = spec
+            .replacen(from, to, 1)
+            .replace("../../../schemas", &format!("{}/schemas", repo().display()));
+        let path = tmp.path().join("p.toml");
+        std::fs::write(&path, spec).unwrap();
+        let err = compile(&path).unwrap_err().to_string();
+        assert!(err.contains(want), "{to}: {err}");
+    }
+}
+
 /// `at` must name a date field and needs a birth date.
 #[test]
 fn age_at_an_event_is_checked_in_the_spec() {
