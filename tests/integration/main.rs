@@ -42,9 +42,19 @@ pub fn read_parquet(path: &Path) -> DataFrame {
 /// Run one of the Python reference checks (`tests/<script>`) on the default pipeline's output in
 /// `out`; it must succeed and print `<done>`.
 pub fn python_check(script: &str, out: &Path, done: &str) {
+    python_check_with(
+        script,
+        &repo().join("pipelines/observatory.toml"),
+        out,
+        done,
+    )
+}
+
+/// [`python_check`] for another pipeline (a fixture's).
+pub fn python_check_with(script: &str, pipeline: &Path, out: &Path, done: &str) {
     let o = Command::new("python3")
         .arg(repo().join("tests").join(script))
-        .arg(repo().join("pipelines/observatory.toml"))
+        .arg(pipeline)
         .arg(out)
         .output()
         .expect("python3 runs");

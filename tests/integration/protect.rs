@@ -24,6 +24,20 @@ fn strings(df: &DataFrame, c: &str) -> Vec<String> {
         .collect()
 }
 
+/// The margin of a finest cell's key over the dimensions set in `mask` (`_T` there).
+fn masked(key: &[String], mask: u32) -> Vec<String> {
+    key.iter()
+        .enumerate()
+        .map(|(j, c)| {
+            if mask & (1 << j) != 0 {
+                "_T".into()
+            } else {
+                c.clone()
+            }
+        })
+        .collect()
+}
+
 /// Check a suppressed table: published values are null exactly where CONF_STATUS is not F, none
 /// is below k, and no relation `_T = Σ children` along any dimension holds a single suppressed
 /// cell. Returns (primary, secondary) counts.
@@ -263,18 +277,7 @@ fn the_default_release_publishes_only_protected_tables() {
                 }
                 changed += usize::from(*pv != n);
                 for mask in 0..(1u32 << dims.len()) {
-                    let m: Vec<String> = key
-                        .iter()
-                        .enumerate()
-                        .map(|(j, c)| {
-                            if mask & (1 << j) != 0 {
-                                "_T".into()
-                            } else {
-                                c.clone()
-                            }
-                        })
-                        .collect();
-                    *sums.entry(m).or_default() += pv;
+                    *sums.entry(masked(key, mask)).or_default() += pv;
                 }
             }
         }
@@ -654,18 +657,7 @@ fn cell_key_noise_follows_the_records_across_tables_and_releases() {
         let want = ptable.perturb(*n, migstat::protect::cell_key(*sum));
         assert_eq!(fine[k], want, "{k:?}");
         for mask in 0..8u32 {
-            let m: Vec<String> = k
-                .iter()
-                .enumerate()
-                .map(|(j, c)| {
-                    if mask & (1 << j) != 0 {
-                        "_T".into()
-                    } else {
-                        c.clone()
-                    }
-                })
-                .collect();
-            *margins.entry(m).or_default() += want;
+            *margins.entry(masked(k, mask)).or_default() += want;
         }
     }
     for (k, v) in &fine {

@@ -198,17 +198,11 @@ fn first_permits_follow_the_first_ever_and_the_eurostat_rules() {
         expect(&[("2022", 2), ("2023", 3), ("2024", 4), ("_T", 9)])
     );
     // DuckDB, with the rule written independently in SQL (window over earlier records).
-    let o = std::process::Command::new("python3")
-        .arg(repo().join("tests/duckdb_tables_check.py"))
-        .arg(repo().join("tests/fixtures/first_permits_eurostat/pipeline.toml"))
-        .arg(out)
-        .output()
-        .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success() && stdout.contains("duckdb tables check: agreed"),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&o.stderr)
+    crate::python_check_with(
+        "duckdb_tables_check.py",
+        &repo().join("tests/fixtures/first_permits_eurostat/pipeline.toml"),
+        out,
+        "duckdb tables check: agreed",
     );
 }
 
