@@ -165,7 +165,7 @@ fn bench_pipeline_stages(c: &mut Criterion) {
     group.bench_function("survey_variance", |b| {
         b.iter(|| {
             partial
-                .finish(&plan, table, &info)
+                .finish(table, &info)
                 .expect("finish")
                 .height()
         })

@@ -1,10 +1,16 @@
 //! Disaggregate: count tables with every margin.
 //!
 //! Input: a source's harmonized records (its accepted Parquet file) and a [`TableSpec`]: unit
-//! (persons, records, events), kind (count, stock at the reference date, flow in the reference
-//! period), dimensions, optional filter. Output: a [`CountTable`] in long form — one row per cell,
-//! each dimension holding a code or `_T` for its margin, over all 2^d combinations, with the
-//! unweighted count `n` — sorted by its dimensions.
+//! (persons, records, events), kind (count, stock on each period's last day, flow), periods
+//! (see `spec::period`), dimensions, optional filter. Output: one [`CountTable`] per reference
+//! period in long form — one row per cell, each dimension holding a code or `_T` for its
+//! margin, over all 2^d combinations, with the unweighted count `n` — sorted by its
+//! dimensions; and the records left out because their event date is in no period
+//! ([`Outside`]).
+//!
+//! Each record is placed in the period of its event date (a count's `date`, a flow's
+//! `start`); persons are counted once per period; a stock counts the persons with a valid
+//! record on each stock date, with ages restated on that date.
 //!
 //! The records are aggregated once, to the finest cells (a polars group-by), and every margin is
 //! rolled up from those cells in integer arithmetic; the records are never rescanned per margin.
@@ -19,7 +25,8 @@ use polars::prelude::*;
 use crate::error::{PolarsContext, Result};
 use crate::harmonize::Banding;
 use crate::spec::derive::Derivation;
-use crate::spec::{Plan, SourcePlan, TableKind, TableSpec, Unit};
+use crate::spec::period::{Periods, Placed, RefPeriod};
+use crate::spec::{SourcePlan, TableKind, TableSpec, Unit};
 use crate::validate::raw_column;
 
 /// Code of a dimension's margin (SDMX `_T`).
@@ -28,10 +35,48 @@ pub const TOTAL: &str = "_T";
 /// Dimensions a table may have: its cells hold 2^d margin combinations.
 pub const MAX_DIMENSIONS: usize = 8;
 
-/// A finished count table, with all margins.
+/// A finished count table of one reference period, with all margins.
 pub struct CountTable {
-    pub ref_year: i32,
+    pub period: RefPeriod,
     pub frame: DataFrame,
+}
+
+/// Records a table leaves out because their event date places them in none of its periods
+/// (reported in the manifest: nothing is dropped silently).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Outside {
+    /// No event date (the field is empty or not a date).
+    pub no_date: u64,
+    /// Dated before the first period.
+    pub before: u64,
+    /// Dated after the last period.
+    pub after: u64,
+    /// Dated between two declared periods.
+    #[serde(default)]
+    pub between: u64,
+}
+
+impl std::ops::AddAssign for Outside {
+    fn add_assign(&mut self, o: Outside) {
+        self.no_date += o.no_date;
+        self.before += o.before;
+        self.after += o.after;
+        self.between += o.between;
+    }
+}
+
+impl Outside {
+    pub fn total(&self) -> u64 {
+        self.no_date + self.before + self.after + self.between
+    }
+}
+
+/// A table's finest cells per period (the index into its `periods.list`), and the records
+/// left out: a mergeable partial, like [`Cells`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PeriodCells {
+    pub by_period: BTreeMap<usize, Cells>,
+    pub outside: Outside,
 }
 
 /// What a cell holds: its count and, for the cell key method, the sum of its records' keys
@@ -128,34 +173,94 @@ pub fn roll_up_masks<V: Copy + Default + std::ops::AddAssign>(
         .collect()
 }
 
-/// Build one table from the harmonized records in `accepted` (`key`: the cell-key key, for a
-/// table protected by the cell key method).
+/// Build one table, one [`CountTable`] per period, from the harmonized records in `accepted`
+/// (`key`: the cell-key key, for a table protected by the cell key method).
 pub fn build(
-    plan: &Plan,
     source: &SourcePlan,
     table: &TableSpec,
     accepted: &Path,
     key: Option<&[u8; 32]>,
-) -> Result<CountTable> {
-    let (ref_year, cells) = build_cells(plan, source, table, accepted, key)?;
-    finish(plan, table, ref_year, &cells)
+) -> Result<(Vec<CountTable>, Outside)> {
+    let cells = build_cells(source, table, accepted, key)?;
+    Ok((finish_all(table, &cells)?, cells.outside))
 }
 
-/// The finest cells of one table from the harmonized records in `accepted`, with the year its
-/// partition is named after.
+/// Every period of a table from its partial cells (a period without records is a table of
+/// zeros: the series has no holes).
+pub fn finish_all(table: &TableSpec, cells: &PeriodCells) -> Result<Vec<CountTable>> {
+    let empty = Cells::new();
+    table
+        .periods
+        .list
+        .iter()
+        .enumerate()
+        .map(|(i, p)| finish(table, p, cells.by_period.get(&i).unwrap_or(&empty)))
+        .collect()
+}
+
+/// Column of period indexes added by [`place`].
+const PERIOD: &str = "_period";
+
+/// Add the `_period` column (the index of the period each record's event date falls in) and
+/// keep the records placed; count the others.
+fn place(df: DataFrame, periods: &Periods) -> PolarsResult<(DataFrame, Outside)> {
+    let mut outside = Outside::default();
+    let idx: Vec<Option<u32>> = match &periods.date {
+        None => vec![Some(0); df.height()],
+        Some(date) => {
+            let days = df.column(&raw_column(date))?.to_physical_repr();
+            let days = days.i32()?;
+            days.iter()
+                .map(|d| match d.and_then(crate::harmonize::date_of_days) {
+                    None => {
+                        outside.no_date += 1;
+                        None
+                    }
+                    Some(d) => match periods.place(d) {
+                        Placed::In(i) => Some(i as u32),
+                        Placed::Before => {
+                            outside.before += 1;
+                            None
+                        }
+                        Placed::After => {
+                            outside.after += 1;
+                            None
+                        }
+                        Placed::Gap => {
+                            outside.between += 1;
+                            None
+                        }
+                    },
+                })
+                .collect()
+        }
+    };
+    let mut df = df;
+    let col = Column::new(PERIOD.into(), idx);
+    let keep = col.is_not_null();
+    df.with_column(col)?;
+    let df = if outside.total() > 0 {
+        df.filter(&keep)?
+    } else {
+        df
+    };
+    Ok((df, outside))
+}
+
+/// The finest cells of one table, per period, from the harmonized records in `accepted`.
 pub fn build_cells(
-    plan: &Plan,
     source: &SourcePlan,
     table: &TableSpec,
     accepted: &Path,
     key: Option<&[u8; 32]>,
-) -> Result<(i32, Cells)> {
+) -> Result<PeriodCells> {
     let ctx = |what: &str| format!("table {}: {what}", table.id);
     let file = std::fs::File::open(accepted).map_err(|e| crate::Error::io(accepted, e))?;
     // Only the columns the table needs: dimensions, filter, person and dates, lineage for order.
     let mut needed: Vec<String> = table.dimensions.clone();
     needed.extend(table.filter.iter().map(|(c, _)| c.clone()));
     needed.extend(source.person_id.as_deref().map(raw_column));
+    needed.extend(table.periods.date.as_deref().map(raw_column));
     let keyed = record_keys(source, table, key);
     needed.extend(keyed.as_ref().map(|k| k.0.clone()));
     match &table.kind {
@@ -177,7 +282,6 @@ pub fn build_cells(
         TableKind::Flow {
             start,
             eurostat_end,
-            ..
         } => {
             needed.push(raw_column(start));
             needed.extend(eurostat_end.as_deref().map(raw_column));
@@ -192,35 +296,44 @@ pub fn build_cells(
         .with_columns(Some(needed))
         .finish()
         .ctx(|| ctx("reading the harmonized records"))?;
-    let df = match (&table.kind, ages_at_stock_date(source, table)) {
-        (TableKind::Stock { .. }, Some((birth, columns))) => {
-            restate_ages(df, &birth, &columns, plan.reference_date)
-                .ctx(|| ctx("ages at the stock date"))?
-        }
-        _ => df,
+    // A stock's filter applies to the ages restated on each stock date, below.
+    let df = if matches!(table.kind, TableKind::Stock { .. }) {
+        df
+    } else {
+        filtered(df.lazy(), table)
+            .collect()
+            .ctx(|| ctx("the filter"))?
     };
-    let lf = filtered(df.lazy(), table);
     let person = source
         .person_id
         .as_deref()
         .map(raw_column)
         .unwrap_or_default();
     let order = |first: &str| -> Vec<PlSmallStr> {
-        [first, "_file", "_record"]
+        [first, PERIOD, "_file", "_record"]
             .iter()
             .filter(|c| !c.is_empty())
             .map(|c| PlSmallStr::from(*c))
             .collect()
     };
-    let (ref_year, lf) = match &table.kind {
-        TableKind::Count if table.unit == Unit::Persons => {
-            // Each person once: their last record in file order.
-            let lf = lf
-                .sort(order(&person), SortMultipleOptions::default())
-                .unique_stable(Some(cols([person.as_str()])), UniqueKeepStrategy::Last);
-            (chrono::Datelike::year(&plan.reference_period.start), lf)
+    let mut out = PeriodCells::default();
+    let lf = match &table.kind {
+        TableKind::Count => {
+            let (df, outside) =
+                place(df, &table.periods).ctx(|| ctx("placing the records in their periods"))?;
+            out.outside = outside;
+            if table.unit == Unit::Persons {
+                // Each person once per period: their last record of the period in file order.
+                df.lazy()
+                    .sort(order(&person), SortMultipleOptions::default())
+                    .unique_stable(
+                        Some(cols([person.as_str(), PERIOD])),
+                        UniqueKeepStrategy::Last,
+                    )
+            } else {
+                df.lazy()
+            }
         }
-        TableKind::Count => (chrono::Datelike::year(&plan.reference_period.start), lf),
         TableKind::SurveyTotal { .. }
         | TableKind::SurveyMean { .. }
         | TableKind::SurveyProportion { .. }
@@ -236,80 +349,85 @@ pub fn build_cells(
             open_end_valid,
         } => {
             let (valid_from, valid_to) = (raw_column(valid_from), raw_column(valid_to));
-            let at = plan.reference_date;
-            // Without an end date a record is valid from its start on, or not counted.
-            let until = col(valid_to.as_str()).gt_eq(lit(at));
-            let until = if *open_end_valid {
-                col(valid_to.as_str()).is_null().or(until)
-            } else {
-                until
-            };
-            let lf = lf
-                .filter(col(valid_from.as_str()).lt_eq(lit(at)).and(until))
-                .sort(
-                    [person.as_str(), valid_from.as_str(), "_file", "_record"],
-                    SortMultipleOptions::default(),
-                )
-                .unique_stable(Some(cols([person.as_str()])), UniqueKeepStrategy::Last);
-            (chrono::Datelike::year(&at), lf)
+            let ages = ages_at_stock_date(source, table);
+            let mut frames = Vec::new();
+            for (i, p) in table.periods.list.iter().enumerate() {
+                let at = p.end;
+                // Without an end date a record is valid from its start on, or not counted.
+                let until = col(valid_to.as_str()).gt_eq(lit(at));
+                let until = if *open_end_valid {
+                    col(valid_to.as_str()).is_null().or(until)
+                } else {
+                    until
+                };
+                let valid = df
+                    .clone()
+                    .lazy()
+                    .filter(col(valid_from.as_str()).lt_eq(lit(at)).and(until))
+                    .sort(
+                        [person.as_str(), valid_from.as_str(), "_file", "_record"],
+                        SortMultipleOptions::default(),
+                    )
+                    .unique_stable(Some(cols([person.as_str()])), UniqueKeepStrategy::Last)
+                    .with_column(lit(i as u32).alias(PERIOD))
+                    .collect()
+                    .ctx(|| ctx("the records valid on the stock date"))?;
+                let valid = match &ages {
+                    Some((birth, columns)) => restate_ages(valid, birth, columns, at)
+                        .ctx(|| ctx("ages at the stock date"))?,
+                    None => valid,
+                };
+                frames.push(filtered(valid.lazy(), table));
+            }
+            out.outside.no_date = df
+                .column(&valid_from)
+                .ctx(|| ctx(&valid_from))?
+                .null_count() as u64;
+            match frames.len() {
+                0 => return Ok(out),
+                _ => concat(frames, UnionArgs::default()).ctx(|| ctx("stock dates"))?,
+            }
         }
         TableKind::Flow {
             start,
-            all_periods,
             eurostat_end,
         } => {
             let start = raw_column(start);
-            let p = plan.reference_period;
-            let sorted = lf.sort(
-                [person.as_str(), start.as_str(), "_file", "_record"],
-                SortMultipleOptions::default(),
-            );
-            let firsts = match eurostat_end {
-                None => {
-                    sorted.unique_stable(Some(cols([person.as_str()])), UniqueKeepStrategy::First)
-                }
-                Some(end) => {
-                    let df = sorted.collect().ctx(|| ctx("sorting the records"))?;
-                    let keep = eurostat_first(&df, &person, &start, &raw_column(end))
-                        .ctx(|| ctx("the Eurostat first-permit rule"))?;
-                    let df = df
-                        .filter(&keep)
-                        .ctx(|| ctx("the Eurostat first-permit rule"))?;
-                    // Each person once per period: per year of start over every period.
-                    let year = col(start.as_str()).dt().year().alias("_first_year");
-                    let lf = df.lazy();
-                    if *all_periods {
-                        lf.with_column(year)
-                            .unique_stable(
-                                Some(cols([person.as_str(), "_first_year"])),
-                                UniqueKeepStrategy::First,
-                            )
-                            .drop(cols(["_first_year"]))
-                    } else {
-                        lf.filter(
-                            col(start.as_str())
-                                .gt_eq(lit(p.start))
-                                .and(col(start.as_str()).lt_eq(lit(p.end))),
-                        )
-                        .unique_stable(Some(cols([person.as_str()])), UniqueKeepStrategy::First)
-                    }
-                }
-            };
-            let lf = if *all_periods || eurostat_end.is_some() {
-                firsts
-            } else {
-                firsts.filter(
-                    col(start.as_str())
-                        .gt_eq(lit(p.start))
-                        .and(col(start.as_str()).lt_eq(lit(p.end))),
+            let sorted = df
+                .lazy()
+                .sort(
+                    [person.as_str(), start.as_str(), "_file", "_record"],
+                    SortMultipleOptions::default(),
                 )
+                .collect()
+                .ctx(|| ctx("sorting the records"))?;
+            let firsts = match eurostat_end {
+                None => sorted
+                    .lazy()
+                    .unique_stable(Some(cols([person.as_str()])), UniqueKeepStrategy::First)
+                    .collect()
+                    .ctx(|| ctx("each person's first record"))?,
+                Some(end) => {
+                    let keep = eurostat_first(&sorted, &person, &start, &raw_column(end))
+                        .ctx(|| ctx("the Eurostat first-permit rule"))?;
+                    sorted
+                        .filter(&keep)
+                        .ctx(|| ctx("the Eurostat first-permit rule"))?
+                }
             };
-            (chrono::Datelike::year(&p.start), lf)
+            let (df, outside) = place(firsts, &table.periods)
+                .ctx(|| ctx("placing the records in their periods"))?;
+            out.outside = outside;
+            // Each person once per period (under Eurostat's rule a person may have a first
+            // permit in several periods, never two in one).
+            df.lazy().unique_stable(
+                Some(cols([person.as_str(), PERIOD])),
+                UniqueKeepStrategy::First,
+            )
         }
     };
-    let mut cells: Cells = BTreeMap::new();
-    add_finest(lf, table, keyed.as_ref(), &mut cells)?;
-    Ok((ref_year, cells))
+    add_finest(lf, table, keyed.as_ref(), &mut out)?;
+    Ok(out)
 }
 
 /// Which records of `df` (sorted by person, start, file, record) are first permits under
@@ -509,16 +627,17 @@ pub fn add_chunk(
     source: &SourcePlan,
     table: &TableSpec,
     chunk: &DataFrame,
-    cells: &mut Cells,
+    cells: &mut PeriodCells,
     key: Option<&[u8; 32]>,
 ) -> Result<()> {
     let keyed = record_keys(source, table, key);
-    add_finest(
-        filtered(chunk.clone().lazy(), table),
-        table,
-        keyed.as_ref(),
-        cells,
-    )
+    let df = filtered(chunk.clone().lazy(), table)
+        .collect()
+        .ctx(|| format!("table {}: the filter", table.id))?;
+    let (df, outside) = place(df, &table.periods)
+        .ctx(|| format!("table {}: placing the records in their periods", table.id))?;
+    cells.outside += outside;
+    add_finest(df.lazy(), table, keyed.as_ref(), cells)
 }
 
 fn filtered(lf: LazyFrame, table: &TableSpec) -> LazyFrame {
@@ -535,16 +654,17 @@ fn filtered(lf: LazyFrame, table: &TableSpec) -> LazyFrame {
     }
 }
 
-/// Group by the table's dimensions and add the counts to `cells` — and, with `keyed` (the
-/// identifier column and seed of [`record_keys`]), the sums of the records' keys.
+/// Group by period and the table's dimensions and add the counts to `cells` — and, with
+/// `keyed` (the identifier column and seed of [`record_keys`]), the sums of the records' keys.
 fn add_finest(
     lf: LazyFrame,
     table: &TableSpec,
     keyed: Option<&(String, [u8; 32])>,
-    cells: &mut Cells,
+    cells: &mut PeriodCells,
 ) -> Result<()> {
     let ctx = |what: &str| format!("table {}: {what}", table.id);
-    let dims: Vec<Expr> = table.dimensions.iter().map(|d| col(d.as_str())).collect();
+    let mut dims: Vec<Expr> = vec![col(PERIOD)];
+    dims.extend(table.dimensions.iter().map(|d| col(d.as_str())));
     let lf = match keyed {
         None => lf,
         Some((id, key)) => {
@@ -592,6 +712,12 @@ fn add_finest(
         .cast(&DataType::UInt64)
         .ctx(|| ctx("n"))?;
     let n = n.u64().ctx(|| ctx("n"))?;
+    let periods = finest
+        .column(PERIOD)
+        .ctx(|| ctx(PERIOD))?
+        .cast(&DataType::UInt32)
+        .ctx(|| ctx(PERIOD))?;
+    let periods = periods.u32().ctx(|| ctx(PERIOD))?;
     let sums = match keyed {
         None => None,
         Some(_) => Some(
@@ -611,7 +737,13 @@ fn add_finest(
             .iter()
             .map(|c| c.get(row).unwrap_or(crate::harmonize::UNKNOWN).to_string())
             .collect();
-        *cells.entry(key).or_default() += Tally {
+        let period = periods.get(row).unwrap_or(0) as usize;
+        *cells
+            .by_period
+            .entry(period)
+            .or_default()
+            .entry(key)
+            .or_default() += Tally {
             n: n.get(row).unwrap_or(0),
             // The sum of the keys modulo 2^32: the low 32 bits of an exact integer sum.
             key: sums.map_or(0, |s| s.get(row).unwrap_or(0) as u32),
@@ -702,16 +834,8 @@ pub fn tabulate(path: &Path, dims: &[String]) -> Result<DataFrame> {
     DataFrame::new(all.len(), columns).ctx(|| ctx("assembling the table"))
 }
 
-/// The year a table's Hive partition is named after.
-pub fn ref_year(plan: &Plan, table: &TableSpec) -> i32 {
-    match table.kind {
-        TableKind::Stock { .. } => chrono::Datelike::year(&plan.reference_date),
-        _ => chrono::Datelike::year(&plan.reference_period.start),
-    }
-}
-
 /// Roll the finest cells up to the table's margins and lay them out in long form.
-pub fn finish(plan: &Plan, table: &TableSpec, ref_year: i32, cells: &Cells) -> Result<CountTable> {
+pub fn finish(table: &TableSpec, period: &RefPeriod, cells: &Cells) -> Result<CountTable> {
     let d = table.dimensions.len();
     let all = match &table.grouping_sets {
         None => roll_up(cells, d),
@@ -728,18 +852,18 @@ pub fn finish(plan: &Plan, table: &TableSpec, ref_year: i32, cells: &Cells) -> R
         }
     };
     Ok(CountTable {
-        ref_year,
-        frame: to_frame(plan, table, &all)?,
+        period: *period,
+        frame: to_frame(table, period, &all)?,
     })
 }
 
-fn to_frame(plan: &Plan, table: &TableSpec, cells: &Cells) -> Result<DataFrame> {
+fn to_frame(table: &TableSpec, period: &RefPeriod, cells: &Cells) -> Result<DataFrame> {
     let unit = match table.unit {
         Unit::Persons => "persons",
         Unit::Records => "records",
         Unit::Events => "events",
     };
-    let mut columns = cell_columns(plan, table, unit, cells.keys());
+    let mut columns = cell_columns(table, period, unit, cells.keys());
     columns.push(Column::new(
         "n".into(),
         cells.values().map(|t| t.n).collect::<Vec<u64>>(),
@@ -762,24 +886,16 @@ fn to_frame(plan: &Plan, table: &TableSpec, cells: &Cells) -> Result<DataFrame> 
 }
 
 /// The columns every published table starts with — `table_id`, `source_id`, `unit`,
-/// `ref_period`, then one column per dimension — for the given cells, in order.
+/// `ref_period` (the period in SDMX form, see [`RefPeriod::column`]), then one column per
+/// dimension — for the given cells, in order.
 pub fn cell_columns<'a>(
-    plan: &Plan,
     table: &TableSpec,
+    period: &RefPeriod,
     unit: &str,
     keys: impl ExactSizeIterator<Item = &'a Vec<String>> + Clone,
 ) -> Vec<Column> {
     let h = keys.len();
-    let period = match &table.kind {
-        TableKind::Stock { .. } => plan.reference_date.to_string(),
-        TableKind::Flow {
-            all_periods: true, ..
-        } => "all".to_string(),
-        _ => format!(
-            "{}/{}",
-            plan.reference_period.start, plan.reference_period.end
-        ),
-    };
+    let period = period.column();
     let text =
         |name: &str, v: &str| Column::new_scalar(name.into(), Scalar::from(PlSmallStr::from(v)), h);
     let mut columns = vec![

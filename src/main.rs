@@ -167,7 +167,7 @@ enum Command {
         format: ReportFormat,
     },
     /// SQL over a release's public tables (polars SQL): each table is named by its id, with its
-    /// columns and the `ref_year` partition. Prints an aligned table, CSV or JSON lines, or writes
+    /// columns and the period partition (`ref_year`, `ref_month`, `ref_date`, ...). Prints an aligned table, CSV or JSON lines, or writes
     /// Parquet (--format parquet --out FILE). Restricted files are not visible.
     ///
     /// Example: migstat query "SELECT SEX, value FROM asylum WHERE STATUS = '_T' AND

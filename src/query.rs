@@ -2,7 +2,8 @@
 //!
 //! Input: a release directory (or an output directory: its current release) and a SQL query.
 //! Each public table is a SQL table named by its id (`asylum`, `survey_population`, ...), read
-//! from its Hive-partitioned Parquet files (`ref_year` included), through polars' SQL engine.
+//! from its Hive-partitioned Parquet files (the partition column — `ref_year`, `ref_quarter`,
+//! `ref_month` or `ref_date` — included), through polars' SQL engine.
 //! Output: a frame, printed as an aligned table, CSV or JSON lines, or written to Parquet.
 //! [`describe`] prints the release's tables, or one table's columns and codes with their
 //! labels, from the release's `public/datapackage.json`.
@@ -226,10 +227,16 @@ pub fn describe(release: &Path, table: Option<&str>) -> Result<String> {
                     str_of(&f["description"])
                 );
             }
+            let partition = match str_of(&r["migstat:freq"]).as_str() {
+                _ if str_of(&r["migstat:kind"]) == "stock" => ("ref_date", "date", "YYYY-MM-DD"),
+                "Q" => ("ref_quarter", "string", "YYYY-Qn"),
+                "M" => ("ref_month", "string", "YYYY-MM"),
+                _ => ("ref_year", "integer", "YYYY"),
+            };
             let _ = writeln!(
                 s,
-                "  {:<20} {:<8} Hive partition (folder ref_year=YYYY)",
-                "ref_year", "integer"
+                "  {:<20} {:<8} Hive partition (folder {}={}), one per reference period",
+                partition.0, partition.1, partition.0, partition.2
             );
             for f in fields {
                 let Some(labels) = f["migstat:labels"].as_object() else {

@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::disaggregate::Cells;
+use crate::disaggregate::{Outside, PeriodCells};
 use crate::error::{Error, IoContext, Rejection, Result};
 use crate::export::{OutputFile, ParquetSink, hash_file, write_atomic};
 use crate::harmonize::{Harmonizer, UnmappedValue};
@@ -105,6 +105,43 @@ pub struct Manifest {
     /// `table:<id>` (build, protect, write).
     #[serde(default)]
     pub seconds: BTreeMap<String, f64>,
+    /// Per table: its reference periods and the records left out of every one of them.
+    #[serde(default)]
+    pub periods: BTreeMap<String, TablePeriods>,
+}
+
+/// A table's reference periods in a release.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TablePeriods {
+    /// `A`, `Q`, `M` (SDMX `FREQ`), `_O` for another span.
+    pub freq: String,
+    /// The periods published, in SDMX `TIME_PERIOD` form (a stock: its dates).
+    pub periods: Vec<String>,
+    /// The event date field that placed the records (`None`: every record is in the period).
+    pub date: Option<String>,
+    /// Records (flows: first records) whose date is in no period: left out, counted here.
+    pub outside: Outside,
+    /// The periods still provisional (OBS_STATUS `P`; `[publish] provisional_months`).
+    #[serde(default)]
+    pub provisional: Vec<String>,
+}
+
+impl TablePeriods {
+    fn of(plan: &Plan, t: &crate::spec::TableSpec, outside: Outside) -> Self {
+        TablePeriods {
+            freq: t.periods.freq.sdmx().to_string(),
+            periods: t.periods.list.iter().map(|p| p.label()).collect(),
+            date: t.periods.date.clone(),
+            outside,
+            provisional: t
+                .periods
+                .list
+                .iter()
+                .filter(|p| p.is_provisional(plan.reference_date, plan.provisional_months))
+                .map(|p| p.label())
+                .collect(),
+        }
+    }
 }
 
 fn new_run_id(plan: &Plan) -> String {
@@ -261,7 +298,7 @@ fn output_source<'a>(plan: &'a Plan, path: &str) -> Option<&'a str> {
     match parts.as_slice() {
         ["restricted", "accepted", f] | ["quarantine", f] => source(f),
         ["restricted" | "public", "tables", t, ..] => table_source(t),
-        ["restricted", "audit", f] => table_source(f.strip_suffix(".parquet")?),
+        ["restricted", "audit", t, ..] => table_source(t),
         ["restricted", "ledger", g, ..] => plan
             .groups
             .iter()
@@ -400,7 +437,8 @@ fn run_locked(
     let mut sources = Vec::new();
     let mut outputs = Vec::new();
     let mut rejections = Vec::new();
-    let mut partial_tables: BTreeMap<String, Cells> = BTreeMap::new();
+    let mut partial_tables: BTreeMap<String, PeriodCells> = BTreeMap::new();
+    let mut placement: BTreeMap<String, TablePeriods> = BTreeMap::new();
     let mut survey_tables: SurveyTables = BTreeMap::new();
     let mut reused_protection = Vec::new();
     for src in &plan.sources {
@@ -427,6 +465,11 @@ fn run_locked(
                     .filter(|p| tables.contains(&p.table.as_str()))
                     .cloned(),
             );
+            for t in &tables {
+                if let Some(p) = prev.periods.get(*t) {
+                    placement.insert(t.to_string(), p.clone());
+                }
+            }
             let mut report = (*report).clone();
             report.reused = true;
             tracing::info!(source = %src.id, "inputs unchanged: reused from the current release");
@@ -511,9 +554,12 @@ fn run_locked(
                 partial,
                 secret.as_ref(),
             ) {
-                Ok((file, t, _)) => {
-                    outputs.push(file);
-                    if table.kind.is_survey() {
+                Ok((files, tables, outside)) => {
+                    outputs.extend(files);
+                    placement.insert(table.id.clone(), TablePeriods::of(plan, table, outside));
+                    if table.kind.is_survey()
+                        && let Some(t) = tables.into_iter().next()
+                    {
                         survey_frames.insert(table.id.clone(), t.frame);
                     }
                 }
@@ -543,6 +589,13 @@ fn run_locked(
             match protect_group(&ctx, group, union, &mut survey_frames) {
                 Ok(done) => {
                     outputs.extend(done.outputs);
+                    for m in &group.members {
+                        if let Some(t) = plan.tables.iter().find(|t| &t.id == m)
+                            && !t.kind.is_survey()
+                        {
+                            placement.insert(m.clone(), TablePeriods::of(plan, t, done.outside));
+                        }
+                    }
                     for summary in done.summaries {
                         if !summary.audit_passed {
                             rejections.push(Rejection {
@@ -605,6 +658,7 @@ fn run_locked(
         outputs,
         run_key,
         seconds,
+        periods: placement,
     };
     if manifest.rejections.is_empty() {
         // Codebook, SDMX, report: from the protected public tables just written.
@@ -659,7 +713,7 @@ fn write_manifest(dir: &Path, m: &Manifest) -> Result<()> {
 type SourceRun = (
     SourceReport,
     Vec<OutputFile>,
-    BTreeMap<String, Cells>,
+    BTreeMap<String, PeriodCells>,
     SurveyTables,
     Vec<Rejection>,
 );
@@ -670,13 +724,13 @@ type SurveyTables = BTreeMap<String, (Arc<crate::survey::DesignInfo>, crate::sur
 /// A table's aggregate gathered during its source's pass, if any.
 enum Partial {
     None,
-    Cells(Cells),
+    Cells(PeriodCells),
     Survey(Arc<crate::survey::DesignInfo>, crate::survey::Partial),
 }
 
 /// Build a table from its source's harmonized records in `staging` and write it with its true
-/// values to the restricted tier, Hive-partitioned by reference year; returns the table and the
-/// restricted metadata it carries.
+/// values to the restricted tier, one Hive partition per reference period; returns the files,
+/// the tables (one per period) and the records left out of every period.
 fn build_table(
     plan: &Plan,
     table: &crate::spec::TableSpec,
@@ -684,28 +738,39 @@ fn build_table(
     inputs: String,
     partial: Partial,
     secret: Option<&crate::protect::Secret>,
-) -> Result<(OutputFile, crate::disaggregate::CountTable, Metadata)> {
+) -> Result<(
+    Vec<OutputFile>,
+    Vec<crate::disaggregate::CountTable>,
+    Outside,
+)> {
     let source = source_of(plan, table)?;
     let accepted = staging
         .join("restricted")
         .join("accepted")
         .join(format!("{}.parquet", source.id));
     let key = secret.map(|s| s.derive("cell key"));
-    let t = match partial {
-        Partial::Cells(cells) => crate::disaggregate::finish(
-            plan,
-            table,
-            crate::disaggregate::ref_year(plan, table),
-            &cells,
-        )?,
-        Partial::Survey(info, p) => crate::disaggregate::CountTable {
-            ref_year: crate::disaggregate::ref_year(plan, table),
-            frame: p.finish(plan, table, &info)?,
-        },
-        Partial::None => crate::disaggregate::build(plan, source, table, &accepted, key.as_ref())?,
+    let (tables, outside) = match partial {
+        Partial::Cells(cells) => (
+            crate::disaggregate::finish_all(table, &cells)?,
+            cells.outside,
+        ),
+        Partial::Survey(info, p) => {
+            let period = *table.periods.list.first().ok_or_else(|| {
+                Error::Internal(format!("table {}: no reference period", table.id))
+            })?;
+            let frame = p.finish(table, &info)?;
+            (
+                vec![crate::disaggregate::CountTable { period, frame }],
+                Outside::default(),
+            )
+        }
+        Partial::None => crate::disaggregate::build(source, table, &accepted, key.as_ref())?,
     };
-    let (file, metadata) = write_restricted_table(plan, table, staging, inputs, &t)?;
-    Ok((file, t, metadata))
+    let mut files = Vec::new();
+    for t in &tables {
+        files.push(write_restricted_table(plan, table, staging, inputs.clone(), t)?.0);
+    }
+    Ok((files, tables, outside))
 }
 
 fn source_of<'a>(plan: &'a Plan, table: &crate::spec::TableSpec) -> Result<&'a SourcePlan> {
@@ -715,7 +780,7 @@ fn source_of<'a>(plan: &'a Plan, table: &crate::spec::TableSpec) -> Result<&'a S
         .ok_or_else(|| Error::Internal(format!("table {} names an unknown source", table.id)))
 }
 
-/// Write a table's true values to `restricted/tables/<id>/ref_year=<year>/data.parquet`.
+/// Write a table's true values to `restricted/tables/<id>/<period partition>/data.parquet`.
 fn write_restricted_table(
     plan: &Plan,
     table: &crate::spec::TableSpec,
@@ -740,7 +805,7 @@ fn write_restricted_table(
         .join("restricted")
         .join("tables")
         .join(&table.id)
-        .join(format!("ref_year={}", t.ref_year))
+        .join(t.period.partition())
         .join("data.parquet");
     let mut sink = ParquetSink::create(&path, t.frame.schema(), &metadata)?;
     sink.write(t.frame.clone())?;
@@ -781,21 +846,22 @@ struct GroupContext<'a> {
 struct GroupDone {
     outputs: Vec<OutputFile>,
     summaries: Vec<crate::protect::Summary>,
+    /// The records left out of every period.
+    outside: Outside,
 }
 
-/// Count a group's union cube, write its members' true tables, and publish the period: again
+/// Count a group's union cube, write its members' true tables, and publish each period: again
 /// as it was when it is frozen, else protected (a revision when it was published before).
 fn protect_group(
     ctx: &GroupContext<'_>,
     group: &crate::spec::GroupSpec,
-    union: Option<Cells>,
+    union: Option<PeriodCells>,
     survey_frames: &mut BTreeMap<String, polars::prelude::DataFrame>,
 ) -> Result<GroupDone> {
     let plan = ctx.plan;
     let source = source_of(plan, &group.union)?;
     let key = ctx.secret.map(|s| s.derive("cell key"));
-    let ref_year = crate::disaggregate::ref_year(plan, &group.union);
-    let finest = match union {
+    let cells = match union {
         Some(c) => c,
         None => {
             let accepted = ctx
@@ -803,9 +869,76 @@ fn protect_group(
                 .join("restricted")
                 .join("accepted")
                 .join(format!("{}.parquet", source.id));
-            crate::disaggregate::build_cells(plan, source, &group.union, &accepted, key.as_ref())?.1
+            crate::disaggregate::build_cells(source, &group.union, &accepted, key.as_ref())?
         }
     };
+    let mut done = GroupDone {
+        outputs: Vec::new(),
+        summaries: Vec::new(),
+        outside: cells.outside,
+    };
+    // The series' frame (every period publishes the same rows) and the codes that occur in
+    // more than one period.
+    let d = group.union.dimensions.len();
+    let mut frame: std::collections::BTreeSet<&Vec<String>> = Default::default();
+    let mut occurs: Vec<BTreeMap<&str, usize>> = vec![BTreeMap::new(); d];
+    for c in cells.by_period.values() {
+        let mut here: Vec<std::collections::BTreeSet<&str>> = vec![Default::default(); d];
+        for (k, t) in c {
+            frame.insert(k);
+            if t.n > 0 {
+                for (j, code) in k.iter().enumerate() {
+                    here[j].insert(code);
+                }
+            }
+        }
+        for (j, codes) in here.into_iter().enumerate() {
+            for code in codes {
+                *occurs[j].entry(code).or_default() += 1;
+            }
+        }
+    }
+    let series = Series {
+        frame: frame.into_iter().cloned().collect(),
+        shared: occurs
+            .iter()
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, n)| **n > 1)
+                    .map(|(c, _)| c.to_string())
+                    .collect()
+            })
+            .collect(),
+    };
+    let empty = crate::disaggregate::Cells::new();
+    for (i, period) in group.union.periods.list.iter().enumerate() {
+        let finest = cells.by_period.get(&i).unwrap_or(&empty);
+        let d = protect_period(ctx, group, period, finest, &series, survey_frames)?;
+        done.outputs.extend(d.outputs);
+        done.summaries.extend(d.summaries);
+    }
+    Ok(done)
+}
+
+/// What every period of a group's series shares.
+struct Series {
+    /// The finest cells of every period.
+    frame: Vec<Vec<String>>,
+    /// Per union dimension, the codes that occur in more than one period.
+    shared: Vec<std::collections::BTreeSet<String>>,
+}
+
+/// Protect and publish one period of a group (see [`protect_group`]).
+fn protect_period(
+    ctx: &GroupContext<'_>,
+    group: &crate::spec::GroupSpec,
+    period: &crate::spec::period::RefPeriod,
+    finest: &crate::disaggregate::Cells,
+    series: &Series,
+    survey_frames: &mut BTreeMap<String, polars::prelude::DataFrame>,
+) -> Result<GroupDone> {
+    let plan = ctx.plan;
+    let part = period.partition();
     let mut outputs = Vec::new();
     let members: Vec<&crate::spec::TableSpec> = group
         .members
@@ -815,14 +948,14 @@ fn protect_group(
     if !group.survey {
         for t in &members {
             let cells =
-                crate::disaggregate::project(&finest, &group.union.dimensions, &t.dimensions);
-            let table = crate::disaggregate::finish(plan, t, ref_year, &cells)?;
+                crate::disaggregate::project(finest, &group.union.dimensions, &t.dimensions);
+            let table = crate::disaggregate::finish(t, period, &cells)?;
             outputs
                 .push(write_restricted_table(plan, t, ctx.staging, ctx.inputs.clone(), &table)?.0);
         }
     }
     // Earlier publications of this period, when the group is the same.
-    let ledger_path = crate::protect::Ledger::path(ctx.current, &group.id, ref_year);
+    let ledger_path = crate::protect::Ledger::path(ctx.current, &group.id, period);
     let definition = crate::protect::ledger::definition(group);
     let previous = if ledger_path.is_file() {
         crate::protect::Ledger::read(&ledger_path, &group.union.dimensions)
@@ -834,7 +967,16 @@ fn protect_group(
     if ledger_path.is_file() && previous.is_none() {
         tracing::warn!(group = %group.id, "the tables' definition changed since the period was last published: it is published as a new series (the earlier publication is not taken into account)");
     }
-    let frozen = previous.is_some() && !ctx.revise && {
+    let provisional = period.is_provisional(plan.reference_date, plan.provisional_months);
+    // A period published while provisional and now closed is published again, final (a
+    // revision: earlier suppressions kept, small changes protected).
+    let closing = !provisional
+        && ctx.published.is_some_and(|m| {
+            m.protection.iter().any(|s| {
+                group.members.contains(&s.table) && s.ref_period == period.label() && s.provisional
+            })
+        });
+    let frozen = previous.is_some() && !ctx.revise && !closing && {
         let every = group
             .union
             .protect
@@ -859,10 +1001,8 @@ fn protect_group(
         });
         let mut files: Vec<String> = vec![crate::export::relative(&ledger_path, ctx.current)];
         for m in &group.members {
-            files.push(format!(
-                "public/tables/{m}/ref_year={ref_year}/data.parquet"
-            ));
-            files.push(format!("restricted/audit/{m}.parquet"));
+            files.push(format!("public/tables/{m}/{part}/data.parquet"));
+            files.push(format!("restricted/audit/{m}/{part}/audit.parquet"));
         }
         let mut summaries = Vec::new();
         for f in &files {
@@ -884,11 +1024,12 @@ fn protect_group(
             let mut s = manifest
                 .protection
                 .iter()
-                .find(|p| &p.table == m)
+                .find(|p| &p.table == m && p.ref_period == period.label())
                 .cloned()
                 .ok_or_else(|| {
                     Error::Internal(format!(
-                        "table {m}: no protection summary in the current release"
+                        "table {m}: no protection summary of {} in the current release",
+                        period.label()
                     ))
                 })?;
             s.frozen = true;
@@ -896,7 +1037,11 @@ fn protect_group(
             summaries.push(s);
         }
         tracing::info!(group = %group.id, pending_changes = pending, "period already published: published again unchanged (revisions = freeze)");
-        return Ok(GroupDone { outputs, summaries });
+        return Ok(GroupDone {
+            outputs,
+            summaries,
+            outside: Outside::default(),
+        });
     }
     let surveys: BTreeMap<String, polars::prelude::DataFrame> = if group.survey {
         group
@@ -911,11 +1056,14 @@ fn protect_group(
         plan,
         crate::protect::GroupInput {
             group,
-            finest: &finest,
+            finest,
             surveys,
             secret: ctx.secret,
             previous: previous.as_ref(),
-            ref_year,
+            period: *period,
+            series_frame: &series.frame,
+            shared_codes: &series.shared,
+            provisional,
         },
     )?;
     let mut summaries = Vec::new();
@@ -925,7 +1073,9 @@ fn protect_group(
             .staging
             .join("restricted")
             .join("audit")
-            .join(format!("{}.parquet", t.table()));
+            .join(t.table())
+            .join(&part)
+            .join("audit.parquet");
         let meta = vec![
             ("migstat_version".to_string(), crate::VERSION.to_string()),
             ("pipeline_id".to_string(), plan.pipeline_id.clone()),
@@ -943,13 +1093,17 @@ fn protect_group(
         );
         summaries.push(t.summary().clone());
     }
-    let ledger_out = crate::protect::Ledger::path(ctx.staging, &group.id, ref_year);
+    let ledger_out = crate::protect::Ledger::path(ctx.staging, &group.id, period);
     let frame = done.ledger.frame(&group.union.dimensions)?;
     let meta = vec![("definition".to_string(), definition)];
     let mut sink = ParquetSink::create(&ledger_out, frame.schema(), &meta)?;
     sink.write(frame)?;
     outputs.push(sink.finish(ctx.staging)?);
-    Ok(GroupDone { outputs, summaries })
+    Ok(GroupDone {
+        outputs,
+        summaries,
+        outside: Outside::default(),
+    })
 }
 
 type Metadata = Vec<(String, String)>;
@@ -1102,7 +1256,7 @@ fn run_source(
         .filter(|t| t.source == src.id && crate::disaggregate::is_streamed(t))
         .collect();
     let cell_key = secret.map(|s| s.derive("cell key"));
-    let mut partials: Vec<Cells> = vec![Cells::new(); streamed.len()];
+    let mut partials: Vec<PeriodCells> = vec![PeriodCells::default(); streamed.len()];
     let surveyed: Vec<&crate::spec::TableSpec> = plan
         .tables
         .iter()

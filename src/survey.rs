@@ -29,7 +29,7 @@ use polars::prelude::*;
 
 use crate::disaggregate::TOTAL;
 use crate::error::{Error, PolarsContext, Rejection, Result};
-use crate::spec::{Design, LonelyPsu, Plan, Replicates, TableKind, TableSpec};
+use crate::spec::{Design, LonelyPsu, Replicates, TableKind, TableSpec};
 use crate::validate::raw_column;
 
 /// Most dimensions a survey table may have (the spec allows 8).
@@ -634,7 +634,7 @@ impl Partial {
     }
 
     /// Roll up to every margin and compute each cell's estimate, variance and design effect.
-    pub fn finish(&self, plan: &Plan, table: &TableSpec, info: &DesignInfo) -> Result<DataFrame> {
+    pub fn finish(&self, table: &TableSpec, info: &DesignInfo) -> Result<DataFrame> {
         let d = table.dimensions.len();
         let category = match &table.kind {
             TableKind::SurveyProportion { category } => {
@@ -735,7 +735,7 @@ impl Partial {
                 deff: None,
             });
         }
-        to_frame(plan, table, info, &out)
+        to_frame(table, info, &out)
     }
 }
 
@@ -884,7 +884,6 @@ fn quantiles(level: f64, df: u64) -> (f64, Option<f64>) {
 }
 
 fn to_frame(
-    plan: &Plan,
     table: &TableSpec,
     info: &DesignInfo,
     cells: &BTreeMap<Vec<String>, Cell>,
@@ -897,7 +896,10 @@ fn to_frame(
         TableKind::SurveyTotal { variable: Some(_) } => "total (weighted)",
         _ => "persons (weighted)",
     };
-    let mut columns = crate::disaggregate::cell_columns(plan, table, unit, cells.keys());
+    let period = table.periods.list.first().ok_or_else(|| {
+        crate::Error::Internal(format!("table {}: no reference period", table.id))
+    })?;
+    let mut columns = crate::disaggregate::cell_columns(table, period, unit, cells.keys());
     let est: Vec<f64> = cells.values().map(|c| c.estimate).collect();
     // A variance that cannot be computed (e.g. no replicate with an estimate) is null.
     let se: Vec<Option<f64>> = cells

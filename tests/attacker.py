@@ -1,13 +1,15 @@
 """An intruder's attack on migstat releases, written independently of migstat's code.
 
 Usage:
-    python3 tests/attacker.py RELEASE [RELEASE] [--json] [--methods=suppress,survey_quality,...]
+    python3 tests/attacker.py RELEASE [RELEASE] [--json] [--methods=suppress,survey_quality,...] [--groups=trafficking,...]
 
 The intruder holds every public file of the releases given (oldest first) and knows what
 migstat's README says an intruder knows: the methods and their parameters (read from each
 public file's metadata), that every finest cell is a non-negative integer, that the frame of a
 table is every combination of the codes it shows (within its declared hierarchies), that every
-code shown occurs at least once, and that tables of one group count the same records. Across
+code shown occurs at least once in the series (a table over several periods shows the same
+codes in each: a code is known to occur in a period when every other period publishes its
+margin as an exact 0), and that tables of one group count the same records. Across
 two releases it also assumes records are only ever added (the difference is non-negative).
 
 For each group of linked tables it builds one system over the finest cells of the group's union
@@ -125,8 +127,40 @@ class Group:
         return self._below[tdims].get(tuple(row[d] for d in tdims), [])
 
 
-def knowledge(group, weights=False):
-    """Equalities, bounds (per finest cell) and ≥ rows from the public files of one group."""
+def floors(by_part, part):
+    """The (dimension, code) pairs known to occur in `part` of a group: every code of a single
+    period; in a series, a code whose one-way margin every other period publishes as exactly 0."""
+    tables = by_part[part]
+    others = [q for q in by_part if q != part]
+    out = set()
+    dims = []
+    for t, _, _ in tables:
+        for d in t["dimensions"]:
+            if d not in dims:
+                dims.append(d)
+    for t, _, rows in tables:
+        for r in rows:
+            for d in t["dimensions"]:
+                if r[d] != TOTAL:
+                    out.add((d, r[d]))
+    if not others:
+        return out
+
+    def zero_elsewhere(d, c, q):
+        for t, prot, rows in by_part[q]:
+            if d not in t["dimensions"] or prot["method"] != "suppress":
+                continue
+            for r in rows:
+                if r[d] == c and all(r[x] == TOTAL for x in t["dimensions"] if x != d) and r["value"] == 0:
+                    return True
+        return False
+
+    return {(d, c) for (d, c) in out if all(zero_elsewhere(d, c, q) for q in others)}
+
+
+def knowledge(group, weights=False, floored=None):
+    """Equalities, bounds (per finest cell) and ≥ rows from the public files of one group;
+    `floored`: the (dimension, code) pairs known to occur (None: every code shown)."""
     n = len(group.finest)
     eq, eq_rhs = [], []
     lo = np.zeros(n)
@@ -163,10 +197,12 @@ def knowledge(group, weights=False):
                 a, b = support(method, prot.get("base") or 5, value)
                 lo[idx[0]] = max(lo[idx[0]], a)
                 hi[idx[0]] = min(hi[idx[0]], b)
-    # Every code shown occurs.
+    # Every code known to occur.
     if not weights:
         for j, d in enumerate(group.dims):
             for c in group.codes[d]:
+                if floored is not None and (d, c) not in floored:
+                    continue
                 ge.append([i for i, f in enumerate(group.finest) if f[j] == c])
                 ge_rhs.append(1)
     return eq, eq_rhs, lo, hi, ge, ge_rhs, cells
@@ -226,10 +262,10 @@ def additive_supports(group, cells, lo, hi):
     return out
 
 
-def intervals_one(group, integer=True, weights=False, want=None, rng=0.0):
+def intervals_one(group, integer=True, weights=False, want=None, rng=0.0, floored=None):
     """Each wanted cell's interval: LP bounds, then, where the LP leaves it close to the range
     and the system is small, integer (MILP) bounds."""
-    eq, eq_rhs, lo, hi, ge, ge_rhs, cells = knowledge(group, weights)
+    eq, eq_rhs, lo, hi, ge, ge_rhs, cells = knowledge(group, weights, floored)
     if any(p["method"] in ("round", "random_round", "cell_key") for _, p, _ in group.tables):
         fast = additive_supports(group, cells, lo, hi)
         if fast is not None:
@@ -268,8 +304,8 @@ def intervals_one(group, integer=True, weights=False, want=None, rng=0.0):
     return out
 
 
-def truth(release, table):
-    f = Path(release) / "restricted" / "audit" / f"{table}.parquet"
+def truth(release, table, part):
+    f = Path(release) / "restricted" / "audit" / table / part / "audit.parquet"
     if not f.exists():
         return {}
     t = pq.read_table(f).to_pylist()
@@ -293,11 +329,17 @@ def groups_of(public):
     return by
 
 
+GROUPS = None  # --groups: only these groups of linked tables
+
+
 def attack_one(release, methods=None):
     public = read_public(release)
     found = []
     checked = 0
-    for (g, part), tables in sorted(groups_of(public).items()):
+    grouped = groups_of(public)
+    for (g, part), tables in sorted(grouped.items()):
+        if GROUPS is not None and g not in GROUPS:
+            continue
         prot = tables[0][1]
         if methods is not None and prot["method"] not in methods:
             continue
@@ -310,13 +352,15 @@ def attack_one(release, methods=None):
         if not survey:
             want = set()
             for t, _, rows in tables:
-                tr = truth(release, t["id"])
+                tr = truth(release, t["id"], part)
                 for key, v in tr.items():
                     if v is not None and 0 < v < k:
                         want.add((t["id"], key))
         members = ",".join(sorted(t["id"] for t, _, _ in tables))
         print(f"group {g} {part}: tables {members}", file=sys.stderr)
-        iv = intervals_one(group, integer=True, weights=survey, want=want, rng=rng)
+        by_part = {q: ts for (h, q), ts in grouped.items() if h == g}
+        iv = intervals_one(group, integer=True, weights=survey, want=want, rng=rng,
+                           floored=floors(by_part, part))
         for (tid, key), (a, b) in iv.items():
             if survey:
                 # A suppressed weighted total recomputed exactly.
@@ -324,7 +368,7 @@ def attack_one(release, methods=None):
                     found.append((g, tid, key, a, b, "weighted total recomputed"))
                 checked += 1
                 continue
-            true = truth(release, tid).get(key)
+            true = truth(release, tid, part).get(key)
             if true is None or not (0 < true < k):
                 continue
             checked += 1
@@ -340,6 +384,8 @@ def attack_two(old, new):
     checked = 0
     ga, gb = groups_of(a_pub), groups_of(b_pub)
     for key in sorted(set(ga) & set(gb)):
+        if GROUPS is not None and key[0] not in GROUPS:
+            continue
         g1, g2 = Group(ga[key]), Group(gb[key])
         if g1.finest != g2.finest:
             # A new code: the frame grew; the new finest cells were zero in the old release.
@@ -348,13 +394,15 @@ def attack_two(old, new):
         n = len(fin)
         idx = {f: i for i, f in enumerate(fin)}
 
-        def lift(group, part):
-            eq, eq_rhs, lo, hi, ge, ge_rhs, cells = knowledge(group)
+        def lift(group, part, floored):
+            eq, eq_rhs, lo, hi, ge, ge_rhs, cells = knowledge(group, floored=floored)
             m = lambda rows: [idx[group.finest[r]] + part * n for r in rows]
             return ([m(e) for e in eq], eq_rhs, lo, hi, [m(x) for x in ge], ge_rhs, cells, m)
 
-        e1, r1, lo1, hi1, ge1, gr1, c1, m1 = lift(g1, 0)
-        e2, r2, lo2, hi2, ge2, gr2, c2, m2 = lift(g2, 1)
+        parts_a = {q: ts for (h, q), ts in ga.items() if h == key[0]}
+        parts_b = {q: ts for (h, q), ts in gb.items() if h == key[0]}
+        e1, r1, lo1, hi1, ge1, gr1, c1, m1 = lift(g1, 0, floors(parts_a, key[1]))
+        e2, r2, lo2, hi2, ge2, gr2, c2, m2 = lift(g2, 1, floors(parts_b, key[1]))
         N = 2 * n
         lo = np.zeros(N)
         hi = np.full(N, np.inf)
@@ -390,8 +438,8 @@ def attack_two(old, new):
         kk = prot.get("threshold") or 0
         # The true difference, per cell of each member, scored afterwards.
         for t, _, rows in gb[key]:
-            old_truth = truth(old, t["id"])
-            new_truth = truth(new, t["id"])
+            old_truth = truth(old, t["id"], key[1])
+            new_truth = truth(new, t["id"], key[1])
             for r in rows:
                 cell = tuple(r[d] for d in t["dimensions"])
                 d_true = (new_truth.get(cell) or 0) - (old_truth.get(cell) or 0)
@@ -420,6 +468,9 @@ def main():
     for a in sys.argv[1:]:
         if a.startswith("--methods="):
             methods = set(a.split("=", 1)[1].split(","))
+        if a.startswith("--groups="):
+            global GROUPS
+            GROUPS = set(a.split("=", 1)[1].split(","))
     if len(args) == 1:
         found, checked = attack_one(args[0], methods)
     elif len(args) == 2:

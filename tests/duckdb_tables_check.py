@@ -23,55 +23,169 @@ def q(name):
 PIPELINE = None
 
 
-def reference_sql(spec, table, accepted):
+def periods_of(spec, table):
+    """The table's reference periods, resolved as the README says (the table's `period`, else its
+    source's, else the pipeline's), written here independently of migstat: a list of
+    (TIME_PERIOD label, partition folder, start, end) and the event date field (or None)."""
+    import calendar
+    import datetime as dt
+    src = spec["sources"][table["source"]]
+    kind = table.get("kind", "count")
+    p = table.get("period", src.get("period"))
+    stock = kind == "stock"
+
+    def year(y):
+        return (str(y), f"ref_year={y}", dt.date(y, 1, 1), dt.date(y, 12, 31))
+
+    def quarter(y, n):
+        end_m = 3 * n
+        return (f"{y}-Q{n}", f"ref_quarter={y}-Q{n}", dt.date(y, end_m - 2, 1),
+                dt.date(y, end_m, calendar.monthrange(y, end_m)[1]))
+
+    def month(y, m):
+        return (f"{y}-{m:02d}", f"ref_month={y}-{m:02d}", dt.date(y, m, 1),
+                dt.date(y, m, calendar.monthrange(y, m)[1]))
+
+    def parse(label):
+        label = str(label)
+        if "-Q" in label:
+            y, n = label.split("-Q")
+            return ("Q", int(y), int(n))
+        if "-" in label:
+            y, m = label.split("-")
+            return ("M", int(y), int(m))
+        return ("A", int(label), 1)
+
+    date = None
+    if p is None:
+        if stock:
+            d = spec["reference_date"]
+            return [(str(d), f"ref_date={d}", d, d)], None, "A" if (d.month, d.day) == (12, 31) else "_O"
+        rp = spec["reference_period"]
+        if isinstance(rp, str):
+            lst, freq = [year(int(rp))], "A"
+        else:
+            s_, e_ = rp["start"], rp["end"]
+            whole = (s_.month, s_.day) == (1, 1) and (e_.month, e_.day) == (12, 31)
+            if whole and s_.year == e_.year:
+                lst, freq = [year(s_.year)], "A"
+            else:
+                n = e_.year - s_.year + 1
+                label = f"{s_}/P{n}Y" if whole else f"{s_}/P{(e_ - s_).days + 1}D"
+                lst, freq = [(label, f"ref_year={s_.year}", s_, e_)], "_O"
+    elif isinstance(p, str):
+        f_, y, n = parse(p)
+        lst = [{"A": lambda: year(y), "Q": lambda: quarter(y, n), "M": lambda: month(y, n)}[f_]()]
+        freq = f_
+    elif "start" in p:
+        s_, e_ = p["start"], p["end"]
+        whole = (s_.month, s_.day) == (1, 1) and (e_.month, e_.day) == (12, 31)
+        if whole and s_.year == e_.year:
+            lst, freq = [year(s_.year)], "A"
+        else:
+            n = e_.year - s_.year + 1
+            label = f"{s_}/P{n}Y" if whole else f"{s_}/P{(e_ - s_).days + 1}D"
+            lst, freq = [(label, f"ref_year={s_.year}", s_, e_)], "_O"
+        date = p.get("date")
+    else:
+        every = p["every"]
+        f_, y0, n0 = parse(p["from"])
+        _, y1, n1 = parse(p["to"])
+        lst = []
+        y, n = y0, n0
+        while (y, n) <= (y1, n1):
+            lst.append({"year": lambda: year(y), "quarter": lambda: quarter(y, n), "month": lambda: month(y, n)}[every]())
+            if every == "year":
+                y += 1
+            else:
+                n += 1
+                if n > (4 if every == "quarter" else 12):
+                    y, n = y + 1, 1
+        freq = {"year": "A", "quarter": "Q", "month": "M"}[every]
+        date = p.get("date")
+    if stock:
+        lst = [(str(e), f"ref_date={e}", e, e) for (_, _, _, e) in lst]
+        date = None
+    elif kind == "flow":
+        date = table["start"]
+    elif kind.startswith("survey"):
+        date = None
+    return lst, date, freq
+
+
+def reference_sql(spec, table, accepted, period):
+    """DuckDB's GROUP BY CUBE of one period of the table."""
     src = spec["sources"][table["source"]]
     person = "raw_" + src.get("person_id", "")  # the delivery's fields are raw_<field> in accepted records
     dims = table["dimensions"]
+    _, date = periods_of(spec, table)[:2]
+    label, _, start, end = period
     where = []
-    if "filter" in table:
+    if "filter" in table and table.get("kind") != "stock":
         values = ", ".join("'" + v.replace("'", "''") + "'" for v in table["filter"]["in"])
         where.append(f"{q(table['filter']['column'])} in ({values})")
     kind = table.get("kind", "count")
-    ref_date = str(spec["reference_date"])
-    period = spec["reference_period"]
-    if isinstance(period, str):
-        start, end = f"{period}-01-01", f"{period}-12-31"
-    else:
-        start, end = str(period["start"]), str(period["end"])
+    in_period = lambda col: f"{col} between date '{start}' and date '{end}'"
     base = f"select * from read_parquet('{accepted}')"
     if where:
         base += " where " + " and ".join(where)
-    if kind == "count" and table["unit"] == "persons":
-        base = f"select * from ({base}) qualify row_number() over (partition by {q(person)} order by _file desc, _record desc) = 1"
+    if kind == "count":
+        if date:
+            base = f"select * from ({base}) where {in_period(q('raw_' + date))}"
+        if table["unit"] == "persons":
+            base = f"select * from ({base}) qualify row_number() over (partition by {q(person)} order by _file desc, _record desc) = 1"
     elif kind == "stock":
+        ref_date = str(end)
         vf, vt = q("raw_" + table["valid_from"]), q("raw_" + table["valid_to"])
         # No end date: valid from the start on, unless the table says `open_end = "excluded"`.
         open_end = "" if table.get("open_end") == "excluded" else f" or {vt} is null"
         base = (f"select * from ({base}) where {vf} <= date '{ref_date}' and ({vt} >= date '{ref_date}'{open_end}) "
                 f"qualify row_number() over (partition by {q(person)} order by {vf} desc, _file desc, _record desc) = 1")
         base = stock_ages(spec, src, dims, base, ref_date)
+        if "filter" in table:
+            values = ", ".join("'" + v.replace("'", "''") + "'" for v in table["filter"]["in"])
+            base = f"select * from ({base}) where {q(table['filter']['column'])} in ({values})"
     elif kind == "flow" and table.get("first") == "eurostat":
         # Eurostat: valid >= 3 months, and every earlier record of the person ended more than
-        # 6 months before the start (a record without an end never ends).
+        # 6 months before the start (a record without an end never ends); once per period.
         st, en = q("raw_" + table["start"]), q("raw_" + table["end"])
         order = f"order by {st}, _file, _record"
         base = (f"select * from (select *, max(coalesce({en}, date '9999-12-31')) over (partition by {q(person)} "
                 f"{order} rows between unbounded preceding and 1 preceding) as _prev_end from ({base})) "
                 f"where ({en} is null or {en} >= {st} + interval 3 month - interval 1 day) "
                 f"and (_prev_end is null or _prev_end < {st} - interval 6 month)")
-        if table.get("period", "reference") == "all":
-            base = f"select * from ({base}) qualify row_number() over (partition by {q(person)}, year({st}) {order}) = 1"
-        else:
-            base = (f"select * from ({base}) where {st} between date '{start}' and date '{end}' "
-                    f"qualify row_number() over (partition by {q(person)} {order}) = 1")
+        base = (f"select * from ({base}) where {in_period(st)} "
+                f"qualify row_number() over (partition by {q(person)} {order}) = 1")
     elif kind == "flow":
         st = q("raw_" + table["start"])
         base = (f"select * from ({base}) qualify row_number() over (partition by {q(person)} "
                 f"order by {st} asc, _file asc, _record asc) = 1")
-        if table.get("period", "reference") != "all":
-            base = f"select * from ({base}) where {st} between date '{start}' and date '{end}'"
+        base = f"select * from ({base}) where {in_period(st)}"
     cols = ", ".join(f"case when grouping({q(d)}) = 1 then '_T' else {q(d)} end as {q(d)}" for d in dims)
     return f"select {cols}, count(*) as n from ({base}) group by cube({', '.join(q(d) for d in dims)})"
+
+
+def outside_sql(spec, table, accepted):
+    """Records (flows: first records) whose event date is in no period: (no date, before, after)."""
+    lst, date, _ = periods_of(spec, table)
+    kind = table.get("kind", "count")
+    if not date or kind not in ("count", "flow"):
+        return None
+    src = spec["sources"][table["source"]]
+    person = q("raw_" + src.get("person_id", ""))
+    col = q("raw_" + date)
+    base = f"select * from read_parquet('{accepted}')"
+    if "filter" in table:
+        values = ", ".join("'" + v.replace("'", "''") + "'" for v in table["filter"]["in"])
+        base += f" where {q(table['filter']['column'])} in ({values})"
+    if kind == "flow" and table.get("first") == "eurostat":
+        return None  # the rule's kept records: checked through the cells
+    if kind == "flow":
+        base = (f"select * from ({base}) qualify row_number() over (partition by {person} "
+                f"order by {col} asc, _file asc, _record asc) = 1")
+    first, last = lst[0][2], lst[-1][3]
+    return (f"select count(*) filter (where {col} is null), count(*) filter (where {col} < date '{first}'), "
+            f"count(*) filter (where {col} > date '{last}') from ({base})")
 
 
 def stock_ages(spec, src, dims, base, ref_date):
@@ -109,36 +223,64 @@ def main():
     PIPELINE = pipeline
     with open(pipeline, "rb") as f:
         spec = tomllib.load(f)
+    import json
+    manifest = json.load(open(os.path.join(out, "manifest.json")))
     failures = []
     for tid, table in sorted(spec.get("tables", {}).items()):
         dims = table["dimensions"]
         accepted = os.path.join(out, "restricted", "accepted", table["source"] + ".parquet")
-        expected = {tuple(r[:-1]): r[-1] for r in duckdb.execute(reference_sql(spec, table, accepted)).fetchall()}
-        if table.get("kind") == "survey_proportion":
-            # Shares are published for the categories, not for their denominators (category _T).
-            ci = dims.index(table["category"])
-            expected = {k: v for k, v in expected.items() if k[ci] != "_T"}
+        periods, date, freq = periods_of(spec, table)
         folder = os.path.join(out, "restricted", "tables", tid)
-        glob = os.path.join(folder, "*", "*.parquet")
+        # One partition per period, named as the README says, and nothing else.
+        found = sorted(os.listdir(folder))
+        if found != sorted(p[1] for p in periods):
+            failures.append(f"{tid}: partitions {found[:5]}..., expected {[p[1] for p in periods][:5]}...")
+            continue
         cols = ", ".join(q(d) for d in dims)
-        got = {tuple(r[:-1]): r[-1] for r in duckdb.execute(
-            f"select {cols}, n from read_parquet('{glob}', hive_partitioning = true)").fetchall()}
-        missing = sorted(set(expected) - set(got))[:5]
-        extra = sorted(set(got) - set(expected))[:5]
-        wrong = [(k, got[k], expected[k]) for k in sorted(set(got) & set(expected)) if got[k] != expected[k]][:5]
-        if missing or extra or wrong:
-            failures.append(f"{tid}: missing {missing}, extra {extra}, wrong (cell, migstat, duckdb) {wrong}")
+        n_cells = n_expected = 0
+        for period in periods:
+            expected = {tuple(r[:-1]): r[-1] for r in duckdb.execute(reference_sql(spec, table, accepted, period)).fetchall()}
+            if table.get("kind") == "survey_proportion":
+                # Shares are published for the categories, not for their denominators (category _T).
+                ci = dims.index(table["category"])
+                expected = {k: v for k, v in expected.items() if k[ci] != "_T"}
+            if not expected and not table.get("kind", "count").startswith("survey"):
+                expected = {tuple("_T" for _ in dims): 0}  # an empty period: the grand total, 0
+            path = os.path.join(folder, period[1], "data.parquet")
+            got = {tuple(r[:-1]): r[-1] for r in duckdb.execute(
+                f"select {cols}, n from read_parquet('{path}')").fetchall()}
+            labels = {r[0] for r in duckdb.execute(f"select distinct ref_period from read_parquet('{path}')").fetchall()}
+            want_label = period[0] if "/" not in period[0] else f"{period[2]}/{period[3]}"
+            if labels != {want_label}:
+                failures.append(f"{tid} {period[0]}: ref_period {labels}, expected {want_label}")
+            missing = sorted(set(expected) - set(got))[:5]
+            extra = sorted(set(got) - set(expected))[:5]
+            wrong = [(k, got[k], expected[k]) for k in sorted(set(got) & set(expected)) if got[k] != expected[k]][:5]
+            if missing or extra or wrong:
+                failures.append(f"{tid} {period[0]}: missing {missing}, extra {extra}, wrong (cell, migstat, duckdb) {wrong}")
+            n_cells += len(got)
+            n_expected += len(expected)
+        # The records left out of every period, as the manifest reports them.
+        sql = outside_sql(spec, table, accepted)
+        if sql:
+            no_date, before, after = duckdb.execute(sql).fetchone()
+            rep = manifest["periods"][tid]["outside"]
+            if (rep["no_date"], rep["before"], rep["after"]) != (no_date, before, after):
+                failures.append(f"{tid}: manifest says outside {rep}, DuckDB ({no_date}, {before}, {after})")
+        if manifest["periods"][tid]["freq"] != freq or manifest["periods"][tid]["periods"] != [p[0] for p in periods]:
+            failures.append(f"{tid}: manifest periods {manifest['periods'][tid]}, expected {freq} {[p[0] for p in periods]}")
         # Three readers, Hive partitioning, same rows and the same total.
-        d_rows, d_sum, years = duckdb.execute(
-            f"select count(*), sum(n), list(distinct ref_year) from read_parquet('{glob}', hive_partitioning = true)").fetchone()
+        glob = os.path.join(folder, "*", "*.parquet")
+        key = periods[0][1].split("=")[0]
+        d_rows, d_sum, parts = duckdb.execute(
+            f"select count(*), sum(n), count(distinct {key}) from read_parquet('{glob}', hive_partitioning = true)").fetchone()
         pa = ds.dataset(folder, format="parquet", partitioning="hive").to_table()
         plf = pl.scan_parquet(glob, hive_partitioning=True).collect()
         if not (d_rows == pa.num_rows == plf.height and d_sum == sum(pa.column("n").to_pylist()) == plf["n"].sum()):
             failures.append(f"{tid}: DuckDB, pyarrow and polars read different tables")
-        if "ref_year" not in pa.column_names or "ref_year" not in plf.columns:
-            failures.append(f"{tid}: the ref_year partition column is not read back")
-        print(f"{tid}: {len(got)} cells, DuckDB CUBE {len(expected)} cells, ref_year {years}: "
-              f"{'same' if not (missing or extra or wrong) else 'DIFFERENT'}")
+        if key not in pa.column_names or key not in plf.columns or parts != len(periods):
+            failures.append(f"{tid}: the {key} partition column is not read back ({parts} of {len(periods)} periods)")
+        print(f"{tid}: {len(periods)} periods ({freq}), {n_cells} cells, DuckDB CUBE {n_expected} cells")
     for f in failures:
         print("MISMATCH", f)
     print(f"duckdb tables check: {'failed' if failures else 'agreed'}")

@@ -8,8 +8,10 @@ Usage: tests/sdmx_check.py PIPELINE RELEASE   (a release directory, or an output
   public table, each with its data structure and code lists;
 - public/sdmx/2.0/<table>.csv parses with sdmx1's SDMX-CSV 2.0 reader against that dataflow;
   every observation's dimension codes and coded attributes are codes of their code lists, and
-  its value is the Parquet table's value for the same cell (empty where suppressed); a table
-  over all periods has its year dimension as TIME_PERIOD, without the totals over time;
+  its value is the Parquet table's value for the same cell (empty where suppressed); FREQ is
+  the table's frequency and TIME_PERIOD each row's period, written in SDMX form here from the
+  Parquet `ref_period` column (2024, 2024-Q1, 2024-01, a stock's date, start/PnY or start/PnD)
+  and consistent with FREQ;
 - public/sdmx/<table>.csv (SDMX-CSV 1.0) holds the same observations, each naming its dataflow
   as AGENCY:ID(VERSION) from the structure message.
 Prints `sdmx ok` and exits 0, or names the first differences and exits 1.
@@ -30,7 +32,31 @@ structure = sdmx.read_sdmx(os.path.join(rel, "public", "sdmx", "structure.xml"))
 tables = sorted(os.listdir(os.path.join(rel, "public", "tables")))
 problems = []
 with open(os.path.join(rel, "public", "datapackage.json"), encoding="utf-8") as f:
-    package = {r["name"]: r["schema"]["primaryKey"] for r in json.load(f)["resources"]}
+    package = {r["name"]: r for r in json.load(f)["resources"]}
+
+
+def sdmx_period(p):
+    """SDMX TIME_PERIOD of a `ref_period` value."""
+    import datetime as dt
+    if "/" not in p:
+        return p
+    a, b = (dt.date.fromisoformat(x) for x in p.split("/"))
+    if (a.month, a.day) == (1, 1) and (b.month, b.day) == (12, 31):
+        return f"{a}/P{b.year - a.year + 1}Y"
+    return f"{a}/P{(b - a).days + 1}D"
+
+
+def fits(freq, period):
+    """Whether a TIME_PERIOD is written as its FREQ says (a stock's date fits any FREQ)."""
+    import re
+    date = r"\d{4}-\d{2}-\d{2}"
+    pattern = {
+        "A": r"\d{4}",
+        "Q": r"\d{4}-Q[1-4]",
+        "M": r"\d{4}-(0[1-9]|1[0-2])",
+        "_O": date + r"/P\d+[YD]",
+    }.get(freq)
+    return pattern is not None and (re.fullmatch(pattern, period) or re.fullmatch(date, period)) is not None
 
 
 def codes(component):
@@ -57,16 +83,20 @@ for t in tables:
     dims = [d.id for d in dsd.dimensions if d.id != "TIME_PERIOD"]
     measure = "estimate" if t.startswith("survey") else "value"
     public = ds.dataset(os.path.join(rel, "public", "tables", t), format="parquet", partitioning="hive").to_table().to_pylist()
-    # A table over all periods writes its year dimension as TIME_PERIOD and leaves out its totals
-    # over time: the table's dimension (data package primary key) that the DSD does not have.
-    time_dims = [d for d in package[t] if d not in dims]
-    if len(time_dims) > 1:
-        problems.append(f"{t}: dimensions {time_dims} are missing from the DSD")
-    time_dim = time_dims[0] if time_dims else None
-    if time_dim:
-        public = [r for r in public if r[time_dim] != "_T"]
-    key_of = lambda r: tuple(r.get(d, "MA") for d in dims) + ((r[time_dim],) if time_dim else ())
+    # Every dimension of the table is in the DSD, after FREQ and REF_AREA; time is TIME_PERIOD.
+    res = package[t]
+    missing = [d for d in res["schema"]["primaryKey"] if d != "ref_period" and d not in dims]
+    if missing:
+        problems.append(f"{t}: dimensions {missing} are missing from the DSD")
+    if dims[:2] != ["FREQ", "REF_AREA"]:
+        problems.append(f"{t}: the DSD starts with {dims[:2]}, not FREQ, REF_AREA")
+    freq = res["migstat:freq"]
+    fixed = {"FREQ": freq, "REF_AREA": "MA"}
+    key_of = lambda r: tuple(fixed.get(d, r.get(d)) for d in dims) + (sdmx_period(r["ref_period"]),)
     truth = {key_of(r): r[measure] for r in public}
+    periods = sorted({k[-1] for k in truth})
+    if [p for p in periods if not fits(freq, p)]:
+        problems.append(f"{t}: TIME_PERIOD {periods[:3]} does not fit FREQ {freq}")
 
     # SDMX-CSV 2.0 through sdmx1's reader
     msg = sdmx.read_sdmx(os.path.join(rel, "public", "sdmx", "2.0", f"{t}.csv"), structure=flow)
@@ -83,7 +113,7 @@ for t in tables:
         for a, av in o.attrib.items():
             if attr_codes.get(a) is not None and av.value not in attr_codes[a]:
                 problems.append(f"{t}: attribute {a}={av.value} is not in its code list")
-        cell = tuple(key[d].value for d in dims) + ((key["TIME_PERIOD"].value,) if time_dim else ())
+        cell = tuple(key[d].value for d in dims) + (key["TIME_PERIOD"].value,)
         if cell not in truth:
             problems.append(f"{t}: SDMX cell {cell} is not in the Parquet table")
         elif not same(o.value, truth[cell]):
@@ -100,7 +130,7 @@ for t in tables:
         if r["DATAFLOW"] != expected_flow:
             problems.append(f"{t}: DATAFLOW {r['DATAFLOW']!r}, expected {expected_flow!r}")
             break
-        cell = tuple(r[d] for d in dims) + ((r["TIME_PERIOD"],) if time_dim else ())
+        cell = tuple(r[d] for d in dims) + (r["TIME_PERIOD"],)
         if cell not in truth or not same(r["OBS_VALUE"], truth[cell]):
             problems.append(f"{t}: SDMX-CSV 1.0 row {cell} = {r['OBS_VALUE']!r} differs from Parquet")
             break

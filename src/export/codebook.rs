@@ -64,14 +64,14 @@ pub struct TableDoc {
     pub kind: String,
     /// What a cell counts or estimates, as in the table's `unit` column.
     pub unit: String,
-    /// The table's `ref_period` column (a reference date, or `start/end`).
+    /// The reference periods in words: the period, or the first and last of a series.
     pub ref_period: String,
-    /// The same in SDMX `TIME_PERIOD` form (`2024`, `2024-12-31`, or `start/P…D`).
-    pub time_period: String,
+    /// The periods published (the `ref_period` column's values, in time order) in SDMX
+    /// `TIME_PERIOD` form (`2024`, `2024-Q1`, `2024-01`, `2024-12-31`, or `start/P…`).
+    pub periods: Vec<String>,
+    /// SDMX `FREQ` of the series (`A`, `Q`, `M`; `_O` for another span).
+    pub freq: String,
     pub dimensions: Vec<DimDoc>,
-    /// For a table over all periods (a flow by year), the dimension that holds the year: SDMX
-    /// writes it as `TIME_PERIOD` (its `_T` rows, a total over time, have no SDMX form).
-    pub time_dimension: Option<usize>,
     /// The measure column (`value`, or `estimate` for survey tables).
     pub measure: String,
     pub survey: bool,
@@ -231,17 +231,19 @@ fn table_doc(
             },
         }
     };
-    let ref_period = first_str(&frame, "ref_period");
-    let time_dimension = if ref_period == "all" {
-        t.dimensions.iter().position(|d| {
-            source.is_some_and(|s| {
-                s.harmonize
-                    .iter()
-                    .any(|x| &x.name == d && matches!(x.derivation, Derivation::Year { .. }))
-            })
-        })
-    } else {
-        None
+    let mut periods: Vec<String> = Vec::new();
+    if let Ok(c) = frame.column("ref_period").and_then(|c| c.str().cloned()) {
+        for v in c.iter().flatten() {
+            if periods.last().map(String::as_str) != Some(v) {
+                periods.push(v.to_string());
+            }
+        }
+    }
+    let periods: Vec<String> = periods.iter().map(|p| time_period(p)).collect();
+    let ref_period = match periods.as_slice() {
+        [] => String::new(),
+        [one] => one.clone(),
+        [first, .., last] => format!("{first} to {last} ({} periods)", periods.len()),
     };
     Ok(TableDoc {
         id: t.id.clone(),
@@ -250,10 +252,10 @@ fn table_doc(
         source_description: source.and_then(|s| s.description.clone()),
         kind,
         unit: first_str(&frame, "unit"),
-        time_period: time_period(&ref_period),
         ref_period,
+        periods,
+        freq: t.periods.freq.sdmx().to_string(),
         dimensions,
-        time_dimension,
         measure: if survey { "estimate" } else { "value" }.to_string(),
         survey,
         protection,
@@ -522,10 +524,11 @@ pub fn markdown(plan: &Plan, manifest: &crate::runner::Manifest, docs: &[TableDo
         s,
         "Every table is in long form: one row per cell, one column per dimension holding a code \
          (`_T` for the total over that dimension, `_U` for unknown), the measure, and the SDMX \
-         attributes `OBS_STATUS` (`A` normal, `Q` missing: suppressed, `U` low reliability) and \
+         attributes `OBS_STATUS` (`A` normal, `P` provisional: the period is not closed yet, `Q` missing: suppressed, `U` low reliability) and \
          `CONF_STATUS` (`F` free, `C` confidential: primary and secondary suppression look \
          alike). A suppressed or withheld cell has a null measure. Every combination of the \
-         codes shown is published, zeros included. Files: Parquet (Hive-partitioned by `ref_year`) under `public/tables/`, \
+         codes shown is published, zeros included, in every period of a series. Files: Parquet, one Hive partition per \
+         reference period (`ref_year=YYYY`, `ref_quarter=YYYY-Qn`, `ref_month=YYYY-MM`, or `ref_date=YYYY-MM-DD` for a stock) under `public/tables/`, \
          SDMX-CSV under `public/sdmx/`.\n"
     );
     let _ = writeln!(s, "## Tables\n");
@@ -549,22 +552,16 @@ pub fn markdown(plan: &Plan, manifest: &crate::runner::Manifest, docs: &[TableDo
             let _ = writeln!(s, "- Source: `{}`", d.source);
         }
         let _ = writeln!(s, "- Kind: {}; unit: {}", d.kind, d.unit);
-        match d.time_dimension {
-            Some(t) => {
-                let _ = writeln!(
-                    s,
-                    "- Reference period: {} (SDMX TIME_PERIOD: the `{}` code; its `_T` rows are not in the SDMX files)",
-                    d.ref_period, d.dimensions[t].id
-                );
-            }
-            None => {
-                let _ = writeln!(
-                    s,
-                    "- Reference period: {} (SDMX TIME_PERIOD `{}`)",
-                    d.ref_period, d.time_period
-                );
-            }
-        }
+        let _ = writeln!(
+            s,
+            "- Reference periods (SDMX FREQ `{}`, TIME_PERIOD): {}; one Parquet partition per period",
+            d.freq,
+            d.periods
+                .iter()
+                .map(|p| format!("`{p}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         let _ = writeln!(s, "- Protection: {}", d.protection);
         if let Some(p) = &d.protection_summary
             && (p.primary > 0 || p.secondary > 0)
@@ -614,7 +611,10 @@ pub fn measure_columns(d: &TableDoc) -> Vec<(&'static str, String)> {
         ("table_id", "the table's id".to_string()),
         ("source_id", "the source it is built from".to_string()),
         ("unit", "what a cell counts or estimates".to_string()),
-        ("ref_period", "reference date or period".to_string()),
+        (
+            "ref_period",
+            "reference period in SDMX TIME_PERIOD form (2024, 2024-Q1, 2024-01; a stock's date 2024-12-31; start/end for another span)".to_string(),
+        ),
     ];
     if d.survey {
         v.extend([
@@ -650,7 +650,7 @@ pub fn measure_columns(d: &TableDoc) -> Vec<(&'static str, String)> {
     v.extend([
         (
             "OBS_STATUS",
-            "SDMX observation status: A normal, Q missing (suppressed), U low reliability"
+            "SDMX observation status: A normal, P provisional (the period is not closed yet), Q missing (suppressed), U low reliability"
                 .to_string(),
         ),
         (
@@ -659,7 +659,7 @@ pub fn measure_columns(d: &TableDoc) -> Vec<(&'static str, String)> {
         ),
         (
             "ref_year",
-            "Hive partition: year of the reference period".to_string(),
+            "Hive partition (folder name, not a column of the files): the period's year (`ref_quarter`, `ref_month` or `ref_date` for quarterly, monthly and stock tables)".to_string(),
         ),
     ]);
     v
@@ -713,18 +713,22 @@ pub fn datapackage(
                 "path": d.files,
                 "format": "parquet",
                 "mediatype": "application/vnd.apache.parquet",
-                "description": "Hive-partitioned by ref_year (the year of the reference period, in the folder name `ref_year=YYYY`; not a column of the files).",
+                "description": "One Hive partition per reference period (folder `ref_year=YYYY`, `ref_quarter=YYYY-Qn`, `ref_month=YYYY-MM`, or `ref_date=YYYY-MM-DD` for a stock; not a column of the files); the `ref_period` column holds the period in SDMX TIME_PERIOD form.",
                 "schema": {
                     "fields": fields,
                     // Suppressed cells are nulls; some Parquet readers (pandas) show a null
                     // integer as NaN.
                     "missingValues": ["", "nan"],
-                    "primaryKey": d.dimensions.iter().map(|x| x.id.clone()).collect::<Vec<_>>(),
+                    "primaryKey": std::iter::once("ref_period".to_string())
+                        .chain(d.dimensions.iter().map(|x| x.id.clone()))
+                        .collect::<Vec<_>>(),
                 },
                 "migstat:source": d.source,
                 "migstat:kind": d.kind,
                 "migstat:unit": d.unit,
                 "migstat:ref_period": d.ref_period,
+                "migstat:periods": d.periods,
+                "migstat:freq": d.freq,
                 "migstat:protection": d.protection,
             })
         })

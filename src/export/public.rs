@@ -1,7 +1,7 @@
 //! The one writer of the public tier's tables.
 //!
 //! Input: a [`ProtectedTable`] (only `protect` can make one) and the release directory.
-//! Output: `public/tables/<id>/ref_year=<year>/data.parquet` with its [`OutputFile`] record.
+//! Output: `public/tables/<id>/<period partition>/data.parquet` (`ref_year=2024`, …) with its [`OutputFile`] record.
 //!
 //! Nothing else writes a table under `public/`. The file's key-value metadata is built here
 //! from public facts only: migstat's version, the pipeline id, the table's definition (its
@@ -67,7 +67,7 @@ pub fn write_table(plan: &Plan, dir: &Path, t: &ProtectedTable) -> Result<Output
         .join("public")
         .join("tables")
         .join(t.table())
-        .join(format!("ref_year={}", t.ref_year()))
+        .join(t.period().partition())
         .join("data.parquet");
     let mut sink = ParquetSink::create(&path, t.public().schema(), &metadata)?;
     sink.write(t.public().clone())?;

@@ -88,8 +88,14 @@ impl<'a> Cells<'a> {
             .ok()
             .and_then(|c| c.cast(&DataType::Float64).ok())
             .and_then(|c| c.f64().ok().cloned());
+        // A series shows its latest period (the last partition).
+        let periods = f.column("ref_period").ok().and_then(|c| c.str().ok());
+        let latest = periods.and_then(|p| p.get(f.height().checked_sub(1)?));
         let mut index = BTreeMap::new();
         for i in 0..f.height() {
+            if periods.map(|p| p.get(i)) != latest.map(Some) {
+                continue;
+            }
             let key: Vec<&str> = dims.iter().map(|c| c.get(i).unwrap_or_default()).collect();
             index.insert(key, i);
         }
@@ -425,7 +431,14 @@ pub fn html(
             esc(&d.id),
             esc(&d.kind),
             esc(&d.unit),
-            esc(&d.ref_period),
+            esc(&match d.periods.len() {
+                0 | 1 => d.ref_period.clone(),
+                _ => format!(
+                    "{}; shown: {}",
+                    d.ref_period,
+                    d.periods.last().map_or("", String::as_str)
+                ),
+            }),
             esc(&d.protection),
             d.protection_summary
                 .as_ref()

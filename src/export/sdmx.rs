@@ -2,17 +2,17 @@
 //!
 //! Input: the release's [`TableDoc`]s and the spec's `[publish.sdmx]` settings. Output, under
 //! `public/sdmx/`: `<table>.csv` in SDMX-CSV 1.0 (`DATAFLOW` = `AGENCY:ID(VERSION)`, then
-//! `REF_AREA` when the spec sets it, every dimension with its code — `_T` for totals —,
-//! `TIME_PERIOD`, `OBS_VALUE`, and the attributes `OBS_STATUS`, `CONF_STATUS`, `UNIT_MEASURE`,
+//! `FREQ` (`A`, `Q`, `M`; `_O` for another span), `REF_AREA` when the spec sets it, every
+//! dimension with its code — `_T` for totals —, `TIME_PERIOD` (each row's period: `2024`,
+//! `2024-Q1`, `2024-01`, a stock's date `2024-12-31`, `start/P…` for another span), `OBS_VALUE`, and the attributes `OBS_STATUS`, `CONF_STATUS`, `UNIT_MEASURE`,
 //! plus `STD_ERR`, `LOWER_BOUND`, `UPPER_BOUND` and `CV` for survey estimates); with `csv =
 //! ["2.0"]`, `2.0/<table>.csv` in SDMX-CSV 2.0 (`STRUCTURE`, `STRUCTURE_ID`, `ACTION`, then
 //! the same columns); and `structure.xml`, an SDMX-ML 2.1 structure message with a dataflow and
 //! a data structure definition per table, the concept scheme and the code lists (with English,
 //! French and Arabic names), so that SDMX tools can read and check the CSV files.
 //!
-//! The dataflow id of a table is its id in upper case (`asylum` → `ASYLUM`). A table over all
-//! periods with a year dimension (a flow by year of issue) writes that year as `TIME_PERIOD`;
-//! its rows with the year at `_T` (totals over time) have no SDMX form and are left out.
+//! The dataflow id of a table is its id in upper case (`asylum` → `ASYLUM`). Time is never a
+//! coded dimension: each period of a series is its own partition and `TIME_PERIOD`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -109,14 +109,21 @@ fn number(v: f64) -> String {
     }
 }
 
-/// The dimensions of a table's data structure: all but the one written as `TIME_PERIOD`.
+/// The coded dimensions of a table's data structure (after `FREQ` and `REF_AREA`).
 pub fn sdmx_dimensions(d: &TableDoc) -> impl Iterator<Item = &DimDoc> {
-    d.dimensions
-        .iter()
-        .enumerate()
-        .filter(move |(i, _)| Some(*i) != d.time_dimension)
-        .map(|(_, x)| x)
+    d.dimensions.iter()
 }
+
+/// `CL_FREQ` codes migstat writes.
+const FREQ_CODES: [(&str, &str); 4] = [
+    ("A", "Annual"),
+    ("Q", "Quarterly"),
+    ("M", "Monthly"),
+    (
+        "_O",
+        "Other (a span that is not a calendar year, quarter or month)",
+    ),
+];
 
 /// A table's SDMX-CSV text and its number of observations.
 fn csv(plan: &Plan, d: &TableDoc, v2: bool) -> Result<(String, u64)> {
@@ -126,13 +133,10 @@ fn csv(plan: &Plan, d: &TableDoc, v2: bool) -> Result<(String, u64)> {
     let dims: Vec<&StringChunked> = sdmx_dimensions(d)
         .map(|x| f.column(&x.id).and_then(|c| c.str()).ctx(|| ctx(&x.id)))
         .collect::<Result<_>>()?;
-    let time: Option<&StringChunked> = match d.time_dimension {
-        Some(t) => {
-            let id = &d.dimensions[t].id;
-            Some(f.column(id).and_then(|c| c.str()).ctx(|| ctx(id))?)
-        }
-        None => None,
-    };
+    let time: &StringChunked = f
+        .column("ref_period")
+        .and_then(|c| c.str())
+        .ctx(|| ctx("ref_period"))?;
     let measure = f
         .column(&d.measure)
         .and_then(|c| c.cast(&DataType::Float64))
@@ -174,6 +178,7 @@ fn csv(plan: &Plan, d: &TableDoc, v2: bool) -> Result<(String, u64)> {
     } else {
         vec!["DATAFLOW".into()]
     };
+    header.push("FREQ".into());
     if plan.sdmx.ref_area.is_some() {
         header.push("REF_AREA".into());
     }
@@ -196,13 +201,7 @@ fn csv(plan: &Plan, d: &TableDoc, v2: bool) -> Result<(String, u64)> {
     let mut row: Vec<String> = Vec::with_capacity(header.len());
     let mut written = 0u64;
     for i in 0..h {
-        let period = match time {
-            Some(t) => match t.get(i) {
-                Some(crate::disaggregate::TOTAL) | None => continue, // a total over time
-                Some(y) => y.to_string(),
-            },
-            None => d.time_period.clone(),
-        };
+        let period = crate::export::codebook::time_period(time.get(i).unwrap_or_default());
         written += 1;
         row.clear();
         if v2 {
@@ -210,6 +209,7 @@ fn csv(plan: &Plan, d: &TableDoc, v2: bool) -> Result<(String, u64)> {
         } else {
             row.push(flow.clone());
         }
+        row.push(d.freq.clone());
         if let Some(a) = &plan.sdmx.ref_area {
             row.push(a.clone());
         }
@@ -292,6 +292,7 @@ pub fn structure(plan: &Plan, docs: &[TableDoc]) -> String {
             "Observation status".into(),
             fixed(&[
                 ("A", "Normal value"),
+                ("P", "Provisional value"),
                 ("Q", "Missing value; suppressed"),
                 ("U", "Low reliability"),
             ]),
@@ -329,7 +330,9 @@ pub fn structure(plan: &Plan, docs: &[TableDoc]) -> String {
             ("Reference area".into(), [(a.clone(), en(&label))].into()),
         );
     }
+    lists.insert("CL_FREQ".into(), ("Frequency".into(), fixed(&FREQ_CODES)));
     for (id, name) in [
+        ("FREQ", "Frequency"),
         ("REF_AREA", "Reference area"),
         ("TIME_PERIOD", "Time period"),
         ("OBS_VALUE", "Observation value"),
@@ -423,7 +426,13 @@ pub fn structure(plan: &Plan, docs: &[TableDoc]) -> String {
         );
         names(&mut x, "        ", &en(&d.title));
         x.push_str("        <str:DataStructureComponents>\n          <str:DimensionList id=\"DimensionDescriptor\">\n");
-        let mut pos = 1;
+        let _ = writeln!(
+            x,
+            "            <str:Dimension id=\"FREQ\" position=\"1\">{}{}</str:Dimension>",
+            concept("FREQ"),
+            enumeration("CL_FREQ")
+        );
+        let mut pos = 2;
         if plan.sdmx.ref_area.is_some() {
             let _ = writeln!(
                 x,

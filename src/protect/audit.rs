@@ -361,12 +361,7 @@ impl LpView<'_> {
     /// included, and a zero may be suppressed as a secondary cell, so a suppressed cell may
     /// be empty).
     fn lower(&self, c: usize) -> f64 {
-        let p = self.p;
-        if p.values[c] > 0 && p.margins(c) + 1 == p.dims.len() {
-            1.0
-        } else {
-            0.0
-        }
+        self.p.floor(c) as f64
     }
 
     /// The cells within reach of `cell` through the cube's relations (breadth first), at most

@@ -49,6 +49,8 @@ pub struct Grid {
     dear: Vec<bool>,
     /// Hypercubes examined per primary cell at most.
     budget: usize,
+    /// One-way margins without the floor of 1 (see `Problem::without_floor`).
+    floorless: Vec<bool>,
 }
 
 pub const TOTAL_ID: u32 = u32::MAX;
@@ -123,6 +125,7 @@ impl Grid {
         Grid {
             keep: vec![false; cells.len()],
             dear: vec![false; cells.len()],
+            floorless: vec![false; cells.len()],
             budget: SEARCH_BUDGET,
             lb: 0,
             cells,
@@ -191,11 +194,19 @@ impl Grid {
     /// intruder knows that margin is at least 1, whatever the rest).
     pub fn floor(&self, c: usize) -> u64 {
         let d = self.cells[c].len();
-        if self.values[c] > 0 && self.margins(c) + 1 == d {
+        if self.values[c] > 0 && self.margins(c) + 1 == d && !self.floorless[c] {
             self.lb.max(1)
         } else {
             self.lb
         }
+    }
+
+    /// These one-way margins have no floor of 1 (their code may be absent from the period).
+    pub fn without_floor(mut self, floorless: &[bool]) -> Self {
+        for (k, x) in self.floorless.iter_mut().zip(floorless) {
+            *k |= *x;
+        }
+        self
     }
 
     /// Suppressed cells are known to be at least `lb` (see the field).

@@ -3,7 +3,7 @@
 //!
 //! Input: a group's protection (its cells: true value, published value, status, rule; its
 //! finest cells: true and published counts) per vintage. Output:
-//! `restricted/ledger/<group>/ref_year=<year>/ledger.parquet`, carried from release to release
+//! `restricted/ledger/<group>/<period partition>/ledger.parquet` (`ref_year=2024`, …), carried from release to release
 //! (hard-linked when unchanged), read back by the next run.
 //!
 //! A vintage is one publication of the period. With `revisions = "freeze"` a period is published
@@ -67,12 +67,16 @@ impl Ledger {
     }
 
     /// Where a group's ledger of a period lives in a release.
-    pub fn path(release: &Path, group: &str, ref_year: i32) -> std::path::PathBuf {
+    pub fn path(
+        release: &Path,
+        group: &str,
+        period: &crate::spec::period::RefPeriod,
+    ) -> std::path::PathBuf {
         release
             .join("restricted")
             .join("ledger")
             .join(group)
-            .join(format!("ref_year={ref_year}"))
+            .join(period.partition())
             .join("ledger.parquet")
     }
 

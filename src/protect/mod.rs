@@ -127,7 +127,7 @@ pub const SURVEY_PUBLIC: &[&str] = &[
 /// one, from a protected group, and only `export::public` writes one.
 pub struct ProtectedTable {
     table: String,
-    ref_year: i32,
+    period: crate::spec::period::RefPeriod,
     public: DataFrame,
     audit: DataFrame,
     summary: Summary,
@@ -137,8 +137,9 @@ impl ProtectedTable {
     pub fn table(&self) -> &str {
         &self.table
     }
-    pub fn ref_year(&self) -> i32 {
-        self.ref_year
+    /// The reference period the table is of.
+    pub fn period(&self) -> &crate::spec::period::RefPeriod {
+        &self.period
     }
     /// The public frame (read-only).
     pub fn public(&self) -> &DataFrame {
@@ -161,6 +162,9 @@ impl ProtectedTable {
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct Summary {
     pub table: String,
+    /// The reference period of the protected partition (SDMX `TIME_PERIOD` form).
+    #[serde(default)]
+    pub ref_period: String,
     /// The group of linked tables the table was protected with.
     #[serde(default)]
     pub group: String,
@@ -206,6 +210,13 @@ pub struct Summary {
     /// The secondary method (suppression).
     #[serde(default)]
     pub secondary_method: Option<String>,
+    /// The period is provisional: its published values carry OBS_STATUS `P`.
+    #[serde(default)]
+    pub provisional: bool,
+    /// A revision: the member's cells whose published value (or suppression) changed since the
+    /// previous vintage of the period.
+    #[serde(default)]
+    pub revised_cells: u64,
 }
 
 /// The protection settings and counts a public file carries in its metadata: the method and
@@ -255,7 +266,17 @@ pub struct GroupInput<'a> {
     pub secret: Option<&'a Secret>,
     /// Earlier publications of this period (a revision), if any.
     pub previous: Option<&'a Ledger>,
-    pub ref_year: i32,
+    /// The reference period (each period of a group is protected on its own: no cell adds
+    /// over periods).
+    pub period: crate::spec::period::RefPeriod,
+    /// The series' frame: the finest cells of every period (each period publishes them all,
+    /// zeros included, so the rows of a series are the same every period).
+    pub series_frame: &'a [Vec<String>],
+    /// Per union dimension, the codes that occur in more than one period of the series (no
+    /// floor of 1 in any one period: see `Problem::without_floor`).
+    pub shared_codes: &'a [std::collections::BTreeSet<String>],
+    /// The period is not closed yet: published values carry OBS_STATUS `P`.
+    pub provisional: bool,
 }
 
 /// A protected group: its members and the new ledger entry.
@@ -314,7 +335,6 @@ pub fn protect_group(plan: &Plan, input: GroupInput<'_>) -> Result<GroupOutcome>
         })
         .collect::<Result<_>>()?;
     let union = &group.union;
-    let d = union.dimensions.len();
     let hierarchies: Vec<(usize, usize)> = union
         .hierarchies
         .iter()
@@ -351,13 +371,18 @@ pub fn protect_group(plan: &Plan, input: GroupInput<'_>) -> Result<GroupOutcome>
     let frame_extra: Vec<Vec<String>> = latest
         .map(|v| v.rows.keys().cloned().collect())
         .unwrap_or_default();
+    let frame_extra: Vec<Vec<String>> = frame_extra
+        .into_iter()
+        .chain(input.series_frame.iter().cloned())
+        .collect();
     let p = Problem::new(
         union.dimensions.clone(),
         &finest,
         &hierarchies,
         &frame_extra,
         &all_masks,
-    )?;
+    )?
+    .without_floor(input.shared_codes);
     let row_names: Vec<Vec<String>> = p
         .rows
         .iter()
@@ -507,7 +532,7 @@ pub fn protect_group(plan: &Plan, input: GroupInput<'_>) -> Result<GroupOutcome>
                 .iter()
                 .map(|k| key_sums.get(k).copied().unwrap_or(0))
                 .collect();
-            let scope = format!("{}|ref_year={}", group.id, input.ref_year);
+            let scope = format!("{}|{}", group.id, input.period.partition());
             let mut rows = noise::perturb_rows(&p, &noise, &keys, input.secret, &scope);
             // A revision keeps a finest cell's earlier published count unless its true count
             // moved by at least the threshold since (a smaller change would show).
@@ -529,9 +554,7 @@ pub fn protect_group(plan: &Plan, input: GroupInput<'_>) -> Result<GroupOutcome>
                 if v > 0 && v < threshold {
                     let (mut lo, hi) = bounds[c];
                     // A one-way margin of a code that occurs is at least 1.
-                    if p.margins(c) + 1 == d && lo == 0 && v > 0 {
-                        lo = 1;
-                    }
+                    lo = lo.max(p.floor(c));
                     let i = Interval {
                         lo: lo as f64,
                         hi: hi as f64,
@@ -577,6 +600,7 @@ pub fn protect_group(plan: &Plan, input: GroupInput<'_>) -> Result<GroupOutcome>
         }
         let mut summary = Summary {
             table: t.id.clone(),
+            ref_period: input.period.label(),
             group: group.id.clone(),
             members: group.members.clone(),
             method: method_name.clone(),
@@ -613,6 +637,17 @@ pub fn protect_group(plan: &Plan, input: GroupInput<'_>) -> Result<GroupOutcome>
             frozen: false,
             pending_changes: 0,
             repaired: repaired as u64,
+            provisional: input.provisional,
+            revised_cells: latest.map_or(0, |v| {
+                cells
+                    .iter()
+                    .filter(|c| {
+                        v.cells
+                            .get(&cell_names[**c])
+                            .is_none_or(|(_, before, _, _)| *before != published[**c])
+                    })
+                    .count() as u64
+            }),
             secondary_method: secondary_used.map(|m| {
                 let asked = union
                     .protect
@@ -645,12 +680,21 @@ pub fn protect_group(plan: &Plan, input: GroupInput<'_>) -> Result<GroupOutcome>
             )?
         } else {
             count_frames(
-                plan, t, &cells, &keys, &p, &published, &status, &rule, &intervals,
+                &input.period,
+                input.provisional,
+                t,
+                &cells,
+                &keys,
+                &p,
+                &published,
+                &status,
+                &rule,
+                &intervals,
             )?
         };
         tables.push(ProtectedTable {
             table: t.id.clone(),
-            ref_year: input.ref_year,
+            period: input.period,
             public,
             audit,
             summary,
@@ -787,7 +831,8 @@ fn survey_counts(frame: &DataFrame, t: &TableSpec) -> Result<Vec<(Vec<String>, u
 
 #[allow(clippy::too_many_arguments)]
 fn count_frames(
-    plan: &Plan,
+    period: &crate::spec::period::RefPeriod,
+    provisional: bool,
     t: &TableSpec,
     cells: &[usize],
     keys: &[Vec<String>],
@@ -804,14 +849,18 @@ fn count_frames(
         crate::spec::Unit::Events => "events",
     };
     let h = cells.len();
-    let mut public = crate::disaggregate::cell_columns(plan, t, unit, keys.iter());
+    let mut public = crate::disaggregate::cell_columns(t, period, unit, keys.iter());
     let values: Vec<Option<u64>> = cells.iter().map(|c| published[*c]).collect();
     public.push(Column::new("value".into(), values.clone()));
     public.push(Column::new(
         "OBS_STATUS".into(),
         values
             .iter()
-            .map(|v| if v.is_some() { "A" } else { "Q" })
+            .map(|v| match v {
+                None => "Q",
+                Some(_) if provisional => "P",
+                Some(_) => "A",
+            })
             .collect::<Vec<_>>(),
     ));
     public.push(Column::new(
@@ -823,7 +872,7 @@ fn count_frames(
     ));
     let public = DataFrame::new(h, public).ctx(|| ctx("public frame"))?;
 
-    let mut audit = crate::disaggregate::cell_columns(plan, t, unit, keys.iter());
+    let mut audit = crate::disaggregate::cell_columns(t, period, unit, keys.iter());
     audit.push(Column::new(
         "true_value".into(),
         cells.iter().map(|c| p.values[*c]).collect::<Vec<u64>>(),
@@ -932,6 +981,8 @@ fn survey_frames(
                     "Q"
                 } else if caution[i] {
                     "U"
+                } else if summary.provisional {
+                    "P"
                 } else {
                     "A"
                 }

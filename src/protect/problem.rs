@@ -41,6 +41,9 @@ pub struct Problem {
     pub containing: Vec<Vec<u32>>,
     /// Sums of rows the intruder knows to be at least some number: each code that occurs.
     pub at_least: Vec<(Vec<u32>, u64)>,
+    /// One-way margins the intruder does *not* know to be at least 1 (see
+    /// [`Problem::without_floor`]).
+    pub floorless: Vec<bool>,
     /// Whether a member table publishes the cell; the others (every other margin combination
     /// of the union cube) are hidden: never published, but part of the relations.
     pub visible: Vec<bool>,
@@ -253,21 +256,8 @@ impl Problem {
                 member_of[*ch as usize].push(r as u32);
             }
         }
-        // Every code that occurs: its rows sum to at least 1.
-        let mut at_least = Vec::new();
-        for j in 0..d {
-            let mut by_code: BTreeMap<u32, (u64, Vec<u32>)> = BTreeMap::new();
-            for (r, row) in rows.iter().enumerate() {
-                let e = by_code.entry(row[j]).or_default();
-                e.0 += row_values[r];
-                e.1.push(r as u32);
-            }
-            for (_, (v, rs)) in by_code {
-                if v > 0 {
-                    at_least.push((rs, 1));
-                }
-            }
-        }
+        let at_least = at_least(&rows, &row_values, d, |_, _| false);
+        let floorless = vec![false; cells.len()];
         let index = cells
             .iter()
             .enumerate()
@@ -283,6 +273,7 @@ impl Problem {
             support,
             containing,
             at_least,
+            floorless,
             visible,
             relations,
             member_of,
@@ -357,6 +348,44 @@ impl Problem {
             .collect()
     }
 
+    /// The frame of a series is published for every period, so a code of the frame need not
+    /// occur in each period: the intruder knows only that it occurs in *some* period. A code
+    /// that occurs in several periods of the series (`shared`, per dimension) then gives no
+    /// bound in any one of them; a code occurring in this period alone keeps its floor (the
+    /// other periods may show it as 0, which places it here).
+    pub fn without_floor(mut self, shared: &[BTreeSet<String>]) -> Self {
+        let d = self.dims.len();
+        let skip = |j: usize, code: u32| {
+            shared.get(j).is_some_and(|s| {
+                self.codes[j]
+                    .get(code as usize)
+                    .is_some_and(|c| s.contains(c))
+            })
+        };
+        let at = at_least(&self.rows, &self.row_values, d, skip);
+        let floorless: Vec<bool> = self
+            .cells
+            .iter()
+            .map(|c| {
+                let open: Vec<usize> = (0..d).filter(|j| c[*j] != TOTAL_ID).collect();
+                open.len() == 1 && skip(open[0], c[open[0]])
+            })
+            .collect();
+        self.at_least = at;
+        self.floorless = floorless;
+        self
+    }
+
+    /// The least value the intruder allows the cell when it is suppressed: 1 for a non-empty
+    /// one-way margin with a floor (its code occurs), else 0.
+    pub fn floor(&self, cell: usize) -> u64 {
+        u64::from(
+            self.values[cell] > 0
+                && self.margins(cell) + 1 == self.dims.len()
+                && !self.floorless[cell],
+        )
+    }
+
     /// How many dimensions of the cell are `_T`.
     pub fn margins(&self, cell: usize) -> usize {
         self.cells[cell].iter().filter(|c| **c == TOTAL_ID).count()
@@ -365,6 +394,30 @@ impl Problem {
     pub fn is_grand_total(&self, cell: usize) -> bool {
         self.margins(cell) == self.dims.len()
     }
+}
+
+/// Every code that occurs (and `skip` does not exempt): its rows sum to at least 1.
+fn at_least(
+    rows: &[Vec<u32>],
+    row_values: &[u64],
+    d: usize,
+    skip: impl Fn(usize, u32) -> bool,
+) -> Vec<(Vec<u32>, u64)> {
+    let mut out = Vec::new();
+    for j in 0..d {
+        let mut by_code: BTreeMap<u32, (u64, Vec<u32>)> = BTreeMap::new();
+        for (r, row) in rows.iter().enumerate() {
+            let e = by_code.entry(row[j]).or_default();
+            e.0 += row_values[r];
+            e.1.push(r as u32);
+        }
+        for (code, (v, rs)) in by_code {
+            if v > 0 && !skip(j, code) {
+                out.push((rs, 1));
+            }
+        }
+    }
+    out
 }
 
 /// Each dimension's codes, sorted (a code's id is its position).

@@ -85,7 +85,11 @@ pub fn audit_release(dir: &Path, depth: Depth, table: Option<&str>) -> Result<Ve
                 s.table
             )));
         }
-        groups.entry(s.group.as_str()).or_default().push(s);
+        // One entry per table (a table has a summary per period; their settings are the same).
+        let members = groups.entry(s.group.as_str()).or_default();
+        if !members.iter().any(|m| m.table == s.table) {
+            members.push(s);
+        }
     }
     let mut out = Vec::new();
     for (g, members) in groups {
@@ -154,6 +158,40 @@ fn audit_group(dir: &Path, g: &str, members: &[&Summary], depth: Depth) -> Resul
     }
     let first = members[0];
     let mut out = Vec::new();
+    // The codes that occur in more than one period of the group's series (no floor of 1 in any
+    // one period: `Problem::without_floor`), from each period's latest vintage.
+    let mut occurs: Vec<BTreeMap<String, usize>> = Vec::new();
+    for lp in &ledgers {
+        let dims = ledger_dims(lp)?;
+        let ledger = Ledger::read(lp, &dims)?;
+        let Some(v) = ledger.vintages.last() else {
+            continue;
+        };
+        occurs.resize(dims.len(), BTreeMap::new());
+        let mut here: Vec<std::collections::BTreeSet<&String>> =
+            vec![Default::default(); dims.len()];
+        for (k, (t, _)) in &v.rows {
+            if *t > 0 {
+                for (j, code) in k.iter().enumerate() {
+                    here[j].insert(code);
+                }
+            }
+        }
+        for (j, codes) in here.into_iter().enumerate() {
+            for c in codes {
+                *occurs[j].entry(c.clone()).or_default() += 1;
+            }
+        }
+    }
+    let shared: Vec<std::collections::BTreeSet<String>> = occurs
+        .iter()
+        .map(|m| {
+            m.iter()
+                .filter(|(_, n)| **n > 1)
+                .map(|(c, _)| c.clone())
+                .collect()
+        })
+        .collect();
     for lp in ledgers {
         let part = lp
             .parent()
@@ -183,7 +221,7 @@ fn audit_group(dir: &Path, g: &str, members: &[&Summary], depth: Depth) -> Resul
             m.dedup();
             m
         };
-        let p = Problem::from_named_rows(dims.clone(), &rows, &masks);
+        let p = Problem::from_named_rows(dims.clone(), &rows, &masks).without_floor(&shared);
         let threshold = first.threshold.unwrap_or(0);
         let range = first.protection_range.unwrap_or(0.0);
         let mut group_failures: Vec<String> = Vec::new();
@@ -255,9 +293,7 @@ fn audit_group(dir: &Path, g: &str, members: &[&Summary], depth: Depth) -> Resul
                 let val = p.values[c];
                 if val > 0 && val < threshold {
                     let (mut lo, hi) = bounds[c];
-                    if p.margins(c) + 1 == dims.len() && lo == 0 {
-                        lo = 1;
-                    }
+                    lo = lo.max(p.floor(c));
                     let w = (hi - lo) as f64;
                     intervals.insert(c, w);
                     if w < range - 1e-9 {

@@ -532,13 +532,16 @@ impl RepairGrids {
         RepairGrids {
             inner: Grid::new(p.cells.clone(), p.values.clone())
                 .keep(&keep(true))
+                .without_floor(&p.floorless)
                 .with_lower_bound(0),
             wide: Grid::new(p.cells.clone(), p.values.clone())
                 .keep(&keep(true))
+                .without_floor(&p.floorless)
                 .with_lower_bound(0)
                 .with_budget(WIDE_SEARCH),
             any: Grid::new(p.cells.clone(), p.values.clone())
                 .keep(&keep(false))
+                .without_floor(&p.floorless)
                 .dear(&one_way)
                 .with_lower_bound(0)
                 .with_budget(WIDE_SEARCH),
@@ -555,6 +558,7 @@ fn cube_interval(g: &RepairGrids, status: &[Conf], t: usize, range: f64) -> Opti
 /// The grid on which certificates are searched and checked: a suppressed cell may be empty.
 pub fn certificate_grid(p: &Problem) -> Grid {
     Grid::new(p.cells.clone(), p.values.clone())
+        .without_floor(&p.floorless)
         .with_lower_bound(0)
         .with_budget(WIDE_SEARCH)
 }

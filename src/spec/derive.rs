@@ -11,6 +11,7 @@ use serde::Serialize;
 use toml::{Table, Value};
 
 use super::Ctx;
+use super::period::Periods;
 use super::schema::{FieldType, TableSchema};
 use crate::harmonize::Banding;
 
@@ -131,17 +132,16 @@ pub enum TableKind {
         valid_to: String,
         open_end_valid: bool,
     },
-    /// Persons whose first record starts within the reference period (or at any time, with
-    /// `period = "all"`, for a table by year), in that first record's cell.
+    /// Persons whose first record ever starts within the period (placed by `start`), in that
+    /// first record's cell.
     ///
     /// With `first = "eurostat"` (Regulation 862/2007 art. 6) a record counts when it is valid
     /// for at least 3 months (`end` on or after `start` + 3 months − 1 day, or no `end`) and
     /// no earlier record of the person is valid in the 6 months before its start (every
-    /// earlier record ended before `start` − 6 months); each person once per period (per
-    /// year of start with `period = "all"`), in the cell of their first such record.
+    /// earlier record ended before `start` − 6 months); each person once per period, in the
+    /// cell of their first such record in it.
     Flow {
         start: String,
-        all_periods: bool,
         /// `Some(end field)`: the Eurostat rule; `None`: first record ever.
         eurostat_end: Option<String>,
     },
@@ -203,6 +203,8 @@ pub struct TableSpec {
     /// of its children's), so suppression protects along them; the nesting is checked on the
     /// data before anything is published.
     pub hierarchies: Vec<(String, String)>,
+    /// The reference periods: one partition each (see `spec::period`).
+    pub periods: super::period::Periods,
     /// Disclosure control of a count table (`[tables.<id>.protect]`); a count table without it
     /// stays in the restricted tier. Survey tables are protected by their design's n and CV rules.
     pub protect: Option<Protect>,
@@ -706,6 +708,11 @@ pub(crate) struct SourceView {
     pub has_person: bool,
     pub has_record: bool,
     pub has_design: bool,
+    /// The source's default `period` (for its tables without one).
+    pub period: Option<Value>,
+    /// The pipeline's defaults: a stock's date, the period of everything else.
+    pub reference_date: Option<chrono::NaiveDate>,
+    pub reference_period: Option<super::Period>,
 }
 
 /// Compile `[tables.<id>]` against the sources' derived columns and schemas.
@@ -726,6 +733,9 @@ pub(crate) fn compile_table(
         has_person,
         has_record,
         has_design,
+        period: source_period,
+        reference_date,
+        reference_period,
         ..
     }) = sources.iter().find(|s| s.id == source)
     else {
@@ -811,17 +821,6 @@ pub(crate) fn compile_table(
             TableKind::SurveyProportion { category }
         }
         "flow" => {
-            let all_periods = match cx.str(t, "period", &pp, false) {
-                None | Some("reference") => false,
-                Some("all") => true,
-                Some(other) => {
-                    cx.push(
-                        format!("{pp}period"),
-                        format!("`{other}` is not a period (reference or all)"),
-                    );
-                    false
-                }
-            };
             let eurostat_end = match cx.str(t, "first", &pp, false) {
                 None | Some("ever") => None,
                 Some("eurostat") => Some(date_field("end", cx)),
@@ -835,7 +834,6 @@ pub(crate) fn compile_table(
             };
             TableKind::Flow {
                 start: date_field("start", cx),
-                all_periods,
                 eurostat_end,
             }
         }
@@ -861,6 +859,16 @@ pub(crate) fn compile_table(
             Unit::Records
         }
     };
+    let periods = table_periods(
+        t,
+        &kind,
+        &pp,
+        source_period.as_ref(),
+        &is_date,
+        &source,
+        cx,
+        (*reference_date, *reference_period),
+    );
     let survey = kind.is_survey();
     if survey && !has_design {
         cx.push(
@@ -1075,8 +1083,154 @@ pub(crate) fn compile_table(
         filter,
         grouping_sets,
         hierarchies,
+        periods,
         protect,
     })
+}
+
+/// The reference periods of a table: its own `period`, else its source's, else the
+/// pipeline's (`reference_date` for a stock, `reference_period` otherwise).
+#[allow(clippy::too_many_arguments)]
+fn table_periods(
+    t: &Table,
+    kind: &TableKind,
+    pp: &str,
+    source_period: Option<&Value>,
+    is_date: &dyn Fn(&str) -> bool,
+    source: &str,
+    cx: &mut Ctx<'_>,
+    defaults: (Option<chrono::NaiveDate>, Option<super::Period>),
+) -> Periods {
+    use super::period::{Freq, RefPeriod, declared};
+    let own = t.get("period");
+    let key = match own {
+        Some(_) => format!("{pp}period"),
+        None => format!("sources.{source}.period"),
+    };
+    if let Some(Value::String(s)) =
+        own.filter(|v| v.as_str() == Some("all") || v.as_str() == Some("reference"))
+    {
+        cx.push(
+            key,
+            format!("`period = \"{s}\"` is replaced by the table's periods: e.g. period = {{ every = \"year\", from = \"2014\", to = \"2024\" }}"),
+        );
+        return Periods::fixed(RefPeriod {
+            start: chrono::NaiveDate::MIN,
+            end: chrono::NaiveDate::MIN,
+            freq: Freq::Year,
+            stock: false,
+        });
+    }
+    let d = match own.or(source_period) {
+        Some(v) => declared(v, &key, cx),
+        None => None,
+    };
+    let fallback = || -> RefPeriod {
+        let (date, period) = defaults;
+        let date = date.unwrap_or(chrono::NaiveDate::MIN);
+        let period = period.unwrap_or(super::Period {
+            start: date,
+            end: date,
+        });
+        let whole_year = chrono::Datelike::ordinal(&period.start) == 1
+            && chrono::Datelike::year(&period.start) == chrono::Datelike::year(&period.end)
+            && period
+                .end
+                .succ_opt()
+                .is_some_and(|n| chrono::Datelike::ordinal(&n) == 1);
+        RefPeriod {
+            start: period.start,
+            end: period.end,
+            freq: if whole_year { Freq::Year } else { Freq::Range },
+            stock: false,
+        }
+    };
+    let check_date = |f: &str, cx: &mut Ctx<'_>| {
+        if !is_date(f) {
+            cx.push(
+                format!("{key}.date"),
+                format!(
+                    "`{}` is not a date field of source `{source}`",
+                    super::cap(f)
+                ),
+            );
+        }
+    };
+    match kind {
+        TableKind::Stock { .. } => match d {
+            Some(d) => {
+                if own.and_then(|v| v.get("date")).is_some() {
+                    cx.push(
+                        format!("{key}.date"),
+                        "a stock is taken on the last day of each period; its records are placed by `valid_from`/`valid_to`: remove `date`",
+                    );
+                }
+                d.into_stock()
+            }
+            None => {
+                let (date, _) = defaults;
+                let date = date.unwrap_or(chrono::NaiveDate::MIN);
+                let year_end = date
+                    .succ_opt()
+                    .is_some_and(|n| chrono::Datelike::ordinal(&n) == 1);
+                Periods::fixed(RefPeriod {
+                    start: date,
+                    end: date,
+                    freq: if year_end { Freq::Year } else { Freq::Range },
+                    stock: true,
+                })
+            }
+        },
+        TableKind::Flow { start, .. } => match d {
+            Some(d) => {
+                if let Some(date) = d.date.as_ref().filter(|x| *x != start)
+                    && own.and_then(|v| v.get("date")).is_some()
+                {
+                    cx.push(
+                        format!("{key}.date"),
+                        format!(
+                            "a flow is placed by its `start` (`{start}`), not by `{}`: remove `date`",
+                            super::cap(date)
+                        ),
+                    );
+                }
+                d.into_events(Some(start.clone()))
+            }
+            None => Periods {
+                list: vec![fallback()],
+                freq: fallback().freq,
+                date: Some(start.clone()),
+                stock: false,
+            },
+        },
+        k if k.is_survey() => match d {
+            Some(d) => {
+                if d.list.len() != 1 || d.date.is_some() {
+                    cx.push(
+                        key,
+                        "survey estimates are of one period: write the survey's period (\"2019\" or { start, end }) without `date`",
+                    );
+                }
+                d.into_events(None)
+            }
+            None => Periods::fixed(fallback()),
+        },
+        _ => match d {
+            Some(d) => {
+                match &d.date {
+                    Some(f) => check_date(f, cx),
+                    None if d.list.len() > 1 => cx.push(
+                        format!("{key}.date"),
+                        "required for a series: the event date field that places each record in its period",
+                    ),
+                    None => {}
+                }
+                let date = d.date.clone();
+                d.into_events(date)
+            }
+            None => Periods::fixed(fallback()),
+        },
+    }
 }
 
 fn protect(t: &Table, p: &str, spec_dir: &Path, cx: &mut Ctx<'_>) -> Option<Protect> {

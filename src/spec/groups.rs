@@ -74,6 +74,15 @@ pub(crate) fn groups(tables: &[TableSpec], cx: &mut Ctx<'_>) -> Vec<GroupSpec> {
                     ),
                 );
             }
+            if t.periods != first.periods || t.periods.list != first.periods.list {
+                cx.push(
+                    format!("{at}.period"),
+                    format!(
+                        "tables `{}` and `{}` count the same records, so they are protected together, period by period: give them the same `period` (a table over other periods would let cells be added across them)",
+                        first.id, t.id
+                    ),
+                );
+            }
             if t.filter != first.filter {
                 cx.push(
                     format!("{at}.filter"),
@@ -134,6 +143,7 @@ pub(crate) fn groups(tables: &[TableSpec], cx: &mut Ctx<'_>) -> Vec<GroupSpec> {
             filter: first.filter.clone(),
             grouping_sets: None,
             hierarchies,
+            periods: first.periods.clone(),
             protect: if survey { None } else { first.protect.clone() },
         };
         out.push(GroupSpec {

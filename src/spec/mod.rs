@@ -7,6 +7,7 @@
 pub mod derive;
 pub mod design;
 pub mod groups;
+pub mod period;
 pub mod schema;
 
 use std::collections::BTreeMap;
@@ -47,7 +48,7 @@ const TOP_KEYS: &[&str] = &[
 ];
 const PROTECTION_KEYS: &[&str] = &["key_env", "key_file"];
 const DEFAULT_KEYS: &[&str] = &["max_invalid_fraction", "chunk_rows"];
-const PUBLISH_KEYS: &[&str] = &["keep_releases", "sdmx"];
+const PUBLISH_KEYS: &[&str] = &["keep_releases", "sdmx", "provisional_months"];
 const SDMX_KEYS: &[&str] = &["agency", "version", "csv", "ref_area"];
 const SOURCE_KEYS: &[&str] = &[
     "path",
@@ -61,6 +62,7 @@ const SOURCE_KEYS: &[&str] = &[
     "record_id",
     "harmonize",
     "design",
+    "period",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -128,6 +130,9 @@ pub struct Plan {
     /// Published releases kept in `out/releases/` (the current one included); older ones are
     /// removed after each successful publish.
     pub keep_releases: usize,
+    /// A period is provisional (OBS_STATUS `P`) until this many months after its end, judged
+    /// against `reference_date` (the data's cut-off): late records may still change it.
+    pub provisional_months: u32,
     /// How the release is labelled in SDMX: agency, version, SDMX-CSV versions, reference area.
     pub sdmx: Sdmx,
     /// The code-list directory (code lists with their labels, age bands).
@@ -164,17 +169,31 @@ fn sdmx_id(s: &str, dots: bool) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "_@$-".contains(c) || (dots && c == '.'))
 }
 
+/// At most `max` characters of `s`, marked `… (truncated)` when cut.
+pub(crate) fn cap_to(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s.to_string(),
+        Some((i, _)) => format!("{}… (truncated)", &s[..i]),
+    }
+}
+
+/// A spec value quoted in a message: at most 100 characters.
+pub(crate) fn cap(s: &str) -> String {
+    cap_to(s, 100)
+}
+
 pub(crate) struct Ctx<'a> {
     file: &'a Path,
     issues: Vec<SpecIssue>,
 }
 
 impl Ctx<'_> {
+    /// Record a problem. Key and message are capped (they may quote spec values).
     pub(crate) fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.issues.push(SpecIssue {
             file: self.file.to_path_buf(),
-            key: key.into(),
-            message: message.into(),
+            key: cap_to(&key.into(), 200),
+            message: cap_to(&message.into(), 1000),
         });
     }
 
@@ -429,6 +448,20 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
         "must be an integer of at least 1 (the current release is always kept)",
     );
 
+    let provisional_months = match publish.get("provisional_months") {
+        None => 0,
+        Some(v) => match v.as_integer().and_then(|i| u32::try_from(i).ok()) {
+            Some(n) if n <= 120 => n,
+            _ => {
+                cx.push(
+                    "publish.provisional_months",
+                    "must be an integer from 0 to 120 (months after a period's end)",
+                );
+                0
+            }
+        },
+    };
+
     let sdmx_table = cx.section(publish, "sdmx", "publish.sdmx", &empty);
     cx.unknown_keys(sdmx_table, SDMX_KEYS, "publish.sdmx");
     let agency = cx
@@ -573,6 +606,13 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
                     has_person: s.person_id.is_some(),
                     has_record: s.record_id.is_some(),
                     has_design: s.design.is_some(),
+                    period: root
+                        .get("sources")
+                        .and_then(|v| v.get(&s.id))
+                        .and_then(|v| v.get("period"))
+                        .cloned(),
+                    reference_date,
+                    reference_period,
                 })
                 .collect();
             for (id, v) in t {
@@ -640,6 +680,7 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
         reference_period,
         chunk_rows,
         keep_releases,
+        provisional_months,
         sdmx,
         codelists_dir,
         sources,

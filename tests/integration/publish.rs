@@ -156,7 +156,7 @@ fn the_report_loads_in_headless_chromium_with_every_pyramid_drawn() {
 fn migstat_query_answers_like_duckdb() {
     let (_tmp, release, _plan) = crate::default_run();
     let readme = std::fs::read_to_string(crate::repo().join("README.md")).unwrap();
-    let sql = "SELECT YEAR_ISSUED, SEX, value FROM first_permits WHERE AGE_GROUP = '_T' AND PERMIT_TYPE = '_T' AND YEAR_ISSUED >= '2022' ORDER BY YEAR_ISSUED, SEX";
+    let sql = "SELECT ref_year, SEX, value FROM first_permits WHERE AGE_GROUP = '_T' AND PERMIT_TYPE = '_T' AND ref_year >= 2022 ORDER BY ref_year, SEX";
     assert!(
         readme.contains(&format!("migstat query \"{sql}\"")),
         "the README shows this query"
@@ -179,7 +179,7 @@ fn migstat_query_answers_like_duckdb() {
         .collect();
 
     let script = format!(
-        "import duckdb\ncon = duckdb.connect()\ncon.execute(\"\"\"CREATE VIEW first_permits AS SELECT * FROM read_parquet('{rel}/public/tables/first_permits/*/*.parquet', hive_partitioning = true)\"\"\")\nprint('YEAR_ISSUED,SEX,value')\nfor r in con.execute(\"\"\"{sql}\"\"\").fetchall():\n    print(','.join('' if v is None else str(v) for v in r))\n"
+        "import duckdb\ncon = duckdb.connect()\ncon.execute(\"\"\"CREATE VIEW first_permits AS SELECT * FROM read_parquet('{rel}/public/tables/first_permits/*/*.parquet', hive_partitioning = true)\"\"\")\nprint('ref_year,SEX,value')\nfor r in con.execute(\"\"\"{sql}\"\"\").fetchall():\n    print(','.join('' if v is None else str(v) for v in r))\n"
     );
     let duck = Command::new("python3")
         .arg("-c")

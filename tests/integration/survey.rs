@@ -29,7 +29,7 @@ fn golden(file: &str, dims: usize) -> Golden {
 /// differences of estimates and standard errors.
 fn compare(out: &Path, table: &str, dims: &[&str], r: &Golden) -> (f64, f64) {
     let df = read_parquet(&out.join(format!(
-        "restricted/tables/{table}/ref_year=2024/data.parquet"
+        "restricted/tables/{table}/ref_year=2018/data.parquet"
     )));
     assert_eq!(
         df.height(),

@@ -10,10 +10,32 @@ use crate::{read_parquet, repo};
 use migstat::disaggregate::{TOTAL, roll_up};
 use migstat::spec::compile;
 
-/// A table's cells as "dim1|dim2|…" → n.
+/// A table's cells as "dim1|dim2|…" → n, for a table of one period.
 fn cells(out: &std::path::Path, table: &str, dims: &[&str]) -> BTreeMap<String, u64> {
+    let parts = partitions(out, "restricted", table);
+    assert_eq!(parts.len(), 1, "{table}: one period, got {parts:?}");
+    cells_at(out, table, &parts[0], dims)
+}
+
+/// A table's partition folders in a tier (`restricted` or `public`), sorted.
+fn partitions(out: &std::path::Path, tier: &str, table: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(out.join(tier).join("tables").join(table))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The cells of one period's partition (e.g. `ref_year=2024`).
+fn cells_at(
+    out: &std::path::Path,
+    table: &str,
+    partition: &str,
+    dims: &[&str],
+) -> BTreeMap<String, u64> {
     let df = read_parquet(&out.join(format!(
-        "restricted/tables/{table}/ref_year=2024/data.parquet"
+        "restricted/tables/{table}/{partition}/data.parquet"
     )));
     let cols: Vec<Column> = dims
         .iter()
@@ -117,7 +139,20 @@ fn ages_are_taken_at_the_event_and_stocks_at_their_date() {
     let m = crate::run_plan(&plan, tmp.path());
     assert_eq!(m.sources[0].rows_accepted, 8);
     let out = &tmp.path().join("current");
-    let flow = cells(out, "first_permits", &["YEAR", "AGE", "CHILD"]);
+    // Each year's partition, its year put in front of the codes ("YEAR|AGE|CHILD"), and the
+    // totals over years added here.
+    let years = partitions(out, "restricted", "first_permits");
+    assert_eq!(years.len(), 12, "2013 to 2024: {years:?}");
+    let mut flow: BTreeMap<String, u64> = BTreeMap::new();
+    for part in &years {
+        let year = part.strip_prefix("ref_year=").unwrap();
+        for (k, n) in cells_at(out, "first_permits", part, &["AGE", "CHILD"]) {
+            if k.starts_with("_T|") {
+                *flow.entry(format!("_T|{k}")).or_default() += n;
+            }
+            flow.insert(format!("{year}|{k}"), n);
+        }
+    }
     for (key, n) in [
         ("2013|0|Y_LT18", 1),
         ("2015|4|Y_LT18", 1),
@@ -193,9 +228,25 @@ fn first_permits_follow_the_first_ever_and_the_eurostat_rules() {
         cells(out, "first_eurostat", &["TYPE"]),
         expect(&[("FAMILY", 2), ("STUDY", 1), ("WORK", 1), ("_T", 4)])
     );
+    // One partition per year: the grand total of each.
+    let by_year: Vec<(String, u64)> = partitions(out, "restricted", "first_eurostat_by_year")
+        .iter()
+        .map(|p| {
+            (
+                p.clone(),
+                cells_at(out, "first_eurostat_by_year", p, &["TYPE"])["_T"],
+            )
+        })
+        .collect();
     assert_eq!(
-        cells(out, "first_eurostat_by_year", &["YEAR"]),
-        expect(&[("2022", 2), ("2023", 3), ("2024", 4), ("_T", 9)])
+        by_year,
+        [
+            ("ref_year=2022", 2),
+            ("ref_year=2023", 3),
+            ("ref_year=2024", 4)
+        ]
+        .map(|(p, n)| (p.to_string(), n))
+        .to_vec()
     );
     // DuckDB, with the rule written independently in SQL (window over earlier records).
     crate::python_check_with(
@@ -204,6 +255,267 @@ fn first_permits_follow_the_first_ever_and_the_eurostat_rules() {
         out,
         "duckdb tables check: agreed",
     );
+}
+
+/// tests/fixtures/periods, by hand (written before the code):
+/// - registrations by year 2020–2024, placed by `registered`: R1 (2019-12-31) is before, R9
+///   (2025-01-01) after, R10 has no date. 2020: R2 (M, 29) and R3 (F, 18 on her birthday
+///   2020-12-31); 2021: R6 (F, 10); 2022: R4 (M, born 29 Feb 2004, on 2022-02-28 still 17) and
+///   R5 (the same person the next day, 18); 2023: R7 (F, 13); 2024: R8 (M, 54, on 31 Dec) and
+///   R11 (F, 18: born 28 Feb 2006, registered 29 Feb 2024).
+/// - persons by year: as records, but person D once in 2022, in his last record's cell (R5,
+///   adult).
+/// - persons by quarter of 2024: Q1 R11 (F), Q4 R8 (M), Q2 and Q3 empty; outside: 7 before
+///   (R1–R7), 1 after, 1 without a date.
+/// - permit stocks on 31 December 2020–2024 (age on each date): 2020 P1 WORK (30), P2 WORK
+///   (S3, 35); 2021 P1 WORK, P2 holds S3 and S4, once, under S4 STUDY (started later); 2022
+///   P1 FAMILY (S2, open-ended), P2 STUDY; 2023 P1 FAMILY, P4 FAMILY (open-ended, 17); 2024 P1
+///   FAMILY, P3 STUDY (starts that day, 17), P4 FAMILY (18 that day). Without open-ended
+///   permits: 2022 P2 STUDY only, 2023 nobody, 2024 P3 only.
+/// - first permits by year of issue: P1 2020 (WORK, 30), P4 2023 (FAMILY, 16), P3 2024
+///   (STUDY, 17); P2's first permit (2019) is before the series: 1 outside.
+#[test]
+fn records_are_placed_in_the_period_of_their_event() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pipeline = repo().join("tests/fixtures/periods/pipeline.toml");
+    let plan = compile(&pipeline).unwrap();
+    let m = crate::run_plan(&plan, tmp.path());
+    let accepted = |id: &str| m.sources.iter().find(|s| s.id == id).unwrap().rows_accepted;
+    assert_eq!((accepted("registrations"), accepted("permits")), (11, 6));
+    let out = &tmp.path().join("current");
+    let years: Vec<String> = (2020..=2024).map(|y| format!("ref_year={y}")).collect();
+    // Five years, five partitions, restricted and public.
+    assert_eq!(partitions(out, "restricted", "records_by_year"), years);
+    assert_eq!(partitions(out, "public", "records_by_year"), years);
+    let grand = |table: &str, part: &str, dims: &[&str]| -> u64 {
+        let key = vec!["_T"; dims.len()].join("|");
+        cells_at(out, table, part, dims)[&key]
+    };
+    let totals: Vec<u64> = years
+        .iter()
+        .map(|y| grand("records_by_year", y, &["SEX", "CHILD"]))
+        .collect();
+    assert_eq!(totals, [2, 1, 2, 1, 2]);
+    for (part, key, n) in [
+        ("ref_year=2020", "M|Y_GE18", 1),
+        ("ref_year=2020", "F|Y_GE18", 1),
+        ("ref_year=2021", "F|Y_LT18", 1),
+        ("ref_year=2022", "M|Y_LT18", 1),
+        ("ref_year=2022", "M|Y_GE18", 1),
+        ("ref_year=2023", "F|Y_LT18", 1),
+        ("ref_year=2024", "M|Y_GE18", 1),
+        ("ref_year=2024", "F|Y_GE18", 1),
+    ] {
+        let c = cells_at(out, "records_by_year", part, &["SEX", "CHILD"]);
+        assert_eq!(c.get(key), Some(&n), "records {part} {key}: {c:?}");
+    }
+    let persons: Vec<u64> = years
+        .iter()
+        .map(|y| grand("persons_by_year", y, &["SEX", "CHILD"]))
+        .collect();
+    assert_eq!(persons, [2, 1, 1, 1, 2]);
+    assert_eq!(
+        cells_at(out, "persons_by_year", "ref_year=2022", &["SEX", "CHILD"]),
+        expect(&[("M|Y_GE18", 1), ("M|_T", 1), ("_T|Y_GE18", 1), ("_T|_T", 1)])
+    );
+    let outside = &m.periods["records_by_year"].outside;
+    assert_eq!((outside.no_date, outside.before, outside.after), (1, 1, 1));
+    // Quarters of 2024.
+    let quarters: Vec<String> = (1..=4).map(|q| format!("ref_quarter=2024-Q{q}")).collect();
+    assert_eq!(
+        partitions(out, "restricted", "persons_by_quarter"),
+        quarters
+    );
+    assert_eq!(
+        cells_at(out, "persons_by_quarter", &quarters[0], &["SEX"]),
+        expect(&[("F", 1), ("_T", 1)])
+    );
+    for q in &quarters[1..3] {
+        assert_eq!(
+            cells_at(out, "persons_by_quarter", q, &["SEX"]),
+            expect(&[("_T", 0)])
+        );
+    }
+    assert_eq!(
+        cells_at(out, "persons_by_quarter", &quarters[3], &["SEX"]),
+        expect(&[("M", 1), ("_T", 1)])
+    );
+    let q = &m.periods["persons_by_quarter"];
+    assert_eq!(
+        (
+            q.freq.as_str(),
+            q.outside.before,
+            q.outside.after,
+            q.outside.no_date
+        ),
+        ("Q", 7, 1, 1)
+    );
+    assert_eq!(q.periods, ["2024-Q1", "2024-Q2", "2024-Q3", "2024-Q4"]);
+    // Stocks on 31 December of each year.
+    let dates: Vec<String> = (2020..=2024)
+        .map(|y| format!("ref_date={y}-12-31"))
+        .collect();
+    assert_eq!(partitions(out, "restricted", "stock"), dates);
+    let finest = |c: &BTreeMap<String, u64>| -> BTreeMap<String, u64> {
+        c.iter()
+            .filter(|(k, _)| !k.contains("_T"))
+            .map(|(k, n)| (k.clone(), *n))
+            .collect()
+    };
+    let stock: Vec<BTreeMap<String, u64>> = dates
+        .iter()
+        .map(|d| finest(&cells_at(out, "stock", d, &["TYPE", "CHILD"])))
+        .collect();
+    assert_eq!(
+        stock,
+        vec![
+            expect(&[("WORK|Y_GE18", 2)]),
+            expect(&[("STUDY|Y_GE18", 1), ("WORK|Y_GE18", 1)]),
+            expect(&[("FAMILY|Y_GE18", 1), ("STUDY|Y_GE18", 1)]),
+            expect(&[("FAMILY|Y_GE18", 1), ("FAMILY|Y_LT18", 1)]),
+            expect(&[("FAMILY|Y_GE18", 2), ("STUDY|Y_LT18", 1)]),
+        ]
+    );
+    let closed: Vec<BTreeMap<String, u64>> = dates
+        .iter()
+        .map(|d| finest(&cells_at(out, "stock_closed", d, &["TYPE", "CHILD"])))
+        .collect();
+    assert_eq!(
+        closed,
+        vec![
+            expect(&[("WORK|Y_GE18", 2)]),
+            expect(&[("STUDY|Y_GE18", 1), ("WORK|Y_GE18", 1)]),
+            expect(&[("STUDY|Y_GE18", 1)]),
+            expect(&[]),
+            expect(&[("STUDY|Y_LT18", 1)]),
+        ]
+    );
+    let flows: Vec<BTreeMap<String, u64>> = years
+        .iter()
+        .map(|y| finest(&cells_at(out, "first_permits", y, &["TYPE", "CHILD"])))
+        .collect();
+    assert_eq!(
+        flows,
+        vec![
+            expect(&[("WORK|Y_GE18", 1)]),
+            expect(&[]),
+            expect(&[]),
+            expect(&[("FAMILY|Y_LT18", 1)]),
+            expect(&[("STUDY|Y_LT18", 1)]),
+        ]
+    );
+    assert_eq!(m.periods["first_permits"].outside.before, 1);
+    // SDMX: FREQ and each row's TIME_PERIOD.
+    let sdmx = std::fs::read_to_string(out.join("public/sdmx/persons_by_quarter.csv")).unwrap();
+    let mut lines = sdmx.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("DATAFLOW,FREQ,SEX,TIME_PERIOD,OBS_VALUE")
+    );
+    let periods: std::collections::BTreeSet<&str> = lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            assert_eq!(f[1], "Q", "{l}");
+            f[3]
+        })
+        .collect();
+    assert_eq!(
+        periods.into_iter().collect::<Vec<_>>(),
+        ["2024-Q1", "2024-Q2", "2024-Q3", "2024-Q4"]
+    );
+    // Provisional periods (until 3 months after their end, against 2024-12-31): 2024, its
+    // fourth quarter (Q3 closed on 30 December), its 31 December; published values there are
+    // `P`, elsewhere `A`.
+    assert_eq!(m.periods["records_by_year"].provisional, ["2024"]);
+    assert_eq!(m.periods["persons_by_quarter"].provisional, ["2024-Q4"]);
+    assert_eq!(m.periods["stock"].provisional, ["2024-12-31"]);
+    for (part, want) in [("ref_year=2023", "A"), ("ref_year=2024", "P")] {
+        let df =
+            read_parquet(&out.join(format!("public/tables/records_by_year/{part}/data.parquet")));
+        let obs = df.column("OBS_STATUS").unwrap().str().unwrap().clone();
+        let value = df.column("value").unwrap().u64().unwrap().clone();
+        for i in 0..df.height() {
+            let o = obs.get(i).unwrap();
+            assert_eq!(o, if value.get(i).is_some() { want } else { "Q" }, "{part}");
+        }
+    }
+    // DuckDB, with the periods written independently in SQL.
+    crate::python_check_with(
+        "duckdb_tables_check.py",
+        &pipeline,
+        out,
+        "duckdb tables check: agreed",
+    );
+}
+
+/// A provisional period is frozen like any other until it closes; the first release after
+/// that publishes it again, final (`A`, a new vintage), while closed periods stay as they were.
+#[test]
+fn a_provisional_period_is_published_final_once_closed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = repo().join("tests/fixtures/periods");
+    for f in std::fs::read_dir(&fx).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, tmp.path().join(f.file_name().unwrap())).unwrap();
+    }
+    let spec = std::fs::read_to_string(fx.join("pipeline.toml"))
+        .unwrap()
+        .replace("\"../../../", &format!("\"{}/", repo().display()));
+    let write = |cutoff: &str| {
+        let path = tmp.path().join("pipeline.toml");
+        std::fs::write(
+            &path,
+            spec.replace(
+                "reference_date = 2024-12-31",
+                &format!("reference_date = {cutoff}"),
+            ),
+        )
+        .unwrap();
+        compile(&path).unwrap()
+    };
+    let out = tmp.path().join("out");
+    let obs = |part: &str| -> Vec<String> {
+        let df = read_parquet(&out.join(format!(
+            "current/public/tables/records_by_year/{part}/data.parquet"
+        )));
+        let c = df.column("OBS_STATUS").unwrap().str().unwrap().clone();
+        let mut v: Vec<String> = c.iter().map(|x| x.unwrap().to_string()).collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let summary = |m: &migstat::runner::Manifest, period: &str| {
+        m.protection
+            .iter()
+            .find(|s| s.table == "records_by_year" && s.ref_period == period)
+            .unwrap()
+            .clone()
+    };
+    let first = crate::run_plan(&write("2024-12-31"), &out);
+    assert_eq!(obs("ref_year=2024"), ["P"]);
+    assert!(summary(&first, "2024").provisional);
+    let s2023 =
+        std::fs::read(out.join("current/public/tables/records_by_year/ref_year=2023/data.parquet"))
+            .unwrap();
+    // Still within three months of its end: frozen, still provisional.
+    let second = crate::run_plan(&write("2025-03-30"), &out);
+    assert_eq!(obs("ref_year=2024"), ["P"]);
+    assert!(summary(&second, "2024").frozen);
+    // Closed: published again, final.
+    let third = crate::run_plan(&write("2025-03-31"), &out);
+    assert_eq!(obs("ref_year=2024"), ["A"]);
+    let s = summary(&third, "2024");
+    assert!(!s.provisional && !s.frozen && s.vintage == 2, "{s:?}");
+    assert!(summary(&third, "2023").frozen);
+    assert_eq!(
+        std::fs::read(out.join("current/public/tables/records_by_year/ref_year=2023/data.parquet"))
+            .unwrap(),
+        s2023,
+        "a closed period does not move"
+    );
+    assert!(third.periods["records_by_year"].provisional.is_empty());
 }
 
 /// The first-record rule is checked in the spec: a known rule, and an `end` date field.
@@ -285,15 +597,17 @@ fn duckdb_group_by_cube_gives_the_same_tables() {
         "duckdb tables check: agreed",
     );
 
-    // The margin property on every published table.
+    // The margin property on every period of every table.
     for t in &plan.tables {
         let dims: Vec<&str> = t.dimensions.iter().map(String::as_str).collect();
-        let c = cells(&out, &t.id, &dims);
-        let keyed: BTreeMap<Vec<String>, u64> = c
-            .iter()
-            .map(|(k, n)| (k.split('|').map(str::to_string).collect(), *n))
-            .collect();
-        assert_margins_add_up(&keyed, dims.len(), &t.id);
+        for part in partitions(&out, "restricted", &t.id) {
+            let c = cells_at(&out, &t.id, &part, &dims);
+            let keyed: BTreeMap<Vec<String>, u64> = c
+                .iter()
+                .map(|(k, n)| (k.split('|').map(str::to_string).collect(), *n))
+                .collect();
+            assert_margins_add_up(&keyed, dims.len(), &format!("{} {part}", t.id));
+        }
     }
 }
 
