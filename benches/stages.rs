@@ -163,12 +163,7 @@ fn bench_pipeline_stages(c: &mut Criterion) {
     }
     let info = dp.finish(design, "survey").expect("design checks");
     group.bench_function("survey_variance", |b| {
-        b.iter(|| {
-            partial
-                .finish(table, &info)
-                .expect("finish")
-                .height()
-        })
+        b.iter(|| partial.finish(table, &info).expect("finish").height())
     });
     group.finish();
 }

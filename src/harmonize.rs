@@ -246,10 +246,21 @@ impl<'p> Harmonizer<'p> {
                         .collect();
                     Column::new(d.name.as_str().into(), codes)
                 }
+                Derivation::Foreign { from, national } => {
+                    let c = df.column(from).ctx(|| ctx(from))?;
+                    let codes: Vec<&str> = c
+                        .str()
+                        .ctx(|| ctx(from))?
+                        .iter()
+                        .map(|code| foreign_code(code, national))
+                        .collect();
+                    Column::new(d.name.as_str().into(), codes)
+                }
                 Derivation::Lookup {
                     from,
                     codelist,
                     column,
+                    national,
                 } => {
                     let list: &CodeList = plan
                         .codelists
@@ -264,6 +275,9 @@ impl<'p> Harmonizer<'p> {
                         .iter()
                         .map(|code| {
                             let Some(k) = code else { return UNKNOWN };
+                            if national.as_deref() == Some(k) {
+                                return NATIONAL;
+                            }
                             *cache
                                 .entry(k)
                                 .or_insert_with(|| match list.attribute(k, column) {
@@ -387,6 +401,21 @@ pub fn date_of_days(days: i32) -> Option<NaiveDate> {
     NaiveDate::from_num_days_from_ce_opt(days.checked_add(719_163)?)
 }
 
+/// The reporting country's code in a `national` lookup or a `foreign` derivation (Eurostat's
+/// `NAT`); every other known country is [`FOREIGN`].
+pub const NATIONAL: &str = "NAT";
+/// A country other than the reporting one (Eurostat's `FOR`).
+pub const FOREIGN: &str = "FOR";
+
+/// `NAT`, `FOR` or `_U` for a derived country code (`_U` and `_Z` stay unknown).
+pub fn foreign_code<'a>(code: Option<&str>, national: &str) -> &'a str {
+    match code {
+        None | Some(UNKNOWN) | Some(NOT_APPLICABLE) => UNKNOWN,
+        Some(c) if c == national => NATIONAL,
+        Some(_) => FOREIGN,
+    }
+}
+
 /// Age in completed years at `at` of a person born on `birth`; `None` if `birth` is after `at`.
 ///
 /// A birthday not yet reached in `at`'s year counts one year less. A 29 February birthday is
@@ -498,6 +527,14 @@ impl Banding {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nationals_and_foreigners() {
+        assert_eq!(foreign_code(Some("MAR"), "MAR"), "NAT");
+        assert_eq!(foreign_code(Some("SEN"), "MAR"), "FOR");
+        assert_eq!(foreign_code(Some("_U"), "MAR"), "_U");
+        assert_eq!(foreign_code(None, "MAR"), "_U");
+    }
 
     fn d(y: i32, m: u32, day: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, day).unwrap()

@@ -72,6 +72,9 @@ lists = {
     "CL_MA_REGIONS": {r["code"]: r for r in load("ma_regions.csv")},
     "CL_M49_AREAS": {r["code"]: r for r in load("m49_areas.csv")},
 }
+# Areas with the reporting country apart (a lookup with `national`): Eurostat's NAT.
+lists["CL_M49_AREAS_NAT"] = dict(lists["CL_M49_AREAS"], NAT={
+    "label_en": "Reporting country", "label_fr": "Pays déclarant", "label_ar": "البلد المُبلِّغ"})
 for r in load("age_bands.csv"):
     lists.setdefault("CL_AGE_" + r["banding"].upper(), {})[r["code"]] = r
 checked = 0

@@ -88,6 +88,8 @@ pub struct TableDoc {
 
 const TOTAL_LABELS: (&str, &str, &str) = ("Total", "Total", "المجموع");
 const UNKNOWN_LABELS: (&str, &str, &str) = ("Unknown", "Inconnu", "غير معروف");
+const NATIONAL_LABELS: (&str, &str, &str) = ("Reporting country", "Pays déclarant", "البلد المُبلِّغ");
+const FOREIGN_LABELS: (&str, &str, &str) = ("Foreign country", "Pays étranger", "بلد أجنبي");
 
 /// The public tables of the release in `dir`, in the spec's order.
 pub fn tables(
@@ -345,10 +347,18 @@ fn dimension(
                 format!("age `{age}` in bands `{}` (age_bands.csv)", banding.id),
             )
         }
+        Some(Derivation::Foreign { from, national }) => (
+            format!("CL_{dim}"),
+            Labeller::Code,
+            format!(
+                "`NAT` where `{from}` is `{national}` (the reporting country), `FOR` for any other country"
+            ),
+        ),
         Some(Derivation::Lookup {
             from,
             codelist,
             column,
+            national,
         }) => {
             let target = if column.starts_with("m49") {
                 "m49_areas"
@@ -358,11 +368,19 @@ fn dimension(
                 ""
             };
             let how = format!("`{column}` of `{from}` in code list `{codelist}`");
+            // With `national`, the reporting country (`NAT`) joins the areas: another list.
+            let (how, suffix) = match national {
+                Some(n) => (
+                    format!("{how}; `NAT` where `{from}` is `{n}` (the reporting country)"),
+                    "_NAT",
+                ),
+                None => (how, ""),
+            };
             if target.is_empty() {
                 (format!("CL_{dim}"), Labeller::Code, how)
             } else {
                 (
-                    format!("CL_{}", target.to_uppercase()),
+                    format!("CL_{}{suffix}", target.to_uppercase()),
                     Labeller::List(target.to_string()),
                     how,
                 )
@@ -398,6 +416,15 @@ fn dimension(
         ),
         None => (format!("CL_{dim}"), Labeller::Code, "delivered".to_string()),
     };
+    // `NAT` / `FOR` of a `foreign` derivation or a lookup with `national`.
+    let national = matches!(
+        derived.map(|d| &d.derivation),
+        Some(Derivation::Foreign { .. })
+            | Some(Derivation::Lookup {
+                national: Some(_),
+                ..
+            })
+    );
     let bands = match &labeller {
         Labeller::Band(id) => band_labels(&plan.codelists_dir.join("age_bands.csv"), id),
         _ => BTreeMap::new(),
@@ -413,6 +440,16 @@ fn dimension(
                     UNKNOWN_LABELS.0,
                     Some(UNKNOWN_LABELS.1),
                     Some(UNKNOWN_LABELS.2),
+                ),
+                crate::harmonize::NATIONAL if national => Labels::new(
+                    NATIONAL_LABELS.0,
+                    Some(NATIONAL_LABELS.1),
+                    Some(NATIONAL_LABELS.2),
+                ),
+                crate::harmonize::FOREIGN if national => Labels::new(
+                    FOREIGN_LABELS.0,
+                    Some(FOREIGN_LABELS.1),
+                    Some(FOREIGN_LABELS.2),
                 ),
                 _ => match &labeller {
                     Labeller::List(cl) => match plan.codelists.get(cl) {

@@ -95,12 +95,17 @@ pub enum Derivation {
         #[serde(serialize_with = "ser_banding")]
         banding: Banding,
     },
-    /// An attribute of a derived code in a code list (a country's M49 sub-region).
+    /// An attribute of a derived code in a code list (a country's M49 sub-region). With
+    /// `national`, the country itself is `NAT` (reporting country), kept apart from its region.
     Lookup {
         from: String,
         codelist: String,
         column: String,
+        national: Option<String>,
     },
+    /// Nationals and foreigners (Eurostat's `NAT` reporting country / `FOR` foreign country) from
+    /// a derived country code: `NAT` where it is `national`, `_U` where unknown, else `FOR`.
+    Foreign { from: String, national: String },
     /// `YYYY-MM` of a date field.
     Month { date: String },
     /// `YYYY` of a date field.
@@ -291,6 +296,8 @@ const DERIVE_KEYS: &[&str] = &[
     "from_age",
     "lookup",
     "column",
+    "national",
+    "foreign",
     "month",
     "year",
 ];
@@ -670,11 +677,29 @@ pub(crate) fn compile_harmonize(
                 ),
                 _ => {}
             }
+            let national = national_code(d, &codelist, &pp, lists, cx);
             Derivation::Lookup {
                 from,
                 codelist,
                 column,
+                national,
             }
+        } else if d.contains_key("foreign") {
+            let from = cx
+                .str(d, "foreign", &pp, true)
+                .unwrap_or_default()
+                .to_string();
+            if derived_before(&from).is_none() {
+                cx.push(
+                    format!("{pp}foreign"),
+                    format!("`{from}` is not a column derived before this one"),
+                );
+            }
+            let national = cx
+                .str(d, "national", &pp, true)
+                .unwrap_or_default()
+                .to_string();
+            Derivation::Foreign { from, national }
         } else if d.contains_key("month") || d.contains_key("year") {
             let key = if d.contains_key("month") {
                 "month"
@@ -698,6 +723,30 @@ pub(crate) fn compile_harmonize(
         });
     }
     out
+}
+
+/// A lookup's `national` code: a code of its code list.
+fn national_code(
+    d: &Table,
+    codelist: &str,
+    pp: &str,
+    lists: &BTreeMap<String, CodeList>,
+    cx: &mut Ctx<'_>,
+) -> Option<String> {
+    let code = cx.str(d, "national", pp, false)?.to_string();
+    if lists
+        .get(codelist)
+        .is_some_and(|l| !l.rows.contains_key(&code))
+    {
+        cx.push(
+            format!("{pp}national"),
+            format!(
+                "`{}` is not a code of code list `{codelist}`",
+                super::cap(&code)
+            ),
+        );
+    }
+    Some(code)
 }
 
 /// What a table definition needs to know of its source.

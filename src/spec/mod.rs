@@ -1030,7 +1030,14 @@ impl Plan {
                         from,
                         codelist,
                         column,
-                    } => format!("{column} of {from} in {codelist}"),
+                        national,
+                    } => match national {
+                        None => format!("{column} of {from} in {codelist}"),
+                        Some(n) => format!("{column} of {from} in {codelist}, {n} as NAT"),
+                    },
+                    Derivation::Foreign { from, national } => {
+                        format!("NAT ({from} = {national}) or FOR")
+                    }
                     Derivation::Month { date } => format!("month of {date}"),
                     Derivation::Year { date } => format!("year of {date}"),
                 };

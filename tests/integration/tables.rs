@@ -113,6 +113,12 @@ fn stocks_flows_persons_and_ages_match_hand_computation() {
     ] {
         assert_eq!(persons[&format!("_T|{age}")], n, "age {age}");
     }
+    // Nationals (SEN, as if Senegal reported) and foreigners: T1, T2, T7, T8 are Senegalese,
+    // T3–T6 Ivorian or Guinean (T9's ZZZ is quarantined).
+    assert_eq!(
+        cells(out, "records_by_citizen", &["NATIONALITY"]),
+        expect(&[("FOR", 4), ("NAT", 4), ("_T", 8)])
+    );
     assert_eq!(
         cells(out, "records", &["SEX"]),
         expect(&[("F", 4), ("M", 4), ("_T", 8)])
@@ -596,6 +602,36 @@ fn duckdb_group_by_cube_gives_the_same_tables() {
         &out,
         "duckdb tables check: agreed",
     );
+
+    // Border crossings: Moroccan citizens are `NAT`, apart from their M49 sub-region; every
+    // other known citizenship keeps its region.
+    let border = read_parquet(&out.join("restricted/accepted/border.parquet"));
+    let cit = border.column("CITIZENSHIP").unwrap().str().unwrap().clone();
+    let reg = border
+        .column("CITIZENSHIP_REGION")
+        .unwrap()
+        .str()
+        .unwrap()
+        .clone();
+    let mut nationals = 0;
+    for (c, r) in cit.iter().zip(reg.iter()) {
+        assert_eq!(c == Some("MAR"), r == Some("NAT"), "{c:?} in {r:?}");
+        nationals += usize::from(r == Some("NAT"));
+    }
+    assert!(nationals > 0);
+    let june = cells_at(
+        &out,
+        "border_crossings",
+        "ref_month=2024-06",
+        &["DIRECTION", "SEX", "CITIZENSHIP_REGION"],
+    );
+    let dates = border.column("raw_crossing_date").unwrap().clone();
+    let june_nationals = (0..border.height())
+        .filter(|&i| {
+            reg.get(i) == Some("NAT") && dates.get(i).unwrap().to_string().starts_with("2024-06")
+        })
+        .count() as u64;
+    assert_eq!(june["_T|_T|NAT"], june_nationals);
 
     // The margin property on every period of every table.
     for t in &plan.tables {
