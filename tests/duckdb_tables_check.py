@@ -56,6 +56,14 @@ def periods_of(spec, table):
             return ("M", int(y), int(m))
         return ("A", int(label), 1)
 
+    def span(s_, e_):
+        """One period from start to end: a calendar year, else a range (start/PnY or PnD)."""
+        whole = (s_.month, s_.day) == (1, 1) and (e_.month, e_.day) == (12, 31)
+        if whole and s_.year == e_.year:
+            return [year(s_.year)], "A"
+        label = f"{s_}/P{e_.year - s_.year + 1}Y" if whole else f"{s_}/P{(e_ - s_).days + 1}D"
+        return [(label, f"ref_year={s_.year}", s_, e_)], "_O"
+
     date = None
     if p is None:
         if stock:
@@ -66,26 +74,13 @@ def periods_of(spec, table):
             lst, freq = [year(int(rp))], "A"
         else:
             s_, e_ = rp["start"], rp["end"]
-            whole = (s_.month, s_.day) == (1, 1) and (e_.month, e_.day) == (12, 31)
-            if whole and s_.year == e_.year:
-                lst, freq = [year(s_.year)], "A"
-            else:
-                n = e_.year - s_.year + 1
-                label = f"{s_}/P{n}Y" if whole else f"{s_}/P{(e_ - s_).days + 1}D"
-                lst, freq = [(label, f"ref_year={s_.year}", s_, e_)], "_O"
+            lst, freq = span(s_, e_)
     elif isinstance(p, str):
         f_, y, n = parse(p)
         lst = [{"A": lambda: year(y), "Q": lambda: quarter(y, n), "M": lambda: month(y, n)}[f_]()]
         freq = f_
     elif "start" in p:
-        s_, e_ = p["start"], p["end"]
-        whole = (s_.month, s_.day) == (1, 1) and (e_.month, e_.day) == (12, 31)
-        if whole and s_.year == e_.year:
-            lst, freq = [year(s_.year)], "A"
-        else:
-            n = e_.year - s_.year + 1
-            label = f"{s_}/P{n}Y" if whole else f"{s_}/P{(e_ - s_).days + 1}D"
-            lst, freq = [(label, f"ref_year={s_.year}", s_, e_)], "_O"
+        lst, freq = span(p["start"], p["end"])
         date = p.get("date")
     else:
         every = p["every"]
