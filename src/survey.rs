@@ -536,6 +536,9 @@ impl Sums {
 #[derive(Default, Clone)]
 pub struct Partial {
     z: HashMap<Key, Sums>,
+    /// (stratum, PSU) of the table's universe (records its filter keeps, with a weight): a
+    /// filtered table's degrees of freedom are R's `degf()` of the subset design.
+    domain: BTreeSet<(u32, u32)>,
     /// Per cell: Σ w_r·y for each replicate r, then Σ w_r·x.
     reps: HashMap<CellIds, Vec<f64>>,
     codes: Vec<Interner>,
@@ -588,6 +591,9 @@ impl Partial {
                 && !k.get(row).is_some_and(|v| values.contains(v))
             {
                 continue;
+            }
+            if units.w[row] != 0.0 {
+                self.domain.insert((units.unit[row].0, units.unit[row].1));
             }
             // A missing value leaves the record out of the cell (R's na.rm = TRUE).
             let yv = match &y {
@@ -735,7 +741,16 @@ impl Partial {
                 deff: None,
             });
         }
-        to_frame(table, info, &out)
+        // R's degf() of a subset design: PSUs minus strata with a record of the universe
+        // (replicate designs keep their rank).
+        let df = match (&table.filter, &info.replicates) {
+            (Some(_), None) => {
+                let strata: BTreeSet<u32> = self.domain.iter().map(|u| u.0).collect();
+                (self.domain.len() as u64).saturating_sub(strata.len() as u64)
+            }
+            _ => info.df,
+        };
+        to_frame(table, info, df, &out)
     }
 }
 
@@ -886,6 +901,7 @@ fn quantiles(level: f64, df: u64) -> (f64, Option<f64>) {
 fn to_frame(
     table: &TableSpec,
     info: &DesignInfo,
+    df: u64,
     cells: &BTreeMap<Vec<String>, Cell>,
 ) -> Result<DataFrame> {
     let h = cells.len();
@@ -910,7 +926,7 @@ fn to_frame(
     columns.push(Column::new("n".into(), n.clone()));
     columns.push(Column::new("estimate".into(), est.clone()));
     columns.push(Column::new("se".into(), se.clone()));
-    let (z, t) = quantiles(info.confidence, info.df);
+    let (z, t) = quantiles(info.confidence, df);
     let interval = |q: Option<f64>, sign: f64| -> Vec<Option<f64>> {
         est.iter()
             .zip(&se)
@@ -931,7 +947,7 @@ fn to_frame(
         "deff".into(),
         cells.values().map(|c| c.deff).collect::<Vec<Option<f64>>>(),
     ));
-    columns.push(Column::new_scalar("df".into(), Scalar::from(info.df), h));
+    columns.push(Column::new_scalar("df".into(), Scalar::from(df), h));
     // Quality flags for disclosure control (defaults after Statistics Canada): a cell without a
     // CV is unreliable.
     columns.push(Column::new(

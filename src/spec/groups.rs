@@ -8,10 +8,11 @@
 //! counts that universe over every dimension of every member (their union cube): every member's
 //! cell is one of its cells, so suppression and perturbation act on it once for all members.
 //!
-//! The members of a group must share their protection settings and their filter (spec errors
-//! otherwise): two settings for the same records would let the intruder take the weaker, and a
-//! table filtered differently is a different universe whose difference with the others is not
-//! a cell of either.
+//! The members of a group must share their protection settings (a spec error otherwise): two
+//! settings for the same records would let the intruder take the weaker. A table filtered
+//! differently is a different universe: protected apart when the filters are disjoint (the same
+//! column, no code in common: the survey's residents and its emigrants abroad), a spec error
+//! otherwise (its difference with the others would be a cell of neither).
 
 use std::collections::BTreeMap;
 
@@ -36,8 +37,10 @@ pub struct GroupSpec {
     pub union: TableSpec,
 }
 
-/// The universe a published table counts: tables with the same key are linked.
-fn universe(t: &TableSpec) -> Option<String> {
+/// What a published table counts, before its filter: tables with the same base and the same
+/// filter are linked (one group); tables with the same base and other filters must count
+/// disjoint records (see [`groups`]).
+fn base(t: &TableSpec) -> Option<String> {
     if t.kind.is_survey() {
         return Some(format!("survey|{}", t.source));
     }
@@ -47,8 +50,49 @@ fn universe(t: &TableSpec) -> Option<String> {
     Some(format!("count|{}|{kind}|{unit}", t.source))
 }
 
+/// The universe a published table counts: tables with the same key are linked.
+fn universe(t: &TableSpec) -> Option<String> {
+    let filter = serde_json::to_string(&t.filter).unwrap_or_default();
+    Some(format!("{}|{filter}", base(t)?))
+}
+
+/// Tables of one base with different filters are protected apart only when nothing links
+/// them: every one filtered on the same column, their code sets pairwise disjoint (residents
+/// and emigrants of one survey). Otherwise one table's cell is another's plus a remainder.
+fn check_disjoint(tables: &[TableSpec], cx: &mut Ctx<'_>) {
+    let mut by_base: BTreeMap<String, Vec<&TableSpec>> = BTreeMap::new();
+    for t in tables {
+        if let Some(b) = base(t) {
+            by_base.entry(b).or_default().push(t);
+        }
+    }
+    for members in by_base.values() {
+        for (i, a) in members.iter().enumerate() {
+            for b in &members[i + 1..] {
+                if a.filter == b.filter {
+                    continue;
+                }
+                let disjoint = match (&a.filter, &b.filter) {
+                    (Some((ca, va)), Some((cb, vb))) => ca == cb && va.is_disjoint(vb),
+                    _ => false,
+                };
+                if !disjoint {
+                    cx.push(
+                        format!("tables.{}.filter", b.id),
+                        format!(
+                            "tables `{}` and `{}` count the same records with different filters; migstat protects them apart only when both filter the same column on disjoint codes (residents and emigrants): give them the same filter, or put the filter column among the dimensions of one table",
+                            a.id, b.id
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// The groups of the published tables, in the order of their first member.
 pub(crate) fn groups(tables: &[TableSpec], cx: &mut Ctx<'_>) -> Vec<GroupSpec> {
+    check_disjoint(tables, cx);
     let mut by_universe: BTreeMap<String, Vec<&TableSpec>> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
     for t in tables {
@@ -79,15 +123,6 @@ pub(crate) fn groups(tables: &[TableSpec], cx: &mut Ctx<'_>) -> Vec<GroupSpec> {
                     format!("{at}.period"),
                     format!(
                         "tables `{}` and `{}` count the same records, so they are protected together, period by period: give them the same `period` (a table over other periods would let cells be added across them)",
-                        first.id, t.id
-                    ),
-                );
-            }
-            if t.filter != first.filter {
-                cx.push(
-                    format!("{at}.filter"),
-                    format!(
-                        "tables `{}` and `{}` count the same records with different filters; migstat protects linked tables together only with the same filter: put the filter column among the dimensions of one table instead",
                         first.id, t.id
                     ),
                 );

@@ -134,6 +134,19 @@ fn survey_totals_means_and_shares_match_r_survey() {
         e < 1e-9 && s < 1e-6,
         "migration-type shares: largest relative differences {e:e} (estimates), {s:e} (SEs)"
     );
+
+    // The emigrants abroad: their own universe (R's subset of the same design).
+    let dims = ["SEX", "AGE_GROUP", "REGION"];
+    let (e, s) = compare(
+        &out,
+        "survey_emigrants",
+        &dims,
+        &golden("survey_emigrants_r.csv", 3),
+    );
+    assert!(
+        e < 1e-9 && s < 1e-6,
+        "emigrant totals: largest relative differences {e:e} (estimates), {s:e} (SEs)"
+    );
 }
 
 /// The designs of tests/r/survey_designs.R, as `[sources.<id>.design]` bodies (weights added).

@@ -11,7 +11,7 @@ duckdb.execute(f"""copy (select raw_stratum as stratum, raw_psu as psu, raw_weig
     SEX, AGE_GROUP, MIGRATION_TYPE, REGION, AGE from '{sys.argv[1]}/restricted/accepted/survey.parquet'
     order by _file, _record) to 'tests/golden/survey_input.csv' (header)""")
 PY
-Rscript tests/r/survey_golden.R tests/golden/survey_input.csv tests/golden/survey_population_r.csv tests/golden/survey_mean_age_r.csv tests/golden/survey_migration_share_r.csv
+Rscript tests/r/survey_golden.R tests/golden/survey_input.csv tests/golden/survey_population_r.csv tests/golden/survey_mean_age_r.csv tests/golden/survey_migration_share_r.csv tests/golden/survey_emigrants_r.csv
 # Every design (stratified, clustered, two-stage, FPC, lonely-PSU policies, replicate weights) and
 # estimator (totals, means, shares, ratios) on a small synthetic survey; the data are committed, so
 # only the expected values are recomputed (generate them anew with `survey_designs.R generate`).

@@ -8,7 +8,10 @@ d <- read.csv(args[1], colClasses = "character")
 d$weight <- as.numeric(d$weight)
 d$AGE <- as.numeric(d$AGE)
 d$one <- 1
-des <- svydesign(ids = ~psu, strata = ~stratum, weights = ~weight, data = d, nest = TRUE)
+full <- svydesign(ids = ~psu, strata = ~stratum, weights = ~weight, data = d, nest = TRUE)
+# The default tables estimate the usual residents: the survey's domain without the current
+# emigrants abroad (subset keeps the whole design, as migstat's `filter` does).
+des <- subset(full, MIGRATION_TYPE != "EMIGRANT")
 # Every margin combination of `dims`, as migstat publishes it (`_T` for a margin).
 cube <- function(variable, dims, fun) {
   out <- list()
@@ -44,6 +47,7 @@ share <- function(category, dims) {
     des <<- update(des, ind = as.numeric(get(category) == level))
     r <- cube("ind", dims, svymean)
     r <- r[as.numeric(r$estimate) > 0, ]
+    if (nrow(r) == 0) next  # a category outside the table's universe
     r[[category]] <- level
     out[[length(out) + 1]] <- r
   }
@@ -53,4 +57,7 @@ share <- function(category, dims) {
 write.csv(cube("one", c("SEX", "AGE_GROUP", "MIGRATION_TYPE", "REGION"), svytotal), args[2], row.names = FALSE, quote = FALSE)
 write.csv(cube("AGE", c("SEX", "MIGRATION_TYPE", "REGION"), svymean), args[3], row.names = FALSE, quote = FALSE)
 write.csv(share("MIGRATION_TYPE", c("SEX", "REGION")), args[4], row.names = FALSE, quote = FALSE)
+# The emigrants abroad, their own table.
+des <- subset(full, MIGRATION_TYPE == "EMIGRANT")
+write.csv(cube("one", c("SEX", "AGE_GROUP", "REGION"), svytotal), args[5], row.names = FALSE, quote = FALSE)
 cat("R", R.version.string, "survey", as.character(packageVersion("survey")), "\n")
