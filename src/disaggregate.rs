@@ -54,6 +54,10 @@ pub struct Outside {
     /// Dated between two declared periods.
     #[serde(default)]
     pub between: u64,
+    /// Migration tables: crossings in a period that may be migrations the deliveries cannot
+    /// decide yet (the rule's window runs past their last day; see `residence`).
+    #[serde(default)]
+    pub undetermined: u64,
 }
 
 impl std::ops::AddAssign for Outside {
@@ -62,12 +66,13 @@ impl std::ops::AddAssign for Outside {
         self.before += o.before;
         self.after += o.after;
         self.between += o.between;
+        self.undetermined += o.undetermined;
     }
 }
 
 impl Outside {
     pub fn total(&self) -> u64 {
-        self.no_date + self.before + self.after + self.between
+        self.no_date + self.before + self.after + self.between + self.undetermined
     }
 }
 
@@ -286,6 +291,11 @@ pub fn build_cells(
             needed.push(raw_column(start));
             needed.extend(eurostat_end.as_deref().map(raw_column));
         }
+        TableKind::Migration {
+            date, direction, ..
+        } => {
+            needed.extend([raw_column(date), direction.clone()]);
+        }
     }
     if table.unit == Unit::Persons || table.kind != TableKind::Count {
         needed.extend(["_file".to_string(), "_record".to_string()]);
@@ -296,8 +306,12 @@ pub fn build_cells(
         .with_columns(Some(needed))
         .finish()
         .ctx(|| ctx("reading the harmonized records"))?;
-    // A stock's filter applies to the ages restated on each stock date, below.
-    let df = if matches!(table.kind, TableKind::Stock { .. }) {
+    // A stock's filter applies to the ages restated on each stock date, a migration table's
+    // to the migrations (every crossing of a person makes their history), below.
+    let df = if matches!(
+        table.kind,
+        TableKind::Stock { .. } | TableKind::Migration { .. }
+    ) {
         df
     } else {
         filtered(df.lazy(), table)
@@ -425,9 +439,111 @@ pub fn build_cells(
                 UniqueKeepStrategy::First,
             )
         }
+        TableKind::Migration {
+            flow,
+            rule,
+            date,
+            direction,
+            arrival,
+            departure,
+            observed_to,
+        } => {
+            let (df, outside) = migrations(
+                df,
+                &person,
+                (&raw_column(date), direction, arrival, departure),
+                *rule,
+                *flow,
+                *observed_to,
+                table,
+            )
+            .ctx(|| ctx("the migrations in the crossing histories"))?;
+            out.outside = outside;
+            // Each person once per period: their first migration in it.
+            filtered(df.lazy(), table).unique_stable(
+                Some(cols([person.as_str(), PERIOD])),
+                UniqueKeepStrategy::First,
+            )
+        }
     };
     add_finest(lf, table, keyed.as_ref(), &mut out)?;
     Ok(out)
+}
+
+/// The crossings of `df` that are migrations of `flow` (see [`crate::residence`]), placed in
+/// their periods and sorted by person, date and delivery order; and what was left out: the
+/// crossings outside the periods (as any table's records) and those in a period, passing the
+/// table's filter, that may be such migrations but cannot be decided yet (`undetermined`). A crossing without a date or
+/// with a direction that is neither code is no part of any history (`no_date`).
+fn migrations(
+    df: DataFrame,
+    person: &str,
+    (date, direction, arrival, departure): (&str, &str, &str, &str),
+    rule: crate::spec::derive::ResidenceRule,
+    flow: crate::spec::derive::MigrationFlow,
+    observed_to: chrono::NaiveDate,
+    table: &TableSpec,
+) -> PolarsResult<(DataFrame, Outside)> {
+    let periods = &table.periods;
+    use crate::residence::Outcome;
+    use crate::spec::derive::MigrationFlow;
+    // What any table of these records would leave out of its periods.
+    let (_, mut outside) = place(df.clone(), periods)?;
+    let observed = crate::harmonize::days_of_date(observed_to);
+    let dir = col(direction).cast(DataType::String);
+    let usable = col(date).is_not_null().and(
+        dir.clone()
+            .eq(lit(arrival))
+            .or(dir.clone().eq(lit(departure))),
+    );
+    let unusable = df
+        .clone()
+        .lazy()
+        .filter(usable.clone().not())
+        .collect()?
+        .height() as u64;
+    let placed_unusable = unusable.saturating_sub(outside.no_date);
+    outside.no_date += placed_unusable;
+    let df = df
+        .lazy()
+        .filter(usable.and(col(date).to_physical().lt_eq(lit(observed))))
+        .with_column(dir.eq(lit(arrival)).alias("_arrival"))
+        .sort(
+            [person, date, "_file", "_record"],
+            SortMultipleOptions::default(),
+        )
+        .collect()?;
+    let persons = df.column(person)?.cast(&DataType::String)?;
+    let persons: Vec<Option<&str>> = persons.str()?.iter().collect();
+    let dates = df.column(date)?.to_physical_repr();
+    let dates: Vec<i32> = dates.i32()?.iter().map(|d| d.unwrap_or_default()).collect();
+    let arrivals: Vec<bool> = df
+        .column("_arrival")?
+        .bool()?
+        .iter()
+        .map(|a| a.unwrap_or(false))
+        .collect();
+    let outcomes = crate::residence::classify(&persons, &dates, &arrivals, rule, observed_to);
+    let wanted = match flow {
+        MigrationFlow::Immigration => Outcome::Immigration,
+        MigrationFlow::Emigration => Outcome::Emigration,
+    };
+    let keep: Vec<bool> = outcomes.iter().map(|o| *o == wanted).collect();
+    // Undetermined crossings of the flow's direction, counted when they fall in a period.
+    let open: Vec<bool> = outcomes
+        .iter()
+        .zip(&arrivals)
+        .map(|(o, a)| *o == Outcome::Undetermined && *a == (wanted == Outcome::Immigration))
+        .collect();
+    let open = df.filter(&BooleanChunked::from_slice("open".into(), &open))?;
+    let open = filtered(open.lazy(), table).collect()?;
+    let (open, _) = place(open, periods)?;
+    outside.undetermined = open.height() as u64;
+    let df = df
+        .filter(&BooleanChunked::from_slice("keep".into(), &keep))?
+        .drop("_arrival")?;
+    let (df, _) = place(df, periods)?;
+    Ok((df, outside))
 }
 
 /// Which records of `df` (sorted by person, start, file, record) are first permits under

@@ -182,6 +182,7 @@ impl<'p> Harmonizer<'p> {
                 }
                 Derivation::Age {
                     birth_date,
+                    birth_year,
                     age,
                     at: event,
                 } => {
@@ -198,6 +199,17 @@ impl<'p> Harmonizer<'p> {
                         Some(b) => {
                             let c = df.column(&raw_column(b)).ctx(|| ctx(b))?.to_physical_repr();
                             Some(c.i32().ctx(|| ctx(b))?.iter().collect())
+                        }
+                        None => None,
+                    };
+                    let years: Option<Vec<Option<i64>>> = match birth_year {
+                        Some(y) => {
+                            let c = df
+                                .column(&raw_column(y))
+                                .ctx(|| ctx(y))?
+                                .cast(&DataType::Int64)
+                                .ctx(|| ctx(y))?;
+                            Some(c.i64().ctx(|| ctx(y))?.iter().collect())
                         }
                         None => None,
                     };
@@ -226,7 +238,16 @@ impl<'p> Harmonizer<'p> {
                                 .and_then(date_of_days)
                                 .zip(on)
                                 .and_then(|(b, on)| age_at(b, on));
-                            from_birth.or_else(|| {
+                            let from_year =
+                                years
+                                    .as_ref()
+                                    .and_then(|y| y[row])
+                                    .zip(on)
+                                    .and_then(|(y, on)| {
+                                        u32::try_from(i64::from(chrono::Datelike::year(&on)) - y)
+                                            .ok()
+                                    });
+                            from_birth.or(from_year).or_else(|| {
                                 reported
                                     .as_ref()
                                     .and_then(|r| r[row])
@@ -399,6 +420,12 @@ pub const NOT_APPLICABLE: &str = "_Z";
 /// A date stored as days since 1970-01-01 (Arrow's `Date32`).
 pub fn date_of_days(days: i32) -> Option<NaiveDate> {
     NaiveDate::from_num_days_from_ce_opt(days.checked_add(719_163)?)
+}
+
+/// Days since 1970-01-01 of a date (the inverse of [`date_of_days`]).
+pub fn days_of_date(d: NaiveDate) -> i32 {
+    use chrono::Datelike;
+    d.num_days_from_ce() - 719_163
 }
 
 /// The reporting country's code in a `national` lookup or a `foreign` derivation (Eurostat's

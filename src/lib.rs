@@ -19,6 +19,7 @@ pub mod protect;
 pub mod quarantine;
 pub mod query;
 pub mod release;
+pub mod residence;
 pub mod runner;
 pub mod sample;
 pub mod spec;

@@ -137,7 +137,12 @@ impl TablePeriods {
                 .periods
                 .list
                 .iter()
-                .filter(|p| p.is_provisional(plan.reference_date, plan.provisional_months))
+                .filter(|p| {
+                    p.is_provisional(
+                        plan.reference_date,
+                        t.kind.provisional_months(plan.provisional_months),
+                    )
+                })
                 .map(|p| p.label())
                 .collect(),
         }
@@ -967,7 +972,10 @@ fn protect_period(
     if ledger_path.is_file() && previous.is_none() {
         tracing::warn!(group = %group.id, "the tables' definition changed since the period was last published: it is published as a new series (the earlier publication is not taken into account)");
     }
-    let provisional = period.is_provisional(plan.reference_date, plan.provisional_months);
+    let provisional = period.is_provisional(
+        plan.reference_date,
+        group.union.kind.provisional_months(plan.provisional_months),
+    );
     // A period published while provisional and now closed is published again, final (a
     // revision: earlier suppressions kept, small changes protected).
     let closing = !provisional

@@ -659,16 +659,94 @@ const BORDER_POSTS: &[(&str, u32)] = &[
     ("GUERGUERAT", 2),
 ];
 
+/// First and last day of the border deliveries: four years of person-linked crossings, so
+/// that the 12-of-16-months rule can decide the crossings of the earlier years.
+const BORDER_FROM: (i32, u32, u32) = (2021, 1, 1);
+const BORDER_TO: (i32, u32, u32) = (2024, 12, 31);
+
+/// Who a traveller is, which decides their crossings (see [`border`]).
+#[derive(Clone, Copy)]
+enum Traveller {
+    /// Lives in Morocco; short trips abroad.
+    Resident,
+    /// A Moroccan living abroad (MRE) visiting most summers.
+    Diaspora,
+    /// A foreign visitor: one or two short stays.
+    Visitor,
+    /// Comes to live in Morocco (some leave again for good after a few years).
+    Immigrant,
+    /// A resident leaving to live abroad (some come back on visits, some return for good).
+    Emigrant,
+    /// Stays of 5 to 11 months (students, seasonal workers): some add up to 12 of 16 months.
+    Seasonal,
+}
+
+const DESTINATIONS: &[(&str, u32)] = &[
+    ("ESP", 25),
+    ("FRA", 25),
+    ("SAU", 10),
+    ("TUR", 8),
+    ("ITA", 6),
+    ("ARE", 6),
+    ("BEL", 5),
+    ("NLD", 4),
+    ("DEU", 4),
+    ("USA", 3),
+    ("CAN", 2),
+    ("SEN", 2),
+];
+const DIASPORA: &[(&str, u32)] = &[
+    ("FRA", 35),
+    ("ESP", 25),
+    ("ITA", 15),
+    ("BEL", 10),
+    ("NLD", 8),
+    ("DEU", 5),
+    ("CAN", 2),
+];
+const VISITORS: &[(&str, u32)] = &[
+    ("FRA", 25),
+    ("ESP", 18),
+    ("GBR", 12),
+    ("DEU", 10),
+    ("USA", 8),
+    ("ITA", 8),
+    ("BEL", 6),
+    ("CHN", 5),
+    ("DZA", 4),
+    ("SEN", 4),
+];
+const IMMIGRANTS: &[(&str, u32)] = &[
+    ("SEN", 15),
+    ("CIV", 12),
+    ("FRA", 12),
+    ("ESP", 8),
+    ("GIN", 8),
+    ("MLI", 7),
+    ("NGA", 6),
+    ("CMR", 6),
+    ("CHN", 5),
+    ("SYR", 4),
+    ("USA", 3),
+    ("MAR", 14),
+];
+
+/// Border-crossing events of person-linked travellers (`traveller_id`), each traveller's
+/// crossings written together in date order: residents' trips, the diaspora's summer visits,
+/// visitors, immigrants, emigrants and long seasonal stays, so that the default pipeline's
+/// migration tables have immigrants and emigrants under both residence rules.
 fn border(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {
     let mut rng = Rng::new(seed, 4);
     let header = [
         "event_id",
+        "traveller_id",
         "crossing_date",
         "border_post",
         "direction",
         "sex",
         "birth_year",
         "citizenship",
+        "other_country",
         "document_type",
     ];
     let mut w = CsvOut::create(
@@ -680,46 +758,174 @@ fn border(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {
         &header,
     )?;
     let kinds = [
-        Damage::Date(1),
-        Damage::Country(6),
-        Damage::Missing(4),
+        Damage::Date(2),
+        Damage::Country(7),
+        Damage::Missing(5),
         Damage::DuplicateId(0),
         Damage::MissingField,
-        Damage::Age(5),
+        Damage::Age(6),
     ];
     let mut damager = Damager::new(&kinds, BAD_ROW_RATE, true);
-    let nationals: &[(&str, u32)] = &[
-        ("MAR", 55),
-        ("FRA", 12),
-        ("ESP", 8),
-        ("SEN", 3),
-        ("CIV", 2),
-        ("DZA", 2),
-        ("GBR", 4),
-        ("DEU", 3),
-        ("ITA", 3),
-        ("USA", 3),
-        ("CHN", 2),
-        ("NGA", 1),
-        ("BEL", 2),
-    ];
-    let from = ymd(2024, 1, 1);
-    for e in 0..sz.border {
-        let id = format!("E{:012}", e + 1);
-        let date = random_date(&mut rng, from, ymd(2024, 12, 31));
-        let birth_year = rng.range(1940, 2023);
-        let mut row = vec![
-            id.clone(),
-            iso(date),
-            (*rng.weighted(BORDER_POSTS)).into(),
-            if rng.chance(0.5) { "IN" } else { "OUT" }.into(),
-            if rng.chance(0.54) { "M" } else { "F" }.into(),
-            birth_year.to_string(),
-            (*rng.weighted(nationals)).into(),
-            (*rng.weighted(&[("passport", 85), ("id_card", 12), ("laissez_passer", 3)])).into(),
-        ];
-        damager.apply(&mut rng, &mut row, &id);
-        w.record(&row)?;
+    let (from, to) = (
+        ymd(BORDER_FROM.0, BORDER_FROM.1, BORDER_FROM.2),
+        ymd(BORDER_TO.0, BORDER_TO.1, BORDER_TO.2),
+    );
+    let days = |n: i64| Duration::days(n);
+    let mut event = 0usize;
+    let mut traveller = 0usize;
+    // (date, arrival, country abroad)
+    let mut trips: Vec<(NaiveDate, bool, &'static str)> = Vec::new();
+    while event < sz.border {
+        traveller += 1;
+        trips.clear();
+        let kind = *rng.weighted(&[
+            (Traveller::Resident, 34),
+            (Traveller::Diaspora, 22),
+            (Traveller::Visitor, 22),
+            (Traveller::Immigrant, 8),
+            (Traveller::Emigrant, 8),
+            (Traveller::Seasonal, 6),
+        ]);
+        let (citizenship, birth_year) = match kind {
+            Traveller::Resident => (
+                if rng.chance(0.92) {
+                    "MAR"
+                } else {
+                    *rng.weighted(IMMIGRANTS)
+                },
+                rng.range(1945, 2015),
+            ),
+            Traveller::Diaspora | Traveller::Emigrant => ("MAR", rng.range(1950, 2010)),
+            Traveller::Visitor => (*rng.weighted(VISITORS), rng.range(1945, 2015)),
+            Traveller::Immigrant | Traveller::Seasonal => {
+                (*rng.weighted(IMMIGRANTS), rng.range(1960, 2006))
+            }
+        };
+        // A trip away (residents) or a stay (others) from `start` lasting `len` days.
+        let away = |trips: &mut Vec<(NaiveDate, bool, &'static str)>,
+                    start: NaiveDate,
+                    len: i64,
+                    country: &'static str| {
+            trips.push((start, false, country));
+            trips.push((start + days(len), true, country));
+        };
+        match kind {
+            Traveller::Resident => {
+                let mut d = random_date(&mut rng, from, from + days(300));
+                while d < to {
+                    let (lo, hi) = *rng.weighted(&[((3, 21), 8), ((22, 90), 2)]);
+                    let len = rng.range(lo, hi);
+                    let to_country = *rng.weighted(DESTINATIONS);
+                    away(&mut trips, d, len, to_country);
+                    d += days(len + rng.range(60, 500));
+                }
+            }
+            Traveller::Diaspora => {
+                let home = *rng.weighted(DIASPORA);
+                for year in 2021..=2024 {
+                    if rng.chance(0.7) {
+                        let arrive = random_date(&mut rng, ymd(year, 6, 20), ymd(year, 8, 10));
+                        trips.push((arrive, true, home));
+                        trips.push((arrive + days(rng.range(10, 45)), false, home));
+                    }
+                }
+            }
+            Traveller::Visitor => {
+                let home = citizenship;
+                let mut arrive = random_date(&mut rng, from, to);
+                for _ in 0..rng.range(1, 2) {
+                    let stay = rng.range(3, 28);
+                    trips.push((arrive, true, home));
+                    trips.push((arrive + days(stay), false, home));
+                    arrive += days(stay + rng.range(60, 700));
+                }
+            }
+            Traveller::Immigrant => {
+                let origin = if citizenship == "MAR" {
+                    *rng.weighted(DIASPORA)
+                } else {
+                    citizenship
+                };
+                let arrive = random_date(&mut rng, from, to);
+                trips.push((arrive, true, origin));
+                let mut d = arrive + days(rng.range(90, 400));
+                // Short trips home; a quarter leave for good after one to three years.
+                let leaves = rng
+                    .chance(0.25)
+                    .then(|| arrive + days(rng.range(400, 1100)));
+                let stop = leaves.unwrap_or(to);
+                while d + days(60) < stop {
+                    let len = rng.range(7, 40);
+                    away(&mut trips, d, len, origin);
+                    d += days(len + rng.range(150, 420));
+                }
+                if let Some(l) = leaves {
+                    trips.push((l, false, origin));
+                }
+            }
+            Traveller::Emigrant => {
+                let dest = *rng.weighted(DIASPORA);
+                let leave = random_date(&mut rng, from + days(60), to);
+                // A trip or two before leaving.
+                if rng.chance(0.4) {
+                    let d = random_date(&mut rng, from, leave - days(45));
+                    if d < leave - days(40) {
+                        let (len, to_country) = (rng.range(5, 20), *rng.weighted(DESTINATIONS));
+                        away(&mut trips, d, len, to_country);
+                    }
+                }
+                trips.push((leave, false, dest));
+                match *rng.weighted(&[(0u8, 5), (1, 3), (2, 2)]) {
+                    // Gone for good.
+                    0 => {}
+                    // A summer visit about 7 to 9 months after leaving (12 of 16: still an
+                    // emigrant; 12 months in a row: not).
+                    1 => {
+                        let back = leave + days(rng.range(210, 280));
+                        trips.push((back, true, dest));
+                        trips.push((back + days(rng.range(14, 35)), false, dest));
+                    }
+                    // Returns for good after 13 to 30 months.
+                    _ => trips.push((leave + days(rng.range(400, 900)), true, dest)),
+                }
+            }
+            Traveller::Seasonal => {
+                let origin = citizenship;
+                let mut d = random_date(&mut rng, from, to);
+                for _ in 0..rng.range(1, 3) {
+                    let stay = rng.range(150, 340);
+                    trips.push((d, true, origin));
+                    trips.push((d + days(stay), false, origin));
+                    d += days(stay + rng.range(20, 120));
+                }
+            }
+        }
+        trips.retain(|t| t.0 >= from && t.0 <= to);
+        trips.sort_by_key(|t| t.0);
+        let sex = if rng.chance(0.54) { "M" } else { "F" };
+        let document = *rng.weighted(&[("passport", 85), ("id_card", 12), ("laissez_passer", 3)]);
+        let tid = format!("T{traveller:010}");
+        for &(date, arrival, country) in trips.iter() {
+            if event >= sz.border {
+                break;
+            }
+            event += 1;
+            let id = format!("E{event:012}");
+            let mut row = vec![
+                id.clone(),
+                tid.clone(),
+                iso(date),
+                (*rng.weighted(BORDER_POSTS)).into(),
+                if arrival { "IN" } else { "OUT" }.into(),
+                sex.into(),
+                birth_year.to_string(),
+                citizenship.into(),
+                country.into(),
+                document.into(),
+            ];
+            damager.apply(&mut rng, &mut row, &id);
+            w.record(&row)?;
+        }
     }
     w.finish()
 }

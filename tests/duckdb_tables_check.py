@@ -103,6 +103,8 @@ def periods_of(spec, table):
         date = None
     elif kind == "flow":
         date = table["start"]
+    elif kind == "migration":
+        date = table["crossing_date"]
     elif kind.startswith("survey"):
         date = None
     return lst, date, freq
@@ -156,21 +158,84 @@ def reference_sql(spec, table, accepted, period):
         base = (f"select * from ({base}) qualify row_number() over (partition by {q(person)} "
                 f"order by {st} asc, _file asc, _record asc) = 1")
         base = f"select * from ({base}) where {in_period(st)}"
+    elif kind == "migration":
+        outcomes = migration_sql(spec, table, accepted)
+        flow = "immigration" if table["flow"] == "immigration" else "emigration"
+        # The filter picks among the migrations (every crossing makes the history), then
+        # each person once per period.
+        base = (f"select * from ({outcomes}) where " + " and ".join([f"_outcome = '{flow}'", in_period('_d')] + where)
+                + " qualify row_number() over (partition by _p order by _rn) = 1")
     cols = ", ".join(f"case when grouping({q(d)}) = 1 then '_T' else {q(d)} end as {q(d)}" for d in dims)
     return f"select {cols}, count(*) as n from ({base}) group by cube({', '.join(q(d) for d in dims)})"
+
+
+def migration_sql(spec, table, accepted):
+    """Every usable crossing of the table's source with its outcome under the residence rule
+    (`immigration`, `emigration`, `none`, `undetermined`), written from the README's definition:
+    a crossing is long-term when the person then stays on its side of the border 365 days without
+    a crossing back (12_months) or 365 days within the next 16 months (12_of_16), judged on the
+    crossings up to observed_to; residence follows the long-term crossings (first crossing a
+    departure: resident before it); a migration is a long-term crossing that changes residence."""
+    src = spec["sources"][table["source"]]
+    person = q("raw_" + src["person_id"])
+    d = q("raw_" + table["crossing_date"])
+    direc = q(table["direction"])
+    arr = table.get("arrival", "IN").replace("'", "''")
+    dep = table.get("departure", "OUT").replace("'", "''")
+    obs = table.get("observed_to", spec["reference_date"])
+    obs_end = f"(date '{obs}' + 1)"
+    rule = table.get("rule", "12_of_16")
+    crossings = (f"select *, {person} as _p, {d} as _d, ({direc} = '{arr}') as _arr, "
+                 f"row_number() over (partition by {person} order by {d}, _file, _record) as _rn "
+                 f"from read_parquet('{accepted}') where {d} is not null and {d} <= date '{obs}' "
+                 f"and {direc} in ('{arr}', '{dep}')")
+    # Each crossing's segment: from it to the person's next crossing (none: open).
+    segs = f"select *, lead(_d) over (partition by _p order by _rn) as _next from ({crossings})"
+    if rule == "12_months":
+        lt = (f"select a.*, (select min(b._d) from ({segs}) b where b._p = a._p and b._rn > a._rn and b._arr <> a._arr) as _back "
+              f"from ({segs}) a")
+        lt = (f"select *, case when coalesce(_back, {obs_end}) - _d >= 365 then 1 "
+              f"when _back is not null then 0 else null end as _lt from ({lt})")
+    else:
+        win = (f"select a.*, cast(a._d + interval 16 month as date) as _wend, "
+               f"least(cast(a._d + interval 16 month as date), {obs_end}) as _seen from ({segs}) a")
+        days = (f"select w.*, (select coalesce(sum(greatest(0, least(coalesce(b._next, w._seen), w._seen) - least(b._d, w._seen))), 0) "
+                f"from ({segs}) b where b._p = w._p and b._rn >= w._rn and b._arr = w._arr) as _days from ({win}) w")
+        lt = (f"select *, case when _days >= 365 then 1 when _wend - _seen <= 0 or _days + (_wend - _seen) < 365 then 0 "
+              f"else null end as _lt from ({days})")
+    # Residence before each crossing (1 resident, 0 not, -1 not known yet), crossing by crossing.
+    return f"""
+with recursive c as ({lt}),
+s(_p, _rn, _res) as (
+  select _p, _rn, case when _arr then 0 else 1 end from c where _rn = 1
+  union all
+  select c._p, c._rn,
+    case when prev._lt = 1 then (case when prev._arr then 1 else 0 end)
+         when prev._lt = 0 then s._res
+         when s._res >= 0 and (prev._arr = (s._res = 1)) then s._res
+         else -1 end
+  from s join c prev on prev._p = s._p and prev._rn = s._rn join c on c._p = s._p and c._rn = s._rn + 1
+)
+select c.*, case
+    when c._lt = 0 then 'none'
+    when c._lt = 1 and s._res >= 0 and c._arr <> (s._res = 1) then (case when c._arr then 'immigration' else 'emigration' end)
+    when c._lt = 1 and s._res >= 0 then 'none'
+    when c._lt is null and s._res >= 0 and c._arr = (s._res = 1) then 'none'
+    else 'undetermined' end as _outcome
+from c join s using (_p, _rn)"""
 
 
 def outside_sql(spec, table, accepted):
     """Records (flows: first records) whose event date is in no period: (no date, before, after)."""
     lst, date, _ = periods_of(spec, table)
     kind = table.get("kind", "count")
-    if not date or kind not in ("count", "flow"):
+    if not date or kind not in ("count", "flow", "migration"):
         return None
     src = spec["sources"][table["source"]]
     person = q("raw_" + src.get("person_id", ""))
     col = q("raw_" + date)
     base = f"select * from read_parquet('{accepted}')"
-    if "filter" in table:
+    if "filter" in table and kind != "migration":
         values = ", ".join("'" + v.replace("'", "''") + "'" for v in table["filter"]["in"])
         base += f" where {q(table['filter']['column'])} in ({values})"
     if kind == "flow" and table.get("first") == "eurostat":
@@ -257,6 +322,18 @@ def main():
             n_expected += len(expected)
         # The records left out of every period, as the manifest reports them.
         sql = outside_sql(spec, table, accepted)
+        if table.get("kind") == "migration":
+            lo, hi = periods[0][2], periods[-1][3]
+            want = "true" if table["flow"] == "immigration" else "false"
+            flt = ""
+            if "filter" in table:
+                values = ", ".join("'" + v.replace("'", "''") + "'" for v in table["filter"]["in"])
+                flt = f" and {q(table['filter']['column'])} in ({values})"
+            und = duckdb.execute(f"select count(*) from ({migration_sql(spec, table, accepted)}) where _outcome = 'undetermined' "
+                                 f"and _arr = {want} and _d between date '{lo}' and date '{hi}'{flt}").fetchone()[0]
+            rep = manifest["periods"][tid]["outside"]
+            if rep.get("undetermined", 0) != und:
+                failures.append(f"{tid}: manifest says {rep.get('undetermined')} undetermined crossings, DuckDB {und}")
         if sql:
             no_date, before, after = duckdb.execute(sql).fetchone()
             rep = manifest["periods"][tid]["outside"]

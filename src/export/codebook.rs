@@ -398,6 +398,7 @@ fn dimension(
         ),
         Some(Derivation::Age {
             birth_date,
+            birth_year,
             age,
             at,
         }) => (
@@ -410,6 +411,14 @@ fn dimension(
                     ),
                     None => format!("age in completed years at the reference date from `{b}`"),
                 },
+                (None, _) if birth_year.is_some() => format!(
+                    "age reached during the year of {} (its year minus the year of birth in `{}`)",
+                    at.as_ref()
+                        .map_or("the reference date".to_string(), |e| format!(
+                            "the event (`{e}`)"
+                        )),
+                    birth_year.as_deref().unwrap_or_default()
+                ),
                 (None, Some(a)) => format!("age as reported in `{a}`"),
                 (None, None) => "age".to_string(),
             },

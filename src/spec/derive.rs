@@ -83,8 +83,14 @@ pub enum Derivation {
     /// Age in completed years from a birth date, else a reported age: at the date in field `at`
     /// of each record (the event: issue, registration, crossing) when given, else at the
     /// reference date. Stock tables take the age at their stock date whatever `at` says.
+    ///
+    /// With only a `birth_year` (a year field) the age is the age reached during the year of
+    /// the event (or of the reference date): its year minus the year of birth, Eurostat's
+    /// "age reached" definition for registers that record no birth date.
     Age {
         birth_date: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        birth_year: Option<String>,
         age: Option<String>,
         #[serde(default)]
         at: Option<String>,
@@ -150,6 +156,31 @@ pub enum TableKind {
         /// `Some(end field)`: the Eurostat rule; `None`: first record ever.
         eurostat_end: Option<String>,
     },
+    /// Migrations: crossings of the border that change a person's usual residence. Each
+    /// person's crossings (`direction` holds the `arrival` or `departure` code, `date` the
+    /// crossing date) are read in date order; a crossing is *long-term* when the person then
+    /// stays in the country (after an arrival) or away (after a departure) as the `rule` asks,
+    /// judged on the crossings up to `observed_to`. Residence follows the long-term crossings:
+    /// resident after a long-term arrival, non-resident after a long-term departure, and
+    /// before a person's first long-term crossing as their first crossing says (someone first
+    /// seen leaving lived here; someone first seen arriving lived abroad). An immigration is a
+    /// long-term arrival of a non-resident, an emigration a long-term departure of a resident;
+    /// each is placed in the period of its crossing date, in the cell of that crossing's record,
+    /// each person once per period. A crossing whose outcome the crossings up to `observed_to`
+    /// cannot decide yet is left out and counted (`undetermined` in the manifest), and every
+    /// period is provisional until the rule's window after its end has been observed.
+    Migration {
+        flow: MigrationFlow,
+        rule: ResidenceRule,
+        /// The crossing date field.
+        date: String,
+        /// The derived column holding the direction of each crossing.
+        direction: String,
+        arrival: String,
+        departure: String,
+        /// The last day the deliveries cover: crossings after it are not read.
+        observed_to: chrono::NaiveDate,
+    },
     /// The estimated population of each cell (the sum of the survey weights), or with a
     /// `variable` the estimated total of that numeric column, with its standard error over the
     /// source's design. Every cell is a domain estimated on the whole design.
@@ -169,7 +200,51 @@ pub enum TableKind {
     },
 }
 
+/// Which migrations a [`TableKind::Migration`] table counts.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MigrationFlow {
+    /// Long-term arrivals of non-residents.
+    Immigration,
+    /// Long-term departures of residents.
+    Emigration,
+}
+
+/// When a crossing is long-term: the duration-of-stay criterion of usual residence.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub enum ResidenceRule {
+    /// UN Recommendations on Statistics of International Migration (1998): a stay in the
+    /// country (or an absence from it) of at least 12 months without interruption: no crossing
+    /// back within 365 days of the crossing.
+    #[serde(rename = "12_months")]
+    Continuous12,
+    /// Stats NZ's outcome-based rule: at least 12 months (365 days) in the country (or away
+    /// from it) in total within the 16 months that follow the crossing (days from the crossing
+    /// date up to the same date 16 calendar months later, excluded).
+    #[serde(rename = "12_of_16")]
+    TwelveOfSixteen,
+}
+
+impl ResidenceRule {
+    /// Months after its end a period's outcomes are known: its window.
+    pub fn window_months(self) -> u32 {
+        match self {
+            ResidenceRule::Continuous12 => 12,
+            ResidenceRule::TwelveOfSixteen => 16,
+        }
+    }
+}
+
 impl TableKind {
+    /// Months after a period's end it stays provisional: the pipeline's lag, or for migration
+    /// tables at least the rule's window (outcomes are not known before it has passed).
+    pub fn provisional_months(&self, pipeline: u32) -> u32 {
+        match self {
+            TableKind::Migration { rule, .. } => pipeline.max(rule.window_months()),
+            _ => pipeline,
+        }
+    }
+
     pub fn is_survey(&self) -> bool {
         matches!(
             self,
@@ -290,6 +365,7 @@ const DERIVE_KEYS: &[&str] = &[
     "normalize",
     "unmapped",
     "birth_date",
+    "birth_year",
     "age",
     "at",
     "banding",
@@ -321,6 +397,13 @@ const TABLE_KEYS: &[&str] = &[
     "category",
     "numerator",
     "denominator",
+    "flow",
+    "rule",
+    "crossing_date",
+    "direction",
+    "arrival",
+    "departure",
+    "observed_to",
     "protect",
 ];
 const PROTECT_KEYS: &[&str] = &[
@@ -590,8 +673,29 @@ pub(crate) fn compile_harmonize(
                 normalize,
                 unmapped,
             }
-        } else if d.contains_key("birth_date") || d.contains_key("age") || d.contains_key("at") {
+        } else if ["birth_date", "birth_year", "age", "at"]
+            .iter()
+            .any(|k| d.contains_key(*k))
+        {
             let birth_date = cx.str(d, "birth_date", &pp, false).map(str::to_string);
+            let birth_year = cx.str(d, "birth_year", &pp, false).map(str::to_string);
+            if let Some(y) = &birth_year {
+                let is_year = schema
+                    .and_then(|s| s.field(y))
+                    .is_some_and(|f| matches!(f.field_type, FieldType::Year | FieldType::Integer));
+                if schema.is_some() && !is_year {
+                    cx.push(
+                        format!("{pp}birth_year"),
+                        format!("field `{}` must be a year field", super::cap(y)),
+                    );
+                }
+                if birth_date.is_some() {
+                    cx.push(
+                        format!("{pp}birth_year"),
+                        "give a `birth_date` or a `birth_year`, not both",
+                    );
+                }
+            }
             let age = cx.str(d, "age", &pp, false).map(str::to_string);
             if let Some(b) = &birth_date {
                 field_ok(b, Some(true), &format!("{pp}birth_date"), cx);
@@ -602,15 +706,16 @@ pub(crate) fn compile_harmonize(
             let at = cx.str(d, "at", &pp, false).map(str::to_string);
             if let Some(a) = &at {
                 field_ok(a, Some(true), &format!("{pp}at"), cx);
-                if birth_date.is_none() {
+                if birth_date.is_none() && birth_year.is_none() {
                     cx.push(
                         format!("{pp}at"),
-                        "`at` needs a `birth_date` (a reported age is already at its own date)",
+                        "`at` needs a `birth_date` or a `birth_year` (a reported age is already at its own date)",
                     );
                 }
             }
             Derivation::Age {
                 birth_date,
+                birth_year,
                 age,
                 at,
             }
@@ -886,11 +991,80 @@ pub(crate) fn compile_table(
                 eurostat_end,
             }
         }
+        "migration" => {
+            let flow = match cx.str(t, "flow", &pp, true) {
+                Some("immigration") | None => MigrationFlow::Immigration,
+                Some("emigration") => MigrationFlow::Emigration,
+                Some(other) => {
+                    cx.push(
+                        format!("{pp}flow"),
+                        format!(
+                            "`{}` is not a migration flow (immigration or emigration)",
+                            super::cap(other)
+                        ),
+                    );
+                    MigrationFlow::Immigration
+                }
+            };
+            let rule = match cx.str(t, "rule", &pp, true) {
+                Some("12_of_16") | None => ResidenceRule::TwelveOfSixteen,
+                Some("12_months") => ResidenceRule::Continuous12,
+                Some(other) => {
+                    cx.push(
+                        format!("{pp}rule"),
+                        format!(
+                            "`{}` is not a residence rule (12_months: 12 months without interruption; 12_of_16: 12 of the next 16 months)",
+                            super::cap(other)
+                        ),
+                    );
+                    ResidenceRule::TwelveOfSixteen
+                }
+            };
+            let direction = cx
+                .str(t, "direction", &pp, true)
+                .unwrap_or_default()
+                .to_string();
+            if !direction.is_empty() && !derived.contains(&direction) {
+                cx.push(
+                    format!("{pp}direction"),
+                    format!(
+                        "`{}` is not a column derived by source `{source}`",
+                        super::cap(&direction)
+                    ),
+                );
+            }
+            let code = |key: &str, default: &str, cx: &mut Ctx<'_>| {
+                cx.str(t, key, &pp, false).unwrap_or(default).to_string()
+            };
+            let arrival = code("arrival", "IN", cx);
+            let departure = code("departure", "OUT", cx);
+            if arrival == departure {
+                cx.push(
+                    format!("{pp}departure"),
+                    "arrivals and departures need different codes",
+                );
+            }
+            let observed_to = match t.get("observed_to") {
+                None => reference_date.unwrap_or(chrono::NaiveDate::MIN),
+                Some(v) => cx
+                    .date(v, &format!("{pp}observed_to"))
+                    .unwrap_or(chrono::NaiveDate::MIN),
+            };
+            TableKind::Migration {
+                flow,
+                rule,
+                date: date_field("crossing_date", cx),
+                direction,
+                arrival,
+                departure,
+                observed_to,
+            }
+        }
         other => {
             cx.push(
                 format!("{pp}kind"),
                 format!(
-                    "`{other}` is not a kind (count, stock, flow, survey_total, survey_mean, survey_proportion or survey_ratio)"
+                    "`{other}` is not a kind (count, stock, flow, migration, survey_total, survey_mean, survey_proportion or survey_ratio)"
                 ),
             );
             TableKind::Count
@@ -1230,7 +1404,7 @@ fn table_periods(
                 })
             }
         },
-        TableKind::Flow { start, .. } => match d {
+        TableKind::Flow { start, .. } | TableKind::Migration { date: start, .. } => match d {
             Some(d) => {
                 if let Some(date) = d.date.as_ref().filter(|x| *x != start)
                     && own.and_then(|v| v.get("date")).is_some()
@@ -1238,7 +1412,7 @@ fn table_periods(
                     cx.push(
                         format!("{key}.date"),
                         format!(
-                            "a flow is placed by its `start` (`{start}`), not by `{}`: remove `date`",
+                            "a flow is placed by its own date (`{start}`), not by `{}`: remove `date`",
                             super::cap(date)
                         ),
                     );

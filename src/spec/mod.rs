@@ -1010,6 +1010,7 @@ impl Plan {
                     ),
                     Derivation::Age {
                         birth_date,
+                        birth_year,
                         age,
                         at,
                     } => format!(
@@ -1018,7 +1019,7 @@ impl Plan {
                             || self.reference_date.to_string(),
                             |a| format!("`{a}` (stocks: the stock date)")
                         ),
-                        [birth_date.as_deref(), age.as_deref()]
+                        [birth_date.as_deref(), birth_year.as_deref(), age.as_deref()]
                             .iter()
                             .flatten()
                             .cloned()

@@ -456,6 +456,113 @@ fn records_are_placed_in_the_period_of_their_event() {
     );
 }
 
+/// tests/fixtures/migration: nine travellers' crossings (rows shuffled), deliveries to
+/// 2024-12-31, years 2022-2024. Worked by hand from the crossing dates:
+/// - A (F, SEN): in 2022-03-01, out 2023-03-01 (365 days in; then away to the end) →
+///   immigration 2022 and emigration 2023 under both rules.
+/// - B (M, FRA): in 2022-01-10, 200 days, 30 away, 135 in, 30 away, in 2023-02-09 for good:
+///   12 of 16 → 425 days in the 16 months after 2022-01-10: immigration 2022; 12 months in a
+///   row → only the last arrival: immigration 2023.
+/// - C (M, MAR): first seen leaving (resident), two short trips: nothing.
+/// - D (F, MAR): resident; out 2022-09-01, home 2023-05-01 for 30 days, out 2023-05-31 for good:
+///   12 of 16 → 242 + 215 = 457 days away after 2022-09-01: emigration 2022; 12 in a row →
+///   emigration 2023 (second departure).
+/// - E (M, CIV): in 2024-06-01, still here: undetermined (immigration, 2024).
+/// - F (M, MAR, born 2010): in 2021-06-15 (before the periods), out 2023-08-01 for good:
+///   emigration 2023 aged 13 (age reached in 2023): Y_LT18.
+/// - G (M, ESP): a fortnight's visit: nothing (a non-resident leaving is no emigrant).
+/// - H (F, MAR): out 2022-02-01, back 2023-06-01 (485 days) for good: emigration 2022 and
+///   immigration 2023 under both rules.
+/// - I (M, MAR): resident, out 2024-10-01: undetermined (emigration, 2024).
+/// - J: crosses on 2025-01-05, after the deliveries: outside (after); F's 2021 crossing: before.
+#[test]
+fn migrations_follow_the_residence_rules() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pipeline = repo().join("tests/fixtures/migration/pipeline.toml");
+    let plan = compile(&pipeline).unwrap();
+    let m = crate::run_plan(&plan, tmp.path());
+    let out = &tmp.path().join("current");
+    let years = ["ref_year=2022", "ref_year=2023", "ref_year=2024"];
+    let dims = ["SEX", "CHILD"];
+    let totals = |table: &str| -> Vec<u64> {
+        years
+            .iter()
+            .map(|y| cells_at(out, table, y, &dims)["_T|_T"])
+            .collect()
+    };
+    assert_eq!(totals("immigration_12_of_16"), [2, 1, 0]); // A B | H
+    assert_eq!(totals("emigration_12_of_16"), [2, 2, 0]); // D H | A F
+    assert_eq!(totals("immigration_12_months"), [1, 2, 0]); // A | B H
+    assert_eq!(totals("emigration_12_months"), [1, 3, 0]); // H | A D F
+    assert_eq!(
+        cells_at(out, "immigration_12_of_16", years[0], &dims),
+        expect(&[
+            ("F|Y_GE18", 1),
+            ("M|Y_GE18", 1),
+            ("F|_T", 1),
+            ("M|_T", 1),
+            ("_T|Y_GE18", 2),
+            ("_T|_T", 2)
+        ])
+    );
+    assert_eq!(
+        cells_at(out, "emigration_12_months", years[1], &dims),
+        expect(&[
+            ("F|Y_GE18", 2),
+            ("M|Y_LT18", 1),
+            ("F|_T", 2),
+            ("M|_T", 1),
+            ("_T|Y_GE18", 2),
+            ("_T|Y_LT18", 1),
+            ("_T|_T", 3)
+        ])
+    );
+    // The filter picks among migrations: B (from FRA) and H (from BEL) in 2023; A came from SEN.
+    assert_eq!(
+        cells_at(
+            out,
+            "immigration_from_europe",
+            years[0],
+            &["COUNTRY_ABROAD"]
+        ),
+        expect(&[("_T", 0)])
+    );
+    assert_eq!(
+        cells_at(
+            out,
+            "immigration_from_europe",
+            years[1],
+            &["COUNTRY_ABROAD"]
+        ),
+        expect(&[("BEL", 1), ("FRA", 1), ("_T", 2)])
+    );
+    for (table, provisional) in [
+        ("immigration_12_of_16", &["2023", "2024"][..]),
+        ("emigration_12_of_16", &["2023", "2024"][..]),
+        ("immigration_12_months", &["2024"][..]),
+        ("emigration_12_months", &["2024"][..]),
+    ] {
+        let p = &m.periods[table];
+        let o = &p.outside;
+        // E or I undetermined; F's 2021 crossing before, J's after the periods.
+        assert_eq!(
+            (o.undetermined, o.before, o.after, o.no_date),
+            (1, 1, 1, 0),
+            "{table}"
+        );
+        // Provisional until the rule's window after the period's end has been observed.
+        assert_eq!(p.provisional, provisional, "{table}");
+    }
+    // E (from CIV) is not in the European table's filter.
+    assert_eq!(m.periods["immigration_from_europe"].outside.undetermined, 0);
+    crate::python_check_with(
+        "duckdb_tables_check.py",
+        &pipeline,
+        out,
+        "duckdb tables check: agreed",
+    );
+}
+
 /// A provisional period is frozen like any other until it closes; the first release after
 /// that publishes it again, final (`A`, a new vintage), while closed periods stay as they were.
 #[test]
