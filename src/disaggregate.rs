@@ -279,9 +279,13 @@ pub fn build_cells(
             valid_to,
             ..
         } => {
-            needed.extend([raw_column(valid_from), raw_column(valid_to)]);
+            needed.push(raw_column(valid_from));
+            needed.extend(valid_to.as_deref().map(raw_column));
             if let Some((birth, _)) = ages_at_stock_date(source, table) {
                 needed.push(raw_column(&birth));
+            }
+            for (_, history) in statuses_at_stock_date(source, table) {
+                needed.extend(history.iter().map(|(_, f)| raw_column(f)));
             }
         }
         TableKind::Flow {
@@ -292,9 +296,14 @@ pub fn build_cells(
             needed.extend(eurostat_end.as_deref().map(raw_column));
         }
         TableKind::Migration {
-            date, direction, ..
+            date,
+            direction,
+            duration,
+            ..
         } => {
             needed.extend([raw_column(date), direction.clone()]);
+            // The duration column is made here, not read.
+            needed.retain(|c| Some(c) != duration.as_ref());
         }
     }
     if table.unit == Unit::Persons || table.kind != TableKind::Count {
@@ -362,17 +371,20 @@ pub fn build_cells(
             valid_to,
             open_end_valid,
         } => {
-            let (valid_from, valid_to) = (raw_column(valid_from), raw_column(valid_to));
+            let valid_from = raw_column(valid_from);
+            let valid_to = valid_to.as_deref().map(raw_column);
             let ages = ages_at_stock_date(source, table);
+            let statuses = statuses_at_stock_date(source, table);
             let mut frames = Vec::new();
             for (i, p) in table.periods.list.iter().enumerate() {
                 let at = p.end;
                 // Without an end date a record is valid from its start on, or not counted.
-                let until = col(valid_to.as_str()).gt_eq(lit(at));
-                let until = if *open_end_valid {
-                    col(valid_to.as_str()).is_null().or(until)
-                } else {
-                    until
+                let until = match &valid_to {
+                    None => lit(*open_end_valid),
+                    Some(to) if *open_end_valid => col(to.as_str())
+                        .is_null()
+                        .or(col(to.as_str()).gt_eq(lit(at))),
+                    Some(to) => col(to.as_str()).gt_eq(lit(at)),
                 };
                 let valid = df
                     .clone()
@@ -391,6 +403,8 @@ pub fn build_cells(
                         .ctx(|| ctx("ages at the stock date"))?,
                     None => valid,
                 };
+                let valid = restate_statuses(valid, &statuses, at)
+                    .ctx(|| ctx("statuses at the stock date"))?;
                 frames.push(filtered(valid.lazy(), table));
             }
             out.outside.no_date = df
@@ -447,14 +461,13 @@ pub fn build_cells(
             arrival,
             departure,
             observed_to,
+            duration,
         } => {
             let (df, outside) = migrations(
                 df,
                 &person,
                 (&raw_column(date), direction, arrival, departure),
-                *rule,
-                *flow,
-                *observed_to,
+                (*rule, *flow, *observed_to, duration.as_deref()),
                 table,
             )
             .ctx(|| ctx("the migrations in the crossing histories"))?;
@@ -479,9 +492,12 @@ fn migrations(
     df: DataFrame,
     person: &str,
     (date, direction, arrival, departure): (&str, &str, &str, &str),
-    rule: crate::spec::derive::ResidenceRule,
-    flow: crate::spec::derive::MigrationFlow,
-    observed_to: chrono::NaiveDate,
+    (rule, flow, observed_to, duration): (
+        crate::spec::derive::ResidenceRule,
+        crate::spec::derive::MigrationFlow,
+        chrono::NaiveDate,
+        Option<&str>,
+    ),
     table: &TableSpec,
 ) -> PolarsResult<(DataFrame, Outside)> {
     let periods = &table.periods;
@@ -524,6 +540,11 @@ fn migrations(
         .map(|a| a.unwrap_or(false))
         .collect();
     let outcomes = crate::residence::classify(&persons, &dates, &arrivals, rule, observed_to);
+    let mut df = df;
+    if let Some(name) = duration {
+        let codes = crate::residence::durations(&persons, &dates, &arrivals, observed_to);
+        df.with_column(Column::new(name.into(), codes))?;
+    }
     let wanted = match flow {
         MigrationFlow::Immigration => Outcome::Immigration,
         MigrationFlow::Emigration => Outcome::Emigration,
@@ -637,6 +658,57 @@ fn ages_at_stock_date(source: &SourcePlan, table: &TableSpec) -> Option<(String,
         }
     }
     (!columns.is_empty()).then_some((birth, columns))
+}
+
+/// The status columns (`history` derivations) among a stock table's dimensions and filter,
+/// with their histories: restated on each stock date.
+fn statuses_at_stock_date(
+    source: &SourcePlan,
+    table: &TableSpec,
+) -> Vec<(String, Vec<(String, String)>)> {
+    let used = |c: &String| {
+        table.dimensions.contains(c) || table.filter.as_ref().is_some_and(|(f, _)| f == c)
+    };
+    source
+        .harmonize
+        .iter()
+        .filter(|d| used(&d.name))
+        .filter_map(|d| match &d.derivation {
+            Derivation::Status { history, .. } => Some((d.name.clone(), history.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Replace each status column by the status on `on` from the record's history.
+fn restate_statuses(
+    mut df: DataFrame,
+    statuses: &[(String, Vec<(String, String)>)],
+    on: chrono::NaiveDate,
+) -> PolarsResult<DataFrame> {
+    let on = Some(crate::harmonize::days_of_date(on));
+    for (name, history) in statuses {
+        let steps: Vec<Vec<Option<i32>>> = history
+            .iter()
+            .map(|(_, f)| -> PolarsResult<Vec<Option<i32>>> {
+                let c = df.column(&raw_column(f))?.to_physical_repr();
+                Ok(c.i32()?.iter().collect())
+            })
+            .collect::<PolarsResult<_>>()?;
+        let codes: Vec<&str> = history.iter().map(|(c, _)| c.as_str()).collect();
+        let mut dates = vec![None; steps.len()];
+        let v: Vec<&str> = (0..df.height())
+            .map(|row| {
+                for (d, s) in dates.iter_mut().zip(&steps) {
+                    *d = s[row];
+                }
+                crate::harmonize::status_on(&codes, &dates, on)
+            })
+            .collect();
+        let old = df.column(name)?.dtype().clone();
+        df.with_column(Column::new(name.as_str().into(), v).cast(&old)?)?;
+    }
+    Ok(df)
 }
 
 /// Replace the age columns (and their bandings) by the age at `on` wherever the record has a

@@ -267,6 +267,30 @@ impl<'p> Harmonizer<'p> {
                         .collect();
                     Column::new(d.name.as_str().into(), codes)
                 }
+                Derivation::Status { history, at, .. } => {
+                    let days = |f: &str| -> Result<Vec<Option<i32>>> {
+                        let c = df.column(&raw_column(f)).ctx(|| ctx(f))?.to_physical_repr();
+                        Ok(c.i32().ctx(|| ctx(f))?.iter().collect())
+                    };
+                    let steps: Vec<Vec<Option<i32>>> = history
+                        .iter()
+                        .map(|(_, f)| days(f))
+                        .collect::<Result<_>>()?;
+                    let on: Option<Vec<Option<i32>>> = at.as_deref().map(days).transpose()?;
+                    let reference = days_of_date(plan.reference_date);
+                    let codes: Vec<&str> = history.iter().map(|(c, _)| c.as_str()).collect();
+                    let mut dates = vec![None; steps.len()];
+                    let out: Vec<&str> = (0..height)
+                        .map(|row| {
+                            for (d, s) in dates.iter_mut().zip(&steps) {
+                                *d = s[row];
+                            }
+                            let on = on.as_ref().map_or(Some(reference), |o| o[row]);
+                            status_on(&codes, &dates, on)
+                        })
+                        .collect();
+                    Column::new(d.name.as_str().into(), out)
+                }
                 Derivation::Foreign { from, national } => {
                     let c = df.column(from).ctx(|| ctx(from))?;
                     let codes: Vec<&str> = c
@@ -422,6 +446,26 @@ pub fn date_of_days(days: i32) -> Option<NaiveDate> {
     NaiveDate::from_num_days_from_ce_opt(days.checked_add(719_163)?)
 }
 
+/// A record's status on day `on` (days since 1970-01-01) from its history: the steps `codes`
+/// entered on `dates` (in the history's order). The step entered last on or before `on` (a
+/// tie: the step listed later); `_Z` when every dated step is later; `_U` when no step has a
+/// date or the record has no date to take the status on.
+pub fn status_on<'a>(codes: &[&'a str], dates: &[Option<i32>], on: Option<i32>) -> &'a str {
+    let Some(on) = on.filter(|_| dates.iter().any(Option::is_some)) else {
+        return UNKNOWN;
+    };
+    let mut best: Option<(i32, usize)> = None;
+    for (i, d) in dates.iter().enumerate() {
+        if let Some(d) = *d
+            && d <= on
+            && best.is_none_or(|(b, _)| d >= b)
+        {
+            best = Some((d, i));
+        }
+    }
+    best.map_or(NOT_APPLICABLE, |(_, i)| codes[i])
+}
+
 /// Days since 1970-01-01 of a date (the inverse of [`date_of_days`]).
 pub fn days_of_date(d: NaiveDate) -> i32 {
     use chrono::Datelike;
@@ -565,6 +609,36 @@ mod tests {
 
     fn d(y: i32, m: u32, day: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, day).unwrap()
+    }
+
+    #[test]
+    fn status_on_a_date_follows_the_history() {
+        let codes = ["ASYLUM_SEEKER", "REFUGEE"];
+        let d = |s: &str| {
+            Some(days_of_date(
+                NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap(),
+            ))
+        };
+        let (reg, rec) = (d("2015-03-26"), d("2016-05-30"));
+        // Before registration, on it, the day before recognition, on it, after it.
+        assert_eq!(status_on(&codes, &[reg, rec], d("2015-03-25")), "_Z");
+        assert_eq!(status_on(&codes, &[reg, rec], reg), "ASYLUM_SEEKER");
+        assert_eq!(
+            status_on(&codes, &[reg, rec], d("2016-05-29")),
+            "ASYLUM_SEEKER"
+        );
+        assert_eq!(status_on(&codes, &[reg, rec], rec), "REFUGEE");
+        assert_eq!(
+            status_on(&codes, &[reg, None], d("2024-12-31")),
+            "ASYLUM_SEEKER"
+        );
+        // Recognised on the day of registration: the later step.
+        assert_eq!(status_on(&codes, &[reg, reg], reg), "REFUGEE");
+        // No dated step, or no date to take it on: unknown.
+        assert_eq!(status_on(&codes, &[None, None], reg), "_U");
+        assert_eq!(status_on(&codes, &[reg, rec], None), "_U");
+        // Steps out of order in the data: the one entered last by the date.
+        assert_eq!(status_on(&codes, &[rec, reg], d("2015-12-31")), "REFUGEE");
     }
 
     #[test]

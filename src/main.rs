@@ -112,6 +112,11 @@ enum Command {
         /// ids, or `all`): a new vintage, audited with the earlier ones.
         #[arg(long, value_delimiter = ',')]
         revise: Vec<String>,
+        /// Revise only these periods (comma-separated SDMX TIME_PERIODs: 2022, 2024-Q1,
+        /// 2024-01, 2024-12-31): a backfill of earlier periods. With `--revise`, of those
+        /// tables; alone, of every table that has them. The others stay as published.
+        #[arg(long = "period", value_delimiter = ',')]
+        periods: Vec<String>,
     },
     /// Check a release against its manifest: every file present with its size and blake3, and
     /// nothing unlisted. Exit 65 when anything differs.
@@ -291,6 +296,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             wait,
             full_refresh,
             revise,
+            periods,
         } => {
             let plan = match spec::compile(pipeline) {
                 Ok(p) => p,
@@ -323,6 +329,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                 wait: *wait,
                 full_refresh: *full_refresh,
                 revise: revise.clone(),
+                periods: periods.clone(),
             };
             let manifest = runner::run(&plan, &opts)?;
             if manifest.status == "up_to_date" {

@@ -95,6 +95,73 @@ fn long_term(
     }
 }
 
+/// Codes of the duration of stay ([`durations`]): the stay (after an arrival) or absence
+/// (after a departure) that begins with a crossing, in completed months, with labels (en, fr).
+pub const DURATIONS: [(&str, &str, &str); 5] = [
+    ("M_LT12", "Less than 12 months", "Moins de 12 mois"),
+    ("M12T23", "12 to 23 months", "12 à 23 mois"),
+    ("M24T35", "24 to 35 months", "24 à 35 mois"),
+    ("M_GE36", "36 months or more", "36 mois ou plus"),
+    (
+        "_U",
+        "Still ongoing, length not known yet",
+        "En cours, durée pas encore connue",
+    ),
+];
+
+/// The duration of the stay (after an arrival) or absence (after a departure) that begins with
+/// each crossing, until the person crosses back: completed calendar months, banded as
+/// [`DURATIONS`]. A stay still ongoing after `observed_to` is `M_GE36` once it has lasted 36
+/// months, else `_U` (its band is not known yet). Same input as [`classify`].
+pub fn durations<P: PartialEq>(
+    persons: &[P],
+    dates: &[i32],
+    arrival: &[bool],
+    observed_to: NaiveDate,
+) -> Vec<&'static str> {
+    let n = dates.len();
+    let observed_end = crate::harmonize::days_of_date(observed_to) + 1;
+    let months = |from: i32, to: i32| -> u32 {
+        let (Some(f), Some(t)) = (
+            crate::harmonize::date_of_days(from),
+            crate::harmonize::date_of_days(to),
+        ) else {
+            return 0;
+        };
+        let mut m = 0;
+        while f
+            .checked_add_months(Months::new(m + 1))
+            .is_some_and(|x| x <= t)
+        {
+            m += 1;
+        }
+        m
+    };
+    let mut out = Vec::with_capacity(n);
+    let mut start = 0;
+    while start < n {
+        let mut end = start + 1;
+        while end < n && persons[end] == persons[start] {
+            end += 1;
+        }
+        for i in start..end {
+            let back = (i + 1..end)
+                .find(|&j| arrival[j] != arrival[i])
+                .map(|j| dates[j]);
+            let m = months(dates[i], back.unwrap_or(observed_end));
+            out.push(match (m, back.is_some()) {
+                (36.., _) => DURATIONS[3].0,
+                (_, false) => DURATIONS[4].0,
+                (0..12, true) => DURATIONS[0].0,
+                (12..24, true) => DURATIONS[1].0,
+                (_, true) => DURATIONS[2].0,
+            });
+        }
+        start = end;
+    }
+    out
+}
+
 /// The outcome of every crossing. `persons` groups the rows (equal values are one person, in
 /// consecutive rows); `dates` are days since 1970-01-01, ascending within a person; `arrival`
 /// is true for an arrival, false for a departure. Crossings after `observed_to` must have been
@@ -252,6 +319,33 @@ mod tests {
         // unobserved days from 2025-01-01: 180 < 365 → decided: not an emigration.
         let x = [("2024-01-15", "OUT"), ("2024-03-01", "IN")];
         assert_eq!(run(R1216, "2024-12-31", &x), [NotMigration, NotMigration]);
+    }
+
+    #[test]
+    fn durations_count_completed_months_until_the_crossing_back() {
+        let persons = [1; 5];
+        let dates: Vec<i32> = [
+            "2021-01-31",
+            "2022-01-30",
+            "2022-02-28",
+            "2023-03-01",
+            "2024-06-01",
+        ]
+        .iter()
+        .map(|s| d(s))
+        .collect();
+        // In, out after 11 months 30 days (< 12); away 29 days; in on 28 Feb 2022 (28 Feb 2023
+        // is 12 months; out on 1 March); away 15 months; in on 2024-06-01 and still here on
+        // 2024-12-31 after 7 months: not known yet.
+        let arrival = [true, false, true, false, true];
+        let to = NaiveDate::from_ymd_opt(2024, 12, 31).unwrap();
+        assert_eq!(
+            durations(&persons, &dates, &arrival, to),
+            ["M_LT12", "M_LT12", "M12T23", "M12T23", "_U"]
+        );
+        // Ongoing for 36 months: the band is known.
+        let x = [d("2021-06-01")];
+        assert_eq!(durations(&[1], &x, &[true], to), ["M_GE36"]);
     }
 
     #[test]

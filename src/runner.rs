@@ -47,6 +47,9 @@ pub struct RunOptions {
     /// Tables whose published periods are revised by this run (`--revise`); `all` for every
     /// protected table.
     pub revise: Vec<String>,
+    /// Only these periods (SDMX `TIME_PERIOD` labels, `--period`) are revised: a backfill of
+    /// earlier periods. Alone (no `revise`), every table with such a period is revised there.
+    pub periods: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -368,10 +371,30 @@ fn run_locked(
             )));
         }
     }
-    let revised = |g: &crate::spec::GroupSpec| {
-        opts.revise
+    // `--period` alone revises those periods of every table.
+    let revise_all = opts.revise.is_empty() && !opts.periods.is_empty();
+    for p in &opts.periods {
+        let has = |t: &crate::spec::TableSpec| t.periods.list.iter().any(|x| x.label() == *p);
+        let chosen = |t: &crate::spec::TableSpec| {
+            revise_all || opts.revise.iter().any(|r| r == "all" || *r == t.id)
+        };
+        if !plan
+            .tables
             .iter()
-            .any(|t| t == "all" || g.members.contains(t))
+            .any(|t| t.protect.is_some() && chosen(t) && has(t))
+        {
+            return Err(Error::Usage(format!(
+                "--period {}: no period with that label in the tables to revise (labels are SDMX TIME_PERIODs: 2024, 2024-Q1, 2024-01, 2024-12-31)",
+                crate::spec::cap(p)
+            )));
+        }
+    }
+    let revised = |g: &crate::spec::GroupSpec| {
+        revise_all
+            || opts
+                .revise
+                .iter()
+                .any(|t| t == "all" || g.members.contains(t))
     };
     let revised_sources: Vec<&str> = plan
         .groups
@@ -386,7 +409,7 @@ fn run_locked(
     };
     if let Some(prev) = previous
         .as_ref()
-        .filter(|m| m.run_key == run_key && opts.revise.is_empty())
+        .filter(|m| m.run_key == run_key && opts.revise.is_empty() && opts.periods.is_empty())
     {
         tracing::info!(release = %prev.run_id, "up to date: nothing changed since the current release");
         let mut m = prev.clone();
@@ -588,6 +611,7 @@ fn run_locked(
                 published: published.as_ref(),
                 secret: secret.as_ref(),
                 revise: revised(group),
+                revise_periods: &opts.periods,
                 inputs: inputs_of(&group.source),
             };
             let union = partial_tables.remove(&group.union.id);
@@ -844,6 +868,8 @@ struct GroupContext<'a> {
     secret: Option<&'a crate::protect::Secret>,
     /// Revise the group's periods already published.
     revise: bool,
+    /// Only these periods (all when empty).
+    revise_periods: &'a [String],
     inputs: String,
 }
 
@@ -884,36 +910,17 @@ fn protect_group(
     };
     // The series' frame (every period publishes the same rows) and the codes that occur in
     // more than one period.
-    let d = group.union.dimensions.len();
-    let mut frame: std::collections::BTreeSet<&Vec<String>> = Default::default();
-    let mut occurs: Vec<BTreeMap<&str, usize>> = vec![BTreeMap::new(); d];
-    for c in cells.by_period.values() {
-        let mut here: Vec<std::collections::BTreeSet<&str>> = vec![Default::default(); d];
-        for (k, t) in c {
-            frame.insert(k);
-            if t.n > 0 {
-                for (j, code) in k.iter().enumerate() {
-                    here[j].insert(code);
-                }
-            }
-        }
-        for (j, codes) in here.into_iter().enumerate() {
-            for code in codes {
-                *occurs[j].entry(code).or_default() += 1;
-            }
-        }
-    }
+    let frame: std::collections::BTreeSet<&Vec<String>> =
+        cells.by_period.values().flat_map(|c| c.keys()).collect();
     let series = Series {
         frame: frame.into_iter().cloned().collect(),
-        shared: occurs
-            .iter()
-            .map(|m| {
-                m.iter()
-                    .filter(|(_, n)| **n > 1)
-                    .map(|(c, _)| c.to_string())
-                    .collect()
-            })
-            .collect(),
+        shared: crate::protect::codes_in_several_periods(
+            cells
+                .by_period
+                .values()
+                .map(|c| c.iter().map(|(k, t)| (k.as_slice(), t.n))),
+            group.union.dimensions.len(),
+        ),
     };
     let empty = crate::disaggregate::Cells::new();
     for (i, period) in group.union.periods.list.iter().enumerate() {
@@ -984,7 +991,9 @@ fn protect_period(
                 group.members.contains(&s.table) && s.ref_period == period.label() && s.provisional
             })
         });
-    let frozen = previous.is_some() && !ctx.revise && !closing && {
+    let revise = ctx.revise
+        && (ctx.revise_periods.is_empty() || ctx.revise_periods.contains(&period.label()));
+    let frozen = previous.is_some() && !revise && !closing && {
         let every = group
             .union
             .protect

@@ -133,12 +133,18 @@ def reference_sql(spec, table, accepted, period):
             base = f"select * from ({base}) qualify row_number() over (partition by {q(person)} order by _file desc, _record desc) = 1"
     elif kind == "stock":
         ref_date = str(end)
-        vf, vt = q("raw_" + table["valid_from"]), q("raw_" + table["valid_to"])
-        # No end date: valid from the start on, unless the table says `open_end = "excluded"`.
-        open_end = "" if table.get("open_end") == "excluded" else f" or {vt} is null"
-        base = (f"select * from ({base}) where {vf} <= date '{ref_date}' and ({vt} >= date '{ref_date}'{open_end}) "
+        vf = q("raw_" + table["valid_from"])
+        if "valid_to" in table:
+            vt = q("raw_" + table["valid_to"])
+            # No end date: valid from the start on, unless the table says `open_end = "excluded"`.
+            open_end = "" if table.get("open_end") == "excluded" else f" or {vt} is null"
+            until = f" and ({vt} >= date '{ref_date}'{open_end})"
+        else:
+            until = ""  # no end date field: every record open-ended
+        base = (f"select * from ({base}) where {vf} <= date '{ref_date}'{until} "
                 f"qualify row_number() over (partition by {q(person)} order by {vf} desc, _file desc, _record desc) = 1")
         base = stock_ages(spec, src, dims, base, ref_date)
+        base = stock_statuses(src, dims + ([table["filter"]["column"]] if "filter" in table else []), base, ref_date)
         if "filter" in table:
             values = ", ".join("'" + v.replace("'", "''") + "'" for v in table["filter"]["in"])
             base = f"select * from ({base}) where {q(table['filter']['column'])} in ({values})"
@@ -203,6 +209,18 @@ def migration_sql(spec, table, accepted):
                 f"from ({segs}) b where b._p = w._p and b._rn >= w._rn and b._arr = w._arr) as _days from ({win}) w")
         lt = (f"select *, case when _days >= 365 then 1 when _wend - _seen <= 0 or _days + (_wend - _seen) < 365 then 0 "
               f"else null end as _lt from ({days})")
+    if table.get("duration"):
+        # The stay (or absence) from the crossing until the person crosses back, in completed
+        # calendar months (the largest m with crossing date + m months <= the day back; still
+        # ongoing: to the day after observed_to), banded; ongoing and under 36 months: _U.
+        back = (f"(select min(b._d) from ({segs}) b where b._p = x._p and b._rn > x._rn and b._arr <> x._arr)")
+        lt = f"select x.*, {back} as _back2 from ({lt}) x"
+        upto = f"coalesce(_back2, {obs_end})"
+        m0 = f"((year({upto}) - year(_d)) * 12 + month({upto}) - month(_d) - 1)"
+        m = (f"(case when cast(_d + to_months({m0} + 2) as date) <= {upto} then {m0} + 2 "
+             f"when cast(_d + to_months({m0} + 1) as date) <= {upto} then {m0} + 1 else {m0} end)")
+        lt = (f"select *, case when {m} >= 36 then 'M_GE36' when _back2 is null then '_U' "
+              f"when {m} < 12 then 'M_LT12' when {m} < 24 then 'M12T23' else 'M24T35' end as {q(table['duration'])} from ({lt})")
     # Residence before each crossing (1 resident, 0 not, -1 not known yet), crossing by crossing.
     return f"""
 with recursive c as ({lt}),
@@ -246,6 +264,31 @@ def outside_sql(spec, table, accepted):
     first, last = lst[0][2], lst[-1][3]
     return (f"select count(*) filter (where {col} is null), count(*) filter (where {col} < date '{first}'), "
             f"count(*) filter (where {col} > date '{last}') from ({base})")
+
+
+def stock_statuses(src, cols, base, ref_date):
+    """Status columns (`history` derivations) restated on the stock date: the step entered last
+    on or before it (a tie: the step listed later), `_Z` before every dated step, `_U` when no
+    step has a date."""
+    harm = src.get("harmonize", {})
+    repl = []
+    for c in dict.fromkeys(cols):
+        h = harm.get(c)
+        if not (isinstance(h, dict) and "history" in h):
+            continue
+        r = f"date '{ref_date}'"
+        steps = [(code, q("raw_" + f)) for code, f in h["history"]]
+        whens = []
+        for i, (code, fi) in enumerate(steps):
+            beaten = [f"coalesce({fj} <= {r} and ({fj} > {fi}{f' or {fj} = {fi}' if j > i else ''}), false)"
+                      for j, (_, fj) in enumerate(steps) if j != i]
+            cond = " and ".join([f"coalesce({fi} <= {r}, false)"] + [f"not {b}" for b in beaten])
+            whens.append(f"when {cond} then '{code}'")
+        all_null = " and ".join(f"{f} is null" for _, f in steps)
+        repl.append(f"case when {all_null} then '_U' {' '.join(whens)} else '_Z' end as {q(c)}")
+    if not repl:
+        return base
+    return f"select * replace ({', '.join(repl)}) from ({base})"
 
 
 def stock_ages(spec, src, dims, base, ref_date):

@@ -176,7 +176,25 @@ fn table_doc(
             Ok(s) => s.iter().flatten().map(str::to_string).collect(),
             Err(_) => BTreeSet::new(),
         };
-        dimensions.push(dimension(plan, source, d, &used));
+        let mut dim = dimension(plan, source, d, &used);
+        if let crate::spec::TableKind::Migration {
+            duration: Some(name),
+            ..
+        } = &t.kind
+            && name == d
+        {
+            dim.name = "Duration of stay".into();
+            dim.derivation = "the stay in the country (immigration) or abroad (emigration) that begins with the migration, in completed months until the person crosses back; `_U` while it is still ongoing at the deliveries' last day and shorter than 36 months".into();
+            for (code, labels) in dim.codes.iter_mut() {
+                if let Some((_, en, fr)) = crate::residence::DURATIONS
+                    .iter()
+                    .find(|x| x.0 == code.as_str())
+                {
+                    *labels = Labels::new(en, Some(fr), None);
+                }
+            }
+        }
+        dimensions.push(dim);
     }
     let survey = t.kind.is_survey();
     let protection_summary = protection.iter().find(|p| p.table == t.id).cloned();
@@ -384,6 +402,32 @@ fn dimension(
                     Labeller::List(target.to_string()),
                     how,
                 )
+            }
+        }
+        Some(Derivation::Status {
+            history,
+            at,
+            codelist,
+        }) => {
+            let steps = history
+                .iter()
+                .map(|(c, f)| format!("`{c}` from `{f}`"))
+                .collect::<Vec<_>>()
+                .join(", then ");
+            let how = format!(
+                "status on {} from the record's history: {steps} (the step entered last by that date; `_Z` before the first); in stock tables, on the stock date",
+                at.as_ref()
+                    .map_or("the reference date".to_string(), |a| format!(
+                        "the date in `{a}`"
+                    ))
+            );
+            match codelist {
+                Some(cl) => (
+                    format!("CL_{}", cl.to_uppercase()),
+                    Labeller::List(cl.clone()),
+                    how,
+                ),
+                None => (format!("CL_{dim}"), Labeller::Code, how),
             }
         }
         Some(Derivation::Month { date }) => (

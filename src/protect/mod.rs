@@ -48,7 +48,7 @@ pub use elim::Scratch;
 pub use hypercube::Grid;
 pub use ledger::{Ledger, Vintage};
 pub use noise::{Noise, round};
-pub use problem::{Problem, TOTAL_ID};
+pub use problem::{Problem, TOTAL_ID, codes_in_several_periods};
 pub use release::{Depth, TableCheck, audit_release};
 pub use secret::{KeySource, Secret, create_key_file, new_key_text};
 pub use suppress::{

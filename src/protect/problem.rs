@@ -440,9 +440,67 @@ fn id_maps(codes: &[Vec<String>]) -> Vec<HashMap<&str, u32>> {
         .collect()
 }
 
+/// Per dimension, the codes that occur (in a cell counting more than 0) in more than one period
+/// of a series, from each period's finest cells as (key, count): such a code loses the floor
+/// of 1 in every period ([`Problem::without_floor`]), since knowing it occurred in *some*
+/// period no longer tells which.
+pub fn codes_in_several_periods<'a, P, C>(periods: P, d: usize) -> Vec<BTreeSet<String>>
+where
+    P: IntoIterator<Item = C>,
+    C: IntoIterator<Item = (&'a [String], u64)>,
+{
+    let mut occurs: Vec<BTreeMap<&'a str, usize>> = vec![BTreeMap::new(); d];
+    for cells in periods {
+        let mut here: Vec<BTreeSet<&'a str>> = vec![BTreeSet::new(); d];
+        for (key, n) in cells {
+            if n > 0 {
+                for (j, code) in key.iter().enumerate().take(d) {
+                    here[j].insert(code.as_str());
+                }
+            }
+        }
+        for (j, codes) in here.into_iter().enumerate() {
+            for c in codes {
+                *occurs[j].entry(c).or_default() += 1;
+            }
+        }
+    }
+    occurs
+        .into_iter()
+        .map(|m| {
+            m.into_iter()
+                .filter(|(_, n)| *n > 1)
+                .map(|(c, _)| c.to_string())
+                .collect()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_code_seen_in_two_periods_is_shared() {
+        let k = |a: &str, b: &str| vec![a.to_string(), b.to_string()];
+        let (p1, p2) = (
+            vec![
+                (k("M", "SEN"), 2u64),
+                (k("F", "MLI"), 1),
+                (k("F", "GIN"), 0),
+            ],
+            vec![(k("M", "SEN"), 1u64), (k("M", "GIN"), 3)],
+        );
+        let periods = [&p1, &p2].map(|p| {
+            p.iter()
+                .map(|(key, n)| (key.as_slice(), *n))
+                .collect::<Vec<_>>()
+        });
+        let shared = codes_in_several_periods(periods, 2);
+        // M in both; F only in the first. SEN in both; GIN counted only where its count is > 0.
+        assert_eq!(shared[0], BTreeSet::from(["M".to_string()]));
+        assert_eq!(shared[1], BTreeSet::from(["SEN".to_string()]));
+    }
 
     fn finest(rows: &[(&[&str], u64)]) -> BTreeMap<Vec<String>, u64> {
         rows.iter()

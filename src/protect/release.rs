@@ -160,38 +160,19 @@ fn audit_group(dir: &Path, g: &str, members: &[&Summary], depth: Depth) -> Resul
     let mut out = Vec::new();
     // The codes that occur in more than one period of the group's series (no floor of 1 in any
     // one period: `Problem::without_floor`), from each period's latest vintage.
-    let mut occurs: Vec<BTreeMap<String, usize>> = Vec::new();
+    let mut latest = Vec::new();
+    let mut d = 0;
     for lp in &ledgers {
         let dims = ledger_dims(lp)?;
-        let ledger = Ledger::read(lp, &dims)?;
-        let Some(v) = ledger.vintages.last() else {
-            continue;
-        };
-        occurs.resize(dims.len(), BTreeMap::new());
-        let mut here: Vec<std::collections::BTreeSet<&String>> =
-            vec![Default::default(); dims.len()];
-        for (k, (t, _)) in &v.rows {
-            if *t > 0 {
-                for (j, code) in k.iter().enumerate() {
-                    here[j].insert(code);
-                }
-            }
-        }
-        for (j, codes) in here.into_iter().enumerate() {
-            for c in codes {
-                *occurs[j].entry(c.clone()).or_default() += 1;
-            }
-        }
+        d = d.max(dims.len());
+        latest.extend(Ledger::read(lp, &dims)?.vintages.pop());
     }
-    let shared: Vec<std::collections::BTreeSet<String>> = occurs
-        .iter()
-        .map(|m| {
-            m.iter()
-                .filter(|(_, n)| **n > 1)
-                .map(|(c, _)| c.clone())
-                .collect()
-        })
-        .collect();
+    let shared = crate::protect::codes_in_several_periods(
+        latest
+            .iter()
+            .map(|v| v.rows.iter().map(|(k, (t, _))| (k.as_slice(), *t))),
+        d,
+    );
     for lp in ledgers {
         let part = lp
             .parent()

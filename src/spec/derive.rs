@@ -112,6 +112,17 @@ pub enum Derivation {
     /// Nationals and foreigners (Eurostat's `NAT` reporting country / `FOR` foreign country) from
     /// a derived country code: `NAT` where it is `national`, `_U` where unknown, else `FOR`.
     Foreign { from: String, national: String },
+    /// A record's status on a date, from its history: each step a code and the date field on
+    /// which the record entered it (`history = [["ASYLUM_SEEKER", "registration_date"],
+    /// ["REFUGEE", "recognition_date"]]`). On a date, the status is the step entered last on
+    /// or before it (on a tie, the step listed later); `_Z` before every known step, `_U`
+    /// when no step has a date. Taken on the date in field `at` of each record, else on the
+    /// reference date; stock tables restate it on their stock date.
+    Status {
+        history: Vec<(String, String)>,
+        at: Option<String>,
+        codelist: Option<String>,
+    },
     /// `YYYY-MM` of a date field.
     Month { date: String },
     /// `YYYY` of a date field.
@@ -140,7 +151,8 @@ pub enum TableKind {
     /// "valid"`, the default: a permanent permit) or not counted (`open_end = "excluded"`).
     Stock {
         valid_from: String,
-        valid_to: String,
+        /// `None`: the records have no end date (every record is open-ended).
+        valid_to: Option<String>,
         open_end_valid: bool,
     },
     /// Persons whose first record ever starts within the period (placed by `start`), in that
@@ -180,6 +192,10 @@ pub enum TableKind {
         departure: String,
         /// The last day the deliveries cover: crossings after it are not read.
         observed_to: chrono::NaiveDate,
+        /// A column to add with the duration of the stay (or absence) that begins with the
+        /// migration (`residence::DURATIONS`), usable as a dimension.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        duration: Option<String>,
     },
     /// The estimated population of each cell (the sum of the survey weights), or with a
     /// `variable` the estimated total of that numeric column, with its standard error over the
@@ -368,6 +384,7 @@ const DERIVE_KEYS: &[&str] = &[
     "birth_year",
     "age",
     "at",
+    "history",
     "banding",
     "from_age",
     "lookup",
@@ -404,6 +421,7 @@ const TABLE_KEYS: &[&str] = &[
     "arrival",
     "departure",
     "observed_to",
+    "duration",
     "protect",
 ];
 const PROTECT_KEYS: &[&str] = &[
@@ -673,6 +691,60 @@ pub(crate) fn compile_harmonize(
                 normalize,
                 unmapped,
             }
+        } else if d.contains_key("history") {
+            let codelist = cx.str(d, "codelist", &pp, false).map(str::to_string);
+            if let Some(c) = &codelist
+                && !lists.contains_key(c)
+            {
+                cx.push(
+                    format!("{pp}codelist"),
+                    format!("no code list `{}`", super::cap(c)),
+                );
+            }
+            let mut history = Vec::new();
+            let steps = d.get("history").and_then(Value::as_array);
+            for (i, step) in steps.into_iter().flatten().enumerate() {
+                let pair = step.as_array().and_then(|a| match a.as_slice() {
+                    [Value::String(c), Value::String(f)] => Some((c.clone(), f.clone())),
+                    _ => None,
+                });
+                let Some((code, field)) = pair else {
+                    cx.push(
+                        format!("{pp}history"),
+                        format!("step {}: write [\"<code>\", \"<date field>\"]", i + 1),
+                    );
+                    continue;
+                };
+                field_ok(&field, Some(true), &format!("{pp}history"), cx);
+                if let Some(l) = codelist.as_ref().and_then(|c| lists.get(c))
+                    && !l.rows.contains_key(&code)
+                {
+                    cx.push(
+                        format!("{pp}history"),
+                        format!(
+                            "`{}` is not a code of code list `{}`",
+                            super::cap(&code),
+                            codelist.as_deref().unwrap_or_default()
+                        ),
+                    );
+                }
+                history.push((code, field));
+            }
+            if history.is_empty() {
+                cx.push(
+                    format!("{pp}history"),
+                    "required: the steps in order, e.g. [[\"ASYLUM_SEEKER\", \"registration_date\"], [\"REFUGEE\", \"recognition_date\"]]",
+                );
+            }
+            let at = cx.str(d, "at", &pp, false).map(str::to_string);
+            if let Some(a) = &at {
+                field_ok(a, Some(true), &format!("{pp}at"), cx);
+            }
+            Derivation::Status {
+                history,
+                at,
+                codelist,
+            }
         } else if ["birth_date", "birth_year", "age", "at"]
             .iter()
             .any(|k| d.contains_key(*k))
@@ -819,7 +891,7 @@ pub(crate) fn compile_harmonize(
                 Derivation::Year { date }
             }
         } else {
-            cx.push(&p, "say how to derive it: `from` (codes), `birth_date`/`age`, `banding`, `lookup`, `month` or `year`");
+            cx.push(&p, "say how to derive it: `from` (codes), `birth_date`/`birth_year`/`age`, `banding`, `lookup`, `foreign`, `history`, `month` or `year`");
             continue;
         };
         out.push(Derived {
@@ -934,9 +1006,18 @@ pub(crate) fn compile_table(
         "count" => TableKind::Count,
         "stock" => TableKind::Stock {
             valid_from: date_field("valid_from", cx),
-            valid_to: date_field("valid_to", cx),
+            valid_to: t
+                .contains_key("valid_to")
+                .then(|| date_field("valid_to", cx)),
             open_end_valid: match cx.str(t, "open_end", &pp, false) {
                 None | Some("valid") => true,
+                Some("excluded") if !t.contains_key("valid_to") => {
+                    cx.push(
+                        format!("{pp}open_end"),
+                        "without `valid_to` every record is open-ended: `excluded` would count nobody",
+                    );
+                    false
+                }
                 Some("excluded") => false,
                 Some(other) => {
                     cx.push(
@@ -1050,7 +1131,18 @@ pub(crate) fn compile_table(
                     .date(v, &format!("{pp}observed_to"))
                     .unwrap_or(chrono::NaiveDate::MIN),
             };
+            let duration = cx.str(t, "duration", &pp, false).map(str::to_string);
+            if let Some(d) = duration.as_ref().filter(|d| derived.contains(*d)) {
+                cx.push(
+                    format!("{pp}duration"),
+                    format!(
+                        "`{}` is a column derived by source `{source}`: name the duration column otherwise",
+                        super::cap(d)
+                    ),
+                );
+            }
             TableKind::Migration {
+                duration,
                 flow,
                 rule,
                 date: date_field("crossing_date", cx),
@@ -1125,8 +1217,12 @@ pub(crate) fn compile_table(
             Vec::new()
         }
     };
+    let added = match &kind {
+        TableKind::Migration { duration, .. } => duration.clone(),
+        _ => None,
+    };
     for d in &dimensions {
-        if !derived.contains(d) {
+        if !derived.contains(d) && added.as_ref() != Some(d) {
             cx.push(format!("{pp}dimensions"), format!("`{d}` is not a column derived by source `{source}` (its [sources.{source}.harmonize] has: {})", derived.join(", ")));
         }
     }

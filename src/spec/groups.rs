@@ -45,7 +45,12 @@ fn base(t: &TableSpec) -> Option<String> {
         return Some(format!("survey|{}", t.source));
     }
     t.protect.as_ref()?;
-    let kind = serde_json::to_string(&t.kind).unwrap_or_default();
+    // A migration table's duration column is a dimension, not another universe.
+    let mut kind = t.kind.clone();
+    if let TableKind::Migration { duration, .. } = &mut kind {
+        *duration = None;
+    }
+    let kind = serde_json::to_string(&kind).unwrap_or_default();
     let unit = serde_json::to_string(&t.unit).unwrap_or_default();
     Some(format!("count|{}|{kind}|{unit}", t.source))
 }
@@ -163,16 +168,32 @@ pub(crate) fn groups(tables: &[TableSpec], cx: &mut Ctx<'_>) -> Vec<GroupSpec> {
         }
         let ids: Vec<String> = members.iter().map(|t| t.id.clone()).collect();
         let survey = first.kind.is_survey();
+        // The union makes every member's duration column (one name for the group).
+        let mut kind = first.kind.clone();
+        let named: Vec<&String> = members
+            .iter()
+            .filter_map(|t| match &t.kind {
+                TableKind::Migration {
+                    duration: Some(d), ..
+                } => Some(d),
+                _ => None,
+            })
+            .collect();
+        if let TableKind::Migration { duration, .. } = &mut kind {
+            *duration = named.first().map(|d| d.to_string());
+        }
+        if named.windows(2).any(|w| w[0] != w[1]) {
+            cx.push(
+                format!("tables.{}.duration", first.id),
+                "linked migration tables must name their duration column alike",
+            );
+        }
         let id = ids.join("+");
         let union = TableSpec {
             id: format!("group:{id}"),
             title: None,
             source: first.source.clone(),
-            kind: if survey {
-                TableKind::Count
-            } else {
-                first.kind.clone()
-            },
+            kind: if survey { TableKind::Count } else { kind },
             unit: if survey { Unit::Records } else { first.unit },
             dimensions: dims,
             filter: first.filter.clone(),

@@ -1027,6 +1027,18 @@ impl Plan {
                             .join(", else ")
                     ),
                     Derivation::Band { age, banding } => format!("{} banding of {age}", banding.id),
+                    Derivation::Status { history, at, .. } => format!(
+                        "status at {} from {}",
+                        at.as_ref().map_or_else(
+                            || self.reference_date.to_string(),
+                            |a| format!("`{a}` (stocks: the stock date)")
+                        ),
+                        history
+                            .iter()
+                            .map(|(c, f)| format!("{c} ({f})"))
+                            .collect::<Vec<_>>()
+                            .join(" → ")
+                    ),
                     Derivation::Lookup {
                         from,
                         codelist,

@@ -576,3 +576,66 @@ fn a_new_record_cannot_be_singled_out_from_two_releases() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// A backfill: `--period` revises the named periods only; the others stay as published, their
+/// changes waiting (reported as pending) for their own revision.
+#[test]
+fn a_backfill_revises_only_the_named_periods() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = spec_with_own_data(tmp.path(), "");
+    let out = tmp.path().join("out");
+    assert_eq!(run(&spec, &out, &[], &[]).status.code(), Some(0));
+    let first = crate::manifest(&out);
+    // Late records for 2023 and 2024 (six each, so that the cells move whatever the rule).
+    let data = tmp.path().join("data/trafficking_referrals.csv");
+    let mut text = std::fs::read_to_string(&data).unwrap();
+    for (i, year) in [(0, 2023), (1, 2024)] {
+        for k in 0..6 {
+            text.push_str(&format!(
+                "TR-9{i}{k:03},F,30,NGA,sexual,01/06/{year},ONG,\n"
+            ));
+        }
+    }
+    std::fs::write(&data, text).unwrap();
+    // An unknown period is a usage error, before anything is read.
+    let bad = run(&spec, &out, &[], &["--period", "1999"]);
+    assert_eq!(bad.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--period 1999"));
+    let o = run(&spec, &out, &[], &["--period", "2023"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let second = crate::manifest(&out);
+    let hash = |m: &migstat::runner::Manifest, p: &str| {
+        m.outputs
+            .iter()
+            .find(|o| o.path == p)
+            .map(|o| o.blake3.clone())
+            .unwrap_or_else(|| panic!("{p} not in the release"))
+    };
+    let part = |y: i32| format!("public/tables/trafficking/ref_year={y}/data.parquet");
+    assert_ne!(
+        hash(&second, &part(2023)),
+        hash(&first, &part(2023)),
+        "2023 revised"
+    );
+    assert_eq!(
+        hash(&second, &part(2024)),
+        hash(&first, &part(2024)),
+        "2024 frozen"
+    );
+    for s in second
+        .protection
+        .iter()
+        .filter(|s| s.table == "trafficking")
+    {
+        match s.ref_period.as_str() {
+            "2023" => assert!(!s.frozen, "{s:?}"),
+            "2024" => assert!(s.frozen && s.pending_changes > 0, "{s:?}"),
+            _ => assert!(s.frozen, "{s:?}"),
+        }
+    }
+}

@@ -555,6 +555,78 @@ fn migrations_follow_the_residence_rules() {
     }
     // E (from CIV) is not in the European table's filter.
     assert_eq!(m.periods["immigration_from_europe"].outside.undetermined, 0);
+    // The duration of stay: A left after exactly 12 months; B and H are still here.
+    let dur = |y: &str| cells_at(out, "immigration_duration", y, &["DURATION_OF_STAY"]);
+    assert_eq!(dur(years[0]), expect(&[("M12T23", 1), ("_T", 1)]));
+    assert_eq!(dur(years[1]), expect(&[("_U", 2), ("_T", 2)]));
+    crate::python_check_with(
+        "duckdb_tables_check.py",
+        &pipeline,
+        out,
+        "duckdb tables check: agreed",
+    );
+}
+
+/// tests/fixtures/status_history: asylum seekers from registration, refugees from recognition.
+/// By hand, on 31 December:
+/// - 2020: R1, R2 (registered that day), R7 (registered 2019): 3 asylum seekers, adults.
+/// - 2021: R1 refugee (30 June), R3 refugee (recognised that day; born 2005-06-15: 16, a
+///   child), R2 and R7 asylum seekers: 2 + 2.
+/// - 2022: R4 refugee (registered and recognised the same day: the later step), R3 still 17:
+///   refugees 3 (one child), asylum seekers 2 (R2, R7).
+/// - 2023: R7 recognised 2023-01-15, R3 now 18: refugees 4, asylum seekers 1 (R2); adults.
+/// - R5 (registered 2024) is in no stock; R6 has no registration date (no_date).
+///
+/// Registrations by status on the day (STATUS_AT) and on the reference date (STATUS_NOW):
+/// 2020 R1 (AS, REF) and R2 (AS, AS); 2021 R3 (AS, REF); 2022 R4 (REF, REF); 2023 none.
+#[test]
+fn statuses_are_taken_on_the_date_of_each_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pipeline = repo().join("tests/fixtures/status_history/pipeline.toml");
+    let plan = compile(&pipeline).unwrap();
+    let m = crate::run_plan(&plan, tmp.path());
+    let out = &tmp.path().join("current");
+    let dims = ["STATUS_AT", "CHILD"];
+    let at = |y: i32| cells_at(out, "stock", &format!("ref_date={y}-12-31"), &dims);
+    assert_eq!(
+        at(2020),
+        expect(&[
+            ("ASYLUM_SEEKER|Y_GE18", 3),
+            ("ASYLUM_SEEKER|_T", 3),
+            ("_T|Y_GE18", 3),
+            ("_T|_T", 3)
+        ])
+    );
+    for (y, seekers, refugees, child_refugees) in
+        [(2021, 2, 2, 1), (2022, 2, 3, 1), (2023, 1, 4, 0)]
+    {
+        let c = at(y);
+        assert_eq!(c["ASYLUM_SEEKER|_T"], seekers, "{y}");
+        assert_eq!(c["REFUGEE|_T"], refugees, "{y}");
+        assert_eq!(
+            c.get("REFUGEE|Y_LT18").copied().unwrap_or(0),
+            child_refugees,
+            "{y}"
+        );
+        assert_eq!(c["_T|_T"], seekers + refugees, "{y}");
+    }
+    assert_eq!(m.periods["stock"].outside.no_date, 1);
+    let reg = |y: i32| {
+        cells_at(
+            out,
+            "registrations",
+            &format!("ref_year={y}"),
+            &["STATUS_AT", "STATUS_NOW"],
+        )
+    };
+    let r = reg(2020);
+    assert_eq!(
+        (r["ASYLUM_SEEKER|ASYLUM_SEEKER"], r["ASYLUM_SEEKER|REFUGEE"]),
+        (1, 1)
+    );
+    assert_eq!(reg(2021)["ASYLUM_SEEKER|REFUGEE"], 1);
+    assert_eq!(reg(2022)["REFUGEE|REFUGEE"], 1);
+    assert_eq!(reg(2023), expect(&[("_T|_T", 0)]));
     crate::python_check_with(
         "duckdb_tables_check.py",
         &pipeline,
