@@ -509,7 +509,8 @@ fn read_table(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>), String> {
     Ok((header, rows))
 }
 
-/// Compile `[sources.<id>.harmonize]`. Derived columns may use earlier ones (in key order).
+/// Compile `[sources.<id>.harmonize]`. Derived columns may read other derived columns, in any
+/// key order: each is compiled after what it reads.
 pub(crate) fn compile_harmonize(
     t: &Table,
     path: &str,
@@ -535,17 +536,34 @@ pub(crate) fn compile_harmonize(
             }
         }
     };
-    // Columns derived from raw fields first, then those derived from other derived columns
-    // (bands of an age, lookups of a code), whatever order the TOML table lists them in.
-    let depends = |v: &Value| {
-        v.as_table()
-            .is_some_and(|d| d.contains_key("banding") || d.contains_key("lookup"))
+    // Columns derived from raw fields first, then each one derived from another derived column
+    // (a band of an age, a lookup or `foreign` of a code) once that column is derived, so that
+    // chains (a lookup of a lookup) work whatever order the TOML table lists them in; one that
+    // reads a column never derived comes last and is reported where it is compiled.
+    let reads = |v: &Value| -> Option<String> {
+        let d = v.as_table()?;
+        ["lookup", "foreign", "from_age"]
+            .iter()
+            .find_map(|k| d.get(*k).and_then(Value::as_str).map(str::to_string))
+            // A band of "the" age: any age column, all derived from raw fields.
+            .or_else(|| d.contains_key("banding").then(String::new))
     };
-    let ordered: Vec<(&String, &Value)> = t
-        .iter()
-        .filter(|(_, v)| !depends(v))
-        .chain(t.iter().filter(|(_, v)| depends(v)))
-        .collect();
+    let mut ordered: Vec<(&String, &Value)> =
+        t.iter().filter(|(_, v)| reads(v).is_none()).collect();
+    let mut pending: Vec<(&String, &Value)> =
+        t.iter().filter(|(_, v)| reads(v).is_some()).collect();
+    while !pending.is_empty() {
+        let (ready, wait): (Vec<_>, Vec<_>) = pending.into_iter().partition(|(_, v)| {
+            let r = reads(v).unwrap_or_default();
+            r.is_empty() || !t.contains_key(&r) || ordered.iter().any(|(n, _)| **n == r)
+        });
+        if ready.is_empty() {
+            ordered.extend(wait);
+            break;
+        }
+        ordered.extend(ready);
+        pending = wait;
+    }
     for (name, v) in ordered {
         let p = format!("{path}.{name}");
         if name.starts_with(crate::validate::RAW_PREFIX)

@@ -1189,6 +1189,39 @@ mod tests {
     }
 
     #[test]
+    fn derived_columns_follow_what_they_read_not_their_names() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("x.csv"), "id,c\n1,SEN\n").unwrap();
+        std::fs::write(
+            d.path().join("s.json"),
+            r#"{"fields": [{"name": "id"}, {"name": "c"}]}"#,
+        )
+        .unwrap();
+        let lists = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/codelists");
+        // Names sort before what they read: A reads Z, which reads M, which reads the field.
+        let plan = spec(
+            d.path(),
+            &format!(
+                "version = 1\nid = \"p\"\nreference_date = 2024-12-31\nreference_period = \"2024\"\ncodelists = \"{lists}\"\n\
+                 [sources.s]\npath = \"x.csv\"\nformat = \"csv\"\nschema = \"s.json\"\n\
+                 [sources.s.harmonize]\n\
+                 A_NATIONALITY = {{ foreign = \"Z_COUNTRY\", national = \"MAR\" }}\n\
+                 Z_COUNTRY = {{ lookup = \"M_CODE\", codelist = \"countries\", column = \"iso3\" }}\n\
+                 M_CODE = {{ from = \"c\", codelist = \"countries\" }}\n"
+            ),
+        );
+        let names: Vec<String> = match plan {
+            Ok(p) => p.sources[0]
+                .harmonize
+                .iter()
+                .map(|h| h.name.clone())
+                .collect(),
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(names, ["M_CODE", "Z_COUNTRY", "A_NATIONALITY"]);
+    }
+
+    #[test]
     fn a_valid_spec_compiles_with_defaults_and_sorted_globs() {
         let d = tempfile::tempdir().unwrap();
         for f in ["b2.csv", "b1.csv"] {
