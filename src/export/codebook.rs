@@ -64,6 +64,9 @@ pub struct TableDoc {
     pub kind: String,
     /// What a cell counts or estimates, as in the table's `unit` column.
     pub unit: String,
+    /// What the values measure (SDMX `UNIT_MEASURE`, number format).
+    #[serde(skip)]
+    pub unit_measure: crate::spec::derive::Measure,
     /// The reference periods in words: the period, or the first and last of a series.
     pub ref_period: String,
     /// The periods published (the `ref_period` column's values, in time order) in SDMX
@@ -158,18 +161,7 @@ fn table_doc(
     protection: &[crate::protect::Summary],
 ) -> Result<TableDoc> {
     let source = plan.sources.iter().find(|s| s.id == t.source);
-    let kind = serde_json::to_value(&t.kind)
-        .ok()
-        .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_string))
-        .unwrap_or_default();
-    let kind = match kind.as_str() {
-        "surveytotal" => "survey_total",
-        "surveymean" => "survey_mean",
-        "surveyproportion" => "survey_proportion",
-        "surveyratio" => "survey_ratio",
-        k => k,
-    }
-    .to_string();
+    let kind = t.kind.name().to_string();
     let mut dimensions = Vec::new();
     for d in &t.dimensions {
         let used: BTreeSet<String> = match frame.column(d).and_then(|c| c.str().cloned()) {
@@ -272,6 +264,7 @@ fn table_doc(
         source_description: source.and_then(|s| s.description.clone()),
         kind,
         unit: first_str(&frame, "unit"),
+        unit_measure: t.measure(),
         ref_period,
         periods,
         freq: t.periods.freq.sdmx().to_string(),

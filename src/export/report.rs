@@ -31,7 +31,7 @@ const MAX_PYRAMIDS: usize = 8;
 /// Whether a table's values are shown with decimals: estimated means, shares and ratios; counts
 /// and estimated totals are shown as whole numbers.
 fn decimals(d: &TableDoc) -> bool {
-    d.survey && d.kind != "survey_total"
+    !d.unit_measure.whole()
 }
 
 fn fmt_value(v: f64, decimals: bool) -> String {

@@ -48,15 +48,7 @@ pub fn dataflow_id(table: &str) -> String {
 
 /// `UNIT_MEASURE` code and label of a table.
 fn unit_measure(d: &TableDoc) -> (&'static str, &'static str) {
-    match d.kind.as_str() {
-        "survey_proportion" => ("SHARE", "Share (0 to 1)"),
-        "survey_mean" => ("MEAN", "Mean of the variable"),
-        "survey_ratio" => ("RATIO", "Ratio of two totals"),
-        "survey_total" => ("PS", "Persons (estimated)"),
-        _ if d.unit.starts_with("person") => ("PS", "Persons"),
-        _ if d.unit.starts_with("event") => ("EVENTS", "Events"),
-        _ => ("RECORDS", "Records"),
-    }
+    d.unit_measure.sdmx()
 }
 
 /// Write the SDMX files of `docs` into `dir` (a release being built).

@@ -252,6 +252,20 @@ impl ResidenceRule {
 }
 
 impl TableKind {
+    /// The kind's name as a spec writes it (`kind = "..."`), and as every output spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TableKind::Count => "count",
+            TableKind::Stock { .. } => "stock",
+            TableKind::Flow { .. } => "flow",
+            TableKind::Migration { .. } => "migration",
+            TableKind::SurveyTotal { .. } => "survey_total",
+            TableKind::SurveyMean { .. } => "survey_mean",
+            TableKind::SurveyProportion { .. } => "survey_proportion",
+            TableKind::SurveyRatio { .. } => "survey_ratio",
+        }
+    }
+
     /// Months after a period's end it stays provisional: the pipeline's lag, or for migration
     /// tables at least the rule's window (outcomes are not known before it has passed).
     pub fn provisional_months(&self, pipeline: u32) -> u32 {
@@ -280,6 +294,45 @@ pub enum Unit {
     Events,
 }
 
+/// What a table's published values measure. Every writer (SDMX `UNIT_MEASURE`, the report's
+/// number format) reads it from here, so a new kind or unit must say what it measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Measure {
+    Persons,
+    /// A survey's weighted total: an estimate of persons.
+    EstimatedPersons,
+    Events,
+    Records,
+    Share,
+    Mean,
+    Ratio,
+}
+
+impl Measure {
+    /// SDMX `UNIT_MEASURE` code and label.
+    pub fn sdmx(self) -> (&'static str, &'static str) {
+        match self {
+            Measure::Persons => ("PS", "Persons"),
+            Measure::EstimatedPersons => ("PS", "Persons (estimated)"),
+            Measure::Events => ("EVENTS", "Events"),
+            Measure::Records => ("RECORDS", "Records"),
+            Measure::Share => ("SHARE", "Share (0 to 1)"),
+            Measure::Mean => ("MEAN", "Mean of the variable"),
+            Measure::Ratio => ("RATIO", "Ratio of two totals"),
+        }
+    }
+
+    /// Whether the values are whole numbers (counts and estimated totals are shown so).
+    pub fn whole(self) -> bool {
+        match self {
+            Measure::Persons | Measure::EstimatedPersons | Measure::Events | Measure::Records => {
+                true
+            }
+            Measure::Share | Measure::Mean | Measure::Ratio => false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct TableSpec {
     pub id: String,
@@ -304,6 +357,29 @@ pub struct TableSpec {
     /// Disclosure control of a count table (`[tables.<id>.protect]`); a count table without it
     /// stays in the restricted tier. Survey tables are protected by their design's n and CV rules.
     pub protect: Option<Protect>,
+}
+
+impl TableSpec {
+    /// What the table's values measure (see [`Measure`]).
+    pub fn measure(&self) -> Measure {
+        match (&self.kind, self.unit) {
+            (TableKind::SurveyProportion { .. }, _) => Measure::Share,
+            (TableKind::SurveyMean { .. }, _) => Measure::Mean,
+            (TableKind::SurveyRatio { .. }, _) => Measure::Ratio,
+            (TableKind::SurveyTotal { .. }, _) => Measure::EstimatedPersons,
+            (
+                TableKind::Count
+                | TableKind::Stock { .. }
+                | TableKind::Flow { .. }
+                | TableKind::Migration { .. },
+                unit,
+            ) => match unit {
+                Unit::Persons => Measure::Persons,
+                Unit::Events => Measure::Events,
+                Unit::Records => Measure::Records,
+            },
+        }
+    }
 }
 
 /// How a count table is protected before it is published.
@@ -1683,4 +1759,113 @@ fn protect(t: &Table, p: &str, spec_dir: &Path, cx: &mut Ctx<'_>) -> Option<Prot
         secondary,
         revisions,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names every output writes are the ones a spec's `kind` accepts, and each kind says
+    /// what its values measure (the SDMX UNIT_MEASURE of the first release is unchanged).
+    #[test]
+    fn kinds_have_their_spec_names_and_measures() {
+        let migration = TableKind::Migration {
+            flow: MigrationFlow::Immigration,
+            rule: ResidenceRule::TwelveOfSixteen,
+            date: "d".into(),
+            direction: "D".into(),
+            arrival: "IN".into(),
+            departure: "OUT".into(),
+            observed_to: chrono::NaiveDate::MIN,
+            duration: None,
+        };
+        let v = || "v".to_string();
+        let cases = [
+            (
+                TableKind::Count,
+                Unit::Events,
+                "count",
+                ("EVENTS", "Events"),
+            ),
+            (
+                TableKind::Count,
+                Unit::Records,
+                "count",
+                ("RECORDS", "Records"),
+            ),
+            (
+                TableKind::Stock {
+                    valid_from: v(),
+                    valid_to: None,
+                    open_end_valid: true,
+                },
+                Unit::Persons,
+                "stock",
+                ("PS", "Persons"),
+            ),
+            (
+                TableKind::Flow {
+                    start: v(),
+                    eurostat_end: None,
+                },
+                Unit::Persons,
+                "flow",
+                ("PS", "Persons"),
+            ),
+            (migration, Unit::Persons, "migration", ("PS", "Persons")),
+            (
+                TableKind::SurveyTotal { variable: None },
+                Unit::Persons,
+                "survey_total",
+                ("PS", "Persons (estimated)"),
+            ),
+            (
+                TableKind::SurveyMean { variable: v() },
+                Unit::Persons,
+                "survey_mean",
+                ("MEAN", "Mean of the variable"),
+            ),
+            (
+                TableKind::SurveyProportion { category: v() },
+                Unit::Persons,
+                "survey_proportion",
+                ("SHARE", "Share (0 to 1)"),
+            ),
+            (
+                TableKind::SurveyRatio {
+                    numerator: v(),
+                    denominator: v(),
+                },
+                Unit::Persons,
+                "survey_ratio",
+                ("RATIO", "Ratio of two totals"),
+            ),
+        ];
+        for (kind, unit, name, sdmx) in cases {
+            assert_eq!(kind.name(), name);
+            let t = TableSpec {
+                id: "t".into(),
+                title: None,
+                source: "s".into(),
+                kind,
+                unit,
+                dimensions: vec![],
+                filter: None,
+                grouping_sets: None,
+                hierarchies: vec![],
+                periods: crate::spec::period::Periods::fixed(crate::spec::period::RefPeriod {
+                    start: chrono::NaiveDate::MIN,
+                    end: chrono::NaiveDate::MIN,
+                    freq: crate::spec::period::Freq::Year,
+                    stock: false,
+                }),
+                protect: None,
+            };
+            assert_eq!(t.measure().sdmx(), sdmx, "{name}");
+            assert_eq!(
+                t.measure().whole(),
+                !matches!(sdmx.0, "MEAN" | "SHARE" | "RATIO")
+            );
+        }
+    }
 }
