@@ -268,6 +268,15 @@ impl Ctx<'_> {
         required: bool,
     ) -> Option<&'t str> {
         match t.get(key) {
+            // An empty name would pass here and fail (or silently match nothing) once the data
+            // is read: every string of a spec names something.
+            Some(Value::String(s)) if s.trim().is_empty() => {
+                self.push(
+                    format!("{path}{key}"),
+                    "must not be empty: write the name, or leave the key out where it is optional",
+                );
+                None
+            }
             Some(Value::String(s)) => Some(s),
             Some(_) => {
                 self.push(format!("{path}{key}"), "must be a string");
@@ -1186,6 +1195,26 @@ mod tests {
                 "sources.b.delimiter",
             ]
         );
+    }
+
+    #[test]
+    fn empty_names_are_spec_errors_before_any_data_is_read() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("x.csv"), "id,d\n1,2024-01-01\n").unwrap();
+        std::fs::write(
+            d.path().join("s.json"),
+            r#"{"fields": [{"name": "id"}, {"name": "d", "type": "date"}]}"#,
+        )
+        .unwrap();
+        let k = keys(spec(
+            d.path(),
+            "version = 1\nid = \"\"\nreference_date = 2024-12-31\nreference_period = \"2024\"\n\
+             [sources.s]\npath = \"x.csv\"\nformat = \"csv\"\nschema = \"s.json\"\nperson_id = \"id\"\n\
+             [tables.f]\nsource = \"s\"\nkind = \"flow\"\nstart = \" \"\nunit = \"persons\"\ndimensions = []\n",
+        ));
+        for want in ["id", "tables.f.start"] {
+            assert!(k.iter().any(|x| x == want), "{want} not in {k:?}");
+        }
     }
 
     #[test]
