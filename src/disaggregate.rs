@@ -688,23 +688,7 @@ fn restate_statuses(
 ) -> PolarsResult<DataFrame> {
     let on = Some(crate::harmonize::days_of_date(on));
     for (name, history) in statuses {
-        let steps: Vec<Vec<Option<i32>>> = history
-            .iter()
-            .map(|(_, f)| -> PolarsResult<Vec<Option<i32>>> {
-                let c = df.column(&raw_column(f))?.to_physical_repr();
-                Ok(c.i32()?.iter().collect())
-            })
-            .collect::<PolarsResult<_>>()?;
-        let codes: Vec<&str> = history.iter().map(|(c, _)| c.as_str()).collect();
-        let mut dates = vec![None; steps.len()];
-        let v: Vec<&str> = (0..df.height())
-            .map(|row| {
-                for (d, s) in dates.iter_mut().zip(&steps) {
-                    *d = s[row];
-                }
-                crate::harmonize::status_on(&codes, &dates, on)
-            })
-            .collect();
+        let v = crate::harmonize::statuses(&df, history, |_| on)?;
         let old = df.column(name)?.dtype().clone();
         df.with_column(Column::new(name.as_str().into(), v).cast(&old)?)?;
     }

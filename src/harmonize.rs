@@ -268,27 +268,18 @@ impl<'p> Harmonizer<'p> {
                     Column::new(d.name.as_str().into(), codes)
                 }
                 Derivation::Status { history, at, .. } => {
-                    let days = |f: &str| -> Result<Vec<Option<i32>>> {
-                        let c = df.column(&raw_column(f)).ctx(|| ctx(f))?.to_physical_repr();
-                        Ok(c.i32().ctx(|| ctx(f))?.iter().collect())
+                    let on: Option<Vec<Option<i32>>> = match at {
+                        Some(a) => {
+                            let c = df.column(&raw_column(a)).ctx(|| ctx(a))?.to_physical_repr();
+                            Some(c.i32().ctx(|| ctx(a))?.iter().collect())
+                        }
+                        None => None,
                     };
-                    let steps: Vec<Vec<Option<i32>>> = history
-                        .iter()
-                        .map(|(_, f)| days(f))
-                        .collect::<Result<_>>()?;
-                    let on: Option<Vec<Option<i32>>> = at.as_deref().map(days).transpose()?;
                     let reference = days_of_date(plan.reference_date);
-                    let codes: Vec<&str> = history.iter().map(|(c, _)| c.as_str()).collect();
-                    let mut dates = vec![None; steps.len()];
-                    let out: Vec<&str> = (0..height)
-                        .map(|row| {
-                            for (d, s) in dates.iter_mut().zip(&steps) {
-                                *d = s[row];
-                            }
-                            let on = on.as_ref().map_or(Some(reference), |o| o[row]);
-                            status_on(&codes, &dates, on)
-                        })
-                        .collect();
+                    let out = statuses(&df, history, |row| {
+                        on.as_ref().map_or(Some(reference), |o| o[row])
+                    })
+                    .ctx(|| ctx("the status history"))?;
                     Column::new(d.name.as_str().into(), out)
                 }
                 Derivation::Foreign { from, national } => {
@@ -444,6 +435,32 @@ pub const NOT_APPLICABLE: &str = "_Z";
 /// A date stored as days since 1970-01-01 (Arrow's `Date32`).
 pub fn date_of_days(days: i32) -> Option<NaiveDate> {
     NaiveDate::from_num_days_from_ce_opt(days.checked_add(719_163)?)
+}
+
+/// Each row's status from its `history` (code, date field) columns of `df` (raw fields), on
+/// the day `on(row)` (see [`status_on`]).
+pub fn statuses<'a>(
+    df: &DataFrame,
+    history: &'a [(String, String)],
+    on: impl Fn(usize) -> Option<i32>,
+) -> PolarsResult<Vec<&'a str>> {
+    let steps: Vec<Vec<Option<i32>>> = history
+        .iter()
+        .map(|(_, f)| -> PolarsResult<Vec<Option<i32>>> {
+            let c = df.column(&raw_column(f))?.to_physical_repr();
+            Ok(c.i32()?.iter().collect())
+        })
+        .collect::<PolarsResult<_>>()?;
+    let codes: Vec<&str> = history.iter().map(|(c, _)| c.as_str()).collect();
+    let mut dates = vec![None; steps.len()];
+    Ok((0..df.height())
+        .map(|row| {
+            for (d, s) in dates.iter_mut().zip(&steps) {
+                *d = s[row];
+            }
+            status_on(&codes, &dates, on(row))
+        })
+        .collect())
 }
 
 /// A record's status on day `on` (days since 1970-01-01) from its history: the steps `codes`

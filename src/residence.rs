@@ -95,6 +95,23 @@ fn long_term(
     }
 }
 
+/// The consecutive row ranges of one person each (`persons` grouped, as the callers sort them).
+fn person_runs<P: PartialEq>(persons: &[P]) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        if start >= persons.len() {
+            return None;
+        }
+        let mut end = start + 1;
+        while end < persons.len() && persons[end] == persons[start] {
+            end += 1;
+        }
+        let run = start..end;
+        start = end;
+        Some(run)
+    })
+}
+
 /// Codes of the duration of stay ([`durations`]): the stay (after an arrival) or absence
 /// (after a departure) that begins with a crossing, in completed months, with labels (en, fr).
 pub const DURATIONS: [(&str, &str, &str); 5] = [
@@ -138,13 +155,9 @@ pub fn durations<P: PartialEq>(
         m
     };
     let mut out = Vec::with_capacity(n);
-    let mut start = 0;
-    while start < n {
-        let mut end = start + 1;
-        while end < n && persons[end] == persons[start] {
-            end += 1;
-        }
-        for i in start..end {
+    for run in person_runs(persons) {
+        let end = run.end;
+        for i in run {
             let back = (i + 1..end)
                 .find(|&j| arrival[j] != arrival[i])
                 .map(|j| dates[j]);
@@ -157,7 +170,6 @@ pub fn durations<P: PartialEq>(
                 (_, true) => DURATIONS[2].0,
             });
         }
-        start = end;
     }
     out
 }
@@ -176,15 +188,11 @@ pub fn classify<P: PartialEq>(
     let n = dates.len();
     let observed_end = crate::harmonize::days_of_date(observed_to) + 1;
     let mut out = Vec::with_capacity(n);
-    let mut start = 0;
-    while start < n {
-        let mut end = start + 1;
-        while end < n && persons[end] == persons[start] {
-            end += 1;
-        }
+    for run in person_runs(persons) {
+        let (start, end) = (run.start, run.end);
         // Residence before each crossing: Some(resident) or None (not decidable yet).
         let mut resident = Some(!arrival[start]);
-        for i in start..end {
+        for i in run {
             let changes = |r: bool| arrival[i] != r;
             let lt = long_term(rule, i, dates, arrival, end, observed_end);
             let outcome = match (lt, resident) {
@@ -207,7 +215,6 @@ pub fn classify<P: PartialEq>(
             };
             out.push(outcome);
         }
-        start = end;
     }
     out
 }

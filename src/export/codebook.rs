@@ -38,6 +38,18 @@ impl Labels {
     }
 }
 
+/// A dimension coded with a code list (labelled from it), else with its own codes.
+fn coded(codelist: Option<&str>, dim: &str, how: String) -> (String, Labeller, String) {
+    match codelist {
+        Some(cl) => (
+            format!("CL_{}", cl.to_uppercase()),
+            Labeller::List(cl.to_string()),
+            how,
+        ),
+        None => (format!("CL_{dim}"), Labeller::Code, how),
+    }
+}
+
 /// One dimension of a public table.
 #[derive(Debug, Clone, Serialize)]
 pub struct DimDoc {
@@ -341,14 +353,7 @@ fn dimension(
                 }
                 (_, None) => format!("field `{from}` through crosswalk {via}"),
             };
-            match codelist {
-                Some(cl) => (
-                    format!("CL_{}", cl.to_uppercase()),
-                    Labeller::List(cl.clone()),
-                    how,
-                ),
-                None => (format!("CL_{dim}"), Labeller::Code, how),
-            }
+            coded(codelist.as_deref(), dim, how)
         }
         Some(Derivation::Band { age, banding }) => {
             name = format!("Age group ({})", banding.id);
@@ -414,14 +419,7 @@ fn dimension(
                         "the date in `{a}`"
                     ))
             );
-            match codelist {
-                Some(cl) => (
-                    format!("CL_{}", cl.to_uppercase()),
-                    Labeller::List(cl.clone()),
-                    how,
-                ),
-                None => (format!("CL_{dim}"), Labeller::Code, how),
-            }
+            coded(codelist.as_deref(), dim, how)
         }
         Some(Derivation::Month { date }) => (
             format!("CL_{dim}"),
