@@ -23,57 +23,17 @@ use std::path::Path;
 use polars::prelude::*;
 
 use crate::error::{PolarsContext, Result};
-use crate::harmonize::Banding;
+pub use crate::manifest::Outside;
+use crate::spec::Banding;
 use crate::spec::derive::Derivation;
 use crate::spec::period::{Periods, Placed, RefPeriod};
 use crate::spec::{SourcePlan, TableKind, TableSpec, Unit};
-use crate::validate::raw_column;
-
-/// Code of a dimension's margin (SDMX `_T`).
-pub const TOTAL: &str = "_T";
-
-/// Dimensions a table may have: its cells hold 2^d margin combinations.
-pub const MAX_DIMENSIONS: usize = 8;
+use crate::vocab::{MAX_DIMENSIONS, TOTAL, raw_column};
 
 /// A finished count table of one reference period, with all margins.
 pub struct CountTable {
     pub period: RefPeriod,
     pub frame: DataFrame,
-}
-
-/// Records a table leaves out because their event date places them in none of its periods
-/// (reported in the manifest: nothing is dropped silently).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Outside {
-    /// No event date (the field is empty or not a date).
-    pub no_date: u64,
-    /// Dated before the first period.
-    pub before: u64,
-    /// Dated after the last period.
-    pub after: u64,
-    /// Dated between two declared periods.
-    #[serde(default)]
-    pub between: u64,
-    /// Migration tables: crossings in a period that may be migrations the deliveries cannot
-    /// decide yet (the rule's window runs past their last day; see `residence`).
-    #[serde(default)]
-    pub undetermined: u64,
-}
-
-impl std::ops::AddAssign for Outside {
-    fn add_assign(&mut self, o: Outside) {
-        self.no_date += o.no_date;
-        self.before += o.before;
-        self.after += o.after;
-        self.between += o.between;
-        self.undetermined += o.undetermined;
-    }
-}
-
-impl Outside {
-    pub fn total(&self) -> u64 {
-        self.no_date + self.before + self.after + self.between + self.undetermined
-    }
 }
 
 /// A table's finest cells per period (the index into its `periods.list`), and the records
@@ -216,7 +176,7 @@ fn place(df: DataFrame, periods: &Periods) -> PolarsResult<(DataFrame, Outside)>
             let days = df.column(&raw_column(date))?.to_physical_repr();
             let days = days.i32()?;
             days.iter()
-                .map(|d| match d.and_then(crate::harmonize::date_of_days) {
+                .map(|d| match d.and_then(crate::calendar::date_of_days) {
                     None => {
                         outside.no_date += 1;
                         None
@@ -505,7 +465,7 @@ fn migrations(
     use crate::spec::derive::MigrationFlow;
     // What any table of these records would leave out of its periods.
     let (_, mut outside) = place(df.clone(), periods)?;
-    let observed = crate::harmonize::days_of_date(observed_to);
+    let observed = crate::calendar::days_of_date(observed_to);
     let dir = col(direction).cast(DataType::String);
     let usable = col(date).is_not_null().and(
         dir.clone()
@@ -591,12 +551,12 @@ fn eurostat_first(
         if i == 0 || persons.get(i) != persons.get(i - 1) {
             latest = None;
         }
-        let s = starts.get(i).and_then(crate::harmonize::date_of_days);
+        let s = starts.get(i).and_then(crate::calendar::date_of_days);
         let e = ends.get(i);
         let ok = match s {
             None => false,
             Some(s) => {
-                let long_enough = match e.and_then(crate::harmonize::date_of_days) {
+                let long_enough = match e.and_then(crate::calendar::date_of_days) {
                     None => e.is_none(),
                     Some(e) => s
                         .checked_add_months(Months::new(3))
@@ -608,7 +568,7 @@ fn eurostat_first(
                     Some(l) => {
                         let cutoff = s.checked_sub_months(Months::new(6));
                         l != i32::MAX
-                            && crate::harmonize::date_of_days(l)
+                            && crate::calendar::date_of_days(l)
                                 .zip(cutoff)
                                 .is_some_and(|(l, c)| l < c)
                     }
@@ -686,7 +646,7 @@ fn restate_statuses(
     statuses: &[(String, Vec<(String, String)>)],
     on: chrono::NaiveDate,
 ) -> PolarsResult<DataFrame> {
-    let on = Some(crate::harmonize::days_of_date(on));
+    let on = Some(crate::calendar::days_of_date(on));
     for (name, history) in statuses {
         let v = crate::harmonize::statuses(&df, history, |_| on)?;
         let old = df.column(name)?.dtype().clone();
@@ -712,8 +672,8 @@ fn restate_ages(
     let ages: Vec<Option<u32>> = births
         .iter()
         .map(|b| {
-            b.and_then(crate::harmonize::date_of_days)
-                .and_then(|b| crate::harmonize::age_at(b, on))
+            b.and_then(crate::calendar::date_of_days)
+                .and_then(|b| crate::calendar::age_at(b, on))
         })
         .collect();
     for (name, banding) in columns {
@@ -788,6 +748,15 @@ pub fn record_keys(
     Some((raw_column(id), *key?))
 }
 
+/// A record's key: the first 32 bits of a BLAKE3 hash of its stable identifier keyed by the
+/// protection secret's cell-key key (`Secret::derive("cell key")`), a fraction of 2^32.
+pub fn record_key(key: &[u8; 32], id: &str) -> u32 {
+    let h = blake3::keyed_hash(key, id.as_bytes());
+    let mut x = [0u8; 4];
+    x.copy_from_slice(&h.as_bytes()[..4]);
+    u32::from_le_bytes(x)
+}
+
 /// Whether a table can be counted chunk by chunk while its source is read (a mergeable partial):
 /// records and events are; persons need every record of a person first.
 pub fn is_streamed(table: &TableSpec) -> bool {
@@ -850,7 +819,7 @@ fn add_finest(
                 .str()
                 .ctx(|| ctx(id))?
                 .iter()
-                .map(|v| u64::from(crate::protect::record_key(key, v.unwrap_or_default())))
+                .map(|v| u64::from(record_key(key, v.unwrap_or_default())))
                 .collect();
             df.with_column(Column::new("_record_key".into(), keys))
                 .ctx(|| ctx("record keys"))?;
@@ -907,7 +876,7 @@ fn add_finest(
     for row in 0..finest.height() {
         let key: Vec<String> = dim_cols
             .iter()
-            .map(|c| c.get(row).unwrap_or(crate::harmonize::UNKNOWN).to_string())
+            .map(|c| c.get(row).unwrap_or(crate::vocab::UNKNOWN).to_string())
             .collect();
         let period = periods.get(row).unwrap_or(0) as usize;
         *cells
@@ -986,7 +955,7 @@ pub fn tabulate(path: &Path, dims: &[String]) -> Result<DataFrame> {
     for row in 0..finest.height() {
         let key = code_cols
             .iter()
-            .map(|c| c.get(row).unwrap_or(crate::harmonize::UNKNOWN).to_string())
+            .map(|c| c.get(row).unwrap_or(crate::vocab::UNKNOWN).to_string())
             .collect();
         *cells.entry(key).or_default() += n.get(row).unwrap_or(0);
     }

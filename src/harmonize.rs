@@ -16,32 +16,18 @@
 // XXH3 hashes them faster than the default SipHash (the keys are the chunk's own values and
 // each map lives for one chunk).
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use xxhash_rust::xxh3::Xxh3Builder;
 
-use chrono::{Datelike, NaiveDate};
+use chrono::NaiveDate;
 use polars::prelude::*;
-use serde::{Deserialize, Serialize};
 
+use crate::calendar::{age_at, date_of_days, days_of_date};
 use crate::error::{Error, PolarsContext, Result};
+pub use crate::manifest::UnmappedValue;
 use crate::quarantine::{Issue, QuarantineBuilder, RowOrigin, Rule};
 use crate::spec::derive::Unmapped;
 use crate::spec::{CodeList, Derivation, Plan, SourcePlan};
-use crate::validate::raw_column;
-
-/// A raw value no crosswalk mapped, with how often it was seen: the run report lists these so a
-/// statistician can extend the crosswalk.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct UnmappedValue {
-    /// The derived column.
-    pub column: String,
-    /// The raw field it is derived from.
-    pub field: String,
-    pub raw: String,
-    pub count: u64,
-    /// `quarantined`, or the code it was mapped to.
-    pub action: String,
-}
+use crate::vocab::{FOREIGN, NATIONAL, NOT_APPLICABLE, UNKNOWN, raw_column};
 
 /// The harmonized part of one chunk.
 pub struct Harmonized {
@@ -429,14 +415,6 @@ fn count_unmapped(counts: &mut UnmappedCounts, column: &str, field: &str, raw: &
     e.1 += 1;
 }
 
-/// Code for "not applicable" (a code-list attribute that is empty, e.g. no M49 intermediate region).
-pub const NOT_APPLICABLE: &str = "_Z";
-
-/// A date stored as days since 1970-01-01 (Arrow's `Date32`).
-pub fn date_of_days(days: i32) -> Option<NaiveDate> {
-    NaiveDate::from_num_days_from_ce_opt(days.checked_add(719_163)?)
-}
-
 /// Each row's status from its `history` (code, date field) columns of `df` (raw fields), on
 /// the day `on(row)` (see [`status_on`]).
 pub fn statuses<'a>(
@@ -483,132 +461,12 @@ pub fn status_on<'a>(codes: &[&'a str], dates: &[Option<i32>], on: Option<i32>) 
     best.map_or(NOT_APPLICABLE, |(_, i)| codes[i])
 }
 
-/// Days since 1970-01-01 of a date (the inverse of [`date_of_days`]).
-pub fn days_of_date(d: NaiveDate) -> i32 {
-    use chrono::Datelike;
-    d.num_days_from_ce() - 719_163
-}
-
-/// The reporting country's code in a `national` lookup or a `foreign` derivation (Eurostat's
-/// `NAT`); every other known country is [`FOREIGN`].
-pub const NATIONAL: &str = "NAT";
-/// A country other than the reporting one (Eurostat's `FOR`).
-pub const FOREIGN: &str = "FOR";
-
 /// `NAT`, `FOR` or `_U` for a derived country code (`_U` and `_Z` stay unknown).
 pub fn foreign_code<'a>(code: Option<&str>, national: &str) -> &'a str {
     match code {
         None | Some(UNKNOWN) | Some(NOT_APPLICABLE) => UNKNOWN,
         Some(c) if c == national => NATIONAL,
         Some(_) => FOREIGN,
-    }
-}
-
-/// Age in completed years at `at` of a person born on `birth`; `None` if `birth` is after `at`.
-///
-/// A birthday not yet reached in `at`'s year counts one year less. A 29 February birthday is
-/// reached on 1 March in non-leap years (on 28 February the person is still a year younger).
-pub fn age_at(birth: NaiveDate, at: NaiveDate) -> Option<u32> {
-    if birth > at {
-        return None;
-    }
-    let mut years = at.year() - birth.year();
-    if (at.month(), at.day()) < (birth.month(), birth.day()) {
-        years -= 1;
-    }
-    u32::try_from(years).ok()
-}
-
-/// One banding of single-year age (e.g. UNHCR's 0-4, 5-11, 12-17, 18-59, 60+), from `age_bands.csv`.
-#[derive(Debug, Clone)]
-pub struct Banding {
-    pub id: String,
-    /// (lowest age, highest age or `None` for the open last band, code), in order.
-    pub bands: Vec<(u32, Option<u32>, String)>,
-}
-
-/// Code for an unknown age, in every banding.
-pub const UNKNOWN: &str = "_U";
-
-impl Banding {
-    /// The band code of `age`; [`UNKNOWN`] when the age is unknown or below every band.
-    pub fn code(&self, age: Option<u32>) -> &str {
-        let Some(a) = age else { return UNKNOWN };
-        self.bands
-            .iter()
-            .find(|(lo, hi, _)| a >= *lo && hi.is_none_or(|h| a <= h))
-            .map_or(UNKNOWN, |b| b.2.as_str())
-    }
-
-    /// Read every banding of an `age_bands.csv` code list (rows without ages, such as `_T` and
-    /// `_U`, are not bands). Checks that each banding's bands are contiguous from 0 and that only
-    /// the last is open.
-    pub fn load_all(path: &Path) -> Result<Vec<Banding>> {
-        let bad = |msg: String| Error::Usage(format!("{}: {msg}", path.display()));
-        let mut rdr = csv::Reader::from_path(path).map_err(|e| bad(e.to_string()))?;
-        let header = rdr.headers().map_err(|e| bad(e.to_string()))?.clone();
-        let col = |name: &str| {
-            header
-                .iter()
-                .position(|h| h == name)
-                .ok_or_else(|| bad(format!("no column `{name}`")))
-        };
-        let (cb, cc, cmin, cmax) = (
-            col("banding")?,
-            col("code")?,
-            col("min_age")?,
-            col("max_age")?,
-        );
-        let mut out: Vec<Banding> = Vec::new();
-        for (i, rec) in rdr.records().enumerate() {
-            let rec = rec.map_err(|e| bad(e.to_string()))?;
-            let line = i + 2;
-            if rec[cmin].is_empty() {
-                continue;
-            }
-            let lo: u32 = rec[cmin].parse().map_err(|_| {
-                bad(format!(
-                    "line {line}: min_age `{}` is not an age",
-                    &rec[cmin]
-                ))
-            })?;
-            let hi: Option<u32> = match &rec[cmax] {
-                "" => None,
-                s => Some(
-                    s.parse()
-                        .map_err(|_| bad(format!("line {line}: max_age `{s}` is not an age")))?,
-                ),
-            };
-            let id = &rec[cb];
-            let banding = match out.iter_mut().find(|b| b.id == id) {
-                Some(b) => b,
-                None => {
-                    out.push(Banding {
-                        id: id.to_string(),
-                        bands: Vec::new(),
-                    });
-                    out.last_mut().ok_or_else(|| {
-                        Error::Internal("banding list is empty after a push".into())
-                    })?
-                }
-            };
-            let expected = match banding.bands.last() {
-                None => 0,
-                Some((_, Some(h), _)) => h + 1,
-                Some((_, None, _)) => {
-                    return Err(bad(format!(
-                        "line {line}: banding `{id}` has a band after its open band"
-                    )));
-                }
-            };
-            if lo != expected || hi.is_some_and(|h| h < lo) {
-                return Err(bad(format!(
-                    "line {line}: banding `{id}` must continue at age {expected}"
-                )));
-            }
-            banding.bands.push((lo, hi, rec[cc].to_string()));
-        }
-        Ok(out)
     }
 }
 
@@ -683,43 +541,5 @@ mod tests {
         assert_eq!(age_at(born, d(2023, 3, 1)), Some(23));
         assert_eq!(age_at(born, d(2024, 2, 28)), Some(23));
         assert_eq!(age_at(born, d(2024, 2, 29)), Some(24));
-    }
-
-    #[test]
-    fn the_shipped_bandings_band_ages_as_published() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/codelists/age_bands.csv");
-        let all = Banding::load_all(&path).unwrap();
-        let get = |id: &str| all.iter().find(|b| b.id == id).unwrap();
-        let (desa, unhcr, broad, child) =
-            (get("un_desa_5y"), get("unhcr"), get("broad"), get("child"));
-        let row = |age: Option<u32>| {
-            [
-                desa.code(age),
-                unhcr.code(age),
-                broad.code(age),
-                child.code(age),
-            ]
-        };
-        assert_eq!(row(Some(0)), ["Y0T4", "Y0T4", "Y_LT15", "Y_LT18"]);
-        assert_eq!(row(Some(14)), ["Y10T14", "Y12T17", "Y_LT15", "Y_LT18"]);
-        assert_eq!(row(Some(17)), ["Y15T19", "Y12T17", "Y15T24", "Y_LT18"]);
-        assert_eq!(row(Some(18)), ["Y15T19", "Y18T59", "Y15T24", "Y_GE18"]);
-        assert_eq!(row(Some(60)), ["Y60T64", "Y_GE60", "Y25T64", "Y_GE18"]);
-        assert_eq!(row(Some(74)), ["Y70T74", "Y_GE60", "Y_GE65", "Y_GE18"]);
-        assert_eq!(row(Some(75)), ["Y_GE75", "Y_GE60", "Y_GE65", "Y_GE18"]);
-        assert_eq!(row(Some(110)), ["Y_GE75", "Y_GE60", "Y_GE65", "Y_GE18"]);
-        assert_eq!(row(None), ["_U", "_U", "_U", "_U"]);
-    }
-
-    #[test]
-    fn a_banding_with_a_gap_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("bands.csv");
-        std::fs::write(&p, "banding,code,min_age,max_age\nx,Y0T4,0,4\nx,Y6T9,6,9\n").unwrap();
-        let err = Banding::load_all(&p).unwrap_err().to_string();
-        assert!(
-            err.contains("line 3") && err.contains("continue at age 5"),
-            "{err}"
-        );
     }
 }

@@ -10,21 +10,37 @@
 //! generates the synthetic deliveries.
 //! See ARCHITECTURE.md.
 
-pub mod disaggregate;
+// Modules in data-flow order: each uses only modules above it (checked by
+// tests/integration/structure.rs; `rustfmt.toml` keeps this order). Leaves first, then the
+// stages a run goes through, then what reads a release.
+
+// Leaves: shared by every stage, depending on nothing else.
 pub mod error;
-pub mod export;
-pub mod harmonize;
-pub mod ingest;
-pub mod protect;
-pub mod quarantine;
-pub mod query;
-pub mod release;
-pub mod residence;
-pub mod runner;
-pub mod sample;
+pub mod vocab;
+pub mod calendar;
+pub mod fault;
+pub mod manifest;
+pub mod layout;
+
+// The plan: the spec compiled and checked before any data is read.
 pub mod spec;
-pub mod survey;
+
+// The stages of a run, in order.
+pub mod quarantine;
+pub mod ingest;
 pub mod validate;
+pub mod harmonize;
+pub mod residence;
+pub mod disaggregate;
+pub mod survey;
+pub mod protect;
+pub mod export;
+pub mod release;
+pub mod runner;
+
+// Readers of a release, and the synthetic deliveries.
+pub mod query;
+pub mod sample;
 
 pub use error::{Error, Result};
 

@@ -31,7 +31,7 @@ pub fn release_dir(path: &Path) -> PathBuf {
 
 /// The public tables of a release: (table id, its directory).
 pub fn public_tables(release: &Path) -> Result<Vec<(String, PathBuf)>> {
-    let dir = release.join("public").join("tables");
+    let dir = crate::layout::Release(release).public_tables();
     let entries = std::fs::read_dir(&dir).map_err(|e| {
         crate::Error::Usage(format!(
             "{}: no public tables ({e}); is this a release or an output directory?",
@@ -159,7 +159,7 @@ pub fn json_lines(df: &DataFrame) -> String {
 
 /// The release's tables (no `table`), or one table's columns and codes, as text.
 pub fn describe(release: &Path, table: Option<&str>) -> Result<String> {
-    let path = release.join("public").join("datapackage.json");
+    let path = crate::layout::Release(release).datapackage();
     let text = std::fs::read_to_string(&path).map_err(|e| crate::Error::io(&path, e))?;
     let dp: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| crate::Error::Usage(format!("{}: {e}", path.display())))?;

@@ -22,29 +22,23 @@ use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::{Error, IoContext, Result};
+pub use crate::manifest::{HistoryRecord, SourceHistory};
 
-/// Stop the process at once, as a SIGKILL would (no destructors, no cleanup; exit status 137),
-/// when the environment variable `MIGSTAT_FAULT` names this point: the hook the
-/// fault-injection tests use to stop a run at exact places.
-pub fn fault(point: &str) {
-    if std::env::var("MIGSTAT_FAULT").is_ok_and(|f| f == point) {
-        std::process::exit(137);
-    }
-}
+pub use crate::fault::fault;
+
+use crate::layout::{Out, Release};
 
 pub fn releases_dir(out: &Path) -> PathBuf {
-    out.join("releases")
+    Out(out).releases()
 }
 
 pub fn current(out: &Path) -> PathBuf {
-    out.join("current")
+    Out(out).current()
 }
 
 pub fn history_path(out: &Path) -> PathBuf {
-    out.join("history.jsonl")
+    Out(out).history()
 }
 
 /// The output directory's lock: an exclusive `flock` on `out/.lock`, released by the kernel when
@@ -60,7 +54,7 @@ impl Lock {
     /// found, a description of it (to warn about).
     pub fn acquire(out: &Path, run_id: &str, wait: bool) -> Result<(Lock, Option<String>)> {
         std::fs::create_dir_all(out).at(out)?;
-        let path = out.join(".lock");
+        let path = Out(out).lock();
         let mut file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -128,7 +122,7 @@ fn process_start(pid: u32) -> Option<String> {
 /// Remove what a killed run left: staging directories and a half-made `current` symlink.
 pub fn clean_leftovers(out: &Path) -> Result<Vec<PathBuf>> {
     let mut removed = Vec::new();
-    let staging = out.join(".staging");
+    let staging = Out(out).staging_root();
     if staging.is_dir() {
         for e in std::fs::read_dir(&staging).at(&staging)? {
             let p = e.at(&staging)?.path();
@@ -136,7 +130,7 @@ pub fn clean_leftovers(out: &Path) -> Result<Vec<PathBuf>> {
             removed.push(p);
         }
     }
-    let tmp = out.join(".current.tmp");
+    let tmp = Out(out).current_tmp();
     if tmp.symlink_metadata().is_ok() {
         std::fs::remove_file(&tmp).at(&tmp)?;
         removed.push(tmp);
@@ -154,11 +148,11 @@ pub fn publish(out: &Path, staging: &Path, run_id: &str, keep: usize) -> Result<
     std::fs::rename(staging, &release).at(&release)?;
     sync_dir(&releases)?;
     fault("before_switch");
-    let tmp = out.join(".current.tmp");
+    let tmp = Out(out).current_tmp();
     if tmp.symlink_metadata().is_ok() {
         std::fs::remove_file(&tmp).at(&tmp)?;
     }
-    std::os::unix::fs::symlink(Path::new("releases").join(run_id), &tmp).at(&tmp)?;
+    std::os::unix::fs::symlink(Out::current_target(run_id), &tmp).at(&tmp)?;
     fault("mid_switch");
     let current = current(out);
     std::fs::rename(&tmp, &current).at(&current)?;
@@ -222,9 +216,9 @@ fn sync_tree(dir: &Path) -> Result<()> {
 /// Check a release against its manifest: every listed file present with its size and blake3,
 /// and no file that the manifest does not list. Returns the problems (empty: intact).
 pub fn verify(release: &Path) -> Result<Vec<String>> {
-    let manifest_path = release.join("manifest.json");
+    let manifest_path = Release(release).manifest();
     let text = std::fs::read_to_string(&manifest_path).at(&manifest_path)?;
-    let m: crate::runner::Manifest = serde_json::from_str(&text).map_err(|e| {
+    let m: crate::manifest::Manifest = serde_json::from_str(&text).map_err(|e| {
         Error::Usage(format!(
             "{}: not a migstat manifest ({e})",
             manifest_path.display()
@@ -244,7 +238,7 @@ pub fn verify(release: &Path) -> Result<Vec<String>> {
                 f.bytes
             )),
             Ok(_) => {
-                let (_, h) = crate::export::hash_file(&p)?;
+                let (_, h) = crate::manifest::hash_file(&p)?;
                 if h != f.blake3 {
                     problems.push(format!(
                         "{}: blake3 {h}, the manifest says {}",
@@ -257,7 +251,7 @@ pub fn verify(release: &Path) -> Result<Vec<String>> {
     let mut found = Vec::new();
     list_files(release, release, &mut found)?;
     for f in found {
-        if f != "manifest.json" && !listed.contains(&f) {
+        if f != crate::layout::MANIFEST && !listed.contains(&f) {
             problems.push(format!("{f}: not listed in the manifest"));
         }
     }
@@ -274,42 +268,6 @@ fn list_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// One line of `out/history.jsonl`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct HistoryRecord {
-    pub run_id: String,
-    pub pipeline_id: String,
-    pub started_at: String,
-    pub finished_at: String,
-    /// `succeeded`, `up_to_date`, `rejected` (a delivery or table failed its checks: exit 65),
-    /// `failed` (an error) or `locked` (another run held the directory: exit 75).
-    pub status: String,
-    pub exit_code: i32,
-    /// Why it was rejected or failed.
-    #[serde(default)]
-    pub error: Option<String>,
-    #[serde(default)]
-    pub sources: Vec<SourceHistory>,
-    /// Tables published to the public tier.
-    #[serde(default)]
-    pub tables_published: Vec<String>,
-    /// Seconds per stage: each source's pass (`source:<id>`) and each table (`table:<id>`).
-    #[serde(default)]
-    pub seconds: std::collections::BTreeMap<String, f64>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct SourceHistory {
-    pub id: String,
-    pub rows_read: u64,
-    pub rows_accepted: u64,
-    pub rows_quarantined: u64,
-    pub quarantine_by_rule: std::collections::BTreeMap<String, u64>,
-    /// Taken over from the previous release unchanged (its inputs had the same hashes).
-    #[serde(default)]
-    pub reused: bool,
 }
 
 /// Append a record to the history (one line, flushed to disk).

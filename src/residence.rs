@@ -59,9 +59,9 @@ fn long_term(
             }
         }
         ResidenceRule::TwelveOfSixteen => {
-            let window_end = crate::harmonize::date_of_days(d)
+            let window_end = crate::calendar::date_of_days(d)
                 .and_then(|x| x.checked_add_months(Months::new(16)))
-                .map(crate::harmonize::days_of_date)?;
+                .map(crate::calendar::days_of_date)?;
             let seen_end = window_end.min(observed_end);
             // Days on this crossing's side within [d, seen_end): segments between crossings.
             let mut days = 0i64;
@@ -137,11 +137,11 @@ pub fn durations<P: PartialEq>(
     observed_to: NaiveDate,
 ) -> Vec<&'static str> {
     let n = dates.len();
-    let observed_end = crate::harmonize::days_of_date(observed_to) + 1;
+    let observed_end = crate::calendar::days_of_date(observed_to) + 1;
     let months = |from: i32, to: i32| -> u32 {
         let (Some(f), Some(t)) = (
-            crate::harmonize::date_of_days(from),
-            crate::harmonize::date_of_days(to),
+            crate::calendar::date_of_days(from),
+            crate::calendar::date_of_days(to),
         ) else {
             return 0;
         };
@@ -186,7 +186,7 @@ pub fn classify<P: PartialEq>(
     observed_to: NaiveDate,
 ) -> Vec<Outcome> {
     let n = dates.len();
-    let observed_end = crate::harmonize::days_of_date(observed_to) + 1;
+    let observed_end = crate::calendar::days_of_date(observed_to) + 1;
     let mut out = Vec::with_capacity(n);
     for run in person_runs(persons) {
         let (start, end) = (run.start, run.end);
@@ -225,7 +225,7 @@ mod tests {
     use super::*;
 
     fn d(s: &str) -> i32 {
-        crate::harmonize::days_of_date(NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap())
+        crate::calendar::days_of_date(NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap())
     }
 
     /// One person's crossings, as (date, "IN" | "OUT").

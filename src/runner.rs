@@ -18,13 +18,15 @@ use std::path::{Component, Path, PathBuf};
 
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
-
-use crate::disaggregate::{Outside, PeriodCells};
+use crate::disaggregate::PeriodCells;
 use crate::error::{Error, IoContext, Rejection, Result};
-use crate::export::{OutputFile, ParquetSink, hash_file, write_atomic};
-use crate::harmonize::{Harmonizer, UnmappedValue};
+use crate::export::{ParquetSink, write_atomic};
+use crate::harmonize::Harmonizer;
 use crate::ingest::{FileChunks, RawChunk};
+use crate::layout::{Out, Owner, Release};
+pub use crate::manifest::{
+    InputFile, Manifest, OutputFile, Outside, SourceReport, TablePeriods, UnmappedValue, hash_file,
+};
 use crate::quarantine::{self, Rule};
 use crate::spec::{Plan, SourcePlan, clean_path};
 use crate::validate::{ValidatedChunk, Validator};
@@ -52,103 +54,25 @@ pub struct RunOptions {
     pub periods: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct InputFile {
-    /// As found from the spec: relative to the spec file's directory.
-    pub path: String,
-    pub bytes: u64,
-    pub blake3: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct SourceReport {
-    pub id: String,
-    pub files: Vec<InputFile>,
-    pub rows_read: u64,
-    pub rows_accepted: u64,
-    pub rows_quarantined: u64,
-    pub max_invalid_fraction: f64,
-    /// Problems per rule; a row with two problems counts under both.
-    pub quarantine_by_rule: BTreeMap<String, u64>,
-    /// Raw values no crosswalk mapped, most frequent first: what to add to the crosswalks.
-    pub unmapped_codes: Vec<UnmappedValue>,
-    pub seconds: f64,
-    /// blake3 of what this source's results depend on: migstat's version, the spec hash (spec,
-    /// schemas, code lists, crosswalks) and the hashes of its input files.
-    #[serde(default)]
-    pub input_key: String,
-    /// Taken over unchanged from the previous release (same `input_key`).
-    #[serde(default)]
-    pub reused: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Manifest {
-    pub run_id: String,
-    /// `succeeded` or `rejected`.
-    pub status: String,
-    pub pipeline_id: String,
-    pub pipeline_hash: String,
-    pub spec: String,
-    pub migstat_version: String,
-    pub started_at: String,
-    pub finished_at: String,
-    pub reference_date: String,
-    pub reference_period: [String; 2],
-    pub sources: Vec<SourceReport>,
-    /// Sources rejected as a whole; non-empty exactly when `status` is `rejected`.
-    pub rejections: Vec<Rejection>,
-    /// What disclosure control did to each published table.
-    pub protection: Vec<crate::protect::Summary>,
-    pub outputs: Vec<OutputFile>,
-    /// blake3 of every source's `input_key`: a rerun with the same key has nothing to do.
-    #[serde(default)]
-    pub run_key: String,
-    /// Seconds per stage: `source:<id>` (read, validate, harmonize, streamed tables) and
-    /// `table:<id>` (build, protect, write).
-    #[serde(default)]
-    pub seconds: BTreeMap<String, f64>,
-    /// Per table: its reference periods and the records left out of every one of them.
-    #[serde(default)]
-    pub periods: BTreeMap<String, TablePeriods>,
-}
-
-/// A table's reference periods in a release.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct TablePeriods {
-    /// `A`, `Q`, `M` (SDMX `FREQ`), `_O` for another span.
-    pub freq: String,
-    /// The periods published, in SDMX `TIME_PERIOD` form (a stock: its dates).
-    pub periods: Vec<String>,
-    /// The event date field that placed the records (`None`: every record is in the period).
-    pub date: Option<String>,
-    /// Records (flows: first records) whose date is in no period: left out, counted here.
-    pub outside: Outside,
-    /// The periods still provisional (OBS_STATUS `P`; `[publish] provisional_months`).
-    #[serde(default)]
-    pub provisional: Vec<String>,
-}
-
-impl TablePeriods {
-    fn of(plan: &Plan, t: &crate::spec::TableSpec, outside: Outside) -> Self {
-        TablePeriods {
-            freq: t.periods.freq.sdmx().to_string(),
-            periods: t.periods.list.iter().map(|p| p.label()).collect(),
-            date: t.periods.date.clone(),
-            outside,
-            provisional: t
-                .periods
-                .list
-                .iter()
-                .filter(|p| {
-                    p.is_provisional(
-                        plan.reference_date,
-                        t.kind.provisional_months(plan.provisional_months),
-                    )
-                })
-                .map(|p| p.label())
-                .collect(),
-        }
+/// A table's periods for the manifest.
+fn table_periods(plan: &Plan, t: &crate::spec::TableSpec, outside: Outside) -> TablePeriods {
+    TablePeriods {
+        freq: t.periods.freq.sdmx().to_string(),
+        periods: t.periods.list.iter().map(|p| p.label()).collect(),
+        date: t.periods.date.clone(),
+        outside,
+        provisional: t
+            .periods
+            .list
+            .iter()
+            .filter(|p| {
+                p.is_provisional(
+                    plan.reference_date,
+                    t.kind.provisional_months(plan.provisional_months),
+                )
+            })
+            .map(|p| p.label())
+            .collect(),
     }
 }
 
@@ -289,30 +213,22 @@ fn input_key(plan: &Plan, src: &SourcePlan) -> Result<String> {
 
 /// The source an output file belongs to, from its path in the release.
 fn output_source<'a>(plan: &'a Plan, path: &str) -> Option<&'a str> {
-    let parts: Vec<&str> = path.split('/').collect();
-    let table_source = |t: &str| {
-        plan.tables
-            .iter()
-            .find(|x| x.id == t)
-            .map(|x| x.source.as_str())
-    };
-    let source = |f: &str| {
-        let id = f.strip_suffix(".parquet")?;
-        plan.sources
+    match Release::owner(path)? {
+        Owner::Source(id) => plan
+            .sources
             .iter()
             .find(|s| s.id == id)
-            .map(|s| s.id.as_str())
-    };
-    match parts.as_slice() {
-        ["restricted", "accepted", f] | ["quarantine", f] => source(f),
-        ["restricted" | "public", "tables", t, ..] => table_source(t),
-        ["restricted", "audit", t, ..] => table_source(t),
-        ["restricted", "ledger", g, ..] => plan
+            .map(|s| s.id.as_str()),
+        Owner::Table(t) => plan
+            .tables
+            .iter()
+            .find(|x| x.id == t)
+            .map(|x| x.source.as_str()),
+        Owner::Group(g) => plan
             .groups
             .iter()
-            .find(|x| x.id == *g)
+            .find(|x| x.id == g)
             .map(|x| x.source.as_str()),
-        _ => None,
     }
 }
 
@@ -355,7 +271,7 @@ fn run_locked(
     let current_dir = crate::release::current(out);
     // The current release: what readers and the intruder already have (its ledgers are read
     // even on a full refresh), and what unchanged sources are reused from.
-    let published: Option<Manifest> = std::fs::read_to_string(current_dir.join("manifest.json"))
+    let published: Option<Manifest> = std::fs::read_to_string(Release(&current_dir).manifest())
         .ok()
         .and_then(|t| serde_json::from_str::<Manifest>(&t).ok())
         .filter(|m| m.status == "succeeded" && m.pipeline_id == plan.pipeline_id);
@@ -453,7 +369,7 @@ fn run_locked(
         None
     };
 
-    let staging = out.join(".staging").join(&run_id);
+    let staging = Out(out).staging(&run_id);
     std::fs::create_dir_all(&staging).at(&staging)?;
     tracing::info!(run_id = %run_id, pipeline = %plan.pipeline_id, "run started");
 
@@ -512,7 +428,7 @@ fn run_locked(
                 report.seconds = (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
                 report.input_key = keys.get(&src.id).cloned().unwrap_or_default();
                 seconds.insert(format!("source:{}", src.id), report.seconds);
-                if let Some(r) = tolerance(&report, src, &out.join("failed").join(&run_id)) {
+                if let Some(r) = tolerance(&report, src, &Out(out).failed(&run_id)) {
                     rejections.push(r);
                 }
                 tracing::info!(
@@ -584,7 +500,7 @@ fn run_locked(
             ) {
                 Ok((files, tables, outside)) => {
                     outputs.extend(files);
-                    placement.insert(table.id.clone(), TablePeriods::of(plan, table, outside));
+                    placement.insert(table.id.clone(), table_periods(plan, table, outside));
                     if table.kind.is_survey()
                         && let Some(t) = tables.into_iter().next()
                     {
@@ -622,7 +538,7 @@ fn run_locked(
                         if let Some(t) = plan.tables.iter().find(|t| &t.id == m)
                             && !t.kind.is_survey()
                         {
-                            placement.insert(m.clone(), TablePeriods::of(plan, t, done.outside));
+                            placement.insert(m.clone(), table_periods(plan, t, done.outside));
                         }
                     }
                     for summary in done.summaries {
@@ -713,8 +629,8 @@ fn run_locked(
     }
     if !manifest.rejections.is_empty() {
         write_manifest(&staging, &manifest)?;
-        let failed = out.join("failed").join(&run_id);
-        std::fs::create_dir_all(out.join("failed")).at(out)?;
+        let failed = Out(out).failed(&run_id);
+        std::fs::create_dir_all(Out(out).failed_root()).at(out)?;
         std::fs::rename(&staging, &failed).at(&failed)?;
         tracing::error!(run_id = %run_id, kept = %failed.display(), "run rejected; its quarantine and manifest are kept for inspection");
         return Ok(manifest);
@@ -726,7 +642,7 @@ fn run_locked(
     for id in pruned {
         tracing::info!(release = %id, "old release removed (publish.keep_releases)");
     }
-    let _ = std::fs::remove_dir(out.join(".staging"));
+    let _ = std::fs::remove_dir(Out(out).staging_root());
     tracing::info!(run_id = %run_id, "run succeeded: release published and current");
     Ok(manifest)
 }
@@ -734,7 +650,7 @@ fn run_locked(
 fn write_manifest(dir: &Path, m: &Manifest) -> Result<()> {
     let json = serde_json::to_vec_pretty(m)
         .map_err(|e| Error::Internal(format!("serialising the manifest: {e}")))?;
-    write_atomic(&dir.join("manifest.json"), &json)
+    write_atomic(&Release(dir).manifest(), &json)
 }
 
 /// What a source's pass leaves for the tables: its report, its files, and the partial aggregates of
@@ -773,10 +689,7 @@ fn build_table(
     Outside,
 )> {
     let source = source_of(plan, table)?;
-    let accepted = staging
-        .join("restricted")
-        .join("accepted")
-        .join(format!("{}.parquet", source.id));
+    let accepted = Release(staging).accepted(&source.id);
     let key = secret.map(|s| s.derive("cell key"));
     let (tables, outside) = match partial {
         Partial::Cells(cells) => (
@@ -830,12 +743,7 @@ fn write_restricted_table(
             crate::export::public::codelist_hashes(plan),
         ),
     ];
-    let path = staging
-        .join("restricted")
-        .join("tables")
-        .join(&table.id)
-        .join(t.period.partition())
-        .join("data.parquet");
+    let path = Release(staging).restricted_table(&table.id, &t.period.partition());
     let mut sink = ParquetSink::create(&path, t.frame.schema(), &metadata)?;
     sink.write(t.frame.clone())?;
     Ok((sink.finish(staging)?, metadata))
@@ -895,11 +803,7 @@ fn protect_group(
     let cells = match union {
         Some(c) => c,
         None => {
-            let accepted = ctx
-                .staging
-                .join("restricted")
-                .join("accepted")
-                .join(format!("{}.parquet", source.id));
+            let accepted = Release(ctx.staging).accepted(&source.id);
             crate::disaggregate::build_cells(source, &group.union, &accepted, key.as_ref())?
         }
     };
@@ -1018,8 +922,8 @@ fn protect_period(
         });
         let mut files: Vec<String> = vec![crate::export::relative(&ledger_path, ctx.current)];
         for m in &group.members {
-            files.push(format!("public/tables/{m}/{part}/data.parquet"));
-            files.push(format!("restricted/audit/{m}/{part}/audit.parquet"));
+            files.push(Release::public_table_entry(m, &part));
+            files.push(Release::audit_entry(m, &part));
         }
         let mut summaries = Vec::new();
         for f in &files {
@@ -1086,13 +990,7 @@ fn protect_period(
     let mut summaries = Vec::new();
     for t in &done.tables {
         outputs.push(crate::export::public::write_table(plan, ctx.staging, t)?);
-        let audit = ctx
-            .staging
-            .join("restricted")
-            .join("audit")
-            .join(t.table())
-            .join(&part)
-            .join("audit.parquet");
+        let audit = Release(ctx.staging).audit(t.table(), &part);
         let meta = vec![
             ("migstat_version".to_string(), crate::VERSION.to_string()),
             ("pipeline_id".to_string(), plan.pipeline_id.clone()),
@@ -1139,7 +1037,7 @@ fn identifier_columns(plan: &Plan) -> BTreeMap<String, String> {
         for id in &ids {
             let why = format!("identifier `{id}` of source `{}`", s.id);
             out.insert(id.to_string(), why.clone());
-            out.insert(crate::validate::raw_column(id), why);
+            out.insert(crate::vocab::raw_column(id), why);
         }
         for d in &s.harmonize {
             if let crate::spec::Derivation::Code { from, .. } = &d.derivation
@@ -1160,11 +1058,11 @@ fn identifier_columns(plan: &Plan) -> BTreeMap<String, String> {
 fn check_public_columns(plan: &Plan, staging: &Path) -> Result<Vec<Rejection>> {
     let ids = identifier_columns(plan);
     let mut found = Vec::new();
-    let pattern = staging.join("public").join("**").join("*.parquet");
+    let pattern = Release(staging).public().join("**").join("*.parquet");
     let files = glob::glob(&pattern.to_string_lossy())
         .map_err(|e| Error::Internal(format!("public tier scan: {e}")))?;
     // SDMX-CSV files: their header row.
-    let csv_pattern = staging.join("public").join("**").join("*.csv");
+    let csv_pattern = Release(staging).public().join("**").join("*.csv");
     let csv_files = glob::glob(&csv_pattern.to_string_lossy())
         .map_err(|e| Error::Internal(format!("public tier scan: {e}")))?;
     let mut headers: Vec<(PathBuf, Vec<String>)> = Vec::new();
@@ -1228,10 +1126,7 @@ fn tolerance(r: &SourceReport, src: &SourcePlan, failed_dir: &Path) -> Option<Re
             r.rows_read,
             fraction * 100.0,
             src.max_invalid_fraction * 100.0,
-            failed_dir
-                .join("quarantine")
-                .join(format!("{}.parquet", src.id))
-                .display()
+            Release(failed_dir).quarantine(&src.id).display()
         ),
     })
 }
@@ -1296,13 +1191,8 @@ fn run_source(
                 .join(";"),
         ),
     ];
-    let accepted_path = staging
-        .join("restricted")
-        .join("accepted")
-        .join(format!("{}.parquet", src.id));
-    let quarantine_path = staging
-        .join("quarantine")
-        .join(format!("{}.parquet", src.id));
+    let accepted_path = Release(staging).accepted(&src.id);
+    let quarantine_path = Release(staging).quarantine(&src.id);
     let mut accepted_schema = validator.accepted_schema();
     harmonizer.extend_schema(&mut accepted_schema);
     let mut accepted = ParquetSink::create(&accepted_path, &accepted_schema, &metadata)?;

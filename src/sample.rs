@@ -425,7 +425,7 @@ fn survey(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {
                         };
                         let birth = at - Duration::days(age * 365 + rng.range(0, 364));
                         let birth =
-                            if crate::harmonize::age_at(birth, at).map(i64::from) == Some(age) {
+                            if crate::calendar::age_at(birth, at).map(i64::from) == Some(age) {
                                 birth
                             } else {
                                 birth + Duration::days(1)

@@ -27,10 +27,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use polars::prelude::*;
 
-use crate::disaggregate::TOTAL;
 use crate::error::{Error, PolarsContext, Rejection, Result};
 use crate::spec::{Design, LonelyPsu, Replicates, TableKind, TableSpec};
-use crate::validate::raw_column;
+use crate::vocab::TOTAL;
+use crate::vocab::raw_column;
 
 /// Most dimensions a survey table may have (the spec allows 8).
 const MAX_DIMS: usize = 8;
@@ -612,7 +612,7 @@ impl Partial {
             };
             let mut cell: CellIds = [0; MAX_DIMS];
             for (j, c) in dims.iter().enumerate() {
-                cell[j] = self.codes[j].id(c.get(row).unwrap_or(crate::harmonize::UNKNOWN));
+                cell[j] = self.codes[j].id(c.get(row).unwrap_or(crate::vocab::UNKNOWN));
             }
             let w = units.w[row];
             self.z

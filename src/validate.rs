@@ -19,6 +19,7 @@ use crate::error::{PolarsContext, Result};
 use crate::ingest::RawChunk;
 use crate::quarantine::{Issue, QuarantineBuilder, RowOrigin, Rule};
 use crate::spec::schema::{Bound, EnumValues, Field, FieldType, TableSchema, days_since_epoch};
+use crate::vocab::raw_column;
 
 /// The accepted and quarantined parts of one chunk.
 pub struct ValidatedChunk {
@@ -313,16 +314,6 @@ impl Validator {
         })
     }
 }
-
-/// The column of a schema field in the accepted records: `raw_<field>`. The prefix keeps the
-/// delivery's own fields apart from the standard columns harmonize derives (`SEX` next to a raw
-/// `sex` would be one column to case-insensitive readers such as DuckDB).
-pub fn raw_column(field: &str) -> String {
-    format!("{RAW_PREFIX}{field}")
-}
-
-/// Prefix of the delivery's fields in the accepted records; derived columns may not use it.
-pub const RAW_PREFIX: &str = "raw_";
 
 fn dtype(t: &FieldType) -> DataType {
     match t {

@@ -114,7 +114,7 @@ pub fn tables(
 ) -> Result<Vec<TableDoc>> {
     let mut docs = Vec::new();
     for t in &plan.tables {
-        let tdir = dir.join("public").join("tables").join(&t.id);
+        let tdir = crate::layout::Release(dir).public_table_dir(&t.id);
         if !tdir.is_dir() {
             continue; // not published (restricted only)
         }
@@ -287,7 +287,7 @@ fn table_doc(
         protection_summary,
         files: files
             .iter()
-            .map(|f| crate::export::relative(f, &dir.join("public")))
+            .map(|f| crate::export::relative(f, &crate::layout::Release(dir).public()))
             .collect(),
         rows: frame.height(),
         frame,
@@ -477,20 +477,20 @@ fn dimension(
         .iter()
         .map(|code| {
             let labels = match code.as_str() {
-                crate::disaggregate::TOTAL => {
+                crate::vocab::TOTAL => {
                     Labels::new(TOTAL_LABELS.0, Some(TOTAL_LABELS.1), Some(TOTAL_LABELS.2))
                 }
-                crate::harmonize::UNKNOWN => Labels::new(
+                crate::vocab::UNKNOWN => Labels::new(
                     UNKNOWN_LABELS.0,
                     Some(UNKNOWN_LABELS.1),
                     Some(UNKNOWN_LABELS.2),
                 ),
-                crate::harmonize::NATIONAL if national => Labels::new(
+                crate::vocab::NATIONAL if national => Labels::new(
                     NATIONAL_LABELS.0,
                     Some(NATIONAL_LABELS.1),
                     Some(NATIONAL_LABELS.2),
                 ),
-                crate::harmonize::FOREIGN if national => Labels::new(
+                crate::vocab::FOREIGN if national => Labels::new(
                     FOREIGN_LABELS.0,
                     Some(FOREIGN_LABELS.1),
                     Some(FOREIGN_LABELS.2),
@@ -517,8 +517,8 @@ fn dimension(
     // Natural order: age bands youngest first (the code list's `sort`), other codes as
     // strings; unknown and total last.
     let rank = |c: &str| match c {
-        crate::disaggregate::TOTAL => u32::MAX,
-        crate::harmonize::UNKNOWN => u32::MAX - 1,
+        crate::vocab::TOTAL => u32::MAX,
+        crate::vocab::UNKNOWN => u32::MAX - 1,
         _ => bands.get(c).map_or(0, |(_, sort)| *sort),
     };
     codes.sort_by(|a, b| (rank(&a.0), &a.0).cmp(&(rank(&b.0), &b.0)));
@@ -578,7 +578,7 @@ pub fn short_key(key: &str) -> &str {
 }
 
 /// The codebook as Markdown.
-pub fn markdown(plan: &Plan, manifest: &crate::runner::Manifest, docs: &[TableDoc]) -> String {
+pub fn markdown(plan: &Plan, manifest: &crate::manifest::Manifest, docs: &[TableDoc]) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let _ = writeln!(
@@ -750,7 +750,7 @@ pub fn measure_columns(d: &TableDoc) -> Vec<(&'static str, String)> {
 /// its Parquet files, its fields with types and, for dimensions, their codes as `categories`.
 pub fn datapackage(
     plan: &Plan,
-    manifest: &crate::runner::Manifest,
+    manifest: &crate::manifest::Manifest,
     docs: &[TableDoc],
 ) -> serde_json::Value {
     use serde_json::json;

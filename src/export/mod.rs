@@ -23,22 +23,12 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
-use serde::Serialize;
 
 use crate::error::{IoContext, PolarsContext, Result};
+pub use crate::manifest::{OutputFile, hash_file};
 
 /// Rows per Parquet row group.
 pub const ROW_GROUP_ROWS: usize = 256 * 1024;
-
-/// A written file, as the manifest lists it.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
-pub struct OutputFile {
-    /// Relative to the output directory, `/`-separated.
-    pub path: String,
-    pub rows: u64,
-    pub bytes: u64,
-    pub blake3: String,
-}
 
 pub struct ParquetSink {
     path: PathBuf,
@@ -72,7 +62,7 @@ impl ParquetSink {
                 for df in rx {
                     writer.write_batch(&df).ctx(|| format!("writing {shown}"))?;
                     // A row group is on disk, the footer is not: the fault tests stop a run here.
-                    crate::release::fault("mid_parquet");
+                    crate::fault::fault("mid_parquet");
                 }
                 writer.finish().ctx(|| format!("finishing {shown}"))?;
                 Ok(())
@@ -154,15 +144,6 @@ impl ParquetSink {
     }
 }
 
-/// Size and blake3 hash of a file, streamed.
-pub fn hash_file(path: &Path) -> Result<(u64, String)> {
-    let mut h = blake3::Hasher::new();
-    let file = File::open(path).at(path)?;
-    h.update_reader(file).at(path)?;
-    let bytes = std::fs::metadata(path).at(path)?.len();
-    Ok((bytes, h.finalize().to_hex().to_string()))
-}
-
 /// `path` relative to `base`, with `/` separators.
 pub fn relative(path: &Path, base: &Path) -> String {
     let p = path.strip_prefix(base).unwrap_or(path);
@@ -202,15 +183,15 @@ pub(crate) fn escape_markup(s: &str) -> String {
 pub fn documents(
     plan: &crate::spec::Plan,
     dir: &Path,
-    manifest: &crate::runner::Manifest,
-    history: &[crate::release::HistoryRecord],
+    manifest: &crate::manifest::Manifest,
+    history: &[crate::manifest::HistoryRecord],
 ) -> Result<Vec<OutputFile>> {
     let docs = codebook::tables(plan, dir, &manifest.protection)?;
     let mut out = sdmx::write(plan, dir, &docs)?;
     let md = codebook::markdown(plan, manifest, &docs);
     out.push(sdmx::write_file(
         dir,
-        &dir.join("public").join("codebook.md"),
+        &crate::layout::Release(dir).codebook(),
         md.as_bytes(),
         0,
     )?);
@@ -218,14 +199,14 @@ pub fn documents(
         .map_err(|e| crate::Error::Internal(format!("serialising datapackage.json: {e}")))?;
     out.push(sdmx::write_file(
         dir,
-        &dir.join("public").join("datapackage.json"),
+        &crate::layout::Release(dir).datapackage(),
         (dp + "\n").as_bytes(),
         0,
     )?);
     let page = report::html(plan, manifest, &docs, history);
     out.push(sdmx::write_file(
         dir,
-        &dir.join("report").join("index.html"),
+        &crate::layout::Release(dir).report(),
         page.as_bytes(),
         0,
     )?);

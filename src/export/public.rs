@@ -63,12 +63,7 @@ pub fn write_table(plan: &Plan, dir: &Path, t: &ProtectedTable) -> Result<Output
                 .map_err(|e| Error::Internal(format!("serialising protection: {e}")))?,
         ),
     ];
-    let path = dir
-        .join("public")
-        .join("tables")
-        .join(t.table())
-        .join(t.period().partition())
-        .join("data.parquet");
+    let path = crate::layout::Release(dir).public_table(t.table(), &t.period().partition());
     let mut sink = ParquetSink::create(&path, t.public().schema(), &metadata)?;
     sink.write(t.public().clone())?;
     sink.finish(dir)

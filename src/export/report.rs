@@ -18,8 +18,8 @@ use polars::prelude::*;
 
 use crate::export::codebook::{DimDoc, TableDoc};
 use crate::export::escape_markup as esc;
-use crate::release::HistoryRecord;
-use crate::runner::Manifest;
+use crate::manifest::HistoryRecord;
+use crate::manifest::Manifest;
 
 /// Runs of the history shown in the trend.
 const TREND_RUNS: usize = 10;
@@ -117,7 +117,7 @@ impl<'a> Cells<'a> {
                 fixed
                     .iter()
                     .find(|(j, _)| *j == i)
-                    .map_or(crate::disaggregate::TOTAL, |(_, c)| c)
+                    .map_or(crate::vocab::TOTAL, |(_, c)| c)
             })
             .collect();
         self.index.get(&key).copied()
@@ -177,7 +177,7 @@ fn pyramid(
         .codes
         .iter()
         .map(|(c, _)| c.as_str())
-        .filter(|c| *c != crate::disaggregate::TOTAL && *c != crate::harmonize::UNKNOWN)
+        .filter(|c| *c != crate::vocab::TOTAL && *c != crate::vocab::UNKNOWN)
         .collect();
     // A cell's value; `None` when suppressed, 0 when the cube has no such cell.
     let value = |s: &str, b: &str| -> Option<f64> {
@@ -295,7 +295,7 @@ fn pyramids(cells: &Cells<'_>) -> Vec<String> {
         for (code, l) in dim
             .codes
             .iter()
-            .filter(|(c, _)| c != crate::disaggregate::TOTAL)
+            .filter(|(c, _)| c != crate::vocab::TOTAL)
             .take(MAX_PYRAMIDS)
         {
             out.push(pyramid(
@@ -330,7 +330,7 @@ fn margins(cells: &Cells<'_>) -> String {
         let codes: Vec<&(String, _)> = dim
             .codes
             .iter()
-            .filter(|(c, _)| c != crate::disaggregate::TOTAL)
+            .filter(|(c, _)| c != crate::vocab::TOTAL)
             .collect();
         for (code, l) in codes.iter().take(MAX_CODES) {
             let _ = writeln!(

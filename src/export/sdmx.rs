@@ -53,24 +53,18 @@ fn unit_measure(d: &TableDoc) -> (&'static str, &'static str) {
 
 /// Write the SDMX files of `docs` into `dir` (a release being built).
 pub fn write(plan: &Plan, dir: &Path, docs: &[TableDoc]) -> Result<Vec<OutputFile>> {
-    let sdmx_dir = dir.join("public").join("sdmx");
     let mut outputs = Vec::new();
     for d in docs {
         for version in &plan.sdmx.csv {
-            let (path, (text, rows)) = match version.as_str() {
-                "2.0" => (
-                    sdmx_dir.join("2.0").join(format!("{}.csv", d.id)),
-                    csv(plan, d, true)?,
-                ),
-                _ => (sdmx_dir.join(format!("{}.csv", d.id)), csv(plan, d, false)?),
-            };
+            let path = crate::layout::Release(dir).sdmx_csv(&d.id, version);
+            let (text, rows) = csv(plan, d, version == "2.0")?;
             outputs.push(write_file(dir, &path, text.as_bytes(), rows)?);
         }
     }
     let xml = structure(plan, docs);
     outputs.push(write_file(
         dir,
-        &sdmx_dir.join("structure.xml"),
+        &crate::layout::Release(dir).sdmx_structure(),
         xml.as_bytes(),
         0,
     )?);

@@ -72,12 +72,7 @@ impl Ledger {
         group: &str,
         period: &crate::spec::period::RefPeriod,
     ) -> std::path::PathBuf {
-        release
-            .join("restricted")
-            .join("ledger")
-            .join(group)
-            .join(period.partition())
-            .join("ledger.parquet")
+        crate::layout::Release(release).ledger(group, &period.partition())
     }
 
     /// The ledger as a frame over the union dimensions `dims`.

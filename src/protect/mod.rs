@@ -42,32 +42,31 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use polars::prelude::*;
 
+pub use crate::spec::KeySource;
+pub use crate::spec::{PTable, Secondary};
 pub use audit::{Auditor, Interval, Proof};
-pub use cellkey::{PTable, cell_key, record_key};
+pub use cellkey::{cell_key, record_key};
 pub use elim::Scratch;
 pub use hypercube::Grid;
 pub use ledger::{Ledger, Vintage};
 pub use noise::{Noise, round};
 pub use problem::{Problem, TOTAL_ID, codes_in_several_periods};
 pub use release::{Depth, TableCheck, audit_release};
-pub use secret::{KeySource, Secret, create_key_file, new_key_text};
+pub use secret::{Secret, create_key_file, new_key_text};
 pub use suppress::{
-    GAUSS_WORK, Pattern, Rule, Secondary, Settings, protect as suppress_problem, publication_order,
+    GAUSS_WORK, Pattern, Rule, Settings, protect as suppress_problem, publication_order,
 };
 
 /// Failures a table's summary (the manifest) lists by name; the rest are counted.
 pub const MAX_LISTED_FAILURES: usize = 100;
 
-/// The protection range of cell suppression when the spec names none (count tables) and of
-/// survey groups: every protected cell's interval, as the intruder computes it from everything
-/// published (LP bounds, non-negativity, and a suppressed cell may be empty), spans at least 2
-/// — a cell of 1 cannot be told from 0, 1, 2 or more. Larger ranges protect more and suppress
-/// more (BENCHMARKS.md "Information loss").
-pub const DEFAULT_PROTECTION_RANGE: f64 = 2.0;
+pub use crate::spec::DEFAULT_PROTECTION_RANGE;
 
-use crate::disaggregate::{Cells, TOTAL};
+use crate::disaggregate::Cells;
 use crate::error::{Error, PolarsContext, Result};
+pub use crate::manifest::{PublicProtection, Summary};
 use crate::spec::{GroupSpec, Plan, ProtectMethod, TableSpec};
+use crate::vocab::TOTAL;
 
 /// Confidentiality status of a cell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -155,104 +154,6 @@ impl ProtectedTable {
     /// What the public file's metadata may say of its protection.
     pub fn public_protection(&self) -> PublicProtection {
         PublicProtection::from(&self.summary)
-    }
-}
-
-/// What protection did to a table, for the manifest (restricted: it counts changed cells).
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
-pub struct Summary {
-    pub table: String,
-    /// The reference period of the protected partition (SDMX `TIME_PERIOD` form).
-    #[serde(default)]
-    pub ref_period: String,
-    /// The group of linked tables the table was protected with.
-    #[serde(default)]
-    pub group: String,
-    #[serde(default)]
-    pub members: Vec<String>,
-    pub method: String,
-    pub cells: u64,
-    pub primary: u64,
-    pub secondary: u64,
-    /// Audit: cells checked, and the narrowest interval found among them.
-    pub audited: u64,
-    /// Of those, the cells a linear program had to settle (the rest by checked directions).
-    #[serde(default)]
-    pub proved_by_lp: u64,
-    pub narrowest_interval: Option<f64>,
-    pub audit_passed: bool,
-    pub failures: Vec<String>,
-    #[serde(default)]
-    pub dimensions: Vec<String>,
-    #[serde(default)]
-    pub threshold: Option<u64>,
-    #[serde(default)]
-    pub protection_range: Option<f64>,
-    #[serde(default)]
-    pub publish_grand_total: bool,
-    #[serde(default)]
-    pub base: Option<u64>,
-    /// Whether every published margin is the sum of the published cells below it.
-    #[serde(default)]
-    pub additive: bool,
-    /// The publication of this period the public file is (1 = the first).
-    #[serde(default)]
-    pub vintage: u32,
-    /// Published again unchanged from an earlier release (revisions = freeze).
-    #[serde(default)]
-    pub frozen: bool,
-    /// Cells whose true value changed since the published vintage (waiting for a revision).
-    #[serde(default)]
-    pub pending_changes: u64,
-    /// Cells the audit's repair suppressed beyond the Gaussian pattern.
-    #[serde(default)]
-    pub repaired: u64,
-    /// The secondary method (suppression).
-    #[serde(default)]
-    pub secondary_method: Option<String>,
-    /// The period is provisional: its published values carry OBS_STATUS `P`.
-    #[serde(default)]
-    pub provisional: bool,
-    /// A revision: the member's cells whose published value (or suppression) changed since the
-    /// previous vintage of the period.
-    #[serde(default)]
-    pub revised_cells: u64,
-}
-
-/// The protection settings and counts a public file carries in its metadata: the method and
-/// its parameters (public knowledge), never the key, counts of changes, or anything restricted.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
-pub struct PublicProtection {
-    pub table: String,
-    pub group: String,
-    pub members: Vec<String>,
-    pub method: String,
-    pub dimensions: Vec<String>,
-    pub threshold: Option<u64>,
-    pub protection_range: Option<f64>,
-    pub base: Option<u64>,
-    pub additive: bool,
-    pub vintage: u32,
-    pub cells: u64,
-    pub suppressed: u64,
-}
-
-impl From<&Summary> for PublicProtection {
-    fn from(s: &Summary) -> Self {
-        PublicProtection {
-            table: s.table.clone(),
-            group: s.group.clone(),
-            members: s.members.clone(),
-            method: s.method.clone(),
-            dimensions: s.dimensions.clone(),
-            threshold: s.threshold,
-            protection_range: s.protection_range,
-            base: s.base,
-            additive: s.additive,
-            vintage: s.vintage,
-            cells: s.cells,
-            suppressed: s.primary + s.secondary,
-        }
     }
 }
 

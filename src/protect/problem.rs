@@ -318,7 +318,7 @@ impl Problem {
             .iter()
             .enumerate()
             .map(|(j, c)| {
-                if c == crate::disaggregate::TOTAL {
+                if c == crate::vocab::TOTAL {
                     Some(TOTAL_ID)
                 } else {
                     self.codes[j].binary_search(c).ok().map(|i| i as u32)
@@ -340,7 +340,7 @@ impl Problem {
             .enumerate()
             .map(|(j, c)| {
                 if *c == TOTAL_ID {
-                    crate::disaggregate::TOTAL.to_string()
+                    crate::vocab::TOTAL.to_string()
                 } else {
                     self.codes[j][*c as usize].clone()
                 }

@@ -30,8 +30,8 @@ use super::ledger::Ledger;
 use super::problem::Problem;
 use super::suppress::{Rule, certificate_grid, certified_interval, publication_order};
 use super::{Conf, PTable, Summary};
-use crate::disaggregate::TOTAL;
 use crate::error::{Error, PolarsContext, Result};
+use crate::vocab::TOTAL;
 use rayon::prelude::*;
 
 /// The outcome for one published file.
@@ -59,7 +59,7 @@ pub enum Depth {
 
 /// Audit every protected group of the release in `dir` (or the group of `table`).
 pub fn audit_release(dir: &Path, depth: Depth, table: Option<&str>) -> Result<Vec<TableCheck>> {
-    let manifest_path = dir.join("manifest.json");
+    let manifest_path = crate::layout::Release(dir).manifest();
     let text = std::fs::read_to_string(&manifest_path).map_err(|e| Error::io(&manifest_path, e))?;
     let manifest: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
         Error::Usage(format!(
@@ -139,10 +139,8 @@ fn strings(df: &DataFrame, c: &str, path: &Path) -> Result<Vec<String>> {
 }
 
 fn audit_group(dir: &Path, g: &str, members: &[&Summary], depth: Depth) -> Result<Vec<TableCheck>> {
-    let pattern = dir
-        .join("restricted")
-        .join("ledger")
-        .join(g)
+    let pattern = crate::layout::Release(dir)
+        .ledger_dir(g)
         .join("*")
         .join("ledger.parquet");
     let mut ledgers: Vec<PathBuf> = glob::glob(&pattern.to_string_lossy())
@@ -358,12 +356,7 @@ fn audit_group(dir: &Path, g: &str, members: &[&Summary], depth: Depth) -> Resul
         }
         // Each member's public file against the ledger.
         for m in members {
-            let file = dir
-                .join("public")
-                .join("tables")
-                .join(&m.table)
-                .join(&part)
-                .join("data.parquet");
+            let file = crate::layout::Release(dir).public_table(&m.table, &part);
             let mut check = TableCheck {
                 table: m.table.clone(),
                 group: g.to_string(),

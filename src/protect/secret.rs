@@ -11,31 +11,11 @@
 //! 0600 on Unix) and the run says so: keep it, since the same records get the same noise only
 //! under the same key, and keep it secret, since with it the noise can be undone.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{Error, Result};
 
-/// The default environment variable holding the key.
-pub const DEFAULT_ENV: &str = "MIGSTAT_PROTECTION_KEY";
-
-/// Where the key comes from.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct KeySource {
-    /// Environment variable read first.
-    pub env: String,
-    /// Key file read when the variable is unset or empty (created when missing).
-    #[serde(skip)]
-    pub file: Option<PathBuf>,
-}
-
-impl Default for KeySource {
-    fn default() -> Self {
-        KeySource {
-            env: DEFAULT_ENV.to_string(),
-            file: None,
-        }
-    }
-}
+pub use crate::spec::KeySource;
 
 /// The protection secret (32 bytes).
 #[derive(Clone, PartialEq, Eq)]

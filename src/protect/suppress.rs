@@ -40,17 +40,10 @@ use super::audit::{Auditor, Interval, Intervals, Proof};
 use super::elim::{Basis, Scratch, SparseVec, canonical};
 use super::hypercube::{self, Grid, pattern as hypercube_pattern};
 use super::problem::Problem;
+use crate::spec::Secondary;
 
 /// Cells the repair may suppress in all; a cell still too narrow then fails the audit (exit 65).
 pub const MAX_REPAIRS: usize = 200_000;
-
-/// How secondary cells are chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Secondary {
-    Gauss,
-    Hypercube,
-}
 
 /// Why a cell is suppressed (or not), for the restricted audit table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

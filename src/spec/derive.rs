@@ -13,7 +13,7 @@ use toml::{Table, Value};
 use super::Ctx;
 use super::period::Periods;
 use super::schema::{FieldType, TableSchema};
-use crate::harmonize::Banding;
+use crate::spec::Banding;
 
 /// A code list: codes (its first column) and their attributes.
 #[derive(Debug, Clone, Serialize)]
@@ -404,7 +404,7 @@ pub struct Protect {
     /// `None` is the built-in default (see `protect::cellkey`).
     pub ptable: Option<std::path::PathBuf>,
     /// Suppression: how secondary cells are chosen (`gauss`, the default, or `hypercube`).
-    pub secondary: crate::protect::Secondary,
+    pub secondary: crate::spec::Secondary,
     /// What a later release does with a period already published (see [`Revisions`]).
     pub revisions: Revisions,
 }
@@ -642,11 +642,11 @@ pub(crate) fn compile_harmonize(
     }
     for (name, v) in ordered {
         let p = format!("{path}.{name}");
-        if name.starts_with(crate::validate::RAW_PREFIX)
+        if name.starts_with(crate::vocab::RAW_PREFIX)
             || name.starts_with('_')
             || out.iter().any(|d| d.name.eq_ignore_ascii_case(name))
         {
-            cx.push(&p, format!("derived column names may not start with `{}` or `_`, nor repeat another's name in any case", crate::validate::RAW_PREFIX));
+            cx.push(&p, format!("derived column names may not start with `{}` or `_`, nor repeat another's name in any case", crate::vocab::RAW_PREFIX));
         }
         let Value::Table(d) = v else {
             cx.push(&p, "must be a table, e.g. { from = \"sexe\", crosswalk = \"...\", codelist = \"sex\" }");
@@ -1320,12 +1320,12 @@ pub(crate) fn compile_table(
             cx.push(format!("{pp}dimensions"), format!("`{d}` is not a column derived by source `{source}` (its [sources.{source}.harmonize] has: {})", derived.join(", ")));
         }
     }
-    if dimensions.len() > crate::disaggregate::MAX_DIMENSIONS {
+    if dimensions.len() > crate::vocab::MAX_DIMENSIONS {
         cx.push(
             format!("{pp}dimensions"),
             format!(
                 "at most {0} dimensions (2^{0} margin combinations)",
-                crate::disaggregate::MAX_DIMENSIONS
+                crate::vocab::MAX_DIMENSIONS
             ),
         );
     }
@@ -1687,7 +1687,7 @@ fn protect(t: &Table, p: &str, spec_dir: &Path, cx: &mut Ctx<'_>) -> Option<Prot
     let perturbative = method != ProtectMethod::Suppress;
     let protection_range = match t.get("protection_range") {
         None if perturbative => 1.0,
-        None => crate::protect::DEFAULT_PROTECTION_RANGE,
+        None => crate::spec::DEFAULT_PROTECTION_RANGE,
         Some(v) => match v.as_float().or_else(|| v.as_integer().map(|i| i as f64)) {
             Some(r) if r > 0.0 && r.is_finite() => r,
             _ => {
@@ -1713,14 +1713,14 @@ fn protect(t: &Table, p: &str, spec_dir: &Path, cx: &mut Ctx<'_>) -> Option<Prot
         }
     }
     let secondary = match cx.str(t, "secondary", &pp, false) {
-        None | Some("gauss") => crate::protect::Secondary::Gauss,
-        Some("hypercube") => crate::protect::Secondary::Hypercube,
+        None | Some("gauss") => crate::spec::Secondary::Gauss,
+        Some("hypercube") => crate::spec::Secondary::Hypercube,
         Some(other) => {
             cx.push(
                 format!("{pp}secondary"),
                 format!("`{other}` is not a secondary suppression method (gauss or hypercube)"),
             );
-            crate::protect::Secondary::Gauss
+            crate::spec::Secondary::Gauss
         }
     };
     let revisions = match cx.str(t, "revisions", &pp, false) {
@@ -1745,7 +1745,7 @@ fn protect(t: &Table, p: &str, spec_dir: &Path, cx: &mut Ctx<'_>) -> Option<Prot
         .str(t, "ptable", &pp, false)
         .map(|f| super::clean_path(&spec_dir.join(f)));
     if let Some(f) = &ptable
-        && let Err(e) = crate::protect::PTable::read(f)
+        && let Err(e) = crate::spec::PTable::read(f)
     {
         cx.push(format!("{pp}ptable"), e.to_string());
     }

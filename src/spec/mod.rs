@@ -4,10 +4,13 @@
 //!
 //! Paths in a spec are relative to the spec file. Unknown keys are errors, not ignored.
 
+pub mod banding;
 pub mod derive;
 pub mod design;
 pub mod groups;
 pub mod period;
+pub mod protection;
+pub mod ptable;
 pub mod schema;
 
 use std::collections::BTreeMap;
@@ -17,11 +20,14 @@ use chrono::NaiveDate;
 use serde::Serialize;
 use toml::{Table, Value};
 
+pub use banding::Banding;
 pub use derive::{
     CodeList, Derivation, Derived, Protect, ProtectMethod, Revisions, TableKind, TableSpec, Unit,
 };
 pub use design::{Design, LonelyPsu, ReplicateKind, Replicates};
 pub use groups::GroupSpec;
+pub use protection::{DEFAULT_PROTECTION_RANGE, KeySource, Secondary};
+pub use ptable::PTable;
 pub use schema::TableSchema;
 
 use crate::error::{Error, Result, SpecIssue};
@@ -146,7 +152,7 @@ pub struct Plan {
     /// one problem.
     pub groups: Vec<GroupSpec>,
     /// Where the protection key is found (`[protection]`): never the key itself.
-    pub protection_key: crate::protect::KeySource,
+    pub protection_key: crate::spec::KeySource,
 }
 
 /// `[publish.sdmx]`: how the public tables are identified in SDMX exports.
@@ -539,7 +545,7 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
 
     let protection = cx.section(&root, "protection", "protection", &empty);
     cx.unknown_keys(protection, PROTECTION_KEYS, "protection");
-    let mut protection_key = crate::protect::KeySource::default();
+    let mut protection_key = crate::spec::KeySource::default();
     if let Some(env) = cx.str(protection, "key_env", "protection.", false) {
         if env.is_empty() || !env.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             cx.push(
@@ -705,7 +711,7 @@ fn compile_source(
     st: &Table,
     base: &Path,
     default_fraction: f64,
-    (codelists, bandings): (&BTreeMap<String, CodeList>, &[crate::harmonize::Banding]),
+    (codelists, bandings): (&BTreeMap<String, CodeList>, &[crate::spec::Banding]),
     cx: &mut Ctx<'_>,
 ) -> Option<(SourcePlan, blake3::Hash)> {
     let path = format!("sources.{id}");

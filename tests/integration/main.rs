@@ -13,6 +13,7 @@ mod protect;
 mod publish;
 mod releases;
 mod sample;
+mod structure;
 mod survey;
 mod tables;
 

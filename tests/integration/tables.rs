@@ -7,8 +7,9 @@ use polars::prelude::*;
 use proptest::prelude::*;
 
 use crate::{read_parquet, repo};
-use migstat::disaggregate::{TOTAL, roll_up};
+use migstat::disaggregate::roll_up;
 use migstat::spec::compile;
+use migstat::vocab::TOTAL;
 
 /// A table's cells as "dim1|dim2|…" → n, for a table of one period.
 fn cells(out: &std::path::Path, table: &str, dims: &[&str]) -> BTreeMap<String, u64> {

@@ -1,0 +1,258 @@
+//! The layout of an output directory and of a release: every path migstat writes or reads is
+//! built here, and the incremental reuse reads paths back through [`Release::owner`].
+//!
+//! Input: an output directory or a release (or staging) directory. Output: paths. A leaf module.
+//!
+//! ```text
+//! out/current -> releases/<run-id>     symlink, switched by one rename: what readers use
+//! out/releases/<run-id>/               complete releases
+//! out/failed/<run-id>/                 rejected runs, kept for inspection
+//! out/history.jsonl                    one JSON line per run, whatever its outcome
+//! out/.staging/<run-id>/               the run in progress
+//! out/.lock                            held (flock) by the running process
+//!
+//! <release>/manifest.json
+//! <release>/quarantine/<source>.parquet
+//! <release>/restricted/accepted/<source>.parquet
+//! <release>/restricted/tables/<table>/<partition>/data.parquet      true values
+//! <release>/restricted/audit/<table>/<partition>/audit.parquet      protection decisions
+//! <release>/restricted/ledger/<group>/<partition>/ledger.parquet    published vintages
+//! <release>/public/tables/<table>/<partition>/data.parquet          protected tables
+//! <release>/public/sdmx/[2.0/]<table>.csv, public/sdmx/structure.xml
+//! <release>/public/codebook.md, public/datapackage.json
+//! <release>/report/index.html
+//! ```
+//!
+//! A `<partition>` is Hive style, `ref_year=2024`, `ref_month=2024-01` or `ref_date=2024-12-31`.
+
+use std::path::{Path, PathBuf};
+
+/// An output directory (`out/`).
+#[derive(Debug, Clone, Copy)]
+pub struct Out<'a>(pub &'a Path);
+
+impl Out<'_> {
+    pub fn releases(&self) -> PathBuf {
+        self.0.join("releases")
+    }
+    pub fn release(&self, run_id: &str) -> PathBuf {
+        self.releases().join(run_id)
+    }
+    /// The `current` symlink.
+    pub fn current(&self) -> PathBuf {
+        self.0.join("current")
+    }
+    /// What `current` points to, relative to the output directory (a relative symlink keeps
+    /// the directory movable).
+    pub fn current_target(run_id: &str) -> PathBuf {
+        Path::new("releases").join(run_id)
+    }
+    pub fn history(&self) -> PathBuf {
+        self.0.join("history.jsonl")
+    }
+    pub fn lock(&self) -> PathBuf {
+        self.0.join(".lock")
+    }
+    pub fn staging_root(&self) -> PathBuf {
+        self.0.join(".staging")
+    }
+    pub fn staging(&self, run_id: &str) -> PathBuf {
+        self.staging_root().join(run_id)
+    }
+    /// The new `current` symlink before it is renamed over the old one.
+    pub fn current_tmp(&self) -> PathBuf {
+        self.0.join(".current.tmp")
+    }
+    pub fn failed_root(&self) -> PathBuf {
+        self.0.join("failed")
+    }
+    pub fn failed(&self, run_id: &str) -> PathBuf {
+        self.failed_root().join(run_id)
+    }
+}
+
+/// A release: published, in staging, or failed (the same layout).
+#[derive(Debug, Clone, Copy)]
+pub struct Release<'a>(pub &'a Path);
+
+/// The file of a release that holds the manifest.
+pub const MANIFEST: &str = "manifest.json";
+
+/// What produced a file of a release, read back from its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner<'p> {
+    /// A source's accepted records or quarantine.
+    Source(&'p str),
+    /// A table's restricted, audit or public file.
+    Table(&'p str),
+    /// A protection group's ledger.
+    Group(&'p str),
+}
+
+impl Release<'_> {
+    pub fn manifest(&self) -> PathBuf {
+        self.0.join(MANIFEST)
+    }
+    pub fn accepted(&self, source: &str) -> PathBuf {
+        self.0
+            .join("restricted")
+            .join("accepted")
+            .join(format!("{source}.parquet"))
+    }
+    pub fn quarantine(&self, source: &str) -> PathBuf {
+        self.0.join("quarantine").join(format!("{source}.parquet"))
+    }
+    pub fn restricted_table(&self, table: &str, partition: &str) -> PathBuf {
+        self.0
+            .join("restricted")
+            .join("tables")
+            .join(table)
+            .join(partition)
+            .join("data.parquet")
+    }
+    pub fn audit(&self, table: &str, partition: &str) -> PathBuf {
+        self.0
+            .join("restricted")
+            .join("audit")
+            .join(table)
+            .join(partition)
+            .join("audit.parquet")
+    }
+    pub fn ledger(&self, group: &str, partition: &str) -> PathBuf {
+        self.ledger_dir(group)
+            .join(partition)
+            .join("ledger.parquet")
+    }
+    /// The directory of a group's ledgers (one partition per period).
+    pub fn ledger_dir(&self, group: &str) -> PathBuf {
+        self.0.join("restricted").join("ledger").join(group)
+    }
+    pub fn public(&self) -> PathBuf {
+        self.0.join("public")
+    }
+    pub fn public_tables(&self) -> PathBuf {
+        self.public().join("tables")
+    }
+    pub fn public_table_dir(&self, table: &str) -> PathBuf {
+        self.public_tables().join(table)
+    }
+    pub fn public_table(&self, table: &str, partition: &str) -> PathBuf {
+        self.public_table_dir(table)
+            .join(partition)
+            .join("data.parquet")
+    }
+    pub fn sdmx_dir(&self) -> PathBuf {
+        self.public().join("sdmx")
+    }
+    /// A table's SDMX-CSV file in `version` (`1.0`, the default directory, or `2.0`).
+    pub fn sdmx_csv(&self, table: &str, version: &str) -> PathBuf {
+        match version {
+            "2.0" => self.sdmx_dir().join("2.0").join(format!("{table}.csv")),
+            _ => self.sdmx_dir().join(format!("{table}.csv")),
+        }
+    }
+    pub fn sdmx_structure(&self) -> PathBuf {
+        self.sdmx_dir().join("structure.xml")
+    }
+    pub fn codebook(&self) -> PathBuf {
+        self.public().join("codebook.md")
+    }
+    pub fn datapackage(&self) -> PathBuf {
+        self.public().join("datapackage.json")
+    }
+    pub fn report(&self) -> PathBuf {
+        self.0.join("report").join("index.html")
+    }
+
+    /// What produced the file at `path` (relative to the release, `/`-separated), if a source,
+    /// a table or a group did: the inverse of the builders above.
+    pub fn owner(path: &str) -> Option<Owner<'_>> {
+        let parts: Vec<&str> = path.split('/').collect();
+        match parts.as_slice() {
+            ["restricted", "accepted", f] | ["quarantine", f] => {
+                f.strip_suffix(".parquet").map(Owner::Source)
+            }
+            ["restricted" | "public", "tables", t, ..] | ["restricted", "audit", t, ..] => {
+                Some(Owner::Table(t))
+            }
+            ["restricted", "ledger", g, ..] => Some(Owner::Group(g)),
+            _ => None,
+        }
+    }
+
+    /// A public table's path relative to the release, as the manifest lists it.
+    pub fn public_table_entry(table: &str, partition: &str) -> String {
+        format!("public/tables/{table}/{partition}/data.parquet")
+    }
+
+    /// An audit file's path relative to the release, as the manifest lists it.
+    pub fn audit_entry(table: &str, partition: &str) -> String {
+        format!("restricted/audit/{table}/{partition}/audit.parquet")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_written_path_reads_back_to_its_owner() {
+        let root = Path::new("/r");
+        let r = Release(root);
+        let rel = |p: PathBuf| -> String {
+            p.strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/")
+        };
+        assert_eq!(
+            Release::owner(&rel(r.accepted("permits"))),
+            Some(Owner::Source("permits"))
+        );
+        assert_eq!(
+            Release::owner(&rel(r.quarantine("border"))),
+            Some(Owner::Source("border"))
+        );
+        let p = "ref_year=2024";
+        assert_eq!(
+            Release::owner(&rel(r.restricted_table("asylum", p))),
+            Some(Owner::Table("asylum"))
+        );
+        assert_eq!(
+            Release::owner(&rel(r.public_table("asylum", p))),
+            Some(Owner::Table("asylum"))
+        );
+        assert_eq!(
+            Release::owner(&rel(r.audit("asylum", p))),
+            Some(Owner::Table("asylum"))
+        );
+        assert_eq!(
+            Release::owner(&rel(r.ledger("g1", p))),
+            Some(Owner::Group("g1"))
+        );
+        assert_eq!(Release::owner(&rel(r.manifest())), None);
+        assert_eq!(Release::owner(&rel(r.sdmx_structure())), None);
+        assert_eq!(
+            rel(r.public_table("t", p)),
+            Release::public_table_entry("t", p)
+        );
+        assert_eq!(rel(r.audit("t", p)), Release::audit_entry("t", p));
+    }
+
+    #[test]
+    fn the_layout_is_the_documented_one() {
+        // Spelled by hand from the module documentation (readers' scripts depend on it).
+        let r = Release(Path::new("R"));
+        assert_eq!(
+            r.public_table("t", "ref_year=2024"),
+            Path::new("R/public/tables/t/ref_year=2024/data.parquet")
+        );
+        assert_eq!(r.sdmx_csv("t", "2.0"), Path::new("R/public/sdmx/2.0/t.csv"));
+        assert_eq!(r.sdmx_csv("t", "1.0"), Path::new("R/public/sdmx/t.csv"));
+        assert_eq!(r.report(), Path::new("R/report/index.html"));
+        let o = Out(Path::new("out"));
+        assert_eq!(o.staging("x"), Path::new("out/.staging/x"));
+        assert_eq!(o.failed("x"), Path::new("out/failed/x"));
+        assert_eq!(o.lock(), Path::new("out/.lock"));
+    }
+}

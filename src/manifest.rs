@@ -1,0 +1,301 @@
+//! The manifest and the run history: the only internal types migstat serializes, and the
+//! contract between a run and everything that reads its record (the export writers, `verify`,
+//! `history`, the next run's incremental reuse, and operators' own tools).
+//!
+//! Input: nothing (types). Output: [`Manifest`] (`manifest.json` of a release) and
+//! [`HistoryRecord`] (one line of `history.jsonl`), with the parts they are made of. Their JSON
+//! form is described by versioned JSON Schemas, `schemas/manifest.schema.json` and
+//! `schemas/history.schema.json` ([`MANIFEST_SCHEMA`], [`HISTORY_SCHEMA`]); a test checks real
+//! runs against them. A leaf module: it depends only on `error`.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{IoContext, Rejection, Result};
+
+/// The `$id` of the JSON Schema `manifest.json` follows; bump it with any incompatible change.
+pub const MANIFEST_SCHEMA: &str = "https://migstat.org/schemas/manifest/1";
+/// The `$id` of the JSON Schema each line of `history.jsonl` follows.
+pub const HISTORY_SCHEMA: &str = "https://migstat.org/schemas/history/1";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InputFile {
+    /// As found from the spec: relative to the spec file's directory.
+    pub path: String,
+    pub bytes: u64,
+    pub blake3: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SourceReport {
+    pub id: String,
+    pub files: Vec<InputFile>,
+    pub rows_read: u64,
+    pub rows_accepted: u64,
+    pub rows_quarantined: u64,
+    pub max_invalid_fraction: f64,
+    /// Problems per rule; a row with two problems counts under both.
+    pub quarantine_by_rule: BTreeMap<String, u64>,
+    /// Raw values no crosswalk mapped, most frequent first: what to add to the crosswalks.
+    pub unmapped_codes: Vec<UnmappedValue>,
+    pub seconds: f64,
+    /// blake3 of what this source's results depend on: migstat's version, the spec hash (spec,
+    /// schemas, code lists, crosswalks) and the hashes of its input files.
+    #[serde(default)]
+    pub input_key: String,
+    /// Taken over unchanged from the previous release (same `input_key`).
+    #[serde(default)]
+    pub reused: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub run_id: String,
+    /// `succeeded` or `rejected`.
+    pub status: String,
+    pub pipeline_id: String,
+    pub pipeline_hash: String,
+    pub spec: String,
+    pub migstat_version: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub reference_date: String,
+    pub reference_period: [String; 2],
+    pub sources: Vec<SourceReport>,
+    /// Sources rejected as a whole; non-empty exactly when `status` is `rejected`.
+    pub rejections: Vec<Rejection>,
+    /// What disclosure control did to each published table.
+    pub protection: Vec<Summary>,
+    pub outputs: Vec<OutputFile>,
+    /// blake3 of every source's `input_key`: a rerun with the same key has nothing to do.
+    #[serde(default)]
+    pub run_key: String,
+    /// Seconds per stage: `source:<id>` (read, validate, harmonize, streamed tables) and
+    /// `table:<id>` (build, protect, write).
+    #[serde(default)]
+    pub seconds: BTreeMap<String, f64>,
+    /// Per table: its reference periods and the records left out of every one of them.
+    #[serde(default)]
+    pub periods: BTreeMap<String, TablePeriods>,
+}
+
+/// A table's reference periods in a release.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TablePeriods {
+    /// `A`, `Q`, `M` (SDMX `FREQ`), `_O` for another span.
+    pub freq: String,
+    /// The periods published, in SDMX `TIME_PERIOD` form (a stock: its dates).
+    pub periods: Vec<String>,
+    /// The event date field that placed the records (`None`: every record is in the period).
+    pub date: Option<String>,
+    /// Records (flows: first records) whose date is in no period: left out, counted here.
+    pub outside: Outside,
+    /// The periods still provisional (OBS_STATUS `P`; `[publish] provisional_months`).
+    #[serde(default)]
+    pub provisional: Vec<String>,
+}
+
+/// One line of `out/history.jsonl`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HistoryRecord {
+    pub run_id: String,
+    pub pipeline_id: String,
+    pub started_at: String,
+    pub finished_at: String,
+    /// `succeeded`, `up_to_date`, `rejected` (a delivery or table failed its checks: exit 65),
+    /// `failed` (an error) or `locked` (another run held the directory: exit 75).
+    pub status: String,
+    pub exit_code: i32,
+    /// Why it was rejected or failed.
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub sources: Vec<SourceHistory>,
+    /// Tables published to the public tier.
+    #[serde(default)]
+    pub tables_published: Vec<String>,
+    /// Seconds per stage: each source's pass (`source:<id>`) and each table (`table:<id>`).
+    #[serde(default)]
+    pub seconds: std::collections::BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SourceHistory {
+    pub id: String,
+    pub rows_read: u64,
+    pub rows_accepted: u64,
+    pub rows_quarantined: u64,
+    pub quarantine_by_rule: std::collections::BTreeMap<String, u64>,
+    /// Taken over from the previous release unchanged (its inputs had the same hashes).
+    #[serde(default)]
+    pub reused: bool,
+}
+
+/// A raw value no crosswalk mapped, with how often it was seen: the run report lists these so a
+/// statistician can extend the crosswalk.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UnmappedValue {
+    /// The derived column.
+    pub column: String,
+    /// The raw field it is derived from.
+    pub field: String,
+    pub raw: String,
+    pub count: u64,
+    /// `quarantined`, or the code it was mapped to.
+    pub action: String,
+}
+
+/// What protection did to a table, for the manifest (restricted: it counts changed cells).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct Summary {
+    pub table: String,
+    /// The reference period of the protected partition (SDMX `TIME_PERIOD` form).
+    #[serde(default)]
+    pub ref_period: String,
+    /// The group of linked tables the table was protected with.
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub members: Vec<String>,
+    pub method: String,
+    pub cells: u64,
+    pub primary: u64,
+    pub secondary: u64,
+    /// Audit: cells checked, and the narrowest interval found among them.
+    pub audited: u64,
+    /// Of those, the cells a linear program had to settle (the rest by checked directions).
+    #[serde(default)]
+    pub proved_by_lp: u64,
+    pub narrowest_interval: Option<f64>,
+    pub audit_passed: bool,
+    pub failures: Vec<String>,
+    #[serde(default)]
+    pub dimensions: Vec<String>,
+    #[serde(default)]
+    pub threshold: Option<u64>,
+    #[serde(default)]
+    pub protection_range: Option<f64>,
+    #[serde(default)]
+    pub publish_grand_total: bool,
+    #[serde(default)]
+    pub base: Option<u64>,
+    /// Whether every published margin is the sum of the published cells below it.
+    #[serde(default)]
+    pub additive: bool,
+    /// The publication of this period the public file is (1 = the first).
+    #[serde(default)]
+    pub vintage: u32,
+    /// Published again unchanged from an earlier release (revisions = freeze).
+    #[serde(default)]
+    pub frozen: bool,
+    /// Cells whose true value changed since the published vintage (waiting for a revision).
+    #[serde(default)]
+    pub pending_changes: u64,
+    /// Cells the audit's repair suppressed beyond the Gaussian pattern.
+    #[serde(default)]
+    pub repaired: u64,
+    /// The secondary method (suppression).
+    #[serde(default)]
+    pub secondary_method: Option<String>,
+    /// The period is provisional: its published values carry OBS_STATUS `P`.
+    #[serde(default)]
+    pub provisional: bool,
+    /// A revision: the member's cells whose published value (or suppression) changed since the
+    /// previous vintage of the period.
+    #[serde(default)]
+    pub revised_cells: u64,
+}
+
+/// The protection settings and counts a public file carries in its metadata: the method and
+/// its parameters (public knowledge), never the key, counts of changes, or anything restricted.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct PublicProtection {
+    pub table: String,
+    pub group: String,
+    pub members: Vec<String>,
+    pub method: String,
+    pub dimensions: Vec<String>,
+    pub threshold: Option<u64>,
+    pub protection_range: Option<f64>,
+    pub base: Option<u64>,
+    pub additive: bool,
+    pub vintage: u32,
+    pub cells: u64,
+    pub suppressed: u64,
+}
+
+impl From<&Summary> for PublicProtection {
+    fn from(s: &Summary) -> Self {
+        PublicProtection {
+            table: s.table.clone(),
+            group: s.group.clone(),
+            members: s.members.clone(),
+            method: s.method.clone(),
+            dimensions: s.dimensions.clone(),
+            threshold: s.threshold,
+            protection_range: s.protection_range,
+            base: s.base,
+            additive: s.additive,
+            vintage: s.vintage,
+            cells: s.cells,
+            suppressed: s.primary + s.secondary,
+        }
+    }
+}
+
+/// A written file, as the manifest lists it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct OutputFile {
+    /// Relative to the output directory, `/`-separated.
+    pub path: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub blake3: String,
+}
+
+/// Size and blake3 hash of a file, streamed.
+pub fn hash_file(path: &Path) -> Result<(u64, String)> {
+    let mut h = blake3::Hasher::new();
+    let file = File::open(path).at(path)?;
+    h.update_reader(file).at(path)?;
+    let bytes = std::fs::metadata(path).at(path)?.len();
+    Ok((bytes, h.finalize().to_hex().to_string()))
+}
+
+/// Records a table leaves out because their event date places them in none of its periods
+/// (reported in the manifest: nothing is dropped silently).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Outside {
+    /// No event date (the field is empty or not a date).
+    pub no_date: u64,
+    /// Dated before the first period.
+    pub before: u64,
+    /// Dated after the last period.
+    pub after: u64,
+    /// Dated between two declared periods.
+    #[serde(default)]
+    pub between: u64,
+    /// Migration tables: crossings in a period that may be migrations the deliveries cannot
+    /// decide yet (the rule's window runs past their last day; see `residence`).
+    #[serde(default)]
+    pub undetermined: u64,
+}
+
+impl std::ops::AddAssign for Outside {
+    fn add_assign(&mut self, o: Outside) {
+        self.no_date += o.no_date;
+        self.before += o.before;
+        self.after += o.after;
+        self.between += o.between;
+        self.undetermined += o.undetermined;
+    }
+}
+
+impl Outside {
+    pub fn total(&self) -> u64 {
+        self.no_date + self.before + self.after + self.between + self.undetermined
+    }
+}

@@ -1,0 +1,60 @@
+//! The shared vocabulary every stage speaks: the special codes of the SDMX code lists, the
+//! prefix of a delivery's own fields in accepted records, and the limits the spec checks and the
+//! stages rely on.
+//!
+//! A leaf module: it depends on nothing in the crate, and everything that names one of these
+//! codes or limits takes it from here (never a literal `"_T"` in a stage).
+
+/// Code of a dimension's margin (SDMX `_T`).
+pub const TOTAL: &str = "_T";
+
+/// Code for an unknown value (SDMX `_U`): an unknown age in every banding, a raw value no
+/// crosswalk mapped when the spec says `unmapped = "_U"`.
+pub const UNKNOWN: &str = "_U";
+
+/// Code for "not applicable" (SDMX `_Z`): a code-list attribute that is empty (e.g. no M49
+/// intermediate region), a status whose every dated step is later than the day asked.
+pub const NOT_APPLICABLE: &str = "_Z";
+
+/// The reporting country's code in a `national` lookup or a `foreign` derivation (Eurostat's
+/// `NAT`); every other known country is [`FOREIGN`].
+pub const NATIONAL: &str = "NAT";
+
+/// A country other than the reporting one (Eurostat's `FOR`).
+pub const FOREIGN: &str = "FOR";
+
+/// Prefix of the delivery's fields in the accepted records; derived columns may not use it.
+pub const RAW_PREFIX: &str = "raw_";
+
+/// The column of a schema field in the accepted records: `raw_<field>`. The prefix keeps the
+/// delivery's own fields apart from the standard columns harmonize derives (`SEX` next to a raw
+/// `sex` would be one column to case-insensitive readers such as DuckDB).
+pub fn raw_column(field: &str) -> String {
+    format!("{RAW_PREFIX}{field}")
+}
+
+/// Dimensions a table may have: its cells hold 2^d margin combinations.
+pub const MAX_DIMENSIONS: usize = 8;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_columns_carry_the_prefix_the_spec_reserves() {
+        assert_eq!(raw_column("sexe"), "raw_sexe");
+        assert!(raw_column("x").starts_with(RAW_PREFIX));
+    }
+
+    #[test]
+    fn special_codes_are_distinct_sdmx_codes() {
+        let codes = [TOTAL, UNKNOWN, NOT_APPLICABLE, NATIONAL, FOREIGN];
+        let set: std::collections::BTreeSet<_> = codes.iter().collect();
+        assert_eq!(set.len(), codes.len());
+        assert!(
+            [TOTAL, UNKNOWN, NOT_APPLICABLE]
+                .iter()
+                .all(|c| c.starts_with('_'))
+        );
+    }
+}
