@@ -311,7 +311,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                             pipeline_id: String::new(),
                             started_at: now.clone(),
                             finished_at: now,
-                            status: "failed".into(),
+                            status: migstat::manifest::RunStatus::Failed,
                             exit_code: e.exit_code(),
                             error: Some(e.to_string()),
                             sources: Vec::new(),
@@ -332,7 +332,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                 periods: periods.clone(),
             };
             let manifest = runner::run(&plan, &opts)?;
-            if manifest.status == "up_to_date" {
+            if manifest.status == migstat::manifest::RunStatus::UpToDate {
                 match report {
                     ReportFormat::Text => outln!(
                         "up to date: release {} is current; inputs, spec, code lists and migstat version are unchanged (--full-refresh recomputes)",

@@ -21,6 +21,96 @@ pub const MANIFEST_SCHEMA: &str = "https://migstat.org/schemas/manifest/1";
 /// The `$id` of the JSON Schema each line of `history.jsonl` follows.
 pub const HISTORY_SCHEMA: &str = "https://migstat.org/schemas/history/1";
 
+/// How a run ended: `manifest.json` records `succeeded`, `up_to_date` or `rejected`; a
+/// history line any of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// A release was published and made current.
+    Succeeded,
+    /// Nothing changed since the current release (same run key): nothing was written.
+    UpToDate,
+    /// A delivery or table failed its checks (exit 65); the run is kept under `failed/`.
+    Rejected,
+    /// An error stopped the run.
+    Failed,
+    /// Another run held the output directory (exit 75).
+    Locked,
+}
+
+impl RunStatus {
+    /// The status as every output spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::UpToDate => "up_to_date",
+            RunStatus::Rejected => "rejected",
+            RunStatus::Failed => "failed",
+            RunStatus::Locked => "locked",
+        }
+    }
+
+    /// Whether the run ended without publishing because something was wrong.
+    pub fn is_failure(self) -> bool {
+        match self {
+            RunStatus::Rejected | RunStatus::Failed | RunStatus::Locked => true,
+            RunStatus::Succeeded | RunStatus::UpToDate => false,
+        }
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+/// The disclosure control applied to a published table, as the manifest, the public files'
+/// metadata and the audit record it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// Threshold rule and secondary suppression, audited.
+    #[default]
+    Suppress,
+    /// Survey estimates: cells with fewer respondents than `min_n` suppressed, with their
+    /// complements.
+    SurveyQuality,
+    /// Deterministic rounding of the finest cells.
+    Round,
+    /// Random rounding of the finest cells (keyed).
+    RandomRound,
+    /// The cell key method on the finest cells.
+    CellKey,
+}
+
+impl Method {
+    /// The method as every output spells it (and the spec, for the four a spec names).
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Suppress => "suppress",
+            Method::SurveyQuality => "survey_quality",
+            Method::Round => "round",
+            Method::RandomRound => "random_round",
+            Method::CellKey => "cell_key",
+        }
+    }
+
+    /// Whether the method changes values (noise, rounding) rather than hiding cells.
+    pub fn is_perturbative(self) -> bool {
+        match self {
+            Method::Round | Method::RandomRound | Method::CellKey => true,
+            Method::Suppress | Method::SurveyQuality => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct InputFile {
     /// As found from the spec: relative to the spec file's directory.
@@ -55,7 +145,7 @@ pub struct SourceReport {
 pub struct Manifest {
     pub run_id: String,
     /// `succeeded` or `rejected`.
-    pub status: String,
+    pub status: RunStatus,
     pub pipeline_id: String,
     pub pipeline_hash: String,
     pub spec: String,
@@ -107,7 +197,7 @@ pub struct HistoryRecord {
     pub finished_at: String,
     /// `succeeded`, `up_to_date`, `rejected` (a delivery or table failed its checks: exit 65),
     /// `failed` (an error) or `locked` (another run held the directory: exit 75).
-    pub status: String,
+    pub status: RunStatus,
     pub exit_code: i32,
     /// Why it was rejected or failed.
     #[serde(default)]
@@ -160,7 +250,7 @@ pub struct Summary {
     pub group: String,
     #[serde(default)]
     pub members: Vec<String>,
-    pub method: String,
+    pub method: Method,
     pub cells: u64,
     pub primary: u64,
     pub secondary: u64,
@@ -216,7 +306,7 @@ pub struct PublicProtection {
     pub table: String,
     pub group: String,
     pub members: Vec<String>,
-    pub method: String,
+    pub method: Method,
     pub dimensions: Vec<String>,
     pub threshold: Option<u64>,
     pub protection_range: Option<f64>,
@@ -233,7 +323,7 @@ impl From<&Summary> for PublicProtection {
             table: s.table.clone(),
             group: s.group.clone(),
             members: s.members.clone(),
-            method: s.method.clone(),
+            method: s.method,
             dimensions: s.dimensions.clone(),
             threshold: s.threshold,
             protection_range: s.protection_range,

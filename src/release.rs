@@ -425,7 +425,7 @@ mod tests {
             pipeline_id: "p".into(),
             started_at: "2026-11-22T01:00:00Z".into(),
             finished_at: "2026-11-22T01:00:05Z".into(),
-            status: "succeeded".into(),
+            status: crate::manifest::RunStatus::Succeeded,
             exit_code: 0,
             error: None,
             sources: vec![],

@@ -25,7 +25,7 @@ use crate::harmonize::Harmonizer;
 use crate::ingest::{FileChunks, RawChunk};
 use crate::layout::{Out, Owner, Release};
 pub use crate::manifest::{
-    InputFile, Manifest, OutputFile, Outside, SourceReport, TablePeriods, UnmappedValue, hash_file,
+    InputFile, Manifest, OutputFile, Outside, RunStatus, SourceReport, TablePeriods, UnmappedValue, hash_file,
 };
 use crate::quarantine::{self, Rule};
 use crate::spec::{Plan, SourcePlan, clean_path};
@@ -111,7 +111,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Manifest> {
             let result: Result<Manifest> = Err(e);
             let mut record = history_record(plan, &run_id, started, chrono::Utc::now(), &result);
             if record.exit_code == crate::error::exit::LOCKED {
-                record.status = "locked".into();
+                record.status = RunStatus::Locked;
             }
             let _ = crate::release::append_history(out, &record);
             return result;
@@ -147,7 +147,7 @@ fn history_record(
         pipeline_id: plan.pipeline_id.clone(),
         started_at: started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         finished_at: finished.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        status: "failed".into(),
+        status: RunStatus::Failed,
         exit_code: crate::error::exit::RUNTIME,
         error: None,
         sources: Vec::new(),
@@ -156,7 +156,7 @@ fn history_record(
     };
     match result {
         Ok(m) => {
-            r.status = m.status.clone();
+            r.status = m.status;
             r.exit_code = if m.rejections.is_empty() {
                 crate::error::exit::OK
             } else {
@@ -171,7 +171,7 @@ fn history_record(
                         .join("; "),
                 );
             }
-            if m.status != "up_to_date" {
+            if m.status != RunStatus::UpToDate {
                 r.sources = m
                     .sources
                     .iter()
@@ -274,7 +274,7 @@ fn run_locked(
     let published: Option<Manifest> = std::fs::read_to_string(Release(&current_dir).manifest())
         .ok()
         .and_then(|t| serde_json::from_str::<Manifest>(&t).ok())
-        .filter(|m| m.status == "succeeded" && m.pipeline_id == plan.pipeline_id);
+        .filter(|m| m.status == RunStatus::Succeeded && m.pipeline_id == plan.pipeline_id);
     for t in &opts.revise {
         if t != "all" && !plan.groups.iter().any(|g| g.members.contains(t)) {
             return Err(Error::Usage(format!(
@@ -329,7 +329,7 @@ fn run_locked(
     {
         tracing::info!(release = %prev.run_id, "up to date: nothing changed since the current release");
         let mut m = prev.clone();
-        m.status = "up_to_date".into();
+        m.status = RunStatus::UpToDate;
         return Ok(m);
     }
     let reusable: BTreeMap<&str, &SourceReport> = previous
@@ -581,11 +581,10 @@ fn run_locked(
     let mut manifest = Manifest {
         run_id: run_id.clone(),
         status: if rejections.is_empty() {
-            "succeeded"
+            RunStatus::Succeeded
         } else {
-            "rejected"
-        }
-        .into(),
+            RunStatus::Rejected
+        },
         pipeline_id: plan.pipeline_id.clone(),
         pipeline_hash: plan.spec_hash.clone(),
         spec: clean_path(&plan.spec_path).display().to_string(),
@@ -624,7 +623,7 @@ fn run_locked(
         let leaks = check_public_columns(plan, &staging)?;
         if !leaks.is_empty() {
             manifest.rejections = leaks;
-            manifest.status = "rejected".into();
+            manifest.status = RunStatus::Rejected;
         }
     }
     if !manifest.rejections.is_empty() {

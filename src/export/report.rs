@@ -18,7 +18,7 @@ use polars::prelude::*;
 
 use crate::export::codebook::{DimDoc, TableDoc};
 use crate::export::escape_markup as esc;
-use crate::manifest::HistoryRecord;
+use crate::manifest::{HistoryRecord, RunStatus};
 use crate::manifest::Manifest;
 
 /// Runs of the history shown in the trend.
@@ -370,7 +370,7 @@ document.body.setAttribute('data-pyramids',String(p.length));document.body.setAt
 document.body.setAttribute('data-errors',String(window.migstatErrors.length));});";
 
 /// A run in the trend: its id, status, and per source (quarantined, read).
-type TrendRow = (String, String, BTreeMap<String, (u64, u64)>);
+type TrendRow = (String, RunStatus, BTreeMap<String, (u64, u64)>);
 
 /// The report page.
 pub fn html(
@@ -507,7 +507,7 @@ pub fn html(
         .map(|h| {
             (
                 h.run_id.clone(),
-                h.status.clone(),
+                h.status,
                 h.sources
                     .iter()
                     .map(|x| (x.id.clone(), (x.rows_quarantined, x.rows_read)))
@@ -517,7 +517,7 @@ pub fn html(
         .collect();
     runs.push((
         "this release".to_string(),
-        "succeeded".to_string(),
+        RunStatus::Succeeded,
         manifest
             .sources
             .iter()
@@ -536,12 +536,12 @@ pub fn html(
             s,
             "<tr><td><code>{}</code></td><td{}>{}</td>",
             esc(id),
-            if status == "rejected" || status == "failed" {
+            if matches!(status, RunStatus::Rejected | RunStatus::Failed) {
                 " class=\"bad\""
             } else {
                 ""
             },
-            esc(status)
+            esc(status.name())
         );
         for src in &manifest.sources {
             match by.get(&src.id) {

@@ -64,7 +64,7 @@ pub use crate::spec::DEFAULT_PROTECTION_RANGE;
 
 use crate::disaggregate::Cells;
 use crate::error::{Error, PolarsContext, Result};
-pub use crate::manifest::{PublicProtection, Summary};
+pub use crate::manifest::{Method, PublicProtection, Summary};
 use crate::spec::{GroupSpec, Plan, ProtectMethod, TableSpec};
 use crate::vocab::TOTAL;
 
@@ -392,9 +392,9 @@ pub fn protect_group(plan: &Plan, input: GroupInput<'_>) -> Result<GroupOutcome>
             }
             row_published.iter_mut().for_each(|r| *r = None);
             method_name = if group.survey {
-                "survey_quality".to_string()
+                Method::SurveyQuality
             } else {
-                "suppress".to_string()
+                Method::Suppress
             };
             additive = !group.survey;
         }
@@ -474,7 +474,7 @@ pub fn protect_group(plan: &Plan, input: GroupInput<'_>) -> Result<GroupOutcome>
             for (r, v) in rows.iter().enumerate() {
                 row_published[r] = Some(*v);
             }
-            method_name = m.name().to_string();
+            method_name = Method::from(m);
             additive = true;
         }
     }
@@ -504,7 +504,7 @@ pub fn protect_group(plan: &Plan, input: GroupInput<'_>) -> Result<GroupOutcome>
             ref_period: input.period.label(),
             group: group.id.clone(),
             members: group.members.clone(),
-            method: method_name.clone(),
+            method: method_name,
             cells: cells.len() as u64,
             primary: cells
                 .iter()
@@ -975,4 +975,17 @@ pub fn check_hierarchies(table: &TableSpec, keys: &[Vec<String>]) -> Vec<String>
         }
     }
     out
+}
+
+/// The method a spec names, as the outputs record it.
+impl From<crate::spec::ProtectMethod> for Method {
+    fn from(m: crate::spec::ProtectMethod) -> Self {
+        use crate::spec::ProtectMethod as P;
+        match m {
+            P::Suppress => Method::Suppress,
+            P::Round => Method::Round,
+            P::RandomRound => Method::RandomRound,
+            P::CellKey => Method::CellKey,
+        }
+    }
 }

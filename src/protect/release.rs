@@ -30,6 +30,7 @@ use super::ledger::Ledger;
 use super::problem::Problem;
 use super::suppress::{Rule, certificate_grid, certified_interval, publication_order};
 use super::{Conf, PTable, Summary};
+use crate::manifest::Method;
 use crate::error::{Error, PolarsContext, Result};
 use crate::vocab::TOTAL;
 use rayon::prelude::*;
@@ -40,7 +41,7 @@ pub struct TableCheck {
     pub table: String,
     pub group: String,
     pub file: PathBuf,
-    pub method: String,
+    pub method: Method,
     pub cells: usize,
     pub suppressed: usize,
     pub audited: usize,
@@ -229,20 +230,20 @@ fn audit_group(dir: &Path, g: &str, members: &[&Summary], depth: Depth) -> Resul
                 )),
             }
         }
-        let perturbative = matches!(first.method.as_str(), "round" | "random_round" | "cell_key");
         let mut intervals: HashMap<usize, f64> = HashMap::new();
-        if perturbative {
-            let noise = match first.method.as_str() {
-                "round" => super::Noise::Round {
-                    base: first.base.unwrap_or(5),
-                },
-                "random_round" => super::Noise::RandomRound {
-                    base: first.base.unwrap_or(5),
-                },
-                _ => super::Noise::CellKey {
-                    ptable: PTable::default(),
-                },
-            };
+        let noise = match first.method {
+            Method::Round => Some(super::Noise::Round {
+                base: first.base.unwrap_or(5),
+            }),
+            Method::RandomRound => Some(super::Noise::RandomRound {
+                base: first.base.unwrap_or(5),
+            }),
+            Method::CellKey => Some(super::Noise::CellKey {
+                ptable: PTable::default(),
+            }),
+            Method::Suppress | Method::SurveyQuality => None,
+        };
+        if let Some(noise) = noise {
             let row_pub: Vec<u64> = p
                 .rows
                 .iter()
@@ -361,7 +362,7 @@ fn audit_group(dir: &Path, g: &str, members: &[&Summary], depth: Depth) -> Resul
                 table: m.table.clone(),
                 group: g.to_string(),
                 file: file.clone(),
-                method: m.method.clone(),
+                method: m.method,
                 cells: 0,
                 suppressed: 0,
                 audited: 0,
@@ -459,7 +460,7 @@ fn audit_group(dir: &Path, g: &str, members: &[&Summary], depth: Depth) -> Resul
                             values[i], published
                         ));
                     }
-                    if !perturbative
+                    if !first.method.is_perturbative()
                         && let Some(x) = values[i]
                         && x > 0
                         && x < threshold
@@ -469,7 +470,7 @@ fn audit_group(dir: &Path, g: &str, members: &[&Summary], depth: Depth) -> Resul
                         ));
                     }
                 }
-                if m.method == "survey_quality"
+                if m.method == Method::SurveyQuality
                     && !suppressed
                     && p.values[c] > 0
                     && p.values[c] < threshold

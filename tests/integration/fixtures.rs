@@ -32,7 +32,7 @@ fn every_bad_row_kind_is_quarantined_with_rule_field_and_line() {
     let tmp = tempfile::tempdir().unwrap();
     let plan = compile(&dir.join("pipeline.toml")).unwrap();
     let m = crate::run_plan(&plan, tmp.path());
-    assert_eq!(m.status, "succeeded");
+    assert_eq!(m.status, migstat::manifest::RunStatus::Succeeded);
 
     let expected: Vec<String> = std::fs::read_to_string(dir.join("expected_quarantine.csv"))
         .unwrap()

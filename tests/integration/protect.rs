@@ -235,7 +235,7 @@ fn the_default_release_publishes_only_protected_tables() {
         assert_eq!(c.len(), periods, "{t}: {checks:?}");
         for c in c {
             assert!(c.failures.is_empty(), "{t}: {:?}", c.failures);
-            if c.method == "suppress" {
+            if c.method == migstat::manifest::Method::Suppress {
                 assert!(c.audited > 0 && c.narrowest_interval.unwrap() >= RANGE - 1e-6);
             }
         }
@@ -416,7 +416,7 @@ fn a_failed_audit_blocks_the_release() {
     );
     let out = tmp.path().join("out");
     let m = crate::run_plan(&plan, &out);
-    assert_eq!(m.status, "rejected");
+    assert_eq!(m.status, migstat::manifest::RunStatus::Rejected);
     assert!(
         m.rejections.iter().any(|r| r
             .reason
@@ -449,7 +449,7 @@ fn an_identifier_never_reaches_the_public_tier() {
     std::fs::write(&path, spec).unwrap();
     let plan = migstat::spec::compile(&path).unwrap();
     let m = crate::run_plan(&plan, &tmp.path().join("out"));
-    assert_eq!(m.status, "rejected");
+    assert_eq!(m.status, migstat::manifest::RunStatus::Rejected);
     assert!(
         m.rejections
             .iter()
@@ -638,7 +638,7 @@ fn cell_key_noise_follows_the_records_across_tables_and_releases() {
     let run = |returns: &Path, seed: u64, name: &str| {
         let out = tmp.path().join(name);
         let m = crate::run_plan(&cell_key_spec(tmp.path(), returns, seed), &out);
-        assert_eq!(m.status, "succeeded", "{:?}", m.rejections);
+        assert_eq!(m.status, migstat::manifest::RunStatus::Succeeded, "{:?}", m.rejections);
         out.join("current")
     };
     let first = run(&original, 20241231, "r1");
@@ -730,7 +730,7 @@ fn a_hierarchy_the_data_break_blocks_the_release() {
     let plan = migstat::spec::compile(&path).unwrap();
     let out = tmp.path().join("out");
     let m = crate::run_plan(&plan, &out);
-    assert_eq!(m.status, "rejected");
+    assert_eq!(m.status, migstat::manifest::RunStatus::Rejected);
     let reason = m
         .rejections
         .iter()
@@ -783,7 +783,7 @@ fn no_public_byte_carries_a_secret_or_a_restricted_path() {
     let plan = migstat::spec::compile(&path).unwrap();
     let out = tmp.path().join("out");
     let m = crate::run_plan(&plan, &out);
-    assert_eq!(m.status, "succeeded", "{:?}", m.rejections);
+    assert_eq!(m.status, migstat::manifest::RunStatus::Succeeded, "{:?}", m.rejections);
     let release = out.join("current");
     // What must never appear: the key (as text, and each purpose's derived key in hex and raw),
     // where the key lives, where the deliveries and the restricted tier live.

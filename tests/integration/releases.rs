@@ -208,7 +208,7 @@ fn a_second_run_exits_75_or_waits_and_a_dead_holder_is_taken_over() {
     assert!(current_id(&out).is_none(), "nothing was published");
     let h = migstat::release::read_history(&out).unwrap();
     assert_eq!(
-        (h.len(), h[0].status.as_str(), h[0].exit_code),
+        (h.len(), h[0].status.name(), h[0].exit_code),
         (1, "locked", 75)
     );
     // A spec that does not compile is in the history too.
@@ -224,7 +224,7 @@ fn a_second_run_exits_75_or_waits_and_a_dead_holder_is_taken_over() {
     );
     assert_eq!(o.status.code(), Some(78));
     let h = migstat::release::read_history(&out).unwrap();
-    assert_eq!((h[1].status.as_str(), h[1].exit_code), ("failed", 78));
+    assert_eq!((h[1].status, h[1].exit_code), (migstat::manifest::RunStatus::Failed, 78));
 
     // With --wait, the run starts when the holder lets go.
     let child = Command::new(env!("CARGO_BIN_EXE_migstat"))
@@ -488,7 +488,7 @@ fn reruns_recompute_only_what_changed_and_history_records_every_run() {
 
     // The history: every run, in order, with its outcome.
     let h = migstat::release::read_history(&out).unwrap();
-    let statuses: Vec<(&str, i32)> = h.iter().map(|r| (r.status.as_str(), r.exit_code)).collect();
+    let statuses: Vec<(&str, i32)> = h.iter().map(|r| (r.status.name(), r.exit_code)).collect();
     assert_eq!(
         statuses,
         [

@@ -72,7 +72,7 @@ fn default_pipeline_accounts_for_every_generated_row() {
     let plan = compile(&repo().join("pipelines/observatory.toml")).unwrap();
     let out = tmp.path().join("out");
     let m = crate::run_plan(&plan, &out);
-    assert_eq!(m.status, "succeeded");
+    assert_eq!(m.status, migstat::manifest::RunStatus::Succeeded);
     assert_eq!(m.sources.len(), 6);
     for s in &m.sources {
         let file = &plan.sources.iter().find(|p| p.id == s.id).unwrap().files[0];

@@ -367,7 +367,7 @@ fn a_lonely_psu_rejects_the_source_under_fail() {
     );
     let plan = migstat::spec::compile(&spec).unwrap();
     let m = crate::run_plan(&plan, &tmp.path().join("out"));
-    assert_eq!(m.status, "rejected");
+    assert_eq!(m.status, migstat::manifest::RunStatus::Rejected);
     let msg = &m.rejections[0].reason;
     assert!(
         msg.contains("2 stratum(s) with a single PSU")
