@@ -2,6 +2,8 @@
 //! (border crossings) and on the Windows-1252 permits register. Run: `cargo bench --bench ingest_validate`.
 //! Targets and end-to-end figures live in BENCHMARKS.md, never in tests.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic here is a failing test or bench
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 use migstat::ingest::FileChunks;

@@ -8,6 +8,8 @@
 //! `MIGSTAT_BENCH_RANGE=5` for another protection range. asylum keeps its grand total, as the
 //! default spec asks.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic here is a failing test or bench
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -63,10 +65,15 @@ fn main() {
         Some(r) => (None, PathBuf::from(r)),
         None => {
             let tmp = tempfile::tempdir().expect("temp dir");
-            let plan =
+            let mut plan =
                 migstat::spec::compile(Path::new("pipelines/observatory.toml")).expect("spec");
-            // SAFETY: single-threaded at this point.
-            unsafe { std::env::set_var("MIGSTAT_PROTECTION_KEY", "benchmark-key-not-a-secret") };
+            // A fixed key (reproducible noise) in a key file, not the environment.
+            let key = tmp.path().join("protection.key");
+            std::fs::write(&key, "benchmark-key-not-a-secret").expect("key file");
+            plan.protection_key = migstat::spec::KeySource {
+                env: "MIGSTAT_BENCH_KEY_UNSET".into(),
+                file: Some(key),
+            };
             migstat::runner::run(
                 &plan,
                 &migstat::runner::RunOptions {

@@ -4,6 +4,8 @@
 //! Run: `cargo bench --bench protect_scale [-- PERSONS]` (prints the figures for BENCHMARKS.md;
 //! one run, as the point is the wall time of one table, not a distribution).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic here is a failing test or bench
+
 use std::collections::BTreeMap;
 use std::time::Instant;
 

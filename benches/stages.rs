@@ -13,6 +13,8 @@
 //!
 //! Run: `cargo bench --bench stages`. The 190,000-cell suppression figure is `protect_scale`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic here is a failing test or bench
+
 use std::collections::BTreeMap;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};

@@ -4,8 +4,8 @@
 //!
 //! Input: nothing (types). Output: [`Manifest`] (`manifest.json` of a release) and
 //! [`HistoryRecord`] (one line of `history.jsonl`), with the parts they are made of. Their JSON
-//! form is described by versioned JSON Schemas, `schemas/manifest.schema.json` and
-//! `schemas/history.schema.json` ([`MANIFEST_SCHEMA`], [`HISTORY_SCHEMA`]); a test checks real
+//! form is described by versioned JSON Schemas, `schemas/run/manifest.schema.json` and
+//! `schemas/run/history.schema.json` ([`MANIFEST_SCHEMA`], [`HISTORY_SCHEMA`]); a test checks real
 //! runs against them. A leaf module: it depends only on `error`.
 
 use std::collections::BTreeMap;

@@ -25,7 +25,8 @@ use crate::harmonize::Harmonizer;
 use crate::ingest::{FileChunks, RawChunk};
 use crate::layout::{Out, Owner, Release};
 pub use crate::manifest::{
-    InputFile, Manifest, OutputFile, Outside, RunStatus, SourceReport, TablePeriods, UnmappedValue, hash_file,
+    InputFile, Manifest, OutputFile, Outside, RunStatus, SourceReport, TablePeriods, UnmappedValue,
+    hash_file,
 };
 use crate::quarantine::{self, Rule};
 use crate::spec::{Plan, SourcePlan, clean_path};

@@ -18,8 +18,8 @@ use polars::prelude::*;
 
 use crate::export::codebook::{DimDoc, TableDoc};
 use crate::export::escape_markup as esc;
-use crate::manifest::{HistoryRecord, RunStatus};
 use crate::manifest::Manifest;
+use crate::manifest::{HistoryRecord, RunStatus};
 
 /// Runs of the history shown in the trend.
 const TREND_RUNS: usize = 10;

@@ -30,8 +30,8 @@ use super::ledger::Ledger;
 use super::problem::Problem;
 use super::suppress::{Rule, certificate_grid, certified_interval, publication_order};
 use super::{Conf, PTable, Summary};
-use crate::manifest::Method;
 use crate::error::{Error, PolarsContext, Result};
+use crate::manifest::Method;
 use crate::vocab::TOTAL;
 use rayon::prelude::*;
 

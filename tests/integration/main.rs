@@ -5,6 +5,8 @@
 //! properties with a known answer. The Python `frictionless` package cross-checks validation of
 //! the whole sample separately (`tests/frictionless_check.py`, run by `.ci/run`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic here is a failing test or bench
+
 mod cli;
 mod codelists;
 mod fixtures;
@@ -76,6 +78,25 @@ pub fn default_run() -> (tempfile::TempDir, PathBuf, migstat::spec::Plan) {
         .expect("the default spec compiles");
     run_plan(&plan, &out);
     (tmp, out.join("current"), plan)
+}
+
+/// The default pipeline's output directory, run once per test process and shared by every test
+/// that only reads it (a test that changes a release makes its own with [`default_run`]).
+/// Returns (the output directory, its current release, the plan).
+pub fn shared_default_run() -> &'static (PathBuf, PathBuf, migstat::spec::Plan) {
+    static RUN: std::sync::OnceLock<(PathBuf, PathBuf, migstat::spec::Plan)> =
+        std::sync::OnceLock::new();
+    RUN.get_or_init(|| {
+        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("shared-default-run");
+        if out.exists() {
+            std::fs::remove_dir_all(&out).expect("remove the previous shared run");
+        }
+        let plan = migstat::spec::compile(&repo().join("pipelines/observatory.toml"))
+            .expect("the default spec compiles");
+        run_plan(&plan, &out);
+        let current = out.join("current");
+        (out, current, plan)
+    })
 }
 
 /// Run a compiled plan into `out`, without progress bars.

@@ -102,12 +102,12 @@ fn check_suppressed(df: &DataFrame, dims: &[&str], k: u64) -> (usize, usize) {
 
 #[test]
 fn the_default_release_publishes_only_protected_tables() {
-    let (_tmp, out, plan) = crate::default_run();
-    let m = crate::manifest(&out);
+    let (_, out, plan) = crate::shared_default_run();
+    let m = crate::manifest(out);
 
     // asylum sets publish_grand_total: its total is published, and true (the sample's accepted
     // registrations of 2024, each person once).
-    let asylum = public(&out, "asylum");
+    let asylum = public(out, "asylum");
     let accepted = read_parquet(&out.join("restricted/accepted/asylum.parquet"))
         .lazy()
         .filter(col("raw_registration_date").dt().year().eq(lit(2024)))
@@ -151,7 +151,7 @@ fn the_default_release_publishes_only_protected_tables() {
             ],
         ),
     ] {
-        let p = public(&out, t);
+        let p = public(out, t);
         let (suppressed, small) = check_suppressed(&p, &dims, 5);
         let truth =
             read_parquet(&out.join(format!("restricted/tables/{t}/{}/data.parquet", part(t))));
@@ -217,13 +217,13 @@ fn the_default_release_publishes_only_protected_tables() {
     // The release audit: the published pattern with the restricted true values for every table;
     // exact LP intervals from the public file alone for trafficking.
     use migstat::protect::{Depth, audit_release};
-    let exact = audit_release(&out, Depth::Exact, Some("trafficking")).unwrap();
+    let exact = audit_release(out, Depth::Exact, Some("trafficking")).unwrap();
     assert_eq!(exact.len(), 5, "one check per year");
     for e in &exact {
         assert!(e.failures.is_empty(), "{:?}", e.failures);
         assert!(e.narrowest_interval.unwrap() >= RANGE - 1e-6);
     }
-    let checks = audit_release(&out, Depth::Certified, None).unwrap();
+    let checks = audit_release(out, Depth::Certified, None).unwrap();
     for (t, periods) in [
         ("trafficking", 5),
         ("asylum", 10),
@@ -289,7 +289,7 @@ fn the_default_release_publishes_only_protected_tables() {
             5,
         ),
     ] {
-        let p = public(&out, t);
+        let p = public(out, t);
         let truth = truth_of(t, &dims);
         let cols: Vec<Vec<String>> = dims.iter().map(|d| strings(&p, d)).collect();
         let v = p.column("value").unwrap().u64().unwrap().clone();
@@ -334,7 +334,7 @@ fn the_default_release_publishes_only_protected_tables() {
     }
 
     // Survey tables: suppressed cells lose their estimate; low reliability is flagged.
-    let s = public(&out, "survey_population");
+    let s = public(out, "survey_population");
     let est = s.column("estimate").unwrap().f64().unwrap().clone();
     let conf = strings(&s, "CONF_STATUS");
     let obs = strings(&s, "OBS_STATUS");
@@ -638,7 +638,12 @@ fn cell_key_noise_follows_the_records_across_tables_and_releases() {
     let run = |returns: &Path, seed: u64, name: &str| {
         let out = tmp.path().join(name);
         let m = crate::run_plan(&cell_key_spec(tmp.path(), returns, seed), &out);
-        assert_eq!(m.status, migstat::manifest::RunStatus::Succeeded, "{:?}", m.rejections);
+        assert_eq!(
+            m.status,
+            migstat::manifest::RunStatus::Succeeded,
+            "{:?}",
+            m.rejections
+        );
         out.join("current")
     };
     let first = run(&original, 20241231, "r1");
@@ -783,7 +788,12 @@ fn no_public_byte_carries_a_secret_or_a_restricted_path() {
     let plan = migstat::spec::compile(&path).unwrap();
     let out = tmp.path().join("out");
     let m = crate::run_plan(&plan, &out);
-    assert_eq!(m.status, migstat::manifest::RunStatus::Succeeded, "{:?}", m.rejections);
+    assert_eq!(
+        m.status,
+        migstat::manifest::RunStatus::Succeeded,
+        "{:?}",
+        m.rejections
+    );
     let release = out.join("current");
     // What must never appear: the key (as text, and each purpose's derived key in hex and raw),
     // where the key lives, where the deliveries and the restricted tier live.
@@ -829,10 +839,10 @@ fn no_public_byte_carries_a_secret_or_a_restricted_path() {
 /// of the default release: LP over all relations of each group, integer bounds near the range.
 #[test]
 fn an_independent_attacker_finds_nothing_in_the_default_release() {
-    let (_tmp, out, _plan) = crate::default_run();
+    let (_, out, _) = crate::shared_default_run();
     let o = std::process::Command::new("python3")
         .arg(repo().join("tests/attacker.py"))
-        .arg(&out)
+        .arg(out)
         .arg("--methods=suppress")
         .output()
         .expect("python3 runs");

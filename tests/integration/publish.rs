@@ -8,9 +8,9 @@ use polars::prelude::*;
 
 #[test]
 fn sdmx_exports_and_the_codebook_read_with_third_party_tools() {
-    let (_tmp, release, _plan) = crate::default_run();
-    crate::python_check("sdmx_check.py", &release, "sdmx ok");
-    crate::python_check("codebook_check.py", &release, "codebook ok");
+    let (_, release, _) = crate::shared_default_run();
+    crate::python_check("sdmx_check.py", release, "sdmx ok");
+    crate::python_check("codebook_check.py", release, "codebook ok");
 }
 
 /// Chromium from Debian (`chromium`); `.ci/run` installs it. Outside CI a machine without it
@@ -34,7 +34,8 @@ fn chromium() -> Option<String> {
 
 #[test]
 fn the_report_loads_in_headless_chromium_with_every_pyramid_drawn() {
-    let (tmp, release, plan) = crate::default_run();
+    let (_, release, plan) = crate::shared_default_run();
+    let tmp = tempfile::tempdir().expect("temp dir");
     let page = release.join("report").join("index.html");
     let html = std::fs::read_to_string(&page).expect("report/index.html exists");
 
@@ -154,7 +155,7 @@ fn the_report_loads_in_headless_chromium_with_every_pyramid_drawn() {
 /// usage error that lists the tables.
 #[test]
 fn migstat_query_answers_like_duckdb() {
-    let (_tmp, release, _plan) = crate::default_run();
+    let (_, release, _) = crate::shared_default_run();
     let readme = std::fs::read_to_string(crate::repo().join("README.md")).unwrap();
     let sql = "SELECT ref_year, SEX, value FROM first_permits WHERE AGE_GROUP = '_T' AND PERMIT_TYPE = '_T' AND ref_year >= 2022 ORDER BY ref_year, SEX";
     assert!(
@@ -226,4 +227,23 @@ fn migstat_query_answers_like_duckdb() {
         d.contains("AGE_GROUP") && d.contains("Femme") && d.contains("أنثى"),
         "{d}"
     );
+}
+
+#[test]
+fn the_manifest_and_the_history_follow_their_json_schemas() {
+    let (out, _, _) = crate::shared_default_run();
+    for (name, id) in [
+        ("manifest", migstat::manifest::MANIFEST_SCHEMA),
+        ("history", migstat::manifest::HISTORY_SCHEMA),
+    ] {
+        let path = crate::repo().join(format!("schemas/run/{name}.schema.json"));
+        let schema: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("schema exists"))
+                .expect("schema is JSON");
+        assert_eq!(
+            schema["$id"], id,
+            "{name}: the schema's $id is the version the code names"
+        );
+    }
+    crate::python_check("json_schema_check.py", out, "json schemas ok");
 }

@@ -224,7 +224,10 @@ fn a_second_run_exits_75_or_waits_and_a_dead_holder_is_taken_over() {
     );
     assert_eq!(o.status.code(), Some(78));
     let h = migstat::release::read_history(&out).unwrap();
-    assert_eq!((h[1].status, h[1].exit_code), (migstat::manifest::RunStatus::Failed, 78));
+    assert_eq!(
+        (h[1].status, h[1].exit_code),
+        (migstat::manifest::RunStatus::Failed, 78)
+    );
 
     // With --wait, the run starts when the holder lets go.
     let child = Command::new(env!("CARGO_BIN_EXE_migstat"))

@@ -130,10 +130,10 @@ fn default_pipeline_accounts_for_every_generated_row() {
 /// find exactly the invalid records migstat quarantined (and agree on the kind of problem).
 #[test]
 fn frictionless_finds_the_same_invalid_records() {
-    let (_tmp, out, _plan) = crate::default_run();
+    let (_, out, _) = crate::shared_default_run();
     crate::python_check(
         "frictionless_check.py",
-        &out,
+        out,
         "frictionless cross-check: agreed",
     );
 }

@@ -97,11 +97,11 @@ fn compare(out: &Path, table: &str, dims: &[&str], r: &Golden) -> (f64, f64) {
 
 #[test]
 fn survey_totals_means_and_shares_match_r_survey() {
-    let (_tmp, out, _plan) = crate::default_run();
+    let (_, out, _) = crate::shared_default_run();
 
     let dims = ["SEX", "AGE_GROUP", "MIGRATION_TYPE", "REGION"];
     let (e, s) = compare(
-        &out,
+        out,
         "survey_population",
         &dims,
         &golden("survey_population_r.csv", 4),
@@ -113,7 +113,7 @@ fn survey_totals_means_and_shares_match_r_survey() {
 
     let dims = ["SEX", "MIGRATION_TYPE", "REGION"];
     let (e, s) = compare(
-        &out,
+        out,
         "survey_mean_age",
         &dims,
         &golden("survey_mean_age_r.csv", 3),
@@ -125,7 +125,7 @@ fn survey_totals_means_and_shares_match_r_survey() {
 
     let dims = ["MIGRATION_TYPE", "SEX", "REGION"];
     let (e, s) = compare(
-        &out,
+        out,
         "survey_migration_share",
         &dims,
         &golden("survey_migration_share_r.csv", 3),
@@ -138,7 +138,7 @@ fn survey_totals_means_and_shares_match_r_survey() {
     // The emigrants abroad: their own universe (R's subset of the same design).
     let dims = ["SEX", "AGE_GROUP", "REGION"];
     let (e, s) = compare(
-        &out,
+        out,
         "survey_emigrants",
         &dims,
         &golden("survey_emigrants_r.csv", 3),

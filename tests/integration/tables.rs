@@ -776,12 +776,8 @@ fn age_at_an_event_is_checked_in_the_spec() {
 /// and polars.
 #[test]
 fn duckdb_group_by_cube_gives_the_same_tables() {
-    let (_tmp, out, plan) = crate::default_run();
-    crate::python_check(
-        "duckdb_tables_check.py",
-        &out,
-        "duckdb tables check: agreed",
-    );
+    let (_, out, plan) = crate::shared_default_run();
+    crate::python_check("duckdb_tables_check.py", out, "duckdb tables check: agreed");
 
     // Border crossings: Moroccan citizens are `NAT`, apart from their M49 sub-region; every
     // other known citizenship keeps its region.
@@ -800,7 +796,7 @@ fn duckdb_group_by_cube_gives_the_same_tables() {
     }
     assert!(nationals > 0);
     let june = cells_at(
-        &out,
+        out,
         "border_crossings",
         "ref_month=2024-06",
         &["DIRECTION", "SEX", "CITIZENSHIP_REGION"],
@@ -816,8 +812,8 @@ fn duckdb_group_by_cube_gives_the_same_tables() {
     // The margin property on every period of every table.
     for t in &plan.tables {
         let dims: Vec<&str> = t.dimensions.iter().map(String::as_str).collect();
-        for part in partitions(&out, "restricted", &t.id) {
-            let c = cells_at(&out, &t.id, &part, &dims);
+        for part in partitions(out, "restricted", &t.id) {
+            let c = cells_at(out, &t.id, &part, &dims);
             let keyed: BTreeMap<Vec<String>, u64> = c
                 .iter()
                 .map(|(k, n)| (k.split('|').map(str::to_string).collect(), *n))
