@@ -40,6 +40,7 @@ pub mod runner;
 
 // Readers of a release, and the synthetic deliveries.
 pub mod query;
+#[cfg(feature = "sample")]
 pub mod sample;
 
 pub use error::{Error, Result};

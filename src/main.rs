@@ -8,7 +8,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use polars::prelude::SerWriter;
 
 use migstat::error::{Error, exit};
-use migstat::{runner, sample, spec};
+use migstat::{runner, spec};
+
+mod cli;
 
 const DEFAULT_PIPELINE: &str = "pipelines/observatory.toml";
 
@@ -215,6 +217,7 @@ enum Command {
     ///
     /// Scale 1 is the committed sample (a few MB); border crossings grow by 20,000 rows per unit of
     /// scale (scale 500 gives 10 million). The same scale and seed always give the same bytes.
+    #[cfg(feature = "sample")]
     Sample {
         /// Directory to write into (created if needed).
         #[arg(long)]
@@ -284,7 +287,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
         Command::Explain { pipeline, format } => {
             let plan = spec::compile(pipeline)?;
             match format {
-                ReportFormat::Text => out!("{}", plan.explain()),
+                ReportFormat::Text => out!("{}", crate::cli::explain::explain(&plan)),
                 ReportFormat::Json => outln!("{}", to_json(&plan)?),
             }
             Ok(exit::OK)
@@ -325,7 +328,9 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             };
             let opts = runner::RunOptions {
                 out_dir: out.clone(),
-                progress: !cli.quiet && std::io::stderr().is_terminal(),
+                progress: (!cli.quiet && std::io::stderr().is_terminal()).then(|| {
+                    std::sync::Arc::new(crate::cli::Bars) as std::sync::Arc<dyn runner::Progress>
+                }),
                 wait: *wait,
                 full_refresh: *full_refresh,
                 revise: revise.clone(),
@@ -343,7 +348,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                 return Ok(exit::OK);
             }
             match report {
-                ReportFormat::Text => out!("{}", runner::summary(&manifest)),
+                ReportFormat::Text => out!("{}", crate::cli::summary(&manifest)),
                 ReportFormat::Json => outln!("{}", to_json(&manifest)?),
             }
             if manifest.rejections.is_empty() {
@@ -510,6 +515,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             written.map_err(|e| Error::Internal(format!("writing the table: {e}")))?;
             Ok(exit::OK)
         }
+        #[cfg(feature = "sample")]
         Command::Sample {
             out,
             scale,
@@ -519,7 +525,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             if *scale == 0 {
                 return Err(Error::Usage("--scale must be at least 1".into()));
             }
-            let written = sample::generate_only(out, *scale, *seed, only)?;
+            let written = migstat::sample::generate_only(out, *scale, *seed, only)?;
             for (path, rows) in written {
                 outln!("{:>12} rows  {}", rows, path.display());
             }

@@ -424,12 +424,11 @@ fn survey(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {
                             rng.range(0, 70)
                         };
                         let birth = at - Duration::days(age * 365 + rng.range(0, 364));
-                        let birth =
-                            if crate::calendar::age_at(birth, at).map(i64::from) == Some(age) {
-                                birth
-                            } else {
-                                birth + Duration::days(1)
-                            };
+                        let birth = if completed_years(birth, at) == age {
+                            birth
+                        } else {
+                            birth + Duration::days(1)
+                        };
                         let (mig, country_birth, citizenship, year_move, reason) =
                             match (hh_kind, m) {
                                 (1, m) if m > 0 && age >= 15 && rng.chance(0.6) => (
@@ -972,7 +971,7 @@ fn returns(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {
         sex.push(row_sex);
         age.push(row_age);
         country.push(*rng.weighted(&origins));
-        date.push(crate::spec::schema::days_since_epoch(d));
+        date.push(days_since_1970(d));
         reg.push(region(&mut rng).0);
     }
     let path = dir.join("assisted_returns.parquet");
@@ -1075,6 +1074,22 @@ fn trafficking(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {
     w.finish()
 }
 
+// The generator's own date arithmetic, written differently from `crate::calendar` (which the
+// tests this data feeds check): the sample must not agree with migstat by sharing its code.
+
+/// Completed years from `birth` to `at`, by the YYYYMMDD difference.
+fn completed_years(birth: NaiveDate, at: NaiveDate) -> i64 {
+    let ymd = |d: NaiveDate| {
+        i64::from(d.year()) * 10_000 + i64::from(d.month()) * 100 + i64::from(d.day())
+    };
+    (ymd(at) - ymd(birth)).div_euclid(10_000)
+}
+
+/// Days from 1970-01-01 to `d` (Arrow's `Date32`).
+fn days_since_1970(d: NaiveDate) -> i32 {
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+    i32::try_from((d - epoch).num_days()).unwrap_or(i32::MAX)
+}
 #[cfg(test)]
 mod tests {
     use super::*;

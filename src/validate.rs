@@ -15,10 +15,11 @@ use std::hash::{BuildHasherDefault, Hasher};
 use polars::prelude::*;
 use rayon::prelude::*;
 
+use crate::calendar::days_of_date;
 use crate::error::{PolarsContext, Result};
 use crate::ingest::RawChunk;
 use crate::quarantine::{Issue, QuarantineBuilder, RowOrigin, Rule};
-use crate::spec::schema::{Bound, EnumValues, Field, FieldType, TableSchema, days_since_epoch};
+use crate::spec::schema::{Bound, EnumValues, Field, FieldType, TableSchema};
 use crate::vocab::raw_column;
 
 /// The accepted and quarantined parts of one chunk.
@@ -637,7 +638,7 @@ fn check_column(
                     );
                     return None;
                 };
-                let days = days_since_epoch(d);
+                let days = days_of_date(d);
                 check_bounds(c.minimum, c.maximum, Bound::Date(days), s, row, sink);
                 Some(days)
             });

@@ -603,7 +603,7 @@ fn parse_constraints(
             FieldType::Date(fmt) => v
                 .as_str()
                 .and_then(|s| fmt.parse_date(s))
-                .map(|d| Bound::Date(days_since_epoch(d))),
+                .map(|d| Bound::Date(crate::calendar::days_of_date(d))),
             FieldType::String | FieldType::Boolean => {
                 is.push(&p, format!("not allowed on {} fields", ft.name()));
                 continue;
@@ -653,12 +653,6 @@ fn parse_constraints(
     out
 }
 
-/// Days since 1970-01-01, the physical value of a polars / Arrow `Date`.
-pub fn days_since_epoch(d: chrono::NaiveDate) -> i32 {
-    const EPOCH_CE_DAYS: i32 = 719_163;
-    chrono::Datelike::num_days_from_ce(&d) - EPOCH_CE_DAYS
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -698,11 +692,11 @@ mod tests {
     #[test]
     fn epoch_days_match_arrow() {
         assert_eq!(
-            days_since_epoch(chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()),
+            crate::calendar::days_of_date(chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()),
             0
         );
         assert_eq!(
-            days_since_epoch(chrono::NaiveDate::from_ymd_opt(2000, 3, 1).unwrap()),
+            crate::calendar::days_of_date(chrono::NaiveDate::from_ymd_opt(2000, 3, 1).unwrap()),
             11017
         );
     }

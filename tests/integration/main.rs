@@ -14,6 +14,7 @@ mod properties;
 mod protect;
 mod publish;
 mod releases;
+#[cfg(feature = "sample")]
 mod sample;
 mod structure;
 mod survey;

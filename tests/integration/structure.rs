@@ -121,6 +121,13 @@ fn module_graph() -> BTreeMap<String, BTreeSet<String>> {
     let src = repo().join("src");
     let mut files = Vec::new();
     collect(&src, &mut files);
+    // The binary's own modules (the CLI's presentation) are not part of the library's graph.
+    let main = std::fs::read_to_string(src.join("main.rs")).expect("read main.rs");
+    let binary: BTreeSet<String> = main
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("mod "))
+        .map(|m| m.trim_end_matches(';').trim().to_string())
+        .collect();
     let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for f in files {
         let rel = f.strip_prefix(&src).expect("under src");
@@ -129,7 +136,7 @@ fn module_graph() -> BTreeMap<String, BTreeSet<String>> {
             .map(|p| p.to_string_lossy().into_owned())
             .collect();
         let module = parts[0].trim_end_matches(".rs").to_string();
-        if module == "lib" || module == "main" {
+        if module == "lib" || module == "main" || binary.contains(&module) {
             continue;
         }
         // How many `super::` reach the crate root from this file.
@@ -265,6 +272,27 @@ fn layers_keep_their_promises() {
         assert!(
             !uses(m).contains("runner"),
             "{m} must not depend on the runner"
+        );
+    }
+}
+
+#[test]
+fn the_library_draws_nothing_on_a_terminal() {
+    // Progress bars, summaries and `explain` text belong to the binary (src/cli/); the library
+    // reports progress through `runner::Progress`.
+    let src = repo().join("src");
+    let mut files = Vec::new();
+    collect(&src, &mut files);
+    for f in files {
+        let rel = f.strip_prefix(&src).expect("under src");
+        if rel.starts_with("cli") || rel == Path::new("main.rs") {
+            continue;
+        }
+        let text = code_only(&std::fs::read_to_string(&f).expect("read source"));
+        assert!(
+            !text.contains("indicatif"),
+            "{} draws progress bars",
+            rel.display()
         );
     }
 }

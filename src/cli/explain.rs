@@ -1,0 +1,207 @@
+//! `migstat explain`: what a run of a plan will do, for people.
+//!
+//! Input: a compiled [`Plan`]. Output: text.
+
+use chrono::NaiveDate;
+use migstat::spec::{Derivation, Encoding, Plan, derive, schema};
+
+/// A human-readable account of what a run of `plan` will do (`migstat explain`).
+pub fn explain(plan: &Plan) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "pipeline   {} (spec {})",
+        plan.pipeline_id,
+        plan.spec_path.display()
+    );
+    if let Some(t) = &plan.title {
+        let _ = writeln!(s, "title      {t}");
+    }
+    let _ = writeln!(s, "spec hash  {}", plan.spec_hash);
+    let _ = writeln!(
+        s,
+        "reference  date {}, period {} .. {}",
+        plan.reference_date, plan.reference_period.start, plan.reference_period.end
+    );
+    let _ = writeln!(s, "chunks     {} rows", plan.chunk_rows);
+    for src in &plan.sources {
+        let _ = writeln!(
+            s,
+            "\nsource {}{}",
+            src.id,
+            src.description
+                .as_deref()
+                .map(|d| format!(" — {d}"))
+                .unwrap_or_default()
+        );
+        let _ = writeln!(
+            s,
+            "  read     {:?}, {}, delimiter {:?}; reject the run above {:.2}% invalid rows",
+            src.format,
+            match src.encoding {
+                Encoding::Utf8 => "utf-8",
+                Encoding::Windows1252 => "windows-1252",
+            },
+            src.delimiter as char,
+            src.max_invalid_fraction * 100.0
+        );
+        for f in &src.files {
+            let _ = writeln!(s, "  file     {}", f.display());
+        }
+        let _ = writeln!(s, "  schema   {}", src.schema_path.display());
+        if !src.schema.primary_key.is_empty() {
+            let _ = writeln!(s, "  key      {}", src.schema.primary_key.join(", "));
+        }
+        for f in &src.schema.fields {
+            let _ = writeln!(
+                s,
+                "    {:<22} {:<8} {}",
+                f.name,
+                f.field_type.name(),
+                describe_checks(f)
+            );
+        }
+        if !src.harmonize.is_empty() {
+            let _ = writeln!(s, "  derives");
+        }
+        for d in &src.harmonize {
+            let how = match &d.derivation {
+                Derivation::Code {
+                    from,
+                    crosswalk,
+                    codelist,
+                    unmapped,
+                    ..
+                } => format!(
+                    "code from {from}{}{}; unmapped: {}",
+                    if crosswalk.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" via {} crosswalk file(s)", crosswalk.len())
+                    },
+                    codelist
+                        .as_ref()
+                        .map(|c| format!(", code list {c}"))
+                        .unwrap_or_default(),
+                    match unmapped {
+                        derive::Unmapped::Quarantine => "quarantine".to_string(),
+                        derive::Unmapped::Code(c) => format!("→ {c}"),
+                    }
+                ),
+                Derivation::Age {
+                    birth_date,
+                    birth_year,
+                    age,
+                    at,
+                } => format!(
+                    "age at {} from {}",
+                    at.as_ref().map_or_else(
+                        || plan.reference_date.to_string(),
+                        |a| format!("`{a}` (stocks: the stock date)")
+                    ),
+                    [birth_date.as_deref(), birth_year.as_deref(), age.as_deref()]
+                        .iter()
+                        .flatten()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", else ")
+                ),
+                Derivation::Band { age, banding } => format!("{} banding of {age}", banding.id),
+                Derivation::Status { history, at, .. } => format!(
+                    "status at {} from {}",
+                    at.as_ref().map_or_else(
+                        || plan.reference_date.to_string(),
+                        |a| format!("`{a}` (stocks: the stock date)")
+                    ),
+                    history
+                        .iter()
+                        .map(|(c, f)| format!("{c} ({f})"))
+                        .collect::<Vec<_>>()
+                        .join(" → ")
+                ),
+                Derivation::Lookup {
+                    from,
+                    codelist,
+                    column,
+                    national,
+                } => match national {
+                    None => format!("{column} of {from} in {codelist}"),
+                    Some(n) => format!("{column} of {from} in {codelist}, {n} as NAT"),
+                },
+                Derivation::Foreign { from, national } => {
+                    format!("NAT ({from} = {national}) or FOR")
+                }
+                Derivation::Month { date } => format!("month of {date}"),
+                Derivation::Year { date } => format!("year of {date}"),
+            };
+            let _ = writeln!(s, "    {:<22} {how}", d.name);
+        }
+    }
+    for t in &plan.tables {
+        let _ = writeln!(
+            s,
+            "\ntable {} — {} from {}, {:?}, by {}",
+            t.id,
+            serde_json::to_value(t.unit)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            t.source,
+            t.kind,
+            t.dimensions.join(" × ")
+        );
+    }
+    s
+}
+
+fn describe_checks(f: &schema::Field) -> String {
+    let c = &f.constraints;
+    let mut parts = Vec::new();
+    if let schema::FieldType::Date(df) = &f.field_type {
+        parts.push(format!("format {}", df.pattern));
+    }
+    if c.required {
+        parts.push("required".to_string());
+    }
+    if c.unique {
+        parts.push("unique".to_string());
+    }
+    let bound = |b: &schema::Bound| match b {
+        schema::Bound::Int(i) => i.to_string(),
+        schema::Bound::Float(x) => x.to_string(),
+        schema::Bound::Date(d) => (NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default()
+            + chrono::Duration::days(i64::from(*d)))
+        .to_string(),
+    };
+    if let Some(b) = &c.minimum {
+        parts.push(format!("≥ {}", bound(b)));
+    }
+    if let Some(b) = &c.maximum {
+        parts.push(format!("≤ {}", bound(b)));
+    }
+    if let Some(p) = &c.pattern {
+        parts.push(format!("pattern {}", p.as_str()));
+    }
+    match &c.enumeration {
+        Some(schema::EnumValues::Strings(s)) => parts.push(format!(
+            "one of {}",
+            s.iter().cloned().collect::<Vec<_>>().join("|")
+        )),
+        Some(schema::EnumValues::Ints(s)) => parts.push(format!(
+            "one of {}",
+            s.iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join("|")
+        )),
+        None => {}
+    }
+    if let Some(n) = c.min_length {
+        parts.push(format!("length ≥ {n}"));
+    }
+    if let Some(n) = c.max_length {
+        parts.push(format!("length ≤ {n}"));
+    }
+    parts.join(", ")
+}

@@ -1,0 +1,309 @@
+//! The source pass: one source read, validated, harmonized and written chunk by chunk, with the
+//! tables counted as the chunks go by.
+//!
+//! Input: a source of the plan and the staging directory. Output: a [`SourcePass`] (the
+//! source's report, its accepted and quarantine files, the partial cells of its streamed tables,
+//! its survey partials) and, when too many rows failed, the rejection.
+
+use super::tables::counted_tables;
+use super::*;
+
+/// What a source's pass leaves for the tables: its report, its files, and the partial aggregates of
+/// the tables counted while it was read.
+pub(super) struct SourcePass {
+    /// The source's row accounting (seconds and input key filled in by the runner).
+    pub(super) report: SourceReport,
+    /// Its accepted records and quarantine.
+    pub(super) outputs: Vec<OutputFile>,
+    /// The partial cells of each table counted while the source was read, by table id.
+    pub(super) cells: BTreeMap<String, PeriodCells>,
+    /// The partial sums of each survey table, by table id.
+    pub(super) surveys: SurveyTables,
+    /// Design problems found in the data (a stratum with one PSU under `lonely_psu = "fail"`, …).
+    pub(super) rejections: Vec<Rejection>,
+}
+
+/// The rejection of a source whose quarantined fraction exceeds its tolerance, naming the top rules.
+pub(super) fn tolerance(
+    r: &SourceReport,
+    src: &SourcePlan,
+    failed_dir: &Path,
+) -> Option<Rejection> {
+    if r.rows_read == 0 {
+        return None;
+    }
+    let fraction = r.rows_quarantined as f64 / r.rows_read as f64;
+    if fraction <= src.max_invalid_fraction {
+        return None;
+    }
+    let mut top: Vec<(&String, &u64)> = r.quarantine_by_rule.iter().collect();
+    top.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let reasons = top
+        .iter()
+        .take(3)
+        .map(|(rule, n)| format!("{rule} ×{n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some(Rejection {
+        source_id: src.id.clone(),
+        reason: format!(
+            "{} of {} rows ({:.2}%) failed validation, above max_invalid_fraction {:.2}%; top reasons: {reasons}. \
+             Its quarantine is kept in {}",
+            r.rows_quarantined,
+            r.rows_read,
+            fraction * 100.0,
+            src.max_invalid_fraction * 100.0,
+            Release(failed_dir).quarantine(&src.id).display()
+        ),
+    })
+}
+
+pub(super) fn run_source(
+    plan: &Plan,
+    src: &SourcePlan,
+    spec_dir: &Path,
+    staging: &Path,
+    opts: &RunOptions,
+    secret: Option<&crate::protect::Secret>,
+) -> Result<SourcePass> {
+    // File names as the spec reaches them (relative to the spec file): stable whatever the cwd.
+    let spec_dir = clean_path(spec_dir);
+    let names: Vec<String> = src
+        .files
+        .iter()
+        .map(|f| {
+            relative_to(&clean_path(f), &spec_dir)
+                .to_string_lossy()
+                .replace('\\', "/")
+        })
+        .collect();
+    let mut files = Vec::new();
+    for (f, name) in src.files.iter().zip(&names) {
+        let (bytes, blake3) = hash_file(f)?;
+        files.push(InputFile {
+            path: name.clone(),
+            bytes,
+            blake3,
+        });
+    }
+    let mut validator = Validator::new(&src.id, &src.schema, names);
+    let mut harmonizer = Harmonizer::new(plan, src);
+    // Tables of records and events are counted as the chunks go by: mergeable partials. A
+    // protected table is counted through its group's union cube.
+    let streamed: Vec<&crate::spec::TableSpec> = counted_tables(plan)
+        .into_iter()
+        .filter(|t| t.source == src.id && crate::disaggregate::is_streamed(t))
+        .collect();
+    let cell_key = secret.map(|s| s.derive("cell key"));
+    let mut partials: Vec<PeriodCells> = vec![PeriodCells::default(); streamed.len()];
+    let surveyed: Vec<&crate::spec::TableSpec> = plan
+        .tables
+        .iter()
+        .filter(|t| t.source == src.id && t.kind.is_survey())
+        .collect();
+    let mut survey_partials: Vec<crate::survey::Partial> = vec![Default::default(); surveyed.len()];
+    let mut design_partial = crate::survey::DesignPartial::default();
+
+    let metadata = vec![
+        ("migstat_version".to_string(), crate::VERSION.to_string()),
+        ("pipeline_id".to_string(), plan.pipeline_id.clone()),
+        ("pipeline_hash".to_string(), plan.spec_hash.clone()),
+        ("source_id".to_string(), src.id.clone()),
+        (
+            "input_blake3".to_string(),
+            files
+                .iter()
+                .map(|f| format!("{}={}", f.path, f.blake3))
+                .collect::<Vec<_>>()
+                .join(";"),
+        ),
+    ];
+    let accepted_path = Release(staging).accepted(&src.id);
+    let quarantine_path = Release(staging).quarantine(&src.id);
+    let mut accepted_schema = validator.accepted_schema();
+    harmonizer.extend_schema(&mut accepted_schema);
+    let mut accepted = ParquetSink::create(&accepted_path, &accepted_schema, &metadata)?;
+    let mut quarantined = ParquetSink::create(&quarantine_path, &quarantine::schema(), &metadata)?;
+
+    let total_bytes: u64 = files.iter().map(|f| f.bytes).sum();
+    let bar: Box<dyn SourceProgress> = match &opts.progress {
+        Some(p) => p.source(&src.id, total_bytes),
+        None => Box::new(NoProgress),
+    };
+    let (mut read, mut bad, mut good) = (0u64, 0u64, 0u64);
+    let mut by_rule: BTreeMap<Rule, u64> = BTreeMap::new();
+    let sizes: Vec<u64> = files.iter().map(|f| f.bytes).collect();
+    // Parsing runs on its own thread, one chunk ahead of validation and writing (a bounded
+    // channel: at most three chunks in memory), so the two stages share both cores.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(RawChunk, u64)>>(1);
+    std::thread::scope(|scope| -> Result<()> {
+        scope.spawn(move || {
+            let mut done_bytes = 0;
+            for (fi, size) in sizes.iter().enumerate() {
+                let mut chunks = match FileChunks::open(src, fi, plan.chunk_rows) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                loop {
+                    let item = match chunks.next_chunk() {
+                        Ok(Some(c)) => Ok((c, done_bytes + chunks.position())),
+                        Ok(None) => break,
+                        Err(e) => Err(e),
+                    };
+                    let failed = item.is_err();
+                    if tx.send(item).is_err() || failed {
+                        return; // the consumer stopped, or this was the last item
+                    }
+                }
+                done_bytes += size;
+            }
+        });
+        // Validation runs on a thread of its own too (its key sets see the chunks in order), so
+        // that harmonizing, counting and handing chunk n to the writer overlaps validating n + 1.
+        let (vtx, vrx) = std::sync::mpsc::sync_channel::<Result<(ValidatedChunk, u64)>>(1);
+        let validator = &mut validator;
+        scope.spawn(move || {
+            let mut reserved = false;
+            for item in rx {
+                let validated = item.and_then(|(chunk, position)| {
+                    if !reserved && position > 0 {
+                        // Rows to come, estimated from the first chunk's bytes per row.
+                        let rows = chunk.height() as f64 * total_bytes as f64 / position as f64;
+                        validator.reserve_keys((rows * 1.05) as usize);
+                        reserved = true;
+                    }
+                    Ok((validator.validate(chunk)?, position))
+                });
+                let failed = validated.is_err();
+                if vtx.send(validated).is_err() || failed {
+                    return; // the consumer stopped, or this was the last item
+                }
+            }
+        });
+        for item in vrx {
+            let (v, position) = item?;
+            read += v.rows_read;
+            bad += v.rows_quarantined;
+            for (r, n) in v.by_rule {
+                *by_rule.entry(r).or_default() += n;
+            }
+            quarantined.write(v.quarantine)?;
+            let rows = if harmonizer.is_empty() {
+                v.accepted
+            } else {
+                let h = harmonizer.apply(v.accepted)?;
+                bad += h.rows_quarantined;
+                if h.quarantine.height() > 0 {
+                    *by_rule.entry(Rule::UnmappedCode).or_default() += h.quarantine.height() as u64;
+                }
+                quarantined.write(h.quarantine)?;
+                h.accepted
+            };
+            good += rows.height() as u64;
+            for (t, cells) in streamed.iter().zip(partials.iter_mut()) {
+                crate::disaggregate::add_chunk(src, t, &rows, cells, cell_key.as_ref())?;
+            }
+            if let Some(design) = src.design.as_ref().filter(|_| !surveyed.is_empty()) {
+                let units = design_partial.add_chunk(design, &rows)?;
+                for (t, p) in surveyed.iter().zip(survey_partials.iter_mut()) {
+                    p.add_chunk(t, &units, &rows)?;
+                }
+            }
+            accepted.write(rows)?;
+            bar.set_position(position);
+        }
+        Ok(())
+    })?;
+    bar.finish();
+    let acc = accepted.finish(staging)?;
+    // The design is checked as a whole once every record is in (FPCs, lonely PSUs).
+    let mut design_rejections = Vec::new();
+    let mut survey_tables = SurveyTables::new();
+    if let Some(design) = src.design.as_ref().filter(|_| !surveyed.is_empty()) {
+        match design_partial.finish(design, &src.id) {
+            Ok(info) => {
+                let info = Arc::new(info);
+                for (t, p) in surveyed.iter().zip(survey_partials) {
+                    survey_tables.insert(t.id.clone(), (Arc::clone(&info), p));
+                }
+            }
+            Err(r) => design_rejections.push(r),
+        }
+    }
+    let qua = quarantined.finish(staging)?;
+    if acc.rows != good {
+        return Err(Error::Internal(format!(
+            "source `{}`: {} accepted rows counted, {} written",
+            src.id, good, acc.rows
+        )));
+    }
+    Ok(SourcePass {
+        report: SourceReport {
+            id: src.id.clone(),
+            files,
+            rows_read: read,
+            rows_accepted: acc.rows,
+            rows_quarantined: bad,
+            max_invalid_fraction: src.max_invalid_fraction,
+            unmapped_codes: harmonizer.unmapped(),
+            quarantine_by_rule: by_rule
+                .into_iter()
+                .map(|(r, n)| (r.as_str().to_string(), n))
+                .collect(),
+            seconds: 0.0,
+            input_key: String::new(),
+            reused: false,
+        },
+        outputs: vec![acc, qua],
+        cells: streamed
+            .iter()
+            .map(|t| t.id.clone())
+            .zip(partials)
+            .collect(),
+        surveys: survey_tables,
+        rejections: design_rejections,
+    })
+}
+
+/// `path` relative to `base` even when it is not below it (`../sample_data/x.csv`).
+pub(super) fn relative_to(path: &Path, base: &Path) -> PathBuf {
+    let p: Vec<Component<'_>> = path.components().collect();
+    let b: Vec<Component<'_>> = base.components().collect();
+    let common = p.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    if common == 0 && (path.is_absolute() != base.is_absolute()) {
+        return path.to_path_buf();
+    }
+    let mut out = PathBuf::new();
+    for _ in common..b.len() {
+        out.push("..");
+    }
+    for c in &p[common..] {
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_cleaned_lexically() {
+        assert_eq!(
+            clean_path(Path::new("pipelines/../sample_data/./a.csv")),
+            PathBuf::from("sample_data/a.csv")
+        );
+        assert_eq!(clean_path(Path::new("../x/../y")), PathBuf::from("../y"));
+        assert_eq!(
+            relative_to(Path::new("sample_data/a.csv"), Path::new("pipelines")),
+            PathBuf::from("../sample_data/a.csv")
+        );
+        assert_eq!(
+            relative_to(Path::new("pipelines/d/a.csv"), Path::new("pipelines")),
+            PathBuf::from("d/a.csv")
+        );
+    }
+}
