@@ -176,11 +176,9 @@ def knowledge(group, weights=False, floored=None):
             if survey:
                 value = r.get("estimate")
                 conf = r["CONF_STATUS"]
-                if t["kind"].get("kind") != "surveytotal" and "variable" not in t["kind"]:
-                    pass
                 cells.append((t["id"], key, idx, value if conf == "F" else None, conf))
                 # Only estimated populations are sums of weights: usable equalities.
-                if t["kind"]["kind"] == "surveytotal" and t["kind"].get("variable") is None:
+                if t["kind"]["kind"] == "survey_total" and t["kind"].get("variable") is None:
                     if conf == "F" and r.get("estimate") is not None:
                         eq.append(idx)
                         eq_rhs.append(r["estimate"])

@@ -46,8 +46,23 @@ pub struct Ledger {
 /// The identity of a group's publication: its members' definitions and protection. A change
 /// (a new dimension, another threshold) starts a new series.
 pub fn definition(g: &GroupSpec) -> String {
-    let json = serde_json::to_string(g).unwrap_or_default();
+    let json = legacy_kind_spelling(serde_json::to_string(g).unwrap_or_default());
     blake3::hash(json.as_bytes()).to_hex().to_string()
+}
+
+/// Survey table kinds were serialized `surveytotal`, … before they took the spec's spelling
+/// (`survey_total`); the identity of a series keeps the old spelling, so a series published
+/// before goes on (a new identity would publish it afresh, ignoring what is already out). A
+/// string value cannot produce the pattern: its quotes are escaped.
+fn legacy_kind_spelling(json: String) -> String {
+    ["total", "mean", "proportion", "ratio"]
+        .iter()
+        .fold(json, |j, k| {
+            j.replace(
+                &format!("\"kind\":\"survey_{k}\""),
+                &format!("\"kind\":\"survey{k}\""),
+            )
+        })
 }
 
 fn rule_from(code: &str) -> Rule {
@@ -196,6 +211,23 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn series_keep_their_identity_across_the_kind_spelling() {
+        // By hand: what serde wrote before the spelling changed, and after.
+        let before = r#"{"id":"g","kind":"surveytotal","name":"kind: \"survey_total\""}"#;
+        let after = r#"{"id":"g","kind":"survey_total","name":"kind: \"survey_total\""}"#;
+        assert_eq!(legacy_kind_spelling(after.to_string()), before);
+        for k in ["mean", "proportion", "ratio"] {
+            let j = format!(r#"{{"kind":"survey_{k}"}}"#);
+            assert_eq!(
+                legacy_kind_spelling(j),
+                format!(r#"{{"kind":"survey{k}"}}"#)
+            );
+        }
+        let count = r#"{"kind":"count"}"#;
+        assert_eq!(legacy_kind_spelling(count.to_string()), count);
+    }
 
     #[test]
     fn a_ledger_reads_back_as_written() {

@@ -139,9 +139,10 @@ pub struct Derived {
     pub derivation: Derivation,
 }
 
-/// What a table counts.
+/// What a table counts. Serialized (Parquet metadata, `explain --format json`) with the spec's
+/// own spelling of `kind` (`survey_total`, …).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-#[serde(tag = "kind", rename_all = "lowercase")]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TableKind {
     /// Every record (unit records/events), or each person once (unit persons: their last record).
     Count,

@@ -335,6 +335,26 @@ fn explain_lists_every_source_and_field() {
 }
 
 #[test]
+fn explain_json_spells_table_kinds_as_the_spec_does() {
+    // The kinds the default spec writes (pipelines/observatory.toml), read by hand.
+    let o = migstat(&["explain", "--format", "json"], &[]);
+    assert_eq!(o.status.code(), Some(0));
+    let plan: serde_json::Value = serde_json::from_slice(&o.stdout).expect("explain prints JSON");
+    let kind = |id: &str| -> String {
+        plan["tables"]
+            .as_array()
+            .and_then(|ts| ts.iter().find(|t| t["id"] == id))
+            .map(|t| t["kind"]["kind"].as_str().unwrap_or_default().to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(kind("survey_population"), "survey_total");
+    assert_eq!(kind("survey_mean_age"), "survey_mean");
+    assert_eq!(kind("survey_migration_share"), "survey_proportion");
+    assert_eq!(kind("asylum_stock"), "stock");
+    assert_eq!(kind("immigration"), "migration");
+}
+
+#[test]
 fn tabulate_counts_a_parquet_file_with_every_margin() {
     use polars::prelude::*;
     let tmp = tempfile::tempdir().unwrap();
