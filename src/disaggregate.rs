@@ -25,7 +25,7 @@ use polars::prelude::*;
 use crate::error::{PolarsContext, Result};
 pub use crate::manifest::Outside;
 use crate::spec::Banding;
-use crate::spec::derive::Derivation;
+use crate::spec::Derivation;
 use crate::spec::period::{Periods, Placed, RefPeriod};
 use crate::spec::{SourcePlan, TableKind, TableSpec, Unit};
 use crate::vocab::{MAX_DIMENSIONS, TOTAL, raw_column};
@@ -453,8 +453,8 @@ fn migrations(
     person: &str,
     (date, direction, arrival, departure): (&str, &str, &str, &str),
     (rule, flow, observed_to, duration): (
-        crate::spec::derive::ResidenceRule,
-        crate::spec::derive::MigrationFlow,
+        crate::spec::ResidenceRule,
+        crate::spec::MigrationFlow,
         chrono::NaiveDate,
         Option<&str>,
     ),
@@ -462,7 +462,7 @@ fn migrations(
 ) -> PolarsResult<(DataFrame, Outside)> {
     let periods = &table.periods;
     use crate::residence::Outcome;
-    use crate::spec::derive::MigrationFlow;
+    use crate::spec::MigrationFlow;
     // What any table of these records would leave out of its periods.
     let (_, mut outside) = place(df.clone(), periods)?;
     let observed = crate::calendar::days_of_date(observed_to);

@@ -25,7 +25,7 @@ use crate::calendar::{age_at, date_of_days, days_of_date};
 use crate::error::{Error, PolarsContext, Result};
 pub use crate::manifest::UnmappedValue;
 use crate::quarantine::{Issue, QuarantineBuilder, RowOrigin, Rule};
-use crate::spec::derive::Unmapped;
+use crate::spec::Unmapped;
 use crate::spec::{CodeList, Derivation, Plan, SourcePlan};
 use crate::vocab::{FOREIGN, NATIONAL, NOT_APPLICABLE, UNKNOWN, raw_column};
 

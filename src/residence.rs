@@ -17,7 +17,7 @@
 
 use chrono::{Months, NaiveDate};
 
-use crate::spec::derive::ResidenceRule;
+use crate::spec::ResidenceRule;
 
 /// What a crossing is under the rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

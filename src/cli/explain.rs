@@ -3,7 +3,7 @@
 //! Input: a compiled [`Plan`]. Output: text.
 
 use chrono::NaiveDate;
-use migstat::spec::{Derivation, Encoding, Plan, derive, schema};
+use migstat::spec::{Derivation, Encoding, Plan, schema};
 
 /// A human-readable account of what a run of `plan` will do (`migstat explain`).
 pub fn explain(plan: &Plan) -> String {
@@ -85,8 +85,8 @@ pub fn explain(plan: &Plan) -> String {
                         .map(|c| format!(", code list {c}"))
                         .unwrap_or_default(),
                     match unmapped {
-                        derive::Unmapped::Quarantine => "quarantine".to_string(),
-                        derive::Unmapped::Code(c) => format!("→ {c}"),
+                        migstat::spec::Unmapped::Quarantine => "quarantine".to_string(),
+                        migstat::spec::Unmapped::Code(c) => format!("→ {c}"),
                     }
                 ),
                 Derivation::Age {

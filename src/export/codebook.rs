@@ -14,7 +14,7 @@ use polars::prelude::*;
 use serde::Serialize;
 
 use crate::error::{PolarsContext, Result};
-use crate::spec::derive::Derivation;
+use crate::spec::Derivation;
 use crate::spec::{Plan, TableSpec};
 
 /// A code's labels; French and Arabic where the code list has them.
@@ -78,7 +78,7 @@ pub struct TableDoc {
     pub unit: String,
     /// What the values measure (SDMX `UNIT_MEASURE`, number format).
     #[serde(skip)]
-    pub unit_measure: crate::spec::derive::Measure,
+    pub unit_measure: crate::spec::Measure,
     /// The reference periods in words: the period, or the first and last of a series.
     pub ref_period: String,
     /// The periods published (the `ref_period` column's values, in time order) in SDMX

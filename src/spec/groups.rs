@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::Ctx;
-use super::derive::{TableKind, TableSpec, Unit};
+use super::{TableKind, TableSpec, Unit};
 
 /// Dimensions a group's union cube may have.
 pub const MAX_UNION_DIMENSIONS: usize = 10;

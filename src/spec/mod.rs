@@ -5,12 +5,14 @@
 //! Paths in a spec are relative to the spec file. Unknown keys are errors, not ignored.
 
 pub mod banding;
-pub mod derive;
+pub mod codelist;
+pub mod derivation;
 pub mod design;
 pub mod groups;
 pub mod period;
 pub mod protection;
 pub mod ptable;
+pub mod table;
 pub mod schema;
 
 use std::collections::BTreeMap;
@@ -21,14 +23,15 @@ use serde::Serialize;
 use toml::{Table, Value};
 
 pub use banding::Banding;
-pub use derive::{
-    CodeList, Derivation, Derived, Protect, ProtectMethod, Revisions, TableKind, TableSpec, Unit,
-};
+pub use codelist::{CodeList, Normalize};
+pub use derivation::{Derivation, Derived, Unmapped};
 pub use design::{Design, LonelyPsu, ReplicateKind, Replicates};
 pub use groups::GroupSpec;
 pub use protection::{DEFAULT_PROTECTION_RANGE, KeySource, Secondary};
+pub use protection::{Protect, ProtectMethod, Revisions};
 pub use ptable::PTable;
 pub use schema::TableSchema;
+pub use table::{Measure, MigrationFlow, ResidenceRule, TableKind, TableSpec, Unit};
 
 use crate::error::{Error, Result, SpecIssue};
 
@@ -575,7 +578,7 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
                 .any(|s| s.as_table().is_some_and(|s| s.contains_key("harmonize")))
         });
     let (codelists, bandings) = if wants_codelists {
-        derive::load_codelists(&codelists_dir, &mut cx)
+        codelist::load_codelists(&codelists_dir, &mut cx)
     } else {
         (BTreeMap::new(), Vec::new())
     };
@@ -612,9 +615,9 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
     match root.get("tables") {
         None => {}
         Some(Value::Table(t)) => {
-            let view: Vec<derive::SourceView> = sources
+            let view: Vec<table::SourceView> = sources
                 .iter()
-                .map(|s: &SourcePlan| derive::SourceView {
+                .map(|s: &SourcePlan| table::SourceView {
                     id: s.id.clone(),
                     schema: s.schema.clone(),
                     derived: s.harmonize.iter().map(|d| d.name.clone()).collect(),
@@ -639,7 +642,7 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
                 }
                 match v {
                     Value::Table(tt) => {
-                        if let Some(ts) = derive::compile_table(id, tt, &view, base, &mut cx) {
+                        if let Some(ts) = table::compile_table(id, tt, &view, base, &mut cx) {
                             tables.push(ts);
                         }
                     }
@@ -820,7 +823,7 @@ fn compile_source(
 
     let harmonize = match st.get("harmonize") {
         None => Vec::new(),
-        Some(Value::Table(h)) => derive::compile_harmonize(
+        Some(Value::Table(h)) => derivation::compile_harmonize(
             h,
             &format!("{p}harmonize"),
             base,
