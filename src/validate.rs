@@ -695,3 +695,154 @@ fn list<T: std::fmt::Display>(items: impl Iterator<Item = T>) -> String {
     let v: Vec<String> = items.take(12).map(|x| x.to_string()).collect();
     v.join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// A validator of one file under `schema` (Table Schema JSON).
+    fn validator(schema: &str) -> Validator {
+        let s = crate::spec::schema::parse(schema, Path::new("t.json")).unwrap();
+        Validator::new("t", &s, vec!["t.csv".to_string()])
+    }
+
+    /// A chunk of raw rows (one inner vector per row; `None` is an empty cell), lines 2, 3, ….
+    fn chunk(first_record: u64, rows: &[&[Option<&str>]]) -> RawChunk {
+        let width = rows.first().map_or(0, |r| r.len());
+        let columns = (0..width)
+            .map(|c| {
+                StringChunked::from_iter_options(format!("c{c}").into(), rows.iter().map(|r| r[c]))
+            })
+            .collect();
+        RawChunk {
+            file_index: 0,
+            columns,
+            lines: Some(
+                (0..rows.len() as u64)
+                    .map(|i| first_record + 1 + i)
+                    .collect(),
+            ),
+            first_record,
+            broken: vec![false; rows.len()],
+            issues: Vec::new(),
+        }
+    }
+
+    /// (record, field, rule) of each quarantine row, in order.
+    fn problems(v: &ValidatedChunk) -> Vec<(u64, String, String)> {
+        let q = &v.quarantine;
+        let rec = q.column("record").unwrap().u64().unwrap().clone();
+        let field = q.column("field").unwrap().str().unwrap().clone();
+        let rule = q.column("rule").unwrap().str().unwrap().clone();
+        (0..q.height())
+            .map(|i| {
+                (
+                    rec.get(i).unwrap(),
+                    field.get(i).unwrap_or_default().to_string(),
+                    rule.get(i).unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    const PEOPLE: &str = r#"{"fields": [
+        {"name": "id", "constraints": {"required": true}},
+        {"name": "age", "type": "integer", "constraints": {"minimum": 0, "maximum": 120}},
+        {"name": "sex", "constraints": {"enum": ["M", "F"]}},
+        {"name": "born", "type": "date", "format": "%d/%m/%Y"},
+        {"name": "code", "constraints": {"pattern": "[A-Z]{3}", "maxLength": 3}}
+    ], "primaryKey": "id"}"#;
+
+    #[test]
+    fn each_rule_quarantines_its_row_and_names_its_field() {
+        let mut v = validator(PEOPLE);
+        // Expected problems written by hand, one bad value per row after the first.
+        let out = v
+            .validate(chunk(
+                1,
+                &[
+                    &[
+                        Some("a"),
+                        Some("30"),
+                        Some("F"),
+                        Some("01/02/1990"),
+                        Some("MAR"),
+                    ],
+                    &[None, Some("30"), Some("F"), None, None],
+                    &[Some("b"), Some("x"), Some("F"), None, None],
+                    &[Some("c"), Some("121"), Some("M"), None, None],
+                    &[Some("d"), Some("-1"), None, None, None],
+                    &[Some("e"), None, Some("f"), None, None],
+                    &[Some("f"), None, None, Some("1990-02-01"), None],
+                    &[Some("g"), None, None, None, Some("ma")],
+                    &[Some("h"), None, None, None, Some("MARO")],
+                    &[Some("a"), None, None, None, None],
+                ],
+            ))
+            .unwrap();
+        let want: Vec<(u64, String, String)> = [
+            (2, "id", "required"),
+            (3, "age", "type"),
+            (4, "age", "maximum"),
+            (5, "age", "minimum"),
+            (6, "sex", "enum"),
+            (7, "born", "type"),
+            (8, "code", "pattern"),
+            (9, "code", "max_length"),
+            (9, "code", "pattern"),
+            (10, "id", "primary_key"),
+        ]
+        .iter()
+        .map(|(r, f, x)| (*r, f.to_string(), x.to_string()))
+        .collect();
+        let mut got = problems(&out);
+        got.sort();
+        assert_eq!(got, want);
+        assert_eq!((out.rows_read, out.rows_quarantined), (10, 9));
+        assert_eq!(out.accepted.height(), 1);
+        // The accepted row is typed: age an integer, born a date.
+        let age = out.accepted.column("raw_age").unwrap();
+        assert_eq!(age.dtype(), &DataType::Int64);
+        assert!(matches!(
+            out.accepted.column("raw_born").unwrap().dtype(),
+            DataType::Date
+        ));
+    }
+
+    #[test]
+    fn keys_stay_unique_across_chunks() {
+        let mut v = validator(PEOPLE);
+        let row =
+            |id: &'static str| -> [Option<&'static str>; 5] { [Some(id), None, None, None, None] };
+        let first = v.validate(chunk(1, &[&row("a"), &row("b")])).unwrap();
+        assert_eq!(first.rows_quarantined, 0);
+        // `a` again in the next chunk: the later record is the duplicate.
+        let second = v.validate(chunk(3, &[&row("c"), &row("a")])).unwrap();
+        assert_eq!(
+            problems(&second),
+            vec![(4, "id".to_string(), "primary_key".to_string())]
+        );
+    }
+
+    #[test]
+    fn a_broken_row_is_quarantined_without_further_checks() {
+        let mut v = validator(PEOPLE);
+        let mut c = chunk(1, &[&[Some("a"), Some("x"), None, None, None]]);
+        c.broken = vec![true];
+        c.issues.push(Issue {
+            row: 0,
+            field: None,
+            rule: Rule::RaggedRow,
+            raw: None,
+            message: "3 values, expected 5".into(),
+        });
+        let out = v.validate(c).unwrap();
+        // Only the structural problem: the bad integer of a broken row is not checked.
+        assert_eq!(
+            problems(&out),
+            vec![(1, String::new(), "ragged_row".to_string())]
+        );
+        assert_eq!(out.accepted.height(), 0);
+    }
+}

@@ -827,3 +827,24 @@ pub fn datapackage(
         "resources": resources,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_periods_become_sdmx_time_periods() {
+        // By hand, SDMX 2.1 TIME_PERIOD forms: a calendar year, years, and other spans in days.
+        assert_eq!(time_period("2024-01-01/2024-12-31"), "2024");
+        assert_eq!(time_period("2022-01-01/2024-12-31"), "2022-01-01/P3Y");
+        assert_eq!(time_period("2024-01-01/2024-03-31"), "2024-01-01/P91D");
+        assert_eq!(time_period("2024-Q1"), "2024-Q1");
+        assert_eq!(time_period("not/a-period"), "not/a-period");
+    }
+
+    #[test]
+    fn a_short_key_is_its_first_sixteen_characters() {
+        assert_eq!(short_key("0123456789abcdef0123"), "0123456789abcdef");
+        assert_eq!(short_key("abc"), "abc");
+    }
+}

@@ -146,7 +146,10 @@ impl ParquetSink {
 
 /// `path` relative to `base`, with `/` separators.
 pub fn relative(path: &Path, base: &Path) -> String {
-    let p = path.strip_prefix(base).unwrap_or(path);
+    let Ok(p) = path.strip_prefix(base) else {
+        // Not below `base`: the path as it is (joining its components would double the root).
+        return path.to_string_lossy().replace('\\', "/");
+    };
     p.components()
         .map(|c| c.as_os_str().to_string_lossy().into_owned())
         .collect::<Vec<_>>()
@@ -211,4 +214,43 @@ pub fn documents(
         0,
     )?);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markup_is_escaped_for_content_and_attributes() {
+        assert_eq!(
+            escape_markup(r#"<a href="x">R&D's</a>"#),
+            "&lt;a href=&quot;x&quot;&gt;R&amp;D&apos;s&lt;/a&gt;"
+        );
+        assert_eq!(escape_markup("Rabat — الرباط"), "Rabat — الرباط");
+    }
+
+    #[test]
+    fn paths_are_listed_relative_with_slashes() {
+        let base = Path::new("/out/r1");
+        assert_eq!(
+            relative(&base.join("public").join("tables").join("t"), base),
+            "public/tables/t"
+        );
+        // Outside the base: the path as it is.
+        assert_eq!(relative(Path::new("/elsewhere/x"), base), "/elsewhere/x");
+    }
+
+    #[test]
+    fn an_atomic_write_leaves_no_temporary_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("sub").join("doc.json");
+        write_atomic(&p, b"{}").unwrap();
+        write_atomic(&p, b"[1]").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"[1]");
+        let names: Vec<_> = std::fs::read_dir(p.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("doc.json")]);
+    }
 }
