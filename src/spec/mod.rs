@@ -14,6 +14,7 @@ pub mod protection;
 pub mod ptable;
 pub mod table;
 pub mod schema;
+pub mod source;
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
@@ -54,24 +55,6 @@ const TOP_KEYS: &[&str] = &[
     "protection",
     "sources",
     "tables",
-];
-const PROTECTION_KEYS: &[&str] = &["key_env", "key_file"];
-const DEFAULT_KEYS: &[&str] = &["max_invalid_fraction", "chunk_rows"];
-const PUBLISH_KEYS: &[&str] = &["keep_releases", "sdmx", "provisional_months"];
-const SDMX_KEYS: &[&str] = &["agency", "version", "csv", "ref_area"];
-const SOURCE_KEYS: &[&str] = &[
-    "path",
-    "format",
-    "schema",
-    "encoding",
-    "delimiter",
-    "max_invalid_fraction",
-    "description",
-    "person_id",
-    "record_id",
-    "harmonize",
-    "design",
-    "period",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -327,8 +310,75 @@ impl Ctx<'_> {
     }
 }
 
-/// Compile a pipeline spec and its schemas into a [`Plan`]. Every problem is reported at once.
+/// Compile a pipeline spec and its schemas into a [`Plan`]. Every problem is reported at once,
+/// section by section; no data is read.
 pub fn compile(spec_path: &Path) -> Result<Plan> {
+    let (bytes, root) = read_spec(spec_path)?;
+    let base = spec_path.parent().unwrap_or(Path::new("."));
+    let mut cx = Ctx {
+        file: spec_path,
+        issues: Vec::new(),
+    };
+    cx.unknown_keys(&root, TOP_KEYS, "");
+    let head = header(&root, &mut cx);
+    let (default_fraction, chunk_rows) = defaults_section(&root, &mut cx);
+    let (keep_releases, provisional_months, sdmx) = publish_section(&root, &mut cx);
+    let protection_key = protection_section(&root, base, &mut cx);
+    let (codelists_dir, codelists, bandings) = codelists_section(&root, base, &mut cx);
+    let (sources, schema_hashes) = source::sources_section(
+        &root,
+        base,
+        default_fraction,
+        (&codelists, &bandings),
+        &mut cx,
+    );
+    let tables = tables_section(
+        &root,
+        base,
+        &sources,
+        (head.reference_date, head.reference_period),
+        &mut cx,
+    );
+    let groups = groups::groups(&tables, &mut cx);
+    if !cx.issues.is_empty() {
+        return Err(Error::Spec(cx.issues));
+    }
+    let (Some(reference_date), Some(reference_period)) =
+        (head.reference_date, head.reference_period)
+    else {
+        return Err(Error::Internal(
+            "spec compiled without reference dates".into(),
+        ));
+    };
+    let spec_hash = spec_hash(
+        &bytes,
+        &schema_hashes,
+        (&codelists_dir, &codelists, &bandings),
+        &sources,
+        &tables,
+    );
+    Ok(Plan {
+        spec_path: spec_path.to_path_buf(),
+        pipeline_id: head.pipeline_id,
+        title: head.title,
+        spec_hash,
+        reference_date,
+        reference_period,
+        chunk_rows,
+        keep_releases,
+        provisional_months,
+        sdmx,
+        codelists_dir,
+        sources,
+        codelists,
+        tables,
+        groups,
+        protection_key,
+    })
+}
+
+/// The spec file read and parsed: its bytes (hashed into the plan) and its TOML.
+fn read_spec(spec_path: &Path) -> Result<(Vec<u8>, Table)> {
     let bytes = std::fs::read(spec_path).map_err(|e| {
         Error::Spec(vec![SpecIssue {
             file: spec_path.to_path_buf(),
@@ -350,13 +400,18 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
             message: format!("not valid TOML: {}", e.to_string().trim()),
         }])
     })?;
-    let base = spec_path.parent().unwrap_or(Path::new("."));
-    let mut cx = Ctx {
-        file: spec_path,
-        issues: Vec::new(),
-    };
-    cx.unknown_keys(&root, TOP_KEYS, "");
+    Ok((bytes, root))
+}
 
+/// The spec's identity and reference dates (the top-level keys).
+struct Header {
+    pipeline_id: String,
+    title: Option<String>,
+    reference_date: Option<NaiveDate>,
+    reference_period: Option<Period>,
+}
+
+fn header(root: &Table, cx: &mut Ctx<'_>) -> Header {
     match root.get("version") {
         Some(Value::Integer(SPEC_VERSION)) => {}
         Some(v) => cx.push(
@@ -368,15 +423,12 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
             format!("required: write `version = {SPEC_VERSION}`"),
         ),
     }
-    let pipeline_id = cx
-        .str(&root, "id", "", true)
-        .unwrap_or_default()
-        .to_string();
+    let pipeline_id = cx.str(root, "id", "", true).unwrap_or_default().to_string();
     if !pipeline_id.is_empty() && !is_identifier(&pipeline_id) {
         cx.push("id", "use letters, digits, `_` and `-` only");
     }
-    let title = cx.str(&root, "title", "", false).map(str::to_string);
-    cx.str(&root, "description", "", false);
+    let title = cx.str(root, "title", "", false).map(str::to_string);
+    cx.str(root, "description", "", false);
 
     let reference_date = match root.get("reference_date") {
         Some(v) => cx.date(v, "reference_date"),
@@ -442,8 +494,19 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
         }
     };
 
+    Header {
+        pipeline_id,
+        title,
+        reference_date,
+        reference_period,
+    }
+}
+
+/// `[defaults]`: (the default `max_invalid_fraction`, `chunk_rows`).
+fn defaults_section(root: &Table, cx: &mut Ctx<'_>) -> (f64, usize) {
+    const DEFAULT_KEYS: &[&str] = &["max_invalid_fraction", "chunk_rows"];
     let empty = Table::new();
-    let defaults = cx.section(&root, "defaults", "defaults", &empty);
+    let defaults = cx.section(root, "defaults", "defaults", &empty);
     cx.unknown_keys(defaults, DEFAULT_KEYS, "defaults");
     let default_fraction = cx
         .fraction(defaults, "max_invalid_fraction", "defaults.")
@@ -456,7 +519,15 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
         "must be a positive integer",
     );
 
-    let publish = cx.section(&root, "publish", "publish", &empty);
+    (default_fraction, chunk_rows)
+}
+
+/// `[publish]` and `[publish.sdmx]`: (keep_releases, provisional_months, SDMX settings).
+fn publish_section(root: &Table, cx: &mut Ctx<'_>) -> (usize, u32, Sdmx) {
+    const PUBLISH_KEYS: &[&str] = &["keep_releases", "sdmx", "provisional_months"];
+    const SDMX_KEYS: &[&str] = &["agency", "version", "csv", "ref_area"];
+    let empty = Table::new();
+    let publish = cx.section(root, "publish", "publish", &empty);
     cx.unknown_keys(publish, PUBLISH_KEYS, "publish");
     let keep_releases = cx.at_least_one(
         publish,
@@ -546,7 +617,14 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
         ref_area,
     };
 
-    let protection = cx.section(&root, "protection", "protection", &empty);
+    (keep_releases, provisional_months, sdmx)
+}
+
+/// `[protection]`: where the protection key comes from.
+fn protection_section(root: &Table, base: &Path, cx: &mut Ctx<'_>) -> KeySource {
+    const PROTECTION_KEYS: &[&str] = &["key_env", "key_file"];
+    let empty = Table::new();
+    let protection = cx.section(root, "protection", "protection", &empty);
     cx.unknown_keys(protection, PROTECTION_KEYS, "protection");
     let mut protection_key = crate::spec::KeySource::default();
     if let Some(env) = cx.str(protection, "key_env", "protection.", false) {
@@ -566,7 +644,17 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
         }
     }
 
-    let codelists_dir = match cx.str(&root, "codelists", "", false) {
+    protection_key
+}
+
+/// The code lists and age bandings the sources' derivations may name (read only when a
+/// source derives something).
+fn codelists_section(
+    root: &Table,
+    base: &Path,
+    cx: &mut Ctx<'_>,
+) -> (PathBuf, BTreeMap<String, CodeList>, Vec<Banding>) {
+    let codelists_dir = match cx.str(root, "codelists", "", false) {
         Some(d) => clean_path(&base.join(d)),
         None => clean_path(&base.join("../schemas/codelists")),
     };
@@ -578,39 +666,21 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
                 .any(|s| s.as_table().is_some_and(|s| s.contains_key("harmonize")))
         });
     let (codelists, bandings) = if wants_codelists {
-        codelist::load_codelists(&codelists_dir, &mut cx)
+        codelist::load_codelists(&codelists_dir, cx)
     } else {
         (BTreeMap::new(), Vec::new())
     };
-    let mut sources = Vec::new();
-    let mut schema_hashes = Vec::new();
-    match root.get("sources") {
-        Some(Value::Table(t)) if !t.is_empty() => {
-            for (id, v) in t {
-                let path = format!("sources.{id}");
-                if !is_identifier(id) {
-                    cx.push(&path, "source ids use letters, digits, `_` and `-` only");
-                }
-                let Value::Table(st) = v else {
-                    cx.push(&path, "must be a table");
-                    continue;
-                };
-                if let Some((s, h)) = compile_source(
-                    id,
-                    st,
-                    base,
-                    default_fraction,
-                    (&codelists, &bandings),
-                    &mut cx,
-                ) {
-                    sources.push(s);
-                    schema_hashes.push(h);
-                }
-            }
-        }
-        _ => cx.push("sources", "required: at least one [sources.<id>] table"),
-    }
+    (codelists_dir, codelists, bandings)
+}
 
+/// `[tables.<id>]`: every table compiled against the sources.
+fn tables_section(
+    root: &Table,
+    base: &Path,
+    sources: &[SourcePlan],
+    (reference_date, reference_period): (Option<NaiveDate>, Option<Period>),
+    cx: &mut Ctx<'_>,
+) -> Vec<TableSpec> {
     let mut tables = Vec::new();
     match root.get("tables") {
         None => {}
@@ -642,7 +712,7 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
                 }
                 match v {
                     Value::Table(tt) => {
-                        if let Some(ts) = table::compile_table(id, tt, &view, base, &mut cx) {
+                        if let Some(ts) = table::compile_table(id, tt, &view, base, cx) {
                             tables.push(ts);
                         }
                     }
@@ -653,23 +723,26 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
         Some(_) => cx.push("tables", "must be a table of [tables.<id>] tables"),
     }
 
-    let groups = groups::groups(&tables, &mut cx);
-    if !cx.issues.is_empty() {
-        return Err(Error::Spec(cx.issues));
-    }
-    let (Some(reference_date), Some(reference_period)) = (reference_date, reference_period) else {
-        return Err(Error::Internal(
-            "spec compiled without reference dates".into(),
-        ));
-    };
+    tables
+}
+
+/// The plan's content key: the spec's bytes, its schemas, and every code list, crosswalk,
+/// banding and perturbation table it reads (they change results as much as the spec does).
+fn spec_hash(
+    bytes: &[u8],
+    schema_hashes: &[blake3::Hash],
+    (codelists_dir, codelists, bandings): (&Path, &BTreeMap<String, CodeList>, &[Banding]),
+    sources: &[SourcePlan],
+    tables: &[TableSpec],
+) -> String {
     let mut h = blake3::Hasher::new();
-    h.update(&bytes);
-    for sh in &schema_hashes {
+    h.update(bytes);
+    for sh in schema_hashes {
         h.update(sh.as_bytes());
     }
     // Crosswalks and code lists change results as much as the spec does.
     let mut extra: Vec<PathBuf> = codelists.values().map(|c| c.path.clone()).collect();
-    for s in &sources {
+    for s in sources {
         for d in &s.harmonize {
             if let Derivation::Code { crosswalk, .. } = &d.derivation {
                 extra.extend(crosswalk.iter().cloned());
@@ -689,232 +762,7 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
             h.update(&bytes);
         }
     }
-    Ok(Plan {
-        spec_path: spec_path.to_path_buf(),
-        pipeline_id,
-        title,
-        spec_hash: h.finalize().to_hex().to_string(),
-        reference_date,
-        reference_period,
-        chunk_rows,
-        keep_releases,
-        provisional_months,
-        sdmx,
-        codelists_dir,
-        sources,
-        codelists,
-        tables,
-        groups,
-        protection_key,
-    })
-}
-
-fn compile_source(
-    id: &str,
-    st: &Table,
-    base: &Path,
-    default_fraction: f64,
-    (codelists, bandings): (&BTreeMap<String, CodeList>, &[crate::spec::Banding]),
-    cx: &mut Ctx<'_>,
-) -> Option<(SourcePlan, blake3::Hash)> {
-    let path = format!("sources.{id}");
-    let p = format!("{path}.");
-    cx.unknown_keys(st, SOURCE_KEYS, &path);
-
-    let format = match cx.str(st, "format", &p, true) {
-        Some("csv") => Some(Format::Csv),
-        Some("parquet") => Some(Format::Parquet),
-        Some(other) => {
-            cx.push(
-                format!("{p}format"),
-                format!("`{other}` is not a format (use csv or parquet)"),
-            );
-            None
-        }
-        None => None,
-    };
-    let encoding = match cx.str(st, "encoding", &p, false) {
-        None => Some(Encoding::Utf8),
-        Some(e) => match e.to_ascii_lowercase().as_str() {
-            "utf-8" | "utf8" => Some(Encoding::Utf8),
-            "windows-1252" | "cp1252" => Some(Encoding::Windows1252),
-            _ => {
-                cx.push(
-                    format!("{p}encoding"),
-                    format!("`{e}` is not supported (use utf-8 or windows-1252)"),
-                );
-                None
-            }
-        },
-    };
-    let delimiter = match cx.str(st, "delimiter", &p, false) {
-        None => Some(b','),
-        Some(d) if d == "\\t" || d == "\t" => Some(b'\t'),
-        Some(d) if d.len() == 1 && d != "\"" && d != "\n" && d != "\r" => Some(d.as_bytes()[0]),
-        Some(d) => {
-            cx.push(
-                format!("{p}delimiter"),
-                format!("`{d}` is not a single ASCII character usable as a delimiter"),
-            );
-            None
-        }
-    };
-    if format == Some(Format::Parquet) {
-        for k in ["encoding", "delimiter"] {
-            if st.contains_key(k) {
-                cx.push(format!("{p}{k}"), "only applies to csv sources");
-            }
-        }
-    }
-    let max_invalid_fraction = cx
-        .fraction(st, "max_invalid_fraction", &p)
-        .unwrap_or(default_fraction);
-    let description = cx.str(st, "description", &p, false).map(str::to_string);
-
-    let files = match cx.str(st, "path", &p, true) {
-        Some(pattern) => expand_files(pattern, base, &format!("{p}path"), cx),
-        None => Vec::new(),
-    };
-
-    let mut schema_out = None;
-    if let Some(sp) = cx.str(st, "schema", &p, true) {
-        let schema_path = clean_path(&base.join(sp));
-        match std::fs::read(&schema_path) {
-            Err(e) => cx.push(
-                format!("{p}schema"),
-                format!(
-                    "cannot read schema {}: {e} (paths are relative to the spec file)",
-                    schema_path.display()
-                ),
-            ),
-            Ok(bytes) => {
-                let hash = blake3::hash(&bytes);
-                match String::from_utf8(bytes)
-                    .map_err(|_| {
-                        vec![SpecIssue {
-                            file: schema_path.clone(),
-                            key: String::new(),
-                            message: "schema is not UTF-8".into(),
-                        }]
-                    })
-                    .and_then(|t| schema::parse(&t, &schema_path))
-                {
-                    Ok(s) => schema_out = Some((schema_path, s, hash)),
-                    Err(issues) => cx.issues.extend(issues),
-                }
-            }
-        }
-    }
-
-    let field_ref = |key: &str, cx: &mut Ctx<'_>| -> Option<String> {
-        let name = cx.str(st, key, &p, false)?.to_string();
-        if let Some((sp, s, _)) = &schema_out
-            && s.field(&name).is_none()
-        {
-            cx.push(
-                format!("{p}{key}"),
-                format!("field `{name}` is not in schema {}", sp.display()),
-            );
-        }
-        Some(name)
-    };
-    let person_id = field_ref("person_id", cx);
-    let record_id = field_ref("record_id", cx);
-
-    let harmonize = match st.get("harmonize") {
-        None => Vec::new(),
-        Some(Value::Table(h)) => derivation::compile_harmonize(
-            h,
-            &format!("{p}harmonize"),
-            base,
-            schema_out.as_ref().map(|(_, s, _)| s),
-            codelists,
-            bandings,
-            cx,
-        ),
-        Some(_) => {
-            cx.push(
-                format!("{p}harmonize"),
-                "must be a table of derived columns",
-            );
-            Vec::new()
-        }
-    };
-    let design = match st.get("design") {
-        None => None,
-        Some(Value::Table(d)) => design::parse(d, &p, schema_out.as_ref().map(|(_, s, _)| s), cx),
-        Some(_) => {
-            cx.push(
-                format!("{p}design"),
-                "must be a table { weight = ..., strata = ..., psu = ... }",
-            );
-            None
-        }
-    };
-    let (schema_path, schema, hash) = schema_out?;
-    Some((
-        SourcePlan {
-            id: id.to_string(),
-            description,
-            files,
-            format: format?,
-            schema_path,
-            schema,
-            encoding: encoding?,
-            delimiter: delimiter?,
-            max_invalid_fraction,
-            person_id,
-            record_id,
-            harmonize,
-            design,
-        },
-        hash,
-    ))
-}
-
-fn expand_files(pattern: &str, base: &Path, key: &str, cx: &mut Ctx<'_>) -> Vec<PathBuf> {
-    let full = clean_path(&base.join(pattern));
-    let Some(full_str) = full.to_str() else {
-        cx.push(key, "path is not valid UTF-8");
-        return Vec::new();
-    };
-    let is_glob = pattern.contains(['*', '?', '[']);
-    if !is_glob {
-        if !full.is_file() {
-            cx.push(
-                key,
-                format!(
-                    "file not found: {} (paths are relative to the spec file)",
-                    full.display()
-                ),
-            );
-            return Vec::new();
-        }
-        return vec![full];
-    }
-    match glob::glob(full_str) {
-        Err(e) => {
-            cx.push(key, format!("invalid glob pattern: {e}"));
-            Vec::new()
-        }
-        Ok(paths) => {
-            let mut files: Vec<PathBuf> = paths
-                .filter_map(|p| p.ok())
-                .filter(|p| p.is_file())
-                .collect();
-            files.sort();
-            if files.is_empty() {
-                cx.push(
-                    key,
-                    format!(
-                        "no file matches {} (paths are relative to the spec file)",
-                        full.display()
-                    ),
-                );
-            }
-            files
-        }
-    }
+    h.finalize().to_hex().to_string()
 }
 
 /// Lexically resolve `.` and `..` so paths read the same whatever the working directory.

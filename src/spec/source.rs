@@ -1,0 +1,270 @@
+//! The `[sources.<id>]` section: each delivery's files (globs), format, encoding, delimiter,
+//! Table Schema, tolerance, identifiers, and its `harmonize` and `design` subsections.
+//!
+//! Input: the TOML tables and the files they name. Output: [`SourcePlan`]s with their schemas'
+//! hashes, or a spec issue for every problem.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use toml::{Table, Value};
+
+use super::*;
+
+const SOURCE_KEYS: &[&str] = &[
+    "path",
+    "format",
+    "schema",
+    "encoding",
+    "delimiter",
+    "max_invalid_fraction",
+    "description",
+    "person_id",
+    "record_id",
+    "harmonize",
+    "design",
+    "period",
+];
+
+/// `[sources.<id>]`: every source compiled, with its schema's hash.
+pub(super) fn sources_section(
+    root: &Table,
+    base: &Path,
+    default_fraction: f64,
+    (codelists, bandings): (&BTreeMap<String, CodeList>, &[Banding]),
+    cx: &mut Ctx<'_>,
+) -> (Vec<SourcePlan>, Vec<blake3::Hash>) {
+    let mut sources = Vec::new();
+    let mut schema_hashes = Vec::new();
+    match root.get("sources") {
+        Some(Value::Table(t)) if !t.is_empty() => {
+            for (id, v) in t {
+                let path = format!("sources.{id}");
+                if !is_identifier(id) {
+                    cx.push(&path, "source ids use letters, digits, `_` and `-` only");
+                }
+                let Value::Table(st) = v else {
+                    cx.push(&path, "must be a table");
+                    continue;
+                };
+                if let Some((s, h)) =
+                    compile_source(id, st, base, default_fraction, (codelists, bandings), cx)
+                {
+                    sources.push(s);
+                    schema_hashes.push(h);
+                }
+            }
+        }
+        _ => cx.push("sources", "required: at least one [sources.<id>] table"),
+    }
+
+    (sources, schema_hashes)
+}
+
+fn compile_source(
+    id: &str,
+    st: &Table,
+    base: &Path,
+    default_fraction: f64,
+    (codelists, bandings): (&BTreeMap<String, CodeList>, &[crate::spec::Banding]),
+    cx: &mut Ctx<'_>,
+) -> Option<(SourcePlan, blake3::Hash)> {
+    let path = format!("sources.{id}");
+    let p = format!("{path}.");
+    cx.unknown_keys(st, SOURCE_KEYS, &path);
+
+    let format = match cx.str(st, "format", &p, true) {
+        Some("csv") => Some(Format::Csv),
+        Some("parquet") => Some(Format::Parquet),
+        Some(other) => {
+            cx.push(
+                format!("{p}format"),
+                format!("`{other}` is not a format (use csv or parquet)"),
+            );
+            None
+        }
+        None => None,
+    };
+    let encoding = match cx.str(st, "encoding", &p, false) {
+        None => Some(Encoding::Utf8),
+        Some(e) => match e.to_ascii_lowercase().as_str() {
+            "utf-8" | "utf8" => Some(Encoding::Utf8),
+            "windows-1252" | "cp1252" => Some(Encoding::Windows1252),
+            _ => {
+                cx.push(
+                    format!("{p}encoding"),
+                    format!("`{e}` is not supported (use utf-8 or windows-1252)"),
+                );
+                None
+            }
+        },
+    };
+    let delimiter = match cx.str(st, "delimiter", &p, false) {
+        None => Some(b','),
+        Some(d) if d == "\\t" || d == "\t" => Some(b'\t'),
+        Some(d) if d.len() == 1 && d != "\"" && d != "\n" && d != "\r" => Some(d.as_bytes()[0]),
+        Some(d) => {
+            cx.push(
+                format!("{p}delimiter"),
+                format!("`{d}` is not a single ASCII character usable as a delimiter"),
+            );
+            None
+        }
+    };
+    if format == Some(Format::Parquet) {
+        for k in ["encoding", "delimiter"] {
+            if st.contains_key(k) {
+                cx.push(format!("{p}{k}"), "only applies to csv sources");
+            }
+        }
+    }
+    let max_invalid_fraction = cx
+        .fraction(st, "max_invalid_fraction", &p)
+        .unwrap_or(default_fraction);
+    let description = cx.str(st, "description", &p, false).map(str::to_string);
+
+    let files = match cx.str(st, "path", &p, true) {
+        Some(pattern) => expand_files(pattern, base, &format!("{p}path"), cx),
+        None => Vec::new(),
+    };
+
+    let mut schema_out = None;
+    if let Some(sp) = cx.str(st, "schema", &p, true) {
+        let schema_path = clean_path(&base.join(sp));
+        match std::fs::read(&schema_path) {
+            Err(e) => cx.push(
+                format!("{p}schema"),
+                format!(
+                    "cannot read schema {}: {e} (paths are relative to the spec file)",
+                    schema_path.display()
+                ),
+            ),
+            Ok(bytes) => {
+                let hash = blake3::hash(&bytes);
+                match String::from_utf8(bytes)
+                    .map_err(|_| {
+                        vec![SpecIssue {
+                            file: schema_path.clone(),
+                            key: String::new(),
+                            message: "schema is not UTF-8".into(),
+                        }]
+                    })
+                    .and_then(|t| schema::parse(&t, &schema_path))
+                {
+                    Ok(s) => schema_out = Some((schema_path, s, hash)),
+                    Err(issues) => cx.issues.extend(issues),
+                }
+            }
+        }
+    }
+
+    let field_ref = |key: &str, cx: &mut Ctx<'_>| -> Option<String> {
+        let name = cx.str(st, key, &p, false)?.to_string();
+        if let Some((sp, s, _)) = &schema_out
+            && s.field(&name).is_none()
+        {
+            cx.push(
+                format!("{p}{key}"),
+                format!("field `{name}` is not in schema {}", sp.display()),
+            );
+        }
+        Some(name)
+    };
+    let person_id = field_ref("person_id", cx);
+    let record_id = field_ref("record_id", cx);
+
+    let harmonize = match st.get("harmonize") {
+        None => Vec::new(),
+        Some(Value::Table(h)) => derivation::compile_harmonize(
+            h,
+            &format!("{p}harmonize"),
+            base,
+            schema_out.as_ref().map(|(_, s, _)| s),
+            codelists,
+            bandings,
+            cx,
+        ),
+        Some(_) => {
+            cx.push(
+                format!("{p}harmonize"),
+                "must be a table of derived columns",
+            );
+            Vec::new()
+        }
+    };
+    let design = match st.get("design") {
+        None => None,
+        Some(Value::Table(d)) => design::parse(d, &p, schema_out.as_ref().map(|(_, s, _)| s), cx),
+        Some(_) => {
+            cx.push(
+                format!("{p}design"),
+                "must be a table { weight = ..., strata = ..., psu = ... }",
+            );
+            None
+        }
+    };
+    let (schema_path, schema, hash) = schema_out?;
+    Some((
+        SourcePlan {
+            id: id.to_string(),
+            description,
+            files,
+            format: format?,
+            schema_path,
+            schema,
+            encoding: encoding?,
+            delimiter: delimiter?,
+            max_invalid_fraction,
+            person_id,
+            record_id,
+            harmonize,
+            design,
+        },
+        hash,
+    ))
+}
+
+fn expand_files(pattern: &str, base: &Path, key: &str, cx: &mut Ctx<'_>) -> Vec<PathBuf> {
+    let full = clean_path(&base.join(pattern));
+    let Some(full_str) = full.to_str() else {
+        cx.push(key, "path is not valid UTF-8");
+        return Vec::new();
+    };
+    let is_glob = pattern.contains(['*', '?', '[']);
+    if !is_glob {
+        if !full.is_file() {
+            cx.push(
+                key,
+                format!(
+                    "file not found: {} (paths are relative to the spec file)",
+                    full.display()
+                ),
+            );
+            return Vec::new();
+        }
+        return vec![full];
+    }
+    match glob::glob(full_str) {
+        Err(e) => {
+            cx.push(key, format!("invalid glob pattern: {e}"));
+            Vec::new()
+        }
+        Ok(paths) => {
+            let mut files: Vec<PathBuf> = paths
+                .filter_map(|p| p.ok())
+                .filter(|p| p.is_file())
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                cx.push(
+                    key,
+                    format!(
+                        "no file matches {} (paths are relative to the spec file)",
+                        full.display()
+                    ),
+                );
+            }
+            files
+        }
+    }
+}
