@@ -296,3 +296,81 @@ fn the_library_draws_nothing_on_a_terminal() {
         );
     }
 }
+
+/// Within a directory module (`spec/`, `protect/`, `export/`, `runner/`), the files other than
+/// `mod.rs` use each other without a cycle either.
+#[test]
+fn submodules_form_no_cycle() {
+    let src = repo().join("src");
+    let mut problems = Vec::new();
+    let mut dirs: Vec<_> = std::fs::read_dir(&src)
+        .expect("read src")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        let module = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let mut files = Vec::new();
+        collect(&dir, &mut files);
+        let names: BTreeSet<String> = files
+            .iter()
+            .filter_map(|f| f.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .filter(|n| n != "mod")
+            .collect();
+        let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for f in &files {
+            let name = f.file_stem().unwrap().to_string_lossy().into_owned();
+            if name == "mod" {
+                continue;
+            }
+            let text = code_only(&std::fs::read_to_string(f).expect("read source"));
+            let mut deps = BTreeSet::new();
+            for prefix in ["super::".to_string(), format!("crate::{module}::")] {
+                for (pos, _) in text.match_indices(&prefix) {
+                    deps.extend(first_segments(&text[pos + prefix.len()..]));
+                }
+            }
+            deps.retain(|d| names.contains(d) && *d != name);
+            graph.insert(name, deps);
+        }
+        // Depth-first search for a back edge.
+        fn visit(
+            n: &str,
+            g: &BTreeMap<String, BTreeSet<String>>,
+            path: &mut Vec<String>,
+            done: &mut BTreeSet<String>,
+        ) -> Option<Vec<String>> {
+            if let Some(i) = path.iter().position(|p| p == n) {
+                let mut cycle = path[i..].to_vec();
+                cycle.push(n.to_string());
+                return Some(cycle);
+            }
+            if done.contains(n) {
+                return None;
+            }
+            path.push(n.to_string());
+            for d in g.get(n).into_iter().flatten() {
+                if let Some(c) = visit(d, g, path, done) {
+                    return Some(c);
+                }
+            }
+            path.pop();
+            done.insert(n.to_string());
+            None
+        }
+        let mut done = BTreeSet::new();
+        for n in graph.keys() {
+            if let Some(c) = visit(n, &graph, &mut Vec::new(), &mut done) {
+                problems.push(format!("{module}: {}", c.join(" → ")));
+                break;
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "cycles between submodules:\n{}",
+        problems.join("\n")
+    );
+}
