@@ -306,6 +306,363 @@ pub(crate) struct SourceView {
     pub reference_period: Option<super::Period>,
 }
 
+/// What the kind-specific keys of a `[tables.<id>]` section are read against: the section and
+/// its source's schema and derived columns.
+struct TableReader<'a> {
+    t: &'a Table,
+    /// `tables.<id>.`: the prefix of every issue's key.
+    pp: &'a str,
+    source: &'a str,
+    schema: &'a TableSchema,
+    derived: &'a [String],
+    reference_date: Option<chrono::NaiveDate>,
+}
+
+impl TableReader<'_> {
+    /// A date field of the source named by `key` (required).
+    fn date_field(&self, key: &str, cx: &mut Ctx<'_>) -> String {
+        let (t, pp, source) = (self.t, self.pp, self.source);
+        let f = cx.str(t, key, pp, true).unwrap_or_default().to_string();
+        let is_date = self
+            .schema
+            .field(&f)
+            .is_some_and(|f| matches!(f.field_type, FieldType::Date(_)));
+        if !f.is_empty() && !is_date {
+            cx.push(
+                format!("{pp}{key}"),
+                format!("`{f}` is not a date field of source `{source}`"),
+            );
+        }
+        f
+    }
+
+    /// A numeric column of the source named by `key`: a derived one or a numeric delivered field.
+    fn numeric_column(&self, key: &str, required: bool, cx: &mut Ctx<'_>) -> Option<String> {
+        let (t, pp, source) = (self.t, self.pp, self.source);
+        let name = cx.str(t, key, pp, required)?.to_string();
+        let numeric = |f: &super::schema::Field| {
+            matches!(
+                f.field_type,
+                FieldType::Integer | FieldType::Number | FieldType::Year
+            )
+        };
+        if !self.derived.contains(&name) && !self.schema.field(&name).is_some_and(numeric) {
+            cx.push(
+                format!("{pp}{key}"),
+                format!(
+                    "`{name}` is neither a derived column nor a numeric field of source `{source}`"
+                ),
+            );
+        }
+        Some(name)
+    }
+
+    /// `filter = { column, in }`: the table's universe, a derived column's codes.
+    fn filter(&self, cx: &mut Ctx<'_>) -> Option<(String, BTreeSet<String>)> {
+        let (t, pp, source, derived) = (self.t, self.pp, self.source, self.derived);
+        match t.get("filter") {
+            None => None,
+            Some(Value::Table(f)) => {
+                cx.unknown_keys(f, &["column", "in"], &format!("{pp}filter"));
+                let column = cx
+                    .str(f, "column", &format!("{pp}filter."), true)
+                    .unwrap_or_default()
+                    .to_string();
+                if !derived.contains(&column) {
+                    cx.push(
+                        format!("{pp}filter.column"),
+                        format!("`{column}` is not a derived column of source `{source}`"),
+                    );
+                }
+                let values: BTreeSet<String> = f
+                    .get("in")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if values.is_empty() {
+                    cx.push(
+                        format!("{pp}filter.in"),
+                        "required: a non-empty list of codes",
+                    );
+                }
+                Some((column, values))
+            }
+            Some(_) => {
+                cx.push(
+                    format!("{pp}filter"),
+                    "must be a table { column = \"...\", in = [...] }",
+                );
+                None
+            }
+        }
+    }
+
+    /// `hierarchies = { child = "parent" }` between the table's dimensions, without cycles.
+    fn hierarchies(&self, dimensions: &[String], cx: &mut Ctx<'_>) -> Vec<(String, String)> {
+        let (t, pp) = (self.t, self.pp);
+        let mut hierarchies = Vec::new();
+        match t.get("hierarchies") {
+            None => {}
+            Some(Value::Table(h)) => {
+                for (child, parent) in h {
+                    let Some(parent) = parent.as_str() else {
+                        cx.push(
+                            format!("{pp}hierarchies.{child}"),
+                            "must name the parent dimension, e.g. CITIZENSHIP = \"CITIZENSHIP_REGION\"",
+                        );
+                        continue;
+                    };
+                    for d in [child.as_str(), parent] {
+                        if !dimensions.iter().any(|x| x == d) {
+                            cx.push(
+                                format!("{pp}hierarchies.{child}"),
+                                format!("`{d}` is not one of the table's dimensions"),
+                            );
+                        }
+                    }
+                    if child == parent {
+                        cx.push(
+                            format!("{pp}hierarchies.{child}"),
+                            "a dimension cannot lie within itself",
+                        );
+                    }
+                    hierarchies.push((child.clone(), parent.to_string()));
+                }
+                // No cycles: following parents from any dimension must end.
+                for (child, _) in &hierarchies {
+                    let mut at = child.as_str();
+                    for _ in 0..=hierarchies.len() {
+                        match hierarchies.iter().find(|(c, _)| c == at) {
+                            Some((_, p)) => at = p,
+                            None => break,
+                        }
+                        if at == child {
+                            cx.push(
+                                format!("{pp}hierarchies.{child}"),
+                                "the hierarchies form a cycle",
+                            );
+                            break;
+                        }
+                    }
+                }
+            }
+            Some(_) => cx.push(
+                format!("{pp}hierarchies"),
+                "must be a table of child = \"parent\" dimensions, e.g. { CITIZENSHIP = \"CITIZENSHIP_REGION\" }",
+            ),
+        }
+        hierarchies
+    }
+
+    /// `grouping_sets`: the margin combinations published (default: all).
+    fn grouping_sets(&self, dimensions: &[String], cx: &mut Ctx<'_>) -> Option<Vec<Vec<String>>> {
+        let (t, pp) = (self.t, self.pp);
+        match t.get("grouping_sets") {
+            None => None,
+            Some(Value::Array(sets)) => {
+                let mut out = Vec::new();
+                for set in sets {
+                    let names: Option<Vec<String>> = set.as_array().map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_string))
+                            .collect()
+                    });
+                    match names {
+                        Some(n) if n.iter().all(|d| dimensions.contains(d)) => out.push(n),
+                        _ => cx.push(
+                            format!("{pp}grouping_sets"),
+                            "each grouping set is a list of the table's dimensions, e.g. [[\"SEX\", \"AGE_GROUP\"], []]",
+                        ),
+                    }
+                }
+                Some(out)
+            }
+            Some(_) => {
+                cx.push(
+                    format!("{pp}grouping_sets"),
+                    "must be a list of lists of dimensions",
+                );
+                None
+            }
+        }
+    }
+
+    /// The table's `kind` and the keys that kind reads.
+    fn kind(&self, cx: &mut Ctx<'_>) -> TableKind {
+        let (t, pp, source, derived) = (self.t, self.pp, self.source, self.derived);
+        match cx.str(t, "kind", pp, false).unwrap_or("count") {
+            "count" => TableKind::Count,
+            "stock" => TableKind::Stock {
+                valid_from: self.date_field("valid_from", cx),
+                valid_to: t
+                    .contains_key("valid_to")
+                    .then(|| self.date_field("valid_to", cx)),
+                open_end_valid: match cx.str(t, "open_end", pp, false) {
+                    None | Some("valid") => true,
+                    Some("excluded") if !t.contains_key("valid_to") => {
+                        cx.push(
+                            format!("{pp}open_end"),
+                            "without `valid_to` every record is open-ended: `excluded` would count nobody",
+                        );
+                        false
+                    }
+                    Some("excluded") => false,
+                    Some(other) => {
+                        cx.push(
+                            format!("{pp}open_end"),
+                            format!("`{other}` is not an open-end rule (valid or excluded)"),
+                        );
+                        true
+                    }
+                },
+            },
+            "survey_total" => TableKind::SurveyTotal {
+                variable: self.numeric_column("variable", false, cx),
+            },
+            "survey_mean" => TableKind::SurveyMean {
+                variable: self
+                    .numeric_column("variable", true, cx)
+                    .unwrap_or_default(),
+            },
+            "survey_ratio" => TableKind::SurveyRatio {
+                numerator: self
+                    .numeric_column("numerator", true, cx)
+                    .unwrap_or_default(),
+                denominator: self
+                    .numeric_column("denominator", true, cx)
+                    .unwrap_or_default(),
+            },
+            "survey_proportion" => {
+                let category = cx
+                    .str(t, "category", pp, true)
+                    .unwrap_or_default()
+                    .to_string();
+                let listed = t
+                    .get("dimensions")
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| a.iter().any(|v| v.as_str() == Some(category.as_str())));
+                if !category.is_empty() && !listed {
+                    cx.push(
+                        format!("{pp}category"),
+                        format!("`{category}` must be one of the table's dimensions"),
+                    );
+                }
+                TableKind::SurveyProportion { category }
+            }
+            "flow" => {
+                let eurostat_end = match cx.str(t, "first", pp, false) {
+                    None | Some("ever") => None,
+                    Some("eurostat") => Some(self.date_field("end", cx)),
+                    Some(other) => {
+                        cx.push(
+                            format!("{pp}first"),
+                            format!("`{other}` is not a first-record rule (ever or eurostat)"),
+                        );
+                        None
+                    }
+                };
+                TableKind::Flow {
+                    start: self.date_field("start", cx),
+                    eurostat_end,
+                }
+            }
+            "migration" => {
+                let flow = match cx.str(t, "flow", pp, true) {
+                    Some("immigration") | None => MigrationFlow::Immigration,
+                    Some("emigration") => MigrationFlow::Emigration,
+                    Some(other) => {
+                        cx.push(
+                            format!("{pp}flow"),
+                            format!(
+                                "`{}` is not a migration flow (immigration or emigration)",
+                                super::cap(other)
+                            ),
+                        );
+                        MigrationFlow::Immigration
+                    }
+                };
+                let rule = match cx.str(t, "rule", pp, true) {
+                    Some("12_of_16") | None => ResidenceRule::TwelveOfSixteen,
+                    Some("12_months") => ResidenceRule::Continuous12,
+                    Some(other) => {
+                        cx.push(
+                            format!("{pp}rule"),
+                            format!(
+                                "`{}` is not a residence rule (12_months: 12 months without interruption; 12_of_16: 12 of the next 16 months)",
+                                super::cap(other)
+                            ),
+                        );
+                        ResidenceRule::TwelveOfSixteen
+                    }
+                };
+                let direction = cx
+                    .str(t, "direction", pp, true)
+                    .unwrap_or_default()
+                    .to_string();
+                if !direction.is_empty() && !derived.contains(&direction) {
+                    cx.push(
+                        format!("{pp}direction"),
+                        format!(
+                            "`{}` is not a column derived by source `{source}`",
+                            super::cap(&direction)
+                        ),
+                    );
+                }
+                let code = |key: &str, default: &str, cx: &mut Ctx<'_>| {
+                    cx.str(t, key, pp, false).unwrap_or(default).to_string()
+                };
+                let arrival = code("arrival", "IN", cx);
+                let departure = code("departure", "OUT", cx);
+                if arrival == departure {
+                    cx.push(
+                        format!("{pp}departure"),
+                        "arrivals and departures need different codes",
+                    );
+                }
+                let observed_to = match t.get("observed_to") {
+                    None => self.reference_date.unwrap_or(chrono::NaiveDate::MIN),
+                    Some(v) => cx
+                        .date(v, &format!("{pp}observed_to"))
+                        .unwrap_or(chrono::NaiveDate::MIN),
+                };
+                let duration = cx.str(t, "duration", pp, false).map(str::to_string);
+                if let Some(d) = duration.as_ref().filter(|d| derived.contains(*d)) {
+                    cx.push(
+                        format!("{pp}duration"),
+                        format!(
+                            "`{}` is a column derived by source `{source}`: name the duration column otherwise",
+                            super::cap(d)
+                        ),
+                    );
+                }
+                TableKind::Migration {
+                    duration,
+                    flow,
+                    rule,
+                    date: self.date_field("crossing_date", cx),
+                    direction,
+                    arrival,
+                    departure,
+                    observed_to,
+                }
+            }
+            other => {
+                cx.push(
+                    format!("{pp}kind"),
+                    format!(
+                        "`{other}` is not a kind (count, stock, flow, migration, survey_total, survey_mean, survey_proportion or survey_ratio)"
+                    ),
+                );
+                TableKind::Count
+            }
+        }
+    }
+}
+
 /// Compile `[tables.<id>]` against the sources' derived columns and schemas.
 pub(crate) fn compile_table(
     id: &str,
@@ -338,195 +695,15 @@ pub(crate) fn compile_table(
             .field(f)
             .is_some_and(|f| matches!(f.field_type, FieldType::Date(_)))
     };
-    let date_field = |key: &str, cx: &mut Ctx<'_>| -> String {
-        let f = cx.str(t, key, &pp, true).unwrap_or_default().to_string();
-        if !f.is_empty() && !is_date(&f) {
-            cx.push(
-                format!("{pp}{key}"),
-                format!("`{f}` is not a date field of source `{source}`"),
-            );
-        }
-        f
+    let reader = TableReader {
+        t,
+        pp: &pp,
+        source: &source,
+        schema,
+        derived,
+        reference_date: *reference_date,
     };
-    // A numeric column of the source: a derived one or a numeric delivered field.
-    let numeric_column = |key: &str, required: bool, cx: &mut Ctx<'_>| -> Option<String> {
-        let name = cx.str(t, key, &pp, required)?.to_string();
-        let numeric = |f: &super::schema::Field| {
-            matches!(
-                f.field_type,
-                FieldType::Integer | FieldType::Number | FieldType::Year
-            )
-        };
-        if !derived.contains(&name) && !schema.field(&name).is_some_and(numeric) {
-            cx.push(
-                format!("{pp}{key}"),
-                format!(
-                    "`{name}` is neither a derived column nor a numeric field of source `{source}`"
-                ),
-            );
-        }
-        Some(name)
-    };
-    let kind = match cx.str(t, "kind", &pp, false).unwrap_or("count") {
-        "count" => TableKind::Count,
-        "stock" => TableKind::Stock {
-            valid_from: date_field("valid_from", cx),
-            valid_to: t
-                .contains_key("valid_to")
-                .then(|| date_field("valid_to", cx)),
-            open_end_valid: match cx.str(t, "open_end", &pp, false) {
-                None | Some("valid") => true,
-                Some("excluded") if !t.contains_key("valid_to") => {
-                    cx.push(
-                        format!("{pp}open_end"),
-                        "without `valid_to` every record is open-ended: `excluded` would count nobody",
-                    );
-                    false
-                }
-                Some("excluded") => false,
-                Some(other) => {
-                    cx.push(
-                        format!("{pp}open_end"),
-                        format!("`{other}` is not an open-end rule (valid or excluded)"),
-                    );
-                    true
-                }
-            },
-        },
-        "survey_total" => TableKind::SurveyTotal {
-            variable: numeric_column("variable", false, cx),
-        },
-        "survey_mean" => TableKind::SurveyMean {
-            variable: numeric_column("variable", true, cx).unwrap_or_default(),
-        },
-        "survey_ratio" => TableKind::SurveyRatio {
-            numerator: numeric_column("numerator", true, cx).unwrap_or_default(),
-            denominator: numeric_column("denominator", true, cx).unwrap_or_default(),
-        },
-        "survey_proportion" => {
-            let category = cx
-                .str(t, "category", &pp, true)
-                .unwrap_or_default()
-                .to_string();
-            let listed = t
-                .get("dimensions")
-                .and_then(Value::as_array)
-                .is_some_and(|a| a.iter().any(|v| v.as_str() == Some(category.as_str())));
-            if !category.is_empty() && !listed {
-                cx.push(
-                    format!("{pp}category"),
-                    format!("`{category}` must be one of the table's dimensions"),
-                );
-            }
-            TableKind::SurveyProportion { category }
-        }
-        "flow" => {
-            let eurostat_end = match cx.str(t, "first", &pp, false) {
-                None | Some("ever") => None,
-                Some("eurostat") => Some(date_field("end", cx)),
-                Some(other) => {
-                    cx.push(
-                        format!("{pp}first"),
-                        format!("`{other}` is not a first-record rule (ever or eurostat)"),
-                    );
-                    None
-                }
-            };
-            TableKind::Flow {
-                start: date_field("start", cx),
-                eurostat_end,
-            }
-        }
-        "migration" => {
-            let flow = match cx.str(t, "flow", &pp, true) {
-                Some("immigration") | None => MigrationFlow::Immigration,
-                Some("emigration") => MigrationFlow::Emigration,
-                Some(other) => {
-                    cx.push(
-                        format!("{pp}flow"),
-                        format!(
-                            "`{}` is not a migration flow (immigration or emigration)",
-                            super::cap(other)
-                        ),
-                    );
-                    MigrationFlow::Immigration
-                }
-            };
-            let rule = match cx.str(t, "rule", &pp, true) {
-                Some("12_of_16") | None => ResidenceRule::TwelveOfSixteen,
-                Some("12_months") => ResidenceRule::Continuous12,
-                Some(other) => {
-                    cx.push(
-                        format!("{pp}rule"),
-                        format!(
-                            "`{}` is not a residence rule (12_months: 12 months without interruption; 12_of_16: 12 of the next 16 months)",
-                            super::cap(other)
-                        ),
-                    );
-                    ResidenceRule::TwelveOfSixteen
-                }
-            };
-            let direction = cx
-                .str(t, "direction", &pp, true)
-                .unwrap_or_default()
-                .to_string();
-            if !direction.is_empty() && !derived.contains(&direction) {
-                cx.push(
-                    format!("{pp}direction"),
-                    format!(
-                        "`{}` is not a column derived by source `{source}`",
-                        super::cap(&direction)
-                    ),
-                );
-            }
-            let code = |key: &str, default: &str, cx: &mut Ctx<'_>| {
-                cx.str(t, key, &pp, false).unwrap_or(default).to_string()
-            };
-            let arrival = code("arrival", "IN", cx);
-            let departure = code("departure", "OUT", cx);
-            if arrival == departure {
-                cx.push(
-                    format!("{pp}departure"),
-                    "arrivals and departures need different codes",
-                );
-            }
-            let observed_to = match t.get("observed_to") {
-                None => reference_date.unwrap_or(chrono::NaiveDate::MIN),
-                Some(v) => cx
-                    .date(v, &format!("{pp}observed_to"))
-                    .unwrap_or(chrono::NaiveDate::MIN),
-            };
-            let duration = cx.str(t, "duration", &pp, false).map(str::to_string);
-            if let Some(d) = duration.as_ref().filter(|d| derived.contains(*d)) {
-                cx.push(
-                    format!("{pp}duration"),
-                    format!(
-                        "`{}` is a column derived by source `{source}`: name the duration column otherwise",
-                        super::cap(d)
-                    ),
-                );
-            }
-            TableKind::Migration {
-                duration,
-                flow,
-                rule,
-                date: date_field("crossing_date", cx),
-                direction,
-                arrival,
-                departure,
-                observed_to,
-            }
-        }
-        other => {
-            cx.push(
-                format!("{pp}kind"),
-                format!(
-                    "`{other}` is not a kind (count, stock, flow, migration, survey_total, survey_mean, survey_proportion or survey_ratio)"
-                ),
-            );
-            TableKind::Count
-        }
-    };
+    let kind = reader.kind(cx);
     let unit = match cx.str(t, "unit", &pp, true).unwrap_or("records") {
         "persons" => Unit::Persons,
         "records" => Unit::Records,
@@ -600,124 +777,9 @@ pub(crate) fn compile_table(
             ),
         );
     }
-    let filter = match t.get("filter") {
-        None => None,
-        Some(Value::Table(f)) => {
-            cx.unknown_keys(f, &["column", "in"], &format!("{pp}filter"));
-            let column = cx
-                .str(f, "column", &format!("{pp}filter."), true)
-                .unwrap_or_default()
-                .to_string();
-            if !derived.contains(&column) {
-                cx.push(
-                    format!("{pp}filter.column"),
-                    format!("`{column}` is not a derived column of source `{source}`"),
-                );
-            }
-            let values: BTreeSet<String> = f
-                .get("in")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default();
-            if values.is_empty() {
-                cx.push(
-                    format!("{pp}filter.in"),
-                    "required: a non-empty list of codes",
-                );
-            }
-            Some((column, values))
-        }
-        Some(_) => {
-            cx.push(
-                format!("{pp}filter"),
-                "must be a table { column = \"...\", in = [...] }",
-            );
-            None
-        }
-    };
-    let mut hierarchies = Vec::new();
-    match t.get("hierarchies") {
-        None => {}
-        Some(Value::Table(h)) => {
-            for (child, parent) in h {
-                let Some(parent) = parent.as_str() else {
-                    cx.push(
-                        format!("{pp}hierarchies.{child}"),
-                        "must name the parent dimension, e.g. CITIZENSHIP = \"CITIZENSHIP_REGION\"",
-                    );
-                    continue;
-                };
-                for d in [child.as_str(), parent] {
-                    if !dimensions.iter().any(|x| x == d) {
-                        cx.push(
-                            format!("{pp}hierarchies.{child}"),
-                            format!("`{d}` is not one of the table's dimensions"),
-                        );
-                    }
-                }
-                if child == parent {
-                    cx.push(
-                        format!("{pp}hierarchies.{child}"),
-                        "a dimension cannot lie within itself",
-                    );
-                }
-                hierarchies.push((child.clone(), parent.to_string()));
-            }
-            // No cycles: following parents from any dimension must end.
-            for (child, _) in &hierarchies {
-                let mut at = child.as_str();
-                for _ in 0..=hierarchies.len() {
-                    match hierarchies.iter().find(|(c, _)| c == at) {
-                        Some((_, p)) => at = p,
-                        None => break,
-                    }
-                    if at == child {
-                        cx.push(
-                            format!("{pp}hierarchies.{child}"),
-                            "the hierarchies form a cycle",
-                        );
-                        break;
-                    }
-                }
-            }
-        }
-        Some(_) => cx.push(
-            format!("{pp}hierarchies"),
-            "must be a table of child = \"parent\" dimensions, e.g. { CITIZENSHIP = \"CITIZENSHIP_REGION\" }",
-        ),
-    }
-    let grouping_sets = match t.get("grouping_sets") {
-        None => None,
-        Some(Value::Array(sets)) => {
-            let mut out = Vec::new();
-            for set in sets {
-                let names: Option<Vec<String>> = set.as_array().map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(str::to_string))
-                        .collect()
-                });
-                match names {
-                    Some(n) if n.iter().all(|d| dimensions.contains(d)) => out.push(n),
-                    _ => cx.push(
-                        format!("{pp}grouping_sets"),
-                        "each grouping set is a list of the table's dimensions, e.g. [[\"SEX\", \"AGE_GROUP\"], []]",
-                    ),
-                }
-            }
-            Some(out)
-        }
-        Some(_) => {
-            cx.push(
-                format!("{pp}grouping_sets"),
-                "must be a list of lists of dimensions",
-            );
-            None
-        }
-    };
+    let filter = reader.filter(cx);
+    let hierarchies = reader.hierarchies(&dimensions, cx);
+    let grouping_sets = reader.grouping_sets(&dimensions, cx);
     let protect = match t.get("protect") {
         None => None,
         Some(Value::Table(pt)) if !survey => {
