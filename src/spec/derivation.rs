@@ -130,49 +130,7 @@ pub(crate) fn compile_harmonize(
     cx: &mut Ctx<'_>,
 ) -> Vec<Derived> {
     let mut out: Vec<Derived> = Vec::new();
-    let field_ok = |name: &str, want_date: Option<bool>, key: &str, cx: &mut Ctx<'_>| {
-        let Some(s) = schema else { return };
-        match s.field(name) {
-            None => cx.push(key, format!("field `{name}` is not in the source's schema")),
-            Some(f) => {
-                let is_date = matches!(f.field_type, FieldType::Date(_));
-                if want_date == Some(true) && !is_date {
-                    cx.push(key, format!("field `{name}` must be a date field"));
-                }
-                if want_date == Some(false) && !matches!(f.field_type, FieldType::Integer) {
-                    cx.push(key, format!("field `{name}` must be an integer field"));
-                }
-            }
-        }
-    };
-    // Columns derived from raw fields first, then each one derived from another derived column
-    // (a band of an age, a lookup or `foreign` of a code) once that column is derived, so that
-    // chains (a lookup of a lookup) work whatever order the TOML table lists them in; one that
-    // reads a column never derived comes last and is reported where it is compiled.
-    let reads = |v: &Value| -> Option<String> {
-        let d = v.as_table()?;
-        ["lookup", "foreign", "from_age"]
-            .iter()
-            .find_map(|k| d.get(*k).and_then(Value::as_str).map(str::to_string))
-            // A band of "the" age: any age column, all derived from raw fields.
-            .or_else(|| d.contains_key("banding").then(String::new))
-    };
-    let mut ordered: Vec<(&String, &Value)> =
-        t.iter().filter(|(_, v)| reads(v).is_none()).collect();
-    let mut pending: Vec<(&String, &Value)> =
-        t.iter().filter(|(_, v)| reads(v).is_some()).collect();
-    while !pending.is_empty() {
-        let (ready, wait): (Vec<_>, Vec<_>) = pending.into_iter().partition(|(_, v)| {
-            let r = reads(v).unwrap_or_default();
-            r.is_empty() || !t.contains_key(&r) || ordered.iter().any(|(n, _)| **n == r)
-        });
-        if ready.is_empty() {
-            ordered.extend(wait);
-            break;
-        }
-        ordered.extend(ready);
-        pending = wait;
-    }
+    let ordered = dependency_order(t);
     for (name, v) in ordered {
         let p = format!("{path}.{name}");
         if name.starts_with(crate::vocab::RAW_PREFIX)
@@ -189,135 +147,7 @@ pub(crate) fn compile_harmonize(
         let pp = format!("{p}.");
         let derived_before = |col: &str| out.iter().find(|x| x.name == col);
         let derivation = if d.contains_key("from") {
-            let from = cx.str(d, "from", &pp, true).unwrap_or_default().to_string();
-            field_ok(&from, None, &format!("{pp}from"), cx);
-            let normalize = match d.get("normalize") {
-                None => Normalize {
-                    trim: true,
-                    lowercase: true,
-                    nfc: true,
-                },
-                Some(Value::Array(a)) => {
-                    let steps: Vec<&str> = a.iter().filter_map(Value::as_str).collect();
-                    if steps.len() != a.len()
-                        || steps.iter().any(|s| !["trim", "lower", "nfc"].contains(s))
-                    {
-                        cx.push(
-                            format!("{pp}normalize"),
-                            "must list steps among \"trim\", \"lower\", \"nfc\"",
-                        );
-                    }
-                    Normalize {
-                        trim: steps.contains(&"trim"),
-                        lowercase: steps.contains(&"lower"),
-                        nfc: steps.contains(&"nfc"),
-                    }
-                }
-                Some(_) => {
-                    cx.push(
-                        format!("{pp}normalize"),
-                        "must be a list, e.g. [\"trim\", \"lower\", \"nfc\"]",
-                    );
-                    Normalize {
-                        trim: true,
-                        lowercase: true,
-                        nfc: true,
-                    }
-                }
-            };
-            let codelist = cx.str(d, "codelist", &pp, false).map(str::to_string);
-            if let Some(c) = &codelist
-                && !lists.contains_key(c)
-            {
-                cx.push(
-                    format!("{pp}codelist"),
-                    format!(
-                        "no code list `{c}` (known: {})",
-                        lists.keys().cloned().collect::<Vec<_>>().join(", ")
-                    ),
-                );
-            }
-            let mut map = BTreeMap::new();
-            let crosswalk: Vec<PathBuf> = match d.get("crosswalk") {
-                None => Vec::new(),
-                Some(Value::String(c)) => vec![super::clean_path(&base.join(c))],
-                Some(Value::Array(a)) if a.iter().all(Value::is_str) => a
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(|c| super::clean_path(&base.join(c)))
-                    .collect(),
-                Some(_) => {
-                    cx.push(
-                        format!("{pp}crosswalk"),
-                        "must be a file or a list of files",
-                    );
-                    Vec::new()
-                }
-            };
-            for cw in &crosswalk {
-                match read_table(cw) {
-                    Err(e) => cx.push(
-                        format!("{pp}crosswalk"),
-                        format!("cannot read {}: {e}", cw.display()),
-                    ),
-                    Ok((cols, rows)) => {
-                        let (Some(ri), Some(ci)) = (
-                            cols.iter().position(|c| c == "raw"),
-                            cols.iter().position(|c| c == "code"),
-                        ) else {
-                            cx.push(
-                                format!("{pp}crosswalk"),
-                                format!("{} needs columns `raw` and `code`", cw.display()),
-                            );
-                            continue;
-                        };
-                        for (i, r) in rows.iter().enumerate() {
-                            let key = normalize.apply(&r[ri]);
-                            let code = r[ci].clone();
-                            if let Some(list) = codelist.as_ref().and_then(|c| lists.get(c))
-                                && !list.rows.contains_key(&code)
-                            {
-                                cx.push(
-                                    format!("{pp}crosswalk"),
-                                    format!(
-                                        "{} line {}: `{code}` is not a code of {}",
-                                        cw.display(),
-                                        i + 2,
-                                        list.name
-                                    ),
-                                );
-                            }
-                            match map.get(&key) {
-                                Some(prev) if prev != &code => cx.push(
-                                    format!("{pp}crosswalk"),
-                                    format!("{} line {}: `{}` maps to both `{prev}` and `{code}` once normalized", cw.display(), i + 2, r[ri]),
-                                ),
-                                _ => {
-                                    map.insert(key, code);
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            if crosswalk.is_empty() && codelist.is_none() {
-                cx.push(
-                    &p,
-                    "a code column needs a `crosswalk`, a `codelist`, or both",
-                );
-            }
-            let unmapped = match cx.str(d, "unmapped", &pp, false) {
-                None | Some("quarantine") => Unmapped::Quarantine,
-                Some(code) => Unmapped::Code(code.to_string()),
-            };
-            Derivation::Code {
-                from,
-                crosswalk,
-                map,
-                codelist,
-                normalize,
-                unmapped,
-            }
+            code_derivation(d, (&p, &pp), base, schema, lists, cx)
         } else if d.contains_key("history") {
             let codelist = cx.str(d, "codelist", &pp, false).map(str::to_string);
             if let Some(c) = &codelist
@@ -342,7 +172,7 @@ pub(crate) fn compile_harmonize(
                     );
                     continue;
                 };
-                field_ok(&field, Some(true), &format!("{pp}history"), cx);
+                field_ok(schema, &field, Some(true), &format!("{pp}history"), cx);
                 if let Some(l) = codelist.as_ref().and_then(|c| lists.get(c))
                     && !l.rows.contains_key(&code)
                 {
@@ -365,7 +195,7 @@ pub(crate) fn compile_harmonize(
             }
             let at = cx.str(d, "at", &pp, false).map(str::to_string);
             if let Some(a) = &at {
-                field_ok(a, Some(true), &format!("{pp}at"), cx);
+                field_ok(schema, a, Some(true), &format!("{pp}at"), cx);
             }
             Derivation::Status {
                 history,
@@ -397,14 +227,14 @@ pub(crate) fn compile_harmonize(
             }
             let age = cx.str(d, "age", &pp, false).map(str::to_string);
             if let Some(b) = &birth_date {
-                field_ok(b, Some(true), &format!("{pp}birth_date"), cx);
+                field_ok(schema, b, Some(true), &format!("{pp}birth_date"), cx);
             }
             if let Some(a) = &age {
-                field_ok(a, Some(false), &format!("{pp}age"), cx);
+                field_ok(schema, a, Some(false), &format!("{pp}age"), cx);
             }
             let at = cx.str(d, "at", &pp, false).map(str::to_string);
             if let Some(a) = &at {
-                field_ok(a, Some(true), &format!("{pp}at"), cx);
+                field_ok(schema, a, Some(true), &format!("{pp}at"), cx);
                 if birth_date.is_none() && birth_year.is_none() {
                     cx.push(
                         format!("{pp}at"),
@@ -511,7 +341,7 @@ pub(crate) fn compile_harmonize(
                 "year"
             };
             let date = cx.str(d, key, &pp, true).unwrap_or_default().to_string();
-            field_ok(&date, Some(true), &format!("{pp}{key}"), cx);
+            field_ok(schema, &date, Some(true), &format!("{pp}{key}"), cx);
             if key == "month" {
                 Derivation::Month { date }
             } else {
@@ -527,6 +357,203 @@ pub(crate) fn compile_harmonize(
         });
     }
     out
+}
+
+/// The derivations of `t` in an order where each one comes after the column it reads.
+///
+/// Columns derived from raw fields first, then each one derived from another derived column
+/// (a band of an age, a lookup or `foreign` of a code) once that column is derived, so that
+/// chains (a lookup of a lookup) work whatever order the TOML table lists them in; one that
+/// reads a column never derived comes last and is reported where it is compiled.
+fn dependency_order(t: &Table) -> Vec<(&String, &Value)> {
+    let reads = |v: &Value| -> Option<String> {
+        let d = v.as_table()?;
+        ["lookup", "foreign", "from_age"]
+            .iter()
+            .find_map(|k| d.get(*k).and_then(Value::as_str).map(str::to_string))
+            // A band of "the" age: any age column, all derived from raw fields.
+            .or_else(|| d.contains_key("banding").then(String::new))
+    };
+    let mut ordered: Vec<(&String, &Value)> =
+        t.iter().filter(|(_, v)| reads(v).is_none()).collect();
+    let mut pending: Vec<(&String, &Value)> =
+        t.iter().filter(|(_, v)| reads(v).is_some()).collect();
+    while !pending.is_empty() {
+        let (ready, wait): (Vec<_>, Vec<_>) = pending.into_iter().partition(|(_, v)| {
+            let r = reads(v).unwrap_or_default();
+            r.is_empty() || !t.contains_key(&r) || ordered.iter().any(|(n, _)| **n == r)
+        });
+        if ready.is_empty() {
+            ordered.extend(wait);
+            break;
+        }
+        ordered.extend(ready);
+        pending = wait;
+    }
+    ordered
+}
+
+/// Report `name` when it is not a field of the source's schema, or not a date field
+/// (`want_date = Some(true)`) or an integer field (`Some(false)`) where one is needed.
+fn field_ok(
+    schema: Option<&TableSchema>,
+    name: &str,
+    want_date: Option<bool>,
+    key: &str,
+    cx: &mut Ctx<'_>,
+) {
+    let Some(s) = schema else { return };
+    match s.field(name) {
+        None => cx.push(key, format!("field `{name}` is not in the source's schema")),
+        Some(f) => {
+            let is_date = matches!(f.field_type, FieldType::Date(_));
+            if want_date == Some(true) && !is_date {
+                cx.push(key, format!("field `{name}` must be a date field"));
+            }
+            if want_date == Some(false) && !matches!(f.field_type, FieldType::Integer) {
+                cx.push(key, format!("field `{name}` must be an integer field"));
+            }
+        }
+    }
+}
+
+/// A code column: a raw field through crosswalks (normalized) onto a code list.
+fn code_derivation(
+    d: &Table,
+    (p, pp): (&str, &str),
+    base: &Path,
+    schema: Option<&TableSchema>,
+    lists: &BTreeMap<String, CodeList>,
+    cx: &mut Ctx<'_>,
+) -> Derivation {
+    let from = cx.str(d, "from", pp, true).unwrap_or_default().to_string();
+    field_ok(schema, &from, None, &format!("{pp}from"), cx);
+    let normalize = match d.get("normalize") {
+        None => Normalize {
+            trim: true,
+            lowercase: true,
+            nfc: true,
+        },
+        Some(Value::Array(a)) => {
+            let steps: Vec<&str> = a.iter().filter_map(Value::as_str).collect();
+            if steps.len() != a.len() || steps.iter().any(|s| !["trim", "lower", "nfc"].contains(s))
+            {
+                cx.push(
+                    format!("{pp}normalize"),
+                    "must list steps among \"trim\", \"lower\", \"nfc\"",
+                );
+            }
+            Normalize {
+                trim: steps.contains(&"trim"),
+                lowercase: steps.contains(&"lower"),
+                nfc: steps.contains(&"nfc"),
+            }
+        }
+        Some(_) => {
+            cx.push(
+                format!("{pp}normalize"),
+                "must be a list, e.g. [\"trim\", \"lower\", \"nfc\"]",
+            );
+            Normalize {
+                trim: true,
+                lowercase: true,
+                nfc: true,
+            }
+        }
+    };
+    let codelist = cx.str(d, "codelist", pp, false).map(str::to_string);
+    if let Some(c) = &codelist
+        && !lists.contains_key(c)
+    {
+        cx.push(
+            format!("{pp}codelist"),
+            format!(
+                "no code list `{c}` (known: {})",
+                lists.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        );
+    }
+    let mut map = BTreeMap::new();
+    let crosswalk: Vec<PathBuf> = match d.get("crosswalk") {
+        None => Vec::new(),
+        Some(Value::String(c)) => vec![super::clean_path(&base.join(c))],
+        Some(Value::Array(a)) if a.iter().all(Value::is_str) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(|c| super::clean_path(&base.join(c)))
+            .collect(),
+        Some(_) => {
+            cx.push(
+                format!("{pp}crosswalk"),
+                "must be a file or a list of files",
+            );
+            Vec::new()
+        }
+    };
+    for cw in &crosswalk {
+        match read_table(cw) {
+            Err(e) => cx.push(
+                format!("{pp}crosswalk"),
+                format!("cannot read {}: {e}", cw.display()),
+            ),
+            Ok((cols, rows)) => {
+                let (Some(ri), Some(ci)) = (
+                    cols.iter().position(|c| c == "raw"),
+                    cols.iter().position(|c| c == "code"),
+                ) else {
+                    cx.push(
+                        format!("{pp}crosswalk"),
+                        format!("{} needs columns `raw` and `code`", cw.display()),
+                    );
+                    continue;
+                };
+                for (i, r) in rows.iter().enumerate() {
+                    let key = normalize.apply(&r[ri]);
+                    let code = r[ci].clone();
+                    if let Some(list) = codelist.as_ref().and_then(|c| lists.get(c))
+                        && !list.rows.contains_key(&code)
+                    {
+                        cx.push(
+                            format!("{pp}crosswalk"),
+                            format!(
+                                "{} line {}: `{code}` is not a code of {}",
+                                cw.display(),
+                                i + 2,
+                                list.name
+                            ),
+                        );
+                    }
+                    match map.get(&key) {
+                        Some(prev) if prev != &code => cx.push(
+                            format!("{pp}crosswalk"),
+                            format!("{} line {}: `{}` maps to both `{prev}` and `{code}` once normalized", cw.display(), i + 2, r[ri]),
+                        ),
+                        _ => {
+                            map.insert(key, code);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if crosswalk.is_empty() && codelist.is_none() {
+        cx.push(
+            p,
+            "a code column needs a `crosswalk`, a `codelist`, or both",
+        );
+    }
+    let unmapped = match cx.str(d, "unmapped", pp, false) {
+        None | Some("quarantine") => Unmapped::Quarantine,
+        Some(code) => Unmapped::Code(code.to_string()),
+    };
+    Derivation::Code {
+        from,
+        crosswalk,
+        map,
+        codelist,
+        normalize,
+        unmapped,
+    }
 }
 
 /// A lookup's `national` code: a code of its code list.
@@ -551,4 +578,42 @@ fn national_code(
         );
     }
     Some(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(toml: &str) -> Vec<String> {
+        let t: Table = toml.parse().unwrap();
+        dependency_order(&t)
+            .iter()
+            .map(|(n, _)| n.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn derivations_come_after_the_columns_they_read() {
+        // Worked by hand: Z reads a raw field; V reads a column nobody derives (ready at once, to
+        // be reported when compiled); W bands "the" age; Y reads Z; X reads Y, so it waits a round.
+        let got = order(
+            r#"
+            V = { lookup = "NOPE", codelist = "c", column = "k" }
+            W = { banding = "broad" }
+            X = { foreign = "Y", national = "MAR" }
+            Y = { lookup = "Z", codelist = "c", column = "k" }
+            Z = { from = "a" }
+            "#,
+        );
+        assert_eq!(got, ["Z", "V", "W", "Y", "X"]);
+        // Two columns that read each other never become ready: they come last, as listed.
+        let got = order(
+            r#"
+            A = { from = "a" }
+            P = { lookup = "Q", codelist = "c", column = "k" }
+            Q = { lookup = "P", codelist = "c", column = "k" }
+            "#,
+        );
+        assert_eq!(got, ["A", "P", "Q"]);
+    }
 }
