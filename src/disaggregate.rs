@@ -848,8 +848,8 @@ fn add_finest(
         })
         .collect::<Result<_>>()?;
     let n = finest
-        .column("n")
-        .ctx(|| ctx("n"))?
+        .column(crate::vocab::column::COUNT)
+        .ctx(|| ctx(crate::vocab::column::COUNT))?
         .cast(&DataType::UInt64)
         .ctx(|| ctx("n"))?;
     let n = n.u64().ctx(|| ctx("n"))?;
@@ -947,9 +947,9 @@ pub fn tabulate(path: &Path, dims: &[String]) -> Result<DataFrame> {
         .map(|d| finest.column(d).and_then(|c| c.str()).ctx(|| ctx(d)))
         .collect::<Result<_>>()?;
     let n = finest
-        .column("n")
+        .column(crate::vocab::column::COUNT)
         .and_then(|c| c.cast(&DataType::UInt64))
-        .ctx(|| ctx("n"))?;
+        .ctx(|| ctx(crate::vocab::column::COUNT))?;
     let n = n.u64().ctx(|| ctx("n"))?;
     let mut cells: BTreeMap<Vec<String>, u64> = BTreeMap::new();
     for row in 0..finest.height() {
@@ -969,7 +969,7 @@ pub fn tabulate(path: &Path, dims: &[String]) -> Result<DataFrame> {
         })
         .collect();
     columns.push(Column::new(
-        "n".into(),
+        crate::vocab::column::COUNT.into(),
         all.values().copied().collect::<Vec<u64>>(),
     ));
     DataFrame::new(all.len(), columns).ctx(|| ctx("assembling the table"))
@@ -1006,7 +1006,7 @@ fn to_frame(table: &TableSpec, period: &RefPeriod, cells: &Cells) -> Result<Data
     };
     let mut columns = cell_columns(table, period, unit, cells.keys());
     columns.push(Column::new(
-        "n".into(),
+        crate::vocab::column::COUNT.into(),
         cells.values().map(|t| t.n).collect::<Vec<u64>>(),
     ));
     if table
@@ -1016,7 +1016,7 @@ fn to_frame(table: &TableSpec, period: &RefPeriod, cells: &Cells) -> Result<Data
     {
         // The sum of the cell's record keys modulo 2^32 (restricted: it drives the noise).
         columns.push(Column::new(
-            "record_key_sum".into(),
+            crate::vocab::column::RECORD_KEY_SUM.into(),
             cells.values().map(|t| t.key).collect::<Vec<u32>>(),
         ));
     }

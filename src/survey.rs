@@ -951,7 +951,7 @@ fn to_frame(
     // Quality flags for disclosure control (defaults after Statistics Canada): a cell without a
     // CV is unreliable.
     columns.push(Column::new(
-        "obs_status".into(),
+        crate::vocab::column::OBS_STATUS.into(),
         cv.iter()
             .map(|c| {
                 if c.is_none_or(|c| c > info.cv_caution) {
@@ -963,7 +963,7 @@ fn to_frame(
             .collect::<Vec<&str>>(),
     ));
     columns.push(Column::new(
-        "suppress".into(),
+        crate::vocab::column::SUPPRESS.into(),
         cv.iter()
             .zip(&n)
             .map(|(c, n)| *n < info.min_n || c.is_none_or(|c| c > info.cv_suppress))

@@ -36,6 +36,20 @@ pub fn raw_column(field: &str) -> String {
 /// Dimensions a table may have: its cells hold 2^d margin combinations.
 pub const MAX_DIMENSIONS: usize = 8;
 
+/// Columns the stages hand each other in their frames (restricted tier): a count table's true
+/// count, the sum of its cell's record keys (cell key method), and a survey estimate's
+/// quality flags before protection.
+pub mod column {
+    /// A cell's true count (`disaggregate` → `protect`).
+    pub const COUNT: &str = "n";
+    /// The sum of a cell's record keys modulo 2^32 (`disaggregate` → `protect`).
+    pub const RECORD_KEY_SUM: &str = "record_key_sum";
+    /// Whether a survey estimate is withheld for quality (`survey` → `protect`).
+    pub const SUPPRESS: &str = "suppress";
+    /// A survey estimate's SDMX observation status before protection (`survey` → `protect`).
+    pub const OBS_STATUS: &str = "obs_status";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -66,7 +66,7 @@ use crate::disaggregate::Cells;
 use crate::error::{Error, PolarsContext, Result};
 pub use crate::manifest::{Method, PublicProtection, Summary};
 use crate::spec::{GroupSpec, Plan, ProtectMethod, TableSpec};
-use crate::vocab::TOTAL;
+use crate::vocab::{TOTAL, column};
 
 /// Confidentiality status of a cell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -713,11 +713,11 @@ fn survey_counts(frame: &DataFrame, t: &TableSpec) -> Result<Vec<(Vec<String>, u
         })
         .collect::<Result<_>>()?;
     let n = frame
-        .column("n")
-        .ctx(|| ctx("n"))?
+        .column(column::COUNT)
+        .ctx(|| ctx(column::COUNT))?
         .cast(&DataType::UInt64)
-        .ctx(|| ctx("n"))?;
-    let n = n.u64().ctx(|| ctx("n"))?;
+        .ctx(|| ctx(column::COUNT))?;
+    let n = n.u64().ctx(|| ctx(column::COUNT))?;
     Ok((0..frame.height())
         .map(|i| {
             (
@@ -901,7 +901,10 @@ fn survey_frames(
     let mut audit: Vec<Column> = frame
         .columns()
         .iter()
-        .filter(|c| !matches!(c.name().as_str(), "suppress" | "obs_status"))
+        .filter(|c| {
+            let name = c.name().as_str();
+            name != column::SUPPRESS && name != column::OBS_STATUS
+        })
         .cloned()
         .collect();
     audit.push(Column::new(
