@@ -243,3 +243,50 @@ pub(crate) fn protect(t: &Table, p: &str, spec_dir: &Path, cx: &mut Ctx<'_>) -> 
         revisions,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn protect_of(body: &str) -> (Option<Protect>, Vec<String>) {
+        let t: Table = body.parse().unwrap();
+        let mut cx = Ctx {
+            file: Path::new("p.toml"),
+            issues: Vec::new(),
+        };
+        let p = protect(&t, "tables.t.protect", Path::new("."), &mut cx);
+        let issues = cx.issues.iter().map(|i| i.key.clone()).collect();
+        (p, issues)
+    }
+
+    #[test]
+    fn suppression_takes_its_documented_defaults() {
+        let (p, issues) = protect_of(r#"method = "suppress""#);
+        assert!(issues.is_empty(), "{issues:?}");
+        let p = p.unwrap();
+        assert_eq!(p.method, ProtectMethod::Suppress);
+        assert_eq!(p.threshold, 5);
+        assert_eq!(p.protection_range, DEFAULT_PROTECTION_RANGE);
+        assert_eq!(p.secondary, Secondary::Gauss);
+        assert!(p.ptable.is_none());
+    }
+
+    #[test]
+    fn keys_of_another_method_and_secrets_are_refused() {
+        // `base` belongs to rounding, `ptable` to the cell key method; a seed is a secret.
+        let (_, issues) = protect_of(
+            r#"method = "suppress"
+base = 10
+seed = 3"#,
+        );
+        assert_eq!(issues, ["tables.t.protect.seed", "tables.t.protect.base"]);
+        let (p, issues) = protect_of(r#"method = "blur""#);
+        assert!(p.is_none());
+        assert_eq!(issues, ["tables.t.protect.method"]);
+        let (_, issues) = protect_of(
+            r#"method = "round"
+base = 1"#,
+        );
+        assert_eq!(issues, ["tables.t.protect.base"]);
+    }
+}

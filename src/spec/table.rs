@@ -983,6 +983,143 @@ fn table_periods(
 mod tests {
     use super::*;
 
+    /// Compile `[tables.t]` (TOML body) against one source `s` with fields `born` (date),
+    /// `n` (integer), `name`, and derived columns `SEX`, `AGE_GROUP`, `DIRECTION`; returns the
+    /// table (if any) and the issues as `key: message`.
+    fn table(body: &str) -> (Option<TableSpec>, Vec<String>) {
+        let schema = super::super::schema::parse(
+            r#"{"fields": [{"name": "born", "type": "date"}, {"name": "n", "type": "integer"}, {"name": "name"}]}"#,
+            Path::new("s.json"),
+        )
+        .unwrap();
+        let view = SourceView {
+            id: "s".into(),
+            schema,
+            derived: vec!["SEX".into(), "AGE_GROUP".into(), "DIRECTION".into()],
+            has_person: true,
+            has_record: true,
+            has_design: false,
+            period: None,
+            reference_date: chrono::NaiveDate::from_ymd_opt(2024, 12, 31),
+            reference_period: Some(super::super::Period {
+                start: chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap(),
+                end: chrono::NaiveDate::from_ymd_opt(2024, 12, 31).unwrap(),
+            }),
+        };
+        let t: Table = body.parse().unwrap();
+        let mut cx = Ctx {
+            file: Path::new("p.toml"),
+            issues: Vec::new(),
+        };
+        let spec = compile_table("t", &t, &[view], Path::new("."), &mut cx);
+        let issues = cx
+            .issues
+            .iter()
+            .map(|i| format!("{}: {}", i.key, i.message))
+            .collect();
+        (spec, issues)
+    }
+
+    #[test]
+    fn a_count_table_compiles_with_its_defaults() {
+        let (t, issues) = table(
+            r#"source = "s"
+dimensions = ["SEX", "AGE_GROUP"]
+unit = "records""#,
+        );
+        assert!(issues.is_empty(), "{issues:?}");
+        let t = t.unwrap();
+        assert_eq!(t.kind, TableKind::Count);
+        assert_eq!(t.unit, Unit::Records);
+        assert_eq!(t.measure(), Measure::Records);
+        assert_eq!(t.dimensions, ["SEX", "AGE_GROUP"]);
+        assert!(t.filter.is_none() && t.protect.is_none());
+    }
+
+    #[test]
+    fn each_key_is_checked_against_the_source() {
+        // Expected issues written from the rules, one per line of the table.
+        let (_, issues) = table(
+            r#"source = "s"
+kind = "stock"
+unit = "persons"
+valid_from = "name"
+dimensions = ["SEX", "CITIZENSHIP"]
+filter = { column = "REGION", in = [] }
+hierarchies = { SEX = "SEX" }"#,
+        );
+        let has = |key: &str, text: &str| {
+            issues
+                .iter()
+                .any(|i| i.starts_with(key) && i.contains(text))
+        };
+        assert!(
+            has(
+                "tables.t.valid_from",
+                "`name` is not a date field of source `s`"
+            ),
+            "{issues:?}"
+        );
+        assert!(
+            has(
+                "tables.t.dimensions",
+                "`CITIZENSHIP` is not a column derived by source `s`"
+            ),
+            "{issues:?}"
+        );
+        assert!(
+            has("tables.t.filter.column", "`REGION` is not a derived column"),
+            "{issues:?}"
+        );
+        assert!(has("tables.t.filter.in", "non-empty list"), "{issues:?}");
+        assert!(
+            has("tables.t.hierarchies.SEX", "cannot lie within itself"),
+            "{issues:?}"
+        );
+        // A dimension that is its own parent is also a cycle of length one.
+        assert!(
+            has("tables.t.hierarchies.SEX", "form a cycle"),
+            "{issues:?}"
+        );
+        assert_eq!(issues.len(), 6, "{issues:?}");
+    }
+
+    #[test]
+    fn a_migration_table_needs_two_crossing_codes_and_a_derived_direction() {
+        let (_, issues) = table(
+            r#"source = "s"
+kind = "migration"
+unit = "persons"
+flow = "emigration"
+rule = "12_months"
+crossing_date = "born"
+direction = "DIRECTION"
+arrival = "X"
+departure = "X"
+dimensions = ["SEX"]"#,
+        );
+        assert_eq!(
+            issues,
+            ["tables.t.departure: arrivals and departures need different codes"]
+        );
+        let (t, issues) = table(
+            r#"source = "s"
+kind = "migration"
+unit = "persons"
+flow = "out"
+rule = "12_of_16"
+crossing_date = "born"
+direction = "SEX"
+dimensions = ["SEX"]"#,
+        );
+        assert!(t.is_some());
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert!(
+            issues[0].starts_with("tables.t.flow: `out` is not a migration flow"),
+            "{issues:?}"
+        );
+    }
+
     /// The names every output writes are the ones a spec's `kind` accepts, and each kind says
     /// what its values measure (the SDMX UNIT_MEASURE of the first release is unchanged).
     #[test]
