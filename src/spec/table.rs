@@ -987,7 +987,7 @@ mod tests {
     /// `n` (integer), `name`, and derived columns `SEX`, `AGE_GROUP`, `DIRECTION`; returns the
     /// table (if any) and the issues as `key: message`.
     fn table(body: &str) -> (Option<TableSpec>, Vec<String>) {
-        let schema = super::super::schema::parse(
+        let schema = crate::spec::schema::parse(
             r#"{"fields": [{"name": "born", "type": "date"}, {"name": "n", "type": "integer"}, {"name": "name"}]}"#,
             Path::new("s.json"),
         )
@@ -1001,7 +1001,7 @@ mod tests {
             has_design: false,
             period: None,
             reference_date: chrono::NaiveDate::from_ymd_opt(2024, 12, 31),
-            reference_period: Some(super::super::Period {
+            reference_period: Some(crate::spec::Period {
                 start: chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap(),
                 end: chrono::NaiveDate::from_ymd_opt(2024, 12, 31).unwrap(),
             }),
