@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use toml::{Table, Value};
 
-use super::Ctx;
 use super::codelist::{CodeList, Normalize, read_table};
 use super::schema::{FieldType, TableSchema};
+use super::{Ctx, Section};
 use crate::spec::Banding;
 
 /// What happens to a value no crosswalk entry maps.
@@ -97,32 +97,35 @@ pub struct Derived {
     pub derivation: Derivation,
 }
 
-const DERIVE_KEYS: &[&str] = &[
-    "from",
-    "crosswalk",
-    "codelist",
-    "normalize",
-    "unmapped",
-    "birth_date",
-    "birth_year",
-    "age",
-    "at",
-    "history",
-    "banding",
-    "from_age",
-    "lookup",
-    "column",
-    "national",
-    "foreign",
-    "month",
-    "year",
-];
+/// What every derivation of a source is compiled against: its schema, the code lists and
+/// bandings, and the columns derived before it.
+struct Known<'a> {
+    base: &'a Path,
+    schema: Option<&'a TableSchema>,
+    lists: &'a BTreeMap<String, CodeList>,
+    bandings: &'a [Banding],
+    before: &'a [Derived],
+}
+
+impl Known<'_> {
+    /// Report `key` of `d` unless it names a column derived before this one.
+    fn derived_before(&self, d: &Section<'_>, key: &str, col: &str, cx: &mut Ctx<'_>) {
+        if !self.before.iter().any(|x| x.name == col) {
+            cx.push(
+                d.key(key),
+                format!(
+                    "`{}` is not a column derived before this one",
+                    super::cap(col)
+                ),
+            );
+        }
+    }
+}
 
 /// Compile `[sources.<id>.harmonize]`. Derived columns may read other derived columns, in any
 /// key order: each is compiled after what it reads.
 pub(crate) fn compile_harmonize(
-    t: &Table,
-    path: &str,
+    h: &Section<'_>,
     base: &Path,
     schema: Option<&TableSchema>,
     lists: &BTreeMap<String, CodeList>,
@@ -130,9 +133,8 @@ pub(crate) fn compile_harmonize(
     cx: &mut Ctx<'_>,
 ) -> Vec<Derived> {
     let mut out: Vec<Derived> = Vec::new();
-    let ordered = dependency_order(t);
-    for (name, v) in ordered {
-        let p = format!("{path}.{name}");
+    for (name, v) in dependency_order(h.names()) {
+        let p = h.key(name);
         if name.starts_with(crate::vocab::RAW_PREFIX)
             || name.starts_with('_')
             || out.iter().any(|d| d.name.eq_ignore_ascii_case(name))
@@ -143,220 +145,241 @@ pub(crate) fn compile_harmonize(
             cx.push(&p, "must be a table, e.g. { from = \"sexe\", crosswalk = \"...\", codelist = \"sex\" }");
             continue;
         };
-        cx.unknown_keys(d, DERIVE_KEYS, &p);
-        let pp = format!("{p}.");
-        let derived_before = |col: &str| out.iter().find(|x| x.name == col);
-        let derivation = if d.contains_key("from") {
-            code_derivation(d, (&p, &pp), base, schema, lists, cx)
-        } else if d.contains_key("history") {
-            let codelist = cx.str(d, "codelist", &pp, false).map(str::to_string);
-            if let Some(c) = &codelist
-                && !lists.contains_key(c)
-            {
-                cx.push(
-                    format!("{pp}codelist"),
-                    format!("no code list `{}`", super::cap(c)),
-                );
-            }
-            let mut history = Vec::new();
-            let steps = d.get("history").and_then(Value::as_array);
-            for (i, step) in steps.into_iter().flatten().enumerate() {
-                let pair = step.as_array().and_then(|a| match a.as_slice() {
-                    [Value::String(c), Value::String(f)] => Some((c.clone(), f.clone())),
-                    _ => None,
-                });
-                let Some((code, field)) = pair else {
-                    cx.push(
-                        format!("{pp}history"),
-                        format!("step {}: write [\"<code>\", \"<date field>\"]", i + 1),
-                    );
-                    continue;
-                };
-                field_ok(schema, &field, Some(true), &format!("{pp}history"), cx);
-                if let Some(l) = codelist.as_ref().and_then(|c| lists.get(c))
-                    && !l.rows.contains_key(&code)
-                {
-                    cx.push(
-                        format!("{pp}history"),
-                        format!(
-                            "`{}` is not a code of code list `{}`",
-                            super::cap(&code),
-                            codelist.as_deref().unwrap_or_default()
-                        ),
-                    );
-                }
-                history.push((code, field));
-            }
-            if history.is_empty() {
-                cx.push(
-                    format!("{pp}history"),
-                    "required: the steps in order, e.g. [[\"ASYLUM_SEEKER\", \"registration_date\"], [\"REFUGEE\", \"recognition_date\"]]",
-                );
-            }
-            let at = cx.str(d, "at", &pp, false).map(str::to_string);
-            if let Some(a) = &at {
-                field_ok(schema, a, Some(true), &format!("{pp}at"), cx);
-            }
-            Derivation::Status {
-                history,
-                at,
-                codelist,
-            }
+        let d = Section::new(d, p);
+        let known = Known {
+            base,
+            schema,
+            lists,
+            bandings,
+            before: &out,
+        };
+        // The first key that says how the column is derived chooses the reader; that reader's
+        // keys are the ones allowed.
+        let derivation = if d.has("from") {
+            Some(code_derivation(&d, &known, cx))
+        } else if d.has("history") {
+            Some(status(&d, &known, cx))
         } else if ["birth_date", "birth_year", "age", "at"]
             .iter()
-            .any(|k| d.contains_key(*k))
+            .any(|k| d.has(k))
         {
-            let birth_date = cx.str(d, "birth_date", &pp, false).map(str::to_string);
-            let birth_year = cx.str(d, "birth_year", &pp, false).map(str::to_string);
-            if let Some(y) = &birth_year {
-                let is_year = schema
-                    .and_then(|s| s.field(y))
-                    .is_some_and(|f| matches!(f.field_type, FieldType::Year | FieldType::Integer));
-                if schema.is_some() && !is_year {
-                    cx.push(
-                        format!("{pp}birth_year"),
-                        format!("field `{}` must be a year field", super::cap(y)),
-                    );
-                }
-                if birth_date.is_some() {
-                    cx.push(
-                        format!("{pp}birth_year"),
-                        "give a `birth_date` or a `birth_year`, not both",
-                    );
-                }
-            }
-            let age = cx.str(d, "age", &pp, false).map(str::to_string);
-            if let Some(b) = &birth_date {
-                field_ok(schema, b, Some(true), &format!("{pp}birth_date"), cx);
-            }
-            if let Some(a) = &age {
-                field_ok(schema, a, Some(false), &format!("{pp}age"), cx);
-            }
-            let at = cx.str(d, "at", &pp, false).map(str::to_string);
-            if let Some(a) = &at {
-                field_ok(schema, a, Some(true), &format!("{pp}at"), cx);
-                if birth_date.is_none() && birth_year.is_none() {
-                    cx.push(
-                        format!("{pp}at"),
-                        "`at` needs a `birth_date` or a `birth_year` (a reported age is already at its own date)",
-                    );
-                }
-            }
-            Derivation::Age {
-                birth_date,
-                birth_year,
-                age,
-                at,
-            }
-        } else if d.contains_key("banding") {
-            let id = cx
-                .str(d, "banding", &pp, true)
-                .unwrap_or_default()
-                .to_string();
-            let age = cx
-                .str(d, "from_age", &pp, false)
-                .map(str::to_string)
-                .or_else(|| {
-                    out.iter()
-                        .find(|x| matches!(x.derivation, Derivation::Age { .. }))
-                        .map(|x| x.name.clone())
-                });
-            let Some(age) = age else {
-                cx.push(&p, "a banding needs an age column derived before it (e.g. AGE = { birth_date = \"...\" })");
-                continue;
-            };
-            match bandings.iter().find(|b| b.id == id) {
-                Some(b) => Derivation::Band {
-                    age,
-                    banding: b.clone(),
-                },
-                None => {
-                    cx.push(
-                        format!("{pp}banding"),
-                        format!("no banding `{id}` in age_bands.csv"),
-                    );
-                    continue;
-                }
-            }
-        } else if d.contains_key("lookup") {
-            let from = cx
-                .str(d, "lookup", &pp, true)
-                .unwrap_or_default()
-                .to_string();
-            let codelist = cx
-                .str(d, "codelist", &pp, true)
-                .unwrap_or_default()
-                .to_string();
-            let column = cx
-                .str(d, "column", &pp, true)
-                .unwrap_or_default()
-                .to_string();
-            if derived_before(&from).is_none() {
-                cx.push(
-                    format!("{pp}lookup"),
-                    format!("`{from}` is not a column derived before this one"),
-                );
-            }
-            match lists.get(&codelist) {
-                None => cx.push(
-                    format!("{pp}codelist"),
-                    format!("no code list `{codelist}`"),
-                ),
-                Some(l) if !l.columns.contains(&column) => cx.push(
-                    format!("{pp}column"),
-                    format!(
-                        "code list `{codelist}` has no column `{column}` ({})",
-                        l.columns.join(", ")
-                    ),
-                ),
-                _ => {}
-            }
-            let national = national_code(d, &codelist, &pp, lists, cx);
-            Derivation::Lookup {
-                from,
-                codelist,
-                column,
-                national,
-            }
-        } else if d.contains_key("foreign") {
-            let from = cx
-                .str(d, "foreign", &pp, true)
-                .unwrap_or_default()
-                .to_string();
-            if derived_before(&from).is_none() {
-                cx.push(
-                    format!("{pp}foreign"),
-                    format!("`{from}` is not a column derived before this one"),
-                );
-            }
-            let national = cx
-                .str(d, "national", &pp, true)
-                .unwrap_or_default()
-                .to_string();
-            Derivation::Foreign { from, national }
-        } else if d.contains_key("month") || d.contains_key("year") {
-            let key = if d.contains_key("month") {
-                "month"
-            } else {
-                "year"
-            };
-            let date = cx.str(d, key, &pp, true).unwrap_or_default().to_string();
-            field_ok(schema, &date, Some(true), &format!("{pp}{key}"), cx);
-            if key == "month" {
-                Derivation::Month { date }
-            } else {
-                Derivation::Year { date }
-            }
+            Some(age(&d, &known, cx))
+        } else if d.has("banding") {
+            band(&d, &known, cx)
+        } else if d.has("lookup") {
+            Some(lookup(&d, &known, cx))
+        } else if d.has("foreign") {
+            Some(foreign(&d, &known, cx))
+        } else if d.has("month") || d.has("year") {
+            Some(month_or_year(&d, &known, cx))
         } else {
-            cx.push(&p, "say how to derive it: `from` (codes), `birth_date`/`birth_year`/`age`, `banding`, `lookup`, `foreign`, `history`, `month` or `year`");
+            cx.push(d.path(), "say how to derive it: `from` (codes), `birth_date`/`birth_year`/`age`, `banding`, `lookup`, `foreign`, `history`, `month` or `year`");
             continue;
         };
-        out.push(Derived {
-            name: name.clone(),
-            derivation,
-        });
+        d.finish(cx);
+        if let Some(derivation) = derivation {
+            out.push(Derived {
+                name: name.clone(),
+                derivation,
+            });
+        }
     }
     out
+}
+
+/// `{ history = [[code, date field], ...], at, codelist }`: the status held at a date.
+fn status(d: &Section<'_>, k: &Known<'_>, cx: &mut Ctx<'_>) -> Derivation {
+    let codelist = cx.str(d, "codelist", false).map(str::to_string);
+    if let Some(c) = &codelist
+        && !k.lists.contains_key(c)
+    {
+        cx.push(
+            d.key("codelist"),
+            format!("no code list `{}`", super::cap(c)),
+        );
+    }
+    let mut history = Vec::new();
+    let steps = d.get("history").and_then(Value::as_array);
+    for (i, step) in steps.into_iter().flatten().enumerate() {
+        let pair = step.as_array().and_then(|a| match a.as_slice() {
+            [Value::String(c), Value::String(f)] => Some((c.clone(), f.clone())),
+            _ => None,
+        });
+        let Some((code, field)) = pair else {
+            cx.push(
+                d.key("history"),
+                format!("step {}: write [\"<code>\", \"<date field>\"]", i + 1),
+            );
+            continue;
+        };
+        field_ok(k.schema, &field, Some(true), &d.key("history"), cx);
+        if let Some(l) = codelist.as_ref().and_then(|c| k.lists.get(c))
+            && !l.rows.contains_key(&code)
+        {
+            cx.push(
+                d.key("history"),
+                format!(
+                    "`{}` is not a code of code list `{}`",
+                    super::cap(&code),
+                    codelist.as_deref().unwrap_or_default()
+                ),
+            );
+        }
+        history.push((code, field));
+    }
+    if history.is_empty() {
+        cx.push(
+            d.key("history"),
+            "required: the steps in order, e.g. [[\"ASYLUM_SEEKER\", \"registration_date\"], [\"REFUGEE\", \"recognition_date\"]]",
+        );
+    }
+    let at = cx.str(d, "at", false).map(str::to_string);
+    if let Some(a) = &at {
+        field_ok(k.schema, a, Some(true), &d.key("at"), cx);
+    }
+    Derivation::Status {
+        history,
+        at,
+        codelist,
+    }
+}
+
+/// `{ birth_date | birth_year | age, at }`: age in completed years.
+fn age(d: &Section<'_>, k: &Known<'_>, cx: &mut Ctx<'_>) -> Derivation {
+    let birth_date = cx.str(d, "birth_date", false).map(str::to_string);
+    let birth_year = cx.str(d, "birth_year", false).map(str::to_string);
+    if let Some(y) = &birth_year {
+        let is_year = k
+            .schema
+            .and_then(|s| s.field(y))
+            .is_some_and(|f| matches!(f.field_type, FieldType::Year | FieldType::Integer));
+        if k.schema.is_some() && !is_year {
+            cx.push(
+                d.key("birth_year"),
+                format!("field `{}` must be a year field", super::cap(y)),
+            );
+        }
+        if birth_date.is_some() {
+            cx.push(
+                d.key("birth_year"),
+                "give a `birth_date` or a `birth_year`, not both",
+            );
+        }
+    }
+    let age = cx.str(d, "age", false).map(str::to_string);
+    if let Some(b) = &birth_date {
+        field_ok(k.schema, b, Some(true), &d.key("birth_date"), cx);
+    }
+    if let Some(a) = &age {
+        field_ok(k.schema, a, Some(false), &d.key("age"), cx);
+    }
+    let at = cx.str(d, "at", false).map(str::to_string);
+    if let Some(a) = &at {
+        field_ok(k.schema, a, Some(true), &d.key("at"), cx);
+        if birth_date.is_none() && birth_year.is_none() {
+            cx.push(
+                d.key("at"),
+                "`at` needs a `birth_date` or a `birth_year` (a reported age is already at its own date)",
+            );
+        }
+    }
+    Derivation::Age {
+        birth_date,
+        birth_year,
+        age,
+        at,
+    }
+}
+
+/// `{ banding, from_age }`: an age column in bands (of the age derived before, by default).
+fn band(d: &Section<'_>, k: &Known<'_>, cx: &mut Ctx<'_>) -> Option<Derivation> {
+    let id = cx.str(d, "banding", true).unwrap_or_default().to_string();
+    let age = cx
+        .str(d, "from_age", false)
+        .map(str::to_string)
+        .or_else(|| {
+            k.before
+                .iter()
+                .find(|x| matches!(x.derivation, Derivation::Age { .. }))
+                .map(|x| x.name.clone())
+        });
+    let Some(age) = age else {
+        cx.push(
+            d.path(),
+            "a banding needs an age column derived before it (e.g. AGE = { birth_date = \"...\" })",
+        );
+        return None;
+    };
+    match k.bandings.iter().find(|b| b.id == id) {
+        Some(b) => Some(Derivation::Band {
+            age,
+            banding: b.clone(),
+        }),
+        None => {
+            cx.push(
+                d.key("banding"),
+                format!("no banding `{}` in age_bands.csv", super::cap(&id)),
+            );
+            None
+        }
+    }
+}
+
+/// `{ lookup, codelist, column, national }`: a column of a code list, for a derived code.
+fn lookup(d: &Section<'_>, k: &Known<'_>, cx: &mut Ctx<'_>) -> Derivation {
+    let from = cx.str(d, "lookup", true).unwrap_or_default().to_string();
+    let codelist = cx.str(d, "codelist", true).unwrap_or_default().to_string();
+    let column = cx.str(d, "column", true).unwrap_or_default().to_string();
+    if !from.is_empty() {
+        k.derived_before(d, "lookup", &from, cx);
+    }
+    match k.lists.get(&codelist) {
+        None if codelist.is_empty() => {}
+        None => cx.push(
+            d.key("codelist"),
+            format!("no code list `{}`", super::cap(&codelist)),
+        ),
+        Some(l) if !column.is_empty() && !l.columns.contains(&column) => cx.push(
+            d.key("column"),
+            format!(
+                "code list `{codelist}` has no column `{}` ({})",
+                super::cap(&column),
+                l.columns.join(", ")
+            ),
+        ),
+        _ => {}
+    }
+    let national = national_code(d, &codelist, k.lists, cx);
+    Derivation::Lookup {
+        from,
+        codelist,
+        column,
+        national,
+    }
+}
+
+/// `{ foreign, national }`: national or foreign, from a derived code.
+fn foreign(d: &Section<'_>, k: &Known<'_>, cx: &mut Ctx<'_>) -> Derivation {
+    let from = cx.str(d, "foreign", true).unwrap_or_default().to_string();
+    if !from.is_empty() {
+        k.derived_before(d, "foreign", &from, cx);
+    }
+    let national = cx.str(d, "national", true).unwrap_or_default().to_string();
+    Derivation::Foreign { from, national }
+}
+
+/// `{ month = date field }` or `{ year = date field }`: the period of a date.
+fn month_or_year(d: &Section<'_>, k: &Known<'_>, cx: &mut Ctx<'_>) -> Derivation {
+    let key = if d.has("month") { "month" } else { "year" };
+    let date = cx.str(d, key, true).unwrap_or_default().to_string();
+    if !date.is_empty() {
+        field_ok(k.schema, &date, Some(true), &d.key(key), cx);
+    }
+    if key == "month" {
+        Derivation::Month { date }
+    } else {
+        Derivation::Year { date }
+    }
 }
 
 /// The derivations of `t` in an order where each one comes after the column it reads.
@@ -418,15 +441,11 @@ fn field_ok(
 }
 
 /// A code column: a raw field through crosswalks (normalized) onto a code list.
-fn code_derivation(
-    d: &Table,
-    (p, pp): (&str, &str),
-    base: &Path,
-    schema: Option<&TableSchema>,
-    lists: &BTreeMap<String, CodeList>,
-    cx: &mut Ctx<'_>,
-) -> Derivation {
-    let from = cx.str(d, "from", pp, true).unwrap_or_default().to_string();
+fn code_derivation(d: &Section<'_>, k: &Known<'_>, cx: &mut Ctx<'_>) -> Derivation {
+    let (base, schema, lists) = (k.base, k.schema, k.lists);
+    let p = d.path();
+    let pp = format!("{p}.");
+    let from = cx.str(d, "from", true).unwrap_or_default().to_string();
     field_ok(schema, &from, None, &format!("{pp}from"), cx);
     let normalize = match d.get("normalize") {
         None => Normalize {
@@ -461,7 +480,7 @@ fn code_derivation(
             }
         }
     };
-    let codelist = cx.str(d, "codelist", pp, false).map(str::to_string);
+    let codelist = cx.str(d, "codelist", false).map(str::to_string);
     if let Some(c) = &codelist
         && !lists.contains_key(c)
     {
@@ -542,7 +561,7 @@ fn code_derivation(
             "a code column needs a `crosswalk`, a `codelist`, or both",
         );
     }
-    let unmapped = match cx.str(d, "unmapped", pp, false) {
+    let unmapped = match cx.str(d, "unmapped", false) {
         None | Some("quarantine") => Unmapped::Quarantine,
         Some(code) => Unmapped::Code(code.to_string()),
     };
@@ -558,13 +577,13 @@ fn code_derivation(
 
 /// A lookup's `national` code: a code of its code list.
 fn national_code(
-    d: &Table,
+    d: &Section<'_>,
     codelist: &str,
-    pp: &str,
     lists: &BTreeMap<String, CodeList>,
     cx: &mut Ctx<'_>,
 ) -> Option<String> {
-    let code = cx.str(d, "national", pp, false)?.to_string();
+    let pp = format!("{}.", d.path());
+    let code = cx.str(d, "national", false)?.to_string();
     if lists
         .get(codelist)
         .is_some_and(|l| !l.rows.contains_key(&code))
@@ -615,5 +634,68 @@ mod tests {
             "#,
         );
         assert_eq!(got, ["A", "P", "Q"]);
+    }
+
+    /// Compile a `[sources.s.harmonize]` body against a schema with `d` (date) and `a`
+    /// (string), no code lists; the issues as `key: message`.
+    fn harmonize(body: &str) -> (Vec<Derived>, Vec<String>) {
+        let schema = crate::spec::schema::parse(
+            r#"{"fields": [{"name": "d", "type": "date"}, {"name": "a"}]}"#,
+            Path::new("s.json"),
+        )
+        .unwrap();
+        let t: Table = body.parse().unwrap();
+        let mut cx = Ctx {
+            file: Path::new("p.toml"),
+            issues: Vec::new(),
+        };
+        let h = Section::new(&t, "sources.s.harmonize");
+        let out = compile_harmonize(
+            &h,
+            Path::new("."),
+            Some(&schema),
+            &BTreeMap::new(),
+            &[],
+            &mut cx,
+        );
+        h.finish(&mut cx);
+        let issues = cx
+            .issues
+            .iter()
+            .map(|i| format!("{}: {}", i.key, i.message))
+            .collect();
+        (out, issues)
+    }
+
+    #[test]
+    fn a_derivation_allows_the_keys_of_its_own_kind_only() {
+        // A month column reads `month`; `year` (another kind's key, also a date) and `codelist`
+        // (read by codes, lookups and statuses) are refused, not silently dropped. Hand-written.
+        let (out, issues) = harmonize(r#"M = { month = "d", year = "d", codelist = "x" }"#);
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            issues,
+            [
+                "sources.s.harmonize.M.codelist: unknown key `codelist` (read here: month)",
+                "sources.s.harmonize.M.year: unknown key `year` (read here: month)",
+            ]
+        );
+        // Empty names are refused before any data is read, once each.
+        let (_, issues) = harmonize(
+            r#"Y = { year = "" }
+N = { foreign = "", national = "" }"#,
+        );
+        assert_eq!(
+            issues,
+            [
+                "sources.s.harmonize.Y.year: must not be empty: write the name, or leave the key out where it is optional",
+                "sources.s.harmonize.N.foreign: must not be empty: write the name, or leave the key out where it is optional",
+                "sources.s.harmonize.N.national: must not be empty: write the name, or leave the key out where it is optional",
+            ]
+        );
+        // Nothing says how to derive: that one issue, not every key as unknown.
+        let (_, issues) = harmonize(r#"Q = { codelist = "x" }"#);
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert!(issues[0].contains("say how to derive it"), "{issues:?}");
     }
 }

@@ -9,10 +9,10 @@
 //!   scale = …, rscales = …, mse = …, combined.weights = TRUE)`.
 
 use serde::Serialize;
-use toml::{Table, Value};
+use toml::Value;
 
-use super::Ctx;
 use super::schema::{FieldType, TableSchema};
+use super::{Ctx, Section};
 
 /// A survey's sampling design.
 #[derive(Debug, Clone, Serialize)]
@@ -83,36 +83,17 @@ pub enum ReplicateKind {
     Fay { rho: f64 },
 }
 
-const KEYS: &[&str] = &[
-    "weight",
-    "strata",
-    "psu",
-    "ssu",
-    "fpc",
-    "fpc_ssu",
-    "lonely_psu",
-    "replicates",
-    "confidence",
-    "cv_caution",
-    "cv_suppress",
-    "min_n",
-];
-const REPLICATE_KEYS: &[&str] = &["columns", "type", "scale", "rscales", "rho", "mse", "df"];
-
 fn number(v: &Value) -> Option<f64> {
     v.as_float().or_else(|| v.as_integer().map(|i| i as f64))
 }
 
-/// Parse `[sources.<id>.design]`; `p` is the source's key path (`sources.<id>.`).
+/// Parse `[sources.<id>.design]`.
 pub(crate) fn parse(
-    d: &Table,
-    p: &str,
+    d: &Section<'_>,
     schema: Option<&TableSchema>,
     cx: &mut Ctx<'_>,
 ) -> Option<Design> {
-    let dp = format!("{p}design");
-    cx.unknown_keys(d, KEYS, &dp);
-    let dp = format!("{dp}.");
+    let dp = format!("{}.", d.path());
     let check_field = |name: &str, key: &str, numeric: bool, cx: &mut Ctx<'_>| {
         match schema
         .and_then(|s| s.field(name))
@@ -135,7 +116,7 @@ pub(crate) fn parse(
     }
     };
     let field = |key: &str, required: bool, numeric: bool, cx: &mut Ctx<'_>| {
-        let name = cx.str(d, key, &dp, required)?.to_string();
+        let name = cx.str(d, key, required)?.to_string();
         check_field(&name, &format!("{dp}{key}"), numeric, cx);
         Some(name)
     };
@@ -163,7 +144,7 @@ pub(crate) fn parse(
             "with `ssu`, give the FPC of both stages (`fpc` and `fpc_ssu`), as R's svydesign requires; without any FPC the variance is the ultimate-cluster one",
         );
     }
-    let lonely_psu = match cx.str(d, "lonely_psu", &dp, false) {
+    let lonely_psu = match cx.str(d, "lonely_psu", false) {
         None | Some("fail") => LonelyPsu::Fail,
         Some("remove") => LonelyPsu::Remove,
         Some("certainty") => LonelyPsu::Certainty,
@@ -177,27 +158,21 @@ pub(crate) fn parse(
             LonelyPsu::Fail
         }
     };
-    let replicates = match d.get("replicates") {
+    let replicates = match d.sub("replicates", "{ columns = [...], type = \"JK1\" }", cx) {
         None => None,
-        Some(Value::Table(r)) => {
-            let rp = format!("{dp}replicates");
+        Some(r) => {
             if let Some(k) = ["strata", "psu", "ssu", "fpc", "fpc_ssu"]
                 .iter()
-                .find(|k| d.contains_key(**k))
+                .find(|k| d.has(k))
             {
                 cx.push(
                     format!("{dp}{k}"),
                     "replicate weights carry the design: drop strata, psu, ssu and fpc, or the replicates",
                 );
             }
-            replicates(r, &rp, schema, &check_field, cx)
-        }
-        Some(_) => {
-            cx.push(
-                format!("{dp}replicates"),
-                "must be a table { columns = [...], type = \"JK1\" }",
-            );
-            None
+            let parsed = replicates(&r, schema, &check_field, cx);
+            r.finish(cx);
+            parsed
         }
     };
     let confidence = match d.get("confidence") {
@@ -213,8 +188,8 @@ pub(crate) fn parse(
             }
         },
     };
-    let cv_caution = cx.fraction(d, "cv_caution", &dp).unwrap_or(0.165);
-    let cv_suppress = cx.fraction(d, "cv_suppress", &dp).unwrap_or(0.333);
+    let cv_caution = cx.fraction(d, "cv_caution").unwrap_or(0.165);
+    let cv_suppress = cx.fraction(d, "cv_suppress").unwrap_or(0.333);
     let min_n = match d.get("min_n") {
         None => 10,
         Some(v) => match v.as_integer().and_then(|i| u64::try_from(i).ok()) {
@@ -225,6 +200,7 @@ pub(crate) fn parse(
             }
         },
     };
+    d.finish(cx);
     Some(Design {
         weight: weight?,
         strata,
@@ -242,14 +218,12 @@ pub(crate) fn parse(
 }
 
 fn replicates(
-    r: &Table,
-    rp: &str,
+    r: &Section<'_>,
     schema: Option<&TableSchema>,
     check_field: &dyn Fn(&str, &str, bool, &mut Ctx<'_>),
     cx: &mut Ctx<'_>,
 ) -> Option<Replicates> {
-    cx.unknown_keys(r, REPLICATE_KEYS, rp);
-    let rp = format!("{rp}.");
+    let rp = format!("{}.", r.path());
     // An explicit list, or a glob over the schema's fields in schema order.
     let columns: Vec<String> = match r.get("columns") {
         Some(Value::Array(a)) => a
@@ -311,7 +285,7 @@ fn replicates(
         f
     };
     let scale_given = given("scale", cx);
-    let kind = match cx.str(r, "type", &rp, true) {
+    let kind = match cx.str(r, "type", true) {
         Some("JK1") => ReplicateKind::JK1,
         Some("JKn") => ReplicateKind::JKn,
         Some("bootstrap") => ReplicateKind::Bootstrap,

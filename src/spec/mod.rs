@@ -14,6 +14,7 @@ pub mod protection;
 pub mod ptable;
 pub mod table;
 pub mod schema;
+pub(crate) mod section;
 pub mod source;
 
 use std::collections::BTreeMap;
@@ -32,6 +33,7 @@ pub use protection::{DEFAULT_PROTECTION_RANGE, KeySource, Secondary};
 pub use protection::{Protect, ProtectMethod, Revisions};
 pub use ptable::PTable;
 pub use schema::TableSchema;
+pub(crate) use section::{Ctx, Section, cap};
 pub use table::{Measure, MigrationFlow, ResidenceRule, TableKind, TableSpec, Unit};
 
 use crate::error::{Error, Result, SpecIssue};
@@ -42,20 +44,6 @@ pub const SPEC_VERSION: i64 = 1;
 /// Sections later stages will read; until then naming one is an error, so that nothing a
 /// statistician writes is silently ignored.
 const RESERVED_SECTIONS: &[&str] = &["protect"];
-const TOP_KEYS: &[&str] = &[
-    "version",
-    "id",
-    "title",
-    "description",
-    "reference_date",
-    "reference_period",
-    "defaults",
-    "publish",
-    "codelists",
-    "protection",
-    "sources",
-    "tables",
-];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -101,6 +89,9 @@ pub struct SourcePlan {
     pub harmonize: Vec<Derived>,
     /// The sampling design, for a survey source.
     pub design: Option<Design>,
+    /// The source's `period` as written, the default of its tables (read with each table).
+    #[serde(skip)]
+    pub(crate) period: Option<Value>,
 }
 
 fn ser_delimiter<S: serde::Serializer>(d: &u8, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -161,165 +152,17 @@ fn sdmx_id(s: &str, dots: bool) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "_@$-".contains(c) || (dots && c == '.'))
 }
 
-/// At most `max` characters of `s`, marked `… (truncated)` when cut.
-pub(crate) fn cap_to(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        None => s.to_string(),
-        Some((i, _)) => format!("{}… (truncated)", &s[..i]),
-    }
-}
-
-/// A spec value quoted in a message: at most 100 characters.
-pub(crate) fn cap(s: &str) -> String {
-    cap_to(s, 100)
-}
-
-pub(crate) struct Ctx<'a> {
-    file: &'a Path,
-    issues: Vec<SpecIssue>,
-}
-
-impl Ctx<'_> {
-    /// Record a problem. Key and message are capped (they may quote spec values).
-    pub(crate) fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
-        self.issues.push(SpecIssue {
-            file: self.file.to_path_buf(),
-            key: cap_to(&key.into(), 200),
-            message: cap_to(&message.into(), 1000),
-        });
-    }
-
-    pub(crate) fn unknown_keys(&mut self, t: &Table, allowed: &[&str], path: &str) {
-        for k in t.keys() {
-            let key = if path.is_empty() {
-                k.clone()
-            } else {
-                format!("{path}.{k}")
-            };
-            if path.is_empty() && k == "harmonize" {
-                self.push(
-                    key,
-                    "harmonize goes under each source: [sources.<id>.harmonize]",
-                );
-            } else if path.is_empty() && RESERVED_SECTIONS.contains(&k.as_str()) {
-                self.push(
-                    key,
-                    format!(
-                        "section `{k}` is not supported by migstat {} yet; remove it",
-                        crate::VERSION
-                    ),
-                );
-            } else if !allowed.contains(&k.as_str()) {
-                self.push(
-                    key,
-                    format!("unknown key `{k}` (allowed here: {})", allowed.join(", ")),
-                );
-            }
-        }
-    }
-
-    /// The table under `key` of `t`; a value of another type is reported (as `path`) and reads
-    /// as `empty`, so that every other problem is still found.
-    fn section<'t>(&mut self, t: &'t Table, key: &str, path: &str, empty: &'t Table) -> &'t Table {
-        match t.get(key) {
-            Some(Value::Table(s)) => s,
-            Some(_) => {
-                self.push(path, "must be a table");
-                empty
-            }
-            None => empty,
-        }
-    }
-
-    /// A count of at least 1 under `key`, or `default` (also after reporting a bad value).
-    fn at_least_one(
-        &mut self,
-        t: &Table,
-        key: &str,
-        path: &str,
-        default: usize,
-        message: &str,
-    ) -> usize {
-        match t.get(key) {
-            None => default,
-            Some(v) => match v.as_integer().and_then(|i| usize::try_from(i).ok()) {
-                Some(n) if n >= 1 => n,
-                _ => {
-                    self.push(path, message);
-                    default
-                }
-            },
-        }
-    }
-
-    pub(crate) fn str<'t>(
-        &mut self,
-        t: &'t Table,
-        key: &str,
-        path: &str,
-        required: bool,
-    ) -> Option<&'t str> {
-        match t.get(key) {
-            // An empty name would pass here and fail (or silently match nothing) once the data
-            // is read: every string of a spec names something.
-            Some(Value::String(s)) if s.trim().is_empty() => {
-                self.push(
-                    format!("{path}{key}"),
-                    "must not be empty: write the name, or leave the key out where it is optional",
-                );
-                None
-            }
-            Some(Value::String(s)) => Some(s),
-            Some(_) => {
-                self.push(format!("{path}{key}"), "must be a string");
-                None
-            }
-            None => {
-                if required {
-                    self.push(format!("{path}{key}"), "required key is missing");
-                }
-                None
-            }
-        }
-    }
-
-    pub(crate) fn fraction(&mut self, t: &Table, key: &str, path: &str) -> Option<f64> {
-        let v = t.get(key)?;
-        match v.as_float().or_else(|| v.as_integer().map(|i| i as f64)) {
-            Some(f) if (0.0..=1.0).contains(&f) => Some(f),
-            _ => {
-                self.push(format!("{path}{key}"), "must be a number between 0 and 1");
-                None
-            }
-        }
-    }
-
-    fn date(&mut self, v: &Value, key: &str) -> Option<NaiveDate> {
-        let parsed = match v {
-            Value::Datetime(dt) => dt
-                .date
-                .filter(|_| dt.time.is_none())
-                .and_then(|d| NaiveDate::from_ymd_opt(d.year.into(), d.month.into(), d.day.into())),
-            Value::String(s) => NaiveDate::parse_from_str(s, "%Y-%m-%d").ok(),
-            _ => None,
-        };
-        if parsed.is_none() {
-            self.push(key, "must be a date written YYYY-MM-DD");
-        }
-        parsed
-    }
-}
-
 /// Compile a pipeline spec and its schemas into a [`Plan`]. Every problem is reported at once,
 /// section by section; no data is read.
 pub fn compile(spec_path: &Path) -> Result<Plan> {
-    let (bytes, root) = read_spec(spec_path)?;
+    let (bytes, root_table) = read_spec(spec_path)?;
     let base = spec_path.parent().unwrap_or(Path::new("."));
     let mut cx = Ctx {
         file: spec_path,
         issues: Vec::new(),
     };
-    cx.unknown_keys(&root, TOP_KEYS, "");
+    let root = Section::new(&root_table, "");
+    misplaced_sections(&root, &mut cx);
     let head = header(&root, &mut cx);
     let (default_fraction, chunk_rows) = defaults_section(&root, &mut cx);
     let (keep_releases, provisional_months, sdmx) = publish_section(&root, &mut cx);
@@ -340,6 +183,7 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
         &mut cx,
     );
     let groups = groups::groups(&tables, &mut cx);
+    root.finish(&mut cx);
     if !cx.issues.is_empty() {
         return Err(Error::Spec(cx.issues));
     }
@@ -403,6 +247,28 @@ fn read_spec(spec_path: &Path) -> Result<(Vec<u8>, Table)> {
     Ok((bytes, root))
 }
 
+/// Top-level sections that belong elsewhere or to a later migstat: each reported with what to do
+/// instead of as an unknown key.
+fn misplaced_sections(root: &Section<'_>, cx: &mut Ctx<'_>) {
+    if root.has("harmonize") {
+        root.get("harmonize");
+        cx.push(
+            "harmonize",
+            "harmonize goes under each source: [sources.<id>.harmonize]",
+        );
+    }
+    for k in RESERVED_SECTIONS.iter().filter(|k| root.has(k)) {
+        root.get(k);
+        cx.push(
+            *k,
+            format!(
+                "section `{k}` is not supported by migstat {} yet; remove it",
+                crate::VERSION
+            ),
+        );
+    }
+}
+
 /// The spec's identity and reference dates (the top-level keys).
 struct Header {
     pipeline_id: String,
@@ -411,7 +277,7 @@ struct Header {
     reference_period: Option<Period>,
 }
 
-fn header(root: &Table, cx: &mut Ctx<'_>) -> Header {
+fn header(root: &Section<'_>, cx: &mut Ctx<'_>) -> Header {
     match root.get("version") {
         Some(Value::Integer(SPEC_VERSION)) => {}
         Some(v) => cx.push(
@@ -423,12 +289,12 @@ fn header(root: &Table, cx: &mut Ctx<'_>) -> Header {
             format!("required: write `version = {SPEC_VERSION}`"),
         ),
     }
-    let pipeline_id = cx.str(root, "id", "", true).unwrap_or_default().to_string();
+    let pipeline_id = cx.str(root, "id", true).unwrap_or_default().to_string();
     if !pipeline_id.is_empty() && !is_identifier(&pipeline_id) {
         cx.push("id", "use letters, digits, `_` and `-` only");
     }
-    let title = cx.str(root, "title", "", false).map(str::to_string);
-    cx.str(root, "description", "", false);
+    let title = cx.str(root, "title", false).map(str::to_string);
+    cx.str(root, "description", false);
 
     let reference_date = match root.get("reference_date") {
         Some(v) => cx.date(v, "reference_date"),
@@ -442,26 +308,28 @@ fn header(root: &Table, cx: &mut Ctx<'_>) -> Header {
     };
     let reference_period = match root.get("reference_period") {
         Some(Value::Table(t)) => {
-            cx.unknown_keys(t, &["start", "end"], "reference_period");
+            let t = Section::new(t, "reference_period");
             let s = t
                 .get("start")
                 .and_then(|v| cx.date(v, "reference_period.start"));
             let e = t
                 .get("end")
                 .and_then(|v| cx.date(v, "reference_period.end"));
-            match (s, e) {
+            let period = match (s, e) {
                 (Some(start), Some(end)) if start <= end => Some(Period { start, end }),
                 (Some(_), Some(_)) => {
                     cx.push("reference_period", "start is after end");
                     None
                 }
                 _ => {
-                    if !t.contains_key("start") || !t.contains_key("end") {
+                    if !t.has("start") || !t.has("end") {
                         cx.push("reference_period", "needs both `start` and `end`");
                     }
                     None
                 }
-            }
+            };
+            t.finish(cx);
+            period
         }
         Some(Value::String(y)) => match y.parse::<i32>().ok().and_then(|y| {
             Some(Period {
@@ -503,36 +371,32 @@ fn header(root: &Table, cx: &mut Ctx<'_>) -> Header {
 }
 
 /// `[defaults]`: (the default `max_invalid_fraction`, `chunk_rows`).
-fn defaults_section(root: &Table, cx: &mut Ctx<'_>) -> (f64, usize) {
-    const DEFAULT_KEYS: &[&str] = &["max_invalid_fraction", "chunk_rows"];
-    let empty = Table::new();
-    let defaults = cx.section(root, "defaults", "defaults", &empty);
-    cx.unknown_keys(defaults, DEFAULT_KEYS, "defaults");
+fn defaults_section(root: &Section<'_>, cx: &mut Ctx<'_>) -> (f64, usize) {
+    let Some(defaults) = root.sub("defaults", "", cx) else {
+        return (0.05, 250_000);
+    };
     let default_fraction = cx
-        .fraction(defaults, "max_invalid_fraction", "defaults.")
+        .fraction(&defaults, "max_invalid_fraction")
         .unwrap_or(0.05);
     let chunk_rows = cx.at_least_one(
-        defaults,
+        &defaults,
         "chunk_rows",
-        "defaults.chunk_rows",
         250_000,
         "must be a positive integer",
     );
-
+    defaults.finish(cx);
     (default_fraction, chunk_rows)
 }
 
 /// `[publish]` and `[publish.sdmx]`: (keep_releases, provisional_months, SDMX settings).
-fn publish_section(root: &Table, cx: &mut Ctx<'_>) -> (usize, u32, Sdmx) {
-    const PUBLISH_KEYS: &[&str] = &["keep_releases", "sdmx", "provisional_months"];
-    const SDMX_KEYS: &[&str] = &["agency", "version", "csv", "ref_area"];
+fn publish_section(root: &Section<'_>, cx: &mut Ctx<'_>) -> (usize, u32, Sdmx) {
     let empty = Table::new();
-    let publish = cx.section(root, "publish", "publish", &empty);
-    cx.unknown_keys(publish, PUBLISH_KEYS, "publish");
+    let publish = root
+        .sub("publish", "", cx)
+        .unwrap_or_else(|| Section::new(&empty, "publish"));
     let keep_releases = cx.at_least_one(
-        publish,
+        &publish,
         "keep_releases",
-        "publish.keep_releases",
         7,
         "must be an integer of at least 1 (the current release is always kept)",
     );
@@ -551,10 +415,11 @@ fn publish_section(root: &Table, cx: &mut Ctx<'_>) -> (usize, u32, Sdmx) {
         },
     };
 
-    let sdmx_table = cx.section(publish, "sdmx", "publish.sdmx", &empty);
-    cx.unknown_keys(sdmx_table, SDMX_KEYS, "publish.sdmx");
+    let sdmx_table = publish
+        .sub("sdmx", "", cx)
+        .unwrap_or_else(|| Section::new(&empty, "publish.sdmx"));
     let agency = cx
-        .str(sdmx_table, "agency", "publish.sdmx.", false)
+        .str(&sdmx_table, "agency", false)
         .unwrap_or("MIGSTAT")
         .to_string();
     if !sdmx_id(&agency, true) {
@@ -564,7 +429,7 @@ fn publish_section(root: &Table, cx: &mut Ctx<'_>) -> (usize, u32, Sdmx) {
         );
     }
     let sdmx_version = cx
-        .str(sdmx_table, "version", "publish.sdmx.", false)
+        .str(&sdmx_table, "version", false)
         .unwrap_or("1.0")
         .to_string();
     if !sdmx_version
@@ -599,9 +464,7 @@ fn publish_section(root: &Table, cx: &mut Ctx<'_>) -> (usize, u32, Sdmx) {
             Vec::new()
         }
     };
-    let ref_area = cx
-        .str(sdmx_table, "ref_area", "publish.sdmx.", false)
-        .map(str::to_string);
+    let ref_area = cx.str(&sdmx_table, "ref_area", false).map(str::to_string);
     if let Some(a) = &ref_area
         && !(a.len() == 2 && a.chars().all(|c| c.is_ascii_uppercase()))
     {
@@ -610,6 +473,8 @@ fn publish_section(root: &Table, cx: &mut Ctx<'_>) -> (usize, u32, Sdmx) {
             format!("`{a}` is not an ISO 3166-1 alpha-2 code (e.g. MA)"),
         );
     }
+    sdmx_table.finish(cx);
+    publish.finish(cx);
     let sdmx = Sdmx {
         agency,
         version: sdmx_version,
@@ -621,13 +486,12 @@ fn publish_section(root: &Table, cx: &mut Ctx<'_>) -> (usize, u32, Sdmx) {
 }
 
 /// `[protection]`: where the protection key comes from.
-fn protection_section(root: &Table, base: &Path, cx: &mut Ctx<'_>) -> KeySource {
-    const PROTECTION_KEYS: &[&str] = &["key_env", "key_file"];
-    let empty = Table::new();
-    let protection = cx.section(root, "protection", "protection", &empty);
-    cx.unknown_keys(protection, PROTECTION_KEYS, "protection");
+fn protection_section(root: &Section<'_>, base: &Path, cx: &mut Ctx<'_>) -> KeySource {
     let mut protection_key = crate::spec::KeySource::default();
-    if let Some(env) = cx.str(protection, "key_env", "protection.", false) {
+    let Some(protection) = root.sub("protection", "", cx) else {
+        return protection_key;
+    };
+    if let Some(env) = cx.str(&protection, "key_env", false) {
         if env.is_empty() || !env.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             cx.push(
                 "protection.key_env",
@@ -636,25 +500,25 @@ fn protection_section(root: &Table, base: &Path, cx: &mut Ctx<'_>) -> KeySource 
         }
         protection_key.env = env.to_string();
     }
-    if let Some(f) = cx.str(protection, "key_file", "protection.", false) {
+    if let Some(f) = cx.str(&protection, "key_file", false) {
         if f.is_empty() {
             cx.push("protection.key_file", "must name a file");
         } else {
             protection_key.file = Some(clean_path(&base.join(f)));
         }
     }
-
+    protection.finish(cx);
     protection_key
 }
 
 /// The code lists and age bandings the sources' derivations may name (read only when a
 /// source derives something).
 fn codelists_section(
-    root: &Table,
+    root: &Section<'_>,
     base: &Path,
     cx: &mut Ctx<'_>,
 ) -> (PathBuf, BTreeMap<String, CodeList>, Vec<Banding>) {
-    let codelists_dir = match cx.str(root, "codelists", "", false) {
+    let codelists_dir = match cx.str(root, "codelists", false) {
         Some(d) => clean_path(&base.join(d)),
         None => clean_path(&base.join("../schemas/codelists")),
     };
@@ -675,7 +539,7 @@ fn codelists_section(
 
 /// `[tables.<id>]`: every table compiled against the sources.
 fn tables_section(
-    root: &Table,
+    root: &Section<'_>,
     base: &Path,
     sources: &[SourcePlan],
     (reference_date, reference_period): (Option<NaiveDate>, Option<Period>),
@@ -694,11 +558,7 @@ fn tables_section(
                     has_person: s.person_id.is_some(),
                     has_record: s.record_id.is_some(),
                     has_design: s.design.is_some(),
-                    period: root
-                        .get("sources")
-                        .and_then(|v| v.get(&s.id))
-                        .and_then(|v| v.get("period"))
-                        .cloned(),
+                    period: s.period.clone(),
                     reference_date,
                     reference_period,
                 })

@@ -18,7 +18,7 @@ use chrono::{Datelike, Months, NaiveDate};
 use serde::Serialize;
 use toml::Value;
 
-use super::Ctx;
+use super::{Ctx, Section};
 
 /// Periods a series may hold (a guard against a typo such as `from = "1024"`).
 pub const MAX_PERIODS: usize = 600;
@@ -221,8 +221,6 @@ pub fn parse_label(s: &str) -> Option<RefPeriod> {
     period_at(NaiveDate::from_ymd_opt(y, m, 1)?, Freq::Month)
 }
 
-const PERIOD_KEYS: &[&str] = &["every", "from", "to", "start", "end", "date"];
-
 /// What the spec says of a table's periods, before the table's kind is known.
 #[derive(Debug, Clone)]
 pub(crate) struct Declared {
@@ -249,129 +247,10 @@ pub(crate) fn declared(v: &Value, key: &str, cx: &mut Ctx<'_>) -> Option<Declare
             }
         },
         Value::Table(t) => {
-            cx.unknown_keys(t, PERIOD_KEYS, key);
-            let date = match t.get("date") {
-                None => None,
-                Some(Value::String(s)) => Some(s.clone()),
-                Some(_) => {
-                    cx.push(
-                        format!("{key}.date"),
-                        "must name a date field of the source",
-                    );
-                    None
-                }
-            };
-            if t.contains_key("start") || t.contains_key("end") {
-                for k in ["every", "from", "to"] {
-                    if t.contains_key(k) {
-                        cx.push(
-                            format!("{key}.{k}"),
-                            "a period is either { start, end } or a series { every, from, to }",
-                        );
-                    }
-                }
-                let s = t
-                    .get("start")
-                    .and_then(|v| cx.date(v, &format!("{key}.start")));
-                let e = t.get("end").and_then(|v| cx.date(v, &format!("{key}.end")));
-                return match (s, e) {
-                    (Some(start), Some(end)) if start <= end => {
-                        let whole_year = start.ordinal() == 1
-                            && end.month() == 12
-                            && end.day() == 31
-                            && start.year() == end.year();
-                        let p = RefPeriod {
-                            start,
-                            end,
-                            freq: if whole_year { Freq::Year } else { Freq::Range },
-                            stock: false,
-                        };
-                        Some(Declared {
-                            list: vec![p],
-                            freq: p.freq,
-                            date,
-                        })
-                    }
-                    (Some(_), Some(_)) => {
-                        cx.push(key.to_string(), "start is after end");
-                        None
-                    }
-                    _ => {
-                        cx.push(key.to_string(), "needs both `start` and `end`");
-                        None
-                    }
-                };
-            }
-            let freq = match t.get("every").and_then(Value::as_str) {
-                Some("year") => Freq::Year,
-                Some("quarter") => Freq::Quarter,
-                Some("month") => Freq::Month,
-                _ => {
-                    cx.push(
-                        format!("{key}.every"),
-                        "required: \"year\", \"quarter\" or \"month\"",
-                    );
-                    return None;
-                }
-            };
-            let bound = |k: &str, cx: &mut Ctx<'_>| -> Option<RefPeriod> {
-                let s = match t.get(k) {
-                    Some(Value::String(s)) => s.clone(),
-                    Some(Value::Integer(i)) => i.to_string(),
-                    _ => {
-                        cx.push(
-                            format!("{key}.{k}"),
-                            "required: a period of the series, e.g. \"2014\", \"2014-Q1\" or \"2014-01\"",
-                        );
-                        return None;
-                    }
-                };
-                match parse_label(&s) {
-                    Some(p) if p.freq == freq => Some(p),
-                    _ => {
-                        cx.push(
-                            format!("{key}.{k}"),
-                            format!(
-                                "`{}` is not a {} (write {})",
-                                super::cap(&s),
-                                match freq {
-                                    Freq::Year => "year",
-                                    Freq::Quarter => "quarter",
-                                    _ => "month",
-                                },
-                                match freq {
-                                    Freq::Year => "\"2014\"",
-                                    Freq::Quarter => "\"2014-Q1\"",
-                                    _ => "\"2014-01\"",
-                                }
-                            ),
-                        );
-                        None
-                    }
-                }
-            };
-            let from = bound("from", cx);
-            let to = bound("to", cx);
-            let (from, to) = (from?, to?);
-            if from.start > to.start {
-                cx.push(key.to_string(), "`from` is after `to`");
-                return None;
-            }
-            let mut list = vec![from];
-            while let Some(last) = list.last().copied() {
-                if last.start >= to.start {
-                    break;
-                }
-                if list.len() >= MAX_PERIODS {
-                    cx.push(
-                        key.to_string(),
-                        format!("a series holds at most {MAX_PERIODS} periods"),
-                    );
-                    return None;
-                }
-                list.push(period_at(last.end.succ_opt()?, freq)?);
-            }
-            Some(Declared { list, freq, date })
+            let t = Section::new(t, key);
+            let declared = declared_table(&t, key, cx);
+            t.finish(cx);
+            declared
         }
         _ => {
             cx.push(
@@ -381,6 +260,134 @@ pub(crate) fn declared(v: &Value, key: &str, cx: &mut Ctx<'_>) -> Option<Declare
             None
         }
     }
+}
+
+/// A `period` table: `{ start, end }` or a series `{ every, from, to }`, with an optional `date`.
+fn declared_table(t: &Section<'_>, key: &str, cx: &mut Ctx<'_>) -> Option<Declared> {
+    let date = match t.get("date") {
+        None => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            cx.push(
+                format!("{key}.date"),
+                "must name a date field of the source",
+            );
+            None
+        }
+    };
+    if t.has("start") || t.has("end") {
+        for k in ["every", "from", "to"] {
+            if t.get(k).is_some() {
+                cx.push(
+                    format!("{key}.{k}"),
+                    "a period is either { start, end } or a series { every, from, to }",
+                );
+            }
+        }
+        let s = t
+            .get("start")
+            .and_then(|v| cx.date(v, &format!("{key}.start")));
+        let e = t.get("end").and_then(|v| cx.date(v, &format!("{key}.end")));
+        return match (s, e) {
+            (Some(start), Some(end)) if start <= end => {
+                let whole_year = start.ordinal() == 1
+                    && end.month() == 12
+                    && end.day() == 31
+                    && start.year() == end.year();
+                let p = RefPeriod {
+                    start,
+                    end,
+                    freq: if whole_year { Freq::Year } else { Freq::Range },
+                    stock: false,
+                };
+                Some(Declared {
+                    list: vec![p],
+                    freq: p.freq,
+                    date,
+                })
+            }
+            (Some(_), Some(_)) => {
+                cx.push(key.to_string(), "start is after end");
+                None
+            }
+            _ => {
+                cx.push(key.to_string(), "needs both `start` and `end`");
+                None
+            }
+        };
+    }
+    let bounds = [("from", t.get("from")), ("to", t.get("to"))];
+    let freq = match t.get("every").and_then(Value::as_str) {
+        Some("year") => Freq::Year,
+        Some("quarter") => Freq::Quarter,
+        Some("month") => Freq::Month,
+        _ => {
+            cx.push(
+                format!("{key}.every"),
+                "required: \"year\", \"quarter\" or \"month\"",
+            );
+            return None;
+        }
+    };
+    let bound = |(k, v): (&str, Option<&Value>), cx: &mut Ctx<'_>| -> Option<RefPeriod> {
+        let s = match v {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Integer(i)) => i.to_string(),
+            _ => {
+                cx.push(
+                    format!("{key}.{k}"),
+                    "required: a period of the series, e.g. \"2014\", \"2014-Q1\" or \"2014-01\"",
+                );
+                return None;
+            }
+        };
+        match parse_label(&s) {
+            Some(p) if p.freq == freq => Some(p),
+            _ => {
+                cx.push(
+                    format!("{key}.{k}"),
+                    format!(
+                        "`{}` is not a {} (write {})",
+                        super::cap(&s),
+                        match freq {
+                            Freq::Year => "year",
+                            Freq::Quarter => "quarter",
+                            _ => "month",
+                        },
+                        match freq {
+                            Freq::Year => "\"2014\"",
+                            Freq::Quarter => "\"2014-Q1\"",
+                            _ => "\"2014-01\"",
+                        }
+                    ),
+                );
+                None
+            }
+        }
+    };
+    let [from, to] = bounds;
+    let from = bound(from, cx);
+    let to = bound(to, cx);
+    let (from, to) = (from?, to?);
+    if from.start > to.start {
+        cx.push(key.to_string(), "`from` is after `to`");
+        return None;
+    }
+    let mut list = vec![from];
+    while let Some(last) = list.last().copied() {
+        if last.start >= to.start {
+            break;
+        }
+        if list.len() >= MAX_PERIODS {
+            cx.push(
+                key.to_string(),
+                format!("a series holds at most {MAX_PERIODS} periods"),
+            );
+            return None;
+        }
+        list.push(period_at(last.end.succ_opt()?, freq)?);
+    }
+    Some(Declared { list, freq, date })
 }
 
 impl Declared {

@@ -8,9 +8,8 @@
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use toml::Table;
 
-use super::Ctx;
+use super::{Ctx, Section};
 
 /// The protection range of cell suppression when the spec names none (count tables) and of
 /// survey groups: every protected cell's interval, as the intruder computes it from everything
@@ -117,22 +116,11 @@ impl ProtectMethod {
     }
 }
 
-const PROTECT_KEYS: &[&str] = &[
-    "method",
-    "threshold",
-    "protection_range",
-    "base",
-    "seed",
-    "publish_grand_total",
-    "ptable",
-    "secondary",
-    "revisions",
-];
-
-pub(crate) fn protect(t: &Table, p: &str, spec_dir: &Path, cx: &mut Ctx<'_>) -> Option<Protect> {
-    cx.unknown_keys(t, PROTECT_KEYS, p);
-    let pp = format!("{p}.");
-    let method = match cx.str(t, "method", &pp, true) {
+/// `protect = { method = ..., ... }` of a table. The section is finished here (its unread keys
+/// reported) once the method is known; a missing or unknown method is the one issue reported.
+pub(crate) fn protect(t: &Section<'_>, spec_dir: &Path, cx: &mut Ctx<'_>) -> Option<Protect> {
+    let pp = format!("{}.", t.path());
+    let method = match cx.str(t, "method", true) {
         Some("suppress") => ProtectMethod::Suppress,
         Some("round") => ProtectMethod::Round,
         Some("random_round") => ProtectMethod::RandomRound,
@@ -161,7 +149,7 @@ pub(crate) fn protect(t: &Table, p: &str, spec_dir: &Path, cx: &mut Ctx<'_>) -> 
     };
     let threshold = int("threshold", 5, 1, cx);
     let base = int("base", 5, 2, cx);
-    if t.contains_key("seed") {
+    if t.get("seed").is_some() {
         cx.push(
             format!("{pp}seed"),
             "a seed is a secret and has no place in a spec: remove it; the noise is keyed by the protection key ([protection] key_file, or the MIGSTAT_PROTECTION_KEY environment variable)",
@@ -188,14 +176,14 @@ pub(crate) fn protect(t: &Table, p: &str, spec_dir: &Path, cx: &mut Ctx<'_>) -> 
         ("secondary", method == ProtectMethod::Suppress),
         ("ptable", method == ProtectMethod::CellKey),
     ] {
-        if t.contains_key(key) && !used {
+        if t.get(key).is_some() && !used {
             cx.push(
                 format!("{pp}{key}"),
                 format!("`{key}` does not apply to method {}", method.name()),
             );
         }
     }
-    let secondary = match cx.str(t, "secondary", &pp, false) {
+    let secondary = match cx.str(t, "secondary", false) {
         None | Some("gauss") => crate::spec::Secondary::Gauss,
         Some("hypercube") => crate::spec::Secondary::Hypercube,
         Some(other) => {
@@ -206,7 +194,7 @@ pub(crate) fn protect(t: &Table, p: &str, spec_dir: &Path, cx: &mut Ctx<'_>) -> 
             crate::spec::Secondary::Gauss
         }
     };
-    let revisions = match cx.str(t, "revisions", &pp, false) {
+    let revisions = match cx.str(t, "revisions", false) {
         None | Some("freeze") => Revisions::Freeze,
         Some("every_release") => Revisions::EveryRelease,
         Some(other) => {
@@ -225,13 +213,14 @@ pub(crate) fn protect(t: &Table, p: &str, spec_dir: &Path, cx: &mut Ctx<'_>) -> 
         }),
     };
     let ptable = cx
-        .str(t, "ptable", &pp, false)
+        .str(t, "ptable", false)
         .map(|f| super::clean_path(&spec_dir.join(f)));
     if let Some(f) = &ptable
         && let Err(e) = crate::spec::PTable::read(f)
     {
         cx.push(format!("{pp}ptable"), e.to_string());
     }
+    t.finish(cx);
     Some(Protect {
         method,
         threshold,
@@ -249,12 +238,16 @@ mod tests {
     use super::*;
 
     fn protect_of(body: &str) -> (Option<Protect>, Vec<String>) {
-        let t: Table = body.parse().unwrap();
+        let t: toml::Table = body.parse().unwrap();
         let mut cx = Ctx {
             file: Path::new("p.toml"),
             issues: Vec::new(),
         };
-        let p = protect(&t, "tables.t.protect", Path::new("."), &mut cx);
+        let p = protect(
+            &Section::new(&t, "tables.t.protect"),
+            Path::new("."),
+            &mut cx,
+        );
         let issues = cx.issues.iter().map(|i| i.key.clone()).collect();
         (p, issues)
     }

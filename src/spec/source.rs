@@ -11,24 +11,9 @@ use toml::{Table, Value};
 
 use super::*;
 
-const SOURCE_KEYS: &[&str] = &[
-    "path",
-    "format",
-    "schema",
-    "encoding",
-    "delimiter",
-    "max_invalid_fraction",
-    "description",
-    "person_id",
-    "record_id",
-    "harmonize",
-    "design",
-    "period",
-];
-
 /// `[sources.<id>]`: every source compiled, with its schema's hash.
 pub(super) fn sources_section(
-    root: &Table,
+    root: &Section<'_>,
     base: &Path,
     default_fraction: f64,
     (codelists, bandings): (&BTreeMap<String, CodeList>, &[Banding]),
@@ -69,11 +54,10 @@ fn compile_source(
     (codelists, bandings): (&BTreeMap<String, CodeList>, &[crate::spec::Banding]),
     cx: &mut Ctx<'_>,
 ) -> Option<(SourcePlan, blake3::Hash)> {
-    let path = format!("sources.{id}");
-    let p = format!("{path}.");
-    cx.unknown_keys(st, SOURCE_KEYS, &path);
+    let st = &Section::new(st, format!("sources.{id}"));
+    let p = format!("sources.{id}.");
 
-    let format = match cx.str(st, "format", &p, true) {
+    let format = match cx.str(st, "format", true) {
         Some("csv") => Some(Format::Csv),
         Some("parquet") => Some(Format::Parquet),
         Some(other) => {
@@ -85,7 +69,7 @@ fn compile_source(
         }
         None => None,
     };
-    let encoding = match cx.str(st, "encoding", &p, false) {
+    let encoding = match cx.str(st, "encoding", false) {
         None => Some(Encoding::Utf8),
         Some(e) => match e.to_ascii_lowercase().as_str() {
             "utf-8" | "utf8" => Some(Encoding::Utf8),
@@ -99,7 +83,7 @@ fn compile_source(
             }
         },
     };
-    let delimiter = match cx.str(st, "delimiter", &p, false) {
+    let delimiter = match cx.str(st, "delimiter", false) {
         None => Some(b','),
         Some(d) if d == "\\t" || d == "\t" => Some(b'\t'),
         Some(d) if d.len() == 1 && d != "\"" && d != "\n" && d != "\r" => Some(d.as_bytes()[0]),
@@ -113,23 +97,23 @@ fn compile_source(
     };
     if format == Some(Format::Parquet) {
         for k in ["encoding", "delimiter"] {
-            if st.contains_key(k) {
+            if st.has(k) {
                 cx.push(format!("{p}{k}"), "only applies to csv sources");
             }
         }
     }
     let max_invalid_fraction = cx
-        .fraction(st, "max_invalid_fraction", &p)
+        .fraction(st, "max_invalid_fraction")
         .unwrap_or(default_fraction);
-    let description = cx.str(st, "description", &p, false).map(str::to_string);
+    let description = cx.str(st, "description", false).map(str::to_string);
 
-    let files = match cx.str(st, "path", &p, true) {
+    let files = match cx.str(st, "path", true) {
         Some(pattern) => expand_files(pattern, base, &format!("{p}path"), cx),
         None => Vec::new(),
     };
 
     let mut schema_out = None;
-    if let Some(sp) = cx.str(st, "schema", &p, true) {
+    if let Some(sp) = cx.str(st, "schema", true) {
         let schema_path = clean_path(&base.join(sp));
         match std::fs::read(&schema_path) {
             Err(e) => cx.push(
@@ -159,7 +143,7 @@ fn compile_source(
     }
 
     let field_ref = |key: &str, cx: &mut Ctx<'_>| -> Option<String> {
-        let name = cx.str(st, key, &p, false)?.to_string();
+        let name = cx.str(st, key, false)?.to_string();
         if let Some((sp, s, _)) = &schema_out
             && s.field(&name).is_none()
         {
@@ -173,36 +157,23 @@ fn compile_source(
     let person_id = field_ref("person_id", cx);
     let record_id = field_ref("record_id", cx);
 
-    let harmonize = match st.get("harmonize") {
+    let harmonize = match st.sub("harmonize", "a table of derived columns", cx) {
         None => Vec::new(),
-        Some(Value::Table(h)) => derivation::compile_harmonize(
-            h,
-            &format!("{p}harmonize"),
+        Some(h) => derivation::compile_harmonize(
+            &h,
             base,
             schema_out.as_ref().map(|(_, s, _)| s),
             codelists,
             bandings,
             cx,
         ),
-        Some(_) => {
-            cx.push(
-                format!("{p}harmonize"),
-                "must be a table of derived columns",
-            );
-            Vec::new()
-        }
     };
-    let design = match st.get("design") {
-        None => None,
-        Some(Value::Table(d)) => design::parse(d, &p, schema_out.as_ref().map(|(_, s, _)| s), cx),
-        Some(_) => {
-            cx.push(
-                format!("{p}design"),
-                "must be a table { weight = ..., strata = ..., psu = ... }",
-            );
-            None
-        }
-    };
+    let design = st
+        .sub("design", "{ weight = ..., strata = ..., psu = ... }", cx)
+        .and_then(|d| design::parse(&d, schema_out.as_ref().map(|(_, s, _)| s), cx));
+    // Read with each table that takes its source's period (and checked there).
+    let period = st.get("period").cloned();
+    st.finish(cx);
     let (schema_path, schema, hash) = schema_out?;
     Some((
         SourcePlan {
@@ -219,6 +190,7 @@ fn compile_source(
             record_id,
             harmonize,
             design,
+            period,
         },
         hash,
     ))
