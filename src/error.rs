@@ -48,6 +48,79 @@ pub struct Rejection {
     pub reason: String,
 }
 
+impl Rejection {
+    /// A rejection whose reason is capped at [`REASON_MAX`] bytes (marked when cut): it goes to
+    /// stderr, the manifest and the history, so it may not grow with the input.
+    pub fn new(source_id: impl Into<String>, reason: impl Into<String>) -> Self {
+        Rejection {
+            source_id: source_id.into(),
+            reason: cap_bytes(&reason.into(), REASON_MAX),
+        }
+    }
+}
+
+/// The longest piece of input (a raw value, a header label) a message quotes, in bytes.
+pub const QUOTE_MAX: usize = 64;
+/// The most items a message lists; the rest are counted.
+pub const LIST_MAX: usize = 10;
+/// The longest reason a rejection carries, in bytes.
+pub const REASON_MAX: usize = 4096;
+
+/// At most `max` bytes of `s`, cut at a character boundary and marked `…(+N bytes)` when cut.
+pub fn cap_bytes(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…(+{} bytes)", &s[..end], s.len() - end)
+}
+
+/// A piece of input as a message quotes it: in backquotes, control characters escaped (a line
+/// break or a NUL cannot break a log line), at most [`QUOTE_MAX`] bytes and marked when cut.
+pub fn quote(s: &str) -> String {
+    let mut shown = String::new();
+    let mut used = 0;
+    for c in s.chars() {
+        let piece: String = if c.is_control() {
+            c.escape_default().collect()
+        } else {
+            c.to_string()
+        };
+        if shown.len() + piece.len() > QUOTE_MAX {
+            break;
+        }
+        shown.push_str(&piece);
+        used += c.len_utf8();
+    }
+    if used < s.len() {
+        format!("`{shown}`…(+{} bytes)", s.len() - used)
+    } else {
+        format!("`{shown}`")
+    }
+}
+
+/// Pieces of input listed in a message: each [`quote`]d, at most [`LIST_MAX`] of them, then
+/// `and N more`.
+pub fn quote_list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+    let mut shown = Vec::new();
+    let mut more = 0usize;
+    for i in items {
+        if shown.len() < LIST_MAX {
+            shown.push(quote(i));
+        } else {
+            more += 1;
+        }
+    }
+    let mut out = shown.join(", ");
+    if more > 0 {
+        out.push_str(&format!(" and {more} more"));
+    }
+    out
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("the pipeline spec has {} problem(s):\n{}", .0.len(), join_lines(.0))]
@@ -147,5 +220,31 @@ pub trait PolarsContext<T> {
 impl<T> PolarsContext<T> for polars::error::PolarsResult<T> {
     fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
         self.map_err(|e| Error::polars(context(), e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_are_short_escaped_and_marked() {
+        assert_eq!(quote("age"), "`age`");
+        assert_eq!(quote("a\nb\r"), "`a\\nb\\r`");
+        let long = "é".repeat(100); // 200 bytes
+        let q = quote(&long);
+        // 32 characters of 2 bytes fill the 64 bytes; 136 bytes are left out.
+        assert_eq!(q, format!("`{}`…(+136 bytes)", "é".repeat(32)));
+        assert_eq!(cap_bytes("abcdef", 3), "abc…(+3 bytes)");
+        assert_eq!(cap_bytes("ab", 3), "ab");
+        assert_eq!(cap_bytes("éé", 3), "é…(+2 bytes)");
+        let items: Vec<String> = (0..25).map(|i| format!("c{i}")).collect();
+        let l = quote_list(items.iter().map(String::as_str));
+        assert!(
+            l.starts_with("`c0`, `c1`") && l.ends_with("`c9` and 15 more"),
+            "{l}"
+        );
+        let r = Rejection::new("s", "x".repeat(10 * REASON_MAX));
+        assert!(r.reason.len() < REASON_MAX + 32);
     }
 }

@@ -11,7 +11,7 @@
 //! string columns without a per-value allocation.
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
@@ -70,7 +70,7 @@ impl FileChunks {
                     .schema()
                     .ctx(|| format!("reading the schema of {}", path.display()))?;
                 let names: Vec<String> = arrow_schema.iter_names().map(|n| n.to_string()).collect();
-                let map = map_header(&names, &src.schema, &src.id, path)?;
+                let map = map_header(&names, &src.schema, &src.id, path, None)?;
                 let selected = map.iter().map(|&i| names[i].clone()).collect();
                 Ok(FileChunks::Parquet(ParquetChunks {
                     path: path.clone(),
@@ -102,24 +102,54 @@ impl FileChunks {
 }
 
 /// For each schema field, the index of the file column that holds it.
+///
+/// A header that does not fit rejects the source. The message quotes the file's labels
+/// (bounded: a file without line breaks is one huge "label") and names the usual causes: a
+/// label given twice, an empty label after a trailing delimiter, and what `sniffed` saw in the
+/// file's first bytes.
 fn map_header(
     header: &[String],
     schema: &TableSchema,
     source_id: &str,
     path: &Path,
+    sniffed: Option<&str>,
 ) -> Result<Vec<usize>> {
+    use crate::error::{quote, quote_list};
     let expected: Vec<&str> = schema.fields.iter().map(|f| f.name.as_str()).collect();
     let found: Vec<&str> = header.iter().map(String::as_str).collect();
     let reject = |detail: String| {
-        Error::Rejected(vec![Rejection {
-            source_id: source_id.to_string(),
-            reason: format!(
-                "{}: the header does not match the schema ({detail}); expected columns: {}",
+        let hint = sniffed.map(|h| format!(" ({h})")).unwrap_or_default();
+        Error::Rejected(vec![Rejection::new(
+            source_id,
+            format!(
+                "{}: the header does not match the schema: {detail}{hint}; expected columns: {}",
                 path.display(),
-                expected.join(", ")
+                quote_list(expected.iter().copied())
             ),
-        }])
+        )])
     };
+    let mut problems = Vec::new();
+    let mut twice: Vec<&str> = Vec::new();
+    for (i, f) in found.iter().enumerate() {
+        if !f.is_empty() && found[..i].contains(f) && !twice.contains(f) {
+            twice.push(f);
+        }
+    }
+    for f in &twice {
+        problems.push(format!("column {} appears twice", quote(f)));
+    }
+    let empty: Vec<usize> = (0..found.len()).filter(|&i| found[i].is_empty()).collect();
+    if let Some(&i) = empty.last() {
+        problems.push(if i + 1 == found.len() && empty.len() == 1 {
+            "an empty column name after a trailing delimiter".to_string()
+        } else {
+            format!(
+                "{} column(s) without a name (the first is column {})",
+                empty.len(),
+                empty[0] + 1
+            )
+        });
+    }
     let missing: Vec<&str> = expected
         .iter()
         .copied()
@@ -128,25 +158,24 @@ fn map_header(
     let extra: Vec<&str> = found
         .iter()
         .copied()
-        .filter(|f| !expected.contains(f))
+        .filter(|f| !f.is_empty() && !expected.contains(f))
         .collect();
-    if !missing.is_empty() || !extra.is_empty() {
-        let mut d = Vec::new();
-        if !missing.is_empty() {
-            d.push(format!("missing: {}", missing.join(", ")));
-        }
-        if !extra.is_empty() {
-            d.push(format!("not in the schema: {}", extra.join(", ")));
-        }
-        return Err(reject(d.join("; ")));
+    if !missing.is_empty() {
+        problems.push(format!("missing: {}", quote_list(missing.iter().copied())));
     }
-    if found.len() != expected.len() {
-        return Err(reject("a column name appears twice".into()));
+    if !extra.is_empty() {
+        problems.push(format!(
+            "not in the schema: {}",
+            quote_list(extra.iter().copied())
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(reject(problems.join("; ")));
     }
     if schema.fields_match == FieldsMatch::Exact && found != expected {
         return Err(reject(format!(
             "columns are in another order: {} (the schema's fieldsMatch is \"exact\"; use \"equal\" to match by name)",
-            found.join(", ")
+            quote_list(found.iter().copied())
         )));
     }
     Ok(expected
@@ -155,9 +184,43 @@ fn map_header(
         .collect())
 }
 
+/// What the first bytes of a delimited-text file say about it, when that is not text in lines:
+/// an archive or UTF-16 is refused at once (`Err`); a file without a line break in its first
+/// MiB, or with NUL bytes, gets a hint for the header message (`Ok(Some)`).
+fn sniff(head: &[u8], whole_file: bool) -> std::result::Result<Option<&'static str>, &'static str> {
+    if head.starts_with(&[0x1f, 0x8b]) {
+        return Err("looks like gzip: decompress it first (gunzip), then name the .csv");
+    }
+    if head.starts_with(b"PK\x03\x04") {
+        return Err(
+            "looks like a ZIP archive (an .xlsx workbook is one): unpack it, or export the sheet as CSV",
+        );
+    }
+    if head.starts_with(&[0xff, 0xfe]) || head.starts_with(&[0xfe, 0xff]) {
+        return Err(
+            "looks like UTF-16 (it starts with a UTF-16 byte-order mark): save it as UTF-8",
+        );
+    }
+    if head.contains(&0) {
+        return Ok(Some(
+            "NUL bytes in the first MiB: a binary file, or UTF-16 without a byte-order mark?",
+        ));
+    }
+    if !head.contains(&b'\n') && !head.is_empty() {
+        return Ok(Some(if head.contains(&b'\r') {
+            "no line break (LF) found in the first MiB but carriage returns are: CR-only line endings?"
+        } else if whole_file {
+            "the file has no line break: a header alone, or not text?"
+        } else {
+            "no line break found in the first MiB: binary? one very long line?"
+        }));
+    }
+    Ok(None)
+}
+
 pub struct CsvChunks {
     path: PathBuf,
-    reader: csv::Reader<Box<dyn Read + Send>>,
+    reader: csv::Reader<Tail<Box<dyn Read + Send>>>,
     file_index: usize,
     delimiter: u8,
     chunk_rows: usize,
@@ -174,8 +237,17 @@ impl CsvChunks {
     fn open(src: &SourcePlan, file_index: usize, chunk_rows: usize) -> Result<Self> {
         let path = &src.files[file_index];
         let file = File::open(path).at(path)?;
+        let len = file.metadata().at(path)?.len();
+        let mut file = BufReader::with_capacity(1 << 20, file);
+        let head = file.fill_buf().at(path)?;
+        let sniffed = sniff(head, head.len() as u64 == len).map_err(|why| {
+            Error::Rejected(vec![Rejection::new(
+                src.id.as_str(),
+                format!("{}: {why}", path.display()),
+            )])
+        })?;
         let input: Box<dyn Read + Send> = match src.encoding {
-            Encoding::Utf8 => Box::new(SkipUtf8Bom::new(BufReader::with_capacity(1 << 20, file))),
+            Encoding::Utf8 => Box::new(SkipUtf8Bom::new(file)),
             Encoding::Windows1252 => Box::new(BufReader::with_capacity(
                 1 << 20,
                 encoding_rs_io::DecodeReaderBytesBuilder::new()
@@ -191,21 +263,21 @@ impl CsvChunks {
             // counts the `\n` of a CRLF in the next record, one line too early.
             .terminator(csv::Terminator::Any(b'\n'))
             .buffer_capacity(1 << 20)
-            .from_reader(input);
+            .from_reader(Tail::new(input));
         let header: Vec<String> = match reader.byte_headers() {
             Ok(h) if !is_blank(h) => h
                 .iter()
                 .map(|b| String::from_utf8_lossy(b).trim().to_string())
                 .collect(),
             Ok(_) => {
-                return Err(Error::Rejected(vec![Rejection {
-                    source_id: src.id.clone(),
-                    reason: format!("{}: the file is empty (no header row)", path.display()),
-                }]));
+                return Err(Error::Rejected(vec![Rejection::new(
+                    src.id.as_str(),
+                    format!("{}: the file is empty (no header row)", path.display()),
+                )]));
             }
             Err(e) => return Err(csv_error(e, path)),
         };
-        let map = map_header(&header, &src.schema, &src.id, path)?;
+        let map = map_header(&header, &src.schema, &src.id, path, sniffed)?;
         Ok(CsvChunks {
             path: path.clone(),
             reader,
@@ -251,8 +323,7 @@ impl CsvChunks {
             }
             self.records_read += 1;
             let row = lines.len() as u32;
-            let line = self.record.position().map_or(0, |p| p.line());
-            lines.push(line);
+            lines.push(self.first_line());
             if self.record.len() != self.n_columns {
                 for b in &mut builders {
                     b.append_null();
@@ -312,6 +383,64 @@ impl CsvChunks {
             broken,
             issues,
         }))
+    }
+}
+
+impl CsvChunks {
+    /// The physical line on which the record just read starts.
+    ///
+    /// The csv crate dates a record from where its read began, which is before the empty lines
+    /// it skips: a record after blank lines would be placed on the first of them. Counted back
+    /// from where the record ends instead: the line after it, less the line breaks inside its
+    /// quoted fields, less its own terminator (absent only on a last line without one).
+    fn first_line(&self) -> u64 {
+        let end = self.reader.position();
+        let tail = self.reader.get_ref();
+        let at_end = tail.eof && end.byte() == tail.total;
+        let terminated = !at_end || tail.last == Some(b'\n');
+        let inside = self
+            .record
+            .as_slice()
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count() as u64;
+        end.line()
+            .saturating_sub(inside)
+            .saturating_sub(u64::from(terminated))
+            .max(1)
+    }
+}
+
+/// A byte stream that remembers how many bytes it delivered, the last one, and whether it has
+/// ended: what the CSV reader needs to tell a last record without a line break from one with.
+struct Tail<R> {
+    inner: R,
+    total: u64,
+    last: Option<u8>,
+    eof: bool,
+}
+
+impl<R> Tail<R> {
+    fn new(inner: R) -> Self {
+        Tail {
+            inner,
+            total: 0,
+            last: None,
+            eof: false,
+        }
+    }
+}
+
+impl<R: Read> Read for Tail<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 {
+            self.eof = !buf.is_empty();
+        } else {
+            self.total += n as u64;
+            self.last = Some(buf[n - 1]);
+        }
+        Ok(n)
     }
 }
 

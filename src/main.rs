@@ -316,7 +316,10 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                             finished_at: now,
                             status: migstat::manifest::RunStatus::Failed,
                             exit_code: e.exit_code(),
-                            error: Some(e.to_string()),
+                            error: Some(migstat::error::cap_bytes(
+                                &e.to_string(),
+                                migstat::manifest::HISTORY_ERROR_MAX,
+                            )),
                             sources: Vec::new(),
                             tables_published: Vec::new(),
                             seconds: Default::default(),

@@ -188,6 +188,10 @@ pub struct TablePeriods {
     pub provisional: Vec<String>,
 }
 
+/// The longest `error` a history line carries, in bytes (a rejection's reasons are capped
+/// each; this bounds their sum and every other error, whatever the input).
+pub const HISTORY_ERROR_MAX: usize = 16 * 1024;
+
 /// One line of `out/history.jsonl`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct HistoryRecord {

@@ -214,10 +214,7 @@ impl DesignPartial {
         design: &Design,
         source_id: &str,
     ) -> std::result::Result<DesignInfo, Rejection> {
-        let reject = |reason: String| Rejection {
-            source_id: source_id.to_string(),
-            reason: format!("survey design: {reason}"),
-        };
+        let reject = |reason: String| Rejection::new(source_id, format!("survey design: {reason}"));
         if !self.problems.is_empty() {
             return Err(reject(
                 self.problems.iter().cloned().collect::<Vec<_>>().join("; "),

@@ -257,14 +257,14 @@ pub fn protect_group(plan: &Plan, input: GroupInput<'_>) -> Result<GroupOutcome>
     let keys: Vec<Vec<String>> = finest.keys().cloned().collect();
     let nesting = check_hierarchies(union, &keys);
     if !nesting.is_empty() {
-        return Err(Error::Rejected(vec![crate::error::Rejection {
-            source_id: group.source.clone(),
-            reason: format!(
+        return Err(Error::Rejected(vec![crate::error::Rejection::new(
+            group.source.as_str(),
+            format!(
                 "table `{}`: {}",
                 group.members.join("`, `"),
                 nesting.join("; ")
             ),
-        }]));
+        )]));
     }
     let key_sums: BTreeMap<&Vec<String>, u32> =
         input.finest.iter().map(|(k, t)| (k, t.key)).collect();

@@ -71,13 +71,13 @@ pub(super) fn check_public_columns(plan: &Plan, staging: &Path) -> Result<Vec<Re
     for (file, names) in headers {
         for name in names {
             if let Some(why) = ids.get(name.as_str()) {
-                found.push(Rejection {
-                    source_id: plan.pipeline_id.clone(),
-                    reason: format!(
+                found.push(Rejection::new(
+                    plan.pipeline_id.as_str(),
+                    format!(
                         "public file {} has column `{name}`, {why}: identifiers never leave the restricted tier",
                         relative_to(&file, staging).display()
                     ),
-                });
+                ));
             }
         }
     }

@@ -203,13 +203,14 @@ fn history_record(
                 crate::error::exit::DATA_REJECTED
             };
             if !m.rejections.is_empty() {
-                r.error = Some(
-                    m.rejections
+                r.error = Some(crate::error::cap_bytes(
+                    &m.rejections
                         .iter()
                         .map(|x| x.to_string())
                         .collect::<Vec<_>>()
                         .join("; "),
-                );
+                    crate::manifest::HISTORY_ERROR_MAX,
+                ));
             }
             if m.status != RunStatus::UpToDate {
                 r.sources = m
@@ -232,7 +233,10 @@ fn history_record(
         }
         Err(e) => {
             r.exit_code = e.exit_code();
-            r.error = Some(e.to_string());
+            r.error = Some(crate::error::cap_bytes(
+                &e.to_string(),
+                crate::manifest::HISTORY_ERROR_MAX,
+            ));
         }
     }
     r

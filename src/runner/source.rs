@@ -44,9 +44,9 @@ pub(super) fn tolerance(
         .map(|(rule, n)| format!("{rule} ×{n}"))
         .collect::<Vec<_>>()
         .join(", ");
-    Some(Rejection {
-        source_id: src.id.clone(),
-        reason: format!(
+    Some(Rejection::new(
+        src.id.as_str(),
+        format!(
             "{} of {} rows ({:.2}%) failed validation, above max_invalid_fraction {:.2}%; top reasons: {reasons}. \
              Its quarantine is kept in {}",
             r.rows_quarantined,
@@ -55,7 +55,7 @@ pub(super) fn tolerance(
             src.max_invalid_fraction * 100.0,
             Release(failed_dir).quarantine(&src.id).display()
         ),
-    })
+    ))
 }
 
 pub(super) fn run_source(

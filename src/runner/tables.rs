@@ -499,9 +499,9 @@ pub(super) fn run_tables(
                 }
                 for summary in done.summaries {
                     if !summary.audit_passed {
-                        rejections.push(Rejection {
-                            source_id: group.source.clone(),
-                            reason: format!(
+                        rejections.push(Rejection::new(
+                            group.source.as_str(),
+                            format!(
                                 "table `{}`: the disclosure audit failed, nothing is published: {}{}",
                                 summary.table,
                                 summary.failures.iter().take(MAX_NAMED_FAILURES).cloned().collect::<Vec<_>>().join("; "),
@@ -514,7 +514,7 @@ pub(super) fn run_tables(
                                     String::new()
                                 }
                             ),
-                        });
+                        ));
                     }
                     protection.push(summary);
                 }

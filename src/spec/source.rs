@@ -196,6 +196,31 @@ fn compile_source(
     ))
 }
 
+/// Why `path` cannot be read as a delivery file, if it cannot: not found, a directory, a
+/// symbolic link that leads nowhere or in a loop, or something other than a file.
+fn not_a_file(path: &Path) -> Option<String> {
+    let shown = path.display();
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => None,
+        Ok(m) if m.is_dir() => Some(format!(
+            "{shown} is a directory: name a file, or a glob such as {}",
+            path.join("*.csv").display()
+        )),
+        Ok(_) => Some(format!(
+            "{shown} is not a regular file (a device, a pipe or a socket?)"
+        )),
+        Err(e) => match std::fs::symlink_metadata(path) {
+            Ok(l) if l.file_type().is_symlink() => Some(format!(
+                "{shown} is a symbolic link that leads nowhere or in a loop ({e})"
+            )),
+            _ if e.kind() == std::io::ErrorKind::NotFound => Some(format!(
+                "file not found: {shown} (paths are relative to the spec file)"
+            )),
+            _ => Some(format!("cannot read {shown}: {e}")),
+        },
+    }
+}
+
 fn expand_files(pattern: &str, base: &Path, key: &str, cx: &mut Ctx<'_>) -> Vec<PathBuf> {
     let full = clean_path(&base.join(pattern));
     let Some(full_str) = full.to_str() else {
@@ -204,14 +229,8 @@ fn expand_files(pattern: &str, base: &Path, key: &str, cx: &mut Ctx<'_>) -> Vec<
     };
     let is_glob = pattern.contains(['*', '?', '[']);
     if !is_glob {
-        if !full.is_file() {
-            cx.push(
-                key,
-                format!(
-                    "file not found: {} (paths are relative to the spec file)",
-                    full.display()
-                ),
-            );
+        if let Some(why) = not_a_file(&full) {
+            cx.push(key, why);
             return Vec::new();
         }
         return vec![full];
@@ -222,10 +241,15 @@ fn expand_files(pattern: &str, base: &Path, key: &str, cx: &mut Ctx<'_>) -> Vec<
             Vec::new()
         }
         Ok(paths) => {
-            let mut files: Vec<PathBuf> = paths
-                .filter_map(|p| p.ok())
-                .filter(|p| p.is_file())
-                .collect();
+            // A match that is a directory is not a delivery; one that should be a file and
+            // cannot be read (a broken or looping link) is reported, not skipped.
+            let mut files: Vec<PathBuf> = Vec::new();
+            for p in paths.filter_map(|p| p.ok()).filter(|p| !p.is_dir()) {
+                match not_a_file(&p) {
+                    None => files.push(p),
+                    Some(why) => cx.push(key, why),
+                }
+            }
             files.sort();
             if files.is_empty() {
                 cx.push(

@@ -184,7 +184,7 @@ fn a_header_that_does_not_match_the_schema_rejects_the_source() {
     assert_eq!(out.status.code(), Some(65));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("missing: age") && err.contains("not in the schema: agee"),
+        err.contains("missing: `age`") && err.contains("not in the schema: `agee`"),
         "{err}"
     );
 }

@@ -42,7 +42,7 @@ fn every_bad_row_kind_is_quarantined_with_rule_field_and_line() {
         .collect();
     let mut got = quarantine_rows(
         &tmp.path().join("current"),
-        &["people", "communes", "bom", "encoding"],
+        &["people", "communes", "bom", "encoding", "blanks"],
     );
     let mut exp = expected.clone();
     got.sort();
@@ -148,7 +148,7 @@ fn windows_1252_and_bom_sources_decode_to_utf8() {
     let m = manifest(tmp.path());
     assert_eq!(
         m.sources.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
-        ["bom", "communes", "encoding", "people"]
+        ["blanks", "bom", "communes", "encoding", "people"]
     );
 }
 
