@@ -33,7 +33,8 @@ fn bench(c: &mut Criterion) {
         group.bench_function(&src.id, |b| {
             b.iter(|| {
                 let mut v = Validator::new(&src.id, &src.schema, vec!["f".into()]);
-                let mut chunks = FileChunks::open(src, 0, plan.chunk_rows).expect("open");
+                let identity = migstat::manifest::hash_file(&src.files[0]).expect("hash");
+                let mut chunks = FileChunks::open(src, 0, plan.chunk_rows, identity).expect("open");
                 let mut rows = 0;
                 while let Some(chunk) = chunks.next_chunk().expect("chunk") {
                     rows += v.validate(chunk).expect("validate").rows_read;

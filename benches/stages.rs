@@ -111,8 +111,9 @@ fn validated(plan: &migstat::spec::Plan, id: &str) -> Vec<polars::prelude::DataF
     let mut v = migstat::validate::Validator::new(&src.id, &src.schema, vec!["f".into()]);
     let mut out = Vec::new();
     for file in 0..src.files.len() {
+        let identity = migstat::manifest::hash_file(&src.files[file]).expect("hash");
         let mut chunks =
-            migstat::ingest::FileChunks::open(src, file, plan.chunk_rows).expect("open");
+            migstat::ingest::FileChunks::open(src, file, plan.chunk_rows, identity).expect("open");
         while let Some(chunk) = chunks.next_chunk().expect("chunk") {
             out.push(v.validate(chunk).expect("validate").accepted);
         }

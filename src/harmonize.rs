@@ -26,7 +26,7 @@ use crate::error::{Error, PolarsContext, Result};
 pub use crate::manifest::UnmappedValue;
 use crate::quarantine::{Issue, QuarantineBuilder, RowOrigin, Rule};
 use crate::spec::Unmapped;
-use crate::spec::{CodeList, Derivation, Plan, SourcePlan};
+use crate::spec::{Against, Check, CheckRule, CodeList, Derivation, Plan, SourcePlan};
 use crate::vocab::{FOREIGN, NATIONAL, NOT_APPLICABLE, UNKNOWN, raw_column};
 
 /// The harmonized part of one chunk.
@@ -34,7 +34,12 @@ pub struct Harmonized {
     pub accepted: DataFrame,
     pub quarantine: DataFrame,
     pub rows_quarantined: u64,
+    /// Quarantine rows per rule (unmapped codes and plausibility rules).
+    pub by_rule: BTreeMap<Rule, u64>,
 }
+
+/// The most unmapped raw values a source's report lists (the most frequent first).
+pub const UNMAPPED_LISTED: usize = 100;
 
 /// Derives a source's standard columns, chunk by chunk.
 pub struct Harmonizer<'p> {
@@ -77,11 +82,16 @@ impl<'p> Harmonizer<'p> {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.source.harmonize.is_empty()
+        self.source.harmonize.is_empty() && self.source.checks.is_empty()
     }
 
     /// The unmapped raw values seen so far, most frequent first.
-    pub fn unmapped(&self) -> Vec<UnmappedValue> {
+    ///
+    /// At most [`UNMAPPED_LISTED`] values, each at most `error::QUOTE_MAX` bytes (marked when
+    /// cut): the list goes to the manifest and the report, and a wrongly mapped column (names
+    /// instead of codes) must not carry a register into them. Returns the list and how many
+    /// distinct values it leaves out.
+    pub fn unmapped(&self) -> (Vec<UnmappedValue>, u64) {
         let mut v: Vec<UnmappedValue> = self
             .unmapped
             .iter()
@@ -99,7 +109,12 @@ impl<'p> Harmonizer<'p> {
                 .then(a.column.cmp(&b.column))
                 .then(a.raw.cmp(&b.raw))
         });
-        v
+        let omitted = v.len().saturating_sub(UNMAPPED_LISTED) as u64;
+        v.truncate(UNMAPPED_LISTED);
+        for u in &mut v {
+            u.raw = crate::error::cap_bytes(&u.raw, crate::error::QUOTE_MAX);
+        }
+        (v, omitted)
     }
 
     /// Append the derived columns to an accepted chunk; rows with a quarantined unmapped code
@@ -171,6 +186,7 @@ impl<'p> Harmonizer<'p> {
                     birth_year,
                     age,
                     at: event,
+                    range,
                 } => {
                     let at = plan.reference_date;
                     // The event date of each record (days since 1970-01-01), when `at` names one.
@@ -210,37 +226,62 @@ impl<'p> Harmonizer<'p> {
                         ),
                         None => None,
                     };
-                    let ages: Vec<Option<u32>> = (0..height)
-                        .map(|row| {
-                            // With `at`, a record without its event date has no age from
-                            // its birth date (never the reference date's age in its place).
-                            let on = match &events {
-                                Some(e) => e[row].and_then(date_of_days),
-                                None => Some(at),
-                            };
-                            let from_birth = births
-                                .as_ref()
-                                .and_then(|b| b[row])
-                                .and_then(date_of_days)
-                                .zip(on)
-                                .and_then(|(b, on)| age_at(b, on));
-                            let from_year =
-                                years
-                                    .as_ref()
-                                    .and_then(|y| y[row])
-                                    .zip(on)
-                                    .and_then(|(y, on)| {
-                                        u32::try_from(i64::from(chrono::Datelike::year(&on)) - y)
-                                            .ok()
-                                    });
-                            from_birth.or(from_year).or_else(|| {
-                                reported
-                                    .as_ref()
-                                    .and_then(|r| r[row])
-                                    .and_then(|a| u32::try_from(a).ok())
-                            })
-                        })
-                        .collect();
+                    let [lo, hi] = *range;
+                    let mut ages: Vec<Option<u32>> = Vec::with_capacity(height);
+                    for row in 0..height {
+                        // With `at`, a record without its event date has no age from its birth
+                        // date (never the reference date's age in its place).
+                        let on = match &events {
+                            Some(e) => e[row].and_then(date_of_days),
+                            None => Some(at),
+                        };
+                        let birth = births.as_ref().and_then(|b| b[row]).and_then(date_of_days);
+                        let year = years.as_ref().and_then(|y| y[row]);
+                        let told = reported.as_ref().and_then(|r| r[row]);
+                        // The age in (signed) years, and the field it comes from.
+                        let found: Option<(i64, &String, String)> = if let (
+                            Some(b),
+                            Some(on),
+                            Some(f),
+                        ) =
+                            (birth, on, birth_date.as_ref())
+                        {
+                            let years = age_at(b, on).map_or(-1, i64::from);
+                            Some((years, f, b.to_string()))
+                        } else if let (Some(y), Some(on), Some(f)) = (year, on, birth_year.as_ref())
+                        {
+                            Some((i64::from(chrono::Datelike::year(&on)) - y, f, y.to_string()))
+                        } else if let (Some(a), Some(f)) = (told, age.as_ref()) {
+                            Some((a, f, a.to_string()))
+                        } else {
+                            None
+                        };
+                        match found {
+                            Some((a, _, _)) if (i64::from(lo)..=i64::from(hi)).contains(&a) => {
+                                ages.push(u32::try_from(a).ok());
+                            }
+                            Some((a, field, raw)) => {
+                                let when = on.map_or_else(String::new, |d| format!(" on {d}"));
+                                let what = if a < 0 {
+                                    format!("born after the date of its age{when}")
+                                } else {
+                                    format!("age {a}{when}")
+                                };
+                                issues.push(Issue {
+                                    row: row as u32,
+                                    field: source.schema.field_index(field),
+                                    rule: Rule::AgeRange,
+                                    raw: Some(raw),
+                                    message: format!(
+                                        "{what}: outside the plausible ages {lo}–{hi} of derived column {} (its `range`)",
+                                        d.name
+                                    ),
+                                });
+                                ages.push(None);
+                            }
+                            None => ages.push(None),
+                        }
+                    }
                     Column::new(d.name.as_str().into(), ages)
                 }
                 Derivation::Band { age, banding } => {
@@ -345,9 +386,16 @@ impl<'p> Harmonizer<'p> {
             df.with_column(col).ctx(|| ctx(&d.name))?;
         }
 
+        for check in &source.checks {
+            self.check(&df, check, &mut issues)?;
+        }
         issues.sort_by_key(|i| i.row);
         let mut q = QuarantineBuilder::default();
         let mut bad = vec![false; height];
+        let mut by_rule: BTreeMap<Rule, u64> = BTreeMap::new();
+        for i in &issues {
+            *by_rule.entry(i.rule).or_default() += 1;
+        }
         if !issues.is_empty() {
             let files = df
                 .column("_file")
@@ -391,7 +439,71 @@ impl<'p> Harmonizer<'p> {
             accepted,
             quarantine: q.finish()?,
             rows_quarantined,
+            by_rule,
         })
+    }
+
+    /// Apply one plausibility rule to a chunk: an issue for each record whose `field` comes
+    /// after (`not_after`) or before (`not_before`) the other side. Dates compare as days, years
+    /// and integers as numbers; the reference date is its year for a year or integer field.
+    fn check(&self, df: &DataFrame, check: &Check, issues: &mut Vec<Issue>) -> Result<()> {
+        let source = self.source;
+        let ctx = |what: &str| format!("checking source {}: {what}", source.id);
+        let values = |name: &str| -> Result<(Vec<Option<i64>>, bool)> {
+            let c = df.column(&raw_column(name)).ctx(|| ctx(name))?;
+            let is_date = c.dtype() == &DataType::Date;
+            let v = c
+                .to_physical_repr()
+                .cast(&DataType::Int64)
+                .ctx(|| ctx(name))?;
+            Ok((v.i64().ctx(|| ctx(name))?.iter().collect(), is_date))
+        };
+        let (mine, is_date) = values(&check.field)?;
+        let show = |v: i64| {
+            if is_date {
+                i32::try_from(v)
+                    .ok()
+                    .and_then(date_of_days)
+                    .map_or_else(|| v.to_string(), |d| d.to_string())
+            } else {
+                v.to_string()
+            }
+        };
+        let reference = if is_date {
+            i64::from(days_of_date(self.plan.reference_date))
+        } else {
+            i64::from(chrono::Datelike::year(&self.plan.reference_date))
+        };
+        let (theirs, what): (Vec<Option<i64>>, String) = match &check.against {
+            Against::ReferenceDate => (
+                vec![Some(reference); mine.len()],
+                "the reference date".into(),
+            ),
+            Against::Field(f) => (values(f)?.0, format!("`{f}`")),
+        };
+        for (row, (a, b)) in mine.iter().zip(&theirs).enumerate() {
+            let (Some(a), Some(b)) = (a, b) else { continue };
+            let (broken, rule, word) = match check.rule {
+                CheckRule::NotAfter => (a > b, Rule::NotAfter, "after"),
+                CheckRule::NotBefore => (a < b, Rule::NotBefore, "before"),
+            };
+            if broken {
+                issues.push(Issue {
+                    row: row as u32,
+                    field: source.schema.field_index(&check.field),
+                    rule,
+                    raw: Some(show(*a)),
+                    message: format!(
+                        "`{}` {} is {word} {what} {}: not plausible ([sources.{}.checks])",
+                        check.field,
+                        show(*a),
+                        show(*b),
+                        source.id
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The derived columns' output types, for the accepted file's schema.

@@ -18,7 +18,7 @@ use polars::prelude::*;
 
 use crate::error::{Error, IoContext, PolarsContext, Rejection, Result};
 use crate::quarantine::{Issue, Rule};
-use crate::spec::schema::{FieldsMatch, TableSchema};
+use crate::spec::schema::{Field, FieldType, FieldsMatch, TableSchema, TimeOfDay};
 use crate::spec::{Encoding, Format, SourcePlan};
 
 /// A bounded slice of one file, as text, in schema field order.
@@ -55,11 +55,21 @@ pub enum FileChunks {
 impl FileChunks {
     /// Open a file of a source and check its header against the schema. A header that does not
     /// fit is a [`Rejection`] of the source: no row of such a file can be read correctly.
-    pub fn open(src: &SourcePlan, file_index: usize, chunk_rows: usize) -> Result<Self> {
+    ///
+    /// `expected` is the file's size and blake3 when the run began (what the manifest records
+    /// and incremental reuse compares): once the file has been read, the bytes actually read
+    /// must have them, or the source is rejected — a delivery truncated or rewritten during the
+    /// run is never published under the old file's identity.
+    pub fn open(
+        src: &SourcePlan,
+        file_index: usize,
+        chunk_rows: usize,
+        expected: (u64, String),
+    ) -> Result<Self> {
         let path = &src.files[file_index];
         match src.format {
             Format::Csv => Ok(FileChunks::Csv(Box::new(CsvChunks::open(
-                src, file_index, chunk_rows,
+                src, file_index, chunk_rows, expected,
             )?))),
             Format::Parquet => {
                 let mut reader = ParquetReader::new(File::open(path).at(path)?);
@@ -71,8 +81,30 @@ impl FileChunks {
                     .ctx(|| format!("reading the schema of {}", path.display()))?;
                 let names: Vec<String> = arrow_schema.iter_names().map(|n| n.to_string()).collect();
                 let map = map_header(&names, &src.schema, &src.id, path, None)?;
-                let selected = map.iter().map(|&i| names[i].clone()).collect();
+                let selected: Vec<String> = map.iter().map(|&i| names[i].clone()).collect();
+                let mut unfit = Vec::new();
+                for (name, field) in selected.iter().zip(&src.schema.fields) {
+                    let dtype = arrow_schema
+                        .get(name.as_str())
+                        .map(|f| DataType::from_arrow_dtype(f.dtype()))
+                        .unwrap_or(DataType::Null);
+                    if let Some(why) = parquet_unfit(&dtype, field) {
+                        unfit.push(format!("column `{name}` {why}"));
+                    }
+                }
+                if !unfit.is_empty() {
+                    return Err(Error::Rejected(vec![Rejection::new(
+                        src.id.as_str(),
+                        format!(
+                            "{}: the Parquet types do not fit the schema: {}",
+                            path.display(),
+                            unfit.join("; ")
+                        ),
+                    )]));
+                }
                 Ok(FileChunks::Parquet(ParquetChunks {
+                    source_id: src.id.clone(),
+                    expected,
                     path: path.clone(),
                     file_index,
                     rows: rows as u64,
@@ -219,6 +251,11 @@ fn sniff(head: &[u8], whole_file: bool) -> std::result::Result<Option<&'static s
 }
 
 pub struct CsvChunks {
+    source_id: String,
+    /// (bytes, blake3) of the file when the run began; checked against what was read.
+    expected: (u64, String),
+    /// The bytes read from the file so far, hashed as they pass.
+    read: std::sync::Arc<std::sync::Mutex<(blake3::Hasher, u64)>>,
     path: PathBuf,
     reader: csv::Reader<Tail<Box<dyn Read + Send>>>,
     file_index: usize,
@@ -234,10 +271,20 @@ pub struct CsvChunks {
 }
 
 impl CsvChunks {
-    fn open(src: &SourcePlan, file_index: usize, chunk_rows: usize) -> Result<Self> {
+    fn open(
+        src: &SourcePlan,
+        file_index: usize,
+        chunk_rows: usize,
+        expected: (u64, String),
+    ) -> Result<Self> {
         let path = &src.files[file_index];
         let file = File::open(path).at(path)?;
         let len = file.metadata().at(path)?.len();
+        let read = std::sync::Arc::new(std::sync::Mutex::new((blake3::Hasher::new(), 0u64)));
+        let file = Hashed {
+            inner: file,
+            state: read.clone(),
+        };
         let mut file = BufReader::with_capacity(1 << 20, file);
         let head = file.fill_buf().at(path)?;
         let sniffed = sniff(head, head.len() as u64 == len).map_err(|why| {
@@ -279,6 +326,9 @@ impl CsvChunks {
         };
         let map = map_header(&header, &src.schema, &src.id, path, sniffed)?;
         Ok(CsvChunks {
+            source_id: src.id.clone(),
+            expected,
+            read,
             path: path.clone(),
             reader,
             file_index,
@@ -315,6 +365,15 @@ impl CsvChunks {
                 .map_err(|e| csv_error(e, &self.path))?;
             if !more {
                 self.done = true;
+                let (hasher, bytes) = &*self.read.lock().map_err(|_| {
+                    Error::Internal("the hashing reader's lock was poisoned".into())
+                })?;
+                unchanged(
+                    &self.source_id,
+                    &self.path,
+                    &self.expected,
+                    (*bytes, hasher.finalize().to_hex().to_string()),
+                )?;
                 break;
             }
             if is_blank(&self.record) {
@@ -444,6 +503,48 @@ impl<R: Read> Read for Tail<R> {
     }
 }
 
+/// A file read whole must still be the file the run began with (size and blake3).
+fn unchanged(
+    source_id: &str,
+    path: &Path,
+    expected: &(u64, String),
+    read: (u64, String),
+) -> Result<()> {
+    if *expected == read {
+        return Ok(());
+    }
+    Err(Error::Rejected(vec![Rejection::new(
+        source_id,
+        format!(
+            "{}: the file changed while it was read ({} bytes, blake3 {}… when the run began; {} bytes, blake3 {}… as read): nothing of it is published; rerun once the delivery is complete",
+            path.display(),
+            expected.0,
+            expected.1.get(..16).unwrap_or_default(),
+            read.0,
+            read.1.get(..16).unwrap_or_default()
+        ),
+    )]))
+}
+
+/// A file's bytes hashed (blake3) and counted as they are read.
+struct Hashed<R> {
+    inner: R,
+    state: std::sync::Arc<std::sync::Mutex<(blake3::Hasher, u64)>>,
+}
+
+impl<R: Read> Read for Hashed<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut s = self
+            .state
+            .lock()
+            .map_err(|_| std::io::Error::other("hashing state poisoned"))?;
+        s.0.update(&buf[..n]);
+        s.1 += n as u64;
+        Ok(n)
+    }
+}
+
 /// The `\r` of a CRLF line end, left on the last field by the `\n` terminator.
 fn strip_cr(field: &[u8], is_last: bool) -> &[u8] {
     match field {
@@ -516,6 +617,9 @@ impl<R: Read> Read for SkipUtf8Bom<R> {
 }
 
 pub struct ParquetChunks {
+    source_id: String,
+    /// (bytes, blake3) of the file when the run began; checked once it is read.
+    expected: (u64, String),
     path: PathBuf,
     file_index: usize,
     rows: u64,
@@ -529,6 +633,13 @@ pub struct ParquetChunks {
 impl ParquetChunks {
     fn next_chunk(&mut self) -> Result<Option<RawChunk>> {
         if self.offset >= self.rows {
+            if self.rows != u64::MAX {
+                // Read in slices, each opening the file: hashed again once all are read.
+                let now = crate::manifest::hash_file(&self.path)?;
+                unchanged(&self.source_id, &self.path, &self.expected, now)?;
+                self.rows = u64::MAX;
+                self.offset = u64::MAX;
+            }
             return Ok(None);
         }
         let len = (self.rows - self.offset).min(self.chunk_rows as u64) as usize;
@@ -538,22 +649,24 @@ impl ParquetChunks {
             .with_slice(Some((self.offset as usize, len)))
             .finish()
             .ctx(|| format!("reading rows {}.. of {}", self.offset, path.display()))?;
+        let height = df.height();
         let mut columns = Vec::with_capacity(self.selected.len());
-        for (name, field) in self.selected.iter().zip(&self.schema.fields) {
+        let mut broken = vec![false; height];
+        let mut issues = Vec::new();
+        for (fi, (name, field)) in self.selected.iter().zip(&self.schema.fields).enumerate() {
             let s = df
                 .column(name)
                 .ctx(|| format!("reading column {name} of {}", path.display()))?
-                .as_materialized_series()
-                .cast(&DataType::String)
-                .ctx(|| format!("reading column {name} of {} as text", path.display()))?;
-            let ca = s
-                .str()
+                .as_materialized_series();
+            let ca = parquet_text(s, field, fi, &mut issues)
                 .ctx(|| format!("reading column {name} of {} as text", path.display()))?
-                .clone()
                 .with_name(field.name.as_str().into());
             columns.push(ca);
         }
-        let height = df.height();
+        for i in &issues {
+            broken[i.row as usize] = true;
+        }
+        issues.sort_by_key(|i| (i.row, i.field));
         let first_record = self.offset + 1;
         self.offset += height as u64;
         Ok(Some(RawChunk {
@@ -561,10 +674,167 @@ impl ParquetChunks {
             columns,
             lines: None,
             first_record,
-            broken: vec![false; height],
-            issues: Vec::new(),
+            broken,
+            issues,
         }))
     }
+}
+
+/// Why a Parquet column of type `dtype` cannot hold `field`, if it cannot. The physical types
+/// pandas, polars, R arrow and DuckDB write are accepted for each Table Schema type: text for
+/// anything; integers for integer, year and number fields; floats and decimals for numbers and,
+/// when integral, integers and years; dates and timestamps (without a time zone) for dates;
+/// booleans for booleans.
+fn parquet_unfit(dtype: &DataType, field: &Field) -> Option<String> {
+    let fits = match dtype {
+        DataType::String | DataType::Categorical(..) | DataType::Enum(..) | DataType::Null => true,
+        _ if field.field_type == FieldType::String => {
+            dtype.is_primitive_numeric()
+                || matches!(
+                    dtype,
+                    DataType::Boolean | DataType::Date | DataType::Datetime(_, None)
+                )
+        }
+        DataType::Datetime(_, Some(tz)) => {
+            return Some(format!(
+                "holds timestamps in time zone {tz}: deliver dates, or timestamps without a time zone (their local date is not defined here)"
+            ));
+        }
+        d if d.is_integer() => matches!(
+            field.field_type,
+            FieldType::Integer | FieldType::Year | FieldType::Number
+        ),
+        d if d.is_float() || matches!(d, DataType::Decimal(..)) => matches!(
+            field.field_type,
+            FieldType::Integer | FieldType::Year | FieldType::Number
+        ),
+        DataType::Boolean => field.field_type == FieldType::Boolean,
+        DataType::Date | DataType::Datetime(_, None) => {
+            matches!(field.field_type, FieldType::Date(_))
+        }
+        _ => false,
+    };
+    (!fits).then(|| {
+        format!(
+            "is of Parquet/Arrow type {dtype}, which cannot hold the schema's {} field `{}`",
+            field.field_type.name(),
+            field.name
+        )
+    })
+}
+
+/// A Parquet column as the text validation reads, whatever physical type it was written with:
+/// dates and timestamps in the field's first format, integral floats and decimals as integers,
+/// booleans as the field's first true/false value, anything else as polars writes it. A value
+/// that cannot be the field's (a float with a fraction for an integer, a time of day where the
+/// field's `time` wants midnight) becomes an issue naming the Parquet type, and its row broken.
+fn parquet_text(
+    s: &Series,
+    field: &Field,
+    fi: usize,
+    issues: &mut Vec<Issue>,
+) -> PolarsResult<StringChunked> {
+    let dtype = s.dtype().clone();
+    let mut issue = |row: usize, raw: String, message: String| {
+        issues.push(Issue {
+            row: row as u32,
+            field: Some(fi),
+            rule: Rule::Type,
+            raw: Some(raw),
+            message: format!("{message} (Parquet column of type {dtype})"),
+        })
+    };
+    let out: StringChunked = match (s.dtype(), &field.field_type) {
+        (DataType::Date, FieldType::Date(dates)) => {
+            let days = s.to_physical_repr();
+            days.i32()?
+                .iter()
+                .map(|d| {
+                    d.and_then(crate::calendar::date_of_days)
+                        .map(|d| dates.formats[0].write(d, (true, true)))
+                })
+                .collect()
+        }
+        (DataType::Datetime(unit, _), FieldType::Date(dates)) => {
+            let per_day: i64 = match unit {
+                TimeUnit::Nanoseconds => 86_400_000_000_000,
+                TimeUnit::Microseconds => 86_400_000_000,
+                TimeUnit::Milliseconds => 86_400_000,
+            };
+            let phys = s.to_physical_repr();
+            let texts = s.cast(&DataType::String)?;
+            let texts = texts.str()?;
+            phys.i64()?
+                .iter()
+                .enumerate()
+                .map(|(row, t)| {
+                    let t = t?;
+                    let (days, within) = (t.div_euclid(per_day), t.rem_euclid(per_day));
+                    let day = i32::try_from(days).ok().and_then(crate::calendar::date_of_days)?;
+                    if within != 0 && dates.time != TimeOfDay::Drop {
+                        let raw = texts.get(row).unwrap_or_default().to_string();
+                        issue(
+                            row,
+                            raw.clone(),
+                            format!(
+                                "{} has a time of day; the field reads dates (`\"time\": \"drop\"` keeps the date part)",
+                                crate::error::quote(&raw)
+                            ),
+                        );
+                        return None;
+                    }
+                    Some(dates.formats[0].write(day, (true, true)))
+                })
+                .collect()
+        }
+        (d, FieldType::Integer | FieldType::Year)
+            if d.is_float() || matches!(d, DataType::Decimal(..)) =>
+        {
+            let year = field.field_type == FieldType::Year;
+            let floats = s.cast(&DataType::Float64)?;
+            let texts = s.cast(&DataType::String)?;
+            let texts = texts.str()?;
+            floats
+                .f64()?
+                .iter()
+                .enumerate()
+                .map(|(row, x)| {
+                    let x = x?;
+                    // Integral and exactly representable: pandas writes a missing value's
+                    // integer column as float64.
+                    if x.fract() == 0.0 && x.abs() <= 9_007_199_254_740_992.0 {
+                        let i = x as i64;
+                        return Some(if year {
+                            format!("{i:04}")
+                        } else {
+                            i.to_string()
+                        });
+                    }
+                    let raw = texts.get(row).unwrap_or_default().to_string();
+                    issue(
+                        row,
+                        raw.clone(),
+                        format!(
+                            "{} is not {}",
+                            crate::error::quote(&raw),
+                            if year { "a year" } else { "an integer" }
+                        ),
+                    );
+                    None
+                })
+                .collect()
+        }
+        (DataType::Boolean, FieldType::Boolean) => {
+            let t = field.true_values.first().map_or("true", String::as_str);
+            let f = field.false_values.first().map_or("false", String::as_str);
+            s.bool()?
+                .iter()
+                .map(|b| b.map(|b| if b { t } else { f }))
+                .collect()
+        }
+        _ => s.cast(&DataType::String)?.str()?.clone(),
+    };
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -119,6 +119,10 @@ pub struct InputFile {
     pub blake3: String,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SourceReport {
     pub id: String,
@@ -131,6 +135,9 @@ pub struct SourceReport {
     pub quarantine_by_rule: BTreeMap<String, u64>,
     /// Raw values no crosswalk mapped, most frequent first: what to add to the crosswalks.
     pub unmapped_codes: Vec<UnmappedValue>,
+    /// Distinct unmapped values left out of `unmapped_codes` (it lists the most frequent 100).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unmapped_omitted: u64,
     pub seconds: f64,
     /// blake3 of what this source's results depend on: migstat's version, the spec hash (spec,
     /// schemas, code lists, crosswalks) and the hashes of its input files.

@@ -31,10 +31,17 @@ pub enum Rule {
     PrimaryKey,
     /// A raw code no crosswalk maps (and the spec says to quarantine it).
     UnmappedCode,
+    /// A value after the date (or year) it may not follow: a birth after the reference date,
+    /// an arrival after the permit (`not_after` in the source's `checks`).
+    NotAfter,
+    /// A value before the one it may not precede: an end before its start (`not_before`).
+    NotBefore,
+    /// A derived age outside its plausible range (`range`, 0–120 unless the spec says otherwise).
+    AgeRange,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 13] = [
+    pub const ALL: [Rule; 16] = [
         Rule::RaggedRow,
         Rule::InvalidEncoding,
         Rule::Required,
@@ -48,6 +55,9 @@ impl Rule {
         Rule::Unique,
         Rule::PrimaryKey,
         Rule::UnmappedCode,
+        Rule::NotAfter,
+        Rule::NotBefore,
+        Rule::AgeRange,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -65,6 +75,9 @@ impl Rule {
             Rule::Unique => "unique",
             Rule::PrimaryKey => "primary_key",
             Rule::UnmappedCode => "unmapped_code",
+            Rule::NotAfter => "not_after",
+            Rule::NotBefore => "not_before",
+            Rule::AgeRange => "age_range",
         }
     }
 }

@@ -572,11 +572,27 @@ fn permits(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {
                 commune.into(),
             ];
             damager.apply(&mut rng, &mut row, &id);
+            implausible(&mut row, n, issue);
             w.record(&row)?;
             issue = expiry + Duration::days(1 + rng.range(0, 40));
         }
     }
     w.finish()
+}
+
+/// Permits no schema constraint refuses and no plausibility rule lets through: a holder born
+/// after the permit was issued (a negative age), a permit that ends before it starts. Every
+/// 1009th record from the 500th and the 700th, outside the random stream, so the other rows stay
+/// as they were.
+fn implausible(row: &mut [String], n: u64, issue: NaiveDate) {
+    if row.len() < 8 {
+        return;
+    }
+    match n % 1009 {
+        500 => row[3] = fr(issue + Duration::days(30)),
+        700 => row[7] = fr(issue - Duration::days(30)),
+        _ => {}
+    }
 }
 
 fn asylum(dir: &Path, sz: &Sizes, seed: u64) -> Result<(PathBuf, u64)> {

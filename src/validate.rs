@@ -16,10 +16,10 @@ use polars::prelude::*;
 use rayon::prelude::*;
 
 use crate::calendar::days_of_date;
-use crate::error::{PolarsContext, Result};
+use crate::error::{PolarsContext, Result, quote};
 use crate::ingest::RawChunk;
 use crate::quarantine::{Issue, QuarantineBuilder, RowOrigin, Rule};
-use crate::spec::schema::{Bound, EnumValues, Field, FieldType, TableSchema};
+use crate::spec::schema::{Bound, DateMiss, EnumValues, Field, FieldType, TableSchema};
 use crate::vocab::raw_column;
 
 /// The accepted and quarantined parts of one chunk.
@@ -508,7 +508,7 @@ fn check_column(
                         row,
                         Rule::Enum,
                         s,
-                        format!("`{s}` is not one of the allowed values ({allowed})"),
+                        format!("{} is not one of the allowed values ({allowed})", quote(s)),
                     );
                 }
                 if let Some(re) = &c.pattern
@@ -518,7 +518,7 @@ fn check_column(
                         row,
                         Rule::Pattern,
                         s,
-                        format!("`{s}` does not match the pattern {}", re.as_str()),
+                        format!("{} does not match the pattern {}", quote(s), re.as_str()),
                     );
                 }
                 if c.min_length.is_some() || c.max_length.is_some() {
@@ -567,7 +567,7 @@ fn check_column(
                 };
                 let Some(x) = parsed else {
                     let what = if is_year { "a year" } else { "an integer" };
-                    sink.push(row, Rule::Type, s, format!("`{s}` is not {what}"));
+                    sink.push(row, Rule::Type, s, format!("{} is not {what}", quote(s)));
                     return None;
                 };
                 if let Some(EnumValues::Ints(set)) = &c.enumeration
@@ -599,7 +599,10 @@ fn check_column(
                         row,
                         Rule::Type,
                         s,
-                        format!("`{s}` is not a finite number (use `.` as the decimal mark)"),
+                        format!(
+                            "{} is not a finite number (use `.` as the decimal mark)",
+                            quote(s)
+                        ),
                     );
                     return None;
                 };
@@ -620,7 +623,7 @@ fn check_column(
                         row,
                         Rule::Type,
                         s,
-                        format!("`{s}` is not a boolean (true: {t}; false: {f})"),
+                        format!("{} is not a boolean (true: {t}; false: {f})", quote(s)),
                     );
                     None
                 }
@@ -629,14 +632,34 @@ fn check_column(
         }
         FieldType::Date(fmt) => {
             let (out, _) = walk(col, field, broken, required, &mut sink, |row, s, sink| {
-                let Some(d) = fmt.parse_date(s) else {
-                    sink.push(
-                        row,
-                        Rule::Type,
-                        s,
-                        format!("`{s}` is not a date in the format {}", fmt.pattern),
-                    );
-                    return None;
+                let d = match fmt.parse_date(s) {
+                    Ok(d) => d,
+                    Err(DateMiss::NoFormat) => {
+                        let what = if fmt.formats.len() == 1 {
+                            "the format"
+                        } else {
+                            "any of the formats"
+                        };
+                        sink.push(
+                            row,
+                            Rule::Type,
+                            s,
+                            format!("{} is not a date in {what} {}", quote(s), fmt.patterns()),
+                        );
+                        return None;
+                    }
+                    Err(DateMiss::NotMidnight) => {
+                        sink.push(
+                            row,
+                            Rule::Type,
+                            s,
+                            format!(
+                                "{} has a time of day other than midnight, and the field's `time` is \"midnight\" (a date written as a datetime)",
+                                quote(s)
+                            ),
+                        );
+                        return None;
+                    }
                 };
                 let days = days_of_date(d);
                 check_bounds(c.minimum, c.maximum, Bound::Date(days), s, row, sink);
@@ -669,7 +692,7 @@ fn check_bounds(
             row,
             Rule::Minimum,
             raw,
-            format!("`{raw}` is below the minimum {}", show(m)),
+            format!("{} is below the minimum {}", quote(raw), show(m)),
         );
     }
     if let Some(m) = max.filter(|m| cmp(*m) == Some(std::cmp::Ordering::Greater)) {
@@ -677,7 +700,7 @@ fn check_bounds(
             row,
             Rule::Maximum,
             raw,
-            format!("`{raw}` is above the maximum {}", show(m)),
+            format!("{} is above the maximum {}", quote(raw), show(m)),
         );
     }
 }

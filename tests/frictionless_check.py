@@ -75,12 +75,13 @@ def main() -> int:
                     continue
                 theirs[row - 1].add(e.type)  # frictionless counts the header as row 1
             name = os.path.relpath(file, spec_dir)
-            # unmapped_code is the harmonize stage's rule (crosswalks), not the schema's.
+            # unmapped_code, not_after, not_before and age_range are the harmonize stage's rules
+            # (crosswalks, plausibility), not the schema's.
             ours = {
                 rec: set(rules.split(","))
                 for rec, rules in duckdb.execute(
                     f"select record, string_agg(distinct rule, ',') from "
-                    f"'{os.path.join(out, 'quarantine', sid + '.parquet')}' where file = ? and rule <> 'unmapped_code' group by record",
+                    f"'{os.path.join(out, 'quarantine', sid + '.parquet')}' where file = ? and rule not in ('unmapped_code', 'not_after', 'not_before', 'age_range') group by record",
                     [name]).fetchall()
             }
             only_theirs = sorted(set(theirs) - set(ours))

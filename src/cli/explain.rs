@@ -94,8 +94,9 @@ pub fn explain(plan: &Plan) -> String {
                     birth_year,
                     age,
                     at,
+                    range: [lo, hi],
                 } => format!(
-                    "age at {} from {}",
+                    "age at {} from {}; plausible {lo}–{hi} (else quarantined: age_range)",
                     at.as_ref().map_or_else(
                         || plan.reference_date.to_string(),
                         |a| format!("`{a}` (stocks: the stock date)")
@@ -159,7 +160,10 @@ fn describe_checks(f: &schema::Field) -> String {
     let c = &f.constraints;
     let mut parts = Vec::new();
     if let schema::FieldType::Date(df) = &f.field_type {
-        parts.push(format!("format {}", df.pattern));
+        parts.push(format!("format {}", df.patterns()));
+        if df.time != schema::TimeOfDay::None {
+            parts.push(format!("time of day: {}", df.time.name()));
+        }
     }
     if c.required {
         parts.push("required".to_string());

@@ -436,6 +436,7 @@ fn dimension(
             birth_year,
             age,
             at,
+            ..
         }) => (
             format!("CL_{dim}"),
             Labeller::Code,

@@ -497,6 +497,18 @@ pub fn html(
             );
         }
         s.push_str("</tbody></table>\n");
+        let left: u64 = manifest
+            .sources
+            .iter()
+            .map(|x| x.unmapped_omitted)
+            .sum::<u64>()
+            + unmapped.len().saturating_sub(50) as u64;
+        if left > 0 {
+            let _ = writeln!(
+                s,
+                "<p class=\"legend\">… and {left} more unmapped values, the most frequent first in <code>manifest.json</code> (<code>unmapped_codes</code>); the quarantine holds every one.</p>"
+            );
+        }
     }
 
     // Trend: the last runs of the history, then this one.

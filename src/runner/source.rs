@@ -133,6 +133,8 @@ pub(super) fn run_source(
     let (mut read, mut bad, mut good) = (0u64, 0u64, 0u64);
     let mut by_rule: BTreeMap<Rule, u64> = BTreeMap::new();
     let sizes: Vec<u64> = files.iter().map(|f| f.bytes).collect();
+    let identities: Vec<(u64, String)> =
+        files.iter().map(|f| (f.bytes, f.blake3.clone())).collect();
     // Parsing runs on its own thread, one chunk ahead of validation and writing (a bounded
     // channel: at most three chunks in memory), so the two stages share both cores.
     let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(RawChunk, u64)>>(1);
@@ -140,7 +142,8 @@ pub(super) fn run_source(
         scope.spawn(move || {
             let mut done_bytes = 0;
             for (fi, size) in sizes.iter().enumerate() {
-                let mut chunks = match FileChunks::open(src, fi, plan.chunk_rows) {
+                let expected = identities[fi].clone();
+                let mut chunks = match FileChunks::open(src, fi, plan.chunk_rows, expected) {
                     Ok(c) => c,
                     Err(e) => {
                         let _ = tx.send(Err(e));
@@ -196,8 +199,8 @@ pub(super) fn run_source(
             } else {
                 let h = harmonizer.apply(v.accepted)?;
                 bad += h.rows_quarantined;
-                if h.quarantine.height() > 0 {
-                    *by_rule.entry(Rule::UnmappedCode).or_default() += h.quarantine.height() as u64;
+                for (r, n) in h.by_rule {
+                    *by_rule.entry(r).or_default() += n;
                 }
                 quarantined.write(h.quarantine)?;
                 h.accepted
@@ -234,6 +237,7 @@ pub(super) fn run_source(
         }
     }
     let qua = quarantined.finish(staging)?;
+    let (unmapped_codes, unmapped_omitted) = harmonizer.unmapped();
     if acc.rows != good {
         return Err(Error::Internal(format!(
             "source `{}`: {} accepted rows counted, {} written",
@@ -248,7 +252,8 @@ pub(super) fn run_source(
             rows_accepted: acc.rows,
             rows_quarantined: bad,
             max_invalid_fraction: src.max_invalid_fraction,
-            unmapped_codes: harmonizer.unmapped(),
+            unmapped_codes,
+            unmapped_omitted,
             quarantine_by_rule: by_rule
                 .into_iter()
                 .map(|(r, n)| (r.as_str().to_string(), n))

@@ -52,6 +52,10 @@ pub enum Derivation {
         age: Option<String>,
         #[serde(default)]
         at: Option<String>,
+        /// The plausible ages, inclusive: a record whose age (at `at`, or the reference date)
+        /// falls outside is quarantined with rule `age_range`.
+        #[serde(skip_serializing_if = "is_default_range")]
+        range: [u32; 2],
     },
     /// A banding of a derived age column.
     Band {
@@ -283,12 +287,41 @@ fn age(d: &Section<'_>, k: &Known<'_>, cx: &mut Ctx<'_>) -> Derivation {
             );
         }
     }
+    let range = match d.get("range") {
+        None => DEFAULT_AGE_RANGE,
+        Some(v) => {
+            let pair = v.as_array().and_then(|a| match a.as_slice() {
+                [lo, hi] => Some((lo.as_integer()?, hi.as_integer()?)),
+                _ => None,
+            });
+            match pair.and_then(|(lo, hi)| Some([u32::try_from(lo).ok()?, u32::try_from(hi).ok()?]))
+            {
+                Some([lo, hi]) if lo <= hi && hi <= 150 => [lo, hi],
+                _ => {
+                    cx.push(
+                        d.key("range"),
+                        "must be the plausible ages [lowest, highest], 0 <= lowest <= highest <= 150, e.g. [0, 120]",
+                    );
+                    DEFAULT_AGE_RANGE
+                }
+            }
+        }
+    };
     Derivation::Age {
         birth_date,
         birth_year,
         age,
         at,
+        range,
     }
+}
+
+/// The ages a record may plausibly have when nothing else is declared (UN and Eurostat
+/// population statistics stop at 100+; nobody documented has lived past 122).
+pub const DEFAULT_AGE_RANGE: [u32; 2] = [0, 120];
+
+fn is_default_range(r: &[u32; 2]) -> bool {
+    *r == DEFAULT_AGE_RANGE
 }
 
 /// `{ banding, from_age }`: an age column in bands (of the age derived before, by default).

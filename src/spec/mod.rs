@@ -67,6 +67,31 @@ pub struct Period {
     pub end: NaiveDate,
 }
 
+/// A plausibility rule: `field` may not come after (or before) another field or the
+/// reference date. Records where either side is missing are not checked.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Check {
+    pub field: String,
+    pub rule: CheckRule,
+    pub against: Against,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckRule {
+    NotAfter,
+    NotBefore,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Against {
+    /// The pipeline's `reference_date` (its year, for a year field).
+    ReferenceDate,
+    /// Another field of the same record.
+    Field(String),
+}
+
 /// One compiled source: its files (globs expanded, sorted), format and schema.
 #[derive(Debug, Clone, Serialize)]
 pub struct SourcePlan {
@@ -87,6 +112,9 @@ pub struct SourcePlan {
     pub record_id: Option<String>,
     /// Standard columns derived from the record (`[sources.<id>.harmonize]`), in order.
     pub harmonize: Vec<Derived>,
+    /// Plausibility rules between fields (`[sources.<id>.checks]`), applied with the
+    /// derivations; a record that breaks one is quarantined.
+    pub checks: Vec<Check>,
     /// The sampling design, for a survey source.
     pub design: Option<Design>,
     /// The source's `period` as written, the default of its tables (read with each table).
@@ -729,6 +757,58 @@ mod tests {
         for want in ["id", "tables.f.start"] {
             assert!(k.iter().any(|x| x == want), "{want} not in {k:?}");
         }
+    }
+
+    #[test]
+    fn plausibility_rules_are_checked_against_the_schema() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("x.csv"), "id,b,e,n,y\n").unwrap();
+        std::fs::write(
+            d.path().join("s.json"),
+            r#"{"fields": [{"name": "id"}, {"name": "b", "type": "date"}, {"name": "e", "type": "date"},
+                {"name": "n", "type": "integer"}, {"name": "y", "type": "year"}]}"#,
+        )
+        .unwrap();
+        let lists = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/codelists");
+        let head = format!(
+            "version = 1\nid = \"p\"\nreference_date = 2024-12-31\nreference_period = \"2024\"\ncodelists = \"{lists}\"\n\
+             [sources.s]\npath = \"x.csv\"\nformat = \"csv\"\nschema = \"s.json\"\n"
+        );
+        // Hand-written: each line breaks one rule of the `checks` and `range` readers.
+        let k = keys(spec(
+            d.path(),
+            &format!(
+                "{head}[sources.s.harmonize]\nAGE = {{ birth_date = \"b\", range = [0, 200] }}\n\
+                 [sources.s.checks]\n\
+                 b = {{ not_after = \"reference_date\", not_before = \"n\" }}\n\
+                 e = {{ not_before = \"nope\", after = \"b\" }}\n\
+                 id = {{ not_after = \"b\" }}\n\
+                 zz = {{ not_after = \"b\" }}\n\
+                 y = {{ }}\n"
+            ),
+        ));
+        assert_eq!(
+            k,
+            [
+                "sources.s.harmonize.AGE.range",
+                "sources.s.checks.b.not_before",
+                "sources.s.checks.e.not_before",
+                "sources.s.checks.e.after",
+                "sources.s.checks.id",
+                "sources.s.checks.y",
+                "sources.s.checks.zz",
+            ]
+        );
+        // A valid set compiles: dates against dates and the reference date, years against years.
+        let plan = spec(
+            d.path(),
+            &format!(
+                "{head}[sources.s.checks]\nb = {{ not_after = \"reference_date\" }}\n\
+                 e = {{ not_before = \"b\" }}\ny = {{ not_after = \"reference_date\", not_before = \"n\" }}\n"
+            ),
+        )
+        .unwrap();
+        assert_eq!(plan.sources[0].checks.len(), 4);
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub enum FieldType {
     Integer,
     Number,
     Boolean,
-    Date(DateFormat),
+    Date(Dates),
     Year,
 }
 
@@ -44,8 +44,113 @@ impl FieldType {
     }
 }
 
-/// A strptime-style date pattern restricted to `%Y`, `%m`, `%d` and literal characters — what
-/// real deliveries use (`%Y-%m-%d`, `%d/%m/%Y`, `%d.%m.%Y`), parsed without allocation.
+/// How a date field is read: its formats, tried in order (a list whose formats could read one
+/// text as two different dates is refused when the schema is read), and what a time of day in
+/// the value means.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dates {
+    pub formats: Vec<DateFormat>,
+    pub time: TimeOfDay,
+}
+
+/// What a date field does with a time of day (`"time"` on the field; needed when a format has
+/// `%H`). Deliveries exported from databases write dates as datetimes at midnight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeOfDay {
+    /// The formats have no time part.
+    None,
+    /// The time must be 00:00:00 (a date written as a datetime); any other time is not a date.
+    Midnight,
+    /// The date part is kept, whatever the time (a timestamp recorded at the event).
+    Drop,
+}
+
+impl TimeOfDay {
+    pub fn name(self) -> &'static str {
+        match self {
+            TimeOfDay::None => "none",
+            TimeOfDay::Midnight => "midnight",
+            TimeOfDay::Drop => "drop",
+        }
+    }
+}
+
+/// Why a value is not a date of its field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DateMiss {
+    /// No format reads it (or it is not a calendar date).
+    NoFormat,
+    /// A format reads it, with a time of day other than midnight, under `"time": "midnight"`.
+    NotMidnight,
+}
+
+impl Dates {
+    pub fn iso() -> Self {
+        Dates {
+            formats: vec![DateFormat::iso()],
+            time: TimeOfDay::None,
+        }
+    }
+
+    /// The date a value holds: the first format that reads it.
+    pub fn parse_date(&self, s: &str) -> Result<chrono::NaiveDate, DateMiss> {
+        for f in &self.formats {
+            if let Some((d, seconds)) = f.parse_datetime(s) {
+                return match self.time {
+                    TimeOfDay::Midnight if seconds != 0 => Err(DateMiss::NotMidnight),
+                    _ => Ok(d),
+                };
+            }
+        }
+        Err(DateMiss::NoFormat)
+    }
+
+    /// The formats as a message or a codebook lists them: `%d/%m/%Y or %Y-%m-%d`.
+    pub fn patterns(&self) -> String {
+        self.formats
+            .iter()
+            .map(|f| f.pattern.as_str())
+            .collect::<Vec<_>>()
+            .join(" or ")
+    }
+
+    /// The first text two of the formats read as two different dates, if any: (text, format,
+    /// its date, other format, its date). Found by writing every day of a leap year under each
+    /// format, with and without leading zeros, and reading it under the others — the only way
+    /// two patterns of %Y, %m, %d and literals can disagree is on such a text.
+    pub fn ambiguity(
+        &self,
+    ) -> Option<(String, usize, chrono::NaiveDate, usize, chrono::NaiveDate)> {
+        use chrono::Datelike;
+        let first = chrono::NaiveDate::from_ymd_opt(2000, 1, 1)?;
+        for (i, a) in self.formats.iter().enumerate() {
+            for (j, b) in self.formats.iter().enumerate().filter(|(j, _)| *j != i) {
+                for day in first.iter_days().take_while(|d| d.year() == 2000) {
+                    for pad in [(true, true), (false, false), (true, false), (false, true)] {
+                        let text = a.write(day, pad);
+                        if let Some((other, _)) = b.parse_datetime(&text)
+                            && other != day
+                        {
+                            return Some((text, i, day, j, other));
+                        }
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Whether a format has a time part (then the field must say what a time means).
+    pub fn has_time(&self) -> bool {
+        self.formats
+            .iter()
+            .any(|f| f.tokens.contains(&DateToken::Hour))
+    }
+}
+
+/// A strptime-style pattern restricted to `%Y`, `%m`, `%d`, `%H`, `%M`, `%S` and literal
+/// characters — what real deliveries use (`%Y-%m-%d`, `%d/%m/%Y`, `%d.%m.%Y`,
+/// `%Y-%m-%d %H:%M:%S`), parsed without allocation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DateFormat {
     pub pattern: String,
@@ -57,6 +162,10 @@ enum DateToken {
     Year,
     Month,
     Day,
+    Hour,
+    Minute,
+    /// Seconds, with an optional fraction (`05.123`).
+    Second,
     Literal(char),
 }
 
@@ -69,36 +178,37 @@ impl DateFormat {
     pub fn parse(pattern: &str) -> Result<Self, String> {
         let mut tokens = Vec::new();
         let mut chars = pattern.chars();
-        let (mut y, mut m, mut d) = (0, 0, 0);
+        let mut seen = [0u8; 6];
         while let Some(c) = chars.next() {
             if c == '%' {
-                match chars.next() {
-                    Some('Y') => {
-                        y += 1;
-                        tokens.push(DateToken::Year)
-                    }
-                    Some('m') => {
-                        m += 1;
-                        tokens.push(DateToken::Month)
-                    }
-                    Some('d') => {
-                        d += 1;
-                        tokens.push(DateToken::Day)
-                    }
+                let (t, k) = match chars.next() {
+                    Some('Y') => (DateToken::Year, 0),
+                    Some('m') => (DateToken::Month, 1),
+                    Some('d') => (DateToken::Day, 2),
+                    Some('H') => (DateToken::Hour, 3),
+                    Some('M') => (DateToken::Minute, 4),
+                    Some('S') => (DateToken::Second, 5),
                     Some(other) => {
                         return Err(format!(
-                            "date format directive `%{other}` is not supported (use %Y, %m, %d and literal characters)"
+                            "date format directive `%{other}` is not supported (use %Y, %m, %d, optionally %H, %M, %S, and literal characters)"
                         ));
                     }
                     None => return Err("date format ends with a lone `%`".into()),
-                }
+                };
+                seen[k] += 1;
+                tokens.push(t);
             } else {
                 tokens.push(DateToken::Literal(c));
             }
         }
-        if (y, m, d) != (1, 1, 1) {
+        if seen[..3] != [1, 1, 1] || seen[3..].iter().any(|n| *n > 1) {
             return Err(format!(
-                "date format `{pattern}` must contain %Y, %m and %d exactly once each"
+                "date format `{pattern}` must contain %Y, %m and %d exactly once each (and %H, %M, %S at most once)"
+            ));
+        }
+        if seen[3] == 0 && (seen[4] > 0 || seen[5] > 0) {
+            return Err(format!(
+                "date format `{pattern}` has minutes or seconds without %H"
             ));
         }
         Ok(DateFormat {
@@ -108,11 +218,17 @@ impl DateFormat {
     }
 
     /// Parse a value; `None` when it does not match the pattern or is not a calendar date.
-    /// `%Y` takes exactly four digits; `%m` and `%d` take one or two.
     pub fn parse_date(&self, s: &str) -> Option<chrono::NaiveDate> {
+        self.parse_datetime(s).map(|(d, _)| d)
+    }
+
+    /// Parse a value into its date and its time of day in seconds (0 without a time part).
+    /// `%Y` takes exactly four digits; `%m` and `%d` one or two; `%H`, `%M`, `%S` two.
+    fn parse_datetime(&self, s: &str) -> Option<(chrono::NaiveDate, u32)> {
         let b = s.as_bytes();
         let mut i = 0;
         let (mut y, mut m, mut d) = (0i32, 0u32, 0u32);
+        let (mut hh, mut mm, mut ss, mut fraction) = (0u32, 0u32, 0u32, false);
         for t in &self.tokens {
             match *t {
                 // Separators are nearly always one ASCII byte: compare it without `memcmp`.
@@ -145,12 +261,52 @@ impl DateFormat {
                     d = v;
                     i += n;
                 }
+                DateToken::Hour => {
+                    let (v, n) = digits(&b[i..], 2, 2)?;
+                    hh = v;
+                    i += n;
+                }
+                DateToken::Minute => {
+                    let (v, n) = digits(&b[i..], 2, 2)?;
+                    mm = v;
+                    i += n;
+                }
+                DateToken::Second => {
+                    let (v, n) = digits(&b[i..], 2, 2)?;
+                    ss = v;
+                    i += n;
+                    if b.get(i) == Some(&b'.') {
+                        let (f, k) = digits(&b[i + 1..], 1, 9)?;
+                        fraction = f != 0;
+                        i += 1 + k;
+                    }
+                }
             }
         }
-        if i != b.len() {
+        if i != b.len() || hh > 23 || mm > 59 || ss > 60 {
             return None;
         }
-        chrono::NaiveDate::from_ymd_opt(y, m, d)
+        let date = chrono::NaiveDate::from_ymd_opt(y, m, d)?;
+        Some((date, hh * 3600 + mm * 60 + ss + u32::from(fraction)))
+    }
+
+    /// `day` written in this format, months and days with or without leading zeros
+    /// (`pad` = (month, day)); a time part as midnight.
+    pub fn write(&self, day: chrono::NaiveDate, (pad_m, pad_d): (bool, bool)) -> String {
+        use chrono::Datelike;
+        let mut out = String::new();
+        for t in &self.tokens {
+            match *t {
+                DateToken::Literal(c) => out.push(c),
+                DateToken::Year => out.push_str(&format!("{:04}", day.year())),
+                DateToken::Month if pad_m => out.push_str(&format!("{:02}", day.month())),
+                DateToken::Month => out.push_str(&day.month().to_string()),
+                DateToken::Day if pad_d => out.push_str(&format!("{:02}", day.day())),
+                DateToken::Day => out.push_str(&day.day().to_string()),
+                DateToken::Hour | DateToken::Minute | DateToken::Second => out.push_str("00"),
+            }
+        }
+        out
     }
 }
 
@@ -246,6 +402,7 @@ const FIELD_KEYS: &[&str] = &[
     "example",
     "type",
     "format",
+    "time",
     "constraints",
     "missingValues",
     "trueValues",
@@ -413,6 +570,75 @@ pub fn parse(text: &str, file: &Path) -> Result<TableSchema, Vec<SpecIssue>> {
     }
 }
 
+/// A date field's `format` — one pattern, or a list tried in order (a migstat extension of
+/// Table Schema for registers that mix formats) — and its `time`: what a time of day in the
+/// value means (required when a format reads one: `"midnight"` or `"drop"`).
+fn date_formats(obj: &Map<String, Value>, path: &str, is: &mut Issues) -> Dates {
+    let key = join(path, "format");
+    let written: Vec<&str> = match obj.get("format") {
+        None => vec!["default"],
+        Some(Value::String(f)) => vec![f.as_str()],
+        Some(Value::Array(a)) if !a.is_empty() && a.iter().all(Value::is_string) => {
+            a.iter().filter_map(Value::as_str).collect()
+        }
+        Some(_) => {
+            is.push(&key, "must be a date pattern or a non-empty list of them, e.g. [\"%Y-%m-%d\", \"%d/%m/%Y\"]");
+            vec!["default"]
+        }
+    };
+    let mut formats = Vec::new();
+    for f in written {
+        match f {
+            "default" => formats.push(DateFormat::iso()),
+            "any" => is.push(
+                &key,
+                "format \"any\" guesses and is not supported: name the pattern, e.g. \"%d/%m/%Y\", or list them",
+            ),
+            p => match DateFormat::parse(p) {
+                Ok(df) if formats.contains(&df) => {
+                    is.push(&key, format!("`{p}` is listed twice"));
+                }
+                Ok(df) => formats.push(df),
+                Err(msg) => is.push(&key, msg),
+            },
+        }
+    }
+    if formats.is_empty() {
+        formats.push(DateFormat::iso());
+    }
+    let mut dates = Dates {
+        formats,
+        time: TimeOfDay::None,
+    };
+    if let Some((text, i, a, j, b)) = dates.ambiguity() {
+        is.push(
+            &key,
+            format!(
+                "ambiguous: `{text}` is {a} under {} and {b} under {}; a list may not hold formats that read one text as two dates (a register that mixes day-first and month-first dates cannot be read without a rule per record)",
+                dates.formats[i].pattern, dates.formats[j].pattern
+            ),
+        );
+    }
+    let tkey = join(path, "time");
+    dates.time = match (obj.get("time").map(|v| v.as_str()), dates.has_time()) {
+        (None, false) => TimeOfDay::None,
+        (None, true) => {
+            is.push(
+                &tkey,
+                "a format reads a time of day: say what it means, \"midnight\" (a date written as a datetime: any other time is not a date) or \"drop\" (the date part is kept)",
+            );
+            TimeOfDay::Drop
+        }
+        (Some(Some("midnight")), _) => TimeOfDay::Midnight,
+        (Some(Some("drop")), _) => TimeOfDay::Drop,
+        (Some(_), _) => {
+            is.push(&tkey, "must be \"midnight\" or \"drop\"");
+            TimeOfDay::Drop
+        }
+    };
+    dates
+}
+
 fn parse_field(
     v: &Value,
     path: &str,
@@ -464,23 +690,7 @@ fn parse_field(
                 _ => FieldType::Year,
             }
         }
-        "date" => match format {
-            None | Some("default") => FieldType::Date(DateFormat::iso()),
-            Some("any") => {
-                is.push(
-                    join(path, "format"),
-                    "format \"any\" guesses and is not supported: name the pattern, e.g. \"%d/%m/%Y\"",
-                );
-                FieldType::Date(DateFormat::iso())
-            }
-            Some(p) => match DateFormat::parse(p) {
-                Ok(df) => FieldType::Date(df),
-                Err(msg) => {
-                    is.push(join(path, "format"), msg);
-                    FieldType::Date(DateFormat::iso())
-                }
-            },
-        },
+        "date" => FieldType::Date(date_formats(obj, path, is)),
         other => {
             is.push(
                 join(path, "type"),
@@ -491,8 +701,14 @@ fn parse_field(
             FieldType::String
         }
     };
-    if obj.get("format").is_some_and(|f| !f.is_string()) {
+    if type_name != "date" && obj.get("format").is_some_and(|f| !f.is_string()) {
         is.push(join(path, "format"), "must be a string");
+    }
+    if type_name != "date" && obj.get("time").is_some() {
+        is.push(
+            join(path, "time"),
+            "only date fields have a time of day to read",
+        );
     }
 
     let missing_values = match obj.get("missingValues") {
@@ -602,7 +818,7 @@ fn parse_constraints(
             // As in Table Schema, a date bound is written in the field's own format.
             FieldType::Date(fmt) => v
                 .as_str()
-                .and_then(|s| fmt.parse_date(s))
+                .and_then(|s| fmt.parse_date(s).ok())
                 .map(|d| Bound::Date(crate::calendar::days_of_date(d))),
             FieldType::String | FieldType::Boolean => {
                 is.push(&p, format!("not allowed on {} fields", ft.name()));
@@ -617,7 +833,7 @@ fn parse_constraints(
                 match ft {
                     FieldType::Date(fmt) => format!(
                         "must be a date written in the field's format {}",
-                        fmt.pattern
+                        fmt.patterns()
                     ),
                     _ => format!("must be a {} value", ft.name()),
                 },
@@ -687,6 +903,87 @@ mod tests {
         assert_eq!(fr.parse_date("2023-12-31"), None);
         assert!(DateFormat::parse("%d/%m/%y").is_err());
         assert!(DateFormat::parse("%d/%m").is_err());
+    }
+
+    /// The date field `d` of a one-field schema with `extra` JSON keys, or its issues' messages.
+    fn date_field(extra: &str) -> Result<Dates, Vec<String>> {
+        let json = format!(r#"{{"fields": [{{"name": "d", "type": "date"{extra}}}]}}"#);
+        match parse(&json, Path::new("t.schema.json")) {
+            Ok(s) => match &s.fields[0].field_type {
+                FieldType::Date(d) => Ok(d.clone()),
+                other => panic!("{other:?}"),
+            },
+            Err(v) => Err(v
+                .into_iter()
+                .map(|i| format!("{}: {}", i.key, i.message))
+                .collect()),
+        }
+    }
+
+    #[test]
+    fn a_list_of_date_formats_is_tried_in_order() {
+        let ymd = |y, m, d| chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        // The Moroccan register's mix: ISO and day-first with slashes (read by hand).
+        let d = date_field(r#", "format": ["%Y-%m-%d", "%d/%m/%Y"]"#).unwrap();
+        assert_eq!(d.parse_date("2020-02-01"), Ok(ymd(2020, 2, 1)));
+        assert_eq!(d.parse_date("01/02/2020"), Ok(ymd(2020, 2, 1)));
+        assert_eq!(d.parse_date("1/2/2020"), Ok(ymd(2020, 2, 1)));
+        assert_eq!(d.parse_date("02-01-2020"), Err(DateMiss::NoFormat));
+        assert_eq!(d.parse_date("31/02/2020"), Err(DateMiss::NoFormat));
+        assert_eq!(d.patterns(), "%Y-%m-%d or %d/%m/%Y");
+        // Day-first and day-first with dots do not overlap; day-first and month-first do.
+        assert!(date_field(r#", "format": ["%d/%m/%Y", "%d.%m.%Y"]"#).is_ok());
+        let e = date_field(r#", "format": ["%d/%m/%Y", "%m/%d/%Y"]"#).unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("fields[0].format: ambiguous: `02/01/2000` is 2000-01-02 under %d/%m/%Y and 2000-02-01 under %m/%d/%Y"),
+            "{e:?}"
+        );
+        // Without separators the same swap: `02012000` is 2 January or 1 February.
+        assert!(date_field(r#", "format": ["%d%m%Y", "%m%d%Y"]"#).is_err());
+        // Empty lists, duplicates and "any" are refused.
+        assert!(date_field(r#", "format": []"#).is_err());
+        assert!(date_field(r#", "format": ["%Y-%m-%d", "%Y-%m-%d"]"#).is_err());
+        assert!(date_field(r#", "format": ["%Y-%m-%d", "any"]"#).is_err());
+    }
+
+    #[test]
+    fn a_time_of_day_needs_a_declared_rule() {
+        let ymd = |y, m, d| chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        let e = date_field(r#", "format": "%Y-%m-%d %H:%M:%S""#).unwrap_err();
+        assert!(
+            e[0].starts_with("fields[0].time: a format reads a time of day"),
+            "{e:?}"
+        );
+        let midnight =
+            date_field(r#", "format": ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d"], "time": "midnight""#)
+                .unwrap();
+        assert_eq!(
+            midnight.parse_date("2020-03-04 00:00:00"),
+            Ok(ymd(2020, 3, 4))
+        );
+        assert_eq!(
+            midnight.parse_date("2020-03-04 00:00:00.000"),
+            Ok(ymd(2020, 3, 4))
+        );
+        assert_eq!(midnight.parse_date("2020-03-04"), Ok(ymd(2020, 3, 4)));
+        assert_eq!(
+            midnight.parse_date("2020-03-04 13:05:00"),
+            Err(DateMiss::NotMidnight)
+        );
+        assert_eq!(
+            midnight.parse_date("2020-03-04 00:00:00.5"),
+            Err(DateMiss::NotMidnight)
+        );
+        assert_eq!(
+            midnight.parse_date("2020-03-04 24:00:00"),
+            Err(DateMiss::NoFormat)
+        );
+        let drop = date_field(r#", "format": "%Y-%m-%dT%H:%M:%S", "time": "drop""#).unwrap();
+        assert_eq!(drop.parse_date("2020-03-04T23:59:59"), Ok(ymd(2020, 3, 4)));
+        assert!(date_field(r#", "time": "noon""#).is_err());
+        assert!(DateFormat::parse("%Y-%m-%d %M").is_err());
+        assert!(DateFormat::parse("%Y-%m-%d %H %H").is_err());
     }
 
     #[test]

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use toml::{Table, Value};
 
+use super::schema::FieldType;
+
 use super::*;
 
 /// `[sources.<id>]`: every source compiled, with its schema's hash.
@@ -171,6 +173,14 @@ fn compile_source(
     let design = st
         .sub("design", "{ weight = ..., strata = ..., psu = ... }", cx)
         .and_then(|d| design::parse(&d, schema_out.as_ref().map(|(_, s, _)| s), cx));
+    let checks = st
+        .sub(
+            "checks",
+            "{ birth_date = { not_after = \"reference_date\" } }",
+            cx,
+        )
+        .map(|c| checks(&c, schema_out.as_ref().map(|(_, s, _)| s), cx))
+        .unwrap_or_default();
     // Read with each table that takes its source's period (and checked there).
     let period = st.get("period").cloned();
     st.finish(cx);
@@ -189,6 +199,7 @@ fn compile_source(
             person_id,
             record_id,
             harmonize,
+            checks,
             design,
             period,
         },
@@ -219,6 +230,85 @@ fn not_a_file(path: &Path) -> Option<String> {
             _ => Some(format!("cannot read {shown}: {e}")),
         },
     }
+}
+
+/// `[sources.<id>.checks]`: plausibility rules between a record's fields, or against the
+/// reference date. `field = { not_after = "reference_date" | "<field>", not_before = ... }`;
+/// both sides dates, or both years or integers.
+fn checks(c: &Section<'_>, schema: Option<&TableSchema>, cx: &mut Ctx<'_>) -> Vec<Check> {
+    let mut out = Vec::new();
+    let kind = |name: &str| -> Option<u8> {
+        schema?.field(name).map(|f| match f.field_type {
+            FieldType::Date(_) => 1,
+            FieldType::Year | FieldType::Integer => 2,
+            _ => 0,
+        })
+    };
+    for (field, v) in c.names() {
+        let Value::Table(t) = v else {
+            cx.push(
+                c.key(field),
+                "must be a table, e.g. { not_after = \"reference_date\" }",
+            );
+            continue;
+        };
+        let t = Section::new(t, c.key(field));
+        let mine = kind(field);
+        if schema.is_some() && mine.is_none() {
+            cx.push(
+                t.path(),
+                format!("`{}` is not a field of the source's schema", cap(field)),
+            );
+        } else if mine == Some(0) {
+            cx.push(
+                t.path(),
+                format!(
+                    "`{}` is neither a date nor a year or integer field",
+                    cap(field)
+                ),
+            );
+        }
+        for (key, rule) in [
+            ("not_after", CheckRule::NotAfter),
+            ("not_before", CheckRule::NotBefore),
+        ] {
+            let Some(other) = cx.str(&t, key, false) else {
+                continue;
+            };
+            let against = if other == "reference_date" {
+                if kind(other).is_some() {
+                    cx.push(t.key(key), "the schema has a field named `reference_date`: rename it, the name means the pipeline's reference date here");
+                }
+                Against::ReferenceDate
+            } else {
+                match kind(other) {
+                    None if schema.is_some() => cx.push(
+                        t.key(key),
+                        format!("`{}` is neither `reference_date` nor a field of the source's schema", cap(other)),
+                    ),
+                    Some(k) if mine.is_some_and(|m| m != 0 && m != k) => cx.push(
+                        t.key(key),
+                        format!("`{}` and `{}` cannot be compared: both must be dates, or both years or integers", cap(field), cap(other)),
+                    ),
+                    _ => {}
+                }
+                Against::Field(other.to_string())
+            };
+            out.push(Check {
+                field: field.clone(),
+                rule,
+                against,
+            });
+        }
+        if !out.iter().any(|x| &x.field == field) {
+            cx.push(
+                t.path(),
+                "say what the field may not pass: `not_after` or `not_before`",
+            );
+        }
+        t.finish(cx);
+    }
+    out
 }
 
 fn expand_files(pattern: &str, base: &Path, key: &str, cx: &mut Ctx<'_>) -> Vec<PathBuf> {

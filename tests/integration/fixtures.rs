@@ -6,7 +6,7 @@ use polars::prelude::*;
 use crate::{manifest, read_parquet, repo};
 use migstat::spec::compile;
 
-fn quarantine_rows(out: &std::path::Path, sources: &[&str]) -> Vec<String> {
+pub(crate) fn quarantine_rows(out: &std::path::Path, sources: &[&str]) -> Vec<String> {
     let mut rows = Vec::new();
     for s in sources {
         let df = read_parquet(&out.join("quarantine").join(format!("{s}.parquet")));

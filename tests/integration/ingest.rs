@@ -147,3 +147,238 @@ fn a_path_that_is_not_a_file_is_named_for_what_it_is() {
         assert!(err.contains(want), "{path}: want {want:?} in {err}");
     }
 }
+
+#[test]
+fn mixed_date_formats_feed_ages_and_implausible_records_are_quarantined() {
+    use polars::prelude::*;
+    let dir = crate::repo().join("tests/fixtures/plausibility");
+    let tmp = tempfile::tempdir().unwrap();
+    let plan = migstat::spec::compile(&dir.join("pipeline.toml")).unwrap();
+    let m = crate::run_plan(&plan, tmp.path());
+    let mut got = crate::fixtures::quarantine_rows(&tmp.path().join("current"), &["reg"]);
+    let mut want: Vec<String> = std::fs::read_to_string(dir.join("expected_quarantine.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(str::to_string)
+        .collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    let reg = &m.sources[0];
+    assert_eq!(
+        (reg.rows_read, reg.rows_accepted, reg.rows_quarantined),
+        (8, 3, 5)
+    );
+    // Ages at arrival, by hand: born 1990-05-17 → 29 on 2020-03-01 (twice, ISO and day-first;
+    // the second arrival a datetime at midnight); born 5 Jan 1985 → 38 on 4 Jan 2024.
+    let acc = crate::read_parquet(&tmp.path().join("current/restricted/accepted/reg.parquet"));
+    let ids: Vec<&str> = acc
+        .column("raw_id")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .flatten()
+        .collect();
+    assert_eq!(ids, ["r1", "r2", "r3"]);
+    let ages: Vec<Option<i64>> = acc
+        .column("AGE")
+        .unwrap()
+        .cast(&DataType::Int64)
+        .unwrap()
+        .i64()
+        .unwrap()
+        .iter()
+        .collect();
+    assert_eq!(ages, [Some(29), Some(29), Some(38)]);
+    // The quarantine says which formats were tried and why a datetime is refused.
+    let q = crate::read_parquet(&tmp.path().join("current/quarantine/reg.parquet"));
+    let messages: Vec<&str> = q
+        .column("message")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .flatten()
+        .collect();
+    assert!(
+        messages.contains(&"`31/02/1990` is not a date in any of the formats %Y-%m-%d or %d/%m/%Y"),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("`2020-03-01 13:30:00` has a time of day other than midnight")),
+        "{messages:?}"
+    );
+}
+
+#[test]
+fn parquet_as_pandas_polars_duckdb_and_arrow_write_it_reads_like_the_csv() {
+    use polars::prelude::*;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let fixture = crate::repo().join("tests/fixtures/parquet_writers");
+    for f in ["delivery.csv", "delivery.schema.json", "pipeline.toml"] {
+        std::fs::copy(fixture.join(f), d.join(f)).unwrap();
+    }
+    let o = std::process::Command::new("python3")
+        .arg(crate::repo().join("tests/parquet_writers.py"))
+        .arg(d)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        o.status.success(),
+        "parquet_writers.py (pip install -r tests/requirements.txt): {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let plan = migstat::spec::compile(&d.join("pipeline.toml")).unwrap();
+    let m = crate::run_plan(&plan, &d.join("out"));
+    let current = d.join("out/current");
+    // Expected by hand for every writer: a1 and a2 accepted; a3 (time of day in `arrived`),
+    // a4 (34.5 children) and a5 (-1 children) quarantined, as records 3, 4 and 5.
+    let accepted = |id: &str| {
+        let df = crate::read_parquet(&current.join(format!("restricted/accepted/{id}.parquet")));
+        let cols = [
+            "raw_id",
+            "raw_born",
+            "raw_arrived",
+            "raw_children",
+            "raw_weight",
+            "raw_year",
+            "raw_active",
+        ];
+        df.select(cols).unwrap()
+    };
+    let quarantine = |id: &str| {
+        let df = crate::read_parquet(&current.join(format!("quarantine/{id}.parquet")));
+        let get = |c: &str| df.column(c).unwrap().cast(&DataType::String).unwrap();
+        let (r, f, rule) = (get("record"), get("field"), get("rule"));
+        let mut out: Vec<String> = (0..df.height())
+            .map(|i| {
+                format!(
+                    "{},{},{}",
+                    r.str().unwrap().get(i).unwrap_or(""),
+                    f.str().unwrap().get(i).unwrap_or(""),
+                    rule.str().unwrap().get(i).unwrap_or("")
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let csv = accepted("csv");
+    assert_eq!(csv.height(), 2, "{csv}");
+    for id in ["csv", "pandas", "polars", "duckdb", "arrow"] {
+        let s = m.sources.iter().find(|s| s.id == id).unwrap();
+        assert_eq!(
+            (s.rows_read, s.rows_accepted, s.rows_quarantined),
+            (5, 2, 3),
+            "{id}: {:?}",
+            s.quarantine_by_rule
+        );
+        assert_eq!(
+            quarantine(id),
+            ["3,arrived,type", "4,children,type", "5,children,minimum"],
+            "{id}"
+        );
+        assert!(
+            accepted(id).equals_missing(&csv),
+            "{id}:\n{}\nvs csv:\n{csv}",
+            accepted(id)
+        );
+    }
+}
+
+#[test]
+fn a_file_that_changes_while_it_is_read_is_rejected() {
+    // The run hashes each file when it begins; the bytes then read must be those. A file
+    // rewritten in between is simulated by handing the reader the identity of other bytes.
+    let dir = crate::repo().join("tests/fixtures/parquet_writers");
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    for f in ["delivery.csv", "delivery.schema.json", "pipeline.toml"] {
+        std::fs::copy(dir.join(f), d.join(f)).unwrap();
+    }
+    let o = std::process::Command::new("python3")
+        .arg(crate::repo().join("tests/parquet_writers.py"))
+        .arg(d)
+        .output()
+        .expect("python3 runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let plan = migstat::spec::compile(&d.join("pipeline.toml")).unwrap();
+    for id in ["csv", "pandas"] {
+        let src = plan.sources.iter().find(|s| s.id == id).unwrap();
+        let (bytes, hash) = migstat::manifest::hash_file(&src.files[0]).unwrap();
+        // The true identity reads through.
+        let mut ok = migstat::ingest::FileChunks::open(src, 0, 2, (bytes, hash.clone())).unwrap();
+        let mut rows = 0;
+        while let Some(c) = ok.next_chunk().unwrap() {
+            rows += c.height();
+        }
+        assert_eq!(rows, 5, "{id}");
+        // Another identity: every chunk may be read, but the end of the file rejects it.
+        let other = blake3::hash(b"the delivery as it was").to_hex().to_string();
+        let mut changed = migstat::ingest::FileChunks::open(src, 0, 2, (bytes, other)).unwrap();
+        let err = loop {
+            match changed.next_chunk() {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("{id}: a changed file was read to its end without complaint"),
+                Err(e) => break e.to_string(),
+            }
+        };
+        assert!(
+            err.contains("the file changed while it was read"),
+            "{id}: {err}"
+        );
+    }
+}
+
+#[test]
+fn unmapped_values_in_the_manifest_are_few_and_short() {
+    // A column of names declared as codes: 500 distinct 200-byte values, none a code. The
+    // quarantine keeps them all; the manifest lists the 100 most frequent, each cut to 64 bytes.
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let lists = crate::repo().join("schemas/codelists");
+    std::fs::write(
+        d.join("s.json"),
+        r#"{"fields": [{"name": "id"}, {"name": "sex"}]}"#,
+    )
+    .unwrap();
+    let mut csv = String::from("id,sex\n");
+    for i in 0..500 {
+        csv.push_str(&format!(
+            "{i},{}{i:03}\n",
+            "Fatima Zahra El Idrissi ".repeat(8)
+        ));
+    }
+    std::fs::write(d.join("data.csv"), csv).unwrap();
+    std::fs::write(
+        d.join("p.toml"),
+        format!(
+            "version = 1\nid = \"p\"\nreference_date = 2024-12-31\nreference_period = \"2024\"\ncodelists = \"{}\"\n\
+             [defaults]\nmax_invalid_fraction = 1.0\n\
+             [sources.people]\npath = \"data.csv\"\nformat = \"csv\"\nschema = \"s.json\"\n\
+             [sources.people.harmonize]\nSEX = {{ from = \"sex\", codelist = \"sex\" }}\n",
+            lists.display()
+        ),
+    )
+    .unwrap();
+    let plan = migstat::spec::compile(&d.join("p.toml")).unwrap();
+    let m = crate::run_plan(&plan, &d.join("out"));
+    let s = &m.sources[0];
+    assert_eq!(s.rows_quarantined, 500);
+    assert_eq!(s.unmapped_codes.len(), 100);
+    assert_eq!(s.unmapped_omitted, 400);
+    assert!(
+        s.unmapped_codes
+            .iter()
+            .all(|u| u.raw.len() <= 64 + 16 && u.raw.contains("(+")),
+        "{:?}",
+        s.unmapped_codes[0]
+    );
+    let q = crate::read_parquet(&d.join("out/current/quarantine/people.parquet"));
+    assert_eq!(q.height(), 500);
+}

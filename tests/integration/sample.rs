@@ -123,6 +123,9 @@ fn default_pipeline_accounts_for_every_generated_row() {
         "minimum",
         "maximum",
         "primary_key",
+        "not_after",
+        "not_before",
+        "age_range",
     ] {
         assert!(rules.contains(r), "the sample exercises {r}");
     }

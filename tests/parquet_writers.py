@@ -1,0 +1,69 @@
+"""Write the parquet_writers fixture's delivery as pandas, polars, DuckDB and R's arrow write it.
+
+Usage: parquet_writers.py DIR   (DIR holds delivery.csv; the Parquet files are written beside it)
+
+Each writer keeps its own physical types, which is the point: pandas writes dates as
+timestamp[ns] at midnight and an integer column with a missing value as float64; polars writes
+Date32 and nullable Int64; DuckDB DATE, TIMESTAMP and DECIMAL; arrow (as R's arrow package does
+for factors and long text) dictionary and large strings, date32, int32 and decimal128.
+"""
+import datetime as dt
+import decimal
+import os
+import sys
+
+import duckdb
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+d = sys.argv[1]
+rows = [
+    # id, born, arrived, children, weight, year, active
+    ("a1", dt.date(1990, 5, 17), dt.datetime(2020, 3, 1), 2, 61.5, 2020, True),
+    ("a2", dt.date(1985, 1, 5), dt.datetime(2024, 1, 4), None, 70.25, 2024, False),
+    ("a3", dt.date(1970, 12, 31), dt.datetime(2021, 6, 30, 13, 30), 0, 80.0, 2021, True),
+    ("a4", dt.date(2000, 2, 29), dt.datetime(2022, 2, 28), 34.5, 55.0, 2022, False),
+    ("a5", dt.date(1999, 9, 9), dt.datetime(2023, 9, 9), -1, 55.0, 2023, False),
+]
+cols = ["id", "born", "arrived", "children", "weight", "year", "active"]
+
+# pandas: datetime64[ns] for both dates, float64 for the integer column with a NaN.
+p = pd.DataFrame(rows, columns=cols)
+p["born"] = pd.to_datetime(p["born"]).astype("datetime64[ns]")
+p["arrived"] = pd.to_datetime(p["arrived"]).astype("datetime64[ns]")
+p["children"] = p["children"].astype("float64")
+p.to_parquet(os.path.join(d, "pandas.parquet"), index=False, coerce_timestamps=None,
+             allow_truncated_timestamps=False)
+
+# polars: Date, Datetime(us), Float64 children (34.5 does not fit Int64), Int64 year.
+pl.DataFrame(
+    {c: [r[i] for r in rows] for i, c in enumerate(cols)},
+    schema={"id": pl.String, "born": pl.Date, "arrived": pl.Datetime("us"),
+            "children": pl.Float64, "weight": pl.Float64, "year": pl.Int64,
+            "active": pl.Boolean},
+).write_parquet(os.path.join(d, "polars.parquet"))
+
+# DuckDB: DATE, TIMESTAMP, DECIMAL(4,1) children, DOUBLE weight, INTEGER year.
+con = duckdb.connect()
+con.execute("CREATE TABLE t (id VARCHAR, born DATE, arrived TIMESTAMP, children DECIMAL(4,1), "
+            "weight DOUBLE, year INTEGER, active BOOLEAN)")
+con.executemany("INSERT INTO t VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+con.execute(f"COPY t TO '{os.path.join(d, 'duckdb.parquet')}' (FORMAT parquet)")
+
+# arrow as R writes factors and long text: dictionary and large strings, date32,
+# timestamp[ms], decimal128 children, int32 year.
+table = pa.table({
+    "id": pa.array([r[0] for r in rows]).dictionary_encode(),
+    "born": pa.array([r[1] for r in rows], pa.date32()),
+    "arrived": pa.array([r[2] for r in rows], pa.timestamp("ms")),
+    "children": pa.array([None if r[3] is None else decimal.Decimal(str(r[3])) for r in rows],
+                         pa.decimal128(5, 1)),
+    "weight": pa.array([r[4] for r in rows], pa.float64()),
+    "year": pa.array([r[5] for r in rows], pa.int32()),
+    "active": pa.array([r[6] for r in rows], pa.bool_()),
+})
+table = table.set_column(0, "id", table.column("id"))
+pq.write_table(table, os.path.join(d, "arrow.parquet"))
+print("parquet writers: written")
