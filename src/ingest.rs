@@ -240,7 +240,7 @@ fn sniff(head: &[u8], whole_file: bool) -> std::result::Result<Option<&'static s
     }
     if !head.contains(&b'\n') && !head.is_empty() {
         return Ok(Some(if head.contains(&b'\r') {
-            "no line break (LF) found in the first MiB but carriage returns are: CR-only line endings?"
+            "no line break (LF) found in the first MiB but carriage returns are: CR-only line endings? declare them: [sources.<id>.dialect] line_terminator = \"\\r\""
         } else if whole_file {
             "the file has no line break: a header alone, or not text?"
         } else {
@@ -251,6 +251,8 @@ fn sniff(head: &[u8], whole_file: bool) -> std::result::Result<Option<&'static s
 }
 
 pub struct CsvChunks {
+    /// Spaces after a delimiter are dropped (the dialect's `skip_initial_space`).
+    skip_initial_space: bool,
     source_id: String,
     /// (bytes, blake3) of the file when the run began; checked against what was read.
     expected: (u64, String),
@@ -302,6 +304,14 @@ impl CsvChunks {
                     .build(file),
             )),
         };
+        // A file whose lines end at `\r` alone is read as if they ended at `\n` (so that lines
+        // are counted): every `\r` becomes `\n`, those inside quoted values too.
+        let input: Box<dyn Read + Send> = if src.dialect.cr_only {
+            Box::new(CrAsLf(input))
+        } else {
+            input
+        };
+        let d = &src.dialect;
         let mut reader = csv::ReaderBuilder::new()
             .delimiter(src.delimiter)
             .has_headers(true)
@@ -309,6 +319,11 @@ impl CsvChunks {
             // Records end at `\n` and a trailing `\r` is stripped below: the csv crate's CRLF mode
             // counts the `\n` of a CRLF in the next record, one line too early.
             .terminator(csv::Terminator::Any(b'\n'))
+            .quoting(d.quote.is_some())
+            .quote(d.quote.unwrap_or(b'"'))
+            .double_quote(d.double_quote)
+            .escape(d.escape)
+            .comment(d.comment)
             .buffer_capacity(1 << 20)
             .from_reader(Tail::new(input));
         let header: Vec<String> = match reader.byte_headers() {
@@ -326,6 +341,7 @@ impl CsvChunks {
         };
         let map = map_header(&header, &src.schema, &src.id, path, sniffed)?;
         Ok(CsvChunks {
+            skip_initial_space: d.skip_initial_space,
             source_id: src.id.clone(),
             expected,
             read,
@@ -413,7 +429,10 @@ impl CsvChunks {
             let last = self.n_columns - 1;
             for (fi, b) in builders.iter_mut().enumerate() {
                 let col = self.map[fi];
-                let bytes = strip_cr(&self.record[col], col == last);
+                let mut bytes = strip_cr(&self.record[col], col == last);
+                if self.skip_initial_space {
+                    bytes = bytes.trim_ascii_start();
+                }
                 match std::str::from_utf8(bytes) {
                     Ok(s) => b.append_value(s),
                     Err(_) => {
@@ -467,6 +486,21 @@ impl CsvChunks {
             .saturating_sub(inside)
             .saturating_sub(u64::from(terminated))
             .max(1)
+    }
+}
+
+/// A byte stream with every `\r` turned into `\n`: CR-only line ends read as LF ones.
+struct CrAsLf<R>(R);
+
+impl<R: Read> Read for CrAsLf<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.0.read(buf)?;
+        for b in &mut buf[..n] {
+            if *b == b'\r' {
+                *b = b'\n';
+            }
+        }
+        Ok(n)
     }
 }
 

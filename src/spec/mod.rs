@@ -105,6 +105,8 @@ pub struct SourcePlan {
     pub encoding: Encoding,
     #[serde(serialize_with = "ser_delimiter")]
     pub delimiter: u8,
+    /// How the CSV is written beyond its delimiter (`[sources.<id>.dialect]`).
+    pub dialect: Dialect,
     pub max_invalid_fraction: f64,
     /// The field holding the stable person identifier, if the source has one.
     pub person_id: Option<String>,
@@ -120,6 +122,37 @@ pub struct SourcePlan {
     /// The source's `period` as written, the default of its tables (read with each table).
     #[serde(skip)]
     pub(crate) period: Option<Value>,
+}
+
+/// A CSV file's dialect, after Frictionless's CSV Dialect (`lineTerminator`, `quoteChar`,
+/// `doubleQuote`, `escapeChar`, `skipInitialSpace`, `commentChar`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Dialect {
+    /// Records end at `\r` alone (old Mac exports) instead of `\n` or `\r\n`.
+    pub cr_only: bool,
+    /// The quote character; `None`: fields are never quoted.
+    pub quote: Option<u8>,
+    /// A quote inside a quoted field is written twice.
+    pub double_quote: bool,
+    /// A character that escapes the quote inside a quoted field (e.g. `\\`).
+    pub escape: Option<u8>,
+    /// Spaces after a delimiter are not part of the value.
+    pub skip_initial_space: bool,
+    /// Lines starting with this character are not records.
+    pub comment: Option<u8>,
+}
+
+impl Default for Dialect {
+    fn default() -> Self {
+        Dialect {
+            cr_only: false,
+            quote: Some(b'"'),
+            double_quote: true,
+            escape: None,
+            skip_initial_space: false,
+            comment: None,
+        }
+    }
 }
 
 fn ser_delimiter<S: serde::Serializer>(d: &u8, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -809,6 +842,54 @@ mod tests {
         )
         .unwrap();
         assert_eq!(plan.sources[0].checks.len(), 4);
+    }
+
+    #[test]
+    fn a_dialect_is_read_and_checked() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("x.csv"), "id\n").unwrap();
+        std::fs::write(d.path().join("s.json"), r#"{"fields": [{"name": "id"}]}"#).unwrap();
+        let head = "version = 1\nid = \"p\"\nreference_date = 2024-12-31\nreference_period = \"2024\"\n\
+             [sources.s]\npath = \"x.csv\"\nformat = \"csv\"\nschema = \"s.json\"\ndelimiter = \";\"\n";
+        let plan = spec(
+            d.path(),
+            &format!("{head}[sources.s.dialect]\nline_terminator = \"\\r\"\nquote_char = \"'\"\ncomment_char = \"#\"\n"),
+        )
+        .unwrap();
+        let got = &plan.sources[0].dialect;
+        assert!(got.cr_only && got.quote == Some(b'\'') && got.comment == Some(b'#'));
+        assert!(got.double_quote && got.escape.is_none() && !got.skip_initial_space);
+        // A tab is whitespace, and a delimiter: TOML's "\t" and the two characters `\t`.
+        for tab in ["\"\\t\"", "'\\t'"] {
+            let plan = spec(
+                d.path(),
+                &head.replace("delimiter = \";\"", &format!("delimiter = {tab}")),
+            );
+            assert_eq!(
+                plan.map(|p| p.sources[0].delimiter).ok(),
+                Some(b'\t'),
+                "{tab}"
+            );
+        }
+        // By hand: a terminator that is not one, the delimiter as quote, a flag that is not a
+        // flag, an escape equal to the quote, an unknown key.
+        let k = keys(spec(
+            d.path(),
+            &format!(
+                "{head}[sources.s.dialect]\nline_terminator = \";\"\nquote_char = \";\"\n\
+                 double_quote = \"yes\"\nescape_char = \"\\\"\"\nheader = false\n"
+            ),
+        ));
+        assert_eq!(
+            k,
+            [
+                "sources.s.dialect.line_terminator",
+                "sources.s.dialect.quote_char",
+                "sources.s.dialect.double_quote",
+                "sources.s.dialect.escape_char",
+                "sources.s.dialect.header",
+            ]
+        );
     }
 
     #[test]

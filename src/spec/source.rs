@@ -56,8 +56,29 @@ fn compile_source(
     (codelists, bandings): (&BTreeMap<String, CodeList>, &[crate::spec::Banding]),
     cx: &mut Ctx<'_>,
 ) -> Option<(SourcePlan, blake3::Hash)> {
-    let st = &Section::new(st, format!("sources.{id}"));
     let p = format!("sources.{id}.");
+    // A Frictionless Data Resource named by `resource` stands for the keys it gives.
+    let resource = match st.get("resource") {
+        None => None,
+        Some(Value::String(r)) => from_resource(&clean_path(&base.join(r)), st, &p, cx),
+        Some(_) => {
+            cx.push(
+                format!("{p}resource"),
+                "must name a Data Resource descriptor (JSON)",
+            );
+            None
+        }
+    };
+    let merged;
+    let (st, inline_schema, descriptor_hash) = match resource {
+        Some(r) => {
+            merged = r.table;
+            (&merged, r.inline_schema, Some(r.hash))
+        }
+        None => (st, None, None),
+    };
+    let st = &Section::new(st, format!("sources.{id}"));
+    st.get("resource");
 
     let format = match cx.str(st, "format", true) {
         Some("csv") => Some(Format::Csv),
@@ -85,11 +106,16 @@ fn compile_source(
             }
         },
     };
-    let delimiter = match cx.str(st, "delimiter", false) {
+    // Not `cx.str`: a tab (`"\t"` in TOML) is whitespace, yet a delimiter.
+    let delimiter = match st.get("delimiter").map(|v| v.as_str().ok_or(v)) {
+        Some(Err(_)) => {
+            cx.push(format!("{p}delimiter"), "must be a string");
+            None
+        }
         None => Some(b','),
-        Some(d) if d == "\\t" || d == "\t" => Some(b'\t'),
-        Some(d) if d.len() == 1 && d != "\"" && d != "\n" && d != "\r" => Some(d.as_bytes()[0]),
-        Some(d) => {
+        Some(Ok(d)) if d == "\\t" || d == "\t" => Some(b'\t'),
+        Some(Ok(d)) if d.len() == 1 && d != "\"" && d != "\n" && d != "\r" => Some(d.as_bytes()[0]),
+        Some(Ok(d)) => {
             cx.push(
                 format!("{p}delimiter"),
                 format!("`{d}` is not a single ASCII character usable as a delimiter"),
@@ -97,8 +123,20 @@ fn compile_source(
             None
         }
     };
+    let dialect = st
+        .sub(
+            "dialect",
+            "{ line_terminator = \"\\r\", quote_char = \"'\" }",
+            cx,
+        )
+        .map(|d| {
+            let dialect = dialect(&d, delimiter, cx);
+            d.finish(cx);
+            dialect
+        })
+        .unwrap_or_default();
     if format == Some(Format::Parquet) {
-        for k in ["encoding", "delimiter"] {
+        for k in ["encoding", "delimiter", "dialect"] {
             if st.has(k) {
                 cx.push(format!("{p}{k}"), "only applies to csv sources");
             }
@@ -115,7 +153,12 @@ fn compile_source(
     };
 
     let mut schema_out = None;
-    if let Some(sp) = cx.str(st, "schema", true) {
+    if let Some((descriptor, text)) = &inline_schema {
+        match schema::parse(text, descriptor) {
+            Ok(s) => schema_out = Some((descriptor.clone(), s, blake3::hash(text.as_bytes()))),
+            Err(issues) => cx.issues.extend(issues),
+        }
+    } else if let Some(sp) = cx.str(st, "schema", true) {
         let schema_path = clean_path(&base.join(sp));
         match std::fs::read(&schema_path) {
             Err(e) => cx.push(
@@ -184,7 +227,14 @@ fn compile_source(
     // Read with each table that takes its source's period (and checked there).
     let period = st.get("period").cloned();
     st.finish(cx);
-    let (schema_path, schema, hash) = schema_out?;
+    let (schema_path, schema, mut hash) = schema_out?;
+    if let Some(d) = descriptor_hash {
+        // The descriptor changes results as much as the spec does (encoding, dialect, files).
+        let mut h = blake3::Hasher::new();
+        h.update(d.as_bytes());
+        h.update(hash.as_bytes());
+        hash = h.finalize();
+    }
     Some((
         SourcePlan {
             id: id.to_string(),
@@ -195,6 +245,7 @@ fn compile_source(
             schema,
             encoding: encoding?,
             delimiter: delimiter?,
+            dialect,
             max_invalid_fraction,
             person_id,
             record_id,
@@ -230,6 +281,239 @@ fn not_a_file(path: &Path) -> Option<String> {
             _ => Some(format!("cannot read {shown}: {e}")),
         },
     }
+}
+
+/// What a Data Resource descriptor gives a source: the source's table with the descriptor's
+/// keys in it, its inline schema (descriptor path, JSON text) if any, and the descriptor's hash.
+struct FromResource {
+    table: Table,
+    inline_schema: Option<(PathBuf, String)>,
+    hash: blake3::Hash,
+}
+
+/// Read a [Frictionless Data Resource](https://datapackage.org/standard/data-resource/)
+/// descriptor: `path` (a file or a list, relative to the descriptor), `format` (else the
+/// path's extension: csv, tsv, parquet), `encoding`, `dialect` (`delimiter`, `lineTerminator`,
+/// `quoteChar`, `doubleQuote`, `escapeChar`, `skipInitialSpace`, `commentChar`; `header` must
+/// be true) and `schema` (a path or inline). Descriptive keys are accepted and unused; a key
+/// the spec also gives, or one migstat cannot honour, is an issue.
+fn from_resource(file: &Path, st: &Table, p: &str, cx: &mut Ctx<'_>) -> Option<FromResource> {
+    use serde_json::Value as J;
+    let key = format!("{p}resource");
+    let bytes = match std::fs::read(file) {
+        Ok(b) => b,
+        Err(e) => {
+            cx.push(
+                &key,
+                format!(
+                    "cannot read {}: {e} (paths are relative to the spec file)",
+                    file.display()
+                ),
+            );
+            return None;
+        }
+    };
+    let json: serde_json::Map<String, J> = match serde_json::from_slice(&bytes) {
+        Ok(J::Object(o)) => o,
+        Ok(_) => {
+            cx.push(&key, format!("{} is not a JSON object", file.display()));
+            return None;
+        }
+        Err(e) => {
+            cx.push(&key, format!("{} is not valid JSON: {e}", file.display()));
+            return None;
+        }
+    };
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let at = |p: &str| clean_path(&dir.join(p)).to_string_lossy().into_owned();
+    let mut table = st.clone();
+    let mut give = |k: &str, v: Value, cx: &mut Ctx<'_>| {
+        if st.contains_key(k) {
+            cx.push(
+                format!("{p}{k}"),
+                format!("given by the resource {} too: keep one", file.display()),
+            );
+        }
+        table.insert(k.to_string(), v);
+    };
+    const DESCRIPTIVE: &[&str] = &[
+        "$schema",
+        "profile",
+        "name",
+        "title",
+        "description",
+        "homepage",
+        "sources",
+        "licenses",
+        "mediatype",
+        "bytes",
+        "hash",
+        "type",
+        "keywords",
+        "version",
+        "created",
+    ];
+    let mut inline_schema = None;
+    let mut path_text = String::new();
+    for (k, v) in &json {
+        match (k.as_str(), v) {
+            ("path", J::String(s)) => {
+                path_text = s.clone();
+                give("path", Value::String(at(s)), cx);
+            }
+            ("path", J::Array(a)) if a.len() == 1 && a[0].is_string() => {
+                path_text = a[0].as_str().unwrap_or_default().to_string();
+                give("path", Value::String(at(&path_text)), cx);
+            }
+            ("format", J::String(f)) => give("format", Value::String(f.to_ascii_lowercase()), cx),
+            ("encoding", J::String(e)) => give("encoding", Value::String(e.clone()), cx),
+            ("schema", J::String(s)) => give("schema", Value::String(at(s)), cx),
+            ("schema", J::Object(o)) => {
+                if st.contains_key("schema") {
+                    cx.push(format!("{p}schema"), format!("given by the resource {} too: keep one", file.display()));
+                }
+                inline_schema = Some((file.to_path_buf(), J::Object(o.clone()).to_string()));
+            }
+            ("dialect", J::Object(d)) => {
+                let mut t = Table::new();
+                for (dk, dv) in d {
+                    let name = match dk.as_str() {
+                        "delimiter" => {
+                            if let J::String(s) = dv {
+                                give("delimiter", Value::String(s.clone()), cx);
+                            }
+                            continue;
+                        }
+                        "header" if dv == &J::Bool(true) => continue,
+                        "$schema" | "profile" | "title" | "description" | "name" => continue,
+                        "lineTerminator" => "line_terminator",
+                        "quoteChar" => "quote_char",
+                        "doubleQuote" => "double_quote",
+                        "escapeChar" => "escape_char",
+                        "skipInitialSpace" => "skip_initial_space",
+                        "commentChar" => "comment_char",
+                        other => {
+                            cx.push(
+                                format!("{key}.dialect.{}", cap(other)),
+                                "not supported (lineTerminator, quoteChar, doubleQuote, escapeChar, skipInitialSpace, commentChar, delimiter; header must be true)",
+                            );
+                            continue;
+                        }
+                    };
+                    match dv {
+                        J::String(s) => t.insert(name.into(), Value::String(s.clone())),
+                        J::Bool(b) => t.insert(name.into(), Value::Boolean(*b)),
+                        _ => t.insert(name.into(), Value::Integer(0)),
+                    };
+                }
+                give("dialect", Value::Table(t), cx);
+            }
+            (k, _) if DESCRIPTIVE.contains(&k) => {}
+            (k, _) => cx.push(
+                format!("{key}.{}", cap(k)),
+                "not supported in a resource migstat reads (path, format, encoding, dialect, schema, and descriptive keys)",
+            ),
+        }
+    }
+    if !json.contains_key("format") && !path_text.is_empty() {
+        let ext = Path::new(&path_text)
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        match ext.as_str() {
+            "csv" | "parquet" => give("format", Value::String(ext), cx),
+            "tsv" => {
+                give("format", Value::String("csv".into()), cx);
+                if json
+                    .get("dialect")
+                    .is_none_or(|d| d.get("delimiter").is_none())
+                {
+                    give("delimiter", Value::String("\t".into()), cx);
+                }
+            }
+            _ => {}
+        }
+    }
+    if json.get("format").and_then(J::as_str) == Some("tsv") {
+        table.insert("format".into(), Value::String("csv".into()));
+        if json
+            .get("dialect")
+            .is_none_or(|d| d.get("delimiter").is_none())
+        {
+            table.insert("delimiter".into(), Value::String("\t".into()));
+        }
+    }
+    Some(FromResource {
+        table,
+        inline_schema,
+        hash: blake3::hash(&bytes),
+    })
+}
+
+/// `[sources.<id>.dialect]`: how the CSV is written beyond its delimiter, after Frictionless's
+/// CSV Dialect: `line_terminator` (`"\n"`, `"\r\n"` — both the default — or `"\r"`),
+/// `quote_char` (one character, or `""` for none), `double_quote`, `escape_char`,
+/// `skip_initial_space`, `comment_char`.
+fn dialect(d: &Section<'_>, delimiter: Option<u8>, cx: &mut Ctx<'_>) -> Dialect {
+    let mut out = Dialect::default();
+    let one_char = |key: &str, cx: &mut Ctx<'_>| -> Option<Option<u8>> {
+        let v = d.get(key)?;
+        match v.as_str() {
+            Some("") => Some(None),
+            Some(c)
+                if c.len() == 1
+                    && !["\n", "\r"].contains(&c)
+                    && Some(c.as_bytes()[0]) != delimiter =>
+            {
+                Some(Some(c.as_bytes()[0]))
+            }
+            _ => {
+                cx.push(
+                    d.key(key),
+                    "must be one ASCII character other than a line break or the delimiter",
+                );
+                None
+            }
+        }
+    };
+    let flag = |key: &str, cx: &mut Ctx<'_>| -> Option<bool> {
+        let v = d.get(key)?;
+        let b = v.as_bool();
+        if b.is_none() {
+            cx.push(d.key(key), "must be true or false");
+        }
+        b
+    };
+    match d.get("line_terminator").map(|v| v.as_str()) {
+        None | Some(Some("\n")) | Some(Some("\r\n")) => {}
+        Some(Some("\r")) => out.cr_only = true,
+        Some(_) => cx.push(
+            d.key("line_terminator"),
+            "must be \"\\n\", \"\\r\\n\" (either is read by default) or \"\\r\"",
+        ),
+    }
+    if let Some(q) = one_char("quote_char", cx) {
+        out.quote = q;
+    }
+    if let Some(b) = flag("double_quote", cx) {
+        out.double_quote = b;
+    }
+    if let Some(e) = one_char("escape_char", cx) {
+        out.escape = e;
+    }
+    if let Some(b) = flag("skip_initial_space", cx) {
+        out.skip_initial_space = b;
+    }
+    if let Some(c) = one_char("comment_char", cx) {
+        out.comment = c;
+    }
+    if out.quote.is_some() && out.quote == out.escape {
+        cx.push(
+            d.key("escape_char"),
+            "must differ from the quote character (a doubled quote is `double_quote`)",
+        );
+    }
+    out
 }
 
 /// `[sources.<id>.checks]`: plausibility rules between a record's fields, or against the

@@ -382,3 +382,150 @@ fn unmapped_values_in_the_manifest_are_few_and_short() {
     let q = crate::read_parquet(&d.join("out/current/quarantine/people.parquet"));
     assert_eq!(q.height(), 500);
 }
+
+/// Run a one-source pipeline over `data` with `[sources.people.dialect]` `dialect` (TOML
+/// lines) and schema `id` (string), `age` (integer, maximum 120): (quarantine rows as
+/// `line,record,field,rule`, accepted (id, age) pairs).
+fn with_dialect(data: &[u8], dialect: &str) -> (Vec<String>, Vec<(String, Option<i64>)>) {
+    use polars::prelude::*;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    std::fs::write(
+        d.join("s.json"),
+        r#"{"fields": [{"name": "id"}, {"name": "age", "type": "integer", "constraints": {"maximum": 120}}]}"#,
+    )
+    .unwrap();
+    std::fs::write(d.join("data.csv"), data).unwrap();
+    std::fs::write(
+        d.join("p.toml"),
+        format!(
+            "version = 1\nid = \"p\"\nreference_date = 2024-12-31\nreference_period = \"2024\"\n\
+             [defaults]\nmax_invalid_fraction = 1.0\n\
+             [sources.people]\npath = \"data.csv\"\nformat = \"csv\"\nschema = \"s.json\"\n\
+             [sources.people.dialect]\n{dialect}\n"
+        ),
+    )
+    .unwrap();
+    let plan = migstat::spec::compile(&d.join("p.toml")).unwrap();
+    crate::run_plan(&plan, &d.join("out"));
+    let current = d.join("out/current");
+    let q = crate::read_parquet(&current.join("quarantine/people.parquet"));
+    let get = |c: &str| q.column(c).unwrap().cast(&DataType::String).unwrap();
+    let cols: Vec<Column> = ["line", "record", "field", "rule"]
+        .iter()
+        .map(|c| get(c))
+        .collect();
+    let rows = (0..q.height())
+        .map(|i| {
+            cols.iter()
+                .map(|c| c.str().unwrap().get(i).unwrap_or("").to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect();
+    let a = crate::read_parquet(&current.join("restricted/accepted/people.parquet"));
+    let ids = a.column("raw_id").unwrap().str().unwrap().clone();
+    let ages = a.column("raw_age").unwrap().cast(&DataType::Int64).unwrap();
+    let ages = ages.i64().unwrap();
+    let accepted = (0..a.height())
+        .map(|i| (ids.get(i).unwrap_or("").to_string(), ages.get(i)))
+        .collect();
+    (rows, accepted)
+}
+
+#[test]
+fn dialects_are_declared_and_lines_counted_for_every_terminator() {
+    // CR-only line ends, a blank line, a quoted line break: lines by hand.
+    let (q, acc) = with_dialect(
+        b"id,age\r\"a\r1\",30\r\rb,150\rc,40",
+        "line_terminator = \"\\r\"",
+    );
+    assert_eq!(q, ["5,2,age,maximum"]);
+    assert_eq!(
+        acc,
+        [("a\n1".to_string(), Some(30)), ("c".into(), Some(40))]
+    );
+    // Single quotes, spaces after the delimiter, comment lines (not records, but lines).
+    let (q, acc) = with_dialect(
+        b"id, age\n# exported 2024-12-31\n'x, y', 30\n# note\nz,  999\n",
+        "quote_char = \"'\"\nskip_initial_space = true\ncomment_char = \"#\"",
+    );
+    assert_eq!(q, ["5,2,age,maximum"]);
+    assert_eq!(acc, [("x, y".to_string(), Some(30))]);
+    // A backslash escapes the quote; no doubled quotes.
+    let (q, acc) = with_dialect(
+        b"id,age\n\"say \\\"hi\\\"\",5\n",
+        "escape_char = \"\\\\\"\ndouble_quote = false",
+    );
+    assert!(q.is_empty(), "{q:?}");
+    assert_eq!(acc, [("say \"hi\"".to_string(), Some(5))]);
+    // Quoting off: a quote is an ordinary character.
+    let (_, acc) = with_dialect(b"id,age\n\"q,7\n", "quote_char = \"\"");
+    assert_eq!(acc, [("\"q".to_string(), Some(7))]);
+}
+
+#[test]
+fn a_frictionless_data_resource_can_name_a_source() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    std::fs::create_dir(d.join("data")).unwrap();
+    std::fs::write(d.join("data/people.tsv"), "id\tage\n'a\tb'\t 30\nc\t150\n").unwrap();
+    // Paths relative to the descriptor; the schema inline; the format from the extension (tsv:
+    // tab-delimited); the dialect in Frictionless's words.
+    std::fs::write(
+        d.join("data/people.resource.json"),
+        r#"{"name": "people", "title": "People", "path": "people.tsv",
+            "dialect": {"quoteChar": "'", "skipInitialSpace": true, "header": true},
+            "schema": {"fields": [{"name": "id"}, {"name": "age", "type": "integer",
+                                   "constraints": {"maximum": 120}}]}}"#,
+    )
+    .unwrap();
+    let spec = |extra: &str| {
+        format!(
+            "version = 1\nid = \"p\"\nreference_date = 2024-12-31\nreference_period = \"2024\"\n\
+             [defaults]\nmax_invalid_fraction = 1.0\n\
+             [sources.people]\nresource = \"data/people.resource.json\"\n{extra}"
+        )
+    };
+    std::fs::write(d.join("p.toml"), spec("")).unwrap();
+    let plan = migstat::spec::compile(&d.join("p.toml")).unwrap();
+    let m = crate::run_plan(&plan, &d.join("out"));
+    let s = &m.sources[0];
+    assert_eq!(
+        (s.rows_read, s.rows_accepted, s.rows_quarantined),
+        (2, 1, 1)
+    );
+    let acc = crate::read_parquet(&d.join("out/current/restricted/accepted/people.parquet"));
+    assert_eq!(
+        acc.column("raw_id").unwrap().str().unwrap().get(0),
+        Some("a\tb")
+    );
+    // The spec may not say again what the resource says, nor may the resource ask for what
+    // migstat cannot do.
+    std::fs::write(d.join("p.toml"), spec("path = \"data/people.tsv\"\n")).unwrap();
+    let err = migstat::spec::compile(&d.join("p.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("sources.people.path: given by the resource"),
+        "{err}"
+    );
+    std::fs::write(
+        d.join("data/people.resource.json"),
+        r#"{"path": "people.tsv", "compression": "gz", "dialect": {"header": false},
+            "schema": {"fields": [{"name": "id"}, {"name": "age"}]}}"#,
+    )
+    .unwrap();
+    std::fs::write(d.join("p.toml"), spec("")).unwrap();
+    let err = migstat::spec::compile(&d.join("p.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("sources.people.resource.compression: not supported"),
+        "{err}"
+    );
+    assert!(
+        err.contains("sources.people.resource.dialect.header: not supported"),
+        "{err}"
+    );
+}
