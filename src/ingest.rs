@@ -50,6 +50,8 @@ impl RawChunk {
 pub enum FileChunks {
     Csv(Box<CsvChunks>),
     Parquet(ParquetChunks),
+    #[cfg(feature = "excel")]
+    Excel(Box<ExcelChunks>),
 }
 
 impl FileChunks {
@@ -71,6 +73,15 @@ impl FileChunks {
             Format::Csv => Ok(FileChunks::Csv(Box::new(CsvChunks::open(
                 src, file_index, chunk_rows, expected,
             )?))),
+            #[cfg(feature = "excel")]
+            Format::Excel => Ok(FileChunks::Excel(Box::new(ExcelChunks::open(
+                src, file_index, chunk_rows, expected,
+            )?))),
+            #[cfg(not(feature = "excel"))]
+            Format::Excel => Err(Error::Usage(format!(
+                "source `{}`: this migstat was built without the `excel` feature",
+                src.id
+            ))),
             Format::Parquet => {
                 let mut reader = ParquetReader::new(File::open(path).at(path)?);
                 let rows = reader
@@ -121,6 +132,8 @@ impl FileChunks {
         match self {
             FileChunks::Csv(c) => c.next_chunk(),
             FileChunks::Parquet(p) => p.next_chunk(),
+            #[cfg(feature = "excel")]
+            FileChunks::Excel(x) => x.next_chunk(),
         }
     }
 
@@ -129,6 +142,8 @@ impl FileChunks {
         match self {
             FileChunks::Csv(c) => c.reader.position().byte(),
             FileChunks::Parquet(_) => 0,
+            #[cfg(feature = "excel")]
+            FileChunks::Excel(_) => 0,
         }
     }
 }
@@ -714,6 +729,268 @@ impl ParquetChunks {
     }
 }
 
+/// Reads one worksheet of an Excel (or OpenDocument) workbook. calamine holds the sheet in
+/// memory (a workbook is small next to a register's CSV); rows are handed out in chunks. A
+/// record's `line` is its row number on the sheet, so `sheet!A12` locates a cell.
+#[cfg(feature = "excel")]
+pub struct ExcelChunks {
+    file_index: usize,
+    sheet: String,
+    range: calamine::Range<calamine::Data>,
+    /// Index in `range` of the next row to read.
+    next: usize,
+    /// The sheet's (0-based) row and column of the range's first cell.
+    origin: (u32, u32),
+    map: Vec<usize>,
+    n_columns: usize,
+    fields: Vec<Field>,
+    chunk_rows: usize,
+    records_read: u64,
+}
+
+#[cfg(feature = "excel")]
+impl ExcelChunks {
+    fn open(
+        src: &SourcePlan,
+        file_index: usize,
+        chunk_rows: usize,
+        expected: (u64, String),
+    ) -> Result<Self> {
+        use calamine::Reader;
+        let path = &src.files[file_index];
+        let reject = |why: String| {
+            Error::Rejected(vec![Rejection::new(
+                src.id.as_str(),
+                format!("{}: {why}", path.display()),
+            )])
+        };
+        let mut wb = calamine::open_workbook_auto(path)
+            .map_err(|e| reject(format!("cannot read the workbook: {e}")))?;
+        let names = wb.sheet_names();
+        let sheet = match &src.sheet {
+            Some(s) if names.contains(s) => s.clone(),
+            Some(s) => {
+                return Err(reject(format!(
+                    "no sheet {} (sheets: {})",
+                    crate::error::quote(s),
+                    crate::error::quote_list(names.iter().map(String::as_str))
+                )));
+            }
+            None => names
+                .first()
+                .cloned()
+                .ok_or_else(|| reject("the workbook has no sheet".into()))?,
+        };
+        let range = wb.worksheet_range(&sheet).map_err(|e| {
+            reject(format!(
+                "cannot read sheet {}: {e}",
+                crate::error::quote(&sheet)
+            ))
+        })?;
+        // The workbook is read whole here: it must still be the file the run began with.
+        unchanged(&src.id, path, &expected, crate::manifest::hash_file(path)?)?;
+        let origin = range.start().unwrap_or((0, 0));
+        let header_at = (src.header_row - 1)
+            .checked_sub(origin.0)
+            .map(|r| r as usize);
+        let header: Vec<String> = match header_at.and_then(|r| range.rows().nth(r)) {
+            Some(cells) => cells
+                .iter()
+                .map(|c| c.to_string().trim().to_string())
+                .collect(),
+            None => {
+                return Err(reject(format!(
+                    "row {} of sheet {} (the header row) is empty",
+                    src.header_row,
+                    crate::error::quote(&sheet)
+                )));
+            }
+        };
+        // Formatting often stretches a sheet's range past its last column: empty header cells
+        // at the end are not columns.
+        let width = header
+            .iter()
+            .rposition(|h| !h.is_empty())
+            .map_or(0, |i| i + 1);
+        let header = &header[..width];
+        let map = map_header(header, &src.schema, &src.id, path, None)?;
+        Ok(ExcelChunks {
+            file_index,
+            sheet,
+            range,
+            next: header_at.unwrap_or_default() + 1,
+            origin,
+            map,
+            n_columns: width,
+            fields: src.schema.fields.clone(),
+            chunk_rows,
+            records_read: 0,
+        })
+    }
+
+    fn next_chunk(&mut self) -> Result<Option<RawChunk>> {
+        use calamine::Data;
+        let height = self.range.height();
+        let cap = self.chunk_rows.min(1 << 16);
+        let mut columns: Vec<Vec<Option<String>>> =
+            vec![Vec::with_capacity(cap); self.fields.len()];
+        let mut lines = Vec::with_capacity(cap);
+        let mut broken = Vec::with_capacity(cap);
+        let mut issues = Vec::new();
+        let first_record = self.records_read + 1;
+        while lines.len() < self.chunk_rows && self.next < height {
+            let i = self.next;
+            self.next += 1;
+            let Some(cells) = self.range.rows().nth(i) else {
+                break;
+            };
+            if cells.iter().all(|c| matches!(c, Data::Empty)) {
+                continue; // an empty row is not a record
+            }
+            self.records_read += 1;
+            let row = lines.len();
+            let sheet_row = u64::from(self.origin.0) + i as u64 + 1;
+            lines.push(sheet_row);
+            let mut bad = false;
+            if cells[self.n_columns.min(cells.len())..]
+                .iter()
+                .any(|c| !matches!(c, Data::Empty))
+            {
+                bad = true;
+                issues.push(Issue {
+                    row: row as u32,
+                    field: None,
+                    rule: Rule::RaggedRow,
+                    raw: None,
+                    message: format!(
+                        "row {sheet_row} of sheet {} has values right of the header's last column",
+                        crate::error::quote(&self.sheet)
+                    ),
+                });
+            }
+            for (fi, field) in self.fields.iter().enumerate() {
+                let col = self.map[fi];
+                let cell = cells.get(col).unwrap_or(&Data::Empty);
+                let at = format!(
+                    "{}!{}{sheet_row}",
+                    self.sheet,
+                    column_letters(self.origin.1 + col as u32)
+                );
+                let value = excel_text(cell, field).unwrap_or_else(|why| {
+                    bad = true;
+                    issues.push(Issue {
+                        row: row as u32,
+                        field: Some(fi),
+                        rule: Rule::Type,
+                        raw: Some(cell.to_string()),
+                        message: format!("{why} (Excel cell {})", crate::error::cap_bytes(&at, 96)),
+                    });
+                    None
+                });
+                columns[fi].push(value);
+            }
+            broken.push(bad);
+        }
+        if lines.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(RawChunk {
+            file_index: self.file_index,
+            columns: self
+                .fields
+                .iter()
+                .zip(columns)
+                .map(|(f, c)| {
+                    StringChunked::from_iter_options(f.name.as_str().into(), c.into_iter())
+                })
+                .collect(),
+            lines: Some(lines),
+            first_record,
+            broken,
+            issues,
+        }))
+    }
+}
+
+/// A cell as the text validation reads for `field`: numbers that are whole as integers, Excel
+/// dates in the field's first date format (a time of day other than midnight is an error unless
+/// the field says `"time": "drop"`), booleans as the field's first true/false value, an error
+/// cell (`#DIV/0!`) as an error.
+#[cfg(feature = "excel")]
+fn excel_text(cell: &calamine::Data, field: &Field) -> std::result::Result<Option<String>, String> {
+    use calamine::Data;
+    let whole = |f: f64| f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0;
+    let dated = |dt: chrono::NaiveDateTime, shown: String| match &field.field_type {
+        FieldType::Date(dates) => {
+            if dt.time() != chrono::NaiveTime::MIN && dates.time != TimeOfDay::Drop {
+                Err(format!(
+                    "{} has a time of day; the field reads dates (`\"time\": \"drop\"` keeps the date part)",
+                    crate::error::quote(&shown)
+                ))
+            } else {
+                Ok(Some(dates.formats[0].write(dt.date(), (true, true))))
+            }
+        }
+        _ if dt.time() == chrono::NaiveTime::MIN => Ok(Some(dt.date().to_string())),
+        _ => Ok(Some(dt.to_string())),
+    };
+    match cell {
+        Data::Empty => Ok(None),
+        Data::String(s) => Ok(Some(s.clone())),
+        Data::Int(i) => Ok(Some(i.to_string())),
+        Data::Float(f) if whole(*f) => Ok(Some((*f as i64).to_string())),
+        Data::Float(f) => Ok(Some(f.to_string())),
+        Data::Bool(b) => Ok(Some(match (&field.field_type, b) {
+            (FieldType::Boolean, true) => {
+                field.true_values.first().cloned().unwrap_or("true".into())
+            }
+            (FieldType::Boolean, false) => field
+                .false_values
+                .first()
+                .cloned()
+                .unwrap_or("false".into()),
+            (_, b) => b.to_string(),
+        })),
+        Data::DateTime(d) => match d.as_datetime() {
+            Some(dt) => dated(dt, dt.to_string()),
+            None => Err(format!(
+                "{} is not a date Excel can place",
+                crate::error::quote(&cell.to_string())
+            )),
+        },
+        Data::DateTimeIso(s) => {
+            let parsed = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
+                .ok()
+                .or_else(|| {
+                    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                        .ok()
+                        .map(|d| d.and_time(chrono::NaiveTime::MIN))
+                });
+            match parsed {
+                Some(dt) => dated(dt, s.clone()),
+                None => Ok(Some(s.clone())),
+            }
+        }
+        Data::DurationIso(s) => Ok(Some(s.clone())),
+        Data::Error(e) => Err(format!("the cell holds the error {e}")),
+    }
+}
+
+/// Spreadsheet column letters of a 0-based column index: 0 → A, 25 → Z, 26 → AA.
+#[cfg(feature = "excel")]
+fn column_letters(mut c: u32) -> String {
+    let mut out = Vec::new();
+    loop {
+        out.push(b'A' + (c % 26) as u8);
+        if c < 26 {
+            break;
+        }
+        c = c / 26 - 1;
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
+}
+
 /// Why a Parquet column of type `dtype` cannot hold `field`, if it cannot. The physical types
 /// pandas, polars, R arrow and DuckDB write are accepted for each Table Schema type: text for
 /// anything; integers for integer, year and number fields; floats and decimals for numbers and,
@@ -874,6 +1151,23 @@ fn parquet_text(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "excel")]
+    #[test]
+    fn column_letters_count_as_spreadsheets_do() {
+        // By hand: A..Z, then AA (26), AZ (51), BA (52), ZZ (701), AAA (702).
+        for (c, want) in [
+            (0, "A"),
+            (25, "Z"),
+            (26, "AA"),
+            (51, "AZ"),
+            (52, "BA"),
+            (701, "ZZ"),
+            (702, "AAA"),
+        ] {
+            assert_eq!(column_letters(c), want);
+        }
+    }
 
     #[test]
     fn bom_is_skipped_once() {

@@ -1,4 +1,5 @@
-"""Write the parquet_writers fixture's delivery as pandas, polars, DuckDB and R's arrow write it.
+"""Write the parquet_writers fixture's delivery as pandas, polars, DuckDB and R's arrow write it,
+and as an Excel workbook (openpyxl).
 
 Usage: parquet_writers.py DIR   (DIR holds delivery.csv; the Parquet files are written beside it)
 
@@ -66,4 +67,18 @@ table = pa.table({
 })
 table = table.set_column(0, "id", table.column("id"))
 pq.write_table(table, os.path.join(d, "arrow.parquet"))
+# Excel, as a ministry sends it: a title above the header (header on row 3), a sheet named in
+# French, real Excel dates (a datetime where the time is set), numbers and booleans as cells.
+import openpyxl
+
+wb = openpyxl.Workbook()
+ws = wb.active
+ws.title = "Données"
+ws["A1"] = "Registre des arrivées — extrait"
+ws.append([])
+ws.append(cols)
+for r in rows:
+    ws.append([r[0], r[1], r[2], r[3], r[4], r[5], r[6]])
+ws.append([])  # an empty row at the end is not a record
+wb.save(os.path.join(d, "excel.xlsx"))
 print("parquet writers: written")

@@ -50,6 +50,8 @@ const RESERVED_SECTIONS: &[&str] = &["protect"];
 pub enum Format {
     Csv,
     Parquet,
+    /// A worksheet of an Excel (or OpenDocument) workbook: `sheet`, `header_row`.
+    Excel,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -107,6 +109,10 @@ pub struct SourcePlan {
     pub delimiter: u8,
     /// How the CSV is written beyond its delimiter (`[sources.<id>.dialect]`).
     pub dialect: Dialect,
+    /// The worksheet of an Excel source (default: the first) and the row of its header
+    /// (1-based; rows above it are not read).
+    pub sheet: Option<String>,
+    pub header_row: u32,
     pub max_invalid_fraction: f64,
     /// The field holding the stable person identifier, if the source has one.
     pub person_id: Option<String>,

@@ -83,10 +83,11 @@ fn compile_source(
     let format = match cx.str(st, "format", true) {
         Some("csv") => Some(Format::Csv),
         Some("parquet") => Some(Format::Parquet),
+        Some("excel") => Some(Format::Excel),
         Some(other) => {
             cx.push(
                 format!("{p}format"),
-                format!("`{other}` is not a format (use csv or parquet)"),
+                format!("`{other}` is not a format (use csv, parquet or excel)"),
             );
             None
         }
@@ -135,13 +136,38 @@ fn compile_source(
             dialect
         })
         .unwrap_or_default();
-    if format == Some(Format::Parquet) {
+    if matches!(format, Some(Format::Parquet | Format::Excel)) {
         for k in ["encoding", "delimiter", "dialect"] {
             if st.has(k) {
                 cx.push(format!("{p}{k}"), "only applies to csv sources");
             }
         }
     }
+    let (sheet, header_row) = if format == Some(Format::Excel) {
+        let sheet = cx.str(st, "sheet", false).map(str::to_string);
+        let header_row = match st.get("header_row") {
+            None => 1,
+            Some(v) => match v.as_integer().and_then(|i| u32::try_from(i).ok()) {
+                Some(n) if n >= 1 => n,
+                _ => {
+                    cx.push(
+                        format!("{p}header_row"),
+                        "must be the sheet's row number of the header, 1 or more",
+                    );
+                    1
+                }
+            },
+        };
+        if !cfg!(feature = "excel") {
+            cx.push(
+                format!("{p}format"),
+                "this migstat was built without the `excel` feature",
+            );
+        }
+        (sheet, header_row)
+    } else {
+        (None, 1)
+    };
     let max_invalid_fraction = cx
         .fraction(st, "max_invalid_fraction")
         .unwrap_or(default_fraction);
@@ -246,6 +272,8 @@ fn compile_source(
             encoding: encoding?,
             delimiter: delimiter?,
             dialect,
+            sheet,
+            header_row,
             max_invalid_fraction,
             person_id,
             record_id,
@@ -422,6 +450,7 @@ fn from_resource(file: &Path, st: &Table, p: &str, cx: &mut Ctx<'_>) -> Option<F
             .unwrap_or_default();
         match ext.as_str() {
             "csv" | "parquet" => give("format", Value::String(ext), cx),
+            "xlsx" | "xls" | "xlsb" | "ods" => give("format", Value::String("excel".into()), cx),
             "tsv" => {
                 give("format", Value::String("csv".into()), cx);
                 if json

@@ -270,7 +270,7 @@ fn parquet_as_pandas_polars_duckdb_and_arrow_write_it_reads_like_the_csv() {
     };
     let csv = accepted("csv");
     assert_eq!(csv.height(), 2, "{csv}");
-    for id in ["csv", "pandas", "polars", "duckdb", "arrow"] {
+    for id in ["csv", "pandas", "polars", "duckdb", "arrow", "excel"] {
         let s = m.sources.iter().find(|s| s.id == id).unwrap();
         assert_eq!(
             (s.rows_read, s.rows_accepted, s.rows_quarantined),

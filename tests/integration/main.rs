@@ -10,6 +10,7 @@
 mod cli;
 mod codelists;
 mod fixtures;
+mod fuzz;
 mod ingest;
 mod properties;
 mod protect;
