@@ -80,94 +80,14 @@ fn compile_source(
     let st = &Section::new(st, format!("sources.{id}"));
     st.get("resource");
 
-    let format = match cx.str(st, "format", true) {
-        Some("csv") => Some(Format::Csv),
-        Some("parquet") => Some(Format::Parquet),
-        Some("excel") => Some(Format::Excel),
-        Some(other) => {
-            cx.push(
-                format!("{p}format"),
-                format!("`{other}` is not a format (use csv, parquet or excel)"),
-            );
-            None
-        }
-        None => None,
-    };
-    let encoding = match cx.str(st, "encoding", false) {
-        None => Some(Encoding::Utf8),
-        Some(e) => match e.to_ascii_lowercase().as_str() {
-            "utf-8" | "utf8" => Some(Encoding::Utf8),
-            "windows-1252" | "cp1252" => Some(Encoding::Windows1252),
-            _ => {
-                cx.push(
-                    format!("{p}encoding"),
-                    format!("`{e}` is not supported (use utf-8 or windows-1252)"),
-                );
-                None
-            }
-        },
-    };
-    // Not `cx.str`: a tab (`"\t"` in TOML) is whitespace, yet a delimiter.
-    let delimiter = match st.get("delimiter").map(|v| v.as_str().ok_or(v)) {
-        Some(Err(_)) => {
-            cx.push(format!("{p}delimiter"), "must be a string");
-            None
-        }
-        None => Some(b','),
-        Some(Ok(d)) if d == "\\t" || d == "\t" => Some(b'\t'),
-        Some(Ok(d)) if d.len() == 1 && d != "\"" && d != "\n" && d != "\r" => Some(d.as_bytes()[0]),
-        Some(Ok(d)) => {
-            cx.push(
-                format!("{p}delimiter"),
-                format!("`{d}` is not a single ASCII character usable as a delimiter"),
-            );
-            None
-        }
-    };
-    let dialect = st
-        .sub(
-            "dialect",
-            "{ line_terminator = \"\\r\", quote_char = \"'\" }",
-            cx,
-        )
-        .map(|d| {
-            let dialect = dialect(&d, delimiter, cx);
-            d.finish(cx);
-            dialect
-        })
-        .unwrap_or_default();
-    if matches!(format, Some(Format::Parquet | Format::Excel)) {
-        for k in ["encoding", "delimiter", "dialect"] {
-            if st.has(k) {
-                cx.push(format!("{p}{k}"), "only applies to csv sources");
-            }
-        }
-    }
-    let (sheet, header_row) = if format == Some(Format::Excel) {
-        let sheet = cx.str(st, "sheet", false).map(str::to_string);
-        let header_row = match st.get("header_row") {
-            None => 1,
-            Some(v) => match v.as_integer().and_then(|i| u32::try_from(i).ok()) {
-                Some(n) if n >= 1 => n,
-                _ => {
-                    cx.push(
-                        format!("{p}header_row"),
-                        "must be the sheet's row number of the header, 1 or more",
-                    );
-                    1
-                }
-            },
-        };
-        if !cfg!(feature = "excel") {
-            cx.push(
-                format!("{p}format"),
-                "this migstat was built without the `excel` feature",
-            );
-        }
-        (sheet, header_row)
-    } else {
-        (None, 1)
-    };
+    let Layout {
+        format,
+        encoding,
+        delimiter,
+        dialect,
+        sheet,
+        header_row,
+    } = layout(st, cx);
     let max_invalid_fraction = cx
         .fraction(st, "max_invalid_fraction")
         .unwrap_or(default_fraction);
@@ -178,40 +98,7 @@ fn compile_source(
         None => Vec::new(),
     };
 
-    let mut schema_out = None;
-    if let Some((descriptor, text)) = &inline_schema {
-        match schema::parse(text, descriptor) {
-            Ok(s) => schema_out = Some((descriptor.clone(), s, blake3::hash(text.as_bytes()))),
-            Err(issues) => cx.issues.extend(issues),
-        }
-    } else if let Some(sp) = cx.str(st, "schema", true) {
-        let schema_path = clean_path(&base.join(sp));
-        match std::fs::read(&schema_path) {
-            Err(e) => cx.push(
-                format!("{p}schema"),
-                format!(
-                    "cannot read schema {}: {e} (paths are relative to the spec file)",
-                    schema_path.display()
-                ),
-            ),
-            Ok(bytes) => {
-                let hash = blake3::hash(&bytes);
-                match String::from_utf8(bytes)
-                    .map_err(|_| {
-                        vec![SpecIssue {
-                            file: schema_path.clone(),
-                            key: String::new(),
-                            message: "schema is not UTF-8".into(),
-                        }]
-                    })
-                    .and_then(|t| schema::parse(&t, &schema_path))
-                {
-                    Ok(s) => schema_out = Some((schema_path, s, hash)),
-                    Err(issues) => cx.issues.extend(issues),
-                }
-            }
-        }
-    }
+    let schema_out = schema_of(st, inline_schema.as_ref(), base, cx);
 
     let field_ref = |key: &str, cx: &mut Ctx<'_>| -> Option<String> {
         let name = cx.str(st, key, false)?.to_string();
@@ -309,6 +196,164 @@ fn not_a_file(path: &Path) -> Option<String> {
             _ => Some(format!("cannot read {shown}: {e}")),
         },
     }
+}
+
+/// How a source's files are physically written: format, and for CSV its encoding, delimiter
+/// and dialect, for Excel its sheet and header row. `None` where a value was reported.
+struct Layout {
+    format: Option<Format>,
+    encoding: Option<Encoding>,
+    delimiter: Option<u8>,
+    dialect: Dialect,
+    sheet: Option<String>,
+    header_row: u32,
+}
+
+fn layout(st: &Section<'_>, cx: &mut Ctx<'_>) -> Layout {
+    let p = format!("{}.", st.path());
+    let format = match cx.str(st, "format", true) {
+        Some("csv") => Some(Format::Csv),
+        Some("parquet") => Some(Format::Parquet),
+        Some("excel") => Some(Format::Excel),
+        Some(other) => {
+            cx.push(
+                format!("{p}format"),
+                format!("`{other}` is not a format (use csv, parquet or excel)"),
+            );
+            None
+        }
+        None => None,
+    };
+    let encoding = match cx.str(st, "encoding", false) {
+        None => Some(Encoding::Utf8),
+        Some(e) => match e.to_ascii_lowercase().as_str() {
+            "utf-8" | "utf8" => Some(Encoding::Utf8),
+            "windows-1252" | "cp1252" => Some(Encoding::Windows1252),
+            _ => {
+                cx.push(
+                    format!("{p}encoding"),
+                    format!("`{e}` is not supported (use utf-8 or windows-1252)"),
+                );
+                None
+            }
+        },
+    };
+    // Not `cx.str`: a tab (`"\t"` in TOML) is whitespace, yet a delimiter.
+    let delimiter = match st.get("delimiter").map(|v| v.as_str().ok_or(v)) {
+        Some(Err(_)) => {
+            cx.push(format!("{p}delimiter"), "must be a string");
+            None
+        }
+        None => Some(b','),
+        Some(Ok(d)) if d == "\\t" || d == "\t" => Some(b'\t'),
+        Some(Ok(d)) if d.len() == 1 && d != "\"" && d != "\n" && d != "\r" => Some(d.as_bytes()[0]),
+        Some(Ok(d)) => {
+            cx.push(
+                format!("{p}delimiter"),
+                format!("`{d}` is not a single ASCII character usable as a delimiter"),
+            );
+            None
+        }
+    };
+    let dialect = st
+        .sub(
+            "dialect",
+            "{ line_terminator = \"\\r\", quote_char = \"'\" }",
+            cx,
+        )
+        .map(|d| {
+            let dialect = dialect(&d, delimiter, cx);
+            d.finish(cx);
+            dialect
+        })
+        .unwrap_or_default();
+    if matches!(format, Some(Format::Parquet | Format::Excel)) {
+        for k in ["encoding", "delimiter", "dialect"] {
+            if st.has(k) {
+                cx.push(format!("{p}{k}"), "only applies to csv sources");
+            }
+        }
+    }
+    let (sheet, header_row) = if format == Some(Format::Excel) {
+        let sheet = cx.str(st, "sheet", false).map(str::to_string);
+        let header_row = match st.get("header_row") {
+            None => 1,
+            Some(v) => match v.as_integer().and_then(|i| u32::try_from(i).ok()) {
+                Some(n) if n >= 1 => n,
+                _ => {
+                    cx.push(
+                        format!("{p}header_row"),
+                        "must be the sheet's row number of the header, 1 or more",
+                    );
+                    1
+                }
+            },
+        };
+        if !cfg!(feature = "excel") {
+            cx.push(
+                format!("{p}format"),
+                "this migstat was built without the `excel` feature",
+            );
+        }
+        (sheet, header_row)
+    } else {
+        (None, 1)
+    };
+    Layout {
+        format,
+        encoding,
+        delimiter,
+        dialect,
+        sheet,
+        header_row,
+    }
+}
+
+/// The source's Table Schema — inline in its Data Resource, or the file `schema` names — with
+/// its path and hash; `None` after reporting why it cannot be read.
+fn schema_of(
+    st: &Section<'_>,
+    inline_schema: Option<&(PathBuf, String)>,
+    base: &Path,
+    cx: &mut Ctx<'_>,
+) -> Option<(PathBuf, TableSchema, blake3::Hash)> {
+    let p = format!("{}.", st.path());
+    let mut schema_out = None;
+    if let Some((descriptor, text)) = inline_schema {
+        match schema::parse(text, descriptor) {
+            Ok(s) => schema_out = Some((descriptor.clone(), s, blake3::hash(text.as_bytes()))),
+            Err(issues) => cx.issues.extend(issues),
+        }
+    } else if let Some(sp) = cx.str(st, "schema", true) {
+        let schema_path = clean_path(&base.join(sp));
+        match std::fs::read(&schema_path) {
+            Err(e) => cx.push(
+                format!("{p}schema"),
+                format!(
+                    "cannot read schema {}: {e} (paths are relative to the spec file)",
+                    schema_path.display()
+                ),
+            ),
+            Ok(bytes) => {
+                let hash = blake3::hash(&bytes);
+                match String::from_utf8(bytes)
+                    .map_err(|_| {
+                        vec![SpecIssue {
+                            file: schema_path.clone(),
+                            key: String::new(),
+                            message: "schema is not UTF-8".into(),
+                        }]
+                    })
+                    .and_then(|t| schema::parse(&t, &schema_path))
+                {
+                    Ok(s) => schema_out = Some((schema_path, s, hash)),
+                    Err(issues) => cx.issues.extend(issues),
+                }
+            }
+        }
+    }
+
+    schema_out
 }
 
 /// What a Data Resource descriptor gives a source: the source's table with the descriptor's

@@ -326,6 +326,87 @@ impl TableReader<'_> {
         Some(name)
     }
 
+    /// `dimensions`: derived columns of the source (or a migration table's duration column).
+    fn dimensions(&self, kind: &TableKind, cx: &mut Ctx<'_>) -> Vec<String> {
+        let (t, pp, source, derived) = (self.t, self.pp, self.source, self.derived);
+        let dimensions: Vec<String> = match t.get("dimensions").and_then(Value::as_array) {
+            Some(a) if a.iter().all(Value::is_str) && !a.is_empty() => a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+            _ => {
+                cx.push(
+                    format!("{pp}dimensions"),
+                    "required: a non-empty list of derived column names",
+                );
+                Vec::new()
+            }
+        };
+        let added = match &kind {
+            TableKind::Migration { duration, .. } => duration.clone(),
+            _ => None,
+        };
+        for d in &dimensions {
+            if !derived.contains(d) && added.as_ref() != Some(d) {
+                cx.push(format!("{pp}dimensions"), format!("`{d}` is not a column derived by source `{source}` (its [sources.{source}.harmonize] has: {})", derived.join(", ")));
+            }
+        }
+        if dimensions.len() > crate::vocab::MAX_DIMENSIONS {
+            cx.push(
+                format!("{pp}dimensions"),
+                format!(
+                    "at most {0} dimensions (2^{0} margin combinations)",
+                    crate::vocab::MAX_DIMENSIONS
+                ),
+            );
+        }
+        dimensions
+    }
+
+    /// `protect`: how a count table is protected (survey tables are protected by their design);
+    /// the cell key method needs the records' stable identifiers.
+    fn protect(
+        &self,
+        survey: bool,
+        unit: Unit,
+        (has_person, has_record): (bool, bool),
+        base: &Path,
+        cx: &mut Ctx<'_>,
+    ) -> Option<Protect> {
+        let (t, pp, source) = (self.t, self.pp, self.source);
+        match t.sub("protect", "{ method = \"suppress\", threshold = 5 }", cx) {
+            None => None,
+            Some(pt) if !survey => {
+                let p = protect(&pt, base, cx);
+                // Record keys come from each record's stable identifier: the person's for tables of
+                // persons, the record's otherwise.
+                if p.as_ref()
+                    .is_some_and(|p| p.method == ProtectMethod::CellKey)
+                {
+                    let (has, key) = if unit == Unit::Persons {
+                        (has_person, "person_id")
+                    } else {
+                        (has_record, "record_id")
+                    };
+                    if !has {
+                        cx.push(
+                        format!("{pp}protect.method"),
+                        format!("the cell key method needs each record's stable identifier: declare `{key}` in [sources.{source}]"),
+                    );
+                    }
+                }
+                p
+            }
+            Some(_) => {
+                cx.push(
+                format!("{pp}protect"),
+                "survey tables are protected by their design's min_n, cv_caution and cv_suppress; remove `protect`",
+            );
+                None
+            }
+        }
+    }
+
     /// `filter = { column, in }`: the table's universe, a derived column's codes.
     fn filter(&self, cx: &mut Ctx<'_>) -> Option<(String, BTreeSet<String>)> {
         let (t, pp, source, derived) = (self.t, self.pp, self.source, self.derived);
@@ -699,71 +780,11 @@ pub(crate) fn compile_table(
             "stocks and flows count persons: use unit = \"persons\"",
         );
     }
-    let dimensions: Vec<String> = match t.get("dimensions").and_then(Value::as_array) {
-        Some(a) if a.iter().all(Value::is_str) && !a.is_empty() => a
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect(),
-        _ => {
-            cx.push(
-                format!("{pp}dimensions"),
-                "required: a non-empty list of derived column names",
-            );
-            Vec::new()
-        }
-    };
-    let added = match &kind {
-        TableKind::Migration { duration, .. } => duration.clone(),
-        _ => None,
-    };
-    for d in &dimensions {
-        if !derived.contains(d) && added.as_ref() != Some(d) {
-            cx.push(format!("{pp}dimensions"), format!("`{d}` is not a column derived by source `{source}` (its [sources.{source}.harmonize] has: {})", derived.join(", ")));
-        }
-    }
-    if dimensions.len() > crate::vocab::MAX_DIMENSIONS {
-        cx.push(
-            format!("{pp}dimensions"),
-            format!(
-                "at most {0} dimensions (2^{0} margin combinations)",
-                crate::vocab::MAX_DIMENSIONS
-            ),
-        );
-    }
+    let dimensions = reader.dimensions(&kind, cx);
     let filter = reader.filter(cx);
     let hierarchies = reader.hierarchies(&dimensions, cx);
     let grouping_sets = reader.grouping_sets(&dimensions, cx);
-    let protect = match t.sub("protect", "{ method = \"suppress\", threshold = 5 }", cx) {
-        None => None,
-        Some(pt) if !survey => {
-            let p = protect(&pt, base, cx);
-            // Record keys come from each record's stable identifier: the person's for tables of
-            // persons, the record's otherwise.
-            if p.as_ref()
-                .is_some_and(|p| p.method == ProtectMethod::CellKey)
-            {
-                let (has, key) = if unit == Unit::Persons {
-                    (*has_person, "person_id")
-                } else {
-                    (*has_record, "record_id")
-                };
-                if !has {
-                    cx.push(
-                        format!("{pp}protect.method"),
-                        format!("the cell key method needs each record's stable identifier: declare `{key}` in [sources.{source}]"),
-                    );
-                }
-            }
-            p
-        }
-        Some(_) => {
-            cx.push(
-                format!("{pp}protect"),
-                "survey tables are protected by their design's min_n, cv_caution and cv_suppress; remove `protect`",
-            );
-            None
-        }
-    };
+    let protect = reader.protect(survey, unit, (*has_person, *has_record), base, cx);
     let title = cx.str(t, "title", false).map(str::to_string);
     t.finish(cx);
     Some(TableSpec {
