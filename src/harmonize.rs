@@ -8,7 +8,9 @@
 //! [`Harmonizer`] runs per chunk after validation: it appends the derived columns a source's
 //! `[sources.<id>.harmonize]` declares and moves rows whose raw code no crosswalk maps to the
 //! quarantine (rule `unmapped_code`), or maps them to the code the spec names (e.g. `_U`); either
-//! way every unmapped raw value is counted for the run report. Bandings are always derived from
+//! way every unmapped raw value is counted for the run report. Plausibility is checked here too:
+//! a derived age outside its range (`age_range`) and the source's `checks` between fields or
+//! against the reference date (`not_after`, `not_before`) quarantine the record. Bandings are always derived from
 //! single-year age, never from a producer's own bands, because producers' bands do not nest.
 //! A missing (null) raw value becomes `_U`; a code-list attribute that is empty becomes `_Z`.
 

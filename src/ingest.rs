@@ -1,10 +1,14 @@
 //! Ingest: reads a source's files as they arrive and cuts them into bounded chunks of raw text.
 //!
-//! Input: a [`SourcePlan`] file (CSV in UTF-8 with or without BOM or Windows-1252, any delimiter,
-//! quoted fields with embedded delimiters, quotes and newlines, CRLF; or Parquet).
-//! Output: [`RawChunk`]s of at most `chunk_rows` records, one string column per schema field, with
-//! each record's physical line (CSV) and record number, plus the structural problems found while
-//! reading (ragged rows, bytes invalid in the declared encoding). Values are not interpreted here.
+//! Input: a [`SourcePlan`] file: CSV (UTF-8 with or without BOM, or Windows-1252; any delimiter
+//! and dialect: quote and escape characters, CR-only, CRLF or LF line ends, comment lines),
+//! Parquet (any physical type pandas, polars, DuckDB or arrow write), or an Excel worksheet
+//! (feature `excel`). Output: [`RawChunk`]s of at most `chunk_rows` records, one string column per
+//! schema field (typed cells written as the text validation reads), with each record's physical
+//! line (CSV; the sheet row for Excel) and record number, plus the structural problems found while
+//! reading (ragged rows, invalid bytes, cells that cannot be their field's type). Values are not
+//! otherwise interpreted here. Each file's bytes, as read, must be those hashed when the run
+//! began; a header that does not fit is told why in a bounded message.
 //!
 //! Why not polars' CSV reader: it reports neither physical line numbers nor ragged rows, and reads
 //! UTF-8 only. The `csv` crate streams records with their line numbers; chunks become polars
