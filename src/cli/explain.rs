@@ -62,6 +62,36 @@ pub fn explain(plan: &Plan) -> String {
                 describe_checks(f)
             );
         }
+        if src.format == migstat::spec::Format::Excel {
+            let _ = writeln!(
+                s,
+                "  sheet    {}, header on row {}",
+                src.sheet.as_deref().unwrap_or("(the first)"),
+                src.header_row
+            );
+        }
+        if src.dialect != migstat::spec::Dialect::default() {
+            let _ = writeln!(s, "  dialect  {:?}", src.dialect);
+        }
+        for c in &src.checks {
+            let _ = writeln!(
+                s,
+                "  check    {} {} {} (else quarantined: {})",
+                c.field,
+                match c.rule {
+                    migstat::spec::CheckRule::NotAfter => "not after",
+                    migstat::spec::CheckRule::NotBefore => "not before",
+                },
+                match &c.against {
+                    migstat::spec::Against::ReferenceDate => plan.reference_date.to_string(),
+                    migstat::spec::Against::Field(f) => f.clone(),
+                },
+                match c.rule {
+                    migstat::spec::CheckRule::NotAfter => "not_after",
+                    migstat::spec::CheckRule::NotBefore => "not_before",
+                }
+            );
+        }
         if !src.harmonize.is_empty() {
             let _ = writeln!(s, "  derives");
         }

@@ -331,6 +331,17 @@ fn explain_lists_every_source_and_field() {
         assert!(text.contains(s), "{s} in\n{text}");
     }
     assert!(text.contains("date_naissance") && text.contains("format %d/%m/%Y"));
+    // The plausibility rules of pipelines/observatory.toml, and the default age range.
+    assert!(
+        text.contains(
+            "check    date_naissance not after date_delivrance (else quarantined: not_after)"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("plausible 0–120 (else quarantined: age_range)"),
+        "{text}"
+    );
     let _ = repo();
 }
 
