@@ -834,7 +834,6 @@ impl ExcelChunks {
 
     fn next_chunk(&mut self) -> Result<Option<RawChunk>> {
         use calamine::Data;
-        let height = self.range.height();
         let cap = self.chunk_rows.min(1 << 16);
         let mut columns: Vec<Vec<Option<String>>> =
             vec![Vec::with_capacity(cap); self.fields.len()];
@@ -842,12 +841,15 @@ impl ExcelChunks {
         let mut broken = Vec::with_capacity(cap);
         let mut issues = Vec::new();
         let first_record = self.records_read + 1;
-        while lines.len() < self.chunk_rows && self.next < height {
-            let i = self.next;
-            self.next += 1;
-            let Some(cells) = self.range.rows().nth(i) else {
+        // One walk over the sheet's rows per chunk (calamine's row iterator steps one row at a
+        // time: finding each row from the top would be quadratic in the sheet's height).
+        let mut rows = self.range.rows().skip(self.next);
+        while lines.len() < self.chunk_rows {
+            let Some(cells) = rows.next() else {
                 break;
             };
+            let i = self.next;
+            self.next += 1;
             if cells.iter().all(|c| matches!(c, Data::Empty)) {
                 continue; // an empty row is not a record
             }
