@@ -139,7 +139,12 @@ fn bench_pipeline_stages(c: &mut Criterion) {
                 let mut h = migstat::harmonize::Harmonizer::new(&plan, src);
                 chunks
                     .iter()
-                    .map(|c| h.apply(c.clone()).expect("harmonize").accepted.height())
+                    .map(|c| {
+                        h.apply(c.clone(), None)
+                            .expect("harmonize")
+                            .accepted
+                            .height()
+                    })
                     .sum::<usize>()
             })
         });
@@ -160,7 +165,7 @@ fn bench_pipeline_stages(c: &mut Criterion) {
     let mut dp = migstat::survey::DesignPartial::default();
     let mut partial = migstat::survey::Partial::default();
     for c in validated(&plan, "survey") {
-        let rows = h.apply(c).expect("harmonize").accepted;
+        let rows = h.apply(c, None).expect("harmonize").accepted;
         let units = dp.add_chunk(design, &rows).expect("design");
         partial.add_chunk(table, &units, &rows).expect("partial");
     }

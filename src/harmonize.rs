@@ -6,7 +6,8 @@
 //! and any age banding of it.
 //!
 //! [`Harmonizer`] runs per chunk after validation: it appends the derived columns a source's
-//! `[sources.<id>.harmonize]` declares and moves rows whose raw code no crosswalk maps to the
+//! `[sources.<id>.harmonize]` declares (a code column with `value_labels = true` reads each
+//! value's label in its own file first: SPSS, Stata) and moves rows whose raw code no crosswalk maps to the
 //! quarantine (rule `unmapped_code`), or maps them to the code the spec names (e.g. `_U`); either
 //! way every unmapped raw value is counted for the run report. Plausibility is checked here too:
 //! a derived age outside its range (`age_range`) and the source's `checks` between fields or
@@ -120,8 +121,13 @@ impl<'p> Harmonizer<'p> {
     }
 
     /// Append the derived columns to an accepted chunk; rows with a quarantined unmapped code
-    /// leave it for the quarantine.
-    pub fn apply(&mut self, mut df: DataFrame) -> Result<Harmonized> {
+    /// leave it for the quarantine. `labels` are the value labels of the chunk's file (SPSS,
+    /// Stata), which code columns with `value_labels = true` map through first.
+    pub fn apply(
+        &mut self,
+        mut df: DataFrame,
+        labels: Option<&crate::ingest::ValueLabels>,
+    ) -> Result<Harmonized> {
         let height = df.height();
         let mut issues: Vec<Issue> = Vec::new();
         let (plan, source): (&'p Plan, &'p SourcePlan) = (self.plan, self.source);
@@ -134,8 +140,13 @@ impl<'p> Harmonizer<'p> {
                     normalize,
                     unmapped,
                     crosswalk,
+                    value_labels,
                     ..
                 } => {
+                    // This file's labels of the field, when the column maps through them.
+                    let labelled = labels
+                        .filter(|_| *value_labels)
+                        .and_then(|l| l.get(from.as_str()));
                     let raw = df
                         .column(&raw_column(from))
                         .ctx(|| ctx(from))?
@@ -152,8 +163,11 @@ impl<'p> Harmonizer<'p> {
                             out.push(Some(UNKNOWN));
                             continue;
                         };
+                        // The value the crosswalk reads: its label, when it has one.
+                        let label = labelled.and_then(|l| l.get(v)).map(String::as_str);
+                        let read = label.unwrap_or(v);
                         let code = *cache.entry(v).or_insert_with(|| {
-                            let key = normalize.apply(v);
+                            let key = normalize.apply(read);
                             map.get(&key)
                                 .or_else(|| identity.get(&key))
                                 .map(String::as_str)
@@ -161,14 +175,28 @@ impl<'p> Harmonizer<'p> {
                         match (code, unmapped) {
                             (Some(c), _) => out.push(Some(c)),
                             (None, Unmapped::Quarantine) => {
-                                count_unmapped(&mut self.unmapped, &d.name, from, v, "quarantined");
+                                count_unmapped(
+                                    &mut self.unmapped,
+                                    &d.name,
+                                    from,
+                                    read,
+                                    "quarantined",
+                                );
+                                let shown = match label {
+                                    Some(l) => format!(
+                                        "{} (the label of {})",
+                                        crate::error::quote(l),
+                                        crate::error::quote(v)
+                                    ),
+                                    None => crate::error::quote(v),
+                                };
                                 issues.push(Issue {
                                     row: row as u32,
                                     field: source.schema.field_index(from),
                                     rule: Rule::UnmappedCode,
                                     raw: Some(v.to_string()),
                                     message: format!(
-                                        "no code for `{v}` (derived column {}{}); add it to the crosswalk",
+                                        "no code for {shown} (derived column {}{}); add it to the crosswalk",
                                         d.name,
                                         crosswalk.first().map(|p| format!(", crosswalk {}", p.display())).unwrap_or_default()
                                     ),
@@ -176,7 +204,7 @@ impl<'p> Harmonizer<'p> {
                                 out.push(None);
                             }
                             (None, Unmapped::Code(c)) => {
-                                count_unmapped(&mut self.unmapped, &d.name, from, v, c);
+                                count_unmapped(&mut self.unmapped, &d.name, from, read, c);
                                 out.push(Some(c.as_str()));
                             }
                         }

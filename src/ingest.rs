@@ -2,11 +2,12 @@
 //!
 //! Input: a [`SourcePlan`] file: CSV (UTF-8 with or without BOM, or Windows-1252; any delimiter
 //! and dialect: quote and escape characters, CR-only, CRLF or LF line ends, comment lines),
-//! Parquet (any physical type pandas, polars, DuckDB or arrow write), or an Excel worksheet
-//! (feature `excel`). Output: [`RawChunk`]s of at most `chunk_rows` records, one string column per
-//! schema field (typed cells written as the text validation reads), with each record's physical
-//! line (CSV; the sheet row for Excel) and record number, plus the structural problems found while
-//! reading (ragged rows, invalid bytes, cells that cannot be their field's type). Values are not
+//! Parquet (any physical type pandas, polars, DuckDB or arrow write), an Excel worksheet
+//! (feature `excel`), or an SPSS or Stata file (feature `readstat`, in `ingest/statfile.rs`,
+//! which also hands on each file's value labels). Output: [`RawChunk`]s of at most `chunk_rows`
+//! records, one string column per schema field (typed cells written as the text validation
+//! reads), with each record's physical line (CSV; the sheet row for Excel) and record number,
+//! plus the structural problems found while reading (ragged rows, invalid bytes, cells that cannot be their field's type). Values are not
 //! otherwise interpreted here. Each file's bytes, as read, must be those hashed when the run
 //! began; a header that does not fit is told why in a bounded message.
 //!
@@ -25,6 +26,17 @@ use crate::quarantine::{Issue, Rule};
 use crate::spec::schema::{Field, FieldType, FieldsMatch, TableSchema, TimeOfDay};
 use crate::spec::{Encoding, Format, SourcePlan};
 
+// The one module with unsafe code: calls into ReadStat's C API (see its doc).
+#[cfg(feature = "readstat")]
+#[allow(unsafe_code)]
+mod statfile;
+#[cfg(feature = "readstat")]
+pub use statfile::{StatChunks, ValueLabels};
+/// The value labels of one file (SPSS, Stata): field name → delivered value → label.
+#[cfg(not(feature = "readstat"))]
+pub type ValueLabels =
+    std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>;
+
 /// A bounded slice of one file, as text, in schema field order.
 pub struct RawChunk {
     pub file_index: usize,
@@ -38,6 +50,8 @@ pub struct RawChunk {
     pub broken: Vec<bool>,
     /// Problems found while reading (ragged rows, invalid encoding), by chunk row.
     pub issues: Vec<Issue>,
+    /// The file's value labels (SPSS and Stata files), for derivations that map through them.
+    pub labels: Option<std::sync::Arc<ValueLabels>>,
 }
 
 impl RawChunk {
@@ -56,6 +70,8 @@ pub enum FileChunks {
     Parquet(ParquetChunks),
     #[cfg(feature = "excel")]
     Excel(Box<ExcelChunks>),
+    #[cfg(feature = "readstat")]
+    Stat(Box<StatChunks>),
 }
 
 impl FileChunks {
@@ -84,6 +100,15 @@ impl FileChunks {
             #[cfg(not(feature = "excel"))]
             Format::Excel => Err(Error::Usage(format!(
                 "source `{}`: this migstat was built without the `excel` feature",
+                src.id
+            ))),
+            #[cfg(feature = "readstat")]
+            Format::Spss | Format::Stata => Ok(FileChunks::Stat(Box::new(StatChunks::open(
+                src, file_index, chunk_rows, expected,
+            )?))),
+            #[cfg(not(feature = "readstat"))]
+            Format::Spss | Format::Stata => Err(Error::Usage(format!(
+                "source `{}`: this migstat was built without the `readstat` feature",
                 src.id
             ))),
             Format::Parquet => {
@@ -138,6 +163,8 @@ impl FileChunks {
             FileChunks::Parquet(p) => p.next_chunk(),
             #[cfg(feature = "excel")]
             FileChunks::Excel(x) => x.next_chunk(),
+            #[cfg(feature = "readstat")]
+            FileChunks::Stat(x) => x.next_chunk(),
         }
     }
 
@@ -148,6 +175,8 @@ impl FileChunks {
             FileChunks::Parquet(_) => 0,
             #[cfg(feature = "excel")]
             FileChunks::Excel(_) => 0,
+            #[cfg(feature = "readstat")]
+            FileChunks::Stat(_) => 0,
         }
     }
 }
@@ -479,6 +508,7 @@ impl CsvChunks {
             first_record,
             broken,
             issues,
+            labels: None,
         }))
     }
 }
@@ -729,6 +759,7 @@ impl ParquetChunks {
             first_record,
             broken,
             issues,
+            labels: None,
         }))
     }
 }
@@ -914,6 +945,7 @@ impl ExcelChunks {
             first_record,
             broken,
             issues,
+            labels: None,
         }))
     }
 }
@@ -926,20 +958,7 @@ impl ExcelChunks {
 fn excel_text(cell: &calamine::Data, field: &Field) -> std::result::Result<Option<String>, String> {
     use calamine::Data;
     let whole = |f: f64| f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0;
-    let dated = |dt: chrono::NaiveDateTime, shown: String| match &field.field_type {
-        FieldType::Date(dates) => {
-            if dt.time() != chrono::NaiveTime::MIN && dates.time != TimeOfDay::Drop {
-                Err(format!(
-                    "{} has a time of day; the field reads dates (`\"time\": \"drop\"` keeps the date part)",
-                    crate::error::quote(&shown)
-                ))
-            } else {
-                Ok(Some(dates.formats[0].write(dt.date(), (true, true))))
-            }
-        }
-        _ if dt.time() == chrono::NaiveTime::MIN => Ok(Some(dt.date().to_string())),
-        _ => Ok(Some(dt.to_string())),
-    };
+    let dated = |dt: chrono::NaiveDateTime, shown: String| date_time_text(dt, &shown, field);
     match cell {
         Data::Empty => Ok(None),
         Data::String(s) => Ok(Some(s.clone())),
@@ -979,6 +998,32 @@ fn excel_text(cell: &calamine::Data, field: &Field) -> std::result::Result<Optio
         }
         Data::DurationIso(s) => Ok(Some(s.clone())),
         Data::Error(e) => Err(format!("the cell holds the error {e}")),
+    }
+}
+
+/// A date and time a typed cell holds (Excel, SPSS, Stata) as the text validation reads for
+/// `field`: in a date field, the date in the field's first format (a time of day other than
+/// midnight is an error unless the field says `"time": "drop"`); elsewhere ISO 8601, the time
+/// left out at midnight.
+#[cfg(any(feature = "excel", feature = "readstat"))]
+fn date_time_text(
+    dt: chrono::NaiveDateTime,
+    shown: &str,
+    field: &Field,
+) -> std::result::Result<Option<String>, String> {
+    match &field.field_type {
+        FieldType::Date(dates) => {
+            if dt.time() != chrono::NaiveTime::MIN && dates.time != TimeOfDay::Drop {
+                Err(format!(
+                    "{} has a time of day; the field reads dates (`\"time\": \"drop\"` keeps the date part)",
+                    crate::error::quote(shown)
+                ))
+            } else {
+                Ok(Some(dates.formats[0].write(dt.date(), (true, true))))
+            }
+        }
+        _ if dt.time() == chrono::NaiveTime::MIN => Ok(Some(dt.date().to_string())),
+        _ => Ok(Some(dt.to_string())),
     }
 }
 

@@ -30,6 +30,8 @@ pub struct ValidatedChunk {
     pub rows_quarantined: u64,
     /// Problems per rule (a row with two problems counts under both).
     pub by_rule: BTreeMap<Rule, u64>,
+    /// The value labels of the chunk's file (SPSS, Stata), passed on to harmonization.
+    pub labels: Option<std::sync::Arc<crate::ingest::ValueLabels>>,
 }
 
 /// Keys are already hashes: the table uses their first 64 bits as they are.
@@ -312,6 +314,7 @@ impl Validator {
             rows_read: height as u64,
             rows_quarantined,
             by_rule,
+            labels: chunk.labels.take(),
         })
     }
 }
@@ -749,6 +752,7 @@ mod tests {
             first_record,
             broken: vec![false; rows.len()],
             issues: Vec::new(),
+            labels: None,
         }
     }
 

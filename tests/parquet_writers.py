@@ -1,5 +1,5 @@
 """Write the parquet_writers fixture's delivery as pandas, polars, DuckDB and R's arrow write it,
-and as an Excel workbook (openpyxl).
+as an Excel workbook (openpyxl), and as SPSS and Stata files (pyreadstat, pandas).
 
 Usage: parquet_writers.py DIR   (DIR holds delivery.csv; the Parquet files are written beside it)
 
@@ -81,4 +81,34 @@ for r in rows:
     ws.append([r[0], r[1], r[2], r[3], r[4], r[5], r[6]])
 ws.append([])  # an empty row at the end is not a record
 wb.save(os.path.join(d, "excel.xlsx"))
+
+# SPSS and Stata as survey institutes send them. pyreadstat (ReadStat's writer): dates as SPSS
+# DATE11 and Stata %td, datetimes as DATETIME20 and %tc, every number a double (SPSS) or as its
+# dtype (Stata), booleans as 0/1. pandas' own Stata writer (format 118): %td and %tc, an int8
+# flag. SPSS portable (.por) through pyreadstat too.
+import pyreadstat
+
+s = pd.DataFrame(rows, columns=cols)
+s["children"] = s["children"].astype("float64")
+pyreadstat.write_sav(s, os.path.join(d, "spss.sav"))
+pyreadstat.write_sav(s, os.path.join(d, "spss.zsav"), compress=True)
+pyreadstat.write_por(s, os.path.join(d, "spss.por"))
+pyreadstat.write_dta(s, os.path.join(d, "stata.dta"))
+t = s.copy()
+t["born"] = pd.to_datetime(t["born"])
+t["active"] = t["active"].astype("int8")
+t.to_stata(os.path.join(d, "pandas.dta"), write_index=False, version=118,
+           convert_dates={"born": "td", "arrived": "tc"})
+
+# Value labels as crosswalks: two waves of a survey code sex 1/2 the other way round; only the
+# labels say which is which. Wave 2 also has a 9 without a label. As SPSS and as Stata files
+# (Stata stores its labels after the data).
+w1 = pd.DataFrame({"id": ["w1-1", "w1-2", "w1-3"], "sex": [1, 2, 1]})
+w2 = pd.DataFrame({"id": ["w2-1", "w2-2", "w2-3"], "sex": [1, 2, 9]})
+for name, w, labels in [("wave1", w1, {1: "Homme", 2: "Femme"}),
+                        ("wave2", w2, {1: "Femme", 2: "Homme"})]:
+    pyreadstat.write_sav(w, os.path.join(d, name + ".sav"),
+                         variable_value_labels={"sex": labels})
+    pyreadstat.write_dta(w, os.path.join(d, name + ".dta"),
+                         variable_value_labels={"sex": labels})
 print("parquet writers: written")

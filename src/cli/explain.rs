@@ -70,6 +70,9 @@ pub fn explain(plan: &Plan) -> String {
                 src.header_row
             );
         }
+        if let Some(e) = src.declared_encoding {
+            let _ = writeln!(s, "  encoding {e:?} (declared; overrides the file's own)");
+        }
         if src.dialect != migstat::spec::Dialect::default() {
             let _ = writeln!(s, "  dialect  {:?}", src.dialect);
         }
@@ -102,9 +105,15 @@ pub fn explain(plan: &Plan) -> String {
                     crosswalk,
                     codelist,
                     unmapped,
+                    value_labels,
                     ..
                 } => format!(
-                    "code from {from}{}{}; unmapped: {}",
+                    "code from {from}{}{}{}; unmapped: {}",
+                    if *value_labels {
+                        " through its file's value labels"
+                    } else {
+                        ""
+                    },
                     if crosswalk.is_empty() {
                         String::new()
                     } else {

@@ -197,7 +197,7 @@ pub(super) fn run_source(
             let rows = if harmonizer.is_empty() {
                 v.accepted
             } else {
-                let h = harmonizer.apply(v.accepted)?;
+                let h = harmonizer.apply(v.accepted, v.labels.as_deref())?;
                 bad += h.rows_quarantined;
                 for (r, n) in h.by_rule {
                     *by_rule.entry(r).or_default() += n;

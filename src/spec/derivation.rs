@@ -37,6 +37,12 @@ pub enum Derivation {
         codelist: Option<String>,
         normalize: Normalize,
         unmapped: Unmapped,
+        /// An SPSS or Stata source's values go through their file's value labels first
+        /// (`value_labels = true`): the crosswalk then maps labels ("Femme"), not the numeric
+        /// codes, which change between waves and producers. A value without a label is mapped
+        /// as delivered.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        value_labels: bool,
     },
     /// Age in completed years from a birth date, else a reported age: at the date in field `at`
     /// of each record (the event: issue, registration, crossing) when given, else at the
@@ -598,6 +604,14 @@ fn code_derivation(d: &Section<'_>, k: &Known<'_>, cx: &mut Ctx<'_>) -> Derivati
         None | Some("quarantine") => Unmapped::Quarantine,
         Some(code) => Unmapped::Code(code.to_string()),
     };
+    let value_labels = match d.get("value_labels") {
+        None => false,
+        Some(Value::Boolean(b)) => *b,
+        Some(_) => {
+            cx.push(format!("{pp}value_labels"), "must be true or false");
+            false
+        }
+    };
     Derivation::Code {
         from,
         crosswalk,
@@ -605,6 +619,7 @@ fn code_derivation(d: &Section<'_>, k: &Known<'_>, cx: &mut Ctx<'_>) -> Derivati
         codelist,
         normalize,
         unmapped,
+        value_labels,
     }
 }
 

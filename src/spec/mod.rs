@@ -52,6 +52,17 @@ pub enum Format {
     Parquet,
     /// A worksheet of an Excel (or OpenDocument) workbook: `sheet`, `header_row`.
     Excel,
+    /// An SPSS system or portable file (`.sav`, `.zsav`, `.por`; feature `readstat`).
+    Spss,
+    /// A Stata dataset (`.dta`, any version; feature `readstat`).
+    Stata,
+}
+
+impl Format {
+    /// A statistical package's file, read through ReadStat (with value labels).
+    pub fn is_stat_package(self) -> bool {
+        matches!(self, Format::Spss | Format::Stata)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -105,6 +116,10 @@ pub struct SourcePlan {
     #[serde(skip)]
     pub schema: TableSchema,
     pub encoding: Encoding,
+    /// The encoding an SPSS or Stata file's text is read in when the spec overrides what the
+    /// file declares (`encoding` on such a source; ReadStat reads the file's own otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub declared_encoding: Option<Encoding>,
     #[serde(serialize_with = "ser_delimiter")]
     pub delimiter: u8,
     /// How the CSV is written beyond its delimiter (`[sources.<id>.dialect]`).

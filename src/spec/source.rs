@@ -83,6 +83,7 @@ fn compile_source(
     let Layout {
         format,
         encoding,
+        declared_encoding,
         delimiter,
         dialect,
         sheet,
@@ -126,6 +127,19 @@ fn compile_source(
             cx,
         ),
     };
+    if format.is_some_and(|f| !f.is_stat_package()) {
+        for d in &harmonize {
+            if let super::Derivation::Code {
+                value_labels: true, ..
+            } = d.derivation
+            {
+                cx.push(
+                    format!("{p}harmonize.{}.value_labels", d.name),
+                    "only SPSS and Stata files carry value labels (format = \"spss\" or \"stata\")",
+                );
+            }
+        }
+    }
     let design = st
         .sub("design", "{ weight = ..., strata = ..., psu = ... }", cx)
         .and_then(|d| design::parse(&d, schema_out.as_ref().map(|(_, s, _)| s), cx));
@@ -157,6 +171,7 @@ fn compile_source(
             schema_path,
             schema,
             encoding: encoding?,
+            declared_encoding,
             delimiter: delimiter?,
             dialect,
             sheet,
@@ -203,6 +218,7 @@ fn not_a_file(path: &Path) -> Option<String> {
 struct Layout {
     format: Option<Format>,
     encoding: Option<Encoding>,
+    declared_encoding: Option<Encoding>,
     delimiter: Option<u8>,
     dialect: Dialect,
     sheet: Option<String>,
@@ -215,10 +231,12 @@ fn layout(st: &Section<'_>, cx: &mut Ctx<'_>) -> Layout {
         Some("csv") => Some(Format::Csv),
         Some("parquet") => Some(Format::Parquet),
         Some("excel") => Some(Format::Excel),
+        Some("spss") => Some(Format::Spss),
+        Some("stata") => Some(Format::Stata),
         Some(other) => {
             cx.push(
                 format!("{p}format"),
-                format!("`{other}` is not a format (use csv, parquet or excel)"),
+                format!("`{other}` is not a format (use csv, parquet, excel, spss or stata)"),
             );
             None
         }
@@ -274,6 +292,29 @@ fn layout(st: &Section<'_>, cx: &mut Ctx<'_>) -> Layout {
             }
         }
     }
+    // SPSS and Stata files declare their own encoding; `encoding` overrides it (an old Stata
+    // file written in Windows-1252 says nothing).
+    let mut declared_encoding = None;
+    if let Some(f) = format.filter(|f| f.is_stat_package()) {
+        for k in ["delimiter", "dialect"] {
+            if st.has(k) {
+                cx.push(format!("{p}{k}"), "only applies to csv sources");
+            }
+        }
+        if st.has("encoding") {
+            declared_encoding = encoding;
+        }
+        if !cfg!(feature = "readstat") {
+            cx.push(
+                format!("{p}format"),
+                format!(
+                    "this migstat was built without the `readstat` feature that reads {} files \
+                     (install Debian's libreadstat-dev, then build with --features readstat)",
+                    if f == Format::Spss { "SPSS" } else { "Stata" }
+                ),
+            );
+        }
+    }
     let (sheet, header_row) = if format == Some(Format::Excel) {
         let sheet = cx.str(st, "sheet", false).map(str::to_string);
         let header_row = match st.get("header_row") {
@@ -302,6 +343,7 @@ fn layout(st: &Section<'_>, cx: &mut Ctx<'_>) -> Layout {
     Layout {
         format,
         encoding,
+        declared_encoding,
         delimiter,
         dialect,
         sheet,
@@ -366,7 +408,7 @@ struct FromResource {
 
 /// Read a [Frictionless Data Resource](https://datapackage.org/standard/data-resource/)
 /// descriptor: `path` (a file or a list, relative to the descriptor), `format` (else the
-/// path's extension: csv, tsv, parquet), `encoding`, `dialect` (`delimiter`, `lineTerminator`,
+/// path's extension: csv, tsv, parquet, xlsx, sav, dta…), `encoding`, `dialect` (`delimiter`, `lineTerminator`,
 /// `quoteChar`, `doubleQuote`, `escapeChar`, `skipInitialSpace`, `commentChar`; `header` must
 /// be true) and `schema` (a path or inline). Descriptive keys are accepted and unused; a key
 /// the spec also gives, or one migstat cannot honour, is an issue.
@@ -496,6 +538,8 @@ fn from_resource(file: &Path, st: &Table, p: &str, cx: &mut Ctx<'_>) -> Option<F
         match ext.as_str() {
             "csv" | "parquet" => give("format", Value::String(ext), cx),
             "xlsx" | "xls" | "xlsb" | "ods" => give("format", Value::String("excel".into()), cx),
+            "sav" | "zsav" | "por" => give("format", Value::String("spss".into()), cx),
+            "dta" => give("format", Value::String("stata".into()), cx),
             "tsv" => {
                 give("format", Value::String("csv".into()), cx);
                 if json

@@ -18,6 +18,8 @@ mod publish;
 mod releases;
 #[cfg(feature = "sample")]
 mod sample;
+#[cfg(feature = "readstat")]
+mod statfiles;
 mod structure;
 mod survey;
 mod tables;
