@@ -125,7 +125,24 @@ impl Release<'_> {
     }
     /// The directory of a group's ledgers (one partition per period).
     pub fn ledger_dir(&self, group: &str) -> PathBuf {
-        self.0.join("restricted").join("ledger").join(group)
+        self.0
+            .join("restricted")
+            .join("ledger")
+            .join(Self::ledger_name(group))
+    }
+    /// A group's directory name: its id, which joins its tables' ids, or past 120 bytes (file
+    /// systems allow 255) its start told apart by a hash of the whole.
+    pub fn ledger_name(group: &str) -> String {
+        const MAX: usize = 120;
+        if group.len() <= MAX {
+            return group.to_string();
+        }
+        let mut end = MAX - 20;
+        while !group.is_char_boundary(end) {
+            end -= 1;
+        }
+        let hash = blake3::hash(group.as_bytes()).to_hex();
+        format!("{}+{}", &group[..end], &hash[..16])
     }
     pub fn public(&self) -> PathBuf {
         self.0.join("public")
@@ -229,6 +246,14 @@ mod tests {
         assert_eq!(
             Release::owner(&rel(r.ledger("g1", p))),
             Some(Owner::Group("g1"))
+        );
+        // A group of many tables: its name is bounded, and still read back.
+        let long = ["a-table-with-a-long-name"; 12].join("+");
+        let name = Release::ledger_name(&long);
+        assert!(name.len() <= 120 && name != Release::ledger_name(&format!("{long}x")));
+        assert_eq!(
+            Release::owner(&rel(r.ledger(&long, p))),
+            Some(Owner::Group(name.as_str()))
         );
         assert_eq!(Release::owner(&rel(r.manifest())), None);
         assert_eq!(Release::owner(&rel(r.sdmx_structure())), None);

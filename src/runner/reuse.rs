@@ -36,7 +36,7 @@ pub(super) fn output_source<'a>(plan: &'a Plan, path: &str) -> Option<&'a str> {
         Owner::Group(g) => plan
             .groups
             .iter()
-            .find(|x| x.id == g)
+            .find(|x| Release::ledger_name(&x.id) == g)
             .map(|x| x.source.as_str()),
     }
 }
