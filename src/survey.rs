@@ -4,8 +4,10 @@
 //!
 //! Input: harmonized chunks of a survey source and its [`Design`]; the survey [`TableSpec`]s of
 //! the source. Output: one row per cell (every margin included) with the estimate, its standard
-//! error, normal and Student-t intervals, the CV, the design effect, the unweighted n, the
-//! degrees of freedom and the quality flags of disclosure control.
+//! error, normal and Student-t intervals (for shares by any of R's `svyciprop` methods but the
+//! profile likelihood, with the design's or each domain's degrees of freedom), the CV, the
+//! design effect, the unweighted n, the degrees of freedom and the quality flags of disclosure
+//! control.
 //!
 //! One pass, no loop per cell. [`DesignPartial`] reads the design once per chunk (stratum, PSU and
 //! SSU ids, weights, replicate weights) for every table of the source. Each table's [`Partial`]
@@ -28,7 +30,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use polars::prelude::*;
 
 use crate::error::{Error, PolarsContext, Rejection, Result};
-use crate::spec::{Design, LonelyPsu, Replicates, TableKind, TableSpec};
+use crate::spec::{Design, LonelyPsu, PropInterval, Replicates, TableKind, TableSpec};
 use crate::vocab::TOTAL;
 use crate::vocab::raw_column;
 
@@ -639,11 +641,14 @@ impl Partial {
     /// Roll up to every margin and compute each cell's estimate, variance and design effect.
     pub fn finish(&self, table: &TableSpec, info: &DesignInfo) -> Result<DataFrame> {
         let d = table.dimensions.len();
-        let category = match &table.kind {
-            TableKind::SurveyProportion { category } => {
-                table.dimensions.iter().position(|x| x == category)
-            }
-            _ => None,
+        let (category, interval) = match &table.kind {
+            TableKind::SurveyProportion {
+                category, interval, ..
+            } => (
+                table.dimensions.iter().position(|x| x == category),
+                *interval,
+            ),
+            _ => (None, PropInterval::Mean),
         };
         let total = matches!(table.kind, TableKind::SurveyTotal { .. });
         // The finest sums in key order: every roll-up below adds them in this fixed order.
@@ -690,6 +695,7 @@ impl Partial {
                     _ => (group, cell),
                 };
                 let e = estimate(total, category.is_some(), group, den_group);
+                let mut var_logit = None;
                 let var = match &info.replicates {
                     None => info.taylor(&e.zs),
                     Some(r) => {
@@ -705,9 +711,27 @@ impl Partial {
                                 .collect(),
                             _ => vec![f64::NAN; n],
                         };
+                        if interval == PropInterval::Logit {
+                            // R's svyglm refits the logit on each replicate.
+                            let logit = |p: f64| (p / (1.0 - p)).ln();
+                            let lt: Vec<f64> = thetas.iter().map(|t| logit(*t)).collect();
+                            var_logit = Some(info.replicated(r, logit(e.estimate), &lt));
+                        }
                         info.replicated(r, e.estimate, &thetas)
                     }
                 };
+                // The domain a share is estimated in (its denominator cell), as R's svyby
+                // subsets the design: its records, and its PSUs with a weight less its strata.
+                let domain = category.map(|_| {
+                    let rows: u64 = den_group.iter().map(|(_, s)| s.n).sum();
+                    let psus: BTreeSet<(u32, u32)> = den_group
+                        .iter()
+                        .filter(|(_, s)| s.nz > 0)
+                        .map(|(k, _)| (k.1.0, k.1.1))
+                        .collect();
+                    let strata: BTreeSet<u32> = psus.iter().map(|u| u.0).collect();
+                    (rows, (psus.len() - strata.len()) as u64)
+                });
                 let names: Vec<String> = (0..d)
                     .map(|j| {
                         self.codes
@@ -725,6 +749,8 @@ impl Partial {
                         var,
                         n: e.n,
                         deff,
+                        var_logit,
+                        domain,
                     },
                 );
             }
@@ -736,6 +762,8 @@ impl Partial {
                 var: 0.0,
                 n: 0,
                 deff: None,
+                var_logit: None,
+                domain: None,
             });
         }
         // R's degf() of a subset design: PSUs minus strata with a record of the universe
@@ -880,6 +908,66 @@ struct Cell {
     var: f64,
     n: u64,
     deff: Option<f64>,
+    /// A share's variance on the logit scale from its replicates (`interval = "logit"`).
+    var_logit: Option<f64>,
+    /// A share's domain: its records and degrees of freedom (R's `nrow` and `degf` of the
+    /// subset design).
+    domain: Option<(u64, u64)>,
+}
+
+/// A share's confidence interval by one of R's `svyciprop` methods, at quantile `q`
+/// (`mean`, `logit`, `xlogit`, `asin`) or, for `beta`, at the confidence `level` with the
+/// domain's records and degrees of freedom. `None` where R's interval is not a number (a share
+/// of 0 or 1 under the transforming methods, a domain without degrees of freedom).
+fn share_interval(method: PropInterval, cell: &Cell, q: f64, level: f64) -> Option<(f64, f64)> {
+    use statrs::distribution::{Beta, ContinuousCDF, StudentsT};
+    let p = cell.estimate;
+    let se = cell.var.is_finite().then(|| cell.var.max(0.0).sqrt())?;
+    let inside = p > 0.0 && p < 1.0;
+    let expit = |x: f64| 1.0 / (1.0 + (-x).exp());
+    let out = match method {
+        PropInterval::Mean => (p - q * se, p + q * se),
+        PropInterval::Xlogit | PropInterval::Logit if inside => {
+            let l = (p / (1.0 - p)).ln();
+            let s = match (method, cell.var_logit) {
+                (PropInterval::Logit, Some(v)) => v.is_finite().then(|| v.max(0.0).sqrt())?,
+                _ => se / (p * (1.0 - p)),
+            };
+            (expit(l - q * s), expit(l + q * s))
+        }
+        PropInterval::Asin if inside => {
+            let a = p.sqrt().asin();
+            let s = se / (2.0 * (p * (1.0 - p)).sqrt());
+            // R squares the sine of a bound past 0 or π/2, which folds it back inside; the
+            // bound is the end of the range instead.
+            let lo = (a - q * s).max(0.0).sin().powi(2);
+            let hi = (a + q * s).min(std::f64::consts::FRAC_PI_2).sin().powi(2);
+            (lo, hi)
+        }
+        PropInterval::Beta if inside => {
+            let (rows, df) = cell.domain?;
+            let alpha = 1.0 - level;
+            let t = |df: f64| {
+                StudentsT::new(0.0, 1.0, df)
+                    .ok()
+                    .map(|t| t.inverse_cdf(alpha / 2.0))
+            };
+            let ratio = t(rows.checked_sub(1)? as f64)? / t(df as f64)?;
+            let n_eff = p * (1.0 - p) / cell.var * ratio * ratio;
+            if !(n_eff.is_finite() && n_eff > 0.0) {
+                return None;
+            }
+            let lo = Beta::new(n_eff * p, n_eff * (1.0 - p) + 1.0)
+                .ok()?
+                .inverse_cdf(alpha / 2.0);
+            let hi = Beta::new(n_eff * p + 1.0, n_eff * (1.0 - p))
+                .ok()?
+                .inverse_cdf(1.0 - alpha / 2.0);
+            (lo, hi)
+        }
+        _ => return None,
+    };
+    (out.0.is_finite() && out.1.is_finite()).then_some(out)
 }
 
 /// The two-sided quantile of a confidence level: normal, and Student's t with `df` degrees of
@@ -924,16 +1012,48 @@ fn to_frame(
     columns.push(Column::new("estimate".into(), est.clone()));
     columns.push(Column::new("se".into(), se.clone()));
     let (z, t) = quantiles(info.confidence, df);
-    let interval = |q: Option<f64>, sign: f64| -> Vec<Option<f64>> {
-        est.iter()
-            .zip(&se)
-            .map(|(e, s)| Some(e + sign * q? * (*s)?))
+    let (method, domain_df) = match &table.kind {
+        TableKind::SurveyProportion {
+            interval,
+            domain_df,
+            ..
+        } => (*interval, *domain_df),
+        _ => (PropInterval::Mean, false),
+    };
+    // Each cell's degrees of freedom: the design's, or its domain's.
+    let dfs: Vec<u64> = cells
+        .values()
+        .map(|c| match c.domain {
+            Some((_, d)) if domain_df => d,
+            _ => df,
+        })
+        .collect();
+    // Each cell's interval at quantile q, by the table's method (p̂ ± q·SE for all but shares).
+    let normal: Vec<Option<(f64, f64)>> = cells
+        .values()
+        .map(|c| share_interval(method, c, z, info.confidence))
+        .collect();
+    let student: Vec<Option<(f64, f64)>> = cells
+        .values()
+        .zip(&dfs)
+        .map(|(c, d)| {
+            let t = if *d == df {
+                t
+            } else {
+                quantiles(info.confidence, *d).1
+            };
+            share_interval(method, c, t?, info.confidence)
+        })
+        .collect();
+    let bound = |v: &[Option<(f64, f64)>], high: bool| -> Vec<Option<f64>> {
+        v.iter()
+            .map(|b| b.map(|(lo, hi)| if high { hi } else { lo }))
             .collect()
     };
-    columns.push(Column::new("ci_low".into(), interval(Some(z), -1.0)));
-    columns.push(Column::new("ci_high".into(), interval(Some(z), 1.0)));
-    columns.push(Column::new("ci_low_t".into(), interval(t, -1.0)));
-    columns.push(Column::new("ci_high_t".into(), interval(t, 1.0)));
+    columns.push(Column::new("ci_low".into(), bound(&normal, false)));
+    columns.push(Column::new("ci_high".into(), bound(&normal, true)));
+    columns.push(Column::new("ci_low_t".into(), bound(&student, false)));
+    columns.push(Column::new("ci_high_t".into(), bound(&student, true)));
     let cv: Vec<Option<f64>> = est
         .iter()
         .zip(&se)
@@ -944,7 +1064,7 @@ fn to_frame(
         "deff".into(),
         cells.values().map(|c| c.deff).collect::<Vec<Option<f64>>>(),
     ));
-    columns.push(Column::new_scalar("df".into(), Scalar::from(df), h));
+    columns.push(Column::new("df".into(), dfs));
     // Quality flags for disclosure control (defaults after Statistics Canada): a cell without a
     // CV is unreliable.
     columns.push(Column::new(
@@ -972,6 +1092,65 @@ fn to_frame(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn share_intervals_stay_in_the_unit_interval() {
+        let cell = |p: f64, var: f64| Cell {
+            estimate: p,
+            var,
+            n: 10,
+            deff: None,
+            var_logit: None,
+            domain: Some((10, 5)),
+        };
+        let q = 1.96;
+        // A share of 0 or 1: only the Wald interval is a number (R's others are NaN).
+        for m in [
+            PropInterval::Logit,
+            PropInterval::Xlogit,
+            PropInterval::Asin,
+            PropInterval::Beta,
+        ] {
+            assert_eq!(share_interval(m, &cell(0.0, 0.0), q, 0.95), None, "{m:?}");
+            assert_eq!(share_interval(m, &cell(1.0, 0.0), q, 0.95), None, "{m:?}");
+        }
+        assert_eq!(
+            share_interval(PropInterval::Mean, &cell(0.0, 0.0), q, 0.95),
+            Some((0.0, 0.0))
+        );
+        // A small share with a wide SE: Wald goes below 0, the others stay inside, and the
+        // arcsine's lower bound is 0 rather than R's folded-back value.
+        let small = cell(0.02, 0.03f64.powi(2));
+        let (lo, _) = share_interval(PropInterval::Mean, &small, q, 0.95).unwrap();
+        assert!(lo < 0.0);
+        for m in [
+            PropInterval::Logit,
+            PropInterval::Xlogit,
+            PropInterval::Asin,
+            PropInterval::Beta,
+        ] {
+            let (lo, hi) = share_interval(m, &small, q, 0.95).unwrap();
+            assert!(
+                (0.0..0.02).contains(&lo) && hi > 0.02 && hi < 1.0,
+                "{m:?}: {lo} {hi}"
+            );
+        }
+        assert_eq!(
+            share_interval(PropInterval::Asin, &small, q, 0.95)
+                .unwrap()
+                .0,
+            0.0
+        );
+        // logit(0.5) = 0: the logit interval is symmetric about 1/2.
+        let (lo, hi) = share_interval(PropInterval::Logit, &cell(0.5, 0.01), q, 0.95).unwrap();
+        assert!((lo + hi - 1.0).abs() < 1e-12);
+        // A domain without degrees of freedom has no Korn–Graubard interval.
+        let flat = Cell {
+            domain: Some((10, 0)),
+            ..cell(0.3, 0.01)
+        };
+        assert_eq!(share_interval(PropInterval::Beta, &flat, q, 0.95), None);
+    }
 
     #[test]
     fn stratum_variance_counts_absent_psus_as_zeros() {

@@ -90,6 +90,10 @@ pub struct TableDoc {
     /// The measure column (`value`, or `estimate` for survey tables).
     pub measure: String,
     pub survey: bool,
+    /// A share's interval method other than p̂ ± q·SE (R's `svyciprop` method), and whether
+    /// its t quantiles take each domain's degrees of freedom.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<(String, bool)>,
     /// Protection method and its settings, in words.
     pub protection: String,
     pub protection_summary: Option<crate::protect::Summary>,
@@ -283,6 +287,16 @@ fn table_doc(
         dimensions,
         measure: if survey { "estimate" } else { "value" }.to_string(),
         survey,
+        interval: match &t.kind {
+            crate::spec::TableKind::SurveyProportion {
+                interval,
+                domain_df,
+                ..
+            } if !interval.is_mean() || *domain_df => {
+                Some((interval.name().to_string(), *domain_df))
+            }
+            _ => None,
+        },
         protection,
         protection_summary,
         files: files
@@ -706,22 +720,35 @@ pub fn measure_columns(d: &TableDoc) -> Vec<(&'static str, String)> {
                 format!("the estimate ({}); null when suppressed", d.unit),
             ),
             ("se", "its design-based standard error".to_string()),
+        ]);
+        let (how, dfs) = match &d.interval {
+            Some((m, domain)) => (
+                format!(" by R's svyciprop method `{m}`"),
+                if *domain {
+                    "the domain's degrees of freedom (its PSUs less its strata)"
+                } else {
+                    "the design's degrees of freedom"
+                },
+            ),
+            None => (String::new(), "the design's degrees of freedom"),
+        };
+        v.extend([
             (
                 "ci_low",
-                "lower limit of the normal 95% confidence interval".to_string(),
+                format!("lower limit of the confidence interval{how}, normal quantile"),
             ),
             (
                 "ci_high",
-                "upper limit of the normal 95% confidence interval".to_string(),
+                format!("upper limit of the confidence interval{how}, normal quantile"),
             ),
             (
                 "ci_low_t",
-                "lower limit with Student's t on the design's degrees of freedom".to_string(),
+                format!("lower limit{how} with Student's t on {dfs}"),
             ),
-            ("ci_high_t", "upper limit with Student's t".to_string()),
+            ("ci_high_t", format!("upper limit{how} with Student's t")),
             ("cv", "coefficient of variation (se / estimate)".to_string()),
             ("deff", "design effect".to_string()),
-            ("df", "design degrees of freedom".to_string()),
+            ("df", format!("degrees of freedom: {dfs}")),
         ]);
     } else {
         v.push((

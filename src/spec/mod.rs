@@ -34,7 +34,7 @@ pub use protection::{Protect, ProtectMethod, Revisions};
 pub use ptable::PTable;
 pub use schema::TableSchema;
 pub(crate) use section::{Ctx, Section, cap};
-pub use table::{Measure, MigrationFlow, ResidenceRule, TableKind, TableSpec, Unit};
+pub use table::{Measure, MigrationFlow, PropInterval, ResidenceRule, TableKind, TableSpec, Unit};
 
 use crate::error::{Error, Result, SpecIssue};
 
@@ -640,6 +640,7 @@ fn tables_section(
                     has_person: s.person_id.is_some(),
                     has_record: s.record_id.is_some(),
                     has_design: s.design.is_some(),
+                    has_replicates: s.design.as_ref().is_some_and(|d| d.replicates.is_some()),
                     period: s.period.clone(),
                     reference_date,
                     reference_period,

@@ -83,8 +83,17 @@ pub enum TableKind {
     /// linearized as (y − R̂·x)/X̂. Records where the variable is missing are left out.
     SurveyMean { variable: String },
     /// The estimated share of each `category` code within its cell of the other dimensions (the
-    /// same cell with the category at `_T`), as R's `svyby(~category, …, svymean)`.
-    SurveyProportion { category: String },
+    /// same cell with the category at `_T`), as R's `svyby(~category, …, svymean)`, with its
+    /// confidence interval by one of R's `svyciprop` methods (`interval`).
+    SurveyProportion {
+        category: String,
+        #[serde(skip_serializing_if = "PropInterval::is_mean")]
+        interval: PropInterval,
+        /// t intervals with each domain's own degrees of freedom (`interval_df = "domain"`: its
+        /// PSUs less its strata, R's default under `svyby(…, svyciprop)`) instead of the design's.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        domain_df: bool,
+    },
     /// The ratio of the weighted totals of two numeric columns in each cell, as R's
     /// `svyratio(~numerator, ~denominator)`, linearized as (y − R̂·x)/X̂. Records where either
     /// is missing are left out.
@@ -92,6 +101,43 @@ pub enum TableKind {
         numerator: String,
         denominator: String,
     },
+}
+
+/// How a share's confidence interval is built: R's `svyciprop` methods. Only `mean` (the
+/// default) can leave [0, 1].
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PropInterval {
+    /// p̂ ± q·SE (Wald).
+    #[default]
+    Mean,
+    /// expit(logit p̂ ± q·SE(logit p̂)), the SE of the logit from the design: by linearization
+    /// (as R's intercept-only `svyglm(…, family = quasibinomial)`), or the replicates' logits.
+    Logit,
+    /// expit(logit p̂ ± q·SE/(p̂(1 − p̂))): the delta method on every design (`svycontrast`).
+    Xlogit,
+    /// sin²(asin √p̂ ± q·SE/(2√(p̂(1 − p̂)))), kept within [0, π/2] before squaring.
+    Asin,
+    /// Korn–Graubard: Clopper–Pearson beta quantiles at the effective sample size
+    /// p̂(1 − p̂)/SE², scaled by (t(n − 1)/t(df))² with the domain's records and degrees of
+    /// freedom (the NCHS standard).
+    Beta,
+}
+
+impl PropInterval {
+    pub fn is_mean(&self) -> bool {
+        *self == PropInterval::Mean
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PropInterval::Mean => "mean",
+            PropInterval::Logit => "logit",
+            PropInterval::Xlogit => "xlogit",
+            PropInterval::Asin => "asin",
+            PropInterval::Beta => "beta",
+        }
+    }
 }
 
 /// Which migrations a [`TableKind::Migration`] table counts.
@@ -268,6 +314,8 @@ pub(crate) struct SourceView {
     pub has_person: bool,
     pub has_record: bool,
     pub has_design: bool,
+    /// The design has replicate weights.
+    pub has_replicates: bool,
     /// The source's default `period` (for its tables without one).
     pub period: Option<Value>,
     /// The pipeline's defaults: a stock's date, the period of everything else.
@@ -285,6 +333,7 @@ struct TableReader<'a> {
     schema: &'a TableSchema,
     derived: &'a [String],
     reference_date: Option<chrono::NaiveDate>,
+    has_replicates: bool,
 }
 
 impl TableReader<'_> {
@@ -587,7 +636,57 @@ impl TableReader<'_> {
                         format!("`{category}` must be one of the table's dimensions"),
                     );
                 }
-                TableKind::SurveyProportion { category }
+                let interval = match cx.str(t, "interval", false) {
+                    None | Some("mean") => PropInterval::Mean,
+                    Some("logit") => PropInterval::Logit,
+                    Some("xlogit") => PropInterval::Xlogit,
+                    Some("asin") => PropInterval::Asin,
+                    Some("beta") => PropInterval::Beta,
+                    Some("likelihood") => {
+                        cx.push(
+                            format!("{pp}interval"),
+                            "`likelihood` (R's profile-likelihood interval) is not built yet: use logit, xlogit, asin, beta or mean",
+                        );
+                        PropInterval::Mean
+                    }
+                    Some(other) => {
+                        cx.push(
+                            format!("{pp}interval"),
+                            format!("`{other}` is not an interval method (mean, logit, xlogit, asin, beta)"),
+                        );
+                        PropInterval::Mean
+                    }
+                };
+                if interval == PropInterval::Beta && self.has_replicates {
+                    cx.push(
+                        format!("{pp}interval"),
+                        "`beta` needs each domain's degrees of freedom, which a replicate design does not give yet: use logit, xlogit, asin or mean",
+                    );
+                }
+                let domain_df = match cx.str(t, "interval_df", false) {
+                    None | Some("design") => false,
+                    Some("domain") => true,
+                    Some(other) => {
+                        cx.push(
+                            format!("{pp}interval_df"),
+                            format!(
+                                "`{other}` is not a choice of degrees of freedom (design or domain)"
+                            ),
+                        );
+                        false
+                    }
+                };
+                if domain_df && self.has_replicates {
+                    cx.push(
+                        format!("{pp}interval_df"),
+                        "a replicate design does not give each domain's degrees of freedom yet: leave out interval_df",
+                    );
+                }
+                TableKind::SurveyProportion {
+                    category,
+                    interval,
+                    domain_df,
+                }
             }
             "flow" => {
                 let eurostat_end = match cx.str(t, "first", false) {
@@ -715,6 +814,7 @@ pub(crate) fn compile_table(
         has_person,
         has_record,
         has_design,
+        has_replicates,
         period: source_period,
         reference_date,
         reference_period,
@@ -736,6 +836,7 @@ pub(crate) fn compile_table(
         schema,
         derived,
         reference_date: *reference_date,
+        has_replicates: *has_replicates,
     };
     let kind = reader.kind(cx);
     let unit = match cx.str(t, "unit", true).unwrap_or("records") {
@@ -967,6 +1068,7 @@ mod tests {
             has_person: true,
             has_record: true,
             has_design: false,
+            has_replicates: false,
             period: None,
             reference_date: chrono::NaiveDate::from_ymd_opt(2024, 12, 31),
             reference_period: Some(crate::spec::Period {
@@ -1204,7 +1306,11 @@ dimensions = ["SEX"]"#,
                 ("MEAN", "Mean of the variable"),
             ),
             (
-                TableKind::SurveyProportion { category: v() },
+                TableKind::SurveyProportion {
+                    category: v(),
+                    interval: PropInterval::Mean,
+                    domain_df: false,
+                },
                 Unit::Persons,
                 "survey_proportion",
                 ("SHARE", "Share (0 to 1)"),

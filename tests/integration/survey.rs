@@ -2,7 +2,7 @@
 //! results (through svyby) for every margin combination of the default survey tables, computed by
 //! tests/r/survey_golden.R from the same harmonized records (tests/golden/survey_input.csv).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
@@ -237,6 +237,19 @@ const DESIGN_TABLES: &[(&str, &str, &str)] = &[
 
 /// A spec with one source per design over tests/fixtures/survey_designs/survey.csv.
 fn designs_spec(dir: &Path, designs: &[(&str, &str, f64)]) -> PathBuf {
+    let tables: Vec<(String, String, String)> = DESIGN_TABLES
+        .iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect();
+    designs_spec_with(dir, designs, |_| tables.clone())
+}
+
+/// [`designs_spec`] with the tables `tables` gives each design.
+fn designs_spec_with(
+    dir: &Path,
+    designs: &[(&str, &str, f64)],
+    tables: impl Fn(&str) -> Vec<(String, String, String)>,
+) -> PathBuf {
     let fx = repo().join("tests/fixtures/survey_designs");
     let mut spec = format!(
         "version = 1\nid = \"fixture-survey-designs\"\nreference_date = 2024-12-31\nreference_period = \"2024\"\ncodelists = \"{}\"\n[defaults]\nmax_invalid_fraction = 0.0\n",
@@ -250,7 +263,7 @@ fn designs_spec(dir: &Path, designs: &[(&str, &str, f64)]) -> PathBuf {
             fx = fx.display(),
             sex = repo().join("schemas/crosswalks/sex.csv").display()
         );
-        for (table, kind, dims) in DESIGN_TABLES {
+        for (table, kind, dims) in tables(name) {
             spec += &format!(
                 "\n[tables.{name}-{table}]\nsource = \"{name}\"\nunit = \"persons\"\n{kind}\ndimensions = {dims}\n"
             );
@@ -356,6 +369,111 @@ fn every_design_and_estimator_matches_r_survey() {
         "largest relative differences from R: estimates {:e}, SEs {:e}, design effects {:e}",
         worst.0, worst.1, worst.2
     );
+}
+
+#[test]
+fn share_intervals_match_every_svyciprop_method() {
+    // R: design,method,df_mode,SEX,GRP,estimate,ci_low,ci_high,df (tests/r/survey_designs.R).
+    let mut rdr = csv::Reader::from_path(repo().join("tests/golden/survey_ciprop_r.csv")).unwrap();
+    let rows: Vec<csv::StringRecord> = rdr.records().map(|r| r.unwrap()).collect();
+    let combos: BTreeSet<(String, String, String)> = rows
+        .iter()
+        .map(|r| (r[0].to_string(), r[1].to_string(), r[2].to_string()))
+        .collect();
+    // Every method on every design, both df choices on linearized designs.
+    assert_eq!(combos.len(), 11 * 5 * 2 + 2 * 4, "{combos:?}");
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = designs_spec_with(tmp.path(), DESIGNS, |design| {
+        combos
+            .iter()
+            .filter(|c| c.0 == design)
+            .map(|(_, m, d)| {
+                (
+                    format!("share-{m}-{d}"),
+                    format!(
+                        "kind = \"survey_proportion\"\ncategory = \"GRP\"\ninterval = \"{m}\"\ninterval_df = \"{d}\""
+                    ),
+                    r#"["GRP", "SEX"]"#.to_string(),
+                )
+            })
+            .collect()
+    });
+    let plan = migstat::spec::compile(&spec).expect("spec compiles");
+    let root = tmp.path().join("out");
+    crate::run_plan(&plan, &root);
+    let out = root.join("current");
+    let mut worst: BTreeMap<String, f64> = BTreeMap::new();
+    let mut frames: BTreeMap<String, DataFrame> = BTreeMap::new();
+    for r in &rows {
+        let (design, method, mode) = (&r[0], &r[1], &r[2]);
+        let table = format!("{design}-share-{method}-{mode}");
+        let df = frames.entry(table.clone()).or_insert_with(|| {
+            read_parquet(&out.join(format!(
+                "restricted/tables/{table}/ref_year=2024/data.parquet"
+            )))
+        });
+        let s = |c: &str| df.column(c).unwrap().str().unwrap().clone();
+        let f = |c: &str| df.column(c).unwrap().f64().unwrap().clone();
+        let (sex, grp) = (s("SEX"), s("GRP"));
+        let i = (0..df.height())
+            .find(|&i| sex.get(i) == Some(&r[3]) && grp.get(i) == Some(&r[4]))
+            .unwrap_or_else(|| panic!("{table}: no cell {} {}", &r[3], &r[4]));
+        let at = format!("{table} SEX={} GRP={}", &r[3], &r[4]);
+        let num = |k: usize| r[k].parse::<f64>().unwrap();
+        let (rlo, rhi) = (num(6), num(7));
+        let (lo, hi) = (
+            f("ci_low_t").get(i).unwrap_or(f64::NAN),
+            f("ci_high_t").get(i).unwrap_or(f64::NAN),
+        );
+        let rel = ((lo - rlo).abs() / rlo.abs()).max((hi - rhi).abs() / rhi.abs());
+        // R fits the logit by IRLS (glm's convergence at 1e-8 in deviance): 1e-6 there.
+        let tol = if method == "logit" { 1e-6 } else { 1e-9 };
+        assert!(
+            rel < tol,
+            "{at}: ({lo}, {hi}) vs R ({rlo}, {rhi}), relative {rel:e}"
+        );
+        assert!((0.0..=1.0).contains(&lo) && (0.0..=1.0).contains(&hi) || method == "mean");
+        let dfree = df.column("df").unwrap().u64().unwrap().get(i);
+        assert_eq!(dfree, r[8].parse().ok(), "{at}: degrees of freedom");
+        let w = worst.entry(method.to_string()).or_default();
+        *w = w.max(rel);
+    }
+    eprintln!("largest relative differences from R's svyciprop intervals: {worst:?}");
+}
+
+#[test]
+fn share_interval_choices_a_design_cannot_give_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let jk1 = DESIGNS.iter().find(|d| d.0 == "jk1").unwrap();
+    let share = |name: &str, keys: &str| {
+        (
+            name.to_string(),
+            format!("kind = \"survey_proportion\"\ncategory = \"GRP\"\n{keys}"),
+            r#"["GRP", "SEX"]"#.to_string(),
+        )
+    };
+    let spec = designs_spec_with(tmp.path(), &[*jk1], |_| {
+        vec![
+            share("beta", "interval = \"beta\""),
+            share("domain", "interval_df = \"domain\""),
+            share("likelihood", "interval = \"likelihood\""),
+            share("wilson", "interval = \"wilson\""),
+            share("fine", "interval = \"logit\""),
+        ]
+    });
+    let Err(e) = migstat::spec::compile(&spec) else {
+        panic!("the spec compiles");
+    };
+    let e = e.to_string();
+    for want in [
+        "tables.jk1-beta.interval: `beta` needs each domain's degrees of freedom",
+        "tables.jk1-domain.interval_df: a replicate design does not give each domain's degrees of freedom",
+        "tables.jk1-likelihood.interval: `likelihood` (R's profile-likelihood interval) is not built yet",
+        "tables.jk1-wilson.interval: `wilson` is not an interval method",
+    ] {
+        assert!(e.contains(want), "{want}\nin:\n{e}");
+    }
+    assert!(!e.contains("jk1-fine"), "{e}");
 }
 
 #[test]

@@ -1,7 +1,7 @@
 # Reference values for migstat's survey estimators under every kind of design, from R's survey
 # package (Lumley). Run by tests/r/make_survey_golden.sh:
 #   Rscript tests/r/survey_designs.R generate tests/fixtures/survey_designs/survey.csv
-#   Rscript tests/r/survey_designs.R expect tests/fixtures/survey_designs/survey.csv tests/golden/survey_designs_r.csv
+#   Rscript tests/r/survey_designs.R expect tests/fixtures/survey_designs/survey.csv tests/golden/survey_designs_r.csv tests/golden/survey_ciprop_r.csv
 # `generate` draws the synthetic survey (committed, so it needs to run only once); `expect`
 # computes the estimates that tests/integration/survey.rs compares migstat with. The design
 # names below are the source ids of the spec that test writes.
@@ -55,7 +55,7 @@ getdeff <- function(t) {
   if (is.null(x)) NA else unname(x)
 }
 
-expect <- function(path, out) {
+expect <- function(path, out, out_ciprop) {
   d <- read.csv(path, colClasses = c(sex = "character", grp = "character"))
   d$one <- 1
   d$SEX <- d$sex
@@ -77,6 +77,7 @@ expect <- function(path, out) {
     boot = list(svrepdesign(data = d, weights = ~weight, repweights = "^boot_", type = "bootstrap", combined.weights = TRUE))
   )
   res <- list()
+  ci_rows <- list()
   for (name in names(designs)) {
     spec <- designs[[name]]
     des <- spec[[1]]
@@ -121,8 +122,31 @@ expect <- function(path, out) {
       n0 <- length(res)
       cube("share_grp", "SEX", by(~ind, svymean))
       for (i in (n0 + 1):length(res)) res[[i]]$GRP <- level_
+      # Their intervals by every svyciprop method: with the design's df (passed), and with
+      # each domain's own (svyby's subsets, R's default). Beta always takes the domain's; a
+      # replicate design has no domain df here (migstat refuses beta and domain df there).
+      rep <- inherits(des, "svyrep.design")
+      methods <- if (rep) c("mean", "logit", "xlogit", "asin") else c("mean", "logit", "xlogit", "asin", "beta")
+      for (m in methods) for (dfmode in if (rep) "design" else c("design", "domain")) {
+        whole <- svyciprop(~ind, des, method = m, level = level, df = degf(des))
+        b <- if (dfmode == "design") {
+          svyby(~ind, ~SEX, des, svyciprop, method = m, level = level, df = degf(des), vartype = "ci")
+        } else {
+          svyby(~ind, ~SEX, des, svyciprop, method = m, level = level, vartype = "ci")
+        }
+        dfs <- if (dfmode == "design") rep(degf(des), nrow(b)) else
+          sapply(b$SEX, function(s) degf(subset(des, SEX == s)))
+        ci_rows[[length(ci_rows) + 1]] <- data.frame(design = name, method = m, df_mode = dfmode,
+          SEX = c("_T", b$SEX), GRP = level_, estimate = c(unname(coef(whole)), b$ind),
+          ci_low = c(attr(whole, "ci")[1], b$ci_l), ci_high = c(attr(whole, "ci")[2], b$ci_u),
+          df = c(degf(des), dfs))
+      }
     }
   }
+  ci <- do.call(rbind, ci_rows)
+  ci <- ci[ci$estimate != 0, ]
+  for (c in c("estimate", "ci_low", "ci_high")) ci[[c]] <- sprintf("%.17g", ci[[c]])
+  write.csv(ci, out_ciprop, row.names = FALSE, quote = FALSE)
   all <- do.call(rbind, res)
   all <- all[!(all$table == "share_grp" & all$estimate == 0), ]
   for (c in c("estimate", "se", "ci_low_t", "ci_high_t", "deff")) all[[c]] <- sprintf("%.17g", all[[c]])
@@ -130,4 +154,4 @@ expect <- function(path, out) {
   cat("R", R.version.string, "survey", as.character(packageVersion("survey")), ":", nrow(all), "cells\n")
 }
 
-if (args[1] == "generate") generate(args[2]) else expect(args[2], args[3])
+if (args[1] == "generate") generate(args[2]) else expect(args[2], args[3], args[4])
