@@ -755,7 +755,36 @@ impl Partial {
                 );
             }
         }
-        if category.is_none() {
+        if let Some(c) = category {
+            // A category absent from a domain is a share of 0 with no variance there, as R's
+            // svymean of the category's indicator gives it: every domain lists every category
+            // of the table's universe.
+            let codes: Vec<String> = self
+                .codes
+                .get(c)
+                .map(|i| i.names.clone())
+                .unwrap_or_default();
+            let mut domains: BTreeMap<Vec<String>, Option<(u64, u64)>> = BTreeMap::new();
+            for (names, cell) in &out {
+                let mut key = names.clone();
+                key[c] = TOTAL.to_string();
+                domains.entry(key).or_insert(cell.domain);
+            }
+            for (key, domain) in domains {
+                for code in &codes {
+                    let mut names = key.clone();
+                    names[c] = code.clone();
+                    out.entry(names).or_insert(Cell {
+                        estimate: 0.0,
+                        var: 0.0,
+                        n: 0,
+                        deff: None,
+                        var_logit: None,
+                        domain,
+                    });
+                }
+            }
+        } else {
             // The grand total exists even when no record is in the table.
             out.entry(vec![TOTAL.to_string(); d]).or_insert(Cell {
                 estimate: 0.0,

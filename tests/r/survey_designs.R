@@ -60,6 +60,7 @@ expect <- function(path, out, out_ciprop) {
   d$one <- 1
   d$SEX <- d$sex
   d$GRP <- d$grp
+  d$STRATUM <- d$stratum
   designs <- list(
     strat = list(svydesign(ids = ~1, strata = ~stratum, weights = ~weight, data = d)),
     strat_fpc = list(svydesign(ids = ~1, strata = ~stratum, fpc = ~n_elem_pop, weights = ~weight, data = d)),
@@ -99,8 +100,8 @@ expect <- function(path, out, out_ciprop) {
         r <- data.frame(design = name, table = table, cells, estimate = unname(coef(t)), se = unname(SE(t)),
           ci_low_t = ci[, 1], ci_high_t = ci[, 2], df = degf(des), deff = getdeff(t))
         for (dd in dims[totalled]) r[[dd]] <- "_T"
-        for (dd in c("SEX", "GRP")) if (is.null(r[[dd]])) r[[dd]] <- NA
-        res[[length(res) + 1]] <<- r[c("design", "table", "SEX", "GRP", "estimate", "se", "ci_low_t", "ci_high_t", "df", "deff")]
+        for (dd in c("SEX", "GRP", "STRATUM")) if (is.null(r[[dd]])) r[[dd]] <- NA
+        res[[length(res) + 1]] <<- r[c("design", "table", "SEX", "GRP", "STRATUM", "estimate", "se", "ci_low_t", "ci_high_t", "df", "deff")]
       }
     }
     by <- function(f, fun, ...) function(b) {
@@ -121,6 +122,7 @@ expect <- function(path, out, out_ciprop) {
       des <- update(des, ind = as.numeric(GRP == level_))
       n0 <- length(res)
       cube("share_grp", "SEX", by(~ind, svymean))
+      cube("share_grp_stratum", "STRATUM", by(~ind, svymean))
       for (i in (n0 + 1):length(res)) res[[i]]$GRP <- level_
       # Their intervals by every svyciprop method: with the design's df (passed), and with
       # each domain's own (svyby's subsets, R's default). Beta always takes the domain's; a
@@ -144,11 +146,10 @@ expect <- function(path, out, out_ciprop) {
     }
   }
   ci <- do.call(rbind, ci_rows)
-  ci <- ci[ci$estimate != 0, ]
   for (c in c("estimate", "ci_low", "ci_high")) ci[[c]] <- sprintf("%.17g", ci[[c]])
   write.csv(ci, out_ciprop, row.names = FALSE, quote = FALSE)
   all <- do.call(rbind, res)
-  all <- all[!(all$table == "share_grp" & all$estimate == 0), ]
+  # A category absent from a domain is a share of 0 (SE 0), published as such.
   for (c in c("estimate", "se", "ci_low_t", "ci_high_t", "deff")) all[[c]] <- sprintf("%.17g", all[[c]])
   write.csv(all, out, row.names = FALSE, quote = FALSE)
   cat("R", R.version.string, "survey", as.character(packageVersion("survey")), ":", nrow(all), "cells\n")

@@ -40,14 +40,13 @@ cube <- function(variable, dims, fun) {
   res
 }
 # Shares of each category within the cells of `dims` (svymean of an indicator: the same
-# linearization as svymean of the factor); categories absent from a cell are not published.
+# linearization as svymean of the factor); a category absent from a cell is a share of 0.
 share <- function(category, dims) {
   out <- list()
   for (level in sort(unique(d[[category]]))) {
     des <<- update(des, ind = as.numeric(get(category) == level))
     r <- cube("ind", dims, svymean)
-    r <- r[as.numeric(r$estimate) > 0, ]
-    if (nrow(r) == 0) next  # a category outside the table's universe
+    if (all(as.numeric(r$estimate) == 0)) next  # a category outside the table's universe
     r[[category]] <- level
     out[[length(out) + 1]] <- r
   }
