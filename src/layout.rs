@@ -14,6 +14,7 @@
 //! <release>/manifest.json
 //! <release>/quarantine/<source>.parquet
 //! <release>/restricted/accepted/<source>.parquet
+//! <release>/restricted/calibration/<source>.parquet                 a calibrated survey's g by class
 //! <release>/restricted/tables/<table>/<partition>/data.parquet      true values
 //! <release>/restricted/audit/<table>/<partition>/audit.parquet      protection decisions
 //! <release>/restricted/ledger/<group>/<partition>/ledger.parquet    published vintages
@@ -97,6 +98,13 @@ impl Release<'_> {
         self.0
             .join("restricted")
             .join("accepted")
+            .join(format!("{source}.parquet"))
+    }
+    /// A calibrated survey source's g-weights by class (restricted).
+    pub fn calibration(&self, source: &str) -> PathBuf {
+        self.0
+            .join("restricted")
+            .join("calibration")
             .join(format!("{source}.parquet"))
     }
     pub fn quarantine(&self, source: &str) -> PathBuf {
@@ -186,7 +194,7 @@ impl Release<'_> {
     pub fn owner(path: &str) -> Option<Owner<'_>> {
         let parts: Vec<&str> = path.split('/').collect();
         match parts.as_slice() {
-            ["restricted", "accepted", f] | ["quarantine", f] => {
+            ["restricted", "accepted" | "calibration", f] | ["quarantine", f] => {
                 f.strip_suffix(".parquet").map(Owner::Source)
             }
             ["restricted" | "public", "tables", t, ..] | ["restricted", "audit", t, ..] => {
@@ -229,6 +237,10 @@ mod tests {
         assert_eq!(
             Release::owner(&rel(r.quarantine("border"))),
             Some(Owner::Source("border"))
+        );
+        assert_eq!(
+            Release::owner(&rel(r.calibration("survey"))),
+            Some(Owner::Source("survey"))
         );
         let p = "ref_year=2024";
         assert_eq!(
@@ -275,6 +287,10 @@ mod tests {
         assert_eq!(r.sdmx_csv("t", "2.0"), Path::new("R/public/sdmx/2.0/t.csv"));
         assert_eq!(r.sdmx_csv("t", "1.0"), Path::new("R/public/sdmx/t.csv"));
         assert_eq!(r.report(), Path::new("R/report/index.html"));
+        assert_eq!(
+            r.calibration("s"),
+            Path::new("R/restricted/calibration/s.parquet")
+        );
         let o = Out(Path::new("out"));
         assert_eq!(o.staging("x"), Path::new("out/.staging/x"));
         assert_eq!(o.failed("x"), Path::new("out/failed/x"));

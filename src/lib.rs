@@ -32,6 +32,7 @@ pub mod validate;
 pub mod harmonize;
 pub mod residence;
 pub mod disaggregate;
+pub mod calibrate;
 pub mod survey;
 pub mod protect;
 pub mod export;

@@ -30,7 +30,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use polars::prelude::*;
 
 use crate::error::{Error, PolarsContext, Rejection, Result};
-use crate::spec::{Design, LonelyPsu, PropInterval, Replicates, TableKind, TableSpec};
+use crate::spec::{
+    CalMethod, Calibration, Design, LonelyPsu, PropInterval, Replicates, TableKind, TableSpec,
+};
 use crate::vocab::TOTAL;
 use crate::vocab::raw_column;
 
@@ -43,8 +45,10 @@ const TOTAL_ID: u32 = u32::MAX;
 /// A cell as interned code ids, one per dimension (unused slots 0).
 type CellIds = [u32; MAX_DIMS];
 
-/// A design unit: (stratum, PSU, SSU) ids; the SSU is 0 in a one-stage design.
-type Unit = (u32, u32, u32);
+/// A design unit and calibration class: (stratum, PSU, SSU, class) ids; the SSU is 0 in a
+/// one-stage design, the class 0 without calibration. The variance sums over units; the class
+/// is what calibration scales and residualizes (its records share one auxiliary vector).
+type Unit = (u32, u32, u32, u32);
 
 /// (cell, unit).
 type Key = (CellIds, Unit);
@@ -121,10 +125,16 @@ pub struct DesignPartial {
     problems: BTreeSet<String>,
     /// Upper triangle of Σ w_a·w_b over records, for the rank of the replicate weights.
     gram: Vec<f64>,
+    /// Calibration classes (the margins' codes of a record, joined) and the design weight of
+    /// each (unit, class).
+    classes: Interner,
+    class_w: BTreeMap<Unit, f64>,
+    class_n: BTreeMap<Unit, u64>,
 }
 
 impl DesignPartial {
     /// Read the design columns of one chunk (every record: a filter never shrinks the design).
+    #[allow(clippy::needless_range_loop)] // a row indexes every column of the chunk
     pub fn add_chunk(&mut self, design: &Design, df: &DataFrame) -> Result<Units> {
         let ctx = |what: &str| format!("survey design: column {what}");
         let w = numbers(df, &raw_column(&design.weight), &ctx)?;
@@ -147,6 +157,24 @@ impl DesignPartial {
                 .collect::<Result<_>>()?,
         };
         let rows = df.height();
+        // The calibration margins' columns: derived codes, else delivered fields.
+        let margins: Vec<StringChunked> = match &design.calibration {
+            None => Vec::new(),
+            Some(c) => c
+                .columns()
+                .iter()
+                .map(|name| {
+                    let col = if df.column(name).is_ok() {
+                        name.to_string()
+                    } else {
+                        raw_column(name)
+                    };
+                    text(df, &col, &ctx)
+                })
+                .collect::<Result<_>>()?,
+        };
+        let weights: Vec<f64> = w.iter().map(|x| x.unwrap_or(0.0)).collect();
+        let mut key = String::new();
         let mut unit = Vec::with_capacity(rows);
         for row in 0..rows {
             let h = self
@@ -190,7 +218,22 @@ impl DesignPartial {
                     ));
                 }
             }
-            unit.push((h, i, j));
+            let class = if margins.is_empty() {
+                0
+            } else {
+                key.clear();
+                for (n, m) in margins.iter().enumerate() {
+                    if n > 0 {
+                        key.push('\u{1f}');
+                    }
+                    key.push_str(m.get(row).unwrap_or(crate::vocab::UNKNOWN));
+                }
+                let c = self.classes.id(&key);
+                *self.class_w.entry((h, i, j, c)).or_default() += weights[row];
+                *self.class_n.entry((h, i, j, c)).or_default() += 1;
+                c
+            };
+            unit.push((h, i, j, class));
         }
         if design.replicates.as_ref().is_some_and(|r| r.df.is_none()) {
             let r = reps.len();
@@ -204,7 +247,7 @@ impl DesignPartial {
         }
         Ok(Units {
             unit,
-            w: w.iter().map(|x| x.unwrap_or(0.0)).collect(),
+            w: weights,
             reps,
         })
     }
@@ -331,7 +374,12 @@ impl DesignPartial {
                 n_psu.saturating_sub(self.tree.len()) as u64
             }
         };
+        let calibration = match &design.calibration {
+            None => None,
+            Some(c) => Some(self.calibrate(c).map_err(reject)?),
+        };
         Ok(DesignInfo {
+            calibration,
             strata,
             stage2: two_stage.then_some(stage2),
             lonely: design.lonely_psu,
@@ -342,6 +390,227 @@ impl DesignPartial {
             cv_suppress: design.cv_suppress,
             min_n: design.min_n,
         })
+    }
+}
+
+impl DesignPartial {
+    /// Calibrate the design weights: one class per combination of the margins' codes, its
+    /// auxiliary vector an intercept and the indicators of its category in each margin (all
+    /// but each margin's first category: the span of R's `~m1 + m2 + …`).
+    #[allow(clippy::needless_range_loop)] // classes × auxiliary variables, by index
+    fn calibrate(&self, cal: &Calibration) -> std::result::Result<CalInfo, String> {
+        use crate::error::quote;
+        let columns = cal.columns();
+        let k = self.classes.names.len();
+        let mut w = vec![0.0; k];
+        for (u, v) in &self.class_w {
+            w[u.3 as usize] += v;
+        }
+        // Each class's category in each margin.
+        let codes: Vec<Vec<&str>> = self
+            .classes
+            .names
+            .iter()
+            .map(|n| n.split('\u{1f}').collect())
+            .collect();
+        let category = |c: usize, m: &crate::spec::Margin| -> Vec<String> {
+            m.by.iter()
+                .map(|b| {
+                    let at = columns.iter().position(|x| x == b).unwrap_or(0);
+                    codes[c].get(at).copied().unwrap_or_default().to_string()
+                })
+                .collect()
+        };
+        let mut population = vec![0.0];
+        let mut x: Vec<Vec<f64>> = vec![vec![1.0]; k];
+        for (mi, m) in cal.margins.iter().enumerate() {
+            let cats: Vec<&Vec<String>> = m.totals.keys().collect();
+            let mut seen = vec![0.0; cats.len()];
+            for c in 0..k {
+                let mine = category(c, m);
+                let Some(at) = cats.iter().position(|x| **x == mine) else {
+                    return Err(format!(
+                        "calibration: category {} of margin {} has respondents but no population total in {}",
+                        quote(&mine.join(" × ")),
+                        m.by.join(" × "),
+                        m.path.display()
+                    ));
+                };
+                seen[at] += w[c];
+            }
+            for (at, t) in m.totals.values().enumerate() {
+                if seen[at] == 0.0 && *t > 0.0 {
+                    return Err(format!(
+                        "calibration: category {} of margin {} has a population total of {t} but no respondent (with a weight): merge it with another category",
+                        quote(&cats[at].join(" × ")),
+                        m.by.join(" × ")
+                    ));
+                }
+            }
+            if mi == 0 {
+                population[0] = m.totals.values().sum();
+            }
+            // Indicators of every category but the first that has respondents.
+            let used: Vec<usize> = (0..cats.len()).filter(|a| seen[*a] > 0.0).collect();
+            for &a in used.iter().skip(1) {
+                population.push(m.totals[cats[a]]);
+                for c in 0..k {
+                    let on = category(c, m) == *cats[a];
+                    x[c].push(if on { 1.0 } else { 0.0 });
+                }
+            }
+        }
+        let method = match cal.method {
+            CalMethod::Poststratify => CalMethod::Linear,
+            m => m,
+        };
+        let solution = crate::calibrate::solve(&crate::calibrate::Problem {
+            method,
+            x: &x,
+            w: &w,
+            population: &population,
+            bounds: cal.bounds,
+            trim: cal.trim,
+            epsilon: cal.epsilon,
+            max_iterations: cal.max_iterations,
+        })?;
+        let p = population.len();
+        let mut xtwx = vec![0.0; p * p];
+        for c in 0..k {
+            for a in 0..p {
+                for b in 0..p {
+                    xtwx[a * p + b] += w[c] * x[c][a] * x[c][b];
+                }
+            }
+        }
+        let pinv = crate::calibrate::pinv(&xtwx, p);
+        let units = self
+            .class_w
+            .iter()
+            .map(|(u, v)| (*u, v * solution.g[u.3 as usize]))
+            .collect();
+        Ok(CalInfo {
+            g: solution.g,
+            x,
+            pinv,
+            units,
+        })
+    }
+}
+
+impl DesignInfo {
+    /// The calibration of the design by class, for the restricted tier: one row per
+    /// combination of the margins' codes with its respondents, design weight total, g and
+    /// calibrated weight total (a record's calibrated weight is its design weight × g of its
+    /// class). `None` without calibration.
+    pub fn calibration_frame(
+        &self,
+        design: &Design,
+        partial: &DesignPartial,
+    ) -> Option<Result<DataFrame>> {
+        let (cal, spec) = (self.calibration.as_ref()?, design.calibration.as_ref()?);
+        let columns = spec.columns();
+        let k = partial.classes.names.len();
+        let (mut w, mut n) = (vec![0.0; k], vec![0u64; k]);
+        for (u, v) in &partial.class_w {
+            w[u.3 as usize] += v;
+        }
+        for (u, c) in &partial.class_n {
+            n[u.3 as usize] += c;
+        }
+        // Rows sorted by their codes.
+        let mut order: Vec<usize> = (0..k).collect();
+        order.sort_by(|a, b| partial.classes.names[*a].cmp(&partial.classes.names[*b]));
+        let mut out: Vec<Column> = columns
+            .iter()
+            .enumerate()
+            .map(|(j, name)| {
+                Column::new(
+                    (*name).into(),
+                    order
+                        .iter()
+                        .map(|c| {
+                            partial.classes.names[*c]
+                                .split('\u{1f}')
+                                .nth(j)
+                                .unwrap_or_default()
+                                .to_string()
+                        })
+                        .collect::<Vec<String>>(),
+                )
+            })
+            .collect();
+        out.push(Column::new(
+            "respondents".into(),
+            order.iter().map(|c| n[*c]).collect::<Vec<u64>>(),
+        ));
+        out.push(Column::new(
+            "design_weight".into(),
+            order.iter().map(|c| w[*c]).collect::<Vec<f64>>(),
+        ));
+        out.push(Column::new(
+            "g".into(),
+            order.iter().map(|c| cal.g[*c]).collect::<Vec<f64>>(),
+        ));
+        out.push(Column::new(
+            "calibrated_weight".into(),
+            order
+                .iter()
+                .map(|c| w[*c] * cal.g[*c])
+                .collect::<Vec<f64>>(),
+        ));
+        Some(DataFrame::new(k, out).ctx(|| "the calibration table".to_string()))
+    }
+}
+
+/// A calibrated design: what scales the sums and residualizes the linearized values.
+pub struct CalInfo {
+    /// g of each class.
+    g: Vec<f64>,
+    /// Auxiliary vector of each class.
+    x: Vec<Vec<f64>>,
+    /// (Σ_c w_c·x_c·x_c')⁺ with the design weights.
+    pinv: Vec<f64>,
+    /// Calibrated weight of each (unit, class) of the design, sorted.
+    units: Vec<(Unit, f64)>,
+}
+
+impl CalInfo {
+    /// The linearized values of a cell (per unit and class, sorted) as residuals of the
+    /// calibration model, over every (unit, class) of the design, as R's `svyrecvar` takes
+    /// them: e = z − g·w·x'β with β = (Σ w x x')⁺ Σ x z / g (`qr.resid` on x·√w).
+    fn residuals(&self, zs: &[(Unit, f64)]) -> Vec<(Unit, f64)> {
+        let p = self.pinv.len().isqrt();
+        let mut xz = vec![0.0; p];
+        for (u, z) in zs {
+            let c = u.3 as usize;
+            for (a, v) in xz.iter_mut().enumerate() {
+                *v += self.x[c][a] * z / self.g[c];
+            }
+        }
+        let beta: Vec<f64> = (0..p)
+            .map(|a| (0..p).map(|b| self.pinv[a * p + b] * xz[b]).sum())
+            .collect();
+        let fitted: Vec<f64> = self
+            .x
+            .iter()
+            .map(|x| x.iter().zip(&beta).map(|(a, b)| a * b).sum())
+            .collect();
+        let mut mine = zs.iter().peekable();
+        self.units
+            .iter()
+            .map(|(u, wg)| {
+                let z = match mine.peek() {
+                    Some((v, z)) if v == u => {
+                        let z = *z;
+                        mine.next();
+                        z
+                    }
+                    _ => 0.0,
+                };
+                (*u, z - wg * fitted[u.3 as usize])
+            })
+            .collect()
     }
 }
 
@@ -410,6 +679,8 @@ impl Stage {
 
 /// The finished design: what each stratum and PSU contributes, and the degrees of freedom.
 pub struct DesignInfo {
+    /// The calibration, when the design has one.
+    calibration: Option<CalInfo>,
     /// Indexed by stratum id.
     strata: Vec<Stage>,
     /// Per PSU, when the second stage counts.
@@ -519,6 +790,16 @@ struct Sums {
 }
 
 impl Sums {
+    /// The sums of the same records with every weight multiplied by `g`.
+    fn scale(&mut self, g: f64) {
+        self.w *= g;
+        self.y *= g;
+        self.x *= g;
+        self.yy *= g;
+        self.xy *= g;
+        self.xx *= g;
+    }
+
     fn add(&mut self, o: &Sums) {
         self.w += o.w;
         self.y += o.y;
@@ -654,6 +935,12 @@ impl Partial {
         // The finest sums in key order: every roll-up below adds them in this fixed order.
         let mut finest: Vec<(Key, Sums)> = self.z.iter().map(|(k, s)| (*k, *s)).collect();
         finest.sort_unstable_by_key(|e| e.0);
+        if let Some(cal) = &info.calibration {
+            // Calibrated weights: every weighted sum of a class scales by its g.
+            for (k, s) in &mut finest {
+                s.scale(cal.g.get(k.1.3 as usize).copied().unwrap_or(f64::NAN));
+            }
+        }
         let mut finest_reps: Vec<RepEntry> = self
             .reps
             .iter()
@@ -697,7 +984,10 @@ impl Partial {
                 let e = estimate(total, category.is_some(), group, den_group);
                 let mut var_logit = None;
                 let var = match &info.replicates {
-                    None => info.taylor(&e.zs),
+                    None => match &info.calibration {
+                        None => info.taylor(&e.zs),
+                        Some(cal) => info.taylor(&cal.residuals(&e.zs)),
+                    },
                     Some(r) => {
                         let num = reps_of(&rolled_reps, &cell);
                         let dr = match &den_reps {

@@ -225,9 +225,17 @@ pub(super) fn run_source(
     // The design is checked as a whole once every record is in (FPCs, lonely PSUs).
     let mut design_rejections = Vec::new();
     let mut survey_tables = SurveyTables::new();
+    let mut calibration_out = None;
     if let Some(design) = src.design.as_ref().filter(|_| !surveyed.is_empty()) {
         match design_partial.finish(design, &src.id) {
             Ok(info) => {
+                if let Some(frame) = info.calibration_frame(design, &design_partial) {
+                    let frame = frame?;
+                    let path = Release(staging).calibration(&src.id);
+                    let mut sink = ParquetSink::create(&path, frame.schema(), &metadata)?;
+                    sink.write(frame)?;
+                    calibration_out = Some(sink.finish(staging)?);
+                }
                 let info = Arc::new(info);
                 for (t, p) in surveyed.iter().zip(survey_partials) {
                     survey_tables.insert(t.id.clone(), (Arc::clone(&info), p));
@@ -262,7 +270,7 @@ pub(super) fn run_source(
             input_key: String::new(),
             reused: false,
         },
-        outputs: vec![acc, qua],
+        outputs: [acc, qua].into_iter().chain(calibration_out).collect(),
         cells: streamed
             .iter()
             .map(|t| t.id.clone())

@@ -40,6 +40,9 @@ pub struct Design {
     /// Above this CV, or with fewer than `min_n` respondents, a cell is marked for suppression.
     pub cv_suppress: f64,
     pub min_n: u64,
+    /// Weights calibrated to population totals (`[sources.<id>.design.calibration]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<super::Calibration>,
 }
 
 /// What to do with a stratum that has a single PSU (R's `survey.lonely.psu`).
@@ -91,6 +94,8 @@ fn number(v: &Value) -> Option<f64> {
 pub(crate) fn parse(
     d: &Section<'_>,
     schema: Option<&TableSchema>,
+    derived: &[String],
+    base: &std::path::Path,
     cx: &mut Ctx<'_>,
 ) -> Option<Design> {
     let dp = format!("{}.", d.path());
@@ -200,6 +205,23 @@ pub(crate) fn parse(
             }
         },
     };
+    let calibration = d
+        .sub(
+            "calibration",
+            "{ method = \"raking\", margins = [{ by = [\"SEX\"], totals = \"census_sex.csv\" }] }",
+            cx,
+        )
+        .and_then(|c| {
+            let mut known: Vec<String> = derived.to_vec();
+            known.extend(schema.iter().flat_map(|s| s.fields.iter().map(|f| f.name.clone())));
+            if replicates.is_some() {
+                cx.push(
+                    c.path(),
+                    "calibrating replicate weights (each replicate on its own) is not built yet: calibrate a linearized design",
+                );
+            }
+            super::calibration::parse(&c, &known, base, cx)
+        });
     d.finish(cx);
     Some(Design {
         weight: weight?,
@@ -214,6 +236,7 @@ pub(crate) fn parse(
         cv_caution,
         cv_suppress,
         min_n,
+        calibration,
     })
 }
 

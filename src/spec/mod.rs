@@ -5,6 +5,7 @@
 //! Paths in a spec are relative to the spec file. Unknown keys are errors, not ignored.
 
 pub mod banding;
+pub mod calibration;
 pub mod codelist;
 pub mod derivation;
 pub mod design;
@@ -25,6 +26,7 @@ use serde::Serialize;
 use toml::{Table, Value};
 
 pub use banding::Banding;
+pub use calibration::{CalMethod, Calibration, Margin};
 pub use codelist::{CodeList, Normalize};
 pub use derivation::{Derivation, Derived, Unmapped};
 pub use design::{Design, LonelyPsu, ReplicateKind, Replicates};

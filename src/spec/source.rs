@@ -142,7 +142,16 @@ fn compile_source(
     }
     let design = st
         .sub("design", "{ weight = ..., strata = ..., psu = ... }", cx)
-        .and_then(|d| design::parse(&d, schema_out.as_ref().map(|(_, s, _)| s), cx));
+        .and_then(|d| {
+            let derived: Vec<String> = harmonize.iter().map(|h| h.name.clone()).collect();
+            design::parse(
+                &d,
+                schema_out.as_ref().map(|(_, s, _)| s),
+                &derived,
+                base,
+                cx,
+            )
+        });
     let checks = st
         .sub(
             "checks",

@@ -480,6 +480,326 @@ fn share_intervals_match_every_svyciprop_method() {
     eprintln!("largest relative differences from R's svyciprop intervals: {worst:?}");
 }
 
+/// The calibrations of tests/r/survey_designs.R (`calibrated`): name, `[…design.calibration]`
+/// body with `{fx}` for the fixture directory, and whether R iterates.
+const CALIBRATIONS: &[(&str, &str, bool)] = &[
+    (
+        "ps",
+        r#"method = "poststratify"
+margins = [{ by = ["SEX", "GRP"], totals = "{fx}/margin_sex_grp.csv" }]"#,
+        false,
+    ),
+    ("lin", "method = \"linear\"\n{margins}", false),
+    (
+        "lin_b",
+        "method = \"linear\"\nbounds = [0.9, 1.3]\n{margins}",
+        true,
+    ),
+    ("rak", "method = \"raking\"\n{margins}", true),
+    (
+        "rak_b",
+        "method = \"raking\"\nbounds = [0.9, 1.3]\n{margins}",
+        true,
+    ),
+    (
+        "rak_trim",
+        "method = \"raking\"\ntrim = [0.95, 1.2]\n{margins}",
+        true,
+    ),
+    (
+        "logit",
+        "method = \"logit\"\nbounds = [0.8, 1.5]\n{margins}",
+        true,
+    ),
+];
+
+#[test]
+fn calibrated_designs_match_r_survey() {
+    let fx = repo().join("tests/fixtures/survey_designs");
+    let margins = format!(
+        "margins = [{{ by = [\"SEX\"], totals = \"{fx}/margin_sex.csv\" }}, {{ by = [\"GRP\"], totals = \"{fx}/margin_grp.csv\" }}]",
+        fx = fx.display()
+    );
+    let names = [
+        "strat",
+        "strat_fpc",
+        "clus",
+        "strat_clus",
+        "two_stage_fpc",
+        "lonely_adjust",
+        "lonely_average",
+    ];
+    let mut designs: Vec<(String, String, f64)> = Vec::new();
+    for d in names {
+        let (_, body, level) = DESIGNS.iter().find(|x| x.0 == d).unwrap();
+        for (c, cal, _) in CALIBRATIONS {
+            let name = format!("{d}_{c}");
+            let cal = cal
+                .replace("{margins}", &margins)
+                .replace("{fx}", &fx.display().to_string());
+            designs.push((
+                name.clone(),
+                format!("{body}\n[sources.{name}.design.calibration]\n{cal}"),
+                *level,
+            ));
+        }
+    }
+    let refs: Vec<(&str, &str, f64)> = designs
+        .iter()
+        .map(|(a, b, c)| (a.as_str(), b.as_str(), *c))
+        .collect();
+    let tables = vec![
+        (
+            "population".to_string(),
+            "kind = \"survey_total\"".to_string(),
+            r#"["STRATUM"]"#.to_string(),
+        ),
+        (
+            "total_y".to_string(),
+            "kind = \"survey_total\"\nvariable = \"y\"".to_string(),
+            r#"["SEX", "GRP"]"#.to_string(),
+        ),
+        (
+            "mean_y".to_string(),
+            "kind = \"survey_mean\"\nvariable = \"y\"".to_string(),
+            r#"["SEX", "GRP"]"#.to_string(),
+        ),
+        (
+            "share_grp_stratum".to_string(),
+            "kind = \"survey_proportion\"\ncategory = \"GRP\"".to_string(),
+            r#"["GRP", "STRATUM"]"#.to_string(),
+        ),
+    ];
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = designs_spec_with(tmp.path(), &refs, |_| tables.clone());
+    let plan = migstat::spec::compile(&spec).expect("spec compiles");
+    let root = tmp.path().join("out");
+    let m = crate::run_plan(&plan, &root);
+    assert!(m.rejections.is_empty(), "{:?}", m.rejections);
+    let out = root.join("current");
+
+    // g of each class, against R's weights(calibrated) / weights(design).
+    let mut rdr =
+        csv::Reader::from_path(repo().join("tests/golden/survey_calibration_g_r.csv")).unwrap();
+    let mut worst_g = 0.0f64;
+    for r in rdr.records() {
+        let r = r.unwrap();
+        let df = read_parquet(&out.join(format!("restricted/calibration/{}.parquet", &r[0])));
+        let (sex, grp) = (
+            df.column("SEX").unwrap().str().unwrap().clone(),
+            df.column("GRP").unwrap().str().unwrap().clone(),
+        );
+        let i = (0..df.height())
+            .find(|&i| sex.get(i) == Some(&r[1]) && grp.get(i) == Some(&r[2]))
+            .unwrap_or_else(|| panic!("{}: no class {} {}", &r[0], &r[1], &r[2]));
+        let g = df.column("g").unwrap().f64().unwrap().get(i).unwrap();
+        let rg: f64 = r[3].parse().unwrap();
+        let rel = (g - rg).abs() / rg;
+        assert!(
+            rel < 1e-9,
+            "{}: g of {} {}: {g} vs R {rg}",
+            &r[0],
+            &r[1],
+            &r[2]
+        );
+        worst_g = worst_g.max(rel);
+    }
+
+    // Estimates, SEs and intervals of every table.
+    let mut rdr =
+        csv::Reader::from_path(repo().join("tests/golden/survey_calibrated_r.csv")).unwrap();
+    let mut frames: BTreeMap<String, DataFrame> = BTreeMap::new();
+    let (mut worst_e, mut worst_s) = (0.0f64, 0.0f64);
+    let mut n = 0;
+    for r in rdr.records() {
+        let r = r.unwrap();
+        let table = format!("{}-{}", &r[0], &r[1]);
+        let df = frames.entry(table.clone()).or_insert_with(|| {
+            read_parquet(&out.join(format!(
+                "restricted/tables/{table}/ref_year=2024/data.parquet"
+            )))
+        });
+        let dims: Vec<(usize, Option<StringChunked>)> = ["SEX", "GRP", "STRATUM"]
+            .iter()
+            .enumerate()
+            .map(|(k, c)| (2 + k, df.column(c).ok().map(|c| c.str().unwrap().clone())))
+            .collect();
+        let i = (0..df.height())
+            .find(|&i| {
+                dims.iter().all(|(k, col)| match col {
+                    Some(c) => c.get(i) == Some(&r[*k]),
+                    None => &r[*k] == "NA",
+                })
+            })
+            .unwrap_or_else(|| panic!("{table}: no cell {:?}", &r));
+        let at = format!("{table} {:?}", &r);
+        let f = |c: &str| df.column(c).unwrap().f64().unwrap().get(i);
+        let num = |k: usize| r[k].parse::<f64>().unwrap();
+        let (re, rse) = (num(5), num(6));
+        let e = f("estimate").unwrap();
+        let rel_e = if re == 0.0 {
+            e.abs()
+        } else {
+            (e - re).abs() / re.abs()
+        };
+        assert!(rel_e < 1e-9, "{at}: estimate {e} vs R {re}");
+        if rse.is_nan() {
+            assert!(f("se").is_none(), "{at}: R has no SE");
+            continue;
+        }
+        let s = f("se").unwrap();
+        // A calibrated total (the population) has no variance: both are rounding noise.
+        let noise = 1e-9 * re.abs();
+        let rel_s = if rse <= noise {
+            if s <= noise { 0.0 } else { f64::INFINITY }
+        } else {
+            (s - rse).abs() / rse
+        };
+        assert!(rel_s < 1e-7, "{at}: se {s} vs R {rse}");
+        let tol = 1e-7 * rse + 1e-9 * re.abs();
+        let (lo, hi) = (f("ci_low_t").unwrap(), f("ci_high_t").unwrap());
+        assert!(
+            (lo - num(7)).abs() <= tol && (hi - num(8)).abs() <= tol,
+            "{at}: t interval ({lo}, {hi})"
+        );
+        let dfree = df.column("df").unwrap().u64().unwrap().get(i);
+        assert_eq!(dfree, r[9].parse().ok(), "{at}: degrees of freedom");
+        worst_e = worst_e.max(rel_e);
+        worst_s = worst_s.max(rel_s);
+        n += 1;
+    }
+    assert!(n > 2000, "{n} cells compared");
+    eprintln!(
+        "calibrated designs against R: {n} cells; largest relative differences: g {worst_g:e}, estimates {worst_e:e}, SEs {worst_s:e}"
+    );
+}
+
+#[test]
+fn calibration_problems_are_named() {
+    let fx = repo().join("tests/fixtures/survey_designs");
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    std::fs::write(d.join("sex_off.csv"), "SEX,total\nF,40000\nM,40001\n").unwrap();
+    std::fs::write(d.join("sex_f.csv"), "SEX,total\nF,80000\n").unwrap();
+    std::fs::write(
+        d.join("grp_extra.csv"),
+        "GRP,total\nA,40000\nB,25000\nC,10000\nD,5000\n",
+    )
+    .unwrap();
+    let strat = DESIGNS.iter().find(|x| x.0 == "strat").unwrap().1;
+    let body =
+        |name: &str, cal: &str| format!("{strat}\n[sources.{name}.design.calibration]\n{cal}");
+    let m = |f: &str| format!("{{ by = [\"SEX\"], totals = \"{}\" }}", d.join(f).display());
+    let grp = format!(
+        "{{ by = [\"GRP\"], totals = \"{}/margin_grp.csv\" }}",
+        fx.display()
+    );
+    let spec_errors = [
+        (
+            "two_ps",
+            body(
+                "two_ps",
+                &format!(
+                    "method = \"poststratify\"\nmargins = [{}, {grp}]",
+                    m("sex_f.csv")
+                ),
+            ),
+            "post-stratification takes one margin",
+        ),
+        (
+            "disagree",
+            body(
+                "disagree",
+                &format!(
+                    "method = \"raking\"\nmargins = [{grp}, {}]",
+                    m("sex_off.csv")
+                ),
+            ),
+            "margins of one population must agree on its size",
+        ),
+        (
+            "nobounds",
+            body(
+                "nobounds",
+                &format!("method = \"logit\"\nmargins = [{grp}]"),
+            ),
+            "logit calibration needs bounds",
+        ),
+        (
+            "unknown",
+            body(
+                "unknown",
+                "method = \"raking\"\nmargins = [{ by = [\"AGE\"], totals = \"x.csv\" }]",
+            ),
+            "`AGE` is neither a derived column nor a field of the source",
+        ),
+    ];
+    let refs: Vec<(&str, &str, f64)> = spec_errors
+        .iter()
+        .map(|(n, b, _)| (*n, b.as_str(), 0.95))
+        .collect();
+    let spec = designs_spec_with(d, &refs, |_| {
+        vec![(
+            "t".into(),
+            "kind = \"survey_total\"".into(),
+            r#"["SEX"]"#.into(),
+        )]
+    });
+    let Err(e) = migstat::spec::compile(&spec) else {
+        panic!("the spec compiles");
+    };
+    let e = e.to_string();
+    for (name, _, want) in &spec_errors {
+        assert!(
+            e.contains(&format!("sources.{name}.design.calibration")) && e.contains(want),
+            "{name}: {want}\nin:\n{e}"
+        );
+    }
+    // At run time: a category of the sample missing from the totals, and one of the totals
+    // with no respondent, reject the source, naming them.
+    let runs = [
+        (
+            "missing_m",
+            body(
+                "missing_m",
+                &format!("method = \"linear\"\nmargins = [{}]", m("sex_f.csv")),
+            ),
+            "category `M` of margin SEX has respondents but no population total",
+        ),
+        (
+            "extra_d",
+            body(
+                "extra_d",
+                "method = \"raking\"\nmargins = [{ by = [\"GRP\"], totals = \"GRP_EXTRA\" }]",
+            )
+            .replace("GRP_EXTRA", &d.join("grp_extra.csv").display().to_string()),
+            "category `D` of margin GRP has a population total of 5000 but no respondent",
+        ),
+    ];
+    let refs: Vec<(&str, &str, f64)> = runs
+        .iter()
+        .map(|(n, b, _)| (*n, b.as_str(), 0.95))
+        .collect();
+    let spec = designs_spec_with(d, &refs, |_| {
+        vec![(
+            "t".into(),
+            "kind = \"survey_total\"".into(),
+            r#"["SEX"]"#.into(),
+        )]
+    });
+    let plan = migstat::spec::compile(&spec).expect("spec compiles");
+    let m = crate::run_plan(&plan, &d.join("out"));
+    for (name, _, want) in &runs {
+        assert!(
+            m.rejections
+                .iter()
+                .any(|r| r.source_id == *name && r.reason.contains(want)),
+            "{name}: {want}\nin: {:?}",
+            m.rejections
+        );
+    }
+}
+
 #[test]
 fn share_interval_choices_a_design_cannot_give_are_refused() {
     let tmp = tempfile::tempdir().unwrap();

@@ -16,4 +16,5 @@ Rscript tests/r/survey_golden.R tests/golden/survey_input.csv tests/golden/surve
 # estimator (totals, means, shares, ratios) on a small synthetic survey; the data are committed, so
 # only the expected values are recomputed (generate them anew with `survey_designs.R generate`).
 Rscript tests/r/survey_designs.R expect tests/fixtures/survey_designs/survey.csv tests/golden/survey_designs_r.csv tests/golden/survey_ciprop_r.csv
+Rscript tests/r/survey_designs.R calibrated tests/fixtures/survey_designs/survey.csv tests/golden/survey_calibrated_r.csv tests/golden/survey_calibration_g_r.csv
 rm -rf "$out"

@@ -2,6 +2,7 @@
 # package (Lumley). Run by tests/r/make_survey_golden.sh:
 #   Rscript tests/r/survey_designs.R generate tests/fixtures/survey_designs/survey.csv
 #   Rscript tests/r/survey_designs.R expect tests/fixtures/survey_designs/survey.csv tests/golden/survey_designs_r.csv tests/golden/survey_ciprop_r.csv
+#   Rscript tests/r/survey_designs.R calibrated tests/fixtures/survey_designs/survey.csv tests/golden/survey_calibrated_r.csv tests/golden/survey_calibration_g_r.csv
 # `generate` draws the synthetic survey (committed, so it needs to run only once); `expect`
 # computes the estimates that tests/integration/survey.rs compares migstat with. The design
 # names below are the source ids of the spec that test writes.
@@ -155,4 +156,101 @@ expect <- function(path, out, out_ciprop) {
   cat("R", R.version.string, "survey", as.character(packageVersion("survey")), ":", nrow(all), "cells\n")
 }
 
-if (args[1] == "generate") generate(args[2]) else expect(args[2], args[3], args[4])
+# Calibrated designs: each calibration of `calibrations` on each design of `cal_designs`, the
+# margins in tests/fixtures/survey_designs/margin_*.csv. Writes the estimates (as `expect`) and
+# the g-weights of each class (SEX × GRP).
+calibrations <- list(
+  ps = list(fun = "poststratify"),
+  lin = list(fun = "linear"),
+  lin_b = list(fun = "linear", bounds = c(0.9, 1.3)),
+  rak_trim = list(fun = "raking", trim = c(0.95, 1.2)),  # R ignores trim on unbounded linear
+  rak = list(fun = "raking"),
+  rak_b = list(fun = "raking", bounds = c(0.9, 1.3)),
+  logit = list(fun = "logit", bounds = c(0.8, 1.5))
+)
+cal_designs <- c("strat", "strat_fpc", "clus", "strat_clus", "two_stage_fpc", "lonely_adjust", "lonely_average")
+calibrated <- function(path, out, out_g) {
+  d <- read.csv(path, colClasses = c(sex = "character", grp = "character"))
+  d$one <- 1
+  d$SEX <- d$sex
+  d$GRP <- d$grp
+  d$STRATUM <- d$stratum
+  dir <- dirname(path)
+  m_sex <- read.csv(file.path(dir, "margin_sex.csv"), colClasses = c(SEX = "character"))
+  m_grp <- read.csv(file.path(dir, "margin_grp.csv"), colClasses = c(GRP = "character"))
+  m_both <- read.csv(file.path(dir, "margin_sex_grp.csv"), colClasses = c(SEX = "character", GRP = "character"))
+  names(m_both)[3] <- "Freq"
+  pop <- c(`(Intercept)` = sum(m_sex$total), SEXM = m_sex$total[m_sex$SEX == "M"],
+    GRPB = m_grp$total[m_grp$GRP == "B"], GRPC = m_grp$total[m_grp$GRP == "C"])
+  base <- list(
+    strat = svydesign(ids = ~1, strata = ~stratum, weights = ~weight, data = d),
+    strat_fpc = svydesign(ids = ~1, strata = ~stratum, fpc = ~n_elem_pop, weights = ~weight, data = d),
+    clus = svydesign(ids = ~psu, weights = ~weight, data = d),
+    strat_clus = svydesign(ids = ~psu, strata = ~stratum, weights = ~weight, data = d, nest = TRUE),
+    two_stage_fpc = svydesign(ids = ~psu + ssu, strata = ~stratum, fpc = ~n_psu_pop + n_ssu_pop,
+      weights = ~weight, data = d, nest = TRUE),
+    lonely_adjust = svydesign(ids = ~psu, strata = ~stratum_l, weights = ~weight, data = d, nest = TRUE),
+    lonely_average = svydesign(ids = ~psu, strata = ~stratum_l, weights = ~weight, data = d, nest = TRUE)
+  )
+  res <- list()
+  gs <- list()
+  for (dn in cal_designs) for (cn in names(calibrations)) {
+    options(survey.lonely.psu = switch(dn, lonely_adjust = "adjust", lonely_average = "average", "fail"))
+    spec <- calibrations[[cn]]
+    des0 <- base[[dn]]
+    des <- if (spec$fun == "poststratify") {
+      postStratify(des0, ~SEX + GRP, m_both)
+    } else {
+      bounds <- if (is.null(spec$bounds)) c(-Inf, Inf) else spec$bounds
+      suppressMessages(calibrate(des0, ~SEX + GRP, pop, calfun = spec$fun, bounds = bounds, trim = spec$trim))
+    }
+    name <- paste0(dn, "_", cn)
+    g <- weights(des) / weights(des0)
+    cls <- unique(data.frame(SEX = d$SEX, GRP = d$GRP, g = sprintf("%.17g", g)))
+    gs[[length(gs) + 1]] <- data.frame(design = name, cls[order(cls$SEX, cls$GRP), ])
+    cube <- function(table, dims, est) {
+      for (k in 0:(2^length(dims) - 1)) {
+        totalled <- bitwAnd(k, 2^(0:(length(dims) - 1))) != 0
+        keep <- dims[!totalled]
+        if (length(keep) == 0) {
+          t <- est(NULL)
+          cells <- data.frame(row.names = 1)
+        } else {
+          t <- est(as.formula(paste("~", paste(keep, collapse = "+"))))
+          cells <- as.data.frame(t)[keep]
+        }
+        ci <- confint(t, df = degf(des))
+        r <- data.frame(design = name, table = table, cells, estimate = unname(coef(t)), se = unname(SE(t)),
+          ci_low_t = ci[, 1], ci_high_t = ci[, 2], df = degf(des))
+        for (dd in dims[totalled]) r[[dd]] <- "_T"
+        for (dd in c("SEX", "GRP", "STRATUM")) if (is.null(r[[dd]])) r[[dd]] <- NA
+        res[[length(res) + 1]] <<- r[c("design", "table", "SEX", "GRP", "STRATUM", "estimate", "se", "ci_low_t", "ci_high_t", "df")]
+      }
+    }
+    by <- function(f, fun, ...) function(b) {
+      if (is.null(b)) fun(f, des, ...) else svyby(f, b, des, fun, ...)
+    }
+    cube("population", "STRATUM", by(~one, svytotal))
+    cube("total_y", c("SEX", "GRP"), by(~y, svytotal, na.rm = TRUE))
+    cube("mean_y", c("SEX", "GRP"), by(~y, svymean, na.rm = TRUE))
+    for (level_ in sort(unique(d$grp))) {
+      des <- update(des, ind = as.numeric(GRP == level_))
+      n0 <- length(res)
+      cube("share_grp_stratum", "STRATUM", by(~ind, svymean))
+      for (i in (n0 + 1):length(res)) res[[i]]$GRP <- level_
+    }
+  }
+  all <- do.call(rbind, res)
+  for (c in c("estimate", "se", "ci_low_t", "ci_high_t")) all[[c]] <- sprintf("%.17g", all[[c]])
+  write.csv(all, out, row.names = FALSE, quote = FALSE)
+  write.csv(do.call(rbind, gs), out_g, row.names = FALSE, quote = FALSE)
+  cat("R", R.version.string, "survey", as.character(packageVersion("survey")), ":", nrow(all), "calibrated cells\n")
+}
+
+if (args[1] == "generate") {
+  generate(args[2])
+} else if (args[1] == "calibrated") {
+  calibrated(args[2], args[3], args[4])
+} else {
+  expect(args[2], args[3], args[4])
+}

@@ -1,0 +1,344 @@
+//! A survey design's calibration to known population totals (`[sources.<id>.design.calibration]`).
+//!
+//! Input: the TOML table, the columns a margin may name (derived codes and schema fields) and
+//! the totals files. Output: a [`Calibration`] with R `survey`'s meaning: `poststratify` is
+//! `postStratify(design, ~a + b, totals)` on the cells of one margin; `linear`, `raking` and
+//! `logit` are `calibrate(design, ~m1 + m2 + …, population, calfun = …, bounds = …, trim = …,
+//! epsilon = …, maxit = …)` on the margins' categories (each margin's `by` columns crossed).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use toml::Value;
+
+use super::{Ctx, Section};
+
+/// How the design weights are brought to the totals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CalMethod {
+    /// One margin: each cell's weights scaled to its total (R's `postStratify`).
+    Poststratify,
+    /// g = 1 + x'λ, optionally bounded (R's `calfun = "linear"`; GREG).
+    Linear,
+    /// g = exp(x'λ), optionally bounded: the raking ratio (R's `calfun = "raking"`).
+    Raking,
+    /// A logistic g between two bounds, which are required (R's `calfun = "logit"`).
+    Logit,
+}
+
+impl CalMethod {
+    pub fn name(self) -> &'static str {
+        match self {
+            CalMethod::Poststratify => "poststratify",
+            CalMethod::Linear => "linear",
+            CalMethod::Raking => "raking",
+            CalMethod::Logit => "logit",
+        }
+    }
+}
+
+/// One margin: population totals by the categories of its columns (crossed).
+#[derive(Debug, Clone, Serialize)]
+pub struct Margin {
+    pub by: Vec<String>,
+    pub path: PathBuf,
+    /// Category (one code per `by` column) → population total.
+    pub totals: BTreeMap<Vec<String>, f64>,
+}
+
+/// Calibration of the design weights (Deville and Särndal), as R's `calibrate`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Calibration {
+    pub method: CalMethod,
+    pub margins: Vec<Margin>,
+    /// Bounds on g = calibrated weight / design weight (R's `bounds`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bounds: Option<(f64, f64)>,
+    /// g trimmed to these limits afterwards, the trimmed weight spread over the others
+    /// (R's `trim`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trim: Option<(f64, f64)>,
+    /// Convergence: every total within epsilon·(1 + |total|) (R's `epsilon`).
+    pub epsilon: f64,
+    /// Newton steps at most (R's `maxit`); not converging rejects the source.
+    pub max_iterations: u32,
+}
+
+impl Calibration {
+    /// Every column a margin names, each once, in order of first mention.
+    pub fn columns(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for m in &self.margins {
+            for c in &m.by {
+                if !out.contains(&c.as_str()) {
+                    out.push(c);
+                }
+            }
+        }
+        out
+    }
+}
+
+fn pair(v: &Value) -> Option<(f64, f64)> {
+    let a = v.as_array()?;
+    let n = |v: &Value| v.as_float().or_else(|| v.as_integer().map(|i| i as f64));
+    match a.as_slice() {
+        [lo, hi] => Some((n(lo)?, n(hi)?)),
+        _ => None,
+    }
+}
+
+/// Parse `[sources.<id>.design.calibration]`; `known` are the columns a margin may name.
+pub(crate) fn parse(
+    c: &Section<'_>,
+    known: &[String],
+    base: &Path,
+    cx: &mut Ctx<'_>,
+) -> Option<Calibration> {
+    let cp = format!("{}.", c.path());
+    let method = match cx.str(c, "method", true) {
+        Some("poststratify") => Some(CalMethod::Poststratify),
+        Some("linear") => Some(CalMethod::Linear),
+        Some("raking") => Some(CalMethod::Raking),
+        Some("logit") => Some(CalMethod::Logit),
+        Some(other) => {
+            cx.push(
+                format!("{cp}method"),
+                format!(
+                    "`{}` is not a method (poststratify, linear, raking or logit)",
+                    super::cap(other)
+                ),
+            );
+            None
+        }
+        None => None,
+    };
+    let mut margins = Vec::new();
+    match c.get("margins") {
+        Some(Value::Array(a)) if !a.is_empty() => {
+            for (i, m) in a.iter().enumerate() {
+                let at = format!("{cp}margins[{i}]");
+                match margin(m, &at, known, base, cx) {
+                    Some(m) => margins.push(m),
+                    None => continue,
+                }
+            }
+        }
+        _ => cx.push(
+            format!("{cp}margins"),
+            "must list the margins, e.g. [{ by = [\"SEX\", \"AGE_GROUP\"], totals = \"census.csv\" }]",
+        ),
+    }
+    // Every margin counts the same population: otherwise no weights can meet them all.
+    if let Some(first) = margins.first() {
+        let n: f64 = first.totals.values().sum();
+        for (i, m) in margins.iter().enumerate().skip(1) {
+            let t: f64 = m.totals.values().sum();
+            if (t - n).abs() > 1e-9 * n.abs().max(1.0) {
+                cx.push(
+                    format!("{cp}margins[{i}]"),
+                    format!(
+                        "its totals add up to {t} but the first margin's to {n}: margins of one population must agree on its size"
+                    ),
+                );
+            }
+        }
+    }
+    let bounds = match c.get("bounds") {
+        None => None,
+        Some(v) => match pair(v) {
+            Some((lo, hi)) if lo < 1.0 && hi > 1.0 && lo >= 0.0 => Some((lo, hi)),
+            _ => {
+                cx.push(
+                    format!("{cp}bounds"),
+                    "must be [lower, upper] around 1, e.g. [0.5, 2.0]: the limits of calibrated / design weight",
+                );
+                None
+            }
+        },
+    };
+    let trim = match c.get("trim") {
+        None => None,
+        Some(v) => match pair(v) {
+            Some((lo, hi)) if lo < hi && lo >= 0.0 => Some((lo, hi)),
+            _ => {
+                cx.push(
+                    format!("{cp}trim"),
+                    "must be [lower, upper], e.g. [0.3, 3.0]: g outside them is trimmed",
+                );
+                None
+            }
+        },
+    };
+    let epsilon = match c.get("epsilon") {
+        None => 1e-7,
+        Some(v) => match v.as_float() {
+            Some(e) if e > 0.0 && e < 1.0 => e,
+            _ => {
+                cx.push(
+                    format!("{cp}epsilon"),
+                    "must be a small positive number, e.g. 1e-7",
+                );
+                1e-7
+            }
+        },
+    };
+    let max_iterations = match c.get("max_iterations") {
+        None => 50,
+        Some(v) => match v.as_integer().and_then(|i| u32::try_from(i).ok()) {
+            Some(n) if n >= 1 => n,
+            _ => {
+                cx.push(format!("{cp}max_iterations"), "must be a positive integer");
+                50
+            }
+        },
+    };
+    match method {
+        Some(CalMethod::Poststratify) => {
+            if margins.len() > 1 {
+                cx.push(
+                    format!("{cp}margins"),
+                    "post-stratification takes one margin (its cells are the post-strata): use raking or linear for several",
+                );
+            }
+            for k in ["bounds", "trim"] {
+                if c.has(k) {
+                    cx.push(format!("{cp}{k}"), "does not apply to post-stratification");
+                }
+            }
+        }
+        Some(CalMethod::Logit) if bounds.is_none() && !c.has("bounds") => cx.push(
+            format!("{cp}bounds"),
+            "logit calibration needs bounds, e.g. [0.5, 2.0]",
+        ),
+        _ => {}
+    }
+    c.finish(cx);
+    Some(Calibration {
+        method: method?,
+        margins,
+        bounds,
+        trim,
+        epsilon,
+        max_iterations,
+    })
+}
+
+/// One `{ by = [...], totals = "file.csv" }`: the file has a column per `by` column and a
+/// `total` column, one row per category.
+fn margin(m: &Value, at: &str, known: &[String], base: &Path, cx: &mut Ctx<'_>) -> Option<Margin> {
+    let Some(t) = m.as_table() else {
+        cx.push(at, "must be { by = [columns], totals = \"file.csv\" }");
+        return None;
+    };
+    for k in t.keys() {
+        if k != "by" && k != "totals" {
+            cx.push(
+                format!("{at}.{}", super::cap(k)),
+                "unknown key (by, totals)",
+            );
+        }
+    }
+    let by: Vec<String> = match t.get("by") {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) if !a.is_empty() && a.iter().all(Value::is_str) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        _ => {
+            cx.push(
+                format!("{at}.by"),
+                "must name the margin's columns, e.g. [\"SEX\", \"AGE_GROUP\"]",
+            );
+            return None;
+        }
+    };
+    for b in &by {
+        if !known.contains(b) {
+            cx.push(
+                format!("{at}.by"),
+                format!(
+                    "`{}` is neither a derived column nor a field of the source",
+                    super::cap(b)
+                ),
+            );
+        }
+    }
+    let Some(file) = t.get("totals").and_then(Value::as_str) else {
+        cx.push(format!("{at}.totals"), "must name a CSV file of totals");
+        return None;
+    };
+    let path = super::clean_path(&base.join(file));
+    let (cols, rows) = match super::codelist::read_table(&path) {
+        Ok(x) => x,
+        Err(e) => {
+            cx.push(
+                format!("{at}.totals"),
+                format!("cannot read {}: {e}", path.display()),
+            );
+            return None;
+        }
+    };
+    let index: Vec<Option<usize>> = by
+        .iter()
+        .map(|b| cols.iter().position(|c| c == b))
+        .collect();
+    let total_at = cols.iter().position(|c| c == "total");
+    if index.iter().any(Option::is_none) || total_at.is_none() {
+        cx.push(
+            format!("{at}.totals"),
+            format!(
+                "{} needs the columns {} and `total`",
+                path.display(),
+                by.iter()
+                    .map(|b| format!("`{}`", super::cap(b)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+        return None;
+    }
+    let total_at = total_at?;
+    let mut totals = BTreeMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        let key: Vec<String> = index
+            .iter()
+            .flatten()
+            .map(|&j| r[j].trim().to_string())
+            .collect();
+        let line = i + 2;
+        match r[total_at].trim().parse::<f64>() {
+            Ok(v) if v.is_finite() && v >= 0.0 => {
+                if totals.insert(key.clone(), v).is_some() {
+                    cx.push(
+                        format!("{at}.totals"),
+                        format!(
+                            "{} line {line}: the category {} is given twice",
+                            path.display(),
+                            super::cap(&key.join(" × "))
+                        ),
+                    );
+                }
+            }
+            _ => cx.push(
+                format!("{at}.totals"),
+                format!(
+                    "{} line {line}: `{}` is not a population total (a number ≥ 0)",
+                    path.display(),
+                    super::cap(&r[total_at])
+                ),
+            ),
+        }
+    }
+    if totals.is_empty() {
+        cx.push(
+            format!("{at}.totals"),
+            format!("{} has no totals", path.display()),
+        );
+        return None;
+    }
+    Some(Margin { by, path, totals })
+}
