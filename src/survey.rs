@@ -130,6 +130,11 @@ pub struct DesignPartial {
     classes: Interner,
     class_w: BTreeMap<Unit, f64>,
     class_n: BTreeMap<Unit, u64>,
+    /// Per class, with replicate weights: each replicate's weight total, and (when R
+    /// recomputes the degrees of freedom after calibrating) the cross-products of the
+    /// replicate weights within the class (upper triangle).
+    class_reps: BTreeMap<u32, Vec<f64>>,
+    class_gram: BTreeMap<u32, Vec<f64>>,
 }
 
 impl DesignPartial {
@@ -174,6 +179,7 @@ impl DesignPartial {
                 .collect::<Result<_>>()?,
         };
         let weights: Vec<f64> = w.iter().map(|x| x.unwrap_or(0.0)).collect();
+        let recompute_df = recomputes_df(design);
         let mut key = String::new();
         let mut unit = Vec::with_capacity(rows);
         for row in 0..rows {
@@ -229,8 +235,30 @@ impl DesignPartial {
                     key.push_str(m.get(row).unwrap_or(crate::vocab::UNKNOWN));
                 }
                 let c = self.classes.id(&key);
-                *self.class_w.entry((h, i, j, c)).or_default() += weights[row];
-                *self.class_n.entry((h, i, j, c)).or_default() += 1;
+                // Replicate designs need class totals only (their variance is the replicates').
+                let u = if reps.is_empty() {
+                    (h, i, j, c)
+                } else {
+                    (0, 0, 0, c)
+                };
+                *self.class_w.entry(u).or_default() += weights[row];
+                *self.class_n.entry(u).or_default() += 1;
+                if !reps.is_empty() {
+                    let r = reps.len();
+                    let t = self.class_reps.entry(c).or_insert_with(|| vec![0.0; r]);
+                    for (a, col) in reps.iter().enumerate() {
+                        t[a] += col[row];
+                    }
+                    if recompute_df {
+                        let g = self.class_gram.entry(c).or_insert_with(|| vec![0.0; r * r]);
+                        for a in 0..r {
+                            let x = reps[a][row];
+                            for b in a..r {
+                                g[a * r + b] += x * reps[b][row];
+                            }
+                        }
+                    }
+                }
                 c
             };
             unit.push((h, i, j, class));
@@ -365,7 +393,31 @@ impl DesignPartial {
                 _ => {}
             }
         }
+        let calibration = match &design.calibration {
+            None => None,
+            Some(c) => Some(
+                self.calibrate(c, design.replicates.as_ref())
+                    .map_err(reject)?,
+            ),
+        };
         let df = match &design.replicates {
+            Some(r) if r.df.is_none() && recomputes_df(design) => {
+                // R's postStratify and unbounded linear calibrate recompute the rank of the
+                // calibrated replicate weights: Σ_c g_a(c)·g_b(c)·Σ_{i∈c} w_ai·w_bi.
+                let n = r.columns.len();
+                let mut gram = vec![0.0; n * n];
+                if let Some(cal) = &calibration {
+                    for (c, g) in &self.class_gram {
+                        let gc = |a: usize| cal.g_reps.get(a).map_or(f64::NAN, |v| v[*c as usize]);
+                        for a in 0..n {
+                            for b in a..n {
+                                gram[a * n + b] += gc(a) * gc(b) * g[a * n + b];
+                            }
+                        }
+                    }
+                }
+                rank(&gram, n).saturating_sub(1) as u64
+            }
             Some(r) => {
                 r.df.unwrap_or_else(|| rank(&self.gram, r.columns.len()).saturating_sub(1) as u64)
             }
@@ -373,10 +425,6 @@ impl DesignPartial {
                 let n_psu: usize = self.tree.values().map(BTreeMap::len).sum();
                 n_psu.saturating_sub(self.tree.len()) as u64
             }
-        };
-        let calibration = match &design.calibration {
-            None => None,
-            Some(c) => Some(self.calibrate(c).map_err(reject)?),
         };
         Ok(DesignInfo {
             calibration,
@@ -393,12 +441,26 @@ impl DesignPartial {
     }
 }
 
+/// Whether R recomputes a replicate design's degrees of freedom after calibrating it (its
+/// `postStratify` and unbounded linear `calibrate` drop `degf`; the other methods keep it).
+fn recomputes_df(design: &Design) -> bool {
+    design.replicates.is_some()
+        && design.calibration.as_ref().is_some_and(|c| {
+            c.method == CalMethod::Poststratify
+                || (c.method == CalMethod::Linear && c.bounds.is_none())
+        })
+}
+
 impl DesignPartial {
     /// Calibrate the design weights: one class per combination of the margins' codes, its
     /// auxiliary vector an intercept and the indicators of its category in each margin (all
     /// but each margin's first category: the span of R's `~m1 + m2 + …`).
     #[allow(clippy::needless_range_loop)] // classes × auxiliary variables, by index
-    fn calibrate(&self, cal: &Calibration) -> std::result::Result<CalInfo, String> {
+    fn calibrate(
+        &self,
+        cal: &Calibration,
+        replicates: Option<&Replicates>,
+    ) -> std::result::Result<CalInfo, String> {
         use crate::error::quote;
         let columns = cal.columns();
         let k = self.classes.names.len();
@@ -464,16 +526,31 @@ impl DesignPartial {
             CalMethod::Poststratify => CalMethod::Linear,
             m => m,
         };
-        let solution = crate::calibrate::solve(&crate::calibrate::Problem {
-            method,
-            x: &x,
-            w: &w,
-            population: &population,
-            bounds: cal.bounds,
-            trim: cal.trim,
-            epsilon: cal.epsilon,
-            max_iterations: cal.max_iterations,
-        })?;
+        let solve = |w: &[f64]| {
+            crate::calibrate::solve(&crate::calibrate::Problem {
+                method,
+                x: &x,
+                w,
+                population: &population,
+                bounds: cal.bounds,
+                trim: cal.trim,
+                epsilon: cal.epsilon,
+                max_iterations: cal.max_iterations,
+            })
+        };
+        let solution = solve(&w)?;
+        // Each replicate calibrated on its own weights (R's calibrate.svyrep.design).
+        let mut g_reps = Vec::new();
+        if let Some(r) = replicates {
+            for a in 0..r.columns.len() {
+                let wa: Vec<f64> = (0..k)
+                    .map(|c| self.class_reps.get(&(c as u32)).map_or(0.0, |t| t[a]))
+                    .collect();
+                let s = solve(&wa)
+                    .map_err(|e| format!("replicate {} (`{}`): {e}", a + 1, r.columns[a]))?;
+                g_reps.push(s.g);
+            }
+        }
         let p = population.len();
         let mut xtwx = vec![0.0; p * p];
         for c in 0..k {
@@ -491,6 +568,7 @@ impl DesignPartial {
             .collect();
         Ok(CalInfo {
             g: solution.g,
+            g_reps,
             x,
             pinv,
             units,
@@ -567,6 +645,8 @@ impl DesignInfo {
 pub struct CalInfo {
     /// g of each class.
     g: Vec<f64>,
+    /// g of each class in each replicate (replicate designs).
+    g_reps: Vec<Vec<f64>>,
     /// Auxiliary vector of each class.
     x: Vec<Vec<f64>>,
     /// (Σ_c w_c·x_c·x_c')⁺ with the design weights.
@@ -820,7 +900,7 @@ pub struct Partial {
     /// filtered table's degrees of freedom are R's `degf()` of the subset design.
     domain: BTreeSet<(u32, u32)>,
     /// Per cell: Σ w_r·y for each replicate r, then Σ w_r·x.
-    reps: HashMap<CellIds, Vec<f64>>,
+    reps: HashMap<(CellIds, u32), Vec<f64>>,
     codes: Vec<Interner>,
 }
 
@@ -909,7 +989,10 @@ impl Partial {
                     nz: u64::from(w != 0.0),
                 });
             if r > 0 {
-                let acc = self.reps.entry(cell).or_insert_with(|| vec![0.0; 2 * r]);
+                let acc = self
+                    .reps
+                    .entry((cell, units.unit[row].3))
+                    .or_insert_with(|| vec![0.0; 2 * r]);
                 for (k, rw) in units.reps.iter().enumerate() {
                     acc[k] += rw[row] * yv;
                     acc[r + k] += rw[row] * xv;
@@ -941,12 +1024,28 @@ impl Partial {
                 s.scale(cal.g.get(k.1.3 as usize).copied().unwrap_or(f64::NAN));
             }
         }
-        let mut finest_reps: Vec<RepEntry> = self
-            .reps
-            .iter()
-            .map(|(k, v)| ((*k, ()), v.clone()))
-            .collect();
-        finest_reps.sort_unstable_by_key(|e| e.0);
+        // Replicate sums per finest cell: its classes' sums, each replicate's scaled by that
+        // replicate's g of the class when the design is calibrated, added in class order.
+        let mut by_class: Vec<(&(CellIds, u32), &Vec<f64>)> = self.reps.iter().collect();
+        by_class.sort_unstable_by_key(|e| *e.0);
+        let mut finest_reps: Vec<RepEntry> = Vec::new();
+        for ((cell, class), v) in by_class {
+            let mut v = v.clone();
+            if let Some(cal) = info.calibration.as_ref().filter(|c| !c.g_reps.is_empty()) {
+                let r = cal.g_reps.len();
+                for (a, ga) in cal.g_reps.iter().enumerate() {
+                    let g = ga.get(*class as usize).copied().unwrap_or(f64::NAN);
+                    v[a] *= g;
+                    if let Some(x) = v.get_mut(r + a) {
+                        *x *= g;
+                    }
+                }
+            }
+            match finest_reps.last_mut() {
+                Some(last) if last.0.0 == *cell => last.1.merge(&v),
+                _ => finest_reps.push(((*cell, ()), v)),
+            }
+        }
 
         let mut out: BTreeMap<Vec<String>, Cell> = BTreeMap::new();
         // One margin combination at a time (bit j of a mask: dimension j is `_T`), so memory

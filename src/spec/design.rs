@@ -213,13 +213,11 @@ pub(crate) fn parse(
         )
         .and_then(|c| {
             let mut known: Vec<String> = derived.to_vec();
-            known.extend(schema.iter().flat_map(|s| s.fields.iter().map(|f| f.name.clone())));
-            if replicates.is_some() {
-                cx.push(
-                    c.path(),
-                    "calibrating replicate weights (each replicate on its own) is not built yet: calibrate a linearized design",
-                );
-            }
+            known.extend(
+                schema
+                    .iter()
+                    .flat_map(|s| s.fields.iter().map(|f| f.name.clone())),
+            );
             super::calibration::parse(&c, &known, base, cx)
         });
     d.finish(cx);

@@ -528,11 +528,17 @@ fn calibrated_designs_match_r_survey() {
         "two_stage_fpc",
         "lonely_adjust",
         "lonely_average",
+        "jk1",
+        "boot",
     ];
     let mut designs: Vec<(String, String, f64)> = Vec::new();
     for d in names {
         let (_, body, level) = DESIGNS.iter().find(|x| x.0 == d).unwrap();
         for (c, cal, _) in CALIBRATIONS {
+            // Bounds no replicate meets (tests/r/survey_designs.R): tested apart.
+            if ["jk1", "boot"].contains(&d) && ["lin_b", "rak_b", "logit"].contains(c) {
+                continue;
+            }
             let name = format!("{d}_{c}");
             let cal = cal
                 .replace("{margins}", &margins)

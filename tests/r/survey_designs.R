@@ -168,7 +168,8 @@ calibrations <- list(
   rak_b = list(fun = "raking", bounds = c(0.9, 1.3)),
   logit = list(fun = "logit", bounds = c(0.8, 1.5))
 )
-cal_designs <- c("strat", "strat_fpc", "clus", "strat_clus", "two_stage_fpc", "lonely_adjust", "lonely_average")
+cal_designs <- c("strat", "strat_fpc", "clus", "strat_clus", "two_stage_fpc", "lonely_adjust", "lonely_average",
+  "jk1", "boot")
 calibrated <- function(path, out, out_g) {
   d <- read.csv(path, colClasses = c(sex = "character", grp = "character"))
   d$one <- 1
@@ -190,11 +191,16 @@ calibrated <- function(path, out, out_g) {
     two_stage_fpc = svydesign(ids = ~psu + ssu, strata = ~stratum, fpc = ~n_psu_pop + n_ssu_pop,
       weights = ~weight, data = d, nest = TRUE),
     lonely_adjust = svydesign(ids = ~psu, strata = ~stratum_l, weights = ~weight, data = d, nest = TRUE),
-    lonely_average = svydesign(ids = ~psu, strata = ~stratum_l, weights = ~weight, data = d, nest = TRUE)
+    lonely_average = svydesign(ids = ~psu, strata = ~stratum_l, weights = ~weight, data = d, nest = TRUE),
+    jk1 = suppressWarnings(svrepdesign(data = d, weights = ~weight, repweights = "^jk1_", type = "JK1", combined.weights = TRUE)),
+    boot = svrepdesign(data = d, weights = ~weight, repweights = "^boot_", type = "bootstrap", combined.weights = TRUE)
   )
   res <- list()
   gs <- list()
   for (dn in cal_designs) for (cn in names(calibrations)) {
+    # Bounds no replicate can meet: R warns and keeps unconverged replicate weights, migstat
+    # rejects the source; those are tested apart.
+    if (dn %in% c("jk1", "boot") && cn %in% c("lin_b", "rak_b", "logit")) next
     options(survey.lonely.psu = switch(dn, lonely_adjust = "adjust", lonely_average = "average", "fail"))
     spec <- calibrations[[cn]]
     des0 <- base[[dn]]
@@ -202,10 +208,12 @@ calibrated <- function(path, out, out_g) {
       postStratify(des0, ~SEX + GRP, m_both)
     } else {
       bounds <- if (is.null(spec$bounds)) c(-Inf, Inf) else spec$bounds
-      suppressMessages(calibrate(des0, ~SEX + GRP, pop, calfun = spec$fun, bounds = bounds, trim = spec$trim))
+      # compress = FALSE: R's unbounded linear calibration of replicate weights fails on NA.
+      suppressMessages(calibrate(des0, ~SEX + GRP, pop, calfun = spec$fun, bounds = bounds, trim = spec$trim,
+        compress = FALSE))
     }
     name <- paste0(dn, "_", cn)
-    g <- weights(des) / weights(des0)
+    g <- weights(des, "sampling") / weights(des0, "sampling")
     cls <- unique(data.frame(SEX = d$SEX, GRP = d$GRP, g = sprintf("%.17g", g)))
     gs[[length(gs) + 1]] <- data.frame(design = name, cls[order(cls$SEX, cls$GRP), ])
     cube <- function(table, dims, est) {
