@@ -70,6 +70,47 @@ pub fn explain(plan: &Plan) -> String {
                 src.header_row
             );
         }
+        if let Some(d) = &src.design {
+            let parts: Vec<String> = [
+                ("strata", &d.strata),
+                ("psu", &d.psu),
+                ("ssu", &d.ssu),
+                ("fpc", &d.fpc),
+                ("fpc_ssu", &d.fpc_ssu),
+            ]
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k} {v}")))
+            .collect();
+            let _ = writeln!(
+                s,
+                "  design   weight {}{}{}",
+                d.weight,
+                parts.iter().map(|p| format!(", {p}")).collect::<String>(),
+                d.replicates
+                    .as_ref()
+                    .map(|r| format!(", {} replicate weights ({:?})", r.columns.len(), r.kind))
+                    .unwrap_or_default()
+            );
+            if let Some(c) = &d.calibration {
+                let margins: Vec<String> = c
+                    .margins
+                    .iter()
+                    .map(|m| format!("{} ({} totals)", m.by.join(" × "), m.totals.len()))
+                    .collect();
+                let _ = writeln!(
+                    s,
+                    "  calibrated by {} to {}{}{}",
+                    c.method.name(),
+                    margins.join(", "),
+                    c.bounds
+                        .map(|(l, h)| format!(", g within [{l}, {h}]"))
+                        .unwrap_or_default(),
+                    c.trim
+                        .map(|(l, h)| format!(", g trimmed to [{l}, {h}]"))
+                        .unwrap_or_default()
+                );
+            }
+        }
         if let Some(e) = src.declared_encoding {
             let _ = writeln!(s, "  encoding {e:?} (declared; overrides the file's own)");
         }
