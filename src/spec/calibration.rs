@@ -44,7 +44,9 @@ impl CalMethod {
 pub struct Margin {
     pub by: Vec<String>,
     pub path: PathBuf,
-    /// Category (one code per `by` column) → population total.
+    /// Category (one code per `by` column) → population total (read from `path`, whose
+    /// bytes the pipeline hash covers).
+    #[serde(skip)]
     pub totals: BTreeMap<Vec<String>, f64>,
 }
 

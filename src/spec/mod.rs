@@ -693,6 +693,10 @@ fn spec_hash(
                 extra.extend(crosswalk.iter().cloned());
             }
         }
+        // So do the population totals a survey is calibrated to.
+        if let Some(c) = s.design.as_ref().and_then(|d| d.calibration.as_ref()) {
+            extra.extend(c.margins.iter().map(|m| m.path.clone()));
+        }
     }
     if !bandings.is_empty() {
         extra.push(codelists_dir.join("age_bands.csv"));

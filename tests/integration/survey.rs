@@ -681,6 +681,33 @@ fn calibrated_designs_match_r_survey() {
 }
 
 #[test]
+fn the_totals_a_survey_is_calibrated_to_are_part_of_the_pipeline() {
+    // Editing a totals file changes the pipeline hash (a nightly rerun recomputes), and the
+    // plan still reads as JSON (`migstat explain --format json`).
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let totals = d.join("sex.csv");
+    std::fs::write(&totals, "SEX,total\nF,40000\nM,40000\n").unwrap();
+    let strat = DESIGNS.iter().find(|x| x.0 == "strat").unwrap().1;
+    let body = format!(
+        "{strat}\n[sources.cal.design.calibration]\nmethod = \"poststratify\"\nmargins = [{{ by = [\"SEX\"], totals = \"{}\" }}]",
+        totals.display()
+    );
+    let spec = designs_spec_with(d, &[("cal", body.as_str(), 0.95)], |_| {
+        vec![(
+            "t".into(),
+            "kind = \"survey_total\"".into(),
+            r#"["SEX"]"#.into(),
+        )]
+    });
+    let before = migstat::spec::compile(&spec).unwrap();
+    assert!(serde_json::to_string(&before).is_ok());
+    std::fs::write(&totals, "SEX,total\nF,40000\nM,40001\n").unwrap();
+    let after = migstat::spec::compile(&spec).unwrap();
+    assert_ne!(before.spec_hash, after.spec_hash);
+}
+
+#[test]
 fn calibration_problems_are_named() {
     let fx = repo().join("tests/fixtures/survey_designs");
     let tmp = tempfile::tempdir().unwrap();
