@@ -7,8 +7,8 @@
 //!
 //! [`Harmonizer`] runs per chunk after validation: it appends the derived columns a source's
 //! `[sources.<id>.harmonize]` declares (a code column with `value_labels = true` reads each
-//! value's label in its own file first: SPSS, Stata) and moves rows whose raw code no crosswalk maps to the
-//! quarantine (rule `unmapped_code`), or maps them to the code the spec names (e.g. `_U`); either
+//! value's label in its own file first: SPSS, Stata) and moves rows whose raw code no
+//! crosswalk maps to the quarantine (rule `unmapped_code`), or maps them to the code the spec names (e.g. `_U`); either
 //! way every unmapped raw value is counted for the run report. Plausibility is checked here too:
 //! a derived age outside its range (`age_range`) and the source's `checks` between fields or
 //! against the reference date (`not_after`, `not_before`) quarantine the record. Bandings are always derived from

@@ -111,4 +111,14 @@ for name, w, labels in [("wave1", w1, {1: "Homme", 2: "Femme"}),
                          variable_value_labels={"sex": labels})
     pyreadstat.write_dta(w, os.path.join(d, name + ".dta"),
                          variable_value_labels={"sex": labels})
+
+# A Stata 118 file (UTF-8) whose text carries a byte that is not UTF-8: the record is
+# quarantined (invalid_encoding), not read with a replacement character.
+bad = os.path.join(d, "bad_text.dta")
+pyreadstat.write_dta(pd.DataFrame({"id": ["u1", "uZq"], "sex": [1, 2]}), bad)
+with open(bad, "rb") as f:
+    data = f.read()
+assert data.count(b"uZq") == 1
+with open(bad, "wb") as f:
+    f.write(data.replace(b"uZq", b"u\xffq"))
 print("parquet writers: written")

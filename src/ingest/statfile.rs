@@ -229,25 +229,38 @@ fn number_of(v: ffi::Value) -> Option<(f64, bool)> {
     }
 }
 
-/// A value's string, for the string types.
-fn string_of(v: ffi::Value) -> Option<String> {
+/// A value's string, for the string types; `Err` holds it with its invalid bytes replaced
+/// when it is not UTF-8 (ReadStat hands text over in UTF-8, converted from the file's
+/// encoding; a file that misdeclares it can still carry other bytes).
+fn string_of(v: ffi::Value) -> Option<std::result::Result<String, String>> {
     // SAFETY: as in `number_of`; the string lives as long as the callback.
     unsafe {
         match ffi::readstat_value_type(v) {
-            ffi::TYPE_STRING | ffi::TYPE_STRING_REF => Some(text(ffi::readstat_string_value(v))),
+            ffi::TYPE_STRING | ffi::TYPE_STRING_REF => {
+                let p = ffi::readstat_string_value(v);
+                if p.is_null() {
+                    return Some(Ok(String::new()));
+                }
+                let bytes = CStr::from_ptr(p).to_bytes();
+                Some(match std::str::from_utf8(bytes) {
+                    Ok(s) => Ok(s.to_string()),
+                    Err(_) => Err(String::from_utf8_lossy(bytes).into_owned()),
+                })
+            }
             _ => None,
         }
     }
 }
 
-/// A cell as the text validation reads for `field`; `Err` says why it cannot be one, with the
-/// value as the quarantine shows it (a date as a date, not as SPSS's count of seconds).
+/// A cell as the text validation reads for `field`; `Err` says why it cannot be one (the rule,
+/// the reason, the value as the quarantine shows it: a date as a date, not as SPSS's count of
+/// seconds).
 fn cell_text(
     v: ffi::Value,
     var: *mut ffi::Variable,
     kind: Kind,
     field: &Field,
-) -> std::result::Result<Option<String>, (String, Option<String>)> {
+) -> std::result::Result<Option<String>, (Rule, String, Option<String>)> {
     // SAFETY: accessors of a value and a variable ReadStat handed to the current callback.
     let missing = unsafe {
         ffi::readstat_value_is_system_missing(v) != 0
@@ -257,11 +270,23 @@ fn cell_text(
     if missing {
         return Ok(None);
     }
-    if let Some(s) = string_of(v) {
-        return Ok(Some(s));
+    match string_of(v) {
+        Some(Ok(s)) => return Ok(Some(s)),
+        Some(Err(lossy)) => {
+            return Err((
+                Rule::InvalidEncoding,
+                "the text is not valid in the file's encoding (declare `encoding` on the source if the file says otherwise)".into(),
+                Some(lossy),
+            ));
+        }
+        None => {}
     }
     let Some((x, single)) = number_of(v) else {
-        return Err(("a value of a type ReadStat does not name".into(), None));
+        return Err((
+            Rule::Type,
+            "a value of a type ReadStat does not name".into(),
+            None,
+        ));
     };
     match kind {
         Kind::Time {
@@ -280,11 +305,12 @@ fn cell_text(
             match at {
                 Some(dt) if matches!(field.field_type, FieldType::Date(_)) => {
                     super::date_time_text(dt, &dt.to_string(), field)
-                        .map_err(|why| (why, Some(dt.to_string())))
+                        .map_err(|why| (Rule::Type, why, Some(dt.to_string())))
                 }
                 Some(dt) if datetime => Ok(Some(dt.to_string())),
                 Some(dt) => Ok(Some(dt.date().to_string())),
                 None => Err((
+                    Rule::Type,
                     format!(
                         "{} is outside the dates this file's {} format can place",
                         number_text(x, single),
@@ -315,7 +341,9 @@ fn label_key(v: ffi::Value) -> Option<String> {
     if unsafe { ffi::readstat_value_is_tagged_missing(v) } != 0 {
         return None;
     }
-    string_of(v).or_else(|| number_of(v).map(|(x, single)| number_text(x, single)))
+    string_of(v)
+        .map(|s| s.unwrap_or_else(|lossy| lossy))
+        .or_else(|| number_of(v).map(|(x, single)| number_text(x, single)))
 }
 
 /// What the first pass learns: each variable's name and kind, its label set, the labels.
@@ -563,12 +591,12 @@ fn take_value(p: &mut DataPass, obs: c_int, var: *mut ffi::Variable, value: ffi:
     };
     match cell_text(value, var, p.kinds[vi], &p.fields[fi]) {
         Ok(t) => p.current.columns[fi][row] = t,
-        Err((why, raw)) => {
+        Err((rule, why, raw)) => {
             p.current.broken[row] = true;
             p.current.issues.push(Issue {
                 row: row as u32,
                 field: Some(fi),
-                rule: Rule::Type,
+                rule,
                 raw,
                 message: format!(
                     "{why} (case {}, variable {})",

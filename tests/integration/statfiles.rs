@@ -150,6 +150,16 @@ fn value_labels_are_crosswalks_file_by_file() {
     );
 }
 
+#[test]
+fn text_that_is_not_utf8_is_quarantined_not_replaced() {
+    let (tmp, plan) = fixture();
+    let m = crate::run_plan(&plan, &tmp.path().join("out"));
+    let s = m.sources.iter().find(|s| s.id == "bad_text").unwrap();
+    assert_eq!((s.rows_read, s.rows_accepted), (2, 1));
+    let current = tmp.path().join("out/current");
+    assert_eq!(quarantine(&current, "bad_text"), ["2,id,invalid_encoding"]);
+}
+
 /// A small deterministic generator (xorshift) for damaging files.
 struct Rng(u64);
 impl Rng {
