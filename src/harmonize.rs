@@ -6,14 +6,14 @@
 //! and any age banding of it.
 //!
 //! [`Harmonizer`] runs per chunk after validation: it appends the derived columns a source's
-//! `[sources.<id>.harmonize]` declares (a code column with `value_labels = true` reads each
-//! value's label in its own file first: SPSS, Stata) and moves rows whose raw code no
-//! crosswalk maps to the quarantine (rule `unmapped_code`), or maps them to the code the spec names (e.g. `_U`); either
-//! way every unmapped raw value is counted for the run report. Plausibility is checked here too:
-//! a derived age outside its range (`age_range`) and the source's `checks` between fields or
-//! against the reference date (`not_after`, `not_before`) quarantine the record. Bandings are always derived from
-//! single-year age, never from a producer's own bands, because producers' bands do not nest.
-//! A missing (null) raw value becomes `_U`; a code-list attribute that is empty becomes `_Z`.
+//! `[sources.<id>.harmonize]` declares (a code column with `value_labels = true` reads each value's
+//! label in its own file first: SPSS, Stata) and moves rows whose raw code no crosswalk maps to the
+//! quarantine (rule `unmapped_code`), or maps them to the code the spec names (e.g. `_U`); either
+//! way every unmapped raw value is counted for the run report. Plausibility is checked here too: a
+//! derived age outside its range (`age_range`) and the source's `checks` between fields or against
+//! the reference date (`not_after`, `not_before`) quarantine the record. Bandings are always
+//! derived from single-year age, never from a producer's own bands, because producers' bands do not
+//! nest. A missing (null) raw value becomes `_U`; a code-list attribute that is empty becomes `_Z`.
 
 // Per-chunk caches of raw value → code: few distinct values, looked up millions of times;
 // XXH3 hashes them faster than the default SipHash (the keys are the chunk's own values and
