@@ -142,7 +142,12 @@ impl DesignPartial {
     #[allow(clippy::needless_range_loop)] // a row indexes every column of the chunk
     pub fn add_chunk(&mut self, design: &Design, df: &DataFrame) -> Result<Units> {
         let ctx = |what: &str| format!("survey design: column {what}");
-        let w = numbers(df, &raw_column(&design.weight), &ctx)?;
+        // Without a weight column every record counts 1 until the design is complete and the
+        // FPC-derived weight of its unit scales its sums (see `DesignInfo::unit_weight`).
+        let w = match &design.weight {
+            Some(c) => numbers(df, &raw_column(c), &ctx)?,
+            None => Float64Chunked::full("w".into(), 1.0, df.height()),
+        };
         let col = |c: &Option<String>| c.as_deref().map(|s| text(df, &raw_column(s), &ctx));
         let strata = col(&design.strata).transpose()?;
         let psu = col(&design.psu).transpose()?;
@@ -393,10 +398,33 @@ impl DesignPartial {
                 _ => {}
             }
         }
+        // R's weights from the FPCs: Π_stage (units in the population / units sampled).
+        let unit_weight = design.weight.is_none().then(|| {
+            let mut out = BTreeMap::new();
+            for (&h, psus) in &self.tree {
+                let n = psus.len();
+                let w1 = popsize(self.fpc1.get(&h).copied(), n).map_or(1.0, |p| p / n as f64);
+                for (&i, ssus) in psus {
+                    let m = ssus.len();
+                    let w2 = if two_stage {
+                        popsize(self.fpc2.get(&(h, i)).copied(), m).map_or(1.0, |p| p / m as f64)
+                    } else {
+                        1.0
+                    };
+                    out.insert((h, i), w1 * w2);
+                }
+            }
+            out
+        });
+        let weight_of = |u: &Unit| {
+            unit_weight
+                .as_ref()
+                .map_or(1.0, |m| m.get(&(u.0, u.1)).copied().unwrap_or(f64::NAN))
+        };
         let calibration = match &design.calibration {
             None => None,
             Some(c) => Some(
-                self.calibrate(c, design.replicates.as_ref())
+                self.calibrate(c, design.replicates.as_ref(), &weight_of)
                     .map_err(reject)?,
             ),
         };
@@ -427,6 +455,7 @@ impl DesignPartial {
             }
         };
         Ok(DesignInfo {
+            unit_weight,
             calibration,
             strata,
             stage2: two_stage.then_some(stage2),
@@ -460,13 +489,14 @@ impl DesignPartial {
         &self,
         cal: &Calibration,
         replicates: Option<&Replicates>,
+        unit_weight: &dyn Fn(&Unit) -> f64,
     ) -> std::result::Result<CalInfo, String> {
         use crate::error::quote;
         let columns = cal.columns();
         let k = self.classes.names.len();
         let mut w = vec![0.0; k];
         for (u, v) in &self.class_w {
-            w[u.3 as usize] += v;
+            w[u.3 as usize] += v * unit_weight(u);
         }
         // Each class's category in each margin.
         let codes: Vec<Vec<&str>> = self
@@ -564,7 +594,7 @@ impl DesignPartial {
         let units = self
             .class_w
             .iter()
-            .map(|(u, v)| (*u, v * solution.g[u.3 as usize]))
+            .map(|(u, v)| (*u, v * unit_weight(u) * solution.g[u.3 as usize]))
             .collect();
         Ok(CalInfo {
             g: solution.g,
@@ -577,6 +607,14 @@ impl DesignPartial {
 }
 
 impl DesignInfo {
+    /// The design weight of a unit's records when it is derived from the FPCs; 1 otherwise
+    /// (the records' own weights are in their sums).
+    fn weight_of(&self, u: &Unit) -> f64 {
+        self.unit_weight
+            .as_ref()
+            .map_or(1.0, |m| m.get(&(u.0, u.1)).copied().unwrap_or(f64::NAN))
+    }
+
     /// The calibration of the design by class, for the restricted tier: one row per
     /// combination of the margins' codes with its respondents, design weight total, g and
     /// calibrated weight total (a record's calibrated weight is its design weight × g of its
@@ -591,7 +629,7 @@ impl DesignInfo {
         let k = partial.classes.names.len();
         let (mut w, mut n) = (vec![0.0; k], vec![0u64; k]);
         for (u, v) in &partial.class_w {
-            w[u.3 as usize] += v;
+            w[u.3 as usize] += v * self.weight_of(u);
         }
         for (u, c) in &partial.class_n {
             n[u.3 as usize] += c;
@@ -759,6 +797,9 @@ impl Stage {
 
 /// The finished design: what each stratum and PSU contributes, and the degrees of freedom.
 pub struct DesignInfo {
+    /// The weight of each (stratum, PSU) when the design derives it from the FPCs (no weight
+    /// column): the sums, gathered with weight 1, are scaled by it.
+    unit_weight: Option<BTreeMap<(u32, u32), f64>>,
     /// The calibration, when the design has one.
     calibration: Option<CalInfo>,
     /// Indexed by stratum id.
@@ -1018,6 +1059,12 @@ impl Partial {
         // The finest sums in key order: every roll-up below adds them in this fixed order.
         let mut finest: Vec<(Key, Sums)> = self.z.iter().map(|(k, s)| (*k, *s)).collect();
         finest.sort_unstable_by_key(|e| e.0);
+        if info.unit_weight.is_some() {
+            // Weights derived from the FPCs: each unit's sums, gathered with weight 1, scale.
+            for (k, s) in &mut finest {
+                s.scale(info.weight_of(&k.1));
+            }
+        }
         if let Some(cal) = &info.calibration {
             // Calibrated weights: every weighted sum of a class scales by its g.
             for (k, s) in &mut finest {

@@ -84,7 +84,7 @@ pub fn explain(plan: &Plan) -> String {
             let _ = writeln!(
                 s,
                 "  design   weight {}{}{}",
-                d.weight,
+                d.weight.as_deref().unwrap_or("from the FPCs"),
                 parts.iter().map(|p| format!(", {p}")).collect::<String>(),
                 d.replicates
                     .as_ref()

@@ -17,7 +17,9 @@ use super::{Ctx, Section};
 /// A survey's sampling design.
 #[derive(Debug, Clone, Serialize)]
 pub struct Design {
-    pub weight: String,
+    /// The design weight; without it R derives the weights from the FPCs (population sizes
+    /// or sampling fractions at every stage): Π_stage N/n.
+    pub weight: Option<String>,
     pub strata: Option<String>,
     /// Primary sampling units (nested in strata); without them every record is its own PSU.
     pub psu: Option<String>,
@@ -125,7 +127,7 @@ pub(crate) fn parse(
         check_field(&name, &format!("{dp}{key}"), numeric, cx);
         Some(name)
     };
-    let weight = field("weight", true, true, cx);
+    let weight = field("weight", false, true, cx);
     let strata = field("strata", false, false, cx);
     let psu = field("psu", false, false, cx);
     let ssu = field("ssu", false, false, cx);
@@ -205,6 +207,19 @@ pub(crate) fn parse(
             }
         },
     };
+    if weight.is_none() && !d.has("weight") {
+        if replicates.is_some() {
+            cx.push(
+                format!("{dp}weight"),
+                "replicate weights need the full-sample `weight` as well",
+            );
+        } else if fpc.is_none() || (ssu.is_some() && fpc_ssu.is_none()) {
+            cx.push(
+                format!("{dp}weight"),
+                "a design needs `weight`, or the FPC of every stage (`fpc`, and `fpc_ssu` with `ssu`) from which the weights follow, as R derives them",
+            );
+        }
+    }
     let calibration = d
         .sub(
             "calibration",
@@ -222,7 +237,7 @@ pub(crate) fn parse(
         });
     d.finish(cx);
     Some(Design {
-        weight: weight?,
+        weight,
         strata,
         psu,
         ssu,

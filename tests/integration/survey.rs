@@ -175,6 +175,16 @@ const DESIGNS: &[(&str, &str, f64)] = &[
         0.95,
     ),
     (
+        "strat_fpc_only",
+        "# no weight\nstrata = \"stratum\"\nfpc = \"n_elem_pop\"",
+        0.95,
+    ),
+    (
+        "two_stage_fpc_only",
+        "# no weight\nstrata = \"stratum\"\npsu = \"psu\"\nssu = \"ssu\"\nfpc = \"n_psu_pop\"\nfpc_ssu = \"n_ssu_pop\"",
+        0.95,
+    ),
+    (
         "lonely_remove",
         "strata = \"stratum_l\"\npsu = \"psu\"\nlonely_psu = \"remove\"",
         0.95,
@@ -264,10 +274,16 @@ fn designs_spec_with(
     for (name, design, _) in designs {
         spec += &format!(
             "\n[sources.{name}]\npath = \"{fx}/survey.csv\"\nformat = \"csv\"\nschema = \"{fx}/survey.schema.json\"\nrecord_id = \"id\"\n\
-             [sources.{name}.design]\nweight = \"weight\"\n{design}\n\
+             [sources.{name}.design]\n{weight}{design}\n\
              [sources.{name}.harmonize]\nSEX = {{ from = \"sex\", crosswalk = \"{sex}\", codelist = \"sex\" }}\nGRP = {{ from = \"grp\", crosswalk = \"{fx}/grp.csv\" }}\nSTRATUM = {{ from = \"stratum\", crosswalk = \"{fx}/stratum.csv\" }}\n",
             fx = fx.display(),
-            sex = repo().join("schemas/crosswalks/sex.csv").display()
+            sex = repo().join("schemas/crosswalks/sex.csv").display(),
+            // A design written `# no weight` takes R's weights from its FPCs.
+            weight = if design.starts_with("# no weight") {
+                ""
+            } else {
+                "weight = \"weight\"\n"
+            }
         );
         for (table, kind, dims) in tables(name) {
             spec += &format!(
@@ -415,7 +431,7 @@ fn share_intervals_match_every_svyciprop_method() {
         .map(|r| (r[0].to_string(), r[1].to_string(), r[2].to_string()))
         .collect();
     // Every method on every design, both df choices on linearized designs.
-    assert_eq!(combos.len(), 11 * 5 * 2 + 2 * 4, "{combos:?}");
+    assert_eq!(combos.len(), 13 * 5 * 2 + 2 * 4, "{combos:?}");
     let tmp = tempfile::tempdir().unwrap();
     let spec = designs_spec_with(tmp.path(), DESIGNS, |design| {
         combos
@@ -705,6 +721,41 @@ fn the_totals_a_survey_is_calibrated_to_are_part_of_the_pipeline() {
     std::fs::write(&totals, "SEX,total\nF,40000\nM,40001\n").unwrap();
     let after = migstat::spec::compile(&spec).unwrap();
     assert_ne!(before.spec_hash, after.spec_hash);
+}
+
+#[test]
+fn a_design_without_weights_needs_the_fpc_of_every_stage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = designs_spec_with(
+        tmp.path(),
+        &[
+            ("no_fpc", "# no weight\nstrata = \"stratum\"", 0.95),
+            (
+                "no_fpc_ssu",
+                "# no weight\nstrata = \"stratum\"\npsu = \"psu\"\nssu = \"ssu\"\nfpc = \"n_psu_pop\"",
+                0.95,
+            ),
+        ],
+        |_| {
+            vec![(
+                "t".into(),
+                "kind = \"survey_total\"".into(),
+                r#"["SEX"]"#.into(),
+            )]
+        },
+    );
+    let Err(e) = migstat::spec::compile(&spec) else {
+        panic!("the spec compiles");
+    };
+    let e = e.to_string();
+    for name in ["no_fpc", "no_fpc_ssu"] {
+        assert!(
+            e.contains(&format!(
+                "sources.{name}.design.weight: a design needs `weight`, or the FPC of every stage"
+            )),
+            "{name}: {e}"
+        );
+    }
 }
 
 #[test]

@@ -71,6 +71,10 @@ expect <- function(path, out, out_ciprop) {
     two_stage = list(svydesign(ids = ~psu + ssu, strata = ~stratum, weights = ~weight, data = d, nest = TRUE)),
     two_stage_fpc = list(svydesign(ids = ~psu + ssu, strata = ~stratum, fpc = ~n_psu_pop + n_ssu_pop,
       weights = ~weight, data = d, nest = TRUE)),
+    # No weights: R derives them from the FPCs (N/n at each stage).
+    strat_fpc_only = list(svydesign(ids = ~1, strata = ~stratum, fpc = ~n_elem_pop, data = d)),
+    two_stage_fpc_only = list(svydesign(ids = ~psu + ssu, strata = ~stratum, fpc = ~n_psu_pop + n_ssu_pop,
+      data = d, nest = TRUE)),
     lonely_remove = list(svydesign(ids = ~psu, strata = ~stratum_l, weights = ~weight, data = d, nest = TRUE), lonely = "remove"),
     lonely_certainty = list(svydesign(ids = ~psu, strata = ~stratum_l, weights = ~weight, data = d, nest = TRUE), lonely = "certainty"),
     lonely_adjust = list(svydesign(ids = ~psu, strata = ~stratum_l, weights = ~weight, data = d, nest = TRUE), lonely = "adjust"),
