@@ -233,7 +233,9 @@ pub fn build_cells(
         | TableKind::SurveyTotal { .. }
         | TableKind::SurveyMean { .. }
         | TableKind::SurveyProportion { .. }
-        | TableKind::SurveyRatio { .. } => {}
+        | TableKind::SurveyRatio { .. }
+        | TableKind::SurveyQuantile { .. }
+        | TableKind::SurveyContrast { .. } => {}
         TableKind::Stock {
             valid_from,
             valid_to,
@@ -320,7 +322,9 @@ pub fn build_cells(
         TableKind::SurveyTotal { .. }
         | TableKind::SurveyMean { .. }
         | TableKind::SurveyProportion { .. }
-        | TableKind::SurveyRatio { .. } => {
+        | TableKind::SurveyRatio { .. }
+        | TableKind::SurveyQuantile { .. }
+        | TableKind::SurveyContrast { .. } => {
             return Err(crate::Error::Internal(format!(
                 "table {}: survey estimates are built from their design partials",
                 table.id

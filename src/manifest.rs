@@ -275,6 +275,10 @@ pub struct Summary {
     pub failures: Vec<String>,
     #[serde(default)]
     pub dimensions: Vec<String>,
+    /// A survey contrast: the dimension it is taken across and the codes of its terms, whose
+    /// cells (in the table it contrasts) decide each of its cells' status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contrast: Option<(String, Vec<String>)>,
     #[serde(default)]
     pub threshold: Option<u64>,
     #[serde(default)]

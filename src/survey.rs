@@ -31,10 +31,13 @@ use polars::prelude::*;
 
 use crate::error::{Error, PolarsContext, Rejection, Result};
 use crate::spec::{
-    CalMethod, Calibration, Design, LonelyPsu, PropInterval, Replicates, TableKind, TableSpec,
+    CalMethod, Calibration, Design, LonelyPsu, PropInterval, QuantileInterval, Replicates,
+    TableKind, TableSpec,
 };
 use crate::vocab::TOTAL;
 use crate::vocab::raw_column;
+
+mod quantile;
 
 /// Most dimensions a survey table may have (the spec allows 8).
 const MAX_DIMS: usize = 8;
@@ -602,6 +605,7 @@ impl DesignPartial {
             x,
             pinv,
             units,
+            records: self.class_n.values().sum(),
         })
     }
 }
@@ -691,6 +695,9 @@ pub struct CalInfo {
     pinv: Vec<f64>,
     /// Calibrated weight of each (unit, class) of the design, sorted.
     units: Vec<(Unit, f64)>,
+    /// Records of the design: R's `nrow()` of any subset of a calibrated design, which keeps
+    /// every record (at weight 0 outside it); Korn–Graubard intervals scale by it.
+    records: u64,
 }
 
 impl CalInfo {
@@ -818,6 +825,13 @@ pub struct DesignInfo {
 impl DesignInfo {
     /// Taylor variance from linearized values per unit, sorted by unit.
     fn taylor(&self, zs: &[(Unit, f64)]) -> f64 {
+        self.taylor_in(zs, None)
+    }
+
+    /// [`Self::taylor`] where, under the "average" lonely-PSU policy, the strata that count are
+    /// `strata` ids (R's influence functions over a whole (sub)design, as `svyby(…, covmat =
+    /// TRUE)` stacks them) rather than those of the domain.
+    fn taylor_in(&self, zs: &[(Unit, f64)], strata: Option<&BTreeSet<u32>>) -> f64 {
         let (mut v1, mut v2) = (0.0, 0.0);
         let mut psu_totals = Vec::new();
         let mut ssu_totals = Vec::new();
@@ -844,13 +858,13 @@ impl DesignInfo {
         // domain is a subset of the design in `svyby`, so only strata with a record in it count.
         if self.lonely == LonelyPsu::Average {
             let (mut present, mut ok) = (0.0, 0.0);
-            for stratum in runs(zs, |u| u.0.0) {
+            let ids: Vec<u32> = match strata {
+                Some(s) => s.iter().copied().collect(),
+                None => runs(zs, |u| u.0.0).map(|s| s[0].0.0).collect(),
+            };
+            for h in ids {
                 present += 1.0;
-                if self
-                    .strata
-                    .get(stratum[0].0.0 as usize)
-                    .is_some_and(|s| !s.is_lonely())
-                {
+                if self.strata.get(h as usize).is_some_and(|s| !s.is_lonely()) {
                     ok += 1.0;
                 }
             }
@@ -943,11 +957,138 @@ pub struct Partial {
     /// Per cell: Σ w_r·y for each replicate r, then Σ w_r·x.
     reps: HashMap<(CellIds, u32), Vec<f64>>,
     codes: Vec<Interner>,
+    /// Records seen (every chunk's rows): the record order that quantile rules break ties by.
+    seen: u64,
+    /// A quantile table's weighted distribution: per (cell, unit, value) the weight of its
+    /// records and its first and last record.
+    q: HashMap<(CellIds, Unit, u64), QSums>,
+    /// The same per (cell, class, value) for each replicate.
+    qreps: HashMap<(CellIds, u32, u64), QReps>,
+}
+
+/// A quantile table's sums of (cell, (value, unit)), and of (cell, (value, class)) per replicate.
+type QEntry = ((CellIds, (u64, Unit)), QSums);
+type QRepEntry = ((CellIds, (u64, u32)), QReps);
+
+/// A sortable key of a value: increasing keys are increasing values (−0 is 0).
+fn value_key(x: f64) -> u64 {
+    let b = (x + 0.0).to_bits();
+    if b >> 63 == 1 { !b } else { b | (1 << 63) }
+}
+
+fn key_value(k: u64) -> f64 {
+    f64::from_bits(if k >> 63 == 1 { k & !(1 << 63) } else { !k })
+}
+
+/// The records of one value in one (cell, unit): all of them (`n`), those of non-zero weight
+/// (`nz`, the only ones a quantile rule sees, as R drops weights of 0), their weight, and the
+/// (record number, weight) of the first and last of those.
+#[derive(Default, Clone, Copy)]
+struct QSums {
+    w: f64,
+    n: u64,
+    nz: u64,
+    first: Option<(u64, f64)>,
+    last: Option<(u64, f64)>,
+}
+
+impl QSums {
+    fn add_record(&mut self, seq: u64, w: f64) {
+        self.n += 1;
+        if w != 0.0 {
+            self.w += w;
+            self.nz += 1;
+            self.first.get_or_insert((seq, w));
+            self.last = Some((seq, w));
+        }
+    }
+
+    fn scale(&mut self, g: f64) {
+        self.w *= g;
+        for e in [&mut self.first, &mut self.last].into_iter().flatten() {
+            e.1 *= g;
+        }
+    }
+}
+
+impl Merge for QSums {
+    fn merge(&mut self, o: &Self) {
+        self.w += o.w;
+        self.n += o.n;
+        self.nz += o.nz;
+        self.first = match (self.first, o.first) {
+            (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
+            (a, b) => a.or(b),
+        };
+        self.last = match (self.last, o.last) {
+            (Some(a), Some(b)) => Some(if b.0 > a.0 { b } else { a }),
+            (a, b) => a.or(b),
+        };
+    }
+}
+
+/// [`QSums`] of each replicate (`n` counts records of non-zero replicate weight).
+#[derive(Clone)]
+struct QReps {
+    w: Vec<f64>,
+    n: Vec<u64>,
+    first: Vec<(u64, f64)>,
+    last: Vec<(u64, f64)>,
+}
+
+impl QReps {
+    fn new(r: usize) -> Self {
+        QReps {
+            w: vec![0.0; r],
+            n: vec![0; r],
+            first: vec![(u64::MAX, 0.0); r],
+            last: vec![(0, 0.0); r],
+        }
+    }
+
+    fn add_record(&mut self, k: usize, seq: u64, w: f64) {
+        if w != 0.0 {
+            self.w[k] += w;
+            if self.n[k] == 0 {
+                self.first[k] = (seq, w);
+            }
+            self.n[k] += 1;
+            self.last[k] = (seq, w);
+        }
+    }
+
+    fn scale(&mut self, k: usize, g: f64) {
+        self.w[k] *= g;
+        self.first[k].1 *= g;
+        self.last[k].1 *= g;
+    }
+}
+
+impl Merge for QReps {
+    fn merge(&mut self, o: &Self) {
+        for k in 0..self.w.len().min(o.w.len()) {
+            if o.n[k] == 0 {
+                continue;
+            }
+            if self.n[k] == 0 || o.first[k].0 < self.first[k].0 {
+                self.first[k] = o.first[k];
+            }
+            if self.n[k] == 0 || o.last[k].0 > self.last[k].0 {
+                self.last[k] = o.last[k];
+            }
+            self.w[k] += o.w[k];
+            self.n[k] += o.n[k];
+        }
+    }
 }
 
 impl Partial {
     /// Add one harmonized chunk, whose design units `units` come from [`DesignPartial::add_chunk`].
     pub fn add_chunk(&mut self, table: &TableSpec, units: &Units, df: &DataFrame) -> Result<()> {
+        if matches!(table.kind, TableKind::SurveyContrast { .. }) {
+            // A contrast gathers what the table it contrasts gathers.
+            return self.add_chunk(&table.contrast_base(), units, df);
+        }
         let ctx = |what: &str| format!("table {}: column {what}", table.id);
         let dims: Vec<StringChunked> = table
             .dimensions
@@ -976,7 +1117,8 @@ impl Partial {
         };
         let (y, x) = match &table.kind {
             TableKind::SurveyTotal { variable: Some(v) }
-            | TableKind::SurveyMean { variable: v } => (Some(variable(v)?), None),
+            | TableKind::SurveyMean { variable: v }
+            | TableKind::SurveyQuantile { variable: v, .. } => (Some(variable(v)?), None),
             TableKind::SurveyRatio {
                 numerator,
                 denominator,
@@ -987,6 +1129,9 @@ impl Partial {
             self.codes.resize_with(dims.len(), Interner::default);
         }
         let r = units.reps.len();
+        let quantile = matches!(table.kind, TableKind::SurveyQuantile { .. });
+        let first_seq = self.seen;
+        self.seen += df.height() as u64;
         for row in 0..df.height() {
             if let (Some(k), Some((_, values))) = (&keep, &table.filter)
                 && !k.get(row).is_some_and(|v| values.contains(v))
@@ -1016,6 +1161,27 @@ impl Partial {
                 cell[j] = self.codes[j].id(c.get(row).unwrap_or(crate::vocab::UNKNOWN));
             }
             let w = units.w[row];
+            if quantile {
+                if yv.is_nan() {
+                    continue;
+                }
+                let seq = first_seq + row as u64;
+                let value = value_key(yv);
+                self.q
+                    .entry((cell, units.unit[row], value))
+                    .or_default()
+                    .add_record(seq, w);
+                if r > 0 {
+                    let acc = self
+                        .qreps
+                        .entry((cell, units.unit[row].3, value))
+                        .or_insert_with(|| QReps::new(r));
+                    for (k, rw) in units.reps.iter().enumerate() {
+                        acc.add_record(k, seq, rw[row]);
+                    }
+                }
+                continue;
+            }
             self.z
                 .entry((cell, units.unit[row]))
                 .or_default()
@@ -1045,6 +1211,45 @@ impl Partial {
 
     /// Roll up to every margin and compute each cell's estimate, variance and design effect.
     pub fn finish(&self, table: &TableSpec, info: &DesignInfo) -> Result<DataFrame> {
+        if let TableKind::SurveyQuantile {
+            quantile,
+            rule,
+            interval,
+            design_df,
+            ..
+        } = &table.kind
+        {
+            let cells = self.quantiles(table, info, quantile.0, *rule, *interval, *design_df);
+            return to_frame(table, info, self.design_df(table, info), &cells);
+        }
+        if let TableKind::SurveyContrast {
+            across,
+            terms,
+            ratio,
+            ..
+        } = &table.kind
+        {
+            let base = table.contrast_base();
+            let (_, parts) = self.cells(&base, info, true);
+            // The strata of the table's universe: R's covariances come from influence
+            // functions over its whole (sub)design.
+            let universe: BTreeSet<u32> = self.domain.iter().map(|u| u.0).collect();
+            let cells = contrast(table, &base, info, &parts, across, terms, *ratio, &universe);
+            return to_frame(table, info, self.design_df(&base, info), &cells);
+        }
+        let (cells, _) = self.cells(table, info, false);
+        to_frame(table, info, self.design_df(table, info), &cells)
+    }
+
+    /// Every cell of the table, and (`collect`) each cell's linearized values and replicate
+    /// estimates, which contrasts combine.
+    fn cells(
+        &self,
+        table: &TableSpec,
+        info: &DesignInfo,
+        collect: bool,
+    ) -> (BTreeMap<Vec<String>, Cell>, BTreeMap<Vec<String>, Parts>) {
+        let mut parts: BTreeMap<Vec<String>, Parts> = BTreeMap::new();
         let d = table.dimensions.len();
         let (category, interval) = match &table.kind {
             TableKind::SurveyProportion {
@@ -1129,6 +1334,7 @@ impl Partial {
                 };
                 let e = estimate(total, category.is_some(), group, den_group);
                 let mut var_logit = None;
+                let mut replicates = None;
                 let var = match &info.replicates {
                     None => match &info.calibration {
                         None => info.taylor(&e.zs),
@@ -1153,13 +1359,20 @@ impl Partial {
                             let lt: Vec<f64> = thetas.iter().map(|t| logit(*t)).collect();
                             var_logit = Some(info.replicated(r, logit(e.estimate), &lt));
                         }
-                        info.replicated(r, e.estimate, &thetas)
+                        let v = info.replicated(r, e.estimate, &thetas);
+                        if collect {
+                            replicates = Some(thetas);
+                        }
+                        v
                     }
                 };
                 // The domain a share is estimated in (its denominator cell), as R's svyby
                 // subsets the design: its records, and its PSUs with a weight less its strata.
                 let domain = category.map(|_| {
-                    let rows: u64 = den_group.iter().map(|(_, s)| s.n).sum();
+                    let rows: u64 = match &info.calibration {
+                        Some(cal) => cal.records,
+                        None => den_group.iter().map(|(_, s)| s.n).sum(),
+                    };
                     let psus: BTreeSet<(u32, u32)> = den_group
                         .iter()
                         .filter(|(_, s)| s.nz > 0)
@@ -1178,6 +1391,18 @@ impl Partial {
                     .collect();
                 let deff =
                     (e.vsrs > 0.0 && e.vsrs.is_finite() && var.is_finite()).then(|| var / e.vsrs);
+                if collect {
+                    parts.insert(
+                        names.clone(),
+                        Parts {
+                            estimate: e.estimate,
+                            zs: e.zs,
+                            replicates,
+                            n: e.n,
+                            var,
+                        },
+                    );
+                }
                 out.insert(
                     names,
                     Cell {
@@ -1187,6 +1412,8 @@ impl Partial {
                         deff,
                         var_logit,
                         domain,
+                        bounds: None,
+                        cv: None,
                     },
                 );
             }
@@ -1210,6 +1437,19 @@ impl Partial {
                 for code in &codes {
                     let mut names = key.clone();
                     names[c] = code.clone();
+                    if collect && !parts.contains_key(&names) {
+                        let r = info.replicates.as_ref().map(|r| vec![0.0; r.columns.len()]);
+                        parts.insert(
+                            names.clone(),
+                            Parts {
+                                estimate: 0.0,
+                                zs: Vec::new(),
+                                replicates: r,
+                                n: 0,
+                                var: 0.0,
+                            },
+                        );
+                    }
                     out.entry(names).or_insert(Cell {
                         estimate: 0.0,
                         var: 0.0,
@@ -1217,6 +1457,8 @@ impl Partial {
                         deff: None,
                         var_logit: None,
                         domain,
+                        bounds: None,
+                        cv: None,
                     });
                 }
             }
@@ -1229,19 +1471,277 @@ impl Partial {
                 deff: None,
                 var_logit: None,
                 domain: None,
+                bounds: None,
+                cv: None,
             });
         }
-        // R's degf() of a subset design: PSUs minus strata with a record of the universe
-        // (replicate designs keep their rank).
-        let df = match (&table.filter, &info.replicates) {
+        (out, parts)
+    }
+
+    /// R's degf() of a subset design: PSUs minus strata with a record of the universe
+    /// (replicate designs keep their rank).
+    fn design_df(&self, table: &TableSpec, info: &DesignInfo) -> u64 {
+        match (&table.filter, &info.replicates) {
             (Some(_), None) => {
                 let strata: BTreeSet<u32> = self.domain.iter().map(|u| u.0).collect();
                 (self.domain.len() as u64).saturating_sub(strata.len() as u64)
             }
             _ => info.df,
-        };
-        to_frame(table, info, df, &out)
+        }
     }
+
+    /// Every cell's quantile at `p` by `rule` and its interval, as R's `svyby(~v, ~dims,
+    /// design, svyquantile, quantiles = p, qrule = rule, interval.type = interval)`: each cell
+    /// a subset of the design with its own degrees of freedom (unless `design_df`). A cell
+    /// without a record of non-zero weight has no quantile and is left out.
+    fn quantiles(
+        &self,
+        table: &TableSpec,
+        info: &DesignInfo,
+        p: f64,
+        rule: crate::spec::QuantileRule,
+        method: QuantileInterval,
+        design_df: bool,
+    ) -> BTreeMap<Vec<String>, Cell> {
+        use quantile::{Run, quantile};
+        let d = table.dimensions.len();
+        let whole_df = self.design_df(table, info);
+        // The finest sums in key order (cell, value, unit), weights as the design makes them.
+        let mut finest: Vec<QEntry> = self
+            .q
+            .iter()
+            .map(|((c, u, v), s)| ((*c, (*v, *u)), *s))
+            .collect();
+        finest.sort_unstable_by_key(|e| e.0);
+        for (k, s) in &mut finest {
+            let u = k.1.1;
+            if info.unit_weight.is_some() {
+                s.scale(info.weight_of(&u));
+            }
+            if let Some(cal) = &info.calibration {
+                s.scale(cal.g.get(u.3 as usize).copied().unwrap_or(f64::NAN));
+            }
+        }
+        let mut finest_reps: Vec<QRepEntry> = self
+            .qreps
+            .iter()
+            .map(|((c, class, v), s)| ((*c, (*v, *class)), s.clone()))
+            .collect();
+        finest_reps.sort_unstable_by_key(|e| e.0);
+        if let Some(cal) = info.calibration.as_ref().filter(|c| !c.g_reps.is_empty()) {
+            for (k, s) in &mut finest_reps {
+                for (a, ga) in cal.g_reps.iter().enumerate() {
+                    s.scale(a, ga.get(k.1.1 as usize).copied().unwrap_or(f64::NAN));
+                }
+            }
+        }
+        let level = info.confidence;
+        let mut out = BTreeMap::new();
+        for mask in 0u32..(1 << d) {
+            let rolled = roll(&finest, mask, d);
+            let rolled_reps = roll(&finest_reps, mask, d);
+            for group in runs(&rolled, |e| e.0.0) {
+                let cell = group[0].0.0;
+                // The cell's distribution: its values' sums over units, in value order.
+                let runs_of: Vec<Run> = runs(group, |e| e.0.1.0)
+                    .filter_map(|v| {
+                        let mut t = QSums::default();
+                        for (_, s) in v {
+                            t.merge(s);
+                        }
+                        Some(Run {
+                            x: key_value(v[0].0.1.0),
+                            w: t.w,
+                            n: t.nz,
+                            first: t.first?.1,
+                            last: t.last?.1,
+                        })
+                    })
+                    .collect();
+                let Some(qhat) = quantile(rule, &runs_of, p) else {
+                    continue;
+                };
+                // Per unit: the weight at or below the estimate (R's x <= qhat) and in all.
+                let mut per_unit: BTreeMap<Unit, (Sums, Sums)> = BTreeMap::new();
+                let mut rows = 0;
+                let mut psus: BTreeSet<(u32, u32)> = BTreeSet::new();
+                for ((_, (v, u)), s) in group {
+                    rows += s.n;
+                    if s.nz > 0 {
+                        psus.insert((u.0, u.1));
+                    }
+                    let e = per_unit.entry(*u).or_default();
+                    let all = Sums {
+                        w: s.w,
+                        y: s.w,
+                        x: s.w,
+                        yy: s.w,
+                        xy: s.w,
+                        xx: s.w,
+                        n: s.n,
+                        nz: s.nz,
+                    };
+                    e.1.add(&all);
+                    if key_value(*v) <= qhat {
+                        e.0.add(&all);
+                    }
+                }
+                let strata: BTreeSet<u32> = psus.iter().map(|u| u.0).collect();
+                let domain_df = (psus.len() - strata.len()) as u64;
+                let key = |u: &Unit| (cell, *u);
+                let num: Vec<(Key, Sums)> = per_unit.iter().map(|(u, s)| (key(u), s.0)).collect();
+                let den: Vec<(Key, Sums)> = per_unit.iter().map(|(u, s)| (key(u), s.1)).collect();
+                let share = estimate(false, true, &num, &den);
+                // The cell's replicate sums, by value then class.
+                let lo = rolled_reps.partition_point(|e| e.0.0 < cell);
+                let hi = rolled_reps.partition_point(|e| e.0.0 <= cell);
+                let cell_reps = &rolled_reps[lo..hi];
+                let (var_p, var_q) = match &info.replicates {
+                    None => {
+                        let v = match &info.calibration {
+                            None => info.taylor(&share.zs),
+                            Some(cal) => info.taylor(&cal.residuals(&share.zs)),
+                        };
+                        (v, None)
+                    }
+                    Some(r) => {
+                        let n = r.columns.len();
+                        let mut below = vec![0.0; n];
+                        let mut all = vec![0.0; n];
+                        let mut by_value: Vec<(u64, QReps)> = Vec::new();
+                        for ((_, (v, _)), s) in cell_reps {
+                            for k in 0..n {
+                                all[k] += s.w[k];
+                                if key_value(*v) <= qhat {
+                                    below[k] += s.w[k];
+                                }
+                            }
+                            match by_value.last_mut() {
+                                Some(last) if last.0 == *v => last.1.merge(s),
+                                _ => by_value.push((*v, s.clone())),
+                            }
+                        }
+                        let thetas: Vec<f64> = (0..n).map(|k| below[k] / all[k]).collect();
+                        let var_p = info.replicated(r, share.estimate, &thetas);
+                        // interval = "quantile": each replicate's own quantile.
+                        let var_q = (method == QuantileInterval::Quantile).then(|| {
+                            let qs: Vec<f64> = (0..n)
+                                .map(|k| {
+                                    let runs_k: Vec<Run> = by_value
+                                        .iter()
+                                        .filter(|(_, s)| s.n[k] > 0)
+                                        .map(|(v, s)| Run {
+                                            x: key_value(*v),
+                                            w: s.w[k],
+                                            n: s.n[k],
+                                            first: s.first[k].1,
+                                            last: s.last[k].1,
+                                        })
+                                        .collect();
+                                    quantile(rule, &runs_k, p).unwrap_or(f64::NAN)
+                                })
+                                .collect();
+                            info.replicated(r, qhat, &qs)
+                        });
+                        (var_p, var_q)
+                    }
+                };
+                let df = if design_df { whole_df } else { domain_df };
+                let (z, t) = quantiles(level, df);
+                let at = |pr: f64| {
+                    (pr.is_finite() && (0.0..=1.0).contains(&pr))
+                        .then(|| quantile(rule, &runs_of, pr))
+                        .flatten()
+                };
+                let bounds_at = |q: f64| -> (Option<f64>, Option<f64>) {
+                    match var_q {
+                        Some(v) => {
+                            let sd = v.max(0.0).sqrt();
+                            let ok = |b: f64| b.is_finite().then_some(b);
+                            (ok(qhat - q * sd), ok(qhat + q * sd))
+                        }
+                        None => {
+                            let (lo, hi) = woodruff(
+                                method,
+                                share.estimate,
+                                var_p,
+                                q,
+                                level,
+                                info.calibration.as_ref().map_or(rows, |c| c.records),
+                                domain_df,
+                            );
+                            (at(lo), at(hi))
+                        }
+                    }
+                };
+                let normal = bounds_at(z);
+                let student = t.map_or((None, None), bounds_at);
+                // R's SE: the t interval's width over 2·t.
+                let se = match (student, t) {
+                    ((Some(lo), Some(hi)), Some(t)) => Some((hi - lo) / (2.0 * t)),
+                    _ => None,
+                };
+                let names: Vec<String> = (0..d)
+                    .map(|j| {
+                        self.codes
+                            .get(j)
+                            .map_or(TOTAL, |c| c.name(cell[j]))
+                            .to_string()
+                    })
+                    .collect();
+                out.insert(
+                    names,
+                    Cell {
+                        estimate: qhat,
+                        var: se.map_or(f64::NAN, |s| s * s),
+                        n: rows,
+                        deff: None,
+                        var_logit: None,
+                        domain: Some((rows, domain_df)),
+                        bounds: Some([normal, student]),
+                        cv: None,
+                    },
+                );
+            }
+        }
+        out
+    }
+}
+
+/// Woodruff's interval for a quantile: the interval of p̂, the cell's share at or below the
+/// estimate (variance `var`), at quantile `q` by `method` — bounds outside [0, 1] or not a
+/// number give no quantile. `beta` (Korn–Graubard) takes the cell's records and degrees of
+/// freedom, as R's `woodruffCI` takes `nrow()` and `degf()` of the subset design.
+fn woodruff(
+    method: QuantileInterval,
+    p: f64,
+    var: f64,
+    q: f64,
+    level: f64,
+    rows: u64,
+    df: u64,
+) -> (f64, f64) {
+    let se = var.max(0.0).sqrt();
+    let method = match method {
+        QuantileInterval::Mean | QuantileInterval::Quantile => PropInterval::Mean,
+        QuantileInterval::Beta => PropInterval::Beta,
+        QuantileInterval::Xlogit => PropInterval::Xlogit,
+        QuantileInterval::Asin => PropInterval::Asin,
+    };
+    let cell = Cell {
+        estimate: p,
+        var: if var.is_finite() { var } else { f64::NAN },
+        n: rows,
+        deff: None,
+        var_logit: None,
+        domain: Some((rows, df)),
+        bounds: None,
+        cv: None,
+    };
+    if !se.is_finite() {
+        return (f64::NAN, f64::NAN);
+    }
+    share_interval(method, &cell, q, level).unwrap_or((f64::NAN, f64::NAN))
 }
 
 /// Sum sorted entries of a finer key into the margin combination `mask` (dimension j becomes
@@ -1368,6 +1868,131 @@ fn estimate(total: bool, share: bool, num: &[(Key, Sums)], den: &[(Key, Sums)]) 
     }
 }
 
+/// A cell's estimate with what its variance is computed from: linearized values per unit
+/// (sorted by unit) and, on a replicate design, the replicates' estimates.
+struct Parts {
+    estimate: f64,
+    zs: Vec<(Unit, f64)>,
+    replicates: Option<Vec<f64>>,
+    n: u64,
+    var: f64,
+}
+
+/// The contrast of `parts` (the cells of `base`) across `across` in every cell of the other
+/// dimensions: Σ c_k·θ_k, or θ_a/θ_b, linearized as R's `svycontrast` does on the cells'
+/// covariance (Taylor: the same combination of their linearized values, whose variance is the
+/// quadratic form of their covariance matrix; replicates: of their replicate estimates). Its
+/// `n` is the smallest of its terms' and its CV the largest, so that it is as reliable, and as
+/// protected, as its weakest term. A cell missing a term is left out.
+#[allow(clippy::too_many_arguments)]
+fn contrast(
+    table: &TableSpec,
+    base: &TableSpec,
+    info: &DesignInfo,
+    parts: &BTreeMap<Vec<String>, Parts>,
+    across: &str,
+    terms: &[(String, crate::spec::Coefficient)],
+    ratio: bool,
+    universe: &BTreeSet<u32>,
+) -> BTreeMap<Vec<String>, Cell> {
+    let Some(j) = base.dimensions.iter().position(|d| d == across) else {
+        return BTreeMap::new();
+    };
+    // Output dimension i is base dimension order[i].
+    let order: Vec<usize> = table
+        .dimensions
+        .iter()
+        .filter_map(|d| base.dimensions.iter().position(|b| b == d))
+        .collect();
+    let others: BTreeSet<Vec<String>> = parts
+        .keys()
+        .map(|k| order.iter().map(|&i| k[i].clone()).collect())
+        .collect();
+    let mut out = BTreeMap::new();
+    for o in others {
+        let key_of = |code: &str| -> Vec<String> {
+            let mut k = vec![String::new(); base.dimensions.len()];
+            for (i, &b) in order.iter().enumerate() {
+                k[b] = o[i].clone();
+            }
+            k[j] = code.to_string();
+            k
+        };
+        let Some(ps): Option<Vec<(&Parts, f64)>> = terms
+            .iter()
+            .map(|(code, c)| parts.get(&key_of(code)).map(|p| (p, c.0)))
+            .collect()
+        else {
+            continue;
+        };
+        // The linear combination whose variance is the contrast's: its coefficients.
+        let (estimate, coefs) = if ratio {
+            let (a, b) = (ps[0].0.estimate, ps[1].0.estimate);
+            let r = a / b;
+            (r, vec![1.0 / b, -r / b])
+        } else {
+            (
+                ps.iter().map(|(p, c)| c * p.estimate).sum::<f64>(),
+                ps.iter().map(|(_, c)| *c).collect(),
+            )
+        };
+        let var = match &info.replicates {
+            None => {
+                let mut z: BTreeMap<Unit, f64> = BTreeMap::new();
+                for ((p, _), c) in ps.iter().zip(&coefs) {
+                    for (u, v) in &p.zs {
+                        *z.entry(*u).or_default() += c * v;
+                    }
+                }
+                let zs: Vec<(Unit, f64)> = z.into_iter().collect();
+                match &info.calibration {
+                    None => info.taylor_in(&zs, Some(universe)),
+                    Some(cal) => info.taylor_in(&cal.residuals(&zs), Some(universe)),
+                }
+            }
+            Some(r) => {
+                let n = r.columns.len();
+                let mut lin = vec![0.0; n];
+                for ((p, _), c) in ps.iter().zip(&coefs) {
+                    let reps = p.replicates.as_deref().unwrap_or(&[]);
+                    for (k, l) in lin.iter_mut().enumerate() {
+                        *l += c * reps.get(k).copied().unwrap_or(f64::NAN);
+                    }
+                }
+                // Centred as the terms' covariance is: at their estimates (mse) or at the
+                // replicates' mean, which the combination keeps.
+                let centre: f64 = ps
+                    .iter()
+                    .zip(&coefs)
+                    .map(|((p, _), c)| c * p.estimate)
+                    .sum();
+                info.replicated(r, centre, &lin)
+            }
+        };
+        let cv = ps
+            .iter()
+            .map(|(p, _)| {
+                let se = p.var.max(0.0).sqrt();
+                Some(se / p.estimate.abs()).filter(|c| c.is_finite())
+            })
+            .try_fold(0.0f64, |m, c| c.map(|c| m.max(c)));
+        out.insert(
+            o,
+            Cell {
+                estimate,
+                var,
+                n: ps.iter().map(|(p, _)| p.n).min().unwrap_or(0),
+                deff: None,
+                var_logit: None,
+                domain: None,
+                bounds: None,
+                cv: Some(cv),
+            },
+        );
+    }
+    out
+}
+
 struct Cell {
     estimate: f64,
     var: f64,
@@ -1378,6 +2003,11 @@ struct Cell {
     /// A share's domain: its records and degrees of freedom (R's `nrow` and `degf` of the
     /// subset design).
     domain: Option<(u64, u64)>,
+    /// A quantile's normal and Student-t bounds, computed with it (a bound may be missing).
+    bounds: Option<[(Option<f64>, Option<f64>); 2]>,
+    /// The CV that judges the cell's reliability when it is not its own (a contrast's: its
+    /// terms' largest).
+    cv: Option<Option<f64>>,
 }
 
 /// A share's confidence interval by one of R's `svyciprop` methods, at quantile `q`
@@ -1459,6 +2089,9 @@ fn to_frame(
         TableKind::SurveyMean { .. } => "mean per person (weighted)",
         TableKind::SurveyProportion { .. } => "share of persons (weighted)",
         TableKind::SurveyRatio { .. } => "ratio of weighted totals",
+        TableKind::SurveyQuantile { .. } => "quantile (weighted)",
+        TableKind::SurveyContrast { ratio: true, .. } => "ratio of two estimates",
+        TableKind::SurveyContrast { .. } => "contrast of estimates",
         TableKind::SurveyTotal { variable: Some(_) } => "total (weighted)",
         _ => "persons (weighted)",
     };
@@ -1483,6 +2116,7 @@ fn to_frame(
             domain_df,
             ..
         } => (*interval, *domain_df),
+        TableKind::SurveyQuantile { design_df, .. } => (PropInterval::Mean, !design_df),
         _ => (PropInterval::Mean, false),
     };
     // Each cell's degrees of freedom: the design's, or its domain's.
@@ -1493,27 +2127,33 @@ fn to_frame(
             _ => df,
         })
         .collect();
-    // Each cell's interval at quantile q, by the table's method (p̂ ± q·SE for all but shares).
-    let normal: Vec<Option<(f64, f64)>> = cells
+    // Each cell's interval at quantile q, by the table's method (p̂ ± q·SE for all but shares
+    // and quantiles, whose bounds come with them).
+    let split = |b: Option<(f64, f64)>| (b.map(|b| b.0), b.map(|b| b.1));
+    let normal: Vec<(Option<f64>, Option<f64>)> = cells
         .values()
-        .map(|c| share_interval(method, c, z, info.confidence))
+        .map(|c| match c.bounds {
+            Some(b) => b[0],
+            None => split(share_interval(method, c, z, info.confidence)),
+        })
         .collect();
-    let student: Vec<Option<(f64, f64)>> = cells
+    let student: Vec<(Option<f64>, Option<f64>)> = cells
         .values()
         .zip(&dfs)
         .map(|(c, d)| {
+            if let Some(b) = c.bounds {
+                return b[1];
+            }
             let t = if *d == df {
                 t
             } else {
                 quantiles(info.confidence, *d).1
             };
-            share_interval(method, c, t?, info.confidence)
+            split(t.and_then(|t| share_interval(method, c, t, info.confidence)))
         })
         .collect();
-    let bound = |v: &[Option<(f64, f64)>], high: bool| -> Vec<Option<f64>> {
-        v.iter()
-            .map(|b| b.map(|(lo, hi)| if high { hi } else { lo }))
-            .collect()
+    let bound = |v: &[(Option<f64>, Option<f64>)], high: bool| -> Vec<Option<f64>> {
+        v.iter().map(|b| if high { b.1 } else { b.0 }).collect()
     };
     columns.push(Column::new("ci_low".into(), bound(&normal, false)));
     columns.push(Column::new("ci_high".into(), bound(&normal, true)));
@@ -1522,7 +2162,11 @@ fn to_frame(
     let cv: Vec<Option<f64>> = est
         .iter()
         .zip(&se)
-        .map(|(e, s)| Some((*s)? / e.abs()).filter(|c| c.is_finite()))
+        .zip(cells.values())
+        .map(|((e, s), c)| match c.cv {
+            Some(cv) => cv,
+            None => Some((*s)? / e.abs()).filter(|c| c.is_finite()),
+        })
         .collect();
     columns.push(Column::new("cv".into(), cv.clone()));
     columns.push(Column::new(
@@ -1567,6 +2211,8 @@ mod tests {
             deff: None,
             var_logit: None,
             domain: Some((10, 5)),
+            bounds: None,
+            cv: None,
         };
         let q = 1.96;
         // A share of 0 or 1: only the Wald interval is a number (R's others are NaN).

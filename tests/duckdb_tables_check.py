@@ -342,7 +342,22 @@ def main():
         cols = ", ".join(q(d) for d in dims)
         n_cells = n_expected = 0
         for period in periods:
-            expected = {tuple(r[:-1]): r[-1] for r in duckdb.execute(reference_sql(spec, table, accepted, period)).fetchall()}
+            if table.get("kind") == "survey_contrast":
+                # A contrast's cells: those of the other dimensions where every term's cell of
+                # the base table has respondents; n is the smallest term's.
+                base = dict(spec["tables"][table["of"]], source=table["source"])
+                bdims = base["dimensions"]
+                cube = {tuple(r[:-1]): r[-1] for r in duckdb.execute(reference_sql(spec, base, accepted, period)).fetchall()}
+                codes = list(table["coefficients"]) if "coefficients" in table else list(table["ratio"])
+                j = bdims.index(table["across"])
+                expected = {}
+                for k in cube:
+                    other = tuple(k[bdims.index(d)] for d in dims)
+                    terms = [cube.get(k[:j] + (c,) + k[j + 1:]) for c in codes]
+                    if all(t is not None for t in terms):
+                        expected[other] = min(terms)
+            else:
+                expected = {tuple(r[:-1]): r[-1] for r in duckdb.execute(reference_sql(spec, table, accepted, period)).fetchall()}
             if table.get("kind") == "survey_proportion":
                 # Shares are published for the categories, not for their denominators (category _T).
                 ci = dims.index(table["category"])

@@ -90,8 +90,9 @@ pub struct TableDoc {
     /// The measure column (`value`, or `estimate` for survey tables).
     pub measure: String,
     pub survey: bool,
-    /// A share's interval method other than p̂ ± q·SE (R's `svyciprop` method), and whether
-    /// its t quantiles take each domain's degrees of freedom.
+    /// How the intervals are built when not p̂ ± q·SE (a share's `svyciprop` method, a
+    /// quantile's rule and interval type), and whether t quantiles take each domain's degrees
+    /// of freedom.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub interval: Option<(String, bool)>,
     /// Protection method and its settings, in words.
@@ -292,9 +293,50 @@ fn table_doc(
                 interval,
                 domain_df,
                 ..
-            } if !interval.is_mean() || *domain_df => {
-                Some((interval.name().to_string(), *domain_df))
-            }
+            } if !interval.is_mean() || *domain_df => Some((
+                format!("by R's svyciprop method `{}`", interval.name()),
+                *domain_df,
+            )),
+            crate::spec::TableKind::SurveyQuantile {
+                quantile,
+                rule,
+                interval,
+                design_df,
+                ..
+            } => Some((
+                format!(
+                    "of the quantile at {} by R's svyquantile (qrule `{}`, interval.type `{}`)",
+                    quantile.0,
+                    rule.name(),
+                    interval.name()
+                ),
+                !*design_df,
+            )),
+            crate::spec::TableKind::SurveyContrast {
+                of,
+                across,
+                terms,
+                ratio,
+                ..
+            } => Some((
+                if *ratio {
+                    format!(
+                        "of the ratio of `{of}`'s estimates at {across} = {} over {across} = {} (delta method on their covariance, as R's svycontrast)",
+                        terms[0].0,
+                        terms.get(1).map_or("", |t| t.0.as_str())
+                    )
+                } else {
+                    format!(
+                        "of Σ coefficient × `{of}`'s estimate over {across} ({}), from their covariance as R's svycontrast",
+                        terms
+                            .iter()
+                            .map(|(c, k)| format!("{c}: {}", k.0))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                },
+                false,
+            )),
             _ => None,
         },
         protection,
@@ -714,7 +756,14 @@ pub fn measure_columns(d: &TableDoc) -> Vec<(&'static str, String)> {
     ];
     if d.survey {
         v.extend([
-            ("n", "respondents in the cell (unweighted)".to_string()),
+            (
+                "n",
+                if d.kind == "survey_contrast" {
+                    "respondents in the smallest of the contrasted cells (unweighted)".to_string()
+                } else {
+                    "respondents in the cell (unweighted)".to_string()
+                },
+            ),
             (
                 "estimate",
                 format!("the estimate ({}); null when suppressed", d.unit),
@@ -723,7 +772,7 @@ pub fn measure_columns(d: &TableDoc) -> Vec<(&'static str, String)> {
         ]);
         let (how, dfs) = match &d.interval {
             Some((m, domain)) => (
-                format!(" by R's svyciprop method `{m}`"),
+                format!(" {m}"),
                 if *domain {
                     "the domain's degrees of freedom (its PSUs less its strata)"
                 } else {
@@ -746,7 +795,14 @@ pub fn measure_columns(d: &TableDoc) -> Vec<(&'static str, String)> {
                 format!("lower limit{how} with Student's t on {dfs}"),
             ),
             ("ci_high_t", format!("upper limit{how} with Student's t")),
-            ("cv", "coefficient of variation (se / estimate)".to_string()),
+            (
+                "cv",
+                if d.kind == "survey_contrast" {
+                    "the largest coefficient of variation of the contrasted estimates (a contrast is as reliable as its least reliable term)".to_string()
+                } else {
+                    "coefficient of variation (se / estimate)".to_string()
+                },
+            ),
             ("deff", "design effect".to_string()),
             ("df", format!("degrees of freedom: {dfs}")),
         ]);

@@ -188,6 +188,10 @@ pub struct GroupOutcome {
 
 /// Per member: its spec and its margin combinations over the union dimensions.
 fn member_masks(group: &GroupSpec, t: &TableSpec) -> Vec<u32> {
+    if matches!(t.kind, crate::spec::TableKind::SurveyContrast { .. }) {
+        // A contrast adds no cell of its own: it combines cells of the table it contrasts.
+        return Vec::new();
+    }
     let union = &group.union.dimensions;
     let kept_sets: Vec<Vec<String>> = match &t.grouping_sets {
         Some(sets) => sets.clone(),
@@ -331,6 +335,9 @@ pub fn protect_group(plan: &Plan, input: GroupInput<'_>) -> Result<GroupOutcome>
                 // is below min_n in a cell where the union's is not: that cell too.
                 let mut extra = BTreeSet::new();
                 for t in &members {
+                    if matches!(t.kind, crate::spec::TableKind::SurveyContrast { .. }) {
+                        continue; // its n is its terms' (already counted by its base table)
+                    }
                     let Some(frame) = input.surveys.get(&t.id) else {
                         continue;
                     };
@@ -526,6 +533,13 @@ pub fn protect_group(plan: &Plan, input: GroupInput<'_>) -> Result<GroupOutcome>
             audit_passed: member_failures.is_empty(),
             failures: member_failures,
             dimensions: t.dimensions.clone(),
+            contrast: match &t.kind {
+                crate::spec::TableKind::SurveyContrast { across, terms, .. } => Some((
+                    across.clone(),
+                    terms.iter().map(|(c, _)| c.clone()).collect(),
+                )),
+                _ => None,
+            },
             threshold: Some(threshold),
             protection_range: Some(range),
             publish_grand_total: union
@@ -829,10 +843,46 @@ fn survey_frames(
         .and_then(|s| s.design.as_ref())
         .ok_or_else(|| Error::Internal(format!("survey table {}: no design", t.id)))?;
     let keys: Vec<Vec<String>> = survey_counts(frame, t)?.into_iter().map(|x| x.0).collect();
-    let cells: Vec<Option<usize>> = keys
-        .iter()
-        .map(|k| p.find(&to_union(k, t, union)))
-        .collect();
+    let cells: Vec<Option<usize>> = match &t.kind {
+        crate::spec::TableKind::SurveyContrast { across, terms, .. } => {
+            // A contrast's cell stands for its terms (cells of the table it contrasts): it is
+            // withheld when any of them is, under that term's rule (a difference of a
+            // published and a withheld estimate would disclose the latter).
+            let base = t.contrast_base();
+            let j = base.dimensions.iter().position(|d| d == across);
+            keys.iter()
+                .map(|k| {
+                    let j = j?;
+                    let mut found = Vec::new();
+                    for (code, _) in terms {
+                        let mut bk: Vec<String> = base
+                            .dimensions
+                            .iter()
+                            .map(|d| {
+                                t.dimensions
+                                    .iter()
+                                    .position(|x| x == d)
+                                    .map_or_else(String::new, |i| k[i].clone())
+                            })
+                            .collect();
+                        bk[j] = code.clone();
+                        found.push(p.find(&to_union(&bk, &base, union)));
+                    }
+                    let withheld = found
+                        .iter()
+                        .find(|c| c.is_none_or(|c| status[c] != Conf::Free));
+                    match withheld {
+                        Some(c) => *c,
+                        None => found.first().copied().flatten(),
+                    }
+                })
+                .collect()
+        }
+        _ => keys
+            .iter()
+            .map(|k| p.find(&to_union(k, t, union)))
+            .collect(),
+    };
     let confidential: Vec<bool> = cells
         .iter()
         .map(|c| c.is_none_or(|c| status[c] != Conf::Free))

@@ -415,6 +415,36 @@ fn audit_group(dir: &Path, g: &str, members: &[&Summary], depth: Depth) -> Resul
                     })
                     .collect();
                 let name = key.join("|");
+                if let Some((across, codes)) = &m.contrast {
+                    // A contrast's cell: withheld exactly when one of its terms is.
+                    let suppressed = conf[i] == "C";
+                    check.suppressed += usize::from(suppressed);
+                    if suppressed && present[i] {
+                        check.failures.push(format!(
+                            "cell {name}: CONF_STATUS C but its estimate is published"
+                        ));
+                    }
+                    let j = dims.iter().position(|d| d == across);
+                    let withheld = codes.iter().any(|code| {
+                        let mut k = key.clone();
+                        if let Some(j) = j {
+                            k[j] = code.clone();
+                        }
+                        p.find(&k).is_none_or(|c| status[c] != Conf::Free)
+                    });
+                    if suppressed != withheld {
+                        check.failures.push(format!(
+                            "cell {name}: CONF_STATUS {} but its terms are {}",
+                            conf[i],
+                            if withheld {
+                                "not all published"
+                            } else {
+                                "published"
+                            }
+                        ));
+                    }
+                    continue;
+                }
                 let suppressed = conf[i] == "C";
                 check.suppressed += usize::from(suppressed);
                 if !matches!(conf[i].as_str(), "F" | "C") {

@@ -36,7 +36,10 @@ pub use protection::{Protect, ProtectMethod, Revisions};
 pub use ptable::PTable;
 pub use schema::TableSchema;
 pub(crate) use section::{Ctx, Section, cap};
-pub use table::{Measure, MigrationFlow, PropInterval, ResidenceRule, TableKind, TableSpec, Unit};
+pub use table::{
+    Coefficient, Measure, MigrationFlow, Probability, PropInterval, QuantileInterval, QuantileRule,
+    ResidenceRule, TableKind, TableSpec, Unit,
+};
 
 use crate::error::{Error, Result, SpecIssue};
 
@@ -667,8 +670,104 @@ fn tables_section(
         }
         Some(_) => cx.push("tables", "must be a table of [tables.<id>] tables"),
     }
-
+    resolve_contrasts(&mut tables, cx);
     tables
+}
+
+/// Give each contrast table the estimator, dimensions, filter and periods of the table it
+/// contrasts, once every table is compiled; report a contrast that cannot be taken.
+fn resolve_contrasts(tables: &mut [TableSpec], cx: &mut Ctx<'_>) {
+    let snapshot: Vec<TableSpec> = tables.to_vec();
+    for t in tables.iter_mut() {
+        let TableKind::SurveyContrast {
+            of,
+            across,
+            estimator,
+            base_dimensions,
+            ..
+        } = &mut t.kind
+        else {
+            continue;
+        };
+        let at = format!("tables.{}", t.id);
+        let Some(base) = snapshot.iter().find(|b| &b.id == of) else {
+            if !of.is_empty() {
+                cx.push(format!("{at}.of"), format!("no table `{}`", cap(of)));
+            }
+            continue;
+        };
+        match &base.kind {
+            TableKind::SurveyTotal { .. }
+            | TableKind::SurveyMean { .. }
+            | TableKind::SurveyProportion { .. }
+            | TableKind::SurveyRatio { .. } => {}
+            _ => {
+                cx.push(
+                    format!("{at}.of"),
+                    format!(
+                        "`{}` is a {} table: a contrast takes survey totals, means, proportions or ratios",
+                        base.id,
+                        base.kind.name()
+                    ),
+                );
+                continue;
+            }
+        }
+        if base.source != t.source {
+            cx.push(
+                format!("{at}.source"),
+                format!(
+                    "`{}` estimates source `{}`: use it here too",
+                    base.id, base.source
+                ),
+            );
+        }
+        if !base.dimensions.contains(across) {
+            cx.push(
+                format!("{at}.across"),
+                format!(
+                    "`{}` is not a dimension of `{}` ({})",
+                    cap(across),
+                    base.id,
+                    base.dimensions.join(", ")
+                ),
+            );
+            continue;
+        }
+        let mut want: Vec<&String> = base.dimensions.iter().filter(|d| *d != across).collect();
+        let mut have: Vec<&String> = t.dimensions.iter().collect();
+        want.sort();
+        have.sort();
+        if want != have {
+            cx.push(
+                format!("{at}.dimensions"),
+                format!(
+                    "a contrast of `{}` across {across} is taken in the cells of its other dimensions: [{}]",
+                    base.id,
+                    want.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            );
+        }
+        match &t.filter {
+            None => t.filter = base.filter.clone(),
+            Some(f) if Some(f) != base.filter.as_ref() => cx.push(
+                format!("{at}.filter"),
+                format!("a contrast estimates in the universe of `{}`: leave out `filter` (it takes that table's)", base.id),
+            ),
+            Some(_) => {}
+        }
+        if t.periods != base.periods || t.periods.list != base.periods.list {
+            cx.push(
+                format!("{at}.period"),
+                format!(
+                    "a contrast takes the periods of `{}`: leave out `period`",
+                    base.id
+                ),
+            );
+        }
+        **estimator = base.kind.clone();
+        *base_dimensions = base.dimensions.clone();
+    }
 }
 
 /// The plan's content key: the spec's bytes, its schemas, and every code list, crosswalk,

@@ -101,6 +101,133 @@ pub enum TableKind {
         numerator: String,
         denominator: String,
     },
+    /// A quantile (the median by default) of a numeric column in each cell, as R's
+    /// `svyby(~variable, …, svyquantile, quantiles = q, qrule = rule)`, with a Woodruff interval
+    /// (the interval of the share of the cell at or below the quantile, by one of `svyciprop`'s
+    /// methods, mapped back through the same rule) or, on a replicate design, the replicates'
+    /// own quantiles (`interval = "quantile"`). Records where the variable is missing are left
+    /// out.
+    SurveyQuantile {
+        variable: String,
+        quantile: Probability,
+        rule: QuantileRule,
+        interval: QuantileInterval,
+        /// t intervals with the design's degrees of freedom instead of each cell's own (R's
+        /// default under `svyby`, which subsets the design: its PSUs less its strata).
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        design_df: bool,
+    },
+    /// A contrast of the estimates of another survey table (`of`) across one of its dimensions
+    /// (`across`), in every cell of its other dimensions: a linear combination Σ c_k·θ(k) of
+    /// the estimates at codes k (`coefficients`; `{ F = 1, M = -1 }` is women minus men), or a
+    /// ratio θ(a)/θ(b) (`ratio = [a, b]`), with its standard error from the estimates'
+    /// covariance, as R's `svycontrast` on `svyby(…, covmat = TRUE)`. `_T` is a code too.
+    SurveyContrast {
+        of: String,
+        across: String,
+        /// (code, coefficient); for a ratio the numerator's and the denominator's codes.
+        terms: Vec<(String, Coefficient)>,
+        ratio: bool,
+        /// The estimator of `of` and its dimensions (set once every table is compiled).
+        estimator: Box<TableKind>,
+        base_dimensions: Vec<String>,
+    },
+}
+
+/// A number of the spec (a probability, a coefficient), compared by its bits: it is read,
+/// never computed.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(transparent)]
+pub struct Probability(pub f64);
+
+impl PartialEq for Probability {
+    fn eq(&self, o: &Self) -> bool {
+        self.0.to_bits() == o.0.to_bits()
+    }
+}
+
+impl Eq for Probability {}
+
+/// A contrast's coefficient (see [`Probability`] for its equality).
+pub type Coefficient = Probability;
+
+/// Which value of a cell's weighted distribution is its quantile: R's `svyquantile` rules
+/// (`qrule`). `math` (R's default, Hyndman–Fan 1) is the smallest value whose weighted CDF
+/// reaches q; `school` (HF 2) averages the two values around an exact tie; `hf3` rounds to the
+/// even order statistic; `hf4`…`hf9` interpolate between order statistics. (R's `shahvaish`
+/// is not offered: it subtracts raw weights from normalised cumulative ones, so its plotting
+/// positions are not monotone and depend on every record, not on the distribution.)
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum QuantileRule {
+    #[default]
+    Math,
+    School,
+    Hf3,
+    Hf4,
+    Hf5,
+    Hf6,
+    Hf7,
+    Hf8,
+    Hf9,
+}
+
+impl QuantileRule {
+    pub fn name(self) -> &'static str {
+        match self {
+            QuantileRule::Math => "math",
+            QuantileRule::School => "school",
+            QuantileRule::Hf3 => "hf3",
+            QuantileRule::Hf4 => "hf4",
+            QuantileRule::Hf5 => "hf5",
+            QuantileRule::Hf6 => "hf6",
+            QuantileRule::Hf7 => "hf7",
+            QuantileRule::Hf8 => "hf8",
+            QuantileRule::Hf9 => "hf9",
+        }
+    }
+
+    fn parse(s: &str) -> Option<QuantileRule> {
+        Some(match s {
+            "math" | "hf1" => QuantileRule::Math,
+            "school" | "hf2" => QuantileRule::School,
+            "hf3" => QuantileRule::Hf3,
+            "hf4" => QuantileRule::Hf4,
+            "hf5" => QuantileRule::Hf5,
+            "hf6" => QuantileRule::Hf6,
+            "hf7" => QuantileRule::Hf7,
+            "hf8" => QuantileRule::Hf8,
+            "hf9" => QuantileRule::Hf9,
+            _ => return None,
+        })
+    }
+}
+
+/// How a quantile's confidence interval is built: R's `svyquantile` interval types. The first
+/// four are Woodruff's: an interval for the share of the cell at or below the estimate (by the
+/// `svyciprop` method of that name) mapped back to values through the quantile rule.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum QuantileInterval {
+    #[default]
+    Mean,
+    Beta,
+    Xlogit,
+    Asin,
+    /// Replicate designs: the quantile of each replicate, their variance, estimate ± t·SE.
+    Quantile,
+}
+
+impl QuantileInterval {
+    pub fn name(self) -> &'static str {
+        match self {
+            QuantileInterval::Mean => "mean",
+            QuantileInterval::Beta => "beta",
+            QuantileInterval::Xlogit => "xlogit",
+            QuantileInterval::Asin => "asin",
+            QuantileInterval::Quantile => "quantile",
+        }
+    }
 }
 
 /// How a share's confidence interval is built: R's `svyciprop` methods. Only `mean` (the
@@ -187,6 +314,8 @@ impl TableKind {
             TableKind::SurveyMean { .. } => "survey_mean",
             TableKind::SurveyProportion { .. } => "survey_proportion",
             TableKind::SurveyRatio { .. } => "survey_ratio",
+            TableKind::SurveyQuantile { .. } => "survey_quantile",
+            TableKind::SurveyContrast { .. } => "survey_contrast",
         }
     }
 
@@ -206,6 +335,8 @@ impl TableKind {
                 | TableKind::SurveyMean { .. }
                 | TableKind::SurveyProportion { .. }
                 | TableKind::SurveyRatio { .. }
+                | TableKind::SurveyQuantile { .. }
+                | TableKind::SurveyContrast { .. }
         )
     }
 }
@@ -230,6 +361,7 @@ pub enum Measure {
     Share,
     Mean,
     Ratio,
+    Quantile,
 }
 
 impl Measure {
@@ -243,6 +375,7 @@ impl Measure {
             Measure::Share => ("SHARE", "Share (0 to 1)"),
             Measure::Mean => ("MEAN", "Mean of the variable"),
             Measure::Ratio => ("RATIO", "Ratio of two totals"),
+            Measure::Quantile => ("QUANTILE", "Quantile of the variable"),
         }
     }
 
@@ -252,7 +385,7 @@ impl Measure {
             Measure::Persons | Measure::EstimatedPersons | Measure::Events | Measure::Records => {
                 true
             }
-            Measure::Share | Measure::Mean | Measure::Ratio => false,
+            Measure::Share | Measure::Mean | Measure::Ratio | Measure::Quantile => false,
         }
     }
 }
@@ -284,12 +417,38 @@ pub struct TableSpec {
 }
 
 impl TableSpec {
+    /// The table a contrast gathers its estimates from: its base's estimator over its base's
+    /// dimensions, in its own universe (the table itself for any other kind).
+    pub fn contrast_base(&self) -> TableSpec {
+        match &self.kind {
+            TableKind::SurveyContrast {
+                estimator,
+                base_dimensions,
+                ..
+            } => TableSpec {
+                kind: (**estimator).clone(),
+                dimensions: base_dimensions.clone(),
+                grouping_sets: None,
+                ..self.clone()
+            },
+            _ => self.clone(),
+        }
+    }
+
     /// What the table's values measure (see [`Measure`]).
     pub fn measure(&self) -> Measure {
         match (&self.kind, self.unit) {
             (TableKind::SurveyProportion { .. }, _) => Measure::Share,
             (TableKind::SurveyMean { .. }, _) => Measure::Mean,
             (TableKind::SurveyRatio { .. }, _) => Measure::Ratio,
+            (TableKind::SurveyQuantile { .. }, _) => Measure::Quantile,
+            (TableKind::SurveyContrast { ratio: true, .. }, _) => Measure::Ratio,
+            (TableKind::SurveyContrast { estimator, .. }, unit) => TableSpec {
+                kind: (**estimator).clone(),
+                unit,
+                ..self.clone()
+            }
+            .measure(),
             (TableKind::SurveyTotal { .. }, _) => Measure::EstimatedPersons,
             (
                 TableKind::Count
@@ -624,6 +783,166 @@ impl TableReader<'_> {
                     .numeric_column("denominator", true, cx)
                     .unwrap_or_default(),
             },
+            "survey_quantile" => {
+                let quantile = match t.get("quantile") {
+                    None => 0.5,
+                    Some(_) => match cx.fraction(t, "quantile") {
+                        Some(q) if q > 0.0 && q < 1.0 => q,
+                        Some(_) => {
+                            cx.push(
+                                format!("{pp}quantile"),
+                                "must be strictly between 0 and 1 (0.5 for the median)",
+                            );
+                            0.5
+                        }
+                        None => 0.5,
+                    },
+                };
+                let rule = match cx.str(t, "rule", false) {
+                    None => QuantileRule::Math,
+                    Some("shahvaish") => {
+                        cx.push(
+                            format!("{pp}rule"),
+                            "`shahvaish` is not offered: R's version mixes raw and normalised weights, so its answer depends on every record's order, not on the weighted distribution (use math, school or hf1 to hf9)",
+                        );
+                        QuantileRule::Math
+                    }
+                    Some(r) => QuantileRule::parse(r).unwrap_or_else(|| {
+                        cx.push(
+                            format!("{pp}rule"),
+                            format!(
+                                "`{}` is not a quantile rule (math, school, hf1 to hf9)",
+                                super::cap(r)
+                            ),
+                        );
+                        QuantileRule::Math
+                    }),
+                };
+                let interval = match cx.str(t, "interval", false) {
+                    None | Some("mean") => QuantileInterval::Mean,
+                    Some("beta") => QuantileInterval::Beta,
+                    Some("xlogit") => QuantileInterval::Xlogit,
+                    Some("asin") => QuantileInterval::Asin,
+                    Some("quantile") if self.has_replicates => QuantileInterval::Quantile,
+                    Some("quantile") => {
+                        cx.push(
+                            format!("{pp}interval"),
+                            "`quantile` takes the replicates' quantiles: the source's design has no replicate weights (use mean, beta, xlogit or asin)",
+                        );
+                        QuantileInterval::Mean
+                    }
+                    Some("score") => {
+                        cx.push(
+                            format!("{pp}interval"),
+                            "`score` (Francisco and Fuller's test inversion) is not built yet: use mean, beta, xlogit or asin",
+                        );
+                        QuantileInterval::Mean
+                    }
+                    Some(other) => {
+                        cx.push(
+                            format!("{pp}interval"),
+                            format!(
+                                "`{}` is not a quantile interval (mean, beta, xlogit, asin, or quantile on a replicate design)",
+                                super::cap(other)
+                            ),
+                        );
+                        QuantileInterval::Mean
+                    }
+                };
+                let design_df = match cx.str(t, "interval_df", false) {
+                    None | Some("domain") => self.has_replicates,
+                    Some("design") => true,
+                    Some(other) => {
+                        cx.push(
+                            format!("{pp}interval_df"),
+                            format!(
+                                "`{}` is not a choice of degrees of freedom (domain or design)",
+                                super::cap(other)
+                            ),
+                        );
+                        false
+                    }
+                };
+                if self.has_replicates && cx.str(t, "interval_df", false) == Some("domain") {
+                    cx.push(
+                        format!("{pp}interval_df"),
+                        "a replicate design does not give each domain's degrees of freedom yet: leave out interval_df (the design's are used)",
+                    );
+                }
+                if interval == QuantileInterval::Beta && self.has_replicates {
+                    cx.push(
+                        format!("{pp}interval"),
+                        "`beta` needs each domain's degrees of freedom, which a replicate design does not give yet: use mean, xlogit, asin or quantile",
+                    );
+                }
+                TableKind::SurveyQuantile {
+                    variable: self
+                        .numeric_column("variable", true, cx)
+                        .unwrap_or_default(),
+                    quantile: Probability(quantile),
+                    rule,
+                    interval,
+                    design_df,
+                }
+            }
+            "survey_contrast" => {
+                let of = cx.str(t, "of", true).unwrap_or_default().to_string();
+                let across = cx.str(t, "across", true).unwrap_or_default().to_string();
+                let (terms, ratio) = match (t.get("coefficients"), t.get("ratio")) {
+                    (Some(Value::Table(c)), None) => {
+                        let mut terms = Vec::new();
+                        for (code, v) in c {
+                            match v.as_float().or_else(|| v.as_integer().map(|i| i as f64)) {
+                                Some(x) if x.is_finite() && x != 0.0 => {
+                                    terms.push((code.clone(), Probability(x)))
+                                }
+                                _ => cx.push(
+                                    format!("{pp}coefficients.{}", super::cap(code)),
+                                    "must be a number other than 0",
+                                ),
+                            }
+                        }
+                        if terms.is_empty() {
+                            cx.push(
+                                format!("{pp}coefficients"),
+                                "give at least one code and its coefficient, e.g. { F = 1, M = -1 }",
+                            );
+                        }
+                        (terms, false)
+                    }
+                    (None, Some(Value::Array(a)))
+                        if a.len() == 2 && a.iter().all(Value::is_str) && a[0] != a[1] =>
+                    {
+                        let code = |i: usize| a[i].as_str().unwrap_or_default().to_string();
+                        (
+                            vec![(code(0), Probability(1.0)), (code(1), Probability(1.0))],
+                            true,
+                        )
+                    }
+                    (None, Some(_)) => {
+                        cx.push(
+                            format!("{pp}ratio"),
+                            "must be two different codes: [numerator, denominator]",
+                        );
+                        (Vec::new(), true)
+                    }
+                    _ => {
+                        cx.push(
+                            pp.trim_end_matches('.').to_string(),
+                            "a contrast needs either `coefficients` (a table of code = coefficient) or `ratio` ([numerator, denominator])",
+                        );
+                        (Vec::new(), false)
+                    }
+                };
+                TableKind::SurveyContrast {
+                    of,
+                    across,
+                    terms,
+                    ratio,
+                    estimator: Box::new(TableKind::Count),
+                    base_dimensions: Vec::new(),
+                }
+            }
             "survey_proportion" => {
                 let category = cx.str(t, "category", true).unwrap_or_default().to_string();
                 let listed = t
@@ -786,7 +1105,7 @@ impl TableReader<'_> {
                 cx.push(
                     format!("{pp}kind"),
                     format!(
-                        "`{other}` is not a kind (count, stock, flow, migration, survey_total, survey_mean, survey_proportion or survey_ratio)"
+                        "`{other}` is not a kind (count, stock, flow, migration, survey_total, survey_mean, survey_proportion, survey_ratio, survey_quantile or survey_contrast)"
                     ),
                 );
                 TableKind::Count

@@ -496,6 +496,383 @@ fn share_intervals_match_every_svyciprop_method() {
     eprintln!("largest relative differences from R's svyciprop intervals: {worst:?}");
 }
 
+/// A published quantile table against R's values for the same cells: estimate, SE, t and
+/// normal intervals (a null here where R's is NaN) and degrees of freedom.
+fn compare_quantiles(df: &DataFrame, table: &str, dims: &[&str], rows: &[Vec<String>]) -> usize {
+    let cols: Vec<StringChunked> = dims
+        .iter()
+        .map(|d| df.column(d).unwrap().str().unwrap().clone())
+        .collect();
+    let nd = dims.len();
+    let mut compared = 0;
+    for r in rows {
+        let i = (0..df.height())
+            .find(|&i| (0..nd).all(|j| cols[j].get(i) == Some(r[j].as_str())))
+            .unwrap_or_else(|| panic!("{table}: no cell {:?}", &r[..nd]));
+        let at = format!("{table} {:?}", &r[..nd]);
+        // The quantile at the cell's largest value: the share at or below it is 1, whose logit
+        // or arcsine interval is NaN in R (null here) — or, where R's sum rounds the share to
+        // 1 − ε, an interval of width 0 (SE 0). That rounding is not reproducible: such a cell
+        // is checked for its estimate only.
+        let degenerate =
+            r[nd + 1] == "0" && df.column("se").unwrap().f64().unwrap().get(i).is_none();
+        for (k, col) in [
+            "estimate",
+            "se",
+            "ci_low_t",
+            "ci_high_t",
+            "ci_low",
+            "ci_high",
+        ]
+        .iter()
+        .enumerate()
+        {
+            if degenerate && k > 0 {
+                continue;
+            }
+            let want: f64 = r[nd + k].parse().unwrap();
+            match df.column(col).unwrap().f64().unwrap().get(i) {
+                None => assert!(want.is_nan(), "{at} {col}: null here, R {want}"),
+                Some(g) => {
+                    assert!(!want.is_nan(), "{at} {col}: {g} here, R NaN");
+                    let rel = (g - want).abs() / want.abs().max(1e-300);
+                    assert!(
+                        rel < 1e-9 || (g - want).abs() < 1e-12,
+                        "{at} {col}: {g} vs R {want} (relative {rel:e})"
+                    );
+                    compared += 1;
+                }
+            }
+        }
+        let dfree = df.column("df").unwrap().u64().unwrap().get(i);
+        assert_eq!(dfree, r[nd + 6].parse().ok(), "{at}: degrees of freedom");
+    }
+    compared
+}
+
+#[test]
+fn default_median_age_matches_svyquantile() {
+    let (_, out, _) = crate::shared_default_run();
+    let df =
+        read_parquet(&out.join("restricted/tables/survey_median_age/ref_year=2018/data.parquet"));
+    let mut rdr =
+        csv::Reader::from_path(repo().join("tests/golden/survey_median_age_r.csv")).unwrap();
+    let rows: Vec<Vec<String>> = rdr
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_string).collect())
+        .collect();
+    assert_eq!(
+        df.height(),
+        rows.len(),
+        "the cells of svyby over every margin"
+    );
+    let n = compare_quantiles(
+        &df,
+        "survey_median_age",
+        &["SEX", "MIGRATION_TYPE", "REGION"],
+        &rows,
+    );
+    assert!(n > 500, "{n} values compared");
+}
+
+#[test]
+fn a_contrast_is_published_only_where_its_terms_are() {
+    // survey_mean_age_gap = survey_mean_age(F) − survey_mean_age(M) in each MIGRATION_TYPE ×
+    // REGION cell: published exactly where both terms are, and then equal to their difference.
+    let (_, out, _) = crate::shared_default_run();
+    let public =
+        |t: &str| read_parquet(&out.join(format!("public/tables/{t}/ref_year=2018/data.parquet")));
+    let (gap, mean) = (public("survey_mean_age_gap"), public("survey_mean_age"));
+    let s = |df: &DataFrame, c: &str| df.column(c).unwrap().str().unwrap().clone();
+    let (mt, rg, sx) = (
+        s(&mean, "MIGRATION_TYPE"),
+        s(&mean, "REGION"),
+        s(&mean, "SEX"),
+    );
+    let est = mean.column("estimate").unwrap().f64().unwrap().clone();
+    let term = |m: &str, r: &str, x: &str| {
+        let i = (0..mean.height())
+            .find(|&i| mt.get(i) == Some(m) && rg.get(i) == Some(r) && sx.get(i) == Some(x))
+            .unwrap();
+        est.get(i)
+    };
+    let (gm, gr) = (s(&gap, "MIGRATION_TYPE"), s(&gap, "REGION"));
+    let gest = gap.column("estimate").unwrap().f64().unwrap().clone();
+    let conf = s(&gap, "CONF_STATUS");
+    let conf = &conf;
+    let (mut published, mut withheld) = (0, 0);
+    for i in 0..gap.height() {
+        let (m, r) = (gm.get(i).unwrap(), gr.get(i).unwrap());
+        match (term(m, r, "F"), term(m, r, "M"), gest.get(i)) {
+            (Some(f), Some(mm), Some(g)) => {
+                assert!((g - (f - mm)).abs() < 1e-9, "{m} {r}: {g} vs {f} − {mm}");
+                published += 1;
+            }
+            (f, mm, None) => {
+                // Withheld only for a withheld term (its CV is the largest term's, so it is
+                // unreliable only where a term is).
+                assert!(
+                    f.is_none() || mm.is_none(),
+                    "{m} {r}: gap withheld though both terms are published"
+                );
+                assert_eq!(conf.get(i), Some("C"), "{m} {r}");
+                withheld += 1;
+            }
+            (f, mm, Some(g)) => {
+                panic!("{m} {r}: gap {g} published with a withheld term ({f:?}, {mm:?})")
+            }
+        }
+    }
+    assert!(
+        published > 0 && withheld > 0,
+        "{published} published, {withheld} withheld"
+    );
+}
+
+#[test]
+fn quantiles_match_svyquantile() {
+    // R: design,table,SEX,GRP,estimate,se,ci_low_t,ci_high_t,ci_low,ci_high,df, the table named
+    // q-<var>-<rule>-<interval>-<100·p>-<df> (tests/r/survey_designs.R `quantiles`).
+    let mut rdr =
+        csv::Reader::from_path(repo().join("tests/golden/survey_quantile_r.csv")).unwrap();
+    let rows: Vec<csv::StringRecord> = rdr.records().map(|r| r.unwrap()).collect();
+    let fx = repo().join("tests/fixtures/survey_designs");
+    let margins = format!(
+        "margins = [{{ by = [\"SEX\"], totals = \"{fx}/margin_sex.csv\" }}, {{ by = [\"GRP\"], totals = \"{fx}/margin_grp.csv\" }}]",
+        fx = fx.display()
+    );
+    let mut designs: Vec<(String, String, f64)> = DESIGNS
+        .iter()
+        .filter(|d| rows.iter().any(|r| &r[0] == d.0))
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), *c))
+        .collect();
+    for (name, base, cal) in [
+        ("strat_clus_rak", "strat_clus", "method = \"raking\""),
+        (
+            "two_stage_fpc_lin_b",
+            "two_stage_fpc",
+            "method = \"linear\"\nbounds = [0.9, 1.3]",
+        ),
+    ] {
+        let body = DESIGNS.iter().find(|x| x.0 == base).unwrap().1;
+        designs.push((
+            name.to_string(),
+            format!("{body}\n[sources.{name}.design.calibration]\n{cal}\n{margins}"),
+            0.95,
+        ));
+    }
+    assert_eq!(designs.len(), 13, "every design of the golden file");
+    let refs: Vec<(&str, &str, f64)> = designs
+        .iter()
+        .map(|(a, b, c)| (a.as_str(), b.as_str(), *c))
+        .collect();
+    let tables: BTreeSet<(String, String)> = rows
+        .iter()
+        .map(|r| (r[0].to_string(), r[1].to_string()))
+        .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = designs_spec_with(tmp.path(), &refs, |design| {
+        tables
+            .iter()
+            .filter(|t| t.0 == design)
+            .map(|(_, name)| {
+                let parts: Vec<&str> = name.split('-').collect();
+                let p: f64 = parts[4].parse::<f64>().unwrap() / 100.0;
+                (
+                    name.clone(),
+                    format!(
+                        "kind = \"survey_quantile\"\nvariable = \"{}\"\nrule = \"{}\"\ninterval = \"{}\"\nquantile = {p}\ninterval_df = \"{}\"",
+                        parts[1], parts[2], parts[3], parts[5]
+                    ),
+                    r#"["SEX", "GRP"]"#.to_string(),
+                )
+            })
+            .collect()
+    });
+    let plan = migstat::spec::compile(&spec).expect("spec compiles");
+    let root = tmp.path().join("out");
+    let m = crate::run_plan(&plan, &root);
+    assert!(m.rejections.is_empty(), "{:?}", m.rejections);
+    let out = root.join("current");
+    let mut frames: BTreeMap<String, DataFrame> = BTreeMap::new();
+    let mut compared = 0;
+    for r in &rows {
+        let table = format!("{}-{}", &r[0], &r[1]);
+        let df = frames.entry(table.clone()).or_insert_with(|| {
+            read_parquet(&out.join(format!(
+                "restricted/tables/{table}/ref_year=2024/data.parquet"
+            )))
+        });
+        let cell: Vec<String> = r.iter().skip(2).map(str::to_string).collect();
+        compared += compare_quantiles(df, &table, &["SEX", "GRP"], &[cell]);
+    }
+    eprintln!("{compared} quantile values agree with svyquantile");
+    assert!(compared > 15_000, "{compared} values compared");
+}
+
+#[test]
+fn contrasts_match_svycontrast() {
+    // R: design,table,SEX,GRP,estimate,se (tests/r/survey_designs.R `contrasts`); the cell is
+    // SEX or GRP, the other dimension being the one contrasted across.
+    let mut rdr =
+        csv::Reader::from_path(repo().join("tests/golden/survey_contrast_r.csv")).unwrap();
+    let rows: Vec<csv::StringRecord> = rdr.records().map(|r| r.unwrap()).collect();
+    let fx = repo().join("tests/fixtures/survey_designs");
+    let mut designs: Vec<(String, String, f64)> = DESIGNS
+        .iter()
+        .filter(|d| rows.iter().any(|r| &r[0] == d.0))
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), *c))
+        .collect();
+    assert_eq!(designs.len(), 9, "every design of the golden file");
+    // R cannot give the covariances of a calibrated design's svyby (4.1): there a contrast of
+    // one term must reproduce the base table's cell.
+    let strat_clus = DESIGNS.iter().find(|x| x.0 == "strat_clus").unwrap().1;
+    designs.push((
+        "strat_clus_rak".to_string(),
+        format!(
+            "{strat_clus}\n[sources.strat_clus_rak.design.calibration]\nmethod = \"raking\"\nmargins = [{{ by = [\"SEX\"], totals = \"{fx}/margin_sex.csv\" }}, {{ by = [\"GRP\"], totals = \"{fx}/margin_grp.csv\" }}]",
+            fx = fx.display()
+        ),
+        0.95,
+    ));
+    let refs: Vec<(&str, &str, f64)> = designs
+        .iter()
+        .map(|(a, b, c)| (a.as_str(), b.as_str(), *c))
+        .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = designs_spec_with(tmp.path(), &refs, |design| {
+        let t = |name: &str, body: String, dims: &str| (name.to_string(), body, dims.to_string());
+        let contrast = |of: &str, across: &str, how: &str| {
+            format!(
+                "kind = \"survey_contrast\"\nof = \"{design}-{of}\"\nacross = \"{across}\"\n{how}"
+            )
+        };
+        vec![
+            t(
+                "mean_x",
+                "kind = \"survey_mean\"\nvariable = \"x\"".into(),
+                r#"["SEX", "GRP"]"#,
+            ),
+            t(
+                "total_x",
+                "kind = \"survey_total\"\nvariable = \"x\"".into(),
+                r#"["GRP", "SEX"]"#,
+            ),
+            t(
+                "share_grp",
+                "kind = \"survey_proportion\"\ncategory = \"GRP\"".into(),
+                r#"["GRP", "SEX"]"#,
+            ),
+            t(
+                "c_mean_sex",
+                contrast("mean_x", "SEX", "coefficients = { F = 1, M = -1 }"),
+                r#"["GRP"]"#,
+            ),
+            t(
+                "c_mean_ratio",
+                contrast("mean_x", "SEX", "ratio = [\"F\", \"M\"]"),
+                r#"["GRP"]"#,
+            ),
+            t(
+                "c_total_grp",
+                contrast(
+                    "total_x",
+                    "GRP",
+                    "coefficients = { A = 1, B = -0.5, C = -0.5 }",
+                ),
+                r#"["SEX"]"#,
+            ),
+            t(
+                "c_share_sex",
+                contrast("share_grp", "SEX", "coefficients = { F = 1, M = -1 }"),
+                r#"["GRP"]"#,
+            ),
+            t(
+                "c_share_grp",
+                contrast("share_grp", "GRP", "coefficients = { A = 1, B = -1 }"),
+                r#"["SEX"]"#,
+            ),
+            t(
+                "c_mean_f",
+                contrast("mean_x", "SEX", "coefficients = { F = 1 }"),
+                r#"["GRP"]"#,
+            ),
+        ]
+    });
+    let plan = migstat::spec::compile(&spec).expect("spec compiles");
+    let root = tmp.path().join("out");
+    let m = crate::run_plan(&plan, &root);
+    assert!(m.rejections.is_empty(), "{:?}", m.rejections);
+    let out = root.join("current");
+    let read = |table: &str| {
+        read_parquet(&out.join(format!(
+            "restricted/tables/{table}/ref_year=2024/data.parquet"
+        )))
+    };
+    let value = |df: &DataFrame, dim: &str, code: &str, col: &str| -> f64 {
+        let c = df.column(dim).unwrap().str().unwrap().clone();
+        let i = (0..df.height())
+            .find(|&i| c.get(i) == Some(code))
+            .unwrap_or_else(|| panic!("no cell {dim}={code}"));
+        df.column(col).unwrap().f64().unwrap().get(i).unwrap()
+    };
+    let mut worst = 0.0f64;
+    for r in &rows {
+        let table = format!("{}-{}", &r[0], &r[1]);
+        let df = read(&table);
+        let (dim, code) = if r[2].is_empty() {
+            ("GRP", &r[3])
+        } else {
+            ("SEX", &r[2])
+        };
+        for (k, col) in [(4, "estimate"), (5, "se")] {
+            let want: f64 = r[k].parse().unwrap();
+            let got = value(&df, dim, code, col);
+            let rel = (got - want).abs() / want.abs();
+            assert!(
+                rel < 1e-9,
+                "{table} {dim}={code} {col}: {got} vs R {want} ({rel:e})"
+            );
+            worst = worst.max(rel);
+        }
+        // The Wald interval with the design's df.
+        let (est, se) = (
+            value(&df, dim, code, "estimate"),
+            value(&df, dim, code, "se"),
+        );
+        let z = 1.959_963_984_540_054;
+        assert!(
+            (value(&df, dim, code, "ci_low") - (est - z * se)).abs() < 1e-9 * est.abs().max(1.0)
+        );
+    }
+    // One term: the base table's own cell, on every design (calibrated included) but
+    // "average" lonely PSUs, where R scales a covariance by the strata of the whole design and
+    // a domain's own variance by the domain's (as the golden values above show).
+    for (design, _, _) in designs.iter().filter(|d| d.0 != "lonely_average") {
+        let base = read(&format!("{design}-mean_x"));
+        let one = read(&format!("{design}-c_mean_f"));
+        let sex = base.column("SEX").unwrap().str().unwrap().clone();
+        let grp = base.column("GRP").unwrap().str().unwrap().clone();
+        for g in ["A", "B", "C", "_T"] {
+            let i = (0..base.height())
+                .find(|&i| sex.get(i) == Some("F") && grp.get(i) == Some(g))
+                .unwrap();
+            for col in ["estimate", "se", "cv"] {
+                let want = base.column(col).unwrap().f64().unwrap().get(i).unwrap();
+                let got = value(&one, "GRP", g, col);
+                assert!(
+                    (got - want).abs() <= 1e-12 * want.abs(),
+                    "{design} F,{g} {col}: {got} vs the base table's {want}"
+                );
+            }
+        }
+    }
+    eprintln!(
+        "{} contrasts agree with svycontrast (largest relative difference {worst:e})",
+        rows.len()
+    );
+}
+
 /// The calibrations of tests/r/survey_designs.R (`calibrated`): name, `[…design.calibration]`
 /// body with `{fx}` for the fixture directory, and whether R iterates.
 const CALIBRATIONS: &[(&str, &str, bool)] = &[

@@ -3,6 +3,8 @@
 #   Rscript tests/r/survey_designs.R generate tests/fixtures/survey_designs/survey.csv
 #   Rscript tests/r/survey_designs.R expect tests/fixtures/survey_designs/survey.csv tests/golden/survey_designs_r.csv tests/golden/survey_ciprop_r.csv
 #   Rscript tests/r/survey_designs.R calibrated tests/fixtures/survey_designs/survey.csv tests/golden/survey_calibrated_r.csv tests/golden/survey_calibration_g_r.csv
+#   Rscript tests/r/survey_designs.R quantiles tests/fixtures/survey_designs/survey.csv tests/golden/survey_quantile_r.csv
+#   Rscript tests/r/survey_designs.R contrasts tests/fixtures/survey_designs/survey.csv tests/golden/survey_contrast_r.csv
 # `generate` draws the synthetic survey (committed, so it needs to run only once); `expect`
 # computes the estimates that tests/integration/survey.rs compares migstat with. The design
 # names below are the source ids of the spec that test writes.
@@ -56,13 +58,9 @@ getdeff <- function(t) {
   if (is.null(x)) NA else unname(x)
 }
 
-expect <- function(path, out, out_ciprop) {
-  d <- read.csv(path, colClasses = c(sex = "character", grp = "character"))
-  d$one <- 1
-  d$SEX <- d$sex
-  d$GRP <- d$grp
-  d$STRATUM <- d$stratum
-  designs <- list(
+# The designs every mode compares (design, then options: level, lonely-PSU policy).
+make_designs <- function(d) {
+  list(
     strat = list(svydesign(ids = ~1, strata = ~stratum, weights = ~weight, data = d)),
     strat_fpc = list(svydesign(ids = ~1, strata = ~stratum, fpc = ~n_elem_pop, weights = ~weight, data = d)),
     clus = list(svydesign(ids = ~psu, weights = ~weight, data = d)),
@@ -82,6 +80,15 @@ expect <- function(path, out, out_ciprop) {
     jk1 = list(suppressWarnings(svrepdesign(data = d, weights = ~weight, repweights = "^jk1_", type = "JK1", combined.weights = TRUE))),
     boot = list(svrepdesign(data = d, weights = ~weight, repweights = "^boot_", type = "bootstrap", combined.weights = TRUE))
   )
+}
+
+expect <- function(path, out, out_ciprop) {
+  d <- read.csv(path, colClasses = c(sex = "character", grp = "character"))
+  d$one <- 1
+  d$SEX <- d$sex
+  d$GRP <- d$grp
+  d$STRATUM <- d$stratum
+  designs <- make_designs(d)
   res <- list()
   ci_rows <- list()
   for (name in names(designs)) {
@@ -259,7 +266,155 @@ calibrated <- function(path, out, out_g) {
   cat("R", R.version.string, "survey", as.character(packageVersion("survey")), ":", nrow(all), "calibrated cells\n")
 }
 
-if (args[1] == "generate") {
+# Quantiles (svyquantile through svyby, as migstat publishes every margin of SEX × GRP) on
+# linearized, calibrated and replicate designs: each rule, each interval type, both choices of
+# degrees of freedom, t and normal intervals. Table names: q-<var>-<rule>-<interval>-<100·p>-<df>.
+quantile_cases <- function(rep) {
+  cases <- list()
+  add <- function(var, rule, itype, p, dfmode) {
+    cases[[length(cases) + 1]] <<- list(var = var, rule = rule, itype = itype, p = p, dfmode = dfmode)
+  }
+  for (var in c("y", "x")) {
+    if (rep) {
+      # A replicate design's domains have their own rank in R; migstat takes the design's.
+      for (rule in c("math", "hf7")) for (itype in c("mean", "quantile")) add(var, rule, itype, 0.5, "design")
+      add(var, "school", "quantile", 0.25, "design")
+    } else {
+      for (rule in c("math", "school", "hf3", "hf4", "hf5", "hf6", "hf7", "hf8", "hf9")) {
+        add(var, rule, "mean", 0.5, "domain")
+      }
+      for (itype in c("beta", "xlogit", "asin")) add(var, "math", itype, 0.5, "domain")
+      add(var, "hf7", "mean", 0.25, "domain")
+      add(var, "math", "xlogit", 0.9, "design")
+    }
+  }
+  cases
+}
+
+quantiles <- function(path, out) {
+  d <- read.csv(path, colClasses = c(sex = "character", grp = "character"))
+  d$SEX <- d$sex
+  d$GRP <- d$grp
+  designs <- make_designs(d)[c("strat", "strat_fpc", "clus", "clus_fpc_90", "strat_clus", "two_stage_fpc",
+    "strat_fpc_only", "lonely_adjust", "lonely_average", "jk1", "boot")]
+  m_sex <- read.csv(file.path(dirname(path), "margin_sex.csv"), colClasses = c(SEX = "character"))
+  m_grp <- read.csv(file.path(dirname(path), "margin_grp.csv"), colClasses = c(GRP = "character"))
+  pop <- c(`(Intercept)` = sum(m_sex$total), SEXM = m_sex$total[m_sex$SEX == "M"],
+    GRPB = m_grp$total[m_grp$GRP == "B"], GRPC = m_grp$total[m_grp$GRP == "C"])
+  # Calibrated: raking on a clustered design, bounded linear on a two-stage one (migstat
+  # names them <design>_<calibration>, as in `calibrated`).
+  designs$strat_clus_rak <- list(calibrate(designs$strat_clus[[1]], ~SEX + GRP, pop, calfun = "raking"))
+  designs$two_stage_fpc_lin_b <- list(calibrate(designs$two_stage_fpc[[1]], ~SEX + GRP, pop,
+    calfun = "linear", bounds = c(0.9, 1.3)))
+  rows <- list()
+  for (name in names(designs)) {
+    spec <- designs[[name]]
+    des <- spec[[1]]
+    level <- if (is.null(spec$level)) 0.95 else spec$level
+    options(survey.lonely.psu = if (is.null(spec$lonely)) "fail" else spec$lonely)
+    rep <- inherits(des, "svyrep.design")
+    for (cs in quantile_cases(rep)) {
+      f <- as.formula(paste0("~", cs$var))
+      table <- sprintf("q-%s-%s-%s-%d-%s", cs$var, cs$rule, cs$itype, round(100 * cs$p), cs$dfmode)
+      est <- function(by, df) {
+        args <- list(f, quantiles = cs$p, qrule = cs$rule, interval.type = cs$itype, na.rm = TRUE,
+          ci = TRUE, alpha = 1 - level)
+        if (!is.null(df)) args$df <- df
+        if (is.null(by)) {
+          q <- suppressWarnings(do.call(svyquantile, c(list(design = des), args)))[[1]]
+          data.frame(estimate = q[1, 1], ci_l = q[1, 2], ci_u = q[1, 3], se = q[1, 4])
+        } else {
+          b <- suppressWarnings(do.call(svyby, c(list(formula = f, by = by, design = des, FUN = svyquantile,
+            vartype = c("se", "ci")), args[-1])))
+          data.frame(b[all.vars(by)], estimate = b[[cs$var]], ci_l = b$ci_l, ci_u = b$ci_u,
+            se = b[[paste0("se.", cs$var)]])
+        }
+      }
+      dims <- c("SEX", "GRP")
+      for (k in 0:3) {
+        totalled <- bitwAnd(k, c(1, 2)) != 0
+        keep <- dims[!totalled]
+        by <- if (length(keep)) as.formula(paste("~", paste(keep, collapse = "+"))) else NULL
+        t <- est(by, if (cs$dfmode == "design") degf(des) else NULL)
+        z <- est(by, Inf)
+        for (dd in dims[totalled]) t[[dd]] <- "_T"
+        # Each cell's degrees of freedom: the subset's (records with the variable), or the design's.
+        t$df <- sapply(seq_len(nrow(t)), function(i) {
+          if (cs$dfmode == "design") return(degf(des))
+          keep_rows <- !is.na(d[[cs$var]])
+          for (dd in keep) keep_rows <- keep_rows & d[[dd]] == t[[dd]][i]
+          degf(des[keep_rows, ])
+        })
+        rows[[length(rows) + 1]] <- data.frame(design = name, table = table, SEX = t$SEX, GRP = t$GRP,
+          estimate = t$estimate, se = t$se, ci_low_t = t$ci_l, ci_high_t = t$ci_u, ci_low = z$ci_l,
+          ci_high = z$ci_u, df = t$df)
+      }
+    }
+  }
+  all <- do.call(rbind, rows)
+  for (c in c("estimate", "se", "ci_low_t", "ci_high_t", "ci_low", "ci_high")) all[[c]] <- sprintf("%.17g", all[[c]])
+  write.csv(all, out, row.names = FALSE, quote = FALSE)
+  cat("R", R.version.string, "survey", as.character(packageVersion("survey")), ":", nrow(all), "quantile cells\n")
+}
+
+# Contrasts of a table's estimates across one dimension (svycontrast on svyby(…, covmat =
+# TRUE)): women minus men and women over men of mean x in each GRP; A − B/2 − C/2 of total x
+# in each SEX; of the shares of GRP, women minus men in each GRP and A − B in each SEX. (x has
+# no missing value: R's svyby cannot give covmat with na.rm.)
+contrasts <- function(path, out) {
+  d <- read.csv(path, colClasses = c(sex = "character", grp = "character"))
+  d$SEX <- d$sex
+  d$GRP <- d$grp
+  designs <- make_designs(d)[c("strat", "strat_fpc", "clus", "two_stage_fpc", "strat_fpc_only",
+    "lonely_adjust", "lonely_average", "jk1", "boot")]
+  # (Calibrated designs are left out: R 4.1's svyby(…, covmat = TRUE) fails on them.)
+  rows <- list()
+  add <- function(name, table, cell_dim, cell, ct) {
+    rows[[length(rows) + 1]] <<- data.frame(design = name, table = table,
+      SEX = if (cell_dim == "SEX") cell else NA, GRP = if (cell_dim == "GRP") cell else NA,
+      estimate = sprintf("%.17g", unname(coef(ct))), se = sprintf("%.17g", unname(SE(ct))))
+  }
+  for (name in names(designs)) {
+    spec <- designs[[name]]
+    des <- spec[[1]]
+    options(survey.lonely.psu = if (is.null(spec$lonely)) "fail" else spec$lonely)
+    dy <- des
+    # Means across SEX, in each GRP and in all.
+    b <- svyby(~x, ~SEX + GRP, dy, svymean, covmat = TRUE)
+    b0 <- svyby(~x, ~SEX, dy, svymean, covmat = TRUE)
+    for (g in c("A", "B", "C")) {
+      add(name, "c_mean_sex", "GRP", g, svycontrast(b, setNames(c(1, -1), paste0(c("F.", "M."), g))))
+      add(name, "c_mean_ratio", "GRP", g, svycontrast(b, parse(text = sprintf("`F.%s` / `M.%s`", g, g))[[1]]))
+    }
+    add(name, "c_mean_sex", "GRP", "_T", svycontrast(b0, c(F = 1, M = -1)))
+    add(name, "c_mean_ratio", "GRP", "_T", svycontrast(b0, quote(F / M)))
+    # Totals across GRP, in each SEX and in all.
+    t <- svyby(~x, ~GRP + SEX, dy, svytotal, covmat = TRUE)
+    t0 <- svyby(~x, ~GRP, dy, svytotal, covmat = TRUE)
+    for (s_ in c("F", "M")) {
+      add(name, "c_total_grp", "SEX", s_, svycontrast(t, setNames(c(1, -0.5, -0.5), paste0(c("A.", "B.", "C."), s_))))
+    }
+    add(name, "c_total_grp", "SEX", "_T", svycontrast(t0, c(A = 1, B = -0.5, C = -0.5)))
+    # Shares of GRP: across SEX in each GRP; across GRP (A − B) in each SEX and in all.
+    sh <- svyby(~GRP, ~SEX, des, svymean, covmat = TRUE)
+    for (g in c("A", "B", "C")) {
+      add(name, "c_share_sex", "GRP", g, svycontrast(sh, setNames(c(1, -1), paste0(c("F:GRP", "M:GRP"), g))))
+    }
+    for (s_ in c("F", "M")) {
+      add(name, "c_share_grp", "SEX", s_, svycontrast(sh, setNames(c(1, -1), paste0(s_, ":GRP", c("A", "B")))))
+    }
+    add(name, "c_share_grp", "SEX", "_T", svycontrast(svymean(~GRP, des), c(GRPA = 1, GRPB = -1)))
+  }
+  all <- do.call(rbind, rows)
+  write.csv(all, out, row.names = FALSE, quote = FALSE, na = "")
+  cat("R", R.version.string, "survey", as.character(packageVersion("survey")), ":", nrow(all), "contrasts\n")
+}
+
+if (args[1] == "contrasts") {
+  contrasts(args[2], args[3])
+} else if (args[1] == "quantiles") {
+  quantiles(args[2], args[3])
+} else if (args[1] == "generate") {
   generate(args[2])
 } else if (args[1] == "calibrated") {
   calibrated(args[2], args[3], args[4])
