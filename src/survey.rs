@@ -186,6 +186,22 @@ impl DesignPartial {
                 })
                 .collect::<Result<_>>()?,
         };
+        // The calibrated population's column: a record outside it is a class of its own.
+        let population: Option<(StringChunked, &BTreeSet<String>)> = match design
+            .calibration
+            .as_ref()
+            .and_then(|c| c.population.as_ref())
+        {
+            None => None,
+            Some((name, codes)) => {
+                let col = if df.column(name).is_ok() {
+                    name.to_string()
+                } else {
+                    raw_column(name)
+                };
+                Some((text(df, &col, &ctx)?, codes))
+            }
+        };
         let weights: Vec<f64> = w.iter().map(|x| x.unwrap_or(0.0)).collect();
         let recompute_df = recomputes_df(design);
         let mut key = String::new();
@@ -236,11 +252,18 @@ impl DesignPartial {
                 0
             } else {
                 key.clear();
+                let outside = population
+                    .as_ref()
+                    .is_some_and(|(p, codes)| !p.get(row).is_some_and(|v| codes.contains(v)));
                 for (n, m) in margins.iter().enumerate() {
                     if n > 0 {
                         key.push('\u{1f}');
                     }
-                    key.push_str(m.get(row).unwrap_or(crate::vocab::UNKNOWN));
+                    if outside {
+                        key.push_str(crate::spec::calibration::OUTSIDE);
+                    } else {
+                        key.push_str(m.get(row).unwrap_or(crate::vocab::UNKNOWN));
+                    }
                 }
                 let c = self.classes.id(&key);
                 // Replicate designs need class totals only (their variance is the replicates').
@@ -516,9 +539,31 @@ impl DesignPartial {
                 })
                 .collect()
         };
+        // Records outside the calibrated population: a category of their own in every margin,
+        // whose total is their design weight (so their g is 1).
+        let outside_w: f64 = (0..k)
+            .filter(|&c| {
+                codes[c]
+                    .iter()
+                    .all(|x| *x == crate::spec::calibration::OUTSIDE)
+            })
+            .map(|c| w[c])
+            .sum();
         let mut population = vec![0.0];
         let mut x: Vec<Vec<f64>> = vec![vec![1.0]; k];
         for (mi, m) in cal.margins.iter().enumerate() {
+            let mut totals = m.totals.clone();
+            if outside_w > 0.0 {
+                totals.insert(
+                    vec![crate::spec::calibration::OUTSIDE.to_string(); m.by.len()],
+                    outside_w,
+                );
+            }
+            let m = &crate::spec::Margin {
+                by: m.by.clone(),
+                path: m.path.clone(),
+                totals,
+            };
             let cats: Vec<&Vec<String>> = m.totals.keys().collect();
             let mut seen = vec![0.0; cats.len()];
             for c in 0..k {
@@ -650,11 +695,11 @@ impl DesignInfo {
                     order
                         .iter()
                         .map(|c| {
-                            partial.classes.names[*c]
-                                .split('\u{1f}')
-                                .nth(j)
-                                .unwrap_or_default()
-                                .to_string()
+                            match partial.classes.names[*c].split('\u{1f}').nth(j) {
+                                // Outside the calibrated population (`_Z`: not applicable).
+                                Some(crate::spec::calibration::OUTSIDE) => "_Z".to_string(),
+                                code => code.unwrap_or_default().to_string(),
+                            }
                         })
                         .collect::<Vec<String>>(),
                 )

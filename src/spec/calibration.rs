@@ -66,7 +66,16 @@ pub struct Calibration {
     pub epsilon: f64,
     /// Newton steps at most (R's `maxit`); not converging rejects the source.
     pub max_iterations: u32,
+    /// The population the totals count, as (column, codes): records outside it (e.g. a
+    /// survey's emigrants abroad, whom a census does not count) keep their design weights —
+    /// in R, a category of their own in every margin, its total their weighted sum.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub population: Option<(String, std::collections::BTreeSet<String>)>,
 }
+
+/// The code a record outside the calibrated population has in every margin column (never a
+/// delivered code: a control character).
+pub const OUTSIDE: &str = "\u{1e}";
 
 impl Calibration {
     /// Every column a margin names, each once, in order of first mention.
@@ -187,6 +196,49 @@ pub(crate) fn parse(
             }
         },
     };
+    let population = match c.get("population") {
+        None => None,
+        Some(Value::Table(t))
+            if t.keys().all(|k| k == "column" || k == "in")
+                && t.get("column").and_then(Value::as_str).is_some()
+                && t.get("in")
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| !a.is_empty() && a.iter().all(Value::is_str)) =>
+        {
+            let column = t
+                .get("column")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            if !known.contains(&column) {
+                cx.push(
+                    format!("{cp}population.column"),
+                    format!(
+                        "`{}` is neither a column derived by the source nor one of its fields",
+                        super::cap(&column)
+                    ),
+                );
+            }
+            let codes = t
+                .get("in")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default();
+            Some((column, codes))
+        }
+        Some(_) => {
+            cx.push(
+                format!("{cp}population"),
+                "must be { column = \"…\", in = [\"code\", …] }: the records the totals count",
+            );
+            None
+        }
+    };
     let max_iterations = match c.get("max_iterations") {
         None => 50,
         Some(v) => match v.as_integer().and_then(|i| u32::try_from(i).ok()) {
@@ -225,6 +277,7 @@ pub(crate) fn parse(
         trim,
         epsilon,
         max_iterations,
+        population,
     })
 }
 

@@ -16,8 +16,16 @@ fn spec_with_own_data(dir: &Path, extra: &str) -> PathBuf {
     std::fs::create_dir_all(&data).unwrap();
     for e in std::fs::read_dir(repo().join("sample_data")).unwrap() {
         let p = e.unwrap().path();
+        let to = data.join(p.file_name().unwrap());
         if p.is_file() {
-            std::fs::copy(&p, data.join(p.file_name().unwrap())).unwrap();
+            std::fs::copy(&p, &to).unwrap();
+        } else if p.is_dir() {
+            // census/: the margins the survey is calibrated to.
+            std::fs::create_dir_all(&to).unwrap();
+            for f in std::fs::read_dir(&p).unwrap() {
+                let f = f.unwrap().path();
+                std::fs::copy(&f, to.join(f.file_name().unwrap())).unwrap();
+            }
         }
     }
     let spec = std::fs::read_to_string(repo().join("pipelines/observatory.toml"))

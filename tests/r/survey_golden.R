@@ -8,7 +8,23 @@ d <- read.csv(args[1], colClasses = "character")
 d$weight <- as.numeric(d$weight)
 d$AGE <- as.numeric(d$AGE)
 d$one <- 1
-full <- svydesign(ids = ~psu, strata = ~stratum, weights = ~weight, data = d, nest = TRUE)
+# The residents' weights raked to the census margins shipped with the sample; the emigrants
+# abroad are a category of their own in each margin, its total their weighted sum.
+margins <- commandArgs(trailingOnly = FALSE)
+census <- file.path(dirname(sub("^--file=", "", grep("^--file=", margins, value = TRUE))), "../../sample_data/census")
+sa_tot <- read.csv(file.path(census, "residents_sex_age.csv"), colClasses = c(SEX = "character", AGE_GROUP = "character"))
+rg_tot <- read.csv(file.path(census, "residents_region.csv"), colClasses = c(REGION = "character"))
+em <- d$MIGRATION_TYPE == "EMIGRANT"
+d$SA <- factor(ifelse(em, "ABROAD", paste(d$SEX, d$AGE_GROUP, sep = ":")))
+d$RG <- factor(ifelse(em, "ABROAD", d$REGION))
+w_abroad <- sum(d$weight[em])
+tot_sa <- c(ABROAD = w_abroad, setNames(sa_tot$total, paste(sa_tot$SEX, sa_tot$AGE_GROUP, sep = ":")))
+tot_rg <- c(ABROAD = w_abroad, setNames(rg_tot$total, rg_tot$REGION))
+pop <- c(`(Intercept)` = sum(tot_sa),
+  setNames(tot_sa[levels(d$SA)[-1]], paste0("SA", levels(d$SA)[-1])),
+  setNames(tot_rg[levels(d$RG)[-1]], paste0("RG", levels(d$RG)[-1])))
+full <- calibrate(svydesign(ids = ~psu, strata = ~stratum, weights = ~weight, data = d, nest = TRUE),
+  ~SA + RG, pop, calfun = "raking")
 # The default tables estimate the usual residents: the survey's domain without the current
 # emigrants abroad (subset keeps the whole design, as migstat's `filter` does).
 des <- subset(full, MIGRATION_TYPE != "EMIGRANT")
@@ -40,18 +56,47 @@ cube <- function(variable, dims, fun) {
   res
 }
 # Shares of each category within the cells of `dims` (svymean of an indicator: the same
-# linearization as svymean of the factor); a category absent from a cell is a share of 0.
+# linearization as svymean of the factor); a category absent from a cell is a share of 0. Their
+# intervals by svyciprop's logit method, t (the design's df) and normal.
+logit_ci <- function(dims) {
+  out <- list()
+  for (k in 0:(2^length(dims) - 1)) {
+    totalled <- bitwAnd(k, 2^(0:(length(dims) - 1))) != 0
+    keep <- dims[!totalled]
+    ci <- function(df) {
+      if (length(keep) == 0) {
+        p <- svyciprop(~ind, des, method = "logit", df = df)
+        data.frame(l = attr(p, "ci")[1], u = attr(p, "ci")[2])
+      } else {
+        b <- svyby(~ind, as.formula(paste("~", paste(keep, collapse = "+"))), des, svyciprop,
+          method = "logit", df = df, vartype = "ci")
+        data.frame(b[keep], l = b$ci_l, u = b$ci_u)
+      }
+    }
+    r <- ci(degf(des))
+    z <- ci(Inf)
+    r$ci_low_t <- sprintf("%.17g", r$l)
+    r$ci_high_t <- sprintf("%.17g", r$u)
+    r$ci_low <- sprintf("%.17g", z$l)
+    r$ci_high <- sprintf("%.17g", z$u)
+    for (dd in dims[totalled]) r[[dd]] <- "_T"
+    out[[length(out) + 1]] <- r[c(dims, "ci_low_t", "ci_high_t", "ci_low", "ci_high")]
+  }
+  do.call(rbind, out)
+}
 share <- function(category, dims) {
   out <- list()
   for (level in sort(unique(d[[category]]))) {
     des <<- update(des, ind = as.numeric(get(category) == level))
     r <- cube("ind", dims, svymean)
+    l <- suppressWarnings(logit_ci(dims))
+    r <- merge(r[setdiff(names(r), c("ci_low_t", "ci_high_t"))], l, by = dims, sort = FALSE)
     if (all(as.numeric(r$estimate) == 0)) next  # a category outside the table's universe
     r[[category]] <- level
     out[[length(out) + 1]] <- r
   }
   res <- do.call(rbind, out)
-  res[c(category, dims, "estimate", "se", "ci_low_t", "ci_high_t", "df")]
+  res[c(category, dims, "estimate", "se", "ci_low_t", "ci_high_t", "df", "ci_low", "ci_high")]
 }
 write.csv(cube("one", c("SEX", "AGE_GROUP", "MIGRATION_TYPE", "REGION"), svytotal), args[2], row.names = FALSE, quote = FALSE)
 write.csv(cube("AGE", c("SEX", "MIGRATION_TYPE", "REGION"), svymean), args[3], row.names = FALSE, quote = FALSE)
