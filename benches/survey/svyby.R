@@ -1,6 +1,8 @@
 # R's survey package on the benchmark survey: svyby(~one, …, svytotal) for every margin
-# combination of the 5 dimensions (the full cube migstat publishes), timed.
+# combination of the 5 dimensions (the full cube migstat publishes), timed; with two margin
+# files, the design is first raked to them (calibrate(…, calfun = "raking")).
 #   Rscript benches/survey/svyby.R bench_data/survey/survey.csv bench_data/survey/r_cells.csv
+#   Rscript benches/survey/svyby.R survey.csv r_cells.csv margin_sex_age.csv margin_region.csv
 suppressPackageStartupMessages(library(survey))
 args <- commandArgs(trailingOnly = TRUE)
 t0 <- Sys.time()
@@ -13,6 +15,19 @@ d$MIGRATION_TYPE <- c("EMIGRANT", "RETURNEE", "IMMIGRANT", "NON_MIGRANT")[as.int
 d$REGION <- paste0("MA-", d$region)
 d$EDU <- paste0("E", d$edu)
 des <- svydesign(ids = ~psu, strata = ~stratum, weights = ~weight, data = d, nest = TRUE)
+if (length(args) >= 4) {
+  sa <- read.csv(args[3], colClasses = "character")
+  rg <- read.csv(args[4], colClasses = "character")
+  d$SA <- factor(paste(d$SEX, d$AGE_GROUP, sep = ":"))
+  d$RG <- factor(d$REGION)
+  tot_sa <- setNames(as.numeric(sa$total), paste(sa$SEX, sa$AGE_GROUP, sep = ":"))
+  tot_rg <- setNames(as.numeric(rg$total), rg$REGION)
+  des <- svydesign(ids = ~psu, strata = ~stratum, weights = ~weight, data = d, nest = TRUE)
+  pop <- c(`(Intercept)` = sum(tot_sa),
+    setNames(tot_sa[levels(d$SA)[-1]], paste0("SA", levels(d$SA)[-1])),
+    setNames(tot_rg[levels(d$RG)[-1]], paste0("RG", levels(d$RG)[-1])))
+  des <- calibrate(des, ~SA + RG, pop, calfun = "raking")
+}
 t1 <- Sys.time()
 dims <- c("SEX", "AGE_GROUP", "MIGRATION_TYPE", "REGION", "EDU")
 out <- list()
