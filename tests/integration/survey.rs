@@ -1388,6 +1388,98 @@ fn share_interval_choices_a_design_cannot_give_are_refused() {
 }
 
 #[test]
+fn quantile_and_contrast_mistakes_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let jk1 = DESIGNS.iter().find(|d| d.0 == "jk1").unwrap();
+    let t =
+        |name: &str, body: &str, dims: &str| (name.to_string(), body.to_string(), dims.to_string());
+    let spec = designs_spec_with(tmp.path(), &[*jk1], |_| {
+        vec![
+            t(
+                "mean",
+                "kind = \"survey_mean\"\nvariable = \"y\"",
+                r#"["SEX", "GRP"]"#,
+            ),
+            t(
+                "median",
+                "kind = \"survey_quantile\"\nvariable = \"y\"",
+                r#"["SEX"]"#,
+            ),
+            t(
+                "q_beta",
+                "kind = \"survey_quantile\"\nvariable = \"y\"\ninterval = \"beta\"",
+                r#"["SEX"]"#,
+            ),
+            t(
+                "q_sv",
+                "kind = \"survey_quantile\"\nvariable = \"y\"\nrule = \"shahvaish\"",
+                r#"["SEX"]"#,
+            ),
+            t(
+                "q_p",
+                "kind = \"survey_quantile\"\nvariable = \"y\"\nquantile = 1",
+                r#"["SEX"]"#,
+            ),
+            t(
+                "q_score",
+                "kind = \"survey_quantile\"\nvariable = \"y\"\ninterval = \"score\"",
+                r#"["SEX"]"#,
+            ),
+            t(
+                "c_none",
+                "kind = \"survey_contrast\"\nof = \"nowhere\"\nacross = \"SEX\"\ncoefficients = { F = 1 }",
+                r#"["GRP"]"#,
+            ),
+            t(
+                "c_across",
+                "kind = \"survey_contrast\"\nof = \"jk1-mean\"\nacross = \"STRATUM\"\ncoefficients = { F = 1 }",
+                r#"["GRP"]"#,
+            ),
+            t(
+                "c_dims",
+                "kind = \"survey_contrast\"\nof = \"jk1-mean\"\nacross = \"SEX\"\ncoefficients = { F = 1, M = -1 }",
+                r#"["SEX"]"#,
+            ),
+            t(
+                "c_quant",
+                "kind = \"survey_contrast\"\nof = \"jk1-median\"\nacross = \"SEX\"\ncoefficients = { F = 1 }",
+                r#"["GRP"]"#,
+            ),
+            t(
+                "c_both",
+                "kind = \"survey_contrast\"\nof = \"jk1-mean\"\nacross = \"SEX\"\ncoefficients = { F = 1 }\nratio = [\"F\", \"M\"]",
+                r#"["GRP"]"#,
+            ),
+            t(
+                "c_fine",
+                "kind = \"survey_contrast\"\nof = \"jk1-mean\"\nacross = \"SEX\"\nratio = [\"F\", \"M\"]",
+                r#"["GRP"]"#,
+            ),
+        ]
+    });
+    let Err(e) = migstat::spec::compile(&spec) else {
+        panic!("the spec compiles");
+    };
+    let e = e.to_string();
+    for want in [
+        "tables.jk1-q_beta.interval: `beta` needs each domain's degrees of freedom",
+        "tables.jk1-q_sv.rule: `shahvaish` is not offered",
+        "tables.jk1-q_p.quantile: must be strictly between 0 and 1",
+        "tables.jk1-q_score.interval: `score`",
+        "tables.jk1-c_none.of: no table `nowhere`",
+        "tables.jk1-c_across.across: `STRATUM` is not a dimension of `jk1-mean`",
+        "tables.jk1-c_dims.dimensions: a contrast of `jk1-mean` across SEX is taken in the cells of its other dimensions: [GRP]",
+        "tables.jk1-c_quant.of: `jk1-median` is a survey_quantile table",
+        "tables.jk1-c_both: a contrast needs either",
+    ] {
+        assert!(e.contains(want), "{want}\nin:\n{e}");
+    }
+    for fine in ["jk1-c_fine", "jk1-median:", "jk1-mean:"] {
+        assert!(!e.contains(fine), "{fine}: {e}");
+    }
+}
+
+#[test]
 fn a_lonely_psu_rejects_the_source_under_fail() {
     let tmp = tempfile::tempdir().unwrap();
     let spec = designs_spec(
