@@ -1,6 +1,6 @@
-//! Survey estimates (part of the disaggregate stage): design-based totals, means, proportions and
-//! ratios for every cell of a table, with standard errors, intervals, CVs and design effects as
-//! R's `survey` package computes them.
+//! Survey estimates (part of the disaggregate stage): design-based totals, means, proportions,
+//! ratios and quantiles for every cell of a table, and contrasts of another table's cells, with
+//! standard errors, intervals, CVs and design effects as R's `survey` package computes them.
 //!
 //! Input: harmonized chunks of a survey source and its [`Design`]; the survey [`TableSpec`]s of
 //! the source. Output: one row per cell (every margin included) with the estimate, its standard
@@ -24,6 +24,12 @@
 //!   whole design, never on a subset. Lonely PSUs follow the design's policy as R does.
 //! - Replicate weights: V = scale·Σ_r rscale_r (θ̂_r − θ̄)², θ̄ the replicates' mean (or θ̂ with
 //!   `mse`).
+//!
+//! Quantiles keep, per (finest cell, unit, value), the value's weight and its first and last
+//! record (`survey/quantile.rs` explains why that decides every rule); their intervals are
+//! Woodruff's (the share at or below the estimate, mapped back) or the replicates' quantiles. A
+//! contrast gathers its base table's sums, keeps each cell's linearized values (or replicate
+//! estimates) and combines them, so its variance is the quadratic form of the cells' covariance.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
