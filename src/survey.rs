@@ -1015,6 +1015,10 @@ pub struct Partial {
     q: HashMap<(CellIds, Unit, u64), QSums>,
     /// The same per (cell, class, value) for each replicate.
     qreps: HashMap<(CellIds, u32, u64), QReps>,
+    /// Per cell, with replicate weights and the cells' own degrees of freedom: the
+    /// cross-products of its records' replicate weights (upper triangle), whose rank less one
+    /// is R's `degf()` of the cell's subset.
+    qgram: HashMap<CellIds, Vec<f64>>,
 }
 
 /// A quantile table's sums of (cell, (value, unit)), and of (cell, (value, class)) per replicate.
@@ -1181,6 +1185,13 @@ impl Partial {
         }
         let r = units.reps.len();
         let quantile = matches!(table.kind, TableKind::SurveyQuantile { .. });
+        let domain_rank = matches!(
+            table.kind,
+            TableKind::SurveyQuantile {
+                design_df: false,
+                ..
+            }
+        );
         let first_seq = self.seen;
         self.seen += df.height() as u64;
         for row in 0..df.height() {
@@ -1229,6 +1240,17 @@ impl Partial {
                         .or_insert_with(|| QReps::new(r));
                     for (k, rw) in units.reps.iter().enumerate() {
                         acc.add_record(k, seq, rw[row]);
+                    }
+                    if domain_rank {
+                        let g = self.qgram.entry(cell).or_insert_with(|| vec![0.0; r * r]);
+                        for a in 0..r {
+                            let wa = units.reps[a][row];
+                            if wa != 0.0 {
+                                for b in a..r {
+                                    g[a * r + b] += wa * units.reps[b][row];
+                                }
+                            }
+                        }
                     }
                 }
                 continue;
@@ -1588,9 +1610,27 @@ impl Partial {
         }
         let level = info.confidence;
         let mut out = BTreeMap::new();
+        // The finest cells' replicate cross-products, in cell order.
+        let mut grams: Vec<(&CellIds, &Vec<f64>)> = self.qgram.iter().collect();
+        grams.sort_unstable_by_key(|e| *e.0);
         for mask in 0u32..(1 << d) {
             let rolled = roll(&finest, mask, d);
             let rolled_reps = roll(&finest_reps, mask, d);
+            let mut rolled_grams: BTreeMap<CellIds, Vec<f64>> = BTreeMap::new();
+            for (cell, g) in &grams {
+                let mut key = **cell;
+                for (j, k) in key.iter_mut().enumerate().take(d) {
+                    if mask & (1 << j) != 0 {
+                        *k = TOTAL_ID;
+                    }
+                }
+                match rolled_grams.get_mut(&key) {
+                    Some(acc) => acc.merge(g),
+                    None => {
+                        rolled_grams.insert(key, (*g).clone());
+                    }
+                }
+            }
             for group in runs(&rolled, |e| e.0.0) {
                 let cell = group[0].0.0;
                 // The cell's distribution: its values' sums over units, in value order.
@@ -1638,7 +1678,12 @@ impl Partial {
                     }
                 }
                 let strata: BTreeSet<u32> = psus.iter().map(|u| u.0).collect();
-                let domain_df = (psus.len() - strata.len()) as u64;
+                // R's degf() of the cell's subset: PSUs less strata, or with replicate weights
+                // the rank of the cell's replicate weights less one.
+                let domain_df = match (&info.replicates, rolled_grams.get(&cell)) {
+                    (Some(r), Some(g)) => rank(g, r.columns.len()).saturating_sub(1) as u64,
+                    _ => (psus.len() - strata.len()) as u64,
+                };
                 let key = |u: &Unit| (cell, *u);
                 let num: Vec<(Key, Sums)> = per_unit.iter().map(|(u, s)| (key(u), s.0)).collect();
                 let den: Vec<(Key, Sums)> = per_unit.iter().map(|(u, s)| (key(u), s.1)).collect();

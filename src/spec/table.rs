@@ -113,7 +113,8 @@ pub enum TableKind {
         rule: QuantileRule,
         interval: QuantileInterval,
         /// t intervals with the design's degrees of freedom instead of each cell's own (R's
-        /// default under `svyby`, which subsets the design: its PSUs less its strata).
+        /// default under `svyby`, which subsets the design: its PSUs less its strata, or the
+        /// rank of its replicate weights less one).
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         design_df: bool,
     },
@@ -850,7 +851,7 @@ impl TableReader<'_> {
                     }
                 };
                 let design_df = match cx.str(t, "interval_df", false) {
-                    None | Some("domain") => self.has_replicates,
+                    None | Some("domain") => false,
                     Some("design") => true,
                     Some(other) => {
                         cx.push(
@@ -863,12 +864,6 @@ impl TableReader<'_> {
                         false
                     }
                 };
-                if self.has_replicates && cx.str(t, "interval_df", false) == Some("domain") {
-                    cx.push(
-                        format!("{pp}interval_df"),
-                        "a replicate design does not give each domain's degrees of freedom yet: leave out interval_df (the design's are used)",
-                    );
-                }
                 if interval == QuantileInterval::Beta && self.has_replicates {
                     cx.push(
                         format!("{pp}interval"),

@@ -276,9 +276,11 @@ quantile_cases <- function(rep) {
   }
   for (var in c("y", "x")) {
     if (rep) {
-      # A replicate design's domains have their own rank in R; migstat takes the design's.
+      # A replicate design's domains have their own df (the rank of their replicate weights).
       for (rule in c("math", "hf7")) for (itype in c("mean", "quantile")) add(var, rule, itype, 0.5, "design")
       add(var, "school", "quantile", 0.25, "design")
+      add(var, "math", "mean", 0.5, "domain")
+      add(var, "hf4", "quantile", 0.5, "domain")
     } else {
       for (rule in c("math", "school", "hf3", "hf4", "hf5", "hf6", "hf7", "hf8", "hf9")) {
         add(var, rule, "mean", 0.5, "domain")
