@@ -15,7 +15,7 @@ pub(super) type SurveyTables =
 pub(super) enum Partial {
     None,
     Cells(PeriodCells),
-    Survey(Arc<crate::survey::DesignInfo>, crate::survey::Partial),
+    Survey(Arc<crate::survey::DesignInfo>, Box<crate::survey::Partial>),
 }
 
 /// Build a table from its source's harmonized records in `staging` and write it with its true
@@ -444,7 +444,7 @@ pub(super) fn run_tables(
         }
         let t0 = Instant::now();
         let partial = match survey_tables.remove(&table.id) {
-            Some((info, p)) => Partial::Survey(info, p),
+            Some((info, p)) => Partial::Survey(info, Box::new(p)),
             None => partial_tables
                 .remove(&table.id)
                 .map_or(Partial::None, Partial::Cells),
