@@ -1454,14 +1454,7 @@ impl Partial {
                     let strata: BTreeSet<u32> = psus.iter().map(|u| u.0).collect();
                     (rows, (psus.len() - strata.len()) as u64)
                 });
-                let names: Vec<String> = (0..d)
-                    .map(|j| {
-                        self.codes
-                            .get(j)
-                            .map_or(TOTAL, |c| c.name(cell[j]))
-                            .to_string()
-                    })
-                    .collect();
+                let names = self.names(&cell, d);
                 let deff =
                     (e.vsrs > 0.0 && e.vsrs.is_finite() && var.is_finite()).then(|| var / e.vsrs);
                 if collect {
@@ -1551,6 +1544,18 @@ impl Partial {
         (out, parts)
     }
 
+    /// A cell's codes, one per dimension (`_T` for a margin).
+    fn names(&self, cell: &CellIds, d: usize) -> Vec<String> {
+        (0..d)
+            .map(|j| {
+                self.codes
+                    .get(j)
+                    .map_or(TOTAL, |c| c.name(cell[j]))
+                    .to_string()
+            })
+            .collect()
+    }
+
     /// R's degf() of a subset design: PSUs minus strata with a record of the universe
     /// (replicate designs keep their rank).
     fn design_df(&self, table: &TableSpec, info: &DesignInfo) -> u64 {
@@ -1618,12 +1623,7 @@ impl Partial {
             let rolled_reps = roll(&finest_reps, mask, d);
             let mut rolled_grams: BTreeMap<CellIds, Vec<f64>> = BTreeMap::new();
             for (cell, g) in &grams {
-                let mut key = **cell;
-                for (j, k) in key.iter_mut().enumerate().take(d) {
-                    if mask & (1 << j) != 0 {
-                        *k = TOTAL_ID;
-                    }
-                }
+                let key = masked(cell, mask, d);
                 match rolled_grams.get_mut(&key) {
                     Some(acc) => acc.merge(g),
                     None => {
@@ -1777,14 +1777,7 @@ impl Partial {
                     ((Some(lo), Some(hi)), Some(t)) => Some((hi - lo) / (2.0 * t)),
                     _ => None,
                 };
-                let names: Vec<String> = (0..d)
-                    .map(|j| {
-                        self.codes
-                            .get(j)
-                            .map_or(TOTAL, |c| c.name(cell[j]))
-                            .to_string()
-                    })
-                    .collect();
+                let names = self.names(&cell, d);
                 out.insert(
                     names,
                     Cell {
@@ -1852,15 +1845,7 @@ where
 {
     let mut v: Vec<((CellIds, U), S)> = finest
         .iter()
-        .map(|((cell, u), s)| {
-            let mut key = *cell;
-            for (j, k) in key.iter_mut().enumerate().take(d) {
-                if mask & (1 << j) != 0 {
-                    *k = TOTAL_ID;
-                }
-            }
-            ((key, *u), s.clone())
-        })
+        .map(|((cell, u), s)| ((masked(cell, mask, d), *u), s.clone()))
         .collect();
     v.sort_by_key(|e| e.0); // stable: equal keys keep their input order
     let mut out: Vec<((CellIds, U), S)> = Vec::with_capacity(v.len());
@@ -1871,6 +1856,17 @@ where
         }
     }
     out
+}
+
+/// `cell` with dimension j at `_T` where bit j of `mask` is set.
+fn masked(cell: &CellIds, mask: u32, d: usize) -> CellIds {
+    let mut key = *cell;
+    for (j, k) in key.iter_mut().enumerate().take(d) {
+        if mask & (1 << j) != 0 {
+            *k = TOTAL_ID;
+        }
+    }
+    key
 }
 
 trait Merge {
