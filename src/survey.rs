@@ -43,6 +43,7 @@ use crate::spec::{
 use crate::vocab::TOTAL;
 use crate::vocab::raw_column;
 
+mod likelihood;
 mod quantile;
 
 /// Most dimensions a survey table may have (the spec allows 8).
@@ -1019,7 +1020,13 @@ pub struct Partial {
     /// cross-products of its records' replicate weights (upper triangle), whose rank less one
     /// is R's `degf()` of the cell's subset.
     qgram: HashMap<CellIds, Vec<f64>>,
+    /// A share table with likelihood intervals: its records counted per (cell, unit, weight),
+    /// from which R's fit starts (each record's own starting value).
+    lik: HashMap<(CellIds, Unit, u64), u64>,
 }
+
+/// Records of one weight in one (cell, unit): ((cell, unit, weight bits), records).
+type LikEntry = ((CellIds, Unit, u64), u64);
 
 /// A quantile table's sums of (cell, (value, unit)), and of (cell, (value, class)) per replicate.
 type QEntry = ((CellIds, (u64, Unit)), QSums);
@@ -1192,6 +1199,13 @@ impl Partial {
                 ..
             }
         );
+        let likelihood = matches!(
+            table.kind,
+            TableKind::SurveyProportion {
+                interval: PropInterval::Likelihood,
+                ..
+            }
+        );
         let first_seq = self.seen;
         self.seen += df.height() as u64;
         for row in 0..df.height() {
@@ -1268,6 +1282,12 @@ impl Partial {
                     n: 1,
                     nz: u64::from(w != 0.0),
                 });
+            if likelihood && w != 0.0 {
+                *self
+                    .lik
+                    .entry((cell, units.unit[row], w.to_bits()))
+                    .or_default() += 1;
+            }
             if r > 0 {
                 let acc = self
                     .reps
@@ -1372,6 +1392,9 @@ impl Partial {
             }
         }
 
+        // A likelihood interval's records, by (cell, unit, weight), in key order.
+        let mut lik_records: Vec<LikEntry> = self.lik.iter().map(|(k, n)| (*k, *n)).collect();
+        lik_records.sort_unstable_by_key(|e| e.0);
         let mut out: BTreeMap<Vec<String>, Cell> = BTreeMap::new();
         // One margin combination at a time (bit j of a mask: dimension j is `_T`), so memory
         // holds the unit sums of one combination, not of the whole cube.
@@ -1387,6 +1410,13 @@ impl Partial {
             let den: Option<BTreeMap<CellIds, &[(Key, Sums)]>> = den_rolled
                 .as_ref()
                 .map(|v| runs(v, |e| e.0.0).map(|g| (g[0].0.0, g)).collect());
+            // R's intercept-only quasibinomial fit of each share, from its domain's records.
+            let fits = match (category, &den) {
+                (Some(c), Some(den)) if interval == PropInterval::Likelihood => {
+                    self.likelihood_fits(&lik_records, info, mask, c, d, den)
+                }
+                _ => BTreeMap::new(),
+            };
             let reps_of = |v: &[RepEntry], cell: &CellIds| -> Option<Vec<f64>> {
                 v.binary_search_by_key(cell, |e| e.0.0)
                     .ok()
@@ -1426,7 +1456,7 @@ impl Partial {
                                 .collect(),
                             _ => vec![f64::NAN; n],
                         };
-                        if interval == PropInterval::Logit {
+                        if matches!(interval, PropInterval::Logit | PropInterval::Likelihood) {
                             // R's svyglm refits the logit on each replicate.
                             let logit = |p: f64| (p / (1.0 - p)).ln();
                             let lt: Vec<f64> = thetas.iter().map(|t| logit(*t)).collect();
@@ -1480,6 +1510,7 @@ impl Partial {
                         domain,
                         bounds: None,
                         cv: None,
+                        lik: fits.get(&cell).copied(),
                     },
                 );
             }
@@ -1525,6 +1556,7 @@ impl Partial {
                         domain,
                         bounds: None,
                         cv: None,
+                        lik: None,
                     });
                 }
             }
@@ -1539,9 +1571,64 @@ impl Partial {
                 domain: None,
                 bounds: None,
                 cv: None,
+                lik: None,
             });
         }
         (out, parts)
+    }
+
+    /// R's fit of `svyglm(y ~ 1, family = quasibinomial)` for every share of margin combination
+    /// `mask` (category dimension `c`): each domain (a cell of `den`) a subset of the design
+    /// whose weights R normalises to mean 1 over its rows, the share's records y = 1 and the
+    /// rest of the domain's y = 0.
+    fn likelihood_fits(
+        &self,
+        records: &[LikEntry],
+        info: &DesignInfo,
+        mask: u32,
+        c: usize,
+        d: usize,
+        den: &BTreeMap<CellIds, &[(Key, Sums)]>,
+    ) -> BTreeMap<CellIds, likelihood::Fit> {
+        // Each domain's normalising factor (its rows over its weight) and rows: R's NROW of the
+        // subset, the whole sample's for a calibrated design (whose subsets keep every row).
+        let scale: BTreeMap<CellIds, (f64, u64)> = den
+            .iter()
+            .map(|(k, g)| {
+                let rows = match &info.calibration {
+                    Some(cal) => cal.records,
+                    None => g.iter().map(|(_, s)| s.n).sum(),
+                };
+                let sw: f64 = g.iter().map(|(_, s)| s.w).sum();
+                (*k, (rows as f64 / sw, rows))
+            })
+            .collect();
+        let mut domains: BTreeMap<CellIds, Vec<(CellIds, f64, u64)>> = BTreeMap::new();
+        for ((cell, unit, w), count) in records {
+            let num = masked(cell, mask, d);
+            let mut dk = num;
+            dk[c] = TOTAL_ID;
+            let Some((f, _)) = scale.get(&dk) else {
+                continue;
+            };
+            let mut w = f64::from_bits(*w) * info.weight_of(unit);
+            if let Some(cal) = &info.calibration {
+                w *= cal.g.get(unit.3 as usize).copied().unwrap_or(f64::NAN);
+            }
+            domains.entry(dk).or_default().push((num, w * f, *count));
+        }
+        let mut fits = BTreeMap::new();
+        for (dk, recs) in &domains {
+            let rows = scale.get(dk).map_or(0, |s| s.1);
+            let shares: BTreeSet<CellIds> = recs.iter().map(|r| r.0).collect();
+            for share in shares {
+                let domain = recs.iter().map(|(k, w, n)| (*w, *k == share, *n));
+                if let Some(f) = likelihood::fit(domain, rows) {
+                    fits.insert(share, f);
+                }
+            }
+        }
+        fits
     }
 
     /// A cell's codes, one per dimension (`_T` for a margin).
@@ -1789,6 +1876,7 @@ impl Partial {
                         domain: Some((rows, domain_df)),
                         bounds: Some([normal, student]),
                         cv: None,
+                        lik: None,
                     },
                 );
             }
@@ -1826,6 +1914,7 @@ fn woodruff(
         domain: Some((rows, df)),
         bounds: None,
         cv: None,
+        lik: None,
     };
     if !se.is_finite() {
         return (f64::NAN, f64::NAN);
@@ -2079,6 +2168,7 @@ fn contrast(
                 domain: None,
                 bounds: None,
                 cv: Some(cv),
+                lik: None,
             },
         );
     }
@@ -2100,6 +2190,8 @@ struct Cell {
     /// The CV that judges the cell's reliability when it is not its own (a contrast's: its
     /// terms' largest).
     cv: Option<Option<f64>>,
+    /// A share's intercept-only quasibinomial fit (`interval = "likelihood"`).
+    lik: Option<likelihood::Fit>,
 }
 
 /// A share's confidence interval by one of R's `svyciprop` methods, at quantile `q`
@@ -2155,6 +2247,35 @@ fn share_interval(method: PropInterval, cell: &Cell, q: f64, level: f64) -> Opti
         _ => return None,
     };
     (out.0.is_finite() && out.1.is_finite()).then_some(out)
+}
+
+/// A share's bounds by `method` at quantile `q`: [`share_interval`]'s, or the profile
+/// likelihood's, either of whose bounds may be missing on its own.
+fn share_bounds(
+    method: PropInterval,
+    cell: &Cell,
+    q: f64,
+    level: f64,
+) -> (Option<f64>, Option<f64>) {
+    if method == PropInterval::Likelihood {
+        let Some(fit) = &cell.lik else {
+            return (None, None);
+        };
+        // The logit's design-based SE: its replicates' (R refits the model on each), else the
+        // share's by the delta method at the fitted value (R's sandwich of the fit).
+        let se = match cell.var_logit {
+            Some(v) => v.sqrt(),
+            None => {
+                let mu = 1.0 / (1.0 + (-fit.beta).exp());
+                cell.var.sqrt() / (mu * (1.0 - mu))
+            }
+        };
+        return likelihood::interval(fit, se, q);
+    }
+    match share_interval(method, cell, q, level) {
+        Some((lo, hi)) => (Some(lo), Some(hi)),
+        None => (None, None),
+    }
 }
 
 /// The two-sided quantile of a confidence level: normal, and Student's t with `df` degrees of
@@ -2221,12 +2342,11 @@ fn to_frame(
         .collect();
     // Each cell's interval at quantile q, by the table's method (p̂ ± q·SE for all but shares
     // and quantiles, whose bounds come with them).
-    let split = |b: Option<(f64, f64)>| (b.map(|b| b.0), b.map(|b| b.1));
     let normal: Vec<(Option<f64>, Option<f64>)> = cells
         .values()
         .map(|c| match c.bounds {
             Some(b) => b[0],
-            None => split(share_interval(method, c, z, info.confidence)),
+            None => share_bounds(method, c, z, info.confidence),
         })
         .collect();
     let student: Vec<(Option<f64>, Option<f64>)> = cells
@@ -2241,7 +2361,9 @@ fn to_frame(
             } else {
                 quantiles(info.confidence, *d).1
             };
-            split(t.and_then(|t| share_interval(method, c, t, info.confidence)))
+            t.map_or((None, None), |t| {
+                share_bounds(method, c, t, info.confidence)
+            })
         })
         .collect();
     let bound = |v: &[(Option<f64>, Option<f64>)], high: bool| -> Vec<Option<f64>> {
@@ -2305,6 +2427,7 @@ mod tests {
             domain: Some((10, 5)),
             bounds: None,
             cv: None,
+            lik: None,
         };
         let q = 1.96;
         // A share of 0 or 1: only the Wald interval is a number (R's others are NaN).

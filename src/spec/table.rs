@@ -250,6 +250,9 @@ pub enum PropInterval {
     /// p̂(1 − p̂)/SE², scaled by (t(n − 1)/t(df))² with the domain's records and degrees of
     /// freedom (the NCHS standard).
     Beta,
+    /// The profile-likelihood interval of the intercept-only quasibinomial model, its cut-off
+    /// scaled by the design effect of the logit (Rao–Scott), as R computes it.
+    Likelihood,
 }
 
 impl PropInterval {
@@ -264,6 +267,7 @@ impl PropInterval {
             PropInterval::Xlogit => "xlogit",
             PropInterval::Asin => "asin",
             PropInterval::Beta => "beta",
+            PropInterval::Likelihood => "likelihood",
         }
     }
 }
@@ -956,17 +960,11 @@ impl TableReader<'_> {
                     Some("xlogit") => PropInterval::Xlogit,
                     Some("asin") => PropInterval::Asin,
                     Some("beta") => PropInterval::Beta,
-                    Some("likelihood") => {
-                        cx.push(
-                            format!("{pp}interval"),
-                            "`likelihood` (R's profile-likelihood interval) is not built yet: use logit, xlogit, asin, beta or mean",
-                        );
-                        PropInterval::Mean
-                    }
+                    Some("likelihood") => PropInterval::Likelihood,
                     Some(other) => {
                         cx.push(
                             format!("{pp}interval"),
-                            format!("`{other}` is not an interval method (mean, logit, xlogit, asin, beta)"),
+                            format!("`{other}` is not an interval method (mean, logit, likelihood, xlogit, asin, beta)"),
                         );
                         PropInterval::Mean
                     }
@@ -975,6 +973,12 @@ impl TableReader<'_> {
                     cx.push(
                         format!("{pp}interval"),
                         "`beta` needs each domain's degrees of freedom, which a replicate design does not give yet: use logit, xlogit, asin or mean",
+                    );
+                }
+                if interval == PropInterval::Likelihood && self.has_replicates {
+                    cx.push(
+                        format!("{pp}interval"),
+                        "`likelihood` scales its cut-off by the model-based variance of the logit, which R's fit on a replicate design does not give (its interval is NA there): use logit, xlogit, asin or mean",
                     );
                 }
                 let domain_df = match cx.str(t, "interval_df", false) {

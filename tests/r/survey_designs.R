@@ -138,9 +138,11 @@ expect <- function(path, out, out_ciprop) {
       for (i in (n0 + 1):length(res)) res[[i]]$GRP <- level_
       # Their intervals by every svyciprop method: with the design's df (passed), and with
       # each domain's own (svyby's subsets, R's default). Beta always takes the domain's; a
-      # replicate design has no domain df here (migstat refuses beta and domain df there).
+      # replicate design has no domain df here (migstat refuses beta, likelihood and domain df
+      # there).
       rep <- inherits(des, "svyrep.design")
-      methods <- if (rep) c("mean", "logit", "xlogit", "asin") else c("mean", "logit", "xlogit", "asin", "beta")
+      # R's likelihood interval is NA on a replicate design (its svyglm keeps no model variance).
+      methods <- c("mean", "logit", if (!rep) "likelihood", "xlogit", "asin", if (!rep) "beta")
       for (m in methods) for (dfmode in if (rep) "design" else c("design", "domain")) {
         whole <- svyciprop(~ind, des, method = m, level = level, df = degf(des))
         b <- if (dfmode == "design") {
@@ -257,6 +259,22 @@ calibrated <- function(path, out, out_g) {
       n0 <- length(res)
       cube("share_grp_stratum", "STRATUM", by(~ind, svymean))
       for (i in (n0 + 1):length(res)) res[[i]]$GRP <- level_
+      # The profile-likelihood interval (linearized designs only: NA on replicate ones), each
+      # stratum a subset with its own df as svyby gives it.
+      if (!inherits(des, "svyrep.design")) {
+        # One subset at a time (svyby's subsets): R stops on a share of 0 or 1 (NA here).
+        lik <- function(sub) {
+          r <- tryCatch(suppressWarnings(svyciprop(~ind, sub, method = "likelihood")), error = function(e) NULL)
+          if (is.null(r)) c(NA, NA) else unname(attr(r, "ci"))
+        }
+        strata <- sort(unique(d$STRATUM))
+        subs <- c(list(des), lapply(strata, function(s) subset(des, STRATUM == s)))
+        ci <- t(sapply(subs, lik))
+        res[[length(res) + 1]] <- data.frame(design = name, table = "share_grp_stratum_lik", SEX = NA,
+          GRP = level_, STRATUM = c("_T", strata), estimate = sapply(subs, function(s) unname(coef(svymean(~ind, s)))),
+          se = sapply(subs, function(s) unname(SE(svymean(~ind, s)))), ci_low_t = ci[, 1], ci_high_t = ci[, 2],
+          df = sapply(subs, degf))
+      }
     }
   }
   all <- do.call(rbind, res)
