@@ -1192,10 +1192,19 @@ impl Partial {
         }
         let r = units.reps.len();
         let quantile = matches!(table.kind, TableKind::SurveyQuantile { .. });
+        // A cell's own degrees of freedom on a replicate design: the rank of its records'
+        // replicate weights (R's degf() of the subset), for quantiles and for shares whose
+        // interval takes the domain's (beta always does, as R's).
         let domain_rank = matches!(
             table.kind,
             TableKind::SurveyQuantile {
                 design_df: false,
+                ..
+            } | TableKind::SurveyProportion {
+                domain_df: true,
+                ..
+            } | TableKind::SurveyProportion {
+                interval: PropInterval::Beta,
                 ..
             }
         );
@@ -1256,15 +1265,7 @@ impl Partial {
                         acc.add_record(k, seq, rw[row]);
                     }
                     if domain_rank {
-                        let g = self.qgram.entry(cell).or_insert_with(|| vec![0.0; r * r]);
-                        for a in 0..r {
-                            let wa = units.reps[a][row];
-                            if wa != 0.0 {
-                                for b in a..r {
-                                    g[a * r + b] += wa * units.reps[b][row];
-                                }
-                            }
-                        }
+                        self.add_gram(cell, units, row);
                     }
                 }
                 continue;
@@ -1297,9 +1298,43 @@ impl Partial {
                     acc[k] += rw[row] * yv;
                     acc[r + k] += rw[row] * xv;
                 }
+                if domain_rank {
+                    self.add_gram(cell, units, row);
+                }
             }
         }
         Ok(())
+    }
+
+    /// Add one record's replicate weights to its cell's cross-products.
+    fn add_gram(&mut self, cell: CellIds, units: &Units, row: usize) {
+        let r = units.reps.len();
+        let g = self.qgram.entry(cell).or_insert_with(|| vec![0.0; r * r]);
+        for a in 0..r {
+            let wa = units.reps[a][row];
+            if wa != 0.0 {
+                for b in a..r {
+                    g[a * r + b] += wa * units.reps[b][row];
+                }
+            }
+        }
+    }
+
+    /// The finest cells' replicate cross-products summed to margin combination `mask`.
+    fn rolled_grams(&self, mask: u32, d: usize) -> BTreeMap<CellIds, Vec<f64>> {
+        let mut grams: Vec<(&CellIds, &Vec<f64>)> = self.qgram.iter().collect();
+        grams.sort_unstable_by_key(|e| *e.0);
+        let mut rolled: BTreeMap<CellIds, Vec<f64>> = BTreeMap::new();
+        for (cell, g) in grams {
+            let key = masked(cell, mask, d);
+            match rolled.get_mut(&key) {
+                Some(acc) => acc.merge(g),
+                None => {
+                    rolled.insert(key, g.clone());
+                }
+            }
+        }
+        rolled
     }
 
     /// Roll up to every margin and compute each cell's estimate, variance and design effect.
@@ -1407,6 +1442,10 @@ impl Partial {
             let den_mask = category.map(|c| mask | (1 << c));
             let den_rolled = den_mask.map(|m| roll(&finest, m, d));
             let den_reps = den_mask.map(|m| roll(&finest_reps, m, d));
+            let den_grams = match den_mask {
+                Some(m) if !self.qgram.is_empty() => self.rolled_grams(m, d),
+                _ => BTreeMap::new(),
+            };
             let den: Option<BTreeMap<CellIds, &[(Key, Sums)]>> = den_rolled
                 .as_ref()
                 .map(|v| runs(v, |e| e.0.0).map(|g| (g[0].0.0, g)).collect());
@@ -1472,10 +1511,18 @@ impl Partial {
                 // The domain a share is estimated in (its denominator cell), as R's svyby
                 // subsets the design: its records, and its PSUs with a weight less its strata.
                 let domain = category.map(|_| {
-                    let rows: u64 = match &info.calibration {
-                        Some(cal) => cal.records,
-                        None => den_group.iter().map(|(_, s)| s.n).sum(),
+                    let rows: u64 = match (&info.calibration, &info.replicates) {
+                        (Some(cal), None) => cal.records,
+                        _ => den_group.iter().map(|(_, s)| s.n).sum(),
                     };
+                    if let Some(r) = &info.replicates {
+                        // R's subset of a replicate design drops the other rows and recomputes
+                        // its df from what is left: the rank of the domain's replicate weights.
+                        let df = den_grams.get(&den_cell).map_or(info.df, |g| {
+                            rank(g, r.columns.len()).saturating_sub(1) as u64
+                        });
+                        return (rows, df);
+                    }
                     let psus: BTreeSet<(u32, u32)> = den_group
                         .iter()
                         .filter(|(_, s)| s.nz > 0)
@@ -1702,22 +1749,10 @@ impl Partial {
         }
         let level = info.confidence;
         let mut out = BTreeMap::new();
-        // The finest cells' replicate cross-products, in cell order.
-        let mut grams: Vec<(&CellIds, &Vec<f64>)> = self.qgram.iter().collect();
-        grams.sort_unstable_by_key(|e| *e.0);
         for mask in 0u32..(1 << d) {
             let rolled = roll(&finest, mask, d);
             let rolled_reps = roll(&finest_reps, mask, d);
-            let mut rolled_grams: BTreeMap<CellIds, Vec<f64>> = BTreeMap::new();
-            for (cell, g) in &grams {
-                let key = masked(cell, mask, d);
-                match rolled_grams.get_mut(&key) {
-                    Some(acc) => acc.merge(g),
-                    None => {
-                        rolled_grams.insert(key, (*g).clone());
-                    }
-                }
-            }
+            let rolled_grams = self.rolled_grams(mask, d);
             for group in runs(&rolled, |e| e.0.0) {
                 let cell = group[0].0.0;
                 // The cell's distribution: its values' sums over units, in value order.

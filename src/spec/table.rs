@@ -969,12 +969,6 @@ impl TableReader<'_> {
                         PropInterval::Mean
                     }
                 };
-                if interval == PropInterval::Beta && self.has_replicates {
-                    cx.push(
-                        format!("{pp}interval"),
-                        "`beta` needs each domain's degrees of freedom, which a replicate design does not give yet: use logit, xlogit, asin or mean",
-                    );
-                }
                 if interval == PropInterval::Likelihood && self.has_replicates {
                     cx.push(
                         format!("{pp}interval"),
@@ -994,12 +988,6 @@ impl TableReader<'_> {
                         false
                     }
                 };
-                if domain_df && self.has_replicates {
-                    cx.push(
-                        format!("{pp}interval_df"),
-                        "a replicate design does not give each domain's degrees of freedom yet: leave out interval_df",
-                    );
-                }
                 TableKind::SurveyProportion {
                     category,
                     interval,

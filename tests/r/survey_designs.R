@@ -137,13 +137,12 @@ expect <- function(path, out, out_ciprop) {
       cube("share_grp_stratum", "STRATUM", by(~ind, svymean))
       for (i in (n0 + 1):length(res)) res[[i]]$GRP <- level_
       # Their intervals by every svyciprop method: with the design's df (passed), and with
-      # each domain's own (svyby's subsets, R's default). Beta always takes the domain's; a
-      # replicate design has no domain df here (migstat refuses beta, likelihood and domain df
-      # there).
+      # each domain's own (svyby's subsets, R's default; on a replicate design the rank of the
+      # subset's replicate weights less one). Beta always takes the domain's.
       rep <- inherits(des, "svyrep.design")
       # R's likelihood interval is NA on a replicate design (its svyglm keeps no model variance).
-      methods <- c("mean", "logit", if (!rep) "likelihood", "xlogit", "asin", if (!rep) "beta")
-      for (m in methods) for (dfmode in if (rep) "design" else c("design", "domain")) {
+      methods <- c("mean", "logit", if (!rep) "likelihood", "xlogit", "asin", "beta")
+      for (m in methods) for (dfmode in c("design", "domain")) {
         whole <- svyciprop(~ind, des, method = m, level = level, df = degf(des))
         b <- if (dfmode == "design") {
           svyby(~ind, ~SEX, des, svyciprop, method = m, level = level, df = degf(des), vartype = "ci")
@@ -156,6 +155,14 @@ expect <- function(path, out, out_ciprop) {
           SEX = c("_T", b$SEX), GRP = level_, estimate = c(unname(coef(whole)), b$ind),
           ci_low = c(attr(whole, "ci")[1], b$ci_l), ci_high = c(attr(whole, "ci")[2], b$ci_u),
           df = c(degf(des), dfs))
+      }
+      # Small domains, whose replicate weights have a lower rank than the design's: each
+      # stratum (written in the SEX column, df_mode "stratum").
+      if (rep) for (m in c("mean", "beta")) {
+        b <- svyby(~ind, ~STRATUM, des, svyciprop, method = m, level = level, vartype = "ci")
+        ci_rows[[length(ci_rows) + 1]] <- data.frame(design = name, method = m, df_mode = "stratum",
+          SEX = b$STRATUM, GRP = level_, estimate = b$ind, ci_low = b$ci_l, ci_high = b$ci_u,
+          df = sapply(b$STRATUM, function(s) degf(subset(des, STRATUM == s))))
       }
     }
   }
