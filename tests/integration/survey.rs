@@ -1544,3 +1544,122 @@ fn a_lonely_psu_rejects_the_source_under_fail() {
         "no table is built from a rejected source"
     );
 }
+
+#[test]
+fn a_large_jkn_design_has_r_s_degrees_of_freedom() {
+    // tests/r/survey_designs.R jkn: 150 strata of 2 to 5 PSUs (473 replicates), weights over six
+    // orders of magnitude. R's df is qr(replicate weights, tol = 1e-5)$rank − 1 = 315, well below
+    // PSUs − strata (323): replicates that differ only in PSUs of tiny weight are dependent at
+    // that tolerance. The JKn weights are built here from the design, as as.svrepdesign does.
+    let fx = repo().join("tests/fixtures/survey_designs/jkn.csv");
+    let mut rdr = csv::Reader::from_path(&fx).unwrap();
+    let rows: Vec<csv::StringRecord> = rdr.records().map(|r| r.unwrap()).collect();
+    // PSUs by stratum, in order of appearance.
+    let mut psus: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in &rows {
+        let v = psus.entry(r[1].to_string()).or_default();
+        if !v.iter().any(|p| p == &r[2]) {
+            v.push(r[2].to_string());
+        }
+    }
+    let reps: Vec<(String, String, f64)> = psus
+        .iter()
+        .flat_map(|(h, ps)| {
+            let n = ps.len() as f64;
+            ps.iter().map(move |p| (h.clone(), p.clone(), n))
+        })
+        .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut csv_out = String::from("id,stratum,psu,weight,sex,y");
+    for k in 0..reps.len() {
+        csv_out += &format!(",r{k:04}");
+    }
+    csv_out.push('\n');
+    for r in &rows {
+        let w: f64 = r[3].parse().unwrap();
+        csv_out += &r.iter().collect::<Vec<_>>().join(",");
+        for (h, p, n) in &reps {
+            let rw = if &r[1] != h {
+                w
+            } else if &r[2] == p {
+                0.0
+            } else {
+                w * n / (n - 1.0)
+            };
+            csv_out += &format!(",{rw:?}");
+        }
+        csv_out.push('\n');
+    }
+    std::fs::write(tmp.path().join("jkn.csv"), csv_out).unwrap();
+    let mut fields = vec![
+        r#"{"name": "id", "constraints": {"required": true}}"#.to_string(),
+        r#"{"name": "stratum", "constraints": {"required": true}}"#.to_string(),
+        r#"{"name": "psu", "constraints": {"required": true}}"#.to_string(),
+        r#"{"name": "weight", "type": "number", "constraints": {"required": true}}"#.to_string(),
+        r#"{"name": "sex", "constraints": {"required": true}}"#.to_string(),
+        r#"{"name": "y", "type": "number"}"#.to_string(),
+    ];
+    for k in 0..reps.len() {
+        fields.push(format!(
+            r#"{{"name": "r{k:04}", "type": "number", "constraints": {{"required": true}}}}"#
+        ));
+    }
+    std::fs::write(
+        tmp.path().join("jkn.schema.json"),
+        format!("{{\"fields\": [{}]}}", fields.join(",\n")),
+    )
+    .unwrap();
+    let rscales: Vec<String> = reps
+        .iter()
+        .map(|(_, _, n)| format!("{:?}", (n - 1.0) / n))
+        .collect();
+    let spec = format!(
+        "version = 1\nid = \"fixture-jkn\"\nreference_date = 2024-12-31\nreference_period = \"2024\"\ncodelists = \"{codelists}\"\n\
+         [defaults]\nmax_invalid_fraction = 0.0\n\
+         [sources.jkn]\npath = \"{dir}/jkn.csv\"\nformat = \"csv\"\nschema = \"{dir}/jkn.schema.json\"\nrecord_id = \"id\"\n\
+         [sources.jkn.design]\nweight = \"weight\"\nreplicates = {{ columns = \"r*\", type = \"JKn\", rscales = [{rscales}] }}\n\
+         [sources.jkn.harmonize]\nSEX = {{ from = \"sex\", crosswalk = \"{sex}\", codelist = \"sex\" }}\n\
+         [tables.jkn-total_y]\nsource = \"jkn\"\nunit = \"persons\"\nkind = \"survey_total\"\nvariable = \"y\"\ndimensions = [\"SEX\"]\n",
+        codelists = repo().join("schemas/codelists").display(),
+        dir = tmp.path().display(),
+        sex = repo().join("schemas/crosswalks/sex.csv").display(),
+        rscales = rscales.join(", "),
+    );
+    let spec_path = tmp.path().join("jkn.toml");
+    std::fs::write(&spec_path, spec).unwrap();
+    let plan = migstat::spec::compile(&spec_path).expect("spec compiles");
+    let root = tmp.path().join("out");
+    let m = crate::run_plan(&plan, &root);
+    assert!(m.rejections.is_empty(), "{:?}", m.rejections);
+    let df = read_parquet(
+        &root.join("current/restricted/tables/jkn-total_y/ref_year=2024/data.parquet"),
+    );
+    let mut golden = csv::Reader::from_path(repo().join("tests/golden/survey_jkn_r.csv")).unwrap();
+    let mut n = 0;
+    for r in golden.records() {
+        let r = r.unwrap();
+        assert_eq!(r[4].parse::<usize>().unwrap(), reps.len(), "replicates");
+        let sex = df.column("SEX").unwrap().str().unwrap().clone();
+        let i = (0..df.height())
+            .find(|&i| sex.get(i) == Some(&r[0]))
+            .unwrap_or_else(|| panic!("no cell SEX={}", &r[0]));
+        let f = |c: &str| df.column(c).unwrap().f64().unwrap().get(i).unwrap();
+        let num = |k: usize| r[k].parse::<f64>().unwrap();
+        assert!((f("estimate") / num(1) - 1.0).abs() < 1e-9, "{:?}", &r);
+        assert!(
+            (f("se") / num(2) - 1.0).abs() < 1e-9,
+            "{:?}: se {}",
+            &r,
+            f("se")
+        );
+        let dfree = df.column("df").unwrap().u64().unwrap().get(i);
+        assert_eq!(
+            dfree,
+            r[3].parse().ok(),
+            "SEX={}: degrees of freedom",
+            &r[0]
+        );
+        n += 1;
+    }
+    assert_eq!(n, 3);
+}

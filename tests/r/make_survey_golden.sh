@@ -19,4 +19,5 @@ Rscript tests/r/survey_designs.R expect tests/fixtures/survey_designs/survey.csv
 Rscript tests/r/survey_designs.R calibrated tests/fixtures/survey_designs/survey.csv tests/golden/survey_calibrated_r.csv tests/golden/survey_calibration_g_r.csv
 Rscript tests/r/survey_designs.R quantiles tests/fixtures/survey_designs/survey.csv tests/golden/survey_quantile_r.csv
 Rscript tests/r/survey_designs.R contrasts tests/fixtures/survey_designs/survey.csv tests/golden/survey_contrast_r.csv
+Rscript tests/r/survey_designs.R jkn tests/fixtures/survey_designs/jkn.csv tests/golden/survey_jkn_r.csv
 rm -rf "$out"

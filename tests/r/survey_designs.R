@@ -5,6 +5,7 @@
 #   Rscript tests/r/survey_designs.R calibrated tests/fixtures/survey_designs/survey.csv tests/golden/survey_calibrated_r.csv tests/golden/survey_calibration_g_r.csv
 #   Rscript tests/r/survey_designs.R quantiles tests/fixtures/survey_designs/survey.csv tests/golden/survey_quantile_r.csv
 #   Rscript tests/r/survey_designs.R contrasts tests/fixtures/survey_designs/survey.csv tests/golden/survey_contrast_r.csv
+#   Rscript tests/r/survey_designs.R jkn tests/fixtures/survey_designs/jkn.csv tests/golden/survey_jkn_r.csv
 # `generate` draws the synthetic survey (committed, so it needs to run only once); `expect`
 # computes the estimates that tests/integration/survey.rs compares migstat with. The design
 # names below are the source ids of the spec that test writes.
@@ -437,7 +438,45 @@ contrasts <- function(path, out) {
   cat("R", R.version.string, "survey", as.character(packageVersion("survey")), ":", nrow(all), "contrasts\n")
 }
 
-if (args[1] == "contrasts") {
+# A large JKn design (hundreds of replicates, weights over six orders of magnitude): R's df is
+# the rank of its replicate weights by qr() less one. The fixture keeps the design columns only;
+# the test builds the JKn weights from them (PSU j of stratum h dropped, the rest of h scaled by
+# n_h/(n_h - 1)), as as.svrepdesign does, and compares df, totals and SEs.
+jkn <- function(fixture, out) {
+  set.seed(20261204)
+  rows <- list()
+  for (h in 1:150) {
+    np <- sample(c(2, 2, 3, 4, 5), 1)
+    for (p in 1:np) {
+      k <- sample(1:8, 1)
+      rows[[length(rows) + 1]] <- data.frame(stratum = sprintf("H%03d", h), psu = sprintf("H%03d-P%d", h, p), k = k)
+    }
+  }
+  d <- do.call(rbind, lapply(rows, function(r) r[rep(1, r$k), ]))
+  n <- nrow(d)
+  d$id <- sprintf("J%05d", seq_len(n))
+  d$weight <- signif(exp(rnorm(n, 5, 3)), 6)
+  d$sex <- sample(c("M", "F"), n, replace = TRUE)
+  d$y <- round(rgamma(n, 2, 0.01), 1)
+  d <- d[c("id", "stratum", "psu", "weight", "sex", "y")]
+  write.csv(d, fixture, row.names = FALSE, quote = FALSE)
+  d <- read.csv(fixture, colClasses = c(sex = "character"))
+  jk <- as.svrepdesign(svydesign(ids = ~psu, strata = ~stratum, weights = ~weight, data = d, nest = TRUE),
+    type = "JKn", compress = FALSE)
+  w <- weights(jk, "analysis")
+  t <- svyby(~y, ~sex, jk, svytotal)
+  whole <- svytotal(~y, jk)
+  res <- data.frame(SEX = c(t$sex, "_T"), estimate = sprintf("%.17g", c(t$y, coef(whole))),
+    se = sprintf("%.17g", c(t$se, SE(whole))), df = degf(jk), replicates = ncol(w),
+    rank = qr(w, tol = 1e-5)$rank)
+  write.csv(res, out, row.names = FALSE, quote = FALSE)
+  cat("R", R.version.string, "survey", as.character(packageVersion("survey")), ": JKn with", ncol(w),
+    "replicates, degf", degf(jk), "\n")
+}
+
+if (args[1] == "jkn") {
+  jkn(args[2], args[3])
+} else if (args[1] == "contrasts") {
   contrasts(args[2], args[3])
 } else if (args[1] == "quantiles") {
   quantiles(args[2], args[3])
