@@ -160,16 +160,27 @@ impl fmt::Display for Rejection {
     }
 }
 
+/// Lines a message lists before it counts the rest (a spec can name hundreds of columns).
+const LINES_MAX: usize = 50;
+
 fn join_lines<I, T>(items: I) -> String
 where
     I: IntoIterator<Item = T>,
     T: fmt::Display,
 {
-    items
-        .into_iter()
-        .map(|i| format!("  - {i}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    let mut lines = Vec::new();
+    let mut more = 0usize;
+    for i in items {
+        if lines.len() < LINES_MAX {
+            lines.push(format!("  - {i}"));
+        } else {
+            more += 1;
+        }
+    }
+    if more > 0 {
+        lines.push(format!("  - … and {more} more"));
+    }
+    lines.join("\n")
 }
 
 impl Error {
@@ -226,6 +237,28 @@ impl<T> PolarsContext<T> for polars::error::PolarsResult<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_list_of_problems_is_counted_not_printed() {
+        let issues: Vec<SpecIssue> = (0..473)
+            .map(|k| SpecIssue {
+                file: PathBuf::from("spec.toml"),
+                key: format!("sources.s.design.replicates.columns.r{k}"),
+                message: "must be required".to_string(),
+            })
+            .collect();
+        let msg = Error::Spec(issues).to_string();
+        assert!(
+            msg.starts_with("the pipeline spec has 473 problem(s):"),
+            "{msg}"
+        );
+        assert_eq!(msg.lines().count(), 1 + LINES_MAX + 1, "{msg}");
+        assert!(msg.ends_with("  - … and 423 more"), "{msg}");
+        assert!(
+            msg.contains("columns.r49:") && !msg.contains("columns.r50:"),
+            "{msg}"
+        );
+    }
 
     #[test]
     fn quotes_are_short_escaped_and_marked() {
