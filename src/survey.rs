@@ -145,9 +145,61 @@ pub struct DesignPartial {
     /// replicate weights within the class (upper triangle).
     class_reps: BTreeMap<u32, Vec<f64>>,
     class_gram: BTreeMap<u32, Vec<f64>>,
+    /// Replicate weights from their own file, by record key (read at the first chunk).
+    rep_file: Option<HashMap<String, Vec<f64>>>,
+    /// Records without a row in that file: how many, and the first few keys.
+    rep_missing: (u64, Vec<String>),
 }
 
+/// Keys of records without replicate weights named in a rejection.
+const MISSING_SHOWN: usize = 5;
+
 impl DesignPartial {
+    /// One chunk's replicate weights from the design's weights file, joined on the record id.
+    fn file_reps(
+        &mut self,
+        r: &Replicates,
+        f: &crate::spec::ReplicateFile,
+        df: &DataFrame,
+        ctx: &dyn Fn(&str) -> String,
+    ) -> Result<Vec<Vec<f64>>> {
+        if self.rep_file.is_none() {
+            let (map, problems) = read_replicate_file(r, f);
+            self.problems.extend(problems);
+            self.rep_file = Some(map);
+        }
+        let map = self.rep_file.take().unwrap_or_default();
+        let keys = match text(df, &raw_column(&f.record_id), ctx) {
+            Ok(k) => k,
+            Err(e) => {
+                self.rep_file = Some(map);
+                return Err(e);
+            }
+        };
+        let mut reps = vec![Vec::with_capacity(df.height()); r.columns.len()];
+        for key in keys.iter() {
+            let key = key.unwrap_or("");
+            match map.get(key) {
+                Some(v) => {
+                    for (col, x) in reps.iter_mut().zip(v) {
+                        col.push(*x);
+                    }
+                }
+                None => {
+                    self.rep_missing.0 += 1;
+                    if self.rep_missing.1.len() < MISSING_SHOWN {
+                        self.rep_missing.1.push(key.to_string());
+                    }
+                    for col in &mut reps {
+                        col.push(0.0);
+                    }
+                }
+            }
+        }
+        self.rep_file = Some(map);
+        Ok(reps)
+    }
+
     /// Read the design columns of one chunk (every record: a filter never shrinks the design).
     #[allow(clippy::needless_range_loop)] // a row indexes every column of the chunk
     pub fn add_chunk(&mut self, design: &Design, df: &DataFrame) -> Result<Units> {
@@ -167,14 +219,17 @@ impl DesignPartial {
         let fpc2 = num(&design.fpc_ssu).transpose()?;
         let reps: Vec<Vec<f64>> = match &design.replicates {
             None => Vec::new(),
-            Some(r) => r
-                .columns
-                .iter()
-                .map(|c| {
-                    numbers(df, &raw_column(c), &ctx)
-                        .map(|v| v.iter().map(|x| x.unwrap_or(0.0)).collect())
-                })
-                .collect::<Result<_>>()?,
+            Some(r) => match &r.file {
+                Some(f) => self.file_reps(r, f, df, &ctx)?,
+                None => r
+                    .columns
+                    .iter()
+                    .map(|c| {
+                        numbers(df, &raw_column(c), &ctx)
+                            .map(|v| v.iter().map(|x| x.unwrap_or(0.0)).collect())
+                    })
+                    .collect::<Result<_>>()?,
+            },
         };
         let rows = df.height();
         // The calibration margins' columns: derived codes, else delivered fields.
@@ -326,10 +381,25 @@ impl DesignPartial {
         source_id: &str,
     ) -> std::result::Result<DesignInfo, Rejection> {
         let reject = |reason: String| Rejection::new(source_id, format!("survey design: {reason}"));
-        if !self.problems.is_empty() {
-            return Err(reject(
-                self.problems.iter().cloned().collect::<Vec<_>>().join("; "),
+        let mut problems: Vec<String> = self.problems.iter().cloned().collect();
+        if let (Some(f), (n @ 1.., keys)) = (
+            design.replicates.as_ref().and_then(|r| r.file.as_ref()),
+            &self.rep_missing,
+        ) {
+            problems.push(format!(
+                "{n} record(s) have no row in the replicate weights file {} (column `{}`): {}{}",
+                f.path.display(),
+                f.key,
+                crate::error::quote_list(keys.iter().map(String::as_str)),
+                if *n as usize > keys.len() {
+                    ", …"
+                } else {
+                    ""
+                }
             ));
+        }
+        if !problems.is_empty() {
+            return Err(reject(problems.join("; ")));
         }
         let two_stage = design.ssu.is_some() && design.fpc_ssu.is_some();
         // R's as.fpc: all values >= 1 are population sizes, all <= 1 sampling fractions.
@@ -789,6 +859,89 @@ impl CalInfo {
             })
             .collect()
     }
+}
+
+/// Read a replicate weights file: each row's key and its replicate columns as numbers. A
+/// problem (unreadable file, a value that is not a number, a key given twice) is named with its
+/// line, at most ten of them.
+fn read_replicate_file(
+    r: &Replicates,
+    f: &crate::spec::ReplicateFile,
+) -> (HashMap<String, Vec<f64>>, Vec<String>) {
+    let mut map = HashMap::new();
+    let mut problems = Vec::new();
+    let file = f.path.display();
+    let mut rdr = match csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_path(&f.path)
+    {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                map,
+                vec![format!(
+                    "cannot read the replicate weights file {file}: {e}"
+                )],
+            );
+        }
+    };
+    let header: Vec<String> = match rdr.headers() {
+        Ok(h) => h
+            .iter()
+            .map(|h| h.trim_start_matches('\u{feff}').trim().to_string())
+            .collect(),
+        Err(e) => return (map, vec![format!("cannot read the header of {file}: {e}")]),
+    };
+    let at = |c: &str| header.iter().position(|h| h == c);
+    let (Some(key_at), Some(cols)) = (
+        at(&f.key),
+        r.columns
+            .iter()
+            .map(|c| at(c))
+            .collect::<Option<Vec<usize>>>(),
+    ) else {
+        return (
+            map,
+            vec![format!("{file} no longer has the columns the spec names")],
+        );
+    };
+    let mut problem = |p: String| {
+        if problems.len() < 10 {
+            problems.push(p);
+        }
+    };
+    for (i, rec) in rdr.records().enumerate() {
+        let line = i + 2;
+        let rec = match rec {
+            Ok(rec) => rec,
+            Err(e) => {
+                problem(format!("{file} line {line}: {e}"));
+                continue;
+            }
+        };
+        let key = rec.get(key_at).unwrap_or("").trim().to_string();
+        let mut values = Vec::with_capacity(cols.len());
+        for (c, &j) in r.columns.iter().zip(&cols) {
+            let v = rec.get(j).unwrap_or("").trim();
+            match v.parse::<f64>() {
+                Ok(x) if x.is_finite() => values.push(x),
+                _ => {
+                    problem(format!(
+                        "{file} line {line}, column `{c}`: {} is not a replicate weight (a number)",
+                        crate::error::quote(v)
+                    ));
+                    values.push(0.0);
+                }
+            }
+        }
+        if map.insert(key.clone(), values).is_some() {
+            problem(format!(
+                "{file} line {line}: record {} has a second row of replicate weights",
+                crate::error::quote(&key)
+            ));
+        }
+    }
+    (map, problems)
 }
 
 /// The rank of the replicate weights matrix from its cross-products, with R's `qr()` criterion

@@ -8,6 +8,8 @@
 //! - replicate weights: `svrepdesign(weights = ~weight, repweights = <columns>, type = …,
 //!   scale = …, rscales = …, mse = …, combined.weights = TRUE)`.
 
+use std::path::PathBuf;
+
 use serde::Serialize;
 use toml::Value;
 
@@ -77,6 +79,18 @@ pub struct Replicates {
     /// Degrees of freedom of the intervals; by default the rank of the replicate weights − 1,
     /// as R's `degf()`.
     pub df: Option<u64>,
+    /// Replicate weights delivered in their own file rather than as columns of the source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<ReplicateFile>,
+}
+
+/// A CSV file of replicate weights: one row per record, `key` holding the value of the
+/// source's `record_id` field, the replicate columns as numbers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplicateFile {
+    pub path: PathBuf,
+    pub key: String,
+    pub record_id: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -97,7 +111,7 @@ pub(crate) fn parse(
     d: &Section<'_>,
     schema: Option<&TableSchema>,
     derived: &[String],
-    base: &std::path::Path,
+    (base, record_id): (&std::path::Path, Option<&str>),
     cx: &mut Ctx<'_>,
 ) -> Option<Design> {
     let dp = format!("{}.", d.path());
@@ -177,7 +191,7 @@ pub(crate) fn parse(
                     "replicate weights carry the design: drop strata, psu, ssu and fpc, or the replicates",
                 );
             }
-            let parsed = replicates(&r, schema, &check_field, cx);
+            let parsed = replicates(&r, schema, &check_field, (base, record_id), cx);
             r.finish(cx);
             parsed
         }
@@ -257,10 +271,79 @@ fn replicates(
     r: &Section<'_>,
     schema: Option<&TableSchema>,
     check_field: &dyn Fn(&str, &str, bool, &mut Ctx<'_>),
+    (base, record_id): (&std::path::Path, Option<&str>),
     cx: &mut Ctx<'_>,
 ) -> Option<Replicates> {
     let rp = format!("{}.", r.path());
-    // An explicit list, or a glob over the schema's fields in schema order.
+    // Replicate weights delivered in a file of their own, one row per record by its key.
+    let file = match r.get("file") {
+        None => {
+            if r.has("key") {
+                cx.push(
+                    format!("{rp}key"),
+                    "`key` goes with `file`: the replicate weights file's column of record ids",
+                );
+            }
+            None
+        }
+        Some(v) => {
+            let path = v.as_str().map(|f| super::clean_path(&base.join(f)));
+            let key = cx.str(r, "key", false).map(str::to_string);
+            match (path, record_id) {
+                (None, _) => {
+                    cx.push(
+                        format!("{rp}file"),
+                        "must name a CSV file of replicate weights",
+                    );
+                    None
+                }
+                (Some(_), None) => {
+                    cx.push(
+                        format!("{rp}file"),
+                        "replicate weights from a file are joined on the source's `record_id`: declare it",
+                    );
+                    None
+                }
+                (Some(path), Some(id)) => match read_header(&path) {
+                    Ok(header) => {
+                        let key = key.unwrap_or_else(|| id.to_string());
+                        if !header.contains(&key) {
+                            cx.push(
+                                format!("{rp}key"),
+                                format!(
+                                    "{} has no column `{}` (its record ids, matched to `{id}`)",
+                                    path.display(),
+                                    super::cap(&key)
+                                ),
+                            );
+                        }
+                        Some((
+                            ReplicateFile {
+                                path,
+                                key,
+                                record_id: id.to_string(),
+                            },
+                            header,
+                        ))
+                    }
+                    Err(e) => {
+                        cx.push(
+                            format!("{rp}file"),
+                            format!("cannot read {}: {e}", path.display()),
+                        );
+                        None
+                    }
+                },
+            }
+        }
+    };
+    // An explicit list, or a glob over the schema's fields (or the file's columns) in order.
+    let fields: Vec<String> = match &file {
+        Some((_, header)) => header.clone(),
+        None => schema
+            .map(|s| s.fields.iter().map(|f| f.name.clone()).collect())
+            .unwrap_or_default(),
+    };
     let columns: Vec<String> = match r.get("columns") {
         Some(Value::Array(a)) => a
             .iter()
@@ -273,15 +356,11 @@ fn replicates(
             })
             .collect(),
         Some(Value::String(pattern)) => match glob::Pattern::new(pattern) {
-            Ok(g) => schema
-                .map(|s| {
-                    s.fields
-                        .iter()
-                        .filter(|f| g.matches(&f.name))
-                        .map(|f| f.name.clone())
-                        .collect()
-                })
-                .unwrap_or_default(),
+            Ok(g) => fields
+                .iter()
+                .filter(|f| g.matches(f) && file.as_ref().is_none_or(|(fl, _)| **f != fl.key))
+                .cloned()
+                .collect(),
             Err(e) => {
                 cx.push(format!("{rp}columns"), format!("not a glob pattern: {e}"));
                 Vec::new()
@@ -299,7 +378,7 @@ fn replicates(
             Vec::new()
         }
     };
-    if r.get("columns").is_some() && columns.len() < 2 && schema.is_some() {
+    if r.get("columns").is_some() && columns.len() < 2 && (schema.is_some() || file.is_some()) {
         cx.push(
             format!("{rp}columns"),
             format!(
@@ -308,8 +387,20 @@ fn replicates(
             ),
         );
     }
-    for c in &columns {
-        check_field(c, &format!("{rp}columns"), true, cx);
+    match &file {
+        None => {
+            for c in &columns {
+                check_field(c, &format!("{rp}columns"), true, cx);
+            }
+        }
+        Some((f, header)) => {
+            for c in columns.iter().filter(|c| !header.contains(c)) {
+                cx.push(
+                    format!("{rp}columns"),
+                    format!("{} has no column `{}`", f.path.display(), super::cap(c)),
+                );
+            }
+        }
     }
     let n = columns.len().max(1) as f64;
     let given = |key: &str, cx: &mut Ctx<'_>| -> Option<f64> {
@@ -418,5 +509,19 @@ fn replicates(
         rscales,
         mse,
         df,
+        file: file.map(|f| f.0),
     })
+}
+
+/// The column names of a CSV file (its first line).
+fn read_header(path: &std::path::Path) -> Result<Vec<String>, String> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_path(path)
+        .map_err(|e| e.to_string())?;
+    let header = rdr.headers().map_err(|e| e.to_string())?;
+    Ok(header
+        .iter()
+        .map(|h| h.trim_start_matches('\u{feff}').trim().to_string())
+        .collect())
 }

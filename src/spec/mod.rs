@@ -29,7 +29,7 @@ pub use banding::Banding;
 pub use calibration::{CalMethod, Calibration, Margin};
 pub use codelist::{CodeList, Normalize};
 pub use derivation::{Derivation, Derived, Unmapped};
-pub use design::{Design, LonelyPsu, ReplicateKind, Replicates};
+pub use design::{Design, LonelyPsu, ReplicateFile, ReplicateKind, Replicates};
 pub use groups::GroupSpec;
 pub use protection::{DEFAULT_PROTECTION_RANGE, KeySource, Secondary};
 pub use protection::{Protect, ProtectMethod, Revisions};
@@ -795,6 +795,15 @@ fn spec_hash(
         // So do the population totals a survey is calibrated to.
         if let Some(c) = s.design.as_ref().and_then(|d| d.calibration.as_ref()) {
             extra.extend(c.margins.iter().map(|m| m.path.clone()));
+        }
+        // And replicate weights delivered in a file of their own.
+        if let Some(f) = s
+            .design
+            .as_ref()
+            .and_then(|d| d.replicates.as_ref())
+            .and_then(|r| r.file.as_ref())
+        {
+            extra.push(f.path.clone());
         }
     }
     if !bandings.is_empty() {

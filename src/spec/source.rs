@@ -148,7 +148,7 @@ fn compile_source(
                 &d,
                 schema_out.as_ref().map(|(_, s, _)| s),
                 &derived,
-                base,
+                (base, record_id.as_deref()),
                 cx,
             )
         });

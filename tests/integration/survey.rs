@@ -1663,3 +1663,91 @@ fn a_large_jkn_design_has_r_s_degrees_of_freedom() {
     }
     assert_eq!(n, 3);
 }
+
+#[test]
+fn replicate_weights_from_their_own_file_are_joined_on_the_record_id() {
+    // The jk1 weights of the fixture moved to a file of their own (rows in reverse order, a
+    // BOM, the key named differently): every table must come out as with the columns.
+    let fx = repo().join("tests/fixtures/survey_designs/survey.csv");
+    let mut rdr = csv::Reader::from_path(&fx).unwrap();
+    let header = rdr.headers().unwrap().clone();
+    let jk: Vec<usize> = (0..header.len())
+        .filter(|&i| header[i].starts_with("jk1_"))
+        .collect();
+    let rows: Vec<csv::StringRecord> = rdr.records().map(|r| r.unwrap()).collect();
+    let write = |path: &Path, rows: &[&csv::StringRecord], bad: Option<usize>| {
+        let mut out = String::from("\u{feff}respondent");
+        for &i in &jk {
+            out += &format!(",{}", &header[i]);
+        }
+        out.push('\n');
+        for (n, r) in rows.iter().enumerate() {
+            out += &r[0];
+            for &i in &jk {
+                let v = if bad == Some(n) && i == jk[3] {
+                    "n/a"
+                } else {
+                    &r[i]
+                };
+                out += &format!(",{v}");
+            }
+            out.push('\n');
+        }
+        std::fs::write(path, out).unwrap();
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let weights = tmp.path().join("jk1_weights.csv");
+    let reversed: Vec<&csv::StringRecord> = rows.iter().rev().collect();
+    write(&weights, &reversed, None);
+    let file_design = format!(
+        r#"replicates = {{ file = "{}", key = "respondent", columns = "jk1_*", type = "JK1" }}"#,
+        weights.display()
+    );
+    let jk1 = DESIGNS.iter().find(|d| d.0 == "jk1").unwrap();
+    let spec = designs_spec(tmp.path(), &[*jk1, ("jk1_file", &file_design, 0.95)]);
+    let plan = migstat::spec::compile(&spec).expect("spec compiles");
+    let root = tmp.path().join("out");
+    let m = crate::run_plan(&plan, &root);
+    assert!(m.rejections.is_empty(), "{:?}", m.rejections);
+    let out = root.join("current/restricted/tables");
+    for (table, _, _) in DESIGN_TABLES {
+        let read = |d: &str| {
+            let df = read_parquet(&out.join(format!("{d}-{table}/ref_year=2024/data.parquet")));
+            df.drop("table_id").unwrap_or(df)
+        };
+        let (a, b) = (read("jk1"), read("jk1_file"));
+        assert!(a.height() > 0, "{table}");
+        for name in ["estimate", "se", "df", "n"] {
+            assert_eq!(
+                a.column(name).unwrap(),
+                b.column(name).unwrap(),
+                "{table}: {name}"
+            );
+        }
+    }
+
+    // A record without a row, and a weight that is not a number: the source is rejected,
+    // naming both.
+    let short: Vec<&csv::StringRecord> = rows.iter().skip(1).collect();
+    write(&weights, &short, Some(4));
+    let spec = designs_spec(tmp.path(), &[("jk1_file", &file_design, 0.95)]);
+    let plan = migstat::spec::compile(&spec).expect("spec compiles");
+    let m = crate::run_plan(&plan, &tmp.path().join("out2"));
+    assert_eq!(m.status, migstat::manifest::RunStatus::Rejected);
+    let msg = &m.rejections[0].reason;
+    assert!(
+        msg.contains("1 record(s) have no row in the replicate weights file")
+            && msg.contains(&format!("`{}`", &rows[0][0]))
+            && msg.contains("line 6, column `jk1_04`: `n/a` is not a replicate weight"),
+        "{msg}"
+    );
+
+    // A key column the file lacks is a spec mistake.
+    let bad = format!(
+        r#"replicates = {{ file = "{}", key = "id_no", columns = "jk1_*", type = "JK1" }}"#,
+        weights.display()
+    );
+    let spec = designs_spec(tmp.path(), &[("jk1_bad", &bad, 0.95)]);
+    let e = migstat::spec::compile(&spec).unwrap_err().to_string();
+    assert!(e.contains("has no column `id_no`"), "{e}");
+}
