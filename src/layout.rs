@@ -15,6 +15,7 @@
 //! <release>/quarantine/<source>.parquet
 //! <release>/restricted/accepted/<source>.parquet
 //! <release>/restricted/calibration/<source>.parquet                 a calibrated survey's g by class
+//! <release>/restricted/weights/<source>.parquet                     … and each record's weights
 //! <release>/restricted/tables/<table>/<partition>/data.parquet      true values
 //! <release>/restricted/audit/<table>/<partition>/audit.parquet      protection decisions
 //! <release>/restricted/ledger/<group>/<partition>/ledger.parquet    published vintages
@@ -107,6 +108,14 @@ impl Release<'_> {
             .join("calibration")
             .join(format!("{source}.parquet"))
     }
+
+    /// Each record's design and calibrated weight of a calibrated survey.
+    pub fn calibrated_weights(&self, source: &str) -> PathBuf {
+        self.0
+            .join("restricted")
+            .join("weights")
+            .join(format!("{source}.parquet"))
+    }
     pub fn quarantine(&self, source: &str) -> PathBuf {
         self.0.join("quarantine").join(format!("{source}.parquet"))
     }
@@ -194,7 +203,7 @@ impl Release<'_> {
     pub fn owner(path: &str) -> Option<Owner<'_>> {
         let parts: Vec<&str> = path.split('/').collect();
         match parts.as_slice() {
-            ["restricted", "accepted" | "calibration", f] | ["quarantine", f] => {
+            ["restricted", "accepted" | "calibration" | "weights", f] | ["quarantine", f] => {
                 f.strip_suffix(".parquet").map(Owner::Source)
             }
             ["restricted" | "public", "tables", t, ..] | ["restricted", "audit", t, ..] => {
@@ -267,6 +276,10 @@ mod tests {
             Release::owner(&rel(r.ledger(&long, p))),
             Some(Owner::Group(name.as_str()))
         );
+        assert_eq!(
+            Release::owner(&rel(r.calibrated_weights("survey"))),
+            Some(Owner::Source("survey"))
+        );
         assert_eq!(Release::owner(&rel(r.manifest())), None);
         assert_eq!(Release::owner(&rel(r.sdmx_structure())), None);
         assert_eq!(
@@ -290,6 +303,10 @@ mod tests {
         assert_eq!(
             r.calibration("s"),
             Path::new("R/restricted/calibration/s.parquet")
+        );
+        assert_eq!(
+            r.calibrated_weights("s"),
+            Path::new("R/restricted/weights/s.parquet")
         );
         let o = Out(Path::new("out"));
         assert_eq!(o.staging("x"), Path::new("out/.staging/x"));

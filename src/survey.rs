@@ -121,7 +121,7 @@ pub struct Units {
 
 /// The design as seen so far: its strata, PSUs and SSUs, the FPC values, and for replicate
 /// weights the cross-products that give their rank (R's degrees of freedom).
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct DesignPartial {
     strata: Interner,
     psus: Interner,
@@ -739,6 +739,60 @@ impl DesignInfo {
         self.unit_weight
             .as_ref()
             .map_or(1.0, |m| m.get(&(u.0, u.1)).copied().unwrap_or(f64::NAN))
+    }
+
+    /// Each accepted record's weights for the restricted tier, when the design is calibrated:
+    /// its record id (the source's `record_id` field, when it has one), file and record number,
+    /// design weight, g and calibrated weight (what R's `weights(design)` gives after
+    /// `calibrate`). `records` are the accepted records in the order the design read them;
+    /// `partial` is the finished design, replayed on them to find each record's unit and class.
+    pub fn record_weights(
+        &self,
+        design: &Design,
+        partial: &DesignPartial,
+        records: &DataFrame,
+        record_id: Option<&str>,
+    ) -> Result<DataFrame> {
+        let Some(cal) = &self.calibration else {
+            return Err(Error::Internal(
+                "record weights of an uncalibrated design".into(),
+            ));
+        };
+        let mut replay = partial.clone();
+        replay.next_record_psu = 0;
+        let mut weight = Vec::with_capacity(records.height());
+        let mut g = Vec::with_capacity(records.height());
+        let mut calibrated = Vec::with_capacity(records.height());
+        const SLICE: usize = 1 << 16;
+        let mut start = 0;
+        while start < records.height() {
+            let chunk = records.slice(start as i64, SLICE);
+            let units = replay.add_chunk(design, &chunk)?;
+            for (u, w) in units.unit.iter().zip(&units.w) {
+                let w = w * self.weight_of(u);
+                let gc = cal.g.get(u.3 as usize).copied().unwrap_or(f64::NAN);
+                weight.push(w);
+                g.push(gc);
+                calibrated.push(w * gc);
+            }
+            start += SLICE;
+        }
+        let mut columns = Vec::new();
+        if let Some(id) = record_id {
+            let c = records
+                .column(&raw_column(id))
+                .ctx(|| format!("survey weights: {id}"))?;
+            columns.push(c.clone().with_name("record_id".into()));
+        }
+        for c in ["_file", "_record"] {
+            if let Ok(col) = records.column(c) {
+                columns.push(col.clone());
+            }
+        }
+        columns.push(Column::new("weight".into(), weight));
+        columns.push(Column::new("g".into(), g));
+        columns.push(Column::new("calibrated_weight".into(), calibrated));
+        DataFrame::new(records.height(), columns).ctx(|| "survey weights".to_string())
     }
 
     /// The calibration of the design by class, for the restricted tier: one row per

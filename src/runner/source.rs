@@ -226,6 +226,7 @@ pub(super) fn run_source(
     let mut design_rejections = Vec::new();
     let mut survey_tables = SurveyTables::new();
     let mut calibration_out = None;
+    let mut weights_out = None;
     if let Some(design) = src.design.as_ref().filter(|_| !surveyed.is_empty()) {
         match design_partial.finish(design, &src.id) {
             Ok(info) => {
@@ -235,6 +236,29 @@ pub(super) fn run_source(
                     let mut sink = ParquetSink::create(&path, frame.schema(), &metadata)?;
                     sink.write(frame)?;
                     calibration_out = Some(sink.finish(staging)?);
+                    // Each record's calibrated weight, for analyses outside migstat.
+                    let acc_path = staging.join(&acc.path);
+                    let records = std::fs::File::open(&acc_path)
+                        .map_err(|e| Error::Io {
+                            path: acc_path.clone(),
+                            source: e,
+                        })
+                        .and_then(|f| {
+                            ParquetReader::new(f).finish().map_err(|e| Error::Polars {
+                                context: format!("reading {}", acc_path.display()),
+                                source: e,
+                            })
+                        })?;
+                    let frame = info.record_weights(
+                        design,
+                        &design_partial,
+                        &records,
+                        src.record_id.as_deref(),
+                    )?;
+                    let path = Release(staging).calibrated_weights(&src.id);
+                    let mut sink = ParquetSink::create(&path, frame.schema(), &metadata)?;
+                    sink.write(frame)?;
+                    weights_out = Some(sink.finish(staging)?);
                 }
                 let info = Arc::new(info);
                 for (t, p) in surveyed.iter().zip(survey_partials) {
@@ -270,7 +294,11 @@ pub(super) fn run_source(
             input_key: String::new(),
             reused: false,
         },
-        outputs: [acc, qua].into_iter().chain(calibration_out).collect(),
+        outputs: [acc, qua]
+            .into_iter()
+            .chain(calibration_out)
+            .chain(weights_out)
+            .collect(),
         cells: streamed
             .iter()
             .map(|t| t.id.clone())

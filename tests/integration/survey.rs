@@ -1204,6 +1204,72 @@ fn the_default_survey_is_raked_to_its_census_margins_but_not_its_emigrants() {
             );
         }
     }
+
+    // Each record's weights (restricted/weights/survey.parquet), joined to the
+    // accepted records by file and record number: its delivered weight, g = 1 abroad, and the
+    // residents' calibrated weights add up to the census totals by sex and age group.
+    let weights = read_parquet(&out.join("restricted/weights/survey.parquet"));
+    let acc = read_parquet(&out.join("restricted/accepted/survey.parquet"));
+    let acc_rows = acc.height();
+    assert_eq!(weights.height(), acc_rows, "one row per accepted record");
+    let joined = weights
+        .lazy()
+        .join(
+            acc.lazy(),
+            [col("_file"), col("_record")],
+            [col("_file"), col("_record")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .collect()
+        .unwrap();
+    assert_eq!(joined.height(), acc_rows, "every record joins");
+    let f = |c: &str| {
+        joined
+            .column(c)
+            .unwrap()
+            .cast(&DataType::Float64)
+            .unwrap()
+            .f64()
+            .unwrap()
+            .clone()
+    };
+    let s = |c: &str| joined.column(c).unwrap().str().unwrap().clone();
+    let (w, raw, g, cw) = (f("weight"), f("raw_weight"), f("g"), f("calibrated_weight"));
+    let (sex, age, mt) = (s("SEX"), s("AGE_GROUP"), s("MIGRATION_TYPE"));
+    let ids = s("record_id");
+    let mut totals: BTreeMap<(String, String), f64> = BTreeMap::new();
+    for i in 0..joined.height() {
+        assert_eq!(w.get(i), raw.get(i), "row {i}: the delivered weight");
+        assert!(
+            ids.get(i).is_some_and(|x| !x.is_empty()),
+            "row {i}: record id"
+        );
+        let (gi, ci) = (g.get(i).unwrap(), cw.get(i).unwrap());
+        assert!((ci - w.get(i).unwrap() * gi).abs() <= 1e-9 * ci.abs());
+        if mt.get(i) == Some("EMIGRANT") {
+            assert!(
+                (gi - 1.0).abs() < 1e-12,
+                "row {i}: an emigrant keeps the design weight"
+            );
+        } else {
+            *totals
+                .entry((sex.get(i).unwrap().into(), age.get(i).unwrap().into()))
+                .or_default() += ci;
+        }
+    }
+    let mut rdr = csv::Reader::from_path(fx.join("residents_sex_age.csv")).unwrap();
+    for rec in rdr.records() {
+        let rec = rec.unwrap();
+        let total: f64 = rec[2].parse().unwrap();
+        let got = totals
+            .get(&(rec[0].into(), rec[1].into()))
+            .copied()
+            .unwrap_or(0.0);
+        assert!(
+            (got - total).abs() <= 1e-7 * (1.0 + total),
+            "{rec:?}: {got} vs {total}"
+        );
+    }
 }
 
 #[test]
