@@ -543,14 +543,14 @@ impl TableReader<'_> {
     fn dimensions(&self, kind: &TableKind, cx: &mut Ctx<'_>) -> Vec<String> {
         let (t, pp, source, derived) = (self.t, self.pp, self.source, self.derived);
         let dimensions: Vec<String> = match t.get("dimensions").and_then(Value::as_array) {
-            Some(a) if a.iter().all(Value::is_str) && !a.is_empty() => a
+            Some(a) if a.iter().all(Value::is_str) && (!a.is_empty() || kind.is_survey()) => a
                 .iter()
                 .filter_map(|v| v.as_str().map(str::to_string))
                 .collect(),
             _ => {
                 cx.push(
                     format!("{pp}dimensions"),
-                    "required: a non-empty list of derived column names",
+                    "required: a list of derived column names (non-empty except for a survey table)",
                 );
                 Vec::new()
             }

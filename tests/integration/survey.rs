@@ -1817,3 +1817,56 @@ fn replicate_weights_from_their_own_file_are_joined_on_the_record_id() {
     let e = migstat::spec::compile(&spec).unwrap_err().to_string();
     assert!(e.contains("has no column `id_no`"), "{e}");
 }
+
+#[test]
+fn a_table_without_dimensions_is_the_whole_population() {
+    // `dimensions = []`: one cell, R's estimate over the whole design (svytotal(~y, des), not
+    // svyby), against the all-`_T` rows of tests/golden/survey_designs_r.csv.
+    let whole: Vec<(String, String, String)> = DESIGN_TABLES
+        .iter()
+        .filter(|t| !t.0.starts_with("share"))
+        .map(|(n, k, _)| (format!("{n}_whole"), k.to_string(), "[]".to_string()))
+        .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = designs_spec_with(tmp.path(), DESIGNS, |_| whole.clone());
+    let plan = migstat::spec::compile(&spec).expect("spec compiles");
+    let root = tmp.path().join("out");
+    let m = crate::run_plan(&plan, &root);
+    assert!(m.rejections.is_empty(), "{:?}", m.rejections);
+    let mut rdr = csv::Reader::from_path(repo().join("tests/golden/survey_designs_r.csv")).unwrap();
+    let mut n = 0;
+    for r in rdr.records() {
+        let r = r.unwrap();
+        if r[1].starts_with("share") || &r[2] != "_T" || &r[3] != "_T" {
+            continue;
+        }
+        let table = format!("{}-{}_whole", &r[0], &r[1]);
+        let df = read_parquet(&root.join(format!(
+            "current/restricted/tables/{table}/ref_year=2024/data.parquet"
+        )));
+        assert_eq!(df.height(), 1, "{table}: one cell");
+        assert_eq!(
+            df.width(),
+            16,
+            "{table}: no dimension column: {:?}",
+            df.get_column_names()
+        );
+        let f = |c: &str| df.column(c).unwrap().f64().unwrap().get(0).unwrap();
+        let num = |k: usize| r[k].parse::<f64>().unwrap();
+        let rel = |a: f64, b: f64| (a - b).abs() / b.abs();
+        assert!(rel(f("estimate"), num(5)) < 1e-9, "{table}: estimate");
+        // A total the FPCs fix has an SE of rounding noise in both.
+        let se_scale = num(6).abs().max(1e-9 * num(5).abs());
+        assert!(
+            (f("se") - num(6)).abs() < 1e-9 * se_scale,
+            "{table}: se {} vs {}",
+            f("se"),
+            num(6)
+        );
+        assert!(rel(f("ci_low_t"), num(7)) < 1e-9, "{table}: t interval");
+        let dfree = df.column("df").unwrap().u64().unwrap().get(0);
+        assert_eq!(dfree, r[9].parse().ok(), "{table}: df");
+        n += 1;
+    }
+    assert_eq!(n, DESIGNS.len() * 4, "cells compared");
+}
