@@ -458,8 +458,11 @@ impl LpView<'_> {
         let max = lp.optimise(&objective, true).map_err(AuditError::Lp)?;
         let min = lp.optimise(&objective, false).map_err(AuditError::Lp)?;
         // Round inward with a tolerance for the interior-point method's accuracy, which is
-        // relative to the optimum's size (255.9999975 for 256 was seen).
-        let tol = |m: f64| 1e-6 * (1.0 + value) + 1e-7 * m.abs();
+        // relative to the optimum's size (255.9999975 for 256 and 6.99997913 for 7 were seen),
+        // capped far below the distance of a fractional vertex (a ratio of small determinants)
+        // from the nearest integer: inside the cap a bound is the integer, beyond it the bound
+        // rounds inward (narrower: more protection, never less).
+        let tol = |m: f64| (1e-6 * (1.0 + value) + 1e-5 * m.abs()).min(1e-3);
         let hi = max.value.map_or(f64::INFINITY, |m| (m + tol(m)).floor());
         let lo = min.value.map_or(0.0, |m| (m - tol(m)).ceil().max(0.0));
         Ok(Interval {
