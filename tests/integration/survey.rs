@@ -1870,3 +1870,66 @@ fn a_table_without_dimensions_is_the_whole_population() {
     }
     assert_eq!(n, DESIGNS.len() * 4, "cells compared");
 }
+
+#[test]
+fn a_contrast_without_dimensions_is_the_whole_population_s() {
+    // Women minus men, and women over men, of the mean of x over the whole design: a contrast
+    // across the only dimension of its base leaves no dimension. R: the GRP = _T rows of
+    // c_mean_sex and c_mean_ratio in tests/golden/survey_contrast_r.csv.
+    let mut rdr =
+        csv::Reader::from_path(repo().join("tests/golden/survey_contrast_r.csv")).unwrap();
+    let rows: Vec<csv::StringRecord> = rdr
+        .records()
+        .map(|r| r.unwrap())
+        .filter(|r| r[1].starts_with("c_mean_") && &r[3] == "_T")
+        .collect();
+    let designs: Vec<(&str, &str, f64)> = DESIGNS
+        .iter()
+        .filter(|d| rows.iter().any(|r| &r[0] == d.0))
+        .copied()
+        .collect();
+    assert!(designs.len() >= 8, "{designs:?}");
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = designs_spec_with(tmp.path(), &designs, |design| {
+        let c = |how: &str| {
+            format!(
+                "kind = \"survey_contrast\"\nof = \"{design}-mean_x_sex\"\nacross = \"SEX\"\n{how}"
+            )
+        };
+        vec![
+            (
+                "mean_x_sex".to_string(),
+                "kind = \"survey_mean\"\nvariable = \"x\"".to_string(),
+                r#"["SEX"]"#.to_string(),
+            ),
+            (
+                "c_mean_sex".to_string(),
+                c("coefficients = { F = 1, M = -1 }"),
+                "[]".to_string(),
+            ),
+            (
+                "c_mean_ratio".to_string(),
+                c("ratio = [\"F\", \"M\"]"),
+                "[]".to_string(),
+            ),
+        ]
+    });
+    let plan = migstat::spec::compile(&spec).expect("spec compiles");
+    let root = tmp.path().join("out");
+    let m = crate::run_plan(&plan, &root);
+    assert!(m.rejections.is_empty(), "{:?}", m.rejections);
+    for r in &rows {
+        let table = format!("{}-{}", &r[0], &r[1]);
+        let df = read_parquet(&root.join(format!(
+            "current/restricted/tables/{table}/ref_year=2024/data.parquet"
+        )));
+        assert_eq!(df.height(), 1, "{table}");
+        let f = |c: &str| df.column(c).unwrap().f64().unwrap().get(0).unwrap();
+        let num = |k: usize| r[k].parse::<f64>().unwrap();
+        assert!(
+            (f("estimate") / num(4) - 1.0).abs() < 1e-9,
+            "{table}: estimate"
+        );
+        assert!((f("se") / num(5) - 1.0).abs() < 1e-9, "{table}: se");
+    }
+}
