@@ -1649,8 +1649,13 @@ impl Partial {
             let den_mask = category.map(|c| mask | (1 << c));
             let den_rolled = den_mask.map(|m| roll(&finest, m, d));
             let den_reps = den_mask.map(|m| roll(&finest_reps, m, d));
-            let den_grams = match den_mask {
-                Some(m) if !self.qgram.is_empty() => self.rolled_grams(m, d),
+            // Each domain's df on a replicate design, once per domain (not per category).
+            let den_df: BTreeMap<CellIds, u64> = match (den_mask, &info.replicates) {
+                (Some(m), Some(r)) if !self.qgram.is_empty() => self
+                    .rolled_grams(m, d)
+                    .into_iter()
+                    .map(|(k, g)| (k, rank(&g, r.columns.len()).saturating_sub(1) as u64))
+                    .collect(),
                 _ => BTreeMap::new(),
             };
             let den: Option<BTreeMap<CellIds, &[(Key, Sums)]>> = den_rolled
@@ -1722,13 +1727,10 @@ impl Partial {
                         (Some(cal), None) => cal.records,
                         _ => den_group.iter().map(|(_, s)| s.n).sum(),
                     };
-                    if let Some(r) = &info.replicates {
+                    if info.replicates.is_some() {
                         // R's subset of a replicate design drops the other rows and recomputes
                         // its df from what is left: the rank of the domain's replicate weights.
-                        let df = den_grams.get(&den_cell).map_or(info.df, |g| {
-                            rank(g, r.columns.len()).saturating_sub(1) as u64
-                        });
-                        return (rows, df);
+                        return (rows, den_df.get(&den_cell).copied().unwrap_or(info.df));
                     }
                     let psus: BTreeSet<(u32, u32)> = den_group
                         .iter()
