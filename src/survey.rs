@@ -117,7 +117,16 @@ pub struct Units {
     w: Vec<f64>,
     /// One vector per replicate column.
     reps: Vec<Vec<f64>>,
+    /// With a nonresponse adjustment, whether each record responded (the others are in the
+    /// design, not in any table); empty without one.
+    respondent: Vec<bool>,
 }
+
+/// A record's response in its class key (the key's last character under a nonresponse
+/// adjustment).
+const RESPONDENT: char = 'r';
+const NONRESPONDENT: char = 'n';
+const INELIGIBLE: char = 'i';
 
 /// The design as seen so far: its strata, PSUs and SSUs, the FPC values, and for replicate
 /// weights the cross-products that give their rank (R's degrees of freedom).
@@ -264,10 +273,30 @@ impl DesignPartial {
                 Some((text(df, &col, &ctx)?, codes))
             }
         };
+        // Nonresponse: each record's status and weighting class.
+        let code_column = |name: &str| {
+            let col = if df.column(name).is_ok() {
+                name.to_string()
+            } else {
+                raw_column(name)
+            };
+            text(df, &col, &ctx)
+        };
+        let nonresponse: Option<(StringChunked, Vec<StringChunked>)> = match &design.nonresponse {
+            None => None,
+            Some(nr) => Some((
+                code_column(&nr.status)?,
+                nr.classes
+                    .iter()
+                    .map(|c| code_column(c))
+                    .collect::<Result<_>>()?,
+            )),
+        };
         let weights: Vec<f64> = w.iter().map(|x| x.unwrap_or(0.0)).collect();
-        let recompute_df = recomputes_df(design);
+        let class_gram = recomputes_df(design) || design.nonresponse.is_some();
         let mut key = String::new();
         let mut unit = Vec::with_capacity(rows);
+        let mut respondent = Vec::with_capacity(if nonresponse.is_some() { rows } else { 0 });
         for row in 0..rows {
             let h = self
                 .strata
@@ -310,7 +339,7 @@ impl DesignPartial {
                     ));
                 }
             }
-            let class = if margins.is_empty() {
+            let class = if margins.is_empty() && nonresponse.is_none() {
                 0
             } else {
                 key.clear();
@@ -327,6 +356,27 @@ impl DesignPartial {
                         key.push_str(m.get(row).unwrap_or(crate::vocab::UNKNOWN));
                     }
                 }
+                // The weighting class's codes and the response (`r`, `n` or `i`) follow the
+                // margins' codes.
+                if let (Some((status, classes)), Some(nr)) = (&nonresponse, &design.nonresponse) {
+                    for (n, c) in classes.iter().enumerate() {
+                        if n > 0 || !margins.is_empty() {
+                            key.push('\u{1f}');
+                        }
+                        key.push_str(c.get(row).unwrap_or(crate::vocab::UNKNOWN));
+                    }
+                    let s = status.get(row).unwrap_or("");
+                    let flag = if nr.respondent.contains(s) {
+                        RESPONDENT
+                    } else if nr.ineligible.contains(s) {
+                        INELIGIBLE
+                    } else {
+                        NONRESPONDENT
+                    };
+                    key.push('\u{1f}');
+                    key.push(flag);
+                    respondent.push(flag == RESPONDENT);
+                }
                 let c = self.classes.id(&key);
                 // Replicate designs need class totals only (their variance is the replicates').
                 let u = if reps.is_empty() {
@@ -342,7 +392,7 @@ impl DesignPartial {
                     for (a, col) in reps.iter().enumerate() {
                         t[a] += col[row];
                     }
-                    if recompute_df {
+                    if class_gram {
                         let g = self.class_gram.entry(c).or_insert_with(|| vec![0.0; r * r]);
                         for a in 0..r {
                             let x = reps[a][row];
@@ -370,6 +420,7 @@ impl DesignPartial {
             unit,
             w: weights,
             reps,
+            respondent,
         })
     }
 
@@ -524,22 +575,29 @@ impl DesignPartial {
                 .as_ref()
                 .map_or(1.0, |m| m.get(&(u.0, u.1)).copied().unwrap_or(f64::NAN))
         };
-        let calibration = match &design.calibration {
-            None => None,
-            Some(c) => Some(
-                self.calibrate(c, design.replicates.as_ref(), &weight_of)
-                    .map_err(reject)?,
-            ),
+        let calibration = if design.calibration.is_some() || design.nonresponse.is_some() {
+            Some(self.adjust(design, &weight_of).map_err(reject)?)
+        } else {
+            None
         };
         let df = match &design.replicates {
-            Some(r) if r.df.is_none() && recomputes_df(design) => {
-                // R's postStratify and unbounded linear calibrate recompute the rank of the
-                // calibrated replicate weights: Σ_c g_a(c)·g_b(c)·Σ_{i∈c} w_ai·w_bi.
+            Some(r)
+                if r.df.is_none() && (recomputes_df(design) || design.nonresponse.is_some()) =>
+            {
+                // R recomputes the rank of the adjusted replicate weights: after
+                // postStratify and unbounded linear calibrate, and of the weights a
+                // nonresponse adjustment gives (a new svrepdesign): Σ_c g_a(c)·g_b(c)·Σ_{i∈c}
+                // w_ai·w_bi, g the factor of the adjustments that recompute it.
                 let n = r.columns.len();
                 let mut gram = vec![0.0; n * n];
                 if let Some(cal) = &calibration {
+                    let factors = if recomputes_df(design) {
+                        &cal.g_reps[..]
+                    } else {
+                        cal.f_reps()
+                    };
                     for (c, g) in &self.class_gram {
-                        let gc = |a: usize| cal.g_reps.get(a).map_or(f64::NAN, |v| v[*c as usize]);
+                        let gc = |a: usize| factors.get(a).map_or(f64::NAN, |v| v[*c as usize]);
                         for a in 0..n {
                             for b in a..n {
                                 gram[a * n + b] += gc(a) * gc(b) * g[a * n + b];
@@ -583,24 +641,237 @@ fn recomputes_df(design: &Design) -> bool {
         })
 }
 
+/// The nonresponse adjustment of a design's classes (see [`DesignPartial::adjust`]).
+struct NrAdjust {
+    /// Each class's factor: (respondents' + nonrespondents' weight) / respondents' weight of
+    /// its weighting class for respondents, 0 for the others.
+    f: Vec<f64>,
+    /// The same from each replicate's weights.
+    f_reps: Vec<Vec<f64>>,
+    /// Each class's weighting class (`None` for the ineligible).
+    of: Vec<Option<u32>>,
+    /// Each weighting class's design weight of respondents and nonrespondents.
+    total: Vec<f64>,
+    /// Each class's response: [`RESPONDENT`], [`NONRESPONDENT`] or [`INELIGIBLE`].
+    flag: Vec<char>,
+}
+
 impl DesignPartial {
-    /// Calibrate the design weights: one class per combination of the margins' codes, its
-    /// auxiliary vector an intercept and the indicators of its category in each margin (all
-    /// but each margin's first category: the span of R's `~m1 + m2 + …`).
+    /// The design's weight adjustments, in order: nonresponse by weighting classes, then
+    /// calibration to the population totals. Each replicate is adjusted on its own weights
+    /// (as svrep's `adjust_weights_for_nonresponse` and R's `calibrate.svyrep.design` do).
     #[allow(clippy::needless_range_loop)] // classes × auxiliary variables, by index
-    fn calibrate(
+    fn adjust(
         &self,
-        cal: &Calibration,
-        replicates: Option<&Replicates>,
+        design: &Design,
         unit_weight: &dyn Fn(&Unit) -> f64,
     ) -> std::result::Result<CalInfo, String> {
-        use crate::error::quote;
-        let columns = cal.columns();
         let k = self.classes.names.len();
         let mut w = vec![0.0; k];
         for (u, v) in &self.class_w {
             w[u.3 as usize] += v * unit_weight(u);
         }
+        let r = design.replicates.as_ref().map_or(0, |r| r.columns.len());
+        let rep_w = |a: usize| -> Vec<f64> {
+            (0..k)
+                .map(|c| self.class_reps.get(&(c as u32)).map_or(0.0, |t| t[a]))
+                .collect()
+        };
+        let nr = match &design.nonresponse {
+            None => None,
+            Some(spec) => Some(self.nonresponse(spec, design, &w, r, &rep_w)?),
+        };
+        let ones = vec![1.0; k];
+        let f = nr.as_ref().map_or(&ones, |n| &n.f);
+        let adjusted: Vec<f64> = w.iter().zip(f).map(|(a, b)| a * b).collect();
+        let mut g_cal = vec![1.0; k];
+        let mut g_cal_reps: Vec<Vec<f64>> = vec![vec![1.0; k]; r];
+        let (mut x, mut pinv) = (vec![Vec::new(); k], Vec::new());
+        if let Some(cal) = &design.calibration {
+            let model = self.calibration_model(cal, &adjusted)?;
+            let solve = |w: &[f64]| {
+                crate::calibrate::solve(&crate::calibrate::Problem {
+                    method: match cal.method {
+                        CalMethod::Poststratify => CalMethod::Linear,
+                        m => m,
+                    },
+                    x: &model.0,
+                    w,
+                    population: &model.1,
+                    bounds: cal.bounds,
+                    trim: cal.trim,
+                    epsilon: cal.epsilon,
+                    max_iterations: cal.max_iterations,
+                })
+            };
+            g_cal = solve(&adjusted)?.g;
+            if let Some(reps) = &design.replicates {
+                for (a, ga) in g_cal_reps.iter_mut().enumerate() {
+                    let wa: Vec<f64> = rep_w(a)
+                        .iter()
+                        .enumerate()
+                        .map(|(c, v)| v * nr.as_ref().map_or(1.0, |n| n.f_reps[a][c]))
+                        .collect();
+                    *ga = solve(&wa)
+                        .map_err(|e| format!("replicate {} (`{}`): {e}", a + 1, reps.columns[a]))?
+                        .g;
+                }
+            }
+            let p = model.1.len();
+            let mut xtwx = vec![0.0; p * p];
+            for c in 0..k {
+                for a in 0..p {
+                    for b in 0..p {
+                        xtwx[a * p + b] += adjusted[c] * model.0[c][a] * model.0[c][b];
+                    }
+                }
+            }
+            pinv = crate::calibrate::pinv(&xtwx, p);
+            x = model.0;
+        }
+        let g: Vec<f64> = (0..k).map(|c| f[c] * g_cal[c]).collect();
+        let g_reps: Vec<Vec<f64>> = if design.calibration.is_some() || nr.is_some() {
+            (0..r)
+                .map(|a| {
+                    (0..k)
+                        .map(|c| g_cal_reps[a][c] * nr.as_ref().map_or(1.0, |n| n.f_reps[a][c]))
+                        .collect()
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let units = self
+            .class_w
+            .iter()
+            .map(|(u, v)| (*u, v * unit_weight(u)))
+            .collect();
+        let records = self
+            .class_n
+            .iter()
+            .filter(|(u, _)| {
+                nr.as_ref()
+                    .is_none_or(|n| n.flag[u.3 as usize] == RESPONDENT)
+            })
+            .map(|(_, n)| n)
+            .sum();
+        Ok(CalInfo {
+            g,
+            g_cal,
+            g_reps,
+            calibrated: design.calibration.is_some(),
+            x,
+            pinv,
+            units,
+            records,
+            nr,
+        })
+    }
+
+    /// Each class's nonresponse factor from the design weights `w` of the classes (and from
+    /// each of the `r` replicates' weights).
+    fn nonresponse(
+        &self,
+        spec: &crate::spec::Nonresponse,
+        design: &Design,
+        w: &[f64],
+        r: usize,
+        rep_w: &dyn Fn(usize) -> Vec<f64>,
+    ) -> std::result::Result<NrAdjust, String> {
+        let k = self.classes.names.len();
+        let skip = design.calibration.as_ref().map_or(0, |c| c.columns().len());
+        let mut ids = Interner::default();
+        let mut of = Vec::with_capacity(k);
+        let mut flag = Vec::with_capacity(k);
+        for name in &self.classes.names {
+            let parts: Vec<&str> = name.split('\u{1f}').collect();
+            let fl = parts
+                .last()
+                .and_then(|p| p.chars().next())
+                .unwrap_or(NONRESPONDENT);
+            let codes = parts
+                .get(skip..skip + spec.classes.len())
+                .unwrap_or_default()
+                .join("\u{1f}");
+            flag.push(fl);
+            of.push((fl != INELIGIBLE).then(|| ids.id(&codes)));
+        }
+        let m = ids.names.len();
+        let factors = |w: &[f64]| -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+            let (mut all, mut resp) = (vec![0.0; m], vec![0.0; m]);
+            for c in 0..k {
+                if let Some(j) = of[c] {
+                    all[j as usize] += w[c];
+                    if flag[c] == RESPONDENT {
+                        resp[j as usize] += w[c];
+                    }
+                }
+            }
+            let f = (0..k)
+                .map(|c| match of[c] {
+                    Some(j) if flag[c] == RESPONDENT => all[j as usize] / resp[j as usize],
+                    _ => 0.0,
+                })
+                .collect();
+            (f, all, resp)
+        };
+        let (f, total, resp) = factors(w);
+        let mut empty: Vec<(String, f64)> = (0..m)
+            .filter(|&j| resp[j] == 0.0 && total[j] > 0.0)
+            .map(|j| (ids.names[j].replace('\u{1f}', " × "), total[j]))
+            .collect();
+        if !empty.is_empty() {
+            empty.sort_by(|a, b| a.0.cmp(&b.0));
+            let more = empty.len().saturating_sub(MISSING_SHOWN);
+            let shown: Vec<String> = empty
+                .iter()
+                .take(MISSING_SHOWN)
+                .map(|(c, w)| format!("{} (nonrespondents' weight {w:.2})", crate::error::quote(c)))
+                .collect();
+            return Err(format!(
+                "nonresponse: weighting class(es) {}{} of {} have nonrespondents but no respondent (with a weight): merge them with other classes",
+                shown.join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                },
+                spec.classes.join(" × ")
+            ));
+        }
+        let mut f_reps = Vec::with_capacity(r);
+        for a in 0..r {
+            // A class without respondents in a replicate (all its PSUs dropped) has no
+            // nonrespondents there either: its factor is 0 × ∞, taken as 0.
+            let (fa, _, _) = factors(&rep_w(a));
+            f_reps.push(
+                fa.into_iter()
+                    .map(|v| if v.is_finite() { v } else { 0.0 })
+                    .collect(),
+            );
+        }
+        Ok(NrAdjust {
+            f,
+            f_reps,
+            of,
+            total,
+            flag,
+        })
+    }
+
+    /// The calibration model on the classes: each class's auxiliary vector (an intercept and
+    /// the indicators of its category in each margin, all but each margin's first category:
+    /// the span of R's `~m1 + m2 + …`) and the population totals, checked against the classes'
+    /// weights `w` (a class of weight 0, e.g. of nonrespondents, is in no category).
+    #[allow(clippy::needless_range_loop)] // classes × auxiliary variables, by index
+    fn calibration_model(
+        &self,
+        cal: &Calibration,
+        w: &[f64],
+    ) -> std::result::Result<(Vec<Vec<f64>>, Vec<f64>), String> {
+        use crate::error::quote;
+        let columns = cal.columns();
+        let k = self.classes.names.len();
         // Each class's category in each margin.
         let codes: Vec<Vec<&str>> = self
             .classes
@@ -622,6 +893,7 @@ impl DesignPartial {
             .filter(|&c| {
                 codes[c]
                     .iter()
+                    .take(columns.len())
                     .all(|x| *x == crate::spec::calibration::OUTSIDE)
             })
             .map(|c| w[c])
@@ -644,6 +916,9 @@ impl DesignPartial {
             let cats: Vec<&Vec<String>> = m.totals.keys().collect();
             let mut seen = vec![0.0; cats.len()];
             for c in 0..k {
+                if w[c] == 0.0 {
+                    continue;
+                }
                 let mine = category(c, m);
                 let Some(at) = cats.iter().position(|x| **x == mine) else {
                     return Err(format!(
@@ -677,58 +952,7 @@ impl DesignPartial {
                 }
             }
         }
-        let method = match cal.method {
-            CalMethod::Poststratify => CalMethod::Linear,
-            m => m,
-        };
-        let solve = |w: &[f64]| {
-            crate::calibrate::solve(&crate::calibrate::Problem {
-                method,
-                x: &x,
-                w,
-                population: &population,
-                bounds: cal.bounds,
-                trim: cal.trim,
-                epsilon: cal.epsilon,
-                max_iterations: cal.max_iterations,
-            })
-        };
-        let solution = solve(&w)?;
-        // Each replicate calibrated on its own weights (R's calibrate.svyrep.design).
-        let mut g_reps = Vec::new();
-        if let Some(r) = replicates {
-            for a in 0..r.columns.len() {
-                let wa: Vec<f64> = (0..k)
-                    .map(|c| self.class_reps.get(&(c as u32)).map_or(0.0, |t| t[a]))
-                    .collect();
-                let s = solve(&wa)
-                    .map_err(|e| format!("replicate {} (`{}`): {e}", a + 1, r.columns[a]))?;
-                g_reps.push(s.g);
-            }
-        }
-        let p = population.len();
-        let mut xtwx = vec![0.0; p * p];
-        for c in 0..k {
-            for a in 0..p {
-                for b in 0..p {
-                    xtwx[a * p + b] += w[c] * x[c][a] * x[c][b];
-                }
-            }
-        }
-        let pinv = crate::calibrate::pinv(&xtwx, p);
-        let units = self
-            .class_w
-            .iter()
-            .map(|(u, v)| (*u, v * unit_weight(u) * solution.g[u.3 as usize]))
-            .collect();
-        Ok(CalInfo {
-            g: solution.g,
-            g_reps,
-            x,
-            pinv,
-            units,
-            records: self.class_n.values().sum(),
-        })
+        Ok((x, population))
     }
 }
 
@@ -755,7 +979,7 @@ impl DesignInfo {
     ) -> Result<DataFrame> {
         let Some(cal) = &self.calibration else {
             return Err(Error::Internal(
-                "record weights of an uncalibrated design".into(),
+                "record weights of an unadjusted design".into(),
             ));
         };
         let mut replay = partial.clone();
@@ -763,6 +987,7 @@ impl DesignInfo {
         let mut weight = Vec::with_capacity(records.height());
         let mut g = Vec::with_capacity(records.height());
         let mut calibrated = Vec::with_capacity(records.height());
+        let mut response: Vec<&str> = Vec::new();
         const SLICE: usize = 1 << 16;
         let mut start = 0;
         while start < records.height() {
@@ -774,6 +999,11 @@ impl DesignInfo {
                 weight.push(w);
                 g.push(gc);
                 calibrated.push(w * gc);
+                if let Some(nr) = &cal.nr {
+                    response.push(response_name(
+                        nr.flag.get(u.3 as usize).copied().unwrap_or(NONRESPONDENT),
+                    ));
+                }
             }
             start += SLICE;
         }
@@ -789,23 +1019,41 @@ impl DesignInfo {
                 columns.push(col.clone());
             }
         }
+        if cal.nr.is_some() {
+            columns.push(Column::new("response".into(), response));
+        }
         columns.push(Column::new("weight".into(), weight));
         columns.push(Column::new("g".into(), g));
         columns.push(Column::new("calibrated_weight".into(), calibrated));
         DataFrame::new(records.height(), columns).ctx(|| "survey weights".to_string())
     }
 
-    /// The calibration of the design by class, for the restricted tier: one row per
-    /// combination of the margins' codes with its respondents, design weight total, g and
-    /// calibrated weight total (a record's calibrated weight is its design weight × g of its
-    /// class). `None` without calibration.
+    /// The weight adjustment of the design by class, for the restricted tier: one row per
+    /// combination of the margins' codes (and, with a nonresponse adjustment, of the weighting
+    /// class's codes and the response) with its records, design weight total, nonresponse
+    /// factor, g (nonresponse × calibration) and calibrated weight total (a record's
+    /// calibrated weight is its design weight × g of its class). `None` without adjustment.
     pub fn calibration_frame(
         &self,
         design: &Design,
         partial: &DesignPartial,
     ) -> Option<Result<DataFrame>> {
-        let (cal, spec) = (self.calibration.as_ref()?, design.calibration.as_ref()?);
-        let columns = spec.columns();
+        let cal = self.calibration.as_ref()?;
+        let mut columns: Vec<&str> = design
+            .calibration
+            .as_ref()
+            .map(|c| c.columns())
+            .unwrap_or_default();
+        let named = columns.len();
+        if let Some(nr) = &design.nonresponse {
+            let more: Vec<&str> = nr
+                .classes
+                .iter()
+                .map(String::as_str)
+                .filter(|c| !columns.contains(c))
+                .collect();
+            columns.extend(more);
+        }
         let k = partial.classes.names.len();
         let (mut w, mut n) = (vec![0.0; k], vec![0u64; k]);
         for (u, v) in &partial.class_w {
@@ -814,28 +1062,52 @@ impl DesignInfo {
         for (u, c) in &partial.class_n {
             n[u.3 as usize] += c;
         }
+        // A class's code in each column: the margins' codes first, then the weighting
+        // class's (a column in both is read from the margins).
+        let parts: Vec<Vec<&str>> = partial
+            .classes
+            .names
+            .iter()
+            .map(|n| n.split('\u{1f}').collect())
+            .collect();
+        let at = |j: usize| -> usize {
+            if j < named {
+                return j;
+            }
+            let name = columns[j];
+            design
+                .nonresponse
+                .as_ref()
+                .and_then(|nr| nr.classes.iter().position(|c| c == name))
+                .map_or(usize::MAX, |i| named + i)
+        };
+        let code = |c: usize, j: usize| -> String {
+            match parts[c].get(at(j)).copied() {
+                // Outside the calibrated population (`_Z`: not applicable).
+                Some(crate::spec::calibration::OUTSIDE) => "_Z".to_string(),
+                code => code.unwrap_or_default().to_string(),
+            }
+        };
         // Rows sorted by their codes.
         let mut order: Vec<usize> = (0..k).collect();
         order.sort_by(|a, b| partial.classes.names[*a].cmp(&partial.classes.names[*b]));
-        let mut out: Vec<Column> = columns
-            .iter()
-            .enumerate()
-            .map(|(j, name)| {
+        let mut out: Vec<Column> = (0..columns.len())
+            .map(|j| {
                 Column::new(
-                    (*name).into(),
-                    order
-                        .iter()
-                        .map(|c| {
-                            match partial.classes.names[*c].split('\u{1f}').nth(j) {
-                                // Outside the calibrated population (`_Z`: not applicable).
-                                Some(crate::spec::calibration::OUTSIDE) => "_Z".to_string(),
-                                code => code.unwrap_or_default().to_string(),
-                            }
-                        })
-                        .collect::<Vec<String>>(),
+                    columns[j].into(),
+                    order.iter().map(|c| code(*c, j)).collect::<Vec<String>>(),
                 )
             })
             .collect();
+        if let Some(nr) = &cal.nr {
+            out.push(Column::new(
+                "response".into(),
+                order
+                    .iter()
+                    .map(|c| response_name(nr.flag[*c]))
+                    .collect::<Vec<&str>>(),
+            ));
+        }
         out.push(Column::new(
             "respondents".into(),
             order.iter().map(|c| n[*c]).collect::<Vec<u64>>(),
@@ -844,6 +1116,12 @@ impl DesignInfo {
             "design_weight".into(),
             order.iter().map(|c| w[*c]).collect::<Vec<f64>>(),
         ));
+        if let Some(nr) = &cal.nr {
+            out.push(Column::new(
+                "nonresponse_factor".into(),
+                order.iter().map(|c| nr.f[*c]).collect::<Vec<f64>>(),
+            ));
+        }
         out.push(Column::new(
             "g".into(),
             order.iter().map(|c| cal.g[*c]).collect::<Vec<f64>>(),
@@ -859,59 +1137,116 @@ impl DesignInfo {
     }
 }
 
-/// A calibrated design: what scales the sums and residualizes the linearized values.
+/// How a response flag is written in the restricted tier.
+fn response_name(flag: char) -> &'static str {
+    match flag {
+        RESPONDENT => "respondent",
+        INELIGIBLE => "ineligible",
+        _ => "nonrespondent",
+    }
+}
+
+/// An adjusted design (nonresponse, calibration or both): what scales the sums and
+/// residualizes the linearized values.
 pub struct CalInfo {
-    /// g of each class.
+    /// Each class's factor: calibrated weight / design weight (nonresponse × calibration).
     g: Vec<f64>,
-    /// g of each class in each replicate (replicate designs).
+    /// Each class's calibration g (1 without calibration).
+    g_cal: Vec<f64>,
+    /// The factor of each class in each replicate (replicate designs).
     g_reps: Vec<Vec<f64>>,
-    /// Auxiliary vector of each class.
+    /// Whether the weights are calibrated (not only adjusted for nonresponse).
+    calibrated: bool,
+    /// Auxiliary vector of each class (empty without calibration).
     x: Vec<Vec<f64>>,
-    /// (Σ_c w_c·x_c·x_c')⁺ with the design weights.
+    /// (Σ_c w_c·x_c·x_c')⁺ with the nonresponse-adjusted weights.
     pinv: Vec<f64>,
-    /// Calibrated weight of each (unit, class) of the design, sorted.
+    /// Design weight of each (unit, class) of the design, sorted.
     units: Vec<(Unit, f64)>,
-    /// Records of the design: R's `nrow()` of any subset of a calibrated design, which keeps
-    /// every record (at weight 0 outside it); Korn–Graubard intervals scale by it.
+    /// Respondent records of the design: R's `nrow()` of any subset of a calibrated design,
+    /// which keeps every record (at weight 0 outside it); Korn–Graubard intervals scale by it.
     records: u64,
+    /// The nonresponse adjustment, when the design has one.
+    nr: Option<NrAdjust>,
 }
 
 impl CalInfo {
-    /// The linearized values of a cell (per unit and class, sorted) as residuals of the
-    /// calibration model, over every (unit, class) of the design, as R's `svyrecvar` takes
-    /// them: e = z − g·w·x'β with β = (Σ w x x')⁺ Σ x z / g (`qr.resid` on x·√w).
+    /// The nonresponse factors of each class in each replicate (empty without nonresponse).
+    fn f_reps(&self) -> &[Vec<f64>] {
+        self.nr.as_ref().map_or(&[], |n| &n.f_reps)
+    }
+
+    /// R's `nrow()` of a domain of the design: every respondent record when the design is
+    /// calibrated (its subsets keep every row), the domain's own otherwise.
+    fn subset_rows(&self) -> Option<u64> {
+        self.calibrated.then_some(self.records)
+    }
+
+    /// The linearized values of a cell (per unit and class, sorted, with the adjusted
+    /// weights) as R's `svyrecvar` takes them, over every (unit, class) of the design.
+    ///
+    /// Calibration: residuals of the calibration model, e = z − w·f·g·x'β with
+    /// β = (Σ w f x x')⁺ Σ x z / g (`qr.resid` on x·√(w f)). Nonresponse (the two-phase
+    /// linearization of Σ_k N̂_k·Ȳ_rk, as the delta method on the weighting classes' totals
+    /// gives it): a unit's value in weighting class k gains M_k·w·(1 − f), where
+    /// M_k = Σ_{k} e / N̂_k is the class's respondent mean and N̂_k its respondents' and
+    /// nonrespondents' design weight: respondents' values are centred at M_k and every
+    /// eligible unit carries M_k for the class total it estimates.
     fn residuals(&self, zs: &[(Unit, f64)]) -> Vec<(Unit, f64)> {
+        let f = |c: usize| self.nr.as_ref().map_or(1.0, |n| n.f[c]);
+        let mut mine = zs.iter().peekable();
+        let mut out: Vec<(Unit, f64)> = self
+            .units
+            .iter()
+            .map(|(u, _)| match mine.peek() {
+                Some((v, z)) if v == u => {
+                    let z = *z;
+                    mine.next();
+                    (*u, z)
+                }
+                _ => (*u, 0.0),
+            })
+            .collect();
         let p = self.pinv.len().isqrt();
-        let mut xz = vec![0.0; p];
-        for (u, z) in zs {
-            let c = u.3 as usize;
-            for (a, v) in xz.iter_mut().enumerate() {
-                *v += self.x[c][a] * z / self.g[c];
+        if p > 0 {
+            let mut xz = vec![0.0; p];
+            for (u, z) in zs {
+                let c = u.3 as usize;
+                for (a, v) in xz.iter_mut().enumerate() {
+                    *v += self.x[c][a] * z / self.g_cal[c];
+                }
+            }
+            let beta: Vec<f64> = (0..p)
+                .map(|a| (0..p).map(|b| self.pinv[a * p + b] * xz[b]).sum())
+                .collect();
+            let fitted: Vec<f64> = self
+                .x
+                .iter()
+                .map(|x| x.iter().zip(&beta).map(|(a, b)| a * b).sum())
+                .collect();
+            for ((u, e), (_, w)) in out.iter_mut().zip(&self.units) {
+                let c = u.3 as usize;
+                *e -= w * f(c) * self.g_cal[c] * fitted[c];
             }
         }
-        let beta: Vec<f64> = (0..p)
-            .map(|a| (0..p).map(|b| self.pinv[a * p + b] * xz[b]).sum())
-            .collect();
-        let fitted: Vec<f64> = self
-            .x
-            .iter()
-            .map(|x| x.iter().zip(&beta).map(|(a, b)| a * b).sum())
-            .collect();
-        let mut mine = zs.iter().peekable();
-        self.units
-            .iter()
-            .map(|(u, wg)| {
-                let z = match mine.peek() {
-                    Some((v, z)) if v == u => {
-                        let z = *z;
-                        mine.next();
-                        z
-                    }
-                    _ => 0.0,
-                };
-                (*u, z - wg * fitted[u.3 as usize])
-            })
-            .collect()
+        if let Some(nr) = &self.nr {
+            let mut mean = vec![0.0; nr.total.len()];
+            for (u, e) in &out {
+                if let Some(k) = nr.of[u.3 as usize] {
+                    mean[k as usize] += e;
+                }
+            }
+            for (m, t) in mean.iter_mut().zip(&nr.total) {
+                *m = if *t > 0.0 { *m / t } else { 0.0 };
+            }
+            for ((u, e), (_, w)) in out.iter_mut().zip(&self.units) {
+                let c = u.3 as usize;
+                if let Some(k) = nr.of[c] {
+                    *e += mean[k as usize] * w * (1.0 - nr.f[c]);
+                }
+            }
+        }
+        out
     }
 }
 
@@ -1425,6 +1760,10 @@ impl Partial {
         let first_seq = self.seen;
         self.seen += df.height() as u64;
         for row in 0..df.height() {
+            // Nonrespondents and ineligible units are in the design, in no table.
+            if units.respondent.get(row) == Some(&false) {
+                continue;
+            }
             if let (Some(k), Some((_, values))) = (&keep, &table.filter)
                 && !k.get(row).is_some_and(|v| values.contains(v))
             {
@@ -1723,8 +2062,11 @@ impl Partial {
                 // The domain a share is estimated in (its denominator cell), as R's svyby
                 // subsets the design: its records, and its PSUs with a weight less its strata.
                 let domain = category.map(|_| {
-                    let rows: u64 = match (&info.calibration, &info.replicates) {
-                        (Some(cal), None) => cal.records,
+                    let rows: u64 = match (
+                        info.calibration.as_ref().and_then(CalInfo::subset_rows),
+                        &info.replicates,
+                    ) {
+                        (Some(records), None) => records,
                         _ => den_group.iter().map(|(_, s)| s.n).sum(),
                     };
                     if info.replicates.is_some() {
@@ -1851,8 +2193,8 @@ impl Partial {
         let scale: BTreeMap<CellIds, (f64, u64)> = den
             .iter()
             .map(|(k, g)| {
-                let rows = match &info.calibration {
-                    Some(cal) => cal.records,
+                let rows = match info.calibration.as_ref().and_then(CalInfo::subset_rows) {
+                    Some(records) => records,
                     None => g.iter().map(|(_, s)| s.n).sum(),
                 };
                 let sw: f64 = g.iter().map(|(_, s)| s.w).sum();
@@ -2094,7 +2436,10 @@ impl Partial {
                                 var_p,
                                 q,
                                 level,
-                                info.calibration.as_ref().map_or(rows, |c| c.records),
+                                info.calibration
+                                    .as_ref()
+                                    .and_then(CalInfo::subset_rows)
+                                    .unwrap_or(rows),
                                 domain_df,
                             );
                             (at(lo), at(hi))
@@ -2751,6 +3096,35 @@ mod tests {
         assert_eq!(s.variance(&[3.0], LonelyPsu::Certainty), Some(0.0));
         assert_eq!(s.variance(&[3.0], LonelyPsu::Adjust), Some(9.0));
         assert_eq!(s.variance(&[3.0], LonelyPsu::Average), None);
+    }
+
+    #[test]
+    fn nonresponse_linearization_moves_the_class_mean_to_nonrespondents() {
+        // One weighting class: a respondent unit (weight 2, y = 3) and a nonrespondent unit
+        // (weight 2). f = 4 / 2 = 2, the adjusted total 2·2·3 = 12, the class mean 3: by hand,
+        // w·(f·(y − ȳ) + ȳ) = 2·(0 + 3) = 6 for the respondent and w·ȳ = 6 for the other.
+        let (u1, u2) = ((0, 1, 0, 0), (0, 2, 0, 1));
+        let cal = CalInfo {
+            g: vec![2.0, 0.0],
+            g_cal: vec![1.0, 1.0],
+            g_reps: Vec::new(),
+            calibrated: false,
+            x: vec![Vec::new(); 2],
+            pinv: Vec::new(),
+            units: vec![(u1, 2.0), (u2, 2.0)],
+            records: 1,
+            nr: Some(NrAdjust {
+                f: vec![2.0, 0.0],
+                f_reps: Vec::new(),
+                of: vec![Some(0), Some(0)],
+                total: vec![4.0],
+                flag: vec![RESPONDENT, NONRESPONDENT],
+            }),
+        };
+        let e = cal.residuals(&[(u1, 12.0)]);
+        assert_eq!(e, vec![(u1, 6.0), (u2, 6.0)]);
+        // A class the cell misses entirely still spreads nothing.
+        assert_eq!(cal.residuals(&[]), vec![(u1, 0.0), (u2, 0.0)]);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! `logit` are `calibrate(design, ~m1 + m2 + …, population, calfun = …, bounds = …, trim = …,
 //! epsilon = …, maxit = …)` on the margins' categories (each margin's `by` columns crossed).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -396,4 +396,103 @@ fn margin(m: &Value, at: &str, known: &[String], base: &Path, cx: &mut Ctx<'_>) 
         return None;
     }
     Some(Margin { by, path, totals })
+}
+
+/// Nonresponse adjustment by weighting classes (`[sources.<id>.design.nonresponse]`): the
+/// source holds every sampled unit (answers empty for the nonrespondents), `status` says who
+/// responded, and within each class (the `classes` columns' codes crossed) the respondents'
+/// weights are scaled by (respondents' + nonrespondents' weight) / respondents' weight. The
+/// ineligible (out of scope) keep no weight and none is moved to them. Nonrespondents and
+/// ineligible units stay in the design (their strata and PSUs), not in the tables.
+#[derive(Debug, Clone, Serialize)]
+pub struct Nonresponse {
+    /// Column (derived code or field) whose value says whether a unit responded.
+    pub status: String,
+    /// Codes of `status` that mark a respondent.
+    pub respondent: std::collections::BTreeSet<String>,
+    /// Codes of `status` that mark a unit out of scope; every other value (empty included) is
+    /// a nonrespondent.
+    pub ineligible: std::collections::BTreeSet<String>,
+    /// The weighting classes' columns (known for every sampled unit, e.g. stratum, region).
+    pub classes: Vec<String>,
+}
+
+/// Parse `[sources.<id>.design.nonresponse]`; `known` are the columns it may name.
+pub(crate) fn parse_nonresponse(
+    c: &Section<'_>,
+    known: &[String],
+    cx: &mut Ctx<'_>,
+) -> Option<Nonresponse> {
+    let cp = format!("{}.", c.path());
+    let column = |key: &str, name: &str, cx: &mut Ctx<'_>| {
+        if !known.iter().any(|k| k == name) {
+            cx.push(
+                format!("{cp}{key}"),
+                format!(
+                    "`{}` is neither a column derived by the source nor one of its fields",
+                    super::cap(name)
+                ),
+            );
+        }
+    };
+    let codes = |key: &str, required: bool, cx: &mut Ctx<'_>| -> Option<BTreeSet<String>> {
+        match c.get(key) {
+            None if !required => Some(BTreeSet::new()),
+            Some(Value::Array(a)) if !a.is_empty() && a.iter().all(Value::is_str) => Some(
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect(),
+            ),
+            _ => {
+                cx.push(
+                    format!("{cp}{key}"),
+                    "must list codes of `status`, e.g. [\"1\"]",
+                );
+                None
+            }
+        }
+    };
+    let status = cx.str(c, "status", true).map(str::to_string);
+    if let Some(s) = &status {
+        column("status", s, cx);
+    }
+    let respondent = codes("respondent", true, cx);
+    let ineligible = codes("ineligible", false, cx);
+    if let (Some(r), Some(i)) = (&respondent, &ineligible)
+        && let Some(both) = r.intersection(i).next()
+    {
+        cx.push(
+            format!("{cp}ineligible"),
+            format!(
+                "`{}` is listed as respondent and as ineligible",
+                super::cap(both)
+            ),
+        );
+    }
+    let classes: Option<Vec<String>> = match c.get("classes") {
+        Some(Value::Array(a)) if !a.is_empty() && a.iter().all(Value::is_str) => Some(
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
+        ),
+        _ => {
+            cx.push(
+                format!("{cp}classes"),
+                "must name the weighting classes' columns, e.g. [\"STRATUM\", \"URBAN\"]",
+            );
+            None
+        }
+    };
+    for k in classes.iter().flatten() {
+        column("classes", k, cx);
+    }
+    c.finish(cx);
+    Some(Nonresponse {
+        status: status?,
+        respondent: respondent?,
+        ineligible: ineligible?,
+        classes: classes?,
+    })
 }

@@ -47,6 +47,10 @@ pub struct Design {
     /// Weights calibrated to population totals (`[sources.<id>.design.calibration]`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub calibration: Option<super::Calibration>,
+    /// Nonresponse adjustment by weighting classes, before any calibration
+    /// (`[sources.<id>.design.nonresponse]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nonresponse: Option<super::Nonresponse>,
 }
 
 /// What to do with a stratum that has a single PSU (R's `survey.lonely.psu`).
@@ -234,21 +238,29 @@ pub(crate) fn parse(
             );
         }
     }
+    let known: Vec<String> = derived
+        .iter()
+        .cloned()
+        .chain(
+            schema
+                .iter()
+                .flat_map(|s| s.fields.iter().map(|f| f.name.clone())),
+        )
+        .collect();
+    let nonresponse = d
+        .sub(
+            "nonresponse",
+            "{ status = \"response\", respondent = [\"1\"], classes = [\"STRATUM\"] }",
+            cx,
+        )
+        .and_then(|c| super::calibration::parse_nonresponse(&c, &known, cx));
     let calibration = d
         .sub(
             "calibration",
             "{ method = \"raking\", margins = [{ by = [\"SEX\"], totals = \"census_sex.csv\" }] }",
             cx,
         )
-        .and_then(|c| {
-            let mut known: Vec<String> = derived.to_vec();
-            known.extend(
-                schema
-                    .iter()
-                    .flat_map(|s| s.fields.iter().map(|f| f.name.clone())),
-            );
-            super::calibration::parse(&c, &known, base, cx)
-        });
+        .and_then(|c| super::calibration::parse(&c, &known, base, cx));
     d.finish(cx);
     Some(Design {
         weight,
@@ -264,6 +276,7 @@ pub(crate) fn parse(
         cv_suppress,
         min_n,
         calibration,
+        nonresponse,
     })
 }
 

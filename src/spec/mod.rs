@@ -26,7 +26,7 @@ use serde::Serialize;
 use toml::{Table, Value};
 
 pub use banding::Banding;
-pub use calibration::{CalMethod, Calibration, Margin};
+pub use calibration::{CalMethod, Calibration, Margin, Nonresponse};
 pub use codelist::{CodeList, Normalize};
 pub use derivation::{Derivation, Derived, Unmapped};
 pub use design::{Design, LonelyPsu, ReplicateFile, ReplicateKind, Replicates};

@@ -1933,3 +1933,273 @@ fn a_contrast_without_dimensions_is_the_whole_population_s() {
         assert!((f("se") / num(5) - 1.0).abs() < 1e-9, "{table}: se");
     }
 }
+
+#[test]
+fn nonresponse_adjusted_designs_match_r() {
+    // tests/r/survey_designs.R nonresponse: status from `x` (1–4 respondents, 5 ineligible,
+    // 6 nonrespondents), weighting classes by stratum or by sex × group, alone or followed by
+    // post-stratification or raking; linearized designs against svycontrast's delta method on
+    // the full sample's totals, replicate designs against svrepdesign on replicate weights
+    // adjusted one by one.
+    let fx = repo().join("tests/fixtures/survey_designs");
+    let nr = |name: &str, classes: &str| {
+        format!(
+            "\n[sources.{name}.design.nonresponse]\nstatus = \"x\"\nrespondent = [\"1\", \"2\", \"3\", \"4\"]\nineligible = [\"5\"]\nclasses = {classes}"
+        )
+    };
+    let ps = format!(
+        "method = \"poststratify\"\nmargins = [{{ by = [\"SEX\", \"GRP\"], totals = \"{fx}/margin_sex_grp.csv\" }}]",
+        fx = fx.display()
+    );
+    let rak = format!(
+        "method = \"raking\"\nmargins = [{{ by = [\"SEX\"], totals = \"{fx}/margin_sex.csv\" }}, {{ by = [\"GRP\"], totals = \"{fx}/margin_grp.csv\" }}]",
+        fx = fx.display()
+    );
+    let cases: &[(&str, &str, &str, Option<&str>)] = &[
+        ("strat_clus_nr", "strat_clus", r#"["STRATUM"]"#, None),
+        ("two_stage_fpc_nr", "two_stage_fpc", r#"["STRATUM"]"#, None),
+        ("clus_nr_sexgrp", "clus", r#"["SEX", "GRP"]"#, None),
+        (
+            "strat_fpc_only_nr",
+            "strat_fpc_only",
+            r#"["STRATUM"]"#,
+            None,
+        ),
+        (
+            "strat_clus_nr_ps",
+            "strat_clus",
+            r#"["STRATUM"]"#,
+            Some(&ps),
+        ),
+        ("jk1_nr", "jk1", r#"["STRATUM"]"#, None),
+        ("boot_nr_sexgrp", "boot", r#"["SEX", "GRP"]"#, None),
+        ("jk1_nr_rak", "jk1", r#"["STRATUM"]"#, Some(&rak)),
+        ("boot_nr_ps", "boot", r#"["STRATUM"]"#, Some(&ps)),
+    ];
+    let designs: Vec<(String, String, f64)> = cases
+        .iter()
+        .map(|(name, base, classes, cal)| {
+            let body = DESIGNS.iter().find(|d| d.0 == *base).unwrap().1;
+            let mut d = format!("{body}{}", nr(name, classes));
+            if let Some(cal) = cal {
+                d += &format!("\n[sources.{name}.design.calibration]\n{cal}");
+            }
+            (name.to_string(), d, 0.95)
+        })
+        .collect();
+    let refs: Vec<(&str, &str, f64)> = designs
+        .iter()
+        .map(|(a, b, c)| (a.as_str(), b.as_str(), *c))
+        .collect();
+    let tables: Vec<(String, String, String)> = [
+        ("population", "kind = \"survey_total\"", r#"["STRATUM"]"#),
+        (
+            "total_y",
+            "kind = \"survey_total\"\nvariable = \"y\"",
+            r#"["SEX", "GRP"]"#,
+        ),
+        (
+            "mean_y",
+            "kind = \"survey_mean\"\nvariable = \"y\"",
+            r#"["SEX", "GRP"]"#,
+        ),
+        (
+            "share_grp_stratum",
+            "kind = \"survey_proportion\"\ncategory = \"GRP\"",
+            r#"["GRP", "STRATUM"]"#,
+        ),
+    ]
+    .iter()
+    .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+    .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = designs_spec_with(tmp.path(), &refs, |_| tables.clone());
+    let plan = migstat::spec::compile(&spec).expect("spec compiles");
+    let root = tmp.path().join("out");
+    let m = crate::run_plan(&plan, &root);
+    assert!(m.rejections.is_empty(), "{:?}", m.rejections);
+    let out = root.join("current");
+
+    let mut rdr =
+        csv::Reader::from_path(repo().join("tests/golden/survey_nonresponse_r.csv")).unwrap();
+    let mut frames: BTreeMap<String, DataFrame> = BTreeMap::new();
+    let (mut worst_e, mut worst_s, mut worst_direct, mut n) = (0.0f64, 0.0f64, 0.0f64, 0);
+    for r in rdr.records() {
+        let r = r.unwrap();
+        let table = format!("{}-{}", &r[0], &r[1]);
+        let df = frames.entry(table.clone()).or_insert_with(|| {
+            read_parquet(&out.join(format!(
+                "restricted/tables/{table}/ref_year=2024/data.parquet"
+            )))
+        });
+        let dims: Vec<(usize, Option<StringChunked>)> = ["SEX", "GRP", "STRATUM"]
+            .iter()
+            .enumerate()
+            .map(|(k, c)| (2 + k, df.column(c).ok().map(|c| c.str().unwrap().clone())))
+            .collect();
+        let i = (0..df.height())
+            .find(|&i| {
+                dims.iter().all(|(k, col)| match col {
+                    Some(c) => c.get(i) == Some(&r[*k]),
+                    None => &r[*k] == "NA",
+                })
+            })
+            .unwrap_or_else(|| panic!("{table}: no cell {:?}", &r));
+        let at = format!("{table} {:?}", &r);
+        let f = |c: &str| df.column(c).unwrap().f64().unwrap().get(i);
+        let (re, rse): (f64, f64) = (r[5].parse().unwrap(), r[6].parse().unwrap());
+        let e = f("estimate").unwrap();
+        let rel_e = if re == 0.0 {
+            e.abs()
+        } else {
+            (e - re).abs() / re.abs()
+        };
+        assert!(rel_e < 1e-9, "{at}: estimate {e} vs R {re}");
+        let s = f("se").unwrap();
+        // A total the adjustment fixes has no variance: both are rounding noise.
+        let noise = 1e-9 * re.abs().max(1.0);
+        let rel_s = if rse <= noise {
+            if s <= noise { 0.0 } else { f64::INFINITY }
+        } else {
+            (s - rse).abs() / rse
+        };
+        // Raking iterates (R stops within its epsilon): 1e-6.
+        let tol = if r[0].ends_with("_rak") { 1e-6 } else { 1e-9 };
+        assert!(rel_s < tol, "{at}: se {s} vs R {rse}");
+        let dfree = df.column("df").unwrap().u64().unwrap().get(i);
+        assert_eq!(dfree, r[7].parse().ok(), "{at}: degrees of freedom");
+        worst_e = worst_e.max(rel_e);
+        worst_s = worst_s.max(rel_s);
+        if !r[0].ends_with("_rak") {
+            worst_direct = worst_direct.max(rel_s);
+        }
+        n += 1;
+    }
+    assert_eq!(n, 9 * 52, "cells compared");
+
+    // Each record's adjusted weight (restricted tier): within a stratum, the respondents carry
+    // the weight of every eligible unit; nonrespondents and the ineligible carry none.
+    let mut eligible: BTreeMap<String, f64> = BTreeMap::new();
+    let mut status: BTreeMap<String, (String, String)> = BTreeMap::new();
+    let mut rdr = csv::Reader::from_path(fx.join("survey.csv")).unwrap();
+    for r in rdr.deserialize::<BTreeMap<String, String>>() {
+        let r = r.unwrap();
+        let w: f64 = r["weight"].parse().unwrap();
+        if r["x"] != "5" {
+            *eligible.entry(r["stratum"].clone()).or_default() += w;
+        }
+        let response = match r["x"].as_str() {
+            "5" => "ineligible",
+            "6" => "nonrespondent",
+            _ => "respondent",
+        };
+        status.insert(r["id"].clone(), (r["stratum"].clone(), response.into()));
+    }
+    let w = read_parquet(&out.join("restricted/weights/strat_clus_nr.parquet"));
+    assert_eq!(w.height(), status.len(), "one row per sampled unit");
+    let ids = w.column("record_id").unwrap().str().unwrap().clone();
+    let resp = w.column("response").unwrap().str().unwrap().clone();
+    let cw = w
+        .column("calibrated_weight")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .clone();
+    let mut got: BTreeMap<String, f64> = BTreeMap::new();
+    for i in 0..w.height() {
+        let (stratum, response) = &status[ids.get(i).unwrap()];
+        assert_eq!(resp.get(i), Some(response.as_str()), "{:?}", ids.get(i));
+        let v = cw.get(i).unwrap();
+        if response != "respondent" {
+            assert_eq!(v, 0.0, "{:?}: weight of a {response}", ids.get(i));
+        }
+        *got.entry(stratum.clone()).or_default() += v;
+    }
+    for (stratum, want) in &eligible {
+        assert!(
+            (got[stratum] - want).abs() < 1e-9 * want,
+            "{stratum}: {} vs {want}",
+            got[stratum]
+        );
+    }
+    eprintln!(
+        "nonresponse-adjusted designs against R: {n} cells; largest relative differences: estimates {worst_e:e}, SEs {worst_s:e} ({worst_direct:e} without raking)"
+    );
+}
+
+#[test]
+fn nonresponse_problems_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let strat = DESIGNS.iter().find(|x| x.0 == "strat").unwrap().1;
+    let body = |name: &str, nr: &str| format!("{strat}\n[sources.{name}.design.nonresponse]\n{nr}");
+    let spec_errors = [
+        (
+            "no_resp",
+            body("no_resp", "status = \"x\"\nclasses = [\"STRATUM\"]"),
+            "respondent",
+            "must list codes of `status`",
+        ),
+        (
+            "unknown",
+            body(
+                "unknown",
+                "status = \"x\"\nrespondent = [\"1\"]\nclasses = [\"REGION\"]",
+            ),
+            "classes",
+            "`REGION` is neither a column derived by the source nor one of its fields",
+        ),
+        (
+            "both",
+            body(
+                "both",
+                "status = \"x\"\nrespondent = [\"1\", \"5\"]\nineligible = [\"5\"]\nclasses = [\"STRATUM\"]",
+            ),
+            "ineligible",
+            "`5` is listed as respondent and as ineligible",
+        ),
+    ];
+    let refs: Vec<(&str, &str, f64)> = spec_errors
+        .iter()
+        .map(|(n, b, _, _)| (*n, b.as_str(), 0.95))
+        .collect();
+    let table = |_: &str| {
+        vec![(
+            "t".to_string(),
+            "kind = \"survey_total\"".to_string(),
+            r#"["SEX"]"#.to_string(),
+        )]
+    };
+    let spec = designs_spec_with(d, &refs, table);
+    let Err(e) = migstat::spec::compile(&spec) else {
+        panic!("the spec compiles");
+    };
+    let e = e.to_string();
+    for (name, _, key, want) in &spec_errors {
+        assert!(
+            e.contains(&format!("sources.{name}.design.nonresponse.{key}")) && e.contains(want),
+            "{name}: {want}\nin:\n{e}"
+        );
+    }
+    // At run time: weighting classes with nonrespondents and no respondent reject the source,
+    // naming them (classes by `x`: only x = 1 responds).
+    let runs = [(
+        "empty",
+        body(
+            "empty",
+            "status = \"x\"\nrespondent = [\"1\"]\nclasses = [\"x\"]",
+        ),
+    )];
+    let refs: Vec<(&str, &str, f64)> = runs.iter().map(|(n, b)| (*n, b.as_str(), 0.95)).collect();
+    let spec = designs_spec_with(d, &refs, table);
+    let plan = migstat::spec::compile(&spec).expect("spec compiles");
+    let m = crate::run_plan(&plan, &d.join("out"));
+    let want = "nonresponse: weighting class(es) `2` (nonrespondents' weight";
+    assert!(
+        m.rejections.iter().any(|r| r.source_id == "empty"
+            && r.reason.contains(want)
+            && r.reason.contains("merge them")),
+        "{want}\nin: {:?}",
+        m.rejections
+    );
+}

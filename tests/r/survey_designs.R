@@ -6,6 +6,7 @@
 #   Rscript tests/r/survey_designs.R quantiles tests/fixtures/survey_designs/survey.csv tests/golden/survey_quantile_r.csv
 #   Rscript tests/r/survey_designs.R contrasts tests/fixtures/survey_designs/survey.csv tests/golden/survey_contrast_r.csv
 #   Rscript tests/r/survey_designs.R jkn tests/fixtures/survey_designs/jkn.csv tests/golden/survey_jkn_r.csv
+#   Rscript tests/r/survey_designs.R nonresponse tests/fixtures/survey_designs/survey.csv tests/golden/survey_nonresponse_r.csv
 # `generate` draws the synthetic survey (committed, so it needs to run only once); `expect`
 # computes the estimates that tests/integration/survey.rs compares migstat with. The design
 # names below are the source ids of the spec that test writes.
@@ -474,7 +475,202 @@ jkn <- function(fixture, out) {
     "replicates, degf", degf(jk), "\n")
 }
 
-if (args[1] == "jkn") {
+# Nonresponse adjustment by weighting classes. Status from `x`: 1-4 respondents, 5 ineligible,
+# 6 nonrespondents. Linearized designs: the estimator Σ_k N̂_k·Ŷ_rk/N̂_rk (then, with
+# post-stratification, Σ_p N_p·Ŷ_p/N̂_p) written as a function of the full sample's totals and
+# differentiated by svycontrast (the delta method); replicate designs: each replicate's weights
+# adjusted on their own (svrep's adjust_weights_for_nonresponse, written out), then
+# svrepdesign, calibrate or postStratify and svyby as usual.
+nonresponse <- function(path, out) {
+  d <- read.csv(path, colClasses = c(sex = "character", grp = "character"))
+  d$one <- 1
+  d$SEX <- d$sex
+  d$GRP <- d$grp
+  d$STRATUM <- d$stratum
+  dir <- dirname(path)
+  m_sex <- read.csv(file.path(dir, "margin_sex.csv"), colClasses = c(SEX = "character"))
+  m_grp <- read.csv(file.path(dir, "margin_grp.csv"), colClasses = c(GRP = "character"))
+  m_both <- read.csv(file.path(dir, "margin_sex_grp.csv"), colClasses = c(SEX = "character", GRP = "character"))
+  resp <- d$x %in% 1:4
+  elig <- d$x != 5
+  classes <- list(STRATUM = d$STRATUM, SEX_GRP = paste(d$SEX, d$GRP))
+  ps <- paste(d$SEX, d$GRP)
+  ps_total <- setNames(m_both$total, paste(m_both$SEX, m_both$GRP))
+  pop <- c(`(Intercept)` = sum(m_sex$total), SEXM = m_sex$total[m_sex$SEX == "M"],
+    GRPB = m_grp$total[m_grp$GRP == "B"], GRPC = m_grp$total[m_grp$GRP == "C"])
+  cases <- list(
+    list(name = "strat_clus_nr", cls = "STRATUM", cal = "none",
+      des = function(d) svydesign(ids = ~psu, strata = ~stratum, weights = ~weight, data = d, nest = TRUE)),
+    list(name = "two_stage_fpc_nr", cls = "STRATUM", cal = "none",
+      des = function(d) svydesign(ids = ~psu + ssu, strata = ~stratum, fpc = ~n_psu_pop + n_ssu_pop,
+        weights = ~weight, data = d, nest = TRUE)),
+    list(name = "clus_nr_sexgrp", cls = "SEX_GRP", cal = "none",
+      des = function(d) svydesign(ids = ~psu, weights = ~weight, data = d)),
+    list(name = "strat_fpc_only_nr", cls = "STRATUM", cal = "none",
+      des = function(d) svydesign(ids = ~1, strata = ~stratum, fpc = ~n_elem_pop, data = d)),
+    list(name = "strat_clus_nr_ps", cls = "STRATUM", cal = "ps",
+      des = function(d) svydesign(ids = ~psu, strata = ~stratum, weights = ~weight, data = d, nest = TRUE)),
+    list(name = "jk1_nr", cls = "STRATUM", cal = "none", rep = "^jk1_", type = "JK1"),
+    list(name = "boot_nr_sexgrp", cls = "SEX_GRP", cal = "none", rep = "^boot_", type = "bootstrap"),
+    list(name = "jk1_nr_rak", cls = "STRATUM", cal = "raking", rep = "^jk1_", type = "JK1"),
+    list(name = "boot_nr_ps", cls = "STRATUM", cal = "ps", rep = "^boot_", type = "bootstrap")
+  )
+  tables <- list(
+    list(table = "population", dims = "STRATUM", y = "one", kind = "total"),
+    list(table = "total_y", dims = c("SEX", "GRP"), y = "y", kind = "total"),
+    list(table = "mean_y", dims = c("SEX", "GRP"), y = "y", kind = "mean"),
+    list(table = "share_grp_stratum", dims = "STRATUM", y = "GRP", kind = "share")
+  )
+  res <- list()
+  row <- function(name, table, cell, est, se, df) {
+    r <- data.frame(design = name, table = table, SEX = NA, GRP = NA, STRATUM = NA,
+      estimate = est, se = se, df = df)
+    for (k in names(cell)) r[[k]] <- cell[[k]]
+    res[[length(res) + 1]] <<- r
+  }
+  # Every cell of a table: each subset of its dimensions (the others `_T`), each combination
+  # of codes among the respondents.
+  cells <- function(dims) {
+    out <- list()
+    for (k in 0:(2^length(dims) - 1)) {
+      keep <- dims[bitwAnd(k, 2^(0:(length(dims) - 1))) == 0]
+      combos <- if (length(keep) == 0) data.frame(row.names = 1) else unique(d[resp, keep, drop = FALSE])
+      for (i in seq_len(nrow(combos))) {
+        cell <- as.list(combos[i, , drop = FALSE])
+        for (dd in setdiff(dims, keep)) cell[[dd]] <- "_T"
+        inD <- rep(TRUE, nrow(d))
+        for (dd in keep) inD <- inD & d[[dd]] == cell[[dd]]
+        out[[length(out) + 1]] <- list(cell = cell, inD = inD)
+      }
+    }
+    out
+  }
+  for (cs in cases) {
+    cls <- classes[[cs$cls]]
+    if (is.null(cs$rep)) {
+      K <- sort(unique(cls[elig]))
+      P <- sort(unique(ps))
+      des0 <- cs$des(d)
+      df0 <- degf(des0)
+      # The adjusted estimator of the total of v (respondents' values) as an R expression over
+      # the totals of the variables it adds to `vars`.
+      vars <- list()
+      for (k in seq_along(K)) {
+        vars[[paste0("A", k)]] <- as.numeric(elig & cls == K[k])
+        vars[[paste0("R", k)]] <- as.numeric(resp & cls == K[k])
+        for (p in seq_along(P)) vars[[paste0("C", k, "_", p)]] <- as.numeric(resp & cls == K[k] & ps == P[p])
+      }
+      total <- function(v, nm) {
+        if (cs$cal == "none") {
+          terms <- character(0)
+          for (k in seq_along(K)) {
+            vars[[paste0(nm, k)]] <<- ifelse(resp & cls == K[k], v, 0)
+            terms <- c(terms, sprintf("A%d*%s%d/R%d", k, nm, k, k))
+          }
+          paste0("(", paste(terms, collapse = "+"), ")")
+        } else {
+          pterms <- character(0)
+          for (p in seq_along(P)) {
+            num <- character(0)
+            den <- character(0)
+            for (k in seq_along(K)) {
+              vars[[sprintf("%s%d_%d", nm, k, p)]] <<- ifelse(resp & cls == K[k] & ps == P[p], v, 0)
+              num <- c(num, sprintf("A%d*%s%d_%d/R%d", k, nm, k, p, k))
+              den <- c(den, sprintf("A%d*C%d_%d/R%d", k, k, p, k))
+            }
+            pterms <- c(pterms, sprintf("%.17g*(%s)/(%s)", ps_total[[P[p]]], paste(num, collapse = "+"),
+              paste(den, collapse = "+")))
+          }
+          paste0("(", paste(pterms, collapse = "+"), ")")
+        }
+      }
+      for (tb in tables) for (cl in cells(tb$dims)) {
+        ok <- if (tb$y == "y") !is.na(d$y) else rep(TRUE, nrow(d))
+        yv <- ifelse(ok, if (tb$y == "y") d$y else 1, 0)
+        inD <- cl$inD
+        cats <- if (tb$kind == "share") sort(unique(d$GRP)) else NA
+        for (g in cats) {
+          vars <- vars[grepl("^[ARC][0-9]", names(vars))]
+          if (tb$kind == "total") {
+            expr <- total(yv * inD, "N")
+          } else if (tb$kind == "mean") {
+            expr <- paste0(total(yv * inD, "N"), "/", total(as.numeric(ok & inD), "D"))
+          } else {
+            expr <- paste0(total(as.numeric(inD & d$GRP == g), "N"), "/", total(as.numeric(inD), "D"))
+          }
+          des <- des0
+          des$variables <- cbind(des$variables, as.data.frame(vars))
+          t <- svytotal(as.formula(paste("~", paste(names(vars), collapse = "+"))), des)
+          e <- svycontrast(t, list(est = parse(text = expr)[[1]]))
+          cell <- cl$cell
+          if (tb$kind == "share") cell$GRP <- g
+          row(cs$name, tb$table, cell, unname(coef(e)), unname(SE(e)), df0)
+        }
+      }
+    } else {
+      W <- as.matrix(d[grep(cs$rep, names(d))])
+      adj <- function(w) {
+        A <- tapply(w * elig, cls, sum)
+        R <- tapply(w * resp, cls, sum)
+        f <- ifelse(resp, (A / R)[cls], 0)
+        f[!is.finite(f)] <- 0
+        w * f
+      }
+      w0 <- adj(d$weight)
+      Wa <- apply(W, 2, adj)
+      dr <- d[resp, ]
+      des <- svrepdesign(data = dr, weights = w0[resp], repweights = Wa[resp, ], type = cs$type,
+        combined.weights = TRUE)
+      if (cs$cal == "ps") {
+        m <- m_both
+        names(m)[3] <- "Freq"
+        des <- postStratify(des, ~SEX + GRP, m)
+      } else if (cs$cal == "raking") {
+        des <- calibrate(des, ~SEX + GRP, pop, calfun = "raking", compress = FALSE)
+      }
+      df0 <- degf(des)
+      for (tb in tables) {
+        if (tb$kind == "share") {
+          for (g in sort(unique(d$GRP))) {
+            des2 <- update(des, ind = as.numeric(GRP == g))
+            for (cl in list(NULL, ~STRATUM)) {
+              t <- if (is.null(cl)) svymean(~ind, des2) else svyby(~ind, cl, des2, svymean)
+              st <- if (is.null(cl)) "_T" else as.character(t$STRATUM)
+              for (i in seq_along(st)) row(cs$name, tb$table, list(GRP = g, STRATUM = st[i]),
+                unname(coef(t))[i], unname(SE(t))[i], df0)
+            }
+          }
+          next
+        }
+        fun <- if (tb$kind == "total") svytotal else svymean
+        f <- as.formula(paste("~", tb$y))
+        for (k in 0:(2^length(tb$dims) - 1)) {
+          keep <- tb$dims[bitwAnd(k, 2^(0:(length(tb$dims) - 1))) == 0]
+          if (length(keep) == 0) {
+            t <- fun(f, des, na.rm = TRUE)
+            row(cs$name, tb$table, setNames(as.list(rep("_T", length(tb$dims))), tb$dims),
+              unname(coef(t)), unname(SE(t)), df0)
+          } else {
+            t <- svyby(f, as.formula(paste("~", paste(keep, collapse = "+"))), des, fun, na.rm = TRUE)
+            for (i in seq_len(nrow(t))) {
+              cell <- setNames(as.list(rep("_T", length(tb$dims))), tb$dims)
+              for (kk in keep) cell[[kk]] <- as.character(t[[kk]][i])
+              row(cs$name, tb$table, cell, unname(coef(t))[i], unname(SE(t))[i], df0)
+            }
+          }
+        }
+      }
+    }
+  }
+  all <- do.call(rbind, res)
+  for (c in c("estimate", "se")) all[[c]] <- sprintf("%.17g", all[[c]])
+  write.csv(all, out, row.names = FALSE, quote = FALSE)
+  cat("R", R.version.string, "survey", as.character(packageVersion("survey")), ":", nrow(all), "nonresponse-adjusted cells\n")
+}
+
+if (args[1] == "nonresponse") {
+  nonresponse(args[2], args[3])
+} else if (args[1] == "jkn") {
   jkn(args[2], args[3])
 } else if (args[1] == "contrasts") {
   contrasts(args[2], args[3])
