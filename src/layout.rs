@@ -109,6 +109,14 @@ impl Release<'_> {
             .join(format!("{source}.parquet"))
     }
 
+    /// The covariance matrix of a survey's listed tables (its design's `covariance`).
+    pub fn covariance(&self, source: &str) -> PathBuf {
+        self.0
+            .join("restricted")
+            .join("covariance")
+            .join(format!("{source}.parquet"))
+    }
+
     /// Each record's design and calibrated weight of a calibrated survey.
     pub fn calibrated_weights(&self, source: &str) -> PathBuf {
         self.0
@@ -203,9 +211,12 @@ impl Release<'_> {
     pub fn owner(path: &str) -> Option<Owner<'_>> {
         let parts: Vec<&str> = path.split('/').collect();
         match parts.as_slice() {
-            ["restricted", "accepted" | "calibration" | "weights", f] | ["quarantine", f] => {
-                f.strip_suffix(".parquet").map(Owner::Source)
-            }
+            [
+                "restricted",
+                "accepted" | "calibration" | "weights" | "covariance",
+                f,
+            ]
+            | ["quarantine", f] => f.strip_suffix(".parquet").map(Owner::Source),
             ["restricted" | "public", "tables", t, ..] | ["restricted", "audit", t, ..] => {
                 Some(Owner::Table(t))
             }
@@ -249,6 +260,10 @@ mod tests {
         );
         assert_eq!(
             Release::owner(&rel(r.calibration("survey"))),
+            Some(Owner::Source("survey"))
+        );
+        assert_eq!(
+            Release::owner(&rel(r.covariance("survey"))),
             Some(Owner::Source("survey"))
         );
         let p = "ref_year=2024";

@@ -2880,6 +2880,147 @@ fn quantiles(level: f64, df: u64) -> (f64, Option<f64>) {
     (z, t)
 }
 
+/// The most cells one covariance matrix takes (its pairs grow with their square: 2,000 cells
+/// are 2,001,000 rows); more rejects the source, naming the count.
+pub const COVARIANCE_CELLS_MAX: usize = 2_000;
+
+/// A cell's contribution to a covariance: its linearized values (residualized on an adjusted
+/// design) summed per (stratum, PSU, SSU), or its replicate estimates.
+enum CovPart {
+    Taylor(Vec<(Unit, f64)>),
+    Replicates(Vec<f64>),
+}
+
+/// The covariance matrix of every cell of `tables` (survey totals, means, shares or ratios of
+/// one design), lower triangle with the diagonal, as R's `vcov()` of `svyby(…, covmat = TRUE)`
+/// or of `svycontrast` over several tables: one row per pair (table, cell) × (table, cell) in
+/// table order, then cell order. A cell is written `DIM=code;DIM=code` (`_T` a total). The
+/// covariance is the polarization (V(a + b) − V(a − b)) / 4 of the variance the tables publish,
+/// so the diagonal is their variance, on every design and lonely-PSU policy.
+pub fn covariance_frame(
+    tables: &[(&TableSpec, &Partial)],
+    info: &DesignInfo,
+) -> std::result::Result<DataFrame, String> {
+    let mut cells: Vec<(String, String, f64, CovPart)> = Vec::new();
+    for (t, p) in tables {
+        let (_, parts) = p.cells(t, info, true);
+        for (names, part) in parts {
+            let cell = t
+                .dimensions
+                .iter()
+                .zip(&names)
+                .map(|(d, c)| format!("{d}={c}"))
+                .collect::<Vec<_>>()
+                .join(";");
+            let cov = match &info.replicates {
+                Some(_) => CovPart::Replicates(part.replicates.unwrap_or_default()),
+                None => {
+                    let zs = match &info.calibration {
+                        None => part.zs,
+                        Some(cal) => cal.residuals(&part.zs),
+                    };
+                    let mut by_unit: BTreeMap<Unit, f64> = BTreeMap::new();
+                    for (u, z) in zs {
+                        *by_unit.entry((u.0, u.1, u.2, 0)).or_default() += z;
+                    }
+                    CovPart::Taylor(by_unit.into_iter().collect())
+                }
+            };
+            cells.push((t.id.clone(), cell, part.estimate, cov));
+        }
+        if cells.len() > COVARIANCE_CELLS_MAX {
+            return Err(format!(
+                "the covariance of tables {} has more than {COVARIANCE_CELLS_MAX} cells (their pairs grow with its square): list fewer tables or give them fewer dimensions",
+                tables
+                    .iter()
+                    .map(|(t, _)| format!("`{}`", t.id))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    // (V(a·sa + b·sb)) for the polarization, each cell scaled to unit variance first so that
+    // a cell of small variance keeps its digits beside one of large variance.
+    let combine = |a: &CovPart, b: &CovPart, sa: f64, sb: f64, centre: f64| -> f64 {
+        match (a, b, &info.replicates) {
+            (CovPart::Taylor(a), CovPart::Taylor(b), _) => {
+                let mut z: Vec<(Unit, f64)> = Vec::with_capacity(a.len() + b.len());
+                let (mut i, mut j) = (0, 0);
+                while i < a.len() || j < b.len() {
+                    match (a.get(i), b.get(j)) {
+                        (Some(x), Some(y)) if x.0 == y.0 => {
+                            z.push((x.0, sa * x.1 + sb * y.1));
+                            i += 1;
+                            j += 1;
+                        }
+                        (Some(x), Some(y)) if x.0 < y.0 => {
+                            z.push((x.0, sa * x.1));
+                            i += 1;
+                        }
+                        (Some(x), None) => {
+                            z.push((x.0, sa * x.1));
+                            i += 1;
+                        }
+                        (_, Some(y)) => {
+                            z.push((y.0, sb * y.1));
+                            j += 1;
+                        }
+                        (None, None) => break,
+                    }
+                }
+                info.taylor(&z)
+            }
+            (CovPart::Replicates(a), CovPart::Replicates(b), Some(r)) => {
+                let lin: Vec<f64> = a.iter().zip(b).map(|(x, y)| sa * x + sb * y).collect();
+                info.replicated(r, centre, &lin)
+            }
+            _ => f64::NAN,
+        }
+    };
+    let n = cells.len() * (cells.len() + 1) / 2;
+    let (mut ta, mut ca, mut tb, mut cb, mut cov) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let sd: Vec<f64> = cells
+        .iter()
+        .map(|c| combine(&c.3, &c.3, 1.0, 0.0, c.2).max(0.0).sqrt())
+        .collect();
+    for (i, a) in cells.iter().enumerate() {
+        for (j, b) in cells[..=i].iter().enumerate() {
+            let c = if i == j {
+                sd[i] * sd[i]
+            } else if sd[i] > 0.0 && sd[j] > 0.0 {
+                let (sa, sb) = (1.0 / sd[i], 1.0 / sd[j]);
+                let plus = combine(&a.3, &b.3, sa, sb, sa * a.2 + sb * b.2);
+                let minus = combine(&a.3, &b.3, sa, -sb, sa * a.2 - sb * b.2);
+                sd[i] * sd[j] * (plus - minus) / 4.0
+            } else {
+                0.0
+            };
+            ta.push(a.0.clone());
+            ca.push(a.1.clone());
+            tb.push(b.0.clone());
+            cb.push(b.1.clone());
+            cov.push(c);
+        }
+    }
+    DataFrame::new(
+        n,
+        vec![
+            Column::new("table_a".into(), ta),
+            Column::new("cell_a".into(), ca),
+            Column::new("table_b".into(), tb),
+            Column::new("cell_b".into(), cb),
+            Column::new("covariance".into(), cov),
+        ],
+    )
+    .map_err(|e| format!("the covariance table: {e}"))
+}
+
 fn to_frame(
     table: &TableSpec,
     info: &DesignInfo,

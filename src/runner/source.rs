@@ -227,6 +227,7 @@ pub(super) fn run_source(
     let mut survey_tables = SurveyTables::new();
     let mut calibration_out = None;
     let mut weights_out = None;
+    let mut covariance_out = None;
     if let Some(design) = src.design.as_ref().filter(|_| !surveyed.is_empty()) {
         match design_partial.finish(design, &src.id) {
             Ok(info) => {
@@ -259,6 +260,31 @@ pub(super) fn run_source(
                     let mut sink = ParquetSink::create(&path, frame.schema(), &metadata)?;
                     sink.write(frame)?;
                     weights_out = Some(sink.finish(staging)?);
+                }
+                if !design.covariance.is_empty() {
+                    let listed: Vec<(&crate::spec::TableSpec, &crate::survey::Partial)> = design
+                        .covariance
+                        .iter()
+                        .filter_map(|id| {
+                            surveyed
+                                .iter()
+                                .zip(&survey_partials)
+                                .find(|(t, _)| &t.id == id)
+                                .map(|(t, p)| (*t, p))
+                        })
+                        .collect();
+                    match crate::survey::covariance_frame(&listed, &info) {
+                        Ok(frame) => {
+                            let path = Release(staging).covariance(&src.id);
+                            let mut sink = ParquetSink::create(&path, frame.schema(), &metadata)?;
+                            sink.write(frame)?;
+                            covariance_out = Some(sink.finish(staging)?);
+                        }
+                        Err(reason) => design_rejections.push(Rejection::new(
+                            src.id.as_str(),
+                            format!("survey design: {reason}"),
+                        )),
+                    }
                 }
                 let info = Arc::new(info);
                 for (t, p) in surveyed.iter().zip(survey_partials) {
@@ -298,6 +324,7 @@ pub(super) fn run_source(
             .into_iter()
             .chain(calibration_out)
             .chain(weights_out)
+            .chain(covariance_out)
             .collect(),
         cells: streamed
             .iter()

@@ -51,6 +51,11 @@ pub struct Design {
     /// (`[sources.<id>.design.nonresponse]`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nonresponse: Option<super::Nonresponse>,
+    /// Survey tables of the source whose cells' covariance matrix is written to the
+    /// restricted tier (R's `svyby(…, covmat = TRUE)` and `vcov(svycontrast(…))` across
+    /// tables).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub covariance: Vec<String>,
 }
 
 /// What to do with a stratum that has a single PSU (R's `survey.lonely.psu`).
@@ -254,6 +259,21 @@ pub(crate) fn parse(
             cx,
         )
         .and_then(|c| super::calibration::parse_nonresponse(&c, &known, cx));
+    let covariance: Vec<String> = match d.get("covariance") {
+        None => Vec::new(),
+        Some(Value::Array(a)) if !a.is_empty() && a.iter().all(Value::is_str) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        Some(_) => {
+            cx.push(
+                format!("{dp}covariance"),
+                "must list survey tables of this source, e.g. [\"mean_age\", \"migration_share\"]",
+            );
+            Vec::new()
+        }
+    };
     let calibration = d
         .sub(
             "calibration",
@@ -277,6 +297,7 @@ pub(crate) fn parse(
         min_n,
         calibration,
         nonresponse,
+        covariance,
     })
 }
 

@@ -269,6 +269,7 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
         (head.reference_date, head.reference_period),
         &mut cx,
     );
+    check_covariances(&sources, &tables, &mut cx);
     let groups = groups::groups(&tables, &mut cx);
     root.finish(&mut cx);
     if !cx.issues.is_empty() {
@@ -672,6 +673,47 @@ fn tables_section(
     }
     resolve_contrasts(&mut tables, cx);
     tables
+}
+
+/// Check each design's `covariance` tables: survey totals, means, shares or ratios of that
+/// source, each named once.
+fn check_covariances(sources: &[SourcePlan], tables: &[TableSpec], cx: &mut Ctx<'_>) {
+    for s in sources {
+        let Some(d) = &s.design else { continue };
+        let at = format!("sources.{}.design.covariance", s.id);
+        let mut seen = std::collections::BTreeSet::new();
+        for id in &d.covariance {
+            if !seen.insert(id) {
+                cx.push(&at, format!("`{}` is listed twice", cap(id)));
+                continue;
+            }
+            match tables.iter().find(|t| &t.id == id) {
+                None => cx.push(&at, format!("no table `{}`", cap(id))),
+                Some(t) if t.source != s.id => cx.push(
+                    &at,
+                    format!("`{id}` estimates source `{}`, not this one", t.source),
+                ),
+                Some(t)
+                    if !matches!(
+                        t.kind,
+                        TableKind::SurveyTotal { .. }
+                            | TableKind::SurveyMean { .. }
+                            | TableKind::SurveyProportion { .. }
+                            | TableKind::SurveyRatio { .. }
+                    ) =>
+                {
+                    cx.push(
+                        &at,
+                        format!(
+                            "`{id}` is a {} table: covariances take survey totals, means, proportions or ratios",
+                            t.kind.name()
+                        ),
+                    )
+                }
+                Some(_) => {}
+            }
+        }
+    }
 }
 
 /// Give each contrast table the estimator, dimensions, filter and periods of the table it

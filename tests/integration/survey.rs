@@ -2203,3 +2203,221 @@ fn nonresponse_problems_are_named() {
         m.rejections
     );
 }
+
+#[test]
+fn covariances_across_tables_match_r() {
+    // tests/r/survey_designs.R covariances: every pair of cells of three tables (total and mean
+    // of y by SEX, share of GRP within SEX, margins included) against vcov(svycontrast(…)) of
+    // R on the totals they are functions of.
+    let fx = repo().join("tests/fixtures/survey_designs");
+    let rak = format!(
+        "\n[sources.strat_clus_rak.design.calibration]\nmethod = \"raking\"\nmargins = [{{ by = [\"SEX\"], totals = \"{fx}/margin_sex.csv\" }}, {{ by = [\"GRP\"], totals = \"{fx}/margin_grp.csv\" }}]",
+        fx = fx.display()
+    );
+    let ps = format!(
+        "\n[sources.boot_ps.design.calibration]\nmethod = \"poststratify\"\nmargins = [{{ by = [\"SEX\", \"GRP\"], totals = \"{fx}/margin_sex_grp.csv\" }}]",
+        fx = fx.display()
+    );
+    let cases: [(&str, &str, &str); 7] = [
+        ("strat_clus", "strat_clus", ""),
+        ("two_stage_fpc", "two_stage_fpc", ""),
+        ("lonely_average", "lonely_average", ""),
+        ("strat_clus_rak", "strat_clus", &rak),
+        ("jk1", "jk1", ""),
+        ("boot", "boot", ""),
+        ("boot_ps", "boot", &ps),
+    ];
+    let designs: Vec<(String, String, f64)> = cases
+        .iter()
+        .map(|(name, base, after)| {
+            let body = DESIGNS.iter().find(|d| d.0 == *base).unwrap().1;
+            (
+                name.to_string(),
+                format!(
+                    "{body}\ncovariance = [\"{name}-total_y\", \"{name}-mean_y\", \"{name}-share_grp\"]{after}"
+                ),
+                0.95,
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &str, f64)> = designs
+        .iter()
+        .map(|(a, b, c)| (a.as_str(), b.as_str(), *c))
+        .collect();
+    let tables: Vec<(String, String, String)> = [
+        (
+            "total_y",
+            "kind = \"survey_total\"\nvariable = \"y\"",
+            r#"["SEX"]"#,
+        ),
+        (
+            "mean_y",
+            "kind = \"survey_mean\"\nvariable = \"y\"",
+            r#"["SEX"]"#,
+        ),
+        (
+            "share_grp",
+            "kind = \"survey_proportion\"\ncategory = \"GRP\"",
+            r#"["GRP", "SEX"]"#,
+        ),
+    ]
+    .iter()
+    .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+    .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = designs_spec_with(tmp.path(), &refs, |_| tables.clone());
+    let plan = migstat::spec::compile(&spec).expect("spec compiles");
+    let root = tmp.path().join("out");
+    let m = crate::run_plan(&plan, &root);
+    assert!(m.rejections.is_empty(), "{:?}", m.rejections);
+    let out = root.join("current");
+
+    type Pair = (String, String, String, String);
+    let mut got: BTreeMap<String, BTreeMap<Pair, f64>> = BTreeMap::new();
+    let mut estimates: BTreeMap<(String, String, String), f64> = BTreeMap::new();
+    for (name, _, _) in &cases {
+        let df = read_parquet(&out.join(format!("restricted/covariance/{name}.parquet")));
+        assert_eq!(df.height(), 120, "{name}: 15 cells, 120 pairs");
+        let s = |c: &str| df.column(c).unwrap().str().unwrap().clone();
+        let (ta, ca, tb, cb) = (s("table_a"), s("cell_a"), s("table_b"), s("cell_b"));
+        let cov = df.column("covariance").unwrap().f64().unwrap().clone();
+        let strip = |t: Option<&str>| {
+            t.unwrap()
+                .trim_start_matches(&format!("{name}-"))
+                .to_string()
+        };
+        let m = got.entry(name.to_string()).or_default();
+        for i in 0..df.height() {
+            let (a, b) = (
+                (strip(ta.get(i)), ca.get(i).unwrap().to_string()),
+                (strip(tb.get(i)), cb.get(i).unwrap().to_string()),
+            );
+            let v = cov.get(i).unwrap();
+            m.insert((a.0.clone(), a.1.clone(), b.0.clone(), b.1.clone()), v);
+            m.insert((b.0, b.1, a.0, a.1), v);
+        }
+        // The diagonal is each table's published variance.
+        for t in ["total_y", "mean_y", "share_grp"] {
+            let df = read_parquet(&out.join(format!(
+                "restricted/tables/{name}-{t}/ref_year=2024/data.parquet"
+            )));
+            let dims: Vec<String> = if t == "share_grp" {
+                vec!["GRP".into(), "SEX".into()]
+            } else {
+                vec!["SEX".into()]
+            };
+            for i in 0..df.height() {
+                let cell = dims
+                    .iter()
+                    .map(|d| {
+                        let c = df.column(d).unwrap().str().unwrap().get(i).unwrap();
+                        format!("{d}={c}")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(";");
+                let se = df.column("se").unwrap().f64().unwrap().get(i).unwrap();
+                let e = df
+                    .column("estimate")
+                    .unwrap()
+                    .f64()
+                    .unwrap()
+                    .get(i)
+                    .unwrap();
+                estimates.insert((name.to_string(), t.to_string(), cell.clone()), e);
+                let v = m[&(t.to_string(), cell.clone(), t.to_string(), cell.clone())];
+                assert!(
+                    (v - se * se).abs() <= 1e-12 * se * se,
+                    "{name} {t} {cell}: variance {v} vs se² {}",
+                    se * se
+                );
+            }
+        }
+    }
+    let mut rdr =
+        csv::Reader::from_path(repo().join("tests/golden/survey_covariance_r.csv")).unwrap();
+    let (mut n, mut worst) = (0, 0.0f64);
+    for r in rdr.records() {
+        let r = r.unwrap();
+        let m = &got[&r[0]];
+        let key = (
+            r[1].to_string(),
+            r[2].to_string(),
+            r[3].to_string(),
+            r[4].to_string(),
+        );
+        let v = *m
+            .get(&key)
+            .unwrap_or_else(|| panic!("{}: no pair {key:?}", &r[0]));
+        let want: f64 = r[5].parse().unwrap();
+        // Relative to the scale of the two variances (a covariance may be near 0).
+        let va = m[&(key.0.clone(), key.1.clone(), key.0.clone(), key.1.clone())];
+        let vb = m[&(key.2.clone(), key.3.clone(), key.2.clone(), key.3.clone())];
+        // A variance the calibration removes (a share it fixes) is rounding noise, and so is
+        // its covariance: both must be within that noise.
+        let noise = |t: &str, c: &str| {
+            (1e-8 * estimates[&(r[0].to_string(), t.to_string(), c.to_string())]).powi(2)
+        };
+        let (na, nb) = (noise(&key.0, &key.1), noise(&key.2, &key.3));
+        if va <= na || vb <= nb {
+            let bound = 1e-6 * (va.max(na) * vb.max(nb)).sqrt();
+            assert!(
+                v.abs() <= bound && want.abs() <= bound,
+                "{}: {key:?}: noise {v} vs R {want}",
+                &r[0]
+            );
+            n += 1;
+            continue;
+        }
+        let scale = (va * vb).sqrt();
+        let rel = (v - want).abs() / scale;
+        let tol = if r[0].ends_with("_rak") { 1e-6 } else { 1e-9 };
+        assert!(rel < tol, "{}: {key:?}: {v} vs R {want}", &r[0]);
+        worst = worst.max(rel);
+        n += 1;
+    }
+    assert_eq!(n, 7 * 120);
+    eprintln!("covariances against R: {n} pairs, largest difference {worst:e} of √(Va·Vb)");
+}
+
+#[test]
+fn covariance_mistakes_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let strat = DESIGNS.iter().find(|x| x.0 == "strat").unwrap().1;
+    let designs = [
+        (
+            "a",
+            format!("{strat}\ncovariance = [\"a-q\", \"a-nope\", \"b-t\", \"a-t\", \"a-t\"]"),
+        ),
+        ("b", strat.to_string()),
+    ];
+    let refs: Vec<(&str, &str, f64)> = designs
+        .iter()
+        .map(|(n, b)| (*n, b.as_str(), 0.95))
+        .collect();
+    let spec = designs_spec_with(tmp.path(), &refs, |_| {
+        vec![
+            (
+                "t".to_string(),
+                "kind = \"survey_total\"".to_string(),
+                r#"["SEX"]"#.to_string(),
+            ),
+            (
+                "q".to_string(),
+                "kind = \"survey_quantile\"\nvariable = \"y\"\nquantile = 0.5".to_string(),
+                r#"["SEX"]"#.to_string(),
+            ),
+        ]
+    });
+    let Err(e) = migstat::spec::compile(&spec) else {
+        panic!("the spec compiles");
+    };
+    let e = e.to_string();
+    for want in [
+        "sources.a.design.covariance: `a-q` is a survey_quantile table",
+        "sources.a.design.covariance: no table `a-nope`",
+        "sources.a.design.covariance: `b-t` estimates source `b`, not this one",
+        "sources.a.design.covariance: `a-t` is listed twice",
+    ] {
+        assert!(e.contains(want), "{want}\nin:\n{e}");
+    }
+}

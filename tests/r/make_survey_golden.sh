@@ -21,4 +21,5 @@ Rscript tests/r/survey_designs.R quantiles tests/fixtures/survey_designs/survey.
 Rscript tests/r/survey_designs.R contrasts tests/fixtures/survey_designs/survey.csv tests/golden/survey_contrast_r.csv
 Rscript tests/r/survey_designs.R jkn tests/fixtures/survey_designs/jkn.csv tests/golden/survey_jkn_r.csv
 Rscript tests/r/survey_designs.R nonresponse tests/fixtures/survey_designs/survey.csv tests/golden/survey_nonresponse_r.csv
+Rscript tests/r/survey_designs.R covariances tests/fixtures/survey_designs/survey.csv tests/golden/survey_covariance_r.csv
 rm -rf "$out"

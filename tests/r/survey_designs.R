@@ -7,6 +7,7 @@
 #   Rscript tests/r/survey_designs.R contrasts tests/fixtures/survey_designs/survey.csv tests/golden/survey_contrast_r.csv
 #   Rscript tests/r/survey_designs.R jkn tests/fixtures/survey_designs/jkn.csv tests/golden/survey_jkn_r.csv
 #   Rscript tests/r/survey_designs.R nonresponse tests/fixtures/survey_designs/survey.csv tests/golden/survey_nonresponse_r.csv
+#   Rscript tests/r/survey_designs.R covariances tests/fixtures/survey_designs/survey.csv tests/golden/survey_covariance_r.csv
 # `generate` draws the synthetic survey (committed, so it needs to run only once); `expect`
 # computes the estimates that tests/integration/survey.rs compares migstat with. The design
 # names below are the source ids of the spec that test writes.
@@ -668,7 +669,73 @@ nonresponse <- function(path, out) {
   cat("R", R.version.string, "survey", as.character(packageVersion("survey")), ":", nrow(all), "nonresponse-adjusted cells\n")
 }
 
-if (args[1] == "nonresponse") {
+# Covariances of every cell of three tables (total and mean of y by SEX, share of GRP within
+# SEX), margins included: each cell a function of totals of domain-interacted variables,
+# svycontrast over all of them at once (replicates: on each replicate's totals), vcov.
+covariances <- function(path, out) {
+  d <- read.csv(path, colClasses = c(sex = "character", grp = "character"))
+  d$SEX <- d$sex
+  d$GRP <- d$grp
+  dir <- dirname(path)
+  m_sex <- read.csv(file.path(dir, "margin_sex.csv"), colClasses = c(SEX = "character"))
+  m_grp <- read.csv(file.path(dir, "margin_grp.csv"), colClasses = c(GRP = "character"))
+  m_both <- read.csv(file.path(dir, "margin_sex_grp.csv"), colClasses = c(SEX = "character", GRP = "character"))
+  names(m_both)[3] <- "Freq"
+  pop <- c(`(Intercept)` = sum(m_sex$total), SEXM = m_sex$total[m_sex$SEX == "M"],
+    GRPB = m_grp$total[m_grp$GRP == "B"], GRPC = m_grp$total[m_grp$GRP == "C"])
+  sexes <- c("F", "M", "_T")
+  insex <- function(s) if (s == "_T") rep(TRUE, nrow(d)) else d$SEX == s
+  v <- list()
+  exprs <- list()
+  for (s in sexes) {
+    v[[paste0("y_", s)]] <- ifelse(is.na(d$y), 0, d$y) * insex(s)
+    v[[paste0("ok_", s)]] <- as.numeric(!is.na(d$y) & insex(s))
+    v[[paste0("one_", s)]] <- as.numeric(insex(s))
+    for (g in sort(unique(d$GRP))) v[[paste0("g", g, "_", s)]] <- as.numeric(insex(s) & d$GRP == g)
+  }
+  for (s in sexes) exprs[[paste0("total_y|SEX=", s)]] <- as.name(paste0("y_", s))
+  for (s in sexes) exprs[[paste0("mean_y|SEX=", s)]] <- call("/", as.name(paste0("y_", s)), as.name(paste0("ok_", s)))
+  for (s in sexes) for (g in sort(unique(d$GRP))) exprs[[sprintf("share_grp|GRP=%s;SEX=%s", g, s)]] <-
+    call("/", as.name(paste0("g", g, "_", s)), as.name(paste0("one_", s)))
+  d <- cbind(d, as.data.frame(v))
+  f <- as.formula(paste("~", paste(names(v), collapse = "+")))
+  designs <- list(
+    strat_clus = function() svydesign(ids = ~psu, strata = ~stratum, weights = ~weight, data = d, nest = TRUE),
+    two_stage_fpc = function() svydesign(ids = ~psu + ssu, strata = ~stratum, fpc = ~n_psu_pop + n_ssu_pop,
+      weights = ~weight, data = d, nest = TRUE),
+    lonely_average = function() svydesign(ids = ~psu, strata = ~stratum_l, weights = ~weight, data = d, nest = TRUE),
+    strat_clus_rak = function() calibrate(svydesign(ids = ~psu, strata = ~stratum, weights = ~weight, data = d,
+      nest = TRUE), ~SEX + GRP, pop, calfun = "raking"),
+    jk1 = function() suppressWarnings(svrepdesign(data = d, weights = ~weight, repweights = "^jk1_", type = "JK1",
+      combined.weights = TRUE)),
+    boot = function() svrepdesign(data = d, weights = ~weight, repweights = "^boot_", type = "bootstrap",
+      combined.weights = TRUE),
+    boot_ps = function() postStratify(svrepdesign(data = d, weights = ~weight, repweights = "^boot_",
+      type = "bootstrap", combined.weights = TRUE), ~SEX + GRP, m_both)
+  )
+  res <- list()
+  for (dn in names(designs)) {
+    options(survey.lonely.psu = if (dn == "lonely_average") "average" else "fail")
+    des <- designs[[dn]]()
+    t <- if (inherits(des, "svyrep.design")) svytotal(f, des, return.replicates = TRUE) else svytotal(f, des)
+    con <- svycontrast(t, exprs)
+    V <- vcov(con)
+    k <- names(exprs)
+    for (i in seq_along(k)) for (j in seq_len(i)) {
+      a <- strsplit(k[i], "|", fixed = TRUE)[[1]]
+      b <- strsplit(k[j], "|", fixed = TRUE)[[1]]
+      res[[length(res) + 1]] <- data.frame(design = dn, table_a = a[1], cell_a = a[2], table_b = b[1],
+        cell_b = b[2], covariance = sprintf("%.17g", V[i, j]))
+    }
+  }
+  all <- do.call(rbind, res)
+  write.csv(all, out, row.names = FALSE, quote = FALSE)
+  cat("R", R.version.string, "survey", as.character(packageVersion("survey")), ":", nrow(all), "covariances\n")
+}
+
+if (args[1] == "covariances") {
+  covariances(args[2], args[3])
+} else if (args[1] == "nonresponse") {
   nonresponse(args[2], args[3])
 } else if (args[1] == "jkn") {
   jkn(args[2], args[3])
