@@ -12,6 +12,7 @@
 //! halving when g is not finite, and convergence when every total is met within
 //! ε·(1 + |total|); after `max_iterations` steps it stops and the source is rejected. Classes
 //! replace records (their rows of the model matrix are equal), so a step costs classes × p².
+//! [`ipf`] is R's `rake()`: post-stratification to each margin in turn, pass after pass.
 
 // Matrix kernels index rows and columns by number: clearer than iterator chains here.
 #![allow(clippy::needless_range_loop)]
@@ -43,7 +44,8 @@ pub struct Solution {
 /// F(u) − 1 and F′(u) of R's calibration functions, within `bounds` (lower, upper).
 fn calfun(method: CalMethod, u: f64, (l, h): (f64, f64)) -> (f64, f64) {
     match method {
-        CalMethod::Linear | CalMethod::Poststratify => (
+        // IPF has no calibration function (see `ipf`): linear if ever asked.
+        CalMethod::Linear | CalMethod::Poststratify | CalMethod::Ipf => (
             (u + 1.0).max(l).min(h) - 1.0,
             if u < h - 1.0 && u > l - 1.0 { 1.0 } else { 0.0 },
         ),
@@ -183,6 +185,112 @@ pub fn solve(pb: &Problem<'_>) -> Result<Solution, String> {
     })
 }
 
+/// One iterative proportional fitting (R's `rake()`), aggregated to classes.
+pub struct Ipf<'a> {
+    /// Per margin: each class's category (`None` for a class of weight 0, in none).
+    pub category: &'a [Vec<Option<usize>>],
+    /// Per margin: each category's population total.
+    pub totals: &'a [Vec<f64>],
+    /// Each class's cell of the table the convergence is judged on (R's `svytable` of every
+    /// margin variable crossed).
+    pub cell: &'a [usize],
+    /// Starting weight total of each class.
+    pub w: &'a [f64],
+    /// Convergence: the table's largest change in one pass below this (R's `control$epsilon`;
+    /// below 1, a fraction of the total weight).
+    pub epsilon: f64,
+    /// Passes at most (R's `control$maxit`).
+    pub max_iterations: u32,
+}
+
+/// An IPF solution: g per class, the factor each class had after each margin's step of the
+/// last pass (what R keeps for the variance), and the passes it took.
+#[derive(Debug)]
+pub struct IpfSolution {
+    pub g: Vec<f64>,
+    pub steps: Vec<Vec<f64>>,
+    pub passes: u32,
+    /// Whether a pass moved no cell by epsilon before `max_iterations` passes (R warns
+    /// "Raking did not converge" and keeps the weights; so does migstat, logging it).
+    pub converged: bool,
+}
+
+/// R's `rake()`: each pass post-stratifies to every margin in turn (each category's weights
+/// scaled to its total), until a pass changes no cell of the crossed table by `epsilon` or
+/// more; with `passes` (a replicate, run as many passes as the full sample) exactly that many.
+pub fn ipf(pb: &Ipf<'_>, passes: Option<u32>) -> Result<IpfSolution, String> {
+    let k = pb.w.len();
+    let cells = pb.cell.iter().copied().max().map_or(0, |m| m + 1);
+    let table = |w: &[f64]| {
+        let mut t = vec![0.0; cells];
+        for c in 0..k {
+            t[pb.cell[c]] += w[c];
+        }
+        t
+    };
+    let total: f64 = pb.w.iter().sum();
+    let epsilon = if pb.epsilon < 1.0 {
+        pb.epsilon * total
+    } else {
+        pb.epsilon
+    };
+    let mut w = pb.w.to_vec();
+    let mut old = table(&w);
+    let mut steps = vec![vec![1.0; k]; pb.category.len()];
+    let mut pass = 0u32;
+    let mut converged = true;
+    loop {
+        for (m, (cats, totals)) in pb.category.iter().zip(pb.totals).enumerate() {
+            let mut sample = vec![0.0; totals.len()];
+            for c in 0..k {
+                if let Some(a) = cats[c] {
+                    sample[a] += w[c];
+                }
+            }
+            for c in 0..k {
+                if let Some(a) = cats[c] {
+                    w[c] *= totals[a] / sample[a];
+                }
+                steps[m][c] = if pb.w[c] > 0.0 { w[c] / pb.w[c] } else { 1.0 };
+            }
+        }
+        let new = table(&w);
+        let delta = old
+            .iter()
+            .zip(&new)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f64, f64::max);
+        match passes {
+            Some(n) if pass + 1 >= n => break,
+            Some(_) => {}
+            None if delta < epsilon => break,
+            None if !delta.is_finite() => {
+                return Err(format!(
+                    "the raking (IPF) failed in pass {}: a category's weight is 0 or not finite",
+                    pass + 1
+                ));
+            }
+            // As R: the weights of the last pass, with a warning (`converged` false).
+            None if pass + 1 >= pb.max_iterations => {
+                converged = false;
+                break;
+            }
+            None => {}
+        }
+        old = new;
+        pass += 1;
+    }
+    let g = (0..k)
+        .map(|c| if pb.w[c] > 0.0 { w[c] / pb.w[c] } else { 1.0 })
+        .collect();
+    Ok(IpfSolution {
+        g,
+        steps,
+        passes: pass + 1,
+        converged,
+    })
+}
+
 /// Moore–Penrose inverse of a symmetric p×p matrix (row-major), as MASS::ginv with tolerance
 /// 256·ε of the largest singular value: cyclic Jacobi eigenvectors, small eigenvalues dropped.
 pub fn pinv(a: &[f64], p: usize) -> Vec<f64> {
@@ -313,5 +421,41 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.contains("did not converge"), "{e}");
+    }
+
+    #[test]
+    fn ipf_post_stratifies_each_margin_in_turn() {
+        // Four classes of weight 1: (A, X), (A, Y), (B, X), (B, Y). Margin 1 wants A = 3,
+        // B = 1: A's classes become 1.5, B's 0.5; margin 2 wants X = Y = 2, which they already
+        // are. The second pass changes nothing: converged in 2 passes, g = (1.5, 1.5, 0.5, 0.5).
+        let category = vec![
+            vec![Some(0), Some(0), Some(1), Some(1)],
+            vec![Some(0), Some(1), Some(0), Some(1)],
+        ];
+        let totals = vec![vec![3.0, 1.0], vec![2.0, 2.0]];
+        let pb = Ipf {
+            category: &category,
+            totals: &totals,
+            cell: &[0, 1, 2, 3],
+            w: &[1.0; 4],
+            epsilon: 1e-9,
+            max_iterations: 10,
+        };
+        let s = ipf(&pb, None).unwrap();
+        assert_eq!(s.g, vec![1.5, 1.5, 0.5, 0.5]);
+        assert_eq!(s.passes, 2);
+        assert!(s.converged);
+        assert_eq!(s.steps[0], vec![1.5, 1.5, 0.5, 0.5]);
+        // One pass allowed: not converged (R warns), the weights of that pass kept.
+        let one = ipf(
+            &Ipf {
+                max_iterations: 1,
+                ..pb
+            },
+            None,
+        )
+        .unwrap();
+        assert!(!one.converged);
+        assert_eq!(one.g, vec![1.5, 1.5, 0.5, 0.5]);
     }
 }

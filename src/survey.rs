@@ -632,11 +632,13 @@ impl DesignPartial {
 }
 
 /// Whether R recomputes a replicate design's degrees of freedom after calibrating it (its
-/// `postStratify` and unbounded linear `calibrate` drop `degf`; the other methods keep it).
+/// `postStratify`, `rake` and unbounded linear `calibrate` drop `degf`; the other methods keep
+/// it).
 fn recomputes_df(design: &Design) -> bool {
     design.replicates.is_some()
         && design.calibration.as_ref().is_some_and(|c| {
             c.method == CalMethod::Poststratify
+                || c.method == CalMethod::Ipf
                 || (c.method == CalMethod::Linear && c.bounds.is_none())
         })
 }
@@ -686,48 +688,93 @@ impl DesignPartial {
         let adjusted: Vec<f64> = w.iter().zip(f).map(|(a, b)| a * b).collect();
         let mut g_cal = vec![1.0; k];
         let mut g_cal_reps: Vec<Vec<f64>> = vec![vec![1.0; k]; r];
-        let (mut x, mut pinv) = (vec![Vec::new(); k], Vec::new());
+        let (mut x, mut pinv, mut ipf) = (vec![Vec::new(); k], Vec::new(), None);
         if let Some(cal) = &design.calibration {
             let model = self.calibration_model(cal, &adjusted)?;
-            let solve = |w: &[f64]| {
-                crate::calibrate::solve(&crate::calibrate::Problem {
-                    method: match cal.method {
-                        CalMethod::Poststratify => CalMethod::Linear,
-                        m => m,
-                    },
-                    x: &model.0,
-                    w,
-                    population: &model.1,
-                    bounds: cal.bounds,
-                    trim: cal.trim,
-                    epsilon: cal.epsilon,
-                    max_iterations: cal.max_iterations,
-                })
+            let rep_adjusted = |a: usize| -> Vec<f64> {
+                rep_w(a)
+                    .iter()
+                    .enumerate()
+                    .map(|(c, v)| v * nr.as_ref().map_or(1.0, |n| n.f_reps[a][c]))
+                    .collect()
             };
-            g_cal = solve(&adjusted)?.g;
-            if let Some(reps) = &design.replicates {
+            let replicate = |a: usize, e: String| match &design.replicates {
+                Some(reps) => format!("replicate {} (`{}`): {e}", a + 1, reps.columns[a]),
+                None => e,
+            };
+            if cal.method == CalMethod::Ipf {
+                let rake = |w: &[f64], passes: Option<u32>| {
+                    crate::calibrate::ipf(
+                        &crate::calibrate::Ipf {
+                            category: &model.category,
+                            totals: &model.totals,
+                            cell: &model.cell,
+                            w,
+                            epsilon: cal.epsilon,
+                            max_iterations: cal.max_iterations,
+                        },
+                        passes,
+                    )
+                };
+                let solution = rake(&adjusted, None)?;
+                if !solution.converged {
+                    tracing::warn!(
+                        passes = solution.passes,
+                        epsilon = cal.epsilon,
+                        "raking (ipf) did not converge: the weights of the last pass are used, as R's rake() does"
+                    );
+                }
+                // Each replicate raked on its own weights, as many passes as the full sample
+                // (R's rake() post-stratifies the replicate design as a whole).
                 for (a, ga) in g_cal_reps.iter_mut().enumerate() {
-                    let wa: Vec<f64> = rep_w(a)
-                        .iter()
-                        .enumerate()
-                        .map(|(c, v)| v * nr.as_ref().map_or(1.0, |n| n.f_reps[a][c]))
-                        .collect();
-                    *ga = solve(&wa)
-                        .map_err(|e| format!("replicate {} (`{}`): {e}", a + 1, reps.columns[a]))?
+                    *ga = rake(&rep_adjusted(a), Some(solution.passes))
+                        .map_err(|e| replicate(a, e))?
                         .g;
                 }
-            }
-            let p = model.1.len();
-            let mut xtwx = vec![0.0; p * p];
-            for c in 0..k {
-                for a in 0..p {
-                    for b in 0..p {
-                        xtwx[a * p + b] += adjusted[c] * model.0[c][a] * model.0[c][b];
+                g_cal = solution.g;
+                let mut n = vec![0.0; k];
+                for (u, m) in &self.class_n {
+                    if adjusted[u.3 as usize] > 0.0 {
+                        n[u.3 as usize] += *m as f64;
                     }
                 }
+                ipf = Some(IpfVar {
+                    category: model.category,
+                    steps: solution.steps,
+                    n,
+                });
+            } else {
+                let solve = |w: &[f64]| {
+                    crate::calibrate::solve(&crate::calibrate::Problem {
+                        method: match cal.method {
+                            CalMethod::Poststratify => CalMethod::Linear,
+                            m => m,
+                        },
+                        x: &model.x,
+                        w,
+                        population: &model.population,
+                        bounds: cal.bounds,
+                        trim: cal.trim,
+                        epsilon: cal.epsilon,
+                        max_iterations: cal.max_iterations,
+                    })
+                };
+                g_cal = solve(&adjusted)?.g;
+                for (a, ga) in g_cal_reps.iter_mut().enumerate() {
+                    *ga = solve(&rep_adjusted(a)).map_err(|e| replicate(a, e))?.g;
+                }
+                let p = model.population.len();
+                let mut xtwx = vec![0.0; p * p];
+                for c in 0..k {
+                    for a in 0..p {
+                        for b in 0..p {
+                            xtwx[a * p + b] += adjusted[c] * model.x[c][a] * model.x[c][b];
+                        }
+                    }
+                }
+                pinv = crate::calibrate::pinv(&xtwx, p);
+                x = model.x;
             }
-            pinv = crate::calibrate::pinv(&xtwx, p);
-            x = model.0;
         }
         let g: Vec<f64> = (0..k).map(|c| f[c] * g_cal[c]).collect();
         let g_reps: Vec<Vec<f64>> = if design.calibration.is_some() || nr.is_some() {
@@ -756,6 +803,7 @@ impl DesignPartial {
             .map(|(_, n)| n)
             .sum();
         Ok(CalInfo {
+            ipf,
             g,
             g_cal,
             g_reps,
@@ -859,16 +907,17 @@ impl DesignPartial {
         })
     }
 
-    /// The calibration model on the classes: each class's auxiliary vector (an intercept and
-    /// the indicators of its category in each margin, all but each margin's first category:
-    /// the span of R's `~m1 + m2 + …`) and the population totals, checked against the classes'
-    /// weights `w` (a class of weight 0, e.g. of nonrespondents, is in no category).
+    /// The calibration model on the classes, checked against the classes' weights `w` (a
+    /// class of weight 0, e.g. of nonrespondents, is in no category): each class's category in
+    /// each margin with the margins' totals, and its auxiliary vector (an intercept and the
+    /// indicators of its category in each margin, all but each margin's first category: the
+    /// span of R's `~m1 + m2 + …`) with the population totals.
     #[allow(clippy::needless_range_loop)] // classes × auxiliary variables, by index
     fn calibration_model(
         &self,
         cal: &Calibration,
         w: &[f64],
-    ) -> std::result::Result<(Vec<Vec<f64>>, Vec<f64>), String> {
+    ) -> std::result::Result<Model, String> {
         use crate::error::quote;
         let columns = cal.columns();
         let k = self.classes.names.len();
@@ -898,8 +947,13 @@ impl DesignPartial {
             })
             .map(|c| w[c])
             .sum();
-        let mut population = vec![0.0];
-        let mut x: Vec<Vec<f64>> = vec![vec![1.0]; k];
+        let mut model = Model {
+            x: vec![vec![1.0]; k],
+            population: vec![0.0],
+            category: Vec::new(),
+            totals: Vec::new(),
+            cell: Vec::new(),
+        };
         for (mi, m) in cal.margins.iter().enumerate() {
             let mut totals = m.totals.clone();
             if outside_w > 0.0 {
@@ -915,6 +969,7 @@ impl DesignPartial {
             };
             let cats: Vec<&Vec<String>> = m.totals.keys().collect();
             let mut seen = vec![0.0; cats.len()];
+            let mut of = vec![None; k];
             for c in 0..k {
                 if w[c] == 0.0 {
                     continue;
@@ -929,6 +984,7 @@ impl DesignPartial {
                     ));
                 };
                 seen[at] += w[c];
+                of[c] = Some(at);
             }
             for (at, t) in m.totals.values().enumerate() {
                 if seen[at] == 0.0 && *t > 0.0 {
@@ -940,20 +996,47 @@ impl DesignPartial {
                 }
             }
             if mi == 0 {
-                population[0] = m.totals.values().sum();
+                model.population[0] = m.totals.values().sum();
             }
             // Indicators of every category but the first that has respondents.
             let used: Vec<usize> = (0..cats.len()).filter(|a| seen[*a] > 0.0).collect();
             for &a in used.iter().skip(1) {
-                population.push(m.totals[cats[a]]);
+                model.population.push(m.totals[cats[a]]);
                 for c in 0..k {
                     let on = category(c, m) == *cats[a];
-                    x[c].push(if on { 1.0 } else { 0.0 });
+                    model.x[c].push(if on { 1.0 } else { 0.0 });
                 }
             }
+            model.category.push(of);
+            model.totals.push(m.totals.values().copied().collect());
         }
-        Ok((x, population))
+        // Each class's cell of the margins' columns crossed (R's svytable in rake()).
+        let mut cells = Interner::default();
+        model.cell = codes
+            .iter()
+            .map(|c| {
+                cells.id(&c
+                    .iter()
+                    .take(columns.len())
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join("\u{1f}")) as usize
+            })
+            .collect();
+        Ok(model)
     }
+}
+
+/// A calibration's model on the classes (see [`DesignPartial::calibration_model`]).
+struct Model {
+    x: Vec<Vec<f64>>,
+    population: Vec<f64>,
+    /// Per margin: each class's category (`None` for a class of weight 0).
+    category: Vec<Vec<Option<usize>>>,
+    /// Per margin: each category's total.
+    totals: Vec<Vec<f64>>,
+    /// Each class's cell of the margins' columns crossed.
+    cell: Vec<usize>,
 }
 
 impl DesignInfo {
@@ -1168,9 +1251,70 @@ pub struct CalInfo {
     records: u64,
     /// The nonresponse adjustment, when the design has one.
     nr: Option<NrAdjust>,
+    /// What R's `rake()` variance needs, when the calibration is IPF.
+    ipf: Option<IpfVar>,
+}
+
+/// R's variance after `rake()` residualizes the linearized values x by ten sweeps over the
+/// last pass's post-strata: x ← x − w_k·ave(x / w_k) in each category of each margin k, with
+/// w_k a record's weight after step k and `ave` the unweighted mean over the category's
+/// records. With x = w·u (w the weight before raking), a class's records share w_k / w, so the
+/// sweeps need per class its factor after each step, its records and Σu.
+struct IpfVar {
+    /// Per margin: each class's category.
+    category: Vec<Vec<Option<usize>>>,
+    /// Per margin: each class's weight after that margin's step of the last pass / its weight
+    /// before raking.
+    steps: Vec<Vec<f64>>,
+    /// Records of each class (0 for a class of weight 0).
+    n: Vec<f64>,
 }
 
 impl CalInfo {
+    /// R's ten sweeps over the last IPF pass's post-strata on `out` (Σx per (unit, class) of
+    /// the design, in `units` order), from the cell's `us` (Σu per (unit, class)).
+    fn rake_sweeps(&self, ipf: &IpfVar, out: &mut [(Unit, f64)], us: &[(Unit, f64)]) {
+        let k = ipf.n.len();
+        // The weight before raking is the design weight × the nonresponse factor: u and the
+        // sweeps' weights are relative to it (`us` carries the whole factor g = f·g_ipf).
+        let f = |c: usize| self.nr.as_ref().map_or(1.0, |n| n.f[c]);
+        let mut u = vec![0.0; k];
+        for (unit, v) in us {
+            let c = unit.3 as usize;
+            if c < k && f(c) > 0.0 {
+                u[c] += v / f(c);
+            }
+        }
+        for _ in 0..10 {
+            for (cats, steps) in ipf.category.iter().zip(&ipf.steps) {
+                let m = cats.iter().flatten().max().map_or(0, |a| a + 1);
+                let (mut sum, mut n) = (vec![0.0; m], vec![0.0; m]);
+                for c in 0..k {
+                    if let Some(a) = cats[c] {
+                        sum[a] += u[c] / steps[c];
+                        n[a] += ipf.n[c];
+                    }
+                }
+                let ave: Vec<f64> = sum
+                    .iter()
+                    .zip(&n)
+                    .map(|(s, n)| if *n > 0.0 { s / n } else { 0.0 })
+                    .collect();
+                for c in 0..k {
+                    if let Some(a) = cats[c] {
+                        u[c] -= steps[c] * ave[a] * ipf.n[c];
+                    }
+                }
+                for ((unit, x), (_, w)) in out.iter_mut().zip(&self.units) {
+                    let c = unit.3 as usize;
+                    if let Some(a) = cats.get(c).copied().flatten() {
+                        *x -= steps[c] * ave[a] * w * f(c);
+                    }
+                }
+            }
+        }
+    }
+
     /// The nonresponse factors of each class in each replicate (empty without nonresponse).
     fn f_reps(&self) -> &[Vec<f64>] {
         self.nr.as_ref().map_or(&[], |n| &n.f_reps)
@@ -1192,7 +1336,10 @@ impl CalInfo {
     /// M_k = Σ_{k} e / N̂_k is the class's respondent mean and N̂_k its respondents' and
     /// nonrespondents' design weight: respondents' values are centred at M_k and every
     /// eligible unit carries M_k for the class total it estimates.
-    fn residuals(&self, zs: &[(Unit, f64)]) -> Vec<(Unit, f64)> {
+    ///
+    /// After IPF (R's `rake()`), the calibration step is R's sweeps instead (see [`IpfVar`]);
+    /// they need `us`, the cell's unweighted linearized values × g per (unit, class).
+    fn residuals(&self, zs: &[(Unit, f64)], us: &[(Unit, f64)]) -> Vec<(Unit, f64)> {
         let f = |c: usize| self.nr.as_ref().map_or(1.0, |n| n.f[c]);
         let mut mine = zs.iter().peekable();
         let mut out: Vec<(Unit, f64)> = self
@@ -1207,6 +1354,9 @@ impl CalInfo {
                 _ => (*u, 0.0),
             })
             .collect();
+        if let Some(ipf) = &self.ipf {
+            self.rake_sweeps(ipf, &mut out, us);
+        }
         let p = self.pinv.len().isqrt();
         if p > 0 {
             let mut xz = vec![0.0; p];
@@ -1516,9 +1666,21 @@ struct Sums {
     /// Records, and records with a non-zero weight (R's nobs).
     n: u64,
     nz: u64,
+    /// Σy and Σx unweighted, × g of an adjusted design's class: what R's variance after
+    /// `rake()` averages (see [`IpfVar`]).
+    uy: f64,
+    ux: f64,
 }
 
 impl Sums {
+    /// The sums of an adjusted design's class, each record's weight and its unweighted
+    /// values multiplied by the class's factor `g`.
+    fn adjust(&mut self, g: f64) {
+        self.scale(g);
+        self.uy *= g;
+        self.ux *= g;
+    }
+
     /// The sums of the same records with every weight multiplied by `g`.
     fn scale(&mut self, g: f64) {
         self.w *= g;
@@ -1538,6 +1700,8 @@ impl Sums {
         self.xx += o.xx;
         self.n += o.n;
         self.nz += o.nz;
+        self.uy += o.uy;
+        self.ux += o.ux;
     }
 }
 
@@ -1828,6 +1992,8 @@ impl Partial {
                     xx: w * xv * xv,
                     n: 1,
                     nz: u64::from(w != 0.0),
+                    uy: yv,
+                    ux: xv,
                 });
             if likelihood && w != 0.0 {
                 *self
@@ -1947,7 +2113,7 @@ impl Partial {
         if let Some(cal) = &info.calibration {
             // Calibrated weights: every weighted sum of a class scales by its g.
             for (k, s) in &mut finest {
-                s.scale(cal.g.get(k.1.3 as usize).copied().unwrap_or(f64::NAN));
+                s.adjust(cal.g.get(k.1.3 as usize).copied().unwrap_or(f64::NAN));
             }
         }
         // Replicate sums per finest cell: its classes' sums, each replicate's scaled by that
@@ -2031,7 +2197,7 @@ impl Partial {
                 let var = match &info.replicates {
                     None => match &info.calibration {
                         None => info.taylor(&e.zs),
-                        Some(cal) => info.taylor(&cal.residuals(&e.zs)),
+                        Some(cal) => info.taylor(&cal.residuals(&e.zs, &e.us)),
                     },
                     Some(r) => {
                         let num = reps_of(&rolled_reps, &cell);
@@ -2091,6 +2257,7 @@ impl Partial {
                         Parts {
                             estimate: e.estimate,
                             zs: e.zs,
+                            us: e.us,
                             replicates,
                             n: e.n,
                             var,
@@ -2139,6 +2306,7 @@ impl Partial {
                             Parts {
                                 estimate: 0.0,
                                 zs: Vec::new(),
+                                us: Vec::new(),
                                 replicates: r,
                                 n: 0,
                                 var: 0.0,
@@ -2326,6 +2494,11 @@ impl Partial {
                     continue;
                 };
                 // Per unit: the weight at or below the estimate (R's x <= qhat) and in all.
+                let g_of = |u: &Unit| {
+                    info.calibration
+                        .as_ref()
+                        .map_or(1.0, |c| c.g.get(u.3 as usize).copied().unwrap_or(f64::NAN))
+                };
                 let mut per_unit: BTreeMap<Unit, (Sums, Sums)> = BTreeMap::new();
                 let mut rows = 0;
                 let mut psus: BTreeSet<(u32, u32)> = BTreeSet::new();
@@ -2344,6 +2517,9 @@ impl Partial {
                         xx: s.w,
                         n: s.n,
                         nz: s.nz,
+                        // Records × the class's g (R's rake() variance averages them).
+                        uy: s.n as f64 * g_of(u),
+                        ux: s.n as f64 * g_of(u),
                     };
                     e.1.add(&all);
                     if key_value(*v) <= qhat {
@@ -2369,7 +2545,7 @@ impl Partial {
                     None => {
                         let v = match &info.calibration {
                             None => info.taylor(&share.zs),
-                            Some(cal) => info.taylor(&cal.residuals(&share.zs)),
+                            Some(cal) => info.taylor(&cal.residuals(&share.zs, &share.us)),
                         };
                         (v, None)
                     }
@@ -2570,6 +2746,8 @@ impl Merge for Vec<f64> {
 struct Estimate {
     estimate: f64,
     zs: Vec<(Unit, f64)>,
+    /// The same linearized values unweighted (× an adjusted class's g), per unit.
+    us: Vec<(Unit, f64)>,
     n: u64,
     vsrs: f64,
 }
@@ -2595,32 +2773,40 @@ fn estimate(total: bool, share: bool, num: &[(Key, Sums)], den: &[(Key, Sums)]) 
         return Estimate {
             estimate: tn.y,
             zs: num.iter().map(|(k, s)| (k.1, s.y)).collect(),
+            us: num.iter().map(|(k, s)| (k.1, s.uy)).collect(),
             n: tn.n,
             vsrs: srs(tn.w, tn.nz, tn.y, tn.yy),
         };
     }
     let big_x = td.x;
     let r = tn.y / big_x;
-    let zs: Vec<(Unit, f64)> = if share {
+    // (Σw·z, Σz) per unit for z = (y − R·x)/X̂.
+    type PerUnit = Vec<(Unit, f64)>;
+    let (zs, us): (PerUnit, PerUnit) = if share {
         // The cell's units are a subset of its denominator's: merge by unit.
         let mut mine = num.iter().peekable();
         den.iter()
             .map(|(k, s)| {
-                let y = match mine.peek() {
+                let (y, uy) = match mine.peek() {
                     Some((nk, ns)) if nk.1 == k.1 => {
-                        let y = ns.y;
+                        let y = (ns.y, ns.uy);
                         mine.next();
                         y
                     }
-                    _ => 0.0,
+                    _ => (0.0, 0.0),
                 };
-                (k.1, (y - r * s.x) / big_x)
+                ((k.1, (y - r * s.x) / big_x), (k.1, (uy - r * s.ux) / big_x))
             })
-            .collect()
+            .unzip()
     } else {
         num.iter()
-            .map(|(k, s)| (k.1, (s.y - r * s.x) / big_x))
-            .collect()
+            .map(|(k, s)| {
+                (
+                    (k.1, (s.y - r * s.x) / big_x),
+                    (k.1, (s.uy - r * s.ux) / big_x),
+                )
+            })
+            .unzip()
     };
     // Σ w·r_i² for r_i = (y_i − R·x_i)/X̂; its weighted mean is 0. For a share y is the cell's
     // indicator within the denominator cell: Σw·y² = Σw·x·y = Σw·y.
@@ -2633,6 +2819,7 @@ fn estimate(total: bool, share: bool, num: &[(Key, Sums)], den: &[(Key, Sums)]) 
     Estimate {
         estimate: r,
         zs,
+        us,
         n: tn.n,
         vsrs: srs(td.w, td.nz, 0.0, srr),
     }
@@ -2643,6 +2830,7 @@ fn estimate(total: bool, share: bool, num: &[(Key, Sums)], den: &[(Key, Sums)]) 
 struct Parts {
     estimate: f64,
     zs: Vec<(Unit, f64)>,
+    us: Vec<(Unit, f64)>,
     replicates: Option<Vec<f64>>,
     n: u64,
     var: f64,
@@ -2709,15 +2897,20 @@ fn contrast(
         let var = match &info.replicates {
             None => {
                 let mut z: BTreeMap<Unit, f64> = BTreeMap::new();
+                let mut uz: BTreeMap<Unit, f64> = BTreeMap::new();
                 for ((p, _), c) in ps.iter().zip(&coefs) {
                     for (u, v) in &p.zs {
                         *z.entry(*u).or_default() += c * v;
                     }
+                    for (u, v) in &p.us {
+                        *uz.entry(*u).or_default() += c * v;
+                    }
                 }
                 let zs: Vec<(Unit, f64)> = z.into_iter().collect();
+                let us: Vec<(Unit, f64)> = uz.into_iter().collect();
                 match &info.calibration {
                     None => info.taylor_in(&zs, Some(universe)),
-                    Some(cal) => info.taylor_in(&cal.residuals(&zs), Some(universe)),
+                    Some(cal) => info.taylor_in(&cal.residuals(&zs, &us), Some(universe)),
                 }
             }
             Some(r) => {
@@ -2917,7 +3110,7 @@ pub fn covariance_frame(
                 None => {
                     let zs = match &info.calibration {
                         None => part.zs,
-                        Some(cal) => cal.residuals(&part.zs),
+                        Some(cal) => cal.residuals(&part.zs, &part.us),
                     };
                     let mut by_unit: BTreeMap<Unit, f64> = BTreeMap::new();
                     for (u, z) in zs {
@@ -3246,6 +3439,7 @@ mod tests {
         // w·(f·(y − ȳ) + ȳ) = 2·(0 + 3) = 6 for the respondent and w·ȳ = 6 for the other.
         let (u1, u2) = ((0, 1, 0, 0), (0, 2, 0, 1));
         let cal = CalInfo {
+            ipf: None,
             g: vec![2.0, 0.0],
             g_cal: vec![1.0, 1.0],
             g_reps: Vec::new(),
@@ -3262,10 +3456,10 @@ mod tests {
                 flag: vec![RESPONDENT, NONRESPONDENT],
             }),
         };
-        let e = cal.residuals(&[(u1, 12.0)]);
+        let e = cal.residuals(&[(u1, 12.0)], &[]);
         assert_eq!(e, vec![(u1, 6.0), (u2, 6.0)]);
         // A class the cell misses entirely still spreads nothing.
-        assert_eq!(cal.residuals(&[]), vec![(u1, 0.0), (u2, 0.0)]);
+        assert_eq!(cal.residuals(&[], &[]), vec![(u1, 0.0), (u2, 0.0)]);
     }
 
     #[test]

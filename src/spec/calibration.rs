@@ -4,7 +4,9 @@
 //! the totals files. Output: a [`Calibration`] with R `survey`'s meaning: `poststratify` is
 //! `postStratify(design, ~a + b, totals)` on the cells of one margin; `linear`, `raking` and
 //! `logit` are `calibrate(design, ~m1 + m2 + …, population, calfun = …, bounds = …, trim = …,
-//! epsilon = …, maxit = …)` on the margins' categories (each margin's `by` columns crossed).
+//! epsilon = …, maxit = …)` on the margins' categories (each margin's `by` columns crossed);
+//! `ipf` is `rake(design, list(~m1, ~m2, …), …, control = list(epsilon = …, maxit = …))`. A
+//! [`Nonresponse`] adjustment (`[sources.<id>.design.nonresponse]`) comes before either.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -26,6 +28,10 @@ pub enum CalMethod {
     Raking,
     /// A logistic g between two bounds, which are required (R's `calfun = "logit"`).
     Logit,
+    /// Iterative proportional fitting, R's `rake()`: each margin post-stratified in turn until
+    /// a pass moves no cell of the crossed margins by `epsilon`; its variance is R's (the
+    /// linearized values residualized by ten sweeps over the last pass's post-strata).
+    Ipf,
 }
 
 impl CalMethod {
@@ -35,6 +41,7 @@ impl CalMethod {
             CalMethod::Linear => "linear",
             CalMethod::Raking => "raking",
             CalMethod::Logit => "logit",
+            CalMethod::Ipf => "ipf",
         }
     }
 }
@@ -114,11 +121,12 @@ pub(crate) fn parse(
         Some("linear") => Some(CalMethod::Linear),
         Some("raking") => Some(CalMethod::Raking),
         Some("logit") => Some(CalMethod::Logit),
+        Some("ipf") => Some(CalMethod::Ipf),
         Some(other) => {
             cx.push(
                 format!("{cp}method"),
                 format!(
-                    "`{}` is not a method (poststratify, linear, raking or logit)",
+                    "`{}` is not a method (poststratify, linear, raking, logit or ipf)",
                     super::cap(other)
                 ),
             );
@@ -183,14 +191,22 @@ pub(crate) fn parse(
             }
         },
     };
+    // IPF follows R's rake(): epsilon 1 (a weight of one unit in any cell; below 1 a fraction
+    // of the total weight) and 10 passes.
+    let ipf = method == Some(CalMethod::Ipf);
     let epsilon = match c.get("epsilon") {
+        None if ipf => 1.0,
         None => 1e-7,
-        Some(v) => match v.as_float() {
-            Some(e) if e > 0.0 && e < 1.0 => e,
+        Some(v) => match v.as_float().or_else(|| v.as_integer().map(|i| i as f64)) {
+            Some(e) if e > 0.0 && (e < 1.0 || (ipf && e.is_finite())) => e,
             _ => {
                 cx.push(
                     format!("{cp}epsilon"),
-                    "must be a small positive number, e.g. 1e-7",
+                    if ipf {
+                        "must be a positive number: the largest change of a cell in the last pass (below 1, a fraction of the total weight)"
+                    } else {
+                        "must be a small positive number, e.g. 1e-7"
+                    },
                 );
                 1e-7
             }
@@ -240,6 +256,7 @@ pub(crate) fn parse(
         }
     };
     let max_iterations = match c.get("max_iterations") {
+        None if ipf => 10,
         None => 50,
         Some(v) => match v.as_integer().and_then(|i| u32::try_from(i).ok()) {
             Some(n) if n >= 1 => n,
@@ -260,6 +277,16 @@ pub(crate) fn parse(
             for k in ["bounds", "trim"] {
                 if c.has(k) {
                     cx.push(format!("{cp}{k}"), "does not apply to post-stratification");
+                }
+            }
+        }
+        Some(CalMethod::Ipf) => {
+            for k in ["bounds", "trim"] {
+                if c.has(k) {
+                    cx.push(
+                        format!("{cp}{k}"),
+                        "does not apply to ipf (R's rake() has neither): use raking with bounds",
+                    );
                 }
             }
         }

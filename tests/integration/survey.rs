@@ -954,6 +954,17 @@ margins = [{ by = ["SEX", "GRP"], totals = "{fx}/margin_sex_grp.csv" }]"#,
         "method = \"logit\"\nbounds = [0.8, 1.5]\n{margins}",
         true,
     ),
+    ("ipf", "method = \"ipf\"\n{margins}", true),
+    (
+        "ipf_tight",
+        "method = \"ipf\"\nepsilon = 1e-12\n{margins}",
+        true,
+    ),
+    (
+        "ipf_2",
+        "method = \"ipf\"\nepsilon = 1e-12\nmax_iterations = 2\n{margins}",
+        true,
+    ),
 ];
 
 #[test]

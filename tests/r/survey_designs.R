@@ -189,7 +189,12 @@ calibrations <- list(
   rak_trim = list(fun = "raking", trim = c(0.95, 1.2)),  # R ignores trim on unbounded linear
   rak = list(fun = "raking"),
   rak_b = list(fun = "raking", bounds = c(0.9, 1.3)),
-  logit = list(fun = "logit", bounds = c(0.8, 1.5))
+  logit = list(fun = "logit", bounds = c(0.8, 1.5)),
+  # rake(): R's defaults (epsilon 1, 10 passes), a tight relative epsilon, and 2 passes that do
+  # not converge (R warns and keeps them).
+  ipf = list(fun = "ipf"),
+  ipf_tight = list(fun = "ipf", epsilon = 1e-12),
+  ipf_2 = list(fun = "ipf", epsilon = 1e-12, maxit = 2)
 )
 cal_designs <- c("strat", "strat_fpc", "clus", "strat_clus", "two_stage_fpc", "lonely_adjust", "lonely_average",
   "jk1", "boot")
@@ -229,6 +234,11 @@ calibrated <- function(path, out, out_g) {
     des0 <- base[[dn]]
     des <- if (spec$fun == "poststratify") {
       postStratify(des0, ~SEX + GRP, m_both)
+    } else if (spec$fun == "ipf") {
+      ctl <- list(maxit = if (is.null(spec$maxit)) 10 else spec$maxit,
+        epsilon = if (is.null(spec$epsilon)) 1 else spec$epsilon)
+      suppressWarnings(rake(des0, list(~SEX, ~GRP), list(data.frame(SEX = m_sex$SEX, Freq = m_sex$total),
+        data.frame(GRP = m_grp$GRP, Freq = m_grp$total)), control = ctl))
     } else {
       bounds <- if (is.null(spec$bounds)) c(-Inf, Inf) else spec$bounds
       # compress = FALSE: R's unbounded linear calibration of replicate weights fails on NA.
