@@ -2598,7 +2598,77 @@ impl Partial {
                         .then(|| quantile(rule, &runs_of, pr))
                         .flatten()
                 };
+                // interval = "score": R's ffullerCI — the roots, between min + IQR/100 and
+                // max − IQR/100 of the cell's values (unweighted, type 7), of the test
+                // statistic of P(X > θ) = 1 − p at ± the critical value, by R's uniroot with
+                // tol 1/(100·√rows); each root θ gives the quantile at the share of the cell's
+                // records at or below it (unweighted, as R's mean(x <= θ)).
+                let values: Vec<(f64, u64)> = if method == QuantileInterval::Score {
+                    runs(group, |e| e.0.1.0)
+                        .map(|v| (key_value(v[0].0.1.0), v.iter().map(|(_, s)| s.n).sum()))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                let statistic = |theta: f64| -> f64 {
+                    let mut per: BTreeMap<Unit, (Sums, Sums)> = BTreeMap::new();
+                    for ((_, (v, u)), s) in group {
+                        let e = per.entry(*u).or_default();
+                        let all = Sums {
+                            w: s.w,
+                            y: s.w,
+                            x: s.w,
+                            yy: s.w,
+                            xy: s.w,
+                            xx: s.w,
+                            n: s.n,
+                            nz: s.nz,
+                            uy: 0.0,
+                            ux: 0.0,
+                        };
+                        e.1.add(&all);
+                        if key_value(*v) <= theta {
+                            e.0.add(&all);
+                        }
+                    }
+                    let num: Vec<(Key, Sums)> =
+                        per.iter().map(|(u, s)| ((cell, *u), s.0)).collect();
+                    let den: Vec<(Key, Sums)> =
+                        per.iter().map(|(u, s)| ((cell, *u), s.1)).collect();
+                    let below = estimate(false, true, &num, &den);
+                    // svymean(U(θ)) / SE: U = (x > θ) − (1 − p).
+                    (p - below.estimate) / info.taylor(&below.zs).max(0.0).sqrt()
+                };
+                let score_bounds = |c: f64| -> (Option<f64>, Option<f64>) {
+                    let (Some(lo), Some(hi), Some(q1), Some(q3)) = (
+                        values.first().map(|v| v.0),
+                        values.last().map(|v| v.0),
+                        quantile::type7(&values, 0.25),
+                        quantile::type7(&values, 0.75),
+                    ) else {
+                        return (None, None);
+                    };
+                    let iqr = q3 - q1;
+                    let (lower, upper) = (lo + iqr / 100.0, hi - iqr / 100.0);
+                    let tol = 1.0 / (100.0 * (rows as f64).sqrt());
+                    let at_root = |theta: Option<f64>| {
+                        let theta = theta?;
+                        let below: u64 = values.iter().filter(|v| v.0 <= theta).map(|v| v.1).sum();
+                        at(below as f64 / rows as f64)
+                    };
+                    // R stops when either root cannot be found: no interval then.
+                    match (
+                        quantile::uniroot(&|t| statistic(t) - c, lower, upper, tol),
+                        quantile::uniroot(&|t| statistic(t) + c, lower, upper, tol),
+                    ) {
+                        (Some(a), Some(b)) => (at_root(Some(a)), at_root(Some(b))),
+                        _ => (None, None),
+                    }
+                };
                 let bounds_at = |q: f64| -> (Option<f64>, Option<f64>) {
+                    if method == QuantileInterval::Score {
+                        return score_bounds(q);
+                    }
                     match var_q {
                         Some(v) => {
                             let sd = v.max(0.0).sqrt();
@@ -2665,7 +2735,9 @@ fn woodruff(
 ) -> (f64, f64) {
     let se = var.max(0.0).sqrt();
     let method = match method {
-        QuantileInterval::Mean | QuantileInterval::Quantile => PropInterval::Mean,
+        QuantileInterval::Mean | QuantileInterval::Quantile | QuantileInterval::Score => {
+            PropInterval::Mean
+        }
         QuantileInterval::Beta => PropInterval::Beta,
         QuantileInterval::Xlogit => PropInterval::Xlogit,
         QuantileInterval::Asin => PropInterval::Asin,

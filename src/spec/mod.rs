@@ -647,6 +647,10 @@ fn tables_section(
                     has_record: s.record_id.is_some(),
                     has_design: s.design.is_some(),
                     has_replicates: s.design.as_ref().is_some_and(|d| d.replicates.is_some()),
+                    adjusted: s
+                        .design
+                        .as_ref()
+                        .is_some_and(|d| d.calibration.is_some() || d.nonresponse.is_some()),
                     period: s.period.clone(),
                     reference_date,
                     reference_period,

@@ -217,6 +217,9 @@ pub enum QuantileInterval {
     Asin,
     /// Replicate designs: the quantile of each replicate, their variance, estimate ± t·SE.
     Quantile,
+    /// Francisco and Fuller's test inversion (R's `interval.type = "score"`): the values where
+    /// the design-based test of P(X ≤ θ) = p rejects at the level, found by R's `uniroot`.
+    Score,
 }
 
 impl QuantileInterval {
@@ -227,6 +230,7 @@ impl QuantileInterval {
             QuantileInterval::Xlogit => "xlogit",
             QuantileInterval::Asin => "asin",
             QuantileInterval::Quantile => "quantile",
+            QuantileInterval::Score => "score",
         }
     }
 }
@@ -480,6 +484,8 @@ pub(crate) struct SourceView {
     pub has_design: bool,
     /// The design has replicate weights.
     pub has_replicates: bool,
+    /// The design's weights are adjusted (calibration or nonresponse).
+    pub adjusted: bool,
     /// The source's default `period` (for its tables without one).
     pub period: Option<Value>,
     /// The pipeline's defaults: a stock's date, the period of everything else.
@@ -498,6 +504,7 @@ struct TableReader<'a> {
     derived: &'a [String],
     reference_date: Option<chrono::NaiveDate>,
     has_replicates: bool,
+    adjusted: bool,
 }
 
 impl TableReader<'_> {
@@ -836,18 +843,23 @@ impl TableReader<'_> {
                         );
                         QuantileInterval::Mean
                     }
-                    Some("score") => {
+                    Some("score") if self.has_replicates || self.adjusted => {
                         cx.push(
                             format!("{pp}interval"),
-                            "`score` (Francisco and Fuller's test inversion) is not built yet: use mean, beta, xlogit or asin",
+                            if self.has_replicates {
+                                "`score` is offered on linearized designs (R's svyquantile has none for replicate weights): use quantile, mean, xlogit or asin"
+                            } else {
+                                "`score` is offered on designs without calibration or nonresponse adjustment (R's test on such a design's domain counts the records outside it): use mean, beta, xlogit or asin"
+                            },
                         );
                         QuantileInterval::Mean
                     }
+                    Some("score") => QuantileInterval::Score,
                     Some(other) => {
                         cx.push(
                             format!("{pp}interval"),
                             format!(
-                                "`{}` is not a quantile interval (mean, beta, xlogit, asin, or quantile on a replicate design)",
+                                "`{}` is not a quantile interval (mean, beta, xlogit, asin, score, or quantile on a replicate design)",
                                 super::cap(other)
                             ),
                         );
@@ -1121,6 +1133,7 @@ pub(crate) fn compile_table(
         has_record,
         has_design,
         has_replicates,
+        adjusted,
         period: source_period,
         reference_date,
         reference_period,
@@ -1143,6 +1156,7 @@ pub(crate) fn compile_table(
         derived,
         reference_date: *reference_date,
         has_replicates: *has_replicates,
+        adjusted: *adjusted,
     };
     let kind = reader.kind(cx);
     let unit = match cx.str(t, "unit", true).unwrap_or("records") {
@@ -1375,6 +1389,7 @@ mod tests {
             has_record: true,
             has_design: false,
             has_replicates: false,
+            adjusted: false,
             period: None,
             reference_date: chrono::NaiveDate::from_ymd_opt(2024, 12, 31),
             reference_period: Some(crate::spec::Period {

@@ -210,6 +210,134 @@ fn linear(points: &[(f64, f64, f64)], p: f64) -> f64 {
     yi + (yj - yi) * ((p - xi) / (xj - xi))
 }
 
+/// R's `quantile(x, p, type = 7)` of values given with their multiplicities (increasing `x`):
+/// x[lo] + h·(x[hi] − x[lo]) at index 1 + (n − 1)·p, written as R computes it.
+pub fn type7(values: &[(f64, u64)], p: f64) -> Option<f64> {
+    let n: u64 = values.iter().map(|v| v.1).sum();
+    if n == 0 {
+        return None;
+    }
+    let at = |i: u64| -> f64 {
+        // The i-th (1-based) value in order.
+        let mut seen = 0;
+        for (x, m) in values {
+            seen += m;
+            if i <= seen {
+                return *x;
+            }
+        }
+        values.last().map_or(f64::NAN, |v| v.0)
+    };
+    let index = 1.0 + (n - 1) as f64 * p;
+    let (lo, hi) = (index.floor(), index.ceil());
+    let q = at(lo as u64);
+    let xh = at(hi as u64);
+    let h = index - lo;
+    Some(if index > lo && xh != q {
+        (1.0 - h) * q + h * xh
+    } else {
+        q
+    })
+}
+
+/// R's `uniroot(f, c(lower, upper), tol = tol)` (maxiter 1000): the end points evaluated as
+/// they are, `None` where R stops (an end point's value is NA, or both have the same sign, or
+/// lower ≥ upper); inside, an infinite or NA value is replaced as R's `zeroin2` does (−Inf by
+/// the most negative double, NA and +Inf by the largest), then Brent's `R_zeroin2` step for
+/// step, so the root found is R's to the bit.
+pub fn uniroot(f: &dyn Fn(f64) -> f64, lower: f64, upper: f64, tol: f64) -> Option<f64> {
+    if lower.partial_cmp(&upper) != Some(std::cmp::Ordering::Less) {
+        return None;
+    }
+    let (fa, fb) = (f(lower), f(upper));
+    if fa.is_nan() || fb.is_nan() || fa * fb > 0.0 {
+        return None;
+    }
+    let g = |x: f64| {
+        let v = f(x);
+        if v.is_finite() {
+            v
+        } else if v == f64::NEG_INFINITY {
+            f64::MIN
+        } else {
+            f64::MAX
+        }
+    };
+    Some(zeroin(&g, lower, upper, fa, fb, tol, 1000))
+}
+
+/// Brent's root finder as R's `R_zeroin2` (src/library/stats/src/zeroin.c) writes it.
+fn zeroin(
+    f: &dyn Fn(f64) -> f64,
+    ax: f64,
+    bx: f64,
+    fa0: f64,
+    fb0: f64,
+    tol: f64,
+    maxit: u32,
+) -> f64 {
+    let (mut a, mut b) = (ax, bx);
+    let (mut fa, mut fb) = (fa0, fb0);
+    let (mut c, mut fc) = (a, fa);
+    if fa == 0.0 {
+        return a;
+    }
+    if fb == 0.0 {
+        return b;
+    }
+    for _ in 0..=maxit {
+        let prev_step = b - a;
+        if fc.abs() < fb.abs() {
+            a = b;
+            b = c;
+            c = a;
+            fa = fb;
+            fb = fc;
+            fc = fa;
+        }
+        let tol_act = 2.0 * f64::EPSILON * b.abs() + tol / 2.0;
+        let mut new_step = (c - b) / 2.0;
+        if new_step.abs() <= tol_act || fb == 0.0 {
+            return b;
+        }
+        if prev_step.abs() >= tol_act && fa.abs() > fb.abs() {
+            let cb = c - b;
+            let (mut p, mut q);
+            if a == c {
+                let t1 = fb / fa;
+                p = cb * t1;
+                q = 1.0 - t1;
+            } else {
+                let qq = fa / fc;
+                let t1 = fb / fc;
+                let t2 = fb / fa;
+                p = t2 * (cb * qq * (qq - t1) - (b - a) * (t1 - 1.0));
+                q = (qq - 1.0) * (t1 - 1.0) * (t2 - 1.0);
+            }
+            if p > 0.0 {
+                q = -q;
+            } else {
+                p = -p;
+            }
+            if p < (0.75 * cb * q - (tol_act * q).abs() / 2.0) && p < (prev_step * q / 2.0).abs() {
+                new_step = p / q;
+            }
+        }
+        if new_step.abs() < tol_act {
+            new_step = if new_step > 0.0 { tol_act } else { -tol_act };
+        }
+        a = b;
+        fa = fb;
+        b += new_step;
+        fb = f(b);
+        if (fb > 0.0 && fc > 0.0) || (fb < 0.0 && fc < 0.0) {
+            c = a;
+            fc = fa;
+        }
+    }
+    b
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,5 +440,32 @@ mod tests {
         assert_eq!(quantile(QuantileRule::Math, &r, 0.8), Some(2.0));
         assert_eq!(quantile(QuantileRule::Math, &r, 0.9), Some(3.0));
         assert_eq!(quantile(QuantileRule::Math, &[], 0.5), None);
+    }
+
+    #[test]
+    fn type7_interpolates_between_order_statistics() {
+        // 1, 2, 2, 4: R's quantile(type = 7) at 0.25 is index 1.75, between 1 and 2: 1.75; at
+        // 0.75 index 3.25, between 2 and 4: 2.5; at 0.5 index 2.5 between 2 and 2: 2.
+        let v = [(1.0, 1), (2.0, 2), (4.0, 1)];
+        assert_eq!(type7(&v, 0.25), Some(1.75));
+        assert_eq!(type7(&v, 0.75), Some(2.5));
+        assert_eq!(type7(&v, 0.5), Some(2.0));
+        assert_eq!(type7(&[], 0.5), None);
+    }
+
+    #[test]
+    fn uniroot_finds_a_sign_change_within_its_tolerance_or_stops_as_r_does() {
+        let r = uniroot(&|x| x - 1.0, 0.0, 3.0, 1e-6).unwrap();
+        assert!((r - 1.0).abs() < 1e-6, "{r}");
+        // A step function: the root is the step, within tol.
+        let r = uniroot(&|x| if x < 2.5 { -1.0 } else { 1.0 }, 0.0, 10.0, 1e-3).unwrap();
+        assert!((r - 2.5).abs() < 1e-3, "{r}");
+        assert_eq!(uniroot(&|x| x + 5.0, 0.0, 3.0, 1e-6), None, "same sign");
+        assert_eq!(uniroot(&|_| f64::NAN, 0.0, 3.0, 1e-6), None, "NA at an end");
+        assert_eq!(
+            uniroot(&|x| x - 1.0, 3.0, 0.0, 1e-6),
+            None,
+            "lower >= upper"
+        );
     }
 }

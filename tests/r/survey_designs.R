@@ -307,7 +307,7 @@ calibrated <- function(path, out, out_g) {
 # Quantiles (svyquantile through svyby, as migstat publishes every margin of SEX × GRP) on
 # linearized, calibrated and replicate designs: each rule, each interval type, both choices of
 # degrees of freedom, t and normal intervals. Table names: q-<var>-<rule>-<interval>-<100·p>-<df>.
-quantile_cases <- function(rep) {
+quantile_cases <- function(rep, calibrated = FALSE) {
   cases <- list()
   add <- function(var, rule, itype, p, dfmode) {
     cases[[length(cases) + 1]] <<- list(var = var, rule = rule, itype = itype, p = p, dfmode = dfmode)
@@ -326,6 +326,11 @@ quantile_cases <- function(rep) {
       for (itype in c("beta", "xlogit", "asin")) add(var, "math", itype, 0.5, "domain")
       add(var, "hf7", "mean", 0.25, "domain")
       add(var, "math", "xlogit", 0.9, "design")
+      # Francisco and Fuller's score interval (not on calibrated designs: see migstat's README).
+      if (!calibrated) {
+        add(var, "math", "score", 0.5, "domain")
+        add(var, "hf7", "score", 0.25, "design")
+      }
     }
   }
   cases
@@ -353,16 +358,35 @@ quantiles <- function(path, out) {
     level <- if (is.null(spec$level)) 0.95 else spec$level
     options(survey.lonely.psu = if (is.null(spec$lonely)) "fail" else spec$lonely)
     rep <- inherits(des, "svyrep.design")
-    for (cs in quantile_cases(rep)) {
+    for (cs in quantile_cases(rep, calibrated = name %in% c("strat_clus_rak", "two_stage_fpc_lin_b"))) {
       f <- as.formula(paste0("~", cs$var))
       table <- sprintf("q-%s-%s-%s-%d-%s", cs$var, cs$rule, cs$itype, round(100 * cs$p), cs$dfmode)
       est <- function(by, df) {
         args <- list(f, quantiles = cs$p, qrule = cs$rule, interval.type = cs$itype, na.rm = TRUE,
           ci = TRUE, alpha = 1 - level)
         if (!is.null(df)) args$df <- df
-        if (is.null(by)) {
-          q <- suppressWarnings(do.call(svyquantile, c(list(design = des), args)))[[1]]
+        one <- function(sub) {
+          q <- tryCatch(suppressWarnings(do.call(svyquantile, c(list(design = sub), args)))[[1]],
+            error = function(e) NULL)
+          # R's score test stops where its statistic has one sign over the whole range.
+          if (is.null(q)) {
+            q <- suppressWarnings(do.call(svyquantile, c(list(design = sub),
+              modifyList(args, list(ci = FALSE)))))[[1]]
+            return(data.frame(estimate = q[1, 1], ci_l = NA, ci_u = NA, se = NA))
+          }
           data.frame(estimate = q[1, 1], ci_l = q[1, 2], ci_u = q[1, 3], se = q[1, 4])
+        }
+        if (is.null(by)) {
+          one(des)
+        } else if (cs$itype == "score") {
+          # One domain at a time (svyby's subsets): R's uniroot fails in some of them.
+          keys <- unique(d[all.vars(by)])
+          keys <- keys[do.call(order, unname(as.list(keys))), , drop = FALSE]
+          do.call(rbind, lapply(seq_len(nrow(keys)), function(i) {
+            rows <- rep(TRUE, nrow(d))
+            for (v in all.vars(by)) rows <- rows & d[[v]] == keys[[v]][i]
+            cbind(keys[i, , drop = FALSE], one(des[rows, ]))
+          }))
         } else {
           b <- suppressWarnings(do.call(svyby, c(list(formula = f, by = by, design = des, FUN = svyquantile,
             vartype = c("se", "ci")), args[-1])))
