@@ -207,6 +207,23 @@ impl<'p> Harmonizer<'p> {
                                 count_unmapped(&mut self.unmapped, &d.name, from, read, c);
                                 out.push(Some(c.as_str()));
                             }
+                            // A pass-through column: the value is the code (an empty one is
+                            // unknown), listed in the run report.
+                            (None, Unmapped::Observed) => {
+                                let code = read.trim();
+                                if code.is_empty() {
+                                    out.push(Some(UNKNOWN));
+                                } else {
+                                    count_unmapped(
+                                        &mut self.unmapped,
+                                        &d.name,
+                                        from,
+                                        read,
+                                        "observed",
+                                    );
+                                    out.push(Some(code));
+                                }
+                            }
                         }
                     }
                     Column::new(d.name.as_str().into(), out)

@@ -167,6 +167,7 @@ pub fn explain(plan: &Plan) -> String {
                     match unmapped {
                         migstat::spec::Unmapped::Quarantine => "quarantine".to_string(),
                         migstat::spec::Unmapped::Code(c) => format!("→ {c}"),
+                        migstat::spec::Unmapped::Observed => "kept as the code".to_string(),
                     }
                 ),
                 Derivation::Age {

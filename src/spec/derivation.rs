@@ -23,6 +23,10 @@ pub enum Unmapped {
     Quarantine,
     /// The value becomes this code (e.g. `_U`), and is still counted in the run report.
     Code(String),
+    /// The value itself (trimmed) is the code (`unmapped = "observed"`): a pass-through
+    /// column whose code list is what the data hold. Each such value is listed in the run
+    /// report (what a crosswalk would map); a published table cannot take it as a dimension.
+    Observed,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -594,16 +598,23 @@ fn code_derivation(d: &Section<'_>, k: &Known<'_>, cx: &mut Ctx<'_>) -> Derivati
             }
         }
     }
-    if crosswalk.is_empty() && codelist.is_none() {
-        cx.push(
-            p,
-            "a code column needs a `crosswalk`, a `codelist`, or both",
-        );
-    }
     let unmapped = match cx.str(d, "unmapped", false) {
         None | Some("quarantine") => Unmapped::Quarantine,
+        Some("observed") => Unmapped::Observed,
         Some(code) => Unmapped::Code(code.to_string()),
     };
+    if unmapped == Unmapped::Observed && codelist.is_some() {
+        cx.push(
+            format!("{pp}unmapped"),
+            "`observed` takes the values as codes: it cannot hold to a code list (drop `codelist`, or map the values with a crosswalk)",
+        );
+    }
+    if crosswalk.is_empty() && codelist.is_none() && unmapped != Unmapped::Observed {
+        cx.push(
+            p,
+            "a code column needs a `crosswalk`, a `codelist`, or both (or `unmapped = \"observed\"` to take the values as codes)",
+        );
+    }
     let value_labels = match d.get("value_labels") {
         None => false,
         Some(Value::Boolean(b)) => *b,

@@ -651,6 +651,20 @@ fn tables_section(
                         .design
                         .as_ref()
                         .is_some_and(|d| d.calibration.is_some() || d.nonresponse.is_some()),
+                    observed: s
+                        .harmonize
+                        .iter()
+                        .filter(|d| {
+                            matches!(
+                                &d.derivation,
+                                Derivation::Code {
+                                    unmapped: crate::spec::Unmapped::Observed,
+                                    ..
+                                }
+                            )
+                        })
+                        .map(|d| d.name.clone())
+                        .collect(),
                     period: s.period.clone(),
                     reference_date,
                     reference_period,

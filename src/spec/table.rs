@@ -486,6 +486,8 @@ pub(crate) struct SourceView {
     pub has_replicates: bool,
     /// The design's weights are adjusted (calibration or nonresponse).
     pub adjusted: bool,
+    /// Derived columns whose codes are the values themselves (`unmapped = "observed"`).
+    pub observed: Vec<String>,
     /// The source's default `period` (for its tables without one).
     pub period: Option<Value>,
     /// The pipeline's defaults: a stock's date, the period of everything else.
@@ -505,6 +507,7 @@ struct TableReader<'a> {
     reference_date: Option<chrono::NaiveDate>,
     has_replicates: bool,
     adjusted: bool,
+    observed: &'a [String],
 }
 
 impl TableReader<'_> {
@@ -569,6 +572,17 @@ impl TableReader<'_> {
         for d in &dimensions {
             if !derived.contains(d) && added.as_ref() != Some(d) {
                 cx.push(format!("{pp}dimensions"), format!("`{d}` is not a column derived by source `{source}` (its [sources.{source}.harmonize] has: {})", derived.join(", ")));
+            }
+            // A pass-through column's codes are whatever the data hold: a published table's
+            // code list (SDMX, codebook, every row of its cube) would tell an intruder that a
+            // rare value occurs, even where its cells are suppressed.
+            if self.observed.contains(d) && (kind.is_survey() || t.has("protect")) {
+                cx.push(
+                    format!("{pp}dimensions"),
+                    format!(
+                        "`{d}` takes its codes from the data (`unmapped = \"observed\"`): a published table's code list would reveal that a rare value occurs; map the values with a crosswalk (the run report lists them) or keep the table restricted (a count table without `protect`)"
+                    ),
+                );
             }
         }
         if dimensions.len() > crate::vocab::MAX_DIMENSIONS {
@@ -1134,6 +1148,7 @@ pub(crate) fn compile_table(
         has_design,
         has_replicates,
         adjusted,
+        observed,
         period: source_period,
         reference_date,
         reference_period,
@@ -1157,6 +1172,7 @@ pub(crate) fn compile_table(
         reference_date: *reference_date,
         has_replicates: *has_replicates,
         adjusted: *adjusted,
+        observed,
     };
     let kind = reader.kind(cx);
     let unit = match cx.str(t, "unit", true).unwrap_or("records") {
@@ -1390,6 +1406,7 @@ mod tests {
             has_design: false,
             has_replicates: false,
             adjusted: false,
+            observed: Vec::new(),
             period: None,
             reference_date: chrono::NaiveDate::from_ymd_opt(2024, 12, 31),
             reference_period: Some(crate::spec::Period {

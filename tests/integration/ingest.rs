@@ -529,3 +529,82 @@ fn a_frictionless_data_resource_can_name_a_source() {
         "{err}"
     );
 }
+
+#[test]
+fn a_pass_through_column_counts_the_values_it_finds_and_lists_them() {
+    // Nationality as delivered, no crosswalk: `unmapped = "observed"` keeps each value (trimmed)
+    // as its code. A restricted count table by it has one row per value found (and `_T`); the
+    // manifest lists the values with what became of them; a published table may not take it.
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let lists = crate::repo().join("schemas/codelists");
+    std::fs::write(
+        d.join("s.json"),
+        r#"{"fields": [{"name": "id"}, {"name": "nat"}, {"name": "sex"}]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("data.csv"),
+        "id,nat,sex\n1,Sénégal ,F\n2,Mali,M\n3,Sénégal,F\n4,,M\n5,Mali,F\n6,Sénégal,M\n",
+    )
+    .unwrap();
+    let spec = |extra: &str| {
+        format!(
+            "version = 1\nid = \"p\"\nreference_date = 2024-12-31\nreference_period = \"2024\"\ncodelists = \"{}\"\n\
+             [sources.people]\npath = \"data.csv\"\nformat = \"csv\"\nschema = \"s.json\"\nrecord_id = \"id\"\n\
+             [sources.people.harmonize]\nNAT = {{ from = \"nat\", unmapped = \"observed\" }}\nSEX = {{ from = \"sex\", codelist = \"sex\" }}\n\
+             [tables.by_nat]\nsource = \"people\"\nunit = \"records\"\ndimensions = [\"NAT\"]\n{extra}",
+            lists.display()
+        )
+    };
+    std::fs::write(d.join("p.toml"), spec("")).unwrap();
+    let plan = migstat::spec::compile(&d.join("p.toml")).unwrap();
+    let m = crate::run_plan(&plan, &d.join("out"));
+    let t = crate::read_parquet(
+        &d.join("out/current/restricted/tables/by_nat/ref_year=2024/data.parquet"),
+    );
+    let nat = t.column("NAT").unwrap().str().unwrap().clone();
+    let n = t
+        .column("n")
+        .unwrap()
+        .cast(&polars::prelude::DataType::Int64)
+        .unwrap();
+    let n = n.i64().unwrap();
+    let got: std::collections::BTreeMap<String, i64> = (0..t.height())
+        .map(|i| (nat.get(i).unwrap().to_string(), n.get(i).unwrap()))
+        .collect();
+    let want: std::collections::BTreeMap<String, i64> =
+        [("Mali", 2), ("Sénégal", 3), ("_U", 1), ("_T", 6)]
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect();
+    assert_eq!(got, want);
+    let s = &m.sources[0];
+    let listed: Vec<(&str, u64, &str)> = s
+        .unmapped_codes
+        .iter()
+        .map(|u| (u.raw.as_str(), u.count, u.action.as_str()))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            ("Mali", 2, "observed"),
+            ("Sénégal", 2, "observed"),
+            ("Sénégal ", 1, "observed")
+        ]
+    );
+    // Published: a protected count table may not take it.
+    std::fs::write(
+        d.join("p.toml"),
+        spec("protect = { method = \"suppress\", threshold = 3 }\n"),
+    )
+    .unwrap();
+    let Err(e) = migstat::spec::compile(&d.join("p.toml")) else {
+        panic!("a published table by an observed column compiles");
+    };
+    assert!(
+        e.to_string()
+            .contains("tables.by_nat.dimensions: `NAT` takes its codes from the data"),
+        "{e}"
+    );
+}
