@@ -12,6 +12,9 @@ pub mod exit {
     pub const OK: i32 = 0;
     /// Runtime or I/O error.
     pub const RUNTIME: i32 = 1;
+    /// The command was used wrongly: a bad argument, an SQL query that does not run, a
+    /// directory that does not exist (`EX_USAGE`).
+    pub const USAGE: i32 = 64;
     /// Input data rejected beyond a source's tolerance (`EX_DATAERR`).
     pub const DATA_REJECTED: i32 = 65;
     /// Internal invariant violated: a bug in migstat (`EX_SOFTWARE`).
@@ -187,7 +190,8 @@ impl Error {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Spec(_) | Error::Usage(_) => exit::CONFIG,
+            Error::Spec(_) => exit::CONFIG,
+            Error::Usage(_) => exit::USAGE,
             Error::Locked(_) => exit::LOCKED,
             Error::Rejected(_) => exit::DATA_REJECTED,
             Error::Internal(_) => exit::INTERNAL,

@@ -257,14 +257,54 @@ fn init_logging(cli: &Cli) {
     }
 }
 
+/// The final error on stderr: text, or under `--log-format json` one JSON line like the logs'
+/// (a log collector parses every line), with the exit code.
+fn report_error(json: bool, message: &str, code: i32) {
+    if json {
+        let line = serde_json::json!({
+            "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            "level": "ERROR",
+            "fields": { "message": message, "exit_code": code },
+            "target": "migstat",
+        });
+        eprintln!("{line}");
+    } else {
+        eprintln!("error: {message}");
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version print to stdout as usual; a wrong argument under
+            // --log-format json is one JSON line too.
+            let args: Vec<String> = std::env::args().collect();
+            let json = args
+                .windows(2)
+                .any(|w| w[0] == "--log-format" && w[1] == "json")
+                || args.iter().any(|a| a == "--log-format=json");
+            if !e.use_stderr() {
+                e.exit()
+            }
+            // A wrong argument exits 64 (EX_USAGE) as every other usage error does.
+            let code = migstat::error::exit::USAGE;
+            if json {
+                report_error(true, e.to_string().trim_end(), code);
+            } else {
+                let _ = e.print();
+            }
+            return ExitCode::from(u8::try_from(code).unwrap_or(1));
+        }
+    };
     init_logging(&cli);
+    let json = matches!(cli.log_format, LogFormat::Json);
     let code = match execute(&cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
-            e.exit_code()
+            let code = e.exit_code();
+            report_error(json, &e.to_string(), code);
+            code
         }
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
@@ -493,7 +533,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             Ok(exit::OK)
         }
         Command::Tabulate { file, by, out } => {
-            let mut table = migstat::disaggregate::tabulate(file, by)?;
+            let mut table = migstat::export::signed(migstat::disaggregate::tabulate(file, by)?)?;
             let written = match out {
                 Some(path) => {
                     let f = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;

@@ -300,6 +300,13 @@ pub fn append_history(out: &Path, record: &HistoryRecord) -> Result<()> {
 /// The history's records, oldest first (a line that does not parse — a run killed while
 /// appending — is skipped).
 pub fn read_history(out: &Path) -> Result<Vec<HistoryRecord>> {
+    // A mistyped directory is an error, not an empty history (cron would report "no runs").
+    if !out.is_dir() {
+        return Err(Error::Usage(format!(
+            "{} is not an output directory (give the --out of `migstat run`)",
+            out.display()
+        )));
+    }
     let path = history_path(out);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,

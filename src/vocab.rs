@@ -47,7 +47,7 @@ pub mod column {
     /// Whether a survey estimate is withheld for quality (`survey` → `protect`).
     pub const SUPPRESS: &str = "suppress";
     /// A survey estimate's SDMX observation status before protection (`survey` → `protect`).
-    pub const OBS_STATUS: &str = "obs_status";
+    pub const OBS_STATUS: &str = "OBS_STATUS";
 }
 
 #[cfg(test)]

@@ -30,6 +30,48 @@ pub use crate::manifest::{OutputFile, hash_file};
 /// Rows per Parquet row group.
 pub const ROW_GROUP_ROWS: usize = 256 * 1024;
 
+/// Whether a column type is an unsigned integer, written as Int64 instead.
+fn widened(dt: &DataType) -> bool {
+    matches!(
+        dt,
+        DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64
+    )
+}
+
+/// `df` with every unsigned integer column as Int64 (a count never exceeds 2^63).
+pub fn signed(mut df: DataFrame) -> Result<DataFrame> {
+    let names: Vec<PlSmallStr> = df
+        .columns()
+        .iter()
+        .filter(|c| widened(c.dtype()))
+        .map(|c| c.name().clone())
+        .collect();
+    for n in names {
+        let c = df
+            .column(&n)
+            .and_then(|c| c.strict_cast(&DataType::Int64))
+            .ctx(|| format!("column {n} as a signed integer"))?;
+        df.with_column(c)
+            .ctx(|| format!("column {n} as a signed integer"))?;
+    }
+    Ok(df)
+}
+
+/// `schema` with every unsigned integer field as Int64 (see [`signed`]).
+pub fn signed_schema(schema: &Schema) -> Schema {
+    schema
+        .iter()
+        .map(|(n, dt)| {
+            let dt = if widened(dt) {
+                DataType::Int64
+            } else {
+                dt.clone()
+            };
+            Field::new(n.clone(), dt)
+        })
+        .collect()
+}
+
 pub struct ParquetSink {
     path: PathBuf,
     /// Full row groups for the writer thread; `None` once finished.
@@ -51,7 +93,7 @@ impl ParquetSink {
             .with_statistics(StatisticsOptions::full())
             .with_row_group_size(Some(ROW_GROUP_ROWS))
             .with_key_value_metadata(Some(KeyValueMetadata::from_static(metadata.to_vec())))
-            .batched(schema)
+            .batched(&signed_schema(schema))
             .ctx(|| format!("creating Parquet file {}", path.display()))?;
         let (tx, rx) = std::sync::mpsc::sync_channel::<DataFrame>(2);
         let shown = path.display().to_string();
@@ -93,6 +135,7 @@ impl ParquetSink {
         if df.height() == 0 {
             return Ok(());
         }
+        let df = signed(df)?;
         self.rows += df.height() as u64;
         let pending = match self.pending.take() {
             None => df,

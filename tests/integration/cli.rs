@@ -417,3 +417,53 @@ fn tabulate_counts_a_parquet_file_with_every_margin() {
         "{err}"
     );
 }
+
+#[test]
+fn under_json_logs_every_stderr_line_of_every_failure_is_json_with_its_exit_code() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    write(
+        d,
+        "bad.toml",
+        "version = 1\nid = \"bad\"\n[sources.a]\npath = \"x.csv\"\n",
+    );
+    let bad = d.join("bad.toml");
+    let cases: Vec<(Vec<&str>, i32)> = vec![
+        // A spec error (78), several lines of text otherwise.
+        (
+            vec!["run", bad.to_str().unwrap(), "--out", d.to_str().unwrap()],
+            78,
+        ),
+        (vec!["check", bad.to_str().unwrap()], 78),
+        // Usage errors (64): a directory that does not exist, an argument clap refuses.
+        (vec!["history", "/nonexistent/migstat-out"], 64),
+        (vec!["run", "--no-such-flag"], 64),
+        (
+            vec!["query", "--release", "/nonexistent/release", "SELECT 1"],
+            64,
+        ),
+    ];
+    for (args, want) in cases {
+        let mut all = vec!["--log-format", "json"];
+        all.extend(&args);
+        let out = migstat(&all, &[]);
+        assert_eq!(out.status.code(), Some(want), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = err.lines().collect();
+        assert!(!lines.is_empty(), "{args:?}: nothing on stderr");
+        for l in &lines {
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {l}"));
+            assert!(v["level"].is_string(), "{args:?}: {l}");
+        }
+        let last: serde_json::Value = serde_json::from_str(lines[lines.len() - 1]).unwrap();
+        assert_eq!(last["level"], "ERROR", "{args:?}");
+        assert_eq!(last["fields"]["exit_code"], want, "{args:?}");
+        assert!(
+            last["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{args:?}"
+        );
+    }
+}

@@ -42,6 +42,28 @@ pub fn migstat(args: &[&str], envs: &[(&str, &str)]) -> Output {
     cmd.output().expect("the migstat binary runs")
 }
 
+/// A count column of a written file as unsigned values, after checking it is written as
+/// Int64 (every integer of a release is signed, so readers can subtract counts).
+pub trait Counts {
+    fn counts(&self) -> UInt64Chunked;
+}
+
+impl Counts for Column {
+    fn counts(&self) -> UInt64Chunked {
+        assert_eq!(
+            self.dtype(),
+            &DataType::Int64,
+            "{}: every integer a release writes is Int64",
+            self.name()
+        );
+        self.cast(&DataType::UInt64)
+            .expect("a count is not negative")
+            .u64()
+            .expect("UInt64")
+            .clone()
+    }
+}
+
 pub fn read_parquet(path: &Path) -> DataFrame {
     let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
     ParquetReader::new(f).finish().expect("read parquet")

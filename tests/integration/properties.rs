@@ -2,6 +2,7 @@
 //! is either accepted or quarantined — exactly the bad ones, each at the physical line it was
 //! written on.
 
+use crate::Counts;
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
@@ -109,8 +110,8 @@ proptest! {
         prop_assert_eq!(s.rows_quarantined, expected_bad.len() as u64);
 
         let q = read_parquet(&out.join("current/quarantine/s.parquet"));
-        let recs = q.column("record").unwrap().u64().unwrap();
-        let lines = q.column("line").unwrap().u64().unwrap();
+        let recs = q.column("record").unwrap().counts();
+        let lines = q.column("line").unwrap().counts();
         let mut got: BTreeMap<u64, u64> = BTreeMap::new();
         for (r, l) in recs.into_no_null_iter().zip(lines.into_no_null_iter()) {
             got.insert(r, l);

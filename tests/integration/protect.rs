@@ -3,6 +3,7 @@
 //! published below the threshold, rounding bases) are computed here from the published files,
 //! independently of the code that protected them.
 
+use crate::Counts;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -55,7 +56,7 @@ fn masked(key: &[String], mask: u32) -> Vec<String> {
 /// is below k, and no relation `_T = Σ children` along any dimension holds a single suppressed
 /// cell. Returns (primary, secondary) counts.
 fn check_suppressed(df: &DataFrame, dims: &[&str], k: u64) -> (usize, usize) {
-    let value = df.column("value").unwrap().u64().unwrap().clone();
+    let value = df.column("value").unwrap().counts().clone();
     let conf = strings(df, "CONF_STATUS");
     let keys: Vec<Vec<String>> = (0..df.height())
         .map(|i| dims.iter().map(|d| strings(df, d)[i].clone()).collect())
@@ -130,12 +131,7 @@ fn the_default_release_publishes_only_protected_tables() {
     let total_row = (0..asylum.height())
         .find(|&i| cols.iter().all(|c| c[i] == "_T"))
         .expect("a grand total row");
-    let value = asylum
-        .column("value")
-        .unwrap()
-        .u64()
-        .unwrap()
-        .get(total_row);
+    let value = asylum.column("value").unwrap().counts().get(total_row);
     assert_eq!(value, Some(persons), "asylum's grand total is published");
 
     for (t, dims) in [
@@ -155,7 +151,7 @@ fn the_default_release_publishes_only_protected_tables() {
         let (suppressed, small) = check_suppressed(&p, &dims, 5);
         let truth =
             read_parquet(&out.join(format!("restricted/tables/{t}/{}/data.parquet", part(t))));
-        let n = truth.column("n").unwrap().u64().unwrap().clone();
+        let n = truth.column("n").unwrap().counts().clone();
         let primary = n
             .iter()
             .filter(|v| v.is_some_and(|v| v > 0 && v < 5))
@@ -210,7 +206,7 @@ fn the_default_release_publishes_only_protected_tables() {
         // The restricted audit table keeps every true value.
         let audit =
             read_parquet(&out.join(format!("restricted/audit/{t}/{}/audit.parquet", part(t))));
-        let total = |df: &DataFrame, c: &str| df.column(c).unwrap().u64().unwrap().sum();
+        let total = |df: &DataFrame, c: &str| df.column(c).unwrap().counts().sum();
         assert_eq!(total(&audit, "true_value"), total(&truth, "n"));
     }
 
@@ -246,7 +242,7 @@ fn the_default_release_publishes_only_protected_tables() {
     let truth_of = |t: &str, dims: &[&str]| -> BTreeMap<Vec<String>, u64> {
         let truth =
             read_parquet(&out.join(format!("restricted/tables/{t}/{}/data.parquet", part(t))));
-        let n = truth.column("n").unwrap().u64().unwrap().clone();
+        let n = truth.column("n").unwrap().counts().clone();
         let cols: Vec<Vec<String>> = dims.iter().map(|d| strings(&truth, d)).collect();
         (0..truth.height())
             .map(|i| {
@@ -292,7 +288,7 @@ fn the_default_release_publishes_only_protected_tables() {
         let p = public(out, t);
         let truth = truth_of(t, &dims);
         let cols: Vec<Vec<String>> = dims.iter().map(|d| strings(&p, d)).collect();
-        let v = p.column("value").unwrap().u64().unwrap().clone();
+        let v = p.column("value").unwrap().counts().clone();
         let mut published: BTreeMap<Vec<String>, u64> = BTreeMap::new();
         for i in 0..p.height() {
             let key: Vec<String> = cols.iter().map(|c| c[i].clone()).collect();
@@ -475,7 +471,7 @@ fn the_release_audit_catches_a_tampered_release() {
         dims.iter().map(|d| strings(df, d)[i].clone()).collect()
     };
     let rules = strings(&audit, "rule");
-    let true_values = audit.column("true_value").unwrap().u64().unwrap().clone();
+    let true_values = audit.column("true_value").unwrap().counts().clone();
     let by_key: BTreeMap<Vec<String>, (String, Option<u64>)> = (0..audit.height())
         .map(|i| (key_of(&audit, i), (rules[i].clone(), true_values.get(i))))
         .collect();
@@ -486,7 +482,7 @@ fn the_release_audit_catches_a_tampered_release() {
         .map(|i| by_key[&key_of(&df, i)].1)
         .collect();
     assert!(secondary.sum().unwrap_or(0) > 0);
-    let value = df.column("value").unwrap().u64().unwrap().clone();
+    let value = df.column("value").unwrap().counts().clone();
     let revealed: UInt64Chunked = truth
         .iter()
         .zip(value.iter())
@@ -506,6 +502,8 @@ fn the_release_audit_catches_a_tampered_release() {
         revealed
             .into_series()
             .with_name("value".into())
+            .cast(&DataType::Int64)
+            .unwrap()
             .into_column(),
     )
     .unwrap();
@@ -542,8 +540,7 @@ fn the_release_audit_catches_a_tampered_release() {
     let v: UInt64Chunked = df
         .column("value")
         .unwrap()
-        .u64()
-        .unwrap()
+        .counts()
         .iter()
         .enumerate()
         .map(|(i, v)| if i == 0 { v.map(|v| v + 1) } else { v })
@@ -598,7 +595,7 @@ fn published(out: &Path, table: &str) -> BTreeMap<Vec<String>, u64> {
         .into_iter()
         .filter(|d| df.column(d).is_ok())
         .collect();
-    let v = df.column("value").unwrap().u64().unwrap().clone();
+    let v = df.column("value").unwrap().counts().clone();
     (0..df.height())
         .map(|i| {
             (

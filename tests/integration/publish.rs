@@ -2,6 +2,7 @@
 //! codebook and data package, the HTML report. Each is read by a tool our users have (sdmx1,
 //! frictionless, headless Chromium), not by migstat.
 
+use crate::Counts;
 use std::process::Command;
 
 use polars::prelude::*;
@@ -11,6 +12,14 @@ fn sdmx_exports_and_the_codebook_read_with_third_party_tools() {
     let (_, release, _) = crate::shared_default_run();
     crate::python_check("sdmx_check.py", release, "sdmx ok");
     crate::python_check("codebook_check.py", release, "codebook ok");
+}
+
+#[test]
+fn published_counts_subtract_to_negative_numbers_in_every_reader() {
+    // Unsigned counts made 795 − 840 an overflow in DuckDB and 18446744073709551571 in polars
+    // and pandas: every integer column of a release is signed.
+    let (_, release, _) = crate::shared_default_run();
+    crate::python_check("readers_check.py", release, "readers check:");
 }
 
 /// Chromium from Debian (`chromium`); `.ci/run` installs it. Outside CI a machine without it
@@ -73,7 +82,7 @@ fn the_report_loads_in_headless_chromium_with_every_pyramid_drawn() {
         col("CITIZENSHIP_REGION"),
         col("CITIZENSHIP"),
     );
-    let value = df.column("value").unwrap().u64().unwrap().clone();
+    let value = df.column("value").unwrap().counts().clone();
     let mut suppressed = 0;
     for i in 0..df.height() {
         let all_t = [&status, &region, &cit]
@@ -218,8 +227,23 @@ fn migstat_query_answers_like_duckdb() {
 
     // Restricted files are not tables; errors name what is there.
     let bad = crate::migstat(&["query", "--release", rel, "SELECT * FROM permits"], &[]);
-    assert_eq!(bad.status.code(), Some(78), "a usage error");
+    assert_eq!(
+        bad.status.code(),
+        Some(64),
+        "a usage error (EX_USAGE), not the spec's 78"
+    );
     assert!(String::from_utf8_lossy(&bad.stderr).contains("first_permits"));
+    let typo = crate::migstat(&["query", "--release", rel, "SELEC 1"], &[]);
+    assert_eq!(typo.status.code(), Some(64), "an SQL typo is a usage error");
+
+    // `history` on a directory that does not exist says so (cron would read "no runs").
+    let missing = crate::migstat(&["history", "/nonexistent/migstat-out"], &[]);
+    assert_eq!(missing.status.code(), Some(64));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("is not an output directory"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
 
     let d = crate::migstat(&["describe", "--release", rel, "first_permits"], &[]);
     let d = String::from_utf8_lossy(&d.stdout);

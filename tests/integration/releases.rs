@@ -610,7 +610,7 @@ fn a_backfill_revises_only_the_named_periods() {
     std::fs::write(&data, text).unwrap();
     // An unknown period is a usage error, before anything is read.
     let bad = run(&spec, &out, &[], &["--period", "1999"]);
-    assert_eq!(bad.status.code(), Some(78));
+    assert_eq!(bad.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--period 1999"));
     let o = run(&spec, &out, &[], &["--period", "2023"]);
     assert_eq!(

@@ -60,7 +60,7 @@ fn one_source_alone_is_the_same_bytes_as_with_the_others() {
         ],
         &[],
     );
-    assert_eq!(bad.status.code(), Some(78));
+    assert_eq!(bad.status.code(), Some(64), "a usage error");
     assert!(String::from_utf8_lossy(&bad.stderr).contains("border"));
 }
 

@@ -2,6 +2,7 @@
 //! results (through svyby) for every margin combination of the default survey tables, computed by
 //! tests/r/survey_golden.R from the same harmonized records (tests/golden/survey_input.csv).
 
+use crate::Counts;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -48,9 +49,9 @@ fn compare(out: &Path, table: &str, dims: &[&str], r: &Golden) -> (f64, f64) {
     let cols: Vec<Column> = dims.iter().map(|d| df.column(d).unwrap().clone()).collect();
     let est = df.column("estimate").unwrap().f64().unwrap().clone();
     let se = df.column("se").unwrap().f64().unwrap().clone();
-    let n = df.column("n").unwrap().u64().unwrap().clone();
-    let dfree = df.column("df").unwrap().u64().unwrap().clone();
-    let status = df.column("obs_status").unwrap().str().unwrap().clone();
+    let n = df.column("n").unwrap().counts().clone();
+    let dfree = df.column("df").unwrap().counts().clone();
+    let status = df.column("OBS_STATUS").unwrap().str().unwrap().clone();
     let f64col = |name: &str| df.column(name).unwrap().f64().unwrap().clone();
     let (lo, hi, lo_t, hi_t) = (
         f64col("ci_low"),
@@ -380,7 +381,7 @@ fn every_design_and_estimator_matches_r_survey() {
             .collect();
         let (est, se, deff) = (f("estimate"), f("se"), f("deff"));
         let (lo, hi, lo_t, hi_t) = (f("ci_low"), f("ci_high"), f("ci_low_t"), f("ci_high_t"));
-        let dfree = df.column("df").unwrap().u64().unwrap().clone();
+        let dfree = df.column("df").unwrap().counts().clone();
         for r in rows {
             let i = (0..df.height())
                 .find(|&i| {
@@ -538,7 +539,7 @@ fn share_intervals_match_every_svyciprop_method() {
             "{at}: ({lo}, {hi}) vs R ({rlo}, {rhi}), relative {rel:e}"
         );
         assert!((0.0..=1.0).contains(&lo) && (0.0..=1.0).contains(&hi) || method == "mean");
-        let dfree = df.column("df").unwrap().u64().unwrap().get(i);
+        let dfree = df.column("df").unwrap().counts().get(i);
         assert_eq!(dfree, r[8].parse().ok(), "{at}: degrees of freedom");
         let w = worst.entry(method.to_string()).or_default();
         *w = w.max(rel);
@@ -598,7 +599,7 @@ fn compare_quantiles(df: &DataFrame, table: &str, dims: &[&str], rows: &[Vec<Str
                 }
             }
         }
-        let dfree = df.column("df").unwrap().u64().unwrap().get(i);
+        let dfree = df.column("df").unwrap().counts().get(i);
         assert_eq!(dfree, r[nd + 6].parse().ok(), "{at}: degrees of freedom");
     }
     compared
@@ -1151,7 +1152,7 @@ fn calibrated_designs_match_r_survey() {
             (lo - num(7)).abs() <= tol && (hi - num(8)).abs() <= tol,
             "{at}: t interval ({lo}, {hi})"
         );
-        let dfree = df.column("df").unwrap().u64().unwrap().get(i);
+        let dfree = df.column("df").unwrap().counts().get(i);
         assert_eq!(dfree, r[9].parse().ok(), "{at}: degrees of freedom");
         if r[1].ends_with("_lik") {
             let rel = ((lo - num(7)).abs() / num(7)).max((hi - num(8)).abs() / num(8));
@@ -1733,7 +1734,7 @@ fn a_large_jkn_design_has_r_s_degrees_of_freedom() {
             &r,
             f("se")
         );
-        let dfree = df.column("df").unwrap().u64().unwrap().get(i);
+        let dfree = df.column("df").unwrap().counts().get(i);
         assert_eq!(
             dfree,
             r[3].parse().ok(),
@@ -1879,7 +1880,7 @@ fn a_table_without_dimensions_is_the_whole_population() {
             num(6)
         );
         assert!(rel(f("ci_low_t"), num(7)) < 1e-9, "{table}: t interval");
-        let dfree = df.column("df").unwrap().u64().unwrap().get(0);
+        let dfree = df.column("df").unwrap().counts().get(0);
         assert_eq!(dfree, r[9].parse().ok(), "{table}: df");
         n += 1;
     }
@@ -2081,7 +2082,7 @@ fn nonresponse_adjusted_designs_match_r() {
         // Raking iterates (R stops within its epsilon): 1e-6.
         let tol = if r[0].ends_with("_rak") { 1e-6 } else { 1e-9 };
         assert!(rel_s < tol, "{at}: se {s} vs R {rse}");
-        let dfree = df.column("df").unwrap().u64().unwrap().get(i);
+        let dfree = df.column("df").unwrap().counts().get(i);
         assert_eq!(dfree, r[7].parse().ok(), "{at}: degrees of freedom");
         worst_e = worst_e.max(rel_e);
         worst_s = worst_s.max(rel_s);

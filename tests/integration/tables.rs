@@ -1,6 +1,7 @@
 //! Count tables: hand-computed stocks, flows, persons and ages; DuckDB's GROUP BY CUBE on the
 //! same harmonized records; and the margin property (every `_T` is the sum of its children).
 
+use crate::Counts;
 use std::collections::BTreeMap;
 
 use polars::prelude::*;
@@ -42,7 +43,7 @@ fn cells_at(
         .iter()
         .map(|d| df.column(d).unwrap().cast(&DataType::String).unwrap())
         .collect();
-    let n = df.column("n").unwrap().u64().unwrap().clone();
+    let n = df.column("n").unwrap().counts().clone();
     (0..df.height())
         .map(|i| {
             let key: Vec<&str> = cols
@@ -442,7 +443,7 @@ fn records_are_placed_in_the_period_of_their_event() {
         let df =
             read_parquet(&out.join(format!("public/tables/records_by_year/{part}/data.parquet")));
         let obs = df.column("OBS_STATUS").unwrap().str().unwrap().clone();
-        let value = df.column("value").unwrap().u64().unwrap().clone();
+        let value = df.column("value").unwrap().counts().clone();
         for i in 0..df.height() {
             let o = obs.get(i).unwrap();
             assert_eq!(o, if value.get(i).is_some() { want } else { "Q" }, "{part}");
