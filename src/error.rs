@@ -155,6 +155,10 @@ pub enum Error {
 
     #[error("internal error (a bug in migstat, please report it): {0}")]
     Internal(String),
+
+    /// A signal asked the run to stop (its number).
+    #[error("stopped by {name} (signal {0}): nothing was published, the staging directory is removed; the next run starts afresh", name = crate::interrupt::name(*.0))]
+    Interrupted(i32),
 }
 
 impl fmt::Display for Rejection {
@@ -196,6 +200,8 @@ impl Error {
             Error::Rejected(_) => exit::DATA_REJECTED,
             Error::Internal(_) => exit::INTERNAL,
             Error::Io { .. } | Error::Polars { .. } => exit::RUNTIME,
+            // As a shell reports a process a signal ended: 143 for SIGTERM, 130 for SIGINT.
+            Error::Interrupted(s) => 128 + s,
         }
     }
 

@@ -16,6 +16,7 @@
 
 // Leaves: shared by every stage, depending on nothing else.
 pub mod error;
+pub mod interrupt;
 pub mod vocab;
 pub mod calendar;
 pub mod fault;

@@ -341,6 +341,8 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             revise,
             periods,
         } => {
+            // SIGTERM and SIGINT stop the run cleanly (see `interrupt`).
+            migstat::interrupt::install()?;
             let plan = match spec::compile(pipeline) {
                 Ok(p) => p,
                 Err(e) if out.is_dir() => {

@@ -36,6 +36,8 @@ pub enum RunStatus {
     Failed,
     /// Another run held the output directory (exit 75).
     Locked,
+    /// A signal (SIGTERM, SIGINT) stopped the run before it published (exit 143, 130).
+    Interrupted,
 }
 
 impl RunStatus {
@@ -47,13 +49,17 @@ impl RunStatus {
             RunStatus::Rejected => "rejected",
             RunStatus::Failed => "failed",
             RunStatus::Locked => "locked",
+            RunStatus::Interrupted => "interrupted",
         }
     }
 
     /// Whether the run ended without publishing because something was wrong.
     pub fn is_failure(self) -> bool {
         match self {
-            RunStatus::Rejected | RunStatus::Failed | RunStatus::Locked => true,
+            RunStatus::Rejected
+            | RunStatus::Failed
+            | RunStatus::Locked
+            | RunStatus::Interrupted => true,
             RunStatus::Succeeded | RunStatus::UpToDate => false,
         }
     }
@@ -170,8 +176,10 @@ pub struct Manifest {
     /// blake3 of every source's `input_key`: a rerun with the same key has nothing to do.
     #[serde(default)]
     pub run_key: String,
-    /// Seconds per stage: `source:<id>` (read, validate, harmonize, streamed tables) and
-    /// `table:<id>` (build, protect, write).
+    /// Seconds per stage: `source:<id>` (read, validate, harmonize, streamed tables),
+    /// `table:<id>` (build and write a table outside a protected group, or a survey table's
+    /// estimates), `group:<id>` (build, protect and write a group's tables) and `documents`
+    /// (codebook, SDMX, report).
     #[serde(default)]
     pub seconds: BTreeMap<String, f64>,
     /// Per table: its reference periods and the records left out of every one of them.
@@ -207,7 +215,8 @@ pub struct HistoryRecord {
     pub started_at: String,
     pub finished_at: String,
     /// `succeeded`, `up_to_date`, `rejected` (a delivery or table failed its checks: exit 65),
-    /// `failed` (an error) or `locked` (another run held the directory: exit 75).
+    /// `failed` (an error), `locked` (another run held the directory: exit 75) or
+    /// `interrupted` (SIGTERM or SIGINT stopped it: exit 143 or 130).
     pub status: RunStatus,
     pub exit_code: i32,
     /// Why it was rejected or failed.
@@ -218,7 +227,8 @@ pub struct HistoryRecord {
     /// Tables published to the public tier.
     #[serde(default)]
     pub tables_published: Vec<String>,
-    /// Seconds per stage: each source's pass (`source:<id>`) and each table (`table:<id>`).
+    /// Seconds per stage, as the manifest's (`source:`, `table:`, `group:`, `documents`); the
+    /// run's own length is `finished_at` − `started_at`.
     #[serde(default)]
     pub seconds: std::collections::BTreeMap<String, f64>,
 }

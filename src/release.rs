@@ -330,13 +330,13 @@ pub fn history_table(records: &[HistoryRecord], n: usize) -> String {
     );
     for r in records.iter().rev().take(n) {
         let sum = |f: fn(&SourceHistory) -> u64| r.sources.iter().map(f).sum::<u64>();
-        let seconds: f64 = r
-            .seconds
-            .iter()
-            .filter(|(k, _)| !k.starts_with("table:"))
-            .map(|(_, v)| v)
-            .sum::<f64>()
-            + 0.0;
+        // The run's wall time, start to finish (every stage: sources, tables, protection,
+        // documents, publishing); the stages' own sum where the times do not parse.
+        let wall = chrono::DateTime::parse_from_rfc3339(&r.started_at)
+            .ok()
+            .zip(chrono::DateTime::parse_from_rfc3339(&r.finished_at).ok())
+            .map(|(a, b)| (b - a).num_milliseconds() as f64 / 1000.0);
+        let seconds: f64 = wall.unwrap_or_else(|| r.seconds.values().sum::<f64>()) + 0.0;
         let reused: Vec<&str> = r
             .sources
             .iter()
@@ -380,6 +380,27 @@ pub fn history_table(records: &[HistoryRecord], n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn history_seconds_are_the_whole_run() {
+        // 53 s from start to finish, 0.2 s of it reading: the table shows 53, not the
+        // stages it happens to time.
+        let r = HistoryRecord {
+            run_id: "r".into(),
+            pipeline_id: "p".into(),
+            started_at: "2026-12-04T02:30:00Z".into(),
+            finished_at: "2026-12-04T02:30:53Z".into(),
+            status: crate::manifest::RunStatus::Succeeded,
+            exit_code: 0,
+            error: None,
+            sources: Vec::new(),
+            tables_published: Vec::new(),
+            seconds: [("source:a".to_string(), 0.2)].into_iter().collect(),
+        };
+        let t = history_table(&[r], 5);
+        let row = t.lines().nth(1).unwrap();
+        assert!(row.contains(" 53.0"), "{row}");
+    }
 
     #[test]
     fn pruning_keeps_the_newest_and_never_the_current() {

@@ -233,6 +233,9 @@ fn history_record(
         }
         Err(e) => {
             r.exit_code = e.exit_code();
+            if matches!(e, Error::Interrupted(_)) {
+                r.status = RunStatus::Interrupted;
+            }
             r.error = Some(crate::error::cap_bytes(
                 &e.to_string(),
                 crate::manifest::HISTORY_ERROR_MAX,
@@ -459,10 +462,15 @@ fn run_locked(
     if manifest.rejections.is_empty() {
         // Codebook, SDMX, report: from the protected public tables just written.
         let history = crate::release::read_history(out).unwrap_or_default();
+        let t0 = Instant::now();
         match crate::export::documents(plan, &staging, &manifest, &history) {
             Ok(files) => {
                 manifest.outputs.extend(files);
                 manifest.outputs.sort_by(|a, b| a.path.cmp(&b.path));
+                let took = (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+                manifest.seconds.insert("documents".to_string(), took);
+                manifest.finished_at =
+                    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
             }
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&staging);
@@ -488,6 +496,11 @@ fn run_locked(
     }
 
     crate::release::fault("before_manifest");
+    // The last moment a stop is honoured: after it the release is published whole.
+    if let Err(e) = crate::interrupt::check() {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e);
+    }
     write_manifest(&staging, &manifest)?;
     let pruned = crate::release::publish(out, &staging, &run_id, plan.keep_releases)?;
     for id in pruned {

@@ -187,6 +187,8 @@ pub(super) fn run_source(
             }
         });
         for item in vrx {
+            // A SIGTERM or SIGINT stops the pass here (dropping the channel stops the others).
+            crate::interrupt::check()?;
             let (v, position) = item?;
             read += v.rows_read;
             bad += v.rows_quarantined;

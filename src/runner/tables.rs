@@ -442,6 +442,7 @@ pub(super) fn run_tables(
         if reused(&table.source) || in_count_group(plan, &table.id) {
             continue;
         }
+        crate::interrupt::check()?;
         let t0 = Instant::now();
         let partial = match survey_tables.remove(&table.id) {
             Some((info, p)) => Partial::Survey(info, Box::new(p)),
@@ -475,6 +476,7 @@ pub(super) fn run_tables(
         if reused(&group.source) {
             continue;
         }
+        crate::interrupt::check()?;
         let t0 = Instant::now();
         let ctx = GroupContext {
             plan,

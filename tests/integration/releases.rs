@@ -650,3 +650,54 @@ fn a_backfill_revises_only_the_named_periods() {
         }
     }
 }
+
+#[test]
+fn a_sigterm_or_sigint_stops_a_run_cleanly() {
+    // A `systemctl stop` (SIGTERM) while the first source is written, a Ctrl-C (SIGINT) just
+    // before the release is published: each run stops at its next check, removes its staging
+    // directory, leaves the current release as it was, writes a history line naming the
+    // signal, and exits as a shell reports a signal (143, 130). The signal is real: migstat
+    // raises it at that point (MIGSTAT_FAULT=sigterm@<point>), and its handler takes it.
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = spec_with_own_data(tmp.path(), "");
+    let out = tmp.path().join("out");
+    let first = run(&spec, &out, &[], &[]);
+    assert_eq!(first.status.code(), Some(0));
+    let good = current_id(&out).unwrap();
+    for (fault, code, name) in [
+        ("sigterm@mid_parquet", 143, "SIGTERM"),
+        ("sigint@before_manifest", 130, "SIGINT"),
+    ] {
+        let o = run(
+            &spec,
+            &out,
+            &[("MIGSTAT_FAULT", fault)],
+            &["--full-refresh"],
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(code), "{fault}: {err}");
+        assert!(
+            err.contains(&format!("stopped by {name}")),
+            "{fault}: {err}"
+        );
+        assert_eq!(current_id(&out).as_deref(), Some(good.as_str()), "{fault}");
+        assert_intact(&out);
+        let staging: Vec<_> = std::fs::read_dir(out.join(".staging"))
+            .map(|d| d.collect())
+            .unwrap_or_default();
+        assert!(staging.is_empty(), "{fault}: staging left: {staging:?}");
+        let history = std::fs::read_to_string(out.join("history.jsonl")).unwrap();
+        let last: serde_json::Value =
+            serde_json::from_str(history.lines().last().unwrap()).unwrap();
+        assert_eq!(last["status"], "interrupted", "{fault}");
+        assert_eq!(last["exit_code"], code, "{fault}");
+        assert!(
+            last["error"].as_str().unwrap().contains(name),
+            "{fault}: {last}"
+        );
+    }
+    // The next run goes as usual.
+    let again = run(&spec, &out, &[], &["--full-refresh"]);
+    assert_eq!(again.status.code(), Some(0));
+    assert_ne!(current_id(&out).as_deref(), Some(good.as_str()));
+}
