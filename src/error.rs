@@ -157,8 +157,17 @@ pub enum Error {
     Internal(String),
 
     /// A signal asked the run to stop (its number).
-    #[error("stopped by {name} (signal {0}): nothing was published, the staging directory is removed; the next run starts afresh", name = crate::interrupt::name(*.0))]
+    #[error("stopped by {name} (signal {0}): nothing was published, the staging directory is removed; the next run starts afresh", name = signal_name(*.0))]
     Interrupted(i32),
+}
+
+/// The name a signal is known by.
+pub fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        15 => "SIGTERM",
+        2 => "SIGINT",
+        _ => "a signal",
+    }
 }
 
 impl fmt::Display for Rejection {

@@ -36,12 +36,3 @@ pub fn check() -> Result<()> {
         s => Err(Error::Interrupted(s as i32)),
     }
 }
-
-/// The name a signal is known by.
-pub fn name(signal: i32) -> &'static str {
-    match signal {
-        15 => "SIGTERM",
-        2 => "SIGINT",
-        _ => "a signal",
-    }
-}
