@@ -23,7 +23,9 @@ use crate::error::{PolarsContext, Result};
 pub fn release_dir(path: &Path) -> PathBuf {
     let current = crate::release::current(path);
     if current.exists() {
-        current
+        // Resolved once: every file a query reads is then of this one release, even if a run
+        // switches `current` meanwhile (a path through the link could reach the next one).
+        std::fs::canonicalize(&current).unwrap_or(current)
     } else {
         path.to_path_buf()
     }

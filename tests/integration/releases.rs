@@ -705,3 +705,98 @@ fn a_sigterm_or_sigint_stops_a_run_cleanly() {
     assert_eq!(again.status.code(), Some(0));
     assert_ne!(current_id(&out).as_deref(), Some(good.as_str()));
 }
+
+#[test]
+fn a_query_during_switching_releases_reads_one_release() {
+    // Runs switch `current` between two contents (a delivery with and without six late
+    // records, its table revised each time) while `migstat query` reads the table again and
+    // again: every answer is the whole table of one release that was published, and none
+    // fails (the query resolves `current` once, then reads that release's own directory).
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = spec_with_own_data(tmp.path(), "");
+    // Every release kept, to compare each answer with the release it came from.
+    let text = std::fs::read_to_string(&spec).unwrap().replacen(
+        "provisional_months = 3",
+        "provisional_months = 3\nkeep_releases = 50",
+        1,
+    );
+    std::fs::write(&spec, text).unwrap();
+    let out = tmp.path().join("out");
+    let data = tmp.path().join("data/trafficking_referrals.csv");
+    let text_a = std::fs::read_to_string(&data).unwrap();
+    let mut text_b = text_a.clone();
+    for k in 0..6 {
+        text_b.push_str(&format!("TR-99{k:03},F,30,NGA,sexual,01/06/2024,ONG,\n"));
+    }
+    let query = |out: &Path| -> std::process::Output {
+        migstat(
+            &[
+                "query",
+                "--release",
+                out.to_str().unwrap(),
+                "--format",
+                "csv",
+                "SELECT * FROM trafficking ORDER BY ALL",
+            ],
+            &[],
+        )
+    };
+    let mut answers = Vec::new();
+    for text in [&text_b, &text_a] {
+        std::fs::write(&data, text).unwrap();
+        // Each run publishes the trafficking table anew (its periods are revised).
+        assert_eq!(
+            run(&spec, &out, &[], &["--revise", "trafficking"])
+                .status
+                .code(),
+            Some(0)
+        );
+        let q = query(&out);
+        assert_eq!(q.status.code(), Some(0));
+        answers.push(String::from_utf8_lossy(&q.stdout).into_owned());
+    }
+    assert!(
+        answers[0] != answers[1],
+        "the two contents publish different tables"
+    );
+    let switcher = {
+        let (spec, out, data) = (spec.clone(), out.clone(), data.clone());
+        let texts = [text_b.clone(), text_a.clone()];
+        std::thread::spawn(move || {
+            for i in 0..8 {
+                std::fs::write(&data, &texts[i % 2]).unwrap();
+                let o = run(&spec, &out, &[], &["--revise", "trafficking"]);
+                assert_eq!(o.status.code(), Some(0));
+            }
+        })
+    };
+    let mut got: Vec<String> = Vec::new();
+    while !switcher.is_finished() {
+        let q = query(&out);
+        assert_eq!(
+            q.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&q.stderr)
+        );
+        got.push(String::from_utf8_lossy(&q.stdout).into_owned());
+    }
+    switcher.join().unwrap();
+    // The tables of every release published, each read on its own.
+    let mut published: Vec<String> = Vec::new();
+    for e in std::fs::read_dir(out.join("releases")).unwrap() {
+        let q = query(&e.unwrap().path());
+        assert_eq!(q.status.code(), Some(0));
+        published.push(String::from_utf8_lossy(&q.stdout).into_owned());
+    }
+    assert_eq!(published.len(), 10, "two releases, then eight switches");
+    for (i, a) in got.iter().enumerate() {
+        assert!(
+            published.contains(a),
+            "answer {i} ({} bytes) is no release's table",
+            a.len()
+        );
+    }
+    assert!(!got.is_empty());
+    eprintln!("{} queries over 8 switches, each one release's", got.len());
+}
