@@ -2499,31 +2499,12 @@ impl Partial {
                         .as_ref()
                         .map_or(1.0, |c| c.g.get(u.3 as usize).copied().unwrap_or(f64::NAN))
                 };
-                let mut per_unit: BTreeMap<Unit, (Sums, Sums)> = BTreeMap::new();
                 let mut rows = 0;
                 let mut psus: BTreeSet<(u32, u32)> = BTreeSet::new();
-                for ((_, (v, u)), s) in group {
+                for ((_, (_, u)), s) in group {
                     rows += s.n;
                     if s.nz > 0 {
                         psus.insert((u.0, u.1));
-                    }
-                    let e = per_unit.entry(*u).or_default();
-                    let all = Sums {
-                        w: s.w,
-                        y: s.w,
-                        x: s.w,
-                        yy: s.w,
-                        xy: s.w,
-                        xx: s.w,
-                        n: s.n,
-                        nz: s.nz,
-                        // Records × the class's g (R's rake() variance averages them).
-                        uy: s.n as f64 * g_of(u),
-                        ux: s.n as f64 * g_of(u),
-                    };
-                    e.1.add(&all);
-                    if key_value(*v) <= qhat {
-                        e.0.add(&all);
                     }
                 }
                 let strata: BTreeSet<u32> = psus.iter().map(|u| u.0).collect();
@@ -2533,9 +2514,7 @@ impl Partial {
                     (Some(r), Some(g)) => rank(g, r.columns.len()).saturating_sub(1) as u64,
                     _ => (psus.len() - strata.len()) as u64,
                 };
-                let key = |u: &Unit| (cell, *u);
-                let num: Vec<(Key, Sums)> = per_unit.iter().map(|(u, s)| (key(u), s.0)).collect();
-                let den: Vec<(Key, Sums)> = per_unit.iter().map(|(u, s)| (key(u), s.1)).collect();
+                let (num, den) = split_at(group, cell, qhat, &g_of);
                 let share = estimate(false, true, &num, &den);
                 // The cell's replicate sums, by value then class.
                 let lo = rolled_reps.partition_point(|e| e.0.0 < cell);
@@ -2611,30 +2590,7 @@ impl Partial {
                     Vec::new()
                 };
                 let statistic = |theta: f64| -> f64 {
-                    let mut per: BTreeMap<Unit, (Sums, Sums)> = BTreeMap::new();
-                    for ((_, (v, u)), s) in group {
-                        let e = per.entry(*u).or_default();
-                        let all = Sums {
-                            w: s.w,
-                            y: s.w,
-                            x: s.w,
-                            yy: s.w,
-                            xy: s.w,
-                            xx: s.w,
-                            n: s.n,
-                            nz: s.nz,
-                            uy: 0.0,
-                            ux: 0.0,
-                        };
-                        e.1.add(&all);
-                        if key_value(*v) <= theta {
-                            e.0.add(&all);
-                        }
-                    }
-                    let num: Vec<(Key, Sums)> =
-                        per.iter().map(|(u, s)| ((cell, *u), s.0)).collect();
-                    let den: Vec<(Key, Sums)> =
-                        per.iter().map(|(u, s)| ((cell, *u), s.1)).collect();
+                    let (num, den) = split_at(group, cell, theta, &g_of);
                     let below = estimate(false, true, &num, &den);
                     // svymean(U(θ)) / SE: U = (x > θ) − (1 − p).
                     (p - below.estimate) / info.taylor(&below.zs).max(0.0).sqrt()
@@ -2718,6 +2674,44 @@ impl Partial {
         }
         out
     }
+}
+
+/// A cell's sums per unit, in unit order.
+type UnitSums = Vec<(Key, Sums)>;
+
+/// A quantile cell's weight per unit at or below `theta` (R's `x <= θ`) and in all, as the
+/// numerator and denominator sums of a share; the unweighted sums are the records × the
+/// class's g (`g_of`), which R's `rake()` variance averages.
+fn split_at(
+    group: &[QEntry],
+    cell: CellIds,
+    theta: f64,
+    g_of: &dyn Fn(&Unit) -> f64,
+) -> (UnitSums, UnitSums) {
+    let mut per_unit: BTreeMap<Unit, (Sums, Sums)> = BTreeMap::new();
+    for ((_, (v, u)), s) in group {
+        let e = per_unit.entry(*u).or_default();
+        let all = Sums {
+            w: s.w,
+            y: s.w,
+            x: s.w,
+            yy: s.w,
+            xy: s.w,
+            xx: s.w,
+            n: s.n,
+            nz: s.nz,
+            uy: s.n as f64 * g_of(u),
+            ux: s.n as f64 * g_of(u),
+        };
+        e.1.add(&all);
+        if key_value(*v) <= theta {
+            e.0.add(&all);
+        }
+    }
+    per_unit
+        .into_iter()
+        .map(|(u, (below, all))| (((cell, u), below), ((cell, u), all)))
+        .unzip()
 }
 
 /// Woodruff's interval for a quantile: the interval of p̂, the cell's share at or below the

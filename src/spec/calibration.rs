@@ -444,6 +444,17 @@ pub struct Nonresponse {
     pub classes: Vec<String>,
 }
 
+/// A non-empty list of strings, else `None`.
+fn string_list(v: Option<&Value>) -> Option<Vec<String>> {
+    let a = v?.as_array()?;
+    (!a.is_empty() && a.iter().all(Value::is_str)).then(|| {
+        a.iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect()
+    })
+}
+
 /// Parse `[sources.<id>.design.nonresponse]`; `known` are the columns it may name.
 pub(crate) fn parse_nonresponse(
     c: &Section<'_>,
@@ -465,19 +476,16 @@ pub(crate) fn parse_nonresponse(
     let codes = |key: &str, required: bool, cx: &mut Ctx<'_>| -> Option<BTreeSet<String>> {
         match c.get(key) {
             None if !required => Some(BTreeSet::new()),
-            Some(Value::Array(a)) if !a.is_empty() && a.iter().all(Value::is_str) => Some(
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect(),
-            ),
-            _ => {
-                cx.push(
-                    format!("{cp}{key}"),
-                    "must list codes of `status`, e.g. [\"1\"]",
-                );
-                None
-            }
+            v => match string_list(v) {
+                Some(l) => Some(l.into_iter().collect()),
+                None => {
+                    cx.push(
+                        format!("{cp}{key}"),
+                        "must list codes of `status`, e.g. [\"1\"]",
+                    );
+                    None
+                }
+            },
         }
     };
     let status = cx.str(c, "status", true).map(str::to_string);
@@ -497,21 +505,13 @@ pub(crate) fn parse_nonresponse(
             ),
         );
     }
-    let classes: Option<Vec<String>> = match c.get("classes") {
-        Some(Value::Array(a)) if !a.is_empty() && a.iter().all(Value::is_str) => Some(
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect(),
-        ),
-        _ => {
-            cx.push(
-                format!("{cp}classes"),
-                "must name the weighting classes' columns, e.g. [\"STRATUM\", \"URBAN\"]",
-            );
-            None
-        }
-    };
+    let classes = string_list(c.get("classes"));
+    if classes.is_none() {
+        cx.push(
+            format!("{cp}classes"),
+            "must name the weighting classes' columns, e.g. [\"STRATUM\", \"URBAN\"]",
+        );
+    }
     for k in classes.iter().flatten() {
         column("classes", k, cx);
     }

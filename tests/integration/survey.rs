@@ -930,6 +930,24 @@ fn contrasts_match_svycontrast() {
 
 /// The calibrations of tests/r/survey_designs.R (`calibrated`): name, `[…design.calibration]`
 /// body with `{fx}` for the fixture directory, and whether R iterates.
+/// The row of `df` holding the cell of an R golden row whose columns 2..5 are SEX, GRP and
+/// STRATUM (`NA` where the table lacks that dimension).
+fn golden_cell(df: &DataFrame, table: &str, r: &csv::StringRecord) -> usize {
+    let dims: Vec<(usize, Option<StringChunked>)> = ["SEX", "GRP", "STRATUM"]
+        .iter()
+        .enumerate()
+        .map(|(k, c)| (2 + k, df.column(c).ok().map(|c| c.str().unwrap().clone())))
+        .collect();
+    (0..df.height())
+        .find(|&i| {
+            dims.iter().all(|(k, col)| match col {
+                Some(c) => c.get(i) == Some(&r[*k]),
+                None => &r[*k] == "NA",
+            })
+        })
+        .unwrap_or_else(|| panic!("{table}: no cell {:?}", r))
+}
+
 const CALIBRATIONS: &[(&str, &str, bool)] = &[
     (
         "ps",
@@ -1097,19 +1115,7 @@ fn calibrated_designs_match_r_survey() {
                 "restricted/tables/{table}/ref_year=2024/data.parquet"
             )))
         });
-        let dims: Vec<(usize, Option<StringChunked>)> = ["SEX", "GRP", "STRATUM"]
-            .iter()
-            .enumerate()
-            .map(|(k, c)| (2 + k, df.column(c).ok().map(|c| c.str().unwrap().clone())))
-            .collect();
-        let i = (0..df.height())
-            .find(|&i| {
-                dims.iter().all(|(k, col)| match col {
-                    Some(c) => c.get(i) == Some(&r[*k]),
-                    None => &r[*k] == "NA",
-                })
-            })
-            .unwrap_or_else(|| panic!("{table}: no cell {:?}", &r));
+        let i = golden_cell(df, &table, &r);
         let at = format!("{table} {:?}", &r);
         let f = |c: &str| df.column(c).unwrap().f64().unwrap().get(i);
         let num = |k: usize| r[k].parse::<f64>().unwrap();
@@ -2048,19 +2054,7 @@ fn nonresponse_adjusted_designs_match_r() {
                 "restricted/tables/{table}/ref_year=2024/data.parquet"
             )))
         });
-        let dims: Vec<(usize, Option<StringChunked>)> = ["SEX", "GRP", "STRATUM"]
-            .iter()
-            .enumerate()
-            .map(|(k, c)| (2 + k, df.column(c).ok().map(|c| c.str().unwrap().clone())))
-            .collect();
-        let i = (0..df.height())
-            .find(|&i| {
-                dims.iter().all(|(k, col)| match col {
-                    Some(c) => c.get(i) == Some(&r[*k]),
-                    None => &r[*k] == "NA",
-                })
-            })
-            .unwrap_or_else(|| panic!("{table}: no cell {:?}", &r));
+        let i = golden_cell(df, &table, &r);
         let at = format!("{table} {:?}", &r);
         let f = |c: &str| df.column(c).unwrap().f64().unwrap().get(i);
         let (re, rse): (f64, f64) = (r[5].parse().unwrap(), r[6].parse().unwrap());
