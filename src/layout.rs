@@ -199,11 +199,20 @@ impl Release<'_> {
     pub fn codebook(&self) -> PathBuf {
         self.public().join("codebook.md")
     }
+    /// The codebook in a further publication language: `codebook.<lang>.md` (the first
+    /// language's is [`Release::codebook`]).
+    pub fn codebook_in(&self, lang: &str) -> PathBuf {
+        self.public().join(format!("codebook.{lang}.md"))
+    }
     pub fn datapackage(&self) -> PathBuf {
         self.public().join("datapackage.json")
     }
     pub fn report(&self) -> PathBuf {
-        self.0.join("report").join("index.html")
+        self.0.join("report").join(report_page(None))
+    }
+    /// The report in a further publication language: `report/index.<lang>.html`.
+    pub fn report_in(&self, lang: &str) -> PathBuf {
+        self.0.join("report").join(report_page(Some(lang)))
     }
 
     /// What produced the file at `path` (relative to the release, `/`-separated), if a source,
@@ -233,6 +242,15 @@ impl Release<'_> {
     /// An audit file's path relative to the release, as the manifest lists it.
     pub fn audit_entry(table: &str, partition: &str) -> String {
         format!("restricted/audit/{table}/{partition}/audit.parquet")
+    }
+}
+
+/// A report page's file name: `index.html` for the first publication language,
+/// `index.<lang>.html` for the others (the pages link to each other by these names).
+pub fn report_page(lang: Option<&str>) -> String {
+    match lang {
+        None => "index.html".to_string(),
+        Some(l) => format!("index.{l}.html"),
     }
 }
 

@@ -113,16 +113,37 @@ fn person_runs<P: PartialEq>(persons: &[P]) -> impl Iterator<Item = std::ops::Ra
 }
 
 /// Codes of the duration of stay ([`durations`]): the stay (after an arrival) or absence
-/// (after a departure) that begins with a crossing, in completed months, with labels (en, fr).
-pub const DURATIONS: [(&str, &str, &str); 5] = [
-    ("M_LT12", "Less than 12 months", "Moins de 12 mois"),
-    ("M12T23", "12 to 23 months", "12 à 23 mois"),
-    ("M24T35", "24 to 35 months", "24 à 35 mois"),
-    ("M_GE36", "36 months or more", "36 mois ou plus"),
+/// (after a departure) that begins with a crossing, in completed months, with labels (en, fr, ar).
+pub const DURATIONS: [(&str, &str, &str, &str); 5] = [
+    (
+        "M_LT12",
+        "Less than 12 months",
+        "Moins de 12 mois",
+        "أقل من 12 شهرًا",
+    ),
+    (
+        "M12T23",
+        "12 to 23 months",
+        "12 à 23 mois",
+        "من 12 إلى 23 شهرًا",
+    ),
+    (
+        "M24T35",
+        "24 to 35 months",
+        "24 à 35 mois",
+        "من 24 إلى 35 شهرًا",
+    ),
+    (
+        "M_GE36",
+        "36 months or more",
+        "36 mois ou plus",
+        "36 شهرًا فأكثر",
+    ),
     (
         "_U",
         "Still ongoing, length not known yet",
         "En cours, durée pas encore connue",
+        "مستمرة، مدتها غير معروفة بعد",
     ),
 ];
 

@@ -50,9 +50,108 @@ pub mod column {
     pub const OBS_STATUS: &str = "OBS_STATUS";
 }
 
+/// A publication language: the report, the codebook and the code lists' labels are written in
+/// each language a spec lists (`[publish] languages`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lang {
+    En,
+    Fr,
+    Ar,
+}
+
+impl Lang {
+    /// Every language migstat writes, in the order of its labels' columns.
+    pub const ALL: [Lang; 3] = [Lang::En, Lang::Fr, Lang::Ar];
+
+    /// BCP 47 tag (`en`, `fr`, `ar`): the suffix of label columns (`label_fr`) and spec keys
+    /// (`title_fr`), and `xml:lang` / `lang` in documents.
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Fr => "fr",
+            Lang::Ar => "ar",
+        }
+    }
+
+    /// The language's own name, for a language switch.
+    pub fn endonym(self) -> &'static str {
+        match self {
+            Lang::En => "English",
+            Lang::Fr => "Français",
+            Lang::Ar => "العربية",
+        }
+    }
+
+    /// Writing direction (`ltr`, `rtl`).
+    pub fn dir(self) -> &'static str {
+        match self {
+            Lang::Ar => "rtl",
+            Lang::En | Lang::Fr => "ltr",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Lang> {
+        Lang::ALL.into_iter().find(|l| l.code() == s)
+    }
+}
+
+/// A text in the publication languages: English always, French and Arabic where given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Text {
+    pub en: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ar: Option<String>,
+}
+
+impl Text {
+    /// Empty translations count as missing.
+    pub fn new(en: &str, fr: Option<&str>, ar: Option<&str>) -> Self {
+        let keep = |s: Option<&str>| s.filter(|s| !s.trim().is_empty()).map(str::to_string);
+        Text {
+            en: en.to_string(),
+            fr: keep(fr),
+            ar: keep(ar),
+        }
+    }
+
+    /// The same text in every language (a number, a period, a code that is its own label).
+    pub fn same(s: &str) -> Self {
+        Text::new(s, Some(s), Some(s))
+    }
+
+    /// The text in `lang`, if it has one.
+    pub fn get(&self, lang: Lang) -> Option<&str> {
+        match lang {
+            Lang::En => Some(self.en.as_str()),
+            Lang::Fr => self.fr.as_deref(),
+            Lang::Ar => self.ar.as_deref(),
+        }
+    }
+
+    /// The text in `lang`, else in English (a document shows every missing translation
+    /// this way; the release's label check counts them).
+    pub fn or_en(&self, lang: Lang) -> &str {
+        self.get(lang).unwrap_or(&self.en)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_text_falls_back_to_english_where_a_translation_is_missing_or_blank() {
+        let t = Text::new("Sex", Some("Sexe"), Some("  "));
+        assert_eq!(t.or_en(Lang::Fr), "Sexe");
+        assert_eq!(t.get(Lang::Ar), None);
+        assert_eq!(t.or_en(Lang::Ar), "Sex");
+        assert_eq!(Lang::parse("ar"), Some(Lang::Ar));
+        assert_eq!(Lang::parse("de"), None);
+        assert_eq!(Lang::Ar.dir(), "rtl");
+    }
 
     #[test]
     fn raw_columns_carry_the_prefix_the_spec_reserves() {

@@ -28,47 +28,47 @@ CROSSWALKS = os.path.join(ROOT, "schemas", "crosswalks")
 
 # UN M49 regions, sub-regions and intermediate regions (unstats.un.org/unsd/methodology/m49/).
 M49_AREAS = [
-    # code, level, parent, English, French
-    ("001", "world", "", "World", "Monde"),
-    ("002", "region", "001", "Africa", "Afrique"),
-    ("015", "subregion", "002", "Northern Africa", "Afrique septentrionale"),
-    ("202", "subregion", "002", "Sub-Saharan Africa", "Afrique subsaharienne"),
-    ("014", "intermediate", "202", "Eastern Africa", "Afrique orientale"),
-    ("017", "intermediate", "202", "Middle Africa", "Afrique centrale"),
-    ("018", "intermediate", "202", "Southern Africa", "Afrique australe"),
-    ("011", "intermediate", "202", "Western Africa", "Afrique occidentale"),
-    ("019", "region", "001", "Americas", "Amériques"),
-    ("419", "subregion", "019", "Latin America and the Caribbean", "Amérique latine et Caraïbes"),
-    ("029", "intermediate", "419", "Caribbean", "Caraïbes"),
-    ("013", "intermediate", "419", "Central America", "Amérique centrale"),
-    ("005", "intermediate", "419", "South America", "Amérique du Sud"),
-    ("021", "subregion", "019", "Northern America", "Amérique septentrionale"),
-    ("010", "region", "001", "Antarctica", "Antarctique"),
-    ("142", "region", "001", "Asia", "Asie"),
-    ("143", "subregion", "142", "Central Asia", "Asie centrale"),
-    ("030", "subregion", "142", "Eastern Asia", "Asie orientale"),
-    ("035", "subregion", "142", "South-eastern Asia", "Asie du Sud-Est"),
-    ("034", "subregion", "142", "Southern Asia", "Asie du Sud"),
-    ("145", "subregion", "142", "Western Asia", "Asie occidentale"),
-    ("150", "region", "001", "Europe", "Europe"),
-    ("151", "subregion", "150", "Eastern Europe", "Europe orientale"),
-    ("154", "subregion", "150", "Northern Europe", "Europe septentrionale"),
-    ("039", "subregion", "150", "Southern Europe", "Europe méridionale"),
-    ("155", "subregion", "150", "Western Europe", "Europe occidentale"),
-    ("009", "region", "001", "Oceania", "Océanie"),
-    ("053", "subregion", "009", "Australia and New Zealand", "Australie et Nouvelle-Zélande"),
-    ("054", "subregion", "009", "Melanesia", "Mélanésie"),
-    ("057", "subregion", "009", "Micronesia", "Micronésie"),
-    ("061", "subregion", "009", "Polynesia", "Polynésie"),
+    # code, level, parent, English, French, Arabic (the M49 page's Arabic version)
+    ("001", "world", "", "World", "Monde", "العالم"),
+    ("002", "region", "001", "Africa", "Afrique", "أفريقيا"),
+    ("015", "subregion", "002", "Northern Africa", "Afrique septentrionale", "شمال أفريقيا"),
+    ("202", "subregion", "002", "Sub-Saharan Africa", "Afrique subsaharienne", "أفريقيا جنوب الصحراء الكبرى"),
+    ("014", "intermediate", "202", "Eastern Africa", "Afrique orientale", "شرق أفريقيا"),
+    ("017", "intermediate", "202", "Middle Africa", "Afrique centrale", "وسط أفريقيا"),
+    ("018", "intermediate", "202", "Southern Africa", "Afrique australe", "الجنوب الأفريقي"),
+    ("011", "intermediate", "202", "Western Africa", "Afrique occidentale", "غرب أفريقيا"),
+    ("019", "region", "001", "Americas", "Amériques", "الأمريكتان"),
+    ("419", "subregion", "019", "Latin America and the Caribbean", "Amérique latine et Caraïbes", "أمريكا اللاتينية ومنطقة البحر الكاريبي"),
+    ("029", "intermediate", "419", "Caribbean", "Caraïbes", "منطقة البحر الكاريبي"),
+    ("013", "intermediate", "419", "Central America", "Amérique centrale", "أمريكا الوسطى"),
+    ("005", "intermediate", "419", "South America", "Amérique du Sud", "أمريكا الجنوبية"),
+    ("021", "subregion", "019", "Northern America", "Amérique septentrionale", "أمريكا الشمالية"),
+    ("010", "region", "001", "Antarctica", "Antarctique", "أنتاركتيكا"),
+    ("142", "region", "001", "Asia", "Asie", "آسيا"),
+    ("143", "subregion", "142", "Central Asia", "Asie centrale", "آسيا الوسطى"),
+    ("030", "subregion", "142", "Eastern Asia", "Asie orientale", "شرق آسيا"),
+    ("035", "subregion", "142", "South-eastern Asia", "Asie du Sud-Est", "جنوب شرق آسيا"),
+    ("034", "subregion", "142", "Southern Asia", "Asie du Sud", "جنوب آسيا"),
+    ("145", "subregion", "142", "Western Asia", "Asie occidentale", "غرب آسيا"),
+    ("150", "region", "001", "Europe", "Europe", "أوروبا"),
+    ("151", "subregion", "150", "Eastern Europe", "Europe orientale", "أوروبا الشرقية"),
+    ("154", "subregion", "150", "Northern Europe", "Europe septentrionale", "أوروبا الشمالية"),
+    ("039", "subregion", "150", "Southern Europe", "Europe méridionale", "أوروبا الجنوبية"),
+    ("155", "subregion", "150", "Western Europe", "Europe occidentale", "أوروبا الغربية"),
+    ("009", "region", "001", "Oceania", "Océanie", "أوقيانوسيا"),
+    ("053", "subregion", "009", "Australia and New Zealand", "Australie et Nouvelle-Zélande", "أستراليا ونيوزيلندا"),
+    ("054", "subregion", "009", "Melanesia", "Mélanésie", "ميلانيزيا"),
+    ("057", "subregion", "009", "Micronesia", "Micronésie", "ميكرونيزيا"),
+    ("061", "subregion", "009", "Polynesia", "Polynésie", "بولينيزيا"),
 ]
 
 # African Union regions (AU Commission: Member States by region; 55 members).
 AU_REGIONS = [
-    ("AU_C", "Central Africa", "Afrique centrale", ["BDI", "CMR", "CAF", "TCD", "COG", "COD", "GNQ", "GAB", "STP"]),
-    ("AU_E", "Eastern Africa", "Afrique de l'Est", ["COM", "DJI", "ERI", "ETH", "KEN", "MDG", "MUS", "RWA", "SYC", "SOM", "SSD", "SDN", "TZA", "UGA"]),
-    ("AU_N", "Northern Africa", "Afrique du Nord", ["DZA", "EGY", "LBY", "MRT", "MAR", "ESH", "TUN"]),
-    ("AU_S", "Southern Africa", "Afrique australe", ["AGO", "BWA", "SWZ", "LSO", "MWI", "MOZ", "NAM", "ZAF", "ZMB", "ZWE"]),
-    ("AU_W", "Western Africa", "Afrique de l'Ouest", ["BEN", "BFA", "CPV", "CIV", "GMB", "GHA", "GIN", "GNB", "LBR", "MLI", "NER", "NGA", "SEN", "SLE", "TGO"]),
+    ("AU_C", "Central Africa", "Afrique centrale", "وسط أفريقيا", ["BDI", "CMR", "CAF", "TCD", "COG", "COD", "GNQ", "GAB", "STP"]),
+    ("AU_E", "Eastern Africa", "Afrique de l'Est", "شرق أفريقيا", ["COM", "DJI", "ERI", "ETH", "KEN", "MDG", "MUS", "RWA", "SYC", "SOM", "SSD", "SDN", "TZA", "UGA"]),
+    ("AU_N", "Northern Africa", "Afrique du Nord", "شمال أفريقيا", ["DZA", "EGY", "LBY", "MRT", "MAR", "ESH", "TUN"]),
+    ("AU_S", "Southern Africa", "Afrique australe", "الجنوب الأفريقي", ["AGO", "BWA", "SWZ", "LSO", "MWI", "MOZ", "NAM", "ZAF", "ZMB", "ZWE"]),
+    ("AU_W", "Western Africa", "Afrique de l'Ouest", "غرب أفريقيا", ["BEN", "BFA", "CPV", "CIV", "GMB", "GHA", "GIN", "GNB", "LBR", "MLI", "NER", "NGA", "SEN", "SLE", "TGO"]),
 ]
 
 SEX = [  # SDMX CL_SEX 2.1
@@ -109,6 +109,51 @@ STATUS = [
     ("_U", "unknown", "Unknown", "Inconnu", "غير معروف", ""),
 ]
 
+# Border-crossing directions (Eurostat/UNECE border statistics: entries and exits).
+DIRECTION = [
+    ("IN", "Entry", "Entrée", "دخول"),
+    ("OUT", "Exit", "Sortie", "خروج"),
+]
+
+# Forms of exploitation of presumed victims of trafficking (UNODC Global Report on Trafficking in
+# Persons categories; French and Arabic as in UNODC's own editions).
+EXPLOITATION = [
+    ("SEXUAL", "Sexual exploitation", "Exploitation sexuelle", "الاستغلال الجنسي"),
+    ("LABOUR", "Forced labour", "Travail forcé", "العمل القسري"),
+    ("BEGGING", "Forced begging", "Mendicité forcée", "التسول القسري"),
+    ("CRIMINALITY", "Forced criminal activity", "Activités criminelles forcées", "الإكراه على ارتكاب أنشطة إجرامية"),
+    ("OTHER", "Other forms of exploitation", "Autres formes d'exploitation", "أشكال أخرى من الاستغلال"),
+]
+
+# The concepts tables use as dimensions: their names in the three languages (the codebook, the
+# report and the SDMX concept scheme). A dimension not listed here is named after its id, in
+# English only; the release's label check reports it.
+CONCEPTS = [
+    ("SEX", "Sex", "Sexe", "الجنس"),
+    ("AGE", "Age", "Âge", "العمر"),
+    ("AGE_GROUP", "Age group", "Groupe d'âge", "الفئة العمرية"),
+    ("CHILD", "Child or adult", "Enfant ou adulte", "طفل أو بالغ"),
+    ("CITIZENSHIP", "Citizenship", "Nationalité", "الجنسية"),
+    ("CITIZENSHIP_REGION", "Region of citizenship", "Région de nationalité", "منطقة الجنسية"),
+    ("COUNTRY_OF_BIRTH", "Country of birth", "Pays de naissance", "بلد الميلاد"),
+    ("COUNTRY_OF_RETURN", "Country of return", "Pays de retour", "بلد العودة"),
+    ("COUNTRY_ABROAD", "Country of previous or next residence", "Pays de résidence précédente ou suivante", "بلد الإقامة السابقة أو اللاحقة"),
+    ("REGION_ABROAD", "Region of previous or next residence", "Région de résidence précédente ou suivante", "منطقة الإقامة السابقة أو اللاحقة"),
+    ("REGION", "Region of Morocco", "Région du Maroc", "جهة المغرب"),
+    ("MIGRATION_TYPE", "Migration type", "Type de migration", "نوع الهجرة"),
+    ("PERMIT_TYPE", "Residence permit type", "Type de titre de séjour", "نوع رخصة الإقامة"),
+    ("STATUS", "Status", "Statut", "الوضع"),
+    ("LEGAL_STATUS", "Legal status", "Statut juridique", "الوضع القانوني"),
+    ("DIRECTION", "Direction of crossing", "Sens du passage", "اتجاه العبور"),
+    ("DURATION_OF_STAY", "Duration of stay", "Durée du séjour", "مدة الإقامة"),
+    ("EXPLOITATION", "Form of exploitation", "Forme d'exploitation", "شكل الاستغلال"),
+    ("MONTH", "Month", "Mois", "الشهر"),
+    ("YEAR", "Year", "Année", "السنة"),
+]
+
+# Arabic names iso-codes lacks (its Arabic catalogue still keys the old English name).
+AR_MISSING = {"TUR": "تركيا"}
+
 MA_REGIONS_AR = {
     "01": "طنجة تطوان الحسيمة", "02": "الشرق", "03": "فاس مكناس", "04": "الرباط سلا القنيطرة",
     "05": "بني ملال خنيفرة", "06": "الدار البيضاء سطات", "07": "مراكش آسفي", "08": "درعة تافيلالت",
@@ -124,12 +169,17 @@ def band_code(lo, hi):
     return f"Y{lo}T{hi}"
 
 
+def years_ar(n):
+    """Arabic counted noun after a number: 3 to 10 take the plural, others the singular."""
+    return "سنوات" if 3 <= n <= 10 else "سنة"
+
+
 def band_labels(lo, hi):
     if hi is None:
-        return f"{lo} years and over", f"{lo} ans et plus"
+        return f"{lo} years and over", f"{lo} ans et plus", f"{lo} {years_ar(lo)} فأكثر"
     if lo == 0 and hi in (14, 17):
-        return f"Under {hi + 1} years", f"Moins de {hi + 1} ans"
-    return f"{lo}-{hi} years", f"{lo}-{hi} ans"
+        return f"Under {hi + 1} years", f"Moins de {hi + 1} ans", f"أقل من {hi + 1} {years_ar(hi + 1)}"
+    return f"{lo}-{hi} years", f"{lo}-{hi} ans", f"{lo}-{hi} {years_ar(hi)}"
 
 
 def to_csv(header, rows):
@@ -147,27 +197,31 @@ def build():
     rows = []
     for banding, _, bands in BANDINGS:
         for i, (lo, hi) in enumerate(bands):
-            en, fr = band_labels(lo, hi)
-            rows.append([banding, band_code(lo, hi), en, fr, lo, "" if hi is None else hi, i + 1])
-        rows.append([banding, "_U", "Unknown age", "Âge inconnu", "", "", len(bands) + 1])
-        rows.append([banding, "_T", "All ages", "Tous âges", "", "", len(bands) + 2])
-    files["age_bands.csv"] = to_csv(["banding", "code", "label_en", "label_fr", "min_age", "max_age", "sort"], rows)
+            en, fr, ar = band_labels(lo, hi)
+            rows.append([banding, band_code(lo, hi), en, fr, ar, lo, "" if hi is None else hi, i + 1])
+        rows.append([banding, "_U", "Unknown age", "Âge inconnu", "عمر غير معروف", "", "", len(bands) + 1])
+        rows.append([banding, "_T", "All ages", "Tous âges", "جميع الأعمار", "", "", len(bands) + 2])
+    files["age_bands.csv"] = to_csv(
+        ["banding", "code", "label_en", "label_fr", "label_ar", "min_age", "max_age", "sort"], rows)
 
     files["migration_status.csv"] = to_csv(
         ["code", "domain", "label_en", "label_fr", "label_ar", "unhcr_population_type"], STATUS)
 
-    files["m49_areas.csv"] = to_csv(["code", "level", "parent", "label_en", "label_fr"], M49_AREAS)
-    files["au_regions.csv"] = to_csv(["code", "label_en", "label_fr", "members"],
-                                     [(c, en, fr, " ".join(sorted(m))) for c, en, fr, m in AU_REGIONS])
+    files["m49_areas.csv"] = to_csv(["code", "level", "parent", "label_en", "label_fr", "label_ar"], M49_AREAS)
+    files["au_regions.csv"] = to_csv(["code", "label_en", "label_fr", "label_ar", "members"],
+                                     [(c, en, fr, ar, " ".join(sorted(m))) for c, en, fr, ar, m in AU_REGIONS])
+    files["direction.csv"] = to_csv(["code", "label_en", "label_fr", "label_ar"], DIRECTION)
+    files["exploitation.csv"] = to_csv(["code", "label_en", "label_fr", "label_ar"], EXPLOITATION)
+    files["concepts.csv"] = to_csv(["code", "label_en", "label_fr", "label_ar"], CONCEPTS)
 
     coco = {}
     with open(os.path.join(os.path.dirname(country_converter.__file__), "country_data.tsv"), encoding="utf-8") as f:
         for r in csv.DictReader(f, delimiter="\t"):
             coco[r["ISO3"]] = r
-    by_name = {name: code for code, _, _, name, _ in M49_AREAS}
-    parent = {code: p for code, _, p, _, _ in M49_AREAS}
-    level = {code: lv for code, lv, _, _, _ in M49_AREAS}
-    au_of = {iso3: c for c, _, _, members in AU_REGIONS for iso3 in members}
+    by_name = {name: code for code, _, _, name, _, _ in M49_AREAS}
+    parent = {code: p for code, _, p, _, _, _ in M49_AREAS}
+    level = {code: lv for code, lv, _, _, _, _ in M49_AREAS}
+    au_of = {iso3: c for c, _, _, _, members in AU_REGIONS for iso3 in members}
     fr = gettext.translation("iso3166-1", pycountry.LOCALES_DIR, languages=["fr"])
     ar = gettext.translation("iso3166-1", pycountry.LOCALES_DIR, languages=["ar"])
     rows = []
@@ -177,7 +231,8 @@ def build():
         while area:
             chain[level[area]] = area
             area = parent[area]
-        rows.append([c.alpha_3, c.alpha_2, c.numeric, c.name, fr.gettext(c.name), ar.gettext(c.name),
+        rows.append([c.alpha_3, c.alpha_2, c.numeric, c.name, fr.gettext(c.name),
+                     AR_MISSING.get(c.alpha_3) or ar.gettext(c.name),
                      chain.get("region", ""), chain.get("subregion", ""), chain.get("intermediate", ""),
                      au_of.get(c.alpha_3, "")])
     files["countries.csv"] = to_csv(
@@ -225,6 +280,11 @@ def build():
             res("countries", "Countries and areas: ISO 3166-1, M49 and AU regions",
                 f"ISO 3166-1 via pycountry {pycountry_version()}; M49 sub-regions via country_converter "
                 f"{country_converter.__version__}; AU regions as au_regions"),
+            res("direction", "Directions of a border crossing", "Eurostat/UNECE border statistics (entries, exits)"),
+            res("exploitation", "Forms of exploitation of victims of trafficking",
+                "UNODC Global Report on Trafficking in Persons, forms of exploitation"),
+            res("concepts", "Names of the concepts tables use as dimensions",
+                "migstat project list; SDMX cross-domain concepts where they exist (SEX, AGE, CITIZENSHIP, COUNTRY_OF_BIRTH)"),
             res("ma_regions", "Morocco's 12 regions (2015 reform)",
                 f"ISO 3166-2:MA via pycountry {pycountry_version()}; Arabic names typed from the official names"),
         ],

@@ -16,27 +16,10 @@ use serde::Serialize;
 use crate::error::{PolarsContext, Result};
 use crate::spec::Derivation;
 use crate::spec::{Plan, TableSpec};
+use crate::vocab::Lang;
 
 /// A code's labels; French and Arabic where the code list has them.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Labels {
-    pub en: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fr: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ar: Option<String>,
-}
-
-impl Labels {
-    fn new(en: &str, fr: Option<&str>, ar: Option<&str>) -> Self {
-        let keep = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(str::to_string);
-        Labels {
-            en: en.to_string(),
-            fr: keep(fr),
-            ar: keep(ar),
-        }
-    }
-}
+pub type Labels = crate::vocab::Text;
 
 /// A dimension coded with a code list (labelled from it), else with its own codes.
 fn coded(codelist: Option<&str>, dim: &str, how: String) -> (String, Labeller, String) {
@@ -55,7 +38,8 @@ fn coded(codelist: Option<&str>, dim: &str, how: String) -> (String, Labeller, S
 pub struct DimDoc {
     /// Column name, also the SDMX dimension id.
     pub id: String,
-    pub name: String,
+    /// The concept's name (`concepts.csv` in the code-list directory, else the id in words).
+    pub name: Labels,
     /// How the column is derived from the delivery.
     pub derivation: String,
     /// SDMX code list id (`CL_SEX`, `CL_AGE_UN_DESA_5Y`, ...).
@@ -69,7 +53,8 @@ pub struct DimDoc {
 #[derive(Debug, Clone, Serialize)]
 pub struct TableDoc {
     pub id: String,
-    pub title: String,
+    /// The spec's `title`, `title_fr`, `title_ar` (the id where the spec gives none).
+    pub title: Labels,
     pub source: String,
     pub source_description: Option<String>,
     /// `count`, `stock`, `flow`, `survey_total`, `survey_mean`, `survey_proportion`, `survey_ratio`.
@@ -97,6 +82,9 @@ pub struct TableDoc {
     pub interval: Option<(String, bool)>,
     /// Protection method and its settings, in words.
     pub protection: String,
+    /// The protection method (`None`: restricted-only tables, which have none).
+    #[serde(skip)]
+    pub method: Option<crate::manifest::Method>,
     pub protection_summary: Option<crate::protect::Summary>,
     /// Parquet files, relative to the release's `public/` folder (where the codebook and the
     /// data package are), `/`-separated.
@@ -192,14 +180,20 @@ fn table_doc(
         } = &t.kind
             && name == d
         {
-            dim.name = "Duration of stay".into();
+            if dim.name.fr.is_none() {
+                dim.name = Labels::new(
+                    "Duration of stay",
+                    Some("Durée du séjour"),
+                    Some("مدة الإقامة"),
+                );
+            }
             dim.derivation = "the stay in the country (immigration) or abroad (emigration) that begins with the migration, in completed months until the person crosses back; `_U` while it is still ongoing at the deliveries' last day and shorter than 36 months".into();
             for (code, labels) in dim.codes.iter_mut() {
-                if let Some((_, en, fr)) = crate::residence::DURATIONS
+                if let Some((_, en, fr, ar)) = crate::residence::DURATIONS
                     .iter()
                     .find(|x| x.0 == code.as_str())
                 {
-                    *labels = Labels::new(en, Some(fr), None);
+                    *labels = Labels::new(en, Some(fr), Some(ar));
                 }
             }
         }
@@ -276,7 +270,14 @@ fn table_doc(
     };
     Ok(TableDoc {
         id: t.id.clone(),
-        title: t.title.clone().unwrap_or_else(|| t.id.clone()),
+        title: match &t.title {
+            Some(en) => Labels::new(
+                en,
+                t.title_translations.get(&Lang::Fr).map(String::as_str),
+                t.title_translations.get(&Lang::Ar).map(String::as_str),
+            ),
+            None => Labels::same(&t.id),
+        },
         source: t.source.clone(),
         source_description: source.and_then(|s| s.description.clone()),
         kind,
@@ -340,6 +341,11 @@ fn table_doc(
             _ => None,
         },
         protection,
+        method: if survey {
+            Some(crate::manifest::Method::SurveyQuality)
+        } else {
+            t.protect.as_ref().map(|p| p.method.into())
+        },
         protection_summary,
         files: files
             .iter()
@@ -380,13 +386,7 @@ fn dimension(
     used: &BTreeSet<String>,
 ) -> DimDoc {
     let derived = source.and_then(|s| s.harmonize.iter().find(|d| d.name == dim));
-    let mut name = {
-        let lower = dim.to_lowercase().replace('_', " ");
-        let mut c = lower.chars();
-        c.next()
-            .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
-            .unwrap_or_default()
-    };
+    let mut name = concept_name(plan, dim);
     // (code list id, how to label a code, what the derivation says)
     let (codelist, labeller, derivation): (String, Labeller, String) = match derived
         .map(|d| &d.derivation)
@@ -412,7 +412,12 @@ fn dimension(
             coded(codelist.as_deref(), dim, how)
         }
         Some(Derivation::Band { age, banding }) => {
-            name = format!("Age group ({})", banding.id);
+            let with = |s: &str| format!("{s} ({})", banding.id);
+            name = Labels::new(
+                &with(&name.en),
+                name.fr.as_deref().map(with).as_deref(),
+                name.ar.as_deref().map(with).as_deref(),
+            );
             (
                 format!("CL_AGE_{}", banding.id.to_uppercase()),
                 Labeller::Band(banding.id.clone()),
@@ -479,12 +484,12 @@ fn dimension(
         }
         Some(Derivation::Month { date }) => (
             format!("CL_{dim}"),
-            Labeller::Code,
+            Labeller::Month,
             format!("month (YYYY-MM) of `{date}`"),
         ),
         Some(Derivation::Year { date }) => (
             format!("CL_{dim}"),
-            Labeller::Code,
+            Labeller::Number,
             format!("year of `{date}`"),
         ),
         Some(Derivation::Age {
@@ -495,7 +500,7 @@ fn dimension(
             ..
         }) => (
             format!("CL_{dim}"),
-            Labeller::Code,
+            Labeller::Number,
             match (birth_date, age) {
                 (Some(b), _) => match at {
                     Some(e) => format!(
@@ -565,6 +570,9 @@ fn dimension(
                         .get(code)
                         .map(|(l, _)| l.clone())
                         .unwrap_or_else(|| Labels::new(code, None, None)),
+                    Labeller::Month => crate::export::i18n::month_labels(code)
+                        .unwrap_or_else(|| Labels::new(code, None, None)),
+                    Labeller::Number => Labels::same(code),
                     Labeller::Code => Labels::new(code, None, None),
                 },
             };
@@ -591,7 +599,35 @@ fn dimension(
 enum Labeller {
     List(String),
     Band(String),
+    /// `YYYY-MM`: month names in each language.
+    Month,
+    /// Years and ages: the number is its own label in every language.
+    Number,
+    /// Codes as delivered: labelled by themselves, in English only.
     Code,
+}
+
+/// A dimension's name: the concept's labels in `concepts.csv` of the code-list directory, else
+/// its id in words (`CITIZENSHIP_REGION` → `Citizenship region`, English only).
+fn concept_name(plan: &Plan, dim: &str) -> Labels {
+    if let Some(list) = plan.codelists.get("concepts")
+        && let Some(en) = list.attribute(dim, "label_en")
+    {
+        return Labels::new(
+            en,
+            list.attribute(dim, "label_fr"),
+            list.attribute(dim, "label_ar"),
+        );
+    }
+    let lower = dim.to_lowercase().replace('_', " ");
+    let mut c = lower.chars();
+    Labels::new(
+        &c.next()
+            .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+            .unwrap_or_default(),
+        None,
+        None,
+    )
 }
 
 /// The labels and sort ranks of a banding's codes, from `age_bands.csv`.
@@ -634,113 +670,238 @@ pub fn short_key(key: &str) -> &str {
     key.get(..16).unwrap_or(key)
 }
 
-/// The codebook as Markdown.
-pub fn markdown(plan: &Plan, manifest: &crate::manifest::Manifest, docs: &[TableDoc]) -> String {
+/// Fixed texts of the codebook.
+mod text {
+    use crate::export::i18n::Msg;
+    pub const TITLE: Msg = Msg("Codebook", "Dictionnaire des données", "دليل البيانات");
+    pub const INTRO: Msg = Msg(
+        "Pipeline `{0}`, content key `{1}` (migstat {2}). Reference date {3}; reference period {4} to {5}.",
+        "Chaîne `{0}`, clé de contenu `{1}` (migstat {2}). Date de référence {3} ; période de référence du {4} au {5}.",
+        "سلسلة المعالجة `{0}`، مفتاح المحتوى `{1}` (migstat {2}). التاريخ المرجعي {3}؛ الفترة المرجعية من {4} إلى {5}.",
+    );
+    pub const KEY: Msg = Msg(
+        "The content key identifies what the release was computed from (inputs, spec, code lists, migstat version): two releases with the same key hold the same tables.",
+        "La clé de contenu identifie ce à partir de quoi la diffusion a été calculée (données, spécification, nomenclatures, version de migstat) : deux diffusions de même clé contiennent les mêmes tableaux.",
+        "يحدد مفتاح المحتوى ما حُسب منه الإصدار (المدخلات، المواصفات، قوائم الرموز، إصدار migstat): إصداران بالمفتاح نفسه يحتويان على الجداول نفسها.",
+    );
+    pub const LAYOUT: Msg = Msg(
+        "Every table is in long form: one row per cell, one column per dimension holding a code (`_T` for the total over that dimension, `_U` for unknown), the measure, and the SDMX attributes `OBS_STATUS` (`A` normal, `P` provisional: the period is not closed yet, `Q` missing: suppressed, `U` low reliability) and `CONF_STATUS` (`F` free, `C` confidential: primary and secondary suppression look alike). A suppressed or withheld cell has a null measure. Every combination of the codes shown is published, zeros included, in every period of a series. Files: Parquet, one Hive partition per reference period (`ref_year=YYYY`, `ref_quarter=YYYY-Qn`, `ref_month=YYYY-MM`, or `ref_date=YYYY-MM-DD` for a stock) under `public/tables/`, SDMX-CSV under `public/sdmx/`.",
+        "Chaque tableau est en format long : une ligne par cellule, une colonne par dimension contenant un code (`_T` pour le total de la dimension, `_U` pour inconnu), la mesure, et les attributs SDMX `OBS_STATUS` (`A` normal, `P` provisoire : la période n'est pas close, `Q` manquant : supprimé, `U` fiabilité faible) et `CONF_STATUS` (`F` libre, `C` confidentiel : suppressions primaire et secondaire sont indiscernables). Une cellule supprimée ou retenue a une mesure nulle. Toutes les combinaisons des codes listés sont publiées, zéros compris, pour chaque période d'une série. Fichiers : Parquet, une partition Hive par période de référence (`ref_year=YYYY`, `ref_quarter=YYYY-Qn`, `ref_month=YYYY-MM`, ou `ref_date=YYYY-MM-DD` pour un stock) sous `public/tables/`, SDMX-CSV sous `public/sdmx/`.",
+        "كل جدول في الشكل الطويل: صف لكل خلية، وعمود لكل بُعد يحمل رمزًا (`_T` لمجموع البُعد، `_U` لغير المعروف)، والقياس، وسِمتا SDMX ‏`OBS_STATUS` (`A` عادية، `P` مؤقتة: الفترة لم تُغلق بعد، `Q` مفقودة: محجوبة، `U` موثوقية منخفضة) و`CONF_STATUS` (`F` متاحة، `C` سرية: الحجب الأولي والثانوي متماثلان في المظهر). الخلية المحجوبة أو المحتجزة قياسها فارغ. تُنشر كل تركيبات الرموز المذكورة، بما فيها الأصفار، في كل فترة من السلسلة. الملفات: Parquet، قسم Hive لكل فترة مرجعية (`ref_year=YYYY`، `ref_quarter=YYYY-Qn`، `ref_month=YYYY-MM`، أو `ref_date=YYYY-MM-DD` للرصيد) تحت `public/tables/`، وSDMX-CSV تحت `public/sdmx/`.",
+    );
+    pub const TABLES: Msg = Msg("Tables", "Tableaux", "الجداول");
+    pub const HEADER: Msg = Msg(
+        "| table | title | source | kind | unit | period | cells |",
+        "| tableau | titre | source | type | unité | période | cellules |",
+        "| الجدول | العنوان | المصدر | النوع | الوحدة | الفترة | الخلايا |",
+    );
+    pub const SOURCE: Msg = Msg("Source", "Source", "المصدر");
+    pub const KIND: Msg = Msg(
+        "Kind: {0}; unit: {1}",
+        "Type : {0} ; unité : {1}",
+        "النوع: {0}؛ الوحدة: {1}",
+    );
+    pub const PERIODS: Msg = Msg(
+        "Reference periods (SDMX FREQ `{0}`, TIME_PERIOD): {1}; one Parquet partition per period",
+        "Périodes de référence (SDMX FREQ `{0}`, TIME_PERIOD) : {1} ; une partition Parquet par période",
+        "الفترات المرجعية (SDMX FREQ `{0}`، TIME_PERIOD): {1}؛ قسم Parquet لكل فترة",
+    );
+    pub const PROTECTION: Msg = Msg("Protection", "Protection", "الحماية");
+    pub const SUPPRESSED: Msg = Msg(
+        "Suppressed: {0} primary, {1} secondary of {2} cells; audit {3}",
+        "Supprimées : {0} primaires, {1} secondaires sur {2} cellules ; audit {3}",
+        "المحجوب: {0} أولية، {1} ثانوية من أصل {2} خلية؛ التدقيق {3}",
+    );
+    pub const PASSED: Msg = Msg("passed", "réussi", "ناجح");
+    pub const FAILED: Msg = Msg("FAILED", "ÉCHOUÉ", "فاشل");
+    pub const FILES: Msg = Msg("Files", "Fichiers", "الملفات");
+    pub const COLUMNS: Msg = Msg(
+        "| column | meaning |",
+        "| colonne | signification |",
+        "| العمود | المعنى |",
+    );
+    pub const CODE_LIST: Msg = Msg("code list", "nomenclature", "قائمة الرموز");
+    pub const CODES: Msg = Msg("{0} codes ({1})", "Codes de {0} ({1})", "رموز {0} ({1})");
+    pub const METHODS_IN_ENGLISH: Msg = Msg(
+        "",
+        "Les descriptions techniques des dérivations, des colonnes et des méthodes de protection sont en anglais (`codebook.md`) ; les titres, les noms et les libellés sont traduits.",
+        "الأوصاف التقنية للاشتقاقات والأعمدة وطرق الحماية بالإنجليزية (`codebook.md`)؛ أما العناوين والأسماء والتسميات فمترجمة.",
+    );
+}
+
+/// The codebook as Markdown, in `lang` (titles, names and labels in that language; the
+/// technical descriptions of derivations and protection in English). Arabic is wrapped in a
+/// right-to-left block.
+pub fn markdown(
+    plan: &Plan,
+    manifest: &crate::manifest::Manifest,
+    docs: &[TableDoc],
+    lang: Lang,
+) -> String {
     use std::fmt::Write;
     let mut s = String::new();
+    if lang.dir() == "rtl" {
+        let _ = writeln!(s, "<div dir=\"rtl\" lang=\"{}\">\n", lang.code());
+    }
     let _ = writeln!(
         s,
-        "# Codebook — {}\n",
-        plan.title.as_deref().unwrap_or(&plan.pipeline_id)
+        "# {} — {}\n",
+        text::TITLE.get(lang),
+        plan_title(plan).or_en(lang)
     );
     let _ = writeln!(
         s,
-        "Pipeline `{}`, content key `{}` (migstat {}). Reference date {}; reference period {} to {}.\n",
-        plan.pipeline_id,
-        short_key(&manifest.run_key),
-        crate::VERSION,
-        manifest.reference_date,
-        manifest.reference_period[0],
-        manifest.reference_period[1]
+        "{}\n",
+        text::INTRO.fill(
+            lang,
+            &[
+                &plan.pipeline_id,
+                short_key(&manifest.run_key),
+                crate::VERSION,
+                &manifest.reference_date,
+                &manifest.reference_period[0],
+                &manifest.reference_period[1],
+            ]
+        )
     );
-    let _ = writeln!(
-        s,
-        "The content key identifies what the release was computed from (inputs, spec, code lists, \
-         migstat version): two releases with the same key hold the same tables.\n"
-    );
-    let _ = writeln!(
-        s,
-        "Every table is in long form: one row per cell, one column per dimension holding a code \
-         (`_T` for the total over that dimension, `_U` for unknown), the measure, and the SDMX \
-         attributes `OBS_STATUS` (`A` normal, `P` provisional: the period is not closed yet, `Q` missing: suppressed, `U` low reliability) and \
-         `CONF_STATUS` (`F` free, `C` confidential: primary and secondary suppression look \
-         alike). A suppressed or withheld cell has a null measure. Every combination of the \
-         codes shown is published, zeros included, in every period of a series. Files: Parquet, one Hive partition per \
-         reference period (`ref_year=YYYY`, `ref_quarter=YYYY-Qn`, `ref_month=YYYY-MM`, or `ref_date=YYYY-MM-DD` for a stock) under `public/tables/`, \
-         SDMX-CSV under `public/sdmx/`.\n"
-    );
-    let _ = writeln!(s, "## Tables\n");
-    let _ = writeln!(
-        s,
-        "| table | title | source | kind | unit | period | cells |"
-    );
+    let _ = writeln!(s, "{}\n", text::KEY.get(lang));
+    let _ = writeln!(s, "{}\n", text::LAYOUT.get(lang));
+    if lang != Lang::En {
+        let _ = writeln!(s, "{}\n", text::METHODS_IN_ENGLISH.get(lang));
+    }
+    let _ = writeln!(s, "## {}\n", text::TABLES.get(lang));
+    let _ = writeln!(s, "{}", text::HEADER.get(lang));
     let _ = writeln!(s, "| --- | --- | --- | --- | --- | --- | ---: |");
     for d in docs {
         let _ = writeln!(
             s,
             "| [`{}`](#{}) | {} | {} | {} | {} | {} | {} |",
-            d.id, d.id, d.title, d.source, d.kind, d.unit, d.ref_period, d.rows
+            d.id,
+            d.id,
+            d.title.or_en(lang),
+            d.source,
+            crate::export::i18n::kind(&d.kind).or_en(lang),
+            crate::export::i18n::unit(&d.unit).or_en(lang),
+            d.ref_period,
+            crate::export::i18n::number(d.rows as f64, 0, lang)
         );
     }
     for d in docs {
-        let _ = writeln!(s, "\n## {}\n\n{}\n", d.id, d.title);
-        if let Some(desc) = &d.source_description {
-            let _ = writeln!(s, "- Source: `{}` — {desc}", d.source);
-        } else {
-            let _ = writeln!(s, "- Source: `{}`", d.source);
+        let _ = writeln!(s, "\n## {}\n\n{}\n", d.id, d.title.or_en(lang));
+        match &d.source_description {
+            Some(desc) => {
+                let _ = writeln!(s, "- {}: `{}` — {desc}", text::SOURCE.get(lang), d.source);
+            }
+            None => {
+                let _ = writeln!(s, "- {}: `{}`", text::SOURCE.get(lang), d.source);
+            }
         }
-        let _ = writeln!(s, "- Kind: {}; unit: {}", d.kind, d.unit);
         let _ = writeln!(
             s,
-            "- Reference periods (SDMX FREQ `{}`, TIME_PERIOD): {}; one Parquet partition per period",
-            d.freq,
-            d.periods
-                .iter()
-                .map(|p| format!("`{p}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            "- {}",
+            text::KIND.fill(
+                lang,
+                &[
+                    crate::export::i18n::kind(&d.kind).or_en(lang),
+                    crate::export::i18n::unit(&d.unit).or_en(lang)
+                ]
+            )
         );
-        let _ = writeln!(s, "- Protection: {}", d.protection);
+        let periods = d
+            .periods
+            .iter()
+            .map(|p| format!("`{p}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = writeln!(s, "- {}", text::PERIODS.fill(lang, &[&d.freq, &periods]));
+        let _ = writeln!(s, "- {}: {}", text::PROTECTION.get(lang), d.protection);
         if let Some(p) = &d.protection_summary
             && (p.primary > 0 || p.secondary > 0)
         {
+            let n = |v: u64| crate::export::i18n::number(v as f64, 0, lang);
             let _ = writeln!(
                 s,
-                "- Suppressed: {} primary, {} secondary of {} cells; audit {}",
-                p.primary,
-                p.secondary,
-                p.cells,
-                if p.audit_passed { "passed" } else { "FAILED" }
+                "- {}",
+                text::SUPPRESSED.fill(
+                    lang,
+                    &[
+                        &n(p.primary),
+                        &n(p.secondary),
+                        &n(p.cells),
+                        if p.audit_passed {
+                            text::PASSED.get(lang)
+                        } else {
+                            text::FAILED.get(lang)
+                        }
+                    ]
+                )
             );
         }
-        let _ = writeln!(s, "- Files: {}", d.files.join(", "));
-        let _ = writeln!(s, "\n| column | meaning |\n| --- | --- |");
+        let _ = writeln!(s, "- {}: {}", text::FILES.get(lang), d.files.join(", "));
+        let _ = writeln!(s, "\n{}\n| --- | --- |", text::COLUMNS.get(lang));
         for dim in &d.dimensions {
             let _ = writeln!(
                 s,
-                "| `{}` | {} — {}; code list {} |",
-                dim.id, dim.name, dim.derivation, dim.codelist
+                "| `{}` | {} — {}; {} {} |",
+                dim.id,
+                dim.name.or_en(lang),
+                dim.derivation,
+                text::CODE_LIST.get(lang),
+                dim.codelist
             );
         }
         for (c, m) in measure_columns(d) {
             let _ = writeln!(s, "| `{c}` | {m} |");
         }
         for dim in &d.dimensions {
-            let _ = writeln!(s, "\n### {} codes ({})\n", dim.id, dim.codelist);
-            let _ = writeln!(s, "| code | English | français | العربية |");
+            let _ = writeln!(
+                s,
+                "\n### {}\n",
+                text::CODES.fill(lang, &[&dim.id, &dim.codelist])
+            );
+            // Every language's labels side by side, the page's own first.
+            let order: Vec<Lang> = std::iter::once(lang)
+                .chain(Lang::ALL.into_iter().filter(|l| *l != lang))
+                .collect();
+            let _ = writeln!(
+                s,
+                "| code | {} |",
+                order
+                    .iter()
+                    .map(|l| l.endonym())
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            );
             let _ = writeln!(s, "| --- | --- | --- | --- |");
             for (code, l) in &dim.codes {
                 let _ = writeln!(
                     s,
-                    "| `{code}` | {} | {} | {} |",
-                    l.en,
-                    l.fr.as_deref().unwrap_or(""),
-                    l.ar.as_deref().unwrap_or("")
+                    "| `{code}` | {} |",
+                    order
+                        .iter()
+                        .map(|x| l.get(*x).unwrap_or(""))
+                        .collect::<Vec<_>>()
+                        .join(" | ")
                 );
             }
         }
     }
+    if lang.dir() == "rtl" {
+        let _ = writeln!(s, "\n</div>");
+    }
     s
+}
+
+/// The pipeline's title in every language it is given in (its id where it has none).
+pub fn plan_title(plan: &Plan) -> Labels {
+    match &plan.title {
+        Some(en) => Labels::new(
+            en,
+            plan.title_translations.get(&Lang::Fr).map(String::as_str),
+            plan.title_translations.get(&Lang::Ar).map(String::as_str),
+        ),
+        None => Labels::same(&plan.pipeline_id),
+    }
 }
 
 /// The non-dimension columns of a public table and what they hold.
@@ -854,7 +1015,7 @@ pub fn datapackage(
                 };
                 let mut f = json!({ "name": name, "type": ty });
                 if let Some(dim) = d.dimensions.iter().find(|x| x.id == name) {
-                    f["title"] = json!(dim.name);
+                    f["title"] = json!(dim.name.en);
                     f["description"] = json!(format!("{}; SDMX code list {}", dim.derivation, dim.codelist));
                     f["categories"] = json!(
                         dim.codes
@@ -874,7 +1035,7 @@ pub fn datapackage(
             }
             json!({
                 "name": d.id,
-                "title": d.title,
+                "title": d.title.en,
                 "path": d.files,
                 "format": "parquet",
                 "mediatype": "application/vnd.apache.parquet",

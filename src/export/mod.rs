@@ -13,6 +13,7 @@
 //! depend only on the data and the row-group size, never on timing, and one thread writes them in
 //! order, so the same input gives the same bytes.
 
+pub mod i18n;
 pub mod codebook;
 pub mod public;
 pub mod report;
@@ -234,26 +235,27 @@ pub fn documents(
 ) -> Result<Vec<OutputFile>> {
     let docs = codebook::tables(plan, dir, &manifest.protection)?;
     let mut out = sdmx::write(plan, dir, &docs)?;
-    let md = codebook::markdown(plan, manifest, &docs);
-    out.push(sdmx::write_file(
-        dir,
-        &crate::layout::Release(dir).codebook(),
-        md.as_bytes(),
-        0,
-    )?);
+    // The codebook and the report in each publication language, the first as the plain names.
+    for (i, &lang) in plan.languages.iter().enumerate() {
+        let release = crate::layout::Release(dir);
+        let (codebook, report) = match i {
+            0 => (release.codebook(), release.report()),
+            _ => (
+                release.codebook_in(lang.code()),
+                release.report_in(lang.code()),
+            ),
+        };
+        let md = codebook::markdown(plan, manifest, &docs, lang);
+        out.push(sdmx::write_file(dir, &codebook, md.as_bytes(), 0)?);
+        let page = report::html(plan, manifest, &docs, history, lang);
+        out.push(sdmx::write_file(dir, &report, page.as_bytes(), 0)?);
+    }
     let dp = serde_json::to_string_pretty(&codebook::datapackage(plan, manifest, &docs))
         .map_err(|e| crate::Error::Internal(format!("serialising datapackage.json: {e}")))?;
     out.push(sdmx::write_file(
         dir,
         &crate::layout::Release(dir).datapackage(),
         (dp + "\n").as_bytes(),
-        0,
-    )?);
-    let page = report::html(plan, manifest, &docs, history);
-    out.push(sdmx::write_file(
-        dir,
-        &crate::layout::Release(dir).report(),
-        page.as_bytes(),
         0,
     )?);
     Ok(out)

@@ -8,8 +8,13 @@
 //! (rows, quarantine counts by rule, unmapped codes) and its trend over the last runs.
 //!
 //! The page is a pure function of those inputs: the same release and history give the same
-//! bytes. A few lines of script only check, once loaded, that each pyramid has bars (the
-//! headless-browser test reads the result from the `body` element's data attributes).
+//! bytes. A few lines of script only check, once loaded, that each pyramid has bars and in which
+//! direction the page was laid out (the headless-browser test reads the result from the `body`
+//! element's data attributes).
+//!
+//! One page per publication language (`[publish] languages`): `index.html` in the first,
+//! `index.<lang>.html` in the others, linked to each other; Arabic right to left; numbers as
+//! each locale writes them ([`i18n::number`]); labels from the code lists.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -18,8 +23,10 @@ use polars::prelude::*;
 
 use crate::export::codebook::{DimDoc, TableDoc};
 use crate::export::escape_markup as esc;
+use crate::export::i18n;
 use crate::manifest::Manifest;
 use crate::manifest::{HistoryRecord, RunStatus};
+use crate::vocab::Lang;
 
 /// Runs of the history shown in the trend.
 const TREND_RUNS: usize = 10;
@@ -34,29 +41,139 @@ fn decimals(d: &TableDoc) -> bool {
     !d.unit_measure.whole()
 }
 
-fn fmt_value(v: f64, decimals: bool) -> String {
-    if !decimals || (v.fract() == 0.0 && v.abs() >= 1.0) {
-        // Thousands separated by a thin space.
-        let n = v.round() as i64;
-        let s = n.abs().to_string();
-        let mut out = String::new();
-        for (i, c) in s.chars().enumerate() {
-            if i > 0 && (s.len() - i).is_multiple_of(3) {
-                out.push('\u{202f}');
-            }
-            out.push(c);
-        }
-        if n < 0 { format!("-{out}") } else { out }
+/// A value as `lang` writes numbers: whole numbers grouped by thousands, shares and other
+/// values below 1 with three decimals, other decimals with one.
+fn fmt_value(v: f64, decimals: bool, lang: Lang) -> String {
+    let digits = if !decimals || (v.fract() == 0.0 && v.abs() >= 1.0) {
+        0
     } else if v.abs() < 1.0 {
-        format!("{v:.3}")
+        3
     } else {
-        format!("{v:.1}")
-    }
+        1
+    };
+    i18n::number(v, digits, lang)
+}
+
+/// Dates, periods and codes inside a sentence keep their left-to-right order on an Arabic page
+/// (`2024-12-31` would otherwise show as `31-12-2024`): escaped and isolated.
+fn ltr(s: &str) -> String {
+    format!("<bdi dir=\"ltr\">{}</bdi>", esc(s))
+}
+
+/// A count as `lang` writes it.
+fn fmt_count(n: u64, lang: Lang) -> String {
+    i18n::number(n as f64, 0, lang)
+}
+
+/// The report's fixed texts.
+mod text {
+    use crate::export::i18n::Msg;
+    pub const INTRO: Msg = Msg(
+        "Pipeline <code>{0}</code>, content key <code>{1}</code>, migstat {2}. Reference date {3}; reference period {4} to {5}.",
+        "Chaîne <code>{0}</code>, clé de contenu <code>{1}</code>, migstat {2}. Date de référence {3} ; période de référence du {4} au {5}.",
+        "سلسلة المعالجة <code>{0}</code>، مفتاح المحتوى <code>{1}</code>، migstat {2}. التاريخ المرجعي {3}؛ الفترة المرجعية من {4} إلى {5}.",
+    );
+    pub const LEGEND: Msg = Msg(
+        "Flags: OBS_STATUS / CONF_STATUS. <b>x</b> = suppressed to protect confidentiality (Q/C: cells of too few persons and the cells that would let them be recomputed look alike). U = low reliability (survey CV above the caution limit). P = provisional (the period is not closed yet). Counts may be rounded or perturbed; see each table's protection.",
+        "Indicateurs : OBS_STATUS / CONF_STATUS. <b>x</b> = supprimé pour protéger la confidentialité (Q/C : les cellules de trop peu de personnes et celles qui permettraient de les recalculer sont indiscernables). U = fiabilité faible (CV de l'enquête au-delà du seuil de prudence). P = provisoire (la période n'est pas close). Les effectifs peuvent être arrondis ou perturbés ; voir la protection de chaque tableau.",
+        "المؤشرات: OBS_STATUS / CONF_STATUS. ‏<b>x</b> = محجوب لحماية السرية (Q/C: خلايا العدد القليل من الأشخاص والخلايا التي قد تسمح بإعادة حسابها متماثلة). U = موثوقية منخفضة (معامل اختلاف البحث فوق حد الحذر). P = مؤقتة (الفترة لم تُغلق بعد). قد تكون الأعداد مقرّبة أو مشوَّشة؛ انظر حماية كل جدول.",
+    );
+    pub const PYRAMIDS: Msg = Msg(
+        "Population pyramids",
+        "Pyramides des âges",
+        "الأهرام السكانية",
+    );
+    pub const TABLES: Msg = Msg("Tables", "Tableaux", "الجداول");
+    pub const VALIDATION: Msg = Msg("Validation", "Validation", "التحقق من صحة البيانات");
+    pub const MALES: Msg = Msg("Males", "Hommes", "ذكور");
+    pub const FEMALES: Msg = Msg("Females", "Femmes", "إناث");
+    pub const ALL: Msg = Msg("{0}: all", "{0} : ensemble", "{0}: المجموع");
+    pub const OF: Msg = Msg("{0}: {1}", "{0} : {1}", "{0}: {1}");
+    pub const SUPPRESSED: Msg = Msg("suppressed", "supprimé", "محجوب");
+    pub const LARGEST: Msg = Msg(
+        "largest bar: {0}",
+        "barre la plus longue : {0}",
+        "أطول عمود: {0}",
+    );
+    pub const NONE_PUBLISHED: Msg = Msg("none published", "aucune publiée", "لا شيء منشور");
+    pub const CONFIDENTIAL: Msg = Msg("confidential", "confidentiel", "سري");
+    pub const UNRELIABLE: Msg = Msg(
+        "withheld: too unreliable",
+        "retenu : trop peu fiable",
+        "محتجز: غير موثوق بما يكفي",
+    );
+    pub const CV: Msg = Msg("CV {0}%", "CV {0} %", "معامل الاختلاف {0}%");
+    pub const TOTAL: Msg = Msg("Total", "Total", "المجموع");
+    pub const BY: Msg = Msg(
+        "by {0} ({1} codes)",
+        "par {0} ({1} codes)",
+        "حسب {0} ({1} رمزًا)",
+    );
+    pub const CODE: Msg = Msg("code", "code", "الرمز");
+    pub const LABEL: Msg = Msg("label", "libellé", "التسمية");
+    pub const FLAGS: Msg = Msg("flags", "indicateurs", "المؤشرات");
+    pub const MORE_CODES: Msg = Msg(
+        "… {0} more codes in the table files",
+        "… {0} autres codes dans les fichiers du tableau",
+        "… {0} رموز أخرى في ملفات الجدول",
+    );
+    pub const SHOWN: Msg = Msg(
+        "{0}; shown: {1}",
+        "{0} ; affichée : {1}",
+        "{0}؛ المعروضة: {1}",
+    );
+    pub const TABLE_LEGEND: Msg = Msg(
+        "{0}; {1}; {2}. Protection: {3}.",
+        "{0} ; {1} ; {2}. Protection : {3}.",
+        "{0}؛ {1}؛ {2}. الحماية: {3}.",
+    );
+    pub const SUPPRESSED_CELLS: Msg = Msg(
+        " {0} of {1} cells suppressed ({2} primary, {3} secondary); audit {4}.",
+        " {0} cellules supprimées sur {1} ({2} primaires, {3} secondaires) ; audit {4}.",
+        " {0} خلية محجوبة من أصل {1} ({2} أولية، {3} ثانوية)؛ التدقيق {4}.",
+    );
+    pub const PASSED: Msg = Msg("passed", "réussi", "ناجح");
+    pub const FAILED: Msg = Msg("failed", "échoué", "فاشل");
+    pub const SOURCE: Msg = Msg("source", "source", "المصدر");
+    pub const ROWS_READ: Msg = Msg("rows read", "lignes lues", "الصفوف المقروءة");
+    pub const ACCEPTED: Msg = Msg("accepted", "acceptées", "المقبولة");
+    pub const QUARANTINED: Msg = Msg("quarantined", "en quarantaine", "المعزولة");
+    pub const BY_RULE: Msg = Msg("by rule", "par règle", "حسب القاعدة");
+    pub const UNMAPPED: Msg = Msg("Unmapped codes", "Codes non appariés", "رموز غير مطابقة");
+    pub const ALL_MAPPED: Msg = Msg(
+        "None: every raw code was mapped.",
+        "Aucun : chaque code brut a été apparié.",
+        "لا شيء: طوبق كل رمز خام.",
+    );
+    pub const COLUMN: Msg = Msg("column", "colonne", "العمود");
+    pub const RAW_VALUE: Msg = Msg("raw value", "valeur brute", "القيمة الخام");
+    pub const ROWS: Msg = Msg("rows", "lignes", "الصفوف");
+    pub const ACTION: Msg = Msg("action", "traitement", "الإجراء");
+    pub const MORE_UNMAPPED: Msg = Msg(
+        "… and {0} more unmapped values, the most frequent first in <code>manifest.json</code> (<code>unmapped_codes</code>); the quarantine holds every one.",
+        "… et {0} autres valeurs non appariées, les plus fréquentes d'abord dans <code>manifest.json</code> (<code>unmapped_codes</code>) ; la quarantaine les contient toutes.",
+        "… و{0} قيمة أخرى غير مطابقة، الأكثر تكرارًا أولًا في <code>manifest.json</code> ‏(<code>unmapped_codes</code>)؛ والعزل يحتويها كلها.",
+    );
+    pub const TREND: Msg = Msg(
+        "Trend over the last runs",
+        "Évolution sur les dernières exécutions",
+        "التطور عبر عمليات التشغيل الأخيرة",
+    );
+    pub const TREND_LEGEND: Msg = Msg(
+        "Rows quarantined / rows read per source and run (this release last).",
+        "Lignes en quarantaine / lignes lues par source et par exécution (cette diffusion en dernier).",
+        "الصفوف المعزولة / الصفوف المقروءة حسب المصدر وعملية التشغيل (هذا الإصدار أخيرًا).",
+    );
+    pub const RUN: Msg = Msg("run", "exécution", "عملية التشغيل");
+    pub const STATUS: Msg = Msg("status", "statut", "الحالة");
+    pub const THIS_RELEASE: Msg = Msg("this release", "cette diffusion", "هذا الإصدار");
+    pub const LANGUAGES: Msg = Msg("Languages", "Langues", "اللغات");
 }
 
 /// One table's cells, indexed by their codes.
 struct Cells<'a> {
     doc: &'a TableDoc,
+    lang: Lang,
     dims: Vec<&'a StringChunked>,
     value: Float64Chunked,
     obs: &'a StringChunked,
@@ -66,7 +183,7 @@ struct Cells<'a> {
 }
 
 impl<'a> Cells<'a> {
-    fn new(doc: &'a TableDoc) -> Option<Self> {
+    fn new(doc: &'a TableDoc, lang: Lang) -> Option<Self> {
         let f = &doc.frame;
         let dims: Vec<&StringChunked> = doc
             .dimensions
@@ -101,6 +218,7 @@ impl<'a> Cells<'a> {
         }
         Some(Cells {
             doc,
+            lang,
             dims,
             value,
             obs,
@@ -134,9 +252,9 @@ impl<'a> Cells<'a> {
             None => format!(
                 "<td class=\"num suppressed\" title=\"{}\">x</td><td class=\"flag\">{flags}</td>",
                 if conf == "C" {
-                    "confidential"
+                    text::CONFIDENTIAL.get(self.lang)
                 } else {
-                    "withheld: too unreliable"
+                    text::UNRELIABLE.get(self.lang)
                 }
             ),
             Some(v) => {
@@ -144,23 +262,28 @@ impl<'a> Cells<'a> {
                     .cv
                     .as_ref()
                     .and_then(|c| c.get(i))
-                    .map(|c| format!(" <span class=\"cv\">CV {:.0}%</span>", c * 100.0))
+                    .map(|c| {
+                        format!(
+                            " <span class=\"cv\">{}</span>",
+                            text::CV.fill(self.lang, &[&format!("{:.0}", c * 100.0)])
+                        )
+                    })
                     .unwrap_or_default();
                 let class = if obs == "U" { "num unreliable" } else { "num" };
                 format!(
                     "<td class=\"{class}\">{}{cv}</td><td class=\"flag\">{flags}</td>",
-                    fmt_value(v, decimals(self.doc))
+                    fmt_value(v, decimals(self.doc), self.lang)
                 )
             }
         }
     }
 }
 
-fn label(dim: &DimDoc, code: &str) -> String {
+fn label(dim: &DimDoc, code: &str, lang: Lang) -> String {
     dim.codes
         .iter()
         .find(|(c, _)| c == code)
-        .map_or(code.to_string(), |(_, l)| l.en.clone())
+        .map_or(code.to_string(), |(_, l)| l.or_en(lang).to_string())
 }
 
 /// A pyramid: males left, females right, one row per age band (youngest at the bottom).
@@ -172,6 +295,7 @@ fn pyramid(
     title: &str,
 ) -> String {
     let age_dim = &cells.doc.dimensions[age];
+    let lang = cells.lang;
     // The codebook lists bands youngest first.
     let bands: Vec<&str> = age_dim
         .codes
@@ -211,9 +335,11 @@ fn pyramid(
     );
     let _ = writeln!(
         s,
-        "<text x=\"{}\" y=\"18\" text-anchor=\"middle\" class=\"axis\">Males</text><text x=\"{}\" y=\"18\" text-anchor=\"middle\" class=\"axis\">Females</text>",
+        "<text x=\"{}\" y=\"18\" text-anchor=\"middle\" class=\"axis\">{}</text><text x=\"{}\" y=\"18\" text-anchor=\"middle\" class=\"axis\">{}</text>",
         10.0 + half / 2.0,
-        cx + label_w / 2.0 + half / 2.0
+        text::MALES.get(lang),
+        cx + label_w / 2.0 + half / 2.0,
+        text::FEMALES.get(lang)
     );
     for (k, (band, m, f)) in rows.iter().rev().enumerate() {
         let y = top + row_h * k as f64;
@@ -221,9 +347,12 @@ fn pyramid(
             s,
             "<text x=\"{cx}\" y=\"{}\" text-anchor=\"middle\" class=\"band\">{}</text>",
             y + row_h * 0.7,
-            esc(&label(age_dim, band))
+            esc(&label(age_dim, band, lang))
         );
-        for (side, v, sexname) in [(-1.0, m, "Males"), (1.0, f, "Females")] {
+        for (side, v, sexname) in [
+            (-1.0, m, text::MALES.get(lang)),
+            (1.0, f, text::FEMALES.get(lang)),
+        ] {
             let x0 = if side < 0.0 {
                 cx - label_w / 2.0
             } else {
@@ -239,8 +368,8 @@ fn pyramid(
                         "<rect class=\"{class}\" x=\"{x:.1}\" y=\"{:.1}\" width=\"{w:.1}\" height=\"{:.1}\"><title>{sexname}, {}: {}</title></rect>",
                         y + 1.0,
                         row_h - 2.0,
-                        esc(&label(age_dim, band)),
-                        fmt_value(*v, decimals(cells.doc))
+                        esc(&label(age_dim, band, lang)),
+                        fmt_value(*v, decimals(cells.doc), lang)
                     );
                 }
                 None => {
@@ -248,10 +377,11 @@ fn pyramid(
                     let x = if side < 0.0 { x0 - 24.0 } else { x0 };
                     let _ = writeln!(
                         s,
-                        "<rect class=\"bar suppressed\" x=\"{x:.1}\" y=\"{:.1}\" width=\"24\" height=\"{:.1}\"><title>{sexname}, {}: suppressed</title></rect><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" class=\"x\">x</text>",
+                        "<rect class=\"bar suppressed\" x=\"{x:.1}\" y=\"{:.1}\" width=\"24\" height=\"{:.1}\"><title>{sexname}, {}: {}</title></rect><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" class=\"x\">x</text>",
                         y + 1.0,
                         row_h - 2.0,
-                        esc(&label(age_dim, band)),
+                        esc(&label(age_dim, band, lang)),
+                        text::SUPPRESSED.get(lang),
                         x + 12.0,
                         y + row_h * 0.72
                     );
@@ -261,12 +391,16 @@ fn pyramid(
     }
     let _ = writeln!(
         s,
-        "<text x=\"{cx}\" y=\"{}\" text-anchor=\"middle\" class=\"axis\">largest bar: {}</text></svg><figcaption>{}</figcaption></figure>",
+        "<text x=\"{cx}\" y=\"{}\" text-anchor=\"middle\" class=\"axis\">{}</text></svg><figcaption>{}</figcaption></figure>",
         height - 8.0,
-        largest.map_or("none published".to_string(), |v| fmt_value(
-            v,
-            decimals(cells.doc)
-        )),
+        text::LARGEST.fill(
+            lang,
+            &[
+                &largest.map_or(text::NONE_PUBLISHED.get(lang).to_string(), |v| {
+                    fmt_value(v, decimals(cells.doc), lang)
+                })
+            ]
+        ),
         esc(title)
     );
     s
@@ -285,7 +419,15 @@ fn pyramids(cells: &Cells<'_>) -> Vec<String> {
     else {
         return Vec::new();
     };
-    let mut out = vec![pyramid(cells, sex, age, &[], &format!("{}: all", d.title))];
+    let lang = cells.lang;
+    let title = d.title.or_en(lang);
+    let mut out = vec![pyramid(
+        cells,
+        sex,
+        age,
+        &[],
+        &text::ALL.fill(lang, &[title]),
+    )];
     if let Some(pop) = d
         .dimensions
         .iter()
@@ -303,7 +445,7 @@ fn pyramids(cells: &Cells<'_>) -> Vec<String> {
                 sex,
                 age,
                 &[(pop, code.as_str())],
-                &format!("{}: {}", d.title, l.en),
+                &text::OF.fill(lang, &[title, l.or_en(lang)]),
             ));
         }
     }
@@ -312,20 +454,30 @@ fn pyramids(cells: &Cells<'_>) -> Vec<String> {
 
 fn margins(cells: &Cells<'_>) -> String {
     let d = cells.doc;
+    let lang = cells.lang;
     let mut s = String::new();
     let total = cells.at(&[]);
     let _ = writeln!(
         s,
-        "<table class=\"cells\"><tr><th>Total</th><th></th>{}</tr></table>",
+        "<table class=\"cells\"><tr><th>{}</th><th></th>{}</tr></table>",
+        text::TOTAL.get(lang),
         cells.cell_html(total)
     );
     for (i, dim) in d.dimensions.iter().enumerate() {
         let _ = writeln!(
             s,
-            "<details><summary>by {} ({} codes)</summary><table class=\"cells\"><thead><tr><th>code</th><th>label</th><th>{}</th><th>flags</th></tr></thead><tbody>",
-            esc(&dim.name),
-            dim.codes.len(),
-            esc(&d.measure)
+            "<details><summary>{}</summary><table class=\"cells\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
+            esc(&text::BY.fill(
+                lang,
+                &[
+                    dim.name.or_en(lang),
+                    &fmt_count(dim.codes.len() as u64, lang)
+                ]
+            )),
+            text::CODE.get(lang),
+            text::LABEL.get(lang),
+            esc(&d.measure),
+            text::FLAGS.get(lang)
         );
         let codes: Vec<&(String, _)> = dim
             .codes
@@ -337,15 +489,15 @@ fn margins(cells: &Cells<'_>) -> String {
                 s,
                 "<tr><td><code>{}</code></td><td>{}</td>{}</tr>",
                 esc(code),
-                esc(&l.en),
+                esc(l.or_en(lang)),
                 cells.cell_html(cells.at(&[(i, code.as_str())]))
             );
         }
         if codes.len() > MAX_CODES {
             let _ = writeln!(
                 s,
-                "<tr><td colspan=\"4\">… {} more codes in the table files</td></tr>",
-                codes.len() - MAX_CODES
+                "<tr><td colspan=\"4\">{}</td></tr>",
+                text::MORE_CODES.fill(lang, &[&fmt_count((codes.len() - MAX_CODES) as u64, lang)])
             );
         }
         s.push_str("</tbody></table></details>\n");
@@ -355,53 +507,88 @@ fn margins(cells: &Cells<'_>) -> String {
 
 const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#1b1b1b;padding:0 1rem}
 h1{font-size:1.6rem}h2{margin-top:2.2rem;border-bottom:1px solid #ccc}h3{margin-top:1.6rem}
-table{border-collapse:collapse;margin:.5rem 0}td,th{padding:2px 8px;border-bottom:1px solid #eee;text-align:left}
+table{border-collapse:collapse;margin:.5rem 0}td,th{padding:2px 8px;border-bottom:1px solid #eee;text-align:start}
 td.num{text-align:right;font-variant-numeric:tabular-nums}td.suppressed{color:#a33;font-weight:bold}
 td.unreliable{color:#8a6d00}td.flag{color:#777;font-size:12px}.cv{color:#777;font-size:12px}
 .pyramids{display:flex;flex-wrap:wrap;gap:1rem}figure{margin:0}figcaption{font-size:12px;color:#555;text-align:center}
 rect.male{fill:#3b6ea8}rect.female{fill:#c0504d}rect.suppressed{fill:none;stroke:#a33;stroke-dasharray:3 2}
 text{font:11px system-ui,sans-serif;fill:#333}text.x{fill:#a33;font-weight:bold}text.axis{fill:#555}
-.legend{color:#555;font-size:13px}.bad{color:#a33}";
+.legend{color:#555;font-size:13px}.bad{color:#a33}nav.lang a,nav.lang b{margin-inline-end:1rem}
+[dir=rtl] body,[dir=rtl] text{font-family:system-ui,'Noto Naskh Arabic','DejaVu Sans',sans-serif}";
 
 const CHECK: &str = "window.migstatErrors=[];window.addEventListener('error',function(e){window.migstatErrors.push(String(e.message))});
 document.addEventListener('DOMContentLoaded',function(){var p=document.querySelectorAll('svg.pyramid'),d=0;
 for(var i=0;i<p.length;i++){if(p[i].querySelectorAll('rect.bar').length>0)d++}
 document.body.setAttribute('data-pyramids',String(p.length));document.body.setAttribute('data-drawn',String(d));
-document.body.setAttribute('data-errors',String(window.migstatErrors.length));});";
+document.body.setAttribute('data-errors',String(window.migstatErrors.length));
+var h=document.querySelector('h1'),r=document.createRange();r.selectNodeContents(h);var t=r.getBoundingClientRect(),b=h.getBoundingClientRect();
+document.body.setAttribute('data-dir',getComputedStyle(document.body).direction);
+document.body.setAttribute('data-title-align',(b.right-t.right)<(t.left-b.left)?'right':'left');});";
 
 /// A run in the trend: its id, status, and per source (quarantined, read).
 type TrendRow = (String, RunStatus, BTreeMap<String, (u64, u64)>);
 
-/// The report page.
+/// The report page in `lang`; `languages` are the release's publication languages, the first
+/// one's page being `index.html` (each page links to the others).
 pub fn html(
     plan: &crate::spec::Plan,
     manifest: &Manifest,
     docs: &[TableDoc],
     history: &[HistoryRecord],
+    lang: Lang,
 ) -> String {
-    let title = plan.title.as_deref().unwrap_or(&plan.pipeline_id);
+    let title = crate::export::codebook::plan_title(plan);
+    let title = title.or_en(lang);
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{} — {}</title>\n<style>{STYLE}</style>\n<script>{CHECK}</script>\n</head><body>",
+        "<!DOCTYPE html>\n<html lang=\"{}\" dir=\"{}\"><head><meta charset=\"utf-8\">\n<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{} — {}</title>\n<style>{STYLE}</style>\n<script>{CHECK}</script>\n</head><body>",
+        lang.code(),
+        lang.dir(),
         esc(title),
         esc(&manifest.reference_date)
     );
+    if plan.languages.len() > 1 {
+        let _ = write!(
+            s,
+            "<nav class=\"lang\" aria-label=\"{}\">",
+            text::LANGUAGES.get(lang)
+        );
+        for (i, l) in plan.languages.iter().enumerate() {
+            let page = crate::layout::report_page((i > 0).then_some(l.code()));
+            if *l == lang {
+                let _ = write!(s, "<b lang=\"{0}\">{1}</b> ", l.code(), l.endonym());
+            } else {
+                let _ = write!(
+                    s,
+                    "<a href=\"{page}\" hreflang=\"{0}\" lang=\"{0}\">{1}</a> ",
+                    l.code(),
+                    l.endonym()
+                );
+            }
+        }
+        s.push_str("</nav>\n");
+    }
     let _ = writeln!(
         s,
-        "<h1>{}</h1>\n<p>Pipeline <code>{}</code>, content key <code>{}</code>, migstat {}. Reference date {}; reference period {} to {}.</p>",
+        "<h1>{}</h1>\n<p>{}</p>",
         esc(title),
-        esc(&plan.pipeline_id),
-        esc(crate::export::codebook::short_key(&manifest.run_key)),
-        crate::VERSION,
-        esc(&manifest.reference_date),
-        esc(&manifest.reference_period[0]),
-        esc(&manifest.reference_period[1])
+        text::INTRO.fill(
+            lang,
+            &[
+                &esc(&plan.pipeline_id),
+                &esc(crate::export::codebook::short_key(&manifest.run_key)),
+                crate::VERSION,
+                &ltr(&manifest.reference_date),
+                &ltr(&manifest.reference_period[0]),
+                &ltr(&manifest.reference_period[1]),
+            ]
+        )
     );
-    s.push_str("<p class=\"legend\">Flags: OBS_STATUS / CONF_STATUS. <b>x</b> = suppressed to protect confidentiality (A primary: too few persons; D secondary: would let a primary cell be recomputed). U = low reliability (survey CV above the caution limit). Counts may be rounded or perturbed; see each table's protection.</p>\n");
+    let _ = writeln!(s, "<p class=\"legend\">{}</p>", text::LEGEND.get(lang));
 
-    let all: Vec<Cells<'_>> = docs.iter().filter_map(Cells::new).collect();
-    s.push_str("<h2 id=\"pyramids\">Population pyramids</h2>\n");
+    let all: Vec<Cells<'_>> = docs.iter().filter_map(|d| Cells::new(d, lang)).collect();
+    let _ = writeln!(s, "<h2 id=\"pyramids\">{}</h2>", text::PYRAMIDS.get(lang));
     for c in &all {
         let p = pyramids(c);
         if p.is_empty() {
@@ -411,8 +598,8 @@ pub fn html(
             s,
             "<h3 id=\"p-{}\">{} <small>({})</small></h3><div class=\"pyramids\">",
             esc(&c.doc.id),
-            esc(&c.doc.title),
-            esc(&c.doc.unit)
+            esc(c.doc.title.or_en(lang)),
+            esc(i18n::unit(&c.doc.unit).or_en(lang))
         );
         for svg in p {
             s.push_str(&svg);
@@ -420,70 +607,115 @@ pub fn html(
         s.push_str("</div>\n");
     }
 
-    s.push_str("<h2 id=\"tables\">Tables</h2>\n");
+    let _ = writeln!(s, "<h2 id=\"tables\">{}</h2>", text::TABLES.get(lang));
     for c in &all {
         let d = c.doc;
+        let shown = match d.periods.len() {
+            0 | 1 => ltr(&d.ref_period),
+            // A series: its first and last periods (language-neutral), the last one shown.
+            _ => text::SHOWN.fill(
+                lang,
+                &[
+                    &ltr(&format!(
+                        "{} – {}",
+                        d.periods.first().map_or("", String::as_str),
+                        d.periods.last().map_or("", String::as_str)
+                    )),
+                    &ltr(d.periods.last().map_or("", String::as_str)),
+                ],
+            ),
+        };
+        // The full description in English; a short one in the other languages.
+        let protection = match (lang, d.method) {
+            (Lang::En, _) | (_, None) => d.protection.clone(),
+            (_, Some(m)) => i18n::method(m).get(lang).to_string(),
+        };
+        let summary = d
+            .protection_summary
+            .as_ref()
+            .filter(|p| p.primary + p.secondary > 0)
+            .map(|p| {
+                text::SUPPRESSED_CELLS.fill(
+                    lang,
+                    &[
+                        &fmt_count(p.primary + p.secondary, lang),
+                        &fmt_count(p.cells, lang),
+                        &fmt_count(p.primary, lang),
+                        &fmt_count(p.secondary, lang),
+                        if p.audit_passed {
+                            text::PASSED.get(lang)
+                        } else {
+                            text::FAILED.get(lang)
+                        },
+                    ],
+                )
+            })
+            .unwrap_or_default();
         let _ = writeln!(
             s,
-            "<h3 id=\"t-{}\">{} <small><code>{}</code></small></h3>\n<p class=\"legend\">{}; {}; {}. Protection: {}.{}</p>",
+            "<h3 id=\"t-{}\">{} <small><code>{}</code></small></h3>\n<p class=\"legend\">{}{}</p>",
             esc(&d.id),
-            esc(&d.title),
+            esc(d.title.or_en(lang)),
             esc(&d.id),
-            esc(&d.kind),
-            esc(&d.unit),
-            esc(&match d.periods.len() {
-                0 | 1 => d.ref_period.clone(),
-                _ => format!(
-                    "{}; shown: {}",
-                    d.ref_period,
-                    d.periods.last().map_or("", String::as_str)
-                ),
-            }),
-            esc(&d.protection),
-            d.protection_summary
-                .as_ref()
-                .filter(|p| p.primary + p.secondary > 0)
-                .map(|p| format!(
-                    " {} of {} cells suppressed ({} primary, {} secondary); audit {}.",
-                    p.primary + p.secondary,
-                    p.cells,
-                    p.primary,
-                    p.secondary,
-                    if p.audit_passed { "passed" } else { "failed" }
-                ))
-                .unwrap_or_default()
+            text::TABLE_LEGEND.fill(
+                lang,
+                &[
+                    &esc(i18n::kind(&d.kind).or_en(lang)),
+                    &esc(i18n::unit(&d.unit).or_en(lang)),
+                    &shown,
+                    &esc(&protection)
+                ]
+            ),
+            esc(&summary)
         );
         s.push_str(&margins(c));
     }
 
-    s.push_str("<h2 id=\"validation\">Validation</h2>\n<table><thead><tr><th>source</th><th class=\"num\">rows read</th><th class=\"num\">accepted</th><th class=\"num\">quarantined</th><th>by rule</th></tr></thead><tbody>\n");
+    let _ = writeln!(
+        s,
+        "<h2 id=\"validation\">{}</h2>\n<table><thead><tr><th>{}</th><th class=\"num\">{}</th><th class=\"num\">{}</th><th class=\"num\">{}</th><th>{}</th></tr></thead><tbody>",
+        text::VALIDATION.get(lang),
+        text::SOURCE.get(lang),
+        text::ROWS_READ.get(lang),
+        text::ACCEPTED.get(lang),
+        text::QUARANTINED.get(lang),
+        text::BY_RULE.get(lang)
+    );
     for src in &manifest.sources {
         let rules = src
             .quarantine_by_rule
             .iter()
-            .map(|(r, n)| format!("{} {}", esc(r), fmt_value(*n as f64, false)))
+            .map(|(r, n)| format!("{} {}", esc(r), fmt_count(*n, lang)))
             .collect::<Vec<_>>()
             .join(", ");
         let _ = writeln!(
             s,
             "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
             esc(&src.id),
-            fmt_value(src.rows_read as f64, false),
-            fmt_value(src.rows_accepted as f64, false),
-            fmt_value(src.rows_quarantined as f64, false),
+            fmt_count(src.rows_read, lang),
+            fmt_count(src.rows_accepted, lang),
+            fmt_count(src.rows_quarantined, lang),
             rules
         );
     }
-    s.push_str("</tbody></table>\n<h3>Unmapped codes</h3>\n");
+    let _ = writeln!(s, "</tbody></table>\n<h3>{}</h3>", text::UNMAPPED.get(lang));
     let unmapped: Vec<(&str, &crate::harmonize::UnmappedValue)> = manifest
         .sources
         .iter()
         .flat_map(|src| src.unmapped_codes.iter().map(move |u| (src.id.as_str(), u)))
         .collect();
     if unmapped.is_empty() {
-        s.push_str("<p>None: every raw code was mapped.</p>\n");
+        let _ = writeln!(s, "<p>{}</p>", text::ALL_MAPPED.get(lang));
     } else {
-        s.push_str("<table><thead><tr><th>source</th><th>column</th><th>raw value</th><th class=\"num\">rows</th><th>action</th></tr></thead><tbody>\n");
+        let _ = writeln!(
+            s,
+            "<table><thead><tr><th>{}</th><th>{}</th><th>{}</th><th class=\"num\">{}</th><th>{}</th></tr></thead><tbody>",
+            text::SOURCE.get(lang),
+            text::COLUMN.get(lang),
+            text::RAW_VALUE.get(lang),
+            text::ROWS.get(lang),
+            text::ACTION.get(lang)
+        );
         for (src, u) in unmapped.iter().take(50) {
             let _ = writeln!(
                 s,
@@ -492,7 +724,7 @@ pub fn html(
                 esc(&u.column),
                 esc(&u.field),
                 esc(&u.raw),
-                fmt_value(u.count as f64, false),
+                fmt_count(u.count, lang),
                 esc(&u.action)
             );
         }
@@ -506,13 +738,19 @@ pub fn html(
         if left > 0 {
             let _ = writeln!(
                 s,
-                "<p class=\"legend\">… and {left} more unmapped values, the most frequent first in <code>manifest.json</code> (<code>unmapped_codes</code>); the quarantine holds every one.</p>"
+                "<p class=\"legend\">{}</p>",
+                text::MORE_UNMAPPED.fill(lang, &[&fmt_count(left, lang)])
             );
         }
     }
 
     // Trend: the last runs of the history, then this one.
-    s.push_str("<h3>Trend over the last runs</h3>\n<p class=\"legend\">Rows quarantined / rows read per source and run (this release last).</p>\n");
+    let _ = writeln!(
+        s,
+        "<h3>{}</h3>\n<p class=\"legend\">{}</p>",
+        text::TREND.get(lang),
+        text::TREND_LEGEND.get(lang)
+    );
     let mut runs: Vec<TrendRow> = history
         .iter()
         .filter(|h| !h.sources.is_empty())
@@ -528,7 +766,7 @@ pub fn html(
         })
         .collect();
     runs.push((
-        "this release".to_string(),
+        text::THIS_RELEASE.get(lang).to_string(),
         RunStatus::Succeeded,
         manifest
             .sources
@@ -538,7 +776,12 @@ pub fn html(
     ));
     let start = runs.len().saturating_sub(TREND_RUNS);
     let runs = &runs[start..];
-    s.push_str("<table><thead><tr><th>run</th><th>status</th>");
+    let _ = write!(
+        s,
+        "<table><thead><tr><th>{}</th><th>{}</th>",
+        text::RUN.get(lang),
+        text::STATUS.get(lang)
+    );
     for src in &manifest.sources {
         let _ = write!(s, "<th class=\"num\">{}</th>", esc(&src.id));
     }
@@ -553,7 +796,7 @@ pub fn html(
             } else {
                 ""
             },
-            esc(status.name())
+            i18n::run_status(*status).get(lang)
         );
         for src in &manifest.sources {
             match by.get(&src.id) {
@@ -561,8 +804,8 @@ pub fn html(
                     let _ = write!(
                         s,
                         "<td class=\"num\">{} / {}</td>",
-                        fmt_value(*q as f64, false),
-                        fmt_value(*r as f64, false)
+                        fmt_count(*q, lang),
+                        fmt_count(*r, lang)
                     );
                 }
                 None => s.push_str("<td class=\"num\">–</td>"),

@@ -22,23 +22,15 @@ use polars::prelude::*;
 
 use crate::error::{PolarsContext, Result};
 use crate::export::codebook::{DimDoc, Labels, TableDoc};
-use crate::export::{OutputFile, escape_markup as esc};
+use crate::export::{OutputFile, escape_markup as esc, i18n};
 use crate::spec::Plan;
 
 /// The attributes of survey estimates: (SDMX id, public column, name).
-const SURVEY_ATTRIBUTES: [(&str, &str, &str); 4] = [
-    ("STD_ERR", "se", "Standard error"),
-    (
-        "LOWER_BOUND",
-        "ci_low",
-        "Lower limit of the 95% confidence interval",
-    ),
-    (
-        "UPPER_BOUND",
-        "ci_high",
-        "Upper limit of the 95% confidence interval",
-    ),
-    ("CV", "cv", "Coefficient of variation"),
+const SURVEY_ATTRIBUTES: [(&str, &str, i18n::Msg); 4] = [
+    ("STD_ERR", "se", i18n::STD_ERR),
+    ("LOWER_BOUND", "ci_low", i18n::LOWER_BOUND),
+    ("UPPER_BOUND", "ci_high", i18n::UPPER_BOUND),
+    ("CV", "cv", i18n::CV),
 ];
 
 /// Dataflow id of a table.
@@ -99,17 +91,6 @@ fn number(v: f64) -> String {
 pub fn sdmx_dimensions(d: &TableDoc) -> impl Iterator<Item = &DimDoc> {
     d.dimensions.iter()
 }
-
-/// `CL_FREQ` codes migstat writes.
-const FREQ_CODES: [(&str, &str); 4] = [
-    ("A", "Annual"),
-    ("Q", "Quarterly"),
-    ("M", "Monthly"),
-    (
-        "_O",
-        "Other (a span that is not a calendar year, quarter or month)",
-    ),
-];
 
 /// A table's SDMX-CSV text and its number of observations.
 fn csv(plan: &Plan, d: &TableDoc, v2: bool) -> Result<(String, u64)> {
@@ -241,21 +222,13 @@ fn names(out: &mut String, indent: &str, l: &Labels) {
     }
 }
 
-fn en(s: &str) -> Labels {
-    Labels {
-        en: s.to_string(),
-        fr: None,
-        ar: None,
-    }
-}
-
 /// The SDMX-ML 2.1 structure message: code lists, concepts, one DSD and one dataflow per table.
 pub fn structure(plan: &Plan, docs: &[TableDoc]) -> String {
     let agency = esc(&plan.sdmx.agency);
     let version = esc(&plan.sdmx.version);
     // Code lists: the union of the codes every table uses, with their labels.
-    let mut lists: BTreeMap<String, (String, BTreeMap<String, Labels>)> = BTreeMap::new();
-    let mut concepts: BTreeMap<String, String> = BTreeMap::new();
+    let mut lists: BTreeMap<String, (Labels, BTreeMap<String, Labels>)> = BTreeMap::new();
+    let mut concepts: BTreeMap<String, Labels> = BTreeMap::new();
     for d in docs {
         for dim in sdmx_dimensions(d) {
             let e = lists
@@ -269,67 +242,63 @@ pub fn structure(plan: &Plan, docs: &[TableDoc]) -> String {
                 .or_insert_with(|| dim.name.clone());
         }
     }
-    let fixed = |codes: &[(&str, &str)]| -> BTreeMap<String, Labels> {
-        codes.iter().map(|(c, l)| (c.to_string(), en(l))).collect()
+    let fixed = |codes: &[(&str, i18n::Msg)]| -> BTreeMap<String, Labels> {
+        codes
+            .iter()
+            .map(|(c, m)| (c.to_string(), m.text()))
+            .collect()
     };
     lists.insert(
         "CL_OBS_STATUS".into(),
-        (
-            "Observation status".into(),
-            fixed(&[
-                ("A", "Normal value"),
-                ("P", "Provisional value"),
-                ("Q", "Missing value; suppressed"),
-                ("U", "Low reliability"),
-            ]),
-        ),
+        (i18n::OBS_STATUS.text(), fixed(&i18n::OBS_STATUS_CODES)),
     );
     lists.insert(
         "CL_CONF_STATUS".into(),
-        (
-            "Confidentiality status".into(),
-            fixed(&[("C", "Confidential statistical information"), ("F", "Free")]),
-        ),
+        (i18n::CONF_STATUS.text(), fixed(&i18n::CONF_STATUS_CODES)),
     );
     let mut units: BTreeMap<String, Labels> = BTreeMap::new();
     for d in docs {
         let (c, l) = unit_measure(d);
-        units.insert(c.to_string(), en(l));
+        units.insert(c.to_string(), i18n::unit_measure(l));
     }
-    lists.insert("CL_UNIT_MEASURE".into(), ("Unit of measure".into(), units));
+    lists.insert("CL_UNIT_MEASURE".into(), (i18n::UNIT_MEASURE.text(), units));
     if let Some(a) = &plan.sdmx.ref_area {
-        // The country's English name, found by its alpha-2 code.
+        // The country's names, found by its alpha-2 code.
         let label = plan
             .codelists
             .get("countries")
             .and_then(|cl| {
                 let iso2 = cl.columns.iter().position(|c| c == "iso2")?;
-                let en = cl.columns.iter().position(|c| c == "label_en")?;
-                cl.rows
-                    .values()
-                    .find(|r| r.get(iso2) == Some(a))
-                    .and_then(|r| r.get(en).cloned())
+                let (code, _) = cl.rows.iter().find(|(_, r)| r.get(iso2) == Some(a))?;
+                Some(Labels::new(
+                    cl.attribute(code, "label_en")?,
+                    cl.attribute(code, "label_fr"),
+                    cl.attribute(code, "label_ar"),
+                ))
             })
-            .unwrap_or_else(|| a.clone());
+            .unwrap_or_else(|| Labels::new(a, None, None));
         lists.insert(
             "CL_AREA".into(),
-            ("Reference area".into(), [(a.clone(), en(&label))].into()),
+            (i18n::REF_AREA.text(), [(a.clone(), label)].into()),
         );
     }
-    lists.insert("CL_FREQ".into(), ("Frequency".into(), fixed(&FREQ_CODES)));
+    lists.insert(
+        "CL_FREQ".into(),
+        (i18n::FREQ.text(), fixed(&i18n::FREQ_CODES)),
+    );
     for (id, name) in [
-        ("FREQ", "Frequency"),
-        ("REF_AREA", "Reference area"),
-        ("TIME_PERIOD", "Time period"),
-        ("OBS_VALUE", "Observation value"),
-        ("OBS_STATUS", "Observation status"),
-        ("CONF_STATUS", "Confidentiality status"),
-        ("UNIT_MEASURE", "Unit of measure"),
+        ("FREQ", &i18n::FREQ),
+        ("REF_AREA", &i18n::REF_AREA),
+        ("TIME_PERIOD", &i18n::TIME_PERIOD),
+        ("OBS_VALUE", &i18n::OBS_VALUE),
+        ("OBS_STATUS", &i18n::OBS_STATUS),
+        ("CONF_STATUS", &i18n::CONF_STATUS),
+        ("UNIT_MEASURE", &i18n::UNIT_MEASURE),
     ] {
-        concepts.insert(id.into(), name.into());
+        concepts.insert(id.into(), name.text());
     }
-    for (id, _, name) in SURVEY_ATTRIBUTES {
-        concepts.insert(id.into(), name.into());
+    for (id, _, name) in &SURVEY_ATTRIBUTES {
+        concepts.insert(id.to_string(), name.text());
     }
 
     let mut x = String::new();
@@ -353,7 +322,7 @@ pub fn structure(plan: &Plan, docs: &[TableDoc]) -> String {
             x,
             "      <str:Dataflow id=\"{id}\" agencyID=\"{agency}\" version=\"{version}\">"
         );
-        names(&mut x, "        ", &en(&d.title));
+        names(&mut x, "        ", &d.title);
         let _ = writeln!(
             x,
             "        <str:Structure>\n          <Ref id=\"DSD_{id}\" agencyID=\"{agency}\" \
@@ -368,7 +337,7 @@ pub fn structure(plan: &Plan, docs: &[TableDoc]) -> String {
             "      <str:Codelist id=\"{}\" agencyID=\"{agency}\" version=\"{version}\">",
             esc(id)
         );
-        names(&mut x, "        ", &en(name));
+        names(&mut x, "        ", name);
         for (c, l) in codes {
             let _ = writeln!(x, "        <str:Code id=\"{}\">", esc(c));
             names(&mut x, "          ", l);
@@ -381,10 +350,10 @@ pub fn structure(plan: &Plan, docs: &[TableDoc]) -> String {
         x,
         "      <str:ConceptScheme id=\"CS_MIGSTAT\" agencyID=\"{agency}\" version=\"{version}\">"
     );
-    names(&mut x, "        ", &en("Migration statistics concepts"));
+    names(&mut x, "        ", &i18n::CONCEPT_SCHEME.text());
     for (id, name) in &concepts {
         let _ = writeln!(x, "        <str:Concept id=\"{}\">", esc(id));
-        names(&mut x, "          ", &en(name));
+        names(&mut x, "          ", name);
         x.push_str("        </str:Concept>\n");
     }
     x.push_str("      </str:ConceptScheme>\n    </str:Concepts>\n    <str:DataStructures>\n");
@@ -410,7 +379,7 @@ pub fn structure(plan: &Plan, docs: &[TableDoc]) -> String {
             x,
             "      <str:DataStructure id=\"DSD_{id}\" agencyID=\"{agency}\" version=\"{version}\">"
         );
-        names(&mut x, "        ", &en(&d.title));
+        names(&mut x, "        ", &d.title);
         x.push_str("        <str:DataStructureComponents>\n          <str:DimensionList id=\"DimensionDescriptor\">\n");
         let _ = writeln!(
             x,

@@ -42,6 +42,7 @@ pub use table::{
 };
 
 use crate::error::{Error, Result, SpecIssue};
+use crate::vocab::Lang;
 
 /// The spec format version this migstat reads.
 pub const SPEC_VERSION: i64 = 1;
@@ -191,6 +192,11 @@ pub struct Plan {
     pub spec_path: PathBuf,
     pub pipeline_id: String,
     pub title: Option<String>,
+    /// `title_fr`, `title_ar`: the title in the other publication languages.
+    pub title_translations: BTreeMap<Lang, String>,
+    /// `[publish] languages`: the report and the codebook are written in each, the first one
+    /// as `report/index.html` and `public/codebook.md` (default: English only).
+    pub languages: Vec<Lang>,
     /// blake3 of the spec file and every schema it uses, in source order.
     pub spec_hash: String,
     pub reference_date: NaiveDate,
@@ -252,7 +258,7 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
     misplaced_sections(&root, &mut cx);
     let head = header(&root, &mut cx);
     let (default_fraction, chunk_rows) = defaults_section(&root, &mut cx);
-    let (keep_releases, provisional_months, sdmx) = publish_section(&root, &mut cx);
+    let (keep_releases, provisional_months, sdmx, languages) = publish_section(&root, &mut cx);
     let protection_key = protection_section(&root, base, &mut cx);
     let (codelists_dir, codelists, bandings) = codelists_section(&root, base, &mut cx);
     let (sources, schema_hashes) = source::sources_section(
@@ -270,6 +276,7 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
         &mut cx,
     );
     check_covariances(&sources, &tables, &mut cx);
+    check_translations(&languages, &head, &tables, &mut cx);
     let groups = groups::groups(&tables, &mut cx);
     root.finish(&mut cx);
     if !cx.issues.is_empty() {
@@ -293,6 +300,8 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
         spec_path: spec_path.to_path_buf(),
         pipeline_id: head.pipeline_id,
         title: head.title,
+        title_translations: head.title_translations,
+        languages,
         spec_hash,
         reference_date,
         reference_period,
@@ -361,6 +370,7 @@ fn misplaced_sections(root: &Section<'_>, cx: &mut Ctx<'_>) {
 struct Header {
     pipeline_id: String,
     title: Option<String>,
+    title_translations: BTreeMap<Lang, String>,
     reference_date: Option<NaiveDate>,
     reference_period: Option<Period>,
 }
@@ -382,6 +392,7 @@ fn header(root: &Section<'_>, cx: &mut Ctx<'_>) -> Header {
         cx.push("id", "use letters, digits, `_` and `-` only");
     }
     let title = cx.str(root, "title", false).map(str::to_string);
+    let title_translations = translations(root, "title", cx);
     cx.str(root, "description", false);
 
     let reference_date = match root.get("reference_date") {
@@ -453,6 +464,7 @@ fn header(root: &Section<'_>, cx: &mut Ctx<'_>) -> Header {
     Header {
         pipeline_id,
         title,
+        title_translations,
         reference_date,
         reference_period,
     }
@@ -476,8 +488,44 @@ fn defaults_section(root: &Section<'_>, cx: &mut Ctx<'_>) -> (f64, usize) {
     (default_fraction, chunk_rows)
 }
 
-/// `[publish]` and `[publish.sdmx]`: (keep_releases, provisional_months, SDMX settings).
-fn publish_section(root: &Section<'_>, cx: &mut Ctx<'_>) -> (usize, u32, Sdmx) {
+/// `<key>_fr`, `<key>_ar` of a section: a text's translations.
+fn translations(section: &Section<'_>, key: &str, cx: &mut Ctx<'_>) -> BTreeMap<Lang, String> {
+    Lang::ALL
+        .into_iter()
+        .filter(|l| *l != Lang::En)
+        .filter_map(|l| {
+            cx.str(section, &format!("{key}_{}", l.code()), false)
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| (l, s.to_string()))
+        })
+        .collect()
+}
+
+/// Every title a document shows exists in every publication language: a missing one is named,
+/// never shown in English on a French or Arabic page.
+fn check_translations(languages: &[Lang], head: &Header, tables: &[TableSpec], cx: &mut Ctx<'_>) {
+    for &lang in languages.iter().filter(|l| **l != Lang::En) {
+        let l = lang.code();
+        if head.title.is_some() && !head.title_translations.contains_key(&lang) {
+            cx.push(
+                format!("title_{l}"),
+                format!("publish.languages lists `{l}`: give the pipeline's title in it"),
+            );
+        }
+        for t in tables {
+            if t.title.is_some() && !t.title_translations.contains_key(&lang) {
+                cx.push(
+                    format!("tables.{}.title_{l}", t.id),
+                    format!("publish.languages lists `{l}`: give the table's title in it"),
+                );
+            }
+        }
+    }
+}
+
+/// `[publish]` and `[publish.sdmx]`: (keep_releases, provisional_months, SDMX settings,
+/// publication languages).
+fn publish_section(root: &Section<'_>, cx: &mut Ctx<'_>) -> (usize, u32, Sdmx, Vec<Lang>) {
     let empty = Table::new();
     let publish = root
         .sub("publish", "", cx)
@@ -501,6 +549,43 @@ fn publish_section(root: &Section<'_>, cx: &mut Ctx<'_>) -> (usize, u32, Sdmx) {
                 0
             }
         },
+    };
+
+    let languages = match publish.get("languages") {
+        None => vec![Lang::En],
+        Some(Value::Array(a)) => {
+            let mut out: Vec<Lang> = Vec::new();
+            for v in a {
+                match v.as_str().and_then(Lang::parse) {
+                    Some(l) if !out.contains(&l) => out.push(l),
+                    Some(l) => cx.push(
+                        "publish.languages",
+                        format!("`{}` is listed twice", l.code()),
+                    ),
+                    None => cx.push(
+                        "publish.languages",
+                        format!(
+                            "`{}` is not a publication language: write \"en\", \"fr\" or \"ar\"",
+                            cap(&v.to_string())
+                        ),
+                    ),
+                }
+            }
+            if a.is_empty() {
+                cx.push(
+                    "publish.languages",
+                    "list at least one language, e.g. [\"en\", \"fr\", \"ar\"]",
+                );
+            }
+            out
+        }
+        Some(_) => {
+            cx.push(
+                "publish.languages",
+                "must be a list of languages, e.g. [\"en\", \"fr\", \"ar\"]",
+            );
+            vec![Lang::En]
+        }
     };
 
     let sdmx_table = publish
@@ -570,7 +655,7 @@ fn publish_section(root: &Section<'_>, cx: &mut Ctx<'_>) -> (usize, u32, Sdmx) {
         ref_area,
     };
 
-    (keep_releases, provisional_months, sdmx)
+    (keep_releases, provisional_months, sdmx, languages)
 }
 
 /// `[protection]`: where the protection key comes from.
@@ -966,6 +1051,58 @@ mod tests {
                 "sources.b.delimiter",
             ]
         );
+    }
+
+    #[test]
+    fn each_publication_language_needs_every_title_in_it() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("x.csv"), "id,d\n1,2024-01-01\n").unwrap();
+        std::fs::write(
+            d.path().join("s.json"),
+            r#"{"fields": [{"name": "id"}, {"name": "d", "type": "date"}]}"#,
+        )
+        .unwrap();
+        let body = |langs: &str, titles: &str| {
+            format!(
+                "version = 1\nid = \"p\"\ntitle = \"P\"\ntitle_fr = \"P fr\"\nreference_date = 2024-12-31\nreference_period = \"2024\"\ncodelists = \"{}/schemas/codelists\"\n\
+                 [publish]\nlanguages = {langs}\n\
+                 [sources.s]\npath = \"x.csv\"\nformat = \"csv\"\nschema = \"s.json\"\n\
+                 [sources.s.harmonize]\nYEAR = {{ year = \"d\" }}\n\
+                 [tables.t]\nsource = \"s\"\nkind = \"count\"\nunit = \"records\"\ndimensions = [\"YEAR\"]\n{titles}",
+                env!("CARGO_MANIFEST_DIR")
+            )
+        };
+        // French listed: the table's French title is missing, the pipeline's is given.
+        let k = keys(spec(d.path(), &body("[\"en\", \"fr\"]", "title = \"T\"\n")));
+        assert_eq!(k, ["tables.t.title_fr"]);
+        // Arabic too: both titles lack it; a language migstat does not write, and a repeat.
+        let k = keys(spec(
+            d.path(),
+            &body(
+                "[\"ar\", \"fr\", \"de\", \"fr\"]",
+                "title = \"T\"\ntitle_fr = \"T fr\"\n",
+            ),
+        ));
+        assert_eq!(
+            k,
+            [
+                "publish.languages",
+                "publish.languages",
+                "title_ar",
+                "tables.t.title_ar"
+            ]
+        );
+        // Given in every language listed: the first language leads.
+        let plan = spec(
+            d.path(),
+            &body("[\"fr\", \"en\"]", "title = \"T\"\ntitle_fr = \"T fr\"\n"),
+        )
+        .unwrap();
+        assert_eq!(plan.languages, [Lang::Fr, Lang::En]);
+        assert_eq!(plan.tables[0].title_translations[&Lang::Fr], "T fr");
+        // By default English only, and no translation is asked for.
+        let plan = spec(d.path(), &body("[\"en\"]", "title = \"T\"\n")).unwrap();
+        assert_eq!(plan.languages, [Lang::En]);
     }
 
     #[test]

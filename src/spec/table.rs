@@ -5,7 +5,7 @@
 //! Input: the TOML table and a view of the sources' schemas and derived columns. Output: a
 //! [`TableSpec`], or a spec issue for every problem.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde::Serialize;
@@ -15,6 +15,7 @@ use super::period::Periods;
 use super::protection::{Protect, ProtectMethod, protect};
 use super::schema::{FieldType, TableSchema};
 use super::{Ctx, Section};
+use crate::vocab::Lang;
 
 /// What a table counts. Serialized (Parquet metadata, `explain --format json`) with the spec's
 /// own spelling of `kind` (`survey_total`, …).
@@ -403,6 +404,8 @@ impl Measure {
 pub struct TableSpec {
     pub id: String,
     pub title: Option<String>,
+    /// `title_fr`, `title_ar`: the title in the other publication languages.
+    pub title_translations: BTreeMap<Lang, String>,
     pub source: String,
     pub kind: TableKind,
     pub unit: Unit,
@@ -1223,10 +1226,12 @@ pub(crate) fn compile_table(
     let grouping_sets = reader.grouping_sets(&dimensions, cx);
     let protect = reader.protect(survey, unit, (*has_person, *has_record), base, cx);
     let title = cx.str(t, "title", false).map(str::to_string);
+    let title_translations = super::translations(t, "title", cx);
     t.finish(cx);
     Some(TableSpec {
         id: id.to_string(),
         title,
+        title_translations,
         source,
         kind,
         unit,
@@ -1668,6 +1673,7 @@ dimensions = ["SEX"]"#,
             let t = TableSpec {
                 id: "t".into(),
                 title: None,
+                title_translations: BTreeMap::new(),
                 source: "s".into(),
                 kind,
                 unit,

@@ -159,3 +159,60 @@ fn migration_statuses_cover_survey_types_and_admin_statuses() {
             .all(|r| !r["label_ar"].is_empty() && !r["label_fr"].is_empty())
     );
 }
+
+/// Every code list with labels has them in the three publication languages: a code without its
+/// French or Arabic label fails here, naming the file, the code and the language.
+#[test]
+fn every_code_list_label_is_given_in_english_french_and_arabic() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/codelists");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "csv"))
+        .collect();
+    files.sort();
+    let mut missing = Vec::new();
+    let mut labelled = 0;
+    for path in &files {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let rows = read(&name);
+        let Some(first) = rows.first() else { continue };
+        if !first.contains_key("label_en") {
+            continue;
+        }
+        labelled += 1;
+        for lang in ["en", "fr", "ar"] {
+            let col = format!("label_{lang}");
+            if !first.contains_key(&col) {
+                missing.push(format!("{name}: no column {col}"));
+                continue;
+            }
+            for r in &rows {
+                // An Arabic label is written in Arabic script (a catalogue that lacks a name
+                // hands back the English one).
+                let v = r[&col].trim();
+                let arabic = v.chars().any(|c| ('\u{0600}'..='\u{06ff}').contains(&c));
+                if lang == "ar" && !v.is_empty() && !arabic {
+                    let code = r.get("code").or(r.get("iso3")).cloned().unwrap_or_default();
+                    missing.push(format!(
+                        "{name}: code {code} has a {col} not in Arabic: {v}"
+                    ));
+                }
+                if v.is_empty() {
+                    let code = r.values().next().cloned().unwrap_or_default();
+                    let code = r.get("code").or(r.get("iso3")).cloned().unwrap_or(code);
+                    missing.push(format!("{name}: code {code} has no {col}"));
+                }
+            }
+        }
+    }
+    assert!(
+        labelled >= 10,
+        "the labelled code lists were found ({labelled})"
+    );
+    assert!(
+        missing.is_empty(),
+        "labels missing:\n{}",
+        missing.join("\n")
+    );
+}

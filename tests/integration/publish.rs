@@ -116,47 +116,105 @@ fn the_report_loads_in_headless_chromium_with_every_pyramid_drawn() {
         eprintln!("chromium not found: the browser check is skipped (apt-get install chromium)");
         return;
     };
-    let profile = tmp.path().join("chromium-profile");
-    let o = Command::new(&browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--disable-quic",
-            "--enable-logging=stderr",
-            "--v=0",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg("--dump-dom")
-        .arg(format!("file://{}", page.display()))
-        .output()
-        .expect("chromium runs");
-    let dom = String::from_utf8_lossy(&o.stdout);
-    let log = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "chromium failed:\n{log}");
-    // The page's own check ran: every pyramid has bars, no script error.
-    let body = dom.find("<body").map(|i| &dom[i..]).unwrap_or_default();
-    let body = &body[..body.find('>').unwrap_or(0)];
-    assert!(
-        body.contains(&format!("data-pyramids=\"{pyramids}\"")),
-        "{body}"
-    );
-    assert!(
-        body.contains(&format!("data-drawn=\"{pyramids}\"")),
-        "{body}"
-    );
-    assert!(body.contains("data-errors=\"0\""), "{body}");
-    // Nothing on the console: no error, no blocked fetch (the page's policy forbids any).
-    let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();
-    assert!(
-        console.is_empty(),
-        "console messages:\n{}",
-        console.join("\n")
-    );
+    // Each language's page, rendered: every pyramid drawn, no script error, nothing on the
+    // console, and the title laid out in the language's direction (Arabic from the right).
+    let pages = [
+        ("index.html", "en", "ltr", "left"),
+        ("index.fr.html", "fr", "ltr", "left"),
+        ("index.ar.html", "ar", "rtl", "right"),
+    ];
+    let mut shots = Vec::new();
+    for (file, lang, dir, align) in pages {
+        let page = release.join("report").join(file);
+        let html = std::fs::read_to_string(&page).expect("every language's page exists");
+        assert!(
+            html.contains(&format!("<html lang=\"{lang}\" dir=\"{dir}\">")),
+            "{file}"
+        );
+        let pyramids = html.matches("<svg class=\"pyramid\"").count();
+        assert!(pyramids >= expected, "{file}: {pyramids} pyramids");
+        let run = |mode: &str, extra: &[String]| {
+            let profile = tmp.path().join(format!("chromium-{lang}-{mode}"));
+            let o = Command::new(&browser)
+                .args([
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--no-first-run",
+                    "--disable-quic",
+                    "--enable-logging=stderr",
+                    "--v=0",
+                    "--window-size=1100,900",
+                ])
+                .arg(format!("--user-data-dir={}", profile.display()))
+                .args(extra)
+                .arg(format!("file://{}", page.display()))
+                .output()
+                .expect("chromium runs");
+            assert!(
+                o.status.success(),
+                "chromium failed on {file}:\n{}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            o
+        };
+        let o = run("dom", &["--dump-dom".to_string()]);
+        let dom = String::from_utf8_lossy(&o.stdout);
+        let log = String::from_utf8_lossy(&o.stderr);
+        // The page's own check ran: every pyramid has bars, no script error.
+        let body = dom.find("<body").map(|i| &dom[i..]).unwrap_or_default();
+        let body = &body[..body.find('>').unwrap_or(0)];
+        for want in [
+            format!("data-pyramids=\"{pyramids}\""),
+            format!("data-drawn=\"{pyramids}\""),
+            "data-errors=\"0\"".to_string(),
+            format!("data-dir=\"{dir}\""),
+            format!("data-title-align=\"{align}\""),
+        ] {
+            assert!(body.contains(&want), "{file}: no {want} in {body}");
+        }
+        // Nothing on the console: no error, no blocked fetch (the page's policy forbids any).
+        let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();
+        assert!(
+            console.is_empty(),
+            "{file}: console messages:\n{}",
+            console.join("\n")
+        );
+        // A screenshot as docs/report-<lang>.png is made (`tools/screenshots.sh`): not blank,
+        // and each language's differs.
+        let shot = tmp.path().join(format!("report-{lang}.png"));
+        run("shot", &[format!("--screenshot={}", shot.display())]);
+        let png = std::fs::read(&shot).expect("chromium wrote the screenshot");
+        assert!(
+            png.starts_with(b"\x89PNG") && png.len() > 20_000,
+            "{file}: {} bytes",
+            png.len()
+        );
+        shots.push(png);
+    }
+    assert!(shots[0] != shots[1] && shots[1] != shots[2] && shots[0] != shots[2]);
+    // The committed screenshots exist, one per language.
+    for lang in ["en", "fr", "ar"] {
+        let p = crate::repo()
+            .join("docs")
+            .join(format!("report-{lang}.png"));
+        assert!(
+            p.is_file(),
+            "{} is committed (tools/screenshots.sh)",
+            p.display()
+        );
+    }
+}
+
+/// The report's numbers as each locale writes them and its labels in each language, checked
+/// against Babel's CLDR data (`tests/report_check.py`).
+#[test]
+fn the_report_writes_numbers_and_labels_in_each_language() {
+    let (_, release, _) = crate::shared_default_run();
+    crate::python_check("report_check.py", release, "report check:");
 }
 
 /// The README's query gives the same rows in `migstat query` and in DuckDB (the README's DuckDB
