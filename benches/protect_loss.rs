@@ -18,9 +18,7 @@ use migstat::protect::{Conf, Problem, Secondary, Settings};
 use polars::prelude::*;
 
 fn finest(release: &Path, table: &str, dims: &[&str]) -> BTreeMap<Vec<String>, u64> {
-    let path = release.join(format!(
-        "restricted/tables/{table}/ref_year=2024/data.parquet"
-    ));
+    let path = release.join(format!("restricted/tables/{table}/2024/data.parquet"));
     let df = ParquetReader::new(std::fs::File::open(&path).expect("table"))
         .finish()
         .expect("parquet");

@@ -68,7 +68,7 @@ t = {k: float(open(f"{w}/.time.{k}").read().split()[0]) for k in tools}
 dims = ["SEX", "AGE_GROUP", "MIGRATION_TYPE", "REGION", "EDU"]
 types = "types = {'REGION': 'VARCHAR', 'EDU': 'VARCHAR'}"
 tables = {
-    "migstat": f"'{w}/out_cal/current/restricted/tables/population/ref_year=2024/data.parquet'",
+    "migstat": f"'{w}/out_cal/current/restricted/tables/population/2024/data.parquet'",
     "svy": f"read_csv('{w}/svy_cal_cells.csv', {types})",
     "R": f"read_csv('{w}/r_cal_cells.csv', {types})",
 }

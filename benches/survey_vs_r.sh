@@ -40,7 +40,7 @@ dims = ["SEX", "AGE_GROUP", "MIGRATION_TYPE", "REGION", "EDU"]
 on = " and ".join(f"m.{d} = r.{d}" for d in dims)
 q = f"""select count(*) as cells, count(r.estimate) as matched,
   max(abs(m.estimate - r.estimate) / r.estimate) as est, max(abs(m.se - r.se) / r.se) as se
-  from '{w}/out/current/restricted/tables/population/ref_year=2024/data.parquet' m
+  from '{w}/out/current/restricted/tables/population/2024/data.parquet' m
   left join read_csv('{w}/r_cells.csv', all_varchar = false, types = {{'REGION': 'VARCHAR', 'EDU': 'VARCHAR'}}) r on {on}"""
 cells, matched, est, se = duckdb.sql(q).fetchall()[0]
 print(f"cells    {cells:,} published by migstat, {matched:,} found in R's output")

@@ -164,7 +164,7 @@ pub fn finish_all(table: &TableSpec, cells: &PeriodCells) -> Result<Vec<CountTab
 }
 
 /// Column of period indexes added by [`place`].
-const PERIOD: &str = "_period";
+pub const PERIOD: &str = "_period";
 
 /// Add the `_period` column (the index of the period each record's event date falls in) and
 /// keep the records placed; count the others.
@@ -219,6 +219,43 @@ pub fn build_cells(
     accepted: &Path,
     key: Option<&[u8; 32]>,
 ) -> Result<PeriodCells> {
+    let keyed = record_keys(source, table, key);
+    let (lf, outside) = unit_frame(source, table, accepted, keyed.as_ref(), false)?;
+    let mut out = PeriodCells {
+        outside,
+        ..Default::default()
+    };
+    if let Some(lf) = lf {
+        add_finest(lf, table, keyed.as_ref(), &mut out)?;
+    }
+    Ok(out)
+}
+
+/// The units a count table counts, one row each — a record, a person in a period, a person
+/// valid on a stock date, a first permit, a migration — with the table's dimensions and
+/// [`PERIOD`] (the index of its period), and each unit's lineage: the `_file`, `_record` and
+/// `_line` of the record that makes it and the source's `record_id`. What `migstat trace`
+/// lists for a cell: exactly the rows [`build_cells`] counts into it.
+pub fn units(source: &SourcePlan, table: &TableSpec, accepted: &Path) -> Result<DataFrame> {
+    let (lf, _) = unit_frame(source, table, accepted, None, true)?;
+    match lf {
+        Some(lf) => lf
+            .collect()
+            .ctx(|| format!("table {}: its counted units", table.id)),
+        None => Ok(DataFrame::empty()),
+    }
+}
+
+/// The units of a count table (see [`units`]) as a lazy frame (`None`: a stock without stock
+/// dates), and the records left out of every period; with `lineage`, every unit's record
+/// identity too.
+fn unit_frame(
+    source: &SourcePlan,
+    table: &TableSpec,
+    accepted: &Path,
+    keyed: Option<&(String, [u8; 32])>,
+    lineage: bool,
+) -> Result<(Option<LazyFrame>, Outside)> {
     let ctx = |what: &str| format!("table {}: {what}", table.id);
     let file = std::fs::File::open(accepted).map_err(|e| crate::Error::io(accepted, e))?;
     // Only the columns the table needs: dimensions, filter, person and dates, lineage for order.
@@ -226,8 +263,11 @@ pub fn build_cells(
     needed.extend(table.filter.iter().map(|(c, _)| c.clone()));
     needed.extend(source.person_id.as_deref().map(raw_column));
     needed.extend(table.periods.date.as_deref().map(raw_column));
-    let keyed = record_keys(source, table, key);
-    needed.extend(keyed.as_ref().map(|k| k.0.clone()));
+    needed.extend(keyed.map(|k| k.0.clone()));
+    if lineage {
+        needed.extend(["_file", "_record", "_line"].map(String::from));
+        needed.extend(source.record_id.as_deref().map(raw_column));
+    }
     match &table.kind {
         TableKind::Count
         | TableKind::SurveyTotal { .. }
@@ -376,7 +416,7 @@ pub fn build_cells(
                 .ctx(|| ctx(&valid_from))?
                 .null_count() as u64;
             match frames.len() {
-                0 => return Ok(out),
+                0 => return Ok((None, out.outside)),
                 _ => concat(frames, UnionArgs::default()).ctx(|| ctx("stock dates"))?,
             }
         }
@@ -443,8 +483,7 @@ pub fn build_cells(
             )
         }
     };
-    add_finest(lf, table, keyed.as_ref(), &mut out)?;
-    Ok(out)
+    Ok((Some(lf), out.outside))
 }
 
 /// The crossings of `df` that are migrations of `flow` (see [`crate::residence`]), placed in

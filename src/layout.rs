@@ -25,7 +25,8 @@
 //! <release>/report/index.html
 //! ```
 //!
-//! A `<partition>` is Hive style, `ref_year=2024`, `ref_month=2024-01` or `ref_date=2024-12-31`.
+//! A table's `<partition>` is its period, `2024`, `2024-Q1`, `2024-01` or `2024-12-31` (a stock);
+//! a ledger's is the period's key, `ref_year=2024`, … (see `RefPeriod::key`).
 
 use std::path::{Path, PathBuf};
 

@@ -42,6 +42,7 @@ pub mod runner;
 
 // Readers of a release, and the synthetic deliveries.
 pub mod query;
+pub mod trace;
 #[cfg(feature = "sample")]
 pub mod sample;
 

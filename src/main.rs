@@ -100,9 +100,11 @@ enum Command {
         /// Output directory.
         #[arg(long, default_value = "out")]
         out: PathBuf,
-        /// What to print on stdout when the run ends: a text summary, or the manifest as JSON.
-        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
-        report: ReportFormat,
+        /// What to print on stdout when the run ends: a text summary, or the manifest as JSON
+        /// (default: text, or one JSON line under `--log-format json`, so that a cron line
+        /// appending stdout and stderr to one `.jsonl` file keeps every line JSON).
+        #[arg(long, value_enum)]
+        report: Option<ReportFormat>,
         /// If another run holds OUT, wait for it instead of exiting 75.
         #[arg(long)]
         wait: bool,
@@ -198,6 +200,31 @@ enum Command {
         /// A release directory, or an output directory (its current release).
         #[arg(long, default_value = "out")]
         release: PathBuf,
+    },
+    /// Where a published number comes from: a cell's sources, harmonization rules and
+    /// protection; with --restricted its deliveries (path, blake3), true value, the protection
+    /// rule that fired and the records that make it.
+    Trace {
+        /// A release directory, or an output directory (its current release).
+        release: PathBuf,
+        /// A table's id.
+        table: String,
+        /// The cell: DIM=CODE for each dimension not at its total (`_T`).
+        cell: Vec<String>,
+        /// The period (`2024`, `2024-Q1`, `2024-12-31`; default: the table's last).
+        #[arg(long)]
+        period: Option<String>,
+        /// The spec the release was computed from.
+        #[arg(long, default_value = DEFAULT_PIPELINE)]
+        pipeline: PathBuf,
+        /// Add what only the restricted tier may say (needs read access to it).
+        #[arg(long)]
+        restricted: bool,
+        /// Records listed (all are counted).
+        #[arg(long, default_value_t = migstat::trace::DEFAULT_RECORDS)]
+        max_records: usize,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
     },
     /// Count the records of a Parquet file by the given columns, with every margin (`_T`): a
     /// `GROUP BY CUBE` for a harmonized or accepted file. Prints CSV, or writes Parquet with --out.
@@ -382,6 +409,17 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                 periods: periods.clone(),
             };
             let manifest = runner::run(&plan, &opts)?;
+            let json_lines = matches!(cli.log_format, LogFormat::Json);
+            let report = report.unwrap_or(if json_lines {
+                ReportFormat::Json
+            } else {
+                ReportFormat::Text
+            });
+            let to_json = |m: &migstat::manifest::Manifest| match json_lines {
+                true => serde_json::to_string(m)
+                    .map_err(|e| Error::Internal(format!("serialising JSON: {e}"))),
+                false => to_json(m),
+            };
             if manifest.status == migstat::manifest::RunStatus::UpToDate {
                 match report {
                     ReportFormat::Text => outln!(
@@ -526,6 +564,46 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                         stdout_failed(e)
                     }
                 }
+            }
+            Ok(exit::OK)
+        }
+        Command::Trace {
+            release,
+            table,
+            cell,
+            period,
+            pipeline,
+            restricted,
+            max_records,
+            format,
+        } => {
+            let codes: Vec<(String, String)> = cell
+                .iter()
+                .map(|c| {
+                    c.split_once('=')
+                        .map(|(d, v)| (d.to_string(), v.to_string()))
+                        .ok_or_else(|| {
+                            Error::Usage(format!(
+                                "`{}`: write each code as DIM=CODE (e.g. SEX=F)",
+                                migstat::error::cap_bytes(c, 200)
+                            ))
+                        })
+                })
+                .collect::<Result<_, _>>()?;
+            let plan = spec::compile(pipeline)?;
+            let dir = migstat::query::release_dir(release);
+            let t = migstat::trace::trace(
+                &plan,
+                &dir,
+                table,
+                &codes,
+                period.as_deref(),
+                *restricted,
+                *max_records,
+            )?;
+            match format {
+                ReportFormat::Text => out!("{}", migstat::trace::text(&t)),
+                ReportFormat::Json => outln!("{}", to_json(&t)?),
             }
             Ok(exit::OK)
         }

@@ -2,7 +2,7 @@
 //!
 //! Input: a release directory (or an output directory: its current release) and a SQL query.
 //! Each public table is a SQL table named by its id (`asylum`, `survey_population`, ...), read
-//! from its Hive-partitioned Parquet files (the partition column — `ref_year`, `ref_quarter`,
+//! from its Parquet files, one folder per period (with the period's typed column — `ref_year`, `ref_quarter`,
 //! `ref_month` or `ref_date` — included), through polars' SQL engine.
 //! Output: a frame, printed as an aligned table, CSV or JSON lines, or written to Parquet.
 //! [`describe`] prints the release's tables, or one table's columns and codes with their
@@ -53,9 +53,10 @@ pub fn public_tables(release: &Path) -> Result<Vec<(String, PathBuf)>> {
 pub fn query(release: &Path, sql: &str) -> Result<DataFrame> {
     let mut ctx = SQLContext::new();
     for (id, dir) in public_tables(release)? {
+        // The period's typed column is in the files; the folders are not Hive partitions.
         let args = ScanArgsParquet {
             hive_options: polars::io::HiveOptions {
-                enabled: Some(true),
+                enabled: Some(false),
                 ..Default::default()
             },
             ..Default::default()
@@ -229,17 +230,6 @@ pub fn describe(release: &Path, table: Option<&str>) -> Result<String> {
                     str_of(&f["description"])
                 );
             }
-            let partition = match str_of(&r["migstat:freq"]).as_str() {
-                _ if str_of(&r["migstat:kind"]) == "stock" => ("ref_date", "date", "YYYY-MM-DD"),
-                "Q" => ("ref_quarter", "string", "YYYY-Qn"),
-                "M" => ("ref_month", "string", "YYYY-MM"),
-                _ => ("ref_year", "integer", "YYYY"),
-            };
-            let _ = writeln!(
-                s,
-                "  {:<20} {:<8} Hive partition (folder {}={}), one per reference period",
-                partition.0, partition.1, partition.0, partition.2
-            );
             for f in fields {
                 let Some(labels) = f["migstat:labels"].as_object() else {
                     continue;

@@ -35,15 +35,15 @@ def periods_of(spec, table):
     stock = kind == "stock"
 
     def year(y):
-        return (str(y), f"ref_year={y}", dt.date(y, 1, 1), dt.date(y, 12, 31))
+        return (str(y), f"{y}", dt.date(y, 1, 1), dt.date(y, 12, 31))
 
     def quarter(y, n):
         end_m = 3 * n
-        return (f"{y}-Q{n}", f"ref_quarter={y}-Q{n}", dt.date(y, end_m - 2, 1),
+        return (f"{y}-Q{n}", f"{y}-Q{n}", dt.date(y, end_m - 2, 1),
                 dt.date(y, end_m, calendar.monthrange(y, end_m)[1]))
 
     def month(y, m):
-        return (f"{y}-{m:02d}", f"ref_month={y}-{m:02d}", dt.date(y, m, 1),
+        return (f"{y}-{m:02d}", f"{y}-{m:02d}", dt.date(y, m, 1),
                 dt.date(y, m, calendar.monthrange(y, m)[1]))
 
     def parse(label):
@@ -62,13 +62,13 @@ def periods_of(spec, table):
         if whole and s_.year == e_.year:
             return [year(s_.year)], "A"
         label = f"{s_}/P{e_.year - s_.year + 1}Y" if whole else f"{s_}/P{(e_ - s_).days + 1}D"
-        return [(label, f"ref_year={s_.year}", s_, e_)], "_O"
+        return [(label, f"{s_.year}", s_, e_)], "_O"
 
     date = None
     if p is None:
         if stock:
             d = spec["reference_date"]
-            return [(str(d), f"ref_date={d}", d, d)], None, "A" if (d.month, d.day) == (12, 31) else "_O"
+            return [(str(d), f"{d}", d, d)], None, "A" if (d.month, d.day) == (12, 31) else "_O"
         rp = spec["reference_period"]
         if isinstance(rp, str):
             lst, freq = [year(int(rp))], "A"
@@ -99,7 +99,7 @@ def periods_of(spec, table):
         freq = {"year": "A", "quarter": "Q", "month": "M"}[every]
         date = p.get("date")
     if stock:
-        lst = [(str(e), f"ref_date={e}", e, e) for (_, _, _, e) in lst]
+        lst = [(str(e), f"{e}", e, e) for (_, _, _, e) in lst]
         date = None
     elif kind == "flow":
         date = table["start"]
@@ -399,13 +399,21 @@ def main():
                 failures.append(f"{tid}: manifest says outside {rep}, DuckDB ({no_date}, {before}, {after})")
         if manifest["periods"][tid]["freq"] != freq or manifest["periods"][tid]["periods"] != [p[0] for p in periods]:
             failures.append(f"{tid}: manifest periods {manifest['periods'][tid]}, expected {freq} {[p[0] for p in periods]}")
-        # Three readers, Hive partitioning, same rows and the same total.
+        # Three readers, as the README reads them (Hive options on: the folders are not Hive
+        # partitions, the period's typed column is in the files), same rows, the same total and
+        # the period column with one type.
         glob = os.path.join(folder, "*", "*.parquet")
-        key = periods[0][1].split("=")[0]
+        pa = ds.dataset(folder, format="parquet", partitioning="hive").to_table()
+        key = next((k for k in ("ref_year", "ref_quarter", "ref_month", "ref_date") if k in pa.column_names), "ref_year")
         d_rows, d_sum, parts = duckdb.execute(
             f"select count(*), sum(n), count(distinct {key}) from read_parquet('{glob}', hive_partitioning = true)").fetchone()
-        pa = ds.dataset(folder, format="parquet", partitioning="hive").to_table()
+        d_type = duckdb.execute(f"select typeof({key}) from read_parquet('{glob}', hive_partitioning = true) limit 1").fetchone()[0]
         plf = pl.scan_parquet(glob, hive_partitioning=True).collect()
+        want_type = {"ref_year": ("BIGINT", "int64", pl.Int64), "ref_date": ("DATE", "date32[day]", pl.Date)}.get(
+            key, ("VARCHAR", "string", pl.String))
+        got_type = (d_type, str(pa.schema.field(key).type) if key in pa.column_names else None, plf.schema.get(key))
+        if got_type[0] != want_type[0] or got_type[1] not in (want_type[1], "large_string", "string_view") or got_type[2] != want_type[2]:
+            failures.append(f"{tid}: {key} read as {got_type} (DuckDB, pyarrow, polars), expected {want_type}")
         if not (d_rows == pa.num_rows == plf.height and d_sum == sum(pa.column("n").to_pylist()) == plf["n"].sum()):
             failures.append(f"{tid}: DuckDB, pyarrow and polars read different tables")
         if key not in pa.column_names or key not in plf.columns or parts != len(periods):

@@ -51,4 +51,27 @@ for f in files:
         assert int(got) == want, f"{os.path.relpath(f, release)}: {reader} gives {got} for {small} - {large}"
     checked += 1
 assert checked > 0, "no public count table with two published values"
-print(f"readers check: {len(files)} files signed, {checked} tables subtract in duckdb, polars and pandas")
+print(f"readers: {len(files)} files signed, {checked} tables subtract in duckdb, polars and pandas")
+
+# The period column has one type in every reader, read as the README reads a table's folder
+# (DuckDB and polars with their Hive options on, pyarrow's dataset with Hive partitioning,
+# pandas on the folder): ref_year a 64-bit integer, ref_date a date, quarters and months text.
+import pyarrow.dataset as ds
+
+WANT = {"ref_year": ("BIGINT", "int64", pl.Int64, "int64"), "ref_date": ("DATE", "date32[day]", pl.Date, None),
+        "ref_quarter": ("VARCHAR", "string", pl.String, None), "ref_month": ("VARCHAR", "string", pl.String, None)}
+periods = 0
+for folder in sorted(glob.glob(os.path.join(release, "public", "tables", "*"))):
+    glob_ = os.path.join(folder, "*", "*.parquet")
+    arrow = ds.dataset(folder, format="parquet", partitioning="hive").to_table()
+    key = next(k for k in WANT if k in arrow.column_names)
+    duck = duckdb.execute(f"select typeof({key}) from read_parquet('{glob_}', hive_partitioning = true) limit 1").fetchone()[0]
+    polars_t = pl.scan_parquet(glob_, hive_partitioning=True).collect_schema()[key]
+    pandas_t = str(pd.read_parquet(folder)[key].dtype)
+    want = WANT[key]
+    got = (duck, str(arrow.schema.field(key).type), polars_t, pandas_t)
+    ok = got[0] == want[0] and got[1] in (want[1], "large_string", "string_view") and got[2] == want[2] \
+        and (want[3] is None or got[3] == want[3]) and "category" not in got[3]
+    assert ok, f"{os.path.basename(folder)}: {key} read as {got} (DuckDB, pyarrow, polars, pandas), expected {want}"
+    periods += 1
+print(f"readers check: the period column has one type in 4 readers for {periods} tables")

@@ -25,6 +25,22 @@ impl Progress for Bars {
         bar.set_prefix(label.to_string());
         Box::new(Bar(bar))
     }
+
+    fn stage(&self, label: &str, total: u64) -> Box<dyn SourceProgress> {
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(total),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{prefix:>14} [{bar:30}] {pos}/{len} {elapsed}")
+        {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_prefix(label.to_string());
+        // A stage's steps can be long (one group's protection): the bar shows it is alive.
+        bar.enable_steady_tick(std::time::Duration::from_millis(250));
+        Box::new(Bar(bar))
+    }
 }
 
 struct Bar(indicatif::ProgressBar);

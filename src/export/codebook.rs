@@ -201,59 +201,7 @@ fn table_doc(
     }
     let survey = t.kind.is_survey();
     let protection_summary = protection.iter().find(|p| p.table == t.id).cloned();
-    let protection = if survey {
-        // Percentages as people write them (0.333 → 33.3), not as binary floats print.
-        let pct = |x: f64| ((x * 100_000.0).round() / 1000.0).to_string();
-        match source.and_then(|s| s.design.as_ref()) {
-            Some(d) => format!(
-                "estimates from fewer than {} respondents are confidential: suppressed \
-                 (OBS_STATUS Q, CONF_STATUS C) with secondary suppression over all tables of the \
-                 survey, so that none can be recomputed; a CV above {}% withholds the estimate \
-                 for quality (OBS_STATUS U, CONF_STATUS F, empty); CVs above {}% are flagged \
-                 OBS_STATUS U (low reliability); intervals at {}% confidence; not additive \
-                 (estimates)",
-                d.min_n,
-                pct(d.cv_suppress),
-                pct(d.cv_caution),
-                pct(d.confidence)
-            ),
-            None => "survey quality rules (see the source's design)".to_string(),
-        }
-    } else {
-        match &t.protect {
-            None => "none".to_string(),
-            Some(p) => match p.method {
-                crate::spec::ProtectMethod::Suppress => format!(
-                    "cell suppression: cells of 1 to {} contributors and the secondary cells that \
-                     protect them are suppressed alike (OBS_STATUS Q, CONF_STATUS C, empty value), \
-                     chosen over all tables counting the same persons so that no suppressed cell \
-                     can be narrowed to an interval shorter than {} from everything published; \
-                     audited; published cells are exact and additive",
-                    p.threshold.saturating_sub(1),
-                    p.protection_range
-                ),
-                crate::spec::ProtectMethod::Round => {
-                    format!(
-                        "rounding to base {}: the finest cells are rounded and every margin is the \
-                         sum of its rounded cells (additive; a margin may differ from its own \
-                         rounded true value)",
-                        p.base
-                    )
-                }
-                crate::spec::ProtectMethod::RandomRound => format!(
-                    "unbiased random rounding to base {} of the finest cells, keyed by a secret \
-                     protection key (reruns give the same values); margins are sums of the rounded \
-                     cells (additive)",
-                    p.base
-                ),
-                crate::spec::ProtectMethod::CellKey => "cell key method: noise from a \
-                     perturbation table keyed by the records in each finest cell (the same records \
-                     get the same noise in every table and release); margins are sums of the \
-                     perturbed cells (additive); counts of 1 and 2 never appear in finest cells"
-                    .to_string(),
-            },
-        }
-    };
+    let protection = protection_text(plan, t);
     let mut periods: Vec<String> = Vec::new();
     if let Ok(c) = frame.column("ref_period").and_then(|c| c.str().cloned()) {
         for v in c.iter().flatten() {
@@ -354,6 +302,70 @@ fn table_doc(
         rows: frame.height(),
         frame,
     })
+}
+
+/// A table's protection method and its settings, in words (the codebook's and `migstat
+/// trace`'s).
+pub fn protection_text(plan: &Plan, t: &TableSpec) -> String {
+    let source = plan.sources.iter().find(|s| s.id == t.source);
+    if t.kind.is_survey() {
+        // Percentages as people write them (0.333 → 33.3), not as binary floats print.
+        let pct = |x: f64| ((x * 100_000.0).round() / 1000.0).to_string();
+        match source.and_then(|s| s.design.as_ref()) {
+            Some(d) => format!(
+                "estimates from fewer than {} respondents are confidential: suppressed \
+                 (OBS_STATUS Q, CONF_STATUS C) with secondary suppression over all tables of the \
+                 survey, so that none can be recomputed; a CV above {}% withholds the estimate \
+                 for quality (OBS_STATUS U, CONF_STATUS F, empty); CVs above {}% are flagged \
+                 OBS_STATUS U (low reliability); intervals at {}% confidence; not additive \
+                 (estimates)",
+                d.min_n,
+                pct(d.cv_suppress),
+                pct(d.cv_caution),
+                pct(d.confidence)
+            ),
+            None => "survey quality rules (see the source's design)".to_string(),
+        }
+    } else {
+        match &t.protect {
+            None => "none".to_string(),
+            Some(p) => match p.method {
+                crate::spec::ProtectMethod::Suppress => format!(
+                    "cell suppression: cells of 1 to {} contributors and the secondary cells that \
+                     protect them are suppressed alike (OBS_STATUS Q, CONF_STATUS C, empty value), \
+                     chosen over all tables counting the same persons so that no suppressed cell \
+                     can be narrowed to an interval shorter than {} from everything published; \
+                     audited; published cells are exact and additive",
+                    p.threshold.saturating_sub(1),
+                    p.protection_range
+                ),
+                crate::spec::ProtectMethod::Round => {
+                    format!(
+                        "rounding to base {}: the finest cells are rounded and every margin is the \
+                         sum of its rounded cells (additive; a margin may differ from its own \
+                         rounded true value)",
+                        p.base
+                    )
+                }
+                crate::spec::ProtectMethod::RandomRound => format!(
+                    "unbiased random rounding to base {} of the finest cells, keyed by a secret \
+                     protection key (reruns give the same values); margins are sums of the rounded \
+                     cells (additive)",
+                    p.base
+                ),
+                crate::spec::ProtectMethod::CellKey => "cell key method: noise from a \
+                     perturbation table keyed by the records in each finest cell (the same records \
+                     get the same noise in every table and release); margins are sums of the \
+                     perturbed cells (additive); counts of 1 and 2 never appear in finest cells"
+                    .to_string(),
+            },
+        }
+    }
+}
+
+/// What the derivation of dimension `dim` of `source` does, in the codebook's words.
+pub fn derivation_text(plan: &Plan, source: Option<&crate::spec::SourcePlan>, dim: &str) -> String {
+    dimension(plan, source, dim, &BTreeSet::new()).derivation
 }
 
 /// SDMX `TIME_PERIOD` of a `ref_period`: a calendar year as `YYYY`, a date as itself, another
@@ -685,9 +697,9 @@ mod text {
         "يحدد مفتاح المحتوى ما حُسب منه الإصدار (المدخلات، المواصفات، قوائم الرموز، إصدار migstat): إصداران بالمفتاح نفسه يحتويان على الجداول نفسها.",
     );
     pub const LAYOUT: Msg = Msg(
-        "Every table is in long form: one row per cell, one column per dimension holding a code (`_T` for the total over that dimension, `_U` for unknown), the measure, and the SDMX attributes `OBS_STATUS` (`A` normal, `P` provisional: the period is not closed yet, `Q` missing: suppressed, `U` low reliability) and `CONF_STATUS` (`F` free, `C` confidential: primary and secondary suppression look alike). A suppressed or withheld cell has a null measure. Every combination of the codes shown is published, zeros included, in every period of a series. Files: Parquet, one Hive partition per reference period (`ref_year=YYYY`, `ref_quarter=YYYY-Qn`, `ref_month=YYYY-MM`, or `ref_date=YYYY-MM-DD` for a stock) under `public/tables/`, SDMX-CSV under `public/sdmx/`.",
-        "Chaque tableau est en format long : une ligne par cellule, une colonne par dimension contenant un code (`_T` pour le total de la dimension, `_U` pour inconnu), la mesure, et les attributs SDMX `OBS_STATUS` (`A` normal, `P` provisoire : la période n'est pas close, `Q` manquant : supprimé, `U` fiabilité faible) et `CONF_STATUS` (`F` libre, `C` confidentiel : suppressions primaire et secondaire sont indiscernables). Une cellule supprimée ou retenue a une mesure nulle. Toutes les combinaisons des codes listés sont publiées, zéros compris, pour chaque période d'une série. Fichiers : Parquet, une partition Hive par période de référence (`ref_year=YYYY`, `ref_quarter=YYYY-Qn`, `ref_month=YYYY-MM`, ou `ref_date=YYYY-MM-DD` pour un stock) sous `public/tables/`, SDMX-CSV sous `public/sdmx/`.",
-        "كل جدول في الشكل الطويل: صف لكل خلية، وعمود لكل بُعد يحمل رمزًا (`_T` لمجموع البُعد، `_U` لغير المعروف)، والقياس، وسِمتا SDMX ‏`OBS_STATUS` (`A` عادية، `P` مؤقتة: الفترة لم تُغلق بعد، `Q` مفقودة: محجوبة، `U` موثوقية منخفضة) و`CONF_STATUS` (`F` متاحة، `C` سرية: الحجب الأولي والثانوي متماثلان في المظهر). الخلية المحجوبة أو المحتجزة قياسها فارغ. تُنشر كل تركيبات الرموز المذكورة، بما فيها الأصفار، في كل فترة من السلسلة. الملفات: Parquet، قسم Hive لكل فترة مرجعية (`ref_year=YYYY`، `ref_quarter=YYYY-Qn`، `ref_month=YYYY-MM`، أو `ref_date=YYYY-MM-DD` للرصيد) تحت `public/tables/`، وSDMX-CSV تحت `public/sdmx/`.",
+        "Every table is in long form: one row per cell, one column per dimension holding a code (`_T` for the total over that dimension, `_U` for unknown), the measure, and the SDMX attributes `OBS_STATUS` (`A` normal, `P` provisional: the period is not closed yet, `Q` missing: suppressed, `U` low reliability) and `CONF_STATUS` (`F` free, `C` confidential: primary and secondary suppression look alike). A suppressed or withheld cell has a null measure. Every combination of the codes shown is published, zeros included, in every period of a series. Files: Parquet, one folder per reference period (`YYYY`, `YYYY-Qn`, `YYYY-MM`, or `YYYY-MM-DD` for a stock) under `public/tables/<table>/`, each file holding its period also as a typed column (`ref_year` integer, `ref_quarter`, `ref_month` text, `ref_date` date); SDMX-CSV under `public/sdmx/`.",
+        "Chaque tableau est en format long : une ligne par cellule, une colonne par dimension contenant un code (`_T` pour le total de la dimension, `_U` pour inconnu), la mesure, et les attributs SDMX `OBS_STATUS` (`A` normal, `P` provisoire : la période n'est pas close, `Q` manquant : supprimé, `U` fiabilité faible) et `CONF_STATUS` (`F` libre, `C` confidentiel : suppressions primaire et secondaire sont indiscernables). Une cellule supprimée ou retenue a une mesure nulle. Toutes les combinaisons des codes listés sont publiées, zéros compris, pour chaque période d'une série. Fichiers : Parquet, un dossier par période de référence (`YYYY`, `YYYY-Qn`, `YYYY-MM`, ou `YYYY-MM-DD` pour un stock) sous `public/tables/<tableau>/`, chaque fichier portant aussi sa période dans une colonne typée (`ref_year` entier, `ref_quarter`, `ref_month` texte, `ref_date` date) ; SDMX-CSV sous `public/sdmx/`.",
+        "كل جدول في الشكل الطويل: صف لكل خلية، وعمود لكل بُعد يحمل رمزًا (`_T` لمجموع البُعد، `_U` لغير المعروف)، والقياس، وسِمتا SDMX ‏`OBS_STATUS` (`A` عادية، `P` مؤقتة: الفترة لم تُغلق بعد، `Q` مفقودة: محجوبة، `U` موثوقية منخفضة) و`CONF_STATUS` (`F` متاحة، `C` سرية: الحجب الأولي والثانوي متماثلان في المظهر). الخلية المحجوبة أو المحتجزة قياسها فارغ. تُنشر كل تركيبات الرموز المذكورة، بما فيها الأصفار، في كل فترة من السلسلة. الملفات: Parquet، مجلد لكل فترة مرجعية (`YYYY`، `YYYY-Qn`، `YYYY-MM`، أو `YYYY-MM-DD` للرصيد) تحت `public/tables/<الجدول>/`، ويحمل كل ملف فترته أيضًا في عمود محدد النوع (`ref_year` عدد صحيح، `ref_quarter` و`ref_month` نص، `ref_date` تاريخ)؛ وSDMX-CSV تحت `public/sdmx/`.",
     );
     pub const TABLES: Msg = Msg("Tables", "Tableaux", "الجداول");
     pub const HEADER: Msg = Msg(
@@ -851,7 +863,9 @@ pub fn markdown(
             );
         }
         for (c, m) in measure_columns(d) {
-            let _ = writeln!(s, "| `{c}` | {m} |");
+            if d.frame.column(c).is_ok() {
+                let _ = writeln!(s, "| `{c}` | {m} |");
+            }
         }
         for dim in &d.dimensions {
             let _ = writeln!(
@@ -985,8 +999,14 @@ pub fn measure_columns(d: &TableDoc) -> Vec<(&'static str, String)> {
         ),
         (
             "ref_year",
-            "Hive partition (folder name, not a column of the files): the period's year (`ref_quarter`, `ref_month` or `ref_date` for quarterly, monthly and stock tables)".to_string(),
+            "the period's year, a 64-bit integer (a span's first year)".to_string(),
         ),
+        (
+            "ref_quarter",
+            "the period's quarter, text `YYYY-Qn`".to_string(),
+        ),
+        ("ref_month", "the period's month, text `YYYY-MM`".to_string()),
+        ("ref_date", "a stock's date (a date)".to_string()),
     ]);
     v
 }
@@ -1039,7 +1059,7 @@ pub fn datapackage(
                 "path": d.files,
                 "format": "parquet",
                 "mediatype": "application/vnd.apache.parquet",
-                "description": "One Hive partition per reference period (folder `ref_year=YYYY`, `ref_quarter=YYYY-Qn`, `ref_month=YYYY-MM`, or `ref_date=YYYY-MM-DD` for a stock; not a column of the files); the `ref_period` column holds the period in SDMX TIME_PERIOD form.",
+                "description": "One folder per reference period (`YYYY`, `YYYY-Qn`, `YYYY-MM`, or `YYYY-MM-DD` for a stock); each file holds its period as a typed column (`ref_year` integer, `ref_quarter` or `ref_month` text, `ref_date` date) and in SDMX TIME_PERIOD form (`ref_period`).",
                 "schema": {
                     "fields": fields,
                     // Suppressed cells are nulls; some Parquet readers (pandas) show a null

@@ -58,6 +58,39 @@ pub fn signed(mut df: DataFrame) -> Result<DataFrame> {
     Ok(df)
 }
 
+/// `df` (a table's cells of one period) with the period's typed column right after
+/// `ref_period` (`ref_year` Int64, `ref_quarter`/`ref_month` text, `ref_date` a date), so that
+/// every reader of the files sees the period with one type (a Hive folder would be read as
+/// int32, int64 or a category depending on the reader).
+pub fn with_period(
+    mut df: DataFrame,
+    period: &crate::spec::period::RefPeriod,
+) -> Result<DataFrame> {
+    use crate::spec::period::PeriodValue;
+    let (name, value) = period.typed_column();
+    let h = df.height();
+    let column = match value {
+        PeriodValue::Year(y) => Column::new_scalar(name.into(), Scalar::from(y), h),
+        PeriodValue::Text(t) => {
+            Column::new_scalar(name.into(), Scalar::from(PlSmallStr::from(t.as_str())), h)
+        }
+        PeriodValue::Date(d) => Column::new_scalar(
+            name.into(),
+            Scalar::new(
+                DataType::Date,
+                AnyValue::Date(crate::calendar::days_of_date(d)),
+            ),
+            h,
+        ),
+    };
+    let at = df
+        .get_column_index("ref_period")
+        .map_or(df.width(), |i| i + 1);
+    df.insert_column(at, column)
+        .ctx(|| format!("adding the period column {name}"))?;
+    Ok(df)
+}
+
 /// `schema` with every unsigned integer field as Int64 (see [`signed`]).
 pub fn signed_schema(schema: &Schema) -> Schema {
     schema

@@ -1,7 +1,8 @@
 //! The one writer of the public tier's tables.
 //!
 //! Input: a [`ProtectedTable`] (only `protect` can make one) and the release directory.
-//! Output: `public/tables/<id>/<period partition>/data.parquet` (`ref_year=2024`, …) with its [`OutputFile`] record.
+//! Output: `public/tables/<id>/<period>/data.parquet` (`2024`, `2024-Q1`, `2024-12-31`, …), the
+//! period's typed column (`ref_year`, …) added to the cells, with its [`OutputFile`] record.
 //!
 //! Nothing else writes a table under `public/`. The file's key-value metadata is built here
 //! from public facts only: migstat's version, the pipeline id, the table's definition (its
@@ -64,7 +65,8 @@ pub fn write_table(plan: &Plan, dir: &Path, t: &ProtectedTable) -> Result<Output
         ),
     ];
     let path = crate::layout::Release(dir).public_table(t.table(), &t.period().partition());
-    let mut sink = ParquetSink::create(&path, t.public().schema(), &metadata)?;
-    sink.write(t.public().clone())?;
+    let frame = super::with_period(t.public().clone(), t.period())?;
+    let mut sink = ParquetSink::create(&path, frame.schema(), &metadata)?;
+    sink.write(frame)?;
     sink.finish(dir)
 }

@@ -87,7 +87,7 @@ impl Ledger {
         group: &str,
         period: &crate::spec::period::RefPeriod,
     ) -> std::path::PathBuf {
-        crate::layout::Release(release).ledger(group, &period.partition())
+        crate::layout::Release(release).ledger(group, &period.key())
     }
 
     /// The ledger as a frame over the union dimensions `dims`.

@@ -440,7 +440,7 @@ pub fn protect_group(plan: &Plan, input: GroupInput<'_>) -> Result<GroupOutcome>
                 .iter()
                 .map(|k| key_sums.get(k).copied().unwrap_or(0))
                 .collect();
-            let scope = format!("{}|{}", group.id, input.period.partition());
+            let scope = format!("{}|{}", group.id, input.period.key());
             let mut rows = noise::perturb_rows(&p, &noise, &keys, input.secret, &scope);
             // A revision keeps a finest cell's earlier published count unless its true count
             // moved by at least the threshold since (a smaller change would show).

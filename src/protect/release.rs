@@ -173,11 +173,14 @@ fn audit_group(dir: &Path, g: &str, members: &[&Summary], depth: Depth) -> Resul
         d,
     );
     for lp in ledgers {
-        let part = lp
-            .parent()
-            .and_then(|p| p.file_name())
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
+        // The ledger's folder is the period's key (`ref_year=2024`); its tables' folder is the
+        // key's value.
+        let part = crate::spec::period::partition_of_key(
+            &lp.parent()
+                .and_then(|p| p.file_name())
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default(),
+        );
         let dims = ledger_dims(&lp)?;
         let ledger = Ledger::read(&lp, &dims)?;
         let Some(v) = ledger.vintages.last() else {

@@ -52,6 +52,21 @@ const MAX_NAMED_FAILURES: usize = 10;
 pub trait Progress: Send + Sync {
     /// Reading source `label` (`total` bytes of input) begins.
     fn source(&self, label: &str, total: u64) -> Box<dyn SourceProgress>;
+    /// A stage of `total` steps begins (`tables`, `protection`: one step per table or group;
+    /// `documents`); `set_position` counts the steps done.
+    fn stage(&self, label: &str, total: u64) -> Box<dyn SourceProgress>;
+}
+
+/// The progress of a stage, or nothing when no progress is shown.
+pub(crate) fn stage(
+    opts: Option<&Arc<dyn Progress>>,
+    label: &str,
+    total: u64,
+) -> Box<dyn SourceProgress> {
+    match opts {
+        Some(p) => p.stage(label, total),
+        None => Box::new(NoProgress),
+    }
 }
 
 /// The progress of one source's reading.
@@ -414,6 +429,7 @@ fn run_locked(
             revision: &revision,
             revise_periods: &opts.periods,
             sources: &sources,
+            progress: opts.progress.as_ref(),
         };
         match run_tables(&ctx, partial_tables, survey_tables) {
             Ok(done) => {
@@ -463,7 +479,10 @@ fn run_locked(
         // Codebook, SDMX, report: from the protected public tables just written.
         let history = crate::release::read_history(out).unwrap_or_default();
         let t0 = Instant::now();
-        match crate::export::documents(plan, &staging, &manifest, &history) {
+        let bar = stage(opts.progress.as_ref(), "documents", 1);
+        let documents = crate::export::documents(plan, &staging, &manifest, &history);
+        bar.finish();
+        match documents {
             Ok(files) => {
                 manifest.outputs.extend(files);
                 manifest.outputs.sort_by(|a, b| a.path.cmp(&b.path));

@@ -92,8 +92,9 @@ pub(super) fn write_restricted_table(
         ),
     ];
     let path = Release(staging).restricted_table(&table.id, &t.period.partition());
-    let mut sink = ParquetSink::create(&path, t.frame.schema(), &metadata)?;
-    sink.write(t.frame.clone())?;
+    let frame = crate::export::with_period(t.frame.clone(), &t.period)?;
+    let mut sink = ParquetSink::create(&path, frame.schema(), &metadata)?;
+    sink.write(frame)?;
     Ok((sink.finish(staging)?, metadata))
 }
 
@@ -383,6 +384,7 @@ pub(super) struct TablesContext<'a> {
     pub(super) revise_periods: &'a [String],
     /// The source pass's reports (reused sources' tables are already in the release).
     pub(super) sources: &'a [SourceReport],
+    pub(super) progress: Option<&'a std::sync::Arc<dyn super::Progress>>,
 }
 
 /// What the table stage wrote and found.
@@ -412,6 +414,7 @@ pub(super) fn run_tables(
         revision,
         revise_periods,
         sources,
+        progress,
     } = *cx;
     let mut done = TablesDone::default();
     let TablesDone {
@@ -438,10 +441,14 @@ pub(super) fn run_tables(
     // Tables outside any protected group (restricted only), and survey tables (their
     // estimates, for their group).
     let mut survey_frames: BTreeMap<String, polars::prelude::DataFrame> = BTreeMap::new();
-    for table in &plan.tables {
-        if reused(&table.source) || in_count_group(plan, &table.id) {
-            continue;
-        }
+    let todo: Vec<&crate::spec::TableSpec> = plan
+        .tables
+        .iter()
+        .filter(|t| !reused(&t.source) && !in_count_group(plan, &t.id))
+        .collect();
+    let bar = super::stage(progress, "tables", todo.len() as u64);
+    for (step, table) in todo.into_iter().enumerate() {
+        bar.set_position(step as u64);
         crate::interrupt::check()?;
         let t0 = Instant::now();
         let partial = match survey_tables.remove(&table.id) {
@@ -472,10 +479,12 @@ pub(super) fn run_tables(
         let took = (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
         seconds.insert(format!("table:{}", table.id), took);
     }
-    for group in &plan.groups {
-        if reused(&group.source) {
-            continue;
-        }
+    bar.finish();
+    let groups: Vec<&crate::spec::GroupSpec> =
+        plan.groups.iter().filter(|g| !reused(&g.source)).collect();
+    let bar = super::stage(progress, "protection", groups.len() as u64);
+    for (step, group) in groups.into_iter().enumerate() {
+        bar.set_position(step as u64);
         crate::interrupt::check()?;
         let t0 = Instant::now();
         let ctx = GroupContext {
@@ -528,5 +537,6 @@ pub(super) fn run_tables(
         seconds.insert(format!("group:{}", group.id), took);
         tracing::info!(group = %group.id, seconds = took, "tables protected");
     }
+    bar.finish();
     Ok(done)
 }

@@ -91,17 +91,40 @@ impl RefPeriod {
         }
     }
 
-    /// The Hive partition folder of the period's files: `ref_year=2024`, `ref_quarter=2024-Q1`,
+    /// The period's stable key, `<column>=<value>` (`ref_year=2024`, `ref_quarter=2024-Q1`,
     /// `ref_month=2024-01`, `ref_date=2024-12-31` for a stock, `ref_year=<start year>` for a
-    /// range.
+    /// range): the folder of its ledger and the scope its protection keys derive from, so that it
+    /// never changes with the layout of the tables.
+    pub fn key(&self) -> String {
+        let (name, value) = self.typed_column();
+        let value = match value {
+            PeriodValue::Year(y) => y.to_string(),
+            PeriodValue::Text(t) => t,
+            PeriodValue::Date(d) => d.to_string(),
+        };
+        format!("{name}={value}")
+    }
+
+    /// The folder of the period's table files: the value of its [`key`](RefPeriod::key) (`2024`,
+    /// `2024-Q1`, `2024-01`, a stock's `2024-12-31`, a range's first year). Not Hive style
+    /// (`key=value`) on purpose: the period's typed column is in the files
+    /// ([`RefPeriod::typed_column`]), and a Hive folder of the same name makes readers disagree
+    /// on its type or refuse to merge.
     pub fn partition(&self) -> String {
+        partition_of_key(&self.key())
+    }
+
+    /// The column that gives every row its period with a type every reader agrees on:
+    /// `ref_year` (a 64-bit integer: the year, a range's start year), `ref_quarter` and
+    /// `ref_month` (text: `2024-Q1`, `2024-01`), `ref_date` (a date: a stock's day).
+    pub fn typed_column(&self) -> (&'static str, PeriodValue) {
         if self.stock {
-            return format!("ref_date={}", self.end);
+            return ("ref_date", PeriodValue::Date(self.end));
         }
         match self.freq {
-            Freq::Year | Freq::Range => format!("ref_year={}", self.start.year()),
-            Freq::Quarter => format!("ref_quarter={}", self.label()),
-            Freq::Month => format!("ref_month={}", self.label()),
+            Freq::Year | Freq::Range => ("ref_year", PeriodValue::Year(self.start.year().into())),
+            Freq::Quarter => ("ref_quarter", PeriodValue::Text(self.label())),
+            Freq::Month => ("ref_month", PeriodValue::Text(self.label())),
         }
     }
 
@@ -415,6 +438,20 @@ impl Declared {
     }
 }
 
+/// The table folder of a period's key (`ref_year=2024` → `2024`): what `migstat audit` finds
+/// from a ledger's folder.
+pub fn partition_of_key(key: &str) -> String {
+    key.split_once('=').map_or(key, |(_, v)| v).to_string()
+}
+
+/// The value of a period's typed column ([`RefPeriod::typed_column`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeriodValue {
+    Year(i64),
+    Text(String),
+    Date(NaiveDate),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -429,7 +466,12 @@ mod tests {
         let q = parse_label("2024-Q3").unwrap();
         assert_eq!((q.start, q.end), (d("2024-07-01"), d("2024-09-30")));
         assert_eq!(q.label(), "2024-Q3");
-        assert_eq!(q.partition(), "ref_quarter=2024-Q3");
+        assert_eq!(q.key(), "ref_quarter=2024-Q3");
+        assert_eq!(q.partition(), "2024-Q3");
+        assert_eq!(
+            q.typed_column(),
+            ("ref_quarter", PeriodValue::Text("2024-Q3".into()))
+        );
         let m = parse_label("2024-02").unwrap();
         assert_eq!((m.start, m.end), (d("2024-02-01"), d("2024-02-29")));
         assert_eq!(m.label(), "2024-02");
@@ -438,7 +480,8 @@ mod tests {
             ..parse_label("2023").unwrap()
         };
         assert_eq!(s.label(), "2023-12-31");
-        assert_eq!(s.partition(), "ref_date=2023-12-31");
+        assert_eq!(s.key(), "ref_date=2023-12-31");
+        assert_eq!(s.partition(), "2023-12-31");
         let r = RefPeriod {
             start: d("2018-03-01"),
             end: d("2019-02-28"),

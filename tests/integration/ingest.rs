@@ -560,9 +560,7 @@ fn a_pass_through_column_counts_the_values_it_finds_and_lists_them() {
     std::fs::write(d.join("p.toml"), spec("")).unwrap();
     let plan = migstat::spec::compile(&d.join("p.toml")).unwrap();
     let m = crate::run_plan(&plan, &d.join("out"));
-    let t = crate::read_parquet(
-        &d.join("out/current/restricted/tables/by_nat/ref_year=2024/data.parquet"),
-    );
+    let t = crate::read_parquet(&d.join("out/current/restricted/tables/by_nat/2024/data.parquet"));
     let nat = t.column("NAT").unwrap().str().unwrap().clone();
     let n = t
         .column("n")

@@ -14,10 +14,10 @@ use crate::{migstat, read_parquet, repo};
 /// The partition the checks here read: the default pipeline's latest period of each table.
 fn part(table: &str) -> &'static str {
     match table {
-        "border_crossings" => "ref_month=2024-12",
-        "permit_stock" => "ref_date=2024-12-31",
-        t if t.starts_with("survey") => "ref_year=2018",
-        _ => "ref_year=2024",
+        "border_crossings" => "2024-12",
+        "permit_stock" => "2024-12-31",
+        t if t.starts_with("survey") => "2018",
+        _ => "2024",
     }
 }
 

@@ -71,8 +71,7 @@ fn the_report_loads_in_headless_chromium_with_every_pyramid_drawn() {
 
     // Suppressed cells are drawn as such, never as values: asylum's pyramid has one marker per
     // suppressed (sex, age band) cell of the public file.
-    let f = std::fs::File::open(release.join("public/tables/asylum/ref_year=2024/data.parquet"))
-        .unwrap();
+    let f = std::fs::File::open(release.join("public/tables/asylum/2024/data.parquet")).unwrap();
     let df = ParquetReader::new(f).finish().unwrap();
     let col = |n: &str| df.column(n).unwrap().str().unwrap().clone();
     let (sex, age, status, region, cit) = (
@@ -328,4 +327,157 @@ fn the_manifest_and_the_history_follow_their_json_schemas() {
         );
     }
     crate::python_check("json_schema_check.py", out, "json schemas ok");
+}
+
+/// Every example of the README runs on a fresh release (`tests/readme_check.py`): its shell
+/// commands, DuckDB SQL and Python (polars, pandas), the cron line and the systemd unit's
+/// command (their JSON log parsed line by line), and its TOML parses.
+#[test]
+fn every_readme_example_runs_on_a_fresh_release() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let o = Command::new("python3")
+        .arg(crate::repo().join("tests/readme_check.py"))
+        .arg(env!("CARGO_BIN_EXE_migstat"))
+        .arg(tmp.path())
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && stdout.contains("readme check:"),
+        "README examples failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Every kind of example was found and run.
+    for kind in ["sh", "sql", "python", "cron", "ini", "toml"] {
+        assert!(
+            stdout.contains(&format!(" {kind}")),
+            "no {kind} example ran: {stdout}"
+        );
+    }
+}
+
+/// `migstat trace` on published cells of every count table of the default release (the grand
+/// total, a one-code margin, the fullest cell with contributors; a record table, person tables,
+/// stocks, first permits, migrations; suppressed, rounded, perturbed): the restricted trace
+/// counts as many records as the restricted table's true value, read here from the file; the
+/// public trace names the source, the rules and the protection and carries no delivery path,
+/// hash or true value.
+#[test]
+fn migstat_trace_lists_a_cell_s_sources_rules_protection_and_records() {
+    let (_, release, plan) = crate::shared_default_run();
+    let mut traced = 0;
+    for t in plan.tables.iter().filter(|t| !t.kind.is_survey()) {
+        let public = release.join("public/tables").join(&t.id);
+        if !public.is_dir() {
+            continue;
+        }
+        let p = t.periods.list.last().unwrap();
+        let truth = {
+            let f = std::fs::File::open(
+                release
+                    .join("restricted/tables")
+                    .join(&t.id)
+                    .join(p.partition())
+                    .join("data.parquet"),
+            )
+            .unwrap();
+            ParquetReader::new(f).finish().unwrap()
+        };
+        let n = truth.column("n").unwrap().counts().clone();
+        let dims: Vec<&StringChunked> = t
+            .dimensions
+            .iter()
+            .map(|d| truth.column(d).unwrap().str().unwrap())
+            .collect();
+        let totals = |i: usize| dims.iter().filter(|c| c.get(i) == Some("_T")).count();
+        // The grand total, a margin by one code, the cell with the most codes and a count.
+        let grand = (0..truth.height()).find(|&i| totals(i) == dims.len());
+        let one =
+            (0..truth.height()).find(|&i| totals(i) + 1 == dims.len() && n.get(i).unwrap_or(0) > 0);
+        let fullest = (0..truth.height())
+            .filter(|&i| n.get(i).unwrap_or(0) > 0)
+            .min_by_key(|&i| totals(i));
+        for i in [grand, one, fullest].into_iter().flatten() {
+            let codes: Vec<(String, String)> = t
+                .dimensions
+                .iter()
+                .zip(&dims)
+                .filter(|(_, c)| c.get(i) != Some("_T"))
+                .map(|(d, c)| (d.clone(), c.get(i).unwrap().to_string()))
+                .collect();
+            let tr = migstat::trace::trace(plan, release, &t.id, &codes, None, true, 10)
+                .unwrap_or_else(|e| panic!("{} {codes:?}: {e}", t.id));
+            let r = tr.restricted.as_ref().unwrap();
+            let want = n.get(i).unwrap();
+            assert_eq!(r.true_value, Some(want), "{} {codes:?}", t.id);
+            assert_eq!(r.records, want, "{} {codes:?}: records counted", t.id);
+            assert_eq!(r.record_keys.len() as u64, want.min(10));
+            assert!(!r.deliveries.is_empty() && r.deliveries[0].blake3.len() == 64);
+            assert_eq!(tr.source.id, t.source);
+            assert_eq!(tr.rules.len(), t.dimensions.len());
+            traced += 1;
+        }
+    }
+    assert!(traced >= 25, "{traced} cells traced");
+
+    // The CLI: public by default (nothing of the restricted tier), restricted on request.
+    let rel = release.to_str().unwrap();
+    let o = crate::migstat(&["trace", rel, "permit_stock", "SEX=F"], &[]);
+    let public = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for want in [
+        "source    permits",
+        "SEX = F",
+        "crosswalk rows mapping to F",
+        "protection ",
+    ] {
+        assert!(public.contains(want), "no {want:?} in\n{public}");
+    }
+    for secret in ["blake3", "sample_data", "true value", "records"] {
+        assert!(
+            !public.contains(secret),
+            "{secret:?} in the public trace\n{public}"
+        );
+    }
+    let o = crate::migstat(
+        &[
+            "trace",
+            rel,
+            "permit_stock",
+            "SEX=F",
+            "--restricted",
+            "--format",
+            "json",
+        ],
+        &[],
+    );
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        j["restricted"]["records"], j["restricted"]["true_value"],
+        "{j}"
+    );
+    // Mistakes are usage errors naming what exists.
+    for (args, says) in [
+        (
+            vec!["trace", rel, "permit_stock", "COLOUR=F"],
+            "no dimension",
+        ),
+        (vec!["trace", rel, "permit_stock", "SEX"], "DIM=CODE"),
+        (vec!["trace", rel, "permit_stock", "SEX=Z"], "no cell"),
+        (vec!["trace", rel, "nope"], "no table"),
+        (
+            vec!["trace", rel, "asylum", "--period", "1999"],
+            "no period",
+        ),
+    ] {
+        let o = crate::migstat(&args, &[]);
+        assert_eq!(o.status.code(), Some(64), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
 }

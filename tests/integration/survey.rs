@@ -38,9 +38,7 @@ fn golden(file: &str, dims: usize) -> Golden {
 /// Compare a published survey table with R, cell by cell; returns the largest relative
 /// differences of estimates and standard errors.
 fn compare(out: &Path, table: &str, dims: &[&str], r: &Golden) -> (f64, f64) {
-    let df = read_parquet(&out.join(format!(
-        "restricted/tables/{table}/ref_year=2018/data.parquet"
-    )));
+    let df = read_parquet(&out.join(format!("restricted/tables/{table}/2018/data.parquet")));
     assert_eq!(
         df.height(),
         r.len(),
@@ -365,7 +363,7 @@ fn every_design_and_estimator_matches_r_survey() {
             1.644_853_626_951_472_2 // qnorm(0.95)
         };
         let df = read_parquet(&out.join(format!(
-            "restricted/tables/{design}-{table}/ref_year=2024/data.parquet"
+            "restricted/tables/{design}-{table}/2024/data.parquet"
         )));
         assert_eq!(
             df.height(),
@@ -503,9 +501,7 @@ fn share_intervals_match_every_svyciprop_method() {
         let (design, method, mode) = (&r[0], &r[1], &r[2]);
         let table = format!("{design}-share-{method}-{mode}");
         let df = frames.entry(table.clone()).or_insert_with(|| {
-            read_parquet(&out.join(format!(
-                "restricted/tables/{table}/ref_year=2024/data.parquet"
-            )))
+            read_parquet(&out.join(format!("restricted/tables/{table}/2024/data.parquet")))
         });
         let s = |c: &str| df.column(c).unwrap().str().unwrap().clone();
         let f = |c: &str| df.column(c).unwrap().f64().unwrap().clone();
@@ -608,8 +604,7 @@ fn compare_quantiles(df: &DataFrame, table: &str, dims: &[&str], rows: &[Vec<Str
 #[test]
 fn default_median_age_matches_svyquantile() {
     let (_, out, _) = crate::shared_default_run();
-    let df =
-        read_parquet(&out.join("restricted/tables/survey_median_age/ref_year=2018/data.parquet"));
+    let df = read_parquet(&out.join("restricted/tables/survey_median_age/2018/data.parquet"));
     let mut rdr =
         csv::Reader::from_path(repo().join("tests/golden/survey_median_age_r.csv")).unwrap();
     let rows: Vec<Vec<String>> = rdr
@@ -635,8 +630,7 @@ fn a_contrast_is_published_only_where_its_terms_are() {
     // survey_mean_age_gap = survey_mean_age(F) − survey_mean_age(M) in each MIGRATION_TYPE ×
     // REGION cell: published exactly where both terms are, and then equal to their difference.
     let (_, out, _) = crate::shared_default_run();
-    let public =
-        |t: &str| read_parquet(&out.join(format!("public/tables/{t}/ref_year=2018/data.parquet")));
+    let public = |t: &str| read_parquet(&out.join(format!("public/tables/{t}/2018/data.parquet")));
     let (gap, mean) = (public("survey_mean_age_gap"), public("survey_mean_age"));
     let s = |df: &DataFrame, c: &str| df.column(c).unwrap().str().unwrap().clone();
     let (mt, rg, sx) = (
@@ -754,9 +748,7 @@ fn quantiles_match_svyquantile() {
     for r in &rows {
         let table = format!("{}-{}", &r[0], &r[1]);
         let df = frames.entry(table.clone()).or_insert_with(|| {
-            read_parquet(&out.join(format!(
-                "restricted/tables/{table}/ref_year=2024/data.parquet"
-            )))
+            read_parquet(&out.join(format!("restricted/tables/{table}/2024/data.parquet")))
         });
         let cell: Vec<String> = r.iter().skip(2).map(str::to_string).collect();
         compared += compare_quantiles(df, &table, &["SEX", "GRP"], &[cell]);
@@ -860,9 +852,7 @@ fn contrasts_match_svycontrast() {
     assert!(m.rejections.is_empty(), "{:?}", m.rejections);
     let out = root.join("current");
     let read = |table: &str| {
-        read_parquet(&out.join(format!(
-            "restricted/tables/{table}/ref_year=2024/data.parquet"
-        )))
+        read_parquet(&out.join(format!("restricted/tables/{table}/2024/data.parquet")))
     };
     let value = |df: &DataFrame, dim: &str, code: &str, col: &str| -> f64 {
         let c = df.column(dim).unwrap().str().unwrap().clone();
@@ -1111,9 +1101,7 @@ fn calibrated_designs_match_r_survey() {
         let r = r.unwrap();
         let table = format!("{}-{}", &r[0], &r[1]);
         let df = frames.entry(table.clone()).or_insert_with(|| {
-            read_parquet(&out.join(format!(
-                "restricted/tables/{table}/ref_year=2024/data.parquet"
-            )))
+            read_parquet(&out.join(format!("restricted/tables/{table}/2024/data.parquet")))
         });
         let i = golden_cell(df, &table, &r);
         let at = format!("{table} {:?}", &r);
@@ -1719,9 +1707,7 @@ fn a_large_jkn_design_has_r_s_degrees_of_freedom() {
     let root = tmp.path().join("out");
     let m = crate::run_plan(&plan, &root);
     assert!(m.rejections.is_empty(), "{:?}", m.rejections);
-    let df = read_parquet(
-        &root.join("current/restricted/tables/jkn-total_y/ref_year=2024/data.parquet"),
-    );
+    let df = read_parquet(&root.join("current/restricted/tables/jkn-total_y/2024/data.parquet"));
     let mut golden = csv::Reader::from_path(repo().join("tests/golden/survey_jkn_r.csv")).unwrap();
     let mut n = 0;
     for r in golden.records() {
@@ -1800,7 +1786,7 @@ fn replicate_weights_from_their_own_file_are_joined_on_the_record_id() {
     let out = root.join("current/restricted/tables");
     for (table, _, _) in DESIGN_TABLES {
         let read = |d: &str| {
-            let df = read_parquet(&out.join(format!("{d}-{table}/ref_year=2024/data.parquet")));
+            let df = read_parquet(&out.join(format!("{d}-{table}/2024/data.parquet")));
             df.drop("table_id").unwrap_or(df)
         };
         let (a, b) = (read("jk1"), read("jk1_file"));
@@ -1864,12 +1850,13 @@ fn a_table_without_dimensions_is_the_whole_population() {
         }
         let table = format!("{}-{}_whole", &r[0], &r[1]);
         let df = read_parquet(&root.join(format!(
-            "current/restricted/tables/{table}/ref_year=2024/data.parquet"
+            "current/restricted/tables/{table}/2024/data.parquet"
         )));
         assert_eq!(df.height(), 1, "{table}: one cell");
+        // The lead columns, the period's typed `ref_year`, the estimates: no dimension column.
         assert_eq!(
             df.width(),
-            16,
+            17,
             "{table}: no dimension column: {:?}",
             df.get_column_names()
         );
@@ -1943,7 +1930,7 @@ fn a_contrast_without_dimensions_is_the_whole_population_s() {
     for r in &rows {
         let table = format!("{}-{}", &r[0], &r[1]);
         let df = read_parquet(&root.join(format!(
-            "current/restricted/tables/{table}/ref_year=2024/data.parquet"
+            "current/restricted/tables/{table}/2024/data.parquet"
         )));
         assert_eq!(df.height(), 1, "{table}");
         let f = |c: &str| df.column(c).unwrap().f64().unwrap().get(0).unwrap();
@@ -2050,9 +2037,7 @@ fn nonresponse_adjusted_designs_match_r() {
         let r = r.unwrap();
         let table = format!("{}-{}", &r[0], &r[1]);
         let df = frames.entry(table.clone()).or_insert_with(|| {
-            read_parquet(&out.join(format!(
-                "restricted/tables/{table}/ref_year=2024/data.parquet"
-            )))
+            read_parquet(&out.join(format!("restricted/tables/{table}/2024/data.parquet")))
         });
         let i = golden_cell(df, &table, &r);
         let at = format!("{table} {:?}", &r);
@@ -2308,9 +2293,8 @@ fn covariances_across_tables_match_r() {
         }
         // The diagonal is each table's published variance.
         for t in ["total_y", "mean_y", "share_grp"] {
-            let df = read_parquet(&out.join(format!(
-                "restricted/tables/{name}-{t}/ref_year=2024/data.parquet"
-            )));
+            let df =
+                read_parquet(&out.join(format!("restricted/tables/{name}-{t}/2024/data.parquet")));
             let dims: Vec<String> = if t == "share_grp" {
                 vec!["GRP".into(), "SEX".into()]
             } else {

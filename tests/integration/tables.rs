@@ -29,7 +29,7 @@ fn partitions(out: &std::path::Path, tier: &str, table: &str) -> Vec<String> {
     v
 }
 
-/// The cells of one period's partition (e.g. `ref_year=2024`).
+/// The cells of one period's partition (e.g. `2024`).
 fn cells_at(
     out: &std::path::Path,
     table: &str,
@@ -153,7 +153,7 @@ fn ages_are_taken_at_the_event_and_stocks_at_their_date() {
     assert_eq!(years.len(), 12, "2013 to 2024: {years:?}");
     let mut flow: BTreeMap<String, u64> = BTreeMap::new();
     for part in &years {
-        let year = part.strip_prefix("ref_year=").unwrap();
+        let year = part.strip_prefix("").unwrap();
         for (k, n) in cells_at(out, "first_permits", part, &["AGE", "CHILD"]) {
             if k.starts_with("_T|") {
                 *flow.entry(format!("_T|{k}")).or_default() += n;
@@ -248,13 +248,9 @@ fn first_permits_follow_the_first_ever_and_the_eurostat_rules() {
         .collect();
     assert_eq!(
         by_year,
-        [
-            ("ref_year=2022", 2),
-            ("ref_year=2023", 3),
-            ("ref_year=2024", 4)
-        ]
-        .map(|(p, n)| (p.to_string(), n))
-        .to_vec()
+        [("2022", 2), ("2023", 3), ("2024", 4)]
+            .map(|(p, n)| (p.to_string(), n))
+            .to_vec()
     );
     // DuckDB, with the rule written independently in SQL (window over earlier records).
     crate::python_check_with(
@@ -291,7 +287,7 @@ fn records_are_placed_in_the_period_of_their_event() {
     let accepted = |id: &str| m.sources.iter().find(|s| s.id == id).unwrap().rows_accepted;
     assert_eq!((accepted("registrations"), accepted("permits")), (11, 6));
     let out = &tmp.path().join("current");
-    let years: Vec<String> = (2020..=2024).map(|y| format!("ref_year={y}")).collect();
+    let years: Vec<String> = (2020..=2024).map(|y| format!("{y}")).collect();
     // Five years, five partitions, restricted and public.
     assert_eq!(partitions(out, "restricted", "records_by_year"), years);
     assert_eq!(partitions(out, "public", "records_by_year"), years);
@@ -305,14 +301,14 @@ fn records_are_placed_in_the_period_of_their_event() {
         .collect();
     assert_eq!(totals, [2, 1, 2, 1, 2]);
     for (part, key, n) in [
-        ("ref_year=2020", "M|Y_GE18", 1),
-        ("ref_year=2020", "F|Y_GE18", 1),
-        ("ref_year=2021", "F|Y_LT18", 1),
-        ("ref_year=2022", "M|Y_LT18", 1),
-        ("ref_year=2022", "M|Y_GE18", 1),
-        ("ref_year=2023", "F|Y_LT18", 1),
-        ("ref_year=2024", "M|Y_GE18", 1),
-        ("ref_year=2024", "F|Y_GE18", 1),
+        ("2020", "M|Y_GE18", 1),
+        ("2020", "F|Y_GE18", 1),
+        ("2021", "F|Y_LT18", 1),
+        ("2022", "M|Y_LT18", 1),
+        ("2022", "M|Y_GE18", 1),
+        ("2023", "F|Y_LT18", 1),
+        ("2024", "M|Y_GE18", 1),
+        ("2024", "F|Y_GE18", 1),
     ] {
         let c = cells_at(out, "records_by_year", part, &["SEX", "CHILD"]);
         assert_eq!(c.get(key), Some(&n), "records {part} {key}: {c:?}");
@@ -323,13 +319,13 @@ fn records_are_placed_in_the_period_of_their_event() {
         .collect();
     assert_eq!(persons, [2, 1, 1, 1, 2]);
     assert_eq!(
-        cells_at(out, "persons_by_year", "ref_year=2022", &["SEX", "CHILD"]),
+        cells_at(out, "persons_by_year", "2022", &["SEX", "CHILD"]),
         expect(&[("M|Y_GE18", 1), ("M|_T", 1), ("_T|Y_GE18", 1), ("_T|_T", 1)])
     );
     let outside = &m.periods["records_by_year"].outside;
     assert_eq!((outside.no_date, outside.before, outside.after), (1, 1, 1));
     // Quarters of 2024.
-    let quarters: Vec<String> = (1..=4).map(|q| format!("ref_quarter=2024-Q{q}")).collect();
+    let quarters: Vec<String> = (1..=4).map(|q| format!("2024-Q{q}")).collect();
     assert_eq!(
         partitions(out, "restricted", "persons_by_quarter"),
         quarters
@@ -360,9 +356,7 @@ fn records_are_placed_in_the_period_of_their_event() {
     );
     assert_eq!(q.periods, ["2024-Q1", "2024-Q2", "2024-Q3", "2024-Q4"]);
     // Stocks on 31 December of each year.
-    let dates: Vec<String> = (2020..=2024)
-        .map(|y| format!("ref_date={y}-12-31"))
-        .collect();
+    let dates: Vec<String> = (2020..=2024).map(|y| format!("{y}-12-31")).collect();
     assert_eq!(partitions(out, "restricted", "stock"), dates);
     let finest = |c: &BTreeMap<String, u64>| -> BTreeMap<String, u64> {
         c.iter()
@@ -439,7 +433,7 @@ fn records_are_placed_in_the_period_of_their_event() {
     assert_eq!(m.periods["records_by_year"].provisional, ["2024"]);
     assert_eq!(m.periods["persons_by_quarter"].provisional, ["2024-Q4"]);
     assert_eq!(m.periods["stock"].provisional, ["2024-12-31"]);
-    for (part, want) in [("ref_year=2023", "A"), ("ref_year=2024", "P")] {
+    for (part, want) in [("2023", "A"), ("2024", "P")] {
         let df =
             read_parquet(&out.join(format!("public/tables/records_by_year/{part}/data.parquet")));
         let obs = df.column("OBS_STATUS").unwrap().str().unwrap().clone();
@@ -484,7 +478,7 @@ fn migrations_follow_the_residence_rules() {
     let plan = compile(&pipeline).unwrap();
     let m = crate::run_plan(&plan, tmp.path());
     let out = &tmp.path().join("current");
-    let years = ["ref_year=2022", "ref_year=2023", "ref_year=2024"];
+    let years = ["2022", "2023", "2024"];
     let dims = ["SEX", "CHILD"];
     let totals = |table: &str| -> Vec<u64> {
         years
@@ -589,7 +583,7 @@ fn statuses_are_taken_on_the_date_of_each_table() {
     let m = crate::run_plan(&plan, tmp.path());
     let out = &tmp.path().join("current");
     let dims = ["STATUS_AT", "CHILD"];
-    let at = |y: i32| cells_at(out, "stock", &format!("ref_date={y}-12-31"), &dims);
+    let at = |y: i32| cells_at(out, "stock", &format!("{y}-12-31"), &dims);
     assert_eq!(
         at(2020),
         expect(&[
@@ -617,7 +611,7 @@ fn statuses_are_taken_on_the_date_of_each_table() {
         cells_at(
             out,
             "registrations",
-            &format!("ref_year={y}"),
+            &format!("{y}"),
             &["STATUS_AT", "STATUS_NOW"],
         )
     };
@@ -681,24 +675,22 @@ fn a_provisional_period_is_published_final_once_closed() {
             .clone()
     };
     let first = crate::run_plan(&write("2024-12-31"), &out);
-    assert_eq!(obs("ref_year=2024"), ["P"]);
+    assert_eq!(obs("2024"), ["P"]);
     assert!(summary(&first, "2024").provisional);
     let s2023 =
-        std::fs::read(out.join("current/public/tables/records_by_year/ref_year=2023/data.parquet"))
-            .unwrap();
+        std::fs::read(out.join("current/public/tables/records_by_year/2023/data.parquet")).unwrap();
     // Still within three months of its end: frozen, still provisional.
     let second = crate::run_plan(&write("2025-03-30"), &out);
-    assert_eq!(obs("ref_year=2024"), ["P"]);
+    assert_eq!(obs("2024"), ["P"]);
     assert!(summary(&second, "2024").frozen);
     // Closed: published again, final.
     let third = crate::run_plan(&write("2025-03-31"), &out);
-    assert_eq!(obs("ref_year=2024"), ["A"]);
+    assert_eq!(obs("2024"), ["A"]);
     let s = summary(&third, "2024");
     assert!(!s.provisional && !s.frozen && s.vintage == 2, "{s:?}");
     assert!(summary(&third, "2023").frozen);
     assert_eq!(
-        std::fs::read(out.join("current/public/tables/records_by_year/ref_year=2023/data.parquet"))
-            .unwrap(),
+        std::fs::read(out.join("current/public/tables/records_by_year/2023/data.parquet")).unwrap(),
         s2023,
         "a closed period does not move"
     );
@@ -799,7 +791,7 @@ fn duckdb_group_by_cube_gives_the_same_tables() {
     let june = cells_at(
         out,
         "border_crossings",
-        "ref_month=2024-06",
+        "2024-06",
         &["DIRECTION", "SEX", "CITIZENSHIP_REGION"],
     );
     let dates = border.column("raw_crossing_date").unwrap().clone();
