@@ -231,11 +231,25 @@ pub fn build_cells(
     Ok(out)
 }
 
+/// A survey source's response-status column (as the accepted records name it) and its
+/// respondent codes, when its design adjusts for nonresponse.
+fn respondent_status(source: &SourcePlan) -> Option<(String, std::collections::BTreeSet<String>)> {
+    let nr = source.design.as_ref()?.nonresponse.as_ref()?;
+    let derived = source.harmonize.iter().any(|d| d.name == nr.status);
+    let column = if derived {
+        nr.status.clone()
+    } else {
+        raw_column(&nr.status)
+    };
+    Some((column, nr.respondent.clone()))
+}
+
 /// The units a count table counts, one row each — a record, a person in a period, a person
 /// valid on a stock date, a first permit, a migration — with the table's dimensions and
 /// [`PERIOD`] (the index of its period), and each unit's lineage: the `_file`, `_record` and
 /// `_line` of the record that makes it and the source's `record_id`. What `migstat trace`
-/// lists for a cell: exactly the rows [`build_cells`] counts into it.
+/// lists for a cell: exactly the rows [`build_cells`] counts into it; for a survey estimate,
+/// the respondents it weighs (its `n`).
 pub fn units(source: &SourcePlan, table: &TableSpec, accepted: &Path) -> Result<DataFrame> {
     let (lf, _) = unit_frame(source, table, accepted, None, true)?;
     match lf {
@@ -267,6 +281,9 @@ fn unit_frame(
     if lineage {
         needed.extend(["_file", "_record", "_line"].map(String::from));
         needed.extend(source.record_id.as_deref().map(raw_column));
+        if table.kind.is_survey() {
+            needed.extend(respondent_status(source).map(|(c, _)| c));
+        }
     }
     match &table.kind {
         TableKind::Count
@@ -365,10 +382,30 @@ fn unit_frame(
         | TableKind::SurveyRatio { .. }
         | TableKind::SurveyQuantile { .. }
         | TableKind::SurveyContrast { .. } => {
-            return Err(crate::Error::Internal(format!(
-                "table {}: survey estimates are built from their design partials",
-                table.id
-            )));
+            if !lineage {
+                return Err(crate::Error::Internal(format!(
+                    "table {}: survey estimates are built from their design partials",
+                    table.id
+                )));
+            }
+            // The respondents an estimate weighs (its `n`): the filtered records, without the
+            // nonrespondents a nonresponse adjustment keeps in the design.
+            let df = match respondent_status(source) {
+                Some((status, codes)) => {
+                    let s = df
+                        .column(&status)
+                        .and_then(|c| c.cast(&DataType::String))
+                        .ctx(|| ctx(&status))?;
+                    let s = s.str().ctx(|| ctx(&status))?;
+                    let keep: BooleanChunked = s
+                        .iter()
+                        .map(|v| Some(v.is_some_and(|v| codes.contains(v.trim()))))
+                        .collect();
+                    df.filter(&keep).ctx(|| ctx("the respondents"))?
+                }
+                None => df,
+            };
+            df.lazy().with_column(lit(0u32).alias(PERIOD))
         }
         TableKind::Stock {
             valid_from,

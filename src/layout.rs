@@ -205,6 +205,14 @@ impl Release<'_> {
     pub fn codebook_in(&self, lang: &str) -> PathBuf {
         self.public().join(format!("codebook.{lang}.md"))
     }
+    /// The reference metadata of the public tables (SIMS), as JSON.
+    pub fn sims(&self) -> PathBuf {
+        self.public().join("metadata").join("sims.json")
+    }
+    /// The same as an SDMX-ML 2.1 generic metadata set.
+    pub fn sdmx_metadata(&self) -> PathBuf {
+        self.sdmx_dir().join("metadata.xml")
+    }
     pub fn datapackage(&self) -> PathBuf {
         self.public().join("datapackage.json")
     }

@@ -90,7 +90,7 @@ pub struct RestrictedTrace {
     pub records: u64,
     /// The first of them: (file, line, record id).
     pub record_keys: Vec<RecordKey>,
-    /// A note where records cannot be listed (survey estimates).
+    /// What the records are where they are not the cell's count (a survey's respondents).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
@@ -396,19 +396,14 @@ fn restricted_part(
     } else {
         None
     };
-    let (records, record_keys, note) = if t.kind.is_survey() {
-        (
-            0,
-            Vec::new(),
-            Some("a survey estimate is a weighted sum over its respondents: `n` in the restricted table counts them; listing them is not built yet".to_string()),
-        )
-    } else {
-        let accepted = rel.accepted(&source.id);
-        let units = crate::disaggregate::units(source, t, &accepted)?;
-        let keys = matching(&units, cell, index, source)?;
-        let n = keys.len() as u64;
-        (n, keys.into_iter().take(max_records).collect(), None)
-    };
+    let accepted = rel.accepted(&source.id);
+    let units = crate::disaggregate::units(source, t, &accepted)?;
+    let keys = matching(&units, cell, index, source)?;
+    let records = keys.len() as u64;
+    let record_keys = keys.into_iter().take(max_records).collect();
+    let note = t.kind.is_survey().then(|| {
+        "the respondents of the cell (its unweighted n); the estimate weighs them by the design's weights".to_string()
+    });
     Ok(RestrictedTrace {
         deliveries: report.map(|r| r.files.clone()).unwrap_or_default(),
         rows_read: report.map_or(0, |r| r.rows_read),
@@ -552,31 +547,27 @@ pub fn text(t: &Trace) -> String {
                 .map_or("unknown".to_string(), |v| v.to_string()),
             r.rule.as_deref().unwrap_or("(no audit row)")
         );
-        match &r.note {
-            Some(n) => {
-                let _ = writeln!(s, "  records   {n}");
+        if let Some(n) = &r.note {
+            let _ = writeln!(s, "  records   {n}");
+        }
+        let _ = writeln!(
+            s,
+            "  records   {} counted{}:",
+            r.records,
+            if r.record_keys.len() < r.records as usize {
+                format!(", the first {} listed", r.record_keys.len())
+            } else {
+                String::new()
             }
-            None => {
-                let _ = writeln!(
-                    s,
-                    "  records   {} counted{}:",
-                    r.records,
-                    if r.record_keys.len() < r.records as usize {
-                        format!(", the first {} listed", r.record_keys.len())
-                    } else {
-                        String::new()
-                    }
-                );
-                for k in &r.record_keys {
-                    let _ = writeln!(
-                        s,
-                        "    {}:{}{}",
-                        k.file,
-                        k.line,
-                        k.id.as_ref().map(|i| format!("  {i}")).unwrap_or_default()
-                    );
-                }
-            }
+        );
+        for k in &r.record_keys {
+            let _ = writeln!(
+                s,
+                "    {}:{}{}",
+                k.file,
+                k.line,
+                k.id.as_ref().map(|i| format!("  {i}")).unwrap_or_default()
+            );
         }
     }
     s

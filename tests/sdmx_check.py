@@ -135,7 +135,36 @@ for t in tables:
             problems.append(f"{t}: SDMX-CSV 1.0 row {cell} = {r['OBS_VALUE']!r} differs from Parquet")
             break
 
+# The reference metadata (SIMS) as an SDMX-ML 2.1 generic metadata set: well-formed, one report
+# per dataflow of the structure, each with every SIMS concept and a text; the same as sims.json.
+import json
+import xml.etree.ElementTree as ET
+
+NS = {"mes": "http://www.sdmx.org/resources/sdmxml/schemas/v2_1/message",
+      "gen": "http://www.sdmx.org/resources/sdmxml/schemas/v2_1/metadata/generic",
+      "com": "http://www.sdmx.org/resources/sdmxml/schemas/v2_1/common",
+      "str": "http://www.sdmx.org/resources/sdmxml/schemas/v2_1/structure"}
+meta = ET.parse(os.path.join(rel, "public", "sdmx", "metadata.xml")).getroot()
+flows = {f.get("id") for f in ET.parse(os.path.join(rel, "public", "sdmx", "structure.xml")).getroot().iter(f"{{{NS['str']}}}Dataflow")}
+sims = json.load(open(os.path.join(rel, "public", "metadata", "sims.json"), encoding="utf-8"))
+by_table = {t["dataflow"].split(":")[1].split("(")[0]: t for t in sims["tables"]}
+reports = meta.findall(".//gen:Report", NS)
+targets = set()
+for r in reports:
+    urn = r.find(".//URN").text
+    flow = urn.split(":")[-1].split("(")[0]
+    targets.add(flow)
+    got = {a.get("id"): a.find("com:Text", NS).text for a in r.findall("gen:AttributeSet/gen:ReportedAttribute", NS)}
+    want = {c["id"]: c["text"] for c in by_table.get(flow, {}).get("concepts", [])}
+    if got != want:
+        problems.append(f"metadata.xml report of {flow} differs from sims.json")
+    if len(got) < 30 or any(not v for v in got.values()):
+        problems.append(f"metadata.xml report of {flow}: {len(got)} concepts, some empty")
+if targets != flows:
+    problems.append(f"metadata.xml reports {sorted(targets)}, structure.xml has dataflows {sorted(flows)}")
+
 if problems:
     print("\n".join(problems[:30]))
     sys.exit(1)
-print(f"sdmx ok: {len(tables)} tables, {checked} observations read by sdmx1 {sdmx.__version__}")
+print(f"sdmx ok: {len(tables)} tables, {checked} observations read by sdmx1 {sdmx.__version__}, "
+      f"{len(reports)} SIMS reports")

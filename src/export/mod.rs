@@ -18,6 +18,7 @@ pub mod codebook;
 pub mod public;
 pub mod report;
 pub mod sdmx;
+pub mod sims;
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -259,15 +260,22 @@ pub(crate) fn escape_markup(s: &str) -> String {
 }
 
 /// Write a release's documents into `dir` (the release being built, its public tables written):
-/// `public/codebook.md`, `public/datapackage.json`, `public/sdmx/`, `report/index.html`.
+/// `public/codebook.md` (and one per further language), `public/datapackage.json`,
+/// `public/sdmx/`, `public/metadata/sims.json`, `report/index.html` (and one per further
+/// language). `previous`: the current release, whose code-list versions carry on.
 pub fn documents(
     plan: &crate::spec::Plan,
     dir: &Path,
     manifest: &crate::manifest::Manifest,
     history: &[crate::manifest::HistoryRecord],
+    previous: Option<&Path>,
 ) -> Result<Vec<OutputFile>> {
     let docs = codebook::tables(plan, dir, &manifest.protection)?;
-    let mut out = sdmx::write(plan, dir, &docs)?;
+    let previous = previous
+        .and_then(|p| std::fs::read_to_string(crate::layout::Release(p).sdmx_structure()).ok());
+    let mut out = sdmx::write(plan, dir, &docs, previous.as_deref())?;
+    // Reference metadata (SIMS), also the codebook's last section.
+    let reports = sims::reports(plan, manifest, &docs);
     // The codebook and the report in each publication language, the first as the plain names.
     for (i, &lang) in plan.languages.iter().enumerate() {
         let release = crate::layout::Release(dir);
@@ -278,11 +286,27 @@ pub fn documents(
                 release.report_in(lang.code()),
             ),
         };
-        let md = codebook::markdown(plan, manifest, &docs, lang);
+        let md = codebook::markdown(plan, manifest, &docs, lang) + &sims::markdown(&reports);
         out.push(sdmx::write_file(dir, &codebook, md.as_bytes(), 0)?);
         let page = report::html(plan, manifest, &docs, history, lang);
         out.push(sdmx::write_file(dir, &report, page.as_bytes(), 0)?);
     }
+    // Reference metadata (SIMS): JSON and an SDMX generic metadata set.
+    let sims_json = serde_json::to_string_pretty(&sims::json(plan, &reports))
+        .map_err(|e| crate::Error::Internal(format!("serialising sims.json: {e}")))?;
+    let release = crate::layout::Release(dir);
+    out.push(sdmx::write_file(
+        dir,
+        &release.sims(),
+        (sims_json + "\n").as_bytes(),
+        0,
+    )?);
+    out.push(sdmx::write_file(
+        dir,
+        &release.sdmx_metadata(),
+        sims::sdmx(plan, &reports).as_bytes(),
+        0,
+    )?);
     let dp = serde_json::to_string_pretty(&codebook::datapackage(plan, manifest, &docs))
         .map_err(|e| crate::Error::Internal(format!("serialising datapackage.json: {e}")))?;
     out.push(sdmx::write_file(

@@ -43,8 +43,14 @@ fn unit_measure(d: &TableDoc) -> (&'static str, &'static str) {
     d.unit_measure.sdmx()
 }
 
-/// Write the SDMX files of `docs` into `dir` (a release being built).
-pub fn write(plan: &Plan, dir: &Path, docs: &[TableDoc]) -> Result<Vec<OutputFile>> {
+/// Write the SDMX files of `docs` into `dir` (a release being built); `previous` is the
+/// current release's structure message, whose code-list versions carry on (see [`versions`]).
+pub fn write(
+    plan: &Plan,
+    dir: &Path,
+    docs: &[TableDoc],
+    previous: Option<&str>,
+) -> Result<Vec<OutputFile>> {
     let mut outputs = Vec::new();
     for d in docs {
         for version in &plan.sdmx.csv {
@@ -53,7 +59,7 @@ pub fn write(plan: &Plan, dir: &Path, docs: &[TableDoc]) -> Result<Vec<OutputFil
             outputs.push(write_file(dir, &path, text.as_bytes(), rows)?);
         }
     }
-    let xml = structure(plan, docs);
+    let xml = structure(plan, docs, previous);
     outputs.push(write_file(
         dir,
         &crate::layout::Release(dir).sdmx_structure(),
@@ -222,8 +228,76 @@ fn names(out: &mut String, indent: &str, l: &Labels) {
     }
 }
 
+/// The code lists of a structure message we wrote: id → (version, content).
+fn codelists_of(xml: &str) -> BTreeMap<String, (String, String)> {
+    let mut out = BTreeMap::new();
+    let mut rest = xml;
+    const OPEN: &str = "<str:Codelist id=\"";
+    while let Some(i) = rest.find(OPEN) {
+        let after = &rest[i + OPEN.len()..];
+        let Some(id_end) = after.find('"') else { break };
+        let id = after[..id_end].to_string();
+        let version = after
+            .find("version=\"")
+            .map(|v| &after[v + 9..])
+            .and_then(|v| v.find('"').map(|e| v[..e].to_string()))
+            .unwrap_or_default();
+        let body_start = after.find('>').map_or(after.len(), |e| e + 1);
+        let body_end = after.find("</str:Codelist>").unwrap_or(after.len());
+        out.insert(
+            id,
+            (
+                version,
+                after[body_start..body_end.max(body_start)].to_string(),
+            ),
+        );
+        rest = &after[body_end.max(body_start)..];
+    }
+    out
+}
+
+/// The version of each code list: the previous release's while its content (codes and names)
+/// is the same, the next minor version (`1.0` → `1.1`) when it changed, the spec's
+/// `[publish.sdmx] version` for a new list or a new major version. A code list's content and
+/// version thus go together across releases, as SDMX requires of a final artefact.
+fn versions(
+    base: &str,
+    bodies: &BTreeMap<String, String>,
+    previous: Option<&str>,
+) -> BTreeMap<String, String> {
+    let before = previous.map(codelists_of).unwrap_or_default();
+    let major = |v: &str| v.split('.').next().unwrap_or_default().to_string();
+    bodies
+        .iter()
+        .map(|(id, body)| {
+            let v = match before.get(id) {
+                Some((v, b)) if major(v) == major(base) => {
+                    if b == body {
+                        v.clone()
+                    } else {
+                        next_minor(v)
+                    }
+                }
+                _ => base.to_string(),
+            };
+            (id.clone(), v)
+        })
+        .collect()
+}
+
+/// `1.0` → `1.1`, `2.3.9` → `2.3.10` (the last component, or `.1` added).
+fn next_minor(v: &str) -> String {
+    match v.rsplit_once('.') {
+        Some((head, last)) => match last.parse::<u64>() {
+            Ok(n) => format!("{head}.{}", n + 1),
+            Err(_) => format!("{v}.1"),
+        },
+        None => format!("{v}.1"),
+    }
+}
+
 /// The SDMX-ML 2.1 structure message: code lists, concepts, one DSD and one dataflow per table.
-pub fn structure(plan: &Plan, docs: &[TableDoc]) -> String {
+pub fn structure(plan: &Plan, docs: &[TableDoc], previous: Option<&str>) -> String {
     let agency = esc(&plan.sdmx.agency);
     let version = esc(&plan.sdmx.version);
     // Code lists: the union of the codes every table uses, with their labels.
@@ -331,19 +405,28 @@ pub fn structure(plan: &Plan, docs: &[TableDoc]) -> String {
         );
     }
     x.push_str("    </str:Dataflows>\n    <str:Codelists>\n");
-    for (id, (name, codes)) in &lists {
+    let bodies: BTreeMap<String, String> = lists
+        .iter()
+        .map(|(id, (name, codes))| {
+            let mut b = String::from("\n");
+            names(&mut b, "        ", name);
+            for (c, l) in codes {
+                let _ = writeln!(b, "        <str:Code id=\"{}\">", esc(c));
+                names(&mut b, "          ", l);
+                b.push_str("        </str:Code>\n");
+            }
+            b.push_str("      ");
+            (id.clone(), b)
+        })
+        .collect();
+    let list_versions = versions(&plan.sdmx.version, &bodies, previous);
+    for (id, body) in &bodies {
         let _ = writeln!(
             x,
-            "      <str:Codelist id=\"{}\" agencyID=\"{agency}\" version=\"{version}\">",
-            esc(id)
+            "      <str:Codelist id=\"{}\" agencyID=\"{agency}\" version=\"{}\">{body}</str:Codelist>",
+            esc(id),
+            esc(&list_versions[id])
         );
-        names(&mut x, "        ", name);
-        for (c, l) in codes {
-            let _ = writeln!(x, "        <str:Code id=\"{}\">", esc(c));
-            names(&mut x, "          ", l);
-            x.push_str("        </str:Code>\n");
-        }
-        x.push_str("      </str:Codelist>\n");
     }
     x.push_str("    </str:Codelists>\n    <str:Concepts>\n");
     let _ = writeln!(
@@ -368,9 +451,10 @@ pub fn structure(plan: &Plan, docs: &[TableDoc]) -> String {
     let enumeration = |cl: &str| {
         format!(
             "<str:LocalRepresentation><str:Enumeration><Ref id=\"{}\" agencyID=\"{agency}\" \
-             version=\"{version}\" class=\"Codelist\" package=\"codelist\"/></str:Enumeration>\
+             version=\"{}\" class=\"Codelist\" package=\"codelist\"/></str:Enumeration>\
              </str:LocalRepresentation>",
-            esc(cl)
+            esc(cl),
+            esc(list_versions.get(cl).unwrap_or(&plan.sdmx.version))
         )
     };
     for d in docs {
@@ -450,4 +534,30 @@ pub fn structure(plan: &Plan, docs: &[TableDoc]) -> String {
     }
     x.push_str("    </str:DataStructures>\n  </mes:Structures>\n</mes:Structure>\n");
     x
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_code_list_keeps_its_version_until_its_content_changes() {
+        assert_eq!(next_minor("1.0"), "1.1");
+        assert_eq!(next_minor("2.3.9"), "2.3.10");
+        assert_eq!(next_minor("7"), "7.1");
+        let previous = "<str:Codelists>\n      <str:Codelist id=\"CL_A\" agencyID=\"X\" version=\"1.3\">A</str:Codelist>\n      \
+                        <str:Codelist id=\"CL_B\" agencyID=\"X\" version=\"1.0\">B</str:Codelist>\n      \
+                        <str:Codelist id=\"CL_C\" agencyID=\"X\" version=\"1.2\">C</str:Codelist>";
+        let bodies: BTreeMap<String, String> = [("CL_A", "A"), ("CL_B", "B2"), ("CL_D", "D")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let v = versions("1.0", &bodies, Some(previous));
+        assert_eq!(v["CL_A"], "1.3", "same content, same version");
+        assert_eq!(v["CL_B"], "1.1", "changed content, next version");
+        assert_eq!(v["CL_D"], "1.0", "a new list starts at the spec's version");
+        // A new major version in the spec starts every list afresh; no previous release too.
+        assert_eq!(versions("2.0", &bodies, Some(previous))["CL_A"], "2.0");
+        assert_eq!(versions("1.0", &bodies, None)["CL_A"], "1.0");
+    }
 }

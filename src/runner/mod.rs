@@ -480,7 +480,13 @@ fn run_locked(
         let history = crate::release::read_history(out).unwrap_or_default();
         let t0 = Instant::now();
         let bar = stage(opts.progress.as_ref(), "documents", 1);
-        let documents = crate::export::documents(plan, &staging, &manifest, &history);
+        let documents = crate::export::documents(
+            plan,
+            &staging,
+            &manifest,
+            &history,
+            Some(current_dir.as_path()).filter(|p| p.is_dir()),
+        );
         bar.finish();
         match documents {
             Ok(files) => {

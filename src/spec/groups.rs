@@ -193,6 +193,7 @@ pub(crate) fn groups(tables: &[TableSpec], cx: &mut Ctx<'_>) -> Vec<GroupSpec> {
             id: format!("group:{id}"),
             title: None,
             title_translations: Default::default(),
+            metadata: Default::default(),
             source: first.source.clone(),
             kind: if survey { TableKind::Count } else { kind },
             unit: if survey { Unit::Records } else { first.unit },

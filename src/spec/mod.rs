@@ -186,6 +186,32 @@ fn ser_delimiter<S: serde::Serializer>(d: &u8, s: S) -> std::result::Result<S::O
     s.serialize_str(&(*d as char).to_string())
 }
 
+/// Keys of the spec's `[metadata]` section (release level) and the SIMS concept each fills.
+pub const SIMS_RELEASE_KEYS: [(&str, &str); 11] = [
+    ("contact_organisation", "CONTACT_ORGANISATION"),
+    ("contact_unit", "CONTACT_ORGANISATION_UNIT"),
+    ("contact_email", "CONTACT_MAIL"),
+    ("institutional_mandate", "INST_MANDATE"),
+    ("confidentiality_policy", "CONF_POLICY"),
+    ("release_calendar", "REL_CAL_POLICY"),
+    ("release_calendar_access", "REL_CAL_ACCESS"),
+    ("user_access", "REL_POL_US_AC"),
+    ("quality_management", "QUALITY_MGMNT"),
+    ("revision_policy", "REV_POLICY"),
+    ("comment", "COMMENT_DSET"),
+];
+
+/// Keys of a table's `[tables.<id>.metadata]` and the SIMS concept each fills.
+pub const SIMS_TABLE_KEYS: [(&str, &str); 7] = [
+    ("concepts", "STAT_CONC_DEF"),
+    ("statistical_population", "STAT_POP"),
+    ("statistical_unit", "STAT_UNIT"),
+    ("relevance", "RELEVANCE"),
+    ("coherence", "COHERENCE"),
+    ("accuracy", "ACCURACY_OVERALL"),
+    ("comment", "COMMENT_DSET"),
+];
+
 /// A checked pipeline, ready to run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
@@ -194,6 +220,9 @@ pub struct Plan {
     pub title: Option<String>,
     /// `title_fr`, `title_ar`: the title in the other publication languages.
     pub title_translations: BTreeMap<Lang, String>,
+    /// `[metadata]`: the release's reference metadata that only people can give (contact,
+    /// mandate, policies, calendar; keys [`SIMS_RELEASE_KEYS`]).
+    pub metadata: BTreeMap<String, String>,
     /// `[publish] languages`: the report and the codebook are written in each, the first one
     /// as `report/index.html` and `public/codebook.md` (default: English only).
     pub languages: Vec<Lang>,
@@ -277,6 +306,7 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
     );
     check_covariances(&sources, &tables, &mut cx);
     check_translations(&languages, &head, &tables, &mut cx);
+    let metadata = metadata_section(&root, "metadata", &SIMS_RELEASE_KEYS, &mut cx);
     let groups = groups::groups(&tables, &mut cx);
     root.finish(&mut cx);
     if !cx.issues.is_empty() {
@@ -301,6 +331,7 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
         pipeline_id: head.pipeline_id,
         title: head.title,
         title_translations: head.title_translations,
+        metadata,
         languages,
         spec_hash,
         reference_date,
@@ -486,6 +517,26 @@ fn defaults_section(root: &Section<'_>, cx: &mut Ctx<'_>) -> (f64, usize) {
     );
     defaults.finish(cx);
     (default_fraction, chunk_rows)
+}
+
+/// A `[metadata]` section (the release's, or a table's): free text for the SIMS concepts of
+/// `keys`; any other key is reported.
+pub(crate) fn metadata_section(
+    parent: &Section<'_>,
+    key: &str,
+    keys: &[(&str, &str)],
+    cx: &mut Ctx<'_>,
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    if let Some(m) = parent.sub(key, "{ statistical_population = \"...\" }", cx) {
+        for (k, _) in keys {
+            if let Some(v) = cx.str(&m, k, false).filter(|v| !v.trim().is_empty()) {
+                out.insert(k.to_string(), v.to_string());
+            }
+        }
+        m.finish(cx);
+    }
+    out
 }
 
 /// `<key>_fr`, `<key>_ar` of a section: a text's translations.
@@ -1100,6 +1151,15 @@ mod tests {
         .unwrap();
         assert_eq!(plan.languages, [Lang::Fr, Lang::En]);
         assert_eq!(plan.tables[0].title_translations[&Lang::Fr], "T fr");
+        // Reference metadata: the SIMS keys migstat knows, others named.
+        let k = keys(spec(
+            d.path(),
+            &(body(
+                "[\"en\"]",
+                "title = \"T\"\nmetadata = { statistical_population = \"all\", colour = \"red\" }\n",
+            ) + "[metadata]\ncontact_email = \"a@b.c\"\nweather = \"fine\"\n"),
+        ));
+        assert_eq!(k, ["tables.t.metadata.colour", "metadata.weather"]);
         // By default English only, and no translation is asked for.
         let plan = spec(d.path(), &body("[\"en\"]", "title = \"T\"\n")).unwrap();
         assert_eq!(plan.languages, [Lang::En]);

@@ -406,6 +406,9 @@ pub struct TableSpec {
     pub title: Option<String>,
     /// `title_fr`, `title_ar`: the title in the other publication languages.
     pub title_translations: BTreeMap<Lang, String>,
+    /// `[tables.<id>.metadata]`: reference metadata only people can give (concepts,
+    /// population, …; keys [`super::SIMS_TABLE_KEYS`]).
+    pub metadata: BTreeMap<String, String>,
     pub source: String,
     pub kind: TableKind,
     pub unit: Unit,
@@ -1227,11 +1230,13 @@ pub(crate) fn compile_table(
     let protect = reader.protect(survey, unit, (*has_person, *has_record), base, cx);
     let title = cx.str(t, "title", false).map(str::to_string);
     let title_translations = super::translations(t, "title", cx);
+    let metadata = super::metadata_section(t, "metadata", &super::SIMS_TABLE_KEYS, cx);
     t.finish(cx);
     Some(TableSpec {
         id: id.to_string(),
         title,
         title_translations,
+        metadata,
         source,
         kind,
         unit,
@@ -1674,6 +1679,7 @@ dimensions = ["SEX"]"#,
                 id: "t".into(),
                 title: None,
                 title_translations: BTreeMap::new(),
+                metadata: BTreeMap::new(),
                 source: "s".into(),
                 kind,
                 unit,

@@ -366,7 +366,13 @@ fn every_readme_example_runs_on_a_fresh_release() {
 fn migstat_trace_lists_a_cell_s_sources_rules_protection_and_records() {
     let (_, release, plan) = crate::shared_default_run();
     let mut traced = 0;
-    for t in plan.tables.iter().filter(|t| !t.kind.is_survey()) {
+    // Survey estimates too (their records are the respondents, the restricted `n`), but a
+    // contrast, whose `n` is the smallest of its terms'.
+    for t in plan
+        .tables
+        .iter()
+        .filter(|t| !matches!(t.kind, migstat::spec::TableKind::SurveyContrast { .. }))
+    {
         let public = release.join("public/tables").join(&t.id);
         if !public.is_dir() {
             continue;
@@ -418,7 +424,7 @@ fn migstat_trace_lists_a_cell_s_sources_rules_protection_and_records() {
             traced += 1;
         }
     }
-    assert!(traced >= 25, "{traced} cells traced");
+    assert!(traced >= 40, "{traced} cells traced");
 
     // The CLI: public by default (nothing of the restricted tier), restricted on request.
     let rel = release.to_str().unwrap();
@@ -479,5 +485,83 @@ fn migstat_trace_lists_a_cell_s_sources_rules_protection_and_records() {
         assert_eq!(o.status.code(), Some(64), "{args:?}");
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
+
+/// Reference metadata (Eurostat SIMS 2.0) per public table: the spec's text where it gives one,
+/// the rest derived from the release, the same in sims.json, the SDMX metadata set (checked
+/// in `sdmx_check.py`) and the codebook.
+#[test]
+fn every_public_table_has_its_sims_reference_metadata() {
+    let (_, release, plan) = crate::shared_default_run();
+    let sims: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(release.join("public/metadata/sims.json")).expect("sims.json"),
+    )
+    .unwrap();
+    let tables = sims["tables"].as_array().unwrap();
+    let public: Vec<&migstat::spec::TableSpec> = plan
+        .tables
+        .iter()
+        .filter(|t| release.join("public/tables").join(&t.id).is_dir())
+        .collect();
+    assert_eq!(tables.len(), public.len());
+    let concept = |table: &str, id: &str| -> (String, String) {
+        let t = tables.iter().find(|t| t["table"] == table).unwrap();
+        let c = t["concepts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("{table}: no {id}"));
+        (
+            c["text"].as_str().unwrap().to_string(),
+            c["from"].as_str().unwrap().to_string(),
+        )
+    };
+    for t in &public {
+        // What the spec says wins, marked as such.
+        if let Some(pop) = t.metadata.get("statistical_population") {
+            assert_eq!(concept(&t.id, "STAT_POP"), (pop.clone(), "spec".into()));
+        }
+        assert_eq!(
+            concept(&t.id, "INST_MANDATE"),
+            (
+                plan.metadata["institutional_mandate"].clone(),
+                "spec".into()
+            )
+        );
+        // Derived from the release.
+        assert_eq!(concept(&t.id, "REF_AREA").0, "MA (Morocco)");
+        let (sampling, from) = concept(&t.id, "SAMPLING_ERR");
+        assert_eq!(from, "derived");
+        assert_eq!(
+            sampling.starts_with("design-based"),
+            t.kind.is_survey(),
+            "{}: {sampling}",
+            t.id
+        );
+        assert!(concept(&t.id, "CONF_DATA_TR").0.len() > 20);
+    }
+    assert!(
+        concept("permit_stock", "REF_PERIOD")
+            .0
+            .contains("a stock on the last day")
+    );
+    assert!(
+        concept("asylum", "ACCURACY_OVERALL")
+            .0
+            .contains("1483 of 1500 delivered rows")
+    );
+    // The codebook's last section shows each report.
+    let md = std::fs::read_to_string(release.join("public/codebook.md")).unwrap();
+    let section = &md[md
+        .find("\n## Reference metadata (SIMS 2.0)\n")
+        .expect("SIMS section")..];
+    for t in &public {
+        assert!(
+            section.contains(&format!("\n### {}\n\n| SIMS | concept | text |", t.id)),
+            "{}",
+            t.id
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! What a reader may rely on is checked from the files: `out/current` always resolves to a
 //! release whose files match its manifest (`migstat verify`), and the history records each run.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -383,6 +384,36 @@ fn reruns_recompute_only_what_changed_and_history_records_every_run() {
     for s in &second.sources {
         assert_eq!(s.reused, s.id != "trafficking", "{}", s.id);
     }
+    // Each SDMX code list keeps its version while its codes and names stay the same, and takes
+    // the next one when they change (the unit tests of `sdmx::versions` change one).
+    let lists = |release: &Path| -> BTreeMap<String, (String, String)> {
+        let xml = std::fs::read_to_string(release.join("public/sdmx/structure.xml")).unwrap();
+        xml.split("<str:Codelist id=\"")
+            .skip(1)
+            .map(|part| {
+                let id = part[..part.find('"').unwrap()].to_string();
+                let v = &part[part.find("version=\"").unwrap() + 9..];
+                let version = v[..v.find('"').unwrap()].to_string();
+                let body = part[part.find('>').unwrap()..part.find("</str:Codelist>").unwrap()]
+                    .to_string();
+                (id, (version, body))
+            })
+            .collect()
+    };
+    let (before, after) = (
+        lists(&out.join("releases").join(&first.run_id)),
+        lists(&out.join("current")),
+    );
+    assert!(!after.is_empty());
+    for (id, (v, body)) in &after {
+        if let Some((v0, body0)) = before.get(id) {
+            if body == body0 {
+                assert_eq!(v, v0, "{id}: same codes, same version");
+            } else {
+                assert_ne!(v, v0, "{id}: new codes, new version");
+            }
+        }
+    }
     let t = second
         .sources
         .iter()
@@ -416,6 +447,8 @@ fn reruns_recompute_only_what_changed_and_history_records_every_run() {
     let release_wide = |p: &str| {
         p.starts_with("report/")
             || p.starts_with("public/codebook")
+            || p.starts_with("public/metadata/")
+            || p == "public/sdmx/metadata.xml"
             || [
                 "public/codebook.md",
                 "public/datapackage.json",
@@ -760,6 +793,17 @@ fn a_query_during_switching_releases_reads_one_release() {
         answers[0] != answers[1],
         "the two contents publish different tables"
     );
+    // A DuckDB reader as the README shows (resolve the link, then glob under the release),
+    // looping in its own process while the runs switch.
+    let stop = tmp.path().join("stop-reading");
+    let duck = Command::new("python3")
+        .arg(repo().join("tests/switching_reader.py"))
+        .arg(&out)
+        .arg(&stop)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
     let switcher = {
         let (spec, out, data) = (spec.clone(), out.clone(), data.clone());
         let texts = [text_b.clone(), text_a.clone()];
@@ -783,6 +827,15 @@ fn a_query_during_switching_releases_reads_one_release() {
         got.push(String::from_utf8_lossy(&q.stdout).into_owned());
     }
     switcher.join().unwrap();
+    std::fs::write(&stop, "").unwrap();
+    let duck = duck.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&duck.stdout);
+    assert!(
+        duck.status.success() && said.contains("switching reader:"),
+        "the DuckDB reader saw errors or mixed releases:\n{said}\n{}",
+        String::from_utf8_lossy(&duck.stderr)
+    );
+    println!("{said}");
     // The tables of every release published, each read on its own.
     let mut published: Vec<String> = Vec::new();
     for e in std::fs::read_dir(out.join("releases")).unwrap() {
