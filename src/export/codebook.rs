@@ -22,7 +22,7 @@ use crate::vocab::Lang;
 pub type Labels = crate::vocab::Text;
 
 /// A dimension coded with a code list (labelled from it), else with its own codes.
-fn coded(codelist: Option<&str>, dim: &str, how: String) -> (String, Labeller, String) {
+fn coded(codelist: Option<&str>, dim: &str, how: Labels) -> (String, Labeller, Labels) {
     match codelist {
         Some(cl) => (
             format!("CL_{}", cl.to_uppercase()),
@@ -40,8 +40,8 @@ pub struct DimDoc {
     pub id: String,
     /// The concept's name (`concepts.csv` in the code-list directory, else the id in words).
     pub name: Labels,
-    /// How the column is derived from the delivery.
-    pub derivation: String,
+    /// How the column is derived from the delivery, in the three languages.
+    pub derivation: Labels,
     /// SDMX code list id (`CL_SEX`, `CL_AGE_UN_DESA_5Y`, ...).
     pub codelist: String,
     /// The codes the table uses with their labels, in natural order (age bands youngest first),
@@ -80,11 +80,8 @@ pub struct TableDoc {
     /// of freedom.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub interval: Option<(String, bool)>,
-    /// Protection method and its settings, in words.
-    pub protection: String,
-    /// The protection method (`None`: restricted-only tables, which have none).
-    #[serde(skip)]
-    pub method: Option<crate::manifest::Method>,
+    /// Protection method and its settings, in words (the three languages).
+    pub protection: Labels,
     pub protection_summary: Option<crate::protect::Summary>,
     /// Parquet files, relative to the release's `public/` folder (where the codebook and the
     /// data package are), `/`-separated.
@@ -187,7 +184,7 @@ fn table_doc(
                     Some("مدة الإقامة"),
                 );
             }
-            dim.derivation = "the stay in the country (immigration) or abroad (emigration) that begins with the migration, in completed months until the person crosses back; `_U` while it is still ongoing at the deliveries' last day and shorter than 36 months".into();
+            dim.derivation = text::DURATION.text();
             for (code, labels) in dim.codes.iter_mut() {
                 if let Some((_, en, fr, ar)) = crate::residence::DURATIONS
                     .iter()
@@ -201,7 +198,7 @@ fn table_doc(
     }
     let survey = t.kind.is_survey();
     let protection_summary = protection.iter().find(|p| p.table == t.id).cloned();
-    let protection = protection_text(plan, t);
+    let protection = protection_texts(plan, t);
     let mut periods: Vec<String> = Vec::new();
     if let Ok(c) = frame.column("ref_period").and_then(|c| c.str().cloned()) {
         for v in c.iter().flatten() {
@@ -289,11 +286,6 @@ fn table_doc(
             _ => None,
         },
         protection,
-        method: if survey {
-            Some(crate::manifest::Method::SurveyQuality)
-        } else {
-            t.protect.as_ref().map(|p| p.method.into())
-        },
         protection_summary,
         files: files
             .iter()
@@ -307,57 +299,43 @@ fn table_doc(
 /// A table's protection method and its settings, in words (the codebook's and `migstat
 /// trace`'s).
 pub fn protection_text(plan: &Plan, t: &TableSpec) -> String {
+    protection_texts(plan, t).en
+}
+
+/// [`protection_text`] in the three languages.
+pub fn protection_texts(plan: &Plan, t: &TableSpec) -> Labels {
     let source = plan.sources.iter().find(|s| s.id == t.source);
     if t.kind.is_survey() {
         // Percentages as people write them (0.333 → 33.3), not as binary floats print.
         let pct = |x: f64| ((x * 100_000.0).round() / 1000.0).to_string();
         match source.and_then(|s| s.design.as_ref()) {
-            Some(d) => format!(
-                "estimates from fewer than {} respondents are confidential: suppressed \
-                 (OBS_STATUS Q, CONF_STATUS C) with secondary suppression over all tables of the \
-                 survey, so that none can be recomputed; a CV above {}% withholds the estimate \
-                 for quality (OBS_STATUS U, CONF_STATUS F, empty); CVs above {}% are flagged \
-                 OBS_STATUS U (low reliability); intervals at {}% confidence; not additive \
-                 (estimates)",
-                d.min_n,
-                pct(d.cv_suppress),
-                pct(d.cv_caution),
-                pct(d.confidence)
+            Some(d) => t3(
+                &text::SURVEY_RULES,
+                &[
+                    &d.min_n.to_string(),
+                    &pct(d.cv_suppress),
+                    &pct(d.cv_caution),
+                    &pct(d.confidence),
+                ],
             ),
-            None => "survey quality rules (see the source's design)".to_string(),
+            None => text::SURVEY_RULES_SEE.text(),
         }
     } else {
         match &t.protect {
-            None => "none".to_string(),
+            None => text::NONE.text(),
             Some(p) => match p.method {
-                crate::spec::ProtectMethod::Suppress => format!(
-                    "cell suppression: cells of 1 to {} contributors and the secondary cells that \
-                     protect them are suppressed alike (OBS_STATUS Q, CONF_STATUS C, empty value), \
-                     chosen over all tables counting the same persons so that no suppressed cell \
-                     can be narrowed to an interval shorter than {} from everything published; \
-                     audited; published cells are exact and additive",
-                    p.threshold.saturating_sub(1),
-                    p.protection_range
+                crate::spec::ProtectMethod::Suppress => t3(
+                    &text::SUPPRESS,
+                    &[
+                        &p.threshold.saturating_sub(1).to_string(),
+                        &p.protection_range.to_string(),
+                    ],
                 ),
-                crate::spec::ProtectMethod::Round => {
-                    format!(
-                        "rounding to base {}: the finest cells are rounded and every margin is the \
-                         sum of its rounded cells (additive; a margin may differ from its own \
-                         rounded true value)",
-                        p.base
-                    )
+                crate::spec::ProtectMethod::Round => t3(&text::ROUND, &[&p.base.to_string()]),
+                crate::spec::ProtectMethod::RandomRound => {
+                    t3(&text::RANDOM_ROUND, &[&p.base.to_string()])
                 }
-                crate::spec::ProtectMethod::RandomRound => format!(
-                    "unbiased random rounding to base {} of the finest cells, keyed by a secret \
-                     protection key (reruns give the same values); margins are sums of the rounded \
-                     cells (additive)",
-                    p.base
-                ),
-                crate::spec::ProtectMethod::CellKey => "cell key method: noise from a \
-                     perturbation table keyed by the records in each finest cell (the same records \
-                     get the same noise in every table and release); margins are sums of the \
-                     perturbed cells (additive); counts of 1 and 2 never appear in finest cells"
-                    .to_string(),
+                crate::spec::ProtectMethod::CellKey => text::CELL_KEY.text(),
             },
         }
     }
@@ -365,7 +343,22 @@ pub fn protection_text(plan: &Plan, t: &TableSpec) -> String {
 
 /// What the derivation of dimension `dim` of `source` does, in the codebook's words.
 pub fn derivation_text(plan: &Plan, source: Option<&crate::spec::SourcePlan>, dim: &str) -> String {
-    dimension(plan, source, dim, &BTreeSet::new()).derivation
+    dimension(plan, source, dim, &BTreeSet::new()).derivation.en
+}
+
+/// A message in the three languages, its placeholders filled with the same `args`.
+fn t3(m: &crate::export::i18n::Msg, args: &[&str]) -> Labels {
+    per_lang(|lang| m.fill(lang, args))
+}
+
+/// A text made in each language.
+fn per_lang(f: impl Fn(Lang) -> String) -> Labels {
+    Labels::new(&f(Lang::En), Some(&f(Lang::Fr)), Some(&f(Lang::Ar)))
+}
+
+/// Two texts joined in each language (`; `, or the Arabic semicolon).
+fn join(a: &Labels, b: &Labels) -> Labels {
+    per_lang(|lang| format!("{}{}", a.or_en(lang), b.or_en(lang)))
 }
 
 /// SDMX `TIME_PERIOD` of a `ref_period`: a calendar year as `YYYY`, a date as itself, another
@@ -400,140 +393,130 @@ fn dimension(
     let derived = source.and_then(|s| s.harmonize.iter().find(|d| d.name == dim));
     let mut name = concept_name(plan, dim);
     // (code list id, how to label a code, what the derivation says)
-    let (codelist, labeller, derivation): (String, Labeller, String) = match derived
-        .map(|d| &d.derivation)
-    {
-        Some(Derivation::Code {
-            from,
-            crosswalk,
-            codelist,
-            ..
-        }) => {
-            let via = crosswalk
-                .iter()
-                .filter_map(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let how = match (via.is_empty(), codelist) {
-                (true, Some(cl)) => format!("field `{from}`, coded with code list `{cl}`"),
-                (false, Some(cl)) => {
-                    format!("field `{from}` through crosswalk {via} to code list `{cl}`")
-                }
-                (_, None) => format!("field `{from}` through crosswalk {via}"),
-            };
-            coded(codelist.as_deref(), dim, how)
-        }
-        Some(Derivation::Band { age, banding }) => {
-            let with = |s: &str| format!("{s} ({})", banding.id);
-            name = Labels::new(
-                &with(&name.en),
-                name.fr.as_deref().map(with).as_deref(),
-                name.ar.as_deref().map(with).as_deref(),
-            );
-            (
-                format!("CL_AGE_{}", banding.id.to_uppercase()),
-                Labeller::Band(banding.id.clone()),
-                format!("age `{age}` in bands `{}` (age_bands.csv)", banding.id),
-            )
-        }
-        Some(Derivation::Foreign { from, national }) => (
-            format!("CL_{dim}"),
-            Labeller::Code,
-            format!(
-                "`NAT` where `{from}` is `{national}` (the reporting country), `FOR` for any other country"
-            ),
-        ),
-        Some(Derivation::Lookup {
-            from,
-            codelist,
-            column,
-            national,
-        }) => {
-            let target = if column.starts_with("m49") {
-                "m49_areas"
-            } else if column == "au_region" {
-                "au_regions"
-            } else {
-                ""
-            };
-            let how = format!("`{column}` of `{from}` in code list `{codelist}`");
-            // With `national`, the reporting country (`NAT`) joins the areas: another list.
-            let (how, suffix) = match national {
-                Some(n) => (
-                    format!("{how}; `NAT` where `{from}` is `{n}` (the reporting country)"),
-                    "_NAT",
-                ),
-                None => (how, ""),
-            };
-            if target.is_empty() {
-                (format!("CL_{dim}"), Labeller::Code, how)
-            } else {
+    let (codelist, labeller, derivation): (String, Labeller, Labels) =
+        match derived.map(|d| &d.derivation) {
+            Some(Derivation::Code {
+                from,
+                crosswalk,
+                codelist,
+                ..
+            }) => {
+                let via = crosswalk
+                    .iter()
+                    .filter_map(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let how = match (via.is_empty(), codelist) {
+                    (true, Some(cl)) => t3(&text::CODED, &[from, cl]),
+                    (false, Some(cl)) => t3(&text::CROSSWALK_TO, &[from, &via, cl]),
+                    (_, None) => t3(&text::CROSSWALK, &[from, &via]),
+                };
+                coded(codelist.as_deref(), dim, how)
+            }
+            Some(Derivation::Band { age, banding }) => {
+                let with = |s: &str| format!("{s} ({})", banding.id);
+                name = Labels::new(
+                    &with(&name.en),
+                    name.fr.as_deref().map(with).as_deref(),
+                    name.ar.as_deref().map(with).as_deref(),
+                );
                 (
-                    format!("CL_{}{suffix}", target.to_uppercase()),
-                    Labeller::List(target.to_string()),
-                    how,
+                    format!("CL_AGE_{}", banding.id.to_uppercase()),
+                    Labeller::Band(banding.id.clone()),
+                    t3(&text::BANDS, &[age, &banding.id]),
                 )
             }
-        }
-        Some(Derivation::Status {
-            history,
-            at,
-            codelist,
-        }) => {
-            let steps = history
-                .iter()
-                .map(|(c, f)| format!("`{c}` from `{f}`"))
-                .collect::<Vec<_>>()
-                .join(", then ");
-            let how = format!(
-                "status on {} from the record's history: {steps} (the step entered last by that date; `_Z` before the first); in stock tables, on the stock date",
-                at.as_ref()
-                    .map_or("the reference date".to_string(), |a| format!(
-                        "the date in `{a}`"
-                    ))
-            );
-            coded(codelist.as_deref(), dim, how)
-        }
-        Some(Derivation::Month { date }) => (
-            format!("CL_{dim}"),
-            Labeller::Month,
-            format!("month (YYYY-MM) of `{date}`"),
-        ),
-        Some(Derivation::Year { date }) => (
-            format!("CL_{dim}"),
-            Labeller::Number,
-            format!("year of `{date}`"),
-        ),
-        Some(Derivation::Age {
-            birth_date,
-            birth_year,
-            age,
-            at,
-            ..
-        }) => (
-            format!("CL_{dim}"),
-            Labeller::Number,
-            match (birth_date, age) {
-                (Some(b), _) => match at {
-                    Some(e) => format!(
-                        "age in completed years on the date of the event (`{e}`) from `{b}`; in stock tables, on the stock date"
-                    ),
-                    None => format!("age in completed years at the reference date from `{b}`"),
+            Some(Derivation::Foreign { from, national }) => (
+                format!("CL_{dim}"),
+                Labeller::Code,
+                t3(&text::FOREIGN, &[from, national]),
+            ),
+            Some(Derivation::Lookup {
+                from,
+                codelist,
+                column,
+                national,
+            }) => {
+                let target = if column.starts_with("m49") {
+                    "m49_areas"
+                } else if column == "au_region" {
+                    "au_regions"
+                } else {
+                    ""
+                };
+                let how = t3(&text::LOOKUP, &[column, from, codelist]);
+                // With `national`, the reporting country (`NAT`) joins the areas: another list.
+                let (how, suffix) = match national {
+                    Some(n) => (join(&how, &t3(&text::LOOKUP_NATIONAL, &[from, n])), "_NAT"),
+                    None => (how, ""),
+                };
+                if target.is_empty() {
+                    (format!("CL_{dim}"), Labeller::Code, how)
+                } else {
+                    (
+                        format!("CL_{}{suffix}", target.to_uppercase()),
+                        Labeller::List(target.to_string()),
+                        how,
+                    )
+                }
+            }
+            Some(Derivation::Status {
+                history,
+                at,
+                codelist,
+            }) => {
+                let how = per_lang(|lang| {
+                    let steps = history
+                        .iter()
+                        .map(|(c, f)| text::STEP.fill(lang, &[c, f]))
+                        .collect::<Vec<_>>()
+                        .join(text::THEN.get(lang));
+                    let when = match at {
+                        Some(a) => text::DATE_IN.fill(lang, &[a]),
+                        None => text::REFERENCE_DATE.get(lang).to_string(),
+                    };
+                    text::STATUS.fill(lang, &[&when, &steps])
+                });
+                coded(codelist.as_deref(), dim, how)
+            }
+            Some(Derivation::Month { date }) => (
+                format!("CL_{dim}"),
+                Labeller::Month,
+                t3(&text::MONTH, &[date]),
+            ),
+            Some(Derivation::Year { date }) => (
+                format!("CL_{dim}"),
+                Labeller::Number,
+                t3(&text::YEAR, &[date]),
+            ),
+            Some(Derivation::Age {
+                birth_date,
+                birth_year,
+                age,
+                at,
+                ..
+            }) => (
+                format!("CL_{dim}"),
+                Labeller::Number,
+                match (birth_date, age) {
+                    (Some(b), _) => match at {
+                        Some(e) => t3(&text::AGE_AT_EVENT, &[b, e]),
+                        None => t3(&text::AGE_AT_REFERENCE, &[b]),
+                    },
+                    (None, _) if birth_year.is_some() => per_lang(|lang| {
+                        let when = match at {
+                            Some(e) => text::THE_EVENT.fill(lang, &[e]),
+                            None => text::REFERENCE_DATE.get(lang).to_string(),
+                        };
+                        text::AGE_REACHED
+                            .fill(lang, &[&when, birth_year.as_deref().unwrap_or_default()])
+                    }),
+                    (None, Some(a)) => t3(&text::AGE_REPORTED, &[a]),
+                    (None, None) => text::AGE.text(),
                 },
-                (None, _) if birth_year.is_some() => format!(
-                    "age reached during the year of {} (its year minus the year of birth in `{}`)",
-                    at.as_ref()
-                        .map_or("the reference date".to_string(), |e| format!(
-                            "the event (`{e}`)"
-                        )),
-                    birth_year.as_deref().unwrap_or_default()
-                ),
-                (None, Some(a)) => format!("age as reported in `{a}`"),
-                (None, None) => "age".to_string(),
-            },
-        ),
-        None => (format!("CL_{dim}"), Labeller::Code, "delivered".to_string()),
-    };
+            ),
+            None => (format!("CL_{dim}"), Labeller::Code, text::DELIVERED.text()),
+        };
     // `NAT` / `FOR` of a `foreign` derivation or a lookup with `national`.
     let national = matches!(
         derived.map(|d| &d.derivation),
@@ -734,10 +717,131 @@ mod text {
     );
     pub const CODE_LIST: Msg = Msg("code list", "nomenclature", "قائمة الرموز");
     pub const CODES: Msg = Msg("{0} codes ({1})", "Codes de {0} ({1})", "رموز {0} ({1})");
+    pub const CODED: Msg = Msg(
+        "field `{0}`, coded with code list `{1}`",
+        "champ `{0}`, codé selon la nomenclature `{1}`",
+        "الحقل `{0}`، مرمَّز وفق قائمة الرموز `{1}`",
+    );
+    pub const CROSSWALK_TO: Msg = Msg(
+        "field `{0}` through crosswalk {1} to code list `{2}`",
+        "champ `{0}` par la table de correspondance {1} vers la nomenclature `{2}`",
+        "الحقل `{0}` عبر جدول المقابلة {1} إلى قائمة الرموز `{2}`",
+    );
+    pub const CROSSWALK: Msg = Msg(
+        "field `{0}` through crosswalk {1}",
+        "champ `{0}` par la table de correspondance {1}",
+        "الحقل `{0}` عبر جدول المقابلة {1}",
+    );
+    pub const BANDS: Msg = Msg(
+        "age `{0}` in bands `{1}` (age_bands.csv)",
+        "âge `{0}` en tranches `{1}` (age_bands.csv)",
+        "العمر `{0}` في فئات `{1}` (age_bands.csv)",
+    );
+    pub const FOREIGN: Msg = Msg(
+        "`NAT` where `{0}` is `{1}` (the reporting country), `FOR` for any other country",
+        "`NAT` lorsque `{0}` vaut `{1}` (le pays déclarant), `FOR` pour tout autre pays",
+        "`NAT` عندما تكون قيمة `{0}` هي `{1}` (البلد المُبلِّغ)، و`FOR` لأي بلد آخر",
+    );
+    pub const LOOKUP: Msg = Msg(
+        "`{0}` of `{1}` in code list `{2}`",
+        "`{0}` de `{1}` dans la nomenclature `{2}`",
+        "`{0}` الخاص بـ`{1}` في قائمة الرموز `{2}`",
+    );
+    pub const LOOKUP_NATIONAL: Msg = Msg(
+        "; `NAT` where `{0}` is `{1}` (the reporting country)",
+        " ; `NAT` lorsque `{0}` vaut `{1}` (le pays déclarant)",
+        "؛ `NAT` عندما تكون قيمة `{0}` هي `{1}` (البلد المُبلِّغ)",
+    );
+    pub const STEP: Msg = Msg(
+        "`{0}` from `{1}`",
+        "`{0}` à partir de `{1}`",
+        "`{0}` ابتداءً من `{1}`",
+    );
+    pub const THEN: Msg = Msg(", then ", ", puis ", "، ثم ");
+    pub const DATE_IN: Msg = Msg(
+        "the date in `{0}`",
+        "la date de `{0}`",
+        "التاريخ الوارد في `{0}`",
+    );
+    pub const REFERENCE_DATE: Msg = Msg(
+        "the reference date",
+        "la date de référence",
+        "التاريخ المرجعي",
+    );
+    pub const STATUS: Msg = Msg(
+        "status on {0} from the record's history: {1} (the step entered last by that date; `_Z` before the first); in stock tables, on the stock date",
+        "statut à {0} d'après l'historique de l'enregistrement : {1} (la dernière étape atteinte à cette date ; `_Z` avant la première) ; dans les tableaux de stock, à la date du stock",
+        "الوضع في {0} حسب تاريخ السجل: {1} (آخر مرحلة بلغها في ذلك التاريخ؛ `_Z` قبل الأولى)؛ وفي جداول الرصيد، في تاريخ الرصيد",
+    );
+    pub const MONTH: Msg = Msg(
+        "month (YYYY-MM) of `{0}`",
+        "mois (AAAA-MM) de `{0}`",
+        "شهر (YYYY-MM) `{0}`",
+    );
+    pub const YEAR: Msg = Msg("year of `{0}`", "année de `{0}`", "سنة `{0}`");
+    pub const AGE_AT_EVENT: Msg = Msg(
+        "age in completed years on the date of the event (`{1}`) from `{0}`; in stock tables, on the stock date",
+        "âge en années révolues à la date de l'événement (`{1}`) d'après `{0}` ; dans les tableaux de stock, à la date du stock",
+        "العمر بالسنوات الكاملة في تاريخ الحدث (`{1}`) انطلاقًا من `{0}`؛ وفي جداول الرصيد، في تاريخ الرصيد",
+    );
+    pub const AGE_AT_REFERENCE: Msg = Msg(
+        "age in completed years at the reference date from `{0}`",
+        "âge en années révolues à la date de référence d'après `{0}`",
+        "العمر بالسنوات الكاملة في التاريخ المرجعي انطلاقًا من `{0}`",
+    );
+    pub const THE_EVENT: Msg = Msg("the event (`{0}`)", "l'événement (`{0}`)", "الحدث (`{0}`)");
+    pub const AGE_REACHED: Msg = Msg(
+        "age reached during the year of {0} (its year minus the year of birth in `{1}`)",
+        "âge atteint dans l'année de {0} (son année moins l'année de naissance de `{1}`)",
+        "العمر المبلوغ خلال سنة {0} (سنته ناقص سنة الميلاد الواردة في `{1}`)",
+    );
+    pub const AGE_REPORTED: Msg = Msg(
+        "age as reported in `{0}`",
+        "âge tel que déclaré dans `{0}`",
+        "العمر كما ورد في `{0}`",
+    );
+    pub const AGE: Msg = Msg("age", "âge", "العمر");
+    pub const DELIVERED: Msg = Msg("delivered", "tel que livré", "كما ورد في التسليم");
+    pub const DURATION: Msg = Msg(
+        "the stay in the country (immigration) or abroad (emigration) that begins with the migration, in completed months until the person crosses back; `_U` while it is still ongoing at the deliveries' last day and shorter than 36 months",
+        "le séjour dans le pays (immigration) ou à l'étranger (émigration) qui commence avec la migration, en mois révolus jusqu'au passage de retour ; `_U` tant qu'il dure au dernier jour des livraisons et compte moins de 36 mois",
+        "الإقامة في البلد (الهجرة الوافدة) أو في الخارج (الهجرة المغادرة) التي تبدأ بالهجرة، بالأشهر الكاملة إلى أن يعبر الشخص عائدًا؛ `_U` ما دامت مستمرة في آخر يوم من التسليمات وتقل عن 36 شهرًا",
+    );
+    pub const SURVEY_RULES: Msg = Msg(
+        "estimates from fewer than {0} respondents are confidential: suppressed (OBS_STATUS Q, CONF_STATUS C) with secondary suppression over all tables of the survey, so that none can be recomputed; a CV above {1}% withholds the estimate for quality (OBS_STATUS U, CONF_STATUS F, empty); CVs above {2}% are flagged OBS_STATUS U (low reliability); intervals at {3}% confidence; not additive (estimates)",
+        "les estimations de moins de {0} répondants sont confidentielles : supprimées (OBS_STATUS Q, CONF_STATUS C) avec une suppression secondaire sur tous les tableaux de l'enquête, pour qu'aucune ne puisse être recalculée ; un CV au-delà de {1} % retient l'estimation pour sa qualité (OBS_STATUS U, CONF_STATUS F, vide) ; les CV au-delà de {2} % sont signalés OBS_STATUS U (fiabilité faible) ; intervalles à {3} % de confiance ; non additif (estimations)",
+        "التقديرات المبنية على أقل من {0} مجيبين سرية: محجوبة (OBS_STATUS Q، CONF_STATUS C) مع حجب ثانوي في كل جداول البحث حتى لا يمكن إعادة حساب أي منها؛ ومعامل اختلاف يفوق {1}% يحتجز التقدير لضعف جودته (OBS_STATUS U، CONF_STATUS F، فارغ)؛ ومعاملات الاختلاف التي تفوق {2}% تُعلَّم OBS_STATUS U (موثوقية منخفضة)؛ فترات ثقة {3}%؛ غير جمعية (تقديرات)",
+    );
+    pub const SURVEY_RULES_SEE: Msg = Msg(
+        "survey quality rules (see the source's design)",
+        "règles de qualité de l'enquête (voir le plan de sondage de la source)",
+        "قواعد جودة البحث (انظر تصميم عينة المصدر)",
+    );
+    pub const NONE: Msg = Msg("none", "aucune", "لا شيء");
+    pub const SUPPRESS: Msg = Msg(
+        "cell suppression: cells of 1 to {0} contributors and the secondary cells that protect them are suppressed alike (OBS_STATUS Q, CONF_STATUS C, empty value), chosen over all tables counting the same persons so that no suppressed cell can be narrowed to an interval shorter than {1} from everything published; audited; published cells are exact and additive",
+        "suppression de cellules : les cellules de 1 à {0} contributeurs et les cellules secondaires qui les protègent sont supprimées de la même façon (OBS_STATUS Q, CONF_STATUS C, valeur vide), choisies sur tous les tableaux qui comptent les mêmes personnes pour qu'aucune cellule supprimée ne puisse être ramenée à un intervalle de moins de {1} à partir de tout ce qui est publié ; auditée ; les cellules publiées sont exactes et additives",
+        "حجب الخلايا: تُحجب الخلايا التي يساهم فيها من 1 إلى {0} أشخاص والخلايا الثانوية التي تحميها بالطريقة نفسها (OBS_STATUS Q، CONF_STATUS C، قيمة فارغة)، وتُختار عبر كل الجداول التي تعدّ الأشخاص أنفسهم بحيث لا يمكن حصر أي خلية محجوبة في مجال أضيق من {1} انطلاقًا من كل ما نُشر؛ مع تدقيق؛ والخلايا المنشورة دقيقة وجمعية",
+    );
+    pub const ROUND: Msg = Msg(
+        "rounding to base {0}: the finest cells are rounded and every margin is the sum of its rounded cells (additive; a margin may differ from its own rounded true value)",
+        "arrondi en base {0} : les cellules les plus fines sont arrondies et chaque marge est la somme de ses cellules arrondies (additif ; une marge peut différer de sa propre valeur vraie arrondie)",
+        "تقريب إلى الأساس {0}: تُقرَّب أدق الخلايا وكل هامش هو مجموع خلاياه المقرَّبة (جمعي؛ قد يختلف الهامش عن قيمته الحقيقية المقرَّبة)",
+    );
+    pub const RANDOM_ROUND: Msg = Msg(
+        "unbiased random rounding to base {0} of the finest cells, keyed by a secret protection key (reruns give the same values); margins are sums of the rounded cells (additive)",
+        "arrondi aléatoire sans biais en base {0} des cellules les plus fines, piloté par une clé de protection secrète (une nouvelle exécution donne les mêmes valeurs) ; les marges sont les sommes des cellules arrondies (additif)",
+        "تقريب عشوائي غير متحيز إلى الأساس {0} لأدق الخلايا، مرتبط بمفتاح حماية سري (إعادة التشغيل تعطي القيم نفسها)؛ والهوامش مجاميع الخلايا المقرَّبة (جمعي)",
+    );
+    pub const CELL_KEY: Msg = Msg(
+        "cell key method: noise from a perturbation table keyed by the records in each finest cell (the same records get the same noise in every table and release); margins are sums of the perturbed cells (additive); counts of 1 and 2 never appear in finest cells",
+        "méthode des clés de cellule : un bruit tiré d'une table de perturbation selon les enregistrements de chaque cellule la plus fine (les mêmes enregistrements reçoivent le même bruit dans chaque tableau et chaque diffusion) ; les marges sont les sommes des cellules perturbées (additif) ; les effectifs 1 et 2 n'apparaissent jamais dans les cellules les plus fines",
+        "طريقة مفتاح الخلية: تشويش من جدول تشويش حسب السجلات في كل خلية من أدق الخلايا (السجلات نفسها تتلقى التشويش نفسه في كل جدول وإصدار)؛ والهوامش مجاميع الخلايا المشوَّشة (جمعي)؛ والعددان 1 و2 لا يظهران أبدًا في أدق الخلايا",
+    );
     pub const METHODS_IN_ENGLISH: Msg = Msg(
         "",
-        "Les descriptions techniques des dérivations, des colonnes et des méthodes de protection sont en anglais (`codebook.md`) ; les titres, les noms et les libellés sont traduits.",
-        "الأوصاف التقنية للاشتقاقات والأعمدة وطرق الحماية بالإنجليزية (`codebook.md`)؛ أما العناوين والأسماء والتسميات فمترجمة.",
+        "Les textes des métadonnées de référence (SIMS), en fin de document, et les noms des méthodes d'intervalle de R restent en anglais.",
+        "تبقى نصوص البيانات الوصفية المرجعية (SIMS)، في آخر الوثيقة، وأسماء طرق فترات الثقة في R بالإنجليزية.",
     );
 }
 
@@ -826,7 +930,12 @@ pub fn markdown(
             .collect::<Vec<_>>()
             .join(", ");
         let _ = writeln!(s, "- {}", text::PERIODS.fill(lang, &[&d.freq, &periods]));
-        let _ = writeln!(s, "- {}: {}", text::PROTECTION.get(lang), d.protection);
+        let _ = writeln!(
+            s,
+            "- {}: {}",
+            text::PROTECTION.get(lang),
+            d.protection.or_en(lang)
+        );
         if let Some(p) = &d.protection_summary
             && (p.primary > 0 || p.secondary > 0)
         {
@@ -857,12 +966,12 @@ pub fn markdown(
                 "| `{}` | {} — {}; {} {} |",
                 dim.id,
                 dim.name.or_en(lang),
-                dim.derivation,
+                dim.derivation.or_en(lang),
                 text::CODE_LIST.get(lang),
                 dim.codelist
             );
         }
-        for (c, m) in measure_columns(d) {
+        for (c, m) in measure_columns(d, lang) {
             if d.frame.column(c).is_ok() {
                 let _ = writeln!(s, "| `{c}` | {m} |");
             }
@@ -919,14 +1028,51 @@ pub fn plan_title(plan: &Plan) -> Labels {
 }
 
 /// The non-dimension columns of a public table and what they hold.
-pub fn measure_columns(d: &TableDoc) -> Vec<(&'static str, String)> {
+pub fn measure_columns(d: &TableDoc, lang: Lang) -> Vec<(&'static str, String)> {
+    use crate::export::i18n::Msg;
+    let m = |msg: Msg, args: &[&str]| msg.fill(lang, args);
+    let unit = crate::export::i18n::unit(&d.unit);
+    let unit = unit.or_en(lang);
     let mut v = vec![
-        ("table_id", "the table's id".to_string()),
-        ("source_id", "the source it is built from".to_string()),
-        ("unit", "what a cell counts or estimates".to_string()),
+        (
+            "table_id",
+            m(
+                Msg("the table's id", "l'identifiant du tableau", "معرّف الجدول"),
+                &[],
+            ),
+        ),
+        (
+            "source_id",
+            m(
+                Msg(
+                    "the source it is built from",
+                    "la source dont il est tiré",
+                    "المصدر الذي بُني منه",
+                ),
+                &[],
+            ),
+        ),
+        (
+            "unit",
+            m(
+                Msg(
+                    "what a cell counts or estimates",
+                    "ce qu'une cellule compte ou estime",
+                    "ما تعدّه الخلية أو تقدّره",
+                ),
+                &[],
+            ),
+        ),
         (
             "ref_period",
-            "reference period in SDMX TIME_PERIOD form (2024, 2024-Q1, 2024-01; a stock's date 2024-12-31; start/end for another span)".to_string(),
+            m(
+                Msg(
+                    "reference period in SDMX TIME_PERIOD form (2024, 2024-Q1, 2024-01; a stock's date 2024-12-31; start/end for another span)",
+                    "période de référence au format SDMX TIME_PERIOD (2024, 2024-Q1, 2024-01 ; la date d'un stock 2024-12-31 ; début/fin pour une autre durée)",
+                    "الفترة المرجعية بصيغة SDMX TIME_PERIOD (2024، 2024-Q1، 2024-01؛ تاريخ الرصيد 2024-12-31؛ بداية/نهاية لمدة أخرى)",
+                ),
+                &[],
+            ),
         ),
     ];
     if d.survey {
@@ -934,79 +1080,122 @@ pub fn measure_columns(d: &TableDoc) -> Vec<(&'static str, String)> {
             (
                 "n",
                 if d.kind == "survey_contrast" {
-                    "respondents in the smallest of the contrasted cells (unweighted)".to_string()
+                    m(
+                        Msg(
+                            "respondents in the smallest of the contrasted cells (unweighted)",
+                            "répondants de la plus petite des cellules comparées (non pondéré)",
+                            "المجيبون في أصغر الخلايا المقارَنة (غير مرجَّح)",
+                        ),
+                        &[],
+                    )
                 } else {
-                    "respondents in the cell (unweighted)".to_string()
+                    m(
+                        Msg(
+                            "respondents in the cell (unweighted)",
+                            "répondants de la cellule (non pondéré)",
+                            "المجيبون في الخلية (غير مرجَّح)",
+                        ),
+                        &[],
+                    )
                 },
             ),
             (
                 "estimate",
-                format!("the estimate ({}); null when suppressed", d.unit),
+                m(
+                    Msg(
+                        "the estimate ({0}); null when suppressed",
+                        "l'estimation ({0}) ; vide si supprimée",
+                        "التقدير ({0})؛ فارغ إذا حُجب",
+                    ),
+                    &[unit],
+                ),
             ),
-            ("se", "its design-based standard error".to_string()),
+            (
+                "se",
+                m(
+                    Msg(
+                        "its design-based standard error",
+                        "son erreur type selon le plan de sondage",
+                        "خطؤه المعياري حسب تصميم العينة",
+                    ),
+                    &[],
+                ),
+            ),
         ]);
-        let (how, dfs) = match &d.interval {
-            Some((m, domain)) => (
-                format!(" {m}"),
-                if *domain {
-                    "the domain's degrees of freedom (its PSUs less its strata)"
-                } else {
-                    "the design's degrees of freedom"
-                },
-            ),
-            None => (String::new(), "the design's degrees of freedom"),
+        let domain = d.interval.as_ref().is_some_and(|(_, domain)| *domain);
+        let how = d
+            .interval
+            .as_ref()
+            .map_or(String::new(), |(h, _)| format!(" {h}"));
+        let dfs = if domain {
+            m(
+                Msg(
+                    "the domain's degrees of freedom (its PSUs less its strata)",
+                    "les degrés de liberté du domaine (ses UPE moins ses strates)",
+                    "درجات حرية المجال (وحداته الأولية ناقص طبقاته)",
+                ),
+                &[],
+            )
+        } else {
+            m(
+                Msg(
+                    "the design's degrees of freedom",
+                    "les degrés de liberté du plan de sondage",
+                    "درجات حرية التصميم",
+                ),
+                &[],
+            )
         };
         v.extend([
-            (
-                "ci_low",
-                format!("lower limit of the confidence interval{how}, normal quantile"),
-            ),
-            (
-                "ci_high",
-                format!("upper limit of the confidence interval{how}, normal quantile"),
-            ),
-            (
-                "ci_low_t",
-                format!("lower limit{how} with Student's t on {dfs}"),
-            ),
-            ("ci_high_t", format!("upper limit{how} with Student's t")),
+            ("ci_low", m(Msg("lower limit of the confidence interval{0}, normal quantile", "borne inférieure de l'intervalle de confiance{0}, quantile normal", "الحد الأدنى لفترة الثقة{0}، بالمئين الطبيعي"), &[&how])),
+            ("ci_high", m(Msg("upper limit of the confidence interval{0}, normal quantile", "borne supérieure de l'intervalle de confiance{0}, quantile normal", "الحد الأعلى لفترة الثقة{0}، بالمئين الطبيعي"), &[&how])),
+            ("ci_low_t", m(Msg("lower limit{0} with Student's t on {1}", "borne inférieure{0} avec le t de Student sur {1}", "الحد الأدنى{0} بتوزيع t لستيودنت على {1}"), &[&how, &dfs])),
+            ("ci_high_t", m(Msg("upper limit{0} with Student's t", "borne supérieure{0} avec le t de Student", "الحد الأعلى{0} بتوزيع t لستيودنت"), &[&how])),
             (
                 "cv",
                 if d.kind == "survey_contrast" {
-                    "the largest coefficient of variation of the contrasted estimates (a contrast is as reliable as its least reliable term)".to_string()
+                    m(Msg("the largest coefficient of variation of the contrasted estimates (a contrast is as reliable as its least reliable term)", "le plus grand coefficient de variation des estimations comparées (un écart est aussi fiable que son terme le moins fiable)", "أكبر معامل اختلاف بين التقديرات المقارَنة (الفرق موثوق بقدر أقل حدوده موثوقية)"), &[])
                 } else {
-                    "coefficient of variation (se / estimate)".to_string()
+                    m(Msg("coefficient of variation (se / estimate)", "coefficient de variation (se / estimation)", "معامل الاختلاف (se / التقدير)"), &[])
                 },
             ),
-            ("deff", "design effect".to_string()),
-            ("df", format!("degrees of freedom: {dfs}")),
+            ("deff", m(Msg("design effect", "effet de plan", "أثر التصميم"), &[])),
+            ("df", m(Msg("degrees of freedom: {0}", "degrés de liberté : {0}", "درجات الحرية: {0}"), &[&dfs])),
         ]);
     } else {
         v.push((
             "value",
-            format!("number of {} (protected); null when suppressed", d.unit),
+            m(
+                Msg(
+                    "number of {0} (protected); null when suppressed",
+                    "nombre de {0} (protégé) ; vide si supprimé",
+                    "عدد {0} (محمي)؛ فارغ إذا حُجب",
+                ),
+                &[unit],
+            ),
         ));
     }
     v.extend([
         (
             "OBS_STATUS",
-            "SDMX observation status: A normal, P provisional (the period is not closed yet), Q missing (suppressed), U low reliability"
-                .to_string(),
+            m(Msg(
+                "SDMX observation status: A normal, P provisional (the period is not closed yet), Q missing (suppressed), U low reliability",
+                "statut d'observation SDMX : A normal, P provisoire (la période n'est pas close), Q manquant (supprimé), U fiabilité faible",
+                "حالة الرصد SDMX: A عادية، P مؤقتة (الفترة لم تُغلق بعد)، Q مفقودة (محجوبة)، U موثوقية منخفضة",
+            ), &[]),
         ),
         (
             "CONF_STATUS",
-            "SDMX confidentiality status: F free, C confidential (suppressed)".to_string(),
+            m(Msg(
+                "SDMX confidentiality status: F free, C confidential (suppressed)",
+                "statut de confidentialité SDMX : F libre, C confidentiel (supprimé)",
+                "حالة السرية SDMX: F متاحة، C سرية (محجوبة)",
+            ), &[]),
         ),
-        (
-            "ref_year",
-            "the period's year, a 64-bit integer (a span's first year)".to_string(),
-        ),
-        (
-            "ref_quarter",
-            "the period's quarter, text `YYYY-Qn`".to_string(),
-        ),
-        ("ref_month", "the period's month, text `YYYY-MM`".to_string()),
-        ("ref_date", "a stock's date (a date)".to_string()),
+        ("ref_year", m(Msg("the period's year, a 64-bit integer (a span's first year)", "l'année de la période, un entier 64 bits (la première année d'une durée)", "سنة الفترة، عدد صحيح من 64 بت (أول سنة في المدة)"), &[])),
+        ("ref_quarter", m(Msg("the period's quarter, text `YYYY-Qn`", "le trimestre de la période, texte `YYYY-Qn`", "فصل الفترة، نص `YYYY-Qn`"), &[])),
+        ("ref_month", m(Msg("the period's month, text `YYYY-MM`", "le mois de la période, texte `YYYY-MM`", "شهر الفترة، نص `YYYY-MM`"), &[])),
+        ("ref_date", m(Msg("a stock's date (a date)", "la date d'un stock (une date)", "تاريخ الرصيد (تاريخ)"), &[])),
     ]);
     v
 }
@@ -1022,7 +1211,8 @@ pub fn datapackage(
     let resources: Vec<serde_json::Value> = docs
         .iter()
         .map(|d| {
-            let meanings: BTreeMap<&str, String> = measure_columns(d).into_iter().collect();
+            let meanings: BTreeMap<&str, String> =
+                measure_columns(d, Lang::En).into_iter().collect();
             let mut fields = Vec::new();
             for (name, dtype) in d.frame.schema().iter() {
                 let name = name.as_str();
@@ -1036,7 +1226,7 @@ pub fn datapackage(
                 let mut f = json!({ "name": name, "type": ty });
                 if let Some(dim) = d.dimensions.iter().find(|x| x.id == name) {
                     f["title"] = json!(dim.name.en);
-                    f["description"] = json!(format!("{}; SDMX code list {}", dim.derivation, dim.codelist));
+                    f["description"] = json!(format!("{}; SDMX code list {}", dim.derivation.en, dim.codelist));
                     f["categories"] = json!(
                         dim.codes
                             .iter()
@@ -1075,7 +1265,7 @@ pub fn datapackage(
                 "migstat:ref_period": d.ref_period,
                 "migstat:periods": d.periods,
                 "migstat:freq": d.freq,
-                "migstat:protection": d.protection,
+                "migstat:protection": d.protection.en,
             })
         })
         .collect();

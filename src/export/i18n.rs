@@ -192,30 +192,6 @@ pub fn unit(unit: &str) -> Text {
     m.text()
 }
 
-/// A protection method in a few words (the codebook's English text says it in full).
-pub fn method(method: crate::manifest::Method) -> Msg {
-    use crate::manifest::Method;
-    match method {
-        Method::Suppress => Msg(
-            "cell suppression (threshold rule, secondary suppression, audited)",
-            "suppression de cellules (règle du seuil, suppression secondaire, auditée)",
-            "حجب الخلايا (قاعدة العتبة، حجب ثانوي، مع تدقيق)",
-        ),
-        Method::SurveyQuality => Msg(
-            "survey rules: too few respondents confidential, too unreliable withheld",
-            "règles d'enquête : trop peu de répondants confidentiel, trop peu fiable retenu",
-            "قواعد البحث: العدد القليل من المجيبين سري، وغير الموثوق محجوب",
-        ),
-        Method::Round => Msg("rounding", "arrondi", "تقريب"),
-        Method::RandomRound => Msg("random rounding", "arrondi aléatoire", "تقريب عشوائي"),
-        Method::CellKey => Msg(
-            "cell key method (noise keyed by records)",
-            "méthode des clés de cellule (bruit lié aux enregistrements)",
-            "طريقة مفتاح الخلية (تشويش مرتبط بالسجلات)",
-        ),
-    }
-}
-
 /// A run's outcome (the history's `status`) in words.
 pub fn run_status(status: crate::manifest::RunStatus) -> Msg {
     use crate::manifest::RunStatus as S;

@@ -625,11 +625,7 @@ pub fn html(
                 ],
             ),
         };
-        // The full description in English; a short one in the other languages.
-        let protection = match (lang, d.method) {
-            (Lang::En, _) | (_, None) => d.protection.clone(),
-            (_, Some(m)) => i18n::method(m).get(lang).to_string(),
-        };
+        let protection = d.protection.or_en(lang).to_string();
         let summary = d
             .protection_summary
             .as_ref()

@@ -140,7 +140,7 @@ pub fn report(plan: &Plan, manifest: &Manifest, doc: &TableDoc, t: &TableSpec) -
             "STAT_CONC_DEF" => doc
                 .dimensions
                 .iter()
-                .map(|d| format!("{} — {}", d.name.en, d.derivation))
+                .map(|d| format!("{} — {}", d.name.en, d.derivation.en))
                 .collect::<Vec<_>>()
                 .join("; "),
             "STAT_UNIT" => doc.unit.clone(),
@@ -186,7 +186,7 @@ pub fn report(plan: &Plan, manifest: &Manifest, doc: &TableDoc, t: &TableSpec) -
                 }
             ),
             "CONF_POLICY" => "no published cell may identify a person: true values stay in the restricted tier; every public table is protected before it is written".to_string(),
-            "CONF_DATA_TR" => doc.protection.clone(),
+            "CONF_DATA_TR" => doc.protection.en.clone(),
             "FREQ_DISS" => format!(
                 "a release after each run (nightly refresh); the series' periods are SDMX FREQ `{}`",
                 doc.freq
