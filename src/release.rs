@@ -213,17 +213,22 @@ fn sync_tree(dir: &Path) -> Result<()> {
     sync_dir(dir)
 }
 
-/// Check a release against its manifest: every listed file present with its size and blake3,
-/// and no file that the manifest does not list. Returns the problems (empty: intact).
-pub fn verify(release: &Path) -> Result<Vec<String>> {
+/// A release's manifest (a usage error when the directory holds none, or another file).
+pub fn read_manifest(release: &Path) -> Result<crate::manifest::Manifest> {
     let manifest_path = Release(release).manifest();
     let text = std::fs::read_to_string(&manifest_path).at(&manifest_path)?;
-    let m: crate::manifest::Manifest = serde_json::from_str(&text).map_err(|e| {
+    serde_json::from_str(&text).map_err(|e| {
         Error::Usage(format!(
             "{}: not a migstat manifest ({e})",
             manifest_path.display()
         ))
-    })?;
+    })
+}
+
+/// Check a release against its manifest: every listed file present with its size and blake3,
+/// and no file that the manifest does not list. Returns the problems (empty: intact).
+pub fn verify(release: &Path) -> Result<Vec<String>> {
+    let m = read_manifest(release)?;
     let mut problems = Vec::new();
     let mut listed = std::collections::BTreeSet::new();
     for f in &m.outputs {

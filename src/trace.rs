@@ -119,12 +119,7 @@ pub fn trace(
     max_records: usize,
 ) -> Result<Trace> {
     let rel = crate::layout::Release(release);
-    let manifest: crate::manifest::Manifest = {
-        let path = rel.manifest();
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        serde_json::from_str(&text)
-            .map_err(|e| usage(format!("{}: not a release manifest: {e}", path.display())))?
-    };
+    let manifest = crate::release::read_manifest(release)?;
     if manifest.pipeline_hash != plan.spec_hash {
         return Err(usage(format!(
             "release {} was computed from another version of the spec (or its schemas and code lists) than {}: trace it with the spec it was made from (--pipeline)",
