@@ -6,6 +6,9 @@ Usage: tests/sdmx_check.py PIPELINE RELEASE   (a release directory, or an output
 
 - public/sdmx/structure.xml parses as an SDMX-ML 2.1 structure message with a dataflow per
   public table, each with its data structure and code lists;
+- OBS_STATUS and CONF_STATUS (and FREQ, but for a span's `_O`) reference the SDMX agency's
+  global code lists, SDMX:CL_OBS_STATUS(2.0), SDMX:CL_CONF_STATUS(1.0), SDMX:CL_FREQ(2.0);
+  no other list claims the SDMX agency;
 - public/sdmx/2.0/<table>.csv parses with sdmx1's SDMX-CSV 2.0 reader against that dataflow;
   every observation's dimension codes and coded attributes are codes of their code lists, and
   its value is the Parquet table's value for the same cell (empty where suppressed); FREQ is
@@ -103,6 +106,19 @@ for t in tables:
     obs = [o for d in msg.data for o in d.obs]
     if len(obs) != len(public):
         problems.append(f"{t}: {len(obs)} observations in SDMX-CSV 2.0, {len(public)} cells in Parquet")
+    # The cross-domain statuses reference the SDMX agency's global code lists (as the Global
+    # Registry publishes them), FREQ too unless a table is a span (`_O`, then migstat's own).
+    want_global = {"OBS_STATUS": ("CL_OBS_STATUS", "2.0"), "CONF_STATUS": ("CL_CONF_STATUS", "1.0")}
+    if freq != "_O":
+        want_global["FREQ"] = ("CL_FREQ", "2.0")
+    for comp in list(dsd.dimensions) + list(dsd.attributes):
+        cl = comp.local_representation.enumerated if comp.local_representation is not None else None
+        if comp.id in want_global:
+            got = None if cl is None else (cl.maintainer.id, cl.id, cl.version)
+            if got != ("SDMX",) + want_global[comp.id]:
+                problems.append(f"{t}: {comp.id} is enumerated by {got}, not SDMX:{want_global[comp.id]}")
+        elif cl is not None and cl.maintainer.id == "SDMX":
+            problems.append(f"{t}: {comp.id} claims the SDMX agency's {cl.id}")
     allowed = {d.id: codes(d) for d in dsd.dimensions}
     attr_codes = {a.id: codes(a) for a in dsd.attributes}
     for o in obs:

@@ -56,7 +56,7 @@ pub struct TableDoc {
     /// The spec's `title`, `title_fr`, `title_ar` (the id where the spec gives none).
     pub title: Labels,
     pub source: String,
-    pub source_description: Option<String>,
+    pub source_description: Option<Labels>,
     /// `count`, `stock`, `flow`, `survey_total`, `survey_mean`, `survey_proportion`, `survey_ratio`.
     pub kind: String,
     /// What a cell counts or estimates, as in the table's `unit` column.
@@ -224,7 +224,11 @@ fn table_doc(
             None => Labels::same(&t.id),
         },
         source: t.source.clone(),
-        source_description: source.and_then(|s| s.description.clone()),
+        source_description: source.and_then(|s| {
+            let en = s.description.as_deref()?;
+            let tr = |l: Lang| s.description_translations.get(&l).map(String::as_str);
+            Some(Labels::new(en, tr(Lang::Fr), tr(Lang::Ar)))
+        }),
         kind,
         unit: first_str(&frame, "unit"),
         unit_measure: t.measure(),
@@ -716,6 +720,7 @@ mod text {
         "| العمود | المعنى |",
     );
     pub const CODE_LIST: Msg = Msg("code list", "nomenclature", "قائمة الرموز");
+    pub const CODE: Msg = Msg("code", "code", "الرمز");
     pub const CODES: Msg = Msg("{0} codes ({1})", "Codes de {0} ({1})", "رموز {0} ({1})");
     pub const CODED: Msg = Msg(
         "field `{0}`, coded with code list `{1}`",
@@ -906,6 +911,7 @@ pub fn markdown(
         let _ = writeln!(s, "\n## {}\n\n{}\n", d.id, d.title.or_en(lang));
         match &d.source_description {
             Some(desc) => {
+                let desc = desc.or_en(lang);
                 let _ = writeln!(s, "- {}: `{}` — {desc}", text::SOURCE.get(lang), d.source);
             }
             None => {
@@ -988,7 +994,8 @@ pub fn markdown(
                 .collect();
             let _ = writeln!(
                 s,
-                "| code | {} |",
+                "| {} | {} |",
+                text::CODE.get(lang),
                 order
                     .iter()
                     .map(|l| l.endonym())

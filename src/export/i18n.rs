@@ -10,6 +10,7 @@ use crate::vocab::{Lang, Text};
 
 /// A fixed text in the three languages. Placeholders `{0}`, `{1}`, … are filled by [`fill`], so
 /// that each language orders them as its grammar needs.
+#[derive(Clone, Copy)]
 pub struct Msg(pub &'static str, pub &'static str, pub &'static str);
 
 impl Msg {

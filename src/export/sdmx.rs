@@ -9,7 +9,9 @@
 //! ["2.0"]`, `2.0/<table>.csv` in SDMX-CSV 2.0 (`STRUCTURE`, `STRUCTURE_ID`, `ACTION`, then
 //! the same columns); and `structure.xml`, an SDMX-ML 2.1 structure message with a dataflow and
 //! a data structure definition per table, the concept scheme and the code lists (with English,
-//! French and Arabic names), so that SDMX tools can read and check the CSV files.
+//! French and Arabic names), so that SDMX tools can read and check the CSV files. `OBS_STATUS`,
+//! `CONF_STATUS` and `FREQ` reference the SDMX agency's global code lists, included in full as
+//! published (English names); `FREQ` `_O` (a span), which `SDMX:CL_FREQ(2.0)` lacks, is ours.
 //!
 //! The dataflow id of a table is its id in upper case (`asylum` → `ASYLUM`). Time is never a
 //! coded dimension: each period of a series is its own partition and `TIME_PERIOD`.
@@ -32,6 +34,90 @@ const SURVEY_ATTRIBUTES: [(&str, &str, i18n::Msg); 4] = [
     ("UPPER_BOUND", "ci_high", i18n::UPPER_BOUND),
     ("CV", "cv", i18n::CV),
 ];
+
+/// A cross-domain code list the SDMX agency maintains in its Global Registry, copied in full as
+/// published (codes and English names) so that a reader resolves every code without the
+/// registry. A DSD references the global list instead of re-issuing it under our agency.
+struct GlobalList {
+    id: &'static str,
+    version: &'static str,
+    name: &'static str,
+    codes: &'static [(&'static str, &'static str)],
+}
+
+/// `SDMX:CL_FREQ(2.0)`.
+const SDMX_FREQ: GlobalList = GlobalList {
+    id: "CL_FREQ",
+    version: "2.0",
+    name: "Frequency",
+    codes: &[
+        ("A", "Annual"),
+        ("S", "Half-yearly, semester"),
+        ("Q", "Quarterly"),
+        ("M", "Monthly"),
+        ("W", "Weekly"),
+        ("D", "Daily"),
+        ("H", "Hourly"),
+        ("B", "Daily – businessweek"),
+        ("N", "Minutely"),
+    ],
+};
+
+/// `SDMX:CL_OBS_STATUS(2.0)`.
+const SDMX_OBS_STATUS: GlobalList = GlobalList {
+    id: "CL_OBS_STATUS",
+    version: "2.0",
+    name: "Observation Status",
+    codes: &[
+        ("A", "Normal value"),
+        ("B", "Time series break"),
+        ("D", "Definition differs"),
+        ("E", "Estimated value"),
+        ("F", "Forecast value"),
+        ("G", "Experimental value"),
+        ("I", "Imputed value (CCSA definition)"),
+        ("O", "Missing value"),
+        ("M", "Missing value; data cannot exist"),
+        ("P", "Provisional value"),
+        ("S", "Strike and other special events"),
+        ("L", "Missing value; data exist but were not collected"),
+        ("H", "Missing value; holiday or weekend"),
+        ("Q", "Missing value; suppressed"),
+        ("J", "Derogation"),
+        ("N", "Not significant"),
+        ("U", "Low reliability"),
+        ("V", "Unvalidated value"),
+    ],
+};
+
+/// `SDMX:CL_CONF_STATUS(1.0)`.
+const SDMX_CONF_STATUS: GlobalList = GlobalList {
+    id: "CL_CONF_STATUS",
+    version: "1.0",
+    name: "Confidentiality Status",
+    codes: &[
+        ("F", "Free"),
+        ("N", "Not for publication, restricted for internal use only"),
+        ("C", "Confidential statistical information"),
+        (
+            "D",
+            "Secondary confidentiality set by the sender, not for publication",
+        ),
+        (
+            "S",
+            "Secondary confidentiality set and managed by the receiver, not for publication",
+        ),
+    ],
+};
+
+/// The agency of the SDMX global code lists.
+const SDMX_AGENCY: &str = "SDMX";
+
+impl GlobalList {
+    fn has(&self, code: &str) -> bool {
+        self.codes.iter().any(|(c, _)| *c == code)
+    }
+}
 
 /// Dataflow id of a table.
 pub fn dataflow_id(table: &str) -> String {
@@ -228,29 +314,35 @@ fn names(out: &mut String, indent: &str, l: &Labels) {
     }
 }
 
-/// The code lists of a structure message we wrote: id → (version, content).
-fn codelists_of(xml: &str) -> BTreeMap<String, (String, String)> {
+/// The code lists of a structure message we wrote that `agency` maintains: id → (version,
+/// content). The SDMX agency's global lists in the same message are not ours to version.
+fn codelists_of(xml: &str, agency: &str) -> BTreeMap<String, (String, String)> {
     let mut out = BTreeMap::new();
     let mut rest = xml;
     const OPEN: &str = "<str:Codelist id=\"";
+    let attr = |tag: &str, name: &str| -> String {
+        let key = format!(" {name}=\"");
+        tag.find(&key)
+            .map(|v| &tag[v + key.len()..])
+            .and_then(|v| v.find('"').map(|e| v[..e].to_string()))
+            .unwrap_or_default()
+    };
     while let Some(i) = rest.find(OPEN) {
         let after = &rest[i + OPEN.len()..];
         let Some(id_end) = after.find('"') else { break };
         let id = after[..id_end].to_string();
-        let version = after
-            .find("version=\"")
-            .map(|v| &after[v + 9..])
-            .and_then(|v| v.find('"').map(|e| v[..e].to_string()))
-            .unwrap_or_default();
         let body_start = after.find('>').map_or(after.len(), |e| e + 1);
+        let tag = &after[..body_start];
         let body_end = after.find("</str:Codelist>").unwrap_or(after.len());
-        out.insert(
-            id,
-            (
-                version,
-                after[body_start..body_end.max(body_start)].to_string(),
-            ),
-        );
+        if attr(tag, "agencyID") == agency {
+            out.insert(
+                id,
+                (
+                    attr(tag, "version"),
+                    after[body_start..body_end.max(body_start)].to_string(),
+                ),
+            );
+        }
         rest = &after[body_end.max(body_start)..];
     }
     out
@@ -261,11 +353,14 @@ fn codelists_of(xml: &str) -> BTreeMap<String, (String, String)> {
 /// `[publish.sdmx] version` for a new list or a new major version. A code list's content and
 /// version thus go together across releases, as SDMX requires of a final artefact.
 fn versions(
+    agency: &str,
     base: &str,
     bodies: &BTreeMap<String, String>,
     previous: Option<&str>,
 ) -> BTreeMap<String, String> {
-    let before = previous.map(codelists_of).unwrap_or_default();
+    let before = previous
+        .map(|p| codelists_of(p, agency))
+        .unwrap_or_default();
     let major = |v: &str| v.split('.').next().unwrap_or_default().to_string();
     bodies
         .iter()
@@ -322,14 +417,14 @@ pub fn structure(plan: &Plan, docs: &[TableDoc], previous: Option<&str>) -> Stri
             .map(|(c, m)| (c.to_string(), m.text()))
             .collect()
     };
-    lists.insert(
-        "CL_OBS_STATUS".into(),
-        (i18n::OBS_STATUS.text(), fixed(&i18n::OBS_STATUS_CODES)),
-    );
-    lists.insert(
-        "CL_CONF_STATUS".into(),
-        (i18n::CONF_STATUS.text(), fixed(&i18n::CONF_STATUS_CODES)),
-    );
+    // Observation and confidentiality statuses are always the SDMX agency's lists (every code
+    // migstat writes is in them: a unit test); so is a table's frequency unless the table is a
+    // span that is not a year, quarter or month (`_O`, not in `SDMX:CL_FREQ(2.0)`): that
+    // table's DSD enumerates migstat's own `CL_FREQ`, which holds only such codes.
+    let mut global: Vec<&GlobalList> = vec![&SDMX_CONF_STATUS, &SDMX_OBS_STATUS];
+    if docs.iter().any(|d| SDMX_FREQ.has(&d.freq)) {
+        global.insert(0, &SDMX_FREQ);
+    }
     let mut units: BTreeMap<String, Labels> = BTreeMap::new();
     for d in docs {
         let (c, l) = unit_measure(d);
@@ -356,10 +451,14 @@ pub fn structure(plan: &Plan, docs: &[TableDoc], previous: Option<&str>) -> Stri
             (i18n::REF_AREA.text(), [(a.clone(), label)].into()),
         );
     }
-    lists.insert(
-        "CL_FREQ".into(),
-        (i18n::FREQ.text(), fixed(&i18n::FREQ_CODES)),
-    );
+    let own_freq: Vec<(&str, i18n::Msg)> = i18n::FREQ_CODES
+        .iter()
+        .filter(|(c, _)| !SDMX_FREQ.has(c) && docs.iter().any(|d| d.freq == *c))
+        .copied()
+        .collect();
+    if !own_freq.is_empty() {
+        lists.insert("CL_FREQ".into(), (i18n::FREQ.text(), fixed(&own_freq)));
+    }
     for (id, name) in [
         ("FREQ", &i18n::FREQ),
         ("REF_AREA", &i18n::REF_AREA),
@@ -405,6 +504,24 @@ pub fn structure(plan: &Plan, docs: &[TableDoc], previous: Option<&str>) -> Stri
         );
     }
     x.push_str("    </str:Dataflows>\n    <str:Codelists>\n");
+    for g in &global {
+        let _ = writeln!(
+            x,
+            "      <str:Codelist id=\"{}\" agencyID=\"{SDMX_AGENCY}\" version=\"{}\" isFinal=\"true\">\n        \
+             <com:Name xml:lang=\"en\">{}</com:Name>",
+            g.id,
+            g.version,
+            esc(g.name)
+        );
+        for (c, n) in g.codes {
+            let _ = writeln!(
+                x,
+                "        <str:Code id=\"{c}\">\n          <com:Name xml:lang=\"en\">{}</com:Name>\n        </str:Code>",
+                esc(n)
+            );
+        }
+        x.push_str("      </str:Codelist>\n");
+    }
     let bodies: BTreeMap<String, String> = lists
         .iter()
         .map(|(id, (name, codes))| {
@@ -419,7 +536,7 @@ pub fn structure(plan: &Plan, docs: &[TableDoc], previous: Option<&str>) -> Stri
             (id.clone(), b)
         })
         .collect();
-    let list_versions = versions(&plan.sdmx.version, &bodies, previous);
+    let list_versions = versions(&agency, &plan.sdmx.version, &bodies, previous);
     for (id, body) in &bodies {
         let _ = writeln!(
             x,
@@ -448,15 +565,23 @@ pub fn structure(plan: &Plan, docs: &[TableDoc], previous: Option<&str>) -> Stri
             esc(id)
         )
     };
-    let enumeration = |cl: &str| {
+    // A list of ours, or the SDMX agency's global list of that id (`global`).
+    let enumerate = |cl: &str, global_list: Option<&GlobalList>| {
+        let (owner, v) = match global_list {
+            Some(g) => (SDMX_AGENCY.to_string(), g.version.to_string()),
+            None => (
+                agency.clone(),
+                esc(list_versions.get(cl).unwrap_or(&plan.sdmx.version)),
+            ),
+        };
         format!(
-            "<str:LocalRepresentation><str:Enumeration><Ref id=\"{}\" agencyID=\"{agency}\" \
-             version=\"{}\" class=\"Codelist\" package=\"codelist\"/></str:Enumeration>\
+            "<str:LocalRepresentation><str:Enumeration><Ref id=\"{}\" agencyID=\"{owner}\" \
+             version=\"{v}\" class=\"Codelist\" package=\"codelist\"/></str:Enumeration>\
              </str:LocalRepresentation>",
             esc(cl),
-            esc(list_versions.get(cl).unwrap_or(&plan.sdmx.version))
         )
     };
+    let enumeration = |cl: &str| enumerate(cl, global.iter().copied().find(|g| g.id == cl));
     for d in docs {
         let id = dataflow_id(&d.id);
         let _ = writeln!(
@@ -469,7 +594,7 @@ pub fn structure(plan: &Plan, docs: &[TableDoc], previous: Option<&str>) -> Stri
             x,
             "            <str:Dimension id=\"FREQ\" position=\"1\">{}{}</str:Dimension>",
             concept("FREQ"),
-            enumeration("CL_FREQ")
+            enumerate("CL_FREQ", SDMX_FREQ.has(&d.freq).then_some(&SDMX_FREQ))
         );
         let mut pos = 2;
         if plan.sdmx.ref_area.is_some() {
@@ -552,12 +677,49 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let v = versions("1.0", &bodies, Some(previous));
+        let v = versions("X", "1.0", &bodies, Some(previous));
         assert_eq!(v["CL_A"], "1.3", "same content, same version");
         assert_eq!(v["CL_B"], "1.1", "changed content, next version");
         assert_eq!(v["CL_D"], "1.0", "a new list starts at the spec's version");
         // A new major version in the spec starts every list afresh; no previous release too.
-        assert_eq!(versions("2.0", &bodies, Some(previous))["CL_A"], "2.0");
-        assert_eq!(versions("1.0", &bodies, None)["CL_A"], "1.0");
+        assert_eq!(versions("X", "2.0", &bodies, Some(previous))["CL_A"], "2.0");
+        assert_eq!(versions("X", "1.0", &bodies, None)["CL_A"], "1.0");
+        // Another agency's list of the same id (the SDMX global one) is not ours to version.
+        let global = "<str:Codelist id=\"CL_D\" agencyID=\"SDMX\" version=\"2.0\" isFinal=\"true\">D2</str:Codelist>";
+        assert_eq!(versions("X", "1.0", &bodies, Some(global))["CL_D"], "1.0");
+    }
+
+    #[test]
+    fn every_status_migstat_writes_is_a_code_of_the_sdmx_global_list_with_its_name() {
+        // The names the SDMX Global Registry gives (SDMX:CL_OBS_STATUS(2.0),
+        // SDMX:CL_CONF_STATUS(1.0), SDMX:CL_FREQ(2.0)), typed here from the registry's lists.
+        let expected = [
+            ("A", "Normal value"),
+            ("P", "Provisional value"),
+            ("Q", "Missing value; suppressed"),
+            ("U", "Low reliability"),
+        ];
+        for ((c, m), (ec, en)) in i18n::OBS_STATUS_CODES.iter().zip(expected) {
+            assert_eq!((*c, m.0), (ec, en));
+            assert!(SDMX_OBS_STATUS.codes.contains(&(ec, en)), "{ec}");
+        }
+        for (c, m) in &i18n::CONF_STATUS_CODES {
+            assert!(SDMX_CONF_STATUS.codes.contains(&(*c, m.0)), "{c}");
+        }
+        for (c, m) in i18n::FREQ_CODES.iter().filter(|(c, _)| *c != "_O") {
+            assert!(SDMX_FREQ.codes.contains(&(*c, m.0)), "{c}");
+        }
+        assert!(
+            !SDMX_FREQ.has("_O"),
+            "a span's FREQ needs migstat's own CL_FREQ"
+        );
+        assert_eq!(
+            (
+                SDMX_FREQ.codes.len(),
+                SDMX_OBS_STATUS.codes.len(),
+                SDMX_CONF_STATUS.codes.len()
+            ),
+            (9, 18, 5)
+        );
     }
 }

@@ -116,6 +116,9 @@ pub enum Against {
 pub struct SourcePlan {
     pub id: String,
     pub description: Option<String>,
+    /// `description_fr`, `description_ar`: the description in the other publication languages.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub description_translations: BTreeMap<Lang, String>,
     pub files: Vec<PathBuf>,
     pub format: Format,
     pub schema_path: PathBuf,
@@ -305,7 +308,7 @@ pub fn compile(spec_path: &Path) -> Result<Plan> {
         &mut cx,
     );
     check_covariances(&sources, &tables, &mut cx);
-    check_translations(&languages, &head, &tables, &mut cx);
+    check_translations(&languages, &head, (&sources, &tables), &mut cx);
     let metadata = metadata_section(&root, "metadata", &SIMS_RELEASE_KEYS, &mut cx);
     let groups = groups::groups(&tables, &mut cx);
     root.finish(&mut cx);
@@ -552,9 +555,14 @@ fn translations(section: &Section<'_>, key: &str, cx: &mut Ctx<'_>) -> BTreeMap<
         .collect()
 }
 
-/// Every title a document shows exists in every publication language: a missing one is named,
-/// never shown in English on a French or Arabic page.
-fn check_translations(languages: &[Lang], head: &Header, tables: &[TableSpec], cx: &mut Ctx<'_>) {
+/// Every title and source description a document shows exists in every publication language: a
+/// missing one is named, never shown in English on a French or Arabic page.
+fn check_translations(
+    languages: &[Lang],
+    head: &Header,
+    (sources, tables): (&[SourcePlan], &[TableSpec]),
+    cx: &mut Ctx<'_>,
+) {
     for &lang in languages.iter().filter(|l| **l != Lang::En) {
         let l = lang.code();
         if head.title.is_some() && !head.title_translations.contains_key(&lang) {
@@ -562,6 +570,14 @@ fn check_translations(languages: &[Lang], head: &Header, tables: &[TableSpec], c
                 format!("title_{l}"),
                 format!("publish.languages lists `{l}`: give the pipeline's title in it"),
             );
+        }
+        for s in sources {
+            if s.description.is_some() && !s.description_translations.contains_key(&lang) {
+                cx.push(
+                    format!("sources.{}.description_{l}", s.id),
+                    format!("publish.languages lists `{l}`: give the source's description in it"),
+                );
+            }
         }
         for t in tables {
             if t.title.is_some() && !t.title_translations.contains_key(&lang) {
@@ -1151,6 +1167,17 @@ mod tests {
         .unwrap();
         assert_eq!(plan.languages, [Lang::Fr, Lang::En]);
         assert_eq!(plan.tables[0].title_translations[&Lang::Fr], "T fr");
+        // A source's description too, in each language listed.
+        let described = |tr: &str| {
+            body("[\"en\", \"fr\"]", "title = \"T\"\ntitle_fr = \"T fr\"\n").replace(
+                "[sources.s]\n",
+                &format!("[sources.s]\ndescription = \"D\"\n{tr}"),
+            )
+        };
+        let k = keys(spec(d.path(), &described("description_ar = \"D ar\"\n")));
+        assert_eq!(k, ["sources.s.description_fr"]);
+        let plan = spec(d.path(), &described("description_fr = \"D fr\"\n")).unwrap();
+        assert_eq!(plan.sources[0].description_translations[&Lang::Fr], "D fr");
         // Reference metadata: the SIMS keys migstat knows, others named.
         let k = keys(spec(
             d.path(),

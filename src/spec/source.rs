@@ -93,6 +93,7 @@ fn compile_source(
         .fraction(st, "max_invalid_fraction")
         .unwrap_or(default_fraction);
     let description = cx.str(st, "description", false).map(str::to_string);
+    let description_translations = super::translations(st, "description", cx);
 
     let files = match cx.str(st, "path", true) {
         Some(pattern) => expand_files(pattern, base, &format!("{p}path"), cx),
@@ -175,6 +176,7 @@ fn compile_source(
         SourcePlan {
             id: id.to_string(),
             description,
+            description_translations,
             files,
             format: format?,
             schema_path,

@@ -565,3 +565,38 @@ fn every_public_table_has_its_sims_reference_metadata() {
         );
     }
 }
+
+/// The French and Arabic codebooks describe each table's source in their language (the spec's
+/// `description_fr` / `description_ar`) and head their code tables in it.
+#[test]
+fn each_codebook_describes_sources_in_its_own_language() {
+    use migstat::vocab::Lang;
+    let (_, release, plan) = crate::shared_default_run();
+    for (lang, file, code) in [
+        (Lang::Fr, "codebook.fr.md", "| code | Français |"),
+        (Lang::Ar, "codebook.ar.md", "| الرمز | العربية |"),
+    ] {
+        let md = std::fs::read_to_string(release.join("public").join(file)).unwrap();
+        assert!(md.contains(code), "{file}: no code table headed {code:?}");
+        let mut described = 0;
+        for s in plan.sources.iter().filter(|s| s.description.is_some()) {
+            let own = &s.description_translations[&lang];
+            if md.contains(&format!("`{}`", s.id)) {
+                assert!(
+                    md.contains(&format!("`{}` — {own}", s.id)),
+                    "{file}: {}",
+                    s.id
+                );
+                // Outside the SIMS section, whose texts are English (as the page says).
+                let body = &md[..md.find("SIMS 2.0").unwrap_or(md.len())];
+                assert!(
+                    !body.contains(s.description.as_deref().unwrap()),
+                    "{file}: {} described in English",
+                    s.id
+                );
+                described += 1;
+            }
+        }
+        assert!(described >= 5, "{file}: {described} sources described");
+    }
+}

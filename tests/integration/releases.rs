@@ -391,7 +391,13 @@ fn reruns_recompute_only_what_changed_and_history_records_every_run() {
         xml.split("<str:Codelist id=\"")
             .skip(1)
             .map(|part| {
-                let id = part[..part.find('"').unwrap()].to_string();
+                // Keyed by agency too: `SDMX:CL_FREQ` and migstat's own `CL_FREQ` may both be there.
+                let a = &part[part.find("agencyID=\"").unwrap() + 10..];
+                let id = format!(
+                    "{}:{}",
+                    &a[..a.find('"').unwrap()],
+                    &part[..part.find('"').unwrap()]
+                );
                 let v = &part[part.find("version=\"").unwrap() + 9..];
                 let version = v[..v.find('"').unwrap()].to_string();
                 let body = part[part.find('>').unwrap()..part.find("</str:Codelist>").unwrap()]
