@@ -7,7 +7,8 @@ Usage: tests/sdmx_check.py PIPELINE RELEASE   (a release directory, or an output
 - public/sdmx/structure.xml parses as an SDMX-ML 2.1 structure message with a dataflow per
   public table, each with its data structure and code lists;
 - OBS_STATUS and CONF_STATUS (and FREQ, but for a span's `_O`) reference the SDMX agency's
-  global code lists, SDMX:CL_OBS_STATUS(2.0), SDMX:CL_CONF_STATUS(1.0), SDMX:CL_FREQ(2.0);
+  global code lists, SDMX:CL_OBS_STATUS(2.0), SDMX:CL_CONF_STATUS(1.0), SDMX:CL_FREQ(2.0)
+  (copied in full), SEX SDMX:CL_SEX(2.1) (by URL, its codes checked against the registry's);
   no other list claims the SDMX agency;
 - public/sdmx/2.0/<table>.csv parses with sdmx1's SDMX-CSV 2.0 reader against that dataflow;
   every observation's dimension codes and coded attributes are codes of their code lists, and
@@ -62,10 +63,19 @@ def fits(freq, period):
     return pattern is not None and (re.fullmatch(pattern, period) or re.fullmatch(date, period)) is not None
 
 
+# Code ids of the global lists the structure references by URL instead of copying, as the SDMX
+# Global Registry lists them.
+EXTERNAL = {("SDMX", "CL_SEX", "2.1"): {"F", "M", "_N", "_O", "_T", "_U", "_Z"}}
+
+
 def codes(component):
     rep = component.local_representation
     cl = rep.enumerated if rep is not None else None
-    return None if cl is None else {c.id for c in cl}
+    if cl is None:
+        return None
+    if cl.is_external_reference:
+        return EXTERNAL.get((cl.maintainer.id, cl.id, cl.version), set())
+    return {c.id for c in cl}
 
 
 def same(a, b):
@@ -108,7 +118,8 @@ for t in tables:
         problems.append(f"{t}: {len(obs)} observations in SDMX-CSV 2.0, {len(public)} cells in Parquet")
     # The cross-domain statuses reference the SDMX agency's global code lists (as the Global
     # Registry publishes them), FREQ too unless a table is a span (`_O`, then migstat's own).
-    want_global = {"OBS_STATUS": ("CL_OBS_STATUS", "2.0"), "CONF_STATUS": ("CL_CONF_STATUS", "1.0")}
+    want_global = {"OBS_STATUS": ("CL_OBS_STATUS", "2.0"), "CONF_STATUS": ("CL_CONF_STATUS", "1.0"),
+                   "SEX": ("CL_SEX", "2.1")}
     if freq != "_O":
         want_global["FREQ"] = ("CL_FREQ", "2.0")
     for comp in list(dsd.dimensions) + list(dsd.attributes):

@@ -12,6 +12,7 @@
 //! French and Arabic names), so that SDMX tools can read and check the CSV files. `OBS_STATUS`,
 //! `CONF_STATUS` and `FREQ` reference the SDMX agency's global code lists, included in full as
 //! published (English names); `FREQ` `_O` (a span), which `SDMX:CL_FREQ(2.0)` lacks, is ours.
+//! `SEX` references `SDMX:CL_SEX(2.1)` by URL when its codes are all among that list's.
 //!
 //! The dataflow id of a table is its id in upper case (`asylum` → `ASYLUM`). Time is never a
 //! coded dimension: each period of a series is its own partition and `TIME_PERIOD`.
@@ -109,6 +110,17 @@ const SDMX_CONF_STATUS: GlobalList = GlobalList {
         ),
     ],
 };
+
+/// `SDMX:CL_SEX(2.1)`, referenced by URL (`isExternalReference`): its codes are known
+/// (`F M _N _O _T _U _Z`), the exact names of the reserved ones were not at hand to copy, so the
+/// message carries the reference, not a copy. A sex dimension whose codes are all among these
+/// enumerates it; one with another code (a national `X`, say) keeps migstat's own `CL_SEX`.
+const SDMX_SEX: (&str, &str, &str, [&str; 7]) = (
+    "CL_SEX",
+    "2.1",
+    "https://registry.sdmx.org/ws/public/sdmxapi/rest/codelist/SDMX/CL_SEX/2.1",
+    ["F", "M", "_N", "_O", "_T", "_U", "_Z"],
+);
 
 /// The agency of the SDMX global code lists.
 const SDMX_AGENCY: &str = "SDMX";
@@ -425,6 +437,12 @@ pub fn structure(plan: &Plan, docs: &[TableDoc], previous: Option<&str>) -> Stri
     if docs.iter().any(|d| SDMX_FREQ.has(&d.freq)) {
         global.insert(0, &SDMX_FREQ);
     }
+    let sex_global = lists
+        .get(SDMX_SEX.0)
+        .is_some_and(|(_, codes)| codes.keys().all(|c| SDMX_SEX.3.contains(&c.as_str())));
+    if sex_global {
+        lists.remove(SDMX_SEX.0);
+    }
     let mut units: BTreeMap<String, Labels> = BTreeMap::new();
     for d in docs {
         let (c, l) = unit_measure(d);
@@ -522,6 +540,15 @@ pub fn structure(plan: &Plan, docs: &[TableDoc], previous: Option<&str>) -> Stri
         }
         x.push_str("      </str:Codelist>\n");
     }
+    if sex_global {
+        let (id, v, url, _) = SDMX_SEX;
+        let _ = writeln!(
+            x,
+            "      <str:Codelist id=\"{id}\" agencyID=\"{SDMX_AGENCY}\" version=\"{v}\" \
+             isExternalReference=\"true\" structureURL=\"{url}\" isFinal=\"true\">\n        \
+             <com:Name xml:lang=\"en\">Sex</com:Name>\n      </str:Codelist>"
+        );
+    }
     let bodies: BTreeMap<String, String> = lists
         .iter()
         .map(|(id, (name, codes))| {
@@ -566,9 +593,10 @@ pub fn structure(plan: &Plan, docs: &[TableDoc], previous: Option<&str>) -> Stri
         )
     };
     // A list of ours, or the SDMX agency's global list of that id (`global`).
-    let enumerate = |cl: &str, global_list: Option<&GlobalList>| {
-        let (owner, v) = match global_list {
-            Some(g) => (SDMX_AGENCY.to_string(), g.version.to_string()),
+    // A list of ours, or the SDMX agency's global list of that id in the given version.
+    let enumerate = |cl: &str, sdmx_version: Option<&str>| {
+        let (owner, v) = match sdmx_version {
+            Some(v) => (SDMX_AGENCY.to_string(), v.to_string()),
             None => (
                 agency.clone(),
                 esc(list_versions.get(cl).unwrap_or(&plan.sdmx.version)),
@@ -581,7 +609,13 @@ pub fn structure(plan: &Plan, docs: &[TableDoc], previous: Option<&str>) -> Stri
             esc(cl),
         )
     };
-    let enumeration = |cl: &str| enumerate(cl, global.iter().copied().find(|g| g.id == cl));
+    let enumeration = |cl: &str| {
+        let sdmx_version = match global.iter().find(|g| g.id == cl) {
+            Some(g) => Some(g.version),
+            None => (sex_global && cl == SDMX_SEX.0).then_some(SDMX_SEX.1),
+        };
+        enumerate(cl, sdmx_version)
+    };
     for d in docs {
         let id = dataflow_id(&d.id);
         let _ = writeln!(
@@ -594,7 +628,10 @@ pub fn structure(plan: &Plan, docs: &[TableDoc], previous: Option<&str>) -> Stri
             x,
             "            <str:Dimension id=\"FREQ\" position=\"1\">{}{}</str:Dimension>",
             concept("FREQ"),
-            enumerate("CL_FREQ", SDMX_FREQ.has(&d.freq).then_some(&SDMX_FREQ))
+            enumerate(
+                "CL_FREQ",
+                SDMX_FREQ.has(&d.freq).then_some(SDMX_FREQ.version)
+            )
         );
         let mut pos = 2;
         if plan.sdmx.ref_area.is_some() {
