@@ -178,7 +178,8 @@ pub struct Manifest {
     pub run_key: String,
     /// Seconds per stage: `source:<id>` (read, validate, harmonize, streamed tables),
     /// `table:<id>` (build and write a table outside a protected group, or a survey table's
-    /// estimates), `group:<id>` (build, protect and write a group's tables) and `documents`
+    /// estimates), `group:<id>` (build, protect and write a group's tables, from its start to
+    /// its end: count groups run side by side, so their seconds overlap) and `documents`
     /// (codebook, SDMX, report).
     #[serde(default)]
     pub seconds: BTreeMap<String, f64>,

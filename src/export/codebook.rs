@@ -102,38 +102,55 @@ pub fn tables(
     dir: &Path,
     protection: &[crate::protect::Summary],
 ) -> Result<Vec<TableDoc>> {
-    let mut docs = Vec::new();
-    for t in &plan.tables {
-        let tdir = crate::layout::Release(dir).public_table_dir(&t.id);
-        if !tdir.is_dir() {
-            continue; // not published (restricted only)
-        }
-        let files = parquet_files(&tdir)?;
-        let mut frames = Vec::new();
-        for f in &files {
-            let file = std::fs::File::open(f).map_err(|e| crate::Error::io(f, e))?;
-            frames.push(
-                ParquetReader::new(file)
-                    .finish()
-                    .ctx(|| format!("reading {}", f.display()))?,
-            );
-        }
-        let mut frame = match frames.len() {
-            0 => continue,
-            _ => {
-                let mut it = frames.into_iter();
-                let mut df = it.next().unwrap_or_default();
-                for f in it {
-                    df.vstack_mut(&f)
-                        .ctx(|| format!("table {}: stacking partitions", t.id))?;
-                }
-                df
-            }
-        };
-        frame.rechunk_mut();
-        docs.push(table_doc(plan, t, dir, &files, frame, protection)?);
+    use rayon::prelude::*;
+    // Each public table read side by side, listed in the plan's order.
+    let published: Vec<&TableSpec> = plan
+        .tables
+        .iter()
+        .filter(|t| {
+            // Not published (restricted only) when it has no public folder.
+            crate::layout::Release(dir).public_table_dir(&t.id).is_dir()
+        })
+        .collect();
+    let docs: Vec<Option<TableDoc>> = published
+        .into_par_iter()
+        .map(|t| table_doc_of(plan, t, dir, protection))
+        .collect::<Result<_>>()?;
+    Ok(docs.into_iter().flatten().collect())
+}
+
+/// The [`TableDoc`] of a published table (`None` when its folder holds no file).
+fn table_doc_of(
+    plan: &Plan,
+    t: &TableSpec,
+    dir: &Path,
+    protection: &[crate::protect::Summary],
+) -> Result<Option<TableDoc>> {
+    let tdir = crate::layout::Release(dir).public_table_dir(&t.id);
+    let files = parquet_files(&tdir)?;
+    let mut frames = Vec::new();
+    for f in &files {
+        let file = std::fs::File::open(f).map_err(|e| crate::Error::io(f, e))?;
+        frames.push(
+            ParquetReader::new(file)
+                .finish()
+                .ctx(|| format!("reading {}", f.display()))?,
+        );
     }
-    Ok(docs)
+    let mut frame = match frames.len() {
+        0 => return Ok(None),
+        _ => {
+            let mut it = frames.into_iter();
+            let mut df = it.next().unwrap_or_default();
+            for f in it {
+                df.vstack_mut(&f)
+                    .ctx(|| format!("table {}: stacking partitions", t.id))?;
+            }
+            df
+        }
+    };
+    frame.rechunk_mut();
+    table_doc(plan, t, dir, &files, frame, protection).map(Some)
 }
 
 fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>> {

@@ -23,7 +23,10 @@
 //!    of the LP relaxation (minimum and maximum subject to the published cells, the bounds and
 //!    the code sums), rounded inward to integers; on a large problem the LP keeps the rows near
 //!    the cell free and the others at their true values (a smaller feasible set, so again an
-//!    inner bound).
+//!    inner bound). Every optimal table an LP finds is consistent with what is published, so
+//!    the least and greatest value each other cell takes over the tables found so far bound
+//!    its interval from inside too: a cell they already prove wide enough gets no LP of its
+//!    own ([`Auditor::intervals`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -37,6 +40,10 @@ pub const DIRECTIONS_PER_CELL: usize = 24;
 /// Cells an LP of the audit keeps free at most (the nearest unpublished ones; on larger groups
 /// the others stay at their true values, which only narrows the interval).
 pub const LP_CELLS: usize = 4_000;
+
+/// Cells whose LPs one round of [`Auditor::intervals`] solves side by side: a fixed number, so
+/// which cells get an LP of their own does not depend on the thread count.
+pub const LP_ROUND: usize = 16;
 
 /// How an interval was proved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -213,6 +220,89 @@ impl<'a> Auditor<'a> {
             return Ok(d);
         }
         self.lp_interval(cell)
+    }
+
+    /// The intervals of `cells`, in the order given: checked directions, else the extremes the
+    /// optimal tables of earlier LPs give the cell, else its own LP (both bounds).
+    ///
+    /// Every LP solution is a table consistent with what is published (the LP's variables at
+    /// their solution, every other cell at its true value), so each cell's value in it lies in
+    /// that cell's LP interval: the least and greatest values over the solutions seen so far
+    /// are an inner bound of it, rounded inward like the LP's own bounds. A cell they prove
+    /// wide enough needs no LP; most cells of a suppression pattern are proved by the tables
+    /// their neighbours' LPs found. The LPs run in rounds of [`LP_ROUND`] cells (in parallel),
+    /// each round checked against the solutions of the rounds before: the same cells are solved
+    /// whatever the thread count, and a minimum or maximum does not depend on the order its
+    /// values arrive in.
+    pub fn intervals(
+        &self,
+        cells: &[usize],
+        range: f64,
+    ) -> Vec<(usize, Result<Interval, AuditError>)> {
+        use rayon::prelude::*;
+        let p = self.p;
+        let wide = |i: &Interval| i.width() >= range - 1e-9;
+        let cheap: Vec<(usize, Option<Interval>)> = cells
+            .par_iter()
+            .map(|&c| (c, self.cheap_interval(c, &mut Scratch::default())))
+            .collect();
+        let mut out: HashMap<usize, Result<Interval, AuditError>> = HashMap::new();
+        let mut pending = Vec::new();
+        for (c, i) in cheap {
+            match i {
+                Some(i) if wide(&i) => {
+                    out.insert(c, Ok(i));
+                }
+                _ => pending.push(c),
+            }
+        }
+        let mut lo: Vec<f64> = p.values.iter().map(|v| *v as f64).collect();
+        let mut hi = lo.clone();
+        let view = LpView {
+            p,
+            published: &self.published,
+        };
+        for round in pending.chunks(LP_ROUND) {
+            let mut todo = Vec::new();
+            for &c in round {
+                let v = p.values[c] as f64;
+                let seen = Interval {
+                    lo: round_in(lo[c], v, false).min(v),
+                    hi: round_in(hi[c], v, true).max(v),
+                    proof: Proof::Lp,
+                };
+                if wide(&seen) {
+                    out.insert(c, Ok(seen));
+                } else {
+                    todo.push(c);
+                }
+            }
+            type Points = Vec<(Vec<u32>, Vec<f64>)>;
+            let solved: Vec<(usize, Result<Interval, AuditError>, Points)> = todo
+                .par_iter()
+                .map(|&c| {
+                    let mut points: Points = Vec::new();
+                    let i = view.bounds_and_points(c, LP_CELLS, &mut |vars, x| {
+                        points.push((vars.to_vec(), x.to_vec()))
+                    });
+                    (c, i, points)
+                })
+                .collect();
+            for (c, i, points) in solved {
+                for (vars, x) in points {
+                    for (v, x) in vars.iter().zip(x) {
+                        let v = *v as usize;
+                        lo[v] = lo[v].min(x);
+                        hi[v] = hi[v].max(x);
+                    }
+                }
+                out.insert(c, i);
+            }
+        }
+        cells
+            .iter()
+            .filter_map(|c| out.remove(c).map(|i| (*c, i)))
+            .collect()
     }
 
     /// The union of the intervals along a few checked null-space directions.
@@ -398,6 +488,17 @@ impl LpView<'_> {
     /// unpublished cells within reach of it are the variables (at most `max_cells`; the others
     /// at their true values, which only narrows the interval), the published ones constants.
     pub fn bounds(&self, cell: usize, max_cells: usize) -> Result<Interval, AuditError> {
+        self.bounds_and_points(cell, max_cells, &mut |_, _| {})
+    }
+
+    /// [`bounds`](Self::bounds), handing each optimal table the solver found to `seen` (the
+    /// LP's variables, as cells, and their values; every other cell keeps its true value).
+    pub fn bounds_and_points(
+        &self,
+        cell: usize,
+        max_cells: usize,
+        seen: &mut dyn FnMut(&[u32], &[f64]),
+    ) -> Result<Interval, AuditError> {
         let p = self.p;
         let value = p.values[cell] as f64;
         if self.published[cell] {
@@ -457,19 +558,35 @@ impl LpView<'_> {
         let objective = [(var[&(cell as u32)], 1.0)];
         let max = lp.optimise(&objective, true).map_err(AuditError::Lp)?;
         let min = lp.optimise(&objective, false).map_err(AuditError::Lp)?;
-        // Round inward with a tolerance for the interior-point method's accuracy, which is
-        // relative to the optimum's size (255.9999975 for 256 and 6.99997913 for 7 were seen),
-        // capped far below the distance of a fractional vertex (a ratio of small determinants)
-        // from the nearest integer: inside the cap a bound is the integer, beyond it the bound
-        // rounds inward (narrower: more protection, never less).
-        let tol = |m: f64| (1e-6 * (1.0 + value) + 1e-5 * m.abs()).min(1e-3);
-        let hi = max.value.map_or(f64::INFINITY, |m| (m + tol(m)).floor());
-        let lo = min.value.map_or(0.0, |m| (m - tol(m)).ceil().max(0.0));
+        for o in [&max, &min] {
+            if o.point.len() == vars.len() {
+                seen(&vars, &o.point);
+            }
+        }
+        // Rounded inward (`round_in`).
+        let hi = max
+            .value
+            .map_or(f64::INFINITY, |m| round_in(m, value, true));
+        let lo = min.value.map_or(0.0, |m| round_in(m, value, false));
         Ok(Interval {
             lo: lo.min(value),
             hi: hi.max(value),
             proof: Proof::Lp,
         })
+    }
+}
+
+/// An LP bound `m` of a cell whose true value is `value`, rounded inward to an integer with a
+/// tolerance for the interior-point method's accuracy, which is relative to the optimum's size
+/// (255.9999975 for 256 and 6.99997913 for 7 were seen), capped far below the distance of a
+/// fractional vertex (a ratio of small determinants) from the nearest integer: inside the cap a
+/// bound is the integer, beyond it the bound rounds inward (narrower: more protection).
+fn round_in(m: f64, value: f64, upper: bool) -> f64 {
+    let tol = (1e-6 * (1.0 + value) + 1e-5 * m.abs()).min(1e-3);
+    if upper {
+        (m + tol).floor()
+    } else {
+        (m - tol).ceil().max(0.0)
     }
 }
 

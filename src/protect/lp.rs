@@ -47,6 +47,8 @@ pub enum LpError {
 pub struct Optimum {
     /// `None` when unbounded.
     pub value: Option<f64>,
+    /// The solution (one value per variable) when there is an optimum.
+    pub point: Vec<f64>,
 }
 
 impl Lp {
@@ -126,11 +128,15 @@ impl Lp {
         match sol.status {
             SolverStatus::Solved | SolverStatus::AlmostSolved => {
                 let obj: f64 = objective.iter().map(|(v, c)| c * sol.x[*v as usize]).sum();
-                Ok(Optimum { value: Some(obj) })
+                Ok(Optimum {
+                    value: Some(obj),
+                    point: sol.x.clone(),
+                })
             }
-            SolverStatus::DualInfeasible | SolverStatus::AlmostDualInfeasible => {
-                Ok(Optimum { value: None })
-            }
+            SolverStatus::DualInfeasible | SolverStatus::AlmostDualInfeasible => Ok(Optimum {
+                value: None,
+                point: Vec::new(),
+            }),
             SolverStatus::MaxIterations => Err(LpError::Iterations(MAX_ITERATIONS)),
             other => Err(LpError::Failed(format!("{other:?}"))),
         }

@@ -489,13 +489,15 @@ pub fn protect_group(plan: &Plan, input: GroupInput<'_>) -> Result<GroupOutcome>
     // The members.
     let mut tables = Vec::new();
     for (t, tm) in members.iter().zip(&masks) {
-        let mut cells: Vec<usize> = (0..p.cells.len())
+        // The member's cells by their codes (each projected once), the first union cell of
+        // each code combination kept.
+        let mut keyed: Vec<(Vec<String>, usize)> = (0..p.cells.len())
             .filter(|c| tm.contains(&mask_of(&p.cells[*c])))
+            .map(|c| (project(&cell_names[c], union, t), c))
             .collect();
-        let names_of = |c: usize| project(&cell_names[c], union, t);
-        cells.sort_by(|a, b| names_of(*a).cmp(&names_of(*b)).then(a.cmp(b)));
-        cells.dedup_by(|a, b| names_of(*a) == names_of(*b));
-        let keys: Vec<Vec<String>> = cells.iter().map(|c| names_of(*c)).collect();
+        keyed.sort_unstable();
+        keyed.dedup_by(|a, b| a.0 == b.0);
+        let (keys, cells): (Vec<Vec<String>>, Vec<usize>) = keyed.into_iter().unzip();
         // The manifest names the first failures and counts the rest (a table can fail on
         // thousands of cells; the restricted audit table has every cell's interval).
         let mut member_failures: Vec<String> =

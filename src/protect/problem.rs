@@ -175,35 +175,44 @@ impl Problem {
         let d = dims.len();
         // Every margin combination's projection of every row (hidden where no member
         // publishes it).
-        let mut cells_map: BTreeMap<Vec<u32>, (u64, Vec<u32>)> = BTreeMap::new();
+        // Hashed while built, then sorted by key: the order a sorted map would give.
+        let mut slot: HashMap<Vec<u32>, usize> = HashMap::new();
+        let mut entries: Vec<(Vec<u32>, u64, Vec<u32>)> = Vec::new();
         let mut published_masks: Vec<u32> = masks.to_vec();
         published_masks.sort_unstable();
         published_masks.dedup();
-        let all_masks: Vec<u32> = (0..(1u32 << d)).collect();
-        for &mask in &all_masks {
-            let all = vec![TOTAL_ID; d];
+        let mut key: Vec<u32> = vec![TOTAL_ID; d];
+        for mask in 0..(1u32 << d) {
             if rows.is_empty() && mask == (1u32 << d) - 1 {
-                cells_map.entry(all).or_default();
+                slot.insert(key.clone(), entries.len());
+                entries.push((key.clone(), 0, Vec::new()));
             }
             for (r, row) in rows.iter().enumerate() {
-                let key: Vec<u32> = (0..d)
-                    .map(|j| {
-                        if mask & (1 << j) != 0 {
-                            TOTAL_ID
-                        } else {
-                            row[j]
-                        }
-                    })
-                    .collect();
-                let e = cells_map.entry(key).or_default();
-                e.0 += row_values[r];
-                e.1.push(r as u32);
+                for j in 0..d {
+                    key[j] = if mask & (1 << j) != 0 {
+                        TOTAL_ID
+                    } else {
+                        row[j]
+                    };
+                }
+                let i = match slot.get(key.as_slice()) {
+                    Some(i) => *i,
+                    None => {
+                        slot.insert(key.clone(), entries.len());
+                        entries.push((key.clone(), 0, Vec::new()));
+                        entries.len() - 1
+                    }
+                };
+                entries[i].1 += row_values[r];
+                entries[i].2.push(r as u32);
             }
         }
-        let mut cells = Vec::with_capacity(cells_map.len());
-        let mut values = Vec::with_capacity(cells_map.len());
-        let mut support = Vec::with_capacity(cells_map.len());
-        for (k, (v, s)) in cells_map {
+        drop(slot);
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut cells = Vec::with_capacity(entries.len());
+        let mut values = Vec::with_capacity(entries.len());
+        let mut support = Vec::with_capacity(entries.len());
+        for (k, v, s) in entries {
             cells.push(k);
             values.push(v);
             support.push(s);
@@ -233,22 +242,34 @@ impl Problem {
             .enumerate()
             .map(|(i, c)| (c.as_slice(), i))
             .collect();
-        let mut rel_map: BTreeMap<(usize, Vec<u32>), Vec<u32>> = BTreeMap::new();
+        // Keyed by (dimension, parent), in that order (a sort after hashing, as for the cells).
+        let mut rel_slot: HashMap<(usize, u32), usize> = HashMap::new();
+        let mut rel_list: Vec<((usize, u32), Vec<u32>)> = Vec::new();
+        let mut parent = vec![TOTAL_ID; d];
         for (i, c) in cells.iter().enumerate() {
             for j in 0..d {
                 if c[j] != TOTAL_ID {
-                    let mut parent = c.clone();
+                    parent.copy_from_slice(c);
                     parent[j] = TOTAL_ID;
-                    rel_map.entry((j, parent)).or_default().push(i as u32);
+                    // A parent that is no cell has no relation (cannot happen with every mask).
+                    let Some(&pi) = cell_index.get(parent.as_slice()) else {
+                        continue;
+                    };
+                    let k = (j, pi as u32);
+                    let at = *rel_slot.entry(k).or_insert_with(|| {
+                        rel_list.push((k, Vec::new()));
+                        rel_list.len() - 1
+                    });
+                    rel_list[at].1.push(i as u32);
                 }
             }
         }
-        let mut relations = Vec::with_capacity(rel_map.len());
-        for ((_, parent), children) in rel_map {
-            if let Some(&pi) = cell_index.get(parent.as_slice()) {
-                relations.push((pi as u32, children));
-            }
-        }
+        // Cells are sorted by key, so a parent's index orders parents as their keys did.
+        rel_list.sort_unstable_by_key(|(k, _)| *k);
+        let relations: Vec<(u32, Vec<u32>)> = rel_list
+            .into_iter()
+            .map(|((_, pi), children)| (pi, children))
+            .collect();
         let mut member_of = vec![Vec::new(); cells.len()];
         for (r, (parent, children)) in relations.iter().enumerate() {
             member_of[*parent as usize].push(r as u32);

@@ -170,8 +170,9 @@ pub fn protect(p: &Problem, s: &Settings, change: &[usize], sticky: &[usize]) ->
     let targets: Vec<usize> = (0..n).filter(|c| status[*c] == Conf::Primary).collect();
     let grids = RepairGrids::new(p, &forced);
     let (repaired, proved) = repair(p, s, &order, &grids, &targets, &mut status, &mut rule);
-    // The audit of the final pattern: a hypercube certificate, else an interval the LP proved
-    // during the repair, else checked directions or the LP (each cell on its own, in parallel;
+    // The audit of the final pattern: a hypercube certificate, else an interval proved during
+    // the repair (checked directions or the LP: suppressing more since then only widened it),
+    // else checked directions or the LP (each cell on its own, in parallel;
     // the results are collected in cell order). The elimination behind the LP is only built
     // when some cell needs it.
     let audited: Vec<(usize, Result<Interval, super::audit::AuditError>)> = {
@@ -190,15 +191,20 @@ pub fn protect(p: &Problem, s: &Settings, change: &[usize], sticky: &[usize]) ->
             let published: Vec<bool> = status.iter().map(|c| *c == Conf::Free).collect();
             Auditor::new(p, &published, &order)
         });
+        let open: Vec<usize> = quick
+            .iter()
+            .filter(|(_, i)| i.is_none())
+            .map(|(t, _)| *t)
+            .collect();
+        let mut found: BTreeMap<usize, Result<Interval, super::audit::AuditError>> = auditor
+            .as_ref()
+            .map(|a| a.intervals(&open, s.range).into_iter().collect())
+            .unwrap_or_default();
         quick
-            .into_par_iter()
-            .map(|(t, i)| match (i, &auditor) {
-                (Some(i), _) => (t, Ok(i)),
-                (None, Some(a)) => {
-                    let mut scratch = Scratch::default();
-                    (t, a.interval(t, s.range, &mut scratch))
-                }
-                (None, None) => unreachable!("the auditor is built when a cell has no proof"),
+            .into_iter()
+            .filter_map(|(t, i)| match i {
+                Some(i) => Some((t, Ok(i))),
+                None => found.remove(&t).map(|r| (t, r)),
             })
             .collect()
     };
@@ -571,8 +577,8 @@ pub fn certified_interval(grid: &Grid, status: &[Conf], t: usize, range: f64) ->
 
 /// Repair the pattern so that every protected cell's interval reaches the range (see the module
 /// doc). Suppressing more only widens intervals, so a cell proved once stays proved: one pass
-/// suffices. Returns the number of cells suppressed and the intervals the LP proved on the way
-/// (still valid for the final pattern).
+/// suffices. Returns the number of cells suppressed and the intervals proved on the way by
+/// checked directions or the LP (still valid for the final pattern).
 fn repair(
     p: &Problem,
     s: &Settings,
@@ -592,21 +598,27 @@ fn repair(
         .copied()
         .filter(|&t| cube_interval(grids, st, t, s.range).is_none())
         .collect();
-    let narrow: Vec<usize> = if uncertified.is_empty() {
-        Vec::new()
-    } else {
+    // A cell proved here stays proved: the repair only suppresses more, and every table
+    // consistent with more published cells is consistent with fewer, so an inner bound of the
+    // interval under this pattern is one under the final pattern too. The final audit reuses it.
+    let mut proved: BTreeMap<usize, Interval> = BTreeMap::new();
+    let mut narrow: Vec<usize> = Vec::new();
+    if !uncertified.is_empty() {
         let published: Vec<bool> = status.iter().map(|c| *c == Conf::Free).collect();
         let auditor = Auditor::new(p, &published, order);
-        uncertified
+        let checked: Vec<(usize, Option<Interval>)> = uncertified
             .into_par_iter()
-            .filter(|&t| {
-                let mut scratch = Scratch::default();
-                !auditor
-                    .cheap_interval(t, &mut scratch)
-                    .is_some_and(|i| wide_enough(&i))
-            })
-            .collect()
-    };
+            .map(|t| (t, auditor.cheap_interval(t, &mut Scratch::default())))
+            .collect();
+        for (t, i) in checked {
+            match i {
+                Some(i) if wide_enough(&i) => {
+                    proved.insert(t, i);
+                }
+                _ => narrow.push(t),
+            }
+        }
+    }
     // A hypercube that spares the one-way margins when the quick search finds one; otherwise
     // the LP decides whether the cell needs more.
     let mut hard = Vec::new();
@@ -622,26 +634,25 @@ fn repair(
         }
     }
     if hard.is_empty() {
-        return (total, BTreeMap::new());
+        return (total, proved);
     }
     let published: Vec<bool> = status.iter().map(|c| *c == Conf::Free).collect();
     let auditor = Auditor::new(p, &published, order);
     let st: &[Conf] = status;
-    let proved: Vec<(usize, Option<Interval>)> = hard
+    let open: Vec<usize> = hard
         .par_iter()
-        .map(|&t| {
-            if cube_interval(grids, st, t, s.range).is_some() {
-                return (t, None);
-            }
-            let mut scratch = Scratch::default();
-            (t, auditor.interval(t, s.range, &mut scratch).ok())
-        })
+        .copied()
+        .filter(|&t| cube_interval(grids, st, t, s.range).is_none())
         .collect();
-    let mut lp = BTreeMap::new();
-    for (t, i) in proved {
+    let by_lp: Vec<(usize, Option<Interval>)> = auditor
+        .intervals(&open, s.range)
+        .into_iter()
+        .map(|(t, i)| (t, i.ok()))
+        .collect();
+    for (t, i) in by_lp {
         match i {
             Some(i) if wide_enough(&i) => {
-                lp.insert(t, i);
+                proved.insert(t, i);
             }
             Some(_) | None => {
                 if cube_interval(grids, status, t, s.range).is_some() {
@@ -657,7 +668,7 @@ fn repair(
             }
         }
     }
-    (total, lp)
+    (total, proved)
 }
 
 /// Suppress `cells` (secondary); returns how many were published before.

@@ -241,7 +241,10 @@ fn history_record(
                     })
                     .collect();
                 if m.rejections.is_empty() {
-                    r.tables_published = m.protection.iter().map(|p| p.table.clone()).collect();
+                    // Each table once (the protection summaries are one per table and period).
+                    let tables: std::collections::BTreeSet<&String> =
+                        m.protection.iter().map(|p| &p.table).collect();
+                    r.tables_published = tables.into_iter().cloned().collect();
                 }
                 r.seconds = m.seconds.clone();
             }

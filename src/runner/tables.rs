@@ -176,9 +176,33 @@ pub(super) fn protect_group(
         ),
     };
     let empty = crate::disaggregate::Cells::new();
-    for (i, period) in group.union.periods.list.iter().enumerate() {
-        let finest = cells.by_period.get(&i).unwrap_or(&empty);
-        let d = protect_period(ctx, group, period, finest, &series, survey_frames)?;
+    let periods = &group.union.periods.list;
+    let each: Vec<Result<GroupDone>> = if group.survey {
+        // A survey group hands each member's frame to its period (taken from the map).
+        periods
+            .iter()
+            .enumerate()
+            .map(|(i, period)| {
+                let finest = cells.by_period.get(&i).unwrap_or(&empty);
+                protect_period(ctx, group, period, finest, &series, survey_frames)
+            })
+            .collect()
+    } else {
+        // Periods are independent problems (each its own cells, ledger and files; what they
+        // share, the series, is computed above): protected side by side, collected in period
+        // order, so the release is the same whatever the thread count.
+        use rayon::prelude::*;
+        periods
+            .par_iter()
+            .enumerate()
+            .map(|(i, period)| {
+                let finest = cells.by_period.get(&i).unwrap_or(&empty);
+                protect_period(ctx, group, period, finest, &series, &mut BTreeMap::new())
+            })
+            .collect()
+    };
+    for d in each {
+        let d = d?;
         done.outputs.extend(d.outputs);
         done.summaries.extend(d.summaries);
     }
@@ -483,9 +507,12 @@ pub(super) fn run_tables(
     let groups: Vec<&crate::spec::GroupSpec> =
         plan.groups.iter().filter(|g| !reused(&g.source)).collect();
     let bar = super::stage(progress, "protection", groups.len() as u64);
-    for (step, group) in groups.into_iter().enumerate() {
-        bar.set_position(step as u64);
-        crate::interrupt::check()?;
+    let finished = std::sync::atomic::AtomicU64::new(0);
+    // One group: (what it left, or why not; its seconds).
+    let run_group = |group: &crate::spec::GroupSpec,
+                     union: Option<PeriodCells>,
+                     frames: &mut BTreeMap<String, polars::prelude::DataFrame>|
+     -> (Result<GroupDone>, f64) {
         let t0 = Instant::now();
         let ctx = GroupContext {
             plan,
@@ -497,8 +524,46 @@ pub(super) fn run_tables(
             revise_periods,
             inputs: inputs_of(&group.source),
         };
-        let union = partial_tables.remove(&group.union.id);
-        match protect_group(&ctx, group, union, &mut survey_frames) {
+        let r = crate::interrupt::check().and_then(|()| protect_group(&ctx, group, union, frames));
+        let step = finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        bar.set_position(step);
+        let took = (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+        tracing::info!(group = %group.id, seconds = took, "tables protected");
+        (r, took)
+    };
+    // Survey groups take their members' estimates from `survey_frames`: one after the other.
+    // Count groups are independent problems (their own cells, ledgers and files): side by
+    // side. The results are merged in the plan's group order, so the release is the same
+    // whatever the thread count.
+    let mut jobs: Vec<(&crate::spec::GroupSpec, Option<PeriodCells>)> = groups
+        .into_iter()
+        .map(|g| (g, partial_tables.remove(&g.union.id)))
+        .collect();
+    let mut results: Vec<Option<(Result<GroupDone>, f64)>> = jobs.iter().map(|_| None).collect();
+    for (i, (group, union)) in jobs.iter_mut().enumerate() {
+        if group.survey {
+            results[i] = Some(run_group(group, union.take(), &mut survey_frames));
+        }
+    }
+    {
+        use rayon::prelude::*;
+        let counted: Vec<(usize, (Result<GroupDone>, f64))> = jobs
+            .into_par_iter()
+            .enumerate()
+            .filter(|(_, (g, _))| !g.survey)
+            .map(|(i, (g, union))| (i, run_group(g, union, &mut BTreeMap::new())))
+            .collect();
+        for (i, r) in counted {
+            results[i] = Some(r);
+        }
+    }
+    let groups: Vec<&crate::spec::GroupSpec> =
+        plan.groups.iter().filter(|g| !reused(&g.source)).collect();
+    for (group, result) in groups.into_iter().zip(results) {
+        let Some((result, took)) = result else {
+            continue;
+        };
+        match result {
             Ok(done) => {
                 outputs.extend(done.outputs);
                 for m in &group.members {
@@ -533,9 +598,7 @@ pub(super) fn run_tables(
             Err(Error::Rejected(r)) => rejections.extend(r),
             Err(e) => return Err(e),
         }
-        let took = (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
         seconds.insert(format!("group:{}", group.id), took);
-        tracing::info!(group = %group.id, seconds = took, "tables protected");
     }
     bar.finish();
     Ok(done)

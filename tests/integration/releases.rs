@@ -557,6 +557,12 @@ fn reruns_recompute_only_what_changed_and_history_records_every_run() {
     assert!(h[2].sources.iter().any(|s| s.reused));
     assert!(h[4].error.as_deref().unwrap_or("").contains("trafficking"));
     assert!(h[0].tables_published.contains(&"asylum".to_string()));
+    // Each table once, not once per period.
+    assert!(
+        h[0].tables_published.windows(2).all(|w| w[0] < w[1]),
+        "{:?}",
+        h[0].tables_published
+    );
     let shown = migstat(&["history", out.to_str().unwrap(), "-n", "3"], &[]);
     let text = String::from_utf8_lossy(&shown.stdout);
     assert_eq!(text.lines().count(), 4, "{text}");
