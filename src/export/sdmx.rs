@@ -275,33 +275,40 @@ fn csv(plan: &Plan, d: &TableDoc, v2: bool) -> Result<(String, u64)> {
     }
     let fail = |e: csv::Error| crate::Error::Internal(ctx(&e.to_string()));
     w.write_record(&header).map_err(fail)?;
-    let mut row: Vec<String> = Vec::with_capacity(header.len());
     let mut written = 0u64;
+    // A table's rows share a few periods: each converted once.
+    let mut last_period: Option<(&str, String)> = None;
+    let field = |w: &mut csv::Writer<Vec<u8>>, x: &str| w.write_field(x).map_err(fail);
     for i in 0..h {
-        let period = crate::export::codebook::time_period(time.get(i).unwrap_or_default());
-        written += 1;
-        row.clear();
-        if v2 {
-            row.extend(["dataflow".to_string(), flow.clone(), "I".to_string()]);
-        } else {
-            row.push(flow.clone());
+        let raw = time.get(i).unwrap_or_default();
+        if last_period.as_ref().is_none_or(|(r, _)| *r != raw) {
+            last_period = Some((raw, crate::export::codebook::time_period(raw)));
         }
-        row.push(d.freq.clone());
+        let period = last_period.as_ref().map_or("", |(_, p)| p.as_str());
+        written += 1;
+        if v2 {
+            field(&mut w, "dataflow")?;
+            field(&mut w, &flow)?;
+            field(&mut w, "I")?;
+        } else {
+            field(&mut w, &flow)?;
+        }
+        field(&mut w, &d.freq)?;
         if let Some(a) = &plan.sdmx.ref_area {
-            row.push(a.clone());
+            field(&mut w, a)?;
         }
         for c in &dims {
-            row.push(c.get(i).unwrap_or_default().to_string());
+            field(&mut w, c.get(i).unwrap_or_default())?;
         }
-        row.push(period);
-        row.push(measure.get(i).map(number).unwrap_or_default());
-        row.push(obs_status.get(i).unwrap_or_default().to_string());
-        row.push(conf_status.get(i).unwrap_or_default().to_string());
-        row.push(unit.to_string());
+        field(&mut w, period)?;
+        field(&mut w, &measure.get(i).map(number).unwrap_or_default())?;
+        field(&mut w, obs_status.get(i).unwrap_or_default())?;
+        field(&mut w, conf_status.get(i).unwrap_or_default())?;
+        field(&mut w, unit)?;
         for c in &extra {
-            row.push(c.get(i).map(number).unwrap_or_default());
+            field(&mut w, &c.get(i).map(number).unwrap_or_default())?;
         }
-        w.write_record(&row).map_err(fail)?;
+        w.write_record(None::<&[u8]>).map_err(fail)?;
     }
     let bytes = w
         .into_inner()

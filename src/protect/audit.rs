@@ -43,7 +43,7 @@ pub const LP_CELLS: usize = 4_000;
 
 /// Cells whose LPs one round of [`Auditor::intervals`] solves side by side: a fixed number, so
 /// which cells get an LP of their own does not depend on the thread count.
-pub const LP_ROUND: usize = 16;
+pub const LP_ROUND: usize = 4;
 
 /// How an interval was proved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -337,18 +337,28 @@ impl<'a> Auditor<'a> {
     /// step). `None` when it changes a published cell (or not `cell`).
     fn check(&self, cell: usize, delta: &SparseVec) -> Option<(f64, f64, i64)> {
         let p = self.p;
-        let mut sums: HashMap<u32, i64> = HashMap::new();
-        for &(r, c) in delta {
-            for &q in &p.containing[r as usize] {
-                *sums.entry(q).or_default() += c;
+        // Each cell's change along δ: (cell, coefficient) pairs, sorted and summed per cell.
+        let mut sums: Vec<(u32, i64)> = delta
+            .iter()
+            .flat_map(|&(r, c)| p.containing[r as usize].iter().map(move |&q| (q, c)))
+            .collect();
+        sums.sort_unstable_by_key(|(q, _)| *q);
+        let mut sc = 0;
+        let mut at = 0;
+        while at < sums.len() {
+            let q = sums[at].0;
+            let mut s = 0i64;
+            while at < sums.len() && sums[at].0 == q {
+                s += sums[at].1;
+                at += 1;
             }
-        }
-        for (q, s) in &sums {
-            if self.published[*q as usize] && *s != 0 {
+            if s != 0 && self.published[q as usize] {
                 return None;
             }
+            if q as usize == cell {
+                sc = s;
+            }
         }
-        let sc = sums.get(&(cell as u32)).copied().unwrap_or(0);
         if sc == 0 {
             return None;
         }
@@ -365,14 +375,23 @@ impl<'a> Auditor<'a> {
                 down = down.min((x / c as f64).floor());
             }
         }
-        let mut touched: BTreeSet<u32> = BTreeSet::new();
-        for &(r, _) in delta {
-            touched.extend(self.known.at_least_of[r as usize].iter().copied());
-        }
-        let dmap: HashMap<u32, i64> = delta.iter().copied().collect();
+        let mut touched: Vec<u32> = delta
+            .iter()
+            .flat_map(|&(r, _)| self.known.at_least_of[r as usize].iter().copied())
+            .collect();
+        touched.sort_unstable();
+        touched.dedup();
+        // δ is sorted by row (as `Basis::direction` returns it).
+        debug_assert!(delta.windows(2).all(|w| w[0].0 < w[1].0));
+        let at = |r: &u32| {
+            delta
+                .binary_search_by_key(r, |(row, _)| *row)
+                .ok()
+                .map(|i| delta[i].1)
+        };
         for i in touched {
             let (rows, bound) = &self.known.at_least[i as usize];
-            let s: i64 = rows.iter().filter_map(|r| dmap.get(r)).sum::<i64>() * sign;
+            let s: i64 = rows.iter().filter_map(at).sum::<i64>() * sign;
             if s == 0 {
                 continue;
             }
