@@ -12,7 +12,11 @@
 //! same rows as the cell with the same codes in another: the intruder can combine them, and the
 //! problem holds them all. Two member cells with the same codes are one cell here.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+// FxHash: the cube's keys are short integer vectors, hashed millions of times; nothing here is
+// iterated in hash order.
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::error::{Error, Result};
 
@@ -176,7 +180,7 @@ impl Problem {
         // Every margin combination's projection of every row (hidden where no member
         // publishes it).
         // Hashed while built, then sorted by key: the order a sorted map would give.
-        let mut slot: HashMap<Vec<u32>, usize> = HashMap::new();
+        let mut slot: HashMap<Vec<u32>, usize> = HashMap::default();
         let mut entries: Vec<(Vec<u32>, u64, Vec<u32>)> = Vec::new();
         let mut published_masks: Vec<u32> = masks.to_vec();
         published_masks.sort_unstable();
@@ -243,7 +247,7 @@ impl Problem {
             .map(|(i, c)| (c.as_slice(), i))
             .collect();
         // Keyed by (dimension, parent), in that order (a sort after hashing, as for the cells).
-        let mut rel_slot: HashMap<(usize, u32), usize> = HashMap::new();
+        let mut rel_slot: HashMap<(usize, u32), usize> = HashMap::default();
         let mut rel_list: Vec<((usize, u32), Vec<u32>)> = Vec::new();
         let mut parent = vec![TOTAL_ID; d];
         for (i, c) in cells.iter().enumerate() {
