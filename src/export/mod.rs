@@ -286,7 +286,7 @@ pub fn documents(
                 release.report_in(lang.code()),
             ),
         };
-        let md = codebook::markdown(plan, manifest, &docs, lang) + &sims::markdown(&reports);
+        let md = codebook::markdown(plan, manifest, &docs, lang) + &sims::markdown(&reports, lang);
         out.push(sdmx::write_file(dir, &codebook, md.as_bytes(), 0)?);
         let page = report::html(plan, manifest, &docs, history, lang);
         out.push(sdmx::write_file(dir, &report, page.as_bytes(), 0)?);

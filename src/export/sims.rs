@@ -87,6 +87,125 @@ const CONCEPTS: [(&str, &str, &str); 36] = [
     ("S.19", "COMMENT_DSET", "Comment"),
 ];
 
+/// The SIMS concepts' names in French and Arabic, by id (the codebook's other languages; the
+/// texts stay English).
+const NAMES_FR_AR: [(&str, &str, &str); 36] = [
+    (
+        "CONTACT_ORGANISATION",
+        "Organisation de contact",
+        "الجهة المسؤولة عن الاتصال",
+    ),
+    (
+        "CONTACT_ORGANISATION_UNIT",
+        "Unité de l'organisation de contact",
+        "الوحدة المسؤولة عن الاتصال",
+    ),
+    (
+        "CONTACT_MAIL",
+        "Adresse électronique de contact",
+        "البريد الإلكتروني للاتصال",
+    ),
+    (
+        "META_LAST_UPDATE",
+        "Dernière mise à jour des métadonnées",
+        "آخر تحديث للبيانات الوصفية",
+    ),
+    ("DATA_DESCR", "Description des données", "وصف البيانات"),
+    ("CLASS_SYSTEM", "Système de classification", "نظام التصنيف"),
+    (
+        "STAT_CONC_DEF",
+        "Concepts et définitions statistiques",
+        "المفاهيم والتعاريف الإحصائية",
+    ),
+    ("STAT_UNIT", "Unité statistique", "الوحدة الإحصائية"),
+    ("STAT_POP", "Population statistique", "المجتمع الإحصائي"),
+    ("REF_AREA", "Zone de référence", "المنطقة المرجعية"),
+    ("COVERAGE_TIME", "Couverture temporelle", "التغطية الزمنية"),
+    ("UNIT_MEASURE", "Unité de mesure", "وحدة القياس"),
+    ("REF_PERIOD", "Période de référence", "الفترة المرجعية"),
+    ("INST_MANDATE", "Mandat institutionnel", "الولاية المؤسسية"),
+    (
+        "CONF_POLICY",
+        "Confidentialité - politique",
+        "السرية - السياسة",
+    ),
+    (
+        "CONF_DATA_TR",
+        "Confidentialité - traitement des données",
+        "السرية - معالجة البيانات",
+    ),
+    ("REL_CAL_POLICY", "Calendrier de diffusion", "جدول النشر"),
+    (
+        "REL_CAL_ACCESS",
+        "Accès au calendrier de diffusion",
+        "الوصول إلى جدول النشر",
+    ),
+    ("REL_POL_US_AC", "Accès des utilisateurs", "وصول المستخدمين"),
+    ("FREQ_DISS", "Fréquence de diffusion", "وتيرة النشر"),
+    (
+        "DOC_METHOD",
+        "Documentation méthodologique",
+        "التوثيق المنهجي",
+    ),
+    ("QUALITY_MGMNT", "Assurance qualité", "ضمان الجودة"),
+    (
+        "RELEVANCE",
+        "Pertinence - besoins des utilisateurs",
+        "الملاءمة - احتياجات المستخدمين",
+    ),
+    ("ACCURACY_OVERALL", "Exactitude globale", "الدقة الإجمالية"),
+    ("SAMPLING_ERR", "Erreur d'échantillonnage", "خطأ المعاينة"),
+    (
+        "NONSAMPLING_ERR",
+        "Erreur non due à l'échantillonnage",
+        "الأخطاء غير الناتجة عن المعاينة",
+    ),
+    ("TIMELINESS", "Actualité", "الآنية"),
+    (
+        "COMPAR_GEO",
+        "Comparabilité - géographique",
+        "قابلية المقارنة - جغرافيًا",
+    ),
+    (
+        "COHERENCE",
+        "Cohérence - entre domaines",
+        "الاتساق - بين المجالات",
+    ),
+    (
+        "REV_POLICY",
+        "Révision des données - politique",
+        "مراجعة البيانات - السياسة",
+    ),
+    (
+        "REV_PRACTICE",
+        "Révision des données - pratique",
+        "مراجعة البيانات - الممارسة",
+    ),
+    ("SOURCE_TYPE", "Données sources", "بيانات المصدر"),
+    (
+        "FREQ_COLL",
+        "Fréquence de la collecte des données",
+        "وتيرة جمع البيانات",
+    ),
+    (
+        "DATA_VALIDATION",
+        "Validation des données",
+        "التحقق من البيانات",
+    ),
+    ("DATA_COMP", "Compilation des données", "تجميع البيانات"),
+    ("COMMENT_DSET", "Commentaire", "تعليق"),
+];
+
+/// A concept's name in `lang` (English when it has no other).
+fn concept_name(item: &Item, lang: crate::vocab::Lang) -> &'static str {
+    let other = NAMES_FR_AR.iter().find(|(id, _, _)| *id == item.id);
+    match (lang, other) {
+        (crate::vocab::Lang::Fr, Some((_, fr, _))) => fr,
+        (crate::vocab::Lang::Ar, Some((_, _, ar))) => ar,
+        _ => item.name,
+    }
+}
+
 /// Said where neither the spec nor the release gives a concept's text.
 pub const NOT_AVAILABLE: &str = "not available: give it in the spec's [metadata] section";
 
@@ -405,24 +524,53 @@ pub fn sdmx(plan: &Plan, reports: &[(&TableDoc, Vec<Item>)]) -> String {
 
 /// The codebook's last section: each table's SIMS report as a Markdown table (the texts in
 /// English).
-pub fn markdown(reports: &[(&TableDoc, Vec<Item>)]) -> String {
-    let mut s = String::from("\n## Reference metadata (SIMS 2.0)\n");
+pub fn markdown(reports: &[(&TableDoc, Vec<Item>)], lang: crate::vocab::Lang) -> String {
+    use crate::vocab::Lang;
+    let (heading, header) = match lang {
+        Lang::En => ("Reference metadata (SIMS 2.0)", "| SIMS | concept | text |"),
+        Lang::Fr => (
+            "Métadonnées de référence (SIMS 2.0)",
+            "| SIMS | concept | texte (en anglais) |",
+        ),
+        Lang::Ar => (
+            "البيانات الوصفية المرجعية (SIMS 2.0)",
+            "| SIMS | المفهوم | النص (بالإنجليزية) |",
+        ),
+    };
+    let mut s = format!("\n## {heading}\n");
     for (d, items) in reports {
-        let _ = writeln!(
-            s,
-            "\n### {}\n\n| SIMS | concept | text |\n| --- | --- | --- |",
-            d.id
-        );
+        let _ = writeln!(s, "\n### {}\n\n{header}\n| --- | --- | --- |", d.id);
         for i in items {
             let _ = writeln!(
                 s,
                 "| {} | {} (`{}`) | {} |",
                 i.sims,
-                i.name,
+                concept_name(i, lang),
                 i.id,
                 i.text.replace('|', "\\|").replace('\n', " ")
             );
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_sims_concept_is_named_in_french_and_arabic() {
+        for (_, id, en) in CONCEPTS {
+            let (_, fr, ar) = NAMES_FR_AR
+                .iter()
+                .find(|(i, _, _)| *i == id)
+                .unwrap_or_else(|| panic!("{id}: no French or Arabic name"));
+            assert!(!fr.is_empty() && *fr != en, "{id}: French name {fr:?}");
+            assert!(
+                ar.chars().any(|c| ('\u{0600}'..='\u{06FF}').contains(&c)),
+                "{id}: Arabic name {ar:?} is not in Arabic script"
+            );
+        }
+        assert_eq!(NAMES_FR_AR.len(), CONCEPTS.len());
+    }
 }

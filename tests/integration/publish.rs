@@ -567,17 +567,29 @@ fn every_public_table_has_its_sims_reference_metadata() {
 }
 
 /// The French and Arabic codebooks describe each table's source in their language (the spec's
-/// `description_fr` / `description_ar`) and head their code tables in it.
+/// `description_fr` / `description_ar`), head their code tables and name the SIMS concepts in it.
 #[test]
 fn each_codebook_describes_sources_in_its_own_language() {
     use migstat::vocab::Lang;
     let (_, release, plan) = crate::shared_default_run();
-    for (lang, file, code) in [
-        (Lang::Fr, "codebook.fr.md", "| code | Français |"),
-        (Lang::Ar, "codebook.ar.md", "| الرمز | العربية |"),
+    for (lang, file, code, sims) in [
+        (
+            Lang::Fr,
+            "codebook.fr.md",
+            "| code | Français |",
+            "| S.3.6 | Population statistique (`STAT_POP`) |",
+        ),
+        (
+            Lang::Ar,
+            "codebook.ar.md",
+            "| الرمز | العربية |",
+            "| S.3.6 | المجتمع الإحصائي (`STAT_POP`) |",
+        ),
     ] {
         let md = std::fs::read_to_string(release.join("public").join(file)).unwrap();
         assert!(md.contains(code), "{file}: no code table headed {code:?}");
+        // The reference metadata's concepts are named in the page's language.
+        assert!(md.contains(sims), "{file}: no SIMS row {sims:?}");
         let mut described = 0;
         for s in plan.sources.iter().filter(|s| s.description.is_some()) {
             let own = &s.description_translations[&lang];
