@@ -39,23 +39,23 @@ elif step == "fair":
     # the cube of the table. Only the rounding and the documents are left out.
     data, repo, out = sys.argv[2], sys.argv[3], sys.argv[4]
     cl = f"{repo}/schemas"
-    con.execute(f"""CREATE TABLE raw AS
+    con.execute(f"""CREATE VIEW raw AS
         SELECT *, row_number() OVER () AS record FROM read_csv('{data}/border_crossings*.csv',
             header = true, all_varchar = true, store_rejects = true, filename = true)""")
     con.execute(f"""CREATE TABLE dir_cw AS SELECT raw, code FROM read_csv('{cl}/crosswalks/direction.csv', all_varchar = true)""")
     con.execute(f"""CREATE TABLE sex_cw AS SELECT raw, code FROM read_csv('{cl}/crosswalks/sex.csv', all_varchar = true)""")
     con.execute(f"""CREATE TABLE countries AS SELECT iso3, m49_subregion FROM read_csv('{cl}/codelists/countries.csv', all_varchar = true)""")
     con.execute(f"""CREATE TABLE sexes AS SELECT code FROM read_csv('{cl}/codelists/sex.csv', all_varchar = true)""")
-    con.execute("""CREATE TABLE checked AS
+    # The primary key as migstat checks it: among the rows whose values all parse as their
+    # types (within a year's bounds), a second row with a key already seen is set aside; a row
+    # set aside for another reason (a missing value, a pattern, a code) still holds its key.
+    con.execute("""CREATE VIEW checked AS
         WITH t AS (
-          SELECT r.*, try_cast(crossing_date AS DATE) AS d, try_cast(birth_year AS INTEGER) AS y,
-                 count(*) OVER (PARTITION BY event_id) AS dup,
-                 row_number() OVER (PARTITION BY event_id ORDER BY record) AS nth
+          SELECT r.*, try_cast(crossing_date AS DATE) AS d, try_cast(birth_year AS INTEGER) AS y
           FROM raw r)
         SELECT t.*, concat_ws(',',
             CASE WHEN event_id IS NULL THEN 'required'
                  WHEN NOT regexp_full_match(event_id, 'E[0-9]{12}') THEN 'pattern' END,
-            CASE WHEN event_id IS NOT NULL AND dup > 1 AND nth > 1 THEN 'primary_key' END,
             CASE WHEN traveller_id IS NULL THEN 'required'
                  WHEN NOT regexp_full_match(traveller_id, 'T[0-9]{10}') THEN 'pattern' END,
             CASE WHEN crossing_date IS NULL THEN 'required' WHEN d IS NULL THEN 'type'
@@ -71,7 +71,7 @@ elif step == "fair":
             CASE WHEN document_type IS NOT NULL AND document_type NOT IN ('passport', 'id_card', 'laissez_passer') THEN 'enum' END
           ) AS reasons
         FROM t""")
-    con.execute("""CREATE TABLE harmonized AS
+    con.execute("""CREATE TABLE harmonized0 AS
         SELECT c.*, strftime(d, '%Y-%m') AS MONTH, dc.code AS DIRECTION, sc.code AS SEX_CODE,
                co.iso3 AS CITIZENSHIP, coalesce(nullif(co.m49_subregion, ''), '_Z') AS CITIZENSHIP_REGION,
                year(d) - y AS AGE,
@@ -86,6 +86,11 @@ elif step == "fair":
         LEFT JOIN dir_cw dc ON dc.raw = c.direction
         LEFT JOIN sex_cw sc ON sc.raw = c.sex
         LEFT JOIN countries co ON co.iso3 = c.citizenship""")
+    con.execute("""CREATE VIEW harmonized AS
+        SELECT * REPLACE (concat_ws(',', nullif(why, ''), CASE WHEN nth > 1 THEN 'primary_key' END) AS why)
+        FROM (SELECT h.*, CASE WHEN typed THEN row_number() OVER (PARTITION BY typed, event_id ORDER BY record) END AS nth
+              FROM (SELECT *, event_id IS NOT NULL AND NOT regexp_matches(reasons, 'type|range') AS typed
+                    FROM harmonized0) h)""")
     con.execute(f"""COPY (SELECT filename, record, event_id, why FROM harmonized WHERE why <> '' ORDER BY record)
         TO '{out}/quarantine.parquet' (FORMAT parquet, COMPRESSION zstd)""")
     con.execute(f"""COPY (SELECT event_id, traveller_id, d AS crossing_date, border_post, y AS birth_year,
