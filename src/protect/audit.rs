@@ -301,7 +301,14 @@ impl<'a> Auditor<'a> {
         }
         cells
             .iter()
-            .filter_map(|c| out.remove(c).map(|i| (*c, i)))
+            .map(|c| {
+                let i = out.remove(c).unwrap_or_else(|| {
+                    Err(AuditError::Lp(LpError::Failed(
+                        "no interval was computed".into(),
+                    )))
+                });
+                (*c, i)
+            })
             .collect()
     }
 
@@ -667,6 +674,41 @@ mod tests {
         let a = Auditor::new(&p, &alone, &order);
         let i = a.interval(x, 5.0, &mut s).unwrap();
         assert_eq!((i.lo, i.hi, i.proof), (2.0, 2.0, Proof::Determined));
+    }
+
+    #[test]
+    fn intervals_answer_for_every_cell_inside_its_exact_interval() {
+        // The 2 × 2 block suppressed: every cell moves with the others along one direction,
+        // r0c0 = 2 + t with t in [−2, 30] (r0c1 = 40 − t, r1c0 = 30 − t, r1c1 = 60 + t): by
+        // hand, r0c0 in [0, 32], r0c1 in [10, 42], r1c0 in [0, 32], r1c1 in [58, 90].
+        let p = problem(&[&[2, 40, 50], &[30, 60, 70], &[45, 55, 65]]);
+        let order: Vec<usize> = (0..p.cells.len()).collect();
+        let names = [("r0", "c0"), ("r0", "c1"), ("r1", "c0"), ("r1", "c1")];
+        let hidden: Vec<usize> = names.iter().map(|(r, c)| cell(&p, r, c)).collect();
+        let published: Vec<bool> = (0..p.cells.len()).map(|c| !hidden.contains(&c)).collect();
+        let a = Auditor::new(&p, &published, &order);
+        let exact = [(0.0, 32.0), (10.0, 42.0), (0.0, 32.0), (58.0, 90.0)];
+        // Range 32: the checked directions reach it.
+        for ((c, i), (lo, hi)) in a.intervals(&hidden, 32.0).iter().zip(exact) {
+            let i = i.as_ref().unwrap();
+            assert_eq!(
+                (i.lo, i.hi, i.proof),
+                (lo, hi, Proof::Direction),
+                "cell {c}"
+            );
+        }
+        // Range 33: nothing reaches it; the LPs (or the tables they found) give the exact
+        // intervals, every cell answered in the order asked, none dropped.
+        let got = a.intervals(&hidden, 33.0);
+        assert_eq!(
+            got.iter().map(|(c, _)| *c).collect::<Vec<_>>(),
+            hidden,
+            "one answer per cell, in order"
+        );
+        for ((c, i), (lo, hi)) in got.iter().zip(exact) {
+            let i = i.as_ref().unwrap();
+            assert_eq!((i.lo, i.hi, i.proof), (lo, hi, Proof::Lp), "cell {c}");
+        }
     }
 
     #[test]

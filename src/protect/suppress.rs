@@ -202,9 +202,17 @@ pub fn protect(p: &Problem, s: &Settings, change: &[usize], sticky: &[usize]) ->
             .unwrap_or_default();
         quick
             .into_iter()
-            .filter_map(|(t, i)| match i {
-                Some(i) => Some((t, Ok(i))),
-                None => found.remove(&t).map(|r| (t, r)),
+            .map(|(t, i)| match i {
+                Some(i) => (t, Ok(i)),
+                // `intervals` answers for every open cell; one without would fail, never pass.
+                None => (
+                    t,
+                    found.remove(&t).unwrap_or_else(|| {
+                        Err(super::audit::AuditError::Lp(super::lp::LpError::Failed(
+                            "no interval was computed".into(),
+                        )))
+                    }),
+                ),
             })
             .collect()
     };
