@@ -30,6 +30,8 @@ use crate::spec::period::{Periods, Placed, RefPeriod};
 use crate::spec::{SourcePlan, TableKind, TableSpec, Unit};
 use crate::vocab::{MAX_DIMENSIONS, TOTAL, raw_column};
 
+mod dictcube;
+
 /// A finished count table of one reference period, with all margins.
 pub struct CountTable {
     pub period: RefPeriod,
@@ -975,9 +977,9 @@ fn add_finest(
 
 /// The researcher's `GROUP BY CUBE`: the number of records of a Parquet file by `dims`, with
 /// every margin (`_T`), one row per cell, sorted by the dimensions (`n` last). Only the
-/// dimension columns are read; the finest cells come from polars' streaming engine (row groups
-/// in parallel, memory bounded by the number of cells, not rows) and the margins from
-/// [`roll_up`]. A null code counts as `_U` (unknown), as in migstat's own tables.
+/// dimension columns are read; the finest cells are counted on the columns' dictionary codes
+/// ([`dictcube`]; row groups in parallel), or else by polars' streaming group-by over the
+/// decoded values, and the margins come from [`roll_up`]. A null code counts as `_U` (unknown), as in migstat's own tables.
 pub fn tabulate(path: &Path, dims: &[String]) -> Result<DataFrame> {
     let ctx = |what: &str| format!("tabulating {}: {what}", path.display());
     if dims.is_empty() || dims.len() > MAX_DIMENSIONS {
@@ -1010,6 +1012,50 @@ pub fn tabulate(path: &Path, dims: &[String]) -> Result<DataFrame> {
                 .join(", ")
         )));
     }
+    let counted = crate::error::guard_reader(path, || Ok(dictcube::finest_cells(path, dims)))?;
+    let cells = match counted {
+        Ok(cells) => {
+            tracing::info!(
+                "{}: counted on the columns' dictionary codes",
+                path.display()
+            );
+            cells
+        }
+        Err(dictcube::Unread::Damaged(detail)) => {
+            return Err(crate::Error::Unreadable {
+                path: path.to_path_buf(),
+                detail,
+            });
+        }
+        Err(unread) => {
+            tracing::info!("{}: counted on decoded values ({unread})", path.display());
+            crate::error::guard_reader(path, || decoded_cells(lf, path, dims))?
+        }
+    };
+    let all = roll_up(&cells, dims.len());
+    let mut columns: Vec<Column> = dims
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let v: Vec<&str> = all.keys().map(|k| k[i].as_str()).collect();
+            Column::new(d.as_str().into(), v)
+        })
+        .collect();
+    columns.push(Column::new(
+        crate::vocab::column::COUNT.into(),
+        all.values().copied().collect::<Vec<u64>>(),
+    ));
+    DataFrame::new(all.len(), columns).ctx(|| ctx("assembling the table"))
+}
+
+/// [`tabulate`]'s general path: the finest cells from polars' streaming group-by over the
+/// decoded values (each cast to text), for files [`dictcube`] does not read.
+fn decoded_cells(
+    lf: LazyFrame,
+    path: &Path,
+    dims: &[String],
+) -> Result<BTreeMap<Vec<String>, u64>> {
+    let ctx = |what: &str| format!("tabulating {}: {what}", path.display());
     let keys: Vec<Expr> = dims
         .iter()
         .map(|d| col(d.as_str()).cast(DataType::String))
@@ -1039,20 +1085,7 @@ pub fn tabulate(path: &Path, dims: &[String]) -> Result<DataFrame> {
             .collect();
         *cells.entry(key).or_default() += n.get(row).unwrap_or(0);
     }
-    let all = roll_up(&cells, dims.len());
-    let mut columns: Vec<Column> = dims
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            let v: Vec<&str> = all.keys().map(|k| k[i].as_str()).collect();
-            Column::new(d.as_str().into(), v)
-        })
-        .collect();
-    columns.push(Column::new(
-        crate::vocab::column::COUNT.into(),
-        all.values().copied().collect::<Vec<u64>>(),
-    ));
-    DataFrame::new(all.len(), columns).ctx(|| ctx("assembling the table"))
+    Ok(cells)
 }
 
 /// Roll the finest cells up to the table's margins and lay them out in long form.

@@ -149,6 +149,10 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    /// An input file its reader could not decode (a damaged file can make a reader panic).
+    #[error("{} could not be decoded ({detail}): the file is damaged or written in a form this reader does not support; check it with another reader or ask for a new copy", path.display())]
+    Unreadable { path: PathBuf, detail: String },
+
     /// Another run holds the output directory's lock.
     #[error("{0}")]
     Locked(String),
@@ -208,7 +212,7 @@ impl Error {
             Error::Locked(_) => exit::LOCKED,
             Error::Rejected(_) => exit::DATA_REJECTED,
             Error::Internal(_) => exit::INTERNAL,
-            Error::Io { .. } | Error::Polars { .. } => exit::RUNTIME,
+            Error::Io { .. } | Error::Polars { .. } | Error::Unreadable { .. } => exit::RUNTIME,
             // As a shell reports a process a signal ended: 143 for SIGTERM, 130 for SIGINT.
             Error::Interrupted(s) => 128 + s,
         }
@@ -230,6 +234,38 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How many [`guard_reader`] calls are running: a panic then is a reader's on a damaged input,
+/// reported as an error by the guard (the panic hook need not report it too).
+static GUARDED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Whether a panic now would be caught by [`guard_reader`].
+pub fn guarded() -> bool {
+    GUARDED.load(std::sync::atomic::Ordering::SeqCst) > 0
+}
+
+/// Run a third-party reader on the input file `path`, turning a panic into
+/// [`Error::Unreadable`]: polars' Parquet reader panics on some damaged pages, and nothing an
+/// input controls may end the process with a panic.
+pub fn guard_reader<T>(path: &Path, read: impl FnOnce() -> Result<T>) -> Result<T> {
+    GUARDED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(read));
+    GUARDED.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    match outcome {
+        Ok(result) => result,
+        Err(payload) => {
+            let detail = payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| payload.downcast_ref::<&str>().copied())
+                .unwrap_or("its reader stopped");
+            Err(Error::Unreadable {
+                path: path.to_path_buf(),
+                detail: quote(detail),
+            })
+        }
+    }
+}
 
 /// Attach a path to `std::io::Result`s.
 pub trait IoContext<T> {

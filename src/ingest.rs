@@ -89,7 +89,8 @@ impl FileChunks {
         expected: (u64, String),
     ) -> Result<Self> {
         let path = &src.files[file_index];
-        match src.format {
+        // Parquet and workbook readers can panic on a damaged file: an error naming it instead.
+        crate::error::guard_reader(path, || match src.format {
             Format::Csv => Ok(FileChunks::Csv(Box::new(CsvChunks::open(
                 src, file_index, chunk_rows, expected,
             )?))),
@@ -154,7 +155,7 @@ impl FileChunks {
                     schema: src.schema.clone(),
                 }))
             }
-        }
+        })
     }
 
     pub fn next_chunk(&mut self) -> Result<Option<RawChunk>> {
@@ -727,11 +728,13 @@ impl ParquetChunks {
         }
         let len = (self.rows - self.offset).min(self.chunk_rows as u64) as usize;
         let path = &self.path;
-        let df = ParquetReader::new(File::open(path).at(path)?)
-            .with_columns(Some(self.selected.clone()))
-            .with_slice(Some((self.offset as usize, len)))
-            .finish()
-            .ctx(|| format!("reading rows {}.. of {}", self.offset, path.display()))?;
+        let df = crate::error::guard_reader(path, || {
+            ParquetReader::new(File::open(path).at(path)?)
+                .with_columns(Some(self.selected.clone()))
+                .with_slice(Some((self.offset as usize, len)))
+                .finish()
+                .ctx(|| format!("reading rows {}.. of {}", self.offset, path.display()))
+        })?;
         let height = df.height();
         let mut columns = Vec::with_capacity(self.selected.len());
         let mut broken = vec![false; height];

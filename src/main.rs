@@ -325,6 +325,25 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&cli);
+    // A panic is one log line (JSON under --log-format json), with the default report (and its
+    // backtrace) only when RUST_BACKTRACE asks for it. Readers' panics on damaged inputs are
+    // caught and reported as errors naming the file (`error::guard_reader`).
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::env::var_os("RUST_BACKTRACE").is_some() {
+            default_hook(info)
+        } else if migstat::error::guarded() {
+            tracing::debug!(
+                "a reader panicked (reported as an error): {}",
+                migstat::error::cap_bytes(&info.to_string(), migstat::error::REASON_MAX)
+            )
+        } else {
+            tracing::error!(
+                "panic: {}",
+                migstat::error::cap_bytes(&info.to_string(), migstat::error::REASON_MAX)
+            )
+        }
+    }));
     let json = matches!(cli.log_format, LogFormat::Json);
     let code = match execute(&cli) {
         Ok(code) => code,
