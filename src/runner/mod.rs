@@ -273,12 +273,14 @@ fn run_locked(
     let out = &opts.out_dir;
     let mut seconds: BTreeMap<String, f64> = BTreeMap::new();
 
-    // What changed since the current release.
-    let keys: BTreeMap<String, String> = plan
-        .sources
-        .iter()
-        .map(|s| Ok((s.id.clone(), input_key(plan, s)?)))
-        .collect::<Result<_>>()?;
+    // What changed since the current release (each input hashed once, here).
+    let mut identities: BTreeMap<String, Vec<(u64, String)>> = BTreeMap::new();
+    let mut keys: BTreeMap<String, String> = BTreeMap::new();
+    for s in &plan.sources {
+        let (key, files) = input_key(plan, s)?;
+        keys.insert(s.id.clone(), key);
+        identities.insert(s.id.clone(), files);
+    }
     let run_key = {
         let mut h = blake3::Hasher::new();
         for (id, k) in &keys {
@@ -379,7 +381,16 @@ fn run_locked(
             sources.push(taken.report);
             continue;
         }
-        match run_source(plan, src, &spec_dir, &staging, opts, secret.as_ref()) {
+        let identity = identities.get(&src.id).map_or(&[][..], Vec::as_slice);
+        match run_source(
+            plan,
+            src,
+            identity,
+            &spec_dir,
+            &staging,
+            opts,
+            secret.as_ref(),
+        ) {
             Ok(pass) => {
                 let mut report = pass.report;
                 let outs = pass.outputs;

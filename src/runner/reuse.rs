@@ -7,17 +7,21 @@
 
 use super::*;
 
-/// The key of a source's results (see [`SourceReport::input_key`]).
-pub(super) fn input_key(plan: &Plan, src: &SourcePlan) -> Result<String> {
+/// The key of a source's results (see [`SourceReport::input_key`]) and the identity (bytes,
+/// blake3) of each of its files, hashed here once: the source pass takes these identities and
+/// checks, with the hash it computes while reading, that it read the same bytes.
+pub(super) fn input_key(plan: &Plan, src: &SourcePlan) -> Result<(String, Vec<(u64, String)>)> {
     let mut h = blake3::Hasher::new();
     h.update(crate::VERSION.as_bytes());
     h.update(plan.spec_hash.as_bytes());
     h.update(src.id.as_bytes());
+    let mut identities = Vec::with_capacity(src.files.len());
     for f in &src.files {
-        let (_, hash) = hash_file(f)?;
-        h.update(hash.as_bytes());
+        let identity = hash_file(f)?;
+        h.update(identity.1.as_bytes());
+        identities.push(identity);
     }
-    Ok(h.finalize().to_hex().to_string())
+    Ok((h.finalize().to_hex().to_string(), identities))
 }
 
 /// The source an output file belongs to, from its path in the release.

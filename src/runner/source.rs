@@ -61,6 +61,7 @@ pub(super) fn tolerance(
 pub(super) fn run_source(
     plan: &Plan,
     src: &SourcePlan,
+    identities: &[(u64, String)],
     spec_dir: &Path,
     staging: &Path,
     opts: &RunOptions,
@@ -77,9 +78,13 @@ pub(super) fn run_source(
                 .replace('\\', "/")
         })
         .collect();
+    // Each file's identity as hashed when the run began (`reuse::input_key`).
     let mut files = Vec::new();
-    for (f, name) in src.files.iter().zip(&names) {
-        let (bytes, blake3) = hash_file(f)?;
+    for (i, (f, name)) in src.files.iter().zip(&names).enumerate() {
+        let (bytes, blake3) = match identities.get(i) {
+            Some(identity) => identity.clone(),
+            None => hash_file(f)?,
+        };
         files.push(InputFile {
             path: name.clone(),
             bytes,
