@@ -70,6 +70,34 @@ struct Codes {
     ids: Vec<u32>,
 }
 
+/// A thread's buffers, reused from row group to row group (fresh ones of a row group's size
+/// each time cost as much in page faults as the decoding itself).
+#[derive(Default)]
+struct Scratch {
+    /// Each column's ids (moved into its [`Codes`] and back).
+    ids: Vec<Vec<u32>>,
+    levels: Vec<u32>,
+    indices: Vec<u32>,
+    cells: Vec<u32>,
+}
+
+/// Decode a hybrid RLE / bit-packed run of `n` values into `out` (cleared first).
+fn decode_rle(data: &[u8], bits: u32, n: usize, out: &mut Vec<u32>) -> Result<(), Why> {
+    use polars_parquet::parquet::encoding::hybrid_rle::HybridRleChunk;
+    out.clear();
+    for chunk in HybridRleDecoder::new(data, bits, n).into_chunk_iter() {
+        match chunk.map_err(|_| Why::Undecodable)? {
+            HybridRleChunk::Rle(value, size) => out.resize(out.len() + size, value),
+            HybridRleChunk::Bitpacked(decoder) => decoder.collect_into(out),
+        }
+    }
+    if out.len() == n {
+        Ok(())
+    } else {
+        Err(Why::Undecodable)
+    }
+}
+
 /// Why a file is left to the general path (for the log; the general path names real errors).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unread {
@@ -132,7 +160,9 @@ pub fn finest_cells(path: &Path, dims: &[String]) -> Result<BTreeMap<Vec<String>
     let partials: Vec<Result<BTreeMap<Vec<String>, u64>, Unread>> = meta
         .row_groups
         .par_iter()
-        .map(|rg| count_row_group(&file, rg, &picked))
+        .map_init(Scratch::default, |scratch, rg| {
+            count_row_group(&file, rg, &picked, scratch)
+        })
         .collect();
     let mut cells = BTreeMap::new();
     for partial in partials {
@@ -191,16 +221,20 @@ fn count_row_group(
     file: &File,
     rg: &RowGroupMetadata,
     picked: &[(usize, Kind, &str)],
+    scratch: &mut Scratch,
 ) -> Result<BTreeMap<Vec<String>, u64>, Unread> {
     let chunks = rg.parquet_columns();
     let rows = rg.num_rows();
+    scratch.ids.resize_with(picked.len(), Vec::new);
     let codes: Vec<Codes> = picked
         .iter()
-        .map(|(i, kind, name)| {
+        .enumerate()
+        .map(|(k, (i, kind, name))| {
+            let ids = std::mem::take(&mut scratch.ids[k]);
             chunks
                 .get(*i)
                 .ok_or(Why::Undecodable)
-                .and_then(|chunk| column_codes(file, chunk, *kind, rows))
+                .and_then(|chunk| column_codes(file, chunk, *kind, rows, ids, scratch))
                 .map_err(|why| {
                     let column = crate::error::quote(name);
                     match why {
@@ -229,17 +263,21 @@ fn count_row_group(
             column: "(all)".to_string(),
             why: "more cells than 2^64".to_string(),
         })?;
-    let index = |row: usize| -> u64 {
-        codes.iter().zip(&radix).fold(0u64, |acc, (c, r)| {
-            let id = c.ids[row];
-            let id = if id == NULL { r - 1 } else { u64::from(id) };
-            acc * r + id
-        })
-    };
+    // The cells' indices built column by column (tight loops over one column's ids), then
+    // counted: in a dense array when the cells are few, else in a map of those that occur.
     let mut counted: Vec<(u64, u64)> = if size <= DENSE_CELLS {
+        let index = &mut scratch.cells;
+        index.clear();
+        index.resize(rows, 0);
+        for (c, r) in codes.iter().zip(&radix) {
+            let (r, null) = (*r as u32, (*r - 1) as u32);
+            for (slot, &id) in index.iter_mut().zip(&c.ids) {
+                *slot = *slot * r + if id == NULL { null } else { id };
+            }
+        }
         let mut dense = vec![0u64; size as usize];
-        for row in 0..rows {
-            dense[index(row) as usize] += 1;
+        for &i in index.iter() {
+            dense[i as usize] += 1;
         }
         dense
             .into_iter()
@@ -248,9 +286,15 @@ fn count_row_group(
             .map(|(i, n)| (i as u64, n))
             .collect()
     } else {
+        let mut index = vec![0u64; rows];
+        for (c, r) in codes.iter().zip(&radix) {
+            for (slot, &id) in index.iter_mut().zip(&c.ids) {
+                *slot = *slot * r + if id == NULL { r - 1 } else { u64::from(id) };
+            }
+        }
         let mut sparse: FxHashMap<u64, u64> = FxHashMap::default();
-        for row in 0..rows {
-            *sparse.entry(index(row)).or_insert(0) += 1;
+        for i in index {
+            *sparse.entry(i).or_insert(0) += 1;
         }
         sparse.into_iter().collect()
     };
@@ -268,6 +312,9 @@ fn count_row_group(
         }
         *cells.entry(key).or_insert(0) += n;
     }
+    for (k, c) in codes.into_iter().enumerate() {
+        scratch.ids[k] = c.ids;
+    }
     Ok(cells)
 }
 
@@ -278,6 +325,8 @@ fn column_codes(
     chunk: &ColumnChunkMetadata,
     kind: Kind,
     rows: usize,
+    mut ids: Vec<u32>,
+    scratch: &mut Scratch,
 ) -> Result<Codes, Why> {
     let range = chunk.byte_range();
     let len = range
@@ -338,7 +387,13 @@ fn column_codes(
         }
     };
 
-    let mut ids: Vec<u32> = Vec::with_capacity(rows);
+    ids.clear();
+    ids.reserve(rows);
+    let Scratch {
+        levels: levels_buf,
+        indices: idx,
+        ..
+    } = scratch;
     let width = get_bit_width(descriptor.max_def_level);
     while let Some(item) = pages.next() {
         let page = item
@@ -350,53 +405,46 @@ fn column_codes(
         }
         let split = split_buffer(&page).map_err(|_| Why::Undecodable)?;
         // Which of the page's rows hold a value (all of them in a required column).
-        let present: Option<Vec<u32>> = if optional {
-            Some(
-                HybridRleDecoder::new(split.def, width, levels)
-                    .collect()
-                    .map_err(|_| Why::Undecodable)?,
-            )
+        levels_buf.clear();
+        if optional {
+            decode_rle(split.def, width, levels, levels_buf)?;
+        }
+        let non_null = if optional {
+            levels_buf.iter().filter(|l| **l == 1).count()
         } else {
-            None
+            levels
         };
-        let non_null = present
-            .as_ref()
-            .map_or(levels, |p| p.iter().filter(|l| **l == 1).count());
-        let page_ids: Vec<u32> = match page.encoding() {
+        // The page's values as the chunk's ids, appended to `ids` (nulls placed below).
+        let start = ids.len();
+        match page.encoding() {
             Encoding::PlainDictionary | Encoding::RleDictionary => {
                 let (&bits, rest) = split.values.split_first().ok_or(Why::Undecodable)?;
-                let idx = HybridRleDecoder::new(rest, u32::from(bits), non_null)
-                    .collect()
-                    .map_err(|_| Why::Undecodable)?;
-                if idx.len() != non_null {
-                    return Err(Why::Undecodable);
+                decode_rle(rest, u32::from(bits), non_null, idx)?;
+                ids.reserve(levels);
+                for &i in idx.iter() {
+                    ids.push(*dictionary.get(i as usize).ok_or(Why::Undecodable)?);
                 }
-                idx.into_iter()
-                    .map(|i| dictionary.get(i as usize).copied())
-                    .collect::<Option<_>>()
-                    .ok_or(Why::Undecodable)?
             }
             Encoding::Plain => {
                 let mut plain = Plain::new(split.values, kind);
-                (0..non_null)
-                    .map(|_| {
-                        let raw = plain.next().ok_or(Why::Undecodable)?;
-                        intern(raw, &mut values)
-                    })
-                    .collect::<Result<_, _>>()?
+                ids.reserve(levels);
+                for _ in 0..non_null {
+                    let raw = plain.next().ok_or(Why::Undecodable)?;
+                    ids.push(intern(raw, &mut values)?);
+                }
             }
             other => return Err(Why::Encoding(other)),
-        };
-        match present {
-            None => ids.extend_from_slice(&page_ids),
-            Some(levels) => {
-                let mut next = page_ids.into_iter();
-                for level in levels {
-                    ids.push(if level == 1 {
-                        next.next().ok_or(Why::Undecodable)?
-                    } else {
-                        NULL
-                    });
+        }
+        if non_null < levels {
+            // Spread the values over their rows, from the last, nulls in between.
+            ids.resize(start + levels, NULL);
+            let mut from = start + non_null;
+            for (row, level) in levels_buf.iter().enumerate().rev() {
+                if *level == 1 {
+                    from -= 1;
+                    ids[start + row] = ids[from];
+                } else {
+                    ids[start + row] = NULL;
                 }
             }
         }

@@ -349,9 +349,118 @@ pub struct Constraints {
     pub minimum: Option<Bound>,
     pub maximum: Option<Bound>,
     /// Anchored: the whole value must match, as in Table Schema.
-    pub pattern: Option<Regex>,
+    pub pattern: Option<Pattern>,
     pub min_length: Option<usize>,
     pub max_length: Option<usize>,
+}
+
+/// A field's `pattern`: the regular expression, anchored as Table Schema reads it, and for the
+/// usual shape of a code's pattern — literal characters and ASCII classes, each a fixed number
+/// of times (`E[0-9]{12}`, `[A-Z]{3}`, `MA-[0-9]{2}`) — a matcher of one byte set per byte
+/// that answers as the regex does without running its engine (every row of a register goes
+/// through it). Anything else (alternation, `+`, `*`, ranges of counts, Unicode classes such
+/// as `\d`, anchors) is matched by the regex.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    regex: Regex,
+    /// One allowed byte set per byte of a matching value (a 256-bit set each).
+    bytes: Option<Vec<[u64; 4]>>,
+}
+
+impl Pattern {
+    /// Compile `pattern` (unanchored text, as a schema writes it).
+    pub fn new(pattern: &str) -> Result<Pattern, regex::Error> {
+        let regex = Regex::new(&format!("^(?:{pattern})$"))?;
+        let bytes = regex_syntax::Parser::new()
+            .parse(pattern)
+            .ok()
+            .and_then(|hir| {
+                let mut sets = Vec::new();
+                fixed_bytes(&hir, &mut sets).then_some(sets)
+            });
+        Ok(Pattern { regex, bytes })
+    }
+
+    /// Whether the whole of `s` matches.
+    pub fn is_match(&self, s: &str) -> bool {
+        match &self.bytes {
+            Some(sets) => {
+                s.len() == sets.len()
+                    && s.bytes()
+                        .zip(sets)
+                        .all(|(b, set)| (set[usize::from(b >> 6)] >> (b & 63)) & 1 == 1)
+            }
+            None => self.regex.is_match(s),
+        }
+    }
+
+    /// The anchored expression, as messages quote it.
+    pub fn as_str(&self) -> &str {
+        self.regex.as_str()
+    }
+
+    /// Whether the byte matcher answers (for tests and benchmarks).
+    pub fn is_fixed(&self) -> bool {
+        self.bytes.is_some()
+    }
+}
+
+/// Append to `sets` one byte set per byte `hir` matches, if it matches a fixed sequence of
+/// literal bytes and ASCII classes; false for any other shape.
+fn fixed_bytes(hir: &regex_syntax::hir::Hir, sets: &mut Vec<[u64; 4]>) -> bool {
+    use regex_syntax::hir::{Class, HirKind};
+    const MAX_LEN: usize = 256;
+    let one = |b: u8| {
+        let mut set = [0u64; 4];
+        set[usize::from(b >> 6)] |= 1 << (b & 63);
+        set
+    };
+    match hir.kind() {
+        HirKind::Literal(lit) => {
+            sets.extend(lit.0.iter().map(|b| one(*b)));
+            sets.len() <= MAX_LEN
+        }
+        HirKind::Class(class) => {
+            let mut set = [0u64; 4];
+            let mut add = |lo: u32, hi: u32| -> bool {
+                if hi > 0x7F {
+                    return false;
+                }
+                for b in lo..=hi {
+                    set[(b >> 6) as usize] |= 1 << (b & 63);
+                }
+                true
+            };
+            let ascii = match class {
+                Class::Unicode(c) => c
+                    .ranges()
+                    .iter()
+                    .all(|r| add(u32::from(r.start()), u32::from(r.end()))),
+                Class::Bytes(c) => c
+                    .ranges()
+                    .iter()
+                    .all(|r| add(u32::from(r.start()), u32::from(r.end()))),
+            };
+            sets.push(set);
+            ascii
+        }
+        HirKind::Repetition(rep) if Some(rep.min) == rep.max => {
+            let mut once = Vec::new();
+            if !fixed_bytes(&rep.sub, &mut once)
+                || once.len().saturating_mul(rep.min as usize) > MAX_LEN
+            {
+                return false;
+            }
+            for _ in 0..rep.min {
+                sets.extend_from_slice(&once);
+            }
+            true
+        }
+        HirKind::Empty => true,
+        HirKind::Capture(cap) => fixed_bytes(&cap.sub, sets),
+        HirKind::Concat(parts) => parts.iter().all(|h| fixed_bytes(h, sets)),
+        _ => false,
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -844,7 +953,7 @@ fn parse_constraints(
     if let Some(v) = c.get("pattern") {
         let p = join(path, "pattern");
         match v.as_str() {
-            Some(pat) => match Regex::new(&format!("^(?:{pat})$")) {
+            Some(pat) => match Pattern::new(pat) {
                 Ok(re) => out.pattern = Some(re),
                 Err(e) => is.push(&p, format!("invalid regular expression: {e}")),
             },
@@ -1039,6 +1148,58 @@ mod tests {
                 "primaryKey"
             ]
         );
+    }
+
+    #[test]
+    fn a_fixed_pattern_answers_as_its_regex_does() {
+        // Each pattern against strings made of its own characters, neighbours and non-ASCII:
+        // the byte matcher (where the pattern has the fixed shape) must agree with the regex.
+        let cases = [
+            ("E[0-9]{12}", true),
+            ("T[0-9]{10}", true),
+            ("[A-Z]{3}", true),
+            ("MA-[0-9]{2}", true),
+            ("(?i)ab[c-e]", true),
+            ("(x[0-9]){2}y", true),
+            ("é[a-c]", true),
+            ("", true),
+            ("[^0-9]{2}", false),
+            (r"\d{3}", false),
+            ("[A-Z]{2,3}", false),
+            ("[A-Z]+", false),
+            ("a|b", true), // one character of two: a class
+            ("ab|c", false),
+            ("[A-Zé]{2}", false),
+        ];
+        let alphabet: Vec<char> = "ABCEMTXYZabcdexy0123456789-é٣ ".chars().collect();
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for (pattern, fixed) in cases {
+            let p = Pattern::new(pattern).unwrap();
+            assert_eq!(p.is_fixed(), fixed, "{pattern}");
+            let regex = Regex::new(&format!("^(?:{pattern})$")).unwrap();
+            for _ in 0..20_000 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let len = (state % 15) as usize;
+                let s: String = (0..len)
+                    .map(|i| alphabet[((state >> (4 + 3 * i)) as usize) % alphabet.len()])
+                    .collect();
+                assert_eq!(p.is_match(&s), regex.is_match(&s), "{pattern} on {s:?}");
+            }
+            // Values that do match, written out by hand.
+            for yes in match pattern {
+                "E[0-9]{12}" => &["E000000000001", "E999999999999"][..],
+                "MA-[0-9]{2}" => &["MA-01"][..],
+                "(?i)ab[c-e]" => &["ABC", "abe", "aBd"][..],
+                "(x[0-9]){2}y" => &["x1x2y"][..],
+                "é[a-c]" => &["éb"][..],
+                "" => &[""][..],
+                _ => &[][..],
+            } {
+                assert!(p.is_match(yes), "{pattern} on {yes}");
+            }
+        }
     }
 
     #[test]
