@@ -6,8 +6,13 @@
 //! quarantine rows, one per problem. Every row lands on exactly one side.
 //!
 //! Checks run column by column (both cores, no allocation per value); `unique` and `primaryKey`
-//! keep a set of 128-bit key hashes across chunks and files, so memory grows with the number of
-//! distinct keys only. The first occurrence of a key is kept; later ones are quarantined.
+//! keep a set of 96-bit key hashes across chunks and files. The first occurrence of a key is
+//! kept; later ones are quarantined. A key set holds at most [`key_window`] keys in memory:
+//! when full, its keys are written sorted to a run file (16 bytes a key) and it starts empty,
+//! so memory does not grow with the rows. A duplicate inside the window is quarantined as its
+//! chunk is validated; one whose first occurrence went to an earlier run is found after the
+//! pass, by merging the runs ([`Validator::finish_keys`]), and the runner takes it out of the
+//! accepted rows then (see `runner::source`). Either way the same rows are accepted.
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -67,9 +72,44 @@ impl std::hash::Hash for Key {
 }
 
 /// Key → the position (row number across the whole source, from 0) where it was first seen.
-/// At 16 bytes a key (plus hashbrown's control byte and power-of-two sizing) 100 million keys
-/// take about 2.2 GB; the source's positions map back to file and record through `chunks`.
-type KeySet = std::collections::HashMap<Key, u32, BuildHasherDefault<PreHashed>>;
+/// At 16 bytes a key plus hashbrown's control byte and power-of-two sizing; the source's
+/// positions map back to file and record through `chunks`.
+type KeyMap = std::collections::HashMap<Key, u32, BuildHasherDefault<PreHashed>>;
+
+/// Keys held in memory by one key set before they are spilled to a run file: 7 million keys
+/// fill a table of 2^23 slots (about 140 MiB). `MIGSTAT_KEY_WINDOW` sets another number (tests
+/// use a small one to spill on small inputs); the accepted rows do not depend on it.
+pub fn key_window() -> usize {
+    std::env::var("MIGSTAT_KEY_WINDOW")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(7_000_000)
+}
+
+/// One `unique` field's or the primary key's set: the window in memory and the runs spilled.
+#[derive(Default)]
+struct KeySet {
+    mem: KeyMap,
+    /// Run files, oldest first: (key, position) records sorted by key, 16 bytes each.
+    runs: Vec<std::path::PathBuf>,
+}
+
+/// A duplicate found after the pass: its source position and where the key was first seen.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LateDuplicate {
+    /// Row number across the source (from 0), file index and record number in that file.
+    pub position: u32,
+    pub file: usize,
+    pub record: u64,
+    /// The rule (`Unique` or `PrimaryKey`) and the field (one-field keys).
+    pub rule: Rule,
+    pub field: Option<usize>,
+    /// The key's fields (schema indices), for the quarantine's raw value.
+    pub key_fields: Vec<usize>,
+    /// The quarantine message (names the first occurrence).
+    pub message: String,
+}
 
 /// Where a key was first seen: file index and record number.
 #[derive(Clone, Copy)]
@@ -91,6 +131,11 @@ pub struct Validator {
     chunks: Vec<(u64, usize, u64)>,
     /// Rows validated so far (the next chunk's first position).
     position: u64,
+    /// Keys per key set held in memory ([`key_window`]) and where runs are spilled.
+    window: usize,
+    spill_dir: std::path::PathBuf,
+    /// Run files written so far (their names).
+    spilled: usize,
 }
 
 /// The file and record of source position `pos`.
@@ -128,17 +173,86 @@ impl Validator {
             primary_key: (!pk.is_empty()).then(|| (pk, KeySet::default())),
             chunks: Vec::new(),
             position: 0,
+            window: key_window(),
+            spill_dir: std::env::temp_dir().join(format!(
+                "migstat-keys-{}-{}",
+                std::process::id(),
+                SPILLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            )),
+            spilled: 0,
         }
+    }
+
+    /// Spill key runs under `dir` (the run's staging directory, so a killed run leaves nothing
+    /// behind) rather than the system's temporary directory; and hold `window` keys per set.
+    pub fn spill_to(mut self, dir: std::path::PathBuf, window: usize) -> Self {
+        self.spill_dir = dir;
+        self.window = window.max(1);
+        self
+    }
+
+    /// After the last chunk: the duplicates whose first occurrence was spilled before them,
+    /// sorted by position (then rule), found by merging each key set's runs. Removes the runs.
+    pub fn finish_keys(&mut self) -> Result<Vec<LateDuplicate>> {
+        let mut late = Vec::new();
+        let chunks = &self.chunks;
+        let files = &self.files;
+        let mut sets: Vec<(Vec<usize>, Rule, &mut KeySet)> = self
+            .unique
+            .iter_mut()
+            .map(|(fi, set)| (vec![*fi], Rule::Unique, set))
+            .collect();
+        if let Some((fields, set)) = &mut self.primary_key {
+            sets.push((fields.clone(), Rule::PrimaryKey, set));
+        }
+        for (key_fields, rule, set) in sets {
+            let field = (key_fields.len() == 1).then(|| key_fields[0]);
+            if set.runs.is_empty() {
+                continue;
+            }
+            let pairs = merge_runs(set)?;
+            for (dup, first) in pairs {
+                let at = locate(chunks, dup);
+                let first = locate(chunks, first);
+                let message = match rule {
+                    Rule::Unique => format!(
+                        "duplicate value; first seen in {} record {}",
+                        files[first.file], first.record
+                    ),
+                    _ => format!(
+                        "duplicate primary key ({}); first seen in {} record {}",
+                        self.schema.primary_key.join(", "),
+                        files[first.file],
+                        first.record
+                    ),
+                };
+                late.push(LateDuplicate {
+                    position: dup,
+                    file: at.file,
+                    record: at.record,
+                    rule,
+                    field,
+                    key_fields: key_fields.clone(),
+                    message,
+                });
+            }
+        }
+        late.sort();
+        if self.spilled > 0 {
+            let _ = std::fs::remove_dir_all(&self.spill_dir);
+        }
+        Ok(late)
     }
 
     /// Make room for about `rows` more keys in each key set, so a large source does not pay
     /// for repeated growth of its tables (the runner estimates `rows` from the file sizes).
     pub fn reserve_keys(&mut self, rows: usize) {
+        let rows = rows.min(self.window);
         for (_, seen) in &mut self.unique {
-            seen.reserve(rows);
+            seen.mem.reserve(rows);
         }
         if let Some((_, seen)) = &mut self.primary_key {
-            seen.reserve(rows);
+            seen.mem.reserve(rows);
         }
     }
 
@@ -210,10 +324,16 @@ impl Validator {
             .iter()
             .map(|s| s.to_physical_repr().into_owned())
             .collect();
+        let mut spill = Spill {
+            dir: &self.spill_dir,
+            window: self.window,
+            count: &mut self.spilled,
+        };
         for (fi, seen) in &mut self.unique {
             let fi = *fi;
             first_wins(
                 seen,
+                &mut spill,
                 &[KeyCol::new(&physical[fi])?],
                 &unusable,
                 base as u32,
@@ -230,33 +350,40 @@ impl Validator {
                         ),
                     })
                 },
-            );
+            )?;
         }
         if let Some((fields, seen)) = &mut self.primary_key {
             let cols = fields
                 .iter()
                 .map(|&i| KeyCol::new(&physical[i]))
                 .collect::<Result<Vec<_>>>()?;
-            first_wins(seen, &cols, &unusable, base as u32, |row, first| {
-                let first = locate(chunks, first);
-                let raw = fields
-                    .iter()
-                    .filter_map(|&i| raw_at(&chunk.columns[i], row))
-                    .collect::<Vec<_>>()
-                    .join("|");
-                key_issues.push(Issue {
-                    row: row as u32,
-                    field: (fields.len() == 1).then(|| fields[0]),
-                    rule: Rule::PrimaryKey,
-                    raw: Some(raw),
-                    message: format!(
-                        "duplicate primary key ({}); first seen in {} record {}",
-                        self.schema.primary_key.join(", "),
-                        self.files[first.file],
-                        first.record
-                    ),
-                })
-            });
+            first_wins(
+                seen,
+                &mut spill,
+                &cols,
+                &unusable,
+                base as u32,
+                |row, first| {
+                    let first = locate(chunks, first);
+                    let raw = fields
+                        .iter()
+                        .filter_map(|&i| raw_at(&chunk.columns[i], row))
+                        .collect::<Vec<_>>()
+                        .join("|");
+                    key_issues.push(Issue {
+                        row: row as u32,
+                        field: (fields.len() == 1).then(|| fields[0]),
+                        rule: Rule::PrimaryKey,
+                        raw: Some(raw),
+                        message: format!(
+                            "duplicate primary key ({}); first seen in {} record {}",
+                            self.schema.primary_key.join(", "),
+                            self.files[first.file],
+                            first.record
+                        ),
+                    })
+                },
+            )?;
         }
         issues.extend(key_issues);
         // Stable: within a row, structural problems first, then fields in schema order.
@@ -342,12 +469,13 @@ fn raw_at(col: &StringChunked, row: usize) -> Option<String> {
 /// instead of jumping at random, which matters once it is larger than the caches. `duplicate`
 /// is called in that order; callers sort issues by row.
 fn first_wins(
-    seen: &mut KeySet,
+    set: &mut KeySet,
+    spill: &mut Spill<'_>,
     cols: &[KeyCol<'_>],
     unusable: &[bool],
     base: u32,
     mut duplicate: impl FnMut(usize, u32),
-) {
+) -> Result<()> {
     let mut keys: Vec<(u64, u32, Key)> = (0..unusable.len())
         .into_par_iter()
         .filter(|row| !unusable[*row])
@@ -365,6 +493,11 @@ fn first_wins(
         )
         .flatten()
         .collect();
+    // A full window goes to a run file first; the chunk's keys start the next window.
+    if !set.mem.is_empty() && set.mem.len() + keys.len() > spill.window {
+        spill_run(set, spill)?;
+    }
+    let seen = &mut set.mem;
     // hashbrown places a key at (hash & mask) for a table of `buckets` = capacity × 8/7 slots.
     seen.reserve(keys.len());
     let mask = ((seen.capacity() * 8 / 7).next_power_of_two().max(1) - 1) as u64;
@@ -377,6 +510,112 @@ fn first_wins(
             }
         }
     }
+    Ok(())
+}
+
+/// Numbers the spill directories of the validators of one process.
+static SPILLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Where and when key sets spill.
+struct Spill<'a> {
+    dir: &'a std::path::Path,
+    window: usize,
+    count: &'a mut usize,
+}
+
+/// The bytes of one run record: the key's 12 bytes (big-endian words, so that byte order is key
+/// order) and the position.
+fn run_record(key: &Key, pos: u32) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    for (i, w) in key.0.iter().enumerate() {
+        b[4 * i..4 * i + 4].copy_from_slice(&w.to_be_bytes());
+    }
+    b[12..].copy_from_slice(&pos.to_be_bytes());
+    b
+}
+
+/// Write the window's keys, sorted, to a new run file and empty the window.
+fn spill_run(set: &mut KeySet, spill: &mut Spill<'_>) -> Result<()> {
+    use std::io::Write as _;
+    std::fs::create_dir_all(spill.dir).map_err(|e| crate::Error::io(spill.dir, e))?;
+    let path = spill.dir.join(format!("run-{:06}.keys", *spill.count));
+    *spill.count += 1;
+    let mut records: Vec<[u8; 16]> = set.mem.drain().map(|(k, p)| run_record(&k, p)).collect();
+    records.par_sort_unstable();
+    let file = std::fs::File::create(&path).map_err(|e| crate::Error::io(&path, e))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    for r in &records {
+        w.write_all(r).map_err(|e| crate::Error::io(&path, e))?;
+    }
+    w.flush().map_err(|e| crate::Error::io(&path, e))?;
+    set.runs.push(path);
+    Ok(())
+}
+
+/// One sorted run being merged: a run file, or the window still in memory.
+enum Run {
+    File(std::path::PathBuf, std::io::BufReader<std::fs::File>),
+    Mem(std::vec::IntoIter<[u8; 16]>),
+}
+
+impl Run {
+    fn next(&mut self) -> Result<Option<[u8; 16]>> {
+        use std::io::Read as _;
+        match self {
+            Run::Mem(it) => Ok(it.next()),
+            Run::File(path, r) => {
+                let mut b = [0u8; 16];
+                match r.read_exact(&mut b) {
+                    Ok(()) => Ok(Some(b)),
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+                    Err(e) => Err(crate::Error::io(path, e)),
+                }
+            }
+        }
+    }
+}
+
+/// Merge a set's runs and its window: every (duplicate position, first position) whose first
+/// occurrence is in an earlier run (within a run keys are distinct). Records come out sorted by
+/// key, then position: the first of each key is its first occurrence. Removes the run files.
+fn merge_runs(set: &mut KeySet) -> Result<Vec<(u32, u32)>> {
+    let mut runs = Vec::with_capacity(set.runs.len() + 1);
+    for path in &set.runs {
+        let f = std::fs::File::open(path).map_err(|e| crate::Error::io(path, e))?;
+        runs.push(Run::File(
+            path.clone(),
+            std::io::BufReader::with_capacity(1 << 16, f),
+        ));
+    }
+    let mut window: Vec<[u8; 16]> = set.mem.drain().map(|(k, p)| run_record(&k, p)).collect();
+    window.sort_unstable();
+    runs.push(Run::Mem(window.into_iter()));
+    let mut heap = std::collections::BinaryHeap::with_capacity(runs.len());
+    for (k, run) in runs.iter_mut().enumerate() {
+        if let Some(r) = run.next()? {
+            heap.push(std::cmp::Reverse((r, k)));
+        }
+    }
+    let mut pairs = Vec::new();
+    let mut current: Option<([u8; 12], u32)> = None;
+    while let Some(std::cmp::Reverse((r, k))) = heap.pop() {
+        let mut key = [0u8; 12];
+        key.copy_from_slice(&r[..12]);
+        let pos = u32::from_be_bytes([r[12], r[13], r[14], r[15]]);
+        match current {
+            Some((ck, first)) if ck == key => pairs.push((pos, first)),
+            _ => current = Some((key, pos)),
+        }
+        if let Some(r) = runs[k].next()? {
+            heap.push(std::cmp::Reverse((r, k)));
+        }
+    }
+    drop(runs);
+    for path in set.runs.drain(..) {
+        let _ = std::fs::remove_file(&path);
+    }
+    pairs.sort_unstable();
+    Ok(pairs)
 }
 
 /// Typed, allocation-free access to one key column (physical representation).
@@ -850,6 +1089,69 @@ mod tests {
             problems(&second),
             vec![(4, "id".to_string(), "primary_key".to_string())]
         );
+    }
+
+    #[test]
+    fn spilled_keys_find_the_same_duplicates_after_the_pass() {
+        let row =
+            |id: &'static str| -> [Option<&'static str>; 5] { [Some(id), None, None, None, None] };
+        // Records 1..=7 carry a b | c a d | b c: records 4 (a), 6 (b) and 7 (c) repeat records
+        // 1, 2 and 3 (worked out by hand).
+        let chunks = || {
+            vec![
+                chunk(1, &[&row("a"), &row("b")]),
+                chunk(3, &[&row("c"), &row("a"), &row("d")]),
+                chunk(6, &[&row("b"), &row("c")]),
+            ]
+        };
+        // A window of two keys: each chunk spills the one before, so no duplicate is found
+        // while the chunks go by and all three are found by merging the runs.
+        let dir = std::env::temp_dir().join(format!("migstat-spill-test-{}", std::process::id()));
+        let mut small = validator(PEOPLE).spill_to(dir.clone(), 2);
+        let mut during = Vec::new();
+        for c in chunks() {
+            during.extend(problems(&small.validate(c).unwrap()));
+        }
+        assert!(during.is_empty(), "{during:?}");
+        assert!(
+            dir.exists(),
+            "the runs were not written under the spill directory"
+        );
+        let late = small.finish_keys().unwrap();
+        let got: Vec<(u32, u64, Rule, Option<usize>)> = late
+            .iter()
+            .map(|d| (d.position, d.record, d.rule, d.field))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (3, 4, Rule::PrimaryKey, Some(0)),
+                (5, 6, Rule::PrimaryKey, Some(0)),
+                (6, 7, Rule::PrimaryKey, Some(0)),
+            ]
+        );
+        for (d, first) in late.iter().zip(["record 1", "record 2", "record 3"]) {
+            assert!(d.message.ends_with(first), "{}", d.message);
+            assert_eq!(d.key_fields, vec![0]);
+        }
+        assert!(!dir.exists(), "the runs were not removed");
+        // The default window finds the same three records while the chunks go by.
+        let mut big = validator(PEOPLE);
+        let mut found = Vec::new();
+        for c in chunks() {
+            found.extend(problems(&big.validate(c).unwrap()));
+        }
+        assert!(big.finish_keys().unwrap().is_empty());
+        let records: Vec<u64> = found.iter().map(|p| p.0).collect();
+        assert_eq!(records, vec![4, 6, 7]);
+    }
+
+    #[test]
+    fn a_run_record_sorts_by_key_then_position() {
+        let a = run_record(&Key([0, 0, 1]), 9);
+        let b = run_record(&Key([0, 1, 0]), 2);
+        let c = run_record(&Key([0, 1, 0]), 3);
+        assert!(a < b && b < c);
     }
 
     #[test]

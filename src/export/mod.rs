@@ -172,7 +172,7 @@ impl ParquetSink {
         }
         let df = signed(df)?;
         self.rows += df.height() as u64;
-        let pending = match self.pending.take() {
+        let mut pending = match self.pending.take() {
             None => df,
             Some(mut p) => {
                 p.vstack_mut_owned(df)
@@ -180,9 +180,14 @@ impl ParquetSink {
                 p
             }
         };
-        if pending.height() >= ROW_GROUP_ROWS {
-            self.flush(pending)?;
-        } else {
+        // Row groups of exactly ROW_GROUP_ROWS rows (the last one shorter), whatever the sizes
+        // of the frames written: the same rows give the same file however they were chunked.
+        while pending.height() >= ROW_GROUP_ROWS {
+            let tail = pending.slice(ROW_GROUP_ROWS as i64, pending.height() - ROW_GROUP_ROWS);
+            self.flush(pending.slice(0, ROW_GROUP_ROWS))?;
+            pending = tail;
+        }
+        if pending.height() > 0 {
             self.pending = Some(pending);
         }
         Ok(())

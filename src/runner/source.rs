@@ -91,7 +91,11 @@ pub(super) fn run_source(
             blake3,
         });
     }
-    let mut validator = Validator::new(&src.id, &src.schema, names);
+    // Key sets spill under the staging directory: a killed run leaves nothing elsewhere.
+    let mut validator = Validator::new(&src.id, &src.schema, names).spill_to(
+        staging.join(".keys").join(&src.id),
+        crate::validate::key_window(),
+    );
     let mut harmonizer = Harmonizer::new(plan, src);
     // Tables of records and events are counted as the chunks go by: mergeable partials. A
     // protected table is counted through its group's union cube.
@@ -228,7 +232,78 @@ pub(super) fn run_source(
         Ok(())
     })?;
     bar.finish();
-    let acc = accepted.finish(staging)?;
+    let mut acc = accepted.finish(staging)?;
+    // Duplicates whose first occurrence had been spilled with a full key window: out of the
+    // accepted rows now, and the tables counted again over the rows that stay.
+    let late = validator.finish_keys()?;
+    // The spill directories' parent, once no source's runs are left in it.
+    let _ = std::fs::remove_dir(staging.join(".keys"));
+    if !late.is_empty() {
+        partials = vec![PeriodCells::default(); streamed.len()];
+        survey_partials = vec![Default::default(); surveyed.len()];
+        design_partial = crate::survey::DesignPartial::default();
+        let (rewritten, removed) = drop_late_duplicates(
+            &late,
+            &files,
+            &accepted_path,
+            &accepted_schema,
+            &metadata,
+            staging,
+            plan.chunk_rows,
+            |rows| {
+                for (t, cells) in streamed.iter().zip(partials.iter_mut()) {
+                    crate::disaggregate::add_chunk(src, t, rows, cells, cell_key.as_ref())?;
+                }
+                if let Some(design) = src.design.as_ref().filter(|_| !surveyed.is_empty()) {
+                    let units = design_partial.add_chunk(design, rows)?;
+                    for (t, p) in surveyed.iter().zip(survey_partials.iter_mut()) {
+                        p.add_chunk(t, &units, rows)?;
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        let mut q = quarantine::QuarantineBuilder::default();
+        for d in &late {
+            let origin = removed.get(&(d.file, d.record));
+            let at = quarantine::RowOrigin {
+                source_id: &src.id,
+                file: &files[d.file].path,
+                line: origin.and_then(|o| o.0),
+                record: d.record,
+            };
+            let raw = origin.map(|o| {
+                d.key_fields
+                    .iter()
+                    .filter_map(|f| o.1.get(f).cloned().flatten())
+                    .collect::<Vec<_>>()
+                    .join("|")
+            });
+            *by_rule.entry(d.rule).or_default() += 1;
+            q.push(
+                &at,
+                d.field.map(|f| src.schema.fields[f].name.as_str()),
+                quarantine::Issue {
+                    row: 0,
+                    field: d.field,
+                    rule: d.rule,
+                    raw,
+                    message: d.message.clone(),
+                },
+            );
+        }
+        quarantined.write(q.finish()?)?;
+        let taken = removed.len() as u64;
+        bad += taken;
+        good -= taken.min(good);
+        tracing::info!(
+            source = %src.id,
+            duplicates = late.len(),
+            rows_taken_out = taken,
+            "duplicate keys found after the pass (their first occurrence was spilled); accepted rows rewritten"
+        );
+        acc = rewritten;
+    }
     // The design is checked as a whole once every record is in (FPCs, lonely PSUs).
     let mut design_rejections = Vec::new();
     let mut survey_tables = SurveyTables::new();
@@ -341,6 +416,133 @@ pub(super) fn run_source(
         surveys: survey_tables,
         rejections: design_rejections,
     })
+}
+
+/// A row taken out of the accepted file: its line and its fields' values as text, by schema index.
+type Removed = (Option<u64>, BTreeMap<usize, Option<String>>);
+
+/// The rows taken out of the accepted file, by (file index, record).
+type RemovedRows = BTreeMap<(usize, u64), Removed>;
+
+/// Rewrite the accepted file without the rows of `late` (found by file index and record), in
+/// slices of `chunk_rows`; `kept` sees every slice that stays, typed as the pass wrote it. Returns
+/// the new file and the rows taken out, by (file index, record).
+#[allow(clippy::too_many_arguments)]
+fn drop_late_duplicates(
+    late: &[crate::validate::LateDuplicate],
+    files: &[InputFile],
+    accepted_path: &Path,
+    schema: &polars::prelude::Schema,
+    metadata: &[(String, String)],
+    staging: &Path,
+    chunk_rows: usize,
+    mut kept: impl FnMut(&polars::prelude::DataFrame) -> Result<()>,
+) -> Result<(OutputFile, RemovedRows)> {
+    use crate::error::PolarsContext;
+    use polars::prelude::*;
+    let index: std::collections::HashMap<&str, usize> = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.path.as_str(), i))
+        .collect();
+    let drop: std::collections::HashSet<(usize, u64)> =
+        late.iter().map(|d| (d.file, d.record)).collect();
+    let aside = accepted_path.with_extension("before-late-duplicates.parquet");
+    std::fs::rename(accepted_path, &aside).at(accepted_path)?;
+    let mut sink = ParquetSink::create(accepted_path, schema, metadata)?;
+    let rows = std::fs::File::open(&aside).at(&aside).and_then(|f| {
+        ParquetReader::new(f)
+            .num_rows()
+            .ctx(|| format!("reading {}", aside.display()))
+    })?;
+    let fields: Vec<(usize, String)> = {
+        let mut keyed: Vec<usize> = late.iter().flat_map(|d| d.key_fields.clone()).collect();
+        keyed.sort_unstable();
+        keyed.dedup();
+        keyed
+            .into_iter()
+            .filter_map(|i| {
+                let name = schema.get_at_index(i).map(|(n, _)| n.to_string())?;
+                Some((i, name))
+            })
+            .collect()
+    };
+    let mut removed = BTreeMap::new();
+    let step = chunk_rows.max(1);
+    let mut offset = 0usize;
+    while offset < rows {
+        let len = step.min(rows - offset);
+        let df = crate::error::guard_reader(&aside, || {
+            ParquetReader::new(std::fs::File::open(&aside).at(&aside)?)
+                .with_slice(Some((offset, len)))
+                .finish()
+                .ctx(|| format!("reading rows {offset}.. of {}", aside.display()))
+        })?;
+        offset += len;
+        // Back to the pass's types (the file holds unsigned integers as Int64).
+        let columns = schema
+            .iter()
+            .map(|(name, dt)| {
+                df.column(name)
+                    .and_then(|c| c.cast(dt))
+                    .ctx(|| format!("reading column `{name}` of {}", aside.display()))
+            })
+            .collect::<Result<Vec<Column>>>()?;
+        let df =
+            DataFrame::new(df.height(), columns).ctx(|| format!("reading {}", aside.display()))?;
+        let file = df.column("_file").and_then(|c| c.str().cloned());
+        let record = df.column("_record").and_then(|c| c.u64().cloned());
+        let line = df.column("_line").and_then(|c| c.u64().cloned());
+        let (file, record, line) = match (file, record, line) {
+            (Ok(f), Ok(r), Ok(l)) => (f, r, l),
+            _ => {
+                return Err(Error::Internal(format!(
+                    "{}: the accepted file lacks its _file, _record or _line column",
+                    aside.display()
+                )));
+            }
+        };
+        let mut keep = Vec::with_capacity(df.height());
+        let mut out = Vec::new();
+        for (i, (f, r)) in file.iter().zip(record.iter()).enumerate() {
+            let at = f
+                .and_then(|f| index.get(f).copied())
+                .zip(r)
+                .filter(|k| drop.contains(k));
+            keep.push(at.is_none());
+            if let Some(k) = at {
+                out.push((i, k));
+            }
+        }
+        if !out.is_empty() {
+            let text: Vec<(usize, StringChunked)> = fields
+                .iter()
+                .map(|(i, name)| {
+                    df.column(name)
+                        .and_then(|c| c.cast(&DataType::String))
+                        .and_then(|c| c.str().cloned())
+                        .map(|s| (*i, s))
+                        .ctx(|| format!("reading column `{name}` of {}", aside.display()))
+                })
+                .collect::<Result<_>>()?;
+            for (row, k) in out {
+                let values = text
+                    .iter()
+                    .map(|(i, s)| (*i, s.get(row).map(str::to_string)))
+                    .collect();
+                removed.insert(k, (line.get(row), values));
+            }
+        }
+        let mask = BooleanChunked::from_slice("keep".into(), &keep);
+        let df = df
+            .filter(&mask)
+            .ctx(|| format!("filtering {}", aside.display()))?;
+        kept(&df)?;
+        sink.write(df)?;
+    }
+    let out = sink.finish(staging)?;
+    std::fs::remove_file(&aside).at(&aside)?;
+    Ok((out, removed))
 }
 
 /// `path` relative to `base` even when it is not below it (`../sample_data/x.csv`).

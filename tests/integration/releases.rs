@@ -866,3 +866,148 @@ fn a_query_during_switching_releases_reads_one_release() {
     assert!(!got.is_empty());
     eprintln!("{} queries over 8 switches, each one release's", got.len());
 }
+
+/// (file, record, line, field, rule) of each row of a quarantine file, sorted.
+fn quarantine_rows(path: &Path) -> Vec<(String, u64, Option<u64>, String, String)> {
+    let q = crate::read_parquet(path);
+    let text = |name: &str, i: usize| {
+        q.column(name)
+            .unwrap()
+            .str()
+            .unwrap()
+            .get(i)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let int = |name: &str, i: usize| {
+        q.column(name)
+            .unwrap()
+            .cast(&polars::prelude::DataType::UInt64)
+            .unwrap()
+            .u64()
+            .unwrap()
+            .get(i)
+    };
+    let mut rows: Vec<_> = (0..q.height())
+        .map(|i| {
+            (
+                text("file", i),
+                int("record", i).unwrap(),
+                int("line", i),
+                text("field", i),
+                text("rule", i),
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[test]
+fn a_small_key_window_accepts_the_same_rows_and_publishes_the_same_tables() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Chunks of 400 rows and, below, windows of 700 keys: key sets spill every other chunk.
+    let spec = spec_with_own_data(tmp.path(), "");
+    let text = std::fs::read_to_string(&spec)
+        .unwrap()
+        .replace("chunk_rows = 250000", "chunk_rows = 400");
+    assert!(text.contains("chunk_rows = 400"));
+    std::fs::write(&spec, text).unwrap();
+    // The first three crossings again at the end of their file (records 20001–20003): their
+    // first occurrences are tens of runs back.
+    let border = tmp.path().join("data/border_crossings.csv");
+    let bytes = std::fs::read(&border).unwrap();
+    let lines: Vec<&[u8]> = bytes.split_inclusive(|b| *b == b'\n').collect();
+    assert_eq!(
+        lines.len(),
+        20001,
+        "the sample's header and 20000 crossings"
+    );
+    let mut grown = bytes.clone();
+    if !grown.ends_with(b"\n") {
+        grown.extend_from_slice(b"\r\n");
+    }
+    for l in &lines[1..4] {
+        grown.extend_from_slice(l);
+    }
+    std::fs::write(&border, grown).unwrap();
+
+    let out_default = tmp.path().join("out-default");
+    let out_small = tmp.path().join("out-small");
+    let o = run(&spec, &out_default, &[], &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = run(&spec, &out_small, &[("MIGSTAT_KEY_WINDOW", "700")], &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    let (a, b) = (crate::manifest(&out_default), crate::manifest(&out_small));
+    // Every file but the quarantines byte for byte: accepted rows, restricted and public tables.
+    let files = |m: &migstat::runner::Manifest| -> Vec<(String, String)> {
+        m.outputs
+            .iter()
+            .filter(|f| !f.path.starts_with("quarantine/"))
+            .map(|f| (f.path.clone(), f.blake3.clone()))
+            .collect()
+    };
+    assert!(files(&a).iter().any(|(p, _)| p.starts_with("public/")));
+    assert_eq!(files(&a), files(&b));
+    // The same rows accounted the same way, source by source.
+    let counts = |m: &migstat::runner::Manifest| -> Vec<(String, u64, u64, u64, String)> {
+        m.sources
+            .iter()
+            .map(|s| {
+                (
+                    s.id.clone(),
+                    s.rows_read,
+                    s.rows_accepted,
+                    s.rows_quarantined,
+                    format!("{:?}", s.quarantine_by_rule),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(counts(&a), counts(&b));
+    // The same quarantine rows (their messages may name another earlier occurrence).
+    for m in &a.sources {
+        let q = format!("quarantine/{}.parquet", m.id);
+        let (qa, qb) = (
+            quarantine_rows(&out_default.join("current").join(&q)),
+            quarantine_rows(&out_small.join("current").join(&q)),
+        );
+        assert_eq!(qa, qb, "{q}");
+    }
+    // The three repeated crossings are among them, as primary-key duplicates.
+    let border_id = &a
+        .sources
+        .iter()
+        .find(|s| {
+            s.files
+                .iter()
+                .any(|f| f.path.ends_with("border_crossings.csv"))
+        })
+        .unwrap()
+        .id;
+    let q = quarantine_rows(
+        &out_small
+            .join("current/quarantine")
+            .join(format!("{border_id}.parquet")),
+    );
+    let repeated: Vec<u64> = q
+        .iter()
+        .filter(|r| r.0.ends_with("border_crossings.csv") && r.4 == "primary_key")
+        .map(|r| r.1)
+        .filter(|r| *r > 20000)
+        .collect();
+    assert_eq!(repeated, vec![20001, 20002, 20003]);
+    // The spilled runs are gone with the pass.
+    assert!(!out_small.join("current/.keys").exists());
+}
