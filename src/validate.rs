@@ -13,6 +13,11 @@
 //! chunk is validated; one whose first occurrence went to an earlier run is found after the
 //! pass, by merging the runs ([`Validator::finish_keys`]), and the runner takes it out of the
 //! accepted rows then (see `runner::source`). Either way the same rows are accepted.
+//! What can differ when a window spills: the quarantine rows of late duplicates come after the
+//! others, without a raw value when the row had already failed another check (it then shows
+//! both reasons, as an in-window duplicate with a bad value does); and a repeat inside one
+//! window of a key first seen in an earlier run names the window's first occurrence as "first
+//! seen" (the run merge names the true first for that one).
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasherDefault, Hasher};

@@ -81,17 +81,17 @@ struct Scratch {
     cells: Vec<u32>,
 }
 
-/// Decode a hybrid RLE / bit-packed run of `n` values into `out` (cleared first).
+/// Decode a hybrid RLE / bit-packed run of `n` values, appended to `out`.
 fn decode_rle(data: &[u8], bits: u32, n: usize, out: &mut Vec<u32>) -> Result<(), Why> {
     use polars_parquet::parquet::encoding::hybrid_rle::HybridRleChunk;
-    out.clear();
+    let start = out.len();
     for chunk in HybridRleDecoder::new(data, bits, n).into_chunk_iter() {
         match chunk.map_err(|_| Why::Undecodable)? {
             HybridRleChunk::Rle(value, size) => out.resize(out.len() + size, value),
             HybridRleChunk::Bitpacked(decoder) => decoder.collect_into(out),
         }
     }
-    if out.len() == n {
+    if out.len() == start + n {
         Ok(())
     } else {
         Err(Why::Undecodable)
@@ -157,20 +157,75 @@ pub fn finest_cells(path: &Path, dims: &[String]) -> Result<BTreeMap<Vec<String>
         })?;
         picked.push((i, kind, d.as_str()));
     }
-    let partials: Vec<Result<BTreeMap<Vec<String>, u64>, Unread>> = meta
+    let partials: Vec<Result<RowGroupCells, Unread>> = meta
         .row_groups
         .par_iter()
         .map_init(Scratch::default, |scratch, rg| {
             count_row_group(&file, rg, &picked, scratch)
         })
         .collect();
-    let mut cells = BTreeMap::new();
+    // Row groups added in file order (the first damaged one is the one named): each one's
+    // values interned per column, its cells keyed by those ids without building a string.
+    let mut interned: Vec<FxHashMap<String, u32>> = vec![FxHashMap::default(); picked.len()];
+    let mut texts: Vec<Vec<String>> = vec![Vec::new(); picked.len()];
+    let mut cells: FxHashMap<Vec<u32>, u64> = FxHashMap::default();
+    let mut key = vec![0u32; picked.len()];
     for partial in partials {
-        for (key, n) in partial? {
-            *cells.entry(key).or_insert(0) += n;
+        let part = partial?;
+        let global: Vec<Vec<u32>> = part
+            .values
+            .iter()
+            .enumerate()
+            .map(|(k, values)| {
+                values
+                    .iter()
+                    .map(String::as_str)
+                    .chain(std::iter::once(UNKNOWN))
+                    .map(|v| {
+                        *interned[k].entry(v.to_string()).or_insert_with(|| {
+                            texts[k].push(v.to_string());
+                            (texts[k].len() - 1) as u32
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        for (mut i, n) in part.counted {
+            for k in (0..key.len()).rev() {
+                let r = part.radix[k];
+                key[k] = global[k][(i % r) as usize];
+                i /= r;
+            }
+            match cells.get_mut(key.as_slice()) {
+                Some(c) => *c += n,
+                None => {
+                    cells.insert(key.clone(), n);
+                }
+            }
         }
     }
-    Ok(cells)
+    Ok(cells
+        .into_iter()
+        .map(|(ids, n)| {
+            let key = ids
+                .iter()
+                .zip(&texts)
+                .map(|(&id, t)| t[id as usize].clone())
+                .collect();
+            (key, n)
+        })
+        .fold(BTreeMap::new(), |mut m, (k, n)| {
+            *m.entry(k).or_insert(0) += n;
+            m
+        }))
+}
+
+/// One row group's cells: each column's values (local id → text; the id past the last is a
+/// null), the radix of each column (its values + 1) and a count per mixed-radix cell index.
+struct RowGroupCells {
+    values: Vec<Vec<String>>,
+    radix: Vec<u64>,
+    counted: Vec<(u64, u64)>,
 }
 
 fn kind(t: &polars_parquet::parquet::schema::types::PrimitiveType) -> Option<Kind> {
@@ -222,7 +277,7 @@ fn count_row_group(
     rg: &RowGroupMetadata,
     picked: &[(usize, Kind, &str)],
     scratch: &mut Scratch,
-) -> Result<BTreeMap<Vec<String>, u64>, Unread> {
+) -> Result<RowGroupCells, Unread> {
     let chunks = rg.parquet_columns();
     let rows = rg.num_rows();
     scratch.ids.resize_with(picked.len(), Vec::new);
@@ -299,23 +354,16 @@ fn count_row_group(
         sparse.into_iter().collect()
     };
     counted.sort_unstable();
-    let mut cells = BTreeMap::new();
-    for (mut i, n) in counted {
-        let mut key = vec![String::new(); codes.len()];
-        for (k, (c, r)) in codes.iter().zip(&radix).enumerate().rev() {
-            let id = (i % r) as usize;
-            i /= r;
-            key[k] = c
-                .values
-                .get(id)
-                .map_or_else(|| UNKNOWN.to_string(), Clone::clone);
-        }
-        *cells.entry(key).or_insert(0) += n;
-    }
+    let mut values = Vec::with_capacity(codes.len());
     for (k, c) in codes.into_iter().enumerate() {
         scratch.ids[k] = c.ids;
+        values.push(c.values);
     }
-    Ok(cells)
+    Ok(RowGroupCells {
+        values,
+        radix,
+        counted,
+    })
 }
 
 /// A column chunk's ids, one per row: its dictionary page (if any) read once, each data page's
@@ -387,6 +435,11 @@ fn column_codes(
         }
     };
 
+    // Distinct dictionary values (every writer's case) are ids 0, 1, 2, … in order.
+    let identity = dictionary
+        .iter()
+        .enumerate()
+        .all(|(k, &id)| id as usize == k);
     ids.clear();
     ids.reserve(rows);
     let Scratch {
@@ -409,6 +462,7 @@ fn column_codes(
         if optional {
             decode_rle(split.def, width, levels, levels_buf)?;
         }
+        idx.clear();
         let non_null = if optional {
             levels_buf.iter().filter(|l| **l == 1).count()
         } else {
@@ -419,10 +473,20 @@ fn column_codes(
         match page.encoding() {
             Encoding::PlainDictionary | Encoding::RleDictionary => {
                 let (&bits, rest) = split.values.split_first().ok_or(Why::Undecodable)?;
-                decode_rle(rest, u32::from(bits), non_null, idx)?;
                 ids.reserve(levels);
-                for &i in idx.iter() {
-                    ids.push(*dictionary.get(i as usize).ok_or(Why::Undecodable)?);
+                if identity {
+                    // The dictionary's entries are the chunk's ids: its indices are the ids.
+                    decode_rle(rest, u32::from(bits), non_null, &mut ids)?;
+                    // (The largest index, a vectorised reduction, checks them all at once.)
+                    let max = ids[start..].iter().copied().fold(0, u32::max);
+                    if non_null > 0 && max as usize >= dictionary.len() {
+                        return Err(Why::Undecodable);
+                    }
+                } else {
+                    decode_rle(rest, u32::from(bits), non_null, idx)?;
+                    for &i in idx.iter() {
+                        ids.push(*dictionary.get(i as usize).ok_or(Why::Undecodable)?);
+                    }
                 }
             }
             Encoding::Plain => {
