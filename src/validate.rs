@@ -1152,6 +1152,59 @@ mod tests {
         assert_eq!(records, vec![4, 6, 7]);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Whatever the window and the chunking, the duplicates found while the chunks go by
+        /// plus those found when the runs merge are exactly the repeats of each key, per rule.
+        #[test]
+        fn spilling_finds_every_repeat_and_nothing_else(
+            rows in proptest::collection::vec((0u8..12, 0u8..30), 1..160),
+            size in 1usize..25,
+            window in 1usize..40,
+        ) {
+            const KEYS: &str = r#"{"fields": [
+                {"name": "id"},
+                {"name": "u", "constraints": {"unique": true}}
+            ], "primaryKey": "id"}"#;
+            // Expected, by a plain scan: a record repeats a key seen in an earlier record.
+            let mut want = std::collections::BTreeSet::new();
+            let (mut ids, mut us) = (std::collections::HashSet::new(), std::collections::HashSet::new());
+            for (i, (id, u)) in rows.iter().enumerate() {
+                let record = i as u64 + 1;
+                if !ids.insert(*id) {
+                    want.insert((record, "primary_key".to_string()));
+                }
+                if !us.insert(*u) {
+                    want.insert((record, "unique".to_string()));
+                }
+            }
+            let dir = std::env::temp_dir().join(format!(
+                "migstat-spill-prop-{}-{size}-{window}",
+                std::process::id()
+            ));
+            let s = crate::spec::schema::parse(KEYS, Path::new("t.json")).unwrap();
+            let mut v = Validator::new("t", &s, vec!["t.csv".to_string()]).spill_to(dir.clone(), window);
+            let text: Vec<(String, String)> =
+                rows.iter().map(|(id, u)| (format!("i{id}"), format!("u{u}"))).collect();
+            let mut got = std::collections::BTreeSet::new();
+            for (c, part) in text.chunks(size).enumerate() {
+                let raw: Vec<[Option<&str>; 2]> =
+                    part.iter().map(|(a, b)| [Some(a.as_str()), Some(b.as_str())]).collect();
+                let refs: Vec<&[Option<&str>]> = raw.iter().map(|r| &r[..]).collect();
+                let out = v.validate(chunk(1 + (c * size) as u64, &refs)).unwrap();
+                for (record, _, rule) in problems(&out) {
+                    proptest::prop_assert!(got.insert((record, rule)));
+                }
+            }
+            for d in v.finish_keys().unwrap() {
+                let rule = d.rule.as_str().to_string();
+                proptest::prop_assert!(got.insert((d.record, rule)));
+            }
+            proptest::prop_assert_eq!(got, want);
+            proptest::prop_assert!(!dir.exists());
+        }
+    }
+
     #[test]
     fn a_run_record_sorts_by_key_then_position() {
         let a = run_record(&Key([0, 0, 1]), 9);
