@@ -20,6 +20,7 @@ pub mod interrupt;
 pub mod vocab;
 pub mod calendar;
 pub mod fault;
+pub mod parallel;
 pub mod manifest;
 pub mod layout;
 

@@ -102,7 +102,6 @@ pub fn tables(
     dir: &Path,
     protection: &[crate::protect::Summary],
 ) -> Result<Vec<TableDoc>> {
-    use rayon::prelude::*;
     // Each public table read side by side, listed in the plan's order.
     let published: Vec<&TableSpec> = plan
         .tables
@@ -112,10 +111,10 @@ pub fn tables(
             crate::layout::Release(dir).public_table_dir(&t.id).is_dir()
         })
         .collect();
-    let docs: Vec<Option<TableDoc>> = published
-        .into_par_iter()
-        .map(|t| table_doc_of(plan, t, dir, protection))
-        .collect::<Result<_>>()?;
+    let docs: Vec<Option<TableDoc>> =
+        crate::parallel::map(published, |t| table_doc_of(plan, t, dir, protection))
+            .into_iter()
+            .collect::<Result<_>>()?;
     Ok(docs.into_iter().flatten().collect())
 }
 

@@ -149,20 +149,18 @@ pub fn write(
     docs: &[TableDoc],
     previous: Option<&str>,
 ) -> Result<Vec<OutputFile>> {
-    use rayon::prelude::*;
     // Each table's files side by side, listed in table order.
     let jobs: Vec<(&TableDoc, &String)> = docs
         .iter()
         .flat_map(|d| plan.sdmx.csv.iter().map(move |v| (d, v)))
         .collect();
-    let mut outputs = jobs
-        .into_par_iter()
-        .map(|(d, version)| {
-            let path = crate::layout::Release(dir).sdmx_csv(&d.id, version);
-            let (text, rows) = csv(plan, d, version == "2.0")?;
-            write_file(dir, &path, text.as_bytes(), rows)
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let mut outputs = crate::parallel::map(jobs, |(d, version)| {
+        let path = crate::layout::Release(dir).sdmx_csv(&d.id, version);
+        let (text, rows) = csv(plan, d, version == "2.0")?;
+        write_file(dir, &path, text.as_bytes(), rows)
+    })
+    .into_iter()
+    .collect::<Result<Vec<_>>>()?;
     let xml = structure(plan, docs, previous);
     outputs.push(write_file(
         dir,

@@ -191,15 +191,10 @@ pub(super) fn protect_group(
         // Periods are independent problems (each its own cells, ledger and files; what they
         // share, the series, is computed above): protected side by side, collected in period
         // order, so the release is the same whatever the thread count.
-        use rayon::prelude::*;
-        periods
-            .par_iter()
-            .enumerate()
-            .map(|(i, period)| {
-                let finest = cells.by_period.get(&i).unwrap_or(&empty);
-                protect_period(ctx, group, period, finest, &series, &mut BTreeMap::new())
-            })
-            .collect()
+        crate::parallel::map(periods.iter().enumerate().collect(), |(i, period)| {
+            let finest = cells.by_period.get(&i).unwrap_or(&empty);
+            protect_period(ctx, group, period, finest, &series, &mut BTreeMap::new())
+        })
     };
     for d in each {
         let d = d?;
@@ -546,13 +541,13 @@ pub(super) fn run_tables(
         }
     }
     {
-        use rayon::prelude::*;
-        let counted: Vec<(usize, (Result<GroupDone>, f64))> = jobs
-            .into_par_iter()
-            .enumerate()
-            .filter(|(_, (g, _))| !g.survey)
-            .map(|(i, (g, union))| (i, run_group(g, union, &mut BTreeMap::new())))
-            .collect();
+        let counted: Vec<(usize, (Result<GroupDone>, f64))> = crate::parallel::map(
+            jobs.into_iter()
+                .enumerate()
+                .filter(|(_, (g, _))| !g.survey)
+                .collect(),
+            |(i, (g, union))| (i, run_group(g, union, &mut BTreeMap::new())),
+        );
         for (i, r) in counted {
             results[i] = Some(r);
         }
