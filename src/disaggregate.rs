@@ -221,16 +221,202 @@ pub fn build_cells(
     accepted: &Path,
     key: Option<&[u8; 32]>,
 ) -> Result<PeriodCells> {
+    build_cells_in(source, table, accepted, key, person_bucket_rows())
+}
+
+/// How many records a table of persons reads at once (`MIGSTAT_PERSON_BUCKET_ROWS`, default
+/// 1,000,000): above that its records are split into buckets of persons (see
+/// [`build_cells_in`]), so that its memory does not grow with the register.
+pub fn person_bucket_rows() -> usize {
+    std::env::var("MIGSTAT_PERSON_BUCKET_ROWS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(1_000_000)
+}
+
+/// At most this many bucket files are open at once (beyond `MAX_PERSON_BUCKETS ×
+/// bucket_rows` records a bucket holds more than `bucket_rows`).
+pub const MAX_PERSON_BUCKETS: usize = 256;
+
+/// [`build_cells`] reading at most about `bucket_rows` records at once for a table whose units
+/// need all of a person's records (persons, stocks, flows, migrations): when the source holds
+/// more, its needed columns are first written to `ceil(rows / bucket_rows)` bucket files by a
+/// hash of the person identifier (every record of a person in one bucket, in delivery order),
+/// and each bucket's finest cells and left-out records are added to the table's: a partial per
+/// bucket of persons. A unit is always made from one person's records, so the sums are the
+/// same cells, counts and key sums as from the whole file (integers: in any order).
+pub fn build_cells_in(
+    source: &SourcePlan,
+    table: &TableSpec,
+    accepted: &Path,
+    key: Option<&[u8; 32]>,
+    bucket_rows: usize,
+) -> Result<PeriodCells> {
     let keyed = record_keys(source, table, key);
-    let (lf, outside) = unit_frame(source, table, accepted, keyed.as_ref(), false)?;
-    let mut out = PeriodCells {
-        outside,
-        ..Default::default()
+    let mut out = PeriodCells::default();
+    let by_person = !is_streamed(table) && !table.kind.is_survey();
+    let person = source.person_id.as_deref().filter(|_| by_person);
+    let rows = match person {
+        Some(_) => parquet_rows(accepted)?,
+        None => 0,
     };
-    if let Some(lf) = lf {
-        add_finest(lf, table, keyed.as_ref(), &mut out)?;
+    let bucket_rows = bucket_rows.max(1);
+    match person {
+        Some(person) if rows > bucket_rows => {
+            let needed = needed_columns(source, table, keyed.as_ref(), false);
+            let buckets = PersonBuckets::write(
+                accepted,
+                table,
+                &needed,
+                &raw_column(person),
+                rows,
+                rows.div_ceil(bucket_rows).min(MAX_PERSON_BUCKETS),
+            )?;
+            tracing::info!(
+                table = %table.id,
+                rows,
+                buckets = buckets.files.len(),
+                "building a table of persons bucket by bucket"
+            );
+            for path in &buckets.files {
+                let df = read_all(path)?;
+                let (lf, outside) = units_of(source, table, df, false)?;
+                out.outside += outside;
+                if let Some(lf) = lf {
+                    add_finest(lf, table, keyed.as_ref(), &mut out)?;
+                }
+                std::fs::remove_file(path).map_err(|e| crate::Error::io(path, e))?;
+            }
+        }
+        _ => {
+            let (lf, outside) = unit_frame(source, table, accepted, keyed.as_ref(), false)?;
+            out.outside = outside;
+            if let Some(lf) = lf {
+                add_finest(lf, table, keyed.as_ref(), &mut out)?;
+            }
+        }
     }
     Ok(out)
+}
+
+/// The number of records in a Parquet file (from its footer).
+fn parquet_rows(path: &Path) -> Result<usize> {
+    let file = std::fs::File::open(path).map_err(|e| crate::Error::io(path, e))?;
+    crate::error::guard_reader(path, || {
+        ParquetReader::new(file)
+            .num_rows()
+            .ctx(|| format!("reading the footer of {}", path.display()))
+    })
+}
+
+/// Every record of a Parquet file.
+fn read_all(path: &Path) -> Result<DataFrame> {
+    let file = std::fs::File::open(path).map_err(|e| crate::Error::io(path, e))?;
+    crate::error::guard_reader(path, || {
+        ParquetReader::new(file)
+            .finish()
+            .ctx(|| format!("reading {}", path.display()))
+    })
+}
+
+/// A table's records split into files by person (see [`build_cells_in`]), in a hidden
+/// directory beside the accepted file that is removed when this is dropped.
+struct PersonBuckets {
+    dir: std::path::PathBuf,
+    /// The buckets that received records, in bucket order.
+    files: Vec<std::path::PathBuf>,
+}
+
+impl Drop for PersonBuckets {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl PersonBuckets {
+    /// Read `needed` columns of `accepted` a slice at a time and append each slice's records to
+    /// bucket `xxh3(person) mod buckets` (a missing identifier: bucket 0).
+    fn write(
+        accepted: &Path,
+        table: &TableSpec,
+        needed: &[String],
+        person: &str,
+        rows: usize,
+        buckets: usize,
+    ) -> Result<PersonBuckets> {
+        let ctx = |what: &str| format!("table {}: {what}", table.id);
+        let dir = accepted.with_file_name(format!(".persons-{}", table.id));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| crate::Error::io(&dir, e))?;
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| crate::Error::io(&dir, e))?;
+        let mut this = PersonBuckets {
+            dir,
+            files: Vec::new(),
+        };
+        let mut writers: Vec<
+            Option<polars::io::parquet::write::BatchedWriter<std::io::BufWriter<std::fs::File>>>,
+        > = (0..buckets).map(|_| None).collect();
+        // Slices of about a bucket (at least 1,024 records, at most 2^20).
+        let step = rows.div_ceil(buckets).clamp(1 << 10, 1 << 20);
+        let mut offset = 0;
+        while offset < rows {
+            let len = step.min(rows - offset);
+            let file = std::fs::File::open(accepted).map_err(|e| crate::Error::io(accepted, e))?;
+            let df = crate::error::guard_reader(accepted, || {
+                ParquetReader::new(file)
+                    .with_columns(Some(needed.to_vec()))
+                    .with_slice(Some((offset, len)))
+                    .finish()
+                    .ctx(|| ctx(&format!("reading records {offset}..")))
+            })?;
+            offset += len;
+            let ids = df
+                .column(person)
+                .and_then(|c| c.cast(&DataType::String))
+                .ctx(|| ctx(person))?;
+            let mut parts: Vec<Vec<IdxSize>> = vec![Vec::new(); buckets];
+            for (row, id) in ids.str().ctx(|| ctx(person))?.iter().enumerate() {
+                let b = id.map_or(0, |id| {
+                    (xxhash_rust::xxh3::xxh3_64(id.as_bytes()) % buckets as u64) as usize
+                });
+                parts[b].push(row as IdxSize);
+            }
+            for (b, part) in parts.into_iter().enumerate() {
+                if part.is_empty() {
+                    continue;
+                }
+                let part = df
+                    .take(&IdxCa::from_vec("".into(), part))
+                    .ctx(|| ctx("splitting the records by person"))?;
+                let writer = match &mut writers[b] {
+                    Some(w) => w,
+                    slot => {
+                        let path = this.dir.join(format!("{b:05}.parquet"));
+                        let file =
+                            std::fs::File::create(&path).map_err(|e| crate::Error::io(&path, e))?;
+                        this.files.push(path);
+                        slot.insert(
+                            ParquetWriter::new(std::io::BufWriter::with_capacity(1 << 16, file))
+                                .with_compression(ParquetCompression::Lz4Raw)
+                                .with_statistics(StatisticsOptions::empty())
+                                .batched(df.schema())
+                                .ctx(|| ctx("creating a bucket of persons"))?,
+                        )
+                    }
+                };
+                writer
+                    .write_batch(&part)
+                    .ctx(|| ctx("writing a bucket of persons"))?;
+            }
+        }
+        for w in writers.into_iter().flatten() {
+            w.finish().ctx(|| ctx("finishing a bucket of persons"))?;
+        }
+        this.files.sort();
+        Ok(this)
+    }
 }
 
 /// A survey source's response-status column (as the accepted records name it) and its
@@ -262,19 +448,14 @@ pub fn units(source: &SourcePlan, table: &TableSpec, accepted: &Path) -> Result<
     }
 }
 
-/// The units of a count table (see [`units`]) as a lazy frame (`None`: a stock without stock
-/// dates), and the records left out of every period; with `lineage`, every unit's record
-/// identity too.
-fn unit_frame(
+/// The columns of the harmonized records a table's units are made from: dimensions, filter,
+/// person and dates, record keys, and the delivery order (with `lineage`, each record's identity).
+fn needed_columns(
     source: &SourcePlan,
     table: &TableSpec,
-    accepted: &Path,
     keyed: Option<&(String, [u8; 32])>,
     lineage: bool,
-) -> Result<(Option<LazyFrame>, Outside)> {
-    let ctx = |what: &str| format!("table {}: {what}", table.id);
-    let file = std::fs::File::open(accepted).map_err(|e| crate::Error::io(accepted, e))?;
-    // Only the columns the table needs: dimensions, filter, person and dates, lineage for order.
+) -> Vec<String> {
     let mut needed: Vec<String> = table.dimensions.clone();
     needed.extend(table.filter.iter().map(|(c, _)| c.clone()));
     needed.extend(source.person_id.as_deref().map(raw_column));
@@ -332,10 +513,37 @@ fn unit_frame(
     }
     needed.sort();
     needed.dedup();
-    let df = ParquetReader::new(file)
-        .with_columns(Some(needed))
-        .finish()
-        .ctx(|| ctx("reading the harmonized records"))?;
+    needed
+}
+
+/// The units of a count table (see [`units`]) as a lazy frame (`None`: a stock without stock
+/// dates), and the records left out of every period; with `lineage`, every unit's record
+/// identity too.
+fn unit_frame(
+    source: &SourcePlan,
+    table: &TableSpec,
+    accepted: &Path,
+    keyed: Option<&(String, [u8; 32])>,
+    lineage: bool,
+) -> Result<(Option<LazyFrame>, Outside)> {
+    let file = std::fs::File::open(accepted).map_err(|e| crate::Error::io(accepted, e))?;
+    let df = crate::error::guard_reader(accepted, || {
+        ParquetReader::new(file)
+            .with_columns(Some(needed_columns(source, table, keyed, lineage)))
+            .finish()
+            .ctx(|| format!("table {}: reading the harmonized records", table.id))
+    })?;
+    units_of(source, table, df, lineage)
+}
+
+/// [`unit_frame`] over records already read (all of a person's records among them).
+fn units_of(
+    source: &SourcePlan,
+    table: &TableSpec,
+    df: DataFrame,
+    lineage: bool,
+) -> Result<(Option<LazyFrame>, Outside)> {
+    let ctx = |what: &str| format!("table {}: {what}", table.id);
     // A stock's filter applies to the ages restated on each stock date, a migration table's
     // to the migrations (every crossing of a person makes their history), below.
     let df = if matches!(
