@@ -220,18 +220,12 @@ impl Validator {
             for (dup, first) in pairs {
                 let at = locate(chunks, dup);
                 let first = locate(chunks, first);
-                let message = match rule {
-                    Rule::Unique => format!(
-                        "duplicate value; first seen in {} record {}",
-                        files[first.file], first.record
-                    ),
-                    _ => format!(
-                        "duplicate primary key ({}); first seen in {} record {}",
-                        self.schema.primary_key.join(", "),
-                        files[first.file],
-                        first.record
-                    ),
-                };
+                let message = duplicate_message(
+                    rule,
+                    &self.schema.primary_key,
+                    &files[first.file],
+                    first.record,
+                );
                 late.push(LateDuplicate {
                     position: dup,
                     file: at.file,
@@ -350,9 +344,11 @@ impl Validator {
                         field: Some(fi),
                         rule: Rule::Unique,
                         raw: raw_at(&chunk.columns[fi], row),
-                        message: format!(
-                            "duplicate value; first seen in {} record {}",
-                            self.files[first.file], first.record
+                        message: duplicate_message(
+                            Rule::Unique,
+                            &self.schema.primary_key,
+                            &self.files[first.file],
+                            first.record,
                         ),
                     })
                 },
@@ -381,11 +377,11 @@ impl Validator {
                         field: (fields.len() == 1).then(|| fields[0]),
                         rule: Rule::PrimaryKey,
                         raw: Some(raw),
-                        message: format!(
-                            "duplicate primary key ({}); first seen in {} record {}",
-                            self.schema.primary_key.join(", "),
-                            self.files[first.file],
-                            first.record
+                        message: duplicate_message(
+                            Rule::PrimaryKey,
+                            &self.schema.primary_key,
+                            &self.files[first.file],
+                            first.record,
                         ),
                     })
                 },
@@ -517,6 +513,18 @@ fn first_wins(
         }
     }
     Ok(())
+}
+
+/// The quarantine message of a duplicate of `rule` (`Unique` or `PrimaryKey`) whose key was
+/// first seen in `file` at `record`, found while its chunk was validated or when runs merged.
+fn duplicate_message(rule: Rule, primary_key: &[String], file: &str, record: u64) -> String {
+    match rule {
+        Rule::Unique => format!("duplicate value; first seen in {file} record {record}"),
+        _ => format!(
+            "duplicate primary key ({}); first seen in {file} record {record}",
+            primary_key.join(", ")
+        ),
+    }
 }
 
 /// Numbers the spill directories of the validators of one process.
