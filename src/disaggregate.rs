@@ -228,11 +228,7 @@ pub fn build_cells(
 /// 1,000,000): above that its records are split into buckets of persons (see
 /// [`build_cells_in`]), so that its memory does not grow with the register.
 pub fn person_bucket_rows() -> usize {
-    std::env::var("MIGSTAT_PERSON_BUCKET_ROWS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(1_000_000)
+    crate::tuning::count("MIGSTAT_PERSON_BUCKET_ROWS", 1_000_000)
 }
 
 /// At most this many bucket files are open at once (beyond `MAX_PERSON_BUCKETS ×

@@ -21,6 +21,7 @@ pub mod vocab;
 pub mod calendar;
 pub mod fault;
 pub mod parallel;
+pub mod tuning;
 pub mod manifest;
 pub mod layout;
 

@@ -86,11 +86,7 @@ type KeyMap = std::collections::HashMap<Key, u32, BuildHasherDefault<PreHashed>>
 /// sets another number (tests use a small one to spill on small inputs); the accepted rows do
 /// not depend on it. Measured at 30 M rows: a 7 M window peaked 100 MiB higher at the same speed.
 pub fn key_window() -> usize {
-    std::env::var("MIGSTAT_KEY_WINDOW")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(3_600_000)
+    crate::tuning::count("MIGSTAT_KEY_WINDOW", 3_600_000)
 }
 
 /// One `unique` field's or the primary key's set: the window in memory and the runs spilled.
