@@ -37,6 +37,7 @@ pub mod residence;
 pub mod disaggregate;
 pub mod calibrate;
 pub mod survey;
+pub mod engine;
 pub mod protect;
 pub mod export;
 pub mod release;

@@ -126,6 +126,12 @@ enum Command {
         /// tables; alone, of every table that has them. The others stay as published.
         #[arg(long = "period", value_delimiter = ',')]
         periods: Vec<String>,
+        /// Where the tables' aggregates are computed: `local` (this process, counting while the
+        /// sources are read), `local-after-pass` (this process, from the accepted files after
+        /// the pass: what a cluster computes) or, built with `--features distributed`,
+        /// `ballista://HOST:PORT` (a Ballista scheduler). The release is the same whichever.
+        #[arg(long, default_value = "local")]
+        engine: String,
     },
     /// Check a release against its manifest: every file present with its size and blake3, and
     /// nothing unlisted. Exit 65 when anything differs.
@@ -391,6 +397,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             full_refresh,
             revise,
             periods,
+            engine,
         } => {
             // SIGTERM and SIGINT stop the run cleanly (see `interrupt`).
             migstat::interrupt::install()?;
@@ -431,6 +438,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                 full_refresh: *full_refresh,
                 revise: revise.clone(),
                 periods: periods.clone(),
+                engine: Some(migstat::engine::from_name(engine)?),
             };
             let manifest = runner::run(&plan, &opts)?;
             let json_lines = matches!(cli.log_format, LogFormat::Json);

@@ -107,6 +107,17 @@ pub struct RunOptions {
     /// Only these periods (SDMX `TIME_PERIOD` labels, `--period`) are revised: a backfill of
     /// earlier periods. Alone (no `revise`), every table with such a period is revised there.
     pub periods: Vec<String>,
+    /// Where the tables' aggregates are computed (`None`: [`crate::engine::Local`]).
+    pub engine: Option<Arc<dyn crate::engine::Engine>>,
+}
+
+impl RunOptions {
+    /// The run's engine.
+    pub fn engine(&self) -> Arc<dyn crate::engine::Engine> {
+        self.engine
+            .clone()
+            .unwrap_or_else(|| Arc::new(crate::engine::Local::new()))
+    }
 }
 
 /// A table's periods for the manifest.
@@ -357,7 +368,7 @@ fn run_locked(
 
     let staging = Out(out).staging(&run_id);
     std::fs::create_dir_all(&staging).at(&staging)?;
-    tracing::info!(run_id = %run_id, pipeline = %plan.pipeline_id, "run started");
+    tracing::info!(run_id = %run_id, pipeline = %plan.pipeline_id, engine = %opts.engine().name(), "run started");
 
     let spec_dir = plan
         .spec_path
@@ -371,6 +382,7 @@ fn run_locked(
     let mut placement: BTreeMap<String, TablePeriods> = BTreeMap::new();
     let mut survey_tables: SurveyTables = BTreeMap::new();
     let mut reused_protection = Vec::new();
+    let engine = opts.engine();
     for src in &plan.sources {
         let t0 = Instant::now();
         if let (Some(prev), Some(report)) = (previous.as_ref(), reusable.get(src.id.as_str())) {
@@ -444,6 +456,7 @@ fn run_locked(
             revise_periods: &opts.periods,
             sources: &sources,
             progress: opts.progress.as_ref(),
+            engine: engine.as_ref(),
         };
         match run_tables(&ctx, partial_tables, survey_tables) {
             Ok(done) => {

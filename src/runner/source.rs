@@ -103,6 +103,10 @@ pub(super) fn run_source(
         .into_iter()
         .filter(|t| t.source == src.id && crate::disaggregate::is_streamed(t))
         .collect();
+    // An engine that does not count while the source is read gets the accepted file after
+    // the pass (see `engine`).
+    let engine = opts.engine();
+    let stream = engine.counts_while_reading();
     let cell_key = secret.map(|s| s.derive("cell key"));
     let mut partials: Vec<PeriodCells> = vec![PeriodCells::default(); streamed.len()];
     let surveyed: Vec<&crate::spec::TableSpec> = plan
@@ -217,10 +221,14 @@ pub(super) fn run_source(
                 h.accepted
             };
             good += rows.height() as u64;
-            for (t, cells) in streamed.iter().zip(partials.iter_mut()) {
+            for (t, cells) in streamed.iter().zip(partials.iter_mut()).filter(|_| stream) {
                 crate::disaggregate::add_chunk(src, t, &rows, cells, cell_key.as_ref())?;
             }
-            if let Some(design) = src.design.as_ref().filter(|_| !surveyed.is_empty()) {
+            if let Some(design) = src
+                .design
+                .as_ref()
+                .filter(|_| stream && !surveyed.is_empty())
+            {
                 let units = design_partial.add_chunk(design, &rows)?;
                 for (t, p) in surveyed.iter().zip(survey_partials.iter_mut()) {
                     p.add_chunk(t, &units, &rows)?;
@@ -251,10 +259,14 @@ pub(super) fn run_source(
             staging,
             plan.chunk_rows,
             |rows| {
-                for (t, cells) in streamed.iter().zip(partials.iter_mut()) {
+                for (t, cells) in streamed.iter().zip(partials.iter_mut()).filter(|_| stream) {
                     crate::disaggregate::add_chunk(src, t, rows, cells, cell_key.as_ref())?;
                 }
-                if let Some(design) = src.design.as_ref().filter(|_| !surveyed.is_empty()) {
+                if let Some(design) = src
+                    .design
+                    .as_ref()
+                    .filter(|_| stream && !surveyed.is_empty())
+                {
                     let units = design_partial.add_chunk(design, rows)?;
                     for (t, p) in surveyed.iter().zip(survey_partials.iter_mut()) {
                         p.add_chunk(t, &units, rows)?;
@@ -303,6 +315,20 @@ pub(super) fn run_source(
             "duplicate keys found after the pass (their first occurrence was spilled); accepted rows rewritten"
         );
         acc = rewritten;
+    }
+    if !stream {
+        let accepted = crate::engine::Accepted {
+            path: accepted_path.clone(),
+            schema: accepted_schema.clone(),
+            chunk_rows: plan.chunk_rows,
+        };
+        partials = streamed
+            .iter()
+            .map(|t| engine.cells(src, t, &accepted, cell_key.as_ref()))
+            .collect::<Result<_>>()?;
+        if src.design.is_some() && !surveyed.is_empty() {
+            (design_partial, survey_partials) = engine.survey(src, &surveyed, &accepted)?;
+        }
     }
     // The design is checked as a whole once every record is in (FPCs, lonely PSUs).
     let mut design_rejections = Vec::new();
@@ -472,24 +498,10 @@ fn drop_late_duplicates(
     let mut offset = 0usize;
     while offset < rows {
         let len = step.min(rows - offset);
-        let df = crate::error::guard_reader(&aside, || {
-            ParquetReader::new(std::fs::File::open(&aside).at(&aside)?)
-                .with_slice(Some((offset, len)))
-                .finish()
-                .ctx(|| format!("reading rows {offset}.. of {}", aside.display()))
-        })?;
+        let df = crate::engine::read_slice(&aside, offset, len)?;
         offset += len;
         // Back to the pass's types (the file holds unsigned integers as Int64).
-        let columns = schema
-            .iter()
-            .map(|(name, dt)| {
-                df.column(name)
-                    .and_then(|c| c.cast(dt))
-                    .ctx(|| format!("reading column `{name}` of {}", aside.display()))
-            })
-            .collect::<Result<Vec<Column>>>()?;
-        let df =
-            DataFrame::new(df.height(), columns).ctx(|| format!("reading {}", aside.display()))?;
+        let df = crate::engine::with_types(df, schema, &aside)?;
         let file = df.column("_file").and_then(|c| c.str().cloned());
         let record = df.column("_record").and_then(|c| c.u64().cloned());
         let line = df.column("_line").and_then(|c| c.u64().cloned());

@@ -28,13 +28,13 @@ pub(super) fn build_table(
     inputs: String,
     partial: Partial,
     secret: Option<&crate::protect::Secret>,
+    engine: &dyn crate::engine::Engine,
 ) -> Result<(
     Vec<OutputFile>,
     Vec<crate::disaggregate::CountTable>,
     Outside,
 )> {
     let source = source_of(plan, table)?;
-    let accepted = Release(staging).accepted(&source.id);
     let key = secret.map(|s| s.derive("cell key"));
     let (tables, outside) = match partial {
         Partial::Cells(cells) => (
@@ -51,13 +51,35 @@ pub(super) fn build_table(
                 Outside::default(),
             )
         }
-        Partial::None => crate::disaggregate::build(source, table, &accepted, key.as_ref())?,
+        Partial::None => {
+            let accepted = accepted_of(plan, source, staging);
+            let cells = engine.cells(source, table, &accepted, key.as_ref())?;
+            (
+                crate::disaggregate::finish_all(table, &cells)?,
+                cells.outside,
+            )
+        }
     };
     let mut files = Vec::new();
     for t in &tables {
         files.push(write_restricted_table(plan, table, staging, inputs.clone(), t)?.0);
     }
     Ok((files, tables, outside))
+}
+
+/// A source's accepted records in `staging`, with the types its pass gave them.
+pub(super) fn accepted_of(
+    plan: &Plan,
+    source: &SourcePlan,
+    staging: &Path,
+) -> crate::engine::Accepted {
+    let mut schema = Validator::new(&source.id, &source.schema, Vec::new()).accepted_schema();
+    Harmonizer::new(plan, source).extend_schema(&mut schema);
+    crate::engine::Accepted {
+        path: Release(staging).accepted(&source.id),
+        schema,
+        chunk_rows: plan.chunk_rows,
+    }
 }
 
 pub(super) fn source_of<'a>(
@@ -128,6 +150,7 @@ pub(super) struct GroupContext<'a> {
     /// Only these periods (all when empty).
     pub(super) revise_periods: &'a [String],
     pub(super) inputs: String,
+    pub(super) engine: &'a dyn crate::engine::Engine,
 }
 
 /// What a protected group left in the release.
@@ -152,8 +175,9 @@ pub(super) fn protect_group(
     let cells = match union {
         Some(c) => c,
         None => {
-            let accepted = Release(ctx.staging).accepted(&source.id);
-            crate::disaggregate::build_cells(source, &group.union, &accepted, key.as_ref())?
+            let accepted = accepted_of(plan, source, ctx.staging);
+            ctx.engine
+                .cells(source, &group.union, &accepted, key.as_ref())?
         }
     };
     let mut done = GroupDone {
@@ -404,6 +428,8 @@ pub(super) struct TablesContext<'a> {
     /// The source pass's reports (reused sources' tables are already in the release).
     pub(super) sources: &'a [SourceReport],
     pub(super) progress: Option<&'a std::sync::Arc<dyn super::Progress>>,
+    /// Where the aggregates not counted during the source pass are computed.
+    pub(super) engine: &'a dyn crate::engine::Engine,
 }
 
 /// What the table stage wrote and found.
@@ -434,6 +460,7 @@ pub(super) fn run_tables(
         revise_periods,
         sources,
         progress,
+        engine,
     } = *cx;
     let mut done = TablesDone::default();
     let TablesDone {
@@ -483,6 +510,7 @@ pub(super) fn run_tables(
             inputs_of(&table.source),
             partial,
             secret,
+            engine,
         ) {
             Ok((files, tables, outside)) => {
                 outputs.extend(files);
@@ -518,6 +546,7 @@ pub(super) fn run_tables(
             revise: revision.revises(group),
             revise_periods,
             inputs: inputs_of(&group.source),
+            engine,
         };
         let r = crate::interrupt::check().and_then(|()| protect_group(&ctx, group, union, frames));
         let step = finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;

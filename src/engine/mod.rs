@@ -1,0 +1,267 @@
+//! The engine seam: where a table's aggregates are computed. It owns the one interface behind
+//! which the finest cells of a count table ([`PeriodCells`]) and the partial sums of a source's
+//! survey tables ([`SurveySums`]) are computed from the harmonized records of a source (its
+//! accepted Parquet file, [`Accepted`]); everything after them (roll-up, variance, protection,
+//! publishing) runs unchanged on what comes back.
+//!
+//! Input: a source's plan, a table's definition, the accepted records, the cell-key key.
+//! Output: mergeable partials — the same values whichever engine computed them.
+//!
+//! [`Local`] is the default: migstat's own polars code in this process. By default it counts
+//! the tables of records and events and the survey sums while the source is read (one pass,
+//! nothing read twice); [`Local::after_pass`] counts them from the accepted file instead, the way
+//! an engine that runs elsewhere must, and is the reference such an engine is tested against.
+
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+
+use crate::disaggregate::PeriodCells;
+use crate::error::{IoContext, PolarsContext};
+use crate::spec::{SourcePlan, TableSpec};
+use crate::{Error, Result};
+
+/// A source's accepted (harmonized) records: the Parquet file, and the types the source pass
+/// gave its columns (the file stores unsigned integers as signed ones), so that what an engine
+/// reads back is what the pass counted.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub path: PathBuf,
+    pub schema: Schema,
+    /// Records read at once when the file is read in slices.
+    pub chunk_rows: usize,
+}
+
+/// A source's survey sums: the design's partial and each survey table's partial, in the order
+/// of the tables asked for.
+pub type SurveySums = (crate::survey::DesignPartial, Vec<crate::survey::Partial>);
+
+/// Where the tables' aggregates are computed.
+pub trait Engine: Send + Sync + std::fmt::Debug {
+    /// What the run log and manifest call it (`local`, `ballista://host:port`, …).
+    fn name(&self) -> String;
+
+    /// Whether the source pass counts its streamed tables and survey sums while it reads the
+    /// source (then [`Engine::cells`] is asked only for tables of persons and group unions
+    /// that were not counted, and [`Engine::survey`] never).
+    fn counts_while_reading(&self) -> bool;
+
+    /// The finest cells of `table`, per period, from its source's accepted records.
+    fn cells(
+        &self,
+        source: &SourcePlan,
+        table: &TableSpec,
+        accepted: &Accepted,
+        key: Option<&[u8; 32]>,
+    ) -> Result<PeriodCells>;
+
+    /// The survey sums of `tables` (all of `source`) from its accepted records.
+    fn survey(
+        &self,
+        source: &SourcePlan,
+        tables: &[&TableSpec],
+        accepted: &Accepted,
+    ) -> Result<SurveySums>;
+}
+
+/// migstat's own polars code, in this process.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Local {
+    after_pass: bool,
+}
+
+impl Local {
+    /// The default engine: streamed tables counted while the source is read.
+    pub fn new() -> Self {
+        Local { after_pass: false }
+    }
+
+    /// Every aggregate computed from the accepted file after the pass, as a remote engine
+    /// computes them (`--engine local-after-pass`).
+    pub fn after_pass() -> Self {
+        Local { after_pass: true }
+    }
+}
+
+impl Engine for Local {
+    fn name(&self) -> String {
+        if self.after_pass {
+            "local-after-pass".into()
+        } else {
+            "local".into()
+        }
+    }
+
+    fn counts_while_reading(&self) -> bool {
+        !self.after_pass
+    }
+
+    fn cells(
+        &self,
+        source: &SourcePlan,
+        table: &TableSpec,
+        accepted: &Accepted,
+        key: Option<&[u8; 32]>,
+    ) -> Result<PeriodCells> {
+        if !crate::disaggregate::is_streamed(table) {
+            return crate::disaggregate::build_cells(source, table, &accepted.path, key);
+        }
+        let mut cells = PeriodCells::default();
+        for_each_slice(accepted, |rows| {
+            crate::disaggregate::add_chunk(source, table, rows, &mut cells, key)
+        })?;
+        Ok(cells)
+    }
+
+    fn survey(
+        &self,
+        source: &SourcePlan,
+        tables: &[&TableSpec],
+        accepted: &Accepted,
+    ) -> Result<SurveySums> {
+        let mut design_partial = crate::survey::DesignPartial::default();
+        let mut partials = vec![crate::survey::Partial::default(); tables.len()];
+        if let Some(design) = source.design.as_ref().filter(|_| !tables.is_empty()) {
+            for_each_slice(accepted, |rows| {
+                let units = design_partial.add_chunk(design, rows)?;
+                for (t, p) in tables.iter().zip(partials.iter_mut()) {
+                    p.add_chunk(t, &units, rows)?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok((design_partial, partials))
+    }
+}
+
+/// The engine a run names: `local` (the default), `local-after-pass`, or with the
+/// `distributed` feature `ballista://HOST:PORT`.
+pub fn from_name(name: &str) -> Result<std::sync::Arc<dyn Engine>> {
+    match name {
+        "" | "local" => Ok(std::sync::Arc::new(Local::new())),
+        "local-after-pass" => Ok(std::sync::Arc::new(Local::after_pass())),
+        other => Err(Error::Usage(format!(
+            "unknown engine {}: use `local` or `local-after-pass`{}",
+            crate::error::quote(other),
+            if other.starts_with("ballista://") {
+                " (a Ballista cluster needs migstat built with `--features distributed`)"
+            } else {
+                ""
+            }
+        ))),
+    }
+}
+
+/// Call `f` on the accepted records, `chunk_rows` at a time in file order, each slice with the
+/// pass's column types.
+pub fn for_each_slice(
+    accepted: &Accepted,
+    mut f: impl FnMut(&DataFrame) -> Result<()>,
+) -> Result<()> {
+    let path = &accepted.path;
+    let rows = std::fs::File::open(path).at(path).and_then(|file| {
+        ParquetReader::new(file)
+            .num_rows()
+            .ctx(|| format!("reading {}", path.display()))
+    })?;
+    let step = accepted.chunk_rows.max(1);
+    let mut offset = 0usize;
+    while offset < rows {
+        crate::interrupt::check()?;
+        let len = step.min(rows - offset);
+        let df = read_slice(path, offset, len)?;
+        offset += len;
+        f(&with_types(df, &accepted.schema, path)?)?;
+    }
+    Ok(())
+}
+
+/// Rows `offset..offset + len` of a Parquet file (a damaged file is an error, not a panic).
+pub fn read_slice(path: &Path, offset: usize, len: usize) -> Result<DataFrame> {
+    crate::error::guard_reader(path, || {
+        ParquetReader::new(std::fs::File::open(path).at(path)?)
+            .with_slice(Some((offset, len)))
+            .finish()
+            .ctx(|| format!("reading rows {offset}.. of {}", path.display()))
+    })
+}
+
+/// `df`'s columns in `schema`'s order and types.
+pub fn with_types(df: DataFrame, schema: &Schema, path: &Path) -> Result<DataFrame> {
+    let columns = schema
+        .iter()
+        .map(|(name, dt)| {
+            df.column(name)
+                .and_then(|c| c.cast(dt))
+                .ctx(|| format!("reading column `{name}` of {}", path.display()))
+        })
+        .collect::<Result<Vec<Column>>>()?;
+    DataFrame::new(df.height(), columns).ctx(|| format!("reading {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engines_are_named_and_unknown_ones_refused() {
+        let local = from_name("local").unwrap();
+        assert!(local.counts_while_reading());
+        assert_eq!(local.name(), "local");
+        let after = from_name("local-after-pass").unwrap();
+        assert!(!after.counts_while_reading());
+        for bad in ["spark://h:1", "LOCAL", "local "] {
+            let e = from_name(bad).unwrap_err();
+            assert!(matches!(e, Error::Usage(_)), "{bad}: {e}");
+        }
+        // An unbounded name is quoted, capped.
+        let long = "x".repeat(10_000);
+        assert!(from_name(&long).unwrap_err().to_string().len() < 300);
+    }
+
+    #[test]
+    fn slices_come_back_in_order_with_the_pass_types() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.parquet");
+        let n = 1_003u32;
+        let mut df = df!(
+            "AGE" => (0..n).map(i64::from).collect::<Vec<_>>(),
+            "SEX" => (0..n).map(|i| if i % 2 == 0 { "F" } else { "M" }).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        ParquetWriter::new(std::fs::File::create(&path).unwrap())
+            .finish(&mut df)
+            .unwrap();
+        let mut schema = Schema::default();
+        schema.with_column("SEX".into(), DataType::String);
+        schema.with_column("AGE".into(), DataType::UInt32);
+        let accepted = Accepted {
+            path,
+            schema,
+            chunk_rows: 100,
+        };
+        let mut seen = Vec::new();
+        let mut heights = Vec::new();
+        for_each_slice(&accepted, |rows| {
+            heights.push(rows.height());
+            let names: Vec<String> = rows
+                .get_column_names()
+                .iter()
+                .map(|n| n.to_string())
+                .collect();
+            assert_eq!(names, ["SEX", "AGE"]);
+            seen.extend(
+                rows.column("AGE")
+                    .unwrap()
+                    .u32()
+                    .unwrap()
+                    .into_no_null_iter(),
+            );
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, (0..n).collect::<Vec<_>>());
+        assert_eq!(heights.len(), 11);
+        assert_eq!(heights.last(), Some(&3));
+    }
+}
