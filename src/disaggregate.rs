@@ -168,6 +168,37 @@ pub fn finish_all(table: &TableSpec, cells: &PeriodCells) -> Result<Vec<CountTab
 /// Column of period indexes added by [`place`].
 pub const PERIOD: &str = "_period";
 
+/// The period a record dated `day` (days since 1970; `None`: no date) falls in, or `None` with
+/// `weight` records counted in `outside` under the reason.
+fn period_of(
+    day: Option<i32>,
+    periods: &Periods,
+    outside: &mut Outside,
+    weight: u64,
+) -> Option<u32> {
+    match day.and_then(crate::calendar::date_of_days) {
+        None => {
+            outside.no_date += weight;
+            None
+        }
+        Some(d) => match periods.place(d) {
+            Placed::In(i) => Some(i as u32),
+            Placed::Before => {
+                outside.before += weight;
+                None
+            }
+            Placed::After => {
+                outside.after += weight;
+                None
+            }
+            Placed::Gap => {
+                outside.between += weight;
+                None
+            }
+        },
+    }
+}
+
 /// Add the `_period` column (the index of the period each record's event date falls in) and
 /// keep the records placed; count the others.
 fn place(df: DataFrame, periods: &Periods) -> PolarsResult<(DataFrame, Outside)> {
@@ -178,27 +209,7 @@ fn place(df: DataFrame, periods: &Periods) -> PolarsResult<(DataFrame, Outside)>
             let days = df.column(&raw_column(date))?.to_physical_repr();
             let days = days.i32()?;
             days.iter()
-                .map(|d| match d.and_then(crate::calendar::date_of_days) {
-                    None => {
-                        outside.no_date += 1;
-                        None
-                    }
-                    Some(d) => match periods.place(d) {
-                        Placed::In(i) => Some(i as u32),
-                        Placed::Before => {
-                            outside.before += 1;
-                            None
-                        }
-                        Placed::After => {
-                            outside.after += 1;
-                            None
-                        }
-                        Placed::Gap => {
-                            outside.between += 1;
-                            None
-                        }
-                    },
-                })
+                .map(|d| period_of(d, periods, &mut outside, 1))
                 .collect()
         }
     };
@@ -212,6 +223,82 @@ fn place(df: DataFrame, periods: &Periods) -> PolarsResult<(DataFrame, Outside)>
         df
     };
     Ok((df, outside))
+}
+
+/// Add to `cells` a streamed table's records already grouped elsewhere (an engine's result):
+/// one row per (event date, cell) with the date column `date` (the table's `periods.date`, raw;
+/// absent for a table without one), the table's dimensions, the count `n` and, for the cell key
+/// method, the sum of the records' keys `_key`. Each date is placed in its period as
+/// [`add_chunk`] places each record, the records outside every period counted by reason.
+pub fn add_grouped(
+    table: &TableSpec,
+    date: Option<&str>,
+    grouped: DataFrame,
+    cells: &mut PeriodCells,
+) -> Result<()> {
+    let ctx = |what: &str| format!("table {}: {what} of the grouped records", table.id);
+    let u64s = |name: &str| -> Result<Vec<u64>> {
+        let c = grouped
+            .column(name)
+            .ctx(|| ctx(name))?
+            .cast(&DataType::UInt64)
+            .ctx(|| ctx(name))?;
+        Ok(c.u64()
+            .ctx(|| ctx(name))?
+            .iter()
+            .map(|v| v.unwrap_or(0))
+            .collect())
+    };
+    let n = u64s(crate::vocab::column::COUNT)?;
+    let keys = match grouped.column("_key") {
+        Ok(_) => Some(u64s("_key")?),
+        Err(_) => None,
+    };
+    let days: Option<Vec<Option<i32>>> = match date {
+        None => None,
+        Some(d) => {
+            let c = grouped
+                .column(d)
+                .ctx(|| ctx(d))?
+                .cast(&DataType::Date)
+                .ctx(|| ctx(d))?
+                .to_physical_repr();
+            Some(c.i32().ctx(|| ctx(d))?.iter().collect())
+        }
+    };
+    let dims: Vec<StringChunked> = table
+        .dimensions
+        .iter()
+        .map(|d| -> Result<StringChunked> {
+            let c = grouped
+                .column(d)
+                .ctx(|| ctx(d))?
+                .cast(&DataType::String)
+                .ctx(|| ctx(d))?;
+            Ok(c.str().ctx(|| ctx(d))?.clone())
+        })
+        .collect::<Result<_>>()?;
+    for row in 0..grouped.height() {
+        let period = match &days {
+            None => Some(0),
+            Some(days) => period_of(days[row], &table.periods, &mut cells.outside, n[row]),
+        };
+        let Some(period) = period else { continue };
+        let key: Vec<String> = dims
+            .iter()
+            .map(|c| c.get(row).unwrap_or(crate::vocab::UNKNOWN).to_string())
+            .collect();
+        *cells
+            .by_period
+            .entry(period as usize)
+            .or_default()
+            .entry(key)
+            .or_default() += Tally {
+            n: n[row],
+            key: keys.as_ref().map_or(0, |k| k[row] as u32),
+        };
+    }
+    Ok(())
 }
 
 /// The finest cells of one table, per period, from the harmonized records in `accepted`.

@@ -157,6 +157,11 @@ pub enum Error {
     #[error("{0}")]
     Locked(String),
 
+    /// The engine computing the tables failed: its cluster cannot be reached, or a query on it
+    /// failed (the message says which table and what the engine answered, capped).
+    #[error("engine: {0}")]
+    Engine(String),
+
     #[error("internal error (a bug in migstat, please report it): {0}")]
     Internal(String),
 
@@ -212,7 +217,10 @@ impl Error {
             Error::Locked(_) => exit::LOCKED,
             Error::Rejected(_) => exit::DATA_REJECTED,
             Error::Internal(_) => exit::INTERNAL,
-            Error::Io { .. } | Error::Polars { .. } | Error::Unreadable { .. } => exit::RUNTIME,
+            Error::Io { .. }
+            | Error::Polars { .. }
+            | Error::Unreadable { .. }
+            | Error::Engine(_) => exit::RUNTIME,
             // As a shell reports a process a signal ended: 143 for SIGTERM, 130 for SIGINT.
             Error::Interrupted(s) => 128 + s,
         }

@@ -26,7 +26,8 @@ use crate::quarantine::{Issue, Rule};
 use crate::spec::schema::{Field, FieldType, FieldsMatch, TableSchema, TimeOfDay};
 use crate::spec::{Encoding, Format, SourcePlan};
 
-// The one module with unsafe code: calls into ReadStat's C API (see its doc).
+// Unsafe code: calls into ReadStat's C API (see its doc); the other place is the Arrow C Data
+// Interface of the distributed engine (`engine::ballista::import`).
 #[cfg(feature = "readstat")]
 #[allow(unsafe_code)]
 mod statfile;

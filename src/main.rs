@@ -271,6 +271,51 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },
+    /// Run a process of a Ballista cluster for `migstat run --engine ballista://HOST:PORT`
+    /// (built with `--features distributed`): a scheduler, or an executor registered with one.
+    #[cfg(feature = "distributed")]
+    Engine {
+        #[command(subcommand)]
+        role: EngineRole,
+    },
+}
+
+#[cfg(feature = "distributed")]
+#[derive(Subcommand)]
+enum EngineRole {
+    /// A Ballista scheduler: plans the tables' queries and hands their tasks to the executors.
+    Scheduler {
+        /// Address to listen on (gRPC), HOST:PORT.
+        #[arg(long, default_value = "127.0.0.1:50050")]
+        bind: String,
+    },
+    /// A Ballista executor: runs tasks over the accepted Parquet files (which it must be able
+    /// to read at the same paths as the coordinator). Tables protected by the cell key method
+    /// need the run's protection key: from MIGSTAT_PROTECTION_KEY, or --key-file.
+    Executor {
+        /// The scheduler, HOST:PORT.
+        #[arg(long, default_value = "127.0.0.1:50050")]
+        scheduler: String,
+        /// Host to listen on and advertise.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind_host: String,
+        /// Arrow Flight port (results and shuffles).
+        #[arg(long, default_value_t = 50051)]
+        port: u16,
+        /// gRPC port (tasks from the scheduler).
+        #[arg(long, default_value_t = 50052)]
+        grpc_port: u16,
+        /// Directory for shuffle files (default: a temporary directory).
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+        /// Tasks run at once (default: the machine's cores).
+        #[arg(long, default_value_t = 0)]
+        concurrent_tasks: usize,
+        /// The protection key file (read only, never created), when MIGSTAT_PROTECTION_KEY
+        /// is not set.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+    },
 }
 
 fn init_logging(cli: &Cli) {
@@ -683,6 +728,45 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             let written = migstat::sample::generate_only(out, *scale, *seed, only)?;
             for (path, rows) in written {
                 outln!("{:>12} rows  {}", rows, path.display());
+            }
+            Ok(exit::OK)
+        }
+        #[cfg(feature = "distributed")]
+        Command::Engine { role } => {
+            use migstat::engine::ballista;
+            match role {
+                EngineRole::Scheduler { bind } => ballista::run_scheduler(bind)?,
+                EngineRole::Executor {
+                    scheduler,
+                    bind_host,
+                    port,
+                    grpc_port,
+                    work_dir,
+                    concurrent_tasks,
+                    key_file,
+                } => {
+                    let source = migstat::protect::KeySource {
+                        file: key_file.clone(),
+                        ..Default::default()
+                    };
+                    if let Some(f) = key_file.as_ref().filter(|f| !f.exists()) {
+                        return Err(Error::Usage(format!(
+                            "--key-file {}: no such file (an executor never creates a key)",
+                            f.display()
+                        )));
+                    }
+                    let key =
+                        migstat::protect::Secret::resolve(&source)?.map(|s| s.derive("cell key"));
+                    ballista::run_executor(
+                        scheduler,
+                        bind_host,
+                        *port,
+                        *grpc_port,
+                        work_dir.as_deref(),
+                        *concurrent_tasks,
+                        key,
+                    )?
+                }
             }
             Ok(exit::OK)
         }

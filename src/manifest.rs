@@ -176,7 +176,8 @@ pub struct Manifest {
     /// blake3 of every source's `input_key`: a rerun with the same key has nothing to do.
     #[serde(default)]
     pub run_key: String,
-    /// Seconds per stage: `source:<id>` (read, validate, harmonize, streamed tables),
+    /// Seconds per stage: `source:<id>` (read, validate, harmonize, streamed tables; with an
+    /// engine that counts after the pass, its counting too, also alone as `engine:<id>`),
     /// `table:<id>` (build and write a table outside a protected group, or a survey table's
     /// estimates), `group:<id>` (build, protect and write a group's tables, from its start to
     /// its end: count groups run side by side, so their seconds overlap) and `documents`

@@ -12,6 +12,9 @@
 //! nothing read twice); [`Local::after_pass`] counts them from the accepted file instead, the way
 //! an engine that runs elsewhere must, and is the reference such an engine is tested against.
 
+#[cfg(feature = "distributed")]
+pub mod ballista;
+
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
@@ -30,6 +33,20 @@ pub struct Accepted {
     pub schema: Schema,
     /// Records read at once when the file is read in slices.
     pub chunk_rows: usize,
+}
+
+impl Accepted {
+    /// The accepted file of `source` at `path`, with the column types its pass gives them.
+    pub fn of(plan: &crate::spec::Plan, source: &SourcePlan, path: PathBuf) -> Self {
+        let mut schema = crate::validate::Validator::new(&source.id, &source.schema, Vec::new())
+            .accepted_schema();
+        crate::harmonize::Harmonizer::new(plan, source).extend_schema(&mut schema);
+        Accepted {
+            path,
+            schema,
+            chunk_rows: plan.chunk_rows,
+        }
+    }
 }
 
 /// A source's survey sums: the design's partial and each survey table's partial, in the order
@@ -135,11 +152,16 @@ impl Engine for Local {
 }
 
 /// The engine a run names: `local` (the default), `local-after-pass`, or with the
-/// `distributed` feature `ballista://HOST:PORT`.
+/// `distributed` feature `ballista://HOST:PORT` (connected here: an unreachable scheduler is an
+/// error before anything is read).
 pub fn from_name(name: &str) -> Result<std::sync::Arc<dyn Engine>> {
     match name {
         "" | "local" => Ok(std::sync::Arc::new(Local::new())),
         "local-after-pass" => Ok(std::sync::Arc::new(Local::after_pass())),
+        #[cfg(feature = "distributed")]
+        url if url.starts_with("ballista://") => {
+            Ok(std::sync::Arc::new(ballista::Ballista::connect(url)?))
+        }
         other => Err(Error::Usage(format!(
             "unknown engine {}: use `local` or `local-after-pass`{}",
             crate::error::quote(other),

@@ -409,6 +409,9 @@ fn run_locked(
                 partial_tables.extend(pass.cells);
                 survey_tables.extend(pass.surveys);
                 rejections.extend(pass.rejections);
+                if let Some(took) = pass.engine_seconds {
+                    seconds.insert(format!("engine:{}", src.id), took);
+                }
                 report.seconds = (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
                 report.input_key = keys.get(&src.id).cloned().unwrap_or_default();
                 seconds.insert(format!("source:{}", src.id), report.seconds);

@@ -21,6 +21,9 @@ pub(super) struct SourcePass {
     pub(super) surveys: SurveyTables,
     /// Design problems found in the data (a stratum with one PSU under `lonely_psu = "fail"`, …).
     pub(super) rejections: Vec<Rejection>,
+    /// Seconds the engine took to count the source's tables after the pass (an engine that
+    /// does not count while the source is read).
+    pub(super) engine_seconds: Option<f64>,
 }
 
 /// The rejection of a source whose quarantined fraction exceeds its tolerance, naming the top rules.
@@ -316,7 +319,9 @@ pub(super) fn run_source(
         );
         acc = rewritten;
     }
+    let mut engine_seconds = None;
     if !stream {
+        let t0 = std::time::Instant::now();
         let accepted = crate::engine::Accepted {
             path: accepted_path.clone(),
             schema: accepted_schema.clone(),
@@ -329,6 +334,9 @@ pub(super) fn run_source(
         if src.design.is_some() && !surveyed.is_empty() {
             (design_partial, survey_partials) = engine.survey(src, &surveyed, &accepted)?;
         }
+        let took = (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+        tracing::info!(source = %src.id, engine = %engine.name(), tables = streamed.len(), seconds = took, "tables counted by the engine");
+        engine_seconds = Some(took);
     }
     // The design is checked as a whole once every record is in (FPCs, lonely PSUs).
     let mut design_rejections = Vec::new();
@@ -441,6 +449,7 @@ pub(super) fn run_source(
             .collect(),
         surveys: survey_tables,
         rejections: design_rejections,
+        engine_seconds,
     })
 }
 

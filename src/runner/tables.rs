@@ -73,13 +73,7 @@ pub(super) fn accepted_of(
     source: &SourcePlan,
     staging: &Path,
 ) -> crate::engine::Accepted {
-    let mut schema = Validator::new(&source.id, &source.schema, Vec::new()).accepted_schema();
-    Harmonizer::new(plan, source).extend_schema(&mut schema);
-    crate::engine::Accepted {
-        path: Release(staging).accepted(&source.id),
-        schema,
-        chunk_rows: plan.chunk_rows,
-    }
+    crate::engine::Accepted::of(plan, source, Release(staging).accepted(&source.id))
 }
 
 pub(super) fn source_of<'a>(

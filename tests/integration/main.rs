@@ -9,6 +9,8 @@
 
 mod cli;
 mod codelists;
+#[cfg(feature = "distributed")]
+mod distributed;
 mod fixtures;
 mod fuzz;
 mod ingest;

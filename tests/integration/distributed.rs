@@ -1,0 +1,291 @@
+//! The distributed engine (issue 20, feature `distributed`): a Ballista scheduler and two
+//! executors started as separate processes on localhost (`migstat engine scheduler|executor`),
+//! and the default pipeline and a generated 10 M-row delivery run through them: every file of
+//! the release must be byte-identical to the local run's. Also: an executor holding another
+//! protection key fails the run instead of adding other noise; an unreachable scheduler is an
+//! engine error before anything is published.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{migstat, repo};
+
+/// The protection key of every run and executor here (not the repository's key file).
+const KEY: &str = "distributed-test-key-0123456789";
+
+/// The spec `text` with its border crossings protected by the cell key method instead of
+/// rounding (the sample's cell-key table is a table of persons): the records' keys are then
+/// computed on the executors, each with its own protection key.
+fn keyed(text: &str) -> String {
+    let at = text
+        .find("[tables.border_crossings]")
+        .expect("a border crossings table");
+    let (head, tail) = text.split_at(at);
+    let rounded = "protect = { method = \"round\", base = 5 }";
+    assert!(tail.contains(rounded));
+    format!(
+        "{head}{}",
+        tail.replacen(rounded, "protect = { method = \"cell_key\" }", 1)
+    )
+}
+
+/// A port free now on localhost.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16, what: &str, child: &mut Child) {
+    let t0 = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited: {status}");
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "{what} does not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The cluster's processes, killed when dropped.
+struct Cluster {
+    scheduler: String,
+    children: Vec<Child>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn spawn(args: &[&str], envs: &[(&str, &str)], log: &Path) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_migstat"));
+    cmd.args(args)
+        .current_dir(repo())
+        .env_remove("MIGSTAT_PROTECTION_KEY")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(log.with_extension("out")).unwrap())
+        .stderr(std::fs::File::create(log.with_extension("err")).unwrap());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("migstat starts")
+}
+
+/// A scheduler and `executors` executors, each executor holding `keys[i]`.
+fn start(dir: &Path, keys: &[&str]) -> Cluster {
+    let port = free_port();
+    let scheduler = format!("127.0.0.1:{port}");
+    let mut cluster = Cluster {
+        scheduler: scheduler.clone(),
+        children: Vec::new(),
+    };
+    let mut child = spawn(
+        &["engine", "scheduler", "--bind", &scheduler],
+        &[],
+        &dir.join("scheduler"),
+    );
+    wait_for_port(port, "the scheduler", &mut child);
+    cluster.children.push(child);
+    for (i, key) in keys.iter().enumerate() {
+        let (flight, grpc) = (free_port(), free_port());
+        let work = dir.join(format!("executor-{i}"));
+        std::fs::create_dir_all(&work).unwrap();
+        let mut child = spawn(
+            &[
+                "engine",
+                "executor",
+                "--scheduler",
+                &scheduler,
+                "--port",
+                &flight.to_string(),
+                "--grpc-port",
+                &grpc.to_string(),
+                "--work-dir",
+                work.to_str().unwrap(),
+                "--concurrent-tasks",
+                "2",
+            ],
+            &[("MIGSTAT_PROTECTION_KEY", key)],
+            &work,
+        );
+        wait_for_port(flight, "an executor", &mut child);
+        wait_for_port(grpc, "an executor", &mut child);
+        cluster.children.push(child);
+    }
+    // The executors register with the scheduler as they start.
+    std::thread::sleep(Duration::from_secs(2));
+    cluster
+}
+
+fn run(spec: &Path, out: &Path, engine: &str) -> std::process::Output {
+    migstat(
+        &[
+            "-q",
+            "run",
+            spec.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--engine",
+            engine,
+        ],
+        &[("MIGSTAT_PROTECTION_KEY", KEY)],
+    )
+}
+
+/// (path, blake3) of every file the release lists, and its row accounting.
+fn release_files(out: &Path) -> Vec<(String, String)> {
+    crate::manifest(out)
+        .outputs
+        .iter()
+        .map(|f| (f.path.clone(), f.blake3.clone()))
+        .collect()
+}
+
+/// The default pipeline's spec with its data in `dir` (the repository's sample).
+fn default_spec(dir: &Path) -> PathBuf {
+    let spec = std::fs::read_to_string(repo().join("pipelines/observatory.toml"))
+        .unwrap()
+        .replace("\"../", &format!("\"{}/", repo().display()));
+    let spec = keyed(&spec);
+    let path = dir.join("pipeline.toml");
+    std::fs::write(&path, spec).unwrap();
+    path
+}
+
+fn assert_same_release(spec: &Path, dir: &Path, cluster: &Cluster, tables: &[&str]) {
+    let (local, remote) = (dir.join("out-local"), dir.join("out-ballista"));
+    let o = run(spec, &local, "local");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = run(spec, &remote, &format!("ballista://{}", cluster.scheduler));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let (a, b) = (release_files(&local), release_files(&remote));
+    for t in tables {
+        assert!(
+            a.iter()
+                .any(|(p, _)| p.starts_with(&format!("public/tables/{t}"))),
+            "no {t} published"
+        );
+    }
+    assert_eq!(a, b);
+    let (ma, mb) = (crate::manifest(&local), crate::manifest(&remote));
+    for (x, y) in ma.sources.iter().zip(&mb.sources) {
+        assert_eq!(
+            (x.rows_read, x.rows_accepted, x.rows_quarantined),
+            (y.rows_read, y.rows_accepted, y.rows_quarantined)
+        );
+    }
+}
+
+#[test]
+fn a_ballista_cluster_publishes_the_local_release() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = start(tmp.path(), &[KEY, KEY]);
+
+    // The default pipeline: tables of events (border crossings, with the cell key method in
+    // the sample's spec where it applies), persons, surveys, protected groups.
+    let sample = tmp.path().join("sample");
+    std::fs::create_dir_all(&sample).unwrap();
+    let spec = default_spec(&sample);
+    assert_same_release(
+        &spec,
+        &sample,
+        &cluster,
+        &[
+            "border_crossings",
+            "asylum",
+            "permit_stock",
+            "survey_population",
+        ],
+    );
+
+    // A generated delivery of 10 M border crossings (rows: MIGSTAT_DISTRIBUTED_ROWS).
+    let rows: u64 = std::env::var("MIGSTAT_DISTRIBUTED_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000_000);
+    let big = tmp.path().join("big");
+    let data = big.join("data");
+    let o = migstat(
+        &[
+            "-q",
+            "sample",
+            "--out",
+            data.to_str().unwrap(),
+            "--scale",
+            &(rows / 20_000).max(1).to_string(),
+            "--only",
+            "border",
+        ],
+        &[],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let spec = std::fs::read_to_string(repo().join("benches/duckdb/pipeline.toml"))
+        .unwrap()
+        .replace("@DATA@", data.to_str().unwrap())
+        .replace("@REPO@", repo().to_str().unwrap());
+    let spec = keyed(&spec);
+    let spec_path = big.join("pipeline.toml");
+    std::fs::write(&spec_path, spec).unwrap();
+    assert_same_release(&spec_path, &big, &cluster, &["border_crossings"]);
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[test]
+fn an_executor_with_another_key_fails_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = start(tmp.path(), &["another-key-of-twenty-chars"]);
+    let spec = default_spec(tmp.path());
+    let out = tmp.path().join("out");
+    let o = run(&spec, &out, &format!("ballista://{}", cluster.scheduler));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("another protection key"), "{err}");
+    assert!(
+        !err.contains(KEY) && !err.contains("another-key-of"),
+        "{err}"
+    );
+    assert!(!out.join("current").exists());
+}
+
+#[test]
+fn an_unreachable_scheduler_is_an_engine_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = default_spec(tmp.path());
+    let out = tmp.path().join("out");
+    let o = run(
+        &spec,
+        &out,
+        &format!("ballista://127.0.0.1:{}", free_port()),
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("Ballista scheduler"), "{err}");
+    assert!(!out.join("current").exists());
+}
