@@ -98,18 +98,34 @@ impl Ballista {
         })
     }
 
-    /// The rows of `sql` over the accepted file registered as `accepted`, as one polars frame.
-    fn query(&self, accepted: &Path, sql: &str, what: &str) -> Result<DataFrame> {
+    /// The rows of `sql(name)` over the accepted file registered as `name`, as one polars
+    /// frame. Each call registers the file under a name of its own, so that calls from
+    /// several threads (groups run side by side) never read each other's file.
+    fn query(
+        &self,
+        accepted: &Path,
+        sql: impl Fn(&str) -> String,
+        what: &str,
+    ) -> Result<DataFrame> {
+        static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let name = format!(
+            "accepted_{}",
+            CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
         let path = accepted
             .to_str()
             .ok_or_else(|| Error::Engine(format!("{}: not a UTF-8 path", accepted.display())))?;
+        let sql = sql(&name);
+        tracing::debug!(%sql, "planned on the cluster");
         let batches = self.runtime.block_on(async {
-            let _ = self.ctx.deregister_table("accepted");
             self.ctx
-                .register_parquet("accepted", path, ParquetReadOptions::default())
+                .register_parquet(name.as_str(), path, ParquetReadOptions::default())
                 .await?;
-            let out = self.ctx.sql(sql).await?.collect().await;
-            let _ = self.ctx.deregister_table("accepted");
+            let out = match self.ctx.sql(&sql).await {
+                Ok(df) => df.collect().await,
+                Err(e) => Err(e),
+            };
+            let _ = self.ctx.deregister_table(name.as_str());
             out
         });
         let batches = batches.map_err(|e| df_error(what, e))?;
@@ -165,11 +181,13 @@ fn literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
-/// The query of a streamed table's (date, cell) counts: its filter, its key sums.
+/// The query of a streamed table's (date, cell) counts over the registered file `from`: its
+/// filter, its key sums; and the date column it groups by.
 fn grouped_sql(
     source: &SourcePlan,
     table: &TableSpec,
     key: Option<&[u8; 32]>,
+    from: &str,
 ) -> (String, Option<String>) {
     let mut select = Vec::new();
     let mut group = Vec::new();
@@ -198,7 +216,7 @@ fn grouped_sql(
             format!("{} IN ({})", ident(column), list.join(", "))
         }
     });
-    let mut sql = format!("SELECT {} FROM accepted", select.join(", "));
+    let mut sql = format!("SELECT {} FROM {}", select.join(", "), ident(from));
     if let Some(f) = &filter {
         sql.push_str(&format!(" WHERE {f}"));
     }
@@ -228,11 +246,10 @@ impl Engine for Ballista {
             tracing::debug!(table = %table.id, "a table of persons: computed on the coordinator");
             return Local::after_pass().cells(source, table, accepted, key);
         }
-        let (sql, date) = grouped_sql(source, table, key);
-        tracing::debug!(table = %table.id, %sql, "planned on the cluster");
+        let date = grouped_sql(source, table, key, "accepted").1;
         let grouped = self.query(
             &accepted.path,
-            &sql,
+            |from| grouped_sql(source, table, key, from).0,
             &format!("table {}: counting on {}", table.id, self.url),
         )?;
         let mut cells = PeriodCells::default();
