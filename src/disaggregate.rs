@@ -225,6 +225,26 @@ fn place(df: DataFrame, periods: &Periods) -> PolarsResult<(DataFrame, Outside)>
     Ok((df, outside))
 }
 
+/// The table's dimension columns of `frame` as strings (the codes of a cell's key).
+fn dimension_strings(
+    table: &TableSpec,
+    frame: &DataFrame,
+    ctx: &dyn Fn(&str) -> String,
+) -> Result<Vec<StringChunked>> {
+    table
+        .dimensions
+        .iter()
+        .map(|d| -> Result<StringChunked> {
+            let c = frame
+                .column(d)
+                .ctx(|| ctx(d))?
+                .cast(&DataType::String)
+                .ctx(|| ctx(d))?;
+            Ok(c.str().ctx(|| ctx(d))?.clone())
+        })
+        .collect()
+}
+
 /// Add to `cells` a streamed table's records already grouped elsewhere (an engine's result):
 /// one row per (event date, cell) with the date column `date` (the table's `periods.date`, raw;
 /// absent for a table without one), the table's dimensions, the count `n` and, for the cell key
@@ -266,18 +286,7 @@ pub fn add_grouped(
             Some(c.i32().ctx(|| ctx(d))?.iter().collect())
         }
     };
-    let dims: Vec<StringChunked> = table
-        .dimensions
-        .iter()
-        .map(|d| -> Result<StringChunked> {
-            let c = grouped
-                .column(d)
-                .ctx(|| ctx(d))?
-                .cast(&DataType::String)
-                .ctx(|| ctx(d))?;
-            Ok(c.str().ctx(|| ctx(d))?.clone())
-        })
-        .collect::<Result<_>>()?;
+    let dims = dimension_strings(table, &grouped, &ctx)?;
     for row in 0..grouped.height() {
         let period = match &days {
             None => Some(0),
@@ -1231,18 +1240,7 @@ fn add_finest(
         .agg(aggs)
         .collect()
         .ctx(|| ctx("aggregating the finest cells"))?;
-    let dim_cols: Vec<StringChunked> = table
-        .dimensions
-        .iter()
-        .map(|d| -> Result<StringChunked> {
-            let c = finest
-                .column(d)
-                .ctx(|| ctx(d))?
-                .cast(&DataType::String)
-                .ctx(|| ctx(d))?;
-            Ok(c.str().ctx(|| ctx(d))?.clone())
-        })
-        .collect::<Result<_>>()?;
+    let dim_cols = dimension_strings(table, &finest, &ctx)?;
     let n = finest
         .column(crate::vocab::column::COUNT)
         .ctx(|| ctx(crate::vocab::column::COUNT))?
