@@ -61,6 +61,64 @@ impl std::ops::AddAssign for Tally {
     }
 }
 
+impl std::ops::AddAssign for PeriodCells {
+    /// Merge another partial (a bucket of persons, an executor's share): integer sums, in any
+    /// order.
+    fn add_assign(&mut self, other: PeriodCells) {
+        for (period, cells) in other.by_period {
+            let mine = self.by_period.entry(period).or_default();
+            for (key, tally) in cells {
+                *mine.entry(key).or_default() += tally;
+            }
+        }
+        self.outside += other.outside;
+    }
+}
+
+/// A cell on the wire: its codes, count and key sum.
+type WireCell = (Vec<String>, u64, u32);
+
+/// [`PeriodCells`] as bytes between processes (an engine's executors and its coordinator).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct WireCells {
+    periods: Vec<(usize, Vec<WireCell>)>,
+    outside: Outside,
+}
+
+impl PeriodCells {
+    /// The partial as bytes (JSON), read back by [`PeriodCells::from_bytes`].
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let wire = WireCells {
+            periods: self
+                .by_period
+                .iter()
+                .map(|(p, cells)| {
+                    let cells = cells.iter().map(|(k, t)| (k.clone(), t.n, t.key)).collect();
+                    (*p, cells)
+                })
+                .collect(),
+            outside: self.outside,
+        };
+        serde_json::to_vec(&wire).unwrap_or_default()
+    }
+
+    /// A partial written by [`PeriodCells::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> std::result::Result<PeriodCells, String> {
+        let wire: WireCells = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        let mut out = PeriodCells {
+            outside: wire.outside,
+            ..PeriodCells::default()
+        };
+        for (p, cells) in wire.periods {
+            let mine = out.by_period.entry(p).or_default();
+            for (k, n, key) in cells {
+                *mine.entry(k).or_default() += Tally { n, key };
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// The finest cells: dimension codes → tally.
 pub type Cells = BTreeMap<Vec<String>, Tally>;
 
@@ -383,11 +441,7 @@ pub fn build_cells_in(
                     }
                     std::fs::remove_file(path).map_err(|e| crate::Error::io(path, e))?;
                 }
-                let (lf, outside) = units_of(source, table, df, false)?;
-                out.outside += outside;
-                if let Some(lf) = lf {
-                    add_finest(lf, table, keyed.as_ref(), &mut out)?;
-                }
+                out += person_cells(source, table, df, key)?;
             }
         }
         _ => {
@@ -401,8 +455,50 @@ pub fn build_cells_in(
     Ok(out)
 }
 
+/// The finest cells of a table of persons over records already read that hold every record of
+/// each of their persons (a bucket of persons; [`person_columns`] of the accepted file): what
+/// each bucket adds in [`build_cells_in`], and what an engine's executor computes for its share
+/// of the persons.
+pub fn person_cells(
+    source: &SourcePlan,
+    table: &TableSpec,
+    records: DataFrame,
+    key: Option<&[u8; 32]>,
+) -> Result<PeriodCells> {
+    let keyed = record_keys(source, table, key);
+    let mut out = PeriodCells::default();
+    let (lf, outside) = units_of(source, table, records, false)?;
+    out.outside = outside;
+    if let Some(lf) = lf {
+        add_finest(lf, table, keyed.as_ref(), &mut out)?;
+    }
+    Ok(out)
+}
+
+/// The accepted columns [`person_cells`] reads for `table`.
+pub fn person_columns(
+    source: &SourcePlan,
+    table: &TableSpec,
+    key: Option<&[u8; 32]>,
+) -> Vec<String> {
+    needed_columns(
+        source,
+        table,
+        record_keys(source, table, key).as_ref(),
+        false,
+    )
+}
+
+/// The bucket of persons a record goes to (of `buckets`): a hash of its person identifier, the
+/// same in every process (xxh3); a missing identifier goes to bucket 0.
+pub fn person_bucket(id: Option<&str>, buckets: u64) -> u64 {
+    id.map_or(0, |id| {
+        xxhash_rust::xxh3::xxh3_64(id.as_bytes()) % buckets.max(1)
+    })
+}
+
 /// The number of records in a Parquet file (from its footer).
-fn parquet_rows(path: &Path) -> Result<usize> {
+pub fn parquet_rows(path: &Path) -> Result<usize> {
     let file = std::fs::File::open(path).map_err(|e| crate::Error::io(path, e))?;
     crate::error::guard_reader(path, || {
         ParquetReader::new(file)
@@ -486,9 +582,7 @@ impl PersonBuckets {
                 .ctx(|| ctx(person))?;
             let mut parts: Vec<Vec<IdxSize>> = vec![Vec::new(); buckets];
             for (row, id) in ids.str().ctx(|| ctx(person))?.iter().enumerate() {
-                let b = id.map_or(0, |id| {
-                    (xxhash_rust::xxh3::xxh3_64(id.as_bytes()) % buckets as u64) as usize
-                });
+                let b = person_bucket(id, buckets as u64) as usize;
                 parts[b].push(row as IdxSize);
             }
             for (b, part) in parts.into_iter().enumerate() {
@@ -1480,6 +1574,47 @@ pub fn cell_columns<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn period_cells_merge_and_travel_as_bytes() {
+        let cell = |codes: &[&str]| codes.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+        let mut a = PeriodCells::default();
+        a.by_period.entry(0).or_default().insert(
+            cell(&["F", "Ω"]),
+            Tally {
+                n: 2,
+                key: u32::MAX,
+            },
+        );
+        a.outside.before = 3;
+        let mut b = PeriodCells::default();
+        b.by_period
+            .entry(0)
+            .or_default()
+            .insert(cell(&["F", "Ω"]), Tally { n: 5, key: 2 });
+        b.by_period
+            .entry(1)
+            .or_default()
+            .insert(cell(&["M", "_U"]), Tally { n: 1, key: 7 });
+        b.outside.undetermined = 4;
+        assert_eq!(PeriodCells::from_bytes(&b.to_bytes()).unwrap(), b);
+        a += PeriodCells::from_bytes(&b.to_bytes()).unwrap();
+        // Counts add; key sums wrap modulo 2^32 (u32::MAX + 2 = 1).
+        assert_eq!(a.by_period[&0][&cell(&["F", "Ω"])], Tally { n: 7, key: 1 });
+        assert_eq!(a.by_period[&1][&cell(&["M", "_U"])], Tally { n: 1, key: 7 });
+        assert_eq!((a.outside.before, a.outside.undetermined), (3, 4));
+        assert!(PeriodCells::from_bytes(b"not cells").is_err());
+    }
+
+    #[test]
+    fn a_persons_bucket_is_the_same_in_every_process() {
+        assert_eq!(person_bucket(None, 10), 0);
+        assert_eq!(
+            person_bucket(Some("P1"), 10),
+            xxhash_rust::xxh3::xxh3_64(b"P1") % 10
+        );
+        assert_eq!(person_bucket(Some("P1"), 0), 0);
+    }
 
     fn cells(rows: &[(&[&str], u64)]) -> BTreeMap<Vec<String>, u64> {
         rows.iter()

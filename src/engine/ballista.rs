@@ -11,8 +11,11 @@
 //! and the table's dimensions: one row per (date, cell) with its count and key sum comes back
 //! (tens of thousands of rows for millions of records), by the Arrow C Data Interface into
 //! polars, where [`crate::disaggregate::add_grouped`] places each date in its period exactly as
-//! the local pass does. Tables of persons (their units need every record of a person) and survey
-//! sums are computed by [`Local`] on the coordinator for now (see ARCHITECTURE.md).
+//! the local pass does. Tables of persons (their units need every record of a person) are
+//! shuffled by a hash of the person into buckets, and each bucket's units and cells are made by
+//! migstat's own code inside an executor ([`PersonCells`], on the spec the executor compiles from
+//! the same path); one partial per bucket comes back. Survey sums are computed by [`Local`] on
+//! the coordinator (see ARCHITECTURE.md).
 //!
 //! The protection secret never leaves the processes that hold it: a plan names the function
 //! `migstat_record_key(id, fingerprint)`, whose key each executor loads itself (from
@@ -41,6 +44,12 @@ use crate::{Error, Result};
 
 /// The name plans call each record's key by.
 pub const RECORD_KEY_FN: &str = "migstat_record_key";
+
+/// The name plans call a bucket of persons' finest cells by.
+pub const PERSON_CELLS_FN: &str = "migstat_person_cells";
+
+/// The name plans call a record's bucket of persons by.
+pub const BUCKET_FN: &str = "migstat_person_bucket";
 
 /// A Ballista cluster, reached through its scheduler (`ballista://HOST:PORT`).
 pub struct Ballista {
@@ -78,8 +87,8 @@ impl Ballista {
                 .with_default_features()
                 .build();
             let ctx = SessionContext::remote_with_state(url, state).await?;
-            // For planning only: the coordinator never evaluates it (the executors do).
-            ctx.register_udf(ScalarUDF::new_from_impl(RecordKey::without_key()));
+            // For planning only: the coordinator never evaluates them (the executors do).
+            register_planning(&ctx);
             Ok::<_, DataFusionError>(ctx)
         });
         let ctx = ctx.map_err(|e| {
@@ -112,6 +121,8 @@ impl Ballista {
             "accepted_{}",
             CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );
+        // The executors resolve the path themselves: never relative to this process's directory.
+        let accepted = std::fs::canonicalize(accepted).map_err(|e| Error::io(accepted, e))?;
         let path = accepted
             .to_str()
             .ok_or_else(|| Error::Engine(format!("{}: not a UTF-8 path", accepted.display())))?;
@@ -226,6 +237,74 @@ fn grouped_sql(
     (sql, date)
 }
 
+impl Ballista {
+    /// A table of persons (stocks, flows, migrations, persons per period) on the cluster: its
+    /// records shuffled into buckets by a hash of the person identifier (every record of a
+    /// person in one bucket), each bucket's units and finest cells made by migstat's own code
+    /// ([`crate::disaggregate::person_cells`]) inside an executor, and one partial per bucket
+    /// sent back. `None` when the table cannot run there (no person identifier, a survey
+    /// table, or a run without a spec file).
+    fn person_cells(
+        &self,
+        source: &SourcePlan,
+        table: &TableSpec,
+        accepted: &Accepted,
+        key: Option<&[u8; 32]>,
+    ) -> Result<Option<PeriodCells>> {
+        let (Some(person), Some((spec, spec_hash))) = (&source.person_id, &accepted.spec) else {
+            return Ok(None);
+        };
+        if table.kind.is_survey() {
+            return Ok(None);
+        }
+        let spec = std::fs::canonicalize(spec).map_err(|e| Error::io(spec, e))?;
+        let spec = spec
+            .to_str()
+            .ok_or_else(|| Error::Engine(format!("{}: not a UTF-8 path", spec.display())))?
+            .to_string();
+        let rows = crate::disaggregate::parquet_rows(&accepted.path)?;
+        let buckets = rows
+            .div_ceil(crate::disaggregate::person_bucket_rows())
+            .max(1);
+        let keyed = crate::disaggregate::record_keys(source, table, key);
+        let fields: Vec<String> = crate::disaggregate::person_columns(source, table, key)
+            .iter()
+            .map(|c| format!("{}, {}", literal(c), ident(c)))
+            .collect();
+        let args = [
+            literal(&spec),
+            literal(&definition(spec_hash, source, table)),
+            literal(&source.id),
+            literal(&table.id),
+            literal(&keyed.map(|(_, k)| fingerprint(&k)).unwrap_or_default()),
+        ];
+        let sql = |from: &str| {
+            format!(
+                "SELECT {PERSON_CELLS_FN}({}, array_agg(named_struct({}))) AS cells FROM {} GROUP BY {BUCKET_FN}(CAST({} AS VARCHAR), {buckets})",
+                args.join(", "),
+                fields.join(", "),
+                ident(from),
+                ident(&raw_column(person)),
+            )
+        };
+        let what = format!("table {}: persons on {}", table.id, self.url);
+        let parts = self.query(&accepted.path, sql, &what)?;
+        let column = parts
+            .column("cells")
+            .and_then(|c| c.binary().cloned())
+            .map_err(|e| df_error(&what, e))?;
+        let mut out = PeriodCells::default();
+        for bytes in column.iter() {
+            let bytes =
+                bytes.ok_or_else(|| Error::Engine(format!("{what}: a bucket without cells")))?;
+            out += PeriodCells::from_bytes(bytes)
+                .map_err(|e| df_error(&format!("{what}: reading a bucket's cells"), e))?;
+        }
+        tracing::info!(table = %table.id, buckets, "persons counted on the cluster");
+        Ok(Some(out))
+    }
+}
+
 impl Engine for Ballista {
     fn name(&self) -> String {
         self.url.clone()
@@ -243,8 +322,13 @@ impl Engine for Ballista {
         key: Option<&[u8; 32]>,
     ) -> Result<PeriodCells> {
         if !crate::disaggregate::is_streamed(table) {
-            tracing::debug!(table = %table.id, "a table of persons: computed on the coordinator");
-            return Local::after_pass().cells(source, table, accepted, key);
+            return match self.person_cells(source, table, accepted, key)? {
+                Some(cells) => Ok(cells),
+                None => {
+                    tracing::debug!(table = %table.id, "computed on the coordinator");
+                    Local::after_pass().cells(source, table, accepted, key)
+                }
+            };
         }
         let date = grouped_sql(source, table, key, "accepted").1;
         let grouped = self.query(
@@ -373,30 +457,12 @@ impl ScalarUDFImpl for RecordKey {
         &self,
         args: ScalarFunctionArgs,
     ) -> datafusion::error::Result<ColumnarValue> {
-        let Some(key) = &self.key else {
-            return Err(DataFusionError::Execution(format!(
-                "{RECORD_KEY_FN}: this process holds no protection key: start the executors with MIGSTAT_PROTECTION_KEY or --key-file"
-            )));
-        };
         let [ids, fp] = args.args.as_slice() else {
             return Err(DataFusionError::Execution(format!(
                 "{RECORD_KEY_FN} takes (id, fingerprint)"
             )));
         };
-        let expected = match fp {
-            ColumnarValue::Scalar(s) => s.to_string(),
-            ColumnarValue::Array(a) if !a.is_empty() => {
-                datafusion::common::ScalarValue::try_from_array(a, 0)?.to_string()
-            }
-            ColumnarValue::Array(_) => String::new(),
-        };
-        if expected != fingerprint(key) {
-            return Err(DataFusionError::Execution(format!(
-                "{RECORD_KEY_FN}: this executor holds another protection key than the coordinator (fingerprint {} here, {} asked): start every executor with the run's key",
-                fingerprint(key),
-                crate::error::quote(&expected)
-            )));
-        }
+        let key = checked_key(RECORD_KEY_FN, self.key.as_ref(), &text_arg(fp)?)?;
         let ids = ids.to_array(args.number_rows)?;
         let ids = datafusion::arrow::compute::cast(&ids, &ArrowType::Utf8)?;
         let ids = ids.as_string::<i32>();
@@ -410,6 +476,304 @@ impl ScalarUDFImpl for RecordKey {
     }
 }
 
+/// The key an executor holds, when it is the one whose [`fingerprint`] the plan asks for.
+fn checked_key<'k>(
+    function: &str,
+    key: Option<&'k [u8; 32]>,
+    expected: &str,
+) -> datafusion::error::Result<&'k [u8; 32]> {
+    let Some(key) = key else {
+        return Err(DataFusionError::Execution(format!(
+            "{function}: this process holds no protection key: start the executors with MIGSTAT_PROTECTION_KEY or --key-file"
+        )));
+    };
+    if expected != fingerprint(key) {
+        return Err(DataFusionError::Execution(format!(
+            "{function}: this executor holds another protection key than the coordinator (fingerprint {} here, {} asked): start every executor with the run's key",
+            fingerprint(key),
+            crate::error::quote(expected)
+        )));
+    }
+    Ok(key)
+}
+
+/// A constant text argument of a plan's function call (the first row of an array).
+fn text_arg(arg: &ColumnarValue) -> datafusion::error::Result<String> {
+    let value = match arg {
+        ColumnarValue::Scalar(s) => s.clone(),
+        ColumnarValue::Array(a) if !a.is_empty() => {
+            datafusion::common::ScalarValue::try_from_array(a, 0)?
+        }
+        ColumnarValue::Array(_) => return Ok(String::new()),
+    };
+    Ok(match value {
+        datafusion::common::ScalarValue::Utf8(Some(v))
+        | datafusion::common::ScalarValue::LargeUtf8(Some(v))
+        | datafusion::common::ScalarValue::Utf8View(Some(v)) => v,
+        other if other.is_null() => String::new(),
+        other => other.to_string(),
+    })
+}
+
+/// A one-way label of a table's definition as a run compiled it: the spec's content hash, the
+/// source's and the table's compiled definitions. An executor compiles the spec itself and runs
+/// a table only when its label is the coordinator's (the same spec, code lists and files).
+pub fn definition(spec_hash: &str, source: &SourcePlan, table: &TableSpec) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(spec_hash.as_bytes());
+    h.update(&serde_json::to_vec(source).unwrap_or_default());
+    h.update(&serde_json::to_vec(table).unwrap_or_default());
+    h.finalize().as_bytes()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `migstat_person_bucket(id, buckets)`: a record's bucket of persons
+/// ([`crate::disaggregate::person_bucket`]), so that every record of a person is shuffled to
+/// the same group.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct PersonBucket {
+    signature: Signature,
+}
+
+impl PersonBucket {
+    pub fn new() -> Self {
+        PersonBucket {
+            signature: Signature::any(2, Volatility::Immutable),
+        }
+    }
+}
+
+impl Default for PersonBucket {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ScalarUDFImpl for PersonBucket {
+    fn name(&self) -> &str {
+        BUCKET_FN
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[ArrowType]) -> datafusion::error::Result<ArrowType> {
+        Ok(ArrowType::UInt64)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        let [ids, buckets] = args.args.as_slice() else {
+            return Err(DataFusionError::Execution(format!(
+                "{BUCKET_FN} takes (id, buckets)"
+            )));
+        };
+        let buckets: u64 = text_arg(buckets)?.parse().map_err(|_| {
+            DataFusionError::Execution(format!(
+                "{BUCKET_FN}: the number of buckets is not a number"
+            ))
+        })?;
+        let ids = ids.to_array(args.number_rows)?;
+        let ids = datafusion::arrow::compute::cast(&ids, &ArrowType::Utf8)?;
+        let ids = ids.as_string::<i32>();
+        let out: UInt64Array = (0..ids.len())
+            .map(|i| {
+                let id = (!ids.is_null(i)).then(|| ids.value(i));
+                Some(crate::disaggregate::person_bucket(id, buckets))
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+/// `migstat_person_cells(spec, definition, source, table, key fingerprint, records)`: for each
+/// group (a bucket of persons, all their records as a list of structs), the finest cells of
+/// the table ([`crate::disaggregate::person_cells`], on the spec this executor compiles from
+/// the same path), as bytes ([`PeriodCells::to_bytes`]). `Debug` shows no key.
+#[derive(PartialEq, Eq, Hash)]
+pub struct PersonCells {
+    key: Option<[u8; 32]>,
+    signature: Signature,
+}
+
+impl std::fmt::Debug for PersonCells {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PersonCells(…)")
+    }
+}
+
+impl PersonCells {
+    /// On an executor: with the cell-key key derived from its protection secret, if any.
+    pub fn new(key: Option<[u8; 32]>) -> Self {
+        PersonCells {
+            key,
+            signature: Signature::any(6, Volatility::Immutable),
+        }
+    }
+}
+
+/// The spec at `path` as this executor compiles it: the one compiled before when `current`
+/// accepts it, else compiled again (the coordinator's spec has changed since).
+fn compiled(
+    path: &str,
+    current: impl Fn(&crate::spec::Plan) -> bool,
+) -> Result<Arc<crate::spec::Plan>> {
+    type Plans = std::sync::Mutex<std::collections::HashMap<String, Arc<crate::spec::Plan>>>;
+    static PLANS: std::sync::OnceLock<Plans> = std::sync::OnceLock::new();
+    let plans = PLANS.get_or_init(Default::default);
+    if let Some(plan) = plans
+        .lock()
+        .ok()
+        .and_then(|p| p.get(path).cloned())
+        .filter(|p| current(p))
+    {
+        return Ok(plan);
+    }
+    let plan = Arc::new(crate::spec::compile(Path::new(path))?);
+    if let Ok(mut p) = plans.lock() {
+        p.insert(path.to_string(), plan.clone());
+    }
+    Ok(plan)
+}
+
+impl PersonCells {
+    /// One bucket's records as the frame the local pass reads (the accepted file's types).
+    fn records(
+        records: &datafusion::arrow::array::StructArray,
+        schema: &Schema,
+    ) -> std::result::Result<DataFrame, String> {
+        let mut columns = Vec::with_capacity(records.num_columns());
+        for (field, array) in records.fields().iter().zip(records.columns()) {
+            let array = match array.data_type() {
+                ArrowType::Dictionary(_, _) => {
+                    datafusion::arrow::compute::cast(array, &ArrowType::Utf8)
+                        .map_err(|e| e.to_string())?
+                }
+                _ => array.clone(),
+            };
+            let mut series = import(field.name(), &array)?;
+            if let Some(dt) = schema.get(field.name()) {
+                series = series.cast(dt).map_err(|e| e.to_string())?;
+            }
+            columns.push(Column::from(series));
+        }
+        DataFrame::new(records.len(), columns).map_err(|e| e.to_string())
+    }
+
+    fn bucket(
+        &self,
+        args: &[String],
+        records: &datafusion::arrow::array::StructArray,
+    ) -> Result<Vec<u8>> {
+        let [spec, label, source_id, table_id, key_fp] = args else {
+            return Err(Error::Engine(format!(
+                "{PERSON_CELLS_FN}: five text arguments"
+            )));
+        };
+        let find = |plan: &crate::spec::Plan| {
+            let source = plan.sources.iter().find(|s| &s.id == source_id)?;
+            // A group's union is a table of its own (see `spec::groups`).
+            let table = plan
+                .tables
+                .iter()
+                .chain(plan.groups.iter().map(|g| &g.union))
+                .find(|t| &t.id == table_id)?;
+            Some((source.clone(), table.clone()))
+        };
+        let plan = compiled(spec, |p| {
+            find(p).is_some_and(|(s, t)| &definition(&p.spec_hash, &s, &t) == label)
+        })?;
+        let Some((source, table)) = find(&plan) else {
+            return Err(Error::Engine(format!(
+                "the spec {} on this executor has no table {} of source {}: give every process the same spec at the same path",
+                crate::error::quote(spec),
+                crate::error::quote(table_id),
+                crate::error::quote(source_id)
+            )));
+        };
+        if &definition(&plan.spec_hash, &source, &table) != label {
+            return Err(Error::Engine(format!(
+                "table {}: its definition compiled on this executor is not the coordinator's: give every process the same spec, code lists, schemas and delivery files at the same paths",
+                crate::error::quote(table_id)
+            )));
+        }
+        let key = match key_fp.as_str() {
+            "" => None,
+            fp => Some(
+                *checked_key(PERSON_CELLS_FN, self.key.as_ref(), fp)
+                    .map_err(|e| Error::Engine(e.to_string()))?,
+            ),
+        };
+        let schema = Accepted::of(&plan, &source, std::path::PathBuf::new()).schema;
+        let df = Self::records(records, &schema)
+            .map_err(|e| df_error(&format!("table {table_id}: reading a bucket of persons"), e))?;
+        let cells = crate::disaggregate::person_cells(&source, &table, df, key.as_ref())?;
+        Ok(cells.to_bytes())
+    }
+}
+
+impl ScalarUDFImpl for PersonCells {
+    fn name(&self) -> &str {
+        PERSON_CELLS_FN
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[ArrowType]) -> datafusion::error::Result<ArrowType> {
+        Ok(ArrowType::Binary)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        let [texts @ .., records] = args.args.as_slice() else {
+            return Err(DataFusionError::Execution(format!(
+                "{PERSON_CELLS_FN} takes (spec, definition, source, table, key fingerprint, records)"
+            )));
+        };
+        let texts: Vec<String> = texts
+            .iter()
+            .map(text_arg)
+            .collect::<datafusion::error::Result<_>>()?;
+        let records = records.to_array(args.number_rows)?;
+        let Some(lists) = records.as_list_opt::<i32>() else {
+            return Err(DataFusionError::Execution(format!(
+                "{PERSON_CELLS_FN}: the records are not a list (array_agg of a struct)"
+            )));
+        };
+        let mut out = datafusion::arrow::array::BinaryBuilder::new();
+        for i in 0..lists.len() {
+            let bucket = lists.value(i);
+            let Some(records) = bucket.as_struct_opt() else {
+                return Err(DataFusionError::Execution(format!(
+                    "{PERSON_CELLS_FN}: the records are not structs"
+                )));
+            };
+            let bytes = self
+                .bucket(&texts, records)
+                .map_err(|e| DataFusionError::Execution(e.to_string()))?;
+            out.append_value(bytes);
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+/// Register the functions plans call, for planning (the coordinator and the scheduler never
+/// evaluate them: they hold no key).
+fn register_planning(ctx: &SessionContext) {
+    ctx.register_udf(ScalarUDF::new_from_impl(RecordKey::without_key()));
+    ctx.register_udf(ScalarUDF::new_from_impl(PersonCells::new(None)));
+    ctx.register_udf(ScalarUDF::new_from_impl(PersonBucket::new()));
+}
+
 /// The function registry of this build's executors: DataFusion's own functions and
 /// [`RecordKey`] (with the executor's key, if any).
 fn registry(key: Option<[u8; 32]>) -> ballista_core::registry::BallistaFunctionRegistry {
@@ -421,6 +785,14 @@ fn registry(key: Option<[u8; 32]>) -> ballista_core::registry::BallistaFunctionR
     registry.scalar_functions.insert(
         RECORD_KEY_FN.to_string(),
         Arc::new(ScalarUDF::new_from_impl(udf)),
+    );
+    registry.scalar_functions.insert(
+        PERSON_CELLS_FN.to_string(),
+        Arc::new(ScalarUDF::new_from_impl(PersonCells::new(key))),
+    );
+    registry.scalar_functions.insert(
+        BUCKET_FN.to_string(),
+        Arc::new(ScalarUDF::new_from_impl(PersonBucket::new())),
     );
     registry
 }
@@ -444,7 +816,7 @@ pub fn run_scheduler(bind: &str) -> Result<()> {
                 .with_default_features()
                 .build();
             let ctx = SessionContext::new_with_state(state);
-            ctx.register_udf(ScalarUDF::new_from_impl(RecordKey::without_key()));
+            register_planning(&ctx);
             Ok(ctx.state())
         }));
         let cluster = ballista_scheduler::cluster::BallistaCluster::new_from_config(&config)
@@ -574,6 +946,43 @@ mod tests {
             .map(|v| u64::from(crate::disaggregate::record_key(&key, v)))
             .collect();
         assert_eq!(out.values().to_vec(), want);
+    }
+
+    #[test]
+    fn an_executor_counts_only_the_coordinators_table() {
+        let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/observatory.toml");
+        let plan = crate::spec::compile(Path::new(spec)).unwrap();
+        let table = plan
+            .tables
+            .iter()
+            .find(|t| !crate::disaggregate::is_streamed(t) && !t.kind.is_survey())
+            .unwrap();
+        let source = plan.sources.iter().find(|s| s.id == table.source).unwrap();
+        let label = definition(&plan.spec_hash, source, table);
+        assert_eq!(label, definition(&plan.spec_hash, source, table));
+        let mut other = table.clone();
+        other.dimensions.pop();
+        assert_ne!(definition(&plan.spec_hash, source, &other), label);
+        assert_ne!(definition("another spec", source, table), label);
+
+        let udf = PersonCells::new(None);
+        let records = datafusion::arrow::array::StructArray::new_empty_fields(0, None);
+        let args = |label: &str, table: &str, key: &str| {
+            [spec, label, &source.id, table, key].map(String::from)
+        };
+        let err = |a: [String; 5]| udf.bucket(&a, &records).unwrap_err().to_string();
+        let e = err(args("0123", &table.id, ""));
+        assert!(e.contains("not the coordinator's"), "{e}");
+        let e = err(args(&label, "no_such_table", ""));
+        assert!(e.contains("has no table"), "{e}");
+        let e = err(args(&label, &table.id, &fingerprint(&[3u8; 32])));
+        assert!(e.contains("holds no protection key"), "{e}");
+        let keyed = PersonCells::new(Some([4u8; 32]));
+        let e = keyed
+            .bucket(&args(&label, &table.id, &fingerprint(&[3u8; 32])), &records)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("another protection key"), "{e}");
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub struct Accepted {
     pub schema: Schema,
     /// Records read at once when the file is read in slices.
     pub chunk_rows: usize,
+    /// The spec the run compiled (its path and content hash), for an engine whose processes
+    /// compile it themselves to run migstat's own code on their share of the records.
+    pub spec: Option<(PathBuf, String)>,
 }
 
 impl Accepted {
@@ -45,6 +48,7 @@ impl Accepted {
             path,
             schema,
             chunk_rows: plan.chunk_rows,
+            spec: Some((plan.spec_path.clone(), plan.spec_hash.clone())),
         }
     }
 }
@@ -261,6 +265,7 @@ mod tests {
             path,
             schema,
             chunk_rows: 100,
+            spec: None,
         };
         let mut seen = Vec::new();
         let mut heights = Vec::new();

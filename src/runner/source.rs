@@ -326,6 +326,7 @@ pub(super) fn run_source(
             path: accepted_path.clone(),
             schema: accepted_schema.clone(),
             chunk_rows: plan.chunk_rows,
+            spec: Some((plan.spec_path.clone(), plan.spec_hash.clone())),
         };
         partials = streamed
             .iter()

@@ -130,6 +130,12 @@ fn start(dir: &Path, keys: &[&str]) -> Cluster {
 }
 
 fn run(spec: &Path, out: &Path, engine: &str) -> std::process::Output {
+    run_with(spec, out, engine, &[])
+}
+
+fn run_with(spec: &Path, out: &Path, engine: &str, envs: &[(&str, &str)]) -> std::process::Output {
+    let mut all = vec![("MIGSTAT_PROTECTION_KEY", KEY)];
+    all.extend_from_slice(envs);
     migstat(
         &[
             "-q",
@@ -140,7 +146,7 @@ fn run(spec: &Path, out: &Path, engine: &str) -> std::process::Output {
             "--engine",
             engine,
         ],
-        &[("MIGSTAT_PROTECTION_KEY", KEY)],
+        &all,
     )
 }
 
@@ -164,22 +170,33 @@ fn default_spec(dir: &Path) -> PathBuf {
     path
 }
 
-fn assert_same_release(spec: &Path, dir: &Path, cluster: &Cluster, tables: &[&str]) {
+/// Run `spec` locally and on the cluster (with `envs`, and the run log at info level) and
+/// check that both publish the same files and row accounting; the cluster run's log.
+fn assert_same_release(
+    spec: &Path,
+    dir: &Path,
+    cluster: &Cluster,
+    tables: &[&str],
+    envs: &[(&str, &str)],
+) -> String {
     let (local, remote) = (dir.join("out-local"), dir.join("out-ballista"));
-    let o = run(spec, &local, "local");
+    let o = run_with(spec, &local, "local", envs);
     assert_eq!(
         o.status.code(),
         Some(0),
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let o = run(spec, &remote, &format!("ballista://{}", cluster.scheduler));
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
+    let mut logged = envs.to_vec();
+    logged.push(("MIGSTAT_LOG", "migstat=info"));
+    let o = run_with(
+        spec,
+        &remote,
+        &format!("ballista://{}", cluster.scheduler),
+        &logged,
     );
+    let log = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(o.status.code(), Some(0), "{log}");
     let (a, b) = (release_files(&local), release_files(&remote));
     for t in tables {
         assert!(
@@ -196,6 +213,17 @@ fn assert_same_release(spec: &Path, dir: &Path, cluster: &Cluster, tables: &[&st
             (y.rows_read, y.rows_accepted, y.rows_quarantined)
         );
     }
+    log
+}
+
+/// Whether the cluster run's `log` says `table`'s persons were counted on the cluster (itself,
+/// or the union of the protection group it leads).
+fn persons_on_cluster(log: &str, table: &str) -> bool {
+    log.lines().any(|l| {
+        l.contains("persons counted on the cluster")
+            && (l.contains(&format!("table={table} "))
+                || l.contains(&format!("table=group:{table} ")))
+    })
 }
 
 #[test]
@@ -208,7 +236,7 @@ fn a_ballista_cluster_publishes_the_local_release() {
     let sample = tmp.path().join("sample");
     std::fs::create_dir_all(&sample).unwrap();
     let spec = default_spec(&sample);
-    assert_same_release(
+    let log = assert_same_release(
         &spec,
         &sample,
         &cluster,
@@ -218,7 +246,15 @@ fn a_ballista_cluster_publishes_the_local_release() {
             "permit_stock",
             "survey_population",
         ],
+        &[],
     );
+    // Stocks and flows of persons: their units made on the executors.
+    for t in ["permit_stock", "asylum"] {
+        assert!(
+            persons_on_cluster(&log, t),
+            "{t} not on the cluster:\n{log}"
+        );
+    }
 
     // A generated delivery of 10 M border crossings (rows: MIGSTAT_DISTRIBUTED_ROWS).
     let rows: u64 = std::env::var("MIGSTAT_DISTRIBUTED_ROWS")
@@ -253,7 +289,39 @@ fn a_ballista_cluster_publishes_the_local_release() {
     let spec = keyed(&spec);
     let spec_path = big.join("pipeline.toml");
     std::fs::write(&spec_path, spec).unwrap();
-    assert_same_release(&spec_path, &big, &cluster, &["border_crossings"]);
+    assert_same_release(&spec_path, &big, &cluster, &["border_crossings"], &[]);
+
+    // Tables of persons over many buckets: the same delivery's travellers linked, immigrants
+    // and emigrants under the 12-of-16-months rule (one protected by the cell key method, so
+    // its persons' keys are made on the executors), the records in buckets of 1 M persons'
+    // records on the cluster as locally.
+    let spec = std::fs::read_to_string(repo().join("benches/duckdb/persons.toml"))
+        .unwrap()
+        .replace("@DATA@", data.to_str().unwrap())
+        .replace("@REPO@", repo().to_str().unwrap())
+        .replacen(
+            "protect = { method = \"round\", base = 5 }",
+            "protect = { method = \"cell_key\" }",
+            1,
+        );
+    assert!(spec.contains("cell_key"));
+    let persons = tmp.path().join("persons");
+    std::fs::create_dir_all(&persons).unwrap();
+    let spec_path = persons.join("pipeline.toml");
+    std::fs::write(&spec_path, spec).unwrap();
+    let log = assert_same_release(
+        &spec_path,
+        &persons,
+        &cluster,
+        &["immigration", "emigration"],
+        &[],
+    );
+    for t in ["immigration", "emigration"] {
+        assert!(
+            persons_on_cluster(&log, t),
+            "{t} not on the cluster:\n{log}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&data);
 }
 
