@@ -12,7 +12,10 @@ WORK_DIR/out, and every example runs there, as a new user's shell would after th
 - ```sql blocks: in DuckDB; ```python blocks: in Python (polars, pandas);
 - ```cron and the systemd ```ini unit: their migstat command, with the paths of the example
   (/srv/…, /var/log/…) moved into WORK_DIR; every line the JSON log gets must parse as JSON;
-- ```toml blocks: parsed as TOML (they are fragments of a spec).
+- ```toml blocks: parsed as TOML (they are fragments of a spec);
+- ```bash blocks (the cluster example: servers started in the background): as one bash script,
+  when the binary is built with `--features distributed` (else skipped and said so), its
+  background processes stopped at the end.
 An example that fails is named by its README line.
 """
 import json
@@ -105,6 +108,17 @@ for kind, body, line in blocks:
                 json.loads(l)
             except ValueError:
                 problems.append(f"README line {line}: log line {n} is not JSON: {l[:200]}")
+    elif kind == "bash":
+        has_engine = subprocess.run([binary, "engine", "--help"], capture_output=True).returncode == 0
+        if not has_engine:
+            count("cluster example skipped (no --features distributed)")
+            continue
+        script = "\n".join(l for l in body.splitlines() if not l.startswith("cargo "))
+        script = "set -e\ntrap 'kill $(jobs -p) 2>/dev/null; wait' EXIT\n" + script
+        o = subprocess.run(["bash", "-c", script], cwd=work, env=env, capture_output=True, text=True)
+        if o.returncode != 0:
+            problems.append(f"README line {line}: the bash block exited {o.returncode}: {o.stderr[-1200:]}")
+        count("bash")
     elif kind == "toml":
         try:
             tomllib.loads(body)

@@ -257,7 +257,9 @@ impl Ballista {
         if table.kind.is_survey() {
             return Ok(None);
         }
-        let spec = std::fs::canonicalize(spec).map_err(|e| Error::io(spec, e))?;
+        // Absolute, but not through links: the executor resolves the spec's relative paths as
+        // this process did.
+        let spec = std::path::absolute(spec).map_err(|e| Error::io(spec, e))?;
         let spec = spec
             .to_str()
             .ok_or_else(|| Error::Engine(format!("{}: not a UTF-8 path", spec.display())))?
@@ -515,14 +517,33 @@ fn text_arg(arg: &ColumnarValue) -> datafusion::error::Result<String> {
     })
 }
 
-/// A one-way label of a table's definition as a run compiled it: the spec's content hash, the
-/// source's and the table's compiled definitions. An executor compiles the spec itself and runs
-/// a table only when its label is the coordinator's (the same spec, code lists and files).
+/// A one-way label of a table's definition as a run compiled it: the spec's content hash (the
+/// bytes of the spec, its schemas, code lists, crosswalks and tables), and the source's and the
+/// table's compiled definitions without their file paths (a process compiling the spec from
+/// another working directory, or through a link, names the same files otherwise). An executor
+/// compiles the spec itself and counts a table only when its label is the coordinator's.
 pub fn definition(spec_hash: &str, source: &SourcePlan, table: &TableSpec) -> String {
+    /// Keys whose values are paths (their files' contents are in the spec's hash).
+    const PATHS: [&str; 5] = ["files", "schema_path", "crosswalk", "path", "ptable"];
+    fn without_paths(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                map.retain(|k, _| !PATHS.contains(&k.as_str()));
+                map.values_mut().for_each(without_paths);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(without_paths),
+            _ => {}
+        }
+    }
     let mut h = blake3::Hasher::new();
     h.update(spec_hash.as_bytes());
-    h.update(&serde_json::to_vec(source).unwrap_or_default());
-    h.update(&serde_json::to_vec(table).unwrap_or_default());
+    for mut v in [serde_json::to_value(source), serde_json::to_value(table)]
+        .into_iter()
+        .flatten()
+    {
+        without_paths(&mut v);
+        h.update(v.to_string().as_bytes());
+    }
     h.finalize().as_bytes()[..16]
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -964,6 +985,18 @@ mod tests {
         other.dimensions.pop();
         assert_ne!(definition(&plan.spec_hash, source, &other), label);
         assert_ne!(definition("another spec", source, table), label);
+        // The same files named from another directory: the same definition.
+        let mut moved = source.clone();
+        moved.files = moved
+            .files
+            .iter()
+            .map(|f| Path::new("/elsewhere").join(f))
+            .collect();
+        moved.schema_path = Path::new("/elsewhere").join(&moved.schema_path);
+        assert_eq!(definition(&plan.spec_hash, &moved, table), label);
+        let mut other_person = source.clone();
+        other_person.person_id = Some("another_field".into());
+        assert_ne!(definition(&plan.spec_hash, &other_person, table), label);
 
         let udf = PersonCells::new(None);
         let records = datafusion::arrow::array::StructArray::new_empty_fields(0, None);

@@ -348,7 +348,12 @@ fn every_readme_example_runs_on_a_fresh_release() {
         String::from_utf8_lossy(&o.stderr)
     );
     // Every kind of example was found and run.
-    for kind in ["sh", "sql", "python", "cron", "ini", "toml"] {
+    let mut kinds = vec!["sh", "sql", "python", "cron", "ini", "toml"];
+    // The cluster example (a scheduler and two executors) needs the Ballista engine.
+    if cfg!(feature = "distributed") {
+        kinds.push("bash");
+    }
+    for kind in kinds {
         assert!(
             stdout.contains(&format!(" {kind}")),
             "no {kind} example ran: {stdout}"
