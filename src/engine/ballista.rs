@@ -81,16 +81,7 @@ impl Ballista {
             .enable_all()
             .build()
             .map_err(|e| df_error("starting the Ballista client", e))?;
-        let ctx = runtime.block_on(async {
-            let state = datafusion::execution::SessionStateBuilder::new()
-                .with_config(session_config())
-                .with_default_features()
-                .build();
-            let ctx = SessionContext::remote_with_state(url, state).await?;
-            // For planning only: the coordinator never evaluates them (the executors do).
-            register_planning(&ctx);
-            Ok::<_, DataFusionError>(ctx)
-        });
+        let ctx = runtime.block_on(remote(url, session_config()));
         let ctx = ctx.map_err(|e| {
             df_error(
                 &format!(
@@ -116,6 +107,17 @@ impl Ballista {
         sql: impl Fn(&str) -> String,
         what: &str,
     ) -> Result<DataFrame> {
+        self.query_in(&self.ctx, accepted, sql, what)
+    }
+
+    /// [`Ballista::query`] in a session of its own.
+    fn query_in(
+        &self,
+        ctx: &SessionContext,
+        accepted: &Path,
+        sql: impl Fn(&str) -> String,
+        what: &str,
+    ) -> Result<DataFrame> {
         static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let name = format!(
             "accepted_{}",
@@ -129,19 +131,43 @@ impl Ballista {
         let sql = sql(&name);
         tracing::debug!(%sql, "planned on the cluster");
         let batches = self.runtime.block_on(async {
-            self.ctx
-                .register_parquet(name.as_str(), path, ParquetReadOptions::default())
+            ctx.register_parquet(name.as_str(), path, ParquetReadOptions::default())
                 .await?;
-            let out = match self.ctx.sql(&sql).await {
+            let out = match ctx.sql(&sql).await {
                 Ok(df) => df.collect().await,
                 Err(e) => Err(e),
             };
-            let _ = self.ctx.deregister_table(name.as_str());
+            let _ = ctx.deregister_table(name.as_str());
             out
         });
         let batches = batches.map_err(|e| df_error(what, e))?;
         to_polars(&batches).map_err(|e| df_error(&format!("{what}: reading the result"), e))
     }
+}
+
+/// A session on the scheduler at `url` with `config`, migstat's functions registered for
+/// planning (the coordinator never evaluates them: the executors do).
+async fn remote(url: &str, config: SessionConfig) -> datafusion::error::Result<SessionContext> {
+    let state = datafusion::execution::SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .build();
+    let ctx = SessionContext::remote_with_state(url, state).await?;
+    register_planning(&ctx);
+    Ok(ctx)
+}
+
+/// The session of a table of persons split into `buckets`: as many shuffle partitions as
+/// buckets (each final task holds about one bucket of records, not a share of the whole
+/// table), and no partial aggregation before the shuffle (collecting records per bucket in
+/// each scan task would hold every record of the task in memory and reduce nothing).
+fn persons_config(buckets: usize) -> SessionConfig {
+    let mut config = session_config();
+    let execution = &mut config.options_mut().execution;
+    execution.target_partitions = buckets.clamp(2, 65_536);
+    execution.skip_partial_aggregation_probe_ratio_threshold = 0.0;
+    execution.skip_partial_aggregation_probe_rows_threshold = 1;
+    config
 }
 
 /// Fail early, naming the address, when nothing listens at the scheduler's address (a session
@@ -290,7 +316,11 @@ impl Ballista {
             )
         };
         let what = format!("table {}: persons on {}", table.id, self.url);
-        let parts = self.query(&accepted.path, sql, &what)?;
+        let ctx = self
+            .runtime
+            .block_on(remote(&self.url, persons_config(buckets)))
+            .map_err(|e| df_error(&what, e))?;
+        let parts = self.query_in(&ctx, &accepted.path, sql, &what)?;
         let column = parts
             .column("cells")
             .and_then(|c| c.binary().cloned())
