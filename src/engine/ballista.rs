@@ -197,14 +197,15 @@ fn reachable(url: &str) -> Result<()> {
 }
 
 /// The session configuration of the client, scheduler and executors: Parquet strings read as
-/// plain UTF-8 arrays (what polars and the local pass see).
+/// plain UTF-8 arrays (what polars and the local pass see); each scan partition reads only its
+/// own files and byte ranges (DataFusion lets sibling partitions of one process take each
+/// other's files, which its documentation says executors running each partition as a task of
+/// its own must turn off).
 fn session_config() -> SessionConfig {
     let mut config = SessionConfig::new_with_ballista();
-    config
-        .options_mut()
-        .execution
-        .parquet
-        .schema_force_view_types = false;
+    let execution = &mut config.options_mut().execution;
+    execution.parquet.schema_force_view_types = false;
+    execution.enable_file_stream_work_stealing = false;
     config
 }
 
