@@ -303,10 +303,27 @@ fn dimension_strings(
         .collect()
 }
 
+/// The column of an engine's grouped result that holds each group's period when the engine
+/// placed the records itself: the period's index (0 and up), or one of the [`placed_code`]s.
+pub const PERIOD_CODE: &str = "_period_code";
+
+/// The codes of [`PERIOD_CODE`] for records outside every period, by reason.
+pub mod placed_code {
+    /// No event date (or one outside the calendar's range).
+    pub const NO_DATE: i32 = -1;
+    /// Before the first period.
+    pub const BEFORE: i32 = -2;
+    /// After the last period (every dated record, for a table without periods).
+    pub const AFTER: i32 = -3;
+    /// Between two periods.
+    pub const BETWEEN: i32 = -4;
+}
+
 /// Add to `cells` a streamed table's records already grouped elsewhere (an engine's result):
 /// one row per (event date, cell) with the date column `date` (the table's `periods.date`, raw;
-/// absent for a table without one), the table's dimensions, the count `n` and, for the cell key
-/// method, the sum of the records' keys `_key`. Each date is placed in its period as
+/// absent for a table without one) — or per (period, cell) with a [`PERIOD_CODE`] column when
+/// the engine placed the dates itself —, the table's dimensions, the count `n` and, for the
+/// cell key method, the sum of the records' keys `_key`. Each date is placed in its period as
 /// [`add_chunk`] places each record, the records outside every period counted by reason.
 pub fn add_grouped(
     table: &TableSpec,
@@ -344,11 +361,49 @@ pub fn add_grouped(
             Some(c.i32().ctx(|| ctx(d))?.iter().collect())
         }
     };
+    let codes: Option<Vec<Option<i32>>> = match grouped.column(PERIOD_CODE) {
+        Err(_) => None,
+        Ok(c) => {
+            let c = c.cast(&DataType::Int32).ctx(|| ctx(PERIOD_CODE))?;
+            Some(c.i32().ctx(|| ctx(PERIOD_CODE))?.iter().collect())
+        }
+    };
     let dims = dimension_strings(table, &grouped, &ctx)?;
     for row in 0..grouped.height() {
-        let period = match &days {
-            None => Some(0),
-            Some(days) => period_of(days[row], &table.periods, &mut cells.outside, n[row]),
+        let period = match (&codes, &days) {
+            (Some(codes), _) => {
+                let outside = &mut cells.outside;
+                match codes[row] {
+                    Some(i) if i >= 0 => {
+                        if i as usize >= table.periods.list.len() {
+                            return Err(crate::Error::Internal(format!(
+                                "table {}: the engine placed records in period {i} of {}",
+                                table.id,
+                                table.periods.list.len()
+                            )));
+                        }
+                        Some(i as u32)
+                    }
+                    Some(placed_code::BEFORE) => {
+                        outside.before += n[row];
+                        None
+                    }
+                    Some(placed_code::AFTER) => {
+                        outside.after += n[row];
+                        None
+                    }
+                    Some(placed_code::BETWEEN) => {
+                        outside.between += n[row];
+                        None
+                    }
+                    _ => {
+                        outside.no_date += n[row];
+                        None
+                    }
+                }
+            }
+            (None, None) => Some(0),
+            (None, Some(days)) => period_of(days[row], &table.periods, &mut cells.outside, n[row]),
         };
         let Some(period) = period else { continue };
         let key: Vec<String> = dims

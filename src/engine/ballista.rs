@@ -7,11 +7,11 @@
 //! path), a table's definition. Output: [`PeriodCells`], the same values as [`Local`] computes.
 //!
 //! What runs where. The cluster scans the accepted records in parallel, applies the table's
-//! filter and, for the cell key method, each record's key, and groups them by the event date
-//! and the table's dimensions: one row per (date, cell) with its count and key sum comes back
-//! (tens of thousands of rows for millions of records), by the Arrow C Data Interface into
-//! polars, where [`crate::disaggregate::add_grouped`] places each date in its period exactly as
-//! the local pass does. Tables of persons (their units need every record of a person) are
+//! filter and, for the cell key method, each record's key, places each record in its period
+//! (the local placement as a `CASE` over day numbers: [`period_case`]) and groups them by
+//! period and the table's dimensions: one row per (period, cell) with its count and key sum
+//! comes back, by the Arrow C Data Interface into polars, where
+//! [`crate::disaggregate::add_grouped`] adds them and the records outside every period. Tables of persons (their units need every record of a person) are
 //! shuffled by a hash of the person into buckets, and each bucket's units and cells are made by
 //! migstat's own code inside an executor ([`PersonCells`], on the spec the executor compiles from
 //! the same path); one partial per bucket comes back. Survey sums are computed by [`Local`] on
@@ -219,20 +219,75 @@ fn literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
-/// The query of a streamed table's (date, cell) counts over the registered file `from`: its
-/// filter, its key sums; and the date column it groups by.
+/// The period of each record's date `column` (a `Date` column) as the plan computes it: the
+/// index of the period holding it, or a [`placed_code`] — the same placement as
+/// [`crate::spec::Periods::place`] of the local pass, on the dates' day numbers.
+fn period_case(column: &str, periods: &crate::spec::period::Periods) -> String {
+    use crate::calendar::days_of_date;
+    use crate::disaggregate::placed_code::{AFTER, BEFORE, BETWEEN, NO_DATE};
+    let d = format!("CAST({} AS INT)", ident(column));
+    // A day number outside the calendar's dates is no date, as `calendar::date_of_days` says.
+    let (min, max) = (
+        days_of_date(chrono::NaiveDate::MIN),
+        days_of_date(chrono::NaiveDate::MAX),
+    );
+    let mut case = format!(
+        "CASE WHEN {} IS NULL OR {d} < {min} OR {d} > {max} THEN {NO_DATE}",
+        ident(column)
+    );
+    match (periods.list.first(), periods.list.last()) {
+        (Some(first), Some(last)) => {
+            case.push_str(&format!(
+                " WHEN {d} < {} THEN {BEFORE}",
+                days_of_date(first.start)
+            ));
+            for (i, p) in periods.list.iter().enumerate() {
+                case.push_str(&format!(
+                    " WHEN {d} BETWEEN {} AND {} THEN {i}",
+                    days_of_date(p.start),
+                    days_of_date(p.end)
+                ));
+            }
+            case.push_str(&format!(
+                " WHEN {d} > {} THEN {AFTER} ELSE {BETWEEN} END",
+                days_of_date(last.end)
+            ));
+        }
+        _ => case.push_str(&format!(" ELSE {AFTER} END")),
+    }
+    case
+}
+
+/// The query of a streamed table's (period, cell) counts over the registered file `from`: its
+/// filter, its key sums; and the date column it groups by when the records' periods are not
+/// placed in the plan (`placed`: the date column is of type `Date` in the accepted file, so
+/// the plan places each record in its period; else it groups by the date as read and the
+/// coordinator places the dates).
 fn grouped_sql(
     source: &SourcePlan,
     table: &TableSpec,
     key: Option<&[u8; 32]>,
+    placed: bool,
     from: &str,
 ) -> (String, Option<String>) {
     let mut select = Vec::new();
     let mut group = Vec::new();
-    let date = table.periods.date.as_ref().map(|d| raw_column(d));
+    let mut date = table.periods.date.as_ref().map(|d| raw_column(d));
     if let Some(d) = &date {
-        select.push(format!("{} AS {}", ident(d), ident(d)));
-        group.push(ident(d));
+        if placed {
+            let case = period_case(d, &table.periods);
+            select.push(format!(
+                "{case} AS {}",
+                ident(crate::disaggregate::PERIOD_CODE)
+            ));
+            group.push(case);
+        } else {
+            select.push(format!("{} AS {}", ident(d), ident(d)));
+            group.push(ident(d));
+        }
+    }
+    if placed {
+        date = None;
     }
     for d in &table.dimensions {
         select.push(ident(d));
@@ -363,10 +418,15 @@ impl Engine for Ballista {
                 }
             };
         }
-        let date = grouped_sql(source, table, key, "accepted").1;
+        // Records placed in their periods by the plan when their dates are dates: one row per
+        // (period, cell) comes back instead of one per (date, cell).
+        let placed = table.periods.date.as_ref().is_some_and(|d| {
+            accepted.schema.get(&raw_column(d)) == Some(&polars::prelude::DataType::Date)
+        });
+        let date = grouped_sql(source, table, key, placed, "accepted").1;
         let grouped = self.query(
             &accepted.path,
-            |from| grouped_sql(source, table, key, from).0,
+            |from| grouped_sql(source, table, key, placed, from).0,
             &format!("table {}: counting on {}", table.id, self.url),
         )?;
         let mut cells = PeriodCells::default();
@@ -549,8 +609,8 @@ fn text_arg(arg: &ColumnarValue) -> datafusion::error::Result<String> {
 }
 
 /// A one-way label of a table's definition as a run compiled it: the spec's content hash (the
-/// bytes of the spec, its schemas, code lists, crosswalks and tables), and the source's and the
-/// table's compiled definitions without their file paths (a process compiling the spec from
+/// bytes of the spec, its schemas, code lists, crosswalks and tables), the source's and the
+/// table's compiled definitions without their file paths, and the table's periods (a process compiling the spec from
 /// another working directory, or through a link, names the same files otherwise). An executor
 /// compiles the spec itself and counts a table only when its label is the coordinator's.
 pub fn definition(spec_hash: &str, source: &SourcePlan, table: &TableSpec) -> String {
@@ -575,6 +635,13 @@ pub fn definition(spec_hash: &str, source: &SourcePlan, table: &TableSpec) -> St
         without_paths(&mut v);
         h.update(v.to_string().as_bytes());
     }
+    // The periods themselves are left out of a table's serialized definition (a series
+    // extended by a year is the same table), but the cells' period indices point into them.
+    h.update(
+        serde_json::to_string(&table.periods.list)
+            .unwrap_or_default()
+            .as_bytes(),
+    );
     h.finalize().as_bytes()[..16]
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -1025,6 +1092,9 @@ mod tests {
             .collect();
         moved.schema_path = Path::new("/elsewhere").join(&moved.schema_path);
         assert_eq!(definition(&plan.spec_hash, &moved, table), label);
+        let mut fewer_periods = table.clone();
+        fewer_periods.periods.list.pop();
+        assert_ne!(definition(&plan.spec_hash, source, &fewer_periods), label);
         let mut other_person = source.clone();
         other_person.person_id = Some("another_field".into());
         assert_ne!(definition(&plan.spec_hash, &other_person, table), label);
@@ -1047,6 +1117,84 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("another protection key"), "{e}");
+    }
+
+    #[test]
+    fn periods_placed_in_a_plan_are_the_local_placement() {
+        use crate::calendar::{date_of_days, days_of_date};
+        use crate::disaggregate::placed_code::{AFTER, BEFORE, BETWEEN, NO_DATE};
+        use crate::spec::period::{Freq, Periods, Placed, RefPeriod};
+        let ymd = |y, m, d| chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        let year = |y| RefPeriod {
+            start: ymd(y, 1, 1),
+            end: ymd(y, 12, 31),
+            freq: Freq::Year,
+            stock: false,
+        };
+        // 2022 and 2024: a gap between them.
+        let periods = Periods {
+            list: vec![year(2022), year(2024)],
+            freq: Freq::Year,
+            date: Some("d".into()),
+            stock: false,
+        };
+        let mut days: Vec<Option<i32>> = vec![None, Some(i32::MIN), Some(i32::MAX), Some(0)];
+        for d in [
+            ymd(2021, 12, 31),
+            ymd(2022, 1, 1),
+            ymd(2022, 12, 31),
+            ymd(2023, 6, 1),
+            ymd(2024, 1, 1),
+            ymd(2024, 12, 31),
+            ymd(2025, 1, 1),
+        ] {
+            days.push(Some(days_of_date(d)));
+        }
+        let local = |periods: &Periods| -> Vec<i64> {
+            days.iter()
+                .map(|d| match d.and_then(date_of_days) {
+                    None => NO_DATE,
+                    Some(x) => match periods.place(x) {
+                        Placed::In(i) => i as i32,
+                        Placed::Before => BEFORE,
+                        Placed::After => AFTER,
+                        Placed::Gap => BETWEEN,
+                    },
+                })
+                .map(i64::from)
+                .collect()
+        };
+        let in_plan = |periods: &Periods| -> Vec<i64> {
+            let ctx = SessionContext::new();
+            let dates: ArrayRef =
+                Arc::new(datafusion::arrow::array::Date32Array::from(days.clone()));
+            ctx.register_batch("t", RecordBatch::try_from_iter(vec![("d", dates)]).unwrap())
+                .unwrap();
+            let sql = format!("SELECT {} AS c FROM t", period_case("d", periods));
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            let out = rt
+                .block_on(async { ctx.sql(&sql).await?.collect().await })
+                .unwrap();
+            out.iter()
+                .flat_map(|b| {
+                    let c =
+                        datafusion::arrow::compute::cast(b.column(0), &ArrowType::Int64).unwrap();
+                    c.as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+                        .values()
+                        .to_vec()
+                })
+                .collect()
+        };
+        let (n, b, a, g) = (NO_DATE as i64, BEFORE as i64, AFTER as i64, BETWEEN as i64);
+        assert_eq!(local(&periods), [n, n, n, b, b, 0, 0, g, 1, 1, a]);
+        assert_eq!(in_plan(&periods), local(&periods));
+        let none = Periods {
+            list: Vec::new(),
+            ..periods.clone()
+        };
+        assert_eq!(in_plan(&none), local(&none));
     }
 
     #[test]

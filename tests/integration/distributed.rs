@@ -213,6 +213,16 @@ fn assert_same_release(
             (y.rows_read, y.rows_accepted, y.rows_quarantined)
         );
     }
+    // Every table's records left out of its periods, by reason (placed by the plan on the
+    // cluster, by the pass locally).
+    assert_eq!(ma.periods.len(), mb.periods.len());
+    for (t, p) in &ma.periods {
+        assert_eq!(
+            Some(&p.outside),
+            mb.periods.get(t).map(|q| &q.outside),
+            "{t}"
+        );
+    }
     log
 }
 
