@@ -126,6 +126,11 @@ pub fn quote_list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A shard of a sharded source pass (a `migstat shard` process) failed: what it said (the
+    /// end of its log, capped) and its exit code, which the run exits with too.
+    #[error("{0}")]
+    Shard(String, i32),
+
     #[error("the pipeline spec has {} problem(s):\n{}", .0.len(), join_lines(.0))]
     Spec(Vec<SpecIssue>),
 
@@ -212,6 +217,7 @@ impl Error {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
+            Error::Shard(_, code) => *code,
             Error::Spec(_) => exit::CONFIG,
             Error::Usage(_) => exit::USAGE,
             Error::Locked(_) => exit::LOCKED,

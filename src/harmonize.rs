@@ -120,6 +120,32 @@ impl<'p> Harmonizer<'p> {
         (v, omitted)
     }
 
+    /// Every unmapped value counted so far, uncapped and unsorted: what a shard hands to the
+    /// coordinator, which adds them up with [`Harmonizer::add_unmapped`] before listing them.
+    pub fn unmapped_all(&self) -> Vec<UnmappedValue> {
+        self.unmapped
+            .iter()
+            .map(|((column, raw), (field, count, action))| UnmappedValue {
+                column: column.clone(),
+                field: field.clone(),
+                raw: raw.clone(),
+                count: *count,
+                action: action.clone(),
+            })
+            .collect()
+    }
+
+    /// Add the unmapped values another harmonizer of the same source counted (a shard's).
+    pub fn add_unmapped(&mut self, values: Vec<UnmappedValue>) {
+        for v in values {
+            let e = self
+                .unmapped
+                .entry((v.column, v.raw))
+                .or_insert((v.field, 0, v.action));
+            e.1 += v.count;
+        }
+    }
+
     /// Append the derived columns to an accepted chunk; rows with a quarantined unmapped code
     /// leave it for the quarantine. `labels` are the value labels of the chunk's file (SPSS,
     /// Stata), which code columns with `value_labels = true` map through first.

@@ -132,6 +132,12 @@ enum Command {
         /// `ballista://HOST:PORT` (a Ballista scheduler). The release is the same whichever.
         #[arg(long, default_value = "local")]
         engine: String,
+        /// Pass each delivery file of a source of several files as a shard of its own: a
+        /// `migstat shard` process per file, N at a time; duplicate keys across files are
+        /// resolved when the shards are put together, so the release is the same as one pass.
+        /// 0 (the default): one pass over the files.
+        #[arg(long, default_value_t = 0)]
+        shards: usize,
     },
     /// Check a release against its manifest: every file present with its size and blake3, and
     /// nothing unlisted. Exit 65 when anything differs.
@@ -270,6 +276,33 @@ enum Command {
         /// trafficking); a source's files are the same whichever others are made.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
+    },
+    /// Validate and harmonize one delivery file of a source on its own (a shard of the source
+    /// pass: what `migstat run --shards N` starts per file, on this machine or any with the
+    /// same paths). Writes the file's accepted rows, quarantine, key runs and `outcome.json`
+    /// into DIR.
+    #[command(hide = true)]
+    Shard {
+        /// The pipeline spec.
+        pipeline: PathBuf,
+        /// The source's id.
+        #[arg(long)]
+        source: String,
+        /// The file's index among the source's files (from 0, in the spec's order).
+        #[arg(long)]
+        file: usize,
+        /// Where the shard's files go (emptied first).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The file's size and blake3 as hashed when the run began: a file that changed
+        /// since is an error.
+        #[arg(long)]
+        bytes: u64,
+        #[arg(long)]
+        blake3: String,
+        /// The spec's content hash the run compiled: a spec edited since is an error.
+        #[arg(long)]
+        spec_hash: String,
     },
     /// Run a process of a Ballista cluster for `migstat run --engine ballista://HOST:PORT`
     /// (built with `--features distributed`): a scheduler, or an executor registered with one.
@@ -443,6 +476,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             revise,
             periods,
             engine,
+            shards,
         } => {
             // SIGTERM and SIGINT stop the run cleanly (see `interrupt`).
             migstat::interrupt::install()?;
@@ -484,6 +518,17 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                 revise: revise.clone(),
                 periods: periods.clone(),
                 engine: Some(migstat::engine::from_name(engine)?),
+                shards: match shards {
+                    0 | 1 => runner::shard::Shards::Off,
+                    n => runner::shard::Shards::Processes {
+                        exe: std::env::current_exe().map_err(|e| {
+                            Error::Usage(format!(
+                                "--shards: cannot find migstat's own binary ({e})"
+                            ))
+                        })?,
+                        at_once: *n,
+                    },
+                },
             };
             let manifest = runner::run(&plan, &opts)?;
             let json_lines = matches!(cli.log_format, LogFormat::Json);
@@ -729,6 +774,35 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             for (path, rows) in written {
                 outln!("{:>12} rows  {}", rows, path.display());
             }
+            Ok(exit::OK)
+        }
+        Command::Shard {
+            pipeline,
+            source,
+            file,
+            dir,
+            bytes,
+            blake3,
+            spec_hash,
+        } => {
+            migstat::interrupt::install()?;
+            let plan = spec::compile(pipeline)?;
+            if &plan.spec_hash != spec_hash {
+                return Err(Error::Usage(format!(
+                    "{}: the spec changed since the run compiled it (content hash {} here, {} there)",
+                    pipeline.display(),
+                    plan.spec_hash,
+                    migstat::error::cap_bytes(spec_hash, 80)
+                )));
+            }
+            let Some(src) = plan.sources.iter().find(|s| &s.id == source) else {
+                return Err(Error::Usage(format!(
+                    "{}: no source `{}`",
+                    pipeline.display(),
+                    migstat::error::cap_bytes(source, 80)
+                )));
+            };
+            runner::shard::pass_file(&plan, src, *file, (*bytes, blake3.clone()), dir)?;
             Ok(exit::OK)
         }
         #[cfg(feature = "distributed")]

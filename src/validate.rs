@@ -89,6 +89,15 @@ pub fn key_window() -> usize {
     crate::tuning::count("MIGSTAT_KEY_WINDOW", 3_600_000)
 }
 
+/// Where one shard's keys are ([`Validator::into_runs`]): its chunks (first position in the
+/// shard, file index, first record), its rows, and per key set its sorted run files.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct KeyRuns {
+    pub chunks: Vec<(u64, usize, u64)>,
+    pub rows: u64,
+    pub sets: Vec<Vec<std::path::PathBuf>>,
+}
+
 /// One `unique` field's or the primary key's set: the window in memory and the runs spilled.
 #[derive(Default)]
 struct KeySet {
@@ -100,8 +109,9 @@ struct KeySet {
 /// A duplicate found after the pass: its source position and where the key was first seen.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct LateDuplicate {
-    /// Row number across the source (from 0), file index and record number in that file.
-    pub position: u32,
+    /// Row number across the source (from 0; across its shards in file order when the pass
+    /// was sharded), file index and record number in that file.
+    pub position: u64,
     pub file: usize,
     pub record: u64,
     /// The rule (`Unique` or `PrimaryKey`) and the field (one-field keys).
@@ -141,8 +151,7 @@ pub struct Validator {
 }
 
 /// The file and record of source position `pos`.
-fn locate(chunks: &[(u64, usize, u64)], pos: u32) -> Seen {
-    let pos = u64::from(pos);
+fn locate(chunks: &[(u64, usize, u64)], pos: u64) -> Seen {
     let i = chunks.partition_point(|c| c.0 <= pos).saturating_sub(1);
     match chunks.get(i) {
         Some((start, file, first)) => Seen {
@@ -196,30 +205,77 @@ impl Validator {
     /// After the last chunk: the duplicates whose first occurrence was spilled before them,
     /// sorted by position (then rule), found by merging each key set's runs. Removes the runs.
     pub fn finish_keys(&mut self) -> Result<Vec<LateDuplicate>> {
-        let mut late = Vec::new();
-        let chunks = &self.chunks;
-        let files = &self.files;
-        let mut sets: Vec<(Vec<usize>, Rule, &mut KeySet)> = self
-            .unique
-            .iter_mut()
-            .map(|(fi, set)| (vec![*fi], Rule::Unique, set))
-            .collect();
-        if let Some((fields, set)) = &mut self.primary_key {
-            sets.push((fields.clone(), Rule::PrimaryKey, set));
+        let mut runs: Vec<Vec<(Run, u64)>> = Vec::new();
+        for set in self.key_sets_mut() {
+            let mut r = Vec::with_capacity(set.runs.len() + 1);
+            if !set.runs.is_empty() {
+                for path in &set.runs {
+                    r.push((Run::open(path)?, 0));
+                }
+                let mut window: Vec<[u8; 16]> =
+                    set.mem.drain().map(|(k, p)| run_record(&k, p)).collect();
+                window.sort_unstable();
+                r.push((Run::Mem(window.into_iter()), 0));
+            }
+            runs.push(r);
         }
-        for (key_fields, rule, set) in sets {
+        let chunks = self.chunks.clone();
+        let late = self.late_duplicates(runs, &chunks)?;
+        for set in self.key_sets_mut() {
+            for path in set.runs.drain(..) {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+        if self.spilled > 0 {
+            let _ = std::fs::remove_dir_all(&self.spill_dir);
+        }
+        Ok(late)
+    }
+
+    /// The key sets in a fixed order: each `unique` field's in schema order, then the primary
+    /// key's. [`KeyRuns::sets`] follows it.
+    fn key_sets_mut(&mut self) -> Vec<&mut KeySet> {
+        let mut sets: Vec<&mut KeySet> = self.unique.iter_mut().map(|(_, s)| s).collect();
+        if let Some((_, set)) = &mut self.primary_key {
+            sets.push(set);
+        }
+        sets
+    }
+
+    /// Each key set's fields and rule, in the order of [`Validator::key_sets_mut`].
+    fn key_set_rules(&self) -> Vec<(Vec<usize>, Rule)> {
+        let mut sets: Vec<(Vec<usize>, Rule)> = self
+            .unique
+            .iter()
+            .map(|(fi, _)| (vec![*fi], Rule::Unique))
+            .collect();
+        if let Some((fields, _)) = &self.primary_key {
+            sets.push((fields.clone(), Rule::PrimaryKey));
+        }
+        sets
+    }
+
+    /// The duplicates the merged runs of each key set find (`runs[s]`: the runs of set `s`,
+    /// each with the offset of its positions), placed in files and records through `chunks`,
+    /// sorted by position then rule.
+    fn late_duplicates(
+        &self,
+        runs: Vec<Vec<(Run, u64)>>,
+        chunks: &[(u64, usize, u64)],
+    ) -> Result<Vec<LateDuplicate>> {
+        let mut late = Vec::new();
+        for ((key_fields, rule), runs) in self.key_set_rules().into_iter().zip(runs) {
             let field = (key_fields.len() == 1).then(|| key_fields[0]);
-            if set.runs.is_empty() {
+            if runs.is_empty() {
                 continue;
             }
-            let pairs = merge_runs(set)?;
-            for (dup, first) in pairs {
+            for (dup, first) in merge_runs(runs)? {
                 let at = locate(chunks, dup);
                 let first = locate(chunks, first);
                 let message = duplicate_message(
                     rule,
                     &self.schema.primary_key,
-                    &files[first.file],
+                    &self.files[first.file],
                     first.record,
                 );
                 late.push(LateDuplicate {
@@ -234,8 +290,66 @@ impl Validator {
             }
         }
         late.sort();
-        if self.spilled > 0 {
-            let _ = std::fs::remove_dir_all(&self.spill_dir);
+        Ok(late)
+    }
+
+    /// After the last chunk of a shard (one file of a source validated on its own): every key
+    /// of each key set in sorted runs on disk (the window written as the last run), and where
+    /// the shard's positions lie, for [`Validator::merge_shards`] on the coordinator.
+    pub fn into_runs(mut self) -> Result<KeyRuns> {
+        let mut spill = Spill {
+            dir: &self.spill_dir,
+            window: self.window,
+            count: &mut self.spilled,
+        };
+        let mut sets = Vec::new();
+        for set in self
+            .unique
+            .iter_mut()
+            .map(|(_, s)| s)
+            .chain(self.primary_key.as_mut().map(|(_, s)| s))
+        {
+            if !set.mem.is_empty() {
+                spill_run(set, &mut spill)?;
+            }
+            sets.push(std::mem::take(&mut set.runs));
+        }
+        Ok(KeyRuns {
+            chunks: self.chunks.clone(),
+            rows: self.position,
+            sets,
+        })
+    }
+
+    /// The duplicates across the shards of a source (their [`KeyRuns`] in file order), on a
+    /// validator of the same source that validated nothing itself: a key's first occurrence
+    /// is its first in file order, as in one pass over the files. Every duplicate a shard did
+    /// not find itself (its first occurrence in an earlier file, or spilled earlier in the same
+    /// file) comes back, with source positions counted across the shards. Removes the runs.
+    pub fn merge_shards(&self, shards: &[KeyRuns]) -> Result<Vec<LateDuplicate>> {
+        let sets = self.key_set_rules().len();
+        let mut runs: Vec<Vec<(Run, u64)>> = (0..sets).map(|_| Vec::new()).collect();
+        let mut chunks = Vec::new();
+        let mut offset = 0u64;
+        for shard in shards {
+            if shard.sets.len() != sets {
+                return Err(crate::Error::Internal(format!(
+                    "source `{}`: a shard returned {} key sets, the schema has {sets}",
+                    self.source_id,
+                    shard.sets.len()
+                )));
+            }
+            for (s, paths) in shard.sets.iter().enumerate() {
+                for path in paths {
+                    runs[s].push((Run::open(path)?, offset));
+                }
+            }
+            chunks.extend(shard.chunks.iter().map(|(p, f, r)| (p + offset, *f, *r)));
+            offset += shard.rows;
+        }
+        let late = self.late_duplicates(runs, &chunks)?;
+        for path in shards.iter().flat_map(|s| s.sets.iter().flatten()) {
+            let _ = std::fs::remove_file(path);
         }
         Ok(late)
     }
@@ -334,7 +448,7 @@ impl Validator {
                 &unusable,
                 base as u32,
                 |row, first| {
-                    let first = locate(chunks, first);
+                    let first = locate(chunks, u64::from(first));
                     key_issues.push(Issue {
                         row: row as u32,
                         field: Some(fi),
@@ -362,7 +476,7 @@ impl Validator {
                 &unusable,
                 base as u32,
                 |row, first| {
-                    let first = locate(chunks, first);
+                    let first = locate(chunks, u64::from(first));
                     let raw = fields
                         .iter()
                         .filter_map(|&i| raw_at(&chunk.columns[i], row))
@@ -569,6 +683,14 @@ enum Run {
 }
 
 impl Run {
+    fn open(path: &std::path::Path) -> Result<Self> {
+        let f = std::fs::File::open(path).map_err(|e| crate::Error::io(path, e))?;
+        Ok(Run::File(
+            path.to_path_buf(),
+            std::io::BufReader::with_capacity(1 << 16, f),
+        ))
+    }
+
     fn next(&mut self) -> Result<Option<[u8; 16]>> {
         use std::io::Read as _;
         match self {
@@ -585,44 +707,38 @@ impl Run {
     }
 }
 
-/// Merge a set's runs and its window: every (duplicate position, first position) whose first
-/// occurrence is in an earlier run (within a run keys are distinct). Records come out sorted by
-/// key, then position: the first of each key is its first occurrence. Removes the run files.
-fn merge_runs(set: &mut KeySet) -> Result<Vec<(u32, u32)>> {
-    let mut runs = Vec::with_capacity(set.runs.len() + 1);
-    for path in &set.runs {
-        let f = std::fs::File::open(path).map_err(|e| crate::Error::io(path, e))?;
-        runs.push(Run::File(
-            path.clone(),
-            std::io::BufReader::with_capacity(1 << 16, f),
-        ));
-    }
-    let mut window: Vec<[u8; 16]> = set.mem.drain().map(|(k, p)| run_record(&k, p)).collect();
-    window.sort_unstable();
-    runs.push(Run::Mem(window.into_iter()));
+/// The key and the position (plus the run's `offset`) of a run record.
+fn run_entry(r: &[u8; 16], offset: u64) -> ([u8; 12], u64) {
+    let mut key = [0u8; 12];
+    key.copy_from_slice(&r[..12]);
+    let pos = u32::from_be_bytes([r[12], r[13], r[14], r[15]]);
+    (key, offset + u64::from(pos))
+}
+
+/// Merge sorted runs, each with the offset of its positions: every (duplicate position, first
+/// position) whose first occurrence is in another run (within a run keys are distinct). Records
+/// come out sorted by key, then position (offsets grow with the runs' order of positions): the
+/// first of each key is its first occurrence.
+fn merge_runs(mut runs: Vec<(Run, u64)>) -> Result<Vec<(u64, u64)>> {
     let mut heap = std::collections::BinaryHeap::with_capacity(runs.len());
-    for (k, run) in runs.iter_mut().enumerate() {
+    for (k, (run, offset)) in runs.iter_mut().enumerate() {
         if let Some(r) = run.next()? {
-            heap.push(std::cmp::Reverse((r, k)));
+            let (key, pos) = run_entry(&r, *offset);
+            heap.push(std::cmp::Reverse((key, pos, k)));
         }
     }
     let mut pairs = Vec::new();
-    let mut current: Option<([u8; 12], u32)> = None;
-    while let Some(std::cmp::Reverse((r, k))) = heap.pop() {
-        let mut key = [0u8; 12];
-        key.copy_from_slice(&r[..12]);
-        let pos = u32::from_be_bytes([r[12], r[13], r[14], r[15]]);
+    let mut current: Option<([u8; 12], u64)> = None;
+    while let Some(std::cmp::Reverse((key, pos, k))) = heap.pop() {
         match current {
             Some((ck, first)) if ck == key => pairs.push((pos, first)),
             _ => current = Some((key, pos)),
         }
-        if let Some(r) = runs[k].next()? {
-            heap.push(std::cmp::Reverse((r, k)));
+        let (run, offset) = &mut runs[k];
+        if let Some(r) = run.next()? {
+            let (key, pos) = run_entry(&r, *offset);
+            heap.push(std::cmp::Reverse((key, pos, k)));
         }
-    }
-    drop(runs);
-    for path in set.runs.drain(..) {
-        let _ = std::fs::remove_file(&path);
     }
     pairs.sort_unstable();
     Ok(pairs)
@@ -1102,6 +1218,77 @@ mod tests {
     }
 
     #[test]
+    fn shards_merged_find_the_duplicates_across_files_in_file_order() {
+        let row =
+            |id: &'static str| -> [Option<&'static str>; 5] { [Some(id), None, None, None, None] };
+        let files = vec!["one.csv".to_string(), "two.csv".to_string()];
+        let s = crate::spec::schema::parse(PEOPLE, Path::new("t.json")).unwrap();
+        let base = std::env::temp_dir().join(format!("migstat-shard-test-{}", std::process::id()));
+        // File one: a b c (records 1-3); file two: d a | e b a (records 1-5). Worked out by
+        // hand: two.csv record 2 (a) and 4 (b) repeat one.csv records 1 and 2; two.csv record
+        // 5 (a) repeats two.csv record 2, which its own shard finds while validating when the
+        // window holds it, and the merge finds (naming one.csv record 1, the first occurrence)
+        // when a window of one key spilled it.
+        for (window, in_shard) in [(100, vec![5]), (1, vec![])] {
+            let mut a = Validator::new("t", &s, files.clone()).spill_to(base.join("a"), window);
+            assert!(
+                problems(
+                    &a.validate(chunk(1, &[&row("a"), &row("b"), &row("c")]))
+                        .unwrap()
+                )
+                .is_empty()
+            );
+            let mut b = Validator::new("t", &s, files.clone()).spill_to(base.join("b"), window);
+            let mut found = Vec::new();
+            for (first, rows) in [
+                (1, vec![row("d"), row("a")]),
+                (3, vec![row("e"), row("b"), row("a")]),
+            ] {
+                let rows: Vec<&[Option<&str>]> = rows.iter().map(|r| &r[..]).collect();
+                let mut c = chunk(first, &rows);
+                c.file_index = 1;
+                found.extend(problems(&b.validate(c).unwrap()).into_iter().map(|p| p.0));
+            }
+            assert_eq!(found, in_shard, "window {window}");
+            let runs = vec![a.into_runs().unwrap(), b.into_runs().unwrap()];
+            assert_eq!((runs[0].rows, runs[1].rows), (3, 5));
+            let coordinator = Validator::new("t", &s, files.clone());
+            let late = coordinator.merge_shards(&runs).unwrap();
+            let got: Vec<(u64, usize, u64, &str)> = late
+                .iter()
+                .map(|d| (d.position, d.file, d.record, d.message.as_str()))
+                .collect();
+            let mut expected = vec![
+                (
+                    4,
+                    1,
+                    2,
+                    "duplicate primary key (id); first seen in one.csv record 1",
+                ),
+                (
+                    6,
+                    1,
+                    4,
+                    "duplicate primary key (id); first seen in one.csv record 2",
+                ),
+            ];
+            if in_shard.is_empty() {
+                expected.push((
+                    7,
+                    1,
+                    5,
+                    "duplicate primary key (id); first seen in one.csv record 1",
+                ));
+            }
+            assert_eq!(got, expected, "window {window}");
+            for r in runs.iter().flat_map(|r| r.sets.iter().flatten()) {
+                assert!(!r.exists(), "{} was not removed", r.display());
+            }
+        }
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    #[test]
     fn spilled_keys_find_the_same_duplicates_after_the_pass() {
         let row =
             |id: &'static str| -> [Option<&'static str>; 5] { [Some(id), None, None, None, None] };
@@ -1128,7 +1315,7 @@ mod tests {
             "the runs were not written under the spill directory"
         );
         let late = small.finish_keys().unwrap();
-        let got: Vec<(u32, u64, Rule, Option<usize>)> = late
+        let got: Vec<(u64, u64, Rule, Option<usize>)> = late
             .iter()
             .map(|d| (d.position, d.record, d.rule, d.field))
             .collect();

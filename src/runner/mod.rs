@@ -36,6 +36,7 @@ use std::sync::Arc;
 
 mod gate;
 mod reuse;
+pub mod shard;
 mod source;
 mod tables;
 
@@ -109,6 +110,9 @@ pub struct RunOptions {
     pub periods: Vec<String>,
     /// Where the tables' aggregates are computed (`None`: [`crate::engine::Local`]).
     pub engine: Option<Arc<dyn crate::engine::Engine>>,
+    /// How the files of a source of several files are passed: one pass (the default), or
+    /// each file as a shard of its own (`--shards N`). The release is the same whichever.
+    pub shards: shard::Shards,
 }
 
 impl RunOptions {

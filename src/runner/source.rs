@@ -5,6 +5,7 @@
 //! source's report, its accepted and quarantine files, the partial cells of its streamed tables,
 //! its survey partials) and, when too many rows failed, the rejection.
 
+use super::shard::{Shards, Tally};
 use super::tables::counted_tables;
 use super::*;
 
@@ -71,16 +72,7 @@ pub(super) fn run_source(
     secret: Option<&crate::protect::Secret>,
 ) -> Result<SourcePass> {
     // File names as the spec reaches them (relative to the spec file): stable whatever the cwd.
-    let spec_dir = clean_path(spec_dir);
-    let names: Vec<String> = src
-        .files
-        .iter()
-        .map(|f| {
-            relative_to(&clean_path(f), &spec_dir)
-                .to_string_lossy()
-                .replace('\\', "/")
-        })
-        .collect();
+    let names = super::shard::file_names(src, spec_dir);
     // Each file's identity as hashed when the run began (`reuse::input_key`).
     let mut files = Vec::new();
     for (i, (f, name)) in src.files.iter().zip(&names).enumerate() {
@@ -95,7 +87,7 @@ pub(super) fn run_source(
         });
     }
     // Key sets spill under the staging directory: a killed run leaves nothing elsewhere.
-    let mut validator = Validator::new(&src.id, &src.schema, names).spill_to(
+    let mut validator = Validator::new(&src.id, &src.schema, names.clone()).spill_to(
         staging.join(".keys").join(&src.id),
         crate::validate::key_window(),
     );
@@ -146,121 +138,44 @@ pub(super) fn run_source(
         Some(p) => p.source(&src.id, total_bytes),
         None => Box::new(NoProgress),
     };
-    let (mut read, mut bad, mut good) = (0u64, 0u64, 0u64);
-    let mut by_rule: BTreeMap<Rule, u64> = BTreeMap::new();
-    let sizes: Vec<u64> = files.iter().map(|f| f.bytes).collect();
+    let mut tally = Tally::default();
     let identities: Vec<(u64, String)> =
         files.iter().map(|f| (f.bytes, f.blake3.clone())).collect();
-    // Parsing runs on its own thread, one chunk ahead of validation and writing (a bounded
-    // channel: at most three chunks in memory), so the two stages share both cores.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(RawChunk, u64)>>(1);
-    std::thread::scope(|scope| -> Result<()> {
-        scope.spawn(move || {
-            let mut done_bytes = 0;
-            for (fi, size) in sizes.iter().enumerate() {
-                let expected = identities[fi].clone();
-                let mut chunks = match FileChunks::open(src, fi, plan.chunk_rows, expected) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                        return;
-                    }
-                };
-                loop {
-                    let item = match chunks.next_chunk() {
-                        Ok(Some(c)) => Ok((c, done_bytes + chunks.position())),
-                        Ok(None) => break,
-                        Err(e) => Err(e),
-                    };
-                    let failed = item.is_err();
-                    if tx.send(item).is_err() || failed {
-                        return; // the consumer stopped, or this was the last item
-                    }
-                }
-                done_bytes += size;
-            }
-        });
-        // Validation runs on a thread of its own too (its key sets see the chunks in order), so
-        // that harmonizing, counting and handing chunk n to the writer overlaps validating n + 1.
-        let (vtx, vrx) = std::sync::mpsc::sync_channel::<Result<(ValidatedChunk, u64)>>(1);
-        let validator = &mut validator;
-        scope.spawn(move || {
-            let mut reserved = false;
-            for item in rx {
-                let validated = item.and_then(|(chunk, position)| {
-                    if !reserved && position > 0 {
-                        // Rows to come, estimated from the first chunk's bytes per row.
-                        let rows = chunk.height() as f64 * total_bytes as f64 / position as f64;
-                        validator.reserve_keys((rows * 1.05) as usize);
-                        reserved = true;
-                    }
-                    Ok((validator.validate(chunk)?, position))
-                });
-                let failed = validated.is_err();
-                if vtx.send(validated).is_err() || failed {
-                    return; // the consumer stopped, or this was the last item
-                }
-            }
-        });
-        for item in vrx {
-            // A SIGTERM or SIGINT stops the pass here (dropping the channel stops the others).
-            crate::interrupt::check()?;
-            let (v, position) = item?;
-            read += v.rows_read;
-            bad += v.rows_quarantined;
-            for (r, n) in v.by_rule {
-                *by_rule.entry(r).or_default() += n;
-            }
-            quarantined.write(v.quarantine)?;
-            let rows = if harmonizer.is_empty() {
-                v.accepted
-            } else {
-                let h = harmonizer.apply(v.accepted, v.labels.as_deref())?;
-                bad += h.rows_quarantined;
-                for (r, n) in h.by_rule {
-                    *by_rule.entry(r).or_default() += n;
-                }
-                quarantined.write(h.quarantine)?;
-                h.accepted
-            };
-            good += rows.height() as u64;
-            for (t, cells) in streamed.iter().zip(partials.iter_mut()).filter(|_| stream) {
-                crate::disaggregate::add_chunk(src, t, &rows, cells, cell_key.as_ref())?;
-            }
-            if let Some(design) = src
-                .design
-                .as_ref()
-                .filter(|_| stream && !surveyed.is_empty())
-            {
-                let units = design_partial.add_chunk(design, &rows)?;
-                for (t, p) in surveyed.iter().zip(survey_partials.iter_mut()) {
-                    p.add_chunk(t, &units, &rows)?;
-                }
-            }
-            accepted.write(rows)?;
-            bar.set_position(position);
+    let sharded = opts.shards != Shards::Off && src.files.len() > 1;
+    // The accepted rows still to be put together (with the duplicates found after the pass
+    // taken out): the shards' parts, or the pass's own file when such duplicates were found.
+    let mut parts: Vec<PathBuf> = Vec::new();
+    let late = if sharded {
+        let outcomes = super::shard::run_shards(plan, src, &identities, staging, &opts.shards)?;
+        for o in &outcomes {
+            tally.add(o)?;
+            harmonizer.add_unmapped(o.unmapped.clone());
+            let dir = super::shard::shard_dir(staging, &src.id, o.file);
+            copy_part(
+                &super::shard::quarantine_part(&dir),
+                &quarantine::schema(),
+                plan.chunk_rows,
+                |df| quarantined.write(df),
+            )?;
+            parts.push(super::shard::accepted_part(&dir));
+            bar.set_position(files[..=o.file].iter().map(|f| f.bytes).sum());
         }
-        Ok(())
-    })?;
-    bar.finish();
-    let mut acc = accepted.finish(staging)?;
-    // Duplicates whose first occurrence had been spilled with a full key window: out of the
-    // accepted rows now, and the tables counted again over the rows that stay.
-    let late = validator.finish_keys()?;
-    // The spill directories' parent, once no source's runs are left in it.
-    let _ = std::fs::remove_dir(staging.join(".keys"));
-    if !late.is_empty() {
-        partials = vec![PeriodCells::default(); streamed.len()];
-        survey_partials = vec![Default::default(); surveyed.len()];
-        design_partial = crate::survey::DesignPartial::default();
-        let (rewritten, removed) = drop_late_duplicates(
-            &late,
-            &files,
-            &accepted_path,
-            &accepted_schema,
-            &metadata,
-            staging,
-            plan.chunk_rows,
+        let keys: Vec<crate::validate::KeyRuns> = outcomes.into_iter().map(|o| o.keys).collect();
+        let late = validator.merge_shards(&keys)?;
+        tracing::info!(source = %src.id, files = src.files.len(), duplicates_across_files = late.len(), "source passed one file per shard");
+        late
+    } else {
+        one_pass(
+            plan,
+            src,
+            &identities,
+            total_bytes,
+            &mut validator,
+            &mut harmonizer,
+            &mut tally,
+            &mut accepted,
+            &mut quarantined,
+            bar.as_ref(),
             |rows| {
                 for (t, cells) in streamed.iter().zip(partials.iter_mut()).filter(|_| stream) {
                     crate::disaggregate::add_chunk(src, t, rows, cells, cell_key.as_ref())?;
@@ -278,6 +193,57 @@ pub(super) fn run_source(
                 Ok(())
             },
         )?;
+        validator.finish_keys()?
+    };
+    bar.finish();
+    // The spill directories' parent, once no source's runs are left in it.
+    let _ = std::fs::remove_dir(staging.join(".keys"));
+    if !sharded && !late.is_empty() {
+        // Duplicates whose first occurrence had been spilled with a full key window: the
+        // accepted file is written again without them, and the tables counted again.
+        let written = accepted.finish(staging)?;
+        debug_assert_eq!(written.rows, tally.good);
+        let aside = accepted_path.with_extension("before-late-duplicates.parquet");
+        std::fs::rename(&accepted_path, &aside).at(&accepted_path)?;
+        accepted = ParquetSink::create(&accepted_path, &accepted_schema, &metadata)?;
+        parts.push(aside);
+        partials = vec![PeriodCells::default(); streamed.len()];
+        survey_partials = vec![Default::default(); surveyed.len()];
+        design_partial = crate::survey::DesignPartial::default();
+    }
+    let removed = drop_late_duplicates(
+        &late,
+        &files,
+        &parts,
+        &mut accepted,
+        &accepted_schema,
+        plan.chunk_rows,
+        |rows| {
+            for (t, cells) in streamed.iter().zip(partials.iter_mut()).filter(|_| stream) {
+                crate::disaggregate::add_chunk(src, t, rows, cells, cell_key.as_ref())?;
+            }
+            if let Some(design) = src
+                .design
+                .as_ref()
+                .filter(|_| stream && !surveyed.is_empty())
+            {
+                let units = design_partial.add_chunk(design, rows)?;
+                for (t, p) in surveyed.iter().zip(survey_partials.iter_mut()) {
+                    p.add_chunk(t, &units, rows)?;
+                }
+            }
+            Ok(())
+        },
+    )?;
+    for part in &parts {
+        std::fs::remove_file(part).at(part)?;
+    }
+    if sharded {
+        let dir = staging.join(".shards").join(&src.id);
+        std::fs::remove_dir_all(&dir).at(&dir)?;
+        let _ = std::fs::remove_dir(staging.join(".shards"));
+    }
+    if !late.is_empty() {
         let mut q = quarantine::QuarantineBuilder::default();
         for d in &late {
             let origin = removed.get(&(d.file, d.record));
@@ -294,7 +260,7 @@ pub(super) fn run_source(
                     .collect::<Vec<_>>()
                     .join("|")
             });
-            *by_rule.entry(d.rule).or_default() += 1;
+            *tally.by_rule.entry(d.rule).or_default() += 1;
             q.push(
                 &at,
                 d.field.map(|f| src.schema.fields[f].name.as_str()),
@@ -309,16 +275,22 @@ pub(super) fn run_source(
         }
         quarantined.write(q.finish()?)?;
         let taken = removed.len() as u64;
-        bad += taken;
-        good -= taken.min(good);
+        tally.bad += taken;
+        tally.good -= taken.min(tally.good);
         tracing::info!(
             source = %src.id,
             duplicates = late.len(),
             rows_taken_out = taken,
-            "duplicate keys found after the pass (their first occurrence was spilled); accepted rows rewritten"
+            "duplicate keys found after the pass (their first occurrence was spilled or in another shard); accepted rows put together without them"
         );
-        acc = rewritten;
     }
+    let acc = accepted.finish(staging)?;
+    let Tally {
+        read,
+        bad,
+        good,
+        by_rule,
+    } = tally;
     let mut engine_seconds = None;
     if !stream {
         let t0 = std::time::Instant::now();
@@ -454,26 +426,129 @@ pub(super) fn run_source(
     })
 }
 
+/// One pass over the files of `src` in order: parsing, validating and (harmonizing, counting,
+/// writing) on three threads, one chunk ahead of each other (a bounded channel: at most three
+/// chunks in memory), so the stages share both cores. `counted` sees each chunk's accepted
+/// rows before they are written.
+#[allow(clippy::too_many_arguments)]
+fn one_pass(
+    plan: &Plan,
+    src: &SourcePlan,
+    identities: &[(u64, String)],
+    total_bytes: u64,
+    validator: &mut Validator,
+    harmonizer: &mut Harmonizer<'_>,
+    tally: &mut Tally,
+    accepted: &mut ParquetSink,
+    quarantined: &mut ParquetSink,
+    bar: &dyn SourceProgress,
+    mut counted: impl FnMut(&polars::prelude::DataFrame) -> Result<()>,
+) -> Result<()> {
+    let sizes: Vec<u64> = identities.iter().map(|f| f.0).collect();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(RawChunk, u64)>>(1);
+    std::thread::scope(|scope| -> Result<()> {
+        scope.spawn(move || {
+            let mut done_bytes = 0;
+            for (fi, size) in sizes.iter().enumerate() {
+                let expected = identities[fi].clone();
+                let mut chunks = match FileChunks::open(src, fi, plan.chunk_rows, expected) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                loop {
+                    let item = match chunks.next_chunk() {
+                        Ok(Some(c)) => Ok((c, done_bytes + chunks.position())),
+                        Ok(None) => break,
+                        Err(e) => Err(e),
+                    };
+                    let failed = item.is_err();
+                    if tx.send(item).is_err() || failed {
+                        return; // the consumer stopped, or this was the last item
+                    }
+                }
+                done_bytes += size;
+            }
+        });
+        // Validation runs on a thread of its own too (its key sets see the chunks in order), so
+        // that harmonizing, counting and handing chunk n to the writer overlaps validating n + 1.
+        let (vtx, vrx) = std::sync::mpsc::sync_channel::<Result<(ValidatedChunk, u64)>>(1);
+        scope.spawn(move || {
+            let mut reserved = false;
+            for item in rx {
+                let validated = item.and_then(|(chunk, position)| {
+                    if !reserved && position > 0 {
+                        // Rows to come, estimated from the first chunk's bytes per row.
+                        let rows = chunk.height() as f64 * total_bytes as f64 / position as f64;
+                        validator.reserve_keys((rows * 1.05) as usize);
+                        reserved = true;
+                    }
+                    Ok((validator.validate(chunk)?, position))
+                });
+                let failed = validated.is_err();
+                if vtx.send(validated).is_err() || failed {
+                    return; // the consumer stopped, or this was the last item
+                }
+            }
+        });
+        for item in vrx {
+            // A SIGTERM or SIGINT stops the pass here (dropping the channel stops the others).
+            crate::interrupt::check()?;
+            let (v, position) = item?;
+            let rows = tally.take(v, harmonizer, quarantined)?;
+            counted(&rows)?;
+            accepted.write(rows)?;
+            bar.set_position(position);
+        }
+        Ok(())
+    })
+}
+
 /// A row taken out of the accepted file: its line and its fields' values as text, by schema index.
 type Removed = (Option<u64>, BTreeMap<usize, Option<String>>);
 
 /// The rows taken out of the accepted file, by (file index, record).
 type RemovedRows = BTreeMap<(usize, u64), Removed>;
 
-/// Rewrite the accepted file without the rows of `late` (found by file index and record), in
-/// slices of `chunk_rows`; `kept` sees every slice that stays, typed as the pass wrote it. Returns
-/// the new file and the rows taken out, by (file index, record).
-#[allow(clippy::too_many_arguments)]
+/// Every row of the Parquet file `path` in slices of `chunk_rows`, typed as `schema` (the file
+/// holds unsigned integers as Int64).
+fn copy_part(
+    path: &Path,
+    schema: &polars::prelude::Schema,
+    chunk_rows: usize,
+    mut f: impl FnMut(polars::prelude::DataFrame) -> Result<()>,
+) -> Result<()> {
+    use crate::error::PolarsContext;
+    let rows = std::fs::File::open(path).at(path).and_then(|file| {
+        ParquetReader::new(file)
+            .num_rows()
+            .ctx(|| format!("reading {}", path.display()))
+    })?;
+    let step = chunk_rows.max(1);
+    let mut offset = 0usize;
+    while offset < rows {
+        let len = step.min(rows - offset);
+        let df = crate::engine::read_slice(path, offset, len)?;
+        offset += len;
+        f(crate::engine::with_types(df, schema, path)?)?;
+    }
+    Ok(())
+}
+
+/// Write the accepted rows of `parts` (in order) to `sink` without the rows of `late` (found by
+/// file index and record), in slices of `chunk_rows`; `kept` sees every slice that stays, typed
+/// as the pass wrote it. Returns the rows taken out, by (file index, record).
 fn drop_late_duplicates(
     late: &[crate::validate::LateDuplicate],
     files: &[InputFile],
-    accepted_path: &Path,
+    parts: &[PathBuf],
+    sink: &mut ParquetSink,
     schema: &polars::prelude::Schema,
-    metadata: &[(String, String)],
-    staging: &Path,
     chunk_rows: usize,
     mut kept: impl FnMut(&polars::prelude::DataFrame) -> Result<()>,
-) -> Result<(OutputFile, RemovedRows)> {
+) -> Result<RemovedRows> {
     use crate::error::PolarsContext;
     use polars::prelude::*;
     let index: std::collections::HashMap<&str, usize> = files
@@ -483,14 +558,6 @@ fn drop_late_duplicates(
         .collect();
     let drop: std::collections::HashSet<(usize, u64)> =
         late.iter().map(|d| (d.file, d.record)).collect();
-    let aside = accepted_path.with_extension("before-late-duplicates.parquet");
-    std::fs::rename(accepted_path, &aside).at(accepted_path)?;
-    let mut sink = ParquetSink::create(accepted_path, schema, metadata)?;
-    let rows = std::fs::File::open(&aside).at(&aside).and_then(|f| {
-        ParquetReader::new(f)
-            .num_rows()
-            .ctx(|| format!("reading {}", aside.display()))
-    })?;
     let fields: Vec<(usize, String)> = {
         let mut keyed: Vec<usize> = late.iter().flat_map(|d| d.key_fields.clone()).collect();
         keyed.sort_unstable();
@@ -504,67 +571,64 @@ fn drop_late_duplicates(
             .collect()
     };
     let mut removed = BTreeMap::new();
-    let step = chunk_rows.max(1);
-    let mut offset = 0usize;
-    while offset < rows {
-        let len = step.min(rows - offset);
-        let df = crate::engine::read_slice(&aside, offset, len)?;
-        offset += len;
-        // Back to the pass's types (the file holds unsigned integers as Int64).
-        let df = crate::engine::with_types(df, schema, &aside)?;
-        let file = df.column("_file").and_then(|c| c.str().cloned());
-        let record = df.column("_record").and_then(|c| c.u64().cloned());
-        let line = df.column("_line").and_then(|c| c.u64().cloned());
-        let (file, record, line) = match (file, record, line) {
-            (Ok(f), Ok(r), Ok(l)) => (f, r, l),
-            _ => {
-                return Err(Error::Internal(format!(
-                    "{}: the accepted file lacks its _file, _record or _line column",
-                    aside.display()
-                )));
+    for part in parts {
+        copy_part(part, schema, chunk_rows, |df| {
+            if drop.is_empty() {
+                kept(&df)?;
+                return sink.write(df);
             }
-        };
-        let mut keep = Vec::with_capacity(df.height());
-        let mut out = Vec::new();
-        for (i, (f, r)) in file.iter().zip(record.iter()).enumerate() {
-            let at = f
-                .and_then(|f| index.get(f).copied())
-                .zip(r)
-                .filter(|k| drop.contains(k));
-            keep.push(at.is_none());
-            if let Some(k) = at {
-                out.push((i, k));
+            let file = df.column("_file").and_then(|c| c.str().cloned());
+            let record = df.column("_record").and_then(|c| c.u64().cloned());
+            let line = df.column("_line").and_then(|c| c.u64().cloned());
+            let (file, record, line) = match (file, record, line) {
+                (Ok(f), Ok(r), Ok(l)) => (f, r, l),
+                _ => {
+                    return Err(Error::Internal(format!(
+                        "{}: the accepted rows lack their _file, _record or _line column",
+                        part.display()
+                    )));
+                }
+            };
+            let mut keep = Vec::with_capacity(df.height());
+            let mut out = Vec::new();
+            for (i, (f, r)) in file.iter().zip(record.iter()).enumerate() {
+                let at = f
+                    .and_then(|f| index.get(f).copied())
+                    .zip(r)
+                    .filter(|k| drop.contains(k));
+                keep.push(at.is_none());
+                if let Some(k) = at {
+                    out.push((i, k));
+                }
             }
-        }
-        if !out.is_empty() {
-            let text: Vec<(usize, StringChunked)> = fields
-                .iter()
-                .map(|(i, name)| {
-                    df.column(name)
-                        .and_then(|c| c.cast(&DataType::String))
-                        .and_then(|c| c.str().cloned())
-                        .map(|s| (*i, s))
-                        .ctx(|| format!("reading column `{name}` of {}", aside.display()))
-                })
-                .collect::<Result<_>>()?;
-            for (row, k) in out {
-                let values = text
+            if !out.is_empty() {
+                let text: Vec<(usize, StringChunked)> = fields
                     .iter()
-                    .map(|(i, s)| (*i, s.get(row).map(str::to_string)))
-                    .collect();
-                removed.insert(k, (line.get(row), values));
+                    .map(|(i, name)| {
+                        df.column(name)
+                            .and_then(|c| c.cast(&DataType::String))
+                            .and_then(|c| c.str().cloned())
+                            .map(|s| (*i, s))
+                            .ctx(|| format!("reading column `{name}` of {}", part.display()))
+                    })
+                    .collect::<Result<_>>()?;
+                for (row, k) in out {
+                    let values = text
+                        .iter()
+                        .map(|(i, s)| (*i, s.get(row).map(str::to_string)))
+                        .collect();
+                    removed.insert(k, (line.get(row), values));
+                }
             }
-        }
-        let mask = BooleanChunked::from_slice("keep".into(), &keep);
-        let df = df
-            .filter(&mask)
-            .ctx(|| format!("filtering {}", aside.display()))?;
-        kept(&df)?;
-        sink.write(df)?;
+            let mask = BooleanChunked::from_slice("keep".into(), &keep);
+            let df = df
+                .filter(&mask)
+                .ctx(|| format!("filtering {}", part.display()))?;
+            kept(&df)?;
+            sink.write(df)
+        })?;
     }
-    let out = sink.finish(staging)?;
-    std::fs::remove_file(&aside).at(&aside)?;
-    Ok((out, removed))
+    Ok(removed)
 }
 
 /// `path` relative to `base` even when it is not below it (`../sample_data/x.csv`).

@@ -1137,3 +1137,235 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
     }
     out
 }
+
+/// Split the CSV `from` (a header and one record per line) into files named `to_names` in the
+/// same directory, `sizes[i]` records each (the last takes the rest); `from` is removed unless
+/// it is one of them. Returns each file's records as lines.
+fn split_csv(from: &Path, to_names: &[&str], sizes: &[usize]) -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(from).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap().to_string();
+    let records: Vec<String> = lines.map(str::to_string).collect();
+    let mut out = Vec::new();
+    let mut at = 0;
+    for i in 0..to_names.len() {
+        let n = sizes.get(i).copied().unwrap_or(records.len() - at);
+        out.push(records[at..at + n].to_vec());
+        at += n;
+    }
+    std::fs::remove_file(from).unwrap();
+    for (name, recs) in to_names.iter().zip(&out) {
+        let mut body = header.clone() + "\n";
+        for r in recs {
+            body += r;
+            body += "\n";
+        }
+        std::fs::write(from.with_file_name(name), body).unwrap();
+    }
+    out
+}
+
+/// Each delivery file of a source passed as a shard of its own (`--shards N`, a `migstat
+/// shard` process per file) publishes the release one pass over the files publishes, byte for
+/// byte, with the same row accounting: a key repeated in a later file is a duplicate of its
+/// first occurrence in file order whichever process saw it, also when the shards spill their
+/// key sets.
+#[test]
+fn sources_passed_one_file_per_shard_publish_what_one_pass_publishes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = spec_with_own_data(tmp.path(), "");
+    let text = std::fs::read_to_string(&spec)
+        .unwrap()
+        .replace("chunk_rows = 250000", "chunk_rows = 400")
+        .replace("/survey_persons.csv\"", "/survey_persons*.csv\"");
+    assert!(text.contains("chunk_rows = 400") && text.contains("survey_persons*.csv"));
+    std::fs::write(&spec, text).unwrap();
+    let data = tmp.path().join("data");
+    // Border crossings in three files of 8000, 6000 and 6000 records; the third then repeats
+    // the first three crossings of the first file and the fifth of the second.
+    let border = split_csv(
+        &data.join("border_crossings.csv"),
+        &[
+            "border_crossings.csv",
+            "border_crossings_2.csv",
+            "border_crossings_3.csv",
+        ],
+        &[8000, 6000],
+    );
+    let third = data.join("border_crossings_3.csv");
+    let mut body = std::fs::read_to_string(&third).unwrap();
+    for r in [&border[0][0], &border[0][1], &border[0][2], &border[1][4]] {
+        body += r;
+        body += "\n";
+    }
+    std::fs::write(&third, body).unwrap();
+    // The survey in two files: its design's sums put together from both.
+    split_csv(
+        &data.join("survey_persons.csv"),
+        &["survey_persons_1.csv", "survey_persons_2.csv"],
+        &[700],
+    );
+
+    // (output directory, environment, arguments) of each run.
+    type Runs<'a> = Vec<(PathBuf, Vec<(&'a str, &'a str)>, Vec<&'a str>)>;
+    let outs: Runs<'_> = vec![
+        (tmp.path().join("out-one"), vec![], vec![]),
+        (tmp.path().join("out-2"), vec![], vec!["--shards", "2"]),
+        (
+            tmp.path().join("out-3-spilled"),
+            vec![("MIGSTAT_KEY_WINDOW", "700")],
+            vec!["--shards", "3"],
+        ),
+    ];
+    for (out, envs, extra) in &outs {
+        let o = run(&spec, out, envs, extra);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        // No shard's files are left behind.
+        let stray: Vec<String> = walk(out)
+            .into_iter()
+            .filter(|p| p.contains(".shards") || p.contains(".keys"))
+            .collect();
+        assert!(stray.is_empty(), "{stray:?}");
+    }
+    let manifests: Vec<_> = outs.iter().map(|(o, _, _)| crate::manifest(o)).collect();
+    let files = |m: &migstat::runner::Manifest| -> Vec<(String, String)> {
+        m.outputs
+            .iter()
+            .filter(|f| !f.path.starts_with("quarantine/"))
+            .map(|f| (f.path.clone(), f.blake3.clone()))
+            .collect()
+    };
+    let counts = |m: &migstat::runner::Manifest| -> Vec<(String, u64, u64, u64, String, usize)> {
+        m.sources
+            .iter()
+            .map(|s| {
+                (
+                    s.id.clone(),
+                    s.rows_read,
+                    s.rows_accepted,
+                    s.rows_quarantined,
+                    format!("{:?} {:?}", s.quarantine_by_rule, s.unmapped_codes),
+                    s.files.len(),
+                )
+            })
+            .collect()
+    };
+    let border_id = manifests[0]
+        .sources
+        .iter()
+        .find(|s| s.files.len() == 3)
+        .map(|s| s.id.clone())
+        .unwrap();
+    assert!(
+        files(&manifests[0])
+            .iter()
+            .any(|(p, _)| p.starts_with("public/tables/"))
+    );
+    for m in &manifests[1..] {
+        assert_eq!(files(&manifests[0]), files(m));
+        assert_eq!(counts(&manifests[0]), counts(m));
+    }
+    for s in &manifests[0].sources {
+        let q = format!("quarantine/{}.parquet", s.id);
+        let first = quarantine_rows(&outs[0].0.join("current").join(&q));
+        for (out, _, extra) in &outs[1..] {
+            assert_eq!(
+                first,
+                quarantine_rows(&out.join("current").join(&q)),
+                "{q} {extra:?}"
+            );
+        }
+    }
+    // The four repeats, hand-placed: records 6001–6004 of the third file, primary-key
+    // duplicates naming their first occurrences in the other files.
+    let q = crate::read_parquet(
+        &outs[2]
+            .0
+            .join("current/quarantine")
+            .join(format!("{border_id}.parquet")),
+    );
+    let col = |name: &str| {
+        q.column(name)
+            .unwrap()
+            .cast(&polars::prelude::DataType::String)
+            .unwrap()
+            .str()
+            .unwrap()
+            .clone()
+    };
+    let (file, record, rule, message) = (col("file"), col("record"), col("rule"), col("message"));
+    let mut repeats: Vec<(String, String)> = (0..q.height())
+        .filter(|&i| {
+            file.get(i).unwrap().ends_with("border_crossings_3.csv")
+                && record.get(i).unwrap().parse::<u64>().unwrap() > 6000
+        })
+        .map(|i| {
+            assert_eq!(rule.get(i), Some("primary_key"));
+            (
+                record.get(i).unwrap().to_string(),
+                message.get(i).unwrap().to_string(),
+            )
+        })
+        .collect();
+    repeats.sort();
+    let expected = [
+        ("6001", "border_crossings.csv record 1"),
+        ("6002", "border_crossings.csv record 2"),
+        ("6003", "border_crossings.csv record 3"),
+        ("6004", "border_crossings_2.csv record 5"),
+    ];
+    assert_eq!(repeats.len(), 4, "{repeats:?}");
+    for ((r, m), (er, em)) in repeats.iter().zip(expected) {
+        assert_eq!(r, er);
+        assert!(m.ends_with(em), "{m}");
+    }
+}
+
+/// A shard that fails stops the run as one pass would stop at that file: the same exit code,
+/// its message (from the shard's log) naming the file, nothing published, no shard left.
+#[test]
+fn a_failing_shard_fails_the_run_as_one_pass_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    std::fs::write(
+        d.join("s.json"),
+        r#"{"fields": [{"name": "id"}, {"name": "age", "type": "integer"}], "primaryKey": "id"}"#,
+    )
+    .unwrap();
+    std::fs::write(d.join("data_1.csv"), "id,age\na,1\nb,2\n").unwrap();
+    std::fs::write(d.join("data_2.csv"), "id,age,age\nc,3,3\n").unwrap();
+    std::fs::write(d.join("data_3.csv"), "id,age\nd,4\n").unwrap();
+    std::fs::write(
+        d.join("p.toml"),
+        "version = 1\nid = \"p\"\nreference_date = 2024-12-31\nreference_period = \"2024\"\n[sources.people]\npath = \"data_*.csv\"\nformat = \"csv\"\nschema = \"s.json\"\n",
+    )
+    .unwrap();
+    let spec = d.join("p.toml");
+    let one = run(&spec, &d.join("out-one"), &[], &[]);
+    let sharded = run(&spec, &d.join("out-sharded"), &[], &["--shards", "2"]);
+    let (e1, e2) = (
+        String::from_utf8_lossy(&one.stderr),
+        String::from_utf8_lossy(&sharded.stderr),
+    );
+    assert_eq!(one.status.code(), Some(65), "{e1}");
+    assert_eq!(sharded.status.code(), Some(65), "{e2}");
+    for e in [&e1, &e2] {
+        assert!(e.contains("column `age` appears twice"), "{e}");
+        assert!(e.contains("data_2.csv"), "{e}");
+    }
+    assert!(
+        e2.contains("the shard of file 1 (data_2.csv) of source `people` failed"),
+        "{e2}"
+    );
+    assert!(current_id(&d.join("out-sharded")).is_none());
+    let stray: Vec<String> = walk(&d.join("out-sharded"))
+        .into_iter()
+        .filter(|p| p.contains(".shards"))
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
+}

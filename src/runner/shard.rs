@@ -1,0 +1,377 @@
+//! The source pass sharded: each delivery file of a source validated and harmonized as a task of
+//! its own (a `migstat shard` process, or a thread of this one), then put together on the
+//! coordinator as one pass over the files would have left them.
+//!
+//! Input: the plan, a source, a file index, the file's identity as hashed when the run began,
+//! and a directory of the run's staging area. Output, in that directory: the file's accepted
+//! rows (`accepted.parquet`, typed as the pass types them), its quarantine (`quarantine.parquet`),
+//! every key of its key sets as sorted runs (`keys/`) and `outcome.json` (a [`ShardOutcome`]:
+//! the file's row accounting, unmapped values and where its key runs are). The coordinator
+//! (`source::run_source`) merges the key runs of all shards in file order — a key's first
+//! occurrence is its first in file order, as in one pass — takes the duplicates that merge finds
+//! out of the concatenated accepted rows into the quarantine, and sums the accounting.
+
+use super::*;
+use crate::harmonize::UnmappedValue;
+use crate::validate::KeyRuns;
+use serde::{Deserialize, Serialize};
+
+/// What a shard left for the coordinator (`outcome.json` in its directory).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardOutcome {
+    /// The file's index among its source's files.
+    pub file: usize,
+    pub rows_read: u64,
+    pub rows_accepted: u64,
+    pub rows_quarantined: u64,
+    /// Quarantine rows per rule (`Rule::as_str`).
+    pub by_rule: BTreeMap<String, u64>,
+    /// Every unmapped raw value the file had, uncapped (the coordinator lists the top ones).
+    pub unmapped: Vec<UnmappedValue>,
+    /// Where the file's keys are.
+    pub keys: KeyRuns,
+}
+
+/// How the files of a source are passed (`migstat run --shards N`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Shards {
+    /// One pass over the files, in this process (the default).
+    #[default]
+    Off,
+    /// Each file on a thread of this process, `n` at a time.
+    Threads(usize),
+    /// Each file in a `migstat shard` process started from `exe`, `at_once` at a time.
+    Processes { exe: PathBuf, at_once: usize },
+}
+
+/// A shard's directory in the staging area.
+pub(super) fn shard_dir(staging: &Path, source: &str, file: usize) -> PathBuf {
+    staging
+        .join(".shards")
+        .join(source)
+        .join(format!("{file:06}"))
+}
+
+/// The names of `src`'s files ([`file_names`]) under `plan`'s spec directory.
+fn names_of(src: &SourcePlan, plan: &Plan) -> Vec<String> {
+    file_names(src, plan.spec_path.parent().unwrap_or(Path::new(".")))
+}
+
+/// The accepted rows a shard wrote.
+pub(super) fn accepted_part(dir: &Path) -> PathBuf {
+    dir.join("accepted.parquet")
+}
+
+/// The quarantine a shard wrote.
+pub(super) fn quarantine_part(dir: &Path) -> PathBuf {
+    dir.join("quarantine.parquet")
+}
+
+/// The names a source's files go by in messages, the quarantine and the accepted rows' `_file`:
+/// relative to the spec's directory, so they do not change with the working directory.
+pub(super) fn file_names(src: &SourcePlan, spec_dir: &Path) -> Vec<String> {
+    let spec_dir = clean_path(spec_dir);
+    src.files
+        .iter()
+        .map(|f| {
+            source::relative_to(&clean_path(f), &spec_dir)
+                .to_string_lossy()
+                .replace('\\', "/")
+        })
+        .collect()
+}
+
+/// A source's running row accounting, chunk by chunk.
+#[derive(Default)]
+pub(super) struct Tally {
+    pub(super) read: u64,
+    pub(super) bad: u64,
+    pub(super) good: u64,
+    pub(super) by_rule: BTreeMap<Rule, u64>,
+}
+
+impl Tally {
+    /// Count a validated chunk, harmonize its accepted rows and write its quarantine: the rows
+    /// accepted in the end.
+    pub(super) fn take(
+        &mut self,
+        v: ValidatedChunk,
+        harmonizer: &mut Harmonizer<'_>,
+        quarantined: &mut ParquetSink,
+    ) -> Result<polars::prelude::DataFrame> {
+        self.read += v.rows_read;
+        self.bad += v.rows_quarantined;
+        for (r, n) in v.by_rule {
+            *self.by_rule.entry(r).or_default() += n;
+        }
+        quarantined.write(v.quarantine)?;
+        let rows = if harmonizer.is_empty() {
+            v.accepted
+        } else {
+            let h = harmonizer.apply(v.accepted, v.labels.as_deref())?;
+            self.bad += h.rows_quarantined;
+            for (r, n) in h.by_rule {
+                *self.by_rule.entry(r).or_default() += n;
+            }
+            quarantined.write(h.quarantine)?;
+            h.accepted
+        };
+        self.good += rows.height() as u64;
+        Ok(rows)
+    }
+
+    /// Add a shard's accounting.
+    pub(super) fn add(&mut self, o: &ShardOutcome) -> Result<()> {
+        self.read += o.rows_read;
+        self.bad += o.rows_quarantined;
+        self.good += o.rows_accepted;
+        for (name, n) in &o.by_rule {
+            let rule = Rule::ALL
+                .into_iter()
+                .find(|r| r.as_str() == name)
+                .ok_or_else(|| {
+                    Error::Internal(format!(
+                        "a shard of file {} counted an unknown rule `{}`",
+                        o.file,
+                        crate::error::cap_bytes(name, 64)
+                    ))
+                })?;
+            *self.by_rule.entry(rule).or_default() += n;
+        }
+        Ok(())
+    }
+}
+
+/// Validate and harmonize file `file` of `src` on its own into `dir` (see the module's doc).
+/// `identity` is the file's size and blake3 as hashed when the run began (a file that changed
+/// since is an error).
+pub fn pass_file(
+    plan: &Plan,
+    src: &SourcePlan,
+    file: usize,
+    identity: (u64, String),
+    dir: &Path,
+) -> Result<ShardOutcome> {
+    if file >= src.files.len() {
+        return Err(Error::Usage(format!(
+            "source `{}` has {} files; there is no file {file}",
+            src.id,
+            src.files.len()
+        )));
+    }
+    // What an earlier attempt left is not this shard's.
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).at(dir)?;
+    }
+    std::fs::create_dir_all(dir).at(dir)?;
+    let mut validator = Validator::new(&src.id, &src.schema, names_of(src, plan))
+        .spill_to(dir.join("keys"), crate::validate::key_window());
+    let mut harmonizer = Harmonizer::new(plan, src);
+    let mut schema = validator.accepted_schema();
+    harmonizer.extend_schema(&mut schema);
+    let mut accepted = ParquetSink::create(&accepted_part(dir), &schema, &[])?;
+    let mut quarantined = ParquetSink::create(&quarantine_part(dir), &quarantine::schema(), &[])?;
+    let mut chunks = FileChunks::open(src, file, plan.chunk_rows, identity)?;
+    let mut tally = Tally::default();
+    while let Some(chunk) = chunks.next_chunk()? {
+        crate::interrupt::check()?;
+        let v = validator.validate(chunk)?;
+        let rows = tally.take(v, &mut harmonizer, &mut quarantined)?;
+        accepted.write(rows)?;
+    }
+    let acc = accepted.finish(dir)?;
+    quarantined.finish(dir)?;
+    if acc.rows != tally.good {
+        return Err(Error::Internal(format!(
+            "source `{}` file {file}: {} accepted rows counted, {} written",
+            src.id, tally.good, acc.rows
+        )));
+    }
+    let outcome = ShardOutcome {
+        file,
+        rows_read: tally.read,
+        rows_accepted: tally.good,
+        rows_quarantined: tally.bad,
+        by_rule: tally
+            .by_rule
+            .into_iter()
+            .map(|(r, n)| (r.as_str().to_string(), n))
+            .collect(),
+        unmapped: harmonizer.unmapped_all(),
+        keys: validator.into_runs()?,
+    };
+    let json = serde_json::to_vec(&outcome)
+        .map_err(|e| Error::Internal(format!("serialising a shard's outcome: {e}")))?;
+    write_atomic(&dir.join("outcome.json"), &json)?;
+    Ok(outcome)
+}
+
+/// A shard's outcome as it left it in `dir`.
+pub fn read_outcome(dir: &Path) -> Result<ShardOutcome> {
+    let path = dir.join("outcome.json");
+    let bytes = std::fs::read(&path).at(&path)?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Internal(format!("{}: not a shard's outcome ({e})", path.display())))
+}
+
+/// Pass every file of `src` as a shard, as `how` says, and return their outcomes in file order.
+/// `identities` are the files' (size, blake3) as hashed when the run began.
+pub(super) fn run_shards(
+    plan: &Plan,
+    src: &SourcePlan,
+    identities: &[(u64, String)],
+    staging: &Path,
+    how: &Shards,
+) -> Result<Vec<ShardOutcome>> {
+    let files: Vec<usize> = (0..src.files.len()).collect();
+    let outcomes = match how {
+        Shards::Off | Shards::Threads(_) => {
+            let n = match how {
+                Shards::Threads(n) => (*n).max(1),
+                _ => 1,
+            };
+            let chunks: Vec<Vec<usize>> = files.chunks(n).map(<[usize]>::to_vec).collect();
+            let mut out = Vec::new();
+            for batch in chunks {
+                out.extend(crate::parallel::map(batch, |file| {
+                    pass_file(
+                        plan,
+                        src,
+                        file,
+                        identities[file].clone(),
+                        &shard_dir(staging, &src.id, file),
+                    )
+                }));
+            }
+            out.into_iter().collect::<Result<Vec<_>>>()?
+        }
+        Shards::Processes { exe, at_once } => {
+            processes(plan, src, identities, staging, exe, (*at_once).max(1))?
+        }
+    };
+    for (i, o) in outcomes.iter().enumerate() {
+        if o.file != i {
+            return Err(Error::Internal(format!(
+                "source `{}`: the shard of file {i} reported file {}",
+                src.id, o.file
+            )));
+        }
+    }
+    Ok(outcomes)
+}
+
+/// The most bytes of a failed shard's log an error quotes (its end).
+const LOG_TAIL: usize = 1000;
+
+/// Each file in a `migstat shard` process, `at_once` at a time; their outcomes in file order.
+/// A failed shard stops the others and names its file and the end of its log; SIGTERM or
+/// SIGINT stops them all.
+fn processes(
+    plan: &Plan,
+    src: &SourcePlan,
+    identities: &[(u64, String)],
+    staging: &Path,
+    exe: &Path,
+    at_once: usize,
+) -> Result<Vec<ShardOutcome>> {
+    use std::process::{Child, Command, Stdio};
+    let mut next = 0usize;
+    let mut running: Vec<(usize, Child)> = Vec::new();
+    let stop = |running: &mut Vec<(usize, Child)>| {
+        for (_, c) in running.iter_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    };
+    loop {
+        while running.len() < at_once && next < src.files.len() {
+            let dir = shard_dir(staging, &src.id, next);
+            std::fs::create_dir_all(&dir).at(&dir)?;
+            let log = dir.with_extension("log");
+            let log_file = std::fs::File::create(&log).at(&log)?;
+            let (bytes, blake3) = &identities[next];
+            let child = Command::new(exe)
+                .arg("-q")
+                .arg("shard")
+                .arg(&plan.spec_path)
+                .args(["--source", &src.id])
+                .args(["--file", &next.to_string()])
+                .arg("--dir")
+                .arg(&dir)
+                .args(["--bytes", &bytes.to_string(), "--blake3", blake3])
+                .args(["--spec-hash", &plan.spec_hash])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log_file)
+                .spawn();
+            match child {
+                Ok(c) => running.push((next, c)),
+                Err(e) => {
+                    stop(&mut running);
+                    return Err(Error::Usage(format!(
+                        "could not start `{} shard` for file {next} of source `{}`: {e}",
+                        exe.display(),
+                        src.id
+                    )));
+                }
+            }
+            next += 1;
+        }
+        if running.is_empty() {
+            break;
+        }
+        if let Err(e) = crate::interrupt::check() {
+            stop(&mut running);
+            return Err(e);
+        }
+        let mut i = 0;
+        let mut finished = false;
+        while i < running.len() {
+            let status = running[i].1.try_wait();
+            match status {
+                Ok(None) => i += 1,
+                Ok(Some(s)) => {
+                    let (file, _) = running.swap_remove(i);
+                    finished = true;
+                    if !s.success() {
+                        stop(&mut running);
+                        let log = shard_dir(staging, &src.id, file).with_extension("log");
+                        let tail = std::fs::read(&log)
+                            .map(|b| {
+                                let text = String::from_utf8_lossy(&b).into_owned();
+                                let start = text.len().saturating_sub(LOG_TAIL);
+                                let start = (start..=text.len())
+                                    .find(|&k| text.is_char_boundary(k))
+                                    .unwrap_or(text.len());
+                                let mark = if start > 0 { "…" } else { "" };
+                                let said = text[start..].trim();
+                                format!("{mark}{}", said.strip_prefix("error: ").unwrap_or(said))
+                            })
+                            .unwrap_or_default();
+                        return Err(Error::Shard(
+                            format!(
+                                "the shard of file {file} ({}) of source `{}` failed ({s}): {tail}",
+                                names_of(src, plan)[file],
+                                src.id
+                            ),
+                            s.code()
+                                .filter(|c| *c != 0)
+                                .unwrap_or(crate::error::exit::RUNTIME),
+                        ));
+                    }
+                }
+                Err(e) => {
+                    stop(&mut running);
+                    return Err(Error::Internal(format!("waiting for a shard: {e}")));
+                }
+            }
+        }
+        if !finished {
+            // Waiting only: no work is bounded by this.
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    (0..src.files.len())
+        .map(|file| read_outcome(&shard_dir(staging, &src.id, file)))
+        .collect()
+}
