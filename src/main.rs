@@ -786,23 +786,21 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             spec_hash,
         } => {
             migstat::interrupt::install()?;
-            let plan = spec::compile(pipeline)?;
-            if &plan.spec_hash != spec_hash {
-                return Err(Error::Usage(format!(
-                    "{}: the spec changed since the run compiled it (content hash {} here, {} there)",
-                    pipeline.display(),
-                    plan.spec_hash,
-                    migstat::error::cap_bytes(spec_hash, 80)
-                )));
-            }
-            let Some(src) = plan.sources.iter().find(|s| &s.id == source) else {
-                return Err(Error::Usage(format!(
-                    "{}: no source `{}`",
-                    pipeline.display(),
-                    migstat::error::cap_bytes(source, 80)
-                )));
+            let absolute = |p: &std::path::Path| {
+                std::path::absolute(p).map_err(|e| migstat::error::Error::io(p, e))
             };
-            runner::shard::pass_file(&plan, src, *file, (*bytes, blake3.clone()), dir)?;
+            runner::shard::pass_task(&migstat::engine::ShardTask {
+                // As given, so that files are named as the run names them.
+                spec: pipeline.clone(),
+                spec_hash: spec_hash.clone(),
+                source: source.clone(),
+                // Named from the spec's path as given (the run's own, in its directory).
+                names: Vec::new(),
+                file: *file,
+                dir: absolute(dir)?,
+                bytes: *bytes,
+                blake3: blake3.clone(),
+            })?;
             Ok(exit::OK)
         }
         #[cfg(feature = "distributed")]
@@ -839,6 +837,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                         work_dir.as_deref(),
                         *concurrent_tasks,
                         key,
+                        Some(runner::shard::run_task),
                     )?
                 }
             }

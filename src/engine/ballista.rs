@@ -36,7 +36,7 @@ use datafusion::logical_expr::{
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use polars::prelude::*;
 
-use super::{Accepted, Engine, Local, SurveySums};
+use super::{Accepted, Engine, Local, ShardPass, ShardTask, SurveySums};
 use crate::disaggregate::PeriodCells;
 use crate::spec::{SourcePlan, TableSpec};
 use crate::vocab::raw_column;
@@ -50,6 +50,10 @@ pub const PERSON_CELLS_FN: &str = "migstat_person_cells";
 
 /// The name plans call a record's bucket of persons by.
 pub const BUCKET_FN: &str = "migstat_person_bucket";
+
+/// The name plans call a shard of the source pass by (one delivery file validated and
+/// harmonized inside an executor).
+pub const SOURCE_PASS_FN: &str = "migstat_source_pass";
 
 /// A Ballista cluster, reached through its scheduler (`ballista://HOST:PORT`).
 pub struct Ballista {
@@ -442,6 +446,138 @@ impl Engine for Ballista {
     ) -> Result<SurveySums> {
         // A survey is small next to a register: its sums stay on the coordinator.
         Local::after_pass().survey(source, tables, accepted)
+    }
+
+    /// Each file a task of the cluster: a list of the tasks (one row each) grouped by task
+    /// into as many shuffle partitions as tasks, and [`SOURCE_PASS_FN`] evaluated on each
+    /// group in the final stage, inside an executor (files whose tasks hash to the same
+    /// partition run one after the other there). Only the replies come back.
+    fn pass_shards(&self, tasks: &[ShardTask], work: &Path) -> Option<Result<Vec<String>>> {
+        Some(self.shards(tasks, work))
+    }
+}
+
+impl Ballista {
+    fn shards(&self, tasks: &[ShardTask], work: &Path) -> Result<Vec<String>> {
+        let what = format!("passing files as shards on {}", self.url);
+        let texts: Vec<String> = tasks
+            .iter()
+            .map(|t| serde_json::to_string(t).map_err(|e| df_error(&what, e)))
+            .collect::<Result<_>>()?;
+        std::fs::create_dir_all(work).map_err(|e| Error::io(work, e))?;
+        let list = work.join("tasks.parquet");
+        let mut frame = DataFrame::new(
+            texts.len(),
+            vec![Column::new("task".into(), texts)],
+        )
+        .map_err(|e| df_error(&what, e))?;
+        let file = std::fs::File::create(&list).map_err(|e| Error::io(&list, e))?;
+        ParquetWriter::new(file)
+            .finish(&mut frame)
+            .map_err(|e| df_error(&what, e))?;
+        let ctx = self
+            .runtime
+            .block_on(remote(&self.url, persons_config(tasks.len())))
+            .map_err(|e| df_error(&what, e))?;
+        let sql = |from: &str| {
+            format!(
+                "SELECT {SOURCE_PASS_FN}(task) AS reply FROM {} GROUP BY task",
+                ident(from)
+            )
+        };
+        let replies = self.query_in(&ctx, &list, sql, &what)?;
+        let _ = std::fs::remove_file(&list);
+        let column = replies
+            .column("reply")
+            .and_then(|c| c.str().cloned())
+            .map_err(|e| df_error(&what, e))?;
+        let out: Vec<String> = column.iter().flatten().map(str::to_string).collect();
+        tracing::info!(files = tasks.len(), "source passed on the cluster, one task per file");
+        Ok(out)
+    }
+}
+
+/// [`SOURCE_PASS_FN`]`(task)`: the shard of the source pass a task (JSON, a [`ShardTask`])
+/// names, run by migstat's own code in this executor ([`ShardPass`]); its reply as text.
+pub struct SourcePass {
+    pass: Option<ShardPass>,
+    signature: Signature,
+}
+
+impl std::fmt::Debug for SourcePass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SourcePass(…)")
+    }
+}
+
+// Compared (DataFusion deduplicates functions) by name and signature: one per process.
+impl PartialEq for SourcePass {
+    fn eq(&self, other: &Self) -> bool {
+        self.signature == other.signature && self.pass.is_some() == other.pass.is_some()
+    }
+}
+
+impl Eq for SourcePass {}
+
+impl std::hash::Hash for SourcePass {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.signature.hash(state);
+        self.pass.is_some().hash(state);
+    }
+}
+
+impl SourcePass {
+    /// On an executor: `pass` runs the shards (`None` for planning only).
+    pub fn new(pass: Option<ShardPass>) -> Self {
+        SourcePass {
+            pass,
+            signature: Signature::exact(vec![ArrowType::Utf8], Volatility::Volatile),
+        }
+    }
+}
+
+impl ScalarUDFImpl for SourcePass {
+    fn name(&self) -> &str {
+        SOURCE_PASS_FN
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[ArrowType]) -> datafusion::error::Result<ArrowType> {
+        Ok(ArrowType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        let Some(pass) = self.pass else {
+            return Err(DataFusionError::Execution(format!(
+                "{SOURCE_PASS_FN}: this process runs no shards (an executor started by `migstat engine executor` does)"
+            )));
+        };
+        let [tasks] = args.args.as_slice() else {
+            return Err(DataFusionError::Execution(format!(
+                "{SOURCE_PASS_FN} takes (task)"
+            )));
+        };
+        let tasks = tasks.to_array(args.number_rows)?;
+        let tasks = datafusion::arrow::compute::cast(&tasks, &ArrowType::Utf8)?;
+        let Some(tasks) = tasks.as_string_opt::<i32>() else {
+            return Err(DataFusionError::Execution(format!(
+                "{SOURCE_PASS_FN}: the task is not text"
+            )));
+        };
+        let mut out = datafusion::arrow::array::StringBuilder::new();
+        for task in tasks.iter() {
+            let task: ShardTask = serde_json::from_str(task.unwrap_or_default()).map_err(|e| {
+                DataFusionError::Execution(format!("{SOURCE_PASS_FN}: not a task ({e})"))
+            })?;
+            out.append_value(pass(&task));
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
     }
 }
 
@@ -891,11 +1027,15 @@ fn register_planning(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::new_from_impl(RecordKey::without_key()));
     ctx.register_udf(ScalarUDF::new_from_impl(PersonCells::new(None)));
     ctx.register_udf(ScalarUDF::new_from_impl(PersonBucket::new()));
+    ctx.register_udf(ScalarUDF::new_from_impl(SourcePass::new(None)));
 }
 
 /// The function registry of this build's executors: DataFusion's own functions and
-/// [`RecordKey`] (with the executor's key, if any).
-fn registry(key: Option<[u8; 32]>) -> ballista_core::registry::BallistaFunctionRegistry {
+/// [`RecordKey`] (with the executor's key, if any), and the shards of source passes (`pass`).
+fn registry(
+    key: Option<[u8; 32]>,
+    pass: Option<ShardPass>,
+) -> ballista_core::registry::BallistaFunctionRegistry {
     let mut registry = ballista_core::registry::BallistaFunctionRegistry::default();
     let udf = match key {
         Some(k) => RecordKey::with_key(k),
@@ -912,6 +1052,10 @@ fn registry(key: Option<[u8; 32]>) -> ballista_core::registry::BallistaFunctionR
     registry.scalar_functions.insert(
         BUCKET_FN.to_string(),
         Arc::new(ScalarUDF::new_from_impl(PersonBucket::new())),
+    );
+    registry.scalar_functions.insert(
+        SOURCE_PASS_FN.to_string(),
+        Arc::new(ScalarUDF::new_from_impl(SourcePass::new(pass))),
     );
     registry
 }
@@ -949,7 +1093,9 @@ pub fn run_scheduler(bind: &str) -> Result<()> {
 
 /// `migstat engine executor`: a Ballista executor registered with the scheduler `scheduler`
 /// (`HOST:PORT`), serving on `port` (Arrow Flight) and `grpc_port`, until stopped. `key` is the
-/// protection secret's cell-key key, for tables protected by the cell key method.
+/// protection secret's cell-key key, for tables protected by the cell key method; `pass` runs
+/// the shards of source passes.
+#[allow(clippy::too_many_arguments)]
 pub fn run_executor(
     scheduler: &str,
     bind_host: &str,
@@ -958,6 +1104,7 @@ pub fn run_executor(
     work_dir: Option<&Path>,
     vcores: usize,
     key: Option<[u8; 32]>,
+    pass: Option<ShardPass>,
 ) -> Result<()> {
     let (host, sport) = scheduler.rsplit_once(':').ok_or_else(|| {
         Error::Usage(format!(
@@ -982,7 +1129,7 @@ pub fn run_executor(
         scheduler_connect_timeout_seconds: 30,
         vcores,
         work_dir: work_dir.map(|p| p.display().to_string()),
-        override_function_registry: Some(Arc::new(registry(key))),
+        override_function_registry: Some(Arc::new(registry(key, pass))),
         override_config_producer: Some(Arc::new(session_config)),
         ..Default::default()
     };

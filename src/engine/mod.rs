@@ -53,6 +53,32 @@ impl Accepted {
     }
 }
 
+/// One delivery file of a source to validate and harmonize as a task of its own: a shard of
+/// the source pass (see `runner::shard`). Every path is absolute: the task may run in another
+/// process, whose working directory is not the coordinator's.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ShardTask {
+    /// The spec the run compiled, and its content hash (a spec edited since fails the task).
+    pub spec: PathBuf,
+    pub spec_hash: String,
+    pub source: String,
+    /// The names the source's files go by in the accepted rows and the quarantine, as the
+    /// coordinator names them (relative to the spec's directory as it reached the spec).
+    pub names: Vec<String>,
+    /// The file's index among the source's files.
+    pub file: usize,
+    /// Where the shard writes its files (a directory of the run's staging area).
+    pub dir: PathBuf,
+    /// The file's size and blake3 as hashed when the run began.
+    pub bytes: u64,
+    pub blake3: String,
+}
+
+/// What runs a shard where its task lands: `runner::shard::run_task` (the runner sits above
+/// the engines, so the binary hands it to an executor it starts). Returns the shard's reply,
+/// JSON text (its outcome, or its failure and exit code): a task never fails the engine's query.
+pub type ShardPass = fn(&ShardTask) -> String;
+
 /// A source's survey sums: the design's partial and each survey table's partial, in the order
 /// of the tables asked for.
 pub type SurveySums = (crate::survey::DesignPartial, Vec<crate::survey::Partial>);
@@ -83,6 +109,15 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
         tables: &[&TableSpec],
         accepted: &Accepted,
     ) -> Result<SurveySums>;
+
+    /// Run `tasks` (the files of one source) as tasks of this engine, returning each task's
+    /// reply (see [`ShardPass`]) in any order; `work` is a directory of the run's staging area
+    /// for the engine's own files. `None`: this engine does not run shards (the runner runs
+    /// them in processes or threads of its own).
+    fn pass_shards(&self, tasks: &[ShardTask], work: &Path) -> Option<Result<Vec<String>>> {
+        let _ = (tasks, work);
+        None
+    }
 }
 
 /// migstat's own polars code, in this process.

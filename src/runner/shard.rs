@@ -12,6 +12,7 @@
 //! out of the concatenated accepted rows into the quarantine, and sums the accounting.
 
 use super::*;
+use crate::engine::ShardTask;
 use crate::harmonize::UnmappedValue;
 use crate::validate::KeyRuns;
 use serde::{Deserialize, Serialize};
@@ -143,11 +144,13 @@ impl Tally {
 }
 
 /// Validate and harmonize file `file` of `src` on its own into `dir` (see the module's doc).
+/// `names` are the source's file names as the coordinator gives them ([`file_names`]);
 /// `identity` is the file's size and blake3 as hashed when the run began (a file that changed
 /// since is an error).
 pub fn pass_file(
     plan: &Plan,
     src: &SourcePlan,
+    names: Vec<String>,
     file: usize,
     identity: (u64, String),
     dir: &Path,
@@ -164,7 +167,15 @@ pub fn pass_file(
         std::fs::remove_dir_all(dir).at(dir)?;
     }
     std::fs::create_dir_all(dir).at(dir)?;
-    let mut validator = Validator::new(&src.id, &src.schema, names_of(src, plan))
+    if names.len() != src.files.len() {
+        return Err(Error::Usage(format!(
+            "source `{}` has {} files here, {} where the run began: give every process the same spec and deliveries",
+            src.id,
+            src.files.len(),
+            names.len()
+        )));
+    }
+    let mut validator = Validator::new(&src.id, &src.schema, names)
         .spill_to(dir.join("keys"), crate::validate::key_window());
     let mut harmonizer = Harmonizer::new(plan, src);
     let mut schema = validator.accepted_schema();
@@ -206,6 +217,63 @@ pub fn pass_file(
     Ok(outcome)
 }
 
+/// What a shard run by an engine replies ([`run_task`]).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Reply {
+    Done(Box<ShardOutcome>),
+    /// The shard's error and the exit code it calls for.
+    Failed { message: String, code: i32 },
+}
+
+/// Compile the task's spec (which must be the run's: same content hash) and pass its file.
+pub fn pass_task(task: &ShardTask) -> Result<ShardOutcome> {
+    let plan = crate::spec::compile(&task.spec)?;
+    if plan.spec_hash != task.spec_hash {
+        return Err(Error::Usage(format!(
+            "{}: the spec changed since the run compiled it (content hash {} here, {} there)",
+            task.spec.display(),
+            plan.spec_hash,
+            crate::error::cap_bytes(&task.spec_hash, 80)
+        )));
+    }
+    let Some(src) = plan.sources.iter().find(|s| s.id == task.source) else {
+        return Err(Error::Usage(format!(
+            "{}: no source `{}`",
+            task.spec.display(),
+            crate::error::cap_bytes(&task.source, 80)
+        )));
+    };
+    let names = match task.names.is_empty() {
+        true => names_of(src, &plan),
+        false => task.names.clone(),
+    };
+    pass_file(
+        &plan,
+        src,
+        names,
+        task.file,
+        (task.bytes, task.blake3.clone()),
+        &task.dir,
+    )
+}
+
+/// [`pass_task`] as an engine's task runs it ([`crate::engine::ShardPass`]): the reply as JSON
+/// text, a failure included (with its exit code), so that the coordinator fails the run as one
+/// pass would.
+pub fn run_task(task: &ShardTask) -> String {
+    let reply = match pass_task(task) {
+        Ok(o) => Reply::Done(Box::new(o)),
+        Err(e) => Reply::Failed {
+            message: crate::error::cap_bytes(&e.to_string(), LOG_TAIL),
+            code: e.exit_code(),
+        },
+    };
+    serde_json::to_string(&reply).unwrap_or_else(|e| {
+        format!(r#"{{"failed":{{"message":"serialising a shard's reply: {e}","code":70}}}}"#)
+    })
+}
+
 /// A shard's outcome as it left it in `dir`.
 pub fn read_outcome(dir: &Path) -> Result<ShardOutcome> {
     let path = dir.join("outcome.json");
@@ -222,8 +290,52 @@ pub(super) fn run_shards(
     identities: &[(u64, String)],
     staging: &Path,
     how: &Shards,
+    engine: &dyn crate::engine::Engine,
 ) -> Result<Vec<ShardOutcome>> {
     let files: Vec<usize> = (0..src.files.len()).collect();
+    // The engine's own tasks when it runs shards (executors resolve no relative path).
+    let root = std::path::absolute(staging).map_err(|e| Error::io(staging, e))?;
+    let spec = std::path::absolute(&plan.spec_path).map_err(|e| Error::io(&plan.spec_path, e))?;
+    let tasks: Vec<ShardTask> = files
+        .iter()
+        .map(|&file| ShardTask {
+            spec: spec.clone(),
+            spec_hash: plan.spec_hash.clone(),
+            source: src.id.clone(),
+            names: names_of(src, plan),
+            file,
+            dir: shard_dir(&root, &src.id, file),
+            bytes: identities[file].0,
+            blake3: identities[file].1.clone(),
+        })
+        .collect();
+    let work = root.join(".shards").join(&src.id);
+    if let Some(replies) = engine.pass_shards(&tasks, &work) {
+        let mut outcomes = Vec::with_capacity(tasks.len());
+        for text in replies? {
+            match serde_json::from_str::<Reply>(&text) {
+                Ok(Reply::Done(o)) => outcomes.push(*o),
+                Ok(Reply::Failed { message, code }) => {
+                    return Err(Error::Shard(
+                        format!(
+                            "a shard of source `{}` failed on {}: {message}",
+                            src.id,
+                            engine.name()
+                        ),
+                        code,
+                    ));
+                }
+                Err(e) => {
+                    return Err(Error::Engine(format!(
+                        "source `{}`: a shard's reply is not one ({e})",
+                        src.id
+                    )));
+                }
+            }
+        }
+        outcomes.sort_by_key(|o| o.file);
+        return check_files(src, outcomes);
+    }
     let outcomes = match how {
         Shards::Off | Shards::Threads(_) => {
             let n = match how {
@@ -237,6 +349,7 @@ pub(super) fn run_shards(
                     pass_file(
                         plan,
                         src,
+                        names_of(src, plan),
                         file,
                         identities[file].clone(),
                         &shard_dir(staging, &src.id, file),
@@ -249,6 +362,19 @@ pub(super) fn run_shards(
             processes(plan, src, identities, staging, exe, (*at_once).max(1))?
         }
     };
+    check_files(src, outcomes)
+}
+
+/// The outcomes, one per file of `src` in file order, or an error.
+fn check_files(src: &SourcePlan, outcomes: Vec<ShardOutcome>) -> Result<Vec<ShardOutcome>> {
+    if outcomes.len() != src.files.len() {
+        return Err(Error::Internal(format!(
+            "source `{}`: {} shards replied for {} files",
+            src.id,
+            outcomes.len(),
+            src.files.len()
+        )));
+    }
     for (i, o) in outcomes.iter().enumerate() {
         if o.file != i {
             return Err(Error::Internal(format!(

@@ -146,7 +146,7 @@ pub(super) fn run_source(
     // taken out): the shards' parts, or the pass's own file when such duplicates were found.
     let mut parts: Vec<PathBuf> = Vec::new();
     let late = if sharded {
-        let outcomes = super::shard::run_shards(plan, src, &identities, staging, &opts.shards)?;
+        let outcomes = super::shard::run_shards(plan, src, &identities, staging, &opts.shards, engine.as_ref())?;
         for o in &outcomes {
             tally.add(o)?;
             harmonizer.add_unmapped(o.unmapped.clone());
