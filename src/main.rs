@@ -800,6 +800,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                 dir: absolute(dir)?,
                 bytes: *bytes,
                 blake3: blake3.clone(),
+                key_table: None,
             })?;
             Ok(exit::OK)
         }

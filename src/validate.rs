@@ -89,6 +89,9 @@ pub fn key_window() -> usize {
     crate::tuning::count("MIGSTAT_KEY_WINDOW", 3_600_000)
 }
 
+/// Where a chunk starts: its first position, file index and first record.
+type ChunkStart = (u64, usize, u64);
+
 /// Where one shard's keys are ([`Validator::into_runs`]): its chunks (first position in the
 /// shard, file index, first record), its rows, and per key set its sorted run files.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -96,6 +99,54 @@ pub struct KeyRuns {
     pub chunks: Vec<(u64, usize, u64)>,
     pub rows: u64,
     pub sets: Vec<Vec<std::path::PathBuf>>,
+    /// The key table the runs became ([`KeyRuns::into_table`]), if they did.
+    #[serde(default)]
+    pub table: Option<std::path::PathBuf>,
+}
+
+impl KeyRuns {
+    /// Every key of the runs as one Parquet table at `path` (columns `shard` = `shard`, `key_set`,
+    /// `k0`, `k1`, `k2` (the key's 96 bits), `pos`), for an engine that groups the key tables
+    /// of all shards; the runs are removed.
+    pub fn into_table(mut self, shard: usize, path: &std::path::Path) -> Result<Self> {
+        let mut cols: [Vec<u32>; 6] = Default::default();
+        for (set, paths) in self.sets.iter().enumerate() {
+            for p in paths {
+                let mut run = Run::open(p)?;
+                while let Some(r) = run.next()? {
+                    let w = |i: usize| u32::from_be_bytes([r[i], r[i + 1], r[i + 2], r[i + 3]]);
+                    let row = [shard as u32, set as u32, w(0), w(4), w(8), w(12)];
+                    for (c, v) in cols.iter_mut().zip(row) {
+                        c.push(v);
+                    }
+                }
+            }
+        }
+        let names = ["shard", "key_set", "k0", "k1", "k2", "pos"];
+        let columns: Vec<Column> = names
+            .iter()
+            .zip(cols)
+            .map(|(n, v)| Column::new((*n).into(), v))
+            .collect();
+        let mut frame = DataFrame::new(columns.first().map_or(0, |c| c.len()), columns)
+            .ctx(|| format!("building the key table {}", path.display()))?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
+        }
+        let file = std::fs::File::create(path).map_err(|e| crate::Error::io(path, e))?;
+        ParquetWriter::new(file)
+            .with_compression(ParquetCompression::Lz4Raw)
+            .finish(&mut frame)
+            .ctx(|| format!("writing the key table {}", path.display()))?;
+        for p in self.sets.iter().flatten() {
+            let _ = std::fs::remove_file(p);
+        }
+        for s in &mut self.sets {
+            s.clear();
+        }
+        self.table = Some(path.to_path_buf());
+        Ok(self)
+    }
 }
 
 /// One `unique` field's or the primary key's set: the window in memory and the runs spilled.
@@ -263,13 +314,30 @@ impl Validator {
         runs: Vec<Vec<(Run, u64)>>,
         chunks: &[(u64, usize, u64)],
     ) -> Result<Vec<LateDuplicate>> {
+        let pairs = runs
+            .into_iter()
+            .map(|r| {
+                if r.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    merge_runs(r)
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(self.duplicates_of(pairs, chunks))
+    }
+
+    /// The duplicates of each key set's (duplicate position, first position) pairs (`pairs[s]`
+    /// for set `s`), placed in files and records through `chunks`, sorted by position then rule.
+    fn duplicates_of(
+        &self,
+        pairs: Vec<Vec<(u64, u64)>>,
+        chunks: &[(u64, usize, u64)],
+    ) -> Vec<LateDuplicate> {
         let mut late = Vec::new();
-        for ((key_fields, rule), runs) in self.key_set_rules().into_iter().zip(runs) {
+        for ((key_fields, rule), pairs) in self.key_set_rules().into_iter().zip(pairs) {
             let field = (key_fields.len() == 1).then(|| key_fields[0]);
-            if runs.is_empty() {
-                continue;
-            }
-            for (dup, first) in merge_runs(runs)? {
+            for (dup, first) in pairs {
                 let at = locate(chunks, dup);
                 let first = locate(chunks, first);
                 let message = duplicate_message(
@@ -290,7 +358,7 @@ impl Validator {
             }
         }
         late.sort();
-        Ok(late)
+        late
     }
 
     /// After the last chunk of a shard (one file of a source validated on its own): every key
@@ -318,7 +386,91 @@ impl Validator {
             chunks: self.chunks.clone(),
             rows: self.position,
             sets,
+            table: None,
         })
+    }
+
+    /// The global chunks of `shards` (positions counted across them in file order) and each
+    /// shard's offset.
+    fn across(&self, shards: &[KeyRuns]) -> Result<(Vec<ChunkStart>, Vec<u64>)> {
+        let sets = self.key_set_rules().len();
+        let mut chunks = Vec::new();
+        let mut offsets = Vec::with_capacity(shards.len());
+        let mut offset = 0u64;
+        for shard in shards {
+            if shard.sets.len() != sets && shard.table.is_none() {
+                return Err(crate::Error::Internal(format!(
+                    "source `{}`: a shard returned {} key sets, the schema has {sets}",
+                    self.source_id,
+                    shard.sets.len()
+                )));
+            }
+            offsets.push(offset);
+            chunks.extend(shard.chunks.iter().map(|(p, f, r)| (p + offset, *f, *r)));
+            offset += shard.rows;
+        }
+        Ok((chunks, offsets))
+    }
+
+    /// The duplicates across shards from the rows of their key tables whose key was seen more
+    /// than once (what an engine's group-by on the key tables returns, in any order: columns
+    /// `shard` (index into `shards`), `key_set`, `k0`, `k1`, `k2`, `pos`): as
+    /// [`Validator::merge_shards`] finds them from the runs.
+    pub fn duplicates_in(
+        &self,
+        shards: &[KeyRuns],
+        repeated: &DataFrame,
+    ) -> Result<Vec<LateDuplicate>> {
+        let (chunks, offsets) = self.across(shards)?;
+        let sets = self.key_set_rules().len();
+        if repeated.height() == 0 {
+            return Ok(Vec::new());
+        }
+        let column = |name: &str| -> Result<Vec<Option<u64>>> {
+            repeated
+                .column(name)
+                .and_then(|c| c.cast(&DataType::UInt64))
+                .and_then(|c| c.u64().map(|c| c.iter().collect()))
+                .ctx(|| format!("reading column `{name}` of the repeated keys"))
+        };
+        let cols: Vec<Vec<Option<u64>>> = ["shard", "key_set", "k0", "k1", "k2", "pos"]
+            .iter()
+            .map(|c| column(c))
+            .collect::<Result<_>>()?;
+        let mut rows: Vec<(usize, [u64; 3], u64)> = Vec::with_capacity(repeated.height());
+        for i in 0..repeated.height() {
+            let v: Vec<u64> = cols
+                .iter()
+                .map(|c| c[i])
+                .collect::<Option<_>>()
+                .ok_or_else(|| {
+                    crate::Error::Internal("a repeated key with a null field".to_string())
+                })?;
+            let (shard, set) = (v[0] as usize, v[1] as usize);
+            let offset = offsets
+                .get(shard)
+                .copied()
+                .filter(|_| set < sets)
+                .ok_or_else(|| {
+                    crate::Error::Internal(format!(
+                        "a repeated key of shard {shard}, set {set}: no such shard or set"
+                    ))
+                })?;
+            rows.push((set, [v[2], v[3], v[4]], offset + v[5]));
+        }
+        rows.sort_unstable();
+        let mut pairs: Vec<Vec<(u64, u64)>> = vec![Vec::new(); sets];
+        let mut current: Option<(usize, [u64; 3], u64)> = None;
+        for (set, key, pos) in rows {
+            match current {
+                Some((s, k, first)) if s == set && k == key => pairs[set].push((pos, first)),
+                _ => current = Some((set, key, pos)),
+            }
+        }
+        for p in &mut pairs {
+            p.sort_unstable();
+        }
+        Ok(self.duplicates_of(pairs, &chunks))
     }
 
     /// The duplicates across the shards of a source (their [`KeyRuns`] in file order), on a
@@ -329,23 +481,13 @@ impl Validator {
     pub fn merge_shards(&self, shards: &[KeyRuns]) -> Result<Vec<LateDuplicate>> {
         let sets = self.key_set_rules().len();
         let mut runs: Vec<Vec<(Run, u64)>> = (0..sets).map(|_| Vec::new()).collect();
-        let mut chunks = Vec::new();
-        let mut offset = 0u64;
-        for shard in shards {
-            if shard.sets.len() != sets {
-                return Err(crate::Error::Internal(format!(
-                    "source `{}`: a shard returned {} key sets, the schema has {sets}",
-                    self.source_id,
-                    shard.sets.len()
-                )));
-            }
+        let (chunks, offsets) = self.across(shards)?;
+        for (shard, offset) in shards.iter().zip(offsets) {
             for (s, paths) in shard.sets.iter().enumerate() {
                 for path in paths {
                     runs[s].push((Run::open(path)?, offset));
                 }
             }
-            chunks.extend(shard.chunks.iter().map(|(p, f, r)| (p + offset, *f, *r)));
-            offset += shard.rows;
         }
         let late = self.late_duplicates(runs, &chunks)?;
         for path in shards.iter().flat_map(|s| s.sets.iter().flatten()) {
@@ -1229,60 +1371,90 @@ mod tests {
         // 5 (a) repeats two.csv record 2, which its own shard finds while validating when the
         // window holds it, and the merge finds (naming one.csv record 1, the first occurrence)
         // when a window of one key spilled it.
-        for (window, in_shard) in [(100, vec![5]), (1, vec![])] {
-            let mut a = Validator::new("t", &s, files.clone()).spill_to(base.join("a"), window);
-            assert!(
-                problems(
-                    &a.validate(chunk(1, &[&row("a"), &row("b"), &row("c")]))
-                        .unwrap()
-                )
-                .is_empty()
-            );
-            let mut b = Validator::new("t", &s, files.clone()).spill_to(base.join("b"), window);
-            let mut found = Vec::new();
-            for (first, rows) in [
-                (1, vec![row("d"), row("a")]),
-                (3, vec![row("e"), row("b"), row("a")]),
-            ] {
-                let rows: Vec<&[Option<&str>]> = rows.iter().map(|r| &r[..]).collect();
-                let mut c = chunk(first, &rows);
-                c.file_index = 1;
-                found.extend(problems(&b.validate(c).unwrap()).into_iter().map(|p| p.0));
-            }
-            assert_eq!(found, in_shard, "window {window}");
-            let runs = vec![a.into_runs().unwrap(), b.into_runs().unwrap()];
-            assert_eq!((runs[0].rows, runs[1].rows), (3, 5));
-            let coordinator = Validator::new("t", &s, files.clone());
-            let late = coordinator.merge_shards(&runs).unwrap();
-            let got: Vec<(u64, usize, u64, &str)> = late
-                .iter()
-                .map(|d| (d.position, d.file, d.record, d.message.as_str()))
-                .collect();
-            let mut expected = vec![
-                (
-                    4,
-                    1,
-                    2,
-                    "duplicate primary key (id); first seen in one.csv record 1",
-                ),
-                (
-                    6,
-                    1,
-                    4,
-                    "duplicate primary key (id); first seen in one.csv record 2",
-                ),
-            ];
-            if in_shard.is_empty() {
-                expected.push((
-                    7,
-                    1,
-                    5,
-                    "duplicate primary key (id); first seen in one.csv record 1",
-                ));
-            }
-            assert_eq!(got, expected, "window {window}");
-            for r in runs.iter().flat_map(|r| r.sets.iter().flatten()) {
-                assert!(!r.exists(), "{} was not removed", r.display());
+        // Each way the coordinator finds them: merging the shards' runs, or from the rows of
+        // repeated keys an engine's group-by returns on their key tables (the group-by done
+        // here with polars, as an engine would).
+        for tables in [false, true] {
+            for (window, in_shard) in [(100, vec![5]), (1, vec![])] {
+                let mut a = Validator::new("t", &s, files.clone()).spill_to(base.join("a"), window);
+                assert!(
+                    problems(
+                        &a.validate(chunk(1, &[&row("a"), &row("b"), &row("c")]))
+                            .unwrap()
+                    )
+                    .is_empty()
+                );
+                let mut b = Validator::new("t", &s, files.clone()).spill_to(base.join("b"), window);
+                let mut found = Vec::new();
+                for (first, rows) in [
+                    (1, vec![row("d"), row("a")]),
+                    (3, vec![row("e"), row("b"), row("a")]),
+                ] {
+                    let rows: Vec<&[Option<&str>]> = rows.iter().map(|r| &r[..]).collect();
+                    let mut c = chunk(first, &rows);
+                    c.file_index = 1;
+                    found.extend(problems(&b.validate(c).unwrap()).into_iter().map(|p| p.0));
+                }
+                assert_eq!(found, in_shard, "window {window}");
+                let mut runs = vec![a.into_runs().unwrap(), b.into_runs().unwrap()];
+                assert_eq!((runs[0].rows, runs[1].rows), (3, 5));
+                let coordinator = Validator::new("t", &s, files.clone());
+                let late = if tables {
+                    let dir = base.join("keys");
+                    runs = runs
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, r)| r.into_table(i, &dir.join(format!("{i}.parquet"))).unwrap())
+                        .collect();
+                    let mut all = DataFrame::empty();
+                    for r in &runs {
+                        let f = std::fs::File::open(r.table.as_ref().unwrap()).unwrap();
+                        all.vstack_mut(&ParquetReader::new(f).finish().unwrap())
+                            .unwrap();
+                    }
+                    let keys = ["key_set", "k0", "k1", "k2"];
+                    let repeated = all
+                        .clone()
+                        .lazy()
+                        .filter(len().over(keys.map(col)).unwrap().gt(lit(1)))
+                        .collect()
+                        .unwrap();
+                    // Two keys, a twice and b twice (window 100) or a three times (window 1).
+                    assert_eq!(repeated.height(), if in_shard.is_empty() { 5 } else { 4 });
+                    coordinator.duplicates_in(&runs, &repeated).unwrap()
+                } else {
+                    coordinator.merge_shards(&runs).unwrap()
+                };
+                let got: Vec<(u64, usize, u64, &str)> = late
+                    .iter()
+                    .map(|d| (d.position, d.file, d.record, d.message.as_str()))
+                    .collect();
+                let mut expected = vec![
+                    (
+                        4,
+                        1,
+                        2,
+                        "duplicate primary key (id); first seen in one.csv record 1",
+                    ),
+                    (
+                        6,
+                        1,
+                        4,
+                        "duplicate primary key (id); first seen in one.csv record 2",
+                    ),
+                ];
+                if in_shard.is_empty() {
+                    expected.push((
+                        7,
+                        1,
+                        5,
+                        "duplicate primary key (id); first seen in one.csv record 1",
+                    ));
+                }
+                assert_eq!(got, expected, "window {window}, tables {tables}");
+                for r in runs.iter().flat_map(|r| r.sets.iter().flatten()) {
+                    assert!(!r.exists(), "{} was not removed", r.display());
+                }
             }
         }
         let _ = std::fs::remove_dir_all(&base);

@@ -455,6 +455,32 @@ impl Engine for Ballista {
     fn pass_shards(&self, tasks: &[ShardTask], work: &Path) -> Option<Result<Vec<String>>> {
         Some(self.shards(tasks, work))
     }
+
+    fn groups_keys(&self) -> bool {
+        true
+    }
+
+    /// A distributed group-by on the keys of every shard (the cluster repartitions the key
+    /// tables by a hash of (key set, key) and counts each key in the partition it lands in),
+    /// joined back to the key tables: only the rows of repeated keys come back.
+    fn repeated_keys(&self, dir: &Path) -> Result<DataFrame> {
+        let what = format!("keys repeated across shards, on {}", self.url);
+        let keys = "key_set, k0, k1, k2";
+        let sql = |from: &str| {
+            let t = ident(from);
+            format!(
+                "SELECT k.shard, k.key_set, k.k0, k.k1, k.k2, k.pos FROM {t} k \
+                 JOIN (SELECT {keys} FROM {t} GROUP BY {keys} HAVING COUNT(*) > 1) d \
+                 ON k.key_set = d.key_set AND k.k0 = d.k0 AND k.k1 = d.k1 AND k.k2 = d.k2"
+            )
+        };
+        let repeated = self.query(dir, sql, &what)?;
+        tracing::info!(
+            rows = repeated.height(),
+            "keys repeated across shards found on the cluster"
+        );
+        Ok(repeated)
+    }
 }
 
 impl Ballista {
@@ -466,11 +492,8 @@ impl Ballista {
             .collect::<Result<_>>()?;
         std::fs::create_dir_all(work).map_err(|e| Error::io(work, e))?;
         let list = work.join("tasks.parquet");
-        let mut frame = DataFrame::new(
-            texts.len(),
-            vec![Column::new("task".into(), texts)],
-        )
-        .map_err(|e| df_error(&what, e))?;
+        let mut frame = DataFrame::new(texts.len(), vec![Column::new("task".into(), texts)])
+            .map_err(|e| df_error(&what, e))?;
         let file = std::fs::File::create(&list).map_err(|e| Error::io(&list, e))?;
         ParquetWriter::new(file)
             .finish(&mut frame)
@@ -492,7 +515,10 @@ impl Ballista {
             .and_then(|c| c.str().cloned())
             .map_err(|e| df_error(&what, e))?;
         let out: Vec<String> = column.iter().flatten().map(str::to_string).collect();
-        tracing::info!(files = tasks.len(), "source passed on the cluster, one task per file");
+        tracing::info!(
+            files = tasks.len(),
+            "source passed on the cluster, one task per file"
+        );
         Ok(out)
     }
 }

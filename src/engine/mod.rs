@@ -72,6 +72,10 @@ pub struct ShardTask {
     /// The file's size and blake3 as hashed when the run began.
     pub bytes: u64,
     pub blake3: String,
+    /// Where the shard writes its keys as a table for the engine to group
+    /// ([`Engine::repeated_keys`]); `None`: as sorted runs for the runner to merge.
+    #[serde(default)]
+    pub key_table: Option<PathBuf>,
 }
 
 /// What runs a shard where its task lands: `runner::shard::run_task` (the runner sits above
@@ -117,6 +121,23 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
     fn pass_shards(&self, tasks: &[ShardTask], work: &Path) -> Option<Result<Vec<String>>> {
         let _ = (tasks, work);
         None
+    }
+
+    /// Whether this engine finds the keys repeated across shards itself
+    /// ([`Engine::repeated_keys`]); then each shard writes its keys as a table.
+    fn groups_keys(&self) -> bool {
+        false
+    }
+
+    /// The rows of the key tables in `dir` (every key of every shard of a source: columns
+    /// `shard`, `key_set`, `k0`, `k1`, `k2`, `pos`) whose (`key_set`, key) occurs more than once,
+    /// in any order: a group-by on the keys.
+    fn repeated_keys(&self, dir: &Path) -> Result<DataFrame> {
+        Err(Error::Internal(format!(
+            "engine {} groups no key tables ({})",
+            self.name(),
+            dir.display()
+        )))
     }
 }
 

@@ -58,6 +58,11 @@ fn names_of(src: &SourcePlan, plan: &Plan) -> Vec<String> {
     file_names(src, plan.spec_path.parent().unwrap_or(Path::new(".")))
 }
 
+/// Where the shards of a source write their key tables, for an engine that groups them.
+pub(super) fn key_tables(staging: &Path, source: &str) -> PathBuf {
+    staging.join(".shards").join(source).join("keys")
+}
+
 /// The accepted rows a shard wrote.
 pub(super) fn accepted_part(dir: &Path) -> PathBuf {
     dir.join("accepted.parquet")
@@ -154,6 +159,7 @@ pub fn pass_file(
     file: usize,
     identity: (u64, String),
     dir: &Path,
+    key_table: Option<&Path>,
 ) -> Result<ShardOutcome> {
     if file >= src.files.len() {
         return Err(Error::Usage(format!(
@@ -209,7 +215,10 @@ pub fn pass_file(
             .map(|(r, n)| (r.as_str().to_string(), n))
             .collect(),
         unmapped: harmonizer.unmapped_all(),
-        keys: validator.into_runs()?,
+        keys: match key_table {
+            None => validator.into_runs()?,
+            Some(path) => validator.into_runs()?.into_table(file, path)?,
+        },
     };
     let json = serde_json::to_vec(&outcome)
         .map_err(|e| Error::Internal(format!("serialising a shard's outcome: {e}")))?;
@@ -223,7 +232,10 @@ pub fn pass_file(
 enum Reply {
     Done(Box<ShardOutcome>),
     /// The shard's error and the exit code it calls for.
-    Failed { message: String, code: i32 },
+    Failed {
+        message: String,
+        code: i32,
+    },
 }
 
 /// Compile the task's spec (which must be the run's: same content hash) and pass its file.
@@ -255,6 +267,7 @@ pub fn pass_task(task: &ShardTask) -> Result<ShardOutcome> {
         task.file,
         (task.bytes, task.blake3.clone()),
         &task.dir,
+        task.key_table.as_deref(),
     )
 }
 
@@ -307,6 +320,9 @@ pub(super) fn run_shards(
             dir: shard_dir(&root, &src.id, file),
             bytes: identities[file].0,
             blake3: identities[file].1.clone(),
+            key_table: engine
+                .groups_keys()
+                .then(|| key_tables(&root, &src.id).join(format!("{file:06}.parquet"))),
         })
         .collect();
     let work = root.join(".shards").join(&src.id);
@@ -353,6 +369,7 @@ pub(super) fn run_shards(
                         file,
                         identities[file].clone(),
                         &shard_dir(staging, &src.id, file),
+                        None,
                     )
                 }));
             }

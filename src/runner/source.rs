@@ -146,7 +146,14 @@ pub(super) fn run_source(
     // taken out): the shards' parts, or the pass's own file when such duplicates were found.
     let mut parts: Vec<PathBuf> = Vec::new();
     let late = if sharded {
-        let outcomes = super::shard::run_shards(plan, src, &identities, staging, &opts.shards, engine.as_ref())?;
+        let outcomes = super::shard::run_shards(
+            plan,
+            src,
+            &identities,
+            staging,
+            &opts.shards,
+            engine.as_ref(),
+        )?;
         for o in &outcomes {
             tally.add(o)?;
             harmonizer.add_unmapped(o.unmapped.clone());
@@ -161,7 +168,18 @@ pub(super) fn run_source(
             bar.set_position(files[..=o.file].iter().map(|f| f.bytes).sum());
         }
         let keys: Vec<crate::validate::KeyRuns> = outcomes.into_iter().map(|o| o.keys).collect();
-        let late = validator.merge_shards(&keys)?;
+        // Keys seen in several shards: by the engine's group-by on the shards' key tables, or
+        // by merging their sorted runs here.
+        let tables = super::shard::key_tables(staging, &src.id);
+        let late = if !keys.is_empty() && keys.iter().all(|k| k.table.is_some()) {
+            let repeated = match tables.is_dir() {
+                true => engine.repeated_keys(&tables)?,
+                false => polars::prelude::DataFrame::empty(),
+            };
+            validator.duplicates_in(&keys, &repeated)?
+        } else {
+            validator.merge_shards(&keys)?
+        };
         tracing::info!(source = %src.id, files = src.files.len(), duplicates_across_files = late.len(), "source passed one file per shard");
         late
     } else {

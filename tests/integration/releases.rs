@@ -868,7 +868,7 @@ fn a_query_during_switching_releases_reads_one_release() {
 }
 
 /// (file, record, line, field, rule) of each row of a quarantine file, sorted.
-fn quarantine_rows(path: &Path) -> Vec<(String, u64, Option<u64>, String, String)> {
+pub(crate) fn quarantine_rows(path: &Path) -> Vec<(String, u64, Option<u64>, String, String)> {
     let q = crate::read_parquet(path);
     let text = |name: &str, i: usize| {
         q.column(name)
