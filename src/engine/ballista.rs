@@ -15,7 +15,10 @@
 //! shuffled by a hash of the person into buckets, and each bucket's units and cells are made by
 //! migstat's own code inside an executor ([`PersonCells`], on the spec the executor compiles from
 //! the same path); one partial per bucket comes back. Survey sums are computed by [`Local`] on
-//! the coordinator (see ARCHITECTURE.md).
+//! the coordinator (see ARCHITECTURE.md). A sharded source pass runs each delivery file as a task
+//! ([`SourcePass`], the runner's shard code handed to the executor by the binary) and finds the
+//! keys repeated across files with a group-by on the shards' key tables
+//! ([`Engine::repeated_keys`]).
 //!
 //! The protection secret never leaves the processes that hold it: a plan names the function
 //! `migstat_record_key(id, fingerprint)`, whose key each executor loads itself (from
