@@ -1232,6 +1232,21 @@ fn sources_passed_one_file_per_shard_publish_what_one_pass_publishes() {
             .collect();
         assert!(stray.is_empty(), "{stray:?}");
     }
+    // The shards on threads of the library's caller (`Shards::Threads`), under the same spec
+    // (and so the same protection key).
+    let threads = tmp.path().join("out-threads");
+    let plan = migstat::spec::compile(&spec).unwrap();
+    let manifest = migstat::runner::run(
+        &plan,
+        &migstat::runner::RunOptions {
+            out_dir: threads.clone(),
+            shards: migstat::runner::shard::Shards::Threads(2),
+            ..Default::default()
+        },
+    );
+    assert!(manifest.is_ok(), "{:?}", manifest.err());
+    let mut outs = outs;
+    outs.push((threads, vec![], vec!["(threads)"]));
     let manifests: Vec<_> = outs.iter().map(|(o, _, _)| crate::manifest(o)).collect();
     let files = |m: &migstat::runner::Manifest| -> Vec<(String, String)> {
         m.outputs
