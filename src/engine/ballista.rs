@@ -451,10 +451,8 @@ impl Engine for Ballista {
         Local::after_pass().survey(source, tables, accepted)
     }
 
-    /// Each file a task of the cluster: a list of the tasks (one row each) grouped by task
-    /// into as many shuffle partitions as tasks, and [`SOURCE_PASS_FN`] evaluated on each
-    /// group in the final stage, inside an executor (files whose tasks hash to the same
-    /// partition run one after the other there). Only the replies come back.
+    /// Each file a task of the cluster (a job of its own, see [`Ballista::shards`]):
+    /// [`SOURCE_PASS_FN`] evaluated inside an executor. Only the replies come back.
     fn pass_shards(&self, tasks: &[ShardTask], work: &Path) -> Option<Result<Vec<String>>> {
         Some(self.shards(tasks, work))
     }
@@ -487,37 +485,85 @@ impl Engine for Ballista {
 }
 
 impl Ballista {
+    /// Each task a job of its own (a one-row list scanned and [`SOURCE_PASS_FN`] evaluated on
+    /// it: one stage, one task), up to [`SHARD_JOBS`] submitted at a time, so the scheduler
+    /// hands each file to a free slot of any executor. (Grouping all tasks into one partition
+    /// per file by a hash of the task let two files share a partition and run one after the
+    /// other on one executor.)
     fn shards(&self, tasks: &[ShardTask], work: &Path) -> Result<Vec<String>> {
         let what = format!("passing files as shards on {}", self.url);
-        let texts: Vec<String> = tasks
-            .iter()
-            .map(|t| serde_json::to_string(t).map_err(|e| df_error(&what, e)))
-            .collect::<Result<_>>()?;
         std::fs::create_dir_all(work).map_err(|e| Error::io(work, e))?;
-        let list = work.join("tasks.parquet");
-        let mut frame = DataFrame::new(texts.len(), vec![Column::new("task".into(), texts)])
-            .map_err(|e| df_error(&what, e))?;
-        let file = std::fs::File::create(&list).map_err(|e| Error::io(&list, e))?;
-        ParquetWriter::new(file)
-            .finish(&mut frame)
-            .map_err(|e| df_error(&what, e))?;
-        let ctx = self
-            .runtime
-            .block_on(remote(&self.url, persons_config(tasks.len())))
-            .map_err(|e| df_error(&what, e))?;
-        let sql = |from: &str| {
-            format!(
-                "SELECT {SOURCE_PASS_FN}(task) AS reply FROM {} GROUP BY task",
-                ident(from)
-            )
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let replies: std::sync::Mutex<Vec<Option<Result<String>>>> =
+            std::sync::Mutex::new((0..tasks.len()).map(|_| None).collect());
+        let job = |i: usize| -> Result<String> {
+            let text = serde_json::to_string(&tasks[i]).map_err(|e| df_error(&what, e))?;
+            let list = work.join(format!("task-{i:06}.parquet"));
+            let mut frame = DataFrame::new(1, vec![Column::new("task".into(), [text])])
+                .map_err(|e| df_error(&what, e))?;
+            let file = std::fs::File::create(&list).map_err(|e| Error::io(&list, e))?;
+            ParquetWriter::new(file)
+                .finish(&mut frame)
+                .map_err(|e| df_error(&what, e))?;
+            let sql = |from: &str| {
+                format!(
+                    "SELECT {SOURCE_PASS_FN}(task) AS reply FROM {}",
+                    ident(from)
+                )
+            };
+            let reply = self.query(&list, sql, &what);
+            let _ = std::fs::remove_file(&list);
+            let reply = reply?
+                .column("reply")
+                .and_then(|c| c.str().cloned())
+                .map_err(|e| df_error(&what, e))?;
+            match (reply.len(), reply.get(0)) {
+                (1, Some(r)) => Ok(r.to_string()),
+                (n, _) => Err(Error::Engine(format!(
+                    "{what}: the task of file {} replied {n} rows",
+                    tasks[i].file
+                ))),
+            }
         };
-        let replies = self.query_in(&ctx, &list, sql, &what)?;
-        let _ = std::fs::remove_file(&list);
-        let column = replies
-            .column("reply")
-            .and_then(|c| c.str().cloned())
-            .map_err(|e| df_error(&what, e))?;
-        let out: Vec<String> = column.iter().flatten().map(str::to_string).collect();
+        std::thread::scope(|scope| {
+            for _ in 0..tasks.len().min(SHARD_JOBS) {
+                scope.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= tasks.len() {
+                            break;
+                        }
+                        let reply = job(i);
+                        let failed = reply.is_err();
+                        if let Ok(mut r) = replies.lock() {
+                            r[i] = Some(reply);
+                        }
+                        if failed {
+                            // No further jobs: the run fails with the first error.
+                            next.store(tasks.len(), std::sync::atomic::Ordering::Relaxed);
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        let replies = replies
+            .into_inner()
+            .map_err(|_| Error::Internal(format!("{what}: a job panicked")))?;
+        let mut out = Vec::with_capacity(tasks.len());
+        for r in replies {
+            match r {
+                Some(r) => out.push(r?),
+                None => continue, // not run: an earlier job failed (its error comes first)
+            }
+        }
+        if out.len() != tasks.len() {
+            return Err(Error::Internal(format!(
+                "{what}: {} of {} files passed",
+                out.len(),
+                tasks.len()
+            )));
+        }
         tracing::info!(
             files = tasks.len(),
             "source passed on the cluster, one task per file"
@@ -525,6 +571,10 @@ impl Ballista {
         Ok(out)
     }
 }
+
+/// At most this many shard jobs are submitted to the scheduler at a time (each waits on its own
+/// thread here; the scheduler queues what its executors cannot take yet).
+const SHARD_JOBS: usize = 64;
 
 /// [`SOURCE_PASS_FN`]`(task)`: the shard of the source pass a task (JSON, a [`ShardTask`])
 /// names, run by migstat's own code in this executor ([`ShardPass`]); its reply as text.
