@@ -1,15 +1,18 @@
 //! The source pass sharded: each delivery file of a source validated and harmonized as a task of
-//! its own (a `migstat shard` process, or a thread of this one), then put together on the
-//! coordinator as one pass over the files would have left them.
+//! its own (a `migstat shard` process, a thread of this one, or a task of an engine that runs
+//! shards: `Engine::pass_shards`), then put together on the coordinator as one pass over the
+//! files would have left them.
 //!
 //! Input: the plan, a source, a file index, the file's identity as hashed when the run began,
 //! and a directory of the run's staging area. Output, in that directory: the file's accepted
 //! rows (`accepted.parquet`, typed as the pass types them), its quarantine (`quarantine.parquet`),
-//! every key of its key sets as sorted runs (`keys/`) and `outcome.json` (a [`ShardOutcome`]:
-//! the file's row accounting, unmapped values and where its key runs are). The coordinator
-//! (`source::run_source`) merges the key runs of all shards in file order — a key's first
-//! occurrence is its first in file order, as in one pass — takes the duplicates that merge finds
-//! out of the concatenated accepted rows into the quarantine, and sums the accounting.
+//! every key of its key sets as sorted runs (`keys/`; or one key table, for an engine that
+//! groups keys) and `outcome.json` (a [`ShardOutcome`]: the file's row accounting, unmapped
+//! values and where its keys are). The coordinator (`source::run_source`) finds the keys seen
+//! again in a later file (merging the runs of all shards in file order, or from the engine's
+//! group-by on the key tables) — a key's first occurrence is its first in file order, as in one
+//! pass — takes those rows out of the concatenated accepted rows into the quarantine, and sums
+//! the accounting.
 
 use super::*;
 use crate::engine::ShardTask;
