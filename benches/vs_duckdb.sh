@@ -51,14 +51,14 @@ rm -rf "$work/out" "$work/duck"
 mkdir -p "$work/duck"
 measure "(c) migstat pipeline" "$bin" -q run "$work/pipeline.toml" --out "$work/out"
 measure "(a) duckdb csv -> parquet" python3 benches/duckdb/duckdb_work.py csv2parquet "$work/data" "$work/duck/border.parquet"
-measure "(b) duckdb cube from parquet" python3 benches/duckdb/duckdb_work.py cube "$work/out/current/restricted/accepted/border.parquet" "$work/duck/cube.parquet"
+measure "(b) duckdb cube from parquet" python3 benches/duckdb/duckdb_work.py cube "$work/out/current/restricted/accepted/border/delivery=000000/part-0.parquet" "$work/duck/cube.parquet"
 fair=${FAIR:-1}
 if [ "$fair" != 0 ]; then
   mkdir -p "$work/duck/fair"
   measure "(e) duckdb fair pipeline" python3 benches/duckdb/duckdb_work.py fair "$work/data" "$PWD" "$work/duck/fair"
   cat "$work/.stdout"
 fi
-measure "(d) migstat cube from parquet" "$bin" -q tabulate "$work/out/current/restricted/accepted/border.parquet" \
+measure "(d) migstat cube from parquet" "$bin" -q tabulate "$work/out/current/restricted/accepted/border/delivery=000000/part-0.parquet" \
   --by MONTH,DIRECTION,SEX,CITIZENSHIP_REGION --out "$work/duck/migstat_cube.parquet"
 if [ "$fair" != 0 ]; then
   awk -v c="${WALL[(c) migstat pipeline]}" -v e="${WALL[(e) duckdb fair pipeline]}" \

@@ -1,6 +1,6 @@
 //! Disaggregate: count tables with every margin.
 //!
-//! Input: a source's harmonized records (its accepted Parquet file) and a [`TableSpec`]: unit
+//! Input: a source's harmonized records (its accepted Parquet parts, in file order) and a [`TableSpec`]: unit
 //! (persons, records, events), kind (count, stock on each period's last day, flow), periods
 //! (see `spec::period`), dimensions, optional filter. Output: one [`CountTable`] per reference
 //! period in long form — one row per cell, each dimension holding a code or `_T` for its
@@ -18,7 +18,7 @@
 //! exactly one finest cell and the margins stay additive.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
@@ -199,11 +199,12 @@ pub fn roll_up_masks<V: Copy + Default + std::ops::AddAssign>(
 }
 
 /// Build one table, one [`CountTable`] per period, from the harmonized records in `accepted`
+/// (the parts, in file order)
 /// (`key`: the cell-key key, for a table protected by the cell key method).
 pub fn build(
     source: &SourcePlan,
     table: &TableSpec,
-    accepted: &Path,
+    accepted: &[PathBuf],
     key: Option<&[u8; 32]>,
 ) -> Result<(Vec<CountTable>, Outside)> {
     let cells = build_cells(source, table, accepted, key)?;
@@ -427,7 +428,7 @@ pub fn add_grouped(
 pub fn build_cells(
     source: &SourcePlan,
     table: &TableSpec,
-    accepted: &Path,
+    accepted: &[PathBuf],
     key: Option<&[u8; 32]>,
 ) -> Result<PeriodCells> {
     build_cells_in(source, table, accepted, key, person_bucket_rows())
@@ -454,7 +455,7 @@ pub const MAX_PERSON_BUCKETS: usize = 256;
 pub fn build_cells_in(
     source: &SourcePlan,
     table: &TableSpec,
-    accepted: &Path,
+    accepted: &[PathBuf],
     key: Option<&[u8; 32]>,
     bucket_rows: usize,
 ) -> Result<PeriodCells> {
@@ -463,7 +464,7 @@ pub fn build_cells_in(
     let by_person = !is_streamed(table) && !table.kind.is_survey();
     let person = source.person_id.as_deref().filter(|_| by_person);
     let rows = match person {
-        Some(_) => parquet_rows(accepted)?,
+        Some(_) => parts_rows(accepted)?,
         None => 0,
     };
     let bucket_rows = bucket_rows.max(1);
@@ -562,6 +563,11 @@ pub fn parquet_rows(path: &Path) -> Result<usize> {
     })
 }
 
+/// The records of every part of a source's accepted records.
+pub fn parts_rows(parts: &[PathBuf]) -> Result<usize> {
+    parts.iter().map(|p| parquet_rows(p)).sum()
+}
+
 /// Every record of a Parquet file.
 fn read_all(path: &Path) -> Result<DataFrame> {
     let file = std::fs::File::open(path).map_err(|e| crate::Error::io(path, e))?;
@@ -598,7 +604,7 @@ impl PersonBuckets {
     /// Read `needed` columns of `accepted` a slice at a time and append each slice's records to
     /// bucket `xxh3(person) mod buckets` (a missing identifier: bucket 0).
     fn write(
-        accepted: &Path,
+        accepted: &[PathBuf],
         table: &TableSpec,
         needed: &[String],
         person: &str,
@@ -606,7 +612,14 @@ impl PersonBuckets {
         buckets: usize,
     ) -> Result<PersonBuckets> {
         let ctx = |what: &str| format!("table {}: {what}", table.id);
-        let dir = accepted.with_file_name(format!(".persons-{}", table.id));
+        // Beside the first part (in the staging directory, removed when the table is built).
+        let Some(first) = accepted.first() else {
+            return Err(crate::Error::Internal(format!(
+                "table {}: a source without accepted parts",
+                table.id
+            )));
+        };
+        let dir = first.with_file_name(format!(".persons-{}", table.id));
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| crate::Error::io(&dir, e))?;
         }
@@ -619,60 +632,65 @@ impl PersonBuckets {
         let mut writers: Vec<Option<(BucketWriter, usize)>> = (0..buckets).map(|_| None).collect();
         // Slices of about a bucket (at least 1,024 records, at most 2^20).
         let step = rows.div_ceil(buckets).clamp(1 << 10, 1 << 20);
-        let mut offset = 0;
-        while offset < rows {
-            let len = step.min(rows - offset);
-            let file = std::fs::File::open(accepted).map_err(|e| crate::Error::io(accepted, e))?;
-            let df = crate::error::guard_reader(accepted, || {
-                ParquetReader::new(file)
-                    .with_columns(Some(needed.to_vec()))
-                    .with_slice(Some((offset, len)))
-                    .finish()
-                    .ctx(|| ctx(&format!("reading records {offset}..")))
-            })?;
-            offset += len;
-            let ids = df
-                .column(person)
-                .and_then(|c| c.cast(&DataType::String))
-                .ctx(|| ctx(person))?;
-            let mut parts: Vec<Vec<IdxSize>> = vec![Vec::new(); buckets];
-            for (row, id) in ids.str().ctx(|| ctx(person))?.iter().enumerate() {
-                let b = person_bucket(id, buckets as u64) as usize;
-                parts[b].push(row as IdxSize);
-            }
-            for (b, part) in parts.into_iter().enumerate() {
-                if part.is_empty() {
-                    continue;
+        for path in accepted {
+            let part_rows = parquet_rows(path)?;
+            let mut offset = 0;
+            while offset < part_rows {
+                let len = step.min(part_rows - offset);
+                let file = std::fs::File::open(path).map_err(|e| crate::Error::io(path, e))?;
+                let df = crate::error::guard_reader(path, || {
+                    ParquetReader::new(file)
+                        .with_columns(Some(needed.to_vec()))
+                        .with_slice(Some((offset, len)))
+                        .finish()
+                        .ctx(|| ctx(&format!("reading records {offset}..")))
+                })?;
+                offset += len;
+                let ids = df
+                    .column(person)
+                    .and_then(|c| c.cast(&DataType::String))
+                    .ctx(|| ctx(person))?;
+                let mut parts: Vec<Vec<IdxSize>> = vec![Vec::new(); buckets];
+                for (row, id) in ids.str().ctx(|| ctx(person))?.iter().enumerate() {
+                    let b = person_bucket(id, buckets as u64) as usize;
+                    parts[b].push(row as IdxSize);
                 }
-                let part = df
-                    .take(&IdxCa::from_vec("".into(), part))
-                    .ctx(|| ctx("splitting the records by person"))?;
-                let (writer, groups) = match &mut writers[b] {
-                    Some(w) => w,
-                    slot => {
-                        let path = this
-                            .dir
-                            .join(format!("{b:05}-{:06}.parquet", this.files[b].len()));
-                        let file =
-                            std::fs::File::create(&path).map_err(|e| crate::Error::io(&path, e))?;
-                        this.files[b].push(path);
-                        let writer =
-                            ParquetWriter::new(std::io::BufWriter::with_capacity(1 << 16, file))
-                                .with_compression(ParquetCompression::Lz4Raw)
-                                .with_statistics(StatisticsOptions::empty())
-                                .batched(df.schema())
-                                .ctx(|| ctx("creating a bucket of persons"))?;
-                        slot.insert((writer, 0))
+                for (b, part) in parts.into_iter().enumerate() {
+                    if part.is_empty() {
+                        continue;
                     }
-                };
-                writer
-                    .write_batch(&part)
-                    .ctx(|| ctx("writing a bucket of persons"))?;
-                *groups += 1;
-                if *groups >= GROUPS_PER_PART
-                    && let Some((full, _)) = writers[b].take()
-                {
-                    full.finish().ctx(|| ctx("finishing a bucket of persons"))?;
+                    let part = df
+                        .take(&IdxCa::from_vec("".into(), part))
+                        .ctx(|| ctx("splitting the records by person"))?;
+                    let (writer, groups) = match &mut writers[b] {
+                        Some(w) => w,
+                        slot => {
+                            let path = this
+                                .dir
+                                .join(format!("{b:05}-{:06}.parquet", this.files[b].len()));
+                            let file = std::fs::File::create(&path)
+                                .map_err(|e| crate::Error::io(&path, e))?;
+                            this.files[b].push(path);
+                            let writer = ParquetWriter::new(std::io::BufWriter::with_capacity(
+                                1 << 16,
+                                file,
+                            ))
+                            .with_compression(ParquetCompression::Lz4Raw)
+                            .with_statistics(StatisticsOptions::empty())
+                            .batched(df.schema())
+                            .ctx(|| ctx("creating a bucket of persons"))?;
+                            slot.insert((writer, 0))
+                        }
+                    };
+                    writer
+                        .write_batch(&part)
+                        .ctx(|| ctx("writing a bucket of persons"))?;
+                    *groups += 1;
+                    if *groups >= GROUPS_PER_PART
+                        && let Some((full, _)) = writers[b].take()
+                    {
+                        full.finish().ctx(|| ctx("finishing a bucket of persons"))?;
+                    }
                 }
             }
         }
@@ -702,7 +720,7 @@ fn respondent_status(source: &SourcePlan) -> Option<(String, std::collections::B
 /// `_line` of the record that makes it and the source's `record_id`. What `migstat trace`
 /// lists for a cell: exactly the rows [`build_cells`] counts into it; for a survey estimate,
 /// the respondents it weighs (its `n`).
-pub fn units(source: &SourcePlan, table: &TableSpec, accepted: &Path) -> Result<DataFrame> {
+pub fn units(source: &SourcePlan, table: &TableSpec, accepted: &[PathBuf]) -> Result<DataFrame> {
     let (lf, _) = unit_frame(source, table, accepted, None, true)?;
     match lf {
         Some(lf) => lf
@@ -786,16 +804,34 @@ fn needed_columns(
 fn unit_frame(
     source: &SourcePlan,
     table: &TableSpec,
-    accepted: &Path,
+    accepted: &[PathBuf],
     keyed: Option<&(String, [u8; 32])>,
     lineage: bool,
 ) -> Result<(Option<LazyFrame>, Outside)> {
-    let file = std::fs::File::open(accepted).map_err(|e| crate::Error::io(accepted, e))?;
-    let df = crate::error::guard_reader(accepted, || {
-        ParquetReader::new(file)
-            .with_columns(Some(needed_columns(source, table, keyed, lineage)))
-            .finish()
-            .ctx(|| format!("table {}: reading the harmonized records", table.id))
+    let needed = needed_columns(source, table, keyed, lineage);
+    let mut df: Option<DataFrame> = None;
+    for path in accepted {
+        let file = std::fs::File::open(path).map_err(|e| crate::Error::io(path, e))?;
+        let part = crate::error::guard_reader(path, || {
+            ParquetReader::new(file)
+                .with_columns(Some(needed.clone()))
+                .finish()
+                .ctx(|| format!("table {}: reading the harmonized records", table.id))
+        })?;
+        df = Some(match df {
+            None => part,
+            Some(mut d) => {
+                d.vstack_mut_owned(part)
+                    .ctx(|| format!("table {}: reading the harmonized records", table.id))?;
+                d
+            }
+        });
+    }
+    let df = df.ok_or_else(|| {
+        crate::Error::Internal(format!(
+            "table {}: a source without accepted parts",
+            table.id
+        ))
     })?;
     units_of(source, table, df, lineage)
 }

@@ -13,7 +13,7 @@
 //!
 //! <release>/manifest.json
 //! <release>/quarantine/<source>.parquet
-//! <release>/restricted/accepted/<source>.parquet
+//! <release>/restricted/accepted/<source>/delivery=<k>/part-0.parquet   one part per delivery file
 //! <release>/restricted/calibration/<source>.parquet                 a calibrated survey's g by class
 //! <release>/restricted/weights/<source>.parquet                     … and each record's weights
 //! <release>/restricted/tables/<table>/<partition>/data.parquet      true values
@@ -29,6 +29,15 @@
 //! a ledger's is the period's key, `ref_year=2024`, … (see `RefPeriod::key`).
 
 use std::path::{Path, PathBuf};
+
+/// The version of this layout, raised whenever a release's files move (2: accepted records as
+/// one part per delivery file): part of each source's input key, so that a run never reuses
+/// the files of a release laid out otherwise.
+pub const VERSION: u32 = 2;
+
+/// The Hive partition key of a source's accepted records: the delivery file's index.
+pub const DELIVERY: &str = "delivery";
+const DELIVERY_KEY: &str = "delivery=";
 
 /// An output directory (`out/`).
 #[derive(Debug, Clone, Copy)]
@@ -96,11 +105,25 @@ impl Release<'_> {
     pub fn manifest(&self) -> PathBuf {
         self.0.join(MANIFEST)
     }
+    /// A source's accepted records: a Hive-partitioned dataset, one part per delivery file
+    /// ([`Release::accepted_part`]), which any Parquet reader reads as one table
+    /// (`read_parquet('…/accepted/<source>/*/*.parquet')`).
     pub fn accepted(&self, source: &str) -> PathBuf {
-        self.0
-            .join("restricted")
-            .join("accepted")
-            .join(format!("{source}.parquet"))
+        self.0.join("restricted").join("accepted").join(source)
+    }
+
+    /// The accepted records of a source's delivery file `file` (its index among the source's
+    /// files, from 0; zero-padded so that the parts list in file order). A file with no
+    /// accepted record still has its part, without rows.
+    pub fn accepted_part(&self, source: &str, file: usize) -> PathBuf {
+        self.accepted(source)
+            .join(format!("{DELIVERY}={file:06}"))
+            .join("part-0.parquet")
+    }
+
+    /// Every part of a source of `files` delivery files, in file order.
+    pub fn accepted_parts(&self, source: &str, files: usize) -> Vec<PathBuf> {
+        (0..files).map(|i| self.accepted_part(source, i)).collect()
     }
     /// A calibrated survey source's g-weights by class (restricted).
     pub fn calibration(&self, source: &str) -> PathBuf {
@@ -235,6 +258,13 @@ impl Release<'_> {
                 f,
             ]
             | ["quarantine", f] => f.strip_suffix(".parquet").map(Owner::Source),
+            [
+                "restricted",
+                "accepted",
+                source,
+                partition,
+                "part-0.parquet",
+            ] if partition.starts_with(DELIVERY_KEY) => Some(Owner::Source(source)),
             ["restricted" | "public", "tables", t, ..] | ["restricted", "audit", t, ..] => {
                 Some(Owner::Table(t))
             }
@@ -278,8 +308,17 @@ mod tests {
                 .replace('\\', "/")
         };
         assert_eq!(
-            Release::owner(&rel(r.accepted("permits"))),
+            Release::owner(&rel(r.accepted_part("permits", 0))),
             Some(Owner::Source("permits"))
+        );
+        assert_eq!(
+            rel(r.accepted_part("permits", 12)),
+            "restricted/accepted/permits/delivery=000012/part-0.parquet"
+        );
+        // Not a part: owned by no source.
+        assert_eq!(
+            Release::owner("restricted/accepted/permits/x=1/part-0.parquet"),
+            None
         );
         assert_eq!(
             Release::owner(&rel(r.quarantine("border"))),

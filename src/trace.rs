@@ -391,7 +391,7 @@ fn restricted_part(
     } else {
         None
     };
-    let accepted = rel.accepted(&source.id);
+    let accepted = rel.accepted_parts(&source.id, source.files.len());
     let units = crate::disaggregate::units(source, t, &accepted)?;
     let keys = matching(&units, cell, index, source)?;
     let records = keys.len() as u64;

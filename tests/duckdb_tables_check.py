@@ -331,7 +331,8 @@ def main():
     failures = []
     for tid, table in sorted(spec.get("tables", {}).items()):
         dims = table["dimensions"]
-        accepted = os.path.join(out, "restricted", "accepted", table["source"] + ".parquet")
+        # The accepted records: one Parquet part per delivery file (Hive-partitioned by delivery).
+        accepted = os.path.join(out, "restricted", "accepted", table["source"], "delivery=*", "part-0.parquet")
         periods, date, freq = periods_of(spec, table)
         folder = os.path.join(out, "restricted", "tables", tid)
         # One partition per period, named as the README says, and nothing else.

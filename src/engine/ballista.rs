@@ -32,6 +32,8 @@ use ballista::prelude::{SessionConfigExt, SessionContextExt};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, UInt64Array};
 use datafusion::arrow::datatypes::DataType as ArrowType;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::datasource::file_format::options::ReadOptions;
+use datafusion::datasource::listing::{ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
@@ -105,12 +107,12 @@ impl Ballista {
         })
     }
 
-    /// The rows of `sql(name)` over the accepted file registered as `name`, as one polars
-    /// frame. Each call registers the file under a name of its own, so that calls from
-    /// several threads (groups run side by side) never read each other's file.
+    /// The rows of `sql(name)` over the accepted records (their parts) registered as `name`,
+    /// as one polars frame. Each call registers the records under a name of its own, so that
+    /// calls from several threads (groups run side by side) never read each other's records.
     fn query(
         &self,
-        accepted: &Path,
+        accepted: &[std::path::PathBuf],
         sql: impl Fn(&str) -> String,
         what: &str,
     ) -> Result<DataFrame> {
@@ -121,7 +123,7 @@ impl Ballista {
     fn query_in(
         &self,
         ctx: &SessionContext,
-        accepted: &Path,
+        accepted: &[std::path::PathBuf],
         sql: impl Fn(&str) -> String,
         what: &str,
     ) -> Result<DataFrame> {
@@ -130,16 +132,37 @@ impl Ballista {
             "accepted_{}",
             CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );
-        // The executors resolve the path themselves: never relative to this process's directory.
-        let accepted = std::fs::canonicalize(accepted).map_err(|e| Error::io(accepted, e))?;
-        let path = accepted
-            .to_str()
-            .ok_or_else(|| Error::Engine(format!("{}: not a UTF-8 path", accepted.display())))?;
+        // One table over the source's parts (or the Parquet files of a directory), listed by name (one per delivery file, each a
+        // file group of the scan: what the executors share out). The executors resolve the
+        // paths themselves: never relative to this process's directory.
+        let mut urls = Vec::with_capacity(accepted.len());
+        for part in accepted {
+            let part = std::fs::canonicalize(part).map_err(|e| Error::io(part, e))?;
+            let path = part
+                .to_str()
+                .ok_or_else(|| Error::Engine(format!("{}: not a UTF-8 path", part.display())))?;
+            // A directory: every Parquet file in it.
+            let path = match part.is_dir() {
+                true => format!("{path}/"),
+                false => path.to_string(),
+            };
+            urls.push(ListingTableUrl::parse(path).map_err(|e| df_error(what, e))?);
+        }
+        let Some(first) = urls.first().cloned() else {
+            return Err(Error::Internal(format!(
+                "{what}: a source without accepted parts"
+            )));
+        };
         let sql = sql(&name);
-        tracing::debug!(%sql, "planned on the cluster");
+        tracing::debug!(%sql, parts = urls.len(), "planned on the cluster");
         let batches = self.runtime.block_on(async {
-            ctx.register_parquet(name.as_str(), path, ParquetReadOptions::default())
-                .await?;
+            let options = ParquetReadOptions::default()
+                .to_listing_options(&ctx.copied_config(), ctx.copied_table_options());
+            let schema = options.infer_schema(&ctx.state(), &first).await?;
+            let config = ListingTableConfig::new_with_multi_paths(urls)
+                .with_listing_options(options)
+                .with_schema(schema);
+            ctx.register_table(name.as_str(), Arc::new(ListingTable::try_new(config)?))?;
             let out = match ctx.sql(&sql).await {
                 Ok(df) => df.collect().await,
                 Err(e) => Err(e),
@@ -353,7 +376,7 @@ impl Ballista {
             .to_str()
             .ok_or_else(|| Error::Engine(format!("{}: not a UTF-8 path", spec.display())))?
             .to_string();
-        let rows = crate::disaggregate::parquet_rows(&accepted.path)?;
+        let rows = crate::disaggregate::parts_rows(&accepted.parts)?;
         let buckets = rows
             .div_ceil(crate::disaggregate::person_bucket_rows())
             .max(1);
@@ -383,7 +406,7 @@ impl Ballista {
             .runtime
             .block_on(remote(&self.url, persons_config(buckets)))
             .map_err(|e| df_error(&what, e))?;
-        let parts = self.query_in(&ctx, &accepted.path, sql, &what)?;
+        let parts = self.query_in(&ctx, &accepted.parts, sql, &what)?;
         let column = parts
             .column("cells")
             .and_then(|c| c.binary().cloned())
@@ -432,7 +455,7 @@ impl Engine for Ballista {
         });
         let date = grouped_sql(source, table, key, placed, "accepted").1;
         let grouped = self.query(
-            &accepted.path,
+            &accepted.parts,
             |from| grouped_sql(source, table, key, placed, from).0,
             &format!("table {}: counting on {}", table.id, self.url),
         )?;
@@ -475,7 +498,7 @@ impl Engine for Ballista {
                  ON k.key_set = d.key_set AND k.k0 = d.k0 AND k.k1 = d.k1 AND k.k2 = d.k2"
             )
         };
-        let repeated = self.query(dir, sql, &what)?;
+        let repeated = self.query(&[dir.to_path_buf()], sql, &what)?;
         tracing::info!(
             rows = repeated.height(),
             "keys repeated across shards found on the cluster"
@@ -511,7 +534,7 @@ impl Ballista {
                     ident(from)
                 )
             };
-            let reply = self.query(&list, sql, &what);
+            let reply = self.query(std::slice::from_ref(&list), sql, &what);
             let _ = std::fs::remove_file(&list);
             let reply = reply?
                 .column("reply")
@@ -1043,7 +1066,7 @@ impl PersonCells {
                     .map_err(|e| Error::Engine(e.to_string()))?,
             ),
         };
-        let schema = Accepted::of(&plan, &source, std::path::PathBuf::new()).schema;
+        let schema = Accepted::of(&plan, &source, Vec::new()).schema;
         let df = Self::records(records, &schema)
             .map_err(|e| df_error(&format!("table {table_id}: reading a bucket of persons"), e))?;
         let cells = crate::disaggregate::person_cells(&source, &table, df, key.as_ref())?;

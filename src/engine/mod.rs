@@ -24,12 +24,13 @@ use crate::error::{IoContext, PolarsContext};
 use crate::spec::{SourcePlan, TableSpec};
 use crate::{Error, Result};
 
-/// A source's accepted (harmonized) records: the Parquet file, and the types the source pass
-/// gave its columns (the file stores unsigned integers as signed ones), so that what an engine
-/// reads back is what the pass counted.
+/// A source's accepted (harmonized) records: its Parquet parts (one per delivery file, in file
+/// order: `layout::Release::accepted_part`), and the types the source pass gave its columns
+/// (the files store unsigned integers as signed ones), so that what an engine reads back is
+/// what the pass counted.
 #[derive(Debug, Clone)]
 pub struct Accepted {
-    pub path: PathBuf,
+    pub parts: Vec<PathBuf>,
     pub schema: Schema,
     /// Records read at once when the file is read in slices.
     pub chunk_rows: usize,
@@ -39,13 +40,19 @@ pub struct Accepted {
 }
 
 impl Accepted {
-    /// The accepted file of `source` at `path`, with the column types its pass gives them.
-    pub fn of(plan: &crate::spec::Plan, source: &SourcePlan, path: PathBuf) -> Self {
+    /// The accepted records of `source` in the release (or staging) directory `release`.
+    pub fn in_release(plan: &crate::spec::Plan, source: &SourcePlan, release: &Path) -> Self {
+        let parts = crate::layout::Release(release).accepted_parts(&source.id, source.files.len());
+        Self::of(plan, source, parts)
+    }
+
+    /// The accepted records of `source` in `parts`, with the column types its pass gives them.
+    pub fn of(plan: &crate::spec::Plan, source: &SourcePlan, parts: Vec<PathBuf>) -> Self {
         let mut schema = crate::validate::Validator::new(&source.id, &source.schema, Vec::new())
             .accepted_schema();
         crate::harmonize::Harmonizer::new(plan, source).extend_schema(&mut schema);
         Accepted {
-            path,
+            parts,
             schema,
             chunk_rows: plan.chunk_rows,
             spec: Some((plan.spec_path.clone(), plan.spec_hash.clone())),
@@ -181,7 +188,7 @@ impl Engine for Local {
         key: Option<&[u8; 32]>,
     ) -> Result<PeriodCells> {
         if !crate::disaggregate::is_streamed(table) {
-            return crate::disaggregate::build_cells(source, table, &accepted.path, key);
+            return crate::disaggregate::build_cells(source, table, &accepted.parts, key);
         }
         let mut cells = PeriodCells::default();
         for_each_slice(accepted, |rows| {
@@ -234,28 +241,67 @@ pub fn from_name(name: &str) -> Result<std::sync::Arc<dyn Engine>> {
     }
 }
 
-/// Call `f` on the accepted records, `chunk_rows` at a time in file order, each slice with the
-/// pass's column types.
+/// Call `f` on the accepted records, `chunk_rows` at a time in file order (part by part),
+/// each slice with the pass's column types.
 pub fn for_each_slice(
     accepted: &Accepted,
     mut f: impl FnMut(&DataFrame) -> Result<()>,
 ) -> Result<()> {
-    let path = &accepted.path;
+    for path in &accepted.parts {
+        for_each_slice_of(path, &accepted.schema, accepted.chunk_rows, |df| f(&df))?;
+    }
+    Ok(())
+}
+
+/// Call `f` on the rows of the Parquet file `path`, `chunk_rows` at a time in order, each
+/// slice with `schema`'s column types.
+pub fn for_each_slice_of(
+    path: &Path,
+    schema: &Schema,
+    chunk_rows: usize,
+    mut f: impl FnMut(DataFrame) -> Result<()>,
+) -> Result<()> {
     let rows = std::fs::File::open(path).at(path).and_then(|file| {
         ParquetReader::new(file)
             .num_rows()
             .ctx(|| format!("reading {}", path.display()))
     })?;
-    let step = accepted.chunk_rows.max(1);
+    let step = chunk_rows.max(1);
     let mut offset = 0usize;
     while offset < rows {
         crate::interrupt::check()?;
         let len = step.min(rows - offset);
         let df = read_slice(path, offset, len)?;
         offset += len;
-        f(&with_types(df, &accepted.schema, path)?)?;
+        f(with_types(df, schema, path)?)?;
     }
     Ok(())
+}
+
+/// Every record of the parts in order; with `schema`, each column in its type (the pass's),
+/// else as the files store them.
+pub fn read_parts(parts: &[PathBuf], schema: Option<&Schema>) -> Result<DataFrame> {
+    let mut all: Option<DataFrame> = None;
+    for path in parts {
+        let df = crate::error::guard_reader(path, || {
+            ParquetReader::new(std::fs::File::open(path).at(path)?)
+                .finish()
+                .ctx(|| format!("reading {}", path.display()))
+        })?;
+        let df = match schema {
+            Some(schema) => with_types(df, schema, path)?,
+            None => df,
+        };
+        all = Some(match all {
+            None => df,
+            Some(mut a) => {
+                a.vstack_mut_owned(df)
+                    .ctx(|| format!("reading {}", path.display()))?;
+                a
+            }
+        });
+    }
+    all.ok_or_else(|| Error::Internal("records read from no Parquet part".into()))
 }
 
 /// Rows `offset..offset + len` of a Parquet file (a damaged file is an error, not a panic).
@@ -302,24 +348,31 @@ mod tests {
     }
 
     #[test]
-    fn slices_come_back_in_order_with_the_pass_types() {
+    fn slices_come_back_in_order_part_by_part_with_the_pass_types() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a.parquet");
-        let n = 1_003u32;
-        let mut df = df!(
-            "AGE" => (0..n).map(i64::from).collect::<Vec<_>>(),
-            "SEX" => (0..n).map(|i| if i % 2 == 0 { "F" } else { "M" }).collect::<Vec<_>>(),
-        )
-        .unwrap();
-        ParquetWriter::new(std::fs::File::create(&path).unwrap())
-            .finish(&mut df)
+        // Two parts, 1,003 and 7 records; a slice never spans two parts.
+        let write = |name: &str, range: std::ops::Range<u32>| {
+            let path = dir.path().join(name);
+            let mut df = df!(
+                "AGE" => range.clone().map(i64::from).collect::<Vec<_>>(),
+                "SEX" => range.map(|i| if i % 2 == 0 { "F" } else { "M" }).collect::<Vec<_>>(),
+            )
             .unwrap();
+            ParquetWriter::new(std::fs::File::create(&path).unwrap())
+                .finish(&mut df)
+                .unwrap();
+            path
+        };
+        let parts = vec![
+            write("a.parquet", 0..1_003),
+            write("b.parquet", 1_003..1_010),
+        ];
         let mut schema = Schema::default();
         schema.with_column("SEX".into(), DataType::String);
         schema.with_column("AGE".into(), DataType::UInt32);
         let accepted = Accepted {
-            path,
-            schema,
+            parts: parts.clone(),
+            schema: schema.clone(),
             chunk_rows: 100,
             spec: None,
         };
@@ -343,8 +396,25 @@ mod tests {
             Ok(())
         })
         .unwrap();
-        assert_eq!(seen, (0..n).collect::<Vec<_>>());
-        assert_eq!(heights.len(), 11);
-        assert_eq!(heights.last(), Some(&3));
+        assert_eq!(seen, (0..1_010).collect::<Vec<_>>());
+        assert_eq!(heights.len(), 12);
+        assert_eq!(heights[10..], [3, 7]);
+        // Read whole: the same records, typed, in part order.
+        let all = read_parts(&parts, Some(&schema)).unwrap();
+        assert_eq!(all.height(), 1_010);
+        assert_eq!(all.column("AGE").unwrap().dtype(), &DataType::UInt32);
+        assert_eq!(
+            all.column("AGE").unwrap().u32().unwrap().get(1_005),
+            Some(1_005)
+        );
+        assert!(read_parts(&[], Some(&schema)).is_err());
+        assert_eq!(
+            read_parts(&parts, None)
+                .unwrap()
+                .column("AGE")
+                .unwrap()
+                .dtype(),
+            &DataType::Int64
+        );
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! Input: a [`Plan`] and an output directory. Output: a release (`out/releases/<run-id>/`, made
 //! current by [`crate::release`]) holding the accepted records
-//! (`restricted/accepted/<source>.parquet`), the quarantine (`quarantine/<source>.parquet`), the
-//! tables (`restricted/tables/`, `public/tables/`, `restricted/audit/`) and `manifest.json`; or,
+//! (`restricted/accepted/<source>/delivery=<k>/part-0.parquet`, one part per delivery file),
+//! the quarantine (`quarantine/<source>.parquet`), the tables (`restricted/tables/`, `public/tables/`, `restricted/audit/`) and `manifest.json`; or,
 //! when a source or table is rejected, the same files under `out/failed/<run-id>/` (`current`
 //! unchanged); and a line in `out/history.jsonl` either way. Sources whose input key matches
 //! the current release's are reused instead of recomputed.

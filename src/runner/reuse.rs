@@ -13,6 +13,7 @@ use super::*;
 pub(super) fn input_key(plan: &Plan, src: &SourcePlan) -> Result<(String, Vec<(u64, String)>)> {
     let mut h = blake3::Hasher::new();
     h.update(crate::VERSION.as_bytes());
+    h.update(&crate::layout::VERSION.to_le_bytes());
     h.update(plan.spec_hash.as_bytes());
     h.update(src.id.as_bytes());
     let mut identities = Vec::with_capacity(src.files.len());

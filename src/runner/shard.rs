@@ -5,14 +5,15 @@
 //!
 //! Input: the plan, a source, a file index, the file's identity as hashed when the run began,
 //! and a directory of the run's staging area. Output, in that directory: the file's accepted
-//! rows (`accepted.parquet`, typed as the pass types them), its quarantine (`quarantine.parquet`),
+//! rows (`accepted.parquet`, typed and with the key-value metadata one pass gives its part), its quarantine (`quarantine.parquet`),
 //! every key of its key sets as sorted runs (`keys/`; or one key table, for an engine that
 //! groups keys) and `outcome.json` (a [`ShardOutcome`]: the file's row accounting, unmapped
 //! values and where its keys are). The coordinator (`source::run_source`) finds the keys seen
 //! again in a later file (merging the runs of all shards in file order, or from the engine's
 //! group-by on the key tables) — a key's first occurrence is its first in file order, as in one
-//! pass — takes those rows out of the concatenated accepted rows into the quarantine, and sums
-//! the accounting.
+//! pass — moves each shard's accepted rows in as its file's part of the source's accepted records
+//! (taking those rows out of the parts that hold one, into the quarantine), and sums the
+//! accounting.
 
 use super::*;
 use crate::engine::ShardTask;
@@ -34,6 +35,9 @@ pub struct ShardOutcome {
     pub unmapped: Vec<UnmappedValue>,
     /// Where the file's keys are.
     pub keys: KeyRuns,
+    /// The accepted part as written (its path relative to the shard's directory): its rows,
+    /// bytes and blake3, so that the coordinator need not read a part it moves in as it is.
+    pub part: OutputFile,
 }
 
 /// How the files of a source are passed (`migstat run --shards N`).
@@ -64,6 +68,23 @@ fn names_of(src: &SourcePlan, plan: &Plan) -> Vec<String> {
 /// Where the shards of a source write their key tables, for an engine that groups them.
 pub(super) fn key_tables(staging: &Path, source: &str) -> PathBuf {
     staging.join(".shards").join(source).join("keys")
+}
+
+/// The key-value metadata of the accepted records' part of one delivery file (`name`, its
+/// blake3): the same whichever process wrote the part.
+pub(super) fn part_metadata(
+    plan: &Plan,
+    src: &SourcePlan,
+    name: &str,
+    blake3: &str,
+) -> Vec<(String, String)> {
+    vec![
+        ("migstat_version".to_string(), crate::VERSION.to_string()),
+        ("pipeline_id".to_string(), plan.pipeline_id.clone()),
+        ("pipeline_hash".to_string(), plan.spec_hash.clone()),
+        ("source_id".to_string(), src.id.clone()),
+        ("input_blake3".to_string(), format!("{name}={blake3}")),
+    ]
 }
 
 /// The accepted rows a shard wrote.
@@ -184,12 +205,13 @@ pub fn pass_file(
             names.len()
         )));
     }
+    let metadata = part_metadata(plan, src, &names[file], &identity.1);
     let mut validator = Validator::new(&src.id, &src.schema, names)
         .spill_to(dir.join("keys"), crate::validate::key_window());
     let mut harmonizer = Harmonizer::new(plan, src);
     let mut schema = validator.accepted_schema();
     harmonizer.extend_schema(&mut schema);
-    let mut accepted = ParquetSink::create(&accepted_part(dir), &schema, &[])?;
+    let mut accepted = ParquetSink::create(&accepted_part(dir), &schema, &metadata)?;
     let mut quarantined = ParquetSink::create(&quarantine_part(dir), &quarantine::schema(), &[])?;
     let mut chunks = FileChunks::open(src, file, plan.chunk_rows, identity)?;
     let mut tally = Tally::default();
@@ -222,6 +244,7 @@ pub fn pass_file(
             None => validator.into_runs()?,
             Some(path) => validator.into_runs()?.into_table(file, path)?,
         },
+        part: acc,
     };
     let json = serde_json::to_vec(&outcome)
         .map_err(|e| Error::Internal(format!("serialising a shard's outcome: {e}")))?;

@@ -6,7 +6,7 @@
 //! its survey partials) and, when too many rows failed, the rejection.
 
 use super::shard::{Shards, Tally};
-use super::tables::counted_tables;
+use super::tables::{Metadata, counted_tables};
 use super::*;
 
 /// What a source's pass leaves for the tables: its report, its files, and the partial aggregates of
@@ -126,11 +126,15 @@ pub(super) fn run_source(
                 .join(";"),
         ),
     ];
-    let accepted_path = Release(staging).accepted(&src.id);
     let quarantine_path = Release(staging).quarantine(&src.id);
     let mut accepted_schema = validator.accepted_schema();
     harmonizer.extend_schema(&mut accepted_schema);
-    let mut accepted = ParquetSink::create(&accepted_path, &accepted_schema, &metadata)?;
+    // The accepted records: one part per delivery file.
+    let part_paths = Release(staging).accepted_parts(&src.id, files.len());
+    let part_metadata: Vec<Metadata> = files
+        .iter()
+        .map(|f| super::shard::part_metadata(plan, src, &f.path, &f.blake3))
+        .collect();
     let mut quarantined = ParquetSink::create(&quarantine_path, &quarantine::schema(), &metadata)?;
 
     let total_bytes: u64 = files.iter().map(|f| f.bytes).sum();
@@ -142,9 +146,11 @@ pub(super) fn run_source(
     let identities: Vec<(u64, String)> =
         files.iter().map(|f| (f.bytes, f.blake3.clone())).collect();
     let sharded = opts.shards != Shards::Off && src.files.len() > 1;
-    // The accepted rows still to be put together (with the duplicates found after the pass
-    // taken out): the shards' parts, or the pass's own file when such duplicates were found.
-    let mut parts: Vec<PathBuf> = Vec::new();
+    // Where each file's accepted rows are before they are put together (the duplicates found
+    // after the pass taken out): the shards' parts, or the pass's own.
+    let mut parts: Vec<PathBuf> = part_paths.clone();
+    // Each part's file as written there (rows, bytes, blake3), when known.
+    let mut written: Vec<Option<OutputFile>> = vec![None; files.len()];
     let late = if sharded {
         let outcomes = super::shard::run_shards(
             plan,
@@ -158,13 +164,16 @@ pub(super) fn run_source(
             tally.add(o)?;
             harmonizer.add_unmapped(o.unmapped.clone());
             let dir = super::shard::shard_dir(staging, &src.id, o.file);
-            copy_part(
+            crate::engine::for_each_slice_of(
                 &super::shard::quarantine_part(&dir),
                 &quarantine::schema(),
                 plan.chunk_rows,
                 |df| quarantined.write(df),
             )?;
-            parts.push(super::shard::accepted_part(&dir));
+            if let (Some(p), Some(w)) = (parts.get_mut(o.file), written.get_mut(o.file)) {
+                *p = super::shard::accepted_part(&dir);
+                *w = Some(o.part.clone());
+            }
             bar.set_position(files[..=o.file].iter().map(|f| f.bytes).sum());
         }
         let keys: Vec<crate::validate::KeyRuns> = outcomes.into_iter().map(|o| o.keys).collect();
@@ -183,6 +192,14 @@ pub(super) fn run_source(
         tracing::info!(source = %src.id, files = src.files.len(), duplicates_across_files = late.len(), "source passed one file per shard");
         late
     } else {
+        let mut accepted = PartSinks {
+            staging,
+            paths: &part_paths,
+            schema: &accepted_schema,
+            metadata: &part_metadata,
+            open: None,
+            done: Vec::new(),
+        };
         one_pass(
             plan,
             src,
@@ -211,40 +228,36 @@ pub(super) fn run_source(
                 Ok(())
             },
         )?;
+        written = accepted.finish()?.into_iter().map(Some).collect();
         validator.finish_keys()?
     };
     bar.finish();
     // The spill directories' parent, once no source's runs are left in it.
     let _ = std::fs::remove_dir(staging.join(".keys"));
-    if !sharded && !late.is_empty() {
-        // Duplicates whose first occurrence had been spilled with a full key window: the
-        // accepted file is written again without them, and the tables counted again.
-        let written = accepted.finish(staging)?;
-        debug_assert_eq!(written.rows, tally.good);
-        let aside = accepted_path.with_extension("before-late-duplicates.parquet");
-        std::fs::rename(&accepted_path, &aside).at(&accepted_path)?;
-        accepted = ParquetSink::create(&accepted_path, &accepted_schema, &metadata)?;
-        parts.push(aside);
+    // Counted again as the parts are put together: a sharded pass counted nothing, and a pass
+    // that found duplicates after it counted them.
+    let recount = stream && (sharded || !late.is_empty());
+    if recount {
         partials = vec![PeriodCells::default(); streamed.len()];
         survey_partials = vec![Default::default(); surveyed.len()];
         design_partial = crate::survey::DesignPartial::default();
     }
-    let removed = drop_late_duplicates(
+    let (removed, accepted_out) = put_together(
         &late,
         &files,
         &parts,
-        &mut accepted,
+        &written,
+        &part_paths,
+        &part_metadata,
         &accepted_schema,
         plan.chunk_rows,
+        staging,
+        recount,
         |rows| {
-            for (t, cells) in streamed.iter().zip(partials.iter_mut()).filter(|_| stream) {
+            for (t, cells) in streamed.iter().zip(partials.iter_mut()) {
                 crate::disaggregate::add_chunk(src, t, rows, cells, cell_key.as_ref())?;
             }
-            if let Some(design) = src
-                .design
-                .as_ref()
-                .filter(|_| stream && !surveyed.is_empty())
-            {
+            if let Some(design) = src.design.as_ref().filter(|_| !surveyed.is_empty()) {
                 let units = design_partial.add_chunk(design, rows)?;
                 for (t, p) in surveyed.iter().zip(survey_partials.iter_mut()) {
                     p.add_chunk(t, &units, rows)?;
@@ -253,9 +266,6 @@ pub(super) fn run_source(
             Ok(())
         },
     )?;
-    for part in &parts {
-        std::fs::remove_file(part).at(part)?;
-    }
     if sharded {
         let dir = staging.join(".shards").join(&src.id);
         std::fs::remove_dir_all(&dir).at(&dir)?;
@@ -302,7 +312,7 @@ pub(super) fn run_source(
             "duplicate keys found after the pass (their first occurrence was spilled or in another shard); accepted rows put together without them"
         );
     }
-    let acc = accepted.finish(staging)?;
+    let accepted_rows: u64 = accepted_out.iter().map(|f| f.rows).sum();
     let Tally {
         read,
         bad,
@@ -313,7 +323,7 @@ pub(super) fn run_source(
     if !stream {
         let t0 = std::time::Instant::now();
         let accepted = crate::engine::Accepted {
-            path: accepted_path.clone(),
+            parts: part_paths.clone(),
             schema: accepted_schema.clone(),
             chunk_rows: plan.chunk_rows,
             spec: Some((plan.spec_path.clone(), plan.spec_hash.clone())),
@@ -345,18 +355,7 @@ pub(super) fn run_source(
                     sink.write(frame)?;
                     calibration_out = Some(sink.finish(staging)?);
                     // Each record's calibrated weight, for analyses outside migstat.
-                    let acc_path = staging.join(&acc.path);
-                    let records = std::fs::File::open(&acc_path)
-                        .map_err(|e| Error::Io {
-                            path: acc_path.clone(),
-                            source: e,
-                        })
-                        .and_then(|f| {
-                            ParquetReader::new(f).finish().map_err(|e| Error::Polars {
-                                context: format!("reading {}", acc_path.display()),
-                                source: e,
-                            })
-                        })?;
+                    let records = crate::engine::read_parts(&part_paths, None)?;
                     let frame = info.record_weights(
                         design,
                         &design_partial,
@@ -403,10 +402,10 @@ pub(super) fn run_source(
     }
     let qua = quarantined.finish(staging)?;
     let (unmapped_codes, unmapped_omitted) = harmonizer.unmapped();
-    if acc.rows != good {
+    if accepted_rows != good {
         return Err(Error::Internal(format!(
             "source `{}`: {} accepted rows counted, {} written",
-            src.id, good, acc.rows
+            src.id, good, accepted_rows
         )));
     }
     Ok(SourcePass {
@@ -414,7 +413,7 @@ pub(super) fn run_source(
             id: src.id.clone(),
             files,
             rows_read: read,
-            rows_accepted: acc.rows,
+            rows_accepted: accepted_rows,
             rows_quarantined: bad,
             max_invalid_fraction: src.max_invalid_fraction,
             unmapped_codes,
@@ -427,8 +426,9 @@ pub(super) fn run_source(
             input_key: String::new(),
             reused: false,
         },
-        outputs: [acc, qua]
+        outputs: accepted_out
             .into_iter()
+            .chain([qua])
             .chain(calibration_out)
             .chain(weights_out)
             .chain(covariance_out)
@@ -457,13 +457,14 @@ fn one_pass(
     validator: &mut Validator,
     harmonizer: &mut Harmonizer<'_>,
     tally: &mut Tally,
-    accepted: &mut ParquetSink,
+    accepted: &mut PartSinks<'_>,
     quarantined: &mut ParquetSink,
     bar: &dyn SourceProgress,
     mut counted: impl FnMut(&polars::prelude::DataFrame) -> Result<()>,
 ) -> Result<()> {
     let sizes: Vec<u64> = identities.iter().map(|f| f.0).collect();
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(RawChunk, u64)>>(1);
+    // Each chunk with the bytes read so far and its file's index (a chunk is of one file).
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(RawChunk, u64, usize)>>(1);
     std::thread::scope(|scope| -> Result<()> {
         scope.spawn(move || {
             let mut done_bytes = 0;
@@ -478,7 +479,7 @@ fn one_pass(
                 };
                 loop {
                     let item = match chunks.next_chunk() {
-                        Ok(Some(c)) => Ok((c, done_bytes + chunks.position())),
+                        Ok(Some(c)) => Ok((c, done_bytes + chunks.position(), fi)),
                         Ok(None) => break,
                         Err(e) => Err(e),
                     };
@@ -492,18 +493,18 @@ fn one_pass(
         });
         // Validation runs on a thread of its own too (its key sets see the chunks in order), so
         // that harmonizing, counting and handing chunk n to the writer overlaps validating n + 1.
-        let (vtx, vrx) = std::sync::mpsc::sync_channel::<Result<(ValidatedChunk, u64)>>(1);
+        let (vtx, vrx) = std::sync::mpsc::sync_channel::<Result<(ValidatedChunk, u64, usize)>>(1);
         scope.spawn(move || {
             let mut reserved = false;
             for item in rx {
-                let validated = item.and_then(|(chunk, position)| {
+                let validated = item.and_then(|(chunk, position, file)| {
                     if !reserved && position > 0 {
                         // Rows to come, estimated from the first chunk's bytes per row.
                         let rows = chunk.height() as f64 * total_bytes as f64 / position as f64;
                         validator.reserve_keys((rows * 1.05) as usize);
                         reserved = true;
                     }
-                    Ok((validator.validate(chunk)?, position))
+                    Ok((validator.validate(chunk)?, position, file))
                 });
                 let failed = validated.is_err();
                 if vtx.send(validated).is_err() || failed {
@@ -514,66 +515,105 @@ fn one_pass(
         for item in vrx {
             // A SIGTERM or SIGINT stops the pass here (dropping the channel stops the others).
             crate::interrupt::check()?;
-            let (v, position) = item?;
+            let (v, position, file) = item?;
             let rows = tally.take(v, harmonizer, quarantined)?;
             counted(&rows)?;
-            accepted.write(rows)?;
+            accepted.write(file, rows)?;
             bar.set_position(position);
         }
         Ok(())
     })
 }
 
-/// A row taken out of the accepted file: its line and its fields' values as text, by schema index.
-type Removed = (Option<u64>, BTreeMap<usize, Option<String>>);
-
-/// The rows taken out of the accepted file, by (file index, record).
-type RemovedRows = BTreeMap<(usize, u64), Removed>;
-
-/// Every row of the Parquet file `path` in slices of `chunk_rows`, typed as `schema` (the file
-/// holds unsigned integers as Int64).
-fn copy_part(
-    path: &Path,
-    schema: &polars::prelude::Schema,
-    chunk_rows: usize,
-    mut f: impl FnMut(polars::prelude::DataFrame) -> Result<()>,
-) -> Result<()> {
-    use crate::error::PolarsContext;
-    let rows = std::fs::File::open(path).at(path).and_then(|file| {
-        ParquetReader::new(file)
-            .num_rows()
-            .ctx(|| format!("reading {}", path.display()))
-    })?;
-    let step = chunk_rows.max(1);
-    let mut offset = 0usize;
-    while offset < rows {
-        let len = step.min(rows - offset);
-        let df = crate::engine::read_slice(path, offset, len)?;
-        offset += len;
-        f(crate::engine::with_types(df, schema, path)?)?;
-    }
-    Ok(())
+/// A source's accepted records as the pass writes them: one part per delivery file, each
+/// opened when its file's first rows come, and a part without rows for a file without any.
+pub(super) struct PartSinks<'a> {
+    staging: &'a Path,
+    /// Each file's part, in file order.
+    paths: &'a [PathBuf],
+    schema: &'a polars::prelude::Schema,
+    metadata: &'a [Metadata],
+    /// The part being written (its file's index).
+    open: Option<(usize, ParquetSink)>,
+    /// Parts finished (the files before the open one), as written.
+    done: Vec<OutputFile>,
 }
 
-/// Write the accepted rows of `parts` (in order) to `sink` without the rows of `late` (found by
-/// file index and record), in slices of `chunk_rows`; `kept` sees every slice that stays, typed
-/// as the pass wrote it. Returns the rows taken out, by (file index, record).
-fn drop_late_duplicates(
+impl PartSinks<'_> {
+    /// Write rows of file `file` (files come in order).
+    fn write(&mut self, file: usize, rows: polars::prelude::DataFrame) -> Result<()> {
+        self.open_part(file)?;
+        match &mut self.open {
+            Some((_, sink)) => sink.write(rows),
+            None => Err(Error::Internal("no accepted part open".into())),
+        }
+    }
+
+    /// Finish the parts before `file` (those of files without rows too) and open `file`'s.
+    fn open_part(&mut self, file: usize) -> Result<()> {
+        loop {
+            let next = match &self.open {
+                Some((i, _)) if *i == file => return Ok(()),
+                Some((i, _)) if *i > file => {
+                    return Err(Error::Internal(format!(
+                        "rows of file {file} came after file {i}'s"
+                    )));
+                }
+                Some((i, _)) => i + 1,
+                None => self.done.len(),
+            };
+            if let Some((_, sink)) = self.open.take() {
+                self.done.push(sink.finish(self.staging)?);
+            }
+            let (Some(path), Some(metadata)) = (self.paths.get(next), self.metadata.get(next))
+            else {
+                return Err(Error::Internal(format!("no accepted part for file {next}")));
+            };
+            self.open = Some((next, ParquetSink::create(path, self.schema, metadata)?));
+        }
+    }
+
+    /// Finish every part (files without rows get theirs): each part's file as written.
+    fn finish(mut self) -> Result<Vec<OutputFile>> {
+        if let Some(last) = self.paths.len().checked_sub(1) {
+            self.open_part(last)?;
+        }
+        if let Some((_, sink)) = self.open.take() {
+            self.done.push(sink.finish(self.staging)?);
+        }
+        Ok(self.done)
+    }
+}
+
+/// A row taken out of the accepted records: its line and its fields' values as text, by schema
+/// index.
+type Removed = (Option<u64>, BTreeMap<usize, Option<String>>);
+
+/// The rows taken out of the accepted records, by (file index, record).
+type RemovedRows = BTreeMap<(usize, u64), Removed>;
+
+/// Put each file's accepted rows, now at `from[i]`, in its part `to[i]` without the rows of
+/// `late` (found by file index and record): a part holding none of them is moved as it is
+/// (nothing rewritten; `written[i]`, when known, its rows, bytes and blake3 as written), one
+/// holding some is written again without them. With `recount`,
+/// `kept` sees every row that stays, in file order, `chunk_rows` at a time, typed as the pass
+/// wrote it. Returns the rows taken out, by (file index, record), and each part's file.
+#[allow(clippy::too_many_arguments)]
+fn put_together(
     late: &[crate::validate::LateDuplicate],
     files: &[InputFile],
-    parts: &[PathBuf],
-    sink: &mut ParquetSink,
+    from: &[PathBuf],
+    written: &[Option<OutputFile>],
+    to: &[PathBuf],
+    metadata: &[Metadata],
     schema: &polars::prelude::Schema,
     chunk_rows: usize,
+    staging: &Path,
+    recount: bool,
     mut kept: impl FnMut(&polars::prelude::DataFrame) -> Result<()>,
-) -> Result<RemovedRows> {
+) -> Result<(RemovedRows, Vec<OutputFile>)> {
     use crate::error::PolarsContext;
     use polars::prelude::*;
-    let index: std::collections::HashMap<&str, usize> = files
-        .iter()
-        .enumerate()
-        .map(|(i, f)| (f.path.as_str(), i))
-        .collect();
     let drop: std::collections::HashSet<(usize, u64)> =
         late.iter().map(|d| (d.file, d.record)).collect();
     let fields: Vec<(usize, String)> = {
@@ -589,12 +629,47 @@ fn drop_late_duplicates(
             .collect()
     };
     let mut removed = BTreeMap::new();
-    for part in parts {
-        copy_part(part, schema, chunk_rows, |df| {
-            if drop.is_empty() {
-                kept(&df)?;
-                return sink.write(df);
+    let mut out = Vec::with_capacity(to.len());
+    for (i, (part, dest)) in from.iter().zip(to).enumerate() {
+        if !late.iter().any(|d| d.file == i) {
+            if part != dest {
+                if let Some(dir) = dest.parent() {
+                    std::fs::create_dir_all(dir).at(dir)?;
+                }
+                std::fs::rename(part, dest).at(dest)?;
             }
+            if recount {
+                crate::engine::for_each_slice_of(dest, schema, chunk_rows, |df| kept(&df))?;
+            }
+            let path = crate::export::relative(dest, staging);
+            out.push(match written.get(i).cloned().flatten() {
+                Some(w) => OutputFile { path, ..w },
+                None => {
+                    let (bytes, blake3) = hash_file(dest)?;
+                    let rows = crate::disaggregate::parquet_rows(dest)? as u64;
+                    OutputFile {
+                        path,
+                        rows,
+                        bytes,
+                        blake3,
+                    }
+                }
+            });
+            continue;
+        }
+        // The rows to rewrite, moved aside first when they are in the part itself.
+        let aside = dest.with_extension("before-late-duplicates.parquet");
+        let part = if part == dest {
+            std::fs::rename(dest, &aside).at(&aside)?;
+            &aside
+        } else {
+            part
+        };
+        let meta = metadata
+            .get(i)
+            .ok_or_else(|| Error::Internal(format!("no metadata for file {i}")))?;
+        let mut sink = ParquetSink::create(dest, schema, meta)?;
+        crate::engine::for_each_slice_of(part, schema, chunk_rows, |df| {
             let file = df.column("_file").and_then(|c| c.str().cloned());
             let record = df.column("_record").and_then(|c| c.u64().cloned());
             let line = df.column("_line").and_then(|c| c.u64().cloned());
@@ -608,18 +683,18 @@ fn drop_late_duplicates(
                 }
             };
             let mut keep = Vec::with_capacity(df.height());
-            let mut out = Vec::new();
-            for (i, (f, r)) in file.iter().zip(record.iter()).enumerate() {
-                let at = f
-                    .and_then(|f| index.get(f).copied())
-                    .zip(r)
-                    .filter(|k| drop.contains(k));
+            let mut taken = Vec::new();
+            for (row, (f, r)) in file.iter().zip(record.iter()).enumerate() {
+                // A part holds one file's rows: its index is `i` (the name is checked).
+                let at = r
+                    .map(|r| (i, r))
+                    .filter(|k| drop.contains(k) && f == files.get(i).map(|x| x.path.as_str()));
                 keep.push(at.is_none());
                 if let Some(k) = at {
-                    out.push((i, k));
+                    taken.push((row, k));
                 }
             }
-            if !out.is_empty() {
+            if !taken.is_empty() {
                 let text: Vec<(usize, StringChunked)> = fields
                     .iter()
                     .map(|(i, name)| {
@@ -630,7 +705,7 @@ fn drop_late_duplicates(
                             .ctx(|| format!("reading column `{name}` of {}", part.display()))
                     })
                     .collect::<Result<_>>()?;
-                for (row, k) in out {
+                for (row, k) in taken {
                     let values = text
                         .iter()
                         .map(|(i, s)| (*i, s.get(row).map(str::to_string)))
@@ -642,11 +717,15 @@ fn drop_late_duplicates(
             let df = df
                 .filter(&mask)
                 .ctx(|| format!("filtering {}", part.display()))?;
-            kept(&df)?;
+            if recount {
+                kept(&df)?;
+            }
             sink.write(df)
         })?;
+        out.push(sink.finish(staging)?);
+        std::fs::remove_file(part).at(part)?;
     }
-    Ok(removed)
+    Ok((removed, out))
 }
 
 /// `path` relative to `base` even when it is not below it (`../sample_data/x.csv`).

@@ -73,7 +73,7 @@ pub(super) fn accepted_of(
     source: &SourcePlan,
     staging: &Path,
 ) -> crate::engine::Accepted {
-    crate::engine::Accepted::of(plan, source, Release(staging).accepted(&source.id))
+    crate::engine::Accepted::in_release(plan, source, staging)
 }
 
 pub(super) fn source_of<'a>(

@@ -63,7 +63,7 @@ fn every_bad_row_kind_is_quarantined_with_rule_field_and_line() {
     );
     // The hand-counted 22 = 5 + 17 again, from the files rather than the manifest.
     let release = tmp.path().join("current");
-    let accepted_rows = read_parquet(&release.join("restricted/accepted/people.parquet")).height();
+    let accepted_rows = crate::read_accepted(&release, "people").height();
     let quarantined_records = read_parquet(&release.join("quarantine/people.parquet"))
         .select(["file", "record"])
         .unwrap()
@@ -72,10 +72,7 @@ fn every_bad_row_kind_is_quarantined_with_rule_field_and_line() {
         .height();
     assert_eq!((accepted_rows, quarantined_records), (5, 17));
     // The accepted rows are exactly the good ones, typed, with their lineage.
-    let acc = read_parquet(
-        &tmp.path()
-            .join("current/restricted/accepted/people.parquet"),
-    );
+    let acc = crate::read_accepted(&tmp.path().join("current"), "people");
     let ids: Vec<&str> = acc
         .column("raw_id")
         .unwrap()
@@ -127,10 +124,7 @@ fn windows_1252_and_bom_sources_decode_to_utf8() {
     let tmp = tempfile::tempdir().unwrap();
     let plan = compile(&dir.join("pipeline.toml")).unwrap();
     crate::run_plan(&plan, tmp.path());
-    let communes = read_parquet(
-        &tmp.path()
-            .join("current/restricted/accepted/communes.parquet"),
-    );
+    let communes = crate::read_accepted(&tmp.path().join("current"), "communes");
     let names: Vec<&str> = communes
         .column("raw_commune")
         .unwrap()
@@ -140,7 +134,7 @@ fn windows_1252_and_bom_sources_decode_to_utf8() {
         .map(|v| v.unwrap())
         .collect();
     assert_eq!(names, ["Fès", "Béni Mellal"]);
-    let bom = read_parquet(&tmp.path().join("current/restricted/accepted/bom.parquet"));
+    let bom = crate::read_accepted(&tmp.path().join("current"), "bom");
     assert_eq!(
         bom.column("raw_key").unwrap().str().unwrap().get(0),
         Some("A")

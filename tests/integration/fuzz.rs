@@ -156,7 +156,7 @@ proptest! {
             Ok(m) => {
                 let s = &m.sources[0];
                 let out = d.join("out/current");
-                let accepted = crate::read_parquet(&out.join("restricted/accepted/s.parquet")).height() as u64;
+                let accepted = crate::read_accepted(&out, "s").height() as u64;
                 let quarantined = crate::read_parquet(&out.join("quarantine/s.parquet"))
                     .select(["file", "record"]).unwrap()
                     .unique_stable(None, polars::prelude::UniqueKeepStrategy::First, None).unwrap()

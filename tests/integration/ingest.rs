@@ -172,7 +172,7 @@ fn mixed_date_formats_feed_ages_and_implausible_records_are_quarantined() {
     );
     // Ages at arrival, by hand: born 1990-05-17 → 29 on 2020-03-01 (twice, ISO and day-first;
     // the second arrival a datetime at midnight); born 5 Jan 1985 → 38 on 4 Jan 2024.
-    let acc = crate::read_parquet(&tmp.path().join("current/restricted/accepted/reg.parquet"));
+    let acc = crate::read_accepted(&tmp.path().join("current"), "reg");
     let ids: Vec<&str> = acc
         .column("raw_id")
         .unwrap()
@@ -239,7 +239,7 @@ fn parquet_as_pandas_polars_duckdb_and_arrow_write_it_reads_like_the_csv() {
     // Expected by hand for every writer: a1 and a2 accepted; a3 (time of day in `arrived`),
     // a4 (34.5 children) and a5 (-1 children) quarantined, as records 3, 4 and 5.
     let accepted = |id: &str| {
-        let df = crate::read_parquet(&current.join(format!("restricted/accepted/{id}.parquet")));
+        let df = crate::read_accepted(&current, id);
         let cols = [
             "raw_id",
             "raw_born",
@@ -423,7 +423,7 @@ fn with_dialect(data: &[u8], dialect: &str) -> (Vec<String>, Vec<(String, Option
                 .join(",")
         })
         .collect();
-    let a = crate::read_parquet(&current.join("restricted/accepted/people.parquet"));
+    let a = crate::read_accepted(&current, "people");
     let ids = a.column("raw_id").unwrap().str().unwrap().clone();
     let ages = a.column("raw_age").unwrap().cast(&DataType::Int64).unwrap();
     let ages = ages.i64().unwrap();
@@ -495,7 +495,7 @@ fn a_frictionless_data_resource_can_name_a_source() {
         (s.rows_read, s.rows_accepted, s.rows_quarantined),
         (2, 1, 1)
     );
-    let acc = crate::read_parquet(&d.join("out/current/restricted/accepted/people.parquet"));
+    let acc = crate::read_accepted(&d.join("out/current"), "people");
     assert_eq!(
         acc.column("raw_id").unwrap().str().unwrap().get(0),
         Some("a\tb")

@@ -71,6 +71,47 @@ pub fn read_parquet(path: &Path) -> DataFrame {
     ParquetReader::new(f).finish().expect("read parquet")
 }
 
+/// A source's accepted records in a release: every part (`delivery=<k>/part-0.parquet`, one
+/// per delivery file) in file order, as one frame. Anything else in the directory fails.
+pub fn read_accepted(release: &Path, source: &str) -> DataFrame {
+    read_accepted_parts(release, source)
+        .iter()
+        .map(|p| read_parquet(p))
+        .reduce(|mut a, b| {
+            a.vstack_mut_owned(b).expect("parts of one schema");
+            a
+        })
+        .unwrap_or_else(|| panic!("no accepted part of {source}"))
+}
+
+/// The parts of a source's accepted records in a release, in file order.
+pub fn read_accepted_parts(release: &Path, source: &str) -> Vec<PathBuf> {
+    let dir = release.join("restricted/accepted").join(source);
+    let mut parts: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    parts.sort();
+    parts
+        .into_iter()
+        .enumerate()
+        .map(|(i, d)| {
+            assert_eq!(
+                d.file_name().unwrap().to_string_lossy(),
+                format!("delivery={i:06}"),
+                "{}",
+                d.display()
+            );
+            let names: Vec<_> = std::fs::read_dir(&d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(names, ["part-0.parquet"], "{}", d.display());
+            d.join("part-0.parquet")
+        })
+        .collect()
+}
+
 /// Run one of the Python reference checks (`tests/<script>`) on the default pipeline's output in
 /// `out`; it must succeed and print `<done>`.
 pub fn python_check(script: &str, out: &Path, done: &str) {

@@ -117,7 +117,7 @@ proptest! {
             got.insert(r, l);
         }
         prop_assert_eq!(got, expected_bad);
-        let acc = read_parquet(&out.join("current/restricted/accepted/s.parquet"));
+        let acc = crate::read_accepted(&out.join("current"), "s");
         prop_assert_eq!(acc.height() as u64, good);
     }
 }
@@ -151,7 +151,7 @@ proptest! {
         // Row conservation from the files, not from the manifest (the runner already refuses a
         // manifest that does not add up): accepted rows plus distinct quarantined records.
         let out = d.join("out").join("current");
-        let accepted = read_parquet(&out.join("restricted/accepted/s.parquet")).height() as u64;
+        let accepted = crate::read_accepted(&out, "s").height() as u64;
         let quarantined = read_parquet(&out.join("quarantine/s.parquet"))
             .select(["file", "record"]).unwrap()
             .unique_stable(None, polars::prelude::UniqueKeepStrategy::First, None).unwrap()

@@ -109,7 +109,7 @@ fn the_default_release_publishes_only_protected_tables() {
     // asylum sets publish_grand_total: its total is published, and true (the sample's accepted
     // registrations of 2024, each person once).
     let asylum = public(out, "asylum");
-    let accepted = read_parquet(&out.join("restricted/accepted/asylum.parquet"))
+    let accepted = crate::read_accepted(out, "asylum")
         .lazy()
         .filter(col("raw_registration_date").dt().year().eq(lit(2024)))
         .collect()
@@ -669,7 +669,7 @@ fn cell_key_noise_follows_the_records_across_tables_and_releases() {
     // mod 1, computed here from the accepted records (of 2024, the partition read); its
     // published count is the perturbation table's for (count, key); every margin is the sum of
     // its published finest cells.
-    let accepted = read_parquet(&first.join("restricted/accepted/returns.parquet"))
+    let accepted = crate::read_accepted(&first, "returns")
         .lazy()
         .filter(col("raw_departure_date").dt().year().eq(lit(2024)))
         .collect()

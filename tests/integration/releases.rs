@@ -470,8 +470,14 @@ fn reruns_recompute_only_what_changed_and_history_records_every_run() {
         assert_eq!(hash(&second, &f.path), Some(f.blake3.clone()), "{}", f.path);
     }
     assert_ne!(
-        hash(&first, "restricted/accepted/trafficking.parquet"),
-        hash(&second, "restricted/accepted/trafficking.parquet")
+        hash(
+            &first,
+            "restricted/accepted/trafficking/delivery=000000/part-0.parquet"
+        ),
+        hash(
+            &second,
+            "restricted/accepted/trafficking/delivery=000000/part-0.parquet"
+        )
     );
     assert_intact(&out);
     // The same outputs as a full recompute of the same inputs.
@@ -1170,6 +1176,17 @@ fn split_csv(from: &Path, to_names: &[&str], sizes: &[usize]) -> Vec<Vec<String>
 /// byte, with the same row accounting: a key repeated in a later file is a duplicate of its
 /// first occurrence in file order whichever process saw it, also when the shards spill their
 /// key sets.
+/// A column of `df` as text.
+fn text_column(df: &polars::prelude::DataFrame, name: &str) -> polars::prelude::StringChunked {
+    df.column(name)
+        .unwrap()
+        .cast(&polars::prelude::DataType::String)
+        .unwrap()
+        .str()
+        .unwrap()
+        .clone()
+}
+
 #[test]
 fn sources_passed_one_file_per_shard_publish_what_one_pass_publishes() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1285,6 +1302,49 @@ fn sources_passed_one_file_per_shard_publish_what_one_pass_publishes() {
         assert_eq!(files(&manifests[0]), files(m));
         assert_eq!(counts(&manifests[0]), counts(m));
     }
+    // The border crossings' accepted records: one part per delivery file, each holding only
+    // its file's rows, and as many as the file's records less its quarantined ones (the three
+    // repeats of the first file and the one of the second among them, records 6001–6004).
+    for (out, _, extra) in &outs {
+        let current = out.join("current");
+        let parts = crate::read_accepted_parts(&current, &border_id);
+        assert_eq!(parts.len(), 3, "{extra:?}");
+        let q = crate::read_parquet(&current.join(format!("quarantine/{border_id}.parquet")));
+        for (part, (name, records)) in parts.iter().zip([
+            ("border_crossings.csv", 8000u64),
+            ("border_crossings_2.csv", 6000),
+            ("border_crossings_3.csv", 6004),
+        ]) {
+            let df = crate::read_parquet(part);
+            let files = df.column("_file").unwrap().str().unwrap().clone();
+            assert!(
+                files.iter().all(|f| f.unwrap().ends_with(name)),
+                "{extra:?} {}",
+                part.display()
+            );
+            let max_record = df.column("_record").unwrap().max_reduce().unwrap();
+            assert!(
+                max_record.value().extract::<u64>().unwrap() <= 6000
+                    || name != "border_crossings_3.csv",
+                "{extra:?}: a repeat left in the third part"
+            );
+            let (qf, qr) = (text_column(&q, "file"), text_column(&q, "record"));
+            let quarantined = qf
+                .iter()
+                .zip(qr.iter())
+                .filter(|(f, _)| {
+                    f.unwrap().ends_with(name) && !f.unwrap().ends_with(&format!("_{name}"))
+                })
+                .map(|(_, r)| r.unwrap().to_string())
+                .collect::<std::collections::BTreeSet<_>>()
+                .len() as u64;
+            assert_eq!(
+                df.height() as u64 + quarantined,
+                records,
+                "{extra:?} {name}"
+            );
+        }
+    }
     for s in &manifests[0].sources {
         let q = format!("quarantine/{}.parquet", s.id);
         let first = quarantine_rows(&outs[0].0.join("current").join(&q));
@@ -1304,15 +1364,7 @@ fn sources_passed_one_file_per_shard_publish_what_one_pass_publishes() {
             .join("current/quarantine")
             .join(format!("{border_id}.parquet")),
     );
-    let col = |name: &str| {
-        q.column(name)
-            .unwrap()
-            .cast(&polars::prelude::DataType::String)
-            .unwrap()
-            .str()
-            .unwrap()
-            .clone()
-    };
+    let col = |name: &str| text_column(&q, name);
     let (file, record, rule, message) = (col("file"), col("record"), col("rule"), col("message"));
     let mut repeats: Vec<(String, String)> = (0..q.height())
         .filter(|&i| {

@@ -81,8 +81,7 @@ fn default_pipeline_accounts_for_every_generated_row() {
             .find(|(p, _)| p.file_name() == file.file_name())
             .unwrap();
         assert_eq!(s.rows_read, *rows, "{}: rows read vs rows generated", s.id);
-        let accepted =
-            read_parquet(&out.join(format!("current/restricted/accepted/{}.parquet", s.id)));
+        let accepted = crate::read_accepted(&out.join("current"), &s.id);
         assert_eq!(accepted.height() as u64, s.rows_accepted, "{}", s.id);
         let q = read_parquet(&out.join(format!("current/quarantine/{}.parquet", s.id)));
         let distinct = q

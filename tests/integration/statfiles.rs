@@ -71,7 +71,7 @@ fn spss_and_stata_files_read_like_the_csv() {
     let m = crate::run_plan(&plan, &tmp.path().join("out"));
     let current = tmp.path().join("out/current");
     let accepted = |id: &str| {
-        let df = crate::read_parquet(&current.join(format!("restricted/accepted/{id}.parquet")));
+        let df = crate::read_accepted(&current, id);
         df.select([
             "raw_id",
             "raw_born",
@@ -124,7 +124,7 @@ fn value_labels_are_crosswalks_file_by_file() {
     let m = crate::run_plan(&plan, &tmp.path().join("out"));
     let current = tmp.path().join("out/current");
     let sexes = |id: &str| {
-        let df = crate::read_parquet(&current.join(format!("restricted/accepted/{id}.parquet")));
+        let df = crate::read_accepted(&current, id);
         let (ids, sex) = (column(&df, "raw_id"), column(&df, "SEX"));
         ids.into_iter()
             .zip(sex)

@@ -1219,7 +1219,7 @@ fn the_default_survey_is_raked_to_its_census_margins_but_not_its_emigrants() {
     // accepted records by file and record number: its delivered weight, g = 1 abroad, and the
     // residents' calibrated weights add up to the census totals by sex and age group.
     let weights = read_parquet(&out.join("restricted/weights/survey.parquet"));
-    let acc = read_parquet(&out.join("restricted/accepted/survey.parquet"));
+    let acc = crate::read_accepted(out, "survey");
     let acc_rows = acc.height();
     assert_eq!(weights.height(), acc_rows, "one row per accepted record");
     let joined = weights

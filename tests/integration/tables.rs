@@ -774,7 +774,7 @@ fn duckdb_group_by_cube_gives_the_same_tables() {
 
     // Border crossings: Moroccan citizens are `NAT`, apart from their M49 sub-region; every
     // other known citizenship keeps its region.
-    let border = read_parquet(&out.join("restricted/accepted/border.parquet"));
+    let border = crate::read_accepted(out, "border");
     let cit = border.column("CITIZENSHIP").unwrap().str().unwrap().clone();
     let reg = border
         .column("CITIZENSHIP_REGION")
@@ -875,15 +875,20 @@ fn tables_of_persons_split_by_person_have_the_same_cells() {
             continue;
         }
         let source = plan.sources.iter().find(|s| s.id == table.source).unwrap();
-        // A copy: the buckets are written beside the file, not in the shared release.
-        let accepted = tmp.path().join(format!("{}.parquet", source.id));
-        if !accepted.exists() {
-            std::fs::copy(
-                current.join(format!("restricted/accepted/{}.parquet", source.id)),
-                &accepted,
-            )
-            .unwrap();
-        }
+        // A copy: the buckets are written beside the first part, not in the shared release.
+        let dir = tmp.path().join(&source.id);
+        std::fs::create_dir_all(&dir).unwrap();
+        let accepted: Vec<std::path::PathBuf> = crate::read_accepted_parts(current, &source.id)
+            .iter()
+            .enumerate()
+            .map(|(i, part)| {
+                let to = dir.join(format!("part-{i}.parquet"));
+                if !to.exists() {
+                    std::fs::copy(part, &to).unwrap();
+                }
+                to
+            })
+            .collect();
         let whole = build_cells_in(source, table, &accepted, Some(&key), usize::MAX).unwrap();
         let units: u64 = whole
             .by_period
@@ -892,7 +897,7 @@ fn tables_of_persons_split_by_person_have_the_same_cells() {
             .map(|t| t.n)
             .sum();
         assert!(units > 0, "table {} counts nobody", table.id);
-        let rows = read_parquet(&accepted).height();
+        let rows: usize = accepted.iter().map(|p| read_parquet(p).height()).sum();
         assert!(rows > MAX_PERSON_BUCKETS, "the cap is reached below");
         for bucket_rows in [1, 997, rows - 1] {
             let split = build_cells_in(source, table, &accepted, Some(&key), bucket_rows).unwrap();
@@ -910,6 +915,7 @@ fn tables_of_persons_split_by_person_have_the_same_cells() {
     );
     let left: Vec<_> = std::fs::read_dir(tmp.path())
         .unwrap()
+        .flat_map(|e| std::fs::read_dir(e.unwrap().path()).unwrap())
         .map(|e| e.unwrap().file_name())
         .filter(|n| n.to_string_lossy().starts_with(".persons"))
         .collect();
@@ -936,13 +942,12 @@ fn cells_grouped_elsewhere_are_the_cells_counted_here() {
             continue;
         }
         let source = plan.sources.iter().find(|s| s.id == table.source).unwrap();
-        let path = current.join(format!("restricted/accepted/{}.parquet", source.id));
-        let accepted = Accepted::of(plan, source, path.clone());
+        let accepted = Accepted::in_release(plan, source, current);
         let local = Local::after_pass()
             .cells(source, table, &accepted, Some(&key))
             .unwrap();
         // The grouping, done here with polars as an engine would do it.
-        let mut df = read_parquet(&path);
+        let mut df = crate::read_accepted(current, &source.id);
         if let Some((column, values)) = &table.filter {
             let keep: Vec<bool> = df
                 .column(column)

@@ -8,7 +8,7 @@ cargo run -q -- -q run pipelines/observatory.toml --out "$out" > /dev/null
 python3 - "$out" <<'PY'
 import sys, duckdb
 duckdb.execute(f"""copy (select raw_stratum as stratum, raw_psu as psu, raw_weight as weight,
-    SEX, AGE_GROUP, MIGRATION_TYPE, REGION, AGE from '{sys.argv[1]}/restricted/accepted/survey.parquet'
+    SEX, AGE_GROUP, MIGRATION_TYPE, REGION, AGE from read_parquet('{sys.argv[1]}/restricted/accepted/survey/*/*.parquet')
     order by _file, _record) to 'tests/golden/survey_input.csv' (header)""")
 PY
 Rscript tests/r/survey_golden.R tests/golden/survey_input.csv tests/golden/survey_population_r.csv tests/golden/survey_mean_age_r.csv tests/golden/survey_migration_share_r.csv tests/golden/survey_emigrants_r.csv tests/golden/survey_median_age_r.csv
