@@ -95,17 +95,7 @@ impl<'p> Harmonizer<'p> {
     /// instead of codes) must not carry a register into them. Returns the list and how many
     /// distinct values it leaves out.
     pub fn unmapped(&self) -> (Vec<UnmappedValue>, u64) {
-        let mut v: Vec<UnmappedValue> = self
-            .unmapped
-            .iter()
-            .map(|((column, raw), (field, count, action))| UnmappedValue {
-                column: column.clone(),
-                field: field.clone(),
-                raw: raw.clone(),
-                count: *count,
-                action: action.clone(),
-            })
-            .collect();
+        let mut v = self.unmapped_all();
         v.sort_by(|a, b| {
             b.count
                 .cmp(&a.count)

@@ -103,14 +103,12 @@ pub(super) fn run_source(
     let engine = opts.engine();
     let stream = engine.counts_while_reading();
     let cell_key = secret.map(|s| s.derive("cell key"));
-    let mut partials: Vec<PeriodCells> = vec![PeriodCells::default(); streamed.len()];
     let surveyed: Vec<&crate::spec::TableSpec> = plan
         .tables
         .iter()
         .filter(|t| t.source == src.id && t.kind.is_survey())
         .collect();
-    let mut survey_partials: Vec<crate::survey::Partial> = vec![Default::default(); surveyed.len()];
-    let mut design_partial = crate::survey::DesignPartial::default();
+    let mut counters = Counters::new(src, &streamed, &surveyed, cell_key.as_ref());
 
     let metadata = vec![
         ("migstat_version".to_string(), crate::VERSION.to_string()),
@@ -211,21 +209,9 @@ pub(super) fn run_source(
             &mut accepted,
             &mut quarantined,
             bar.as_ref(),
-            |rows| {
-                for (t, cells) in streamed.iter().zip(partials.iter_mut()).filter(|_| stream) {
-                    crate::disaggregate::add_chunk(src, t, rows, cells, cell_key.as_ref())?;
-                }
-                if let Some(design) = src
-                    .design
-                    .as_ref()
-                    .filter(|_| stream && !surveyed.is_empty())
-                {
-                    let units = design_partial.add_chunk(design, rows)?;
-                    for (t, p) in surveyed.iter().zip(survey_partials.iter_mut()) {
-                        p.add_chunk(t, &units, rows)?;
-                    }
-                }
-                Ok(())
+            |rows| match stream {
+                true => counters.add(rows),
+                false => Ok(()),
             },
         )?;
         written = accepted.finish()?.into_iter().map(Some).collect();
@@ -238,9 +224,7 @@ pub(super) fn run_source(
     // that found duplicates after it counted them.
     let recount = stream && (sharded || !late.is_empty());
     if recount {
-        partials = vec![PeriodCells::default(); streamed.len()];
-        survey_partials = vec![Default::default(); surveyed.len()];
-        design_partial = crate::survey::DesignPartial::default();
+        counters = Counters::new(src, &streamed, &surveyed, cell_key.as_ref());
     }
     let (removed, accepted_out) = put_together(
         &late,
@@ -253,19 +237,14 @@ pub(super) fn run_source(
         plan.chunk_rows,
         staging,
         recount,
-        |rows| {
-            for (t, cells) in streamed.iter().zip(partials.iter_mut()) {
-                crate::disaggregate::add_chunk(src, t, rows, cells, cell_key.as_ref())?;
-            }
-            if let Some(design) = src.design.as_ref().filter(|_| !surveyed.is_empty()) {
-                let units = design_partial.add_chunk(design, rows)?;
-                for (t, p) in surveyed.iter().zip(survey_partials.iter_mut()) {
-                    p.add_chunk(t, &units, rows)?;
-                }
-            }
-            Ok(())
-        },
+        |rows| counters.add(rows),
     )?;
+    let Counters {
+        cells: mut partials,
+        design: mut design_partial,
+        surveys: mut survey_partials,
+        ..
+    } = counters;
     if sharded {
         let dir = staging.join(".shards").join(&src.id);
         std::fs::remove_dir_all(&dir).at(&dir)?;
@@ -523,6 +502,57 @@ fn one_pass(
         }
         Ok(())
     })
+}
+
+/// The partial aggregates counted as a source's accepted rows go by: each streamed table's
+/// cells, the survey design's partial and each survey table's sums.
+struct Counters<'a> {
+    src: &'a SourcePlan,
+    streamed: &'a [&'a crate::spec::TableSpec],
+    surveyed: &'a [&'a crate::spec::TableSpec],
+    key: Option<&'a [u8; 32]>,
+    cells: Vec<PeriodCells>,
+    design: crate::survey::DesignPartial,
+    surveys: Vec<crate::survey::Partial>,
+}
+
+impl<'a> Counters<'a> {
+    /// Nothing counted yet.
+    fn new(
+        src: &'a SourcePlan,
+        streamed: &'a [&'a crate::spec::TableSpec],
+        surveyed: &'a [&'a crate::spec::TableSpec],
+        key: Option<&'a [u8; 32]>,
+    ) -> Self {
+        Counters {
+            src,
+            streamed,
+            surveyed,
+            key,
+            cells: vec![PeriodCells::default(); streamed.len()],
+            design: Default::default(),
+            surveys: vec![Default::default(); surveyed.len()],
+        }
+    }
+
+    /// Count accepted rows (in record order: the survey sums depend on it).
+    fn add(&mut self, rows: &polars::prelude::DataFrame) -> Result<()> {
+        for (t, cells) in self.streamed.iter().zip(self.cells.iter_mut()) {
+            crate::disaggregate::add_chunk(self.src, t, rows, cells, self.key)?;
+        }
+        if let Some(design) = self
+            .src
+            .design
+            .as_ref()
+            .filter(|_| !self.surveyed.is_empty())
+        {
+            let units = self.design.add_chunk(design, rows)?;
+            for (t, p) in self.surveyed.iter().zip(self.surveys.iter_mut()) {
+                p.add_chunk(t, &units, rows)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A source's accepted records as the pass writes them: one part per delivery file, each
