@@ -277,10 +277,10 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },
-    /// Validate and harmonize one delivery file of a source on its own (a shard of the source
-    /// pass: what `migstat run --shards N` starts per file, on this machine or any with the
-    /// same paths). Writes the file's accepted rows, quarantine, key runs and `outcome.json`
-    /// into DIR.
+    /// Validate and harmonize delivery files of a source each on its own, one after the other
+    /// (shards of the source pass: what `migstat run --shards N` starts per run of consecutive
+    /// files, on this machine or any with the same paths). Writes each file's accepted rows,
+    /// quarantine, key runs and `outcome.json` into its DIR.
     #[command(hide = true)]
     Shard {
         /// The pipeline spec.
@@ -288,18 +288,20 @@ enum Command {
         /// The source's id.
         #[arg(long)]
         source: String,
-        /// The file's index among the source's files (from 0, in the spec's order).
-        #[arg(long)]
-        file: usize,
+        /// The file's index among the source's files (from 0, in the spec's order). Repeated
+        /// (with a --dir, --bytes and --blake3 each, in the same order): several files passed
+        /// one after the other.
+        #[arg(long, required = true)]
+        file: Vec<usize>,
         /// Where the shard's files go (emptied first).
-        #[arg(long)]
-        dir: PathBuf,
+        #[arg(long, required = true)]
+        dir: Vec<PathBuf>,
         /// The file's size and blake3 as hashed when the run began: a file that changed
         /// since is an error.
-        #[arg(long)]
-        bytes: u64,
-        #[arg(long)]
-        blake3: String,
+        #[arg(long, required = true)]
+        bytes: Vec<u64>,
+        #[arg(long, required = true)]
+        blake3: Vec<String>,
         /// The spec's content hash the run compiled: a spec edited since is an error.
         #[arg(long)]
         spec_hash: String,
@@ -789,19 +791,29 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             let absolute = |p: &std::path::Path| {
                 std::path::absolute(p).map_err(|e| migstat::error::Error::io(p, e))
             };
-            runner::shard::pass_task(&migstat::engine::ShardTask {
-                // As given, so that files are named as the run names them.
-                spec: pipeline.clone(),
-                spec_hash: spec_hash.clone(),
-                source: source.clone(),
-                // Named from the spec's path as given (the run's own, in its directory).
-                names: Vec::new(),
-                file: *file,
-                dir: absolute(dir)?,
-                bytes: *bytes,
-                blake3: blake3.clone(),
-                key_table: None,
-            })?;
+            if dir.len() != file.len() || bytes.len() != file.len() || blake3.len() != file.len() {
+                return Err(Error::Usage(
+                    "give --dir, --bytes and --blake3 once for each --file, in the same order"
+                        .into(),
+                ));
+            }
+            let mut tasks = Vec::with_capacity(file.len());
+            for (((file, dir), bytes), blake3) in file.iter().zip(dir).zip(bytes).zip(blake3) {
+                tasks.push(migstat::engine::ShardTask {
+                    // As given, so that files are named as the run names them.
+                    spec: pipeline.clone(),
+                    spec_hash: spec_hash.clone(),
+                    source: source.clone(),
+                    // Named from the spec's path as given (the run's own, in its directory).
+                    names: Vec::new(),
+                    file: *file,
+                    dir: absolute(dir)?,
+                    bytes: *bytes,
+                    blake3: blake3.clone(),
+                    key_table: None,
+                });
+            }
+            runner::shard::pass_tasks(&tasks)?;
             Ok(exit::OK)
         }
         #[cfg(feature = "distributed")]
@@ -838,7 +850,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                         work_dir.as_deref(),
                         *concurrent_tasks,
                         key,
-                        Some(runner::shard::run_task),
+                        Some(runner::shard::run_tasks),
                     )?
                 }
             }

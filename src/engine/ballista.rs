@@ -508,21 +508,31 @@ impl Engine for Ballista {
 }
 
 impl Ballista {
-    /// Each task a job of its own (a one-row list scanned and [`SOURCE_PASS_FN`] evaluated on
-    /// it: one stage, one task), up to [`SHARD_JOBS`] submitted at a time, so the scheduler
-    /// hands each file to a free slot of any executor. (Grouping all tasks into one partition
-    /// per file by a hash of the task let two files share a partition and run one after the
-    /// other on one executor.)
+    /// The tasks in at most [`shard_jobs`] jobs of consecutive files of about equal bytes
+    /// ([`super::batches`]: a job per file while there are fewer, several small files to a job
+    /// when there are many, since each job costs its planning and scheduling), up to
+    /// [`SUBMITTED_AT_ONCE`] submitted at a time: each job a list of its tasks scanned and [`SOURCE_PASS_FN`] evaluated on it
+    /// (one stage, one task, its files passed one after the other), so the scheduler hands
+    /// each job to a free slot of any executor. (Grouping all tasks into partitions by a hash
+    /// of the task let two files share a partition and run one after the other on one
+    /// executor.)
     fn shards(&self, tasks: &[ShardTask], work: &Path) -> Result<Vec<String>> {
         let what = format!("passing files as shards on {}", self.url);
         std::fs::create_dir_all(work).map_err(|e| Error::io(work, e))?;
+        let sizes: Vec<u64> = tasks.iter().map(|t| t.bytes).collect();
+        let runs = super::batches(&sizes, shard_jobs());
         let next = std::sync::atomic::AtomicUsize::new(0);
-        let replies: std::sync::Mutex<Vec<Option<Result<String>>>> =
-            std::sync::Mutex::new((0..tasks.len()).map(|_| None).collect());
-        let job = |i: usize| -> Result<String> {
-            let text = serde_json::to_string(&tasks[i]).map_err(|e| df_error(&what, e))?;
-            let list = work.join(format!("task-{i:06}.parquet"));
-            let mut frame = DataFrame::new(1, vec![Column::new("task".into(), [text])])
+        let replies: std::sync::Mutex<Vec<Option<Result<Vec<String>>>>> =
+            std::sync::Mutex::new((0..runs.len()).map(|_| None).collect());
+        let job = |j: usize| -> Result<Vec<String>> {
+            let run = runs[j].clone();
+            let text = tasks[run.clone()]
+                .iter()
+                .map(serde_json::to_string)
+                .collect::<std::result::Result<Vec<String>, _>>()
+                .map_err(|e| df_error(&what, e))?;
+            let list = work.join(format!("tasks-{j:06}.parquet"));
+            let mut frame = DataFrame::new(text.len(), vec![Column::new("task".into(), text)])
                 .map_err(|e| df_error(&what, e))?;
             let file = std::fs::File::create(&list).map_err(|e| Error::io(&list, e))?;
             ParquetWriter::new(file)
@@ -540,30 +550,33 @@ impl Ballista {
                 .column("reply")
                 .and_then(|c| c.str().cloned())
                 .map_err(|e| df_error(&what, e))?;
-            match (reply.len(), reply.get(0)) {
-                (1, Some(r)) => Ok(r.to_string()),
-                (n, _) => Err(Error::Engine(format!(
-                    "{what}: the task of file {} replied {n} rows",
-                    tasks[i].file
-                ))),
+            let out: Vec<String> = reply.iter().flatten().map(str::to_string).collect();
+            if out.len() != run.len() {
+                return Err(Error::Engine(format!(
+                    "{what}: the job of files {}..{} replied {} rows",
+                    run.start,
+                    run.end,
+                    out.len()
+                )));
             }
+            Ok(out)
         };
         std::thread::scope(|scope| {
-            for _ in 0..tasks.len().min(SHARD_JOBS) {
+            for _ in 0..runs.len().min(SUBMITTED_AT_ONCE) {
                 scope.spawn(|| {
                     loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        if i >= tasks.len() {
+                        let j = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if j >= runs.len() {
                             break;
                         }
-                        let reply = job(i);
+                        let reply = job(j);
                         let failed = reply.is_err();
                         if let Ok(mut r) = replies.lock() {
-                            r[i] = Some(reply);
+                            r[j] = Some(reply);
                         }
                         if failed {
                             // No further jobs: the run fails with the first error.
-                            next.store(tasks.len(), std::sync::atomic::Ordering::Relaxed);
+                            next.store(runs.len(), std::sync::atomic::Ordering::Relaxed);
                             break;
                         }
                     }
@@ -576,7 +589,7 @@ impl Ballista {
         let mut out = Vec::with_capacity(tasks.len());
         for r in replies {
             match r {
-                Some(r) => out.push(r?),
+                Some(r) => out.extend(r?),
                 None => continue, // not run: an earlier job failed (its error comes first)
             }
         }
@@ -589,15 +602,22 @@ impl Ballista {
         }
         tracing::info!(
             files = tasks.len(),
-            "source passed on the cluster, one task per file"
+            jobs = runs.len(),
+            "source passed on the cluster, consecutive files in each task"
         );
         Ok(out)
     }
 }
 
-/// At most this many shard jobs are submitted to the scheduler at a time (each waits on its own
-/// thread here; the scheduler queues what its executors cannot take yet).
-const SHARD_JOBS: usize = 64;
+/// The files of a source are passed in at most this many jobs: `MIGSTAT_SHARD_JOBS`, default
+/// 64 (see [`SUBMITTED_AT_ONCE`]).
+fn shard_jobs() -> usize {
+    crate::tuning::count("MIGSTAT_SHARD_JOBS", 64)
+}
+
+/// At most this many shard jobs are submitted to the scheduler at a time, each waiting on its
+/// own thread here (the scheduler queues what its executors cannot take yet).
+const SUBMITTED_AT_ONCE: usize = 64;
 
 /// [`SOURCE_PASS_FN`]`(task)`: the shard of the source pass a task (JSON, a [`ShardTask`])
 /// names, run by migstat's own code in this executor ([`ShardPass`]); its reply as text.
@@ -672,12 +692,18 @@ impl ScalarUDFImpl for SourcePass {
                 "{SOURCE_PASS_FN}: the task is not text"
             )));
         };
+        // The batch's files one after the other, the spec compiled once.
+        let tasks = tasks
+            .iter()
+            .map(|task| {
+                serde_json::from_str::<ShardTask>(task.unwrap_or_default()).map_err(|e| {
+                    DataFusionError::Execution(format!("{SOURCE_PASS_FN}: not a task ({e})"))
+                })
+            })
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
         let mut out = datafusion::arrow::array::StringBuilder::new();
-        for task in tasks.iter() {
-            let task: ShardTask = serde_json::from_str(task.unwrap_or_default()).map_err(|e| {
-                DataFusionError::Execution(format!("{SOURCE_PASS_FN}: not a task ({e})"))
-            })?;
-            out.append_value(pass(&task));
+        for reply in pass(&tasks) {
+            out.append_value(reply);
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish())))
     }

@@ -85,10 +85,38 @@ pub struct ShardTask {
     pub key_table: Option<PathBuf>,
 }
 
-/// What runs a shard where its task lands: `runner::shard::run_task` (the runner sits above
-/// the engines, so the binary hands it to an executor it starts). Returns the shard's reply,
-/// JSON text (its outcome, or its failure and exit code): a task never fails the engine's query.
-pub type ShardPass = fn(&ShardTask) -> String;
+/// The files of a source cut into at most `batches` runs of consecutive files of about equal
+/// bytes (each file in one run, in order; every run non-empty).
+pub fn batches(sizes: &[u64], batches: usize) -> Vec<std::ops::Range<usize>> {
+    let n = sizes.len();
+    let batches = batches.clamp(1, n.max(1));
+    let total: u128 = sizes.iter().map(|&b| u128::from(b)).sum();
+    let mut out = Vec::with_capacity(batches);
+    let (mut start, mut seen) = (0usize, 0u128);
+    for (i, &b) in sizes.iter().enumerate() {
+        seen += u128::from(b);
+        let cut = out.len() + 1;
+        // Cut after file i once its run reaches its share of the bytes, keeping a file for
+        // each run still to come.
+        let reached = seen * batches as u128 >= total * cut as u128;
+        let files_left = n - (i + 1);
+        let runs_left = batches - cut;
+        if cut < batches && (reached || files_left == runs_left) && files_left >= runs_left {
+            out.push(start..i + 1);
+            start = i + 1;
+        }
+    }
+    if start < n {
+        out.push(start..n);
+    }
+    out
+}
+
+/// What runs shards where their task lands: `runner::shard::run_tasks` (the runner sits above
+/// the engines, so the binary hands it to an executor it starts). Takes consecutive files of one
+/// source (the spec compiled once) and returns each one's reply, JSON text (its outcome, or its
+/// failure and exit code): a task never fails the engine's query.
+pub type ShardPass = fn(&[ShardTask]) -> Vec<String>;
 
 /// A source's survey sums: the design's partial and each survey table's partial, in the order
 /// of the tables asked for.
@@ -330,6 +358,42 @@ pub fn with_types(df: DataFrame, schema: &Schema, path: &Path) -> Result<DataFra
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_are_cut_into_runs_of_about_equal_bytes() {
+        // By hand: equal files halve; one large file takes a run of its own; fewer files than
+        // runs give a run each; nothing to cut gives nothing.
+        assert_eq!(batches(&[10, 10, 10, 10], 2), [0..2, 2..4]);
+        assert_eq!(batches(&[100, 1, 1, 1], 2), [0..1, 1..4]);
+        assert_eq!(batches(&[1, 1, 1], 8), [0..1, 1..2, 2..3]);
+        assert_eq!(batches(&[5], 4), vec![std::ops::Range { start: 0, end: 1 }]);
+        assert_eq!(batches(&[], 4), Vec::<std::ops::Range<usize>>::new());
+        // The large file last: the small ones are cut so that every run keeps a file.
+        assert_eq!(
+            batches(&[1, 1, 1, 1, 1, 1, 1, 100], 4),
+            [0..5, 5..6, 6..7, 7..8]
+        );
+        // 400 files of one size in 8 runs: 50 each.
+        let runs = batches(&[7; 400], 8);
+        assert_eq!(runs.len(), 8);
+        assert!(runs.iter().all(|r| r.len() == 50), "{runs:?}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn runs_cover_every_file_once_in_order(
+            sizes in proptest::collection::vec(0u64..1_000_000, 0..200),
+            n in 1usize..40,
+        ) {
+            let runs = batches(&sizes, n);
+            proptest::prop_assert!(runs.len() <= n);
+            proptest::prop_assert!(runs.iter().all(|r| !r.is_empty()));
+            let files: Vec<usize> = runs.iter().flat_map(|r| r.clone()).collect();
+            proptest::prop_assert_eq!(files, (0..sizes.len()).collect::<Vec<_>>());
+            // As many runs as asked for whenever there are enough files.
+            proptest::prop_assert_eq!(runs.len(), n.min(sizes.len()));
+        }
+    }
 
     #[test]
     fn engines_are_named_and_unknown_ones_refused() {

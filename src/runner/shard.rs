@@ -1,11 +1,13 @@
 //! The source pass sharded: each delivery file of a source validated and harmonized as a task of
-//! its own (a `migstat shard` process, a thread of this one, or a task of an engine that runs
-//! shards: `Engine::pass_shards`), then put together on the coordinator as one pass over the
-//! files would have left them.
+//! its own (in a `migstat shard` process, a thread of this one, or a task of an engine that runs
+//! shards: `Engine::pass_shards`; a process or engine task passes a run of consecutive files,
+//! `engine::batches`), then put together on the coordinator as one pass over the files would
+//! have left them.
 //!
 //! Input: the plan, a source, a file index, the file's identity as hashed when the run began,
 //! and a directory of the run's staging area. Output, in that directory: the file's accepted
-//! rows (`accepted.parquet`, typed and with the key-value metadata one pass gives its part), its quarantine (`quarantine.parquet`),
+//! rows (`accepted.parquet`, typed and with the key-value metadata one pass gives its part), its
+//! quarantine (`quarantine.parquet`),
 //! every key of its key sets as sorted runs (`keys/`; or one key table, for an engine that
 //! groups keys) and `outcome.json` (a [`ShardOutcome`]: the file's row accounting, unmapped
 //! values and where its keys are). The coordinator (`source::run_source`) finds the keys seen
@@ -20,6 +22,9 @@ use crate::engine::ShardTask;
 use crate::harmonize::UnmappedValue;
 use crate::validate::KeyRuns;
 use serde::{Deserialize, Serialize};
+
+/// The file a shard writes its [`ShardOutcome`] to, in its directory, once it is done.
+const OUTCOME: &str = "outcome.json";
 
 /// What a shard left for the coordinator (`outcome.json` in its directory).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -248,11 +253,11 @@ pub fn pass_file(
     };
     let json = serde_json::to_vec(&outcome)
         .map_err(|e| Error::Internal(format!("serialising a shard's outcome: {e}")))?;
-    write_atomic(&dir.join("outcome.json"), &json)?;
+    write_atomic(&dir.join(OUTCOME), &json)?;
     Ok(outcome)
 }
 
-/// What a shard run by an engine replies ([`run_task`]).
+/// What a shard run by an engine replies ([`run_tasks`]).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum Reply {
@@ -264,58 +269,112 @@ enum Reply {
     },
 }
 
-/// Compile the task's spec (which must be the run's: same content hash) and pass its file.
-pub fn pass_task(task: &ShardTask) -> Result<ShardOutcome> {
-    let plan = crate::spec::compile(&task.spec)?;
-    if plan.spec_hash != task.spec_hash {
-        return Err(Error::Usage(format!(
-            "{}: the spec changed since the run compiled it (content hash {} here, {} there)",
-            task.spec.display(),
-            plan.spec_hash,
-            crate::error::cap_bytes(&task.spec_hash, 80)
-        )));
-    }
+/// Several files of one source passed one after the other by one process, the spec compiled
+/// once (the tasks share the spec, its hash and the source: a batch of `migstat shard`); the
+/// first failure fails them.
+pub fn pass_tasks(tasks: &[ShardTask]) -> Result<Vec<ShardOutcome>> {
+    pass_each(tasks).into_iter().collect()
+}
+
+/// Each task's outcome in order, up to and including the first that failed (the rest are not
+/// run): the spec compiled once.
+fn pass_each(tasks: &[ShardTask]) -> Vec<Result<ShardOutcome>> {
+    let Some(task) = tasks.first() else {
+        return Vec::new();
+    };
+    let compiled = (|| {
+        if tasks.iter().any(|t| {
+            t.spec != task.spec || t.spec_hash != task.spec_hash || t.source != task.source
+        }) {
+            return Err(Error::Internal(
+                "a batch of shards of different specs or sources".into(),
+            ));
+        }
+        let plan = crate::spec::compile(&task.spec)?;
+        if plan.spec_hash != task.spec_hash {
+            return Err(Error::Usage(format!(
+                "{}: the spec changed since the run compiled it (content hash {} here, {} there)",
+                task.spec.display(),
+                plan.spec_hash,
+                crate::error::cap_bytes(&task.spec_hash, 80)
+            )));
+        }
+        if !plan.sources.iter().any(|s| s.id == task.source) {
+            return Err(Error::Usage(format!(
+                "{}: no source `{}`",
+                task.spec.display(),
+                crate::error::cap_bytes(&task.source, 80)
+            )));
+        }
+        Ok(plan)
+    })();
+    let plan = match compiled {
+        Ok(plan) => plan,
+        Err(e) => return vec![Err(e)],
+    };
     let Some(src) = plan.sources.iter().find(|s| s.id == task.source) else {
-        return Err(Error::Usage(format!(
-            "{}: no source `{}`",
-            task.spec.display(),
-            crate::error::cap_bytes(&task.source, 80)
-        )));
+        return vec![Err(Error::Internal("a source compiled away".into()))];
     };
     let names = match task.names.is_empty() {
         true => names_of(src, &plan),
         false => task.names.clone(),
     };
-    pass_file(
-        &plan,
-        src,
-        names,
-        task.file,
-        (task.bytes, task.blake3.clone()),
-        &task.dir,
-        task.key_table.as_deref(),
-    )
+    let mut out = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        let outcome = pass_file(
+            &plan,
+            src,
+            names.clone(),
+            task.file,
+            (task.bytes, task.blake3.clone()),
+            &task.dir,
+            task.key_table.as_deref(),
+        );
+        let failed = outcome.is_err();
+        out.push(outcome);
+        if failed {
+            break;
+        }
+    }
+    out
 }
 
-/// [`pass_task`] as an engine's task runs it ([`crate::engine::ShardPass`]): the reply as JSON
-/// text, a failure included (with its exit code), so that the coordinator fails the run as one
-/// pass would.
-pub fn run_task(task: &ShardTask) -> String {
-    let reply = match pass_task(task) {
-        Ok(o) => Reply::Done(Box::new(o)),
-        Err(e) => Reply::Failed {
-            message: crate::error::cap_bytes(&e.to_string(), LOG_TAIL),
-            code: e.exit_code(),
-        },
+/// [`pass_tasks`] as an engine's task runs it ([`crate::engine::ShardPass`]): a reply per
+/// task as JSON text, a failure included (with its exit code), so that the coordinator fails
+/// the run as one pass would; the tasks after a failed one reply that they were not run.
+pub fn run_tasks(tasks: &[ShardTask]) -> Vec<String> {
+    let reply = |r: Reply| {
+        serde_json::to_string(&r).unwrap_or_else(|e| {
+            format!(r#"{{"failed":{{"message":"serialising a shard's reply: {e}","code":70}}}}"#)
+        })
     };
-    serde_json::to_string(&reply).unwrap_or_else(|e| {
-        format!(r#"{{"failed":{{"message":"serialising a shard's reply: {e}","code":70}}}}"#)
-    })
+    let mut out: Vec<String> = Vec::with_capacity(tasks.len());
+    let mut failed: Option<(usize, i32)> = None;
+    for (task, outcome) in tasks.iter().zip(pass_each(tasks)) {
+        out.push(reply(match outcome {
+            Ok(o) => Reply::Done(Box::new(o)),
+            Err(e) => {
+                failed = Some((task.file, e.exit_code()));
+                Reply::Failed {
+                    message: crate::error::cap_bytes(&e.to_string(), LOG_TAIL),
+                    code: e.exit_code(),
+                }
+            }
+        }));
+    }
+    let (file, code) = failed.unwrap_or((0, crate::error::exit::INTERNAL));
+    for _ in out.len()..tasks.len() {
+        out.push(reply(Reply::Failed {
+            message: format!("not passed: file {file} of the same task failed first"),
+            code,
+        }));
+    }
+    out
 }
 
 /// A shard's outcome as it left it in `dir`.
 pub fn read_outcome(dir: &Path) -> Result<ShardOutcome> {
-    let path = dir.join("outcome.json");
+    let path = dir.join(OUTCOME);
     let bytes = std::fs::read(&path).at(&path)?;
     serde_json::from_slice(&bytes)
         .map_err(|e| Error::Internal(format!("{}: not a shard's outcome ({e})", path.display())))
@@ -432,9 +491,14 @@ fn check_files(src: &SourcePlan, outcomes: Vec<ShardOutcome>) -> Result<Vec<Shar
 /// The most bytes of a failed shard's log an error quotes (its end).
 const LOG_TAIL: usize = 1000;
 
-/// Each file in a `migstat shard` process, `at_once` at a time; their outcomes in file order.
-/// A failed shard stops the others and names its file and the end of its log; SIGTERM or
-/// SIGINT stops them all.
+/// How many `migstat shard` processes the files are shared out to, per process at a time: a
+/// process starting (and compiling the spec) costs tens of milliseconds, so many small files
+/// are passed several to a process, while a few large ones still get one each.
+const BATCHES_PER_PROCESS: usize = 4;
+
+/// The files in `migstat shard` processes, `at_once` at a time, each process passing a run
+/// of consecutive files ([`crate::engine::batches`]); their outcomes in file order. A failed shard stops the
+/// others and names its file and the end of its log; SIGTERM or SIGINT stops them all.
 fn processes(
     plan: &Plan,
     src: &SourcePlan,
@@ -444,42 +508,52 @@ fn processes(
     at_once: usize,
 ) -> Result<Vec<ShardOutcome>> {
     use std::process::{Child, Command, Stdio};
+    let sizes: Vec<u64> = identities.iter().map(|f| f.0).collect();
+    let runs = crate::engine::batches(&sizes, at_once.saturating_mul(BATCHES_PER_PROCESS));
+    tracing::info!(source = %src.id, files = sizes.len(), processes = runs.len(), at_once, "files passed in shard processes");
     let mut next = 0usize;
-    let mut running: Vec<(usize, Child)> = Vec::new();
-    let stop = |running: &mut Vec<(usize, Child)>| {
+    let mut running: Vec<(std::ops::Range<usize>, Child)> = Vec::new();
+    let stop = |running: &mut Vec<(std::ops::Range<usize>, Child)>| {
         for (_, c) in running.iter_mut() {
             let _ = c.kill();
             let _ = c.wait();
         }
     };
     loop {
-        while running.len() < at_once && next < src.files.len() {
-            let dir = shard_dir(staging, &src.id, next);
-            std::fs::create_dir_all(&dir).at(&dir)?;
-            let log = dir.with_extension("log");
-            let log_file = std::fs::File::create(&log).at(&log)?;
-            let (bytes, blake3) = &identities[next];
-            let child = Command::new(exe)
+        while running.len() < at_once && next < runs.len() {
+            let run = runs[next].clone();
+            let mut command = Command::new(exe);
+            command
                 .arg("-q")
                 .arg("shard")
                 .arg(&plan.spec_path)
                 .args(["--source", &src.id])
-                .args(["--file", &next.to_string()])
-                .arg("--dir")
-                .arg(&dir)
-                .args(["--bytes", &bytes.to_string(), "--blake3", blake3])
-                .args(["--spec-hash", &plan.spec_hash])
+                .args(["--spec-hash", &plan.spec_hash]);
+            for file in run.clone() {
+                let dir = shard_dir(staging, &src.id, file);
+                std::fs::create_dir_all(&dir).at(&dir)?;
+                let (bytes, blake3) = &identities[file];
+                command
+                    .args(["--file", &file.to_string()])
+                    .arg("--dir")
+                    .arg(&dir)
+                    .args(["--bytes", &bytes.to_string(), "--blake3", blake3]);
+            }
+            let log = shard_dir(staging, &src.id, run.start).with_extension("log");
+            let log_file = std::fs::File::create(&log).at(&log)?;
+            let child = command
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(log_file)
                 .spawn();
             match child {
-                Ok(c) => running.push((next, c)),
+                Ok(c) => running.push((run, c)),
                 Err(e) => {
                     stop(&mut running);
                     return Err(Error::Usage(format!(
-                        "could not start `{} shard` for file {next} of source `{}`: {e}",
+                        "could not start `{} shard` for file {} of source `{}`: {e}",
                         exe.display(),
+                        run.start,
                         src.id
                     )));
                 }
@@ -500,11 +574,17 @@ fn processes(
             match status {
                 Ok(None) => i += 1,
                 Ok(Some(s)) => {
-                    let (file, _) = running.swap_remove(i);
+                    let (run, _) = running.swap_remove(i);
                     finished = true;
                     if !s.success() {
                         stop(&mut running);
-                        let log = shard_dir(staging, &src.id, file).with_extension("log");
+                        let log = shard_dir(staging, &src.id, run.start).with_extension("log");
+                        // The process passes its files in order: the failed one is the first
+                        // without an outcome.
+                        let file = run
+                            .clone()
+                            .find(|&f| !shard_dir(staging, &src.id, f).join(OUTCOME).is_file())
+                            .unwrap_or(run.start);
                         let tail = std::fs::read(&log)
                             .map(|b| {
                                 let text = String::from_utf8_lossy(&b).into_owned();

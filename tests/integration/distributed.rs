@@ -410,11 +410,13 @@ fn a_ballista_cluster_publishes_the_local_release() {
         &sharded,
         &cluster,
         &["border_crossings"],
-        &[],
+        // Two jobs (by hand: the files' bytes cut in two after the second file), so that one
+        // task passes two files.
+        &[("MIGSTAT_SHARD_JOBS", "2")],
         &["--shards", "2"],
     );
     assert!(
-        log.contains("source passed on the cluster, one task per file files=3"),
+        log.contains("source passed on the cluster, consecutive files in each task files=3 jobs=2"),
         "{log}"
     );
     assert!(

@@ -957,13 +957,7 @@ fn a_small_key_window_accepts_the_same_rows_and_publishes_the_same_tables() {
 
     let (a, b) = (crate::manifest(&out_default), crate::manifest(&out_small));
     // Every file but the quarantines byte for byte: accepted rows, restricted and public tables.
-    let files = |m: &migstat::runner::Manifest| -> Vec<(String, String)> {
-        m.outputs
-            .iter()
-            .filter(|f| !f.path.starts_with("quarantine/"))
-            .map(|f| (f.path.clone(), f.blake3.clone()))
-            .collect()
-    };
+    let files = all_but_quarantine;
     assert!(files(&a).iter().any(|(p, _)| p.starts_with("public/")));
     assert_eq!(files(&a), files(&b));
     // The same rows accounted the same way, source by source.
@@ -1265,13 +1259,7 @@ fn sources_passed_one_file_per_shard_publish_what_one_pass_publishes() {
     let mut outs = outs;
     outs.push((threads, vec![], vec!["(threads)"]));
     let manifests: Vec<_> = outs.iter().map(|(o, _, _)| crate::manifest(o)).collect();
-    let files = |m: &migstat::runner::Manifest| -> Vec<(String, String)> {
-        m.outputs
-            .iter()
-            .filter(|f| !f.path.starts_with("quarantine/"))
-            .map(|f| (f.path.clone(), f.blake3.clone()))
-            .collect()
-    };
+    let files = all_but_quarantine;
     let counts = |m: &migstat::runner::Manifest| -> Vec<(String, u64, u64, u64, String, usize)> {
         m.sources
             .iter()
@@ -1393,26 +1381,42 @@ fn sources_passed_one_file_per_shard_publish_what_one_pass_publishes() {
     }
 }
 
+/// A spec in `d` of one source, `people`: the files `data_*.csv` of `id` (the primary key) and
+/// an integer `age`.
+fn people_spec(d: &Path) -> PathBuf {
+    std::fs::write(
+        d.join("s.json"),
+        r#"{"fields": [{"name": "id"}, {"name": "age", "type": "integer"}], "primaryKey": "id"}"#,
+    )
+    .unwrap();
+    let spec = d.join("p.toml");
+    std::fs::write(
+        &spec,
+        "version = 1\nid = \"p\"\nreference_date = 2024-12-31\nreference_period = \"2024\"\n[sources.people]\npath = \"data_*.csv\"\nformat = \"csv\"\nschema = \"s.json\"\n",
+    )
+    .unwrap();
+    spec
+}
+
+/// Every output of a release but its quarantine, with its blake3.
+fn all_but_quarantine(m: &migstat::runner::Manifest) -> Vec<(String, String)> {
+    m.outputs
+        .iter()
+        .filter(|f| !f.path.starts_with("quarantine/"))
+        .map(|f| (f.path.clone(), f.blake3.clone()))
+        .collect()
+}
+
 /// A shard that fails stops the run as one pass would stop at that file: the same exit code,
 /// its message (from the shard's log) naming the file, nothing published, no shard left.
 #[test]
 fn a_failing_shard_fails_the_run_as_one_pass_fails() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    std::fs::write(
-        d.join("s.json"),
-        r#"{"fields": [{"name": "id"}, {"name": "age", "type": "integer"}], "primaryKey": "id"}"#,
-    )
-    .unwrap();
     std::fs::write(d.join("data_1.csv"), "id,age\na,1\nb,2\n").unwrap();
     std::fs::write(d.join("data_2.csv"), "id,age,age\nc,3,3\n").unwrap();
     std::fs::write(d.join("data_3.csv"), "id,age\nd,4\n").unwrap();
-    std::fs::write(
-        d.join("p.toml"),
-        "version = 1\nid = \"p\"\nreference_date = 2024-12-31\nreference_period = \"2024\"\n[sources.people]\npath = \"data_*.csv\"\nformat = \"csv\"\nschema = \"s.json\"\n",
-    )
-    .unwrap();
-    let spec = d.join("p.toml");
+    let spec = people_spec(d);
     let one = run(&spec, &d.join("out-one"), &[], &[]);
     let sharded = run(&spec, &d.join("out-sharded"), &[], &["--shards", "2"]);
     let (e1, e2) = (
@@ -1431,6 +1435,91 @@ fn a_failing_shard_fails_the_run_as_one_pass_fails() {
     );
     assert!(current_id(&d.join("out-sharded")).is_none());
     let stray: Vec<String> = walk(&d.join("out-sharded"))
+        .into_iter()
+        .filter(|p| p.contains(".shards"))
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
+}
+
+#[test]
+fn many_small_files_are_passed_several_to_a_process() {
+    // Twelve files of three records (34 bytes each) with `--shards 2`: eight `migstat shard`
+    // processes, two at a time, each of one or two consecutive files (by hand: 12 equal files
+    // cut into 8 runs of about 1.5 files: 0..2, 2..3, 3..5, …), the second record of file 10
+    // repeating file 2's. The release is the one pass's; then file 2 (the second of the first
+    // process's run) fails and is named.
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let write = |bad: Option<usize>| {
+        for f in 1..=12usize {
+            let id = |r: usize| match (f, r) {
+                (10, 2) => "f02r2".to_string(),
+                _ => format!("f{f:02}r{r}"),
+            };
+            let header = if Some(f) == bad {
+                "id,age,age"
+            } else {
+                "id,age"
+            };
+            let body: String = (1..=3).map(|r| format!("{},{}\n", id(r), 20 + r)).collect();
+            std::fs::write(
+                d.join(format!("data_{f:02}.csv")),
+                format!("{header}\n{body}"),
+            )
+            .unwrap();
+        }
+    };
+    write(None);
+    let spec = people_spec(d);
+    let one = run(&spec, &d.join("out-one"), &[], &[]);
+    assert_eq!(
+        one.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&one.stderr)
+    );
+    let out = d.join("out-sharded");
+    let sharded = migstat(
+        &[
+            "-v",
+            "run",
+            spec.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--shards",
+            "2",
+        ],
+        &[],
+    );
+    let log = String::from_utf8_lossy(&sharded.stderr);
+    assert!(log.contains("files=12 processes=8 at_once=2"), "{log}");
+    assert_eq!(sharded.status.code(), Some(0), "{log}");
+    let (m1, m2) = (
+        crate::manifest(&d.join("out-one")),
+        crate::manifest(&d.join("out-sharded")),
+    );
+    let files = all_but_quarantine;
+    assert_eq!(files(&m1), files(&m2));
+    // 36 records, one a duplicate: 35 accepted in 12 parts, file 10's holding two.
+    assert_eq!(
+        (m2.sources[0].rows_accepted, m2.sources[0].rows_quarantined),
+        (35, 1)
+    );
+    let parts = crate::read_accepted_parts(&d.join("out-sharded/current"), "people");
+    assert_eq!(parts.len(), 12);
+    assert_eq!(crate::read_parquet(&parts[9]).height(), 2);
+    assert!(log.contains("duplicates_across_files=1"), "{log}");
+
+    write(Some(2));
+    let failed = run(&spec, &d.join("out-failed"), &[], &["--shards", "2"]);
+    let e = String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(65), "{e}");
+    assert!(
+        e.contains("the shard of file 1 (data_02.csv) of source `people` failed")
+            && e.contains("column `age` appears twice"),
+        "{e}"
+    );
+    let stray: Vec<String> = walk(&d.join("out-failed"))
         .into_iter()
         .filter(|p| p.contains(".shards"))
         .collect();
