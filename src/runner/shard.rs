@@ -496,9 +496,26 @@ const LOG_TAIL: usize = 1000;
 /// are passed several to a process, while a few large ones still get one each.
 const BATCHES_PER_PROCESS: usize = 4;
 
+/// At most this many files to a `migstat shard` process: each takes four arguments (about 200
+/// bytes), and a command line is bounded (Linux: 2 MiB in all).
+const FILES_PER_PROCESS: usize = 1000;
+
+/// The runs of consecutive files (of `sizes` bytes) passed by one `migstat shard` process each,
+/// `at_once` processes at a time: four runs per process at a time, of at most
+/// [`FILES_PER_PROCESS`] files.
+fn process_runs(sizes: &[u64], at_once: usize) -> Vec<std::ops::Range<usize>> {
+    crate::engine::batches(
+        sizes,
+        at_once
+            .saturating_mul(BATCHES_PER_PROCESS)
+            .max(sizes.len().div_ceil(FILES_PER_PROCESS)),
+    )
+}
+
 /// The files in `migstat shard` processes, `at_once` at a time, each process passing a run
-/// of consecutive files ([`crate::engine::batches`]); their outcomes in file order. A failed shard stops the
-/// others and names its file and the end of its log; SIGTERM or SIGINT stops them all.
+/// of consecutive files ([`crate::engine::batches`]); their outcomes in file order. A failed
+/// shard stops the others and names its file and the end of its log; SIGTERM or SIGINT stops
+/// them all.
 fn processes(
     plan: &Plan,
     src: &SourcePlan,
@@ -509,7 +526,7 @@ fn processes(
 ) -> Result<Vec<ShardOutcome>> {
     use std::process::{Child, Command, Stdio};
     let sizes: Vec<u64> = identities.iter().map(|f| f.0).collect();
-    let runs = crate::engine::batches(&sizes, at_once.saturating_mul(BATCHES_PER_PROCESS));
+    let runs = process_runs(&sizes, at_once);
     tracing::info!(source = %src.id, files = sizes.len(), processes = runs.len(), at_once, "files passed in shard processes");
     let mut next = 0usize;
     let mut running: Vec<(std::ops::Range<usize>, Child)> = Vec::new();
@@ -623,4 +640,25 @@ fn processes(
     (0..src.files.len())
         .map(|file| read_outcome(&shard_dir(staging, &src.id, file)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_passes_at_most_a_thousand_files() {
+        // 12 equal files, 2 at a time: 8 runs. 2,500 files, 2 at a time: still 8 runs (313 or
+        // 312 files each). 10,000 files, 1 at a time: 10 runs of 1,000, not 4 of 2,500.
+        assert_eq!(process_runs(&[34; 12], 2).len(), 8);
+        let runs = process_runs(&[1; 2_500], 2);
+        assert_eq!(runs.len(), 8);
+        assert!(
+            runs.iter().all(|r| (312..=313).contains(&r.len())),
+            "{runs:?}"
+        );
+        let runs = process_runs(&[1; 10_000], 1);
+        assert_eq!(runs.len(), 10);
+        assert!(runs.iter().all(|r| r.len() == 1_000), "{runs:?}");
+    }
 }
