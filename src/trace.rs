@@ -391,7 +391,9 @@ fn restricted_part(
     } else {
         None
     };
-    let accepted = rel.accepted_parts(&source.id, source.files.len());
+    // As many parts as the release's deliveries (the spec's glob may match more files now).
+    let files = report.map_or(source.files.len(), |r| r.files.len());
+    let accepted = rel.accepted_parts(&source.id, files);
     let units = crate::disaggregate::units(source, t, &accepted)?;
     let keys = matching(&units, cell, index, source)?;
     let records = keys.len() as u64;

@@ -646,6 +646,7 @@ fn put_together(
     use polars::prelude::*;
     let drop: std::collections::HashSet<(usize, u64)> =
         late.iter().map(|d| (d.file, d.record)).collect();
+    let late_files: std::collections::HashSet<usize> = late.iter().map(|d| d.file).collect();
     let fields: Vec<(usize, String)> = {
         let mut keyed: Vec<usize> = late.iter().flat_map(|d| d.key_fields.clone()).collect();
         keyed.sort_unstable();
@@ -661,7 +662,7 @@ fn put_together(
     let mut removed = BTreeMap::new();
     let mut out = Vec::with_capacity(to.len());
     for (i, (part, dest)) in from.iter().zip(to).enumerate() {
-        if !late.iter().any(|d| d.file == i) {
+        if !late_files.contains(&i) {
             if part != dest {
                 if let Some(dir) = dest.parent() {
                     std::fs::create_dir_all(dir).at(dir)?;

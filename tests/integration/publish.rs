@@ -430,6 +430,20 @@ fn migstat_trace_lists_a_cell_s_sources_rules_protection_and_records() {
         }
     }
     assert!(traced >= 40, "{traced} cells traced");
+    // A spec whose glob matches a delivery more than the release holds (a file added since):
+    // the trace reads the release's parts, as many as its manifest's deliveries.
+    let mut grown = plan.clone();
+    let permits = grown
+        .sources
+        .iter_mut()
+        .find(|s| s.id == "permits")
+        .unwrap();
+    permits.files.push("a_file_delivered_later.csv".into());
+    let codes = [("SEX".to_string(), "F".to_string())];
+    let before = migstat::trace::trace(plan, release, "permit_stock", &codes, None, true, 10);
+    let after = migstat::trace::trace(&grown, release, "permit_stock", &codes, None, true, 10);
+    let records = |t: &migstat::trace::Trace| t.restricted.as_ref().unwrap().records;
+    assert_eq!(records(&after.unwrap()), records(&before.unwrap()));
 
     // The CLI: public by default (nothing of the restricted tier), restricted on request.
     let rel = release.to_str().unwrap();
