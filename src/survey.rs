@@ -44,7 +44,10 @@ use crate::vocab::TOTAL;
 use crate::vocab::raw_column;
 
 mod likelihood;
+mod merge;
 mod quantile;
+
+pub use merge::{ByPart, SourceSums};
 
 /// Most dimensions a survey table may have (the spec allows 8).
 const MAX_DIMS: usize = 8;
@@ -67,10 +70,24 @@ type Key = (CellIds, Unit);
 type RepEntry = ((CellIds, ()), Vec<f64>);
 
 /// Strings interned as ids in first-seen (record) order.
-#[derive(Default, Clone)]
+#[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(from = "Vec<String>", into = "Vec<String>")]
 struct Interner {
     ids: HashMap<String, u32>,
     names: Vec<String>,
+}
+
+impl From<Vec<String>> for Interner {
+    fn from(names: Vec<String>) -> Self {
+        let ids = names.iter().zip(0..).map(|(n, i)| (n.clone(), i)).collect();
+        Interner { ids, names }
+    }
+}
+
+impl From<Interner> for Vec<String> {
+    fn from(i: Interner) -> Self {
+        i.names
+    }
 }
 
 impl Interner {
@@ -130,7 +147,7 @@ const INELIGIBLE: char = 'i';
 
 /// The design as seen so far: its strata, PSUs and SSUs, the FPC values, and for replicate
 /// weights the cross-products that give their rank (R's degrees of freedom).
-#[derive(Default, Clone)]
+#[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct DesignPartial {
     strata: Interner,
     psus: Interner,
@@ -154,7 +171,9 @@ pub struct DesignPartial {
     /// replicate weights within the class (upper triangle).
     class_reps: BTreeMap<u32, Vec<f64>>,
     class_gram: BTreeMap<u32, Vec<f64>>,
-    /// Replicate weights from their own file, by record key (read at the first chunk).
+    /// Replicate weights from their own file, by record key (read at the first chunk; not
+    /// sent with a partial computed elsewhere).
+    #[serde(skip)]
     rep_file: Option<HashMap<String, Vec<f64>>>,
     /// Records without a row in that file: how many, and the first few keys.
     rep_missing: (u64, Vec<String>),
@@ -407,12 +426,17 @@ impl DesignPartial {
             unit.push((h, i, j, class));
         }
         if design.replicates.as_ref().is_some_and(|r| r.df.is_none()) {
+            // Record by record, so that the sums do not depend on where chunks are cut.
             let r = reps.len();
             self.gram.resize(r * r, 0.0);
-            for a in 0..r {
-                for b in a..r {
-                    let s: f64 = reps[a].iter().zip(&reps[b]).map(|(x, y)| x * y).sum();
-                    self.gram[a * r + b] += s;
+            for row in 0..rows {
+                for a in 0..r {
+                    let x = reps[a][row];
+                    if x != 0.0 {
+                        for b in a..r {
+                            self.gram[a * r + b] += x * reps[b][row];
+                        }
+                    }
                 }
             }
         }
@@ -1655,7 +1679,7 @@ fn runs<T, K: PartialEq>(v: &[T], key: impl Fn(&T) -> K) -> impl Iterator<Item =
 }
 
 /// Weighted sums of one (cell, unit): y the numerator variable, x the denominator's.
-#[derive(Default, Clone, Copy)]
+#[derive(Default, Clone, Copy, serde::Serialize, serde::Deserialize)]
 struct Sums {
     w: f64,
     y: f64,
@@ -1706,7 +1730,7 @@ impl Sums {
 }
 
 /// One table's sums per (finest cell, unit) and, with replicate weights, per finest cell.
-#[derive(Default, Clone)]
+#[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Partial {
     z: HashMap<Key, Sums>,
     /// (stratum, PSU) of the table's universe (records its filter keeps, with a weight): a
@@ -1751,7 +1775,7 @@ fn key_value(k: u64) -> f64 {
 /// The records of one value in one (cell, unit): all of them (`n`), those of non-zero weight
 /// (`nz`, the only ones a quantile rule sees, as R drops weights of 0), their weight, and the
 /// (record number, weight) of the first and last of those.
-#[derive(Default, Clone, Copy)]
+#[derive(Default, Clone, Copy, serde::Serialize, serde::Deserialize)]
 struct QSums {
     w: f64,
     n: u64,
@@ -1796,7 +1820,7 @@ impl Merge for QSums {
 }
 
 /// [`QSums`] of each replicate (`n` counts records of non-zero replicate weight).
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct QReps {
     w: Vec<f64>,
     n: Vec<u64>,

@@ -14,8 +14,9 @@
 //! [`crate::disaggregate::add_grouped`] adds them and the records outside every period. Tables of persons (their units need every record of a person) are
 //! shuffled by a hash of the person into buckets, and each bucket's units and cells are made by
 //! migstat's own code inside an executor ([`PersonCells`], on the spec the executor compiles from
-//! the same path); one partial per bucket comes back. Survey sums are computed by [`Local`] on
-//! the coordinator (see ARCHITECTURE.md). A sharded source pass runs each delivery file as a task
+//! the same path); one partial per bucket comes back. A survey's sums are one task per accepted
+//! part ([`SurveySumsFn`]: [`Local`] on that part inside the executor), the parts' partials
+//! merged on the coordinator in file order, as the local path merges them. A sharded source pass runs each delivery file as a task
 //! ([`SourcePass`], the runner's shard code handed to the executor by the binary) and finds the
 //! keys repeated across files with a group-by on the shards' key tables
 //! ([`Engine::repeated_keys`]).
@@ -59,6 +60,9 @@ pub const BUCKET_FN: &str = "migstat_person_bucket";
 /// The name plans call a shard of the source pass by (one delivery file validated and
 /// harmonized inside an executor).
 pub const SOURCE_PASS_FN: &str = "migstat_source_pass";
+
+/// The name plans call the survey sums of an accepted part by ([`SurveySumsFn`]).
+pub const SURVEY_SUMS_FN: &str = "migstat_survey_sums";
 
 /// A Ballista cluster, reached through its scheduler (`ballista://HOST:PORT`).
 pub struct Ballista {
@@ -470,8 +474,7 @@ impl Engine for Ballista {
         tables: &[&TableSpec],
         accepted: &Accepted,
     ) -> Result<SurveySums> {
-        // A survey is small next to a register: its sums stay on the coordinator.
-        Local::after_pass().survey(source, tables, accepted)
+        self.survey_sums(source, tables, accepted)
     }
 
     /// Each file a task of the cluster (a job of its own, see [`Ballista::shards`]):
@@ -518,42 +521,65 @@ impl Ballista {
     /// executor.)
     fn shards(&self, tasks: &[ShardTask], work: &Path) -> Result<Vec<String>> {
         let what = format!("passing files as shards on {}", self.url);
-        std::fs::create_dir_all(work).map_err(|e| Error::io(work, e))?;
+        let text = tasks
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<std::result::Result<Vec<String>, _>>()
+            .map_err(|e| df_error(&what, e))?;
         let sizes: Vec<u64> = tasks.iter().map(|t| t.bytes).collect();
-        let runs = super::batches(&sizes, shard_jobs());
+        let (out, jobs) = self.in_jobs(&text, &sizes, SOURCE_PASS_FN, work, &what, |c| {
+            let reply = c.str().map_err(|e| df_error(&what, e))?;
+            Ok(reply.iter().flatten().map(str::to_string).collect())
+        })?;
+        tracing::info!(
+            files = tasks.len(),
+            jobs,
+            "source passed on the cluster, consecutive files in each task"
+        );
+        Ok(out)
+    }
+
+    /// `tasks` (JSON texts) in at most [`shard_jobs`] jobs of consecutive tasks of about equal
+    /// `sizes` ([`super::batches`]: a job per task while there are fewer, several to a job when
+    /// there are many, since each job costs its planning and scheduling), up to
+    /// [`SUBMITTED_AT_ONCE`] submitted at a time: each job its list of tasks (a Parquet file in
+    /// `work`) scanned and `function(task)` evaluated on it (one stage, one task, its items one
+    /// after the other), so the scheduler hands each job to a free slot of any executor.
+    /// (Grouping all tasks into partitions by a hash of the task let two share a partition and
+    /// run one after the other on one executor.) Returns each task's reply, as `reply` reads
+    /// them from a job's `reply` column, in task order, and the number of jobs.
+    fn in_jobs<T: Send>(
+        &self,
+        tasks: &[String],
+        sizes: &[u64],
+        function: &str,
+        work: &Path,
+        what: &str,
+        reply: impl Fn(&Column) -> Result<Vec<T>> + Sync,
+    ) -> Result<(Vec<T>, usize)> {
+        std::fs::create_dir_all(work).map_err(|e| Error::io(work, e))?;
+        let runs = super::batches(sizes, shard_jobs());
         let next = std::sync::atomic::AtomicUsize::new(0);
-        let replies: std::sync::Mutex<Vec<Option<Result<Vec<String>>>>> =
+        let replies: std::sync::Mutex<Vec<Option<Result<Vec<T>>>>> =
             std::sync::Mutex::new((0..runs.len()).map(|_| None).collect());
-        let job = |j: usize| -> Result<Vec<String>> {
+        let job = |j: usize| -> Result<Vec<T>> {
             let run = runs[j].clone();
-            let text = tasks[run.clone()]
-                .iter()
-                .map(serde_json::to_string)
-                .collect::<std::result::Result<Vec<String>, _>>()
-                .map_err(|e| df_error(&what, e))?;
-            let list = work.join(format!("tasks-{j:06}.parquet"));
+            let text: Vec<&str> = tasks[run.clone()].iter().map(String::as_str).collect();
+            let list = work.join(format!("{function}-{j:06}.parquet"));
             let mut frame = DataFrame::new(text.len(), vec![Column::new("task".into(), text)])
-                .map_err(|e| df_error(&what, e))?;
+                .map_err(|e| df_error(what, e))?;
             let file = std::fs::File::create(&list).map_err(|e| Error::io(&list, e))?;
             ParquetWriter::new(file)
                 .finish(&mut frame)
-                .map_err(|e| df_error(&what, e))?;
-            let sql = |from: &str| {
-                format!(
-                    "SELECT {SOURCE_PASS_FN}(task) AS reply FROM {}",
-                    ident(from)
-                )
-            };
-            let reply = self.query(std::slice::from_ref(&list), sql, &what);
+                .map_err(|e| df_error(what, e))?;
+            let sql = |from: &str| format!("SELECT {function}(task) AS reply FROM {}", ident(from));
+            let got = self.query(std::slice::from_ref(&list), sql, what);
             let _ = std::fs::remove_file(&list);
-            let reply = reply?
-                .column("reply")
-                .and_then(|c| c.str().cloned())
-                .map_err(|e| df_error(&what, e))?;
-            let out: Vec<String> = reply.iter().flatten().map(str::to_string).collect();
+            let got = got?;
+            let out = reply(got.column("reply").map_err(|e| df_error(what, e))?)?;
             if out.len() != run.len() {
                 return Err(Error::Engine(format!(
-                    "{what}: the job of files {}..{} replied {} rows",
+                    "{what}: the job of tasks {}..{} replied {} rows",
                     run.start,
                     run.end,
                     out.len()
@@ -586,6 +612,7 @@ impl Ballista {
         let replies = replies
             .into_inner()
             .map_err(|_| Error::Internal(format!("{what}: a job panicked")))?;
+        let jobs = runs.len();
         let mut out = Vec::with_capacity(tasks.len());
         for r in replies {
             match r {
@@ -595,17 +622,80 @@ impl Ballista {
         }
         if out.len() != tasks.len() {
             return Err(Error::Internal(format!(
-                "{what}: {} of {} files passed",
+                "{what}: {} of {} tasks done",
                 out.len(),
                 tasks.len()
             )));
         }
+        Ok((out, jobs))
+    }
+
+    /// A source's survey sums on the cluster: each accepted part a task ([`SURVEY_SUMS_FN`],
+    /// migstat's own sums inside an executor, on the spec it compiles from the same path), parts
+    /// in jobs of consecutive parts; each part's sums come back as bytes and are merged here in
+    /// file order, so the result is [`Local`]'s to the bit.
+    fn survey_sums(
+        &self,
+        source: &SourcePlan,
+        tables: &[&TableSpec],
+        accepted: &Accepted,
+    ) -> Result<SurveySums> {
+        let (Some(design), Some((spec, spec_hash)), Some(first)) = (
+            source.design.as_ref().filter(|_| !tables.is_empty()),
+            &accepted.spec,
+            accepted.parts.first(),
+        ) else {
+            return Local::after_pass().survey(source, tables, accepted);
+        };
+        let what = format!("survey sums of source {} on {}", source.id, self.url);
+        let label = survey_definition(spec_hash, source, tables);
+        let tasks = accepted
+            .parts
+            .iter()
+            .map(|part| {
+                serde_json::to_string(&SurveyTask {
+                    spec: spec.display().to_string(),
+                    label: label.clone(),
+                    source: source.id.clone(),
+                    tables: tables.iter().map(|t| t.id.clone()).collect(),
+                    part: part.display().to_string(),
+                })
+            })
+            .collect::<std::result::Result<Vec<String>, _>>()
+            .map_err(|e| df_error(&what, e))?;
+        let sizes = accepted
+            .parts
+            .iter()
+            .map(|p| {
+                std::fs::metadata(p)
+                    .map(|m| m.len())
+                    .map_err(|e| Error::io(p, e))
+            })
+            .collect::<Result<Vec<u64>>>()?;
+        let work = first.with_file_name(".survey-tasks");
+        let parts = self.in_jobs(&tasks, &sizes, SURVEY_SUMS_FN, &work, &what, |c| {
+            let bytes = c.binary().map_err(|e| df_error(&what, e))?;
+            bytes
+                .iter()
+                .map(|b| {
+                    crate::survey::SourceSums::from_bytes(b.unwrap_or_default())
+                        .map_err(|e| Error::Engine(format!("{what}: {e}")))
+                })
+                .collect()
+        });
+        let _ = std::fs::remove_dir(&work);
+        let (parts, jobs) = parts?;
+        let mut sums = crate::survey::ByPart::new(design, tables);
+        for part in parts {
+            sums.merge(part);
+        }
         tracing::info!(
-            files = tasks.len(),
-            jobs = runs.len(),
-            "source passed on the cluster, consecutive files in each task"
+            source = %source.id,
+            parts = accepted.parts.len(),
+            jobs,
+            "survey sums computed on the cluster, part by part"
         );
-        Ok(out)
+        Ok(sums.finish())
     }
 }
 
@@ -680,23 +770,11 @@ impl ScalarUDFImpl for SourcePass {
                 "{SOURCE_PASS_FN}: this process runs no shards (an executor started by `migstat engine executor` does)"
             )));
         };
-        let [tasks] = args.args.as_slice() else {
-            return Err(DataFusionError::Execution(format!(
-                "{SOURCE_PASS_FN} takes (task)"
-            )));
-        };
-        let tasks = tasks.to_array(args.number_rows)?;
-        let tasks = datafusion::arrow::compute::cast(&tasks, &ArrowType::Utf8)?;
-        let Some(tasks) = tasks.as_string_opt::<i32>() else {
-            return Err(DataFusionError::Execution(format!(
-                "{SOURCE_PASS_FN}: the task is not text"
-            )));
-        };
         // The batch's files one after the other, the spec compiled once.
-        let tasks = tasks
-            .iter()
+        let tasks = task_texts(SOURCE_PASS_FN, &args)?
+            .into_iter()
             .map(|task| {
-                serde_json::from_str::<ShardTask>(task.unwrap_or_default()).map_err(|e| {
+                serde_json::from_str::<ShardTask>(&task).map_err(|e| {
                     DataFusionError::Execution(format!("{SOURCE_PASS_FN}: not a task ({e})"))
                 })
             })
@@ -1149,6 +1227,129 @@ impl ScalarUDFImpl for PersonCells {
     }
 }
 
+/// What an executor sums for [`SURVEY_SUMS_FN`]: the survey tables `tables` of `source` over
+/// the accepted part `part`, on the spec at `spec` when its definitions give `label`
+/// ([`survey_definition`]).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SurveyTask {
+    spec: String,
+    label: String,
+    source: String,
+    tables: Vec<String>,
+    part: String,
+}
+
+/// The label of a source's survey tables: their [`definition`]s (the source's design in
+/// each), so that an executor sums only what the coordinator would.
+fn survey_definition(spec_hash: &str, source: &SourcePlan, tables: &[&TableSpec]) -> String {
+    let mut h = blake3::Hasher::new();
+    for t in tables {
+        h.update(definition(spec_hash, source, t).as_bytes());
+    }
+    h.finalize().to_hex()[..32].to_string()
+}
+
+/// [`SURVEY_SUMS_FN`]`(task)`: the survey sums of one accepted part (a [`SurveyTask`], JSON),
+/// computed by [`Local`] inside the executor, as [`crate::survey::SourceSums::to_bytes`].
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct SurveySumsFn {
+    signature: Signature,
+}
+
+impl Default for SurveySumsFn {
+    fn default() -> Self {
+        SurveySumsFn {
+            signature: Signature::exact(vec![ArrowType::Utf8], Volatility::Volatile),
+        }
+    }
+}
+
+impl SurveySumsFn {
+    fn part(task: &str) -> Result<Vec<u8>> {
+        let task: SurveyTask = serde_json::from_str(task)
+            .map_err(|e| Error::Engine(format!("{SURVEY_SUMS_FN}: not a task ({e})")))?;
+        fn find<'p>(
+            plan: &'p crate::spec::Plan,
+            task: &SurveyTask,
+        ) -> Option<(&'p SourcePlan, Vec<&'p TableSpec>)> {
+            let source = plan.sources.iter().find(|s| s.id == task.source)?;
+            let tables = task
+                .tables
+                .iter()
+                .map(|id| plan.tables.iter().find(|t| &t.id == id))
+                .collect::<Option<Vec<&TableSpec>>>()?;
+            Some((source, tables))
+        }
+        let plan = compiled(&task.spec, |p| {
+            find(p, &task)
+                .is_some_and(|(s, t)| survey_definition(&p.spec_hash, s, &t) == task.label)
+        })?;
+        let Some((source, tables)) = find(&plan, &task) else {
+            return Err(Error::Engine(format!(
+                "the spec {} on this executor lacks source {} or one of its survey tables: give every process the same spec at the same path",
+                crate::error::quote(&task.spec),
+                crate::error::quote(&task.source)
+            )));
+        };
+        if survey_definition(&plan.spec_hash, source, &tables) != task.label {
+            return Err(Error::Engine(format!(
+                "source {}: its survey tables compiled on this executor are not the coordinator's: give every process the same spec, code lists, schemas and delivery files at the same paths",
+                crate::error::quote(&task.source)
+            )));
+        }
+        let accepted = Accepted::of(&plan, source, vec![task.part.into()]);
+        Local::after_pass()
+            .survey(source, &tables, &accepted)?
+            .to_bytes()
+    }
+}
+
+impl ScalarUDFImpl for SurveySumsFn {
+    fn name(&self) -> &str {
+        SURVEY_SUMS_FN
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[ArrowType]) -> datafusion::error::Result<ArrowType> {
+        Ok(ArrowType::Binary)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        let mut out = datafusion::arrow::array::BinaryBuilder::new();
+        for task in task_texts(SURVEY_SUMS_FN, &args)? {
+            let bytes = Self::part(&task).map_err(|e| DataFusionError::Execution(e.to_string()))?;
+            out.append_value(bytes);
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+/// The one argument of `function(task)`, each row's task as text.
+fn task_texts(function: &str, args: &ScalarFunctionArgs) -> datafusion::error::Result<Vec<String>> {
+    let [tasks] = args.args.as_slice() else {
+        return Err(DataFusionError::Execution(format!(
+            "{function} takes (task)"
+        )));
+    };
+    let tasks = tasks.to_array(args.number_rows)?;
+    let tasks = datafusion::arrow::compute::cast(&tasks, &ArrowType::Utf8)?;
+    let Some(tasks) = tasks.as_string_opt::<i32>() else {
+        return Err(DataFusionError::Execution(format!(
+            "{function}: the task is not text"
+        )));
+    };
+    Ok(tasks
+        .iter()
+        .map(|t| t.unwrap_or_default().to_string())
+        .collect())
+}
+
 /// Register the functions plans call, for planning (the coordinator and the scheduler never
 /// evaluate them: they hold no key).
 fn register_planning(ctx: &SessionContext) {
@@ -1156,6 +1357,7 @@ fn register_planning(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::new_from_impl(PersonCells::new(None)));
     ctx.register_udf(ScalarUDF::new_from_impl(PersonBucket::new()));
     ctx.register_udf(ScalarUDF::new_from_impl(SourcePass::new(None)));
+    ctx.register_udf(ScalarUDF::new_from_impl(SurveySumsFn::default()));
 }
 
 /// The function registry of this build's executors: DataFusion's own functions and
@@ -1184,6 +1386,10 @@ fn registry(
     registry.scalar_functions.insert(
         SOURCE_PASS_FN.to_string(),
         Arc::new(ScalarUDF::new_from_impl(SourcePass::new(pass))),
+    );
+    registry.scalar_functions.insert(
+        SURVEY_SUMS_FN.to_string(),
+        Arc::new(ScalarUDF::new_from_impl(SurveySumsFn::default())),
     );
     registry
 }

@@ -120,7 +120,7 @@ pub type ShardPass = fn(&[ShardTask]) -> Vec<String>;
 
 /// A source's survey sums: the design's partial and each survey table's partial, in the order
 /// of the tables asked for.
-pub type SurveySums = (crate::survey::DesignPartial, Vec<crate::survey::Partial>);
+pub type SurveySums = crate::survey::SourceSums;
 
 /// Where the tables' aggregates are computed.
 pub trait Engine: Send + Sync + std::fmt::Debug {
@@ -141,7 +141,9 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
         key: Option<&[u8; 32]>,
     ) -> Result<PeriodCells>;
 
-    /// The survey sums of `tables` (all of `source`) from its accepted records.
+    /// The survey sums of `tables` (all of `source`) from its accepted records: each part's
+    /// summed on its own, the parts merged in file order ([`crate::survey::ByPart`]), so that
+    /// every engine gives the same bits.
     fn survey(
         &self,
         source: &SourcePlan,
@@ -231,18 +233,19 @@ impl Engine for Local {
         tables: &[&TableSpec],
         accepted: &Accepted,
     ) -> Result<SurveySums> {
-        let mut design_partial = crate::survey::DesignPartial::default();
-        let mut partials = vec![crate::survey::Partial::default(); tables.len()];
-        if let Some(design) = source.design.as_ref().filter(|_| !tables.is_empty()) {
-            for_each_slice(accepted, |rows| {
-                let units = design_partial.add_chunk(design, rows)?;
-                for (t, p) in tables.iter().zip(partials.iter_mut()) {
-                    p.add_chunk(t, &units, rows)?;
-                }
-                Ok(())
+        let Some(design) = source.design.as_ref().filter(|_| !tables.is_empty()) else {
+            return Ok(SurveySums {
+                tables: vec![Default::default(); tables.len()],
+                ..Default::default()
+            });
+        };
+        let mut sums = crate::survey::ByPart::new(design, tables);
+        for (i, path) in accepted.parts.iter().enumerate() {
+            for_each_slice_of(path, &accepted.schema, accepted.chunk_rows, |rows| {
+                sums.add(i, &rows)
             })?;
         }
-        Ok((design_partial, partials))
+        Ok(sums.finish())
     }
 }
 

@@ -209,8 +209,8 @@ pub(super) fn run_source(
             &mut accepted,
             &mut quarantined,
             bar.as_ref(),
-            |rows| match stream {
-                true => counters.add(rows),
+            |file, rows| match stream {
+                true => counters.add(file, rows),
                 false => Ok(()),
             },
         )?;
@@ -237,14 +237,9 @@ pub(super) fn run_source(
         plan.chunk_rows,
         staging,
         recount,
-        |rows| counters.add(rows),
+        |file, rows| counters.add(file, rows),
     )?;
-    let Counters {
-        cells: mut partials,
-        design: mut design_partial,
-        surveys: mut survey_partials,
-        ..
-    } = counters;
+    let (mut partials, mut sums) = counters.finish();
     if sharded {
         let dir = staging.join(".shards").join(&src.id);
         std::fs::remove_dir_all(&dir).at(&dir)?;
@@ -312,7 +307,7 @@ pub(super) fn run_source(
             .map(|t| engine.cells(src, t, &accepted, cell_key.as_ref()))
             .collect::<Result<_>>()?;
         if src.design.is_some() && !surveyed.is_empty() {
-            (design_partial, survey_partials) = engine.survey(src, &surveyed, &accepted)?;
+            sums = engine.survey(src, &surveyed, &accepted)?;
         }
         let took = (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
         tracing::info!(source = %src.id, engine = %engine.name(), tables = streamed.len(), seconds = took, "tables counted by the engine");
@@ -325,9 +320,9 @@ pub(super) fn run_source(
     let mut weights_out = None;
     let mut covariance_out = None;
     if let Some(design) = src.design.as_ref().filter(|_| !surveyed.is_empty()) {
-        match design_partial.finish(design, &src.id) {
+        match sums.design.finish(design, &src.id) {
             Ok(info) => {
-                if let Some(frame) = info.calibration_frame(design, &design_partial) {
+                if let Some(frame) = info.calibration_frame(design, &sums.design) {
                     let frame = frame?;
                     let path = Release(staging).calibration(&src.id);
                     let mut sink = ParquetSink::create(&path, frame.schema(), &metadata)?;
@@ -337,7 +332,7 @@ pub(super) fn run_source(
                     let records = crate::engine::read_parts(&part_paths, None)?;
                     let frame = info.record_weights(
                         design,
-                        &design_partial,
+                        &sums.design,
                         &records,
                         src.record_id.as_deref(),
                     )?;
@@ -353,7 +348,7 @@ pub(super) fn run_source(
                         .filter_map(|id| {
                             surveyed
                                 .iter()
-                                .zip(&survey_partials)
+                                .zip(&sums.tables)
                                 .find(|(t, _)| &t.id == id)
                                 .map(|(t, p)| (*t, p))
                         })
@@ -372,7 +367,7 @@ pub(super) fn run_source(
                     }
                 }
                 let info = Arc::new(info);
-                for (t, p) in surveyed.iter().zip(survey_partials) {
+                for (t, p) in surveyed.iter().zip(sums.tables) {
                     survey_tables.insert(t.id.clone(), (Arc::clone(&info), p));
                 }
             }
@@ -439,7 +434,7 @@ fn one_pass(
     accepted: &mut PartSinks<'_>,
     quarantined: &mut ParquetSink,
     bar: &dyn SourceProgress,
-    mut counted: impl FnMut(&polars::prelude::DataFrame) -> Result<()>,
+    mut counted: impl FnMut(usize, &polars::prelude::DataFrame) -> Result<()>,
 ) -> Result<()> {
     let sizes: Vec<u64> = identities.iter().map(|f| f.0).collect();
     // Each chunk with the bytes read so far and its file's index (a chunk is of one file).
@@ -496,7 +491,7 @@ fn one_pass(
             crate::interrupt::check()?;
             let (v, position, file) = item?;
             let rows = tally.take(v, harmonizer, quarantined)?;
-            counted(&rows)?;
+            counted(file, &rows)?;
             accepted.write(file, rows)?;
             bar.set_position(position);
         }
@@ -512,8 +507,8 @@ struct Counters<'a> {
     surveyed: &'a [&'a crate::spec::TableSpec],
     key: Option<&'a [u8; 32]>,
     cells: Vec<PeriodCells>,
-    design: crate::survey::DesignPartial,
-    surveys: Vec<crate::survey::Partial>,
+    /// The survey sums, file by file (with a design and survey tables).
+    surveys: Option<crate::survey::ByPart<'a>>,
 }
 
 impl<'a> Counters<'a> {
@@ -530,28 +525,36 @@ impl<'a> Counters<'a> {
             surveyed,
             key,
             cells: vec![PeriodCells::default(); streamed.len()],
-            design: Default::default(),
-            surveys: vec![Default::default(); surveyed.len()],
+            surveys: src
+                .design
+                .as_ref()
+                .filter(|_| !surveyed.is_empty())
+                .map(|d| crate::survey::ByPart::new(d, surveyed)),
         }
     }
 
-    /// Count accepted rows (in record order: the survey sums depend on it).
-    fn add(&mut self, rows: &polars::prelude::DataFrame) -> Result<()> {
+    /// Count accepted rows of file `file` (files in order, each file's rows in record order:
+    /// the survey sums depend on it).
+    fn add(&mut self, file: usize, rows: &polars::prelude::DataFrame) -> Result<()> {
         for (t, cells) in self.streamed.iter().zip(self.cells.iter_mut()) {
             crate::disaggregate::add_chunk(self.src, t, rows, cells, self.key)?;
         }
-        if let Some(design) = self
-            .src
-            .design
-            .as_ref()
-            .filter(|_| !self.surveyed.is_empty())
-        {
-            let units = self.design.add_chunk(design, rows)?;
-            for (t, p) in self.surveyed.iter().zip(self.surveys.iter_mut()) {
-                p.add_chunk(t, &units, rows)?;
-            }
+        if let Some(sums) = &mut self.surveys {
+            sums.add(file, rows)?;
         }
         Ok(())
+    }
+
+    /// The streamed tables' cells and the survey sums (empty without a design).
+    fn finish(self) -> (Vec<PeriodCells>, crate::engine::SurveySums) {
+        let sums = match self.surveys {
+            Some(s) => s.finish(),
+            None => crate::engine::SurveySums {
+                tables: vec![Default::default(); self.surveyed.len()],
+                ..Default::default()
+            },
+        };
+        (self.cells, sums)
     }
 }
 
@@ -640,7 +643,7 @@ fn put_together(
     chunk_rows: usize,
     staging: &Path,
     recount: bool,
-    mut kept: impl FnMut(&polars::prelude::DataFrame) -> Result<()>,
+    mut kept: impl FnMut(usize, &polars::prelude::DataFrame) -> Result<()>,
 ) -> Result<(RemovedRows, Vec<OutputFile>)> {
     use crate::error::PolarsContext;
     use polars::prelude::*;
@@ -670,7 +673,7 @@ fn put_together(
                 std::fs::rename(part, dest).at(dest)?;
             }
             if recount {
-                crate::engine::for_each_slice_of(dest, schema, chunk_rows, |df| kept(&df))?;
+                crate::engine::for_each_slice_of(dest, schema, chunk_rows, |df| kept(i, &df))?;
             }
             let path = crate::export::relative(dest, staging);
             out.push(match written.get(i).cloned().flatten() {
@@ -749,7 +752,7 @@ fn put_together(
                 .filter(&mask)
                 .ctx(|| format!("filtering {}", part.display()))?;
             if recount {
-                kept(&df)?;
+                kept(i, &df)?;
             }
             sink.write(df)
         })?;

@@ -31,13 +31,21 @@ fn keyed(text: &str) -> String {
     )
 }
 
-/// A port free now on localhost.
+/// A port free now on localhost, handed out once in this process and below Linux's ephemeral
+/// range (32768–60999): a port the system picked (`bind` to port 0) could be given again as the
+/// source port of any outgoing connection before the process meant to listen on it binds it
+/// (an executor then exited at start when the distributed tests ran side by side).
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    // Processes of this test binary started at once start at different places.
+    let base = 20_000 + (std::process::id() % 4_000) as u16 * 3;
+    loop {
+        let port = base + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        assert!(port < 32_768, "no free port below the ephemeral range");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 fn wait_for_port(port: u16, what: &str, child: &mut Child) {
@@ -289,6 +297,35 @@ fn a_ballista_cluster_publishes_the_local_release() {
             "{t} not on the cluster:\n{log}"
         );
     }
+    assert!(
+        log.lines()
+            .any(|l| l.contains("survey sums computed on the cluster")
+                && l.contains("source=survey ")),
+        "the survey not summed on the cluster:\n{log}"
+    );
+
+    // A survey delivered as three files (strata, PSUs and SSUs straddling them), under
+    // stratified, clustered, two-stage with FPCs and replicate designs: each file's sums made
+    // on an executor and merged on the coordinator in file order, the local release's bits.
+    let surveys = tmp.path().join("surveys");
+    std::fs::create_dir_all(&surveys).unwrap();
+    let files = crate::survey::survey_in_three_files(&surveys);
+    let designs: Vec<(&str, &str, f64)> = crate::survey::DESIGNS
+        .iter()
+        .filter(|d| ["clus_fpc_90", "two_stage_fpc", "lonely_adjust", "jk1"].contains(&d.0))
+        .copied()
+        .collect();
+    let tables: Vec<(String, String, String)> = crate::survey::DESIGN_TABLES
+        .iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect();
+    let spec = crate::survey::designs_spec_at(&surveys, &designs, |_| tables.clone(), &files);
+    let log = assert_same_release(&spec, &surveys, &cluster, &[], &[], &[]);
+    let summed = log
+        .lines()
+        .filter(|l| l.contains("survey sums computed on the cluster") && l.contains("parts=3 "))
+        .count();
+    assert_eq!(summed, designs.len(), "{log}");
 
     // A generated delivery of 10 M border crossings (rows: MIGSTAT_DISTRIBUTED_ROWS).
     let rows: u64 = std::env::var("MIGSTAT_DISTRIBUTED_ROWS")

@@ -188,7 +188,7 @@ fn survey_totals_means_and_shares_match_r_survey() {
 }
 
 /// The designs of tests/r/survey_designs.R, as `[sources.<id>.design]` bodies (weights added).
-const DESIGNS: &[(&str, &str, f64)] = &[
+pub(crate) const DESIGNS: &[(&str, &str, f64)] = &[
     ("strat", r#"strata = "stratum""#, 0.95),
     (
         "strat_fpc",
@@ -255,7 +255,7 @@ const DESIGNS: &[(&str, &str, f64)] = &[
 ];
 
 /// The tables of tests/r/survey_designs.R: (name, kind and its keys, dimensions).
-const DESIGN_TABLES: &[(&str, &str, &str)] = &[
+pub(crate) const DESIGN_TABLES: &[(&str, &str, &str)] = &[
     (
         "population",
         r#"kind = "survey_total""#,
@@ -305,13 +305,55 @@ fn designs_spec_with(
     tables: impl Fn(&str) -> Vec<(String, String, String)>,
 ) -> PathBuf {
     let fx = repo().join("tests/fixtures/survey_designs");
+    let survey = fx.join("survey.csv").display().to_string();
+    designs_spec_at(dir, designs, tables, &survey)
+}
+
+/// The survey of tests/fixtures/survey_designs as three delivery files in `dir`, cut inside a
+/// PSU and inside a stratum (records in the same order): its files' glob.
+pub(crate) fn survey_in_three_files(dir: &Path) -> String {
+    let text =
+        std::fs::read_to_string(repo().join("tests/fixtures/survey_designs/survey.csv")).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let records: Vec<&str> = lines.collect();
+    assert_eq!(records.len(), 215);
+    // Records 49 and 50 are in the same PSU (S2-P2) and 129 and 130 in the same SSU
+    // (S4-P4-H4): strata, PSUs, SSUs and codes straddle files.
+    assert_eq!(records[49].split(',').nth(3), records[50].split(',').nth(3));
+    assert_eq!(
+        records[129].split(',').nth(4),
+        records[130].split(',').nth(4)
+    );
+    for (k, rows) in [&records[..50], &records[50..130], &records[130..]]
+        .iter()
+        .enumerate()
+    {
+        let mut body = format!("{header}\n");
+        for r in rows.iter() {
+            body += r;
+            body += "\n";
+        }
+        std::fs::write(dir.join(format!("survey_{k}.csv")), body).unwrap();
+    }
+    dir.join("survey_*.csv").display().to_string()
+}
+
+/// [`designs_spec_with`] over the survey at `survey` (a path or glob).
+pub(crate) fn designs_spec_at(
+    dir: &Path,
+    designs: &[(&str, &str, f64)],
+    tables: impl Fn(&str) -> Vec<(String, String, String)>,
+    survey: &str,
+) -> PathBuf {
+    let fx = repo().join("tests/fixtures/survey_designs");
     let mut spec = format!(
         "version = 1\nid = \"fixture-survey-designs\"\nreference_date = 2024-12-31\nreference_period = \"2024\"\ncodelists = \"{}\"\n[defaults]\nmax_invalid_fraction = 0.0\n",
         repo().join("schemas/codelists").display()
     );
     for (name, design, _) in designs {
         spec += &format!(
-            "\n[sources.{name}]\npath = \"{fx}/survey.csv\"\nformat = \"csv\"\nschema = \"{fx}/survey.schema.json\"\nrecord_id = \"id\"\n\
+            "\n[sources.{name}]\npath = \"{survey}\"\nformat = \"csv\"\nschema = \"{fx}/survey.schema.json\"\nrecord_id = \"id\"\n\
              [sources.{name}.design]\n{weight}{design}\n\
              [sources.{name}.harmonize]\nSEX = {{ from = \"sex\", crosswalk = \"{sex}\", codelist = \"sex\" }}\nGRP = {{ from = \"grp\", crosswalk = \"{fx}/grp.csv\" }}\nSTRATUM = {{ from = \"stratum\", crosswalk = \"{fx}/stratum.csv\" }}\n",
             fx = fx.display(),
@@ -340,8 +382,51 @@ fn every_design_and_estimator_matches_r_survey() {
     let plan = migstat::spec::compile(&designs_spec(tmp.path(), DESIGNS)).expect("spec compiles");
     let root = tmp.path().join("out");
     crate::run_plan(&plan, &root);
-    let out = root.join("current");
+    designs_match_r(&root.join("current"));
+}
 
+#[test]
+fn a_survey_delivered_as_several_files_gives_r_s_estimates_whichever_engine_sums_it() {
+    // Each file's sums are made on their own and merged in file order (what a cluster's
+    // executors do): strata, PSUs, SSUs and codes first seen in one file and met again in the
+    // next are the same units and cells, and the replicate designs' sums add up.
+    let tmp = tempfile::tempdir().unwrap();
+    let survey = survey_in_three_files(tmp.path());
+    let tables: Vec<(String, String, String)> = DESIGN_TABLES
+        .iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect();
+    let spec = designs_spec_at(tmp.path(), DESIGNS, |_| tables.clone(), &survey);
+    let plan = migstat::spec::compile(&spec).expect("spec compiles");
+    assert_eq!(plan.sources[0].files.len(), 3);
+    let root = tmp.path().join("out");
+    let m = crate::run_plan(&plan, &root);
+    assert!(m.rejections.is_empty(), "{:?}", m.rejections);
+    designs_match_r(&root.join("current"));
+    // Summed after the pass, part by part (the reference a cluster is tested against): the
+    // same bits as summed while the files were read.
+    let after = tmp.path().join("out-after");
+    let m2 = migstat::runner::run(
+        &plan,
+        &migstat::runner::RunOptions {
+            out_dir: after.clone(),
+            engine: Some(migstat::engine::from_name("local-after-pass").unwrap()),
+            ..Default::default()
+        },
+    )
+    .expect("the pipeline runs");
+    let files = |m: &migstat::runner::Manifest| -> Vec<(String, String)> {
+        m.outputs
+            .iter()
+            .map(|f| (f.path.clone(), f.blake3.clone()))
+            .collect()
+    };
+    assert!(files(&m).len() > 2 * DESIGNS.len() * DESIGN_TABLES.len());
+    assert_eq!(files(&m), files(&m2));
+}
+
+/// Check the tables of [`DESIGNS`] × [`DESIGN_TABLES`] in release `out` against R's.
+fn designs_match_r(out: &Path) {
     // R: design,table,SEX,GRP,STRATUM,estimate,se,ci_low_t,ci_high_t,df,deff
     let mut rdr = csv::Reader::from_path(repo().join("tests/golden/survey_designs_r.csv")).unwrap();
     let mut expected: BTreeMap<(String, String), Vec<csv::StringRecord>> = BTreeMap::new();
@@ -680,6 +765,17 @@ fn a_contrast_is_published_only_where_its_terms_are() {
 
 #[test]
 fn quantiles_match_svyquantile() {
+    quantiles_match(false);
+}
+
+#[test]
+fn quantiles_of_a_survey_delivered_as_several_files_match_svyquantile() {
+    // The record order that breaks ties runs on from one file to the next.
+    quantiles_match(true);
+}
+
+/// The quantiles of tests/r/survey_designs.R against R's, the survey in one file or three.
+fn quantiles_match(split: bool) {
     // R: design,table,SEX,GRP,estimate,se,ci_low_t,ci_high_t,ci_low,ci_high,df, the table named
     // q-<var>-<rule>-<interval>-<100·p>-<df> (tests/r/survey_designs.R `quantiles`).
     let mut rdr =
@@ -720,8 +816,18 @@ fn quantiles_match_svyquantile() {
         .map(|r| (r[0].to_string(), r[1].to_string()))
         .collect();
     let tmp = tempfile::tempdir().unwrap();
-    let spec = designs_spec_with(tmp.path(), &refs, |design| {
-        tables
+    let survey = match split {
+        true => survey_in_three_files(tmp.path()),
+        false => repo()
+            .join("tests/fixtures/survey_designs/survey.csv")
+            .display()
+            .to_string(),
+    };
+    let spec = designs_spec_at(
+        tmp.path(),
+        &refs,
+        |design| {
+            tables
             .iter()
             .filter(|t| t.0 == design)
             .map(|(_, name)| {
@@ -737,7 +843,9 @@ fn quantiles_match_svyquantile() {
                 )
             })
             .collect()
-    });
+        },
+        &survey,
+    );
     let plan = migstat::spec::compile(&spec).expect("spec compiles");
     let root = tmp.path().join("out");
     let m = crate::run_plan(&plan, &root);
