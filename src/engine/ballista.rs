@@ -687,6 +687,13 @@ impl Ballista {
         let (parts, jobs) = parts?;
         let mut sums = crate::survey::ByPart::new(design, tables);
         for part in parts {
+            if part.tables.len() != tables.len() {
+                return Err(Error::Engine(format!(
+                    "{what}: an executor summed {} tables, not {}",
+                    part.tables.len(),
+                    tables.len()
+                )));
+            }
             sums.merge(part);
         }
         tracing::info!(
