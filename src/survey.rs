@@ -175,6 +175,9 @@ pub struct DesignPartial {
     /// sent with a partial computed elsewhere).
     #[serde(skip)]
     rep_file: Option<HashMap<String, Vec<f64>>>,
+    /// What reading that file found (kept apart from `problems`, whose number is capped, so
+    /// that a partial handed the file already read lists the same problems).
+    rep_problems: BTreeSet<String>,
     /// Records without a row in that file: how many, and the first few keys.
     rep_missing: (u64, Vec<String>),
 }
@@ -193,7 +196,7 @@ impl DesignPartial {
     ) -> Result<Vec<Vec<f64>>> {
         if self.rep_file.is_none() {
             let (map, problems) = read_replicate_file(r, f);
-            self.problems.extend(problems);
+            self.rep_problems.extend(problems);
             self.rep_file = Some(map);
         }
         let map = self.rep_file.take().unwrap_or_default();
@@ -456,7 +459,7 @@ impl DesignPartial {
         source_id: &str,
     ) -> std::result::Result<DesignInfo, Rejection> {
         let reject = |reason: String| Rejection::new(source_id, format!("survey design: {reason}"));
-        let mut problems: Vec<String> = self.problems.iter().cloned().collect();
+        let mut problems: Vec<String> = self.problems.union(&self.rep_problems).cloned().collect();
         if let (Some(f), (n @ 1.., keys)) = (
             design.replicates.as_ref().and_then(|r| r.file.as_ref()),
             &self.rep_missing,

@@ -102,15 +102,25 @@ impl<'a> ByPart<'a> {
             _ => {}
         }
         let n = self.tables.len();
-        let (_, sums) = self.part.get_or_insert_with(|| {
-            (
+        if self.part.is_none() {
+            // A replicate weights file read for an earlier file is handed on, not read again
+            // (it comes back with the part's sums).
+            let design = DesignPartial {
+                rep_file: self.whole.design.rep_file.take(),
+                rep_problems: self.whole.design.rep_problems.clone(),
+                ..Default::default()
+            };
+            self.part = Some((
                 file,
                 SourceSums {
-                    design: DesignPartial::default(),
+                    design,
                     tables: vec![Partial::default(); n],
                 },
-            )
-        });
+            ));
+        }
+        let Some((_, sums)) = &mut self.part else {
+            return Err(Error::Internal("survey sums: no part open".into()));
+        };
         let units = sums.design.add_chunk(self.design, rows)?;
         for (t, p) in self.tables.iter().zip(sums.tables.iter_mut()) {
             p.add_chunk(t, &units, rows)?;
@@ -284,6 +294,7 @@ impl DesignPartial {
         if self.rep_file.is_none() {
             self.rep_file = o.rep_file;
         }
+        self.rep_problems.extend(o.rep_problems);
         self.rep_missing.0 += o.rep_missing.0;
         for key in o.rep_missing.1 {
             if self.rep_missing.1.len() < MISSING_SHOWN {

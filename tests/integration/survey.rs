@@ -1908,6 +1908,58 @@ fn replicate_weights_from_their_own_file_are_joined_on_the_record_id() {
         }
     }
 
+    // The survey delivered as three files: the file is read for the first and handed on to
+    // the next (locally) or read by each (an engine elsewhere), the same sums either way.
+    let split = tmp.path().join("split");
+    std::fs::create_dir_all(&split).unwrap();
+    let survey = survey_in_three_files(&split);
+    let tables: Vec<(String, String, String)> = DESIGN_TABLES
+        .iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect();
+    let spec = designs_spec_at(
+        &split,
+        &[*jk1, ("jk1_file", &file_design, 0.95)],
+        |_| tables.clone(),
+        &survey,
+    );
+    let plan = migstat::spec::compile(&spec).expect("spec compiles");
+    let (during, after) = (split.join("out"), split.join("out-after"));
+    let m = crate::run_plan(&plan, &during);
+    assert!(m.rejections.is_empty(), "{:?}", m.rejections);
+    let m2 = migstat::runner::run(
+        &plan,
+        &migstat::runner::RunOptions {
+            out_dir: after.clone(),
+            engine: Some(migstat::engine::from_name("local-after-pass").unwrap()),
+            ..Default::default()
+        },
+    )
+    .expect("the pipeline runs");
+    let files = |m: &migstat::runner::Manifest| -> Vec<(String, String)> {
+        m.outputs
+            .iter()
+            .map(|f| (f.path.clone(), f.blake3.clone()))
+            .collect()
+    };
+    assert_eq!(files(&m), files(&m2));
+    let out = during.join("current/restricted/tables");
+    for (table, _, _) in DESIGN_TABLES {
+        let read = |d: &str| {
+            let df = read_parquet(&out.join(format!("{d}-{table}/2024/data.parquet")));
+            df.drop("table_id").unwrap_or(df)
+        };
+        let (a, b) = (read("jk1"), read("jk1_file"));
+        assert!(a.height() > 0, "{table}");
+        for name in ["estimate", "se", "df", "n"] {
+            assert_eq!(
+                a.column(name).unwrap(),
+                b.column(name).unwrap(),
+                "{table} from three files: {name}"
+            );
+        }
+    }
+
     // A record without a row, and a weight that is not a number: the source is rejected,
     // naming both.
     let short: Vec<&csv::StringRecord> = rows.iter().skip(1).collect();
@@ -1923,6 +1975,19 @@ fn replicate_weights_from_their_own_file_are_joined_on_the_record_id() {
             && msg.contains("line 6, column `jk1_04`: `n/a` is not a replicate weight"),
         "{msg}"
     );
+    // The same from three files: each problem named once.
+    let spec = designs_spec_at(
+        &split,
+        &[("jk1_file", &file_design, 0.95)],
+        |_| tables.clone(),
+        &survey,
+    );
+    let plan = migstat::spec::compile(&spec).expect("spec compiles");
+    let m = crate::run_plan(&plan, &split.join("out2"));
+    assert_eq!(m.status, migstat::manifest::RunStatus::Rejected);
+    let split_msg = &m.rejections[0].reason;
+    assert_eq!(split_msg, msg);
+    assert_eq!(split_msg.matches("is not a replicate weight").count(), 1);
 
     // A key column the file lacks is a spec mistake.
     let bad = format!(
