@@ -20,7 +20,6 @@
 //! seen" (the run merge names the true first for that one).
 
 use std::collections::BTreeMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use polars::prelude::*;
 use rayon::prelude::*;
@@ -44,49 +43,22 @@ pub struct ValidatedChunk {
     pub labels: Option<std::sync::Arc<crate::ingest::ValueLabels>>,
 }
 
-/// Keys are already hashes: the table uses their first 64 bits as they are.
-#[derive(Default)]
-struct PreHashed(u64);
-
-impl Hasher for PreHashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // Only [`Key`]s are hashed here, through `write_u64`; anything else keeps 8 bytes.
-        let mut b = [0u8; 8];
-        let n = bytes.len().min(8);
-        b[..n].copy_from_slice(&bytes[..n]);
-        self.0 = u64::from_le_bytes(b);
-    }
-    fn write_u64(&mut self, i: u64) {
-        self.0 = i;
-    }
-}
+mod keytable;
+use keytable::{KeyTable, Slot};
 
 /// A key as the first 96 bits of its XXH3-128 hash (see [`key_hash`]): 12 bytes, so that a key
-/// and where it was first seen fill 16 bytes of the table. Collisions: about n²/2⁹⁷ for n keys,
-/// 6·10⁻¹⁴ at 100 million.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Key([u32; 3]);
+/// and where it was first seen fill a 16-byte slot of the key table ([`KeyTable`]): the
+/// position is the row number across the whole source, from 0, mapped back to file and record
+/// through `chunks`. Collisions: about n²/2⁹⁷ for n keys, 6·10⁻¹⁴ at 100 million.
+type Key = [u32; 3];
 
-impl std::hash::Hash for Key {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        h.write_u64(u64::from(self.0[0]) | (u64::from(self.0[1]) << 32));
-    }
-}
-
-/// Key → the position (row number across the whole source, from 0) where it was first seen.
-/// At 16 bytes a key plus hashbrown's control byte and power-of-two sizing; the source's
-/// positions map back to file and record through `chunks`.
-type KeyMap = std::collections::HashMap<Key, u32, BuildHasherDefault<PreHashed>>;
-
-/// Keys held in memory by one key set before they are spilled to a run file: 3.6 million keys
-/// fit a table of 2^22 slots (about 70 MiB; a spill sorts another 58 MiB). `MIGSTAT_KEY_WINDOW`
-/// sets another number (tests use a small one to spill on small inputs); the accepted rows do
-/// not depend on it. Measured at 30 M rows: a 7 M window peaked 100 MiB higher at the same speed.
+/// Keys held in memory by one key set before they are spilled to a run file: 3 × 2^20 keys fill
+/// a table of 2^22 16-byte slots three quarters (64 MiB; a spill sorts the slots in place).
+/// `MIGSTAT_KEY_WINDOW` sets another number (tests use a small one to spill on small inputs);
+/// the accepted rows do not depend on it. Measured at 30 M rows: a 7 M window peaked 100 MiB
+/// higher at the same speed.
 pub fn key_window() -> usize {
-    crate::tuning::count("MIGSTAT_KEY_WINDOW", 3_600_000)
+    crate::tuning::count("MIGSTAT_KEY_WINDOW", 3 << 20)
 }
 
 /// Where a chunk starts: its first position, file index and first record.
@@ -152,7 +124,7 @@ impl KeyRuns {
 /// One `unique` field's or the primary key's set: the window in memory and the runs spilled.
 #[derive(Default)]
 struct KeySet {
-    mem: KeyMap,
+    mem: KeyTable,
     /// Run files, oldest first: (key, position) records sorted by key, 16 bytes each.
     runs: Vec<std::path::PathBuf>,
 }
@@ -263,9 +235,9 @@ impl Validator {
                 for path in &set.runs {
                     r.push((Run::open(path)?, 0));
                 }
-                let mut window: Vec<[u8; 16]> =
-                    set.mem.drain().map(|(k, p)| run_record(&k, p)).collect();
-                window.sort_unstable();
+                let window: Vec<[u8; 16]> = set
+                    .mem
+                    .drain_sorted(|slots| slots.iter().map(run_record).collect());
                 r.push((Run::Mem(window.into_iter()), 0));
             }
             runs.push(r);
@@ -740,7 +712,7 @@ fn first_wins(
                     (
                         h as u64,
                         row as u32,
-                        Key([h as u32, (h >> 32) as u32, (h >> 64) as u32]),
+                        [h as u32, (h >> 32) as u32, (h >> 64) as u32],
                     )
                 })
             },
@@ -752,16 +724,14 @@ fn first_wins(
         spill_run(set, spill)?;
     }
     let seen = &mut set.mem;
-    // hashbrown places a key at (hash & mask) for a table of `buckets` = capacity × 8/7 slots.
+    // Room first, so that the slot mask holds for the whole chunk: a key goes to slot
+    // `hash & mask` or just after it.
     seen.reserve(keys.len());
-    let mask = ((seen.capacity() * 8 / 7).next_power_of_two().max(1) - 1) as u64;
+    let mask = seen.mask();
     keys.par_sort_unstable_by_key(|(h, row, _)| (h & mask, *row));
     for (_, row, key) in keys {
-        match seen.entry(key) {
-            std::collections::hash_map::Entry::Occupied(e) => duplicate(row as usize, *e.get()),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(base + row);
-            }
+        if let Some(first) = seen.first_seen(key, base + row) {
+            duplicate(row as usize, first);
         }
     }
     Ok(())
@@ -789,14 +759,13 @@ struct Spill<'a> {
     count: &'a mut usize,
 }
 
-/// The bytes of one run record: the key's 12 bytes (big-endian words, so that byte order is key
-/// order) and the position.
-fn run_record(key: &Key, pos: u32) -> [u8; 16] {
+/// The bytes of one run record: the key's 12 bytes and the position, as big-endian words, so
+/// that byte order is the slots' order (key, then position).
+fn run_record(slot: &Slot) -> [u8; 16] {
     let mut b = [0u8; 16];
-    for (i, w) in key.0.iter().enumerate() {
+    for (i, w) in slot.iter().enumerate() {
         b[4 * i..4 * i + 4].copy_from_slice(&w.to_be_bytes());
     }
-    b[12..].copy_from_slice(&pos.to_be_bytes());
     b
 }
 
@@ -806,14 +775,16 @@ fn spill_run(set: &mut KeySet, spill: &mut Spill<'_>) -> Result<()> {
     std::fs::create_dir_all(spill.dir).map_err(|e| crate::Error::io(spill.dir, e))?;
     let path = spill.dir.join(format!("run-{:06}.keys", *spill.count));
     *spill.count += 1;
-    let mut records: Vec<[u8; 16]> = set.mem.drain().map(|(k, p)| run_record(&k, p)).collect();
-    records.par_sort_unstable();
     let file = std::fs::File::create(&path).map_err(|e| crate::Error::io(&path, e))?;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-    for r in &records {
-        w.write_all(r).map_err(|e| crate::Error::io(&path, e))?;
-    }
-    w.flush().map_err(|e| crate::Error::io(&path, e))?;
+    set.mem
+        .drain_sorted(|slots| {
+            for slot in slots {
+                w.write_all(&run_record(slot))?;
+            }
+            w.flush()
+        })
+        .map_err(|e| crate::Error::io(&path, e))?;
     set.runs.push(path);
     Ok(())
 }
@@ -1570,10 +1541,22 @@ mod tests {
 
     #[test]
     fn a_run_record_sorts_by_key_then_position() {
-        let a = run_record(&Key([0, 0, 1]), 9);
-        let b = run_record(&Key([0, 1, 0]), 2);
-        let c = run_record(&Key([0, 1, 0]), 3);
+        let a = run_record(&[0, 0, 1, 9]);
+        let b = run_record(&[0, 1, 0, 2]);
+        let c = run_record(&[0, 1, 0, 3]);
         assert!(a < b && b < c);
+        // The key table sorts its slots as arrays of words; the merge reads the records' bytes:
+        // both orders must agree, words above 2^8 and 2^31 included.
+        let mut slots: Vec<[u32; 4]> = (0..500u32)
+            .map(|i| {
+                let w = i.wrapping_mul(2_654_435_761);
+                [w % 7, w.rotate_left(9), w ^ 0x8000_0100, i]
+            })
+            .collect();
+        let mut records: Vec<[u8; 16]> = slots.iter().map(run_record).collect();
+        slots.sort_unstable();
+        records.sort_unstable();
+        assert_eq!(records, slots.iter().map(run_record).collect::<Vec<_>>());
     }
 
     #[test]
