@@ -13,8 +13,8 @@ margin as an exact 0), and that tables of one group count the same records. Acro
 two releases it also assumes records are only ever added (the difference is non-negative).
 
 For each group of linked tables it builds one system over the finest cells of the group's union
-cube (scipy's HiGHS: LP, and MILP where the system is small enough for integrality to be
-cheap), and for every cell it reports the interval the intruder cannot rule out. The truth
+cube (HiGHS: LP, with the system loaded once per group and only the objective changed
+between cells, and scipy's MILP where the system is small enough for integrality to be cheap), and for every cell it reports the interval the intruder cannot rule out. The truth
 (restricted tier) is read *only afterwards*, to score: a cell whose true count is in
 (0, threshold) and whose interval is narrower than the protection range is a disclosure; for
 two releases, a cell of the difference table (a record added) whose interval excludes zero
@@ -24,12 +24,15 @@ recomputable exactly.
 Prints `attack: N disclosures` and exits 1 when N > 0.
 """
 
+import functools
 import itertools
 import json
+import os
 import sys
 from collections import defaultdict
 from pathlib import Path
 
+import highspy
 import numpy as np
 import pyarrow.parquet as pq
 from scipy.optimize import linprog, milp, LinearConstraint, Bounds
@@ -216,30 +219,80 @@ def matrix(rows_list, n):
     return csr_matrix((data, (ri, ci)), shape=(len(rows_list), n))
 
 
-def bound(c_obj, A_eq, b_eq, A_ub, b_ub, lo, hi, integer, maximise):
-    n = len(lo)
-    c = -c_obj if maximise else c_obj
-    if integer and n <= MILP_MAX_VARS:
-        cons = []
-        if A_eq is not None:
-            cons.append(LinearConstraint(A_eq, b_eq, b_eq))
-        if A_ub is not None:
-            cons.append(LinearConstraint(A_ub, -np.inf, b_ub))
-        res = milp(c, constraints=cons, bounds=Bounds(lo, hi), integrality=np.ones(n))
-        if res.status == 3 or res.status == 4:  # unbounded
+def _quiet_highs():
+    """HiGHS prints its banner to stdout when the first instance is made, before any option can
+    silence it; stdout is this attack's report (--json), so that first instance is made with
+    stdout pointed at stderr."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+_quiet_highs()
+
+
+class System:
+    """The intruder's system of one group: equalities, ≤ rows and per-cell bounds. LP bounds come
+    from one HiGHS model built once, each cell changing only the objective (HiGHS starts from the
+    previous optimal basis); MILP bounds from scipy's `milp`, where the system is small."""
+
+    def __init__(self, A_eq, b_eq, A_ub, b_ub, lo, hi):
+        self.A_eq, self.b_eq, self.A_ub, self.b_ub, self.lo, self.hi = A_eq, b_eq, A_ub, b_ub, lo, hi
+        self.n = len(lo)
+        self.lp = None
+
+    def _model(self):
+        if self.lp is None:
+            h = highspy.Highs()
+            h.setOptionValue("output_flag", False)
+            inf = highspy.kHighsInf
+            h.addVars(self.n, np.asarray(self.lo, dtype=float),
+                      np.where(np.isinf(self.hi), inf, self.hi).astype(float))
+            for A, lower, upper in (
+                (self.A_eq, self.b_eq, self.b_eq),
+                (self.A_ub, None if self.b_ub is None else np.full(len(self.b_ub), -inf), self.b_ub),
+            ):
+                if A is None or A.shape[0] == 0:
+                    continue
+                A = csr_matrix(A)
+                h.addRows(A.shape[0], np.asarray(lower, dtype=float), np.asarray(upper, dtype=float),
+                          A.nnz, A.indptr[:-1].astype(np.int32), A.indices.astype(np.int32),
+                          A.data.astype(float))
+            self.lp = h
+        return self.lp
+
+    def bound(self, c_obj, integer, maximise):
+        """The minimum (or maximum) of c_obj·x over the system; ±inf when unbounded."""
+        if integer and self.n <= MILP_MAX_VARS:
+            c = -c_obj if maximise else c_obj
+            cons = []
+            if self.A_eq is not None:
+                cons.append(LinearConstraint(self.A_eq, self.b_eq, self.b_eq))
+            if self.A_ub is not None:
+                cons.append(LinearConstraint(self.A_ub, -np.inf, self.b_ub))
+            res = milp(c, constraints=cons, bounds=Bounds(self.lo, self.hi),
+                       integrality=np.ones(self.n))
+            if res.status == 3 or res.status == 4:  # unbounded
+                return np.inf if maximise else -np.inf
+            if not res.success:
+                raise RuntimeError(f"milp: {res.message}")
+            return -res.fun if maximise else res.fun
+        h = self._model()
+        h.changeColsCost(self.n, np.arange(self.n, dtype=np.int32), np.asarray(c_obj, dtype=float))
+        h.changeObjectiveSense(highspy.ObjSense.kMaximize if maximise else highspy.ObjSense.kMinimize)
+        h.run()
+        status = h.getModelStatus()
+        if status in (highspy.HighsModelStatus.kUnbounded,
+                      highspy.HighsModelStatus.kUnboundedOrInfeasible):
             return np.inf if maximise else -np.inf
-        if not res.success:
-            raise RuntimeError(f"milp: {res.message}")
-        v = res.fun
-    else:
-        res = linprog(c, A_ub=A_ub, b_ub=b_ub, A_eq=A_eq, b_eq=b_eq,
-                      bounds=list(zip(lo, hi)), method="highs")
-        if res.status == 3:
-            return np.inf if maximise else -np.inf
-        if not res.success:
-            raise RuntimeError(f"linprog: {res.message}")
-        v = res.fun
-    return -v if maximise else v
+        if status != highspy.HighsModelStatus.kOptimal:
+            raise RuntimeError(f"HiGHS: {h.modelStatusToString(status)}")
+        return h.getInfo().objective_function_value
 
 
 def additive_supports(group, cells, lo, hi):
@@ -273,6 +326,7 @@ def intervals_one(group, integer=True, weights=False, want=None, rng=0.0, floore
     b_eq = np.array(eq_rhs, dtype=float) if eq else None
     A_ub = -matrix(ge, n) if ge else None
     b_ub = -np.array(ge_rhs, dtype=float) if ge else None
+    system = System(A_eq, b_eq, A_ub, b_ub, lo, hi)
     out = {}
     for tid, key, idx, value, conf in cells:
         if value is not None and not weights:
@@ -283,11 +337,11 @@ def intervals_one(group, integer=True, weights=False, want=None, rng=0.0, floore
             continue
         c = np.zeros(n)
         c[idx] = 1.0
-        a = bound(c, A_eq, b_eq, A_ub, b_ub, lo, hi, False, False)
-        b = bound(c, A_eq, b_eq, A_ub, b_ub, lo, hi, False, True)
+        a = system.bound(c, False, False)
+        b = system.bound(c, False, True)
         if integer and not weights and b - a < rng + 1:
-            a = bound(c, A_eq, b_eq, A_ub, b_ub, lo, hi, True, False)
-            b = bound(c, A_eq, b_eq, A_ub, b_ub, lo, hi, True, True)
+            a = system.bound(c, True, False)
+            b = system.bound(c, True, True)
         out[(tid, key)] = (a, b)
     # Perturbed cells: every published cell, not only suppressed ones.
     if any(p["method"] in ("round", "random_round", "cell_key") for _, p, _ in group.tables):
@@ -296,13 +350,15 @@ def intervals_one(group, integer=True, weights=False, want=None, rng=0.0, floore
                 continue
             c = np.zeros(n)
             c[idx] = 1.0
-            a = bound(c, A_eq, b_eq, A_ub, b_ub, lo, hi, integer, False)
-            b = bound(c, A_eq, b_eq, A_ub, b_ub, lo, hi, integer, True)
+            a = system.bound(c, integer, False)
+            b = system.bound(c, integer, True)
             out[(tid, key)] = (a, b)
     return out
 
 
+@functools.lru_cache(maxsize=None)
 def truth(release, table, part):
+    """The restricted audit's true counts of one table's partition (read once; never mutated)."""
     f = Path(release) / "restricted" / "audit" / table / part / "audit.parquet"
     if not f.exists():
         return {}
@@ -432,6 +488,7 @@ def attack_two(old, new):
             k0 += 1
         A_ub = csr_matrix((data, (ri, ci)), shape=(k0, N))
         b_ub = np.array([0.0] * n + ub_rhs)
+        system = System(A_eq, b_eq, A_ub, b_ub, lo, hi)
         prot = ga[key][0][1]
         kk = prot.get("threshold") or 0
         # The true difference, per cell of each member, scored afterwards.
@@ -452,7 +509,7 @@ def attack_two(old, new):
                     c[n + idx[g2.finest[x]]] += 1.0
                 for x in g1.cell_rows(t, r):
                     c[idx[g1.finest[x]]] -= 1.0
-                lo_d = bound(c, A_eq, b_eq, A_ub, b_ub, lo, hi, N <= MILP_MAX_VARS, False)
+                lo_d = system.bound(c, N <= MILP_MAX_VARS, False)
                 if lo_d > 1e-6:
                     found.append((key[0], t["id"], cell, lo_d, None,
                                   f"the added records are certainly in this cell (true change {d_true})"))
