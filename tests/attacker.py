@@ -14,7 +14,8 @@ two releases it also assumes records are only ever added (the difference is non-
 
 For each group of linked tables it builds one system over the finest cells of the group's union
 cube (HiGHS: LP, with the system loaded once per group and only the objective changed
-between cells, and scipy's MILP where the system is small enough for integrality to be cheap), and for every cell it reports the interval the intruder cannot rule out. The truth
+between cells, and scipy's MILP where the system is small enough for integrality to be
+cheap), and for every cell it reports the interval the intruder cannot rule out. The truth
 (restricted tier) is read *only afterwards*, to score: a cell whose true count is in
 (0, threshold) and whose interval is narrower than the protection range is a disclosure; for
 two releases, a cell of the difference table (a record added) whose interval excludes zero
@@ -35,7 +36,7 @@ from pathlib import Path
 import highspy
 import numpy as np
 import pyarrow.parquet as pq
-from scipy.optimize import linprog, milp, LinearConstraint, Bounds
+from scipy.optimize import milp, LinearConstraint, Bounds
 from scipy.sparse import csr_matrix
 
 TOTAL = "_T"
