@@ -344,9 +344,9 @@ impl DesignPartial {
                 let first = *self.fpc1.entry(h).or_insert(v);
                 if first != v && self.problems.len() < 10 {
                     self.problems.insert(format!(
-                        "`{}` differs within stratum `{}` ({first} and {v}): the FPC is one value per stratum",
+                        "`{}` differs within stratum {} ({first} and {v}): the FPC is one value per stratum",
                         design.fpc.as_deref().unwrap_or_default(),
-                        self.strata.name(h)
+                        crate::error::quote(self.strata.name(h))
                     ));
                 }
             }
@@ -355,9 +355,9 @@ impl DesignPartial {
                 let first = *self.fpc2.entry((h, i)).or_insert(v);
                 if first != v && self.problems.len() < 10 {
                     self.problems.insert(format!(
-                        "`{}` differs within PSU `{}` ({first} and {v}): the stage-2 FPC is one value per PSU",
+                        "`{}` differs within PSU {} ({first} and {v}): the stage-2 FPC is one value per PSU",
                         design.fpc_ssu.as_deref().unwrap_or_default(),
-                        self.psus.name(i)
+                        crate::error::quote(self.psus.name(i))
                     ));
                 }
             }
@@ -511,8 +511,8 @@ impl DesignPartial {
             let pop = popsize(self.fpc1.get(&h).copied(), n);
             if pop.is_some_and(|p| p < n as f64) {
                 return Err(reject(format!(
-                    "stratum `{}`: the FPC implies {} PSUs in the population but {n} are in the sample",
-                    self.strata.name(h),
+                    "stratum {}: the FPC implies {} PSUs in the population but {n} are in the sample",
+                    crate::error::quote(self.strata.name(h)),
                     pop.unwrap_or_default()
                 )));
             }
@@ -527,8 +527,8 @@ impl DesignPartial {
                     let pop2 = popsize(self.fpc2.get(&(h, i)).copied(), m);
                     if pop2.is_some_and(|p| p < m as f64) {
                         return Err(reject(format!(
-                            "PSU `{}`: the stage-2 FPC implies {} SSUs in the population but {m} are in the sample",
-                            self.psus.name(i),
+                            "PSU {}: the stage-2 FPC implies {} SSUs in the population but {m} are in the sample",
+                            crate::error::quote(self.psus.name(i)),
                             pop2.unwrap_or_default()
                         )));
                     }
@@ -547,7 +547,7 @@ impl DesignPartial {
         let list = |v: &[String]| {
             v.iter()
                 .take(5)
-                .map(|s| format!("`{s}`"))
+                .map(|s| crate::error::quote(s.as_str()))
                 .collect::<Vec<_>>()
                 .join(", ")
                 + if v.len() > 5 { ", …" } else { "" }

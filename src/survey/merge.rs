@@ -246,9 +246,9 @@ impl DesignPartial {
             let first = *self.fpc1.entry(h).or_insert(v);
             if first != v && self.problems.len() < PROBLEMS_SHOWN {
                 self.problems.insert(format!(
-                    "`{}` differs within stratum `{}` ({first} and {v}): the FPC is one value per stratum",
+                    "`{}` differs within stratum {} ({first} and {v}): the FPC is one value per stratum",
                     design.fpc.as_deref().unwrap_or_default(),
-                    self.strata.name(h)
+                    crate::error::quote(self.strata.name(h))
                 ));
             }
         }
@@ -257,9 +257,9 @@ impl DesignPartial {
             let first = *self.fpc2.entry((h, i)).or_insert(v);
             if first != v && self.problems.len() < PROBLEMS_SHOWN {
                 self.problems.insert(format!(
-                    "`{}` differs within PSU `{}` ({first} and {v}): the stage-2 FPC is one value per PSU",
+                    "`{}` differs within PSU {} ({first} and {v}): the stage-2 FPC is one value per PSU",
                     design.fpc_ssu.as_deref().unwrap_or_default(),
-                    self.psus.name(i)
+                    crate::error::quote(self.psus.name(i))
                 ));
             }
         }

@@ -1730,6 +1730,67 @@ fn a_lonely_psu_rejects_the_source_under_fail() {
 }
 
 #[test]
+fn an_fpc_that_differs_within_a_stratum_is_named_with_the_stratum_quoted_and_capped() {
+    // Stratum S1's code made 302 bytes long with a line break in it, and one of its records
+    // given another population size: the rejection names the stratum as every message quotes
+    // input (escaped, at most 64 bytes, the cut marked), whole files of codes never reach the
+    // manifest or a log line.
+    let tmp = tempfile::tempdir().unwrap();
+    let text =
+        std::fs::read_to_string(repo().join("tests/fixtures/survey_designs/survey.csv")).unwrap();
+    let long = format!("S1\n{}", "x".repeat(299));
+    let mut out = String::new();
+    let mut s1 = 0;
+    for (i, line) in text.lines().enumerate() {
+        let mut f: Vec<String> = line.split(',').map(str::to_string).collect();
+        if i > 0 && f[2] == "S1" {
+            f[2] = format!("\"{long}\"");
+            s1 += 1;
+            if s1 == 2 {
+                assert_eq!(f[6], "740");
+                f[6] = "741".into();
+            }
+        }
+        out += &f.join(",");
+        out += "\n";
+    }
+    assert_eq!(s1, 37);
+    let survey = tmp.path().join("survey.csv");
+    std::fs::write(&survey, out).unwrap();
+    let tables: Vec<(String, String, String)> = DESIGN_TABLES
+        .iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect();
+    let spec = designs_spec_at(
+        tmp.path(),
+        &[(
+            "fpc_conflict",
+            "strata = \"stratum_l\"\nfpc = \"n_elem_pop\"",
+            0.95,
+        )],
+        |_| tables.clone(),
+        survey.to_str().unwrap(),
+    );
+    let plan = migstat::spec::compile(&spec).unwrap();
+    let m = crate::run_plan(&plan, &tmp.path().join("out"));
+    assert_eq!(m.status, migstat::manifest::RunStatus::Rejected);
+    let msg = &m.rejections[0].reason;
+    // 64 bytes shown: `S1`, the escaped line break (2 bytes) and 60 of the x's; of the
+    // 302 bytes of input, 63 are shown and 239 cut.
+    let shown = format!("`S1\\n{}`…(+239 bytes)", "x".repeat(60));
+    assert!(
+        msg.contains(&format!(
+            "`n_elem_pop` differs within stratum {shown} (740 and 741)"
+        )),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains('\n') && !msg.contains(&"x".repeat(61)),
+        "{msg}"
+    );
+}
+
+#[test]
 fn a_large_jkn_design_has_r_s_degrees_of_freedom() {
     // tests/r/survey_designs.R jkn: 150 strata of 2 to 5 PSUs (473 replicates), weights over six
     // orders of magnitude. R's df is qr(replicate weights, tol = 1e-5)$rank − 1 = 315, well below
