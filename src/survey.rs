@@ -185,6 +185,31 @@ pub struct DesignPartial {
 /// Keys of records without replicate weights named in a rejection.
 const MISSING_SHOWN: usize = 5;
 
+/// Problems of a design listed at most, while reading a file and while merging files.
+const PROBLEMS_SHOWN: usize = 10;
+
+/// The stage of a design an FPC belongs to: stratum (one) or PSU (two).
+#[derive(Clone, Copy)]
+enum FpcStage {
+    One,
+    Two,
+}
+
+/// The problem an FPC that differs within its stratum (stage 1) or its PSU (stage 2) is, with
+/// the unit quoted. One text whether the two values were met in one file or in two (the
+/// problem set keeps each text once).
+fn fpc_differs(stage: FpcStage, column: &str, unit: &str, first: f64, other: f64) -> String {
+    let unit = crate::error::quote(unit);
+    match stage {
+        FpcStage::One => format!(
+            "`{column}` differs within stratum {unit} ({first} and {other}): the FPC is one value per stratum"
+        ),
+        FpcStage::Two => format!(
+            "`{column}` differs within PSU {unit} ({first} and {other}): the stage-2 FPC is one value per PSU"
+        ),
+    }
+}
+
 impl DesignPartial {
     /// One chunk's replicate weights from the design's weights file, joined on the record id.
     fn file_reps(
@@ -342,22 +367,26 @@ impl DesignPartial {
             if let Some(f) = &fpc1 {
                 let v = f.get(row).unwrap_or(f64::NAN);
                 let first = *self.fpc1.entry(h).or_insert(v);
-                if first != v && self.problems.len() < 10 {
-                    self.problems.insert(format!(
-                        "`{}` differs within stratum {} ({first} and {v}): the FPC is one value per stratum",
+                if first != v && self.problems.len() < PROBLEMS_SHOWN {
+                    self.problems.insert(fpc_differs(
+                        FpcStage::One,
                         design.fpc.as_deref().unwrap_or_default(),
-                        crate::error::quote(self.strata.name(h))
+                        self.strata.name(h),
+                        first,
+                        v,
                     ));
                 }
             }
             if let Some(f) = &fpc2 {
                 let v = f.get(row).unwrap_or(f64::NAN);
                 let first = *self.fpc2.entry((h, i)).or_insert(v);
-                if first != v && self.problems.len() < 10 {
-                    self.problems.insert(format!(
-                        "`{}` differs within PSU {} ({first} and {v}): the stage-2 FPC is one value per PSU",
+                if first != v && self.problems.len() < PROBLEMS_SHOWN {
+                    self.problems.insert(fpc_differs(
+                        FpcStage::Two,
                         design.fpc_ssu.as_deref().unwrap_or_default(),
-                        crate::error::quote(self.psus.name(i))
+                        self.psus.name(i),
+                        first,
+                        v,
                     ));
                 }
             }

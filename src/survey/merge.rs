@@ -20,12 +20,12 @@ use std::collections::HashMap;
 
 use polars::prelude::DataFrame;
 
-use super::{CellIds, DesignPartial, Interner, MISSING_SHOWN, Merge, Partial, QReps, QSums, Unit};
+use super::{
+    CellIds, DesignPartial, FpcStage, Interner, MISSING_SHOWN, Merge, PROBLEMS_SHOWN, Partial,
+    QReps, QSums, Unit, fpc_differs,
+};
 use crate::error::{Error, Result};
 use crate::spec::{Design, TableSpec};
-
-/// Problems of a design listed at most (as while reading it).
-const PROBLEMS_SHOWN: usize = 10;
 
 /// A source's survey sums: its design's partial and one partial per survey table, in the order
 /// of the tables asked for.
@@ -245,10 +245,12 @@ impl DesignPartial {
             let h = at(&ids.strata, h);
             let first = *self.fpc1.entry(h).or_insert(v);
             if first != v && self.problems.len() < PROBLEMS_SHOWN {
-                self.problems.insert(format!(
-                    "`{}` differs within stratum {} ({first} and {v}): the FPC is one value per stratum",
+                self.problems.insert(fpc_differs(
+                    FpcStage::One,
                     design.fpc.as_deref().unwrap_or_default(),
-                    crate::error::quote(self.strata.name(h))
+                    self.strata.name(h),
+                    first,
+                    v,
                 ));
             }
         }
@@ -256,10 +258,12 @@ impl DesignPartial {
             let (h, i, _, _) = ids.unit((h, i, 0, 0));
             let first = *self.fpc2.entry((h, i)).or_insert(v);
             if first != v && self.problems.len() < PROBLEMS_SHOWN {
-                self.problems.insert(format!(
-                    "`{}` differs within PSU {} ({first} and {v}): the stage-2 FPC is one value per PSU",
+                self.problems.insert(fpc_differs(
+                    FpcStage::Two,
                     design.fpc_ssu.as_deref().unwrap_or_default(),
-                    crate::error::quote(self.psus.name(i))
+                    self.psus.name(i),
+                    first,
+                    v,
                 ));
             }
         }
