@@ -8,9 +8,14 @@ use std::process::Command;
 use polars::prelude::*;
 
 #[test]
-fn sdmx_exports_and_the_codebook_read_with_third_party_tools() {
+fn sdmx_exports_read_with_a_third_party_sdmx_reader() {
     let (_, release, _) = crate::shared_default_run();
     crate::python_check("sdmx_check.py", release, "sdmx ok");
+}
+
+#[test]
+fn the_codebook_validates_with_frictionless_and_names_the_code_lists_labels() {
+    let (_, release, _) = crate::shared_default_run();
     crate::python_check("codebook_check.py", release, "codebook ok");
 }
 
