@@ -14,6 +14,11 @@
 //! the reference date (`not_after`, `not_before`) quarantine the record. Bandings are always
 //! derived from single-year age, never from a producer's own bands, because producers' bands do not
 //! nest. A missing (null) raw value becomes `_U`; a code-list attribute that is empty becomes `_Z`.
+//!
+//! A derived code column whose codes the spec fixes is made as a polars `Enum` of them (see
+//! `EnumCodes`): each distinct raw value is looked up once with its code's index, and the
+//! Parquet writer takes the indices as the dictionary. [`as_text`] gives a chunk's codes as
+//! text, for the readers of a chunk in the pass.
 
 // Per-chunk caches of raw value → code: few distinct values, looked up millions of times;
 // XXH3 hashes them faster than the default SipHash (the keys are the chunk's own values and
@@ -50,7 +55,235 @@ pub struct Harmonizer<'p> {
     source: &'p SourcePlan,
     /// Per code column: normalized code → code, for values that already are codes of the list.
     identity: Vec<HashMap<String, String>>,
+    /// Per derived column: its codes as an `Enum`, when the spec fixes every code it can take.
+    enums: Vec<Option<EnumCodes>>,
     unmapped: UnmappedCounts,
+}
+
+/// A derived code column whose every possible code the spec fixes (a crosswalk's and code
+/// list's codes, a banding's bands, a code list's attribute values, plus `_U` and the
+/// like): built as a polars `Enum` of those codes, sorted. The Parquet writer then takes the
+/// codes' indices as the column's dictionary instead of hashing every value again (about a
+/// quarter of the writer's work on the benchmark's derived columns, BENCHMARKS.md), and the
+/// files still declare the column as text (`ParquetSink`), so every reader sees the same
+/// strings. The same codes in the same order for every chunk: the bytes do not depend on
+/// how the rows were chunked.
+struct EnumCodes {
+    dtype: DataType,
+    index: HashMap<String, u32>,
+}
+
+impl EnumCodes {
+    fn new(codes: std::collections::BTreeSet<String>) -> Option<Self> {
+        let categories = FrozenCategories::new(codes.iter().map(String::as_str)).ok()?;
+        let index = codes
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| u32::try_from(i).map(|i| (c, i)))
+            .collect::<std::result::Result<_, _>>()
+            .ok()?;
+        Some(EnumCodes {
+            dtype: DataType::from_frozen_categories(categories),
+            index,
+        })
+    }
+
+    /// The index of `code`; an error naming the column for a code outside the set, which
+    /// would be a fault of [`closed_codes`].
+    fn of(&self, code: &str, column: &str) -> Result<u32> {
+        self.index.get(code).copied().ok_or_else(|| {
+            Error::Internal(format!(
+                "derived column {column}: code {} is not among the codes its spec fixes",
+                crate::error::quote(code)
+            ))
+        })
+    }
+
+    /// A column of these codes from their indices (`None`: null).
+    fn column(&self, name: &str, idx: &[Option<u32>]) -> Result<Column> {
+        macro_rules! build {
+            ($chunked:ty, $native:ty, $cat:ty) => {{
+                let ca: $chunked = idx
+                    .iter()
+                    .map(|i| i.and_then(|i| <$native>::try_from(i).ok()))
+                    .collect();
+                CategoricalChunked::<$cat>::from_cats_and_dtype(
+                    ca.with_name(name.into()),
+                    self.dtype.clone(),
+                )
+                .into_series()
+                .into_column()
+            }};
+        }
+        Ok(match self.dtype.cat_physical() {
+            Ok(CategoricalPhysical::U8) => build!(UInt8Chunked, u8, Categorical8Type),
+            Ok(CategoricalPhysical::U16) => build!(UInt16Chunked, u16, Categorical16Type),
+            Ok(CategoricalPhysical::U32) => build!(UInt32Chunked, u32, Categorical32Type),
+            Err(e) => {
+                return Err(Error::Internal(format!(
+                    "derived column {name}: its Enum type has no physical type ({e})"
+                )));
+            }
+        })
+    }
+}
+
+/// A derived code column's values as they are made: the codes, or their indices in the
+/// column's `Enum` (each pushed value carries both; the one the column is built of is kept).
+enum Out<'a> {
+    Text(Vec<Option<&'a str>>),
+    Index(Vec<Option<u32>>),
+}
+
+impl<'a> Out<'a> {
+    fn new(indexed: bool, rows: usize) -> Self {
+        match indexed {
+            true => Out::Index(Vec::with_capacity(rows)),
+            false => Out::Text(Vec::with_capacity(rows)),
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, code: Option<(&'a str, u32)>) {
+        match self {
+            Out::Text(v) => v.push(code.map(|c| c.0)),
+            Out::Index(v) => v.push(code.map(|c| c.1)),
+        }
+    }
+
+    fn column(self, name: &str, codes: Option<&EnumCodes>) -> Result<Column> {
+        match (self, codes) {
+            (Out::Index(idx), Some(e)) => e.column(name, &idx),
+            (Out::Text(v), _) => Ok(Column::new(name.into(), v)),
+            (Out::Index(_), None) => Err(Error::Internal(format!(
+                "derived column {name}: indices without its codes"
+            ))),
+        }
+    }
+}
+
+/// Every code derived column `d` can take, when its spec fixes them; `None` for a column whose
+/// codes are the data's own (pass-through codes, months, ages, statuses).
+fn closed_codes(
+    plan: &Plan,
+    d: &crate::spec::Derived,
+    identity: &HashMap<String, String>,
+) -> Option<std::collections::BTreeSet<String>> {
+    let mut codes = std::collections::BTreeSet::new();
+    codes.insert(UNKNOWN.to_string());
+    match &d.derivation {
+        Derivation::Code { map, unmapped, .. } => {
+            match unmapped {
+                Unmapped::Observed => return None,
+                Unmapped::Code(c) => {
+                    codes.insert(c.clone());
+                }
+                Unmapped::Quarantine => {}
+            }
+            codes.extend(map.values().cloned());
+            codes.extend(identity.values().cloned());
+        }
+        Derivation::Band { banding, .. } => {
+            codes.extend(banding.bands.iter().map(|b| b.2.clone()));
+        }
+        Derivation::Lookup {
+            codelist,
+            column,
+            national,
+            ..
+        } => {
+            let list = plan.codelists.get(codelist)?;
+            for code in list.rows.keys() {
+                codes.insert(
+                    match list.attribute(code, column) {
+                        Some("") => NOT_APPLICABLE,
+                        Some(v) => v,
+                        None => UNKNOWN,
+                    }
+                    .to_string(),
+                );
+            }
+            if national.is_some() {
+                codes.insert(NATIONAL.to_string());
+            }
+        }
+        Derivation::Foreign { .. } => {
+            codes.extend([NATIONAL.to_string(), FOREIGN.to_string()]);
+        }
+        Derivation::Age { .. }
+        | Derivation::Status { .. }
+        | Derivation::Month { .. }
+        | Derivation::Year { .. } => return None,
+    }
+    Some(codes)
+}
+
+/// `df` with every `Enum` column as text: what the pass's own readers of a chunk (the streamed
+/// tables, the survey sums) take, as they would read it back from the file.
+pub fn as_text(mut df: DataFrame) -> Result<DataFrame> {
+    let names: Vec<PlSmallStr> = df
+        .columns()
+        .iter()
+        .filter(|c| matches!(c.dtype(), DataType::Enum(..)))
+        .map(|c| c.name().clone())
+        .collect();
+    for n in names {
+        let c = df
+            .column(&n)
+            .and_then(|c| c.cast(&DataType::String))
+            .ctx(|| format!("column {n} as text"))?;
+        df.with_column(c).ctx(|| format!("column {n} as text"))?;
+    }
+    Ok(df)
+}
+
+/// Each row of code column `c` (text, or an earlier derived column's `Enum`) mapped through
+/// `f`, which runs once per distinct value: once per code of an `Enum`, else once per
+/// distinct string of the chunk. `None` is a missing value.
+fn map_codes<T: Copy>(
+    c: &Column,
+    what: &str,
+    mut f: impl FnMut(Option<&str>) -> Result<T>,
+) -> Result<Vec<T>> {
+    let missing = f(None)?;
+    if let DataType::Enum(categories, _) = c.dtype() {
+        let table = categories
+            .categories()
+            .values_iter()
+            .map(|code| f(Some(code)))
+            .collect::<Result<Vec<T>>>()?;
+        let idx = c
+            .to_physical_repr()
+            .cast(&DataType::UInt32)
+            .ctx(|| format!("the codes of {what}"))?;
+        return idx
+            .u32()
+            .ctx(|| format!("the codes of {what}"))?
+            .iter()
+            .map(|i| match i {
+                None => Ok(missing),
+                Some(i) => table.get(i as usize).copied().ok_or_else(|| {
+                    Error::Internal(format!("{what}: code index {i} outside its Enum"))
+                }),
+            })
+            .collect();
+    }
+    let mut cache: HashMap<&str, T, Xxh3Builder> = HashMap::with_hasher(Xxh3Builder::new());
+    let mut out = Vec::with_capacity(c.len());
+    for v in c.str().ctx(|| format!("the codes of {what}"))?.iter() {
+        out.push(match v {
+            None => missing,
+            Some(v) => match cache.get(v) {
+                Some(t) => *t,
+                None => {
+                    let t = f(Some(v))?;
+                    cache.insert(v, t);
+                    t
+                }
+            },
+        });
+    }
+    Ok(out)
 }
 
 impl<'p> Harmonizer<'p> {
@@ -76,10 +309,17 @@ impl<'p> Harmonizer<'p> {
                 _ => HashMap::new(),
             })
             .collect();
+        let enums = source
+            .harmonize
+            .iter()
+            .zip(&identity)
+            .map(|(d, id)| closed_codes(plan, d, id).and_then(EnumCodes::new))
+            .collect();
         Harmonizer {
             plan,
             source,
             identity,
+            enums,
             unmapped: BTreeMap::new(),
         }
     }
@@ -170,24 +410,38 @@ impl<'p> Harmonizer<'p> {
                         .ctx(|| ctx(from))?;
                     let raw = raw.str().ctx(|| ctx(from))?;
                     let identity = &self.identity[di];
-                    // Codes borrow from the crosswalk and the code list: no allocation per row.
-                    let mut cache: HashMap<&str, Option<&str>, Xxh3Builder> =
+                    let codes = self.enums[di].as_ref();
+                    let index = |code: &str| codes.map_or(Ok(0), |e| e.of(code, &d.name));
+                    let unknown = (UNKNOWN, index(UNKNOWN)?);
+                    let fallback = match unmapped {
+                        Unmapped::Code(c) => Some((c.as_str(), index(c)?)),
+                        _ => None,
+                    };
+                    // Codes borrow from the crosswalk and the code list: no allocation per row;
+                    // each distinct value is looked up once, with its code's index.
+                    let mut cache: HashMap<&str, Option<(&str, u32)>, Xxh3Builder> =
                         HashMap::with_hasher(Xxh3Builder::new());
-                    let mut out: Vec<Option<&str>> = Vec::with_capacity(height);
+                    let mut out = Out::new(codes.is_some(), height);
                     for (row, v) in raw.iter().enumerate() {
                         let Some(v) = v else {
-                            out.push(Some(UNKNOWN));
+                            out.push(Some(unknown));
                             continue;
                         };
                         // The value the crosswalk reads: its label, when it has one.
                         let label = labelled.and_then(|l| l.get(v)).map(String::as_str);
                         let read = label.unwrap_or(v);
-                        let code = *cache.entry(v).or_insert_with(|| {
-                            let key = normalize.apply(read);
-                            map.get(&key)
-                                .or_else(|| identity.get(&key))
-                                .map(String::as_str)
-                        });
+                        let code = match cache.get(v) {
+                            Some(c) => *c,
+                            None => {
+                                let key = normalize.apply(read);
+                                let c = match map.get(&key).or_else(|| identity.get(&key)) {
+                                    Some(c) => Some((c.as_str(), index(c)?)),
+                                    None => None,
+                                };
+                                cache.insert(v, c);
+                                c
+                            }
+                        };
                         match (code, unmapped) {
                             (Some(c), _) => out.push(Some(c)),
                             (None, Unmapped::Quarantine) => {
@@ -221,14 +475,14 @@ impl<'p> Harmonizer<'p> {
                             }
                             (None, Unmapped::Code(c)) => {
                                 count_unmapped(&mut self.unmapped, &d.name, from, read, c);
-                                out.push(Some(c.as_str()));
+                                out.push(fallback);
                             }
                             // A pass-through column: the value is the code (an empty one is
                             // unknown), listed in the run report.
                             (None, Unmapped::Observed) => {
                                 let code = read.trim();
                                 if code.is_empty() {
-                                    out.push(Some(UNKNOWN));
+                                    out.push(Some(unknown));
                                 } else {
                                     count_unmapped(
                                         &mut self.unmapped,
@@ -237,12 +491,13 @@ impl<'p> Harmonizer<'p> {
                                         read,
                                         "observed",
                                     );
-                                    out.push(Some(code));
+                                    // Never an Enum (`closed_codes`): no index.
+                                    out.push(Some((code, 0)));
                                 }
                             }
                         }
                     }
-                    Column::new(d.name.as_str().into(), out)
+                    out.column(&d.name, codes)?
                 }
                 Derivation::Age {
                     birth_date,
@@ -349,13 +604,27 @@ impl<'p> Harmonizer<'p> {
                 }
                 Derivation::Band { age, banding } => {
                     let c = df.column(age).ctx(|| ctx(age))?;
-                    let codes: Vec<&str> = c
-                        .u32()
-                        .ctx(|| ctx(age))?
-                        .iter()
-                        .map(|a| banding.code(a))
-                        .collect();
-                    Column::new(d.name.as_str().into(), codes)
+                    let ages = c.u32().ctx(|| ctx(age))?;
+                    match self.enums[di].as_ref() {
+                        Some(e) => {
+                            // Each band's index once; each age then finds its band.
+                            let bands = banding
+                                .bands
+                                .iter()
+                                .map(|b| e.of(&b.2, &d.name))
+                                .collect::<Result<Vec<u32>>>()?;
+                            let unknown = e.of(UNKNOWN, &d.name)?;
+                            let idx: Vec<Option<u32>> = ages
+                                .iter()
+                                .map(|a| Some(banding.band(a).map_or(unknown, |b| bands[b])))
+                                .collect();
+                            e.column(&d.name, &idx)?
+                        }
+                        None => {
+                            let codes: Vec<&str> = ages.iter().map(|a| banding.code(a)).collect();
+                            Column::new(d.name.as_str().into(), codes)
+                        }
+                    }
                 }
                 Derivation::Status { history, at, .. } => {
                     let on: Option<Vec<Option<i32>>> = match at {
@@ -374,13 +643,17 @@ impl<'p> Harmonizer<'p> {
                 }
                 Derivation::Foreign { from, national } => {
                     let c = df.column(from).ctx(|| ctx(from))?;
-                    let codes: Vec<&str> = c
-                        .str()
-                        .ctx(|| ctx(from))?
-                        .iter()
-                        .map(|code| foreign_code(code, national))
-                        .collect();
-                    Column::new(d.name.as_str().into(), codes)
+                    let codes = self.enums[di].as_ref();
+                    let index = |code: &str| codes.map_or(Ok(0), |e| e.of(code, &d.name));
+                    let values = map_codes(c, from, |code| {
+                        let f = foreign_code(code, national);
+                        Ok(Some((f, index(f)?)))
+                    })?;
+                    let mut out = Out::new(codes.is_some(), height);
+                    for v in values {
+                        out.push(v);
+                    }
+                    out.column(&d.name, codes)?
                 }
                 Derivation::Lookup {
                     from,
@@ -393,27 +666,25 @@ impl<'p> Harmonizer<'p> {
                         .get(codelist)
                         .ok_or_else(|| Error::Internal(format!("code list {codelist} vanished")))?;
                     let c = df.column(from).ctx(|| ctx(from))?;
-                    let mut cache: HashMap<&str, &str, Xxh3Builder> =
-                        HashMap::with_hasher(Xxh3Builder::new());
-                    let codes: Vec<&str> = c
-                        .str()
-                        .ctx(|| ctx(from))?
-                        .iter()
-                        .map(|code| {
-                            let Some(k) = code else { return UNKNOWN };
-                            if national.as_deref() == Some(k) {
-                                return NATIONAL;
-                            }
-                            *cache
-                                .entry(k)
-                                .or_insert_with(|| match list.attribute(k, column) {
-                                    Some("") => NOT_APPLICABLE,
-                                    Some(v) => v,
-                                    None => UNKNOWN,
-                                })
-                        })
-                        .collect();
-                    Column::new(d.name.as_str().into(), codes)
+                    let codes = self.enums[di].as_ref();
+                    let index = |code: &str| codes.map_or(Ok(0), |e| e.of(code, &d.name));
+                    let values = map_codes(c, from, |code| {
+                        let a = match code {
+                            None => UNKNOWN,
+                            Some(k) if national.as_deref() == Some(k) => NATIONAL,
+                            Some(k) => match list.attribute(k, column) {
+                                Some("") => NOT_APPLICABLE,
+                                Some(v) => v,
+                                None => UNKNOWN,
+                            },
+                        };
+                        Ok(Some((a, index(a)?)))
+                    })?;
+                    let mut out = Out::new(codes.is_some(), height);
+                    for v in values {
+                        out.push(v);
+                    }
+                    out.column(&d.name, codes)?
                 }
                 Derivation::Month { date } | Derivation::Year { date } => {
                     let pattern = if matches!(d.derivation, Derivation::Month { .. }) {
@@ -569,12 +840,26 @@ impl<'p> Harmonizer<'p> {
         Ok(())
     }
 
-    /// The derived columns' output types, for the accepted file's schema.
+    /// The derived columns' types as the accepted file is read: every code as text.
     pub fn extend_schema(&self, schema: &mut Schema) {
         for d in &self.source.harmonize {
             let dt = match d.derivation {
                 Derivation::Age { .. } => DataType::UInt32,
                 _ => DataType::String,
+            };
+            schema.with_column(d.name.as_str().into(), dt);
+        }
+    }
+
+    /// The derived columns' types as [`Harmonizer::apply`] makes them and the accepted file is
+    /// written: a code column whose codes the spec fixes is an `Enum` of them (the file still
+    /// declares it as text, see `ParquetSink`).
+    pub fn extend_write_schema(&self, schema: &mut Schema) {
+        for (d, e) in self.source.harmonize.iter().zip(&self.enums) {
+            let dt = match (&d.derivation, e) {
+                (_, Some(e)) => e.dtype.clone(),
+                (Derivation::Age { .. }, None) => DataType::UInt32,
+                (_, None) => DataType::String,
             };
             schema.with_column(d.name.as_str().into(), dt);
         }

@@ -109,6 +109,8 @@ pub fn signed_schema(schema: &Schema) -> Schema {
 
 pub struct ParquetSink {
     path: PathBuf,
+    /// The schema's `Enum` columns: a frame's text column of that name is cast to its `Enum`.
+    enums: Vec<(PlSmallStr, DataType)>,
     /// Full row groups for the writer thread; `None` once finished.
     tx: Option<std::sync::mpsc::SyncSender<DataFrame>>,
     writer: Option<std::thread::JoinHandle<Result<()>>>,
@@ -118,17 +120,45 @@ pub struct ParquetSink {
 
 impl ParquetSink {
     /// Create `path` for frames of `schema`; `metadata` becomes the file's key-value metadata.
+    ///
+    /// An `Enum` column of `schema` (a derived code column whose codes the spec fixes) is
+    /// written as its codes' dictionary and indices, as polars holds it, and declared as text
+    /// in the file's Arrow schema (`ARROW:schema`, which polars writes only when the metadata
+    /// has none): every reader (polars, pyarrow, DuckDB, DataFusion) reads the same strings as
+    /// from a text column, and the writer does not hash every value to build the dictionary.
     pub fn create(path: &Path, schema: &Schema, metadata: &[(String, String)]) -> Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).at(dir)?;
+        }
+        let schema = signed_schema(schema);
+        let enums: Vec<(PlSmallStr, DataType)> = schema
+            .iter()
+            .filter(|(_, dt)| matches!(dt, DataType::Enum(..)))
+            .map(|(n, dt)| (n.clone(), dt.clone()))
+            .collect();
+        let mut metadata = metadata.to_vec();
+        if !enums.is_empty() {
+            let text: Schema = schema
+                .iter()
+                .map(|(n, dt)| match dt {
+                    DataType::Enum(..) => Field::new(n.clone(), DataType::String),
+                    _ => Field::new(n.clone(), dt.clone()),
+                })
+                .collect();
+            let arrow = polars_parquet::arrow::write::schema_to_metadata_key(
+                &text.to_arrow(CompatLevel::newest()),
+            );
+            if let Some(value) = arrow.value {
+                metadata.push((arrow.key, value));
+            }
         }
         let file = File::create(path).at(path)?;
         let writer = ParquetWriter::new(BufWriter::with_capacity(1 << 20, file))
             .with_compression(ParquetCompression::Zstd(None))
             .with_statistics(StatisticsOptions::full())
             .with_row_group_size(Some(ROW_GROUP_ROWS))
-            .with_key_value_metadata(Some(KeyValueMetadata::from_static(metadata.to_vec())))
-            .batched(&signed_schema(schema))
+            .with_key_value_metadata(Some(KeyValueMetadata::from_static(metadata)))
+            .batched(&schema)
             .ctx(|| format!("creating Parquet file {}", path.display()))?;
         let (tx, rx) = std::sync::mpsc::sync_channel::<DataFrame>(2);
         let shown = path.display().to_string();
@@ -147,6 +177,7 @@ impl ParquetSink {
             .at(path)?;
         Ok(ParquetSink {
             path: path.to_path_buf(),
+            enums,
             tx: Some(tx),
             writer: Some(handle),
             pending: None,
@@ -170,7 +201,18 @@ impl ParquetSink {
         if df.height() == 0 {
             return Ok(());
         }
-        let df = signed(df)?;
+        let mut df = signed(df)?;
+        for (n, dt) in &self.enums {
+            let cast = match df.column(n) {
+                Ok(c) if c.dtype() != dt => Some(c.cast(dt)),
+                _ => None,
+            };
+            if let Some(c) = cast {
+                let c = c.ctx(|| format!("column {n} of {} as its codes", self.path.display()))?;
+                df.with_column(c)
+                    .ctx(|| format!("column {n} of {}", self.path.display()))?;
+            }
+        }
         self.rows += df.height() as u64;
         let mut pending = match self.pending.take() {
             None => df,

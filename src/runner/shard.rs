@@ -215,7 +215,7 @@ pub fn pass_file(
         .spill_to(dir.join("keys"), crate::validate::key_window());
     let mut harmonizer = Harmonizer::new(plan, src);
     let mut schema = validator.accepted_schema();
-    harmonizer.extend_schema(&mut schema);
+    harmonizer.extend_write_schema(&mut schema);
     let mut accepted = ParquetSink::create(&accepted_part(dir), &schema, &metadata)?;
     let mut quarantined = ParquetSink::create(&quarantine_part(dir), &quarantine::schema(), &[])?;
     let mut chunks = FileChunks::open(src, file, plan.chunk_rows, identity)?;

@@ -127,6 +127,9 @@ pub(super) fn run_source(
     let quarantine_path = Release(staging).quarantine(&src.id);
     let mut accepted_schema = validator.accepted_schema();
     harmonizer.extend_schema(&mut accepted_schema);
+    // As the parts are written: fixed code lists as Enums (`Harmonizer::extend_write_schema`).
+    let mut write_schema = validator.accepted_schema();
+    harmonizer.extend_write_schema(&mut write_schema);
     // The accepted records: one part per delivery file.
     let part_paths = Release(staging).accepted_parts(&src.id, files.len());
     let part_metadata: Vec<Metadata> = files
@@ -193,7 +196,7 @@ pub(super) fn run_source(
         let mut accepted = PartSinks {
             staging,
             paths: &part_paths,
-            schema: &accepted_schema,
+            schema: &write_schema,
             metadata: &part_metadata,
             open: None,
             done: Vec::new(),
@@ -234,6 +237,7 @@ pub(super) fn run_source(
         &part_paths,
         &part_metadata,
         &accepted_schema,
+        &write_schema,
         plan.chunk_rows,
         staging,
         recount,
@@ -536,6 +540,11 @@ impl<'a> Counters<'a> {
     /// Count accepted rows of file `file` (files in order, each file's rows in record order:
     /// the survey sums depend on it).
     fn add(&mut self, file: usize, rows: &polars::prelude::DataFrame) -> Result<()> {
+        if self.streamed.is_empty() && self.surveys.is_none() {
+            return Ok(());
+        }
+        // Codes as text, as the tables read them back from the file.
+        let rows = &crate::harmonize::as_text(rows.clone())?;
         for (t, cells) in self.streamed.iter().zip(self.cells.iter_mut()) {
             crate::disaggregate::add_chunk(self.src, t, rows, cells, self.key)?;
         }
@@ -628,9 +637,9 @@ type RemovedRows = BTreeMap<(usize, u64), Removed>;
 /// Put each file's accepted rows, now at `from[i]`, in its part `to[i]` without the rows of
 /// `late` (found by file index and record): a part holding none of them is moved as it is
 /// (nothing rewritten; `written[i]`, when known, its rows, bytes and blake3 as written), one
-/// holding some is written again without them. With `recount`,
-/// `kept` sees every row that stays, in file order, `chunk_rows` at a time, typed as the pass
-/// wrote it. Returns the rows taken out, by (file index, record), and each part's file.
+/// holding some is written again without them (read as `schema`, written as `write_schema`,
+/// the pass's types, so it is the part the pass would have written). With `recount`, `kept`
+/// sees every row that stays, in file order, `chunk_rows` at a time, typed as `schema`. Returns the rows taken out, by (file index, record), and each part's file.
 #[allow(clippy::too_many_arguments)]
 fn put_together(
     late: &[crate::validate::LateDuplicate],
@@ -640,6 +649,7 @@ fn put_together(
     to: &[PathBuf],
     metadata: &[Metadata],
     schema: &polars::prelude::Schema,
+    write_schema: &polars::prelude::Schema,
     chunk_rows: usize,
     staging: &Path,
     recount: bool,
@@ -702,7 +712,7 @@ fn put_together(
         let meta = metadata
             .get(i)
             .ok_or_else(|| Error::Internal(format!("no metadata for file {i}")))?;
-        let mut sink = ParquetSink::create(dest, schema, meta)?;
+        let mut sink = ParquetSink::create(dest, write_schema, meta)?;
         crate::engine::for_each_slice_of(part, schema, chunk_rows, |df| {
             let file = df.column("_file").and_then(|c| c.str().cloned());
             let record = df.column("_record").and_then(|c| c.u64().cloned());

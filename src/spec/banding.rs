@@ -19,11 +19,16 @@ pub struct Banding {
 impl Banding {
     /// The band code of `age`; [`UNKNOWN`] when the age is unknown or below every band.
     pub fn code(&self, age: Option<u32>) -> &str {
-        let Some(a) = age else { return UNKNOWN };
+        self.band(age).map_or(UNKNOWN, |b| self.bands[b].2.as_str())
+    }
+
+    /// The position in [`Banding::bands`] of the band of `age`; `None` when the age is unknown
+    /// or below every band.
+    pub fn band(&self, age: Option<u32>) -> Option<usize> {
+        let a = age?;
         self.bands
             .iter()
-            .find(|(lo, hi, _)| a >= *lo && hi.is_none_or(|h| a <= h))
-            .map_or(UNKNOWN, |b| b.2.as_str())
+            .position(|(lo, hi, _)| a >= *lo && hi.is_none_or(|h| a <= h))
     }
 
     /// Read every banding of an `age_bands.csv` code list (rows without ages, such as `_T` and

@@ -20,6 +20,15 @@ fn the_codebook_validates_with_frictionless_and_names_the_code_lists_labels() {
 }
 
 #[test]
+fn accepted_records_read_as_text_codes_in_every_reader() {
+    // Derived code columns are written from their codes' indices (an Enum in migstat) and
+    // declared as text: pyarrow, polars, pandas and DuckDB read strings, and the values are
+    // the code lists' (age bands and regions recomputed by the script).
+    let (_, release, _) = crate::shared_default_run();
+    crate::python_check("accepted_check.py", release, "accepted ok");
+}
+
+#[test]
 fn published_counts_subtract_to_negative_numbers_in_every_reader() {
     // Unsigned counts made 795 − 840 an overflow in DuckDB and 18446744073709551571 in polars
     // and pandas: every integer column of a release is signed.
