@@ -252,14 +252,29 @@ fn map_codes<T: Copy>(
             .values_iter()
             .map(|code| f(Some(code)))
             .collect::<Result<Vec<T>>>()?;
-        let idx = c
-            .to_physical_repr()
-            .cast(&DataType::UInt32)
-            .ctx(|| format!("the codes of {what}"))?;
+        // The codes' indices, read from the physical array (a Series of u8 or u16 would need
+        // polars features this build does not have).
+        let s = c.as_materialized_series();
+        let what_codes = || format!("the codes of {what}");
+        let idx: Vec<Option<u32>> = match categories.physical() {
+            CategoricalPhysical::U8 => s
+                .cat8()
+                .ctx(what_codes)?
+                .physical()
+                .iter()
+                .map(|i| i.map(u32::from))
+                .collect(),
+            CategoricalPhysical::U16 => s
+                .cat16()
+                .ctx(what_codes)?
+                .physical()
+                .iter()
+                .map(|i| i.map(u32::from))
+                .collect(),
+            CategoricalPhysical::U32 => s.cat32().ctx(what_codes)?.physical().iter().collect(),
+        };
         return idx
-            .u32()
-            .ctx(|| format!("the codes of {what}"))?
-            .iter()
+            .into_iter()
             .map(|i| match i {
                 None => Ok(missing),
                 Some(i) => table.get(i as usize).copied().ok_or_else(|| {
