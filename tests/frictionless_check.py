@@ -38,11 +38,14 @@ RULE_TO_FRICTIONLESS = {
 
 
 def main() -> int:
-    pipeline, out = sys.argv[1], sys.argv[2]
+    with tempfile.TemporaryDirectory(prefix="migstat-frictionless-") as tmp:
+        return check(sys.argv[1], sys.argv[2], tmp)
+
+
+def check(pipeline: str, out: str, tmp: str) -> int:
     spec_dir = os.path.dirname(os.path.abspath(pipeline))
     repo = os.path.dirname(spec_dir)
     failures = []
-    tmp = tempfile.mkdtemp(prefix="migstat-frictionless-")
 
     for path in sorted(glob.glob(os.path.join(repo, "schemas", "*.schema.json"))):
         report = frictionless.validate(path, type="schema")
