@@ -207,7 +207,7 @@ pub fn build(
     accepted: &[PathBuf],
     key: Option<&[u8; 32]>,
 ) -> Result<(Vec<CountTable>, Outside)> {
-    let cells = build_cells(source, table, accepted, key)?;
+    let cells = build_cells(source, table, accepted, key, None)?;
     Ok((finish_all(table, &cells)?, cells.outside))
 }
 
@@ -430,8 +430,9 @@ pub fn build_cells(
     table: &TableSpec,
     accepted: &[PathBuf],
     key: Option<&[u8; 32]>,
+    shared: Option<&SharedPersonSplit>,
 ) -> Result<PeriodCells> {
-    build_cells_in(source, table, accepted, key, person_bucket_rows())
+    build_cells_in(source, table, accepted, key, person_bucket_rows(), shared)
 }
 
 /// How many records a table of persons reads at once (`MIGSTAT_PERSON_BUCKET_ROWS`, default
@@ -452,12 +453,16 @@ pub const MAX_PERSON_BUCKETS: usize = 256;
 /// and each bucket's finest cells and left-out records are added to the table's: a partial per
 /// bucket of persons. A unit is always made from one person's records, so the sums are the
 /// same cells, counts and key sums as from the whole file (integers: in any order).
+///
+/// With `shared` (the source's tables of persons built in one run, see [`SharedPersonSplit`])
+/// the source is split once for all of them, and each reads its own columns of the buckets.
 pub fn build_cells_in(
     source: &SourcePlan,
     table: &TableSpec,
     accepted: &[PathBuf],
     key: Option<&[u8; 32]>,
     bucket_rows: usize,
+    shared: Option<&SharedPersonSplit>,
 ) -> Result<PeriodCells> {
     let keyed = record_keys(source, table, key);
     let mut out = PeriodCells::default();
@@ -471,31 +476,45 @@ pub fn build_cells_in(
     match person {
         Some(person) if rows > bucket_rows => {
             let needed = needed_columns(source, table, keyed.as_ref(), false);
-            let buckets = PersonBuckets::write(
-                accepted,
-                table,
-                &needed,
-                &raw_column(person),
-                rows,
-                rows.div_ceil(bucket_rows).min(MAX_PERSON_BUCKETS),
-            )?;
+            let n_buckets = rows.div_ceil(bucket_rows).min(MAX_PERSON_BUCKETS);
+            let shared = shared.filter(|s| s.covers(&needed));
+            let buckets = match shared {
+                Some(s) => s.buckets(accepted, &raw_column(person), rows, n_buckets)?,
+                None => std::sync::Arc::new(PersonBuckets::write(
+                    accepted,
+                    ("table", &table.id),
+                    &needed,
+                    &raw_column(person),
+                    rows,
+                    n_buckets,
+                )?),
+            };
             tracing::info!(
                 table = %table.id,
                 rows,
                 buckets = buckets.files.iter().filter(|p| !p.is_empty()).count(),
+                shared = shared.is_some(),
                 "building a table of persons bucket by bucket"
             );
             for parts in buckets.files.iter().filter(|p| !p.is_empty()) {
                 let mut df = DataFrame::empty();
                 for (i, path) in parts.iter().enumerate() {
-                    let part = read_all(path)?;
+                    // A split of this table's own is read once: each part is removed as soon
+                    // as it is read. A shared one is removed after its last table.
+                    let part = match shared {
+                        Some(_) => read_columns(path, &needed)?,
+                        None => {
+                            let part = read_all(path)?;
+                            std::fs::remove_file(path).map_err(|e| crate::Error::io(path, e))?;
+                            part
+                        }
+                    };
                     if i == 0 {
                         df = part;
                     } else {
                         df.vstack_mut_owned(part)
                             .ctx(|| format!("table {}: reading a bucket of persons", table.id))?;
                     }
-                    std::fs::remove_file(path).map_err(|e| crate::Error::io(path, e))?;
                 }
                 out += person_cells(source, table, df, key)?;
             }
@@ -578,8 +597,126 @@ fn read_all(path: &Path) -> Result<DataFrame> {
     })
 }
 
-/// A table's records split into files by person (see [`build_cells_in`]), in a hidden
-/// directory beside the accepted file that is removed when this is dropped.
+/// `columns` of every record of a Parquet file.
+fn read_columns(path: &Path, columns: &[String]) -> Result<DataFrame> {
+    let file = std::fs::File::open(path).map_err(|e| crate::Error::io(path, e))?;
+    crate::error::guard_reader(path, || {
+        ParquetReader::new(file)
+            .with_columns(Some(columns.to_vec()))
+            .finish()
+            .ctx(|| format!("reading {}", path.display()))
+    })
+}
+
+/// The split of a source's records into buckets of persons (see [`build_cells_in`]), shared
+/// by the tables of persons one run builds from the source (tables and the unions of
+/// protected groups): written once, on the first table's demand, with every column any of
+/// them reads; each table then reads its own columns of each bucket. Splitting is most of a
+/// table of persons' time on a large register (two tables split the same 30 M records twice
+/// in 42 s, BENCHMARKS.md), so it is done once per source, not once per table.
+///
+/// The files are removed when the last of the `users` tables has taken the split and is done
+/// with it, or when this is dropped (a table that never came, an error).
+#[derive(Debug)]
+pub struct SharedPersonSplit {
+    source: String,
+    /// The columns written to the buckets: the union of the tables' needs, sorted.
+    columns: Vec<String>,
+    /// How many tables will ask for the split.
+    users: usize,
+    state: std::sync::Mutex<SplitState>,
+}
+
+#[derive(Debug, Default)]
+struct SplitState {
+    buckets: Option<std::sync::Arc<PersonBuckets>>,
+    /// Tables that took the split so far.
+    served: usize,
+    /// Times the records were split (1 once any table asked, unless a split failed).
+    written: usize,
+}
+
+impl SharedPersonSplit {
+    /// The split shared by `tables` (those of `source` a run builds after its pass), when
+    /// at least two of them are tables of persons; `key`: the cell key, whose record keys
+    /// some tables read.
+    pub fn for_tables(
+        source: &SourcePlan,
+        tables: &[&TableSpec],
+        key: Option<&[u8; 32]>,
+    ) -> Option<Self> {
+        source.person_id.as_ref()?;
+        let persons: Vec<&&TableSpec> = tables
+            .iter()
+            .filter(|t| t.source == source.id && !is_streamed(t) && !t.kind.is_survey())
+            .collect();
+        if persons.len() < 2 {
+            return None;
+        }
+        let columns: std::collections::BTreeSet<String> = persons
+            .iter()
+            .flat_map(|t| needed_columns(source, t, record_keys(source, t, key).as_ref(), false))
+            .collect();
+        Some(SharedPersonSplit {
+            source: source.id.clone(),
+            columns: columns.into_iter().collect(),
+            users: persons.len(),
+            state: Default::default(),
+        })
+    }
+
+    /// Whether the buckets hold every column of `needed`.
+    fn covers(&self, needed: &[String]) -> bool {
+        needed.iter().all(|c| self.columns.binary_search(c).is_ok())
+    }
+
+    /// How many times the records were split (for tests and logs).
+    pub fn times_written(&self) -> usize {
+        self.state.lock().map_or(0, |s| s.written)
+    }
+
+    /// The buckets, written now if no table asked before (the others wait for them).
+    fn buckets(
+        &self,
+        accepted: &[PathBuf],
+        person: &str,
+        rows: usize,
+        n_buckets: usize,
+    ) -> Result<std::sync::Arc<PersonBuckets>> {
+        let mut state = self.state.lock().map_err(|_| {
+            crate::Error::Internal(format!(
+                "source {}: the shared split of persons was poisoned by a failed table",
+                self.source
+            ))
+        })?;
+        let buckets = match &state.buckets {
+            Some(b) => b.clone(),
+            None => {
+                state.written += 1;
+                let b = std::sync::Arc::new(PersonBuckets::write(
+                    accepted,
+                    ("source", &self.source),
+                    &self.columns,
+                    person,
+                    rows,
+                    n_buckets,
+                )?);
+                state.buckets = Some(b.clone());
+                b
+            }
+        };
+        state.served += 1;
+        if state.served >= self.users {
+            // The last table: the files go when it is done with them.
+            state.buckets = None;
+        }
+        Ok(buckets)
+    }
+}
+
+/// Records split into files by person (see [`build_cells_in`]), in a hidden directory beside
+/// the accepted file that is removed when this is dropped.
+#[derive(Debug)]
 struct PersonBuckets {
     dir: std::path::PathBuf,
     /// Each bucket's part files, in the order they were written.
@@ -602,24 +739,25 @@ impl Drop for PersonBuckets {
 
 impl PersonBuckets {
     /// Read `needed` columns of `accepted` a slice at a time and append each slice's records to
-    /// bucket `xxh3(person) mod buckets` (a missing identifier: bucket 0).
+    /// bucket `xxh3(person) mod buckets` (a missing identifier: bucket 0); `owner` (`table`
+    /// or `source`, and its id) names the split in messages and its directory.
     fn write(
         accepted: &[PathBuf],
-        table: &TableSpec,
+        owner: (&str, &str),
         needed: &[String],
         person: &str,
         rows: usize,
         buckets: usize,
     ) -> Result<PersonBuckets> {
-        let ctx = |what: &str| format!("table {}: {what}", table.id);
+        let (kind, id) = owner;
+        let ctx = |what: &str| format!("{kind} {id}: {what}");
         // Beside the first part (in the staging directory, removed when the table is built).
         let Some(first) = accepted.first() else {
-            return Err(crate::Error::Internal(format!(
-                "table {}: a source without accepted parts",
-                table.id
+            return Err(crate::Error::Internal(ctx(
+                "a source without accepted parts",
             )));
         };
-        let dir = first.with_file_name(format!(".persons-{}", table.id));
+        let dir = first.with_file_name(format!(".persons-{kind}-{id}"));
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| crate::Error::io(&dir, e))?;
         }

@@ -37,6 +37,9 @@ pub struct Accepted {
     /// The spec the run compiled (its path and content hash), for an engine whose processes
     /// compile it themselves to run migstat's own code on their share of the records.
     pub spec: Option<(PathBuf, String)>,
+    /// The split into buckets of persons that the source's tables of persons share in this
+    /// run, when it has several (see [`crate::disaggregate::SharedPersonSplit`]).
+    pub persons: Option<std::sync::Arc<crate::disaggregate::SharedPersonSplit>>,
 }
 
 impl Accepted {
@@ -56,7 +59,17 @@ impl Accepted {
             schema,
             chunk_rows: plan.chunk_rows,
             spec: Some((plan.spec_path.clone(), plan.spec_hash.clone())),
+            persons: None,
         }
+    }
+
+    /// The same records, read by tables of persons that share `persons`.
+    pub fn sharing(
+        mut self,
+        persons: Option<std::sync::Arc<crate::disaggregate::SharedPersonSplit>>,
+    ) -> Self {
+        self.persons = persons;
+        self
     }
 }
 
@@ -218,7 +231,13 @@ impl Engine for Local {
         key: Option<&[u8; 32]>,
     ) -> Result<PeriodCells> {
         if !crate::disaggregate::is_streamed(table) {
-            return crate::disaggregate::build_cells(source, table, &accepted.parts, key);
+            return crate::disaggregate::build_cells(
+                source,
+                table,
+                &accepted.parts,
+                key,
+                accepted.persons.as_deref(),
+            );
         }
         let mut cells = PeriodCells::default();
         for_each_slice(accepted, |rows| {
@@ -442,6 +461,7 @@ mod tests {
             schema: schema.clone(),
             chunk_rows: 100,
             spec: None,
+            persons: None,
         };
         let mut seen = Vec::new();
         let mut heights = Vec::new();

@@ -305,6 +305,7 @@ pub(super) fn run_source(
             schema: accepted_schema.clone(),
             chunk_rows: plan.chunk_rows,
             spec: Some((plan.spec_path.clone(), plan.spec_hash.clone())),
+            persons: None,
         };
         partials = streamed
             .iter()

@@ -22,20 +22,19 @@ pub(super) enum Partial {
 /// values to the restricted tier, one Hive partition per reference period; returns the files,
 /// the tables (one per period) and the records left out of every period.
 pub(super) fn build_table(
-    plan: &Plan,
+    cx: &TablesContext<'_>,
     table: &crate::spec::TableSpec,
-    staging: &Path,
     inputs: String,
     partial: Partial,
-    secret: Option<&crate::protect::Secret>,
-    engine: &dyn crate::engine::Engine,
+    persons: &PersonSplits,
 ) -> Result<(
     Vec<OutputFile>,
     Vec<crate::disaggregate::CountTable>,
     Outside,
 )> {
+    let (plan, staging) = (cx.plan, cx.staging);
     let source = source_of(plan, table)?;
-    let key = secret.map(|s| s.derive("cell key"));
+    let key = cx.secret.map(|s| s.derive("cell key"));
     let (tables, outside) = match partial {
         Partial::Cells(cells) => (
             crate::disaggregate::finish_all(table, &cells)?,
@@ -52,8 +51,9 @@ pub(super) fn build_table(
             )
         }
         Partial::None => {
-            let accepted = accepted_of(plan, source, staging);
-            let cells = engine.cells(source, table, &accepted, key.as_ref())?;
+            let accepted =
+                accepted_of(plan, source, staging).sharing(persons.get(&source.id).cloned());
+            let cells = cx.engine.cells(source, table, &accepted, key.as_ref())?;
             (
                 crate::disaggregate::finish_all(table, &cells)?,
                 cells.outside,
@@ -145,6 +145,27 @@ pub(super) struct GroupContext<'a> {
     pub(super) revise_periods: &'a [String],
     pub(super) inputs: String,
     pub(super) engine: &'a dyn crate::engine::Engine,
+    pub(super) persons: &'a PersonSplits,
+}
+
+/// Per source, the split into buckets of persons its tables of persons share in this run.
+pub(super) type PersonSplits = BTreeMap<String, Arc<crate::disaggregate::SharedPersonSplit>>;
+
+/// The splits of persons shared by the tables `built` (those a run builds from their
+/// sources' accepted records after the pass: tables and the unions of protected groups).
+fn person_splits(
+    plan: &Plan,
+    built: &[&crate::spec::TableSpec],
+    secret: Option<&crate::protect::Secret>,
+) -> PersonSplits {
+    let key = secret.map(|s| s.derive("cell key"));
+    plan.sources
+        .iter()
+        .filter_map(|source| {
+            crate::disaggregate::SharedPersonSplit::for_tables(source, built, key.as_ref())
+                .map(|s| (source.id.clone(), Arc::new(s)))
+        })
+        .collect()
 }
 
 /// What a protected group left in the release.
@@ -169,7 +190,8 @@ pub(super) fn protect_group(
     let cells = match union {
         Some(c) => c,
         None => {
-            let accepted = accepted_of(plan, source, ctx.staging);
+            let accepted = accepted_of(plan, source, ctx.staging)
+                .sharing(ctx.persons.get(&source.id).cloned());
             ctx.engine
                 .cells(source, &group.union, &accepted, key.as_ref())?
         }
@@ -486,6 +508,19 @@ pub(super) fn run_tables(
         .iter()
         .filter(|t| !reused(&t.source) && !in_count_group(plan, &t.id))
         .collect();
+    // The tables and group unions built from the accepted records (not counted in the pass).
+    let built: Vec<&crate::spec::TableSpec> = todo
+        .iter()
+        .copied()
+        .chain(
+            plan.groups
+                .iter()
+                .filter(|g| !reused(&g.source))
+                .map(|g| &g.union),
+        )
+        .filter(|t| !partial_tables.contains_key(&t.id) && !survey_tables.contains_key(&t.id))
+        .collect();
+    let persons = person_splits(plan, &built, secret);
     let bar = super::stage(progress, "tables", todo.len() as u64);
     for (step, table) in todo.into_iter().enumerate() {
         bar.set_position(step as u64);
@@ -497,15 +532,7 @@ pub(super) fn run_tables(
                 .remove(&table.id)
                 .map_or(Partial::None, Partial::Cells),
         };
-        match build_table(
-            plan,
-            table,
-            staging,
-            inputs_of(&table.source),
-            partial,
-            secret,
-            engine,
-        ) {
+        match build_table(cx, table, inputs_of(&table.source), partial, &persons) {
             Ok((files, tables, outside)) => {
                 outputs.extend(files);
                 placement.insert(table.id.clone(), table_periods(plan, table, outside));
@@ -541,6 +568,7 @@ pub(super) fn run_tables(
             revise_periods,
             inputs: inputs_of(&group.source),
             engine,
+            persons: &persons,
         };
         let r = crate::interrupt::check().and_then(|()| protect_group(&ctx, group, union, frames));
         let step = finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;

@@ -858,14 +858,26 @@ proptest! {
 
 /// A table of persons built bucket by bucket (its records split by a hash of the person) has
 /// the same cells, counts, key sums and left-out records as one built from the whole file,
-/// whatever the bucket size — down to one record per bucket, where every bucket file is open.
+/// whatever the bucket size — down to one record per bucket, where every bucket file is open;
+/// and so do the tables of persons of a source that share one split of its records.
 #[test]
 fn tables_of_persons_split_by_person_have_the_same_cells() {
-    use migstat::disaggregate::{MAX_PERSON_BUCKETS, build_cells_in, is_streamed};
+    use migstat::disaggregate::{
+        MAX_PERSON_BUCKETS, SharedPersonSplit, build_cells_in, is_streamed,
+    };
     let (_, current, plan) = crate::shared_default_run();
     let tmp = tempfile::tempdir().unwrap();
     let key = [7u8; 32];
     let mut checked = Vec::new();
+    // Per source: its copied parts, and each table's cells from the whole file.
+    type Wholes<'a> = (
+        Vec<std::path::PathBuf>,
+        Vec<(
+            &'a migstat::spec::TableSpec,
+            migstat::disaggregate::PeriodCells,
+        )>,
+    );
+    let mut wholes: std::collections::BTreeMap<String, Wholes<'_>> = Default::default();
     for table in plan
         .tables
         .iter()
@@ -889,7 +901,7 @@ fn tables_of_persons_split_by_person_have_the_same_cells() {
                 to
             })
             .collect();
-        let whole = build_cells_in(source, table, &accepted, Some(&key), usize::MAX).unwrap();
+        let whole = build_cells_in(source, table, &accepted, Some(&key), usize::MAX, None).unwrap();
         let units: u64 = whole
             .by_period
             .values()
@@ -900,7 +912,8 @@ fn tables_of_persons_split_by_person_have_the_same_cells() {
         let rows: usize = accepted.iter().map(|p| read_parquet(p).height()).sum();
         assert!(rows > MAX_PERSON_BUCKETS, "the cap is reached below");
         for bucket_rows in [1, 997, rows - 1] {
-            let split = build_cells_in(source, table, &accepted, Some(&key), bucket_rows).unwrap();
+            let split =
+                build_cells_in(source, table, &accepted, Some(&key), bucket_rows, None).unwrap();
             assert_eq!(
                 split, whole,
                 "table {} in buckets of {bucket_rows}",
@@ -908,10 +921,55 @@ fn tables_of_persons_split_by_person_have_the_same_cells() {
             );
         }
         checked.push(table.id.clone());
+        let entry = wholes
+            .entry(source.id.clone())
+            .or_insert_with(|| (accepted.clone(), Vec::new()));
+        entry.1.push((table, whole));
     }
     assert!(
         checked.len() >= 5,
         "stocks, flows, persons, migrations: {checked:?}"
+    );
+    // One split per source, shared by its tables of persons: written once, each table's
+    // cells as from the whole file, its files gone after the last table.
+    let mut shared_sources = 0;
+    for (id, (accepted, tables)) in &wholes {
+        let source = plan.sources.iter().find(|s| &s.id == id).unwrap();
+        let specs: Vec<_> = tables.iter().map(|(t, _)| *t).collect();
+        let Some(split) = SharedPersonSplit::for_tables(source, &specs, Some(&key)) else {
+            assert_eq!(
+                tables.len(),
+                1,
+                "source {id}: no split shared by {}",
+                tables.len()
+            );
+            continue;
+        };
+        shared_sources += 1;
+        for (table, whole) in tables {
+            let cells =
+                build_cells_in(source, table, accepted, Some(&key), 997, Some(&split)).unwrap();
+            assert_eq!(
+                &cells, whole,
+                "table {} from the split of source {id}",
+                table.id
+            );
+        }
+        assert_eq!(split.times_written(), 1, "source {id}: split once");
+        let dir = accepted[0].parent().unwrap();
+        let left: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n.to_string_lossy().starts_with(".persons"))
+            .collect();
+        assert!(
+            left.is_empty(),
+            "source {id}: split left after its last table: {left:?}"
+        );
+    }
+    assert!(
+        shared_sources >= 1,
+        "a source with several tables of persons"
     );
     let left: Vec<_> = std::fs::read_dir(tmp.path())
         .unwrap()
