@@ -466,8 +466,7 @@ pub fn build_cells_in(
 ) -> Result<PeriodCells> {
     let keyed = record_keys(source, table, key);
     let mut out = PeriodCells::default();
-    let by_person = !is_streamed(table) && !table.kind.is_survey();
-    let person = source.person_id.as_deref().filter(|_| by_person);
+    let person = source.person_id.as_deref().filter(|_| by_person(table));
     let rows = match person {
         Some(_) => parts_rows(accepted)?,
         None => 0,
@@ -502,9 +501,9 @@ pub fn build_cells_in(
                     // A split of this table's own is read once: each part is removed as soon
                     // as it is read. A shared one is removed after its last table.
                     let part = match shared {
-                        Some(_) => read_columns(path, &needed)?,
+                        Some(_) => read_columns(path, Some(&needed))?,
                         None => {
-                            let part = read_all(path)?;
+                            let part = read_columns(path, None)?;
                             std::fs::remove_file(path).map_err(|e| crate::Error::io(path, e))?;
                             part
                         }
@@ -587,25 +586,21 @@ pub fn parts_rows(parts: &[PathBuf]) -> Result<usize> {
     parts.iter().map(|p| parquet_rows(p)).sum()
 }
 
-/// Every record of a Parquet file.
-fn read_all(path: &Path) -> Result<DataFrame> {
+/// Every record of a Parquet file: `columns` of it, or all of them (`None`).
+fn read_columns(path: &Path, columns: Option<&[String]>) -> Result<DataFrame> {
     let file = std::fs::File::open(path).map_err(|e| crate::Error::io(path, e))?;
     crate::error::guard_reader(path, || {
         ParquetReader::new(file)
+            .with_columns(columns.map(<[String]>::to_vec))
             .finish()
             .ctx(|| format!("reading {}", path.display()))
     })
 }
 
-/// `columns` of every record of a Parquet file.
-fn read_columns(path: &Path, columns: &[String]) -> Result<DataFrame> {
-    let file = std::fs::File::open(path).map_err(|e| crate::Error::io(path, e))?;
-    crate::error::guard_reader(path, || {
-        ParquetReader::new(file)
-            .with_columns(Some(columns.to_vec()))
-            .finish()
-            .ctx(|| format!("reading {}", path.display()))
-    })
+/// Whether `table` is built from per-person partials (a table of persons): neither counted
+/// while its source streams nor a survey estimate.
+fn by_person(table: &TableSpec) -> bool {
+    !is_streamed(table) && !table.kind.is_survey()
 }
 
 /// The split of a source's records into buckets of persons (see [`build_cells_in`]), shared
@@ -648,7 +643,7 @@ impl SharedPersonSplit {
         source.person_id.as_ref()?;
         let persons: Vec<&&TableSpec> = tables
             .iter()
-            .filter(|t| t.source == source.id && !is_streamed(t) && !t.kind.is_survey())
+            .filter(|t| t.source == source.id && by_person(t))
             .collect();
         if persons.len() < 2 {
             return None;
