@@ -15,6 +15,7 @@
 
 pub mod i18n;
 pub mod codebook;
+mod dictionary;
 pub mod public;
 pub mod report;
 pub mod sdmx;
@@ -167,6 +168,7 @@ impl ParquetSink {
             .spawn(move || -> Result<()> {
                 let mut writer = writer;
                 for df in rx {
+                    let df = dictionary::with_dictionaries(df)?;
                     writer.write_batch(&df).ctx(|| format!("writing {shown}"))?;
                     // A row group is on disk, the footer is not: the fault tests stop a run here.
                     crate::fault::fault("mid_parquet");
