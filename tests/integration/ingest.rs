@@ -606,3 +606,61 @@ fn a_pass_through_column_counts_the_values_it_finds_and_lists_them() {
         "{e}"
     );
 }
+
+#[test]
+fn fields_are_text_only_where_their_own_bytes_are_utf8() {
+    // A record is checked as UTF-8 once, whole: its fields must still be judged one by one.
+    // Row 2 splits "é" (C3 A9) across two fields: the record's bytes without the delimiter
+    // are valid UTF-8, neither field is. Row 3 has one bad byte in its last field. CRLF line
+    // ends and spaces after the delimiter (skipInitialSpace) are not part of any value.
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    std::fs::write(
+        d.join("s.json"),
+        r#"{"fields": [{"name": "id"}, {"name": "name"}, {"name": "city"}]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("data.csv"),
+        b"id,name,city\r\n1, F\xC3\xA8s,Rabat\r\n2,\xC3,\xA9x\r\n3,ok,\xFF\r\n4,\"quoted, \xC3\xA9\",\r\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("p.toml"),
+        "version = 1\nid = \"p\"\nreference_date = 2024-12-31\nreference_period = \"2024\"\n[sources.s]\npath = \"data.csv\"\nformat = \"csv\"\nschema = \"s.json\"\ndialect = { skipInitialSpace = true }\n",
+    )
+    .unwrap();
+    let plan = migstat::spec::compile(&d.join("p.toml")).unwrap();
+    let src = &plan.sources[0];
+    let identity = migstat::manifest::hash_file(&src.files[0]).unwrap();
+    let mut chunks = migstat::ingest::FileChunks::open(src, 0, 100, identity).unwrap();
+    let chunk = chunks.next_chunk().unwrap().unwrap();
+    assert!(chunks.next_chunk().unwrap().is_none());
+    let column = |i: usize| -> Vec<Option<String>> {
+        chunk.columns[i]
+            .iter()
+            .map(|v| v.map(str::to_string))
+            .collect()
+    };
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(column(0), [s("1"), s("2"), s("3"), s("4")]);
+    assert_eq!(column(1)[0], s("Fès"));
+    assert_eq!(column(1)[2], s("ok"));
+    assert_eq!(column(1)[3], s("quoted, é"));
+    assert_eq!(column(2)[0], s("Rabat"));
+    // An empty last field before CRLF is empty, not "\r".
+    assert_eq!(column(2)[3], s(""));
+    let bad: Vec<(u32, Option<usize>, &str)> = chunk
+        .issues
+        .iter()
+        .map(|i| (i.row, i.field, i.rule.as_str()))
+        .collect();
+    assert_eq!(
+        bad,
+        [
+            (1, Some(1), "invalid_encoding"),
+            (1, Some(2), "invalid_encoding"),
+            (2, Some(2), "invalid_encoding"),
+        ]
+    );
+}
