@@ -612,7 +612,7 @@ fn fields_are_text_only_where_their_own_bytes_are_utf8() {
     // A record is checked as UTF-8 once, whole: its fields must still be judged one by one.
     // Row 2 splits "é" (C3 A9) across two fields: the record's bytes without the delimiter
     // are valid UTF-8, neither field is. Row 3 has one bad byte in its last field. CRLF line
-    // ends and spaces after the delimiter (skipInitialSpace) are not part of any value.
+    // ends and spaces after the delimiter (skip_initial_space) are not part of any value.
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     std::fs::write(
@@ -627,7 +627,7 @@ fn fields_are_text_only_where_their_own_bytes_are_utf8() {
     .unwrap();
     std::fs::write(
         d.join("p.toml"),
-        "version = 1\nid = \"p\"\nreference_date = 2024-12-31\nreference_period = \"2024\"\n[sources.s]\npath = \"data.csv\"\nformat = \"csv\"\nschema = \"s.json\"\ndialect = { skipInitialSpace = true }\n",
+        "version = 1\nid = \"p\"\nreference_date = 2024-12-31\nreference_period = \"2024\"\n[sources.s]\npath = \"data.csv\"\nformat = \"csv\"\nschema = \"s.json\"\ndialect = { skip_initial_space = true }\n",
     )
     .unwrap();
     let plan = migstat::spec::compile(&d.join("p.toml")).unwrap();
