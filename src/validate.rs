@@ -702,7 +702,7 @@ fn first_wins(
     base: u32,
     mut duplicate: impl FnMut(usize, u32),
 ) -> Result<()> {
-    let mut keys: Vec<(u64, u32, Key)> = (0..unusable.len())
+    let keys: Vec<(u64, u32, Key)> = (0..unusable.len())
         .into_par_iter()
         .filter(|row| !unusable[*row])
         .map_init(
