@@ -8,7 +8,8 @@
 //! Data Package), [`sdmx`] (SDMX-CSV and SDMX-ML structures) and [`report`] (the HTML report).
 //!
 //! Frames are buffered up to a row-group size and handed, full, to the sink's own writer thread,
-//! which encodes, compresses and writes them while the caller validates the next chunk (both
+//! which turns text columns with few values into dictionaries (`dictionary.rs`), encodes,
+//! compresses and writes them while the caller validates the next chunk (both
 //! cores busy). At most two row groups wait in between, so memory stays bounded. Row groups
 //! depend only on the data and the row-group size, never on timing, and one thread writes them in
 //! order, so the same input gives the same bytes.
