@@ -30,17 +30,12 @@ pub fn public_definition(t: &TableSpec) -> Result<String> {
         .map_err(|e| Error::Internal(format!("serialising table {}: {e}", t.id)))
 }
 
-/// The code lists' names and blake3 hashes (public files of the repository).
+/// The code lists' names and blake3 hashes (public files of the repository), as hashed when
+/// the spec was loaded: the bytes the run used, whatever happens to the files afterwards.
 pub fn codelist_hashes(plan: &Plan) -> String {
     plan.codelists
         .values()
-        .map(|c| {
-            format!(
-                "{}={}",
-                c.name,
-                super::hash_file(&c.path).map(|h| h.1).unwrap_or_default()
-            )
-        })
+        .map(|c| format!("{}={}", c.name, c.blake3))
         .collect::<Vec<_>>()
         .join(";")
 }

@@ -16,6 +16,9 @@ use crate::spec::Banding;
 pub struct CodeList {
     pub name: String,
     pub path: PathBuf,
+    /// blake3 of the bytes the list was parsed from (hashed once, when the spec is loaded).
+    #[serde(skip)]
+    pub blake3: String,
     #[serde(skip)]
     pub columns: Vec<String>,
     /// code → attribute values, in `columns` order (the code itself first).
@@ -85,7 +88,15 @@ pub(crate) fn load_codelists(
             }
             continue;
         }
-        match read_table(&path) {
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) => {
+                cx.push("codelists", format!("{}: {e}", path.display()));
+                continue;
+            }
+        };
+        let blake3 = blake3::hash(&bytes).to_hex().to_string();
+        match parse_table(&bytes) {
             Ok((columns, records)) => {
                 let rows = records
                     .into_iter()
@@ -96,6 +107,7 @@ pub(crate) fn load_codelists(
                     CodeList {
                         name,
                         path,
+                        blake3,
                         columns,
                         rows,
                     },
@@ -108,7 +120,12 @@ pub(crate) fn load_codelists(
 }
 
 pub(crate) fn read_table(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>), String> {
-    let mut rdr = csv::Reader::from_path(path).map_err(|e| e.to_string())?;
+    parse_table(&std::fs::read(path).map_err(|e| e.to_string())?)
+}
+
+/// A code-list CSV's header and records, from its bytes.
+fn parse_table(bytes: &[u8]) -> Result<(Vec<String>, Vec<Vec<String>>), String> {
+    let mut rdr = csv::Reader::from_reader(bytes);
     let header = rdr
         .headers()
         .map_err(|e| e.to_string())?
