@@ -183,7 +183,14 @@ fn table_doc(
     let mut dimensions = Vec::new();
     for d in &t.dimensions {
         let used: BTreeSet<String> = match frame.column(d).and_then(|c| c.str().cloned()) {
-            Ok(s) => s.iter().flatten().map(str::to_string).collect(),
+            // Borrowed while deduplicated: one `String` per code, not per row.
+            Ok(s) => s
+                .iter()
+                .flatten()
+                .collect::<BTreeSet<&str>>()
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
             Err(_) => BTreeSet::new(),
         };
         let mut dim = dimension(plan, source, d, &used);
