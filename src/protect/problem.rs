@@ -177,42 +177,16 @@ impl Problem {
         masks: &[u32],
     ) -> Self {
         let d = dims.len();
-        // Every margin combination's projection of every row (hidden where no member
-        // publishes it).
-        // Hashed while built, then sorted by key: the order a sorted map would give.
-        let mut slot: HashMap<Vec<u32>, usize> = HashMap::default();
-        let mut entries: Vec<(Vec<u32>, u64, Vec<u32>)> = Vec::new();
         let mut published_masks: Vec<u32> = masks.to_vec();
         published_masks.sort_unstable();
         published_masks.dedup();
-        let mut key: Vec<u32> = vec![TOTAL_ID; d];
-        for mask in 0..(1u32 << d) {
-            if rows.is_empty() && mask == (1u32 << d) - 1 {
-                slot.insert(key.clone(), entries.len());
-                entries.push((key.clone(), 0, Vec::new()));
-            }
-            for (r, row) in rows.iter().enumerate() {
-                for j in 0..d {
-                    key[j] = if mask & (1 << j) != 0 {
-                        TOTAL_ID
-                    } else {
-                        row[j]
-                    };
-                }
-                let i = match slot.get(key.as_slice()) {
-                    Some(i) => *i,
-                    None => {
-                        slot.insert(key.clone(), entries.len());
-                        entries.push((key.clone(), 0, Vec::new()));
-                        entries.len() - 1
-                    }
-                };
-                entries[i].1 += row_values[r];
-                entries[i].2.push(r as u32);
-            }
-        }
-        drop(slot);
-        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        // Every margin combination's projection of every row (hidden where no member
+        // publishes it), sorted by key. Keys are packed into one integer where they fit (every
+        // table migstat builds): a packed key hashes without touching the heap.
+        let entries = match KeyPacker::new(&codes, &rows) {
+            Some(p) => project(&rows, &row_values, d, |k| p.pack(k)),
+            None => project(&rows, &row_values, d, <[u32]>::to_vec),
+        };
         let mut cells = Vec::with_capacity(entries.len());
         let mut values = Vec::with_capacity(entries.len());
         let mut support = Vec::with_capacity(entries.len());
@@ -501,9 +475,147 @@ where
         .collect()
 }
 
+/// Cell keys packed into a `u128`, dimension 0 in the highest bits, each dimension in as many
+/// bits as its largest code id needs plus one value: `_T` is its field's all-ones value, above
+/// every code id, so packed keys order as the keys do.
+struct KeyPacker {
+    widths: Vec<u32>,
+}
+
+impl KeyPacker {
+    /// `None` when the fields do not fit in 128 bits.
+    fn new(codes: &[Vec<String>], rows: &[Vec<u32>]) -> Option<Self> {
+        let mut n: Vec<u64> = codes.iter().map(|c| c.len() as u64).collect();
+        for row in rows {
+            for (j, c) in row.iter().enumerate() {
+                if *c != TOTAL_ID && j < n.len() {
+                    n[j] = n[j].max(u64::from(*c) + 1);
+                }
+            }
+        }
+        // 2^w > n: the all-ones value 2^w - 1 is at least n, above every id (< n).
+        let widths: Vec<u32> = n.iter().map(|n| (64 - n.leading_zeros()).max(1)).collect();
+        (widths.iter().sum::<u32>() <= 128).then_some(KeyPacker { widths })
+    }
+
+    fn pack(&self, key: &[u32]) -> u128 {
+        key.iter().zip(&self.widths).fold(0u128, |acc, (c, w)| {
+            let all_ones = (1u128 << w) - 1;
+            let field = if *c == TOTAL_ID {
+                all_ones
+            } else {
+                u128::from(*c)
+            };
+            (acc << w) | field
+        })
+    }
+}
+
+/// Every margin combination (mask) of every row: per cell its key, value and the rows below
+/// it (ascending), sorted by key. `pack` maps a key to a hashable stand-in that orders as the
+/// key does.
+fn project<K: std::hash::Hash + Eq + Ord>(
+    rows: &[Vec<u32>],
+    row_values: &[u64],
+    d: usize,
+    pack: impl Fn(&[u32]) -> K,
+) -> Vec<(Vec<u32>, u64, Vec<u32>)> {
+    use std::collections::hash_map::Entry;
+    let mut slot: HashMap<K, usize> = HashMap::default();
+    let mut entries: Vec<(K, Vec<u32>, u64, Vec<u32>)> = Vec::new();
+    let mut key: Vec<u32> = vec![TOTAL_ID; d];
+    for mask in 0..(1u32 << d) {
+        if rows.is_empty() && mask == (1u32 << d) - 1 {
+            // No row: the grand total alone, zero.
+            entries.push((pack(&key), key.clone(), 0, Vec::new()));
+        }
+        for (r, row) in rows.iter().enumerate() {
+            for j in 0..d {
+                key[j] = if mask & (1 << j) != 0 {
+                    TOTAL_ID
+                } else {
+                    row[j]
+                };
+            }
+            let i = match slot.entry(pack(&key)) {
+                Entry::Occupied(e) => *e.get(),
+                Entry::Vacant(e) => {
+                    e.insert(entries.len());
+                    entries.push((pack(&key), key.clone(), 0, Vec::new()));
+                    entries.len() - 1
+                }
+            };
+            entries[i].2 += row_values[r];
+            entries[i].3.push(r as u32);
+        }
+    }
+    drop(slot);
+    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    entries.into_iter().map(|(_, k, v, s)| (k, v, s)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// Packed keys order as the keys do (`_T` above every code), and the projection with
+        /// them is the one with the keys themselves.
+        #[test]
+        fn packed_keys_order_and_project_as_the_keys(
+            lens in proptest::collection::vec(1usize..40, 1..5),
+            picks in proptest::collection::vec(proptest::collection::vec(0u32..40, 4), 0..30),
+            totals in proptest::collection::vec(0u32..16, 30),
+        ) {
+            let d = lens.len();
+            let codes: Vec<Vec<String>> =
+                lens.iter().map(|n| (0..*n).map(|i| i.to_string()).collect()).collect();
+            let rows: Vec<Vec<u32>> = picks
+                .iter()
+                .map(|p| (0..d).map(|j| p[j] % lens[j] as u32).collect())
+                .collect();
+            let values: Vec<u64> = (0..rows.len() as u64).map(|v| v * 7 % 11).collect();
+            let packer = KeyPacker::new(&codes, &rows).expect("fits");
+            // Keys with margins: each row with some dimensions at `_T`.
+            let keys: Vec<Vec<u32>> = rows
+                .iter()
+                .zip(&totals)
+                .map(|(r, t)| {
+                    r.iter()
+                        .enumerate()
+                        .map(|(j, c)| if t & (1 << j) != 0 { TOTAL_ID } else { *c })
+                        .collect()
+                })
+                .collect();
+            for a in &keys {
+                for b in &keys {
+                    proptest::prop_assert_eq!(packer.pack(a).cmp(&packer.pack(b)), a.cmp(b));
+                }
+            }
+            let packed = project(&rows, &values, d, |k| packer.pack(k));
+            let plain = project(&rows, &values, d, <[u32]>::to_vec);
+            proptest::prop_assert_eq!(packed, plain);
+        }
+    }
+
+    #[test]
+    fn keys_too_wide_to_pack_are_projected_unpacked() {
+        // Five dimensions of 2^30 codes need more than 128 bits.
+        let codes: Vec<Vec<String>> = vec![Vec::new(); 5];
+        let rows = vec![vec![1 << 30; 5], vec![0; 5]];
+        assert!(KeyPacker::new(&codes, &rows).is_none());
+        let p = Problem::from_frame(
+            (0..5).map(|j| format!("D{j}")).collect(),
+            codes,
+            rows,
+            vec![2, 3],
+            &[0, 31],
+        );
+        // The grand total (every dimension `_T`) sorts last and sums both rows.
+        assert_eq!(p.cells.last(), Some(&vec![TOTAL_ID; 5]));
+        assert_eq!(p.values.last(), Some(&5));
+        assert_eq!(p.cells.len(), 2 * 32 - 1);
+    }
 
     #[test]
     fn a_code_seen_in_two_periods_is_shared() {
