@@ -182,7 +182,7 @@ impl Problem {
         published_masks.dedup();
         // Every margin combination's projection of every row (hidden where no member
         // publishes it), sorted by key. Keys are packed into one integer where they fit (every
-        // table migstat builds): a packed key hashes without touching the heap.
+        // frame `new` enumerates does: under 60 bits): a packed key hashes without the heap.
         let entries = match KeyPacker::new(&codes, &rows) {
             Some(p) => project(&rows, &row_values, d, |k| p.pack(k)),
             None => project(&rows, &row_values, d, <[u32]>::to_vec),
