@@ -409,6 +409,78 @@ pub fn hash_file(path: &Path) -> Result<(u64, String)> {
     Ok((bytes, h.finalize().to_hex().to_string()))
 }
 
+/// A file hashed and counted as it is written, so that its [`OutputFile`] needs no second
+/// read: the bytes hashed are the bytes handed to the file, in order (BLAKE3 does not depend on
+/// how they are cut into writes). Buffered: callers may write field by field.
+pub struct HashedFile {
+    file: std::io::BufWriter<File>,
+    path: std::path::PathBuf,
+    hash: blake3::Hasher,
+    bytes: u64,
+}
+
+impl HashedFile {
+    /// Create (or truncate) `path`, its parent directories included.
+    pub fn create(path: &Path) -> Result<Self> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).at(parent)?;
+        }
+        Ok(HashedFile {
+            file: std::io::BufWriter::with_capacity(256 << 10, File::create(path).at(path)?),
+            path: path.to_path_buf(),
+            hash: blake3::Hasher::new(),
+            bytes: 0,
+        })
+    }
+
+    /// The path written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Flush the file and state it: `path` relative to `dir`, `rows` as given.
+    pub fn finish(self, dir: &Path, rows: u64) -> Result<OutputFile> {
+        use std::io::Write as _;
+        let HashedFile {
+            mut file,
+            path,
+            hash,
+            bytes,
+        } = self;
+        file.flush().at(&path)?;
+        Ok(OutputFile {
+            path: relative(&path, dir),
+            rows,
+            bytes,
+            blake3: hash.finalize().to_hex().to_string(),
+        })
+    }
+}
+
+impl std::io::Write for HashedFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// `path` relative to `base`, with `/` separators (how the manifest names its files).
+pub fn relative(path: &Path, base: &Path) -> String {
+    let Ok(p) = path.strip_prefix(base) else {
+        // Not below `base`: the path as it is (joining its components would double the root).
+        return path.to_string_lossy().replace('\\', "/");
+    };
+    p.components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// Records a table leaves out because their event date places them in none of its periods
 /// (reported in the manifest: nothing is dropped silently).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -460,5 +532,26 @@ mod tests {
             assert_eq!(bytes, len as u64);
             assert_eq!(hash, blake3::hash(&content).to_hex().to_string());
         }
+    }
+
+    #[test]
+    fn a_file_hashed_as_written_states_the_bytes_on_disk() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        // Written in uneven pieces, more than the buffer, into a directory not there yet.
+        let content: Vec<u8> = (0..(300usize << 10) + 7)
+            .map(|i| (i * 7 % 253) as u8)
+            .collect();
+        let path = dir.path().join("a").join("b.csv");
+        let mut f = HashedFile::create(&path).unwrap();
+        for piece in content.chunks(1000 + 17) {
+            f.write_all(piece).unwrap();
+        }
+        let out = f.finish(dir.path(), 3).unwrap();
+        assert_eq!(out.path, "a/b.csv");
+        assert_eq!(out.rows, 3);
+        assert_eq!(out.bytes, content.len() as u64);
+        assert_eq!(std::fs::read(&path).unwrap(), content);
+        assert_eq!(out.blake3, blake3::hash(&content).to_hex().to_string());
     }
 }

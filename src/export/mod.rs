@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 
 use crate::error::{IoContext, PolarsContext, Result};
-pub use crate::manifest::{OutputFile, hash_file};
+pub use crate::manifest::{HashedFile, OutputFile, hash_file, relative};
 
 /// Rows per Parquet row group.
 pub const ROW_GROUP_ROWS: usize = 256 * 1024;
@@ -270,18 +270,6 @@ impl ParquetSink {
             blake3: hash,
         })
     }
-}
-
-/// `path` relative to `base`, with `/` separators.
-pub fn relative(path: &Path, base: &Path) -> String {
-    let Ok(p) = path.strip_prefix(base) else {
-        // Not below `base`: the path as it is (joining its components would double the root).
-        return path.to_string_lossy().replace('\\', "/");
-    };
-    p.components()
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join("/")
 }
 
 /// Write `bytes` to `path` through a temporary file and a rename, so a reader never sees half a file.

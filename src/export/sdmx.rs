@@ -156,8 +156,9 @@ pub fn write(
         .collect();
     let mut outputs = crate::parallel::map(jobs, |(d, version)| {
         let path = crate::layout::Release(dir).sdmx_csv(&d.id, version);
-        let (text, rows) = csv(plan, d, version == "2.0")?;
-        write_file(dir, &path, text.as_bytes(), rows)
+        let mut file = crate::export::HashedFile::create(&path)?;
+        let rows = csv(plan, d, version == "2.0", &mut file)?;
+        file.finish(dir, rows)
     })
     .into_iter()
     .collect::<Result<Vec<_>>>()?;
@@ -172,17 +173,11 @@ pub fn write(
 }
 
 pub(crate) fn write_file(dir: &Path, path: &Path, bytes: &[u8], rows: u64) -> Result<OutputFile> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| crate::Error::io(parent, e))?;
-    }
-    std::fs::write(path, bytes).map_err(|e| crate::Error::io(path, e))?;
-    let (bytes, blake3) = crate::export::hash_file(path)?;
-    Ok(OutputFile {
-        path: crate::export::relative(path, dir),
-        rows,
-        bytes,
-        blake3,
-    })
+    use std::io::Write as _;
+    let mut file = crate::export::HashedFile::create(path)?;
+    file.write_all(bytes)
+        .map_err(|e| crate::Error::io(path, e))?;
+    file.finish(dir, rows)
 }
 
 /// A number as SDMX-CSV writes it: integers without a fraction, others in the shortest form
@@ -200,8 +195,9 @@ pub fn sdmx_dimensions(d: &TableDoc) -> impl Iterator<Item = &DimDoc> {
     d.dimensions.iter()
 }
 
-/// A table's SDMX-CSV text and its number of observations.
-fn csv(plan: &Plan, d: &TableDoc, v2: bool) -> Result<(String, u64)> {
+/// Write a table's SDMX-CSV to `out`; its number of observations.
+fn csv(plan: &Plan, d: &TableDoc, v2: bool, out: &mut crate::export::HashedFile) -> Result<u64> {
+    let path = out.path().to_path_buf();
     let ctx = |what: &str| format!("SDMX-CSV of table {}: {what}", d.id);
     let f = &d.frame;
     let h = f.height();
@@ -247,7 +243,8 @@ fn csv(plan: &Plan, d: &TableDoc, v2: bool) -> Result<(String, u64)> {
     let unit = unit_measure(d).0;
     let mut w = csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
-        .from_writer(Vec::new());
+        .buffer_capacity(64 << 10)
+        .from_writer(out);
     let mut header: Vec<String> = if v2 {
         vec!["STRUCTURE".into(), "STRUCTURE_ID".into(), "ACTION".into()]
     } else {
@@ -271,12 +268,16 @@ fn csv(plan: &Plan, d: &TableDoc, v2: bool) -> Result<(String, u64)> {
     if d.survey {
         header.extend(SURVEY_ATTRIBUTES.iter().map(|(id, _, _)| id.to_string()));
     }
-    let fail = |e: csv::Error| crate::Error::Internal(ctx(&e.to_string()));
+    // Writing can fail only in the file (a full disk): said with its path.
+    let fail = |e: csv::Error| match e.into_kind() {
+        csv::ErrorKind::Io(e) => crate::Error::io(&path, e),
+        k => crate::Error::Internal(ctx(&format!("{k:?}"))),
+    };
     w.write_record(&header).map_err(fail)?;
     let mut written = 0u64;
     // A table's rows share a few periods: each converted once.
     let mut last_period: Option<(&str, String)> = None;
-    let field = |w: &mut csv::Writer<Vec<u8>>, x: &str| w.write_field(x).map_err(fail);
+    let field = |w: &mut csv::Writer<_>, x: &str| w.write_field(x).map_err(fail);
     for i in 0..h {
         let raw = time.get(i).unwrap_or_default();
         if last_period.as_ref().is_none_or(|(r, _)| *r != raw) {
@@ -308,11 +309,8 @@ fn csv(plan: &Plan, d: &TableDoc, v2: bool) -> Result<(String, u64)> {
         }
         w.write_record(None::<&[u8]>).map_err(fail)?;
     }
-    let bytes = w
-        .into_inner()
-        .map_err(|e| crate::Error::Internal(ctx(&e.to_string())))?;
-    let text = String::from_utf8(bytes).map_err(|e| crate::Error::Internal(ctx(&e.to_string())))?;
-    Ok((text, written))
+    w.flush().map_err(|e| crate::Error::io(&path, e))?;
+    Ok(written)
 }
 
 fn names(out: &mut String, indent: &str, l: &Labels) {
