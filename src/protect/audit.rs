@@ -582,8 +582,7 @@ impl LpView<'_> {
                 .push((terms.iter().map(|(v, c)| (*v, *c as f64)).collect(), rhs));
         }
         let objective = [(var[&(cell as u32)], 1.0)];
-        let max = lp.optimise(&objective, true).map_err(AuditError::Lp)?;
-        let min = lp.optimise(&objective, false).map_err(AuditError::Lp)?;
+        let (max, min) = lp.range(&objective).map_err(AuditError::Lp)?;
         for o in [&max, &min] {
             if o.point.len() == vars.len() {
                 seen(&vars, &o.point);

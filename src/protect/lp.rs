@@ -54,11 +54,40 @@ pub struct Optimum {
 impl Lp {
     /// Minimise (or maximise) `Σ objective · x`.
     pub fn optimise(&self, objective: &[(u32, f64)], maximise: bool) -> Result<Optimum, LpError> {
-        let n = self.vars;
-        let mut q = vec![0.0; n];
+        let mut solver = self.solver(&self.cost(objective, maximise))?;
+        solver.solve();
+        outcome(&solver, objective)
+    }
+
+    /// The greatest and the least value of `Σ objective · x`, in that order. One solver serves
+    /// both: the second solve only changes the cost vector, so the setup (equilibration, the
+    /// KKT system's ordering and symbolic factorisation) is done once. The scaling does not
+    /// depend on the costs of an LP (Clarabel scales costs only with a quadratic term), so
+    /// each answer is the one a solver set up for it alone gives.
+    pub fn range(&self, objective: &[(u32, f64)]) -> Result<(Optimum, Optimum), LpError> {
+        let mut solver = self.solver(&self.cost(objective, true))?;
+        solver.solve();
+        let max = outcome(&solver, objective)?;
+        let min_cost = self.cost(objective, false);
+        if solver.update_q(&min_cost).is_err() {
+            // Not expected (presolve and zero dropping are off): a solver of its own.
+            return Ok((max, self.optimise(objective, false)?));
+        }
+        solver.solve();
+        Ok((max, outcome(&solver, objective)?))
+    }
+
+    fn cost(&self, objective: &[(u32, f64)], maximise: bool) -> Vec<f64> {
+        let mut q = vec![0.0; self.vars];
         for &(v, c) in objective {
             q[v as usize] += if maximise { -c } else { c };
         }
+        q
+    }
+
+    /// The solver of this LP with costs `q`.
+    fn solver(&self, q: &[f64]) -> Result<DefaultSolver<f64>, LpError> {
+        let n = self.vars;
         // Rows: equalities (zero cone), then −(Σ a x) + s = −rhs for ≥ rows and −x + s = −lb
         // for bounds (non-negative cone).
         let bounded = self.lower.iter().filter(|l| l.is_finite()).count();
@@ -119,27 +148,34 @@ impl Lp {
             .verbose(false)
             .max_iter(MAX_ITERATIONS)
             .time_limit(f64::INFINITY)
+            // The second solve of `range` updates the costs, which Clarabel allows only on
+            // the problem as given (presolve would only drop infinite bounds: there are none).
+            .presolve_enable(false)
+            .input_sparse_dropzeros(false)
             .build()
             .map_err(|e| LpError::Failed(format!("solver settings: {e:?}")))?;
-        let mut solver = DefaultSolver::new(&p, &q, &a, &b, &cones, settings)
-            .map_err(|e| LpError::Failed(format!("solver setup: {e:?}")))?;
-        solver.solve();
-        let sol = &solver.solution;
-        match sol.status {
-            SolverStatus::Solved | SolverStatus::AlmostSolved => {
-                let obj: f64 = objective.iter().map(|(v, c)| c * sol.x[*v as usize]).sum();
-                Ok(Optimum {
-                    value: Some(obj),
-                    point: sol.x.clone(),
-                })
-            }
-            SolverStatus::DualInfeasible | SolverStatus::AlmostDualInfeasible => Ok(Optimum {
-                value: None,
-                point: Vec::new(),
-            }),
-            SolverStatus::MaxIterations => Err(LpError::Iterations(MAX_ITERATIONS)),
-            other => Err(LpError::Failed(format!("{other:?}"))),
+        DefaultSolver::new(&p, q, &a, &b, &cones, settings)
+            .map_err(|e| LpError::Failed(format!("solver setup: {e:?}")))
+    }
+}
+
+/// The answer of a solved LP.
+fn outcome(solver: &DefaultSolver<f64>, objective: &[(u32, f64)]) -> Result<Optimum, LpError> {
+    let sol = &solver.solution;
+    match sol.status {
+        SolverStatus::Solved | SolverStatus::AlmostSolved => {
+            let obj: f64 = objective.iter().map(|(v, c)| c * sol.x[*v as usize]).sum();
+            Ok(Optimum {
+                value: Some(obj),
+                point: sol.x.clone(),
+            })
         }
+        SolverStatus::DualInfeasible | SolverStatus::AlmostDualInfeasible => Ok(Optimum {
+            value: None,
+            point: Vec::new(),
+        }),
+        SolverStatus::MaxIterations => Err(LpError::Iterations(MAX_ITERATIONS)),
+        other => Err(LpError::Failed(format!("{other:?}"))),
     }
 }
 
@@ -182,5 +218,50 @@ mod tests {
             ge: vec![],
         };
         assert_eq!(free.optimise(&[(0, 1.0)], true).unwrap().value, None);
+    }
+
+    #[test]
+    fn one_solver_for_both_bounds_answers_as_two() {
+        // A 3 × 3 table with its margins published and its inner cells unknown:
+        // rows 4, 6, 5; columns 3, 7, 5. Cell (0, 0) lies in [0, 3].
+        let (rows, cols) = ([4.0, 6.0, 5.0], [3.0, 7.0, 5.0]);
+        let mut lp = Lp {
+            vars: 9,
+            lower: vec![0.0; 9],
+            ..Default::default()
+        };
+        for (i, r) in rows.iter().enumerate() {
+            lp.eq
+                .push(((0..3).map(|j| ((3 * i + j) as u32, 1.0)).collect(), *r));
+        }
+        for (j, c) in cols.iter().enumerate() {
+            lp.eq
+                .push(((0..3).map(|i| ((3 * i + j) as u32, 1.0)).collect(), *c));
+        }
+        for (cell, lo, hi) in [(0u32, 0.0, 3.0), (4, 0.0, 6.0), (8, 0.0, 5.0)] {
+            let objective = [(cell, 1.0)];
+            let (max, min) = lp.range(&objective).unwrap();
+            let (hi_alone, lo_alone) = (
+                lp.optimise(&objective, true).unwrap(),
+                lp.optimise(&objective, false).unwrap(),
+            );
+            let (got_hi, got_lo) = (max.value.unwrap(), min.value.unwrap());
+            assert!((got_hi - hi).abs() < 1e-6 && (got_lo - lo).abs() < 1e-6);
+            // The same answers, to the bit, as a solver of their own.
+            assert_eq!(got_hi.to_bits(), hi_alone.value.unwrap().to_bits());
+            assert_eq!(got_lo.to_bits(), lo_alone.value.unwrap().to_bits());
+            assert_eq!(min.point, lo_alone.point);
+            assert_eq!(max.point, hi_alone.point);
+        }
+        // Unbounded above, bounded below: both answered.
+        let free = Lp {
+            vars: 2,
+            lower: vec![0.0; 2],
+            eq: vec![(vec![(0, 1.0), (1, -1.0)], 0.0)],
+            ge: vec![],
+        };
+        let (max, min) = free.range(&[(0, 1.0)]).unwrap();
+        assert_eq!(max.value, None);
+        assert!(min.value.unwrap().abs() < 1e-6);
     }
 }
