@@ -136,7 +136,7 @@ fn table_doc_of(
                 .ctx(|| format!("reading {}", f.display()))?,
         );
     }
-    let mut frame = match frames.len() {
+    let frame = match frames.len() {
         0 => return Ok(None),
         _ => {
             let mut it = frames.into_iter();
@@ -148,7 +148,8 @@ fn table_doc_of(
             df
         }
     };
-    frame.rechunk_mut();
+    // Not rechunked: every reader of the frame walks it row by row, which chunks do not slow,
+    // and a copy of a 240,000-row table into fresh pages would.
     table_doc(plan, t, dir, &files, frame, protection).map(Some)
 }
 
@@ -183,14 +184,19 @@ fn table_doc(
     let mut dimensions = Vec::new();
     for d in &t.dimensions {
         let used: BTreeSet<String> = match frame.column(d).and_then(|c| c.str().cloned()) {
-            // Borrowed while deduplicated: one `String` per code, not per row.
-            Ok(s) => s
-                .iter()
-                .flatten()
-                .collect::<BTreeSet<&str>>()
-                .into_iter()
-                .map(str::to_string)
-                .collect(),
+            // Borrowed while deduplicated (one `String` per code, not per row), each row
+            // inserted into the small set of codes seen (collecting would sort every row).
+            Ok(s) => {
+                let mut seen: BTreeSet<&str> = BTreeSet::new();
+                let mut last = None;
+                for code in s.iter().flatten() {
+                    if last != Some(code) {
+                        seen.insert(code);
+                        last = Some(code);
+                    }
+                }
+                seen.into_iter().map(str::to_string).collect()
+            }
             Err(_) => BTreeSet::new(),
         };
         let mut dim = dimension(plan, source, d, &used);
