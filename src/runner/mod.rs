@@ -387,18 +387,28 @@ fn run_locked(
     let mut survey_tables: SurveyTables = BTreeMap::new();
     let mut reused_protection = Vec::new();
     let engine = opts.engine();
-    for src in &plan.sources {
+    // Sources are independent (each its own staging folders, files and partials): read side
+    // by side, their results taken in the plan's order, so the release, the logs and the
+    // first error reported are the same whatever the thread count. A source that fails does
+    // not stop the others already under way; its error is returned once they are done.
+    enum Pass {
+        Reused(Result<reuse::Reused>),
+        Ran(Result<source::SourcePass>, f64),
+    }
+    let passes = crate::parallel::map(plan.sources.iter().collect(), |src| {
         let t0 = Instant::now();
         if let (Some(prev), Some(report)) = (previous.as_ref(), reusable.get(src.id.as_str())) {
-            let taken = reuse_source(plan, src, prev, report, &current_dir, &staging)?;
-            outputs.extend(taken.outputs);
-            reused_protection.extend(taken.protection);
-            placement.extend(taken.periods);
-            sources.push(taken.report);
-            continue;
+            return Pass::Reused(reuse_source(
+                plan,
+                src,
+                prev,
+                report,
+                &current_dir,
+                &staging,
+            ));
         }
         let identity = identities.get(&src.id).map_or(&[][..], Vec::as_slice);
-        match run_source(
+        let pass = run_source(
             plan,
             src,
             identity,
@@ -406,7 +416,28 @@ fn run_locked(
             &staging,
             opts,
             secret.as_ref(),
-        ) {
+        );
+        Pass::Ran(pass, t0.elapsed().as_secs_f64())
+    });
+    for (src, pass) in plan.sources.iter().zip(passes) {
+        let (pass, took) = match pass {
+            Pass::Reused(taken) => {
+                let taken = match taken {
+                    Ok(t) => t,
+                    Err(e) => {
+                        let _ = std::fs::remove_dir_all(&staging);
+                        return Err(e);
+                    }
+                };
+                outputs.extend(taken.outputs);
+                reused_protection.extend(taken.protection);
+                placement.extend(taken.periods);
+                sources.push(taken.report);
+                continue;
+            }
+            Pass::Ran(pass, took) => (pass, took),
+        };
+        match pass {
             Ok(pass) => {
                 let mut report = pass.report;
                 let outs = pass.outputs;
@@ -416,7 +447,7 @@ fn run_locked(
                 if let Some(took) = pass.engine_seconds {
                     seconds.insert(format!("engine:{}", src.id), took);
                 }
-                report.seconds = (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+                report.seconds = (took * 1000.0).round() / 1000.0;
                 report.input_key = keys.get(&src.id).cloned().unwrap_or_default();
                 seconds.insert(format!("source:{}", src.id), report.seconds);
                 if let Some(r) = tolerance(&report, src, &Out(out).failed(&run_id)) {

@@ -502,7 +502,6 @@ pub(super) fn run_tables(
     };
     // Tables outside any protected group (restricted only), and survey tables (their
     // estimates, for their group).
-    let mut survey_frames: BTreeMap<String, polars::prelude::DataFrame> = BTreeMap::new();
     let todo: Vec<&crate::spec::TableSpec> = plan
         .tables
         .iter()
@@ -521,36 +520,22 @@ pub(super) fn run_tables(
         .filter(|t| !partial_tables.contains_key(&t.id) && !survey_tables.contains_key(&t.id))
         .collect();
     let persons = person_splits(plan, &built, secret);
-    let bar = super::stage(progress, "tables", todo.len() as u64);
-    for (step, table) in todo.into_iter().enumerate() {
-        bar.set_position(step as u64);
-        crate::interrupt::check()?;
-        let t0 = Instant::now();
-        let partial = match survey_tables.remove(&table.id) {
-            Some((info, p)) => Partial::Survey(info, Box::new(p)),
-            None => partial_tables
-                .remove(&table.id)
-                .map_or(Partial::None, Partial::Cells),
-        };
-        match build_table(cx, table, inputs_of(&table.source), partial, &persons) {
-            Ok((files, tables, outside)) => {
-                outputs.extend(files);
-                placement.insert(table.id.clone(), table_periods(plan, table, outside));
-                if table.kind.is_survey()
-                    && let Some(t) = tables.into_iter().next()
-                {
-                    survey_frames.insert(table.id.clone(), t.frame);
-                }
-            }
-            Err(e) => return Err(e),
-        }
-        let took = (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
-        seconds.insert(format!("table:{}", table.id), took);
-    }
-    bar.finish();
+    // Each table outside a group with what was counted of it in the pass.
+    let todo: Vec<(&crate::spec::TableSpec, Partial)> = todo
+        .into_iter()
+        .map(|table| {
+            let partial = match survey_tables.remove(&table.id) {
+                Some((info, p)) => Partial::Survey(info, Box::new(p)),
+                None => partial_tables
+                    .remove(&table.id)
+                    .map_or(Partial::None, Partial::Cells),
+            };
+            (table, partial)
+        })
+        .collect();
     let groups: Vec<&crate::spec::GroupSpec> =
         plan.groups.iter().filter(|g| !reused(&g.source)).collect();
-    let bar = super::stage(progress, "protection", groups.len() as u64);
+    let group_bar = super::stage(progress, "protection", groups.len() as u64);
     let finished = std::sync::atomic::AtomicU64::new(0);
     // One group: (what it left, or why not; its seconds).
     let run_group = |group: &crate::spec::GroupSpec,
@@ -572,34 +557,93 @@ pub(super) fn run_tables(
         };
         let r = crate::interrupt::check().and_then(|()| protect_group(&ctx, group, union, frames));
         let step = finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        bar.set_position(step);
+        group_bar.set_position(step);
         let took = (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
         tracing::info!(group = %group.id, seconds = took, "tables protected");
         (r, took)
     };
-    // Survey groups take their members' estimates from `survey_frames`: one after the other.
-    // Count groups are independent problems (their own cells, ledgers and files): side by
-    // side. The results are merged in the plan's group order, so the release is the same
-    // whatever the thread count.
-    let mut jobs: Vec<(&crate::spec::GroupSpec, Option<PeriodCells>)> = groups
-        .into_iter()
-        .map(|g| (g, partial_tables.remove(&g.union.id)))
+    let jobs: Vec<(usize, &crate::spec::GroupSpec, Option<PeriodCells>)> = groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (i, *g, partial_tables.remove(&g.union.id)))
         .collect();
-    let mut results: Vec<Option<(Result<GroupDone>, f64)>> = jobs.iter().map(|_| None).collect();
-    for (i, (group, union)) in jobs.iter_mut().enumerate() {
-        if group.survey {
-            results[i] = Some(run_group(group, union.take(), &mut survey_frames));
-        }
+    let (survey_jobs, count_jobs): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|j| j.1.survey);
+    // Two lanes side by side: the tables outside any group then the survey groups (which take
+    // those tables' estimates, one group after the other); and the count groups (independent
+    // problems: their own cells, ledgers and files), side by side. Everything is merged in the
+    // plan's order below, so the release is the same whatever the thread count.
+    enum Lane<'p> {
+        Tables(
+            Vec<(&'p crate::spec::TableSpec, Partial)>,
+            Vec<(usize, &'p crate::spec::GroupSpec, Option<PeriodCells>)>,
+        ),
+        Counts(Vec<(usize, &'p crate::spec::GroupSpec, Option<PeriodCells>)>),
     }
-    {
-        let counted: Vec<(usize, (Result<GroupDone>, f64))> = crate::parallel::map(
-            jobs.into_iter()
-                .enumerate()
-                .filter(|(_, (g, _))| !g.survey)
-                .collect(),
-            |(i, (g, union))| (i, run_group(g, union, &mut BTreeMap::new())),
-        );
-        for (i, r) in counted {
+    /// A table outside the groups, built: its outputs, periods and seconds.
+    type Built = (String, Vec<OutputFile>, TablePeriods, f64);
+    enum LaneDone {
+        Tables(Result<Vec<Built>>, Vec<(usize, (Result<GroupDone>, f64))>),
+        Counts(Vec<(usize, (Result<GroupDone>, f64))>),
+    }
+    let lanes = crate::parallel::map(
+        vec![Lane::Tables(todo, survey_jobs), Lane::Counts(count_jobs)],
+        |lane| match lane {
+            Lane::Tables(todo, survey_jobs) => {
+                let mut survey_frames: BTreeMap<String, polars::prelude::DataFrame> =
+                    BTreeMap::new();
+                let bar = super::stage(progress, "tables", todo.len() as u64);
+                let mut built = Vec::new();
+                for (step, (table, partial)) in todo.into_iter().enumerate() {
+                    bar.set_position(step as u64);
+                    if let Err(e) = crate::interrupt::check() {
+                        return LaneDone::Tables(Err(e), Vec::new());
+                    }
+                    let t0 = Instant::now();
+                    match build_table(cx, table, inputs_of(&table.source), partial, &persons) {
+                        Ok((files, tables, outside)) => {
+                            if table.kind.is_survey()
+                                && let Some(t) = tables.into_iter().next()
+                            {
+                                survey_frames.insert(table.id.clone(), t.frame);
+                            }
+                            let took = (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+                            built.push((
+                                table.id.clone(),
+                                files,
+                                table_periods(plan, table, outside),
+                                took,
+                            ));
+                        }
+                        Err(e) => return LaneDone::Tables(Err(e), Vec::new()),
+                    }
+                }
+                bar.finish();
+                // Survey groups take their members' estimates from `survey_frames`.
+                let surveyed = survey_jobs
+                    .into_iter()
+                    .map(|(i, g, union)| (i, run_group(g, union, &mut survey_frames)))
+                    .collect();
+                LaneDone::Tables(Ok(built), surveyed)
+            }
+            Lane::Counts(jobs) => LaneDone::Counts(crate::parallel::map(jobs, |(i, g, union)| {
+                (i, run_group(g, union, &mut BTreeMap::new()))
+            })),
+        },
+    );
+    let mut results: Vec<Option<(Result<GroupDone>, f64)>> = groups.iter().map(|_| None).collect();
+    for lane in lanes {
+        let done = match lane {
+            LaneDone::Tables(built, surveyed) => {
+                for (id, files, periods, took) in built? {
+                    outputs.extend(files);
+                    placement.insert(id.clone(), periods);
+                    seconds.insert(format!("table:{id}"), took);
+                }
+                surveyed
+            }
+            LaneDone::Counts(counted) => counted,
+        };
+        for (i, r) in done {
             results[i] = Some(r);
         }
     }
@@ -646,6 +690,6 @@ pub(super) fn run_tables(
         }
         seconds.insert(format!("group:{}", group.id), took);
     }
-    bar.finish();
+    group_bar.finish();
     Ok(done)
 }
