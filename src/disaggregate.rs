@@ -1772,12 +1772,16 @@ fn to_frame(table: &TableSpec, period: &RefPeriod, cells: &Cells) -> Result<Data
 /// The columns every published table starts with — `table_id`, `source_id`, `unit`,
 /// `ref_period` (the period in SDMX form, see [`RefPeriod::column`]), then one column per
 /// dimension — for the given cells, in order.
-pub fn cell_columns<'a>(
+pub fn cell_columns<'a, K, S>(
     table: &TableSpec,
     period: &RefPeriod,
     unit: &str,
-    keys: impl ExactSizeIterator<Item = &'a Vec<String>> + Clone,
-) -> Vec<Column> {
+    keys: impl ExactSizeIterator<Item = &'a K> + Clone,
+) -> Vec<Column>
+where
+    K: AsRef<[S]> + 'a,
+    S: AsRef<str>,
+{
     let h = keys.len();
     let period = period.column();
     let text =
@@ -1789,7 +1793,7 @@ pub fn cell_columns<'a>(
         text("ref_period", &period),
     ];
     for (i, d) in table.dimensions.iter().enumerate() {
-        let v: Vec<&str> = keys.clone().map(|k| k[i].as_str()).collect();
+        let v: Vec<&str> = keys.clone().map(|k| k.as_ref()[i].as_ref()).collect();
         columns.push(Column::new(d.as_str().into(), v));
     }
     columns

@@ -94,7 +94,7 @@ impl Ledger {
     pub fn frame(&self, dims: &[String]) -> Result<DataFrame> {
         let mut vintage = Vec::new();
         let mut level = Vec::new();
-        let mut codes: Vec<Vec<String>> = vec![Vec::new(); dims.len()];
+        let mut codes: Vec<Vec<&str>> = vec![Vec::new(); dims.len()];
         let mut truth = Vec::new();
         let mut published = Vec::new();
         let mut conf = Vec::new();
@@ -104,7 +104,7 @@ impl Ledger {
                 vintage.push(v.number);
                 level.push("cell");
                 for (j, code) in k.iter().enumerate() {
-                    codes[j].push(code.clone());
+                    codes[j].push(code.as_str());
                 }
                 truth.push(*t);
                 published.push(*p);
@@ -115,7 +115,7 @@ impl Ledger {
                 vintage.push(v.number);
                 level.push("row");
                 for (j, code) in k.iter().enumerate() {
-                    codes[j].push(code.clone());
+                    codes[j].push(code.as_str());
                 }
                 truth.push(*t);
                 published.push(*p);

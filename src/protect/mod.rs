@@ -255,10 +255,15 @@ pub fn protect_group(plan: &Plan, input: GroupInput<'_>) -> Result<GroupOutcome>
         m.dedup();
         m
     };
-    let finest: BTreeMap<Vec<String>, u64> =
-        input.finest.iter().map(|(k, t)| (k.clone(), t.n)).collect();
+    // The finest cells by reference (cloning every key per period was a tenth of the sample's
+    // protection time).
+    let finest: Vec<(&[String], u64)> = input
+        .finest
+        .iter()
+        .map(|(k, t)| (k.as_slice(), t.n))
+        .collect();
     // A declared hierarchy the data break rejects the group before anything is computed.
-    let keys: Vec<Vec<String>> = finest.keys().cloned().collect();
+    let keys: Vec<&[String]> = finest.iter().map(|(k, _)| *k).collect();
     let nesting = check_hierarchies(union, &keys);
     if !nesting.is_empty() {
         return Err(Error::Rejected(vec![crate::error::Rejection::new(
@@ -270,17 +275,14 @@ pub fn protect_group(plan: &Plan, input: GroupInput<'_>) -> Result<GroupOutcome>
             ),
         )]));
     }
-    let key_sums: BTreeMap<&Vec<String>, u32> =
-        input.finest.iter().map(|(k, t)| (k, t.key)).collect();
     let latest = input.previous.and_then(|l| l.vintages.last());
-    let frame_extra: Vec<Vec<String>> = latest
-        .map(|v| v.rows.keys().cloned().collect())
-        .unwrap_or_default();
-    let frame_extra: Vec<Vec<String>> = frame_extra
+    let frame_extra: Vec<&[String]> = latest
         .into_iter()
-        .chain(input.series_frame.iter().cloned())
+        .flat_map(|v| v.rows.keys())
+        .chain(input.series_frame.iter())
+        .map(Vec::as_slice)
         .collect();
-    let p = Problem::new(
+    let p = Problem::of_cells(
         union.dimensions.clone(),
         &finest,
         &hierarchies,
@@ -438,7 +440,7 @@ pub fn protect_group(plan: &Plan, input: GroupInput<'_>) -> Result<GroupOutcome>
             }
             let keys: Vec<u32> = row_names
                 .iter()
-                .map(|k| key_sums.get(k).copied().unwrap_or(0))
+                .map(|k| input.finest.get(k).map_or(0, |t| t.key))
                 .collect();
             let scope = format!("{}|{}", group.id, input.period.key());
             let mut rows = noise::perturb_rows(&p, &noise, &keys, input.secret, &scope);
@@ -491,13 +493,14 @@ pub fn protect_group(plan: &Plan, input: GroupInput<'_>) -> Result<GroupOutcome>
     for (t, tm) in members.iter().zip(&masks) {
         // The member's cells by their codes (each projected once), the first union cell of
         // each code combination kept.
-        let mut keyed: Vec<(Vec<String>, usize)> = (0..p.cells.len())
+        let at = positions(union, t);
+        let mut keyed: Vec<(Vec<&str>, usize)> = (0..p.cells.len())
             .filter(|c| tm.contains(&mask_of(&p.cells[*c])))
-            .map(|c| (project(&cell_names[c], union, t), c))
+            .map(|c| (project(&cell_names[c], &at), c))
             .collect();
         keyed.sort_unstable();
         keyed.dedup_by(|a, b| a.0 == b.0);
-        let (keys, cells): (Vec<Vec<String>>, Vec<usize>) = keyed.into_iter().unzip();
+        let (keys, cells): (Vec<Vec<&str>>, Vec<usize>) = keyed.into_iter().unzip();
         // The manifest names the first failures and counts the rest (a table can fail on
         // thousands of cells; the restricted audit table has every cell's interval).
         let mut member_failures: Vec<String> =
@@ -625,16 +628,18 @@ pub fn protect_group(plan: &Plan, input: GroupInput<'_>) -> Result<GroupOutcome>
         number: vintage,
         ..Default::default()
     };
-    for c in (0..p.cells.len()).filter(|c| p.visible[*c]) {
-        v.cells.insert(
-            cell_names[c].clone(),
-            (p.values[c], published[c], status[c], rule[c]),
-        );
-    }
-    for r in 0..p.rows.len() {
-        v.rows
-            .insert(row_names[r].clone(), (p.row_values[r], row_published[r]));
-    }
+    // The names move into the ledger (collected: sorted once, not inserted one by one).
+    v.cells = cell_names
+        .into_iter()
+        .enumerate()
+        .filter(|(c, _)| p.visible[*c])
+        .map(|(c, name)| (name, (p.values[c], published[c], status[c], rule[c])))
+        .collect();
+    v.rows = row_names
+        .into_iter()
+        .enumerate()
+        .map(|(r, name)| (name, (p.row_values[r], row_published[r])))
+        .collect();
     ledger.vintages.push(v);
     Ok(GroupOutcome { tables, ledger })
 }
@@ -700,16 +705,18 @@ fn to_union(key: &[String], t: &TableSpec, union: &TableSpec) -> Vec<String> {
 }
 
 /// A union cell's codes on a member's dimensions.
-fn project(key: &[String], union: &TableSpec, t: &TableSpec) -> Vec<String> {
+/// `at`: per member dimension, its position among the union's (see [`positions`]).
+fn project<'k>(key: &'k [String], at: &[Option<usize>]) -> Vec<&'k str> {
+    at.iter()
+        .map(|i| i.map_or(TOTAL, |i| key[i].as_str()))
+        .collect()
+}
+
+/// Per dimension of `t`, its position among the union's dimensions.
+fn positions(union: &TableSpec, t: &TableSpec) -> Vec<Option<usize>> {
     t.dimensions
         .iter()
-        .map(|d| {
-            union
-                .dimensions
-                .iter()
-                .position(|x| x == d)
-                .map_or_else(|| TOTAL.to_string(), |i| key[i].clone())
-        })
+        .map(|d| union.dimensions.iter().position(|x| x == d))
         .collect()
 }
 
@@ -752,7 +759,7 @@ fn count_frames(
     provisional: bool,
     t: &TableSpec,
     cells: &[usize],
-    keys: &[Vec<String>],
+    keys: &[Vec<&str>],
     p: &Problem,
     published: &[Option<u64>],
     status: &[Conf],
@@ -1008,7 +1015,7 @@ fn survey_frames(
 
 /// Declared hierarchies that the data break: one message per child code found under more
 /// than one parent code.
-pub fn check_hierarchies(table: &TableSpec, keys: &[Vec<String>]) -> Vec<String> {
+pub fn check_hierarchies<K: AsRef<[String]>>(table: &TableSpec, keys: &[K]) -> Vec<String> {
     let mut out = Vec::new();
     for (child, parent) in &table.hierarchies {
         let pos = |d: &str| table.dimensions.iter().position(|x| x == d);
@@ -1017,6 +1024,7 @@ pub fn check_hierarchies(table: &TableSpec, keys: &[Vec<String>]) -> Vec<String>
         };
         let mut parents: BTreeMap<&str, BTreeSet<&str>> = Default::default();
         for k in keys {
+            let k = k.as_ref();
             if k[c] != TOTAL && k[p] != TOTAL {
                 parents.entry(&k[c]).or_default().insert(&k[p]);
             }

@@ -67,14 +67,30 @@ impl Problem {
         dims: Vec<String>,
         finest: &BTreeMap<Vec<String>, u64>,
         hierarchies: &[(usize, usize)],
-        frame_extra: &[Vec<String>],
+        frame_extra: &[&[String]],
+        masks: &[u32],
+    ) -> Result<Self> {
+        let cells: Vec<(&[String], u64)> = finest.iter().map(|(k, v)| (k.as_slice(), *v)).collect();
+        Self::of_cells(dims, &cells, hierarchies, frame_extra, masks)
+    }
+
+    /// [`Problem::new`] of finest cells given by reference (each key once).
+    pub fn of_cells(
+        dims: Vec<String>,
+        finest: &[(&[String], u64)],
+        hierarchies: &[(usize, usize)],
+        frame_extra: &[&[String]],
         masks: &[u32],
     ) -> Result<Self> {
         let d = dims.len();
         let mut code_sets: Vec<BTreeSet<&str>> = vec![BTreeSet::new(); d];
         // child dimension → child code → parent code
         let mut nest: Vec<BTreeMap<&str, &str>> = vec![BTreeMap::new(); d];
-        for key in finest.keys().chain(frame_extra.iter()) {
+        for key in finest
+            .iter()
+            .map(|(k, _)| *k)
+            .chain(frame_extra.iter().copied())
+        {
             if key.len() != d {
                 return Err(Error::Internal(format!(
                     "protection problem: a cell has {} codes for {d} dimensions",
@@ -147,7 +163,7 @@ impl Problem {
                 .enumerate()
                 .map(|(i, r)| (r.as_slice(), i))
                 .collect();
-            for (key, v) in finest {
+            for &(key, v) in finest {
                 let ids: Vec<u32> = key
                     .iter()
                     .enumerate()
