@@ -573,14 +573,8 @@ impl DesignPartial {
             }
             strata.push(Stage { n, f, mult });
         }
-        let list = |v: &[String]| {
-            v.iter()
-                .take(5)
-                .map(|s| crate::error::quote(s.as_str()))
-                .collect::<Vec<_>>()
-                .join(", ")
-                + if v.len() > 5 { ", …" } else { "" }
-        };
+        // Each code quoted and capped, at most `LIST_MAX` of them with a count of the rest.
+        let list = |v: &[String]| crate::error::quote_list(v.iter().map(String::as_str));
         if design.replicates.is_none() && !lonely.is_empty() && design.lonely_psu == LonelyPsu::Fail
         {
             return Err(reject(format!(
