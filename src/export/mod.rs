@@ -314,20 +314,28 @@ pub fn documents(
     let mut out = sdmx::write(plan, dir, &docs, previous.as_deref())?;
     // Reference metadata (SIMS), also the codebook's last section.
     let reports = sims::reports(plan, manifest, &docs);
-    // The codebook and the report in each publication language, the first as the plain names.
-    for (i, &lang) in plan.languages.iter().enumerate() {
-        let release = crate::layout::Release(dir);
-        let (codebook, report) = match i {
-            0 => (release.codebook(), release.report()),
-            _ => (
-                release.codebook_in(lang.code()),
-                release.report_in(lang.code()),
-            ),
-        };
-        let md = codebook::markdown(plan, manifest, &docs, lang) + &sims::markdown(&reports, lang);
-        out.push(sdmx::write_file(dir, &codebook, md.as_bytes(), 0)?);
-        let page = report::html(plan, manifest, &docs, history, lang);
-        out.push(sdmx::write_file(dir, &report, page.as_bytes(), 0)?);
+    // The codebook and the report in each publication language, the first as the plain names;
+    // the languages side by side, listed in the plan's order.
+    let written = crate::parallel::map(
+        plan.languages.iter().copied().enumerate().collect(),
+        |(i, lang)| -> Result<[OutputFile; 2]> {
+            let release = crate::layout::Release(dir);
+            let (codebook, report) = match i {
+                0 => (release.codebook(), release.report()),
+                _ => (
+                    release.codebook_in(lang.code()),
+                    release.report_in(lang.code()),
+                ),
+            };
+            let md =
+                codebook::markdown(plan, manifest, &docs, lang) + &sims::markdown(&reports, lang);
+            let md = sdmx::write_file(dir, &codebook, md.as_bytes(), 0)?;
+            let page = report::html(plan, manifest, &docs, history, lang);
+            Ok([md, sdmx::write_file(dir, &report, page.as_bytes(), 0)?])
+        },
+    );
+    for files in written {
+        out.extend(files?);
     }
     // Reference metadata (SIMS): JSON and an SDMX generic metadata set.
     let sims_json = serde_json::to_string_pretty(&sims::json(plan, &reports))
