@@ -169,6 +169,11 @@ fn new_run_id(plan: &Plan) -> String {
 /// under `out/failed/<run-id>/` and `current` stays where it was. When nothing changed since the
 /// current release, nothing is recomputed: the current manifest comes back with status
 /// `up_to_date`. Errors are I/O, polars or internal ones.
+/// Sources whose deliveries add up to at least this many bytes are read one at a time (beside
+/// the smaller ones, read side by side): a source's memory grows with its rows (its key set),
+/// and two large ones at once would add up. 16 MiB of CSV is about 200,000 records.
+pub const SIDE_BY_SIDE_BYTES: u64 = 16 << 20;
+
 pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Manifest> {
     let started = chrono::Utc::now();
     let run_id = new_run_id(plan);
@@ -387,15 +392,17 @@ fn run_locked(
     let mut survey_tables: SurveyTables = BTreeMap::new();
     let mut reused_protection = Vec::new();
     let engine = opts.engine();
-    // Sources are independent (each its own staging folders, files and partials): read side
-    // by side, their results taken in the plan's order, so the release, the logs and the
-    // first error reported are the same whatever the thread count. A source that fails does
-    // not stop the others already under way; its error is returned once they are done.
+    // Sources are independent (each its own staging folders, files and partials): the small
+    // ones are read side by side, beside the large ones read one at a time (their key sets
+    // and chunk buffers would add up: see [`SIDE_BY_SIDE_BYTES`]). Their results are taken in
+    // the plan's order, so the release, the logs and the first error reported are the same
+    // whatever the thread count. A source that fails does not stop the others already under
+    // way; its error is returned once they are done.
     enum Pass {
         Reused(Result<reuse::Reused>),
         Ran(Result<source::SourcePass>, f64),
     }
-    let passes = crate::parallel::map(plan.sources.iter().collect(), |src| {
+    let pass_of = |src: &SourcePlan| {
         let t0 = Instant::now();
         if let (Some(prev), Some(report)) = (previous.as_ref(), reusable.get(src.id.as_str())) {
             return Pass::Reused(reuse_source(
@@ -418,8 +425,34 @@ fn run_locked(
             secret.as_ref(),
         );
         Pass::Ran(pass, t0.elapsed().as_secs_f64())
-    });
+    };
+    let bytes = |src: &SourcePlan| -> u64 {
+        identities
+            .get(&src.id)
+            .map_or(0, |files| files.iter().map(|(b, _)| *b).sum())
+    };
+    let (large, small): (Vec<usize>, Vec<usize>) =
+        (0..plan.sources.len()).partition(|i| bytes(&plan.sources[*i]) >= SIDE_BY_SIDE_BYTES);
+    let lanes = crate::parallel::map(
+        vec![(large, false), (small, true)],
+        |(lane, side_by_side)| {
+            if side_by_side {
+                crate::parallel::map(lane, |i| (i, pass_of(&plan.sources[i])))
+            } else {
+                lane.into_iter()
+                    .map(|i| (i, pass_of(&plan.sources[i])))
+                    .collect()
+            }
+        },
+    );
+    let mut passes: Vec<Option<Pass>> = plan.sources.iter().map(|_| None).collect();
+    for (i, pass) in lanes.into_iter().flatten() {
+        passes[i] = Some(pass);
+    }
     for (src, pass) in plan.sources.iter().zip(passes) {
+        let Some(pass) = pass else {
+            return Err(Error::Internal(format!("source {}: not read", src.id)));
+        };
         let (pass, took) = match pass {
             Pass::Reused(taken) => {
                 let taken = match taken {
