@@ -161,6 +161,11 @@ fn new_run_id(plan: &Plan) -> String {
     )
 }
 
+/// Sources whose deliveries add up to at least this many bytes are read one at a time (beside
+/// the smaller ones, read side by side): a source's memory grows with its rows (its key set),
+/// and two large ones at once would add up. 16 MiB of CSV is about 200,000 records.
+pub const SIDE_BY_SIDE_BYTES: u64 = 16 << 20;
+
 /// Run the plan into the output directory `opts.out_dir` (see [`crate::release`] for its
 /// layout). Takes the directory's lock (or fails with [`Error::Locked`]), cleans what a killed
 /// run left, and records the run in the history whatever its outcome. When every source is
@@ -169,11 +174,6 @@ fn new_run_id(plan: &Plan) -> String {
 /// under `out/failed/<run-id>/` and `current` stays where it was. When nothing changed since the
 /// current release, nothing is recomputed: the current manifest comes back with status
 /// `up_to_date`. Errors are I/O, polars or internal ones.
-/// Sources whose deliveries add up to at least this many bytes are read one at a time (beside
-/// the smaller ones, read side by side): a source's memory grows with its rows (its key set),
-/// and two large ones at once would add up. 16 MiB of CSV is about 200,000 records.
-pub const SIDE_BY_SIDE_BYTES: u64 = 16 << 20;
-
 pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Manifest> {
     let started = chrono::Utc::now();
     let run_id = new_run_id(plan);
